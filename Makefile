@@ -1,0 +1,48 @@
+# Esper: `make demo` and `make test` set everything up and run.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-all demo proto proto-check lint bench wheel clean
+
+setup:
+	@bash tools/setup.sh
+
+test: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	@bash tools/demo.sh
+
+proto: setup
+	$(BIN)/buf generate
+
+proto-check: setup
+	$(BIN)/buf format --diff --exit-code
+	$(BIN)/buf lint
+	bash tools/proto_breaking.sh
+	$(MAKE) --no-print-directory proto
+	@changed="$$(git status --porcelain -- generated/)"; \
+	if [ -n "$$changed" ]; then \
+	  echo "proto-check: generated/ is stale; run 'make proto' and commit:"; echo "$$changed"; exit 1; \
+	fi
+	@echo "proto-check: contracts lint-clean, non-breaking, generated code fresh"
+
+lint: setup
+	$(BIN)/ruff check server clients tests bench tools
+	$(BIN)/mypy server clients
+
+bench: setup
+	$(PY) bench/leyline_bench.py
+
+wheel: setup
+	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .
+
+clean:
+	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache

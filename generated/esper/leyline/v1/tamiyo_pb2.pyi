@@ -1,0 +1,148 @@
+from esper.leyline.v1 import control_pb2 as _control_pb2
+from esper.leyline.v1 import telemetry_pb2 as _telemetry_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StepRequest(_message.Message):
+    __slots__ = ("packet", "seed_layout", "telemetry")
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    SEED_LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_FIELD_NUMBER: _ClassVar[int]
+    packet: _telemetry_pb2.SystemStatePacket
+    seed_layout: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedDescriptor]
+    telemetry: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedTelemetry]
+    def __init__(self, packet: _Optional[_Union[_telemetry_pb2.SystemStatePacket, _Mapping]] = ..., seed_layout: _Optional[_Iterable[_Union[_telemetry_pb2.SeedDescriptor, _Mapping]]] = ..., telemetry: _Optional[_Iterable[_Union[_telemetry_pb2.SeedTelemetry, _Mapping]]] = ...) -> None: ...
+
+class StepResponse(_message.Message):
+    __slots__ = ("commands", "signal", "decisions")
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[_control_pb2.AdaptationCommand]
+    signal: _control_pb2.AdaptationSignal
+    decisions: _containers.RepeatedCompositeFieldContainer[_control_pb2.AdaptationDecision]
+    def __init__(self, commands: _Optional[_Iterable[_Union[_control_pb2.AdaptationCommand, _Mapping]]] = ..., signal: _Optional[_Union[_control_pb2.AdaptationSignal, _Mapping]] = ..., decisions: _Optional[_Iterable[_Union[_control_pb2.AdaptationDecision, _Mapping]]] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("policy_id", "current_epoch", "validation_accuracy", "active_adaptations", "conservative_mode", "tracked_runs")
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_ADAPTATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONSERVATIVE_MODE_FIELD_NUMBER: _ClassVar[int]
+    TRACKED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    current_epoch: int
+    validation_accuracy: float
+    active_adaptations: int
+    conservative_mode: bool
+    tracked_runs: int
+    def __init__(self, policy_id: _Optional[str] = ..., current_epoch: _Optional[int] = ..., validation_accuracy: _Optional[float] = ..., active_adaptations: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., tracked_runs: _Optional[int] = ...) -> None: ...
+
+class LoadPolicyRequest(_message.Message):
+    __slots__ = ("policy_id",)
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    def __init__(self, policy_id: _Optional[str] = ...) -> None: ...
+
+class LoadPolicyResponse(_message.Message):
+    __slots__ = ("policy_id",)
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    def __init__(self, policy_id: _Optional[str] = ...) -> None: ...
+
+class TamiyoControllerState(_message.Message):
+    __slots__ = ("run_id", "best_val_accuracy", "epochs_since_improvement", "last_epoch", "embargo_until", "pre_metric", "germination_epoch", "germination_command", "commands_issued", "conservative_mode", "eval_gain")
+    class EmbargoUntilEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class PreMetricEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class GerminationEpochEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class GerminationCommandEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class EvalGainEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    BEST_VAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_SINCE_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
+    LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EMBARGO_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PRE_METRIC_FIELD_NUMBER: _ClassVar[int]
+    GERMINATION_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    GERMINATION_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_ISSUED_FIELD_NUMBER: _ClassVar[int]
+    CONSERVATIVE_MODE_FIELD_NUMBER: _ClassVar[int]
+    EVAL_GAIN_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    best_val_accuracy: float
+    epochs_since_improvement: int
+    last_epoch: int
+    embargo_until: _containers.ScalarMap[str, int]
+    pre_metric: _containers.ScalarMap[str, float]
+    germination_epoch: _containers.ScalarMap[str, int]
+    germination_command: _containers.ScalarMap[str, str]
+    commands_issued: int
+    conservative_mode: bool
+    eval_gain: _containers.ScalarMap[str, float]
+    def __init__(self, run_id: _Optional[str] = ..., best_val_accuracy: _Optional[float] = ..., epochs_since_improvement: _Optional[int] = ..., last_epoch: _Optional[int] = ..., embargo_until: _Optional[_Mapping[str, int]] = ..., pre_metric: _Optional[_Mapping[str, float]] = ..., germination_epoch: _Optional[_Mapping[str, int]] = ..., germination_command: _Optional[_Mapping[str, str]] = ..., commands_issued: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., eval_gain: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ExportControllerStateRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class ExportControllerStateResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: TamiyoControllerState
+    def __init__(self, state: _Optional[_Union[TamiyoControllerState, _Mapping]] = ...) -> None: ...
+
+class RestoreControllerStateRequest(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: TamiyoControllerState
+    def __init__(self, state: _Optional[_Union[TamiyoControllerState, _Mapping]] = ...) -> None: ...
+
+class RestoreControllerStateResponse(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...

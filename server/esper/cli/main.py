@@ -1,0 +1,58 @@
+"""`esper` entry point: one CLI whose command groups live in sibling modules.
+
+Each command module exposes `register(subparsers)`, adding its sub-commands with
+`set_defaults(handler=...)`; a handler takes the parsed arguments and returns an
+exit code. Errors are printed as one line naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from esper.errors import EsperError
+
+# Command modules, in help order. A module adds its commands in `register`.
+COMMAND_MODULES = (
+    "esper.cli.serve",
+)
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong; the message names it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esper", description="Esper: morphogenetic training.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        parser.exit(2, f"esper {args.command}: error: {exc}\n")
+    except EsperError as exc:
+        print(f"esper {args.command}: {exc.code} ({exc.reason}): {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""Shared pytest configuration. Fixture modules live in tests/fixtures/."""
+
+pytest_plugins: list[str] = [
+]

@@ -25,7 +25,7 @@ class SeedFeatures:
     """One seed's features as a policy reads them back from a packet."""
 
     seed_id: str
-    stage: lifecycle_pb2.SeedStage.ValueType
+    stage: lifecycle_pb2.SeedStage
     alpha: float
     chunk_variance: float
     dead_node_ratio: float

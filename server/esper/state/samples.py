@@ -14,7 +14,7 @@ from esper.state.packet import SCHEMA_VERSION, pack_system_state
 
 
 def sample_seed_telemetry(count: int, rng: random.Random) -> list[telemetry_pb2.SeedTelemetry]:
-    stages = [s for s in lifecycle_pb2.SeedStage.values() if s != lifecycle_pb2.SEED_STAGE_UNSPECIFIED]
+    stages = [name for name in lifecycle_pb2.SeedStage.keys() if not name.endswith("_UNSPECIFIED")]
     return [
         telemetry_pb2.SeedTelemetry(
             run_id="run-5f0c2a9e",

@@ -1,0 +1,33 @@
+"""Blueprint IR: validation, shape inference, parameter count, canonical hash, eager module.
+
+A blueprint IR (`esper.leyline.v1.BlueprintIR`) is a small typed op graph mapping
+an activation of `input_shape` (without batch) to the same shape. The op
+semantics are defined in `esper.ir.ops`; `build_module` is the reference eager
+implementation every compiled kernel is checked against.
+"""
+
+from esper.ir.analysis import INVALID_IR, NODE_ID_PATTERN
+from esper.ir.builder import IRBuilder
+from esper.ir.canonical import canonical_bytes, canonical_ir, ir_sha256
+from esper.ir.module import BlueprintModule, build_module, example_input
+from esper.ir.ops import OP_SPECS, Shape, op_name
+from esper.ir.validate import infer_shapes, ir_input_shape, parameter_count, validate_ir
+
+__all__ = [
+    "INVALID_IR",
+    "NODE_ID_PATTERN",
+    "OP_SPECS",
+    "BlueprintModule",
+    "IRBuilder",
+    "Shape",
+    "build_module",
+    "canonical_bytes",
+    "canonical_ir",
+    "example_input",
+    "infer_shapes",
+    "ir_input_shape",
+    "ir_sha256",
+    "op_name",
+    "parameter_count",
+    "validate_ir",
+]

@@ -1,4 +1,5 @@
 """Shared pytest configuration. Fixture modules live in tests/fixtures/."""
 
 pytest_plugins: list[str] = [
+    "tests.fixtures.servers",
 ]

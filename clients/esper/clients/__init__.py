@@ -1,0 +1,1 @@
+"""Typed clients for Esper's gRPC services, one facade per subsystem on a shared base."""

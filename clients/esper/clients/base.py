@@ -1,0 +1,181 @@
+"""The client base every typed Esper client is built on.
+
+Every call carries a deadline. Only what is safe to retry is retried: UNAVAILABLE
+(exponential backoff with full jitter, bounded attempts, never past the deadline)
+and statuses whose RetryInfo says when to come back. Every other failure is decoded
+from the status details into the matching esper.errors exception, so callers handle
+the same exceptions whether the domain object is local or remote.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+from grpc_status import rpc_status
+
+from esper.errors import DeadlineExceeded, EsperError, error_from_details
+from esper.mesh.errors import error_details_from_status
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a client reaches one service.
+
+    `deadline_seconds` bounds a whole call including its retries (for a stream: the
+    whole stream). `max_attempts` counts the first try.
+    """
+
+    address: str
+    deadline_seconds: float = 5.0
+    max_attempts: int = 4
+    initial_backoff_seconds: float = 0.05
+    max_backoff_seconds: float = 1.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if not self.address:
+            raise ValueError("address must be set")
+        if self.deadline_seconds <= 0:
+            raise ValueError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.initial_backoff_seconds < 0 or self.max_backoff_seconds < self.initial_backoff_seconds:
+            raise ValueError("backoff must satisfy 0 <= initial_backoff_seconds <= max_backoff_seconds")
+
+
+def decode_rpc_error(error: grpc.RpcError) -> EsperError:
+    """The esper.errors exception a failed call stands for."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    message = (error.details() if isinstance(error, grpc.Call) else None) or str(code.name)
+    try:
+        status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    except ValueError:
+        # The rich status disagrees with the plain one (e.g. a proxy rewrote it): trust the plain one.
+        status = None
+    return error_from_details(error_details_from_status(code, message, status))
+
+
+class ServiceClient:
+    """A sync client for one service: a channel, a stub, deadlines, retries, error decoding."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        stub_class: Callable[[grpc.Channel], Any],
+        *,
+        channel: grpc.Channel | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self._owns_channel = channel is None
+        self._channel = channel if channel is not None else self._open_channel(config)
+        self._stub = stub_class(self._channel)
+        self._sleep = sleep
+
+    @staticmethod
+    def _open_channel(config: ClientConfig) -> grpc.Channel:
+        return grpc.insecure_channel(
+            config.address,
+            options=[
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                # Retries are ours (bounded, deadline-aware); keep the channel's own off.
+                ("grpc.enable_retries", 0),
+            ],
+        )
+
+    def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        """Call unary rpc `method` (its proto name, e.g. "ListTemplates") and return its response."""
+        multicallable = self._method(method)
+        deadline = time.monotonic() + (timeout if timeout is not None else self.config.deadline_seconds)
+        attempt = 1
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _deadline_exceeded(method)
+            try:
+                return multicallable(request, timeout=remaining)
+            except grpc.RpcError as exc:
+                error = decode_rpc_error(exc)
+                delay = self._retry_delay(error, attempt)
+                if delay is None or time.monotonic() + delay >= deadline:
+                    raise error from None
+                logger.debug("%s: %s, retry %d in %.3f s", method, error.code, attempt, delay)
+                self._sleep(delay)
+                attempt += 1
+
+    def stream(self, method: str, request: Any, *, timeout: float | None = None) -> Iterator[Any]:
+        """Iterate the responses of server-streaming rpc `method`.
+
+        The deadline covers the whole stream. A failure before the first response is
+        retried like a unary call; after that it is raised (a resumed stream would
+        repeat or skip responses).
+        """
+        multicallable = self._method(method)
+        deadline = time.monotonic() + (timeout if timeout is not None else self.config.deadline_seconds)
+        attempt = 1
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _deadline_exceeded(method)
+            received = False
+            try:
+                for response in multicallable(request, timeout=remaining):
+                    received = True
+                    yield response
+                return
+            except grpc.RpcError as exc:
+                error = decode_rpc_error(exc)
+                delay = None if received else self._retry_delay(error, attempt)
+                if delay is None or time.monotonic() + delay >= deadline:
+                    raise error from None
+                self._sleep(delay)
+                attempt += 1
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _method(self, method: str) -> Any:
+        multicallable = getattr(self._stub, method, None)
+        if multicallable is None:
+            raise ValueError(f"{type(self._stub).__name__} has no rpc {method!r}")
+        return multicallable
+
+    def _retry_delay(self, error: EsperError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None if this error must not be retried."""
+        if attempt >= self.config.max_attempts:
+            return None
+        if error.retry_after_seconds is not None:
+            return max(0.0, error.retry_after_seconds)
+        if error.code != grpc.StatusCode.UNAVAILABLE.name:
+            return None
+        backoff = self.config.initial_backoff_seconds * 2 ** (attempt - 1)
+        ceiling = min(self.config.max_backoff_seconds, backoff)
+        return random.uniform(0.0, ceiling)
+
+
+def _deadline_exceeded(method: str) -> EsperError:
+    return DeadlineExceeded(f"{method}: deadline exceeded")

@@ -1,0 +1,1 @@
+"""Server plumbing shared by every Esper gRPC service: build, serve, stop, map errors."""

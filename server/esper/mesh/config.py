@@ -1,0 +1,39 @@
+"""Configuration of one gRPC server process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where and how one Esper gRPC server listens.
+
+    `port` 0 asks the OS for a free port (the bound one is returned by build_server).
+    `grace_seconds` is how long in-flight rpcs may finish after a stop is requested.
+    """
+
+    service_name: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    grace_seconds: float = 5.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    metrics_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.service_name:
+            raise ValueError("service_name must be set")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        if self.grace_seconds < 0:
+            raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
+        if self.max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes must be > 0, got {self.max_message_bytes}")
+
+    @property
+    def address(self) -> str:
+        """host:port to bind; IPv6 literals are bracketed."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"

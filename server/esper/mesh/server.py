@@ -1,0 +1,190 @@
+"""Build, run and stop an Esper gRPC server.
+
+Every server gets the error interceptor, grpc.health.v1 and server reflection, so
+`grpcurl` works against it with no .proto at hand. `build_server` is separate from
+`serve_forever` so tests start a real server on port 0 in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from esper.errors import Unavailable
+from esper.mesh.config import ServerConfig
+from esper.mesh.interceptors import ErrorInterceptor
+
+logger = logging.getLogger(__name__)
+
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+# A long-running job served alongside the rpcs (e.g. a bus consumer). It gets an
+# event that is set when the server begins to stop, and should return soon after.
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class ServiceRegistration:
+    """One gRPC service to host: its servicer, the generated add-function and its full name."""
+
+    servicer: object
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    service_name: str
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A started server with the handles needed to stop it properly."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    grace_seconds: float
+
+    async def stop(self, grace_seconds: float | None = None) -> None:
+        grace = self.grace_seconds if grace_seconds is None else grace_seconds
+        await stop_server(self.server, self.health, grace)
+
+
+async def build_server(
+    config: ServerConfig,
+    registrations: Sequence[ServiceRegistration],
+    *,
+    health: HealthServicer | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """Create, bind and start a server hosting `registrations`; returns it and the bound port.
+
+    Pass `health` to keep a handle on the health servicer (needed by stop_server);
+    start_server does that for you.
+    """
+    health = health if health is not None else HealthServicer()
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            # Without this two servers could silently share one port.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    names = [registration.service_name for registration in registrations]
+    for registration in registrations:
+        registration.add_to_server(registration.servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection([*names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], server)
+    for name in ["", *names]:
+        await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    port = _bind(server, config)
+    await server.start()
+    for name in ["", *names]:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logger.info("%s serving %s on %s:%d", config.service_name, ", ".join(names), config.host, port)
+    return server, port
+
+
+async def start_server(config: ServerConfig, registrations: Sequence[ServiceRegistration]) -> RunningServer:
+    """build_server plus the handle to stop it (health first, then a graceful stop)."""
+    health = HealthServicer()
+    server, port = await build_server(config, registrations, health=health)
+    return RunningServer(server=server, port=port, health=health, grace_seconds=config.grace_seconds)
+
+
+async def stop_server(server: grpc.aio.Server, health: HealthServicer, grace_seconds: float) -> None:
+    """Report NOT_SERVING (so balancers and watchers drain) then stop, letting rpcs finish."""
+    await health.enter_graceful_shutdown()
+    await server.stop(grace_seconds)
+
+
+async def serve_forever(
+    config: ServerConfig,
+    registrations: Sequence[ServiceRegistration],
+    port_file: Path | None,
+    *,
+    background: Sequence[BackgroundTask] = (),
+) -> None:
+    """Serve until SIGTERM/SIGINT or until a background task fails, then stop gracefully.
+
+    The bound port is written to `port_file` (atomically) only once the server is
+    serving, so a reader that sees the file can connect at once; the file is removed
+    on the way out. A background task that raises stops the server and re-raises.
+    """
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    running = await start_server(config, registrations)
+    tasks = [asyncio.create_task(task(stopping), name=f"background-{i}") for i, task in enumerate(background)]
+    try:
+        if port_file is not None:
+            write_port_file(port_file, running.port)
+        failed = await _wait_for_stop(stopping, tasks)
+    finally:
+        stopping.set()
+        logger.info("%s stopping (grace %.1f s)", config.service_name, config.grace_seconds)
+        await running.stop()
+        await _finish_tasks(tasks, config.grace_seconds)
+        if port_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                port_file.unlink()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if failed is not None:
+        raise failed
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Write `port` to `path` so a reader never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{port}\n", encoding="ascii")
+    os.replace(tmp, path)
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    try:
+        port = server.add_insecure_port(config.address)
+    except RuntimeError as exc:
+        raise Unavailable(f"cannot listen on {config.address}: {exc}") from exc
+    if port == 0:
+        raise Unavailable(f"cannot listen on {config.address}")
+    return int(port)
+
+
+async def _wait_for_stop(stopping: asyncio.Event, tasks: list[asyncio.Task[None]]) -> BaseException | None:
+    """Block until asked to stop; return the error of a background task that failed first."""
+    stop_waiter = asyncio.create_task(stopping.wait())
+    try:
+        pending: set[asyncio.Future[Any]] = {stop_waiter, *tasks}
+        while not stopping.is_set():
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_waiter and not task.cancelled() and task.exception() is not None:
+                    logger.error("a background task failed; stopping", exc_info=task.exception())
+                    return task.exception()
+            if not pending - {stop_waiter}:
+                # Every background task finished cleanly: keep serving rpcs.
+                pending = {stop_waiter}
+        return None
+    finally:
+        stop_waiter.cancel()
+
+
+async def _finish_tasks(tasks: list[asyncio.Task[None]], grace_seconds: float) -> None:
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

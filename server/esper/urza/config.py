@@ -1,0 +1,64 @@
+"""Configuration of one Urza hub: where metadata and artifact bytes live, and queue limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from esper.leyline.v1 import kernel_pb2
+
+MIB = 1024 * 1024
+MIN_CHUNK_BYTES = 4096
+MAX_CHUNK_BYTES = 4 * MIB
+DEFAULT_DATA_DIR = "urza-data"
+
+
+@dataclass(frozen=True)
+class UrzaConfig:
+    """Urza's settings, validated at construction.
+
+    `database_url` is a SQLAlchemy URL (`sqlite:///PATH` or `postgresql+psycopg://...`);
+    empty means a SQLite file under `data_dir`. `store` is a folder path or
+    `s3://bucket[/prefix]`; empty means a folder under `data_dir`. The S3 settings are
+    used only by an `s3://` store; credentials left empty fall back to boto3's own chain.
+    """
+
+    data_dir: str = DEFAULT_DATA_DIR
+    database_url: str = ""
+    store: str = ""
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    compile_max_attempts: int = 3
+    default_lease_seconds: int = 300
+    default_pipelines: tuple[kernel_pb2.CompilationPipeline, ...] = (
+        kernel_pb2.COMPILATION_PIPELINE_FAST,
+        kernel_pb2.COMPILATION_PIPELINE_STANDARD,
+    )
+    chunk_size: int = MIB
+
+    def __post_init__(self) -> None:
+        data_dir = Path(self.data_dir)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{data_dir / 'urza.db'}")
+        if not self.store:
+            object.__setattr__(self, "store", str(data_dir / "artifacts"))
+        if self.compile_max_attempts < 1:
+            raise ValueError(f"compile_max_attempts must be >= 1, got {self.compile_max_attempts}")
+        if not 1 <= self.default_lease_seconds <= 3600:
+            raise ValueError(f"default_lease_seconds must be in [1, 3600], got {self.default_lease_seconds}")
+        if not self.default_pipelines:
+            raise ValueError("default_pipelines must name at least one pipeline")
+        if kernel_pb2.COMPILATION_PIPELINE_UNSPECIFIED in self.default_pipelines:
+            raise ValueError("default_pipelines must not contain COMPILATION_PIPELINE_UNSPECIFIED")
+        if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
+            raise ValueError(
+                f"chunk_size must be in [{MIN_CHUNK_BYTES}, {MAX_CHUNK_BYTES}], got {self.chunk_size}"
+            )
+        if self.store.startswith("s3://") and not self.store[len("s3://") :].split("/", 1)[0]:
+            raise ValueError(f"store {self.store!r} names no bucket")
+
+    @property
+    def uses_s3(self) -> bool:
+        return self.store.startswith("s3://")

@@ -36,7 +36,7 @@ class ScriptedKarn(karn_pb2_grpc.KarnServiceServicer):
         self.calls[template_id] += 1
         count = self.calls[template_id]
         if template_id == "not_found":
-            raise NotFound("no template 'not_found'", reason="TEMPLATE_NOT_FOUND", metadata={"id": template_id})
+            raise NotFound("no such template", reason="TEMPLATE_NOT_FOUND", metadata={"id": template_id})
         if template_id == "invalid":
             raise InvalidArgument.for_field("template_id", "is not allowed here")
         if template_id == "boom":

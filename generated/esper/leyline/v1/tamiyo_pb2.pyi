@@ -1,4 +1,6 @@
 from esper.leyline.v1 import control_pb2 as _control_pb2
+from esper.leyline.v1 import kernel_pb2 as _kernel_pb2
+from esper.leyline.v1 import lifecycle_pb2 as _lifecycle_pb2
 from esper.leyline.v1 import telemetry_pb2 as _telemetry_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -9,24 +11,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StepRequest(_message.Message):
-    __slots__ = ("packet", "seed_layout", "telemetry")
+    __slots__ = ("packet", "seed_layout", "telemetry", "parameter_count")
     PACKET_FIELD_NUMBER: _ClassVar[int]
     SEED_LAYOUT_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     packet: _telemetry_pb2.SystemStatePacket
     seed_layout: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedDescriptor]
     telemetry: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedTelemetry]
-    def __init__(self, packet: _Optional[_Union[_telemetry_pb2.SystemStatePacket, _Mapping]] = ..., seed_layout: _Optional[_Iterable[_Union[_telemetry_pb2.SeedDescriptor, _Mapping]]] = ..., telemetry: _Optional[_Iterable[_Union[_telemetry_pb2.SeedTelemetry, _Mapping]]] = ...) -> None: ...
+    parameter_count: int
+    def __init__(self, packet: _Optional[_Union[_telemetry_pb2.SystemStatePacket, _Mapping]] = ..., seed_layout: _Optional[_Iterable[_Union[_telemetry_pb2.SeedDescriptor, _Mapping]]] = ..., telemetry: _Optional[_Iterable[_Union[_telemetry_pb2.SeedTelemetry, _Mapping]]] = ..., parameter_count: _Optional[int] = ...) -> None: ...
 
 class StepResponse(_message.Message):
-    __slots__ = ("commands", "signal", "decisions")
+    __slots__ = ("commands", "signal", "decisions", "field_reports")
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    FIELD_REPORTS_FIELD_NUMBER: _ClassVar[int]
     commands: _containers.RepeatedCompositeFieldContainer[_control_pb2.AdaptationCommand]
     signal: _control_pb2.AdaptationSignal
     decisions: _containers.RepeatedCompositeFieldContainer[_control_pb2.AdaptationDecision]
-    def __init__(self, commands: _Optional[_Iterable[_Union[_control_pb2.AdaptationCommand, _Mapping]]] = ..., signal: _Optional[_Union[_control_pb2.AdaptationSignal, _Mapping]] = ..., decisions: _Optional[_Iterable[_Union[_control_pb2.AdaptationDecision, _Mapping]]] = ...) -> None: ...
+    field_reports: _containers.RepeatedCompositeFieldContainer[_control_pb2.FieldReport]
+    def __init__(self, commands: _Optional[_Iterable[_Union[_control_pb2.AdaptationCommand, _Mapping]]] = ..., signal: _Optional[_Union[_control_pb2.AdaptationSignal, _Mapping]] = ..., decisions: _Optional[_Iterable[_Union[_control_pb2.AdaptationDecision, _Mapping]]] = ..., field_reports: _Optional[_Iterable[_Union[_control_pb2.FieldReport, _Mapping]]] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ("run_id",)
@@ -63,7 +69,7 @@ class LoadPolicyResponse(_message.Message):
     def __init__(self, policy_id: _Optional[str] = ...) -> None: ...
 
 class TamiyoControllerState(_message.Message):
-    __slots__ = ("run_id", "best_val_accuracy", "epochs_since_improvement", "last_epoch", "embargo_until", "pre_metric", "germination_epoch", "germination_command", "commands_issued", "conservative_mode", "eval_gain")
+    __slots__ = ("run_id", "best_val_accuracy", "epochs_since_improvement", "last_epoch", "embargo_until", "pre_metric", "germination_epoch", "germination_command", "commands_issued", "conservative_mode", "eval_gain", "active_adaptations", "blueprint_scores")
     class EmbargoUntilEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +105,13 @@ class TamiyoControllerState(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class BlueprintScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     BEST_VAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_SINCE_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +123,8 @@ class TamiyoControllerState(_message.Message):
     COMMANDS_ISSUED_FIELD_NUMBER: _ClassVar[int]
     CONSERVATIVE_MODE_FIELD_NUMBER: _ClassVar[int]
     EVAL_GAIN_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_ADAPTATIONS_FIELD_NUMBER: _ClassVar[int]
+    BLUEPRINT_SCORES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     best_val_accuracy: float
     epochs_since_improvement: int
@@ -121,7 +136,35 @@ class TamiyoControllerState(_message.Message):
     commands_issued: int
     conservative_mode: bool
     eval_gain: _containers.ScalarMap[str, float]
-    def __init__(self, run_id: _Optional[str] = ..., best_val_accuracy: _Optional[float] = ..., epochs_since_improvement: _Optional[int] = ..., last_epoch: _Optional[int] = ..., embargo_until: _Optional[_Mapping[str, int]] = ..., pre_metric: _Optional[_Mapping[str, float]] = ..., germination_epoch: _Optional[_Mapping[str, int]] = ..., germination_command: _Optional[_Mapping[str, str]] = ..., commands_issued: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., eval_gain: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    active_adaptations: _containers.RepeatedCompositeFieldContainer[ActiveAdaptation]
+    blueprint_scores: _containers.ScalarMap[str, int]
+    def __init__(self, run_id: _Optional[str] = ..., best_val_accuracy: _Optional[float] = ..., epochs_since_improvement: _Optional[int] = ..., last_epoch: _Optional[int] = ..., embargo_until: _Optional[_Mapping[str, int]] = ..., pre_metric: _Optional[_Mapping[str, float]] = ..., germination_epoch: _Optional[_Mapping[str, int]] = ..., germination_command: _Optional[_Mapping[str, str]] = ..., commands_issued: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., eval_gain: _Optional[_Mapping[str, float]] = ..., active_adaptations: _Optional[_Iterable[_Union[ActiveAdaptation, _Mapping]]] = ..., blueprint_scores: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ActiveAdaptation(_message.Message):
+    __slots__ = ("seed_id", "germination_command_id", "kernel_id", "blueprint_id", "germination_epoch", "pre_metric", "selected_for_tags", "eval_gain", "kernel_report", "last_stage", "stage_entry_epoch")
+    SEED_ID_FIELD_NUMBER: _ClassVar[int]
+    GERMINATION_COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
+    GERMINATION_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PRE_METRIC_FIELD_NUMBER: _ClassVar[int]
+    SELECTED_FOR_TAGS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_GAIN_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_REPORT_FIELD_NUMBER: _ClassVar[int]
+    LAST_STAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_ENTRY_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    seed_id: str
+    germination_command_id: str
+    kernel_id: str
+    blueprint_id: str
+    germination_epoch: int
+    pre_metric: float
+    selected_for_tags: _containers.RepeatedScalarFieldContainer[str]
+    eval_gain: float
+    kernel_report: _kernel_pb2.UrabraskValidationReport
+    last_stage: _lifecycle_pb2.SeedStage
+    stage_entry_epoch: int
+    def __init__(self, seed_id: _Optional[str] = ..., germination_command_id: _Optional[str] = ..., kernel_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., germination_epoch: _Optional[int] = ..., pre_metric: _Optional[float] = ..., selected_for_tags: _Optional[_Iterable[str]] = ..., eval_gain: _Optional[float] = ..., kernel_report: _Optional[_Union[_kernel_pb2.UrabraskValidationReport, _Mapping]] = ..., last_stage: _Optional[_Union[_lifecycle_pb2.SeedStage, str]] = ..., stage_entry_epoch: _Optional[int] = ...) -> None: ...
 
 class ExportControllerStateRequest(_message.Message):
     __slots__ = ("run_id",)

@@ -1,0 +1,161 @@
+"""`esper serve NAME`: run one subsystem as its own gRPC server.
+
+Each servable subsystem is a `ServeTarget`: its help line, the flags it adds to
+`esper serve NAME`, and a `build(args)` that returns the services to host (plus
+any background tasks, e.g. a bus consumer). A subsystem joins with one entry in
+SERVE_TARGETS naming where its target lives; that module is imported when the
+parser is built, so it must stay cheap to import (import heavy things in `build`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esper.mesh.config import ServerConfig
+from esper.mesh.server import BackgroundTask, ServiceRegistration, serve_forever
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one `esper serve NAME` hosts. `close` runs after the server has stopped."""
+
+    registrations: Sequence[ServiceRegistration]
+    background: Sequence[BackgroundTask] = ()
+    close: Callable[[], None] | None = None
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser
+
+
+@dataclass(frozen=True)
+class ServeTarget:
+    """A subsystem `esper serve` can run."""
+
+    help: str
+    build: Callable[[argparse.Namespace], Served]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = field(default=_no_arguments)
+
+
+# NAME -> "module:attribute" of its ServeTarget, in help order.
+SERVE_TARGETS: dict[str, str] = {
+    "karn": "esper.cli.serve:KARN",
+}
+
+
+def _add_karn_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-field-reports",
+        type=_positive_int,
+        default=None,
+        help="field reports kept in memory, oldest forgotten first (default: KarnConfig's)",
+    )
+
+
+def _build_karn(args: argparse.Namespace) -> Served:
+    from esper.karn.config import KarnConfig
+    from esper.karn.service import KarnService
+    from esper.karn.servicer import karn_registration
+
+    overrides: dict[str, Any] = {}
+    if args.max_field_reports is not None:
+        overrides["max_field_reports"] = args.max_field_reports
+    return Served(registrations=[karn_registration(KarnService.default(KarnConfig(**overrides)))])
+
+
+KARN = ServeTarget(
+    help="Karn: the blueprint template catalog (KarnService)",
+    build=_build_karn,
+    add_arguments=_add_karn_arguments,
+)
+
+
+def load_target(name: str) -> ServeTarget:
+    """The ServeTarget registered under `name`."""
+    module_name, _, attribute = SERVE_TARGETS[name].partition(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(target, ServeTarget):
+        raise TypeError(f"{SERVE_TARGETS[name]} is not a ServeTarget")
+    return target
+
+
+def register(subparsers: Any) -> None:
+    """Add `esper serve NAME` with the common server flags and each subsystem's own."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    common.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: a free one)")
+    common.add_argument(
+        "--port-file",
+        type=Path,
+        default=None,
+        help="write the bound port here once serving (atomically); removed on exit",
+    )
+    common.add_argument(
+        "--grace-seconds",
+        type=_non_negative_float,
+        default=5.0,
+        help="time in-flight rpcs get to finish on stop (default: 5)",
+    )
+    serve = subparsers.add_parser(
+        "serve",
+        help="run one subsystem as a gRPC server",
+        description="Run one subsystem as a gRPC server (with health and reflection) until SIGTERM/SIGINT.",
+    )
+    names = serve.add_subparsers(dest="serve_name", metavar="NAME", title="subsystems")
+    names.required = True
+    for name in SERVE_TARGETS:
+        target = load_target(name)
+        parser = names.add_parser(name, parents=[common], help=target.help, description=target.help)
+        target.add_arguments(parser)
+        parser.set_defaults(handler=_serve, serve_target=target)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    target: ServeTarget = args.serve_target
+    config = ServerConfig(
+        service_name=args.serve_name, host=args.host, port=args.port, grace_seconds=args.grace_seconds
+    )
+    served = target.build(args)
+    try:
+        asyncio.run(serve_forever(config, served.registrations, args.port_file, background=served.background))
+    finally:
+        if served.close is not None:
+            served.close()
+    return 0
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in [0, 65535], got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None

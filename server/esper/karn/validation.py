@@ -1,0 +1,137 @@
+"""Validation of every Karn request, in one place.
+
+Each `validate_<rpc>` raises InvalidArgument naming the offending field, and returns
+the request's effective values (defaults applied, page token decoded) so callers
+never re-derive them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from esper.errors import InvalidArgument
+from esper.ir.limits import MAX_DIM, MIN_DIM
+from esper.karn.config import KarnConfig
+from esper.leyline.v1 import blueprint_pb2, karn_pb2
+from esper.paging import decode_page_token, validate_page_size
+
+MAX_ID_LENGTH = 64
+MAX_TAG_LENGTH = 64
+MAX_SHAPE_RANK = 3
+
+_TIERS = frozenset(blueprint_pb2.BlueprintTier.values())
+_INPUT_KINDS = frozenset(blueprint_pb2.InputKind.values())
+
+
+@dataclass(frozen=True)
+class TemplatePage:
+    """Where a ListTemplates page starts and how long it is, for one filter."""
+
+    offset: int
+    page_size: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class TemplateQuery:
+    """A QueryTemplates request with its defaults applied. Empty/zero fields do not filter."""
+
+    input_kind: int
+    input_shape: tuple[int, ...]
+    tiers: tuple[int, ...]
+    tags_all: tuple[str, ...]
+    max_parameter_estimate: int
+    limit: int
+
+
+def list_filter_fingerprint(request: karn_pb2.ListTemplatesRequest) -> str:
+    """Identity of a listing's filter; page tokens are only good for the same filter."""
+    return json.dumps(["karn.ListTemplates", request.tier, request.tag, request.input_kind])
+
+
+def validate_list_templates(
+    request: karn_pb2.ListTemplatesRequest, config: KarnConfig | None = None
+) -> TemplatePage:
+    config = config or KarnConfig()
+    page_size = validate_page_size(
+        request.page_size, default=config.default_page_size, maximum=config.max_page_size
+    )
+    _check_enum(request.tier, _TIERS, "tier", "a BlueprintTier")
+    _check_enum(request.input_kind, _INPUT_KINDS, "input_kind", "an InputKind")
+    _check_tag(request.tag, "tag")
+    fingerprint = list_filter_fingerprint(request)
+    return TemplatePage(decode_page_token(request.page_token, fingerprint), page_size, fingerprint)
+
+
+def validate_get_template(request: karn_pb2.GetTemplateRequest) -> str:
+    if not request.template_id:
+        raise InvalidArgument.for_field("template_id", "is required")
+    if len(request.template_id) > MAX_ID_LENGTH:
+        raise InvalidArgument.for_field("template_id", f"is longer than {MAX_ID_LENGTH} characters")
+    return request.template_id
+
+
+def validate_query_templates(
+    request: karn_pb2.QueryTemplatesRequest, config: KarnConfig | None = None
+) -> TemplateQuery:
+    config = config or KarnConfig()
+    limit = validate_page_size(
+        request.limit, field="limit", default=config.default_query_limit, maximum=config.max_query_limit
+    )
+    _check_enum(request.input_kind, _INPUT_KINDS, "input_kind", "an InputKind")
+    dims = tuple(request.input_shape.dims)
+    if len(dims) > MAX_SHAPE_RANK:
+        raise InvalidArgument.for_field(
+            "input_shape.dims", f"has rank {len(dims)}; a site's shape has rank 1 to {MAX_SHAPE_RANK}"
+        )
+    for i, dim in enumerate(dims):
+        if not MIN_DIM <= dim <= MAX_DIM:
+            raise InvalidArgument.for_field(
+                f"input_shape.dims[{i}]", f"must be in [{MIN_DIM}, {MAX_DIM}], got {dim}"
+            )
+    for i, tier in enumerate(request.tiers):
+        if tier == blueprint_pb2.BLUEPRINT_TIER_UNSPECIFIED:
+            raise InvalidArgument.for_field(f"tiers[{i}]", "must name a tier, not BLUEPRINT_TIER_UNSPECIFIED")
+        _check_enum(tier, _TIERS, f"tiers[{i}]", "a BlueprintTier")
+    for i, tag in enumerate(request.tags_all):
+        if not tag:
+            raise InvalidArgument.for_field(f"tags_all[{i}]", "must not be empty")
+        _check_tag(tag, f"tags_all[{i}]")
+    tiers = tuple(request.tiers) or (blueprint_pb2.BLUEPRINT_TIER_SAFE,)
+    return TemplateQuery(
+        input_kind=request.input_kind,
+        input_shape=dims,
+        tiers=tiers,
+        tags_all=tuple(request.tags_all),
+        max_parameter_estimate=request.max_parameter_estimate,
+        limit=limit,
+    )
+
+
+def validate_submit_field_reports(
+    request: karn_pb2.SubmitFieldReportsRequest, config: KarnConfig | None = None
+) -> None:
+    config = config or KarnConfig()
+    if len(request.reports) > config.max_reports_per_request:
+        raise InvalidArgument.for_field(
+            "reports", f"holds {len(request.reports)}; at most {config.max_reports_per_request} per request"
+        )
+    for i, report in enumerate(request.reports):
+        if not report.report_id:
+            raise InvalidArgument.for_field(f"reports[{i}].report_id", "is required")
+        for name in ("pre_metric", "post_metric"):
+            value = getattr(report, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise InvalidArgument.for_field(f"reports[{i}].{name}", f"must be in [0, 1], got {value}")
+
+
+def _check_enum(value: int, known: frozenset[int], field: str, what: str) -> None:
+    if value not in known:
+        raise InvalidArgument.for_field(field, f"{value} is not {what}")
+
+
+def _check_tag(tag: str, field: str) -> None:
+    if len(tag) > MAX_TAG_LENGTH:
+        raise InvalidArgument.for_field(field, f"is longer than {MAX_TAG_LENGTH} characters")

@@ -13,16 +13,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from esper.cli.common import UsageError
 from esper.errors import EsperError
 
 # Command modules, in help order. A module adds its commands in `register`.
 COMMAND_MODULES = (
     "esper.cli.serve",
+    "esper.cli.assets",
 )
-
-
-class UsageError(Exception):
-    """A command-line argument is wrong; the message names it."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,46 @@
+"""Small pieces shared by the CLI command modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong; the message names it."""
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def parse_shape(text: str, flag: str) -> tuple[int, ...]:
+    """`"16,8,8"` -> (16, 8, 8); a bad value is a usage error naming the flag."""
+    try:
+        dims = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated positive integers, got {text!r}") from None
+    if not dims or any(d < 1 for d in dims):
+        raise UsageError(f"{flag}: expected comma-separated positive integers, got {text!r}")
+    return dims
+
+
+@contextmanager
+def urza_client(args: argparse.Namespace) -> Iterator[Any]:
+    from esper.clients.base import ClientConfig
+    from esper.clients.urza import UrzaClient
+
+    client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.timeout))
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,1 @@
+"""Kasmina: the seed operator inside the host model (lifecycle, kernel cache, grafting)."""

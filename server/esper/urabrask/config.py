@@ -1,0 +1,121 @@
+"""Configuration of Urabrask's validator and its tagging policy."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+from esper.leyline.v1 import kernel_pb2
+
+
+def local_hardware_target() -> str:
+    """The hardware target this process benchmarks on, e.g. "cpu-x86_64"."""
+    return f"cpu-{platform.machine().lower() or 'unknown'}"
+
+
+@dataclass(frozen=True)
+class TaggingPolicy:
+    """How tags are assigned (HLD Appendix E.3).
+
+    With at least `min_population` validated peers on the same hardware target, a kernel
+    is tagged by the percentile its metric falls at among them: latency at or below
+    `fast_percentile` is high_speed, at or above `slow_percentile` low_speed, medium_speed
+    in between; memory likewise low_memory / high_memory. Below that population the fixed
+    thresholds apply (CPU figures for small seed blocks). `numerically_stable` is absolute
+    in both regimes: drift from the eager build at most `stable_drift`.
+    """
+
+    min_population: int = 8
+    fast_percentile: float = 100.0 / 3.0
+    slow_percentile: float = 200.0 / 3.0
+    low_memory_percentile: float = 100.0 / 3.0
+    high_memory_percentile: float = 200.0 / 3.0
+    high_speed_max_latency_ms: float = 0.1
+    low_speed_min_latency_ms: float = 1.0
+    low_memory_max_mb: float = 1.0
+    high_memory_min_mb: float = 16.0
+    low_power_max_watts: float = 50.0
+    high_power_min_watts: float = 200.0
+    stable_drift: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.min_population < 1:
+            raise ValueError(f"min_population must be >= 1, got {self.min_population}")
+        for low, high, what in (
+            (self.fast_percentile, self.slow_percentile, "speed percentiles"),
+            (self.low_memory_percentile, self.high_memory_percentile, "memory percentiles"),
+        ):
+            if not 0.0 <= low < high <= 100.0:
+                raise ValueError(f"{what} must satisfy 0 <= low < high <= 100, got {low}, {high}")
+        if not 0.0 < self.high_speed_max_latency_ms < self.low_speed_min_latency_ms:
+            raise ValueError("fixed latency thresholds must satisfy 0 < high_speed max < low_speed min")
+        if not 0.0 < self.low_memory_max_mb < self.high_memory_min_mb:
+            raise ValueError("fixed memory thresholds must satisfy 0 < low_memory max < high_memory min")
+        if self.stable_drift < 0:
+            raise ValueError(f"stable_drift must be >= 0, got {self.stable_drift}")
+
+
+def _default_tolerances() -> dict[int, float]:
+    return {
+        kernel_pb2.COMPILATION_PIPELINE_FAST: 1e-4,
+        kernel_pb2.COMPILATION_PIPELINE_STANDARD: 1e-4,
+        # Inductor fuses and reorders reductions, so its results drift more.
+        kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE: 1e-3,
+    }
+
+
+@dataclass(frozen=True)
+class UrabraskConfig:
+    """One validator worker.
+
+    `check_batch_sizes` are the batch sizes the kernel is run at and compared with the
+    eager build (include 1 and a larger one); `benchmark_batch_size` is where latency,
+    throughput and memory are measured, over `iterations` calls after `warmup` calls.
+    `drift_tolerance` is the largest absolute difference from the eager build a
+    pipeline may show. The sandbox is killed after `sandbox_timeout_seconds`
+    (start-up with the torch import included) and runs with `sandbox_threads` threads.
+    """
+
+    worker_id: str = "urabrask-0"
+    hardware_target: str = field(default_factory=local_hardware_target)
+    check_batch_sizes: tuple[int, ...] = (1, 7, 32)
+    benchmark_batch_size: int = 32
+    warmup: int = 10
+    iterations: int = 200
+    drift_tolerance: dict[int, float] = field(default_factory=_default_tolerances)
+    sandbox_timeout_seconds: float = 120.0
+    sandbox_threads: int = 1
+    lease_seconds: int = 300
+    poll_interval_seconds: float = 1.0
+    peer_window: int = 1000
+    recent_reports: int = 100
+    input_seed: int = 0
+    tagging: TaggingPolicy = field(default_factory=TaggingPolicy)
+
+    def __post_init__(self) -> None:
+        if not self.worker_id:
+            raise ValueError("worker_id must be set")
+        if not self.check_batch_sizes or min(self.check_batch_sizes) < 1:
+            raise ValueError(f"check_batch_sizes must be non-empty and >= 1, got {self.check_batch_sizes}")
+        if self.benchmark_batch_size < 1:
+            raise ValueError(f"benchmark_batch_size must be >= 1, got {self.benchmark_batch_size}")
+        if self.warmup < 0 or self.iterations < 1:
+            raise ValueError(f"need warmup >= 0 and iterations >= 1, got {self.warmup}, {self.iterations}")
+        if self.sandbox_timeout_seconds <= 0:
+            raise ValueError(f"sandbox_timeout_seconds must be > 0, got {self.sandbox_timeout_seconds}")
+        if self.sandbox_threads < 1:
+            raise ValueError(f"sandbox_threads must be >= 1, got {self.sandbox_threads}")
+        if not 1 <= self.lease_seconds <= 3600:
+            raise ValueError(f"lease_seconds must be in [1, 3600], got {self.lease_seconds}")
+        if self.poll_interval_seconds <= 0:
+            raise ValueError(f"poll_interval_seconds must be > 0, got {self.poll_interval_seconds}")
+        if self.peer_window < 1 or self.recent_reports < 1:
+            raise ValueError("peer_window and recent_reports must be >= 1")
+        if any(tolerance < 0 for tolerance in self.drift_tolerance.values()):
+            raise ValueError("drift tolerances must be >= 0")
+
+    def tolerance_for(self, pipeline: int) -> float:
+        """Largest drift allowed for `pipeline`; the tightest configured one if it is unknown."""
+        if pipeline in self.drift_tolerance:
+            return self.drift_tolerance[pipeline]
+        return min(self.drift_tolerance.values(), default=0.0)

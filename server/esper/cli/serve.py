@@ -46,6 +46,7 @@ class ServeTarget:
 # NAME -> "module:attribute" of its ServeTarget, in help order.
 SERVE_TARGETS: dict[str, str] = {
     "karn": "esper.cli.serve:KARN",
+    "urabrask": "esper.urabrask.serve:URABRASK",
 }
 
 

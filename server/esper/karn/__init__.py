@@ -1,0 +1,5 @@
+"""Karn, the blueprint architect: the tiered template catalog."""
+
+from esper.karn.catalog import TemplateCatalog
+
+__all__ = ["TemplateCatalog"]

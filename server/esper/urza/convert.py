@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]
 _US = 1_000_000
 
 

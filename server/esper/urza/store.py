@@ -38,8 +38,7 @@ class ObjectStore(Protocol):
         """The object's bytes; ObjectMissing if there is none."""
         ...
 
-    def exists(self, key: str) -> bool:
-        ...
+    def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None:
         """Remove the object; no error if it is already gone."""

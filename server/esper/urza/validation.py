@@ -28,7 +28,7 @@ KERNEL_ID_PATTERN = re.compile(r"^([0-9a-f]{12})-([a-z0-9_]+)-(fast|standard|agg
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 TEMPLATE_ID_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
 _PRINTABLE_ID = re.compile(r"^[\x21-\x7e]+$")
-PIPELINE_NAMES = {
+PIPELINE_NAMES: dict[int, str] = {
     kernel_pb2.COMPILATION_PIPELINE_FAST: "fast",
     kernel_pb2.COMPILATION_PIPELINE_STANDARD: "standard",
     kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE: "aggressive",

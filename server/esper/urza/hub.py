@@ -1,0 +1,396 @@
+"""UrzaHub: the in-process Urza, over a metadata database and an object store.
+
+Every state change happens in one database transaction, so nothing half-written
+is ever visible. Artifact bytes are written to the store before the row that
+points at them, under a key that includes their SHA-256: a row never points at
+bytes that are missing or that a racing upload replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from esper.errors import AlreadyExists, DataLoss, InvalidArgument
+from esper.ir import ir_sha256, parameter_count
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.paging import encode_page_token
+from esper.urza import catalog, compile_queue, validation_queue
+from esper.urza import validation as checks
+from esper.urza.config import UrzaConfig
+from esper.urza.convert import (
+    Row,
+    blueprint_to_proto,
+    blueprint_values,
+    ir_from_row,
+    job_to_proto,
+    kernel_values,
+    timestamp_from_us,
+)
+from esper.urza.db import UrzaDatabase, blueprints, compile_jobs
+from esper.urza.leases import US_PER_SECOND
+from esper.urza.store import ObjectMissing, ObjectStore, open_object_store
+
+logger = logging.getLogger(__name__)
+
+# Microseconds since the Unix epoch; injectable so tests can expire leases without sleeping.
+Clock = Callable[[], int]
+
+
+def system_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+def artifact_key(kernel_id: str, sha256: str) -> str:
+    return f"kernels/{kernel_id}/{sha256}.pt2"
+
+
+class UrzaHub:
+    """Implements UrzaApi: blueprints, kernels and the compile and validation queues."""
+
+    def __init__(
+        self,
+        database: UrzaDatabase,
+        store: ObjectStore,
+        config: UrzaConfig,
+        *,
+        clock: Clock = system_clock_us,
+    ) -> None:
+        self.database = database
+        self.store = store
+        self.config = config
+        self._now = clock
+
+    @classmethod
+    def open(cls, config: UrzaConfig, *, clock: Clock = system_clock_us) -> UrzaHub:
+        """Connect to the database (checking or creating its schema) and open the store."""
+        database = UrzaDatabase.open(config.database_url)
+        try:
+            store = open_object_store(config)
+        except BaseException:
+            database.close()
+            raise
+        logger.info("Urza on %s, artifacts in %s", database.safe_url, config.store)
+        return cls(database, store, config, clock=clock)
+
+    def close(self) -> None:
+        self.database.close()
+
+    # Blueprints
+
+    def create_blueprint(self, request: urza_pb2.CreateBlueprintRequest) -> urza_pb2.CreateBlueprintResponse:
+        checks.validate_create_blueprint(request)
+        digest = ir_sha256(request.ir)
+        blueprint_id = "bp-" + digest[:16]
+        with self.database.read() as conn:
+            existing = _find_blueprint(conn, blueprint_id)
+        if existing is not None:
+            return self._existing_blueprint(existing, digest)
+        now = self._now()
+        blueprint = blueprint_pb2.Blueprint(
+            blueprint_id=blueprint_id,
+            template_id=request.template_id,
+            name=request.name,
+            tier=request.tier,
+            ir=request.ir,
+            ir_sha256=digest,
+            status=blueprint_pb2.BLUEPRINT_STATUS_SUBMITTED,
+            parameter_estimate=parameter_count(request.ir),
+            tags=request.tags,
+            create_time=timestamp_from_us(now),
+            update_time=timestamp_from_us(now),
+        )
+        pipelines = list(request.pipelines) or list(self.config.default_pipelines)
+        jobs = compile_queue.new_job_values(
+            blueprint_id, pipelines, max_attempts=self.config.compile_max_attempts, now_us=now
+        )
+        try:
+            with self.database.write() as conn:
+                existing = _find_blueprint(conn, blueprint_id)
+                if existing is None:
+                    conn.execute(blueprints.insert().values(**blueprint_values(blueprint)))
+                    conn.execute(compile_jobs.insert(), jobs)
+        except IntegrityError:
+            # Another submission of the same IR committed first.
+            with self.database.read() as conn:
+                existing = catalog.get_blueprint_row(conn, blueprint_id)
+        if existing is not None:
+            return self._existing_blueprint(existing, digest)
+        logger.info("blueprint %s submitted, %d compile jobs queued", blueprint_id, len(jobs))
+        return urza_pb2.CreateBlueprintResponse(blueprint=blueprint, created=True)
+
+    @staticmethod
+    def _existing_blueprint(row: Row, digest: str) -> urza_pb2.CreateBlueprintResponse:
+        if row["ir_sha256"] != digest:
+            raise AlreadyExists(
+                f"blueprint id {row['blueprint_id']} is taken by an IR with another hash",
+                reason="ALREADY_EXISTS",
+            )
+        return urza_pb2.CreateBlueprintResponse(blueprint=blueprint_to_proto(row), created=False)
+
+    def get_blueprint(self, request: urza_pb2.GetBlueprintRequest) -> urza_pb2.GetBlueprintResponse:
+        checks.validate_get_blueprint(request)
+        with self.database.read() as conn:
+            row = catalog.get_blueprint_row(conn, request.blueprint_id)
+            kernels = catalog.kernel_protos(conn, catalog.kernel_rows_of(conn, request.blueprint_id))
+            jobs = [job_to_proto(job) for job in catalog.job_rows_of(conn, request.blueprint_id)]
+        return urza_pb2.GetBlueprintResponse(
+            blueprint=blueprint_to_proto(row), kernels=kernels, compile_jobs=jobs
+        )
+
+    def list_blueprints(self, request: urza_pb2.ListBlueprintsRequest) -> urza_pb2.ListBlueprintsResponse:
+        page = checks.validate_list_blueprints(request)
+        with self.database.read() as conn:
+            rows, more = catalog.list_blueprint_rows(
+                conn, status=request.status, offset=page.offset, limit=page.size
+            )
+        return urza_pb2.ListBlueprintsResponse(
+            blueprints=[blueprint_to_proto(row) for row in rows],
+            next_page_token=_next_token(page, len(rows), more),
+        )
+
+    # Kernels
+
+    def query_kernels(self, request: urza_pb2.QueryKernelsRequest) -> urza_pb2.QueryKernelsResponse:
+        page = checks.validate_query_kernels(request)
+        with self.database.read() as conn:
+            rows, more, total = catalog.query_kernel_rows(
+                conn, request.query, offset=page.offset, limit=page.size
+            )
+            kernels = catalog.kernel_protos(conn, rows)
+        result = kernel_pb2.KernelQueryResult(
+            kernels=kernels, next_page_token=_next_token(page, len(rows), more), total_size=total
+        )
+        return urza_pb2.QueryKernelsResponse(result=result)
+
+    def get_kernel(self, request: urza_pb2.GetKernelRequest) -> urza_pb2.GetKernelResponse:
+        checks.validate_get_kernel(request)
+        with self.database.read() as conn:
+            (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, request.kernel_id)])
+        return urza_pb2.GetKernelResponse(kernel=kernel)
+
+    def download_kernel(
+        self, request: urza_pb2.DownloadKernelRequest
+    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+        """Validates, reads and verifies the artifact at call time; the iterator only slices it."""
+        chunk_size = checks.validate_download_kernel(request, default_chunk=self.config.chunk_size)
+        with self.database.read() as conn:
+            row = catalog.get_kernel_row(conn, request.kernel_id)
+        data = self._verified_artifact(row)
+        return _chunks(data, chunk_size, row["sha256"])
+
+    def _verified_artifact(self, row: Row) -> bytes:
+        try:
+            data = self.store.get(row["object_key"])
+        except ObjectMissing as exc:
+            raise DataLoss(
+                f"kernel {row['kernel_id']}: its artifact is missing from the store",
+                reason="CHECKSUM_MISMATCH",
+            ) from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != row["sha256"] or len(data) != row["size_bytes"]:
+            logger.error("kernel %s: stored bytes are corrupted (sha256 %s)", row["kernel_id"], actual)
+            raise DataLoss(
+                f"kernel {row['kernel_id']}: stored bytes have sha256 {actual}, expected {row['sha256']}",
+                reason="CHECKSUM_MISMATCH",
+            )
+        return data
+
+    # Compile queue (Tezzeret)
+
+    def claim_compile_job(self, request: urza_pb2.ClaimCompileJobRequest) -> urza_pb2.ClaimCompileJobResponse:
+        lease_seconds = checks.validate_claim_compile_job(
+            request, default_lease=self.config.default_lease_seconds
+        )
+        now = self._now()
+        with self.database.write() as conn:
+            row = compile_queue.claim_job(
+                conn,
+                worker_id=request.worker_id,
+                pipelines=list(request.pipelines),
+                lease_us=lease_seconds * US_PER_SECOND,
+                now_us=now,
+            )
+            depth = compile_queue.queue_depth(conn)
+            ir = (
+                ir_from_row(catalog.get_blueprint_row(conn, row["blueprint_id"])) if row is not None else None
+            )
+        response = urza_pb2.ClaimCompileJobResponse(queue_depth=depth)
+        if row is not None:
+            response.job.CopyFrom(job_to_proto(row, ir=ir, with_lease=True))
+            logger.info(
+                "compile job %s leased to %s (attempt %d)", row["job_id"], row["worker_id"], row["attempts"]
+            )
+        return response
+
+    def complete_compile_job(
+        self, request: urza_pb2.CompleteCompileJobRequest
+    ) -> urza_pb2.CompleteCompileJobResponse:
+        checks.validate_complete_compile_job(request)
+        sha256 = hashlib.sha256(request.artifact).hexdigest()
+        now = self._now()
+        kernel_id = request.kernel.kernel_id
+        with self.database.read() as conn:
+            job = compile_queue.get_job(conn, request.job_id)
+            blueprint = catalog.get_blueprint_row(conn, job["blueprint_id"])
+            kernel_row = self._new_kernel_row(request, job, blueprint, sha256, now)
+            outcome = compile_queue.completion_outcome(
+                job,
+                compile_queue.find_kernel_row(conn, kernel_id),
+                kernel_id=kernel_id,
+                sha256=sha256,
+                lease_token=request.lease_token,
+                now_us=now,
+            )
+        if outcome == "store":
+            self.store.put(kernel_row["object_key"], request.artifact)
+        with self.database.write() as conn:
+            compile_queue.finish_job(
+                conn,
+                job_id=request.job_id,
+                lease_token=request.lease_token,
+                kernel_row=kernel_row,
+                now_us=now,
+            )
+            (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, kernel_id)])
+        logger.info(
+            "compile job %s produced kernel %s (%d bytes)", request.job_id, kernel_id, kernel.size_bytes
+        )
+        return urza_pb2.CompleteCompileJobResponse(kernel=kernel)
+
+    def _new_kernel_row(
+        self, request: urza_pb2.CompleteCompileJobRequest, job: Row, blueprint: Row, sha256: str, now: int
+    ) -> dict[str, Any]:
+        """The kernel row to insert; Urza sets status, sha256, size and what the IR determines."""
+        submitted = request.kernel
+        _check_kernel_identity(submitted, job, blueprint)
+        ir = ir_from_row(blueprint)
+        kernel = kernel_pb2.KernelArtifact(
+            kernel_id=submitted.kernel_id,
+            blueprint_id=job["blueprint_id"],
+            pipeline=job["pipeline"],
+            hardware_target=submitted.hardware_target,
+            sha256=sha256,
+            size_bytes=len(request.artifact),
+            status=kernel_pb2.KERNEL_STATUS_COMPILED,
+            input_kind=ir.input_kind,
+            input_shape=ir.input_shape,
+            parameter_count=submitted.parameter_count or blueprint["parameter_estimate"],
+            toolchain_hash=submitted.toolchain_hash or submitted.kernel_id.rsplit("-", 1)[1],
+            compile_duration=submitted.compile_duration,
+            template_id=blueprint["template_id"],
+            create_time=timestamp_from_us(now),
+            update_time=timestamp_from_us(now),
+        )
+        return kernel_values(kernel, object_key=artifact_key(kernel.kernel_id, sha256))
+
+    def fail_compile_job(self, request: urza_pb2.FailCompileJobRequest) -> urza_pb2.FailCompileJobResponse:
+        checks.validate_fail_compile_job(request)
+        with self.database.write() as conn:
+            row = compile_queue.fail_job(
+                conn,
+                job_id=request.job_id,
+                lease_token=request.lease_token,
+                message=request.error_message,
+                retryable=request.retryable,
+                now_us=self._now(),
+            )
+        return urza_pb2.FailCompileJobResponse(job=job_to_proto(row))
+
+    def get_compile_job(self, request: urza_pb2.GetCompileJobRequest) -> urza_pb2.GetCompileJobResponse:
+        checks.validate_get_compile_job(request)
+        with self.database.read() as conn:
+            row = compile_queue.get_job(conn, request.job_id)
+        return urza_pb2.GetCompileJobResponse(job=job_to_proto(row))
+
+    def list_compile_jobs(self, request: urza_pb2.ListCompileJobsRequest) -> urza_pb2.ListCompileJobsResponse:
+        page = checks.validate_list_compile_jobs(request)
+        with self.database.read() as conn:
+            rows, more = catalog.list_job_rows(
+                conn, status=request.status, offset=page.offset, limit=page.size
+            )
+        return urza_pb2.ListCompileJobsResponse(
+            jobs=[job_to_proto(row) for row in rows], next_page_token=_next_token(page, len(rows), more)
+        )
+
+    # Validation queue (Urabrask)
+
+    def claim_validation_job(
+        self, request: urza_pb2.ClaimValidationJobRequest
+    ) -> urza_pb2.ClaimValidationJobResponse:
+        lease_seconds = checks.validate_claim_validation_job(
+            request, default_lease=self.config.default_lease_seconds
+        )
+        with self.database.write() as conn:
+            row = validation_queue.claim_kernel(
+                conn, worker_id=request.worker_id, lease_us=lease_seconds * US_PER_SECOND, now_us=self._now()
+            )
+            if row is None:
+                return urza_pb2.ClaimValidationJobResponse()
+            (kernel,) = catalog.kernel_protos(conn, [row])
+            ir = ir_from_row(catalog.get_blueprint_row(conn, row["blueprint_id"]))
+        logger.info("kernel %s leased for validation to %s", row["kernel_id"], row["worker_id"])
+        return urza_pb2.ClaimValidationJobResponse(kernel=kernel, ir=ir, lease_token=row["lease_token"])
+
+    def submit_validation_report(
+        self, request: urza_pb2.SubmitValidationReportRequest
+    ) -> urza_pb2.SubmitValidationReportResponse:
+        checks.validate_submit_validation_report(request)
+        with self.database.write() as conn:
+            validation_queue.record_report(
+                conn,
+                kernel_id=request.kernel_id,
+                lease_token=request.lease_token,
+                report=request.report,
+                now_us=self._now(),
+            )
+            (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, request.kernel_id)])
+        return urza_pb2.SubmitValidationReportResponse(kernel=kernel)
+
+
+def _find_blueprint(conn: Any, blueprint_id: str) -> Row | None:
+    query = blueprints.select().where(blueprints.c.blueprint_id == blueprint_id)
+    row: Row | None = conn.execute(query).mappings().first()
+    return row
+
+
+def _check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint: Row) -> None:
+    """The kernel id must name the job's IR and pipeline (HLD Appendix J.3)."""
+    match = checks.KERNEL_ID_PATTERN.match(kernel.kernel_id)
+    assert match is not None  # validated with the request
+    ir_part, _target, pipeline_part, _toolchain = match.groups()
+    if ir_part != blueprint["ir_sha256"][:12]:
+        raise InvalidArgument.for_field(
+            "kernel.kernel_id",
+            f"IR hash part {ir_part} does not match blueprint {blueprint['blueprint_id']} "
+            f"(ir_sha256 starts {blueprint['ir_sha256'][:12]})",
+        )
+    if pipeline_part != checks.PIPELINE_NAMES[job["pipeline"]]:
+        raise InvalidArgument.for_field(
+            "kernel.kernel_id",
+            f"pipeline part {pipeline_part!r} does not match job {job['job_id']} "
+            f"({checks.PIPELINE_NAMES[job['pipeline']]})",
+        )
+    if kernel.blueprint_id and kernel.blueprint_id != job["blueprint_id"]:
+        raise InvalidArgument.for_field(
+            "kernel.blueprint_id", f"job {job['job_id']} is for {job['blueprint_id']}"
+        )
+    if kernel.pipeline and kernel.pipeline != job["pipeline"]:
+        raise InvalidArgument.for_field("kernel.pipeline", f"job {job['job_id']} runs another pipeline")
+
+
+def _next_token(page: checks.Page, returned: int, more: bool) -> str:
+    return encode_page_token(page.offset + returned, page.fingerprint) if more else ""
+
+
+def _chunks(data: bytes, chunk_size: int, sha256: str) -> Iterator[urza_pb2.DownloadKernelResponse]:
+    total = len(data)
+    for offset in range(0, total, chunk_size):
+        yield urza_pb2.DownloadKernelResponse(
+            chunk_data=data[offset : offset + chunk_size], offset=offset, total_size=total, sha256=sha256
+        )

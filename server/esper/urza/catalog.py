@@ -67,13 +67,12 @@ def kernel_protos(conn: Connection, rows: Sequence[Row]) -> list[kernel_pb2.Kern
         select(kernel_tags.c.kernel_id, kernel_tags.c.tag).where(kernel_tags.c.kernel_id.in_(ids))
     ):
         tags[kernel_id].append(tag)
-    reports: dict[str, Any] = dict(
-        conn.execute(
-            select(validation_reports.c.kernel_id, validation_reports.c.report).where(
-                validation_reports.c.kernel_id.in_(ids)
-            )
-        ).tuples()
+    report_rows = conn.execute(
+        select(validation_reports.c.kernel_id, validation_reports.c.report).where(
+            validation_reports.c.kernel_id.in_(ids)
+        )
     )
+    reports: dict[str, Any] = {kernel_id: report for kernel_id, report in report_rows}
     return [
         kernel_to_proto(row, tags=tags[row["kernel_id"]], report=reports.get(row["kernel_id"]))
         for row in rows

@@ -177,13 +177,14 @@ def completion_outcome(
     """What a completion does: "store" a new kernel, "reuse" the identical stored one (the job
     finishes), or "done" (a retry of a completion that already went through). Raises LEASE_LOST
     or AlreadyExists (an artifact id is written once)."""
-    if (
+    retried = (
         job["status"] == _JOB.COMPILE_JOB_STATUS_SUCCEEDED
         and job["kernel_id"] == kernel_id
         and same_token(job["lease_token"], lease_token)
-        and existing_kernel is not None
-        and existing_kernel["sha256"] == sha256
-    ):
+    )
+    if retried and existing_kernel is not None:
+        if existing_kernel["sha256"] != sha256:
+            raise _immutable(kernel_id, existing_kernel["sha256"], sha256)
         return "done"
     check_lease(
         what=f"compile job {job['job_id']}",
@@ -196,12 +197,16 @@ def completion_outcome(
     if existing_kernel is None:
         return "store"
     if existing_kernel["sha256"] != sha256:
-        raise AlreadyExists(
-            f"kernel {kernel_id} is already stored with sha256 {existing_kernel['sha256']}, not {sha256}; "
-            "artifacts are immutable (a changed toolchain must produce a new kernel id)",
-            reason="ALREADY_EXISTS",
-        )
+        raise _immutable(kernel_id, existing_kernel["sha256"], sha256)
     return "reuse"
+
+
+def _immutable(kernel_id: str, stored: str, offered: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"kernel {kernel_id} is already stored with sha256 {stored}, not {offered}; artifacts are "
+        "immutable (a changed toolchain must produce a new kernel id)",
+        reason="ALREADY_EXISTS",
+    )
 
 
 def find_kernel_row(conn: Connection, kernel_id: str) -> Row | None:

@@ -1,0 +1,130 @@
+"""Helpers shared by the Urza tests (unit, rpc and integration)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from esper.ir import IRBuilder, ir_sha256
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.urza.api import UrzaApi
+from esper.urza.config import UrzaConfig
+from esper.urza.db import UrzaDatabase
+from esper.urza.hub import UrzaHub
+from esper.urza.store import FolderObjectStore, ObjectStore
+
+START_US = 1_700_000_000_000_000
+TARGET = "cpu_x86_64"
+PIPELINE_NAMES = {
+    kernel_pb2.COMPILATION_PIPELINE_FAST: "fast",
+    kernel_pb2.COMPILATION_PIPELINE_STANDARD: "standard",
+    kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE: "aggressive",
+}
+
+
+class FakeClock:
+    """Microseconds since the epoch; moves only when told to (one microsecond per reading, so
+    rows created one after another are ordered)."""
+
+    def __init__(self, start_us: int = START_US) -> None:
+        self.now_us = start_us
+
+    def __call__(self) -> int:
+        self.now_us += 1
+        return self.now_us
+
+    def advance(self, seconds: float) -> None:
+        self.now_us += int(seconds * 1_000_000)
+
+
+def sample_ir(width: int = 16, *, seed: int = 0) -> blueprint_pb2.BlueprintIR:
+    """A small residual MLP block on [width] features; `seed` changes its hash."""
+    builder = IRBuilder(blueprint_pb2.INPUT_KIND_FEATURES, [width], init_seed=seed)
+    hidden = builder.linear(builder.input, width)
+    hidden = builder.activation(blueprint_pb2.OP_TYPE_RELU, hidden)
+    hidden = builder.linear(hidden, width)
+    return builder.build(builder.add_(builder.input, hidden))
+
+
+def make_hub(
+    database_url: str, store: ObjectStore | Path, clock: FakeClock | None = None, **config: Any
+) -> UrzaHub:
+    if isinstance(store, Path):
+        store = FolderObjectStore(store)
+    settings = UrzaConfig(database_url=database_url, store="unused-by-tests", **config)
+    database = UrzaDatabase.open(database_url)
+    return UrzaHub(database, store, settings, clock=clock or FakeClock())
+
+
+def kernel_id_for(job: kernel_pb2.CompileJob, *, toolchain: str = "0123abcd", target: str = TARGET) -> str:
+    return f"{ir_sha256(job.ir)[:12]}-{target}-{PIPELINE_NAMES[job.pipeline]}-{toolchain}"
+
+
+def submit(
+    api: UrzaApi, ir: blueprint_pb2.BlueprintIR | None = None, **fields: Any
+) -> blueprint_pb2.Blueprint:
+    request = urza_pb2.CreateBlueprintRequest(ir=ir if ir is not None else sample_ir(), **fields)
+    return api.create_blueprint(request).blueprint
+
+
+def claim(
+    api: UrzaApi, worker: str = "worker-a", *pipelines: int, lease: int = 0
+) -> kernel_pb2.CompileJob | None:
+    response = api.claim_compile_job(
+        urza_pb2.ClaimCompileJobRequest(worker_id=worker, pipelines=pipelines, lease_seconds=lease)
+    )
+    return response.job if response.HasField("job") else None
+
+
+def complete(
+    api: UrzaApi, job: kernel_pb2.CompileJob, artifact: bytes = b"pt2-bytes", **kernel_fields: Any
+) -> kernel_pb2.KernelArtifact:
+    kernel_fields.setdefault("kernel_id", kernel_id_for(job))
+    kernel_fields.setdefault("hardware_target", "cpu-x86_64")
+    request = urza_pb2.CompleteCompileJobRequest(
+        job_id=job.job_id,
+        lease_token=job.lease_token,
+        kernel=kernel_pb2.KernelArtifact(**kernel_fields),
+        artifact=artifact,
+    )
+    return api.complete_compile_job(request).kernel
+
+
+def fail(
+    api: UrzaApi, job: kernel_pb2.CompileJob, message: str = "boom", retryable: bool = True
+) -> kernel_pb2.CompileJob:
+    request = urza_pb2.FailCompileJobRequest(
+        job_id=job.job_id, lease_token=job.lease_token, error_message=message, retryable=retryable
+    )
+    return api.fail_compile_job(request).job
+
+
+def validate(
+    api: UrzaApi,
+    worker: str = "validator",
+    *,
+    passed: bool = True,
+    tags: tuple[str, ...] = (),
+    reason: str = "",
+) -> kernel_pb2.KernelArtifact:
+    claimed = api.claim_validation_job(urza_pb2.ClaimValidationJobRequest(worker_id=worker))
+    assert claimed.HasField("kernel"), "no kernel waiting for validation"
+    report = kernel_pb2.UrabraskValidationReport(
+        passed=passed,
+        failure_reason=reason,
+        latency_ms_mean=0.5,
+        tags=list(tags),
+        hardware_target="cpu-x86_64",
+    )
+    request = urza_pb2.SubmitValidationReportRequest(
+        kernel_id=claimed.kernel.kernel_id, lease_token=claimed.lease_token, report=report
+    )
+    return api.submit_validation_report(request).kernel
+
+
+def compile_all(api: UrzaApi, artifact: bytes = b"pt2-bytes") -> list[kernel_pb2.KernelArtifact]:
+    """Claim and complete every queued job; the kernels produced."""
+    produced = []
+    while (job := claim(api)) is not None:
+        produced.append(complete(api, job, artifact + job.job_id.encode()))
+    return produced

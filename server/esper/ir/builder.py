@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from esper.ir.analysis import invalid_ir
+from esper.ir.analysis import check_shape, invalid_ir
 from esper.ir.attributes import AttributeProblem, AttrKind, resolve_attributes
 from esper.ir.ops import OP_SPECS, OpError, Shape
 from esper.ir.validate import validate_ir
@@ -51,6 +51,7 @@ class IRBuilder:
             shape = spec.infer(input_shapes, resolve_attributes(spec.attributes, node.attributes))
         except (OpError, AttributeProblem) as error:
             raise invalid_ir(path, f"node {node_id!r} ({spec.name}): {error}") from None
+        check_shape(shape, path, f"node {node_id!r} ({spec.name}) output shape")
         for port, (source, source_shape) in enumerate(zip(inputs, input_shapes, strict=True)):
             node.input_shapes.add().dims.extend(source_shape)
             self._ir.edges.add(source_node_id=source, target_node_id=node_id, target_port=port)

@@ -28,6 +28,8 @@ from esper.mesh.interceptors import ErrorInterceptor
 
 logger = logging.getLogger(__name__)
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 # A long-running job served alongside the rpcs (e.g. a bus consumer). It gets an
@@ -122,8 +124,22 @@ async def serve_forever(
     """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping.set)
+    try:
+        await _serve_until_stopped(config, registrations, port_file, background, stopping)
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+async def _serve_until_stopped(
+    config: ServerConfig,
+    registrations: Sequence[ServiceRegistration],
+    port_file: Path | None,
+    background: Sequence[BackgroundTask],
+    stopping: asyncio.Event,
+) -> None:
     running = await start_server(config, registrations)
     tasks = [asyncio.create_task(task(stopping), name=f"background-{i}") for i, task in enumerate(background)]
     try:
@@ -138,8 +154,6 @@ async def serve_forever(
         if port_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 port_file.unlink()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
     if failed is not None:
         raise failed
 

@@ -128,3 +128,16 @@ def test_json_refuses_unknown_field() -> None:
 
     with pytest.raises(json_format.ParseError, match="no_such_field"):
         json_format.Parse('{"no_such_field": 1}', control_pb2.AdaptationCommand())
+
+
+def test_every_domain_error_default_reason_is_an_error_reason_value() -> None:
+    from esper import errors
+    from esper.leyline.v1 import errors_pb2
+
+    reasons = {name.removeprefix("ERROR_REASON_") for name in errors_pb2.ErrorReason.keys()}
+    classes = [
+        cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.EsperError)
+    ]
+    assert len(classes) > 5
+    for cls in classes:
+        assert cls.reason in reasons, f"{cls.__name__}.reason {cls.reason!r} is not an ErrorReason"

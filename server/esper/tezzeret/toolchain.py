@@ -38,7 +38,7 @@ _KERNEL_ID = re.compile(r"(?P<ir>[0-9a-f]{12})-(?P<target>[a-z0-9_]+)-(?P<pipeli
 
 
 def pipeline_name(pipeline: int) -> str:
-    """"fast", "standard" or "aggressive"."""
+    """The pipeline's lowercase name: fast, standard or aggressive."""
     return kernel_pb2.CompilationPipeline.Name(pipeline).removeprefix("COMPILATION_PIPELINE_").lower()
 
 

@@ -1,0 +1,65 @@
+"""Schema creation and the schema version check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+
+from esper.errors import FailedPrecondition
+from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
+from tests.unit.urza.support import make_hub, submit
+
+
+def test_an_empty_database_gets_the_current_schema(database_url: str) -> None:
+    database = UrzaDatabase.open(database_url)
+    with database.read() as conn:
+        assert conn.execute(
+            text("SELECT version FROM schema_meta WHERE component = 'urza'")
+        ).scalar_one() == (SCHEMA_VERSION)
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+    database.close()
+
+
+def test_reopening_keeps_the_data(database_url: str, tmp_path: Path) -> None:
+    hub = make_hub(database_url, tmp_path / "store")
+    blueprint = submit(hub)
+    hub.close()
+    reopened = make_hub(database_url, tmp_path / "store")
+    assert submit(reopened).blueprint_id == blueprint.blueprint_id
+    reopened.close()
+
+
+def test_another_schema_version_is_refused(database_url: str) -> None:
+    database = UrzaDatabase.open(database_url)
+    with database.write() as conn:
+        conn.execute(update(schema_meta).values(version=SCHEMA_VERSION + 1))
+    database.close()
+    with pytest.raises(FailedPrecondition) as caught:
+        UrzaDatabase.open(database_url)
+    assert caught.value.reason == "SCHEMA_VERSION_UNSUPPORTED"
+    assert f"version {SCHEMA_VERSION + 1}" in caught.value.message
+
+
+def test_urza_tables_without_a_recorded_version_are_refused(database_url: str) -> None:
+    database = UrzaDatabase.open(database_url)
+    with database.write() as conn:
+        conn.execute(text("DROP TABLE schema_meta"))
+    database.close()
+    with pytest.raises(FailedPrecondition) as caught:
+        UrzaDatabase.open(database_url)
+    assert caught.value.reason == "SCHEMA_VERSION_UNSUPPORTED"
+
+
+def test_unsupported_backends_and_in_memory_sqlite_are_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported database"):
+        UrzaDatabase("mysql://localhost/urza")
+    with pytest.raises(ValueError, match="in-memory"):
+        UrzaDatabase("sqlite://")
+
+
+def test_safe_url_hides_the_password() -> None:
+    database = UrzaDatabase("postgresql+psycopg://urza:secret@127.0.0.1:1/urza")
+    assert "secret" not in database.safe_url
+    database.close()

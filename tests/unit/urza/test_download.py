@@ -1,0 +1,123 @@
+"""Streaming kernel bytes, checksum verification, and the fetch helper."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from esper.errors import DataLoss, InvalidArgument, NotFound
+from esper.leyline.v1 import kernel_pb2, urza_pb2
+from esper.urza.fetch import download_kernel_bytes
+from esper.urza.hub import UrzaHub
+from tests.unit.urza.support import claim, complete, submit
+
+ARTIFACT = bytes(range(256)) * 40  # 10240 bytes
+
+
+@pytest.fixture
+def kernel(hub: UrzaHub) -> kernel_pb2.KernelArtifact:
+    submit(hub, pipelines=[kernel_pb2.COMPILATION_PIPELINE_FAST])
+    job = claim(hub)
+    assert job is not None
+    return complete(hub, job, ARTIFACT)
+
+
+def _stored_file(tmp_path: Path, kernel: kernel_pb2.KernelArtifact) -> Path:
+    (path,) = (tmp_path / "artifacts" / "kernels" / kernel.kernel_id).glob("*.pt2")
+    return path
+
+
+def test_chunks_cover_the_artifact_and_carry_its_checksum(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact
+) -> None:
+    chunks = list(
+        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=4096))
+    )
+    assert [chunk.offset for chunk in chunks] == [0, 4096, 8192]
+    assert [len(chunk.chunk_data) for chunk in chunks] == [4096, 4096, 2048]
+    assert {chunk.sha256 for chunk in chunks} == {hashlib.sha256(ARTIFACT).hexdigest()}
+    assert {chunk.total_size for chunk in chunks} == {len(ARTIFACT)}
+    assert b"".join(chunk.chunk_data for chunk in chunks) == ARTIFACT
+
+
+def test_default_chunk_is_one_mebibyte(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact) -> None:
+    (chunk,) = hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id))
+    assert chunk.chunk_data == ARTIFACT
+
+
+@pytest.mark.parametrize("chunk_size", [100, 4095, 4 * 1024 * 1024 + 1])
+def test_chunk_size_out_of_range_is_refused(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, chunk_size: int
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=chunk_size))
+    assert caught.value.violations[0].field == "chunk_size"
+
+
+def test_corrupted_stored_bytes_are_data_loss(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path
+) -> None:
+    path = _stored_file(tmp_path, kernel)
+    corrupted = bytearray(path.read_bytes())
+    corrupted[100] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    with pytest.raises(DataLoss) as caught:
+        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id))
+    assert caught.value.reason == "CHECKSUM_MISMATCH"
+
+
+def test_missing_stored_bytes_are_data_loss(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path
+) -> None:
+    _stored_file(tmp_path, kernel).unlink()
+    with pytest.raises(DataLoss):
+        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id))
+
+
+def test_unknown_kernel_download_is_not_found(hub: UrzaHub) -> None:
+    with pytest.raises(NotFound) as caught:
+        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id="0123456789ab-cpu-fast-01234567"))
+    assert caught.value.reason == "KERNEL_NOT_FOUND"
+
+
+def test_fetch_assembles_and_verifies(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact) -> None:
+    data, metadata = download_kernel_bytes(hub, kernel.kernel_id, chunk_size=4096)
+    assert data == ARTIFACT
+    assert metadata == kernel
+
+
+class _TamperingApi:
+    """Passes metadata through and flips one byte of the second chunk, as a broken proxy would."""
+
+    def __init__(self, hub: UrzaHub) -> None:
+        self._hub = hub
+
+    def get_kernel(self, request: urza_pb2.GetKernelRequest) -> urza_pb2.GetKernelResponse:
+        return self._hub.get_kernel(request)
+
+    def download_kernel(
+        self, request: urza_pb2.DownloadKernelRequest
+    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+        for index, chunk in enumerate(self._hub.download_kernel(request)):
+            if index == 1:
+                chunk.chunk_data = bytes([chunk.chunk_data[0] ^ 1]) + chunk.chunk_data[1:]
+            yield chunk
+
+
+class _TruncatingApi(_TamperingApi):
+    def download_kernel(
+        self, request: urza_pb2.DownloadKernelRequest
+    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+        yield next(iter(self._hub.download_kernel(request)))
+
+
+@pytest.mark.parametrize("api_class", [_TamperingApi, _TruncatingApi])
+def test_fetch_refuses_bytes_that_do_not_match(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, api_class: type[_TamperingApi]
+) -> None:
+    with pytest.raises(DataLoss) as caught:
+        download_kernel_bytes(api_class(hub), kernel.kernel_id, chunk_size=4096)  # type: ignore[arg-type]
+    assert caught.value.reason == "CHECKSUM_MISMATCH"

@@ -68,7 +68,7 @@ def submit(
 
 
 def claim(
-    api: UrzaApi, worker: str = "worker-a", *pipelines: int, lease: int = 0
+    api: UrzaApi, worker: str = "worker-a", *pipelines: kernel_pb2.CompilationPipeline, lease: int = 0
 ) -> kernel_pb2.CompileJob | None:
     response = api.claim_compile_job(
         urza_pb2.ClaimCompileJobRequest(worker_id=worker, pipelines=pipelines, lease_seconds=lease)

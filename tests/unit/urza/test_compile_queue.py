@@ -309,7 +309,7 @@ def test_bad_claim_requests_name_the_field(hub: UrzaHub) -> None:
     cases = [
         (urza_pb2.ClaimCompileJobRequest(), "worker_id"),
         (urza_pb2.ClaimCompileJobRequest(worker_id="w", lease_seconds=3601), "lease_seconds"),
-        (urza_pb2.ClaimCompileJobRequest(worker_id="w", pipelines=[0]), "pipelines[0]"),
+        (urza_pb2.ClaimCompileJobRequest(worker_id="w", pipelines=[0]), "pipelines[0]"),  # type: ignore[list-item]
     ]
     for request, field in cases:
         with pytest.raises(EsperError) as caught:

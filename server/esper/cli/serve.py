@@ -47,6 +47,7 @@ class ServeTarget:
 SERVE_TARGETS: dict[str, str] = {
     "karn": "esper.cli.serve:KARN",
     "urabrask": "esper.urabrask.serve:URABRASK",
+    "urza": "esper.urza.serve:URZA",
 }
 
 

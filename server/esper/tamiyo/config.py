@@ -1,0 +1,121 @@
+"""Tamiyo's configuration: the heuristic policy's thresholds and budgets."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from esper.leyline.v1 import lifecycle_pb2
+
+HEURISTIC_POLICY_ID = "heuristic-v1"
+
+_STRATEGY_PREFIX = "GRAFTING_STRATEGY_"
+_STRATEGIES: dict[str, lifecycle_pb2.GraftingStrategy] = {
+    "LINEAR_RAMP": lifecycle_pb2.GRAFTING_STRATEGY_LINEAR_RAMP,
+    "COSINE_RAMP": lifecycle_pb2.GRAFTING_STRATEGY_COSINE_RAMP,
+    "DRIFT_CONTROLLED": lifecycle_pb2.GRAFTING_STRATEGY_DRIFT_CONTROLLED,
+}
+
+
+@dataclass(frozen=True)
+class TamiyoConfig:
+    """How the strategic controller decides. Accuracies and gains are fractions in [0, 1].
+
+    Plateau: `patience` epochs in a row without validation accuracy beating the best
+    by more than `min_delta`; nothing germinates before epoch `warmup_epochs`.
+    Lifecycle gates: `min_training_epochs` in TRAINING before grafting; an evaluation
+    gain above `min_eval_gain` to keep a seed after EVALUATING; `fine_tune_epochs` in
+    FINE_TUNING, then fossilize if accuracy reached the germination accuracy plus
+    `fossilize_min_improvement` (or the last gain still beats `min_eval_gain`).
+    A seed stuck `stage_timeout_epochs` in TRAINING is cancelled, in EVALUATING culled.
+    Harm: accuracy more than `harm_threshold` below the germination accuracy culls.
+    A failed slot is embargoed for `embargo_epochs`.
+    Kernel budget: parameters at most `max_seed_parameter_fraction` x the model's
+    trainable parameters and at most `max_seed_parameters` (0 disables either).
+    Conservative mode (no germination) turns on when `conservative_after_failures`
+    distinct slots failed within `trouble_window_epochs`, or losses are not finite,
+    or always when `conservative_mode` is set; it turns off after `calm_epochs`
+    epochs without a failure. `preferred_tags` filter kernel queries; after a recent
+    failure the `conservative_tags` are asked for first.
+    `grafting_strategy` is a GraftingStrategy name ("LINEAR_RAMP", "COSINE_RAMP",
+    "DRIFT_CONTROLLED"). `step_budget_ms` only makes a slow step log a warning.
+    """
+
+    policy_id: str = HEURISTIC_POLICY_ID
+    patience: int = 2
+    min_delta: float = 0.002
+    warmup_epochs: int = 2
+    max_concurrent_seeds: int = 1
+    min_training_epochs: int = 1
+    fine_tune_epochs: int = 2
+    stage_timeout_epochs: int = 8
+    min_eval_gain: float = 0.0
+    fossilize_min_improvement: float = 0.002
+    harm_threshold: float = 0.02
+    embargo_epochs: int = 3
+    max_seed_parameter_fraction: float = 4.0
+    max_seed_parameters: int = 0
+    preferred_tags: tuple[str, ...] = ("numerically_stable",)
+    conservative_tags: tuple[str, ...] = ("numerically_stable", "low_memory")
+    conservative_mode: bool = False
+    conservative_after_failures: int = 2
+    trouble_window_epochs: int = 6
+    calm_epochs: int = 3
+    grafting_strategy: str = "LINEAR_RAMP"
+    step_budget_ms: float = 12.0
+    kernel_page_size: int = 100
+    max_kernel_candidates: int = 500
+
+    def __post_init__(self) -> None:
+        if self.policy_id != HEURISTIC_POLICY_ID:
+            raise ValueError(f"policy_id must be {HEURISTIC_POLICY_ID!r} (the only built-in policy)")
+        for name in (
+            "patience",
+            "max_concurrent_seeds",
+            "min_training_epochs",
+            "fine_tune_epochs",
+            "stage_timeout_epochs",
+            "conservative_after_failures",
+            "trouble_window_epochs",
+            "kernel_page_size",
+            "max_kernel_candidates",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_epochs", "embargo_epochs", "calm_epochs", "max_seed_parameters"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("min_delta", "fossilize_min_improvement", "harm_threshold"):
+            _check_fraction(name, getattr(self, name), low=0.0)
+        _check_fraction("min_eval_gain", self.min_eval_gain, low=-1.0)
+        if not (math.isfinite(self.max_seed_parameter_fraction) and self.max_seed_parameter_fraction >= 0):
+            raise ValueError("max_seed_parameter_fraction must be finite and >= 0")
+        if not (math.isfinite(self.step_budget_ms) and self.step_budget_ms > 0):
+            raise ValueError("step_budget_ms must be finite and > 0")
+        if self.stage_timeout_epochs < max(self.min_training_epochs, self.fine_tune_epochs):
+            raise ValueError("stage_timeout_epochs must be >= min_training_epochs and fine_tune_epochs")
+        if self.kernel_page_size > 1000:
+            raise ValueError("kernel_page_size must be <= 1000 (Urza's page limit)")
+        for name in ("preferred_tags", "conservative_tags"):
+            tags = getattr(self, name)
+            if not isinstance(tags, tuple) or any(not isinstance(tag, str) or not tag for tag in tags):
+                raise ValueError(f"{name} must be a tuple of non-empty strings")
+        grafting_strategy_from_name(self.grafting_strategy)
+
+    @property
+    def grafting_strategy_value(self) -> lifecycle_pb2.GraftingStrategy:
+        """The GraftingStrategy enum value `grafting_strategy` names."""
+        return grafting_strategy_from_name(self.grafting_strategy)
+
+
+def grafting_strategy_from_name(name: str) -> lifecycle_pb2.GraftingStrategy:
+    """GraftingStrategy value for "LINEAR_RAMP" or "GRAFTING_STRATEGY_LINEAR_RAMP" (any case)."""
+    strategy = _STRATEGIES.get(name.upper().removeprefix(_STRATEGY_PREFIX))
+    if strategy is None:
+        raise ValueError(f"grafting_strategy {name!r} is not one of {sorted(_STRATEGIES)}")
+    return strategy
+
+
+def _check_fraction(name: str, value: float, *, low: float) -> None:
+    if not (math.isfinite(value) and low <= value <= 1.0):
+        raise ValueError(f"{name} must be in [{low}, 1], got {value}")

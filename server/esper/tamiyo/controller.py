@@ -1,0 +1,188 @@
+"""The strategic controller: the TamiyoService API in process.
+
+`TamiyoController(model_or_none, config, *, kernels=None)` is the SDK shape of the
+HLD (Appendix F.2). It keeps one RunState per run id (from the packet), so one
+controller serves several runs. A step is a transaction: the policy works on a copy
+of the run's state, which replaces the old one only once the answer is complete.
+
+Steps are idempotent per run: repeating the last request (a client retry) returns
+the same response without deciding twice. Any other request for an epoch that is
+not after the last one stepped is refused: after a rollback, restore the controller
+state from the same checkpoint first.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from esper.errors import FailedPrecondition, NotFound
+from esper.leyline.v1 import tamiyo_pb2
+from esper.tamiyo.api import KernelDirectory
+from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
+from esper.tamiyo.convert import (
+    observation_from_request,
+    response_from_outcome,
+    state_from_proto,
+    state_to_proto,
+)
+from esper.tamiyo.policy import HeuristicPolicy, Policy
+from esper.tamiyo.state import RunState
+from esper.tamiyo.validation import (
+    validate_export_controller_state,
+    validate_get_status,
+    validate_load_policy,
+    validate_restore_controller_state,
+    validate_step,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ParameterSource(Protocol):
+    """A model whose trainable parameters can be counted (an nn.Module fits)."""
+
+    def parameters(self) -> Iterable[Any]: ...
+
+
+class TamiyoController:
+    """Decides at each epoch boundary what every seed should do (TamiyoService in process).
+
+    `model` is only used to count trainable parameters when a StepRequest carries no
+    `parameter_count` (the kernel size budget is relative to it). `kernels` is where
+    validated kernels are queried; `attach_kernels` supplies it later.
+    """
+
+    def __init__(
+        self,
+        model: ParameterSource | None = None,
+        config: TamiyoConfig | None = None,
+        *,
+        kernels: KernelDirectory | None = None,
+    ) -> None:
+        self.config = config if config is not None else TamiyoConfig()
+        self._model = model
+        self._kernels = kernels
+        self._policy: Policy = HeuristicPolicy(self.config)
+        self._runs: dict[str, RunState] = {}
+        self._last_step: dict[str, tuple[bytes, tamiyo_pb2.StepResponse]] = {}
+        self._lock = threading.Lock()
+
+    def attach_kernels(self, directory: KernelDirectory) -> None:
+        """Use `directory` to find kernels from the next step on."""
+        with self._lock:
+            self._kernels = directory
+
+    @property
+    def policy_id(self) -> str:
+        return self._policy.policy_id
+
+    def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+        features = validate_step(request)
+        run_id, epoch = request.packet.run_id, request.packet.epoch
+        key = request.SerializeToString(deterministic=True)
+        with self._lock:
+            last = self._last_step.get(run_id)
+            if last is not None and last[0] == key:
+                return _copy(last[1])
+            previous = self._runs.get(run_id)
+            if previous is not None and previous.stepped and epoch <= previous.last_epoch:
+                raise FailedPrecondition(
+                    f"run {run_id!r}: epoch {epoch} is not after the last stepped epoch "
+                    f"{previous.last_epoch}; "
+                    "restore the controller state saved with the checkpoint to step it again"
+                )
+            state = copy.deepcopy(previous) if previous is not None else RunState(run_id=run_id)
+            model_parameters = self._model_parameters() if request.parameter_count == 0 else 0
+            observation = observation_from_request(request, features, model_parameters=model_parameters)
+            started = time.perf_counter()
+            outcome = self._policy.decide(state, observation, self._kernels)
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            state.commands_issued += len(outcome.commands)
+            response = response_from_outcome(outcome, conservative_mode=state.conservative_mode)
+            self._runs[run_id] = state
+            self._last_step[run_id] = (key, _copy(response))
+        if elapsed_ms > self.config.step_budget_ms:
+            logger.warning(
+                "run %s epoch %d: step took %.1f ms (budget %.1f ms)",
+                run_id,
+                epoch,
+                elapsed_ms,
+                self.config.step_budget_ms,
+            )
+        for decision in response.decisions:
+            logger.debug("run %s epoch %d seed %r: %s", run_id, epoch, decision.seed_id, decision.reason)
+        return response
+
+    def get_status(self, request: tamiyo_pb2.GetStatusRequest) -> tamiyo_pb2.GetStatusResponse:
+        validate_get_status(request)
+        with self._lock:
+            if not request.run_id:
+                return tamiyo_pb2.GetStatusResponse(
+                    policy_id=self._policy.policy_id,
+                    active_adaptations=sum(len(state.adaptations) for state in self._runs.values()),
+                    conservative_mode=any(state.conservative_mode for state in self._runs.values()),
+                    tracked_runs=len(self._runs),
+                )
+            state = self._run(request.run_id)
+            return tamiyo_pb2.GetStatusResponse(
+                policy_id=self._policy.policy_id,
+                current_epoch=state.last_epoch,
+                validation_accuracy=state.last_val_accuracy,
+                active_adaptations=len(state.adaptations),
+                conservative_mode=state.conservative_mode,
+                tracked_runs=len(self._runs),
+            )
+
+    def load_policy(self, request: tamiyo_pb2.LoadPolicyRequest) -> tamiyo_pb2.LoadPolicyResponse:
+        """Only the built-in heuristic exists until Simic publishes trained policies."""
+        validate_load_policy(request)
+        if request.policy_id != HEURISTIC_POLICY_ID:
+            raise NotFound(
+                f"policy {request.policy_id!r} not found: only {HEURISTIC_POLICY_ID!r} is built in "
+                "(Simic-trained policies cannot be loaded yet)",
+                reason="POLICY_NOT_FOUND",
+            )
+        with self._lock:
+            if self._policy.policy_id != request.policy_id:
+                self._policy = HeuristicPolicy(self.config)
+            return tamiyo_pb2.LoadPolicyResponse(policy_id=self._policy.policy_id)
+
+    def export_controller_state(
+        self, request: tamiyo_pb2.ExportControllerStateRequest
+    ) -> tamiyo_pb2.ExportControllerStateResponse:
+        validate_export_controller_state(request)
+        with self._lock:
+            return tamiyo_pb2.ExportControllerStateResponse(state=state_to_proto(self._run(request.run_id)))
+
+    def restore_controller_state(
+        self, request: tamiyo_pb2.RestoreControllerStateRequest
+    ) -> tamiyo_pb2.RestoreControllerStateResponse:
+        validate_restore_controller_state(request)
+        state = state_from_proto(request.state)
+        with self._lock:
+            self._runs[state.run_id] = state
+            self._last_step.pop(state.run_id, None)
+        logger.info("run %s: controller state restored at epoch %d", state.run_id, state.last_epoch)
+        return tamiyo_pb2.RestoreControllerStateResponse(run_id=state.run_id)
+
+    def _run(self, run_id: str) -> RunState:
+        state = self._runs.get(run_id)
+        if state is None:
+            raise NotFound(f"run {run_id!r} is not tracked by this controller", reason="RUN_NOT_FOUND")
+        return state
+
+    def _model_parameters(self) -> int:
+        if self._model is None:
+            return 0
+        return sum(int(p.numel()) for p in self._model.parameters() if p.requires_grad)
+
+
+def _copy(response: tamiyo_pb2.StepResponse) -> tamiyo_pb2.StepResponse:
+    duplicate = tamiyo_pb2.StepResponse()
+    duplicate.CopyFrom(response)
+    return duplicate

@@ -1,0 +1,320 @@
+"""The lifecycle gates: what to do with each seed Tamiyo is adapting.
+
+A seed signals readiness; Tamiyo decides. Per stage:
+  GERMINATED     promote it again (the load did not start), cancel after the stage timeout.
+  TRAINING       >= min_training_epochs and ready -> GRAFTING; cancelled after the timeout.
+  GRAFTING       ready (alpha reached 1) -> STABILIZATION.
+  STABILIZATION  ready -> EVALUATING.
+  EVALUATING     ready: eval gain > min_eval_gain -> FINE_TUNING (or FOSSILIZE for a kernel
+                 without trainable parameters), else CULL; culled after the timeout.
+  FINE_TUNING    after fine_tune_epochs: FOSSILIZE on measured improvement, else CULL.
+Harm (accuracy more than harm_threshold below the germination accuracy) culls from
+EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (seed
+lifecycle, Appendix B), so harm seen there is recorded and acted on at EVALUATING,
+which then culls without waiting for readiness.
+
+A seed that Kasmina ended on its own (a load failure or an isolation violation culls
+it; a rollback locks it) finishes with the matching outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from esper.leyline.v1 import lifecycle_pb2
+from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.observation import Observation, SeedView, StepOutcome, stage_name
+from esper.tamiyo.reports import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
+from esper.tamiyo.state import Adaptation, RunState, SeedStage
+
+_OBSERVED_OUTCOMES: dict[SeedStage, Outcome] = {
+    lifecycle_pb2.SEED_STAGE_FOSSILIZED: lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED,
+    lifecycle_pb2.SEED_STAGE_CULLED: lifecycle_pb2.ADAPTATION_OUTCOME_CULLED,
+    lifecycle_pb2.SEED_STAGE_CANCELLED: lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED,
+    lifecycle_pb2.SEED_STAGE_ROLLED_BACK: lifecycle_pb2.ADAPTATION_OUTCOME_ROLLED_BACK,
+}
+_NOT_LOADED: frozenset[SeedStage] = frozenset(
+    {lifecycle_pb2.SEED_STAGE_GERMINATED, lifecycle_pb2.SEED_STAGE_LOADING}
+)
+_FAILURES: frozenset[Outcome] = frozenset(
+    {
+        lifecycle_pb2.ADAPTATION_OUTCOME_CULLED,
+        lifecycle_pb2.ADAPTATION_OUTCOME_ROLLED_BACK,
+    }
+)
+_COMMAND_OUTCOME: dict[CommandType, Outcome] = {
+    lifecycle_pb2.COMMAND_TYPE_FOSSILIZE: lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED,
+    lifecycle_pb2.COMMAND_TYPE_CULL: lifecycle_pb2.ADAPTATION_OUTCOME_CULLED,
+    lifecycle_pb2.COMMAND_TYPE_CANCEL_GERMINATION: lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED,
+}
+_ADVANCE = lifecycle_pb2.COMMAND_TYPE_ADVANCE
+_CULL = lifecycle_pb2.COMMAND_TYPE_CULL
+
+
+class LifecycleGates:
+    """Applies the gates to every tracked adaptation, in seed layout order."""
+
+    def __init__(self, config: TamiyoConfig) -> None:
+        self._config = config
+
+    def run(self, state: RunState, observation: Observation, out: StepOutcome) -> None:
+        in_layout = {view.seed_id for view in observation.seeds}
+        for view in observation.seeds:
+            adaptation = state.adaptations.get(view.seed_id)
+            if adaptation is not None:
+                self._gate(state, observation, view, adaptation, out)
+        for seed_id in sorted(set(state.adaptations) - in_layout):
+            reason = f"seed {seed_id} is no longer in the run's seed layout"
+            self.finish(
+                state,
+                observation,
+                state.adaptations[seed_id],
+                lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED,
+                reason,
+                out,
+                parameter_count=None,
+            )
+            out.wait(seed_id, reason)
+
+    def finish(
+        self,
+        state: RunState,
+        observation: Observation,
+        adaptation: Adaptation,
+        outcome: Outcome,
+        reason: str,
+        out: StepOutcome,
+        *,
+        parameter_count: int | None,
+    ) -> None:
+        """End an adaptation: forget it, score its blueprint, embargo a failed slot, report it once."""
+        state.adaptations.pop(adaptation.seed_id, None)
+        state.score_blueprint(adaptation.blueprint_id, OUTCOME_SCORE[outcome])
+        if outcome in _FAILURES:
+            state.record_failure(adaptation.seed_id, observation.epoch, self._config.embargo_epochs)
+        out.finished_seeds.add(adaptation.seed_id)
+        out.field_reports.append(
+            field_report(observation.boundary, adaptation, outcome, reason, parameter_count=parameter_count)
+        )
+
+    def _gate(
+        self,
+        state: RunState,
+        observation: Observation,
+        view: SeedView,
+        adaptation: Adaptation,
+        out: StepOutcome,
+    ) -> None:
+        stage = view.stage
+        if stage in _OBSERVED_OUTCOMES or stage == lifecycle_pb2.SEED_STAGE_DORMANT:
+            self._observed_end(state, observation, view, adaptation, out)
+            return
+        adaptation.observe_stage(stage, observation.epoch)
+        # The gain is measured during EVALUATING (valid once the seed is ready) and may be re-measured later.
+        measured = stage == lifecycle_pb2.SEED_STAGE_FINE_TUNING or (
+            stage == lifecycle_pb2.SEED_STAGE_EVALUATING and view.ready
+        )
+        if view.telemetry is not None and measured:
+            adaptation.eval_gain = view.telemetry.eval_gain
+        decide = _STAGE_GATES.get(stage)
+        if decide is None:
+            out.wait(view.seed_id, f"kernel {adaptation.kernel_id} is {stage_name(stage)}; waiting")
+            return
+        verdict = decide(self, state, observation, view, adaptation)
+        if verdict.command_type is None:
+            out.wait(view.seed_id, verdict.reason)
+            return
+        out.act(
+            make_command(
+                observation.boundary,
+                view.seed_id,
+                verdict.command_type,
+                verdict.reason,
+                target_stage=verdict.target,
+            )
+        )
+        outcome = _COMMAND_OUTCOME.get(verdict.command_type)
+        if outcome is not None:
+            self.finish(
+                state,
+                observation,
+                adaptation,
+                outcome,
+                verdict.reason,
+                out,
+                parameter_count=_parameter_count(view),
+            )
+
+    def _observed_end(
+        self,
+        state: RunState,
+        observation: Observation,
+        view: SeedView,
+        adaptation: Adaptation,
+        out: StepOutcome,
+    ) -> None:
+        stage = view.stage
+        was = stage_name(adaptation.last_stage)
+        if stage == lifecycle_pb2.SEED_STAGE_DORMANT:
+            if adaptation.last_stage in _NOT_LOADED:
+                outcome = lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED
+                reason = (
+                    f"germination of kernel {adaptation.kernel_id} was not applied: the seed is still DORMANT"
+                )
+            else:
+                outcome = lifecycle_pb2.ADAPTATION_OUTCOME_CULLED
+                reason = f"seed returned to DORMANT from {was} without a Tamiyo command (Kasmina culled it)"
+        else:
+            outcome = _OBSERVED_OUTCOMES[stage]
+            reason = f"Kasmina reports the seed {stage_name(stage)} (last seen {was})"
+            if view.telemetry is not None and view.telemetry.isolation_violations:
+                reason += f"; {view.telemetry.isolation_violations} gradient-isolation violations"
+        self.finish(
+            state, observation, adaptation, outcome, reason, out, parameter_count=_parameter_count(view)
+        )
+        out.wait(view.seed_id, reason)
+
+    def _germinated(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
+        n = a.epochs_in_stage(obs.epoch)
+        if n >= self._config.stage_timeout_epochs:
+            return _Verdict(
+                lifecycle_pb2.COMMAND_TYPE_CANCEL_GERMINATION,
+                f"kernel {a.kernel_id} did not start loading in {n} epochs; cancelling",
+            )
+        return _Verdict(
+            _ADVANCE,
+            f"seed still GERMINATED: promote kernel {a.kernel_id} from the queue again",
+            lifecycle_pb2.SEED_STAGE_LOADING,
+        )
+
+    def _training(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
+        config, n = self._config, a.epochs_in_stage(obs.epoch)
+        loss = f", seed loss {view.telemetry.seed_loss:.4g}" if view.telemetry is not None else ""
+        if n >= config.min_training_epochs and view.ready:
+            return _Verdict(
+                _ADVANCE,
+                f"TRAINING done: {n} epochs (min {config.min_training_epochs}), "
+                f"seed ready{loss}; start grafting",
+                lifecycle_pb2.SEED_STAGE_GRAFTING,
+            )
+        if n >= config.stage_timeout_epochs:
+            return _Verdict(
+                lifecycle_pb2.COMMAND_TYPE_CANCEL_GERMINATION,
+                f"TRAINING not ready after {n} epochs (timeout {config.stage_timeout_epochs}){loss}; "
+                "cancelling before it touches the host",
+            )
+        return _Verdict(
+            None, f"TRAINING epoch {n} (min {config.min_training_epochs}), ready={view.ready}{loss}"
+        )
+
+    def _grafting(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
+        harm = self._harm_text(obs, a)
+        if view.ready:
+            return _Verdict(
+                _ADVANCE,
+                f"GRAFTING done: alpha reached {view.features.alpha:.2f}; stabilize"
+                + (f" ({harm}: cull at EVALUATING)" if harm else ""),
+                lifecycle_pb2.SEED_STAGE_STABILIZATION,
+            )
+        text = f"GRAFTING: alpha {view.features.alpha:.2f}, not ready"
+        return _Verdict(
+            None, text + (f"; {harm}: CULL is not legal while GRAFTING, cull at EVALUATING" if harm else "")
+        )
+
+    def _stabilization(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
+        harm = self._harm_text(obs, a)
+        if view.ready:
+            return _Verdict(
+                _ADVANCE,
+                "STABILIZATION done; evaluate" + (f" ({harm}: cull at EVALUATING)" if harm else ""),
+                lifecycle_pb2.SEED_STAGE_EVALUATING,
+            )
+        text = f"STABILIZATION epoch {a.epochs_in_stage(obs.epoch)}, not ready"
+        return _Verdict(
+            None,
+            text + (f"; {harm}: CULL is not legal while STABILIZING, cull at EVALUATING" if harm else ""),
+        )
+
+    def _evaluating(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
+        config, n = self._config, a.epochs_in_stage(obs.epoch)
+        harm = self._harm_text(obs, a)
+        if harm:
+            return _Verdict(_CULL, f"harm: {harm}")
+        if not view.ready or view.telemetry is None:
+            missing = "not ready" if not view.ready else "no telemetry, so no eval gain"
+            if n >= config.stage_timeout_epochs:
+                return _Verdict(
+                    _CULL,
+                    f"EVALUATING gave no result in {n} epochs ({missing}); timeout "
+                    f"{config.stage_timeout_epochs}",
+                )
+            return _Verdict(None, f"EVALUATING epoch {n}: {missing}")
+        gain, params = view.telemetry.eval_gain, view.telemetry.parameter_count
+        numbers = f"eval gain {gain:+.4f} vs min {config.min_eval_gain:+.4f}"
+        if gain <= config.min_eval_gain:
+            return _Verdict(
+                _CULL,
+                f"negative evaluation: {numbers} (accuracy {obs.accuracy:.4f}, "
+                f"at germination {a.pre_metric:.4f})",
+            )
+        if params == 0:
+            return _Verdict(
+                lifecycle_pb2.COMMAND_TYPE_FOSSILIZE,
+                f"positive evaluation of a fixed-function kernel: {numbers}; fossilize",
+            )
+        return _Verdict(
+            _ADVANCE,
+            f"positive evaluation: {numbers}; fine-tune {params} params on the task loss",
+            lifecycle_pb2.SEED_STAGE_FINE_TUNING,
+        )
+
+    def _fine_tuning(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
+        config, n = self._config, a.epochs_in_stage(obs.epoch)
+        harm = self._harm_text(obs, a)
+        if harm:
+            return _Verdict(_CULL, f"harm: {harm}")
+        if n < config.fine_tune_epochs:
+            return _Verdict(None, f"FINE_TUNING epoch {n} of {config.fine_tune_epochs}")
+        target = a.pre_metric + config.fossilize_min_improvement
+        numbers = (
+            f"accuracy {obs.accuracy:.4f} vs {target:.4f} (at germination {a.pre_metric:.4f} + "
+            f"{config.fossilize_min_improvement}), eval gain {a.eval_gain:+.4f} "
+            f"vs min {config.min_eval_gain:+.4f}"
+        )
+        if obs.accuracy >= target or a.eval_gain > config.min_eval_gain:
+            return _Verdict(
+                lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, f"measured improvement after {n} epochs: {numbers}"
+            )
+        return _Verdict(_CULL, f"no improvement after {n} epochs of fine-tuning: {numbers}")
+
+    def _harm_text(self, obs: Observation, a: Adaptation) -> str:
+        drop = a.pre_metric - obs.accuracy
+        if drop > self._config.harm_threshold:
+            return (
+                f"accuracy {obs.accuracy:.4f} fell {drop:.4f} below {a.pre_metric:.4f} at germination "
+                f"(threshold {self._config.harm_threshold})"
+            )
+        return ""
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """A gate's answer: a command (None to wait), why, and the target stage of an ADVANCE."""
+
+    command_type: CommandType | None
+    reason: str
+    target: SeedStage = lifecycle_pb2.SEED_STAGE_UNSPECIFIED
+
+
+def _parameter_count(view: SeedView) -> int | None:
+    return int(view.telemetry.parameter_count) if view.telemetry is not None else None
+
+
+_STAGE_GATES = {
+    lifecycle_pb2.SEED_STAGE_GERMINATED: LifecycleGates._germinated,
+    lifecycle_pb2.SEED_STAGE_TRAINING: LifecycleGates._training,
+    lifecycle_pb2.SEED_STAGE_GRAFTING: LifecycleGates._grafting,
+    lifecycle_pb2.SEED_STAGE_STABILIZATION: LifecycleGates._stabilization,
+    lifecycle_pb2.SEED_STAGE_EVALUATING: LifecycleGates._evaluating,
+    lifecycle_pb2.SEED_STAGE_FINE_TUNING: LifecycleGates._fine_tuning,
+}

@@ -1,0 +1,257 @@
+"""When and where to germinate a seed, and with which kernel.
+
+Germination is considered when validation accuracy has plateaued (after the warm-up),
+conservative mode is off and fewer seeds than the budget are active. Among the
+DORMANT, non-embargoed seeds the one with the strongest bottleneck signal is chosen.
+
+Bottleneck score, in [0, 3]: each feature is min-max normalised across the candidate
+seeds (a feature equal on all of them scores 0), so layers of different scale compare:
+  dead_node_ratio   high = units that never fire (capacity wasted),
+  avg_correlation   high = redundant units,
+  chunk_variance    low  = collapsed features (scored as (max - v) / (max - min)).
+Ties go to the earlier seed in layout order. If no validated kernel fits the chosen
+seed's site, the next seed with a different site is tried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from esper.leyline.v1 import kernel_pb2, lifecycle_pb2
+from esper.tamiyo.api import KernelDirectory
+from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.kernels import (
+    KernelChoice,
+    KernelQueryFailed,
+    KernelSearch,
+    choose_kernel,
+    site_label,
+    tag_ladder,
+)
+from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedView, StepOutcome
+from esper.tamiyo.reports import make_command
+from esper.tamiyo.state import Adaptation, RunState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BottleneckScore:
+    """A candidate seed's score and its normalised parts."""
+
+    view: SeedView
+    score: float
+    dead: float
+    redundant: float
+    collapsed: float
+
+    def describe(self) -> str:
+        f = self.view.features
+        return (
+            f"bottleneck {self.score:.2f} (dead {f.dead_node_ratio:.3f}, "
+            f"correlation {f.avg_correlation:.3f}, variance {f.chunk_variance:.4g})"
+        )
+
+
+def bottleneck_ranking(candidates: Sequence[SeedView]) -> list[BottleneckScore]:
+    """Candidates strongest bottleneck first; ties in layout (input) order."""
+
+    def spread(values: list[float]) -> tuple[float, float]:
+        return min(values, default=0.0), max(values, default=0.0)
+
+    dead_lo, dead_hi = spread([v.features.dead_node_ratio for v in candidates])
+    corr_lo, corr_hi = spread([v.features.avg_correlation for v in candidates])
+    var_lo, var_hi = spread([v.features.chunk_variance for v in candidates])
+    scores = []
+    for view in candidates:
+        f = view.features
+        dead = _normalise(f.dead_node_ratio - dead_lo, dead_hi - dead_lo)
+        redundant = _normalise(f.avg_correlation - corr_lo, corr_hi - corr_lo)
+        collapsed = _normalise(var_hi - f.chunk_variance, var_hi - var_lo)
+        scores.append(BottleneckScore(view, dead + redundant + collapsed, dead, redundant, collapsed))
+    order = {view.seed_id: index for index, view in enumerate(candidates)}
+    return sorted(scores, key=lambda s: (-s.score, order[s.view.seed_id]))
+
+
+def _normalise(offset: float, width: float) -> float:
+    return offset / width if width > 0 else 0.0
+
+
+class Germination:
+    """Decides whether to germinate at this boundary, and does so."""
+
+    def __init__(self, config: TamiyoConfig) -> None:
+        self._config = config
+
+    def consider(
+        self, state: RunState, observation: Observation, kernels: KernelDirectory | None, out: StepOutcome
+    ) -> None:
+        config, epoch = self._config, observation.epoch
+        if epoch < config.warmup_epochs:
+            out.wait("", f"no germination during warm-up (epoch {epoch} < {config.warmup_epochs})")
+            return
+        progress = (
+            f"best accuracy {state.best_val_accuracy:.4f}, {state.epochs_since_improvement} of "
+            f"{config.patience} epochs without a gain > {config.min_delta}"
+        )
+        if state.epochs_since_improvement < config.patience:
+            out.wait("", f"no plateau: {progress}")
+            return
+        plateau = f"plateau ({progress})"
+        if state.conservative_mode:
+            out.wait("", f"{plateau}; conservative mode: no new germination")
+            return
+        busy = self._busy_seeds(state, observation, out)
+        if len(busy) >= config.max_concurrent_seeds:
+            out.wait(
+                "",
+                f"{plateau}; budget full: {len(busy)} of {config.max_concurrent_seeds} "
+                f"concurrent seeds active ({', '.join(busy)})",
+            )
+            return
+        candidates = [
+            view
+            for view in observation.seeds
+            if view.stage == lifecycle_pb2.SEED_STAGE_DORMANT
+            and view.seed_id not in state.adaptations
+            and view.seed_id not in out.finished_seeds
+            and not state.is_embargoed(view.seed_id, epoch)
+        ]
+        if not candidates:
+            embargoed = sorted(s for s in state.embargo_until if state.is_embargoed(s, epoch))
+            out.wait(
+                "",
+                f"{plateau}; no dormant seed free"
+                + (f" (embargoed: {', '.join(embargoed)})" if embargoed else ""),
+            )
+            return
+        if kernels is None:
+            out.wait("", f"{plateau}; no kernel directory attached, cannot choose a kernel")
+            return
+        self._germinate_best(state, observation, kernels, candidates, plateau, out)
+
+    def _germinate_best(
+        self,
+        state: RunState,
+        observation: Observation,
+        kernels: KernelDirectory,
+        candidates: list[SeedView],
+        plateau: str,
+        out: StepOutcome,
+    ) -> None:
+        search = self._search(state, observation, kernels)
+        budget = f"<= {search.max_parameter_count} params" if search.max_parameter_count else "any size"
+        tried: set[str] = set()
+        for ranked in bottleneck_ranking(candidates):
+            view = ranked.view
+            site = site_label(view.descriptor)
+            if site in tried:
+                continue
+            tried.add(site)
+            try:
+                choice = choose_kernel(search, view.descriptor, state.blueprint_scores)
+            except KernelQueryFailed as exc:
+                logger.warning("run %s: kernel query failed: %s", observation.boundary.run_id, exc)
+                out.wait(view.seed_id, f"{plateau}; waiting: kernel query for {site} failed: {exc}")
+                return
+            if choice is None:
+                out.wait(
+                    view.seed_id,
+                    f"{plateau}; waiting: no validated kernel for {site} ({budget}), "
+                    f"seed {ranked.describe()}",
+                )
+                continue
+            self._germinate(state, observation, view, choice, f"{plateau}; seed {ranked.describe()}", out)
+            return
+
+    def _search(self, state: RunState, observation: Observation, kernels: KernelDirectory) -> KernelSearch:
+        config = self._config
+        recent_failure = any(
+            observation.epoch - failed < config.trouble_window_epochs
+            for failed in state.failure_epochs(config.embargo_epochs).values()
+        )
+        preferred = config.preferred_tags
+        ladder = (
+            tag_ladder((*preferred, *config.conservative_tags), preferred)
+            if recent_failure
+            else tag_ladder(preferred)
+        )
+        return KernelSearch(
+            directory=kernels,
+            tag_ladder=ladder,
+            max_parameter_count=self._parameter_budget(observation.model_parameters),
+            page_size=config.kernel_page_size,
+            max_candidates=config.max_kernel_candidates,
+        )
+
+    def _parameter_budget(self, model_parameters: int) -> int:
+        """Largest kernel allowed, 0 for no limit."""
+        limits = []
+        if self._config.max_seed_parameters > 0:
+            limits.append(self._config.max_seed_parameters)
+        if self._config.max_seed_parameter_fraction > 0 and model_parameters > 0:
+            limits.append(max(1, int(self._config.max_seed_parameter_fraction * model_parameters)))
+        return min(limits, default=0)
+
+    def _busy_seeds(self, state: RunState, observation: Observation, out: StepOutcome) -> list[str]:
+        """Seeds holding a concurrency slot: tracked ones and any other the packet shows active."""
+        busy = [
+            view.seed_id
+            for view in observation.seeds
+            if view.seed_id in state.adaptations
+            or (view.stage in ACTIVE_STAGES and view.seed_id not in out.finished_seeds)
+        ]
+        return busy
+
+    def _germinate(
+        self,
+        state: RunState,
+        observation: Observation,
+        view: SeedView,
+        choice: KernelChoice,
+        why: str,
+        out: StepOutcome,
+    ) -> None:
+        kernel, boundary = choice.kernel, observation.boundary
+        germinate = make_command(
+            boundary,
+            view.seed_id,
+            lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION,
+            f"germinate: {why}; {choice.reason}",
+        )
+        germinate.kernel_id = kernel.kernel_id
+        germinate.blueprint_id = kernel.blueprint_id
+        germinate.selected_for_tags.extend(choice.tags)
+        germinate.grafting_strategy = self._config.grafting_strategy_value
+        load = make_command(
+            boundary,
+            view.seed_id,
+            lifecycle_pb2.COMMAND_TYPE_ADVANCE,
+            f"promote from the queue: load kernel {kernel.kernel_id}",
+            target_stage=lifecycle_pb2.SEED_STAGE_LOADING,
+        )
+        out.act(germinate)
+        out.act(load)
+        state.adaptations[view.seed_id] = Adaptation(
+            seed_id=view.seed_id,
+            germination_command_id=germinate.command_id,
+            kernel_id=kernel.kernel_id,
+            blueprint_id=kernel.blueprint_id,
+            germination_epoch=observation.epoch,
+            pre_metric=observation.accuracy,
+            selected_for_tags=choice.tags,
+            kernel_report=_copy_report(kernel),
+            last_stage=lifecycle_pb2.SEED_STAGE_GERMINATED,
+            stage_entry_epoch=observation.epoch,
+        )
+        # Give the new seed `patience` epochs before the next plateau can germinate another.
+        state.epochs_since_improvement = 0
+
+
+def _copy_report(kernel: kernel_pb2.KernelArtifact) -> kernel_pb2.UrabraskValidationReport:
+    report = kernel_pb2.UrabraskValidationReport()
+    if kernel.HasField("validation_report"):
+        report.CopyFrom(kernel.validation_report)
+    return report

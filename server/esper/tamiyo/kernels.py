@@ -1,0 +1,141 @@
+"""Choosing a validated kernel for a seed: a tag-based query to Urza, then a deterministic ranking.
+
+Candidates are ranked by, in order: the blueprint's outcome score in this run
+(fossilized +1, culled or rolled back -1, so proven blueprints come first and ones
+culled here last), the mean latency in the kernel's validation report (lower first;
+no report ranks last), then kernel id, so equal inputs always give the same choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from esper.errors import EsperError
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, telemetry_pb2, urza_pb2
+from esper.tamiyo.api import KernelDirectory
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """The kernel chosen for a seed and why."""
+
+    kernel: kernel_pb2.KernelArtifact
+    tags: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class KernelSearch:
+    """Where and how to look: the tag sets to try in order and the parameter budget (0 = none)."""
+
+    directory: KernelDirectory
+    tag_ladder: tuple[tuple[str, ...], ...]
+    max_parameter_count: int
+    page_size: int
+    max_candidates: int
+
+
+class KernelQueryFailed(Exception):
+    """Urza could not be asked; the message says why."""
+
+
+def site_label(descriptor: telemetry_pb2.SeedDescriptor) -> str:
+    """E.g. "FEATURES [64]", for reasons."""
+    kind = blueprint_pb2.InputKind.Name(descriptor.input_kind).removeprefix("INPUT_KIND_")
+    return f"{kind} {list(descriptor.input_shape.dims)}"
+
+
+def choose_kernel(
+    search: KernelSearch,
+    descriptor: telemetry_pb2.SeedDescriptor,
+    blueprint_scores: Mapping[str, int],
+) -> KernelChoice | None:
+    """The best validated kernel for the seed's site, or None when no kernel fits.
+
+    Tries each tag set of the ladder in turn (the last is usually no tags at all)
+    and ranks the first non-empty set of candidates. Raises KernelQueryFailed when
+    the directory fails.
+    """
+    for tags in search.tag_ladder:
+        candidates = _query(search, descriptor, tags)
+        if candidates:
+            ranked = sorted(candidates, key=lambda kernel: _rank(kernel, blueprint_scores))
+            best = ranked[0]
+            return KernelChoice(
+                kernel=best, tags=tags, reason=_reason(best, len(ranked), tags, blueprint_scores)
+            )
+    return None
+
+
+def tag_ladder(*tag_sets: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """Distinct tag sets in the order given, always ending with no tags."""
+    ladder: list[tuple[str, ...]] = []
+    for tags in [*tag_sets, ()]:
+        normalized = tuple(dict.fromkeys(tags))
+        if normalized not in ladder:
+            ladder.append(normalized)
+    return tuple(ladder)
+
+
+def _query(
+    search: KernelSearch, descriptor: telemetry_pb2.SeedDescriptor, tags: tuple[str, ...]
+) -> list[kernel_pb2.KernelArtifact]:
+    query = kernel_pb2.KernelQuery(
+        status=kernel_pb2.KERNEL_STATUS_VALIDATED,
+        tags_all=tags,
+        input_kind=descriptor.input_kind,
+        max_parameter_count=search.max_parameter_count,
+    )
+    query.input_shape.CopyFrom(descriptor.input_shape)
+    found: list[kernel_pb2.KernelArtifact] = []
+    page_token = ""
+    while len(found) < search.max_candidates:
+        request = urza_pb2.QueryKernelsRequest(query=query, page_size=search.page_size, page_token=page_token)
+        try:
+            response = search.directory.query_kernels(request)
+        except EsperError as exc:
+            raise KernelQueryFailed(f"{exc.code} ({exc.reason}): {exc.message}") from exc
+        found.extend(kernel for kernel in response.result.kernels if _fits(kernel, query))
+        page_token = response.result.next_page_token
+        if not page_token:
+            break
+    return found[: search.max_candidates]
+
+
+def _fits(kernel: kernel_pb2.KernelArtifact, query: kernel_pb2.KernelQuery) -> bool:
+    """The query's filter again, so a directory that ignores part of it cannot hand over a misfit."""
+    return (
+        kernel.status == kernel_pb2.KERNEL_STATUS_VALIDATED
+        and kernel.input_kind == query.input_kind
+        and list(kernel.input_shape.dims) == list(query.input_shape.dims)
+        and set(query.tags_all) <= set(kernel.tags)
+        and (query.max_parameter_count == 0 or kernel.parameter_count <= query.max_parameter_count)
+    )
+
+
+def _latency(kernel: kernel_pb2.KernelArtifact) -> float:
+    if kernel.HasField("validation_report") and kernel.validation_report.latency_ms_mean > 0:
+        return kernel.validation_report.latency_ms_mean
+    return math.inf
+
+
+def _rank(kernel: kernel_pb2.KernelArtifact, scores: Mapping[str, int]) -> tuple[int, float, str]:
+    return (-scores.get(kernel.blueprint_id, 0), _latency(kernel), kernel.kernel_id)
+
+
+def _reason(
+    kernel: kernel_pb2.KernelArtifact, candidates: int, tags: tuple[str, ...], scores: Mapping[str, int]
+) -> str:
+    latency = _latency(kernel)
+    latency_text = "no latency report" if math.isinf(latency) else f"latency {latency:.3f} ms"
+    tag_text = f"tags [{', '.join(tags)}]" if tags else "no tag filter"
+    return (
+        f"kernel {kernel.kernel_id} (blueprint {kernel.blueprint_id}, run score "
+        f"{scores.get(kernel.blueprint_id, 0):+d}, {latency_text}, {kernel.parameter_count} params), "
+        f"best of {candidates} validated with {tag_text}"
+    )

@@ -1,0 +1,151 @@
+"""Validation of every Tamiyo request, in one place.
+
+Each `validate_<rpc>` raises InvalidArgument naming the offending field (or
+FailedPrecondition with reason SCHEMA_VERSION_UNSUPPORTED for a packet from another
+Leyline schema version). `validate_step` returns the packet's per-seed features,
+decoded against the request's seed layout, so the controller never decodes twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from esper.errors import FailedPrecondition, InvalidArgument
+from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
+from esper.state import SeedFeatures, unpack_seed_features
+from esper.state.packet import SCHEMA_VERSION
+from esper.tamiyo.observation import ACTIVE_STAGES
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+MAX_ID_LENGTH = 256
+MAX_SEEDS = 4096
+
+_STAGES = frozenset(lifecycle_pb2.SeedStage.values()) - {lifecycle_pb2.SEED_STAGE_UNSPECIFIED}
+_PACKET_ARRAYS = (
+    "seed_stages",
+    "seed_alpha_bp",
+    "seed_variance_bp",
+    "seed_dead_bp",
+    "seed_correlation_bp",
+    "seed_epochs_since_graft",
+)
+
+
+def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
+    if not request.HasField("packet"):
+        raise InvalidArgument.for_field("packet", "is required")
+    packet = request.packet
+    if packet.schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+        raise FailedPrecondition(
+            f"packet.schema_version {packet.schema_version} is not supported (supported: {supported})",
+            reason="SCHEMA_VERSION_UNSUPPORTED",
+        )
+    _check_id("packet.run_id", packet.run_id)
+    accuracy = packet.validation_accuracy
+    if math.isfinite(accuracy) and not 0.0 <= accuracy <= 1.0:
+        raise InvalidArgument.for_field("packet.validation_accuracy", f"must be in [0, 1], got {accuracy}")
+    seed_ids = _validate_layout(request.seed_layout)
+    for name in _PACKET_ARRAYS:
+        length = len(getattr(packet, name))
+        if length != len(seed_ids):
+            raise InvalidArgument.for_field(
+                f"packet.{name}", f"holds {length} values but seed_layout has {len(seed_ids)} seeds"
+            )
+    for index, stage in enumerate(packet.seed_stages):
+        if stage not in _STAGES:
+            raise InvalidArgument.for_field(f"packet.seed_stages[{index}]", f"{stage} is not a seed stage")
+    try:
+        features = unpack_seed_features(packet, seed_ids)
+    except ValueError as exc:
+        raise InvalidArgument.for_field("packet.layout_hash", f"{exc} (seed_layout in request)") from exc
+    _validate_telemetry(request.telemetry, packet.run_id, set(seed_ids))
+    return features
+
+
+def validate_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
+    if request.run_id:
+        _check_id("run_id", request.run_id)
+
+
+def validate_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
+    _check_id("policy_id", request.policy_id)
+
+
+def validate_export_controller_state(request: tamiyo_pb2.ExportControllerStateRequest) -> None:
+    _check_id("run_id", request.run_id)
+
+
+def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateRequest) -> None:
+    """The state must be one Tamiyo could have exported. Deprecated per-seed maps are ignored."""
+    if not request.HasField("state"):
+        raise InvalidArgument.for_field("state", "is required")
+    state = request.state
+    _check_id("state.run_id", state.run_id)
+    _check_range("state.best_val_accuracy", state.best_val_accuracy, 0.0, 1.0)
+    for seed_id in state.embargo_until:
+        _check_id("state.embargo_until", seed_id)
+    for blueprint_id in state.blueprint_scores:
+        _check_id("state.blueprint_scores", blueprint_id)
+    seen: set[str] = set()
+    for index, adaptation in enumerate(state.active_adaptations):
+        prefix = f"state.active_adaptations[{index}]"
+        _check_id(f"{prefix}.seed_id", adaptation.seed_id)
+        if adaptation.seed_id in seen:
+            raise InvalidArgument.for_field(f"{prefix}.seed_id", f"{adaptation.seed_id!r} appears twice")
+        seen.add(adaptation.seed_id)
+        _check_id(f"{prefix}.germination_command_id", adaptation.germination_command_id)
+        _check_id(f"{prefix}.kernel_id", adaptation.kernel_id)
+        if adaptation.last_stage not in ACTIVE_STAGES:
+            raise InvalidArgument.for_field(
+                f"{prefix}.last_stage", "must be a stage between germination and an outcome"
+            )
+        if adaptation.stage_entry_epoch < adaptation.germination_epoch:
+            raise InvalidArgument.for_field(f"{prefix}.stage_entry_epoch", "is before the germination epoch")
+        _check_range(f"{prefix}.pre_metric", adaptation.pre_metric, 0.0, 1.0)
+        _check_range(f"{prefix}.eval_gain", adaptation.eval_gain, -1.0, 1.0)
+
+
+def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str]:
+    if len(layout) > MAX_SEEDS:
+        raise InvalidArgument.for_field("seed_layout", f"holds {len(layout)} seeds; at most {MAX_SEEDS}")
+    seed_ids: list[str] = []
+    for index, descriptor in enumerate(layout):
+        _check_id(f"seed_layout[{index}].seed_id", descriptor.seed_id)
+        if descriptor.seed_id in seed_ids:
+            raise InvalidArgument.for_field(
+                f"seed_layout[{index}].seed_id", f"{descriptor.seed_id!r} appears twice"
+            )
+        seed_ids.append(descriptor.seed_id)
+    return seed_ids
+
+
+def _validate_telemetry(
+    telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str]
+) -> None:
+    seen: set[str] = set()
+    for index, report in enumerate(telemetry):
+        prefix = f"telemetry[{index}]"
+        if report.seed_id not in seed_ids:
+            raise InvalidArgument.for_field(f"{prefix}.seed_id", f"{report.seed_id!r} is not in seed_layout")
+        if report.seed_id in seen:
+            raise InvalidArgument.for_field(f"{prefix}.seed_id", f"{report.seed_id!r} appears twice")
+        seen.add(report.seed_id)
+        if report.run_id and report.run_id != run_id:
+            raise InvalidArgument.for_field(
+                f"{prefix}.run_id", f"is {report.run_id!r}, the packet's is {run_id!r}"
+            )
+        _check_range(f"{prefix}.eval_gain", report.eval_gain, -1.0, 1.0)
+
+
+def _check_id(field: str, value: str) -> None:
+    if not value:
+        raise InvalidArgument.for_field(field, "is required")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument.for_field(field, f"is longer than {MAX_ID_LENGTH} characters")
+
+
+def _check_range(field: str, value: float, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise InvalidArgument.for_field(field, f"must be in [{low}, {high}], got {value}")

@@ -142,10 +142,14 @@ def _read_nodes(ir: blueprint_pb2.BlueprintIR, prefix: str) -> dict[str, tuple[i
                 f"node {node.node_id!r} ({op_name(node.op_type)}): {problem.message}",
             ) from None
         pending[node.node_id] = (index, spec, attrs)
-    sources = [i for i, (_, spec, _) in pending.items() if spec.arity == 0]
-    if len(sources) != 1:
+    sources = [node_id for node_id, (_, spec, _) in pending.items() if spec.arity == 0]
+    if not sources:
+        raise invalid_ir(f"{prefix}.nodes", "the IR needs exactly one INPUT node, found none")
+    if len(sources) > 1:
+        extra = sources[1]
         raise invalid_ir(
-            f"{prefix}.nodes", f"the IR needs exactly one INPUT node, found {len(sources)}: {sources}"
+            f"{prefix}.nodes[{pending[extra][0]}]",
+            f"node {extra!r} is a second INPUT node; the IR needs exactly one, found {sources}",
         )
     return pending
 

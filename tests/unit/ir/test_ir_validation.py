@@ -121,7 +121,7 @@ def test_two_input_nodes() -> None:
     ir = mlp_ir()
     extra = ir.nodes.add(node_id="input_2", op_type=OPS.OP_TYPE_INPUT)
     extra.output_shape.dims.append(8)
-    expect_invalid(ir, "ir.nodes", "exactly one INPUT", "input_2")
+    expect_invalid(ir, f"ir.nodes[{len(ir.nodes) - 1}]", "exactly one", "'input_2'")
 
 
 def test_unknown_output_node() -> None:

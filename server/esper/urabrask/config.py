@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field
 
 from esper.leyline.v1 import kernel_pb2
-
-
-def local_hardware_target() -> str:
-    """The hardware target this process benchmarks on, e.g. "cpu-x86_64"."""
-    return f"cpu-{platform.machine().lower() or 'unknown'}"
+from esper.tezzeret.config import default_hardware_target
 
 
 @dataclass(frozen=True)
@@ -71,13 +66,15 @@ class UrabraskConfig:
     `check_batch_sizes` are the batch sizes the kernel is run at and compared with the
     eager build (include 1 and a larger one); `benchmark_batch_size` is where latency,
     throughput and memory are measured, over `iterations` calls after `warmup` calls.
+    `hardware_target` is where this worker measures, named as Tezzeret names it (e.g.
+    "cpu_x86_64"); kernels built for another target are rejected, not benchmarked.
     `drift_tolerance` is the largest absolute difference from the eager build a
     pipeline may show. The sandbox is killed after `sandbox_timeout_seconds`
     (start-up with the torch import included) and runs with `sandbox_threads` threads.
     """
 
     worker_id: str = "urabrask-0"
-    hardware_target: str = field(default_factory=local_hardware_target)
+    hardware_target: str = field(default_factory=default_hardware_target)
     check_batch_sizes: tuple[int, ...] = (1, 7, 32)
     benchmark_batch_size: int = 32
     warmup: int = 10

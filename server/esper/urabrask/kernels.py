@@ -33,10 +33,10 @@ def iter_kernels(
 
 
 def reports_with_status(
-    urza: UrzaApi, status: kernel_pb2.KernelStatus.ValueType, *, limit: int | None = None
+    urza: UrzaApi, status: int, *, limit: int | None = None
 ) -> list[Report]:
     """Validation reports of the kernels in `status`, newest kernel first."""
-    query = kernel_pb2.KernelQuery(status=status)
+    query = kernel_pb2.KernelQuery(status=status)  # type: ignore[arg-type]
     return [
         kernel.validation_report
         for kernel in iter_kernels(urza, query, limit=limit)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.profiler import ProfilerActivity, profile
 
 from esper.ir import build_module, example_input, ir_input_shape
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
@@ -177,14 +176,16 @@ def benchmark_kernel(module: nn.Module, x: Tensor, warmup: int, iterations: int)
 def peak_memory_mb(module: nn.Module, x: Tensor) -> float:
     """Peak of the bytes allocated and not yet freed during one forward call, in MiB.
 
-    Traced from the CPU allocator's events (torch profiler, profile_memory), so it
+    Traced from the CPU allocator's events (Kineto with profile_memory), so it
     counts every allocation of the call, compiled kernels' included, and nothing
     the process held before; tensors the autograd graph keeps count until the end.
     """
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    # The autograd profiler is the same Kineto tracer as torch.profiler without the latter's
+    # start-up import of torch._dynamo (about a second per sandbox).
+    with torch.autograd.profiler.profile(use_kineto=True, profile_memory=True) as prof:
         output = module(x)
     del output
-    events = [event for event in prof.profiler.kineto_results.events() if event.name() == "[memory]"]
+    events = [event for event in prof.kineto_results.events() if event.name() == "[memory]"]
     live = peak = 0
     for event in sorted(events, key=lambda event: event.start_ns()):
         live += event.nbytes()

@@ -50,7 +50,10 @@ def test_percentile_rank_counts_ties_as_half() -> None:
 
 @pytest.mark.parametrize(
     ("latency", "speed_tag"),
-    [(0.5, "high_speed"), (3.5, "high_speed"), (5.5, "medium_speed"), (7.5, "low_speed"), (99.0, "low_speed")],
+    [
+        (0.5, "high_speed"), (3.5, "high_speed"), (5.5, "medium_speed"),
+        (7.5, "low_speed"), (99.0, "low_speed"),
+    ],
 )
 def test_latency_band_among_peers(latency: float, speed_tag: str) -> None:
     peers = population(10)
@@ -114,8 +117,9 @@ def test_other_targets_do_not_make_a_population() -> None:
 
 
 def test_numerically_stable_needs_tight_drift() -> None:
-    assert "numerically_stable" in assign_tags(report("a", 0.5, drift=POLICY.stable_drift), [], POLICY)
-    assert "numerically_stable" not in assign_tags(report("b", 0.5, drift=POLICY.stable_drift * 10), [], POLICY)
+    tight, loose = POLICY.stable_drift, POLICY.stable_drift * 10
+    assert "numerically_stable" in assign_tags(report("a", 0.5, drift=tight), [], POLICY)
+    assert "numerically_stable" not in assign_tags(report("b", 0.5, drift=loose), [], POLICY)
 
 
 def test_failed_report_gets_no_tags() -> None:

@@ -2,4 +2,6 @@
 
 pytest_plugins: list[str] = [
     "tests.fixtures.servers",
+    "tests.fixtures.postgres",
+    "tests.fixtures.seaweedfs",
 ]

@@ -17,7 +17,16 @@ from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
 from esper.urza.servicer import urza_registration
 from tests.fixtures.servers import ServerFactory
-from tests.unit.urza.support import claim, complete, fail, make_hub, sample_ir, submit, validate
+from tests.unit.urza.support import (
+    claim,
+    complete,
+    fail,
+    make_hub,
+    run_core_flow,
+    sample_ir,
+    submit,
+    validate,
+)
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 
@@ -118,3 +127,7 @@ def test_a_server_that_is_down_is_unavailable() -> None:
     config = ClientConfig(address=f"127.0.0.1:{port}", deadline_seconds=2.0, max_attempts=2)
     with UrzaClient(config) as client, pytest.raises(Unavailable):
         client.get_kernel(urza_pb2.GetKernelRequest(kernel_id="0123456789ab-cpu-fast-01234567"))
+
+
+def test_core_flow_over_grpc(client: UrzaClient) -> None:
+    run_core_flow(client)

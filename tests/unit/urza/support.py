@@ -128,3 +128,36 @@ def compile_all(api: UrzaApi, artifact: bytes = b"pt2-bytes") -> list[kernel_pb2
     while (job := claim(api)) is not None:
         produced.append(complete(api, job, artifact + job.job_id.encode()))
     return produced
+
+
+def run_core_flow(api: UrzaApi) -> None:
+    """The asset pipeline end to end through any UrzaApi, asserting every step."""
+    created = api.create_blueprint(urza_pb2.CreateBlueprintRequest(ir=sample_ir(seed=7), template_id="mlp"))
+    again = api.create_blueprint(urza_pb2.CreateBlueprintRequest(ir=sample_ir(seed=7)))
+    assert created.created and not again.created
+    blueprint_id = created.blueprint.blueprint_id
+    fast = claim(api, "tezzeret-a", kernel_pb2.COMPILATION_PIPELINE_FAST)
+    standard = claim(api, "tezzeret-b")
+    assert fast is not None and standard is not None
+    assert {fast.job_id, standard.job_id} == {f"job-{blueprint_id}-fast", f"job-{blueprint_id}-standard"}
+    kernel = complete(api, fast, b"fast artifact bytes")
+    assert complete(api, fast, b"fast artifact bytes") == kernel  # idempotent retry
+    requeued = fail(api, standard, "inductor crashed", retryable=False)
+    assert requeued.status == kernel_pb2.COMPILE_JOB_STATUS_FAILED
+    status = api.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=blueprint_id)).blueprint.status
+    assert status == blueprint_pb2.BLUEPRINT_STATUS_COMPILED
+    validated = validate(api, tags=("high_speed", "low_memory"))
+    assert (validated.kernel_id, validated.status) == (kernel.kernel_id, kernel_pb2.KERNEL_STATUS_VALIDATED)
+    got = api.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=blueprint_id))
+    assert got.blueprint.status == blueprint_pb2.BLUEPRINT_STATUS_VALIDATED
+    query = kernel_pb2.KernelQuery(
+        status=kernel_pb2.KERNEL_STATUS_VALIDATED,
+        tags_all=["low_memory", "high_speed"],
+        input_shape=blueprint_pb2.TensorShape(dims=[16]),
+        template_id="mlp",
+    )
+    result = api.query_kernels(urza_pb2.QueryKernelsRequest(query=query)).result
+    assert ([k.kernel_id for k in result.kernels], result.total_size) == ([kernel.kernel_id], 1)
+    chunks = list(api.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id)))
+    assert b"".join(chunk.chunk_data for chunk in chunks) == b"fast artifact bytes"
+    assert chunks[0].sha256 == kernel.sha256

@@ -25,3 +25,72 @@ class KernelCacheConfig:
             raise ValueError(f"max_entries must be >= 1, got {self.max_entries}")
         if self.max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
+
+
+GRAFTING_STRATEGIES = ("LINEAR_RAMP", "COSINE_RAMP", "DRIFT_CONTROLLED")
+
+
+@dataclass(frozen=True)
+class KasminaConfig:
+    """Where seeds go in the host and how they move through their lifecycle.
+
+    Targets are module type names (e.g. "ReLU") and/or module paths (e.g. "net.2");
+    a seed follows each matching module. Step counts are optimizer steps. While
+    TRAINING, the seed learns from the task-loss gradient it would get if grafted at
+    `training_blend_alpha` (its forward value stays exactly the host's).
+    `isolation_check_every` and `gradient_sample_every` sample steps for the run-time
+    isolation check and the seed's gradient statistics (the first step of each epoch
+    is always checked). Correlation telemetry uses at most `correlation_max_units`
+    units and `correlation_max_rows` rows per batch.
+    """
+
+    target_module_types: tuple[str, ...] = ()
+    target_module_paths: tuple[str, ...] = ()
+    max_seeds: int = 32
+    grafting_strategy: str = "LINEAR_RAMP"
+    ramp_steps: int = 100
+    drift_smoothing: float = 0.9
+    training_blend_alpha: float = 1.0
+    training_min_steps: int = 50
+    stabilization_steps: int = 50
+    fine_tuning_min_steps: int = 50
+    embargo_epochs: int = 5
+    isolation_check_every: int = 100
+    gradient_sample_every: int = 50
+    correlation_max_units: int = 32
+    correlation_max_rows: int = 256
+    max_remembered_commands: int = 10_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_module_types", tuple(self.target_module_types))
+        object.__setattr__(self, "target_module_paths", tuple(self.target_module_paths))
+        if self.grafting_strategy not in GRAFTING_STRATEGIES:
+            raise ValueError(
+                f"grafting_strategy must be one of {GRAFTING_STRATEGIES}, got {self.grafting_strategy!r}"
+            )
+        if not 0.0 <= self.drift_smoothing < 1.0:
+            raise ValueError(f"drift_smoothing must be in [0, 1), got {self.drift_smoothing}")
+        if not 0.0 < self.training_blend_alpha <= 1.0:
+            raise ValueError(f"training_blend_alpha must be in (0, 1], got {self.training_blend_alpha}")
+        at_least_one = (
+            "max_seeds",
+            "ramp_steps",
+            "embargo_epochs",
+            "correlation_max_units",
+            "correlation_max_rows",
+            "max_remembered_commands",
+        )
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # 0 disables periodic sampling (isolation is still checked on each epoch's first step).
+        at_least_zero = (
+            "training_min_steps",
+            "stabilization_steps",
+            "fine_tuning_min_steps",
+            "isolation_check_every",
+            "gradient_sample_every",
+        )
+        for name in at_least_zero:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -1,0 +1,86 @@
+"""Gradient isolation of a TRAINING seed: the straight-through blend and its run-time check.
+
+While TRAINING, a seed's forward value is exactly the host activation `x`, and the
+gradient the host receives through the seed is exactly the gradient arriving at
+the seed's output, while the kernel gets the gradient it would get if grafted at
+blend `alpha` (first order). `StraightThrough` does this with an explicit backward
+rather than the `x + (s - s.detach())` idiom: the same gradients, but a kernel that
+produces NaN or inf cannot reach the host's forward value (`s - s` would be NaN).
+
+The run-time check, on sampled steps, verifies the three ways isolation can break:
+the kernel sharing parameters with the host, the output differing from `x`, and the
+gradient handed back to the host differing from the one received (for instance a
+seed path that forgets to detach the kernel's input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class StraightThrough(torch.autograd.Function):
+    """forward(x, s, alpha) = x (a copy); backward: d/dx = grad, d/ds = alpha * grad."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, s: Tensor, alpha: float) -> Tensor:
+        ctx.alpha = alpha
+        # A copy, not x itself: a view returned by a custom Function cannot be modified
+        # in place, and hosts often follow a seed site with ReLU(inplace=True).
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        return grad, grad * ctx.alpha, None
+
+
+def straight_through(x: Tensor, s: Tensor, alpha: float) -> Tensor:
+    result: Tensor = StraightThrough.apply(x, s, alpha)
+    return result
+
+
+def shared_parameters(kernel: nn.Module, host_parameter_ids: frozenset[int]) -> list[str]:
+    """Names of the kernel's parameters that are also host parameters (must be none)."""
+    return [name for name, param in kernel.named_parameters() if id(param) in host_parameter_ids]
+
+
+def forward_mismatch(x: Tensor, out: Tensor) -> str | None:
+    """Why `out` is not exactly `x`, or None when it is."""
+    if out.shape != x.shape:
+        return f"output shape {list(out.shape)} differs from the host activation's {list(x.shape)}"
+    if torch.equal(out, x):
+        return None
+    difference = (out.detach().double() - x.detach().double()).abs().nan_to_num(nan=float("inf"))
+    return f"output differs from the host activation (max |difference| {difference.max().item():.3g})"
+
+
+class GradientProbe:
+    """Checks one backward pass: the gradient reaching `tap` must equal the one reaching `out`.
+
+    `tap` is an alias of the host activation used only by the seed, so its gradient
+    is exactly what the seed hands back to the host. On a mismatch the probe reports
+    it and hands the host the gradient it received instead, so the host's update for
+    this step stays what it would have been without the seed.
+    """
+
+    def __init__(self, tap: Tensor, out: Tensor, on_violation: Callable[[str], None]) -> None:
+        self._expected: Tensor | None = None
+        self._on_violation = on_violation
+        out.register_hook(self._received)
+        tap.register_hook(self._handed_back)
+
+    def _received(self, grad: Tensor) -> None:
+        self._expected = grad.detach().clone()
+
+    def _handed_back(self, grad: Tensor) -> Tensor | None:
+        expected = self._expected
+        if expected is None or torch.equal(grad, expected):
+            return None
+        difference = (grad.double() - expected.double()).abs().nan_to_num(nan=float("inf")).max().item()
+        self._on_violation(
+            f"gradient to the host differs from the gradient received (max |difference| {difference:.3g})"
+        )
+        return expected

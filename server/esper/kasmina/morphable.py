@@ -1,0 +1,180 @@
+"""A host model with Kasmina seeds placed after some of its modules.
+
+`MorphableModel.forward` is the host's forward: seeds act through forward hooks on
+their host modules, attached only while they are not an identity, so a model whose
+seeds are all dormant runs exactly the host's code path.
+
+Training-loop contract (Tolaria): call `step(loss)` after every optimizer step (it
+advances ramps and stage counters and arms the sampled checks), rebuild seed
+optimizers whenever `version` changes, and run the validation pass inside
+`collecting_telemetry()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from esper.errors import InvalidArgument, NotFound
+from esper.kasmina import lifecycle as lc
+from esper.kasmina.config import KasminaConfig
+from esper.kasmina.records import IsolationViolation
+from esper.kasmina.seed import KasminaSeed
+from esper.leyline.v1 import telemetry_pb2
+
+logger = logging.getLogger(__name__)
+
+# Called with the seed and its violation; must cull the seed (the operator records why).
+IsolationHandler = Callable[[KasminaSeed, IsolationViolation], None]
+
+
+@dataclass(frozen=True)
+class ParameterGroups:
+    """The host's parameters and, per seed id, the kernel parameters that learn in its current stage."""
+
+    host: list[nn.Parameter]
+    seeds: dict[str, list[nn.Parameter]]
+
+
+class MorphableModel(nn.Module):
+    """`host` with one KasminaSeed per descriptor, in layout order (the order activations flow)."""
+
+    def __init__(
+        self, host: nn.Module, layout: Sequence[telemetry_pb2.SeedDescriptor], config: KasminaConfig
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.config = config
+        self.seeds = nn.ModuleList(KasminaSeed(descriptor, config) for descriptor in layout)
+        self.epoch = 0
+        self.global_step = 0
+        self.isolation_handler: IsolationHandler | None = None
+        self._by_id: dict[str, KasminaSeed] = {}
+        host_ids = frozenset(id(param) for param in host.parameters())
+        for seed in self.seed_list():
+            if seed.seed_id in self._by_id:
+                raise InvalidArgument.for_field("seed_layout", f"seed {seed.seed_id!r} appears twice")
+            try:
+                target = host.get_submodule(seed.seed_id)
+            except AttributeError:
+                raise InvalidArgument.for_field(
+                    "seed_layout", f"host has no module at path {seed.seed_id!r}"
+                ) from None
+            seed.bind(target, host_ids, self._on_violation)
+            self._by_id[seed.seed_id] = seed
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.host(x)
+        return out
+
+    # Seeds
+
+    def seed_list(self) -> list[KasminaSeed]:
+        return [seed for seed in self.seeds if isinstance(seed, KasminaSeed)]
+
+    def seed(self, seed_id: str) -> KasminaSeed:
+        """The seed with that id; NotFound (SEED_NOT_FOUND) otherwise."""
+        seed = self._by_id.get(seed_id)
+        if seed is None:
+            raise NotFound(f"no seed {seed_id!r} in this model", reason="SEED_NOT_FOUND")
+        return seed
+
+    def seed_ids(self) -> list[str]:
+        return list(self._by_id)
+
+    def seed_layout(self) -> list[telemetry_pb2.SeedDescriptor]:
+        return [seed.descriptor for seed in self.seed_list()]
+
+    # Parameters
+
+    def host_parameters(self) -> list[nn.Parameter]:
+        return list(self.host.parameters())
+
+    def seed_parameters(self, seed_id: str) -> list[nn.Parameter]:
+        """The seed's kernel parameters that learn in its current stage (empty if none do)."""
+        return self.seed(seed_id).trainable_parameters()
+
+    def seed_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Every parameter of each seed holding a kernel, frozen ones included, by seed id."""
+        return {
+            seed.seed_id: seed.kernel_parameters() for seed in self.seed_list() if seed.kernel is not None
+        }
+
+    def parameter_groups(self) -> ParameterGroups:
+        """Host parameters and each seed's currently trainable kernel parameters (seeds with none omitted)."""
+        seeds = {seed.seed_id: seed.trainable_parameters() for seed in self.seed_list()}
+        return ParameterGroups(
+            self.host_parameters(), {key: params for key, params in seeds.items() if params}
+        )
+
+    @property
+    def version(self) -> int:
+        """Changes whenever any seed's trainable parameter set changes."""
+        return sum(seed.version for seed in self.seed_list())
+
+    # Training-loop hooks
+
+    def step(self, loss: Tensor | float | None = None) -> None:
+        """After each optimizer step: advance ramps and counters, arm sampled checks.
+
+        `loss` (this step's training loss) is read only while a DRIFT_CONTROLLED ramp runs.
+        """
+        self.global_step += 1
+        active = [seed for seed in self.seed_list() if seed.stage not in lc.IDENTITY_STAGES]
+        if not active:
+            return
+        loss_value = float(loss) if loss is not None and any(seed.needs_loss for seed in active) else None
+        for seed in active:
+            seed.on_step(loss_value)
+        every = self.config.isolation_check_every
+        if every and self.global_step % every == 0:
+            for seed in active:
+                seed.arm_isolation_check()
+        every = self.config.gradient_sample_every
+        if every and self.global_step % every == 0:
+            for seed in active:
+                seed.arm_gradient_sample()
+
+    def arm_epoch_checks(self) -> None:
+        """Isolation is checked on the first training step of every epoch."""
+        for seed in self.seed_list():
+            seed.arm_isolation_check()
+
+    @contextlib.contextmanager
+    def collecting_telemetry(self) -> Iterator[None]:
+        """Gather every seed's activation statistics over the forwards run inside (the validation pass)."""
+        seeds = self.seed_list()
+        for seed in seeds:
+            seed.begin_telemetry()
+        try:
+            yield
+        finally:
+            for seed in seeds:
+                seed.end_telemetry()
+
+    @contextlib.contextmanager
+    def forced_alpha(self, alpha: float, seed_ids: Iterable[str] | None = None) -> Iterator[None]:
+        """Blend the given seeds (default: all) at `alpha` while inside."""
+        seeds = self.seed_list() if seed_ids is None else [self.seed(seed_id) for seed_id in seed_ids]
+        with contextlib.ExitStack() as stack:
+            for seed in seeds:
+                stack.enter_context(seed.forced_alpha(alpha))
+            yield
+
+    def _on_violation(self, seed: KasminaSeed, kind: str, detail: str) -> None:
+        violation = IsolationViolation(
+            seed_id=seed.seed_id,
+            kind=kind,
+            detail=detail,
+            epoch=self.epoch,
+            global_step=self.global_step,
+            violations=seed.isolation_violations,
+        )
+        if self.isolation_handler is not None:
+            self.isolation_handler(seed, violation)
+        if seed.stage == lc.TRAINING:
+            seed.enter(lc.CULLED, epoch=self.epoch, reason=f"isolation violation ({kind}): {detail}")

@@ -1,0 +1,438 @@
+"""KasminaOperator: the seed operator of one run, driving a MorphableModel's seeds by command.
+
+It implements the KasminaService API (apply_command, list_seed_states,
+stream_telemetry) plus what Tolaria calls at epoch boundaries. Commands take effect
+when applied; Tolaria applies them at the boundary (between epochs) and rebuilds
+seed optimizers when `model.version` changes. Every transition is recorded as a
+SeedTransition and every finished adaptation as a FieldReport; Tolaria drains both.
+A kernel that fails to load, for any reason, culls its seed: the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from google.protobuf.timestamp_pb2 import Timestamp
+from torch import nn
+
+from esper.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from esper.kasmina import convert
+from esper.kasmina import lifecycle as lc
+from esper.kasmina.api import KasminaEvents
+from esper.kasmina.config import KasminaConfig
+from esper.kasmina.isolation import shared_parameters
+from esper.kasmina.morphable import MorphableModel
+from esper.kasmina.records import Adaptation, IsolationViolation
+from esper.kasmina.seed import KasminaSeed
+from esper.kasmina.source import KernelSource
+from esper.kasmina.streaming import TelemetryHub, TelemetryStream
+from esper.kasmina.telemetry import ActivationSummary
+from esper.kasmina.validation import (
+    validate_apply_command,
+    validate_list_seed_states,
+    validate_stream_telemetry,
+)
+from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
+from esper.paging import encode_page_token
+
+logger = logging.getLogger(__name__)
+
+_CMD = lifecycle_pb2.CommandType
+_OUTCOMES: dict[int, int] = {
+    lc.FOSSILIZED: lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED,
+    lc.CULLED: lifecycle_pb2.ADAPTATION_OUTCOME_CULLED,
+    lc.CANCELLED: lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED,
+    lc.ROLLED_BACK: lifecycle_pb2.ADAPTATION_OUTCOME_ROLLED_BACK,
+}
+STATE_FORMAT = 1
+
+
+class KasminaOperator:
+    """Lifecycle commands, boundary bookkeeping, telemetry and checkpoints for one run's seeds."""
+
+    def __init__(
+        self,
+        model: MorphableModel,
+        kernels: KernelSource,
+        config: KasminaConfig | None = None,
+        *,
+        run_id: str,
+        events: KasminaEvents | None = None,
+    ) -> None:
+        if not run_id:
+            raise ValueError("run_id must be set")
+        self.model = model
+        self.config = config if config is not None else model.config
+        self.run_id = run_id
+        self._kernels = kernels
+        self._events = events
+        self._lock = threading.RLock()
+        self._boundary_epoch = 0
+        self._last_accuracy = 0.0
+        self._commands: OrderedDict[str, tuple[str, kasmina_pb2.ApplyCommandResponse]] = OrderedDict()
+        self._transitions: list[run_pb2.SeedTransition] = []
+        self._reports: list[control_pb2.FieldReport] = []
+        self._hub = TelemetryHub()
+        model.isolation_handler = self._on_isolation_violation
+        model.arm_epoch_checks()
+
+    # KasminaService
+
+    def apply_command(self, request: kasmina_pb2.ApplyCommandRequest) -> kasmina_pb2.ApplyCommandResponse:
+        validate_apply_command(request)
+        command = request.command
+        self._check_run(command.run_id, "command.run_id")
+        fingerprint = _fingerprint(command)
+        with self._lock:
+            seen = self._commands.get(command.command_id)
+            if seen is not None:
+                if seen[0] != fingerprint:
+                    raise AlreadyExists(
+                        f"command id {command.command_id!r} was already used for a different command"
+                    )
+                replay = kasmina_pb2.ApplyCommandResponse()
+                replay.CopyFrom(seen[1])
+                replay.reason = f"already applied: {seen[1].reason}"
+                return replay
+            seed = self.model.seed(command.seed_id)
+            note = self._dispatch(seed, command)
+            response = kasmina_pb2.ApplyCommandResponse(accepted=True, stage=seed.stage, reason=note)  # type: ignore[arg-type]
+            self._commands[command.command_id] = (fingerprint, response)
+            while len(self._commands) > self.config.max_remembered_commands:
+                self._commands.popitem(last=False)
+            return response
+
+    def list_seed_states(
+        self, request: kasmina_pb2.ListSeedStatesRequest
+    ) -> kasmina_pb2.ListSeedStatesResponse:
+        page = validate_list_seed_states(request)
+        self._check_run(request.run_id, "run_id")
+        with self._lock:
+            seeds = self.model.seed_list()
+            chosen = seeds[page.offset : page.offset + page.page_size]
+            response = kasmina_pb2.ListSeedStatesResponse(seeds=[convert.seed_state(seed) for seed in chosen])
+        end = page.offset + len(chosen)
+        if end < len(seeds):
+            response.next_page_token = encode_page_token(end, page.fingerprint)
+        return response
+
+    def stream_telemetry(self, request: kasmina_pb2.StreamTelemetryRequest) -> TelemetryStream:
+        """Reports from the next epoch boundary on; close() the stream to leave early."""
+        validate_stream_telemetry(request)
+        self._check_run(request.run_id, "run_id")
+        for seed_id in request.seed_ids:
+            self.model.seed(seed_id)
+        return self._hub.subscribe(request.seed_ids)
+
+    # Tolaria
+
+    def on_epoch_end(
+        self, epoch: int, *, validation_accuracy: float | None = None
+    ) -> list[telemetry_pb2.SeedTelemetry]:
+        """Boundary bookkeeping after `epoch` (and its validation pass): returns every seed's report.
+
+        CULLED and CANCELLED seeds return to DORMANT; reports are built from the last
+        `collecting_telemetry()` pass and the sampled gradients, and streamed.
+        """
+        with self._lock:
+            self._boundary_epoch = epoch
+            if validation_accuracy is not None:
+                self._last_accuracy = validation_accuracy
+            for seed in self.model.seed_list():
+                if seed.stage in lc.RETURNING_STAGES:
+                    self._transition(seed, lc.DORMANT, reason="returned to DORMANT at the epoch boundary")
+            now = _now()
+            reports = [
+                convert.seed_telemetry(
+                    seed,
+                    run_id=self.run_id,
+                    epoch=epoch,
+                    global_step=self.model.global_step,
+                    seed_loss=seed.take_seed_loss(),
+                    report_time=now,
+                )
+                for seed in self.model.seed_list()
+            ]
+            for seed in self.model.seed_list():
+                seed.activation_summary = ActivationSummary()
+            self.model.epoch = epoch + 1
+            self.model.arm_epoch_checks()
+        self._hub.publish(reports)
+        return reports
+
+    def evaluating_seed_ids(self) -> list[str]:
+        """Seeds whose eval gain Tolaria should measure (validation with alpha vs alpha=0)."""
+        return [seed.seed_id for seed in self.model.seed_list() if seed.stage == lc.EVALUATING]
+
+    def record_eval_gain(self, seed_id: str, gain: float) -> None:
+        """Validation accuracy with the seed blended minus with alpha=0; makes an EVALUATING seed ready."""
+        with self._lock:
+            seed = self.model.seed(seed_id)
+            if seed.stage != lc.EVALUATING or seed.adaptation is None:
+                raise FailedPrecondition(f"seed {seed_id} is {lc.stage_name(seed.stage)}, not EVALUATING")
+            seed.adaptation.eval_gain = float(gain)
+
+    def roll_back(self, seed_ids: Iterable[str], *, reason: str, command_id: str = "") -> None:
+        """Lock these seeds as ROLLED_BACK (after an emergency rollback); the lock survives restores."""
+        with self._lock:
+            for seed_id in seed_ids:
+                seed = self.model.seed(seed_id)
+                if seed.stage != lc.ROLLED_BACK:
+                    self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command_id)
+
+    def active_seed_ids(self) -> list[str]:
+        """Seeds with an adaptation under way (those an emergency rollback locks)."""
+        return [seed.seed_id for seed in self.model.seed_list() if seed.stage in lc.ACTIVE_STAGES]
+
+    def drain_transitions(self) -> list[run_pb2.SeedTransition]:
+        with self._lock:
+            drained, self._transitions = self._transitions, []
+        return drained
+
+    def drain_field_reports(self) -> list[control_pb2.FieldReport]:
+        with self._lock:
+            drained, self._reports = self._reports, []
+        return drained
+
+    def close(self) -> None:
+        """The run ended: telemetry streams finish."""
+        self._hub.close()
+
+    # Checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Seed states, command memory and the model's weights; torch.load(weights_only=True)-safe."""
+        with self._lock:
+            return {
+                "format": STATE_FORMAT,
+                "run_id": self.run_id,
+                "boundary_epoch": self._boundary_epoch,
+                "last_accuracy": self._last_accuracy,
+                "epoch": self.model.epoch,
+                "global_step": self.model.global_step,
+                "seeds": {
+                    seed.seed_id: convert.snapshot_to_dict(seed.snapshot()) for seed in self.model.seed_list()
+                },
+                "commands": [
+                    [command_id, fingerprint, int(response.stage), response.reason]
+                    for command_id, (fingerprint, response) in self._commands.items()
+                ],
+                "model": self.model.state_dict(),
+            }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore seeds (re-instantiating their kernels), the model's weights and command memory.
+
+        Seeds locked ROLLED_BACK stay locked: the rollback that restores an earlier
+        checkpoint must not resurrect the adaptation it undid.
+        """
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"Kasmina state format {state.get('format')!r}, expected {STATE_FORMAT}")
+        with self._lock:
+            locked = {seed.seed_id for seed in self.model.seed_list() if seed.stage == lc.ROLLED_BACK}
+            for seed in self.model.seed_list():
+                if seed.seed_id in locked:
+                    continue
+                snapshot = convert.snapshot_from_dict(state["seeds"][seed.seed_id])
+                kernel = None
+                if snapshot.stage in lc.KERNEL_STAGES:
+                    assert snapshot.adaptation is not None
+                    kernel = self._kernels.instantiate(snapshot.adaptation.kernel_id)
+                seed.restore(snapshot, kernel)
+            locked_prefixes = tuple(
+                f"seeds.{index}."
+                for index, seed in enumerate(self.model.seed_list())
+                if seed.seed_id in locked
+            )
+            weights = {
+                key: value for key, value in state["model"].items() if not key.startswith(locked_prefixes)
+            }
+            self.model.load_state_dict(weights, strict=not locked_prefixes)
+            self.model.epoch = int(state["epoch"])
+            self.model.global_step = int(state["global_step"])
+            self._boundary_epoch = int(state["boundary_epoch"])
+            self._last_accuracy = float(state["last_accuracy"])
+            self._commands = OrderedDict(
+                (
+                    command_id,
+                    (
+                        fingerprint,
+                        kasmina_pb2.ApplyCommandResponse(accepted=True, stage=stage, reason=reason),
+                    ),
+                )
+                for command_id, fingerprint, stage, reason in state["commands"]
+            )
+
+    # Command handling
+
+    def _dispatch(self, seed: KasminaSeed, command: Any) -> str:
+        kind, target = command.command_type, command.target_stage
+        if kind == _CMD.COMMAND_TYPE_ADVANCE:
+            if target == lc.GERMINATED and not command.kernel_id:
+                raise InvalidArgument.for_field("command.kernel_id", "is required to germinate")
+            kind = {
+                lc.GERMINATED: _CMD.COMMAND_TYPE_REQUEST_GERMINATION,
+                lc.FOSSILIZED: _CMD.COMMAND_TYPE_FOSSILIZE,
+                lc.CULLED: _CMD.COMMAND_TYPE_CULL,
+                lc.CANCELLED: _CMD.COMMAND_TYPE_CANCEL_GERMINATION,
+                lc.ROLLED_BACK: _CMD.COMMAND_TYPE_EMERGENCY_ROLLBACK,
+            }.get(target, kind)
+        reason = command.reason or _CMD.Name(kind).removeprefix("COMMAND_TYPE_").lower()
+        if kind == _CMD.COMMAND_TYPE_REQUEST_GERMINATION:
+            return self._germinate(seed, command, reason)
+        if kind == _CMD.COMMAND_TYPE_FOSSILIZE:
+            return self._finish(seed, lc.FOSSILIZED, reason=reason, command_id=command.command_id)
+        if kind == _CMD.COMMAND_TYPE_CULL:
+            return self._finish(seed, lc.CULLED, reason=reason, command_id=command.command_id)
+        if kind == _CMD.COMMAND_TYPE_CANCEL_GERMINATION:
+            return self._finish(seed, lc.CANCELLED, reason=reason, command_id=command.command_id)
+        if kind == _CMD.COMMAND_TYPE_EMERGENCY_ROLLBACK:
+            return self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command.command_id)
+        if target == lc.LOADING:
+            return self._load(seed, command.command_id, reason)
+        if target == lc.FINE_TUNING and not seed.has_trainable_kernel:
+            raise FailedPrecondition(
+                f"seed {seed.seed_id}: a fixed-function kernel cannot fine-tune; fossilize or cull it",
+                reason="ILLEGAL_TRANSITION",
+            )
+        self._transition(seed, target, reason=reason, command_id=command.command_id)
+        return f"{lc.stage_name(target)}"
+
+    def _germinate(self, seed: KasminaSeed, command: Any, reason: str) -> str:
+        if self._boundary_epoch < seed.embargo_until_epoch:
+            raise FailedPrecondition(
+                f"seed {seed.seed_id} is embargoed until epoch {seed.embargo_until_epoch} after a cull "
+                f"(now {self._boundary_epoch})",
+                metadata={"embargo_until_epoch": str(seed.embargo_until_epoch)},
+            )
+        self._transition(seed, lc.GERMINATED, reason=reason, command_id=command.command_id)
+        seed.adaptation = Adaptation(
+            kernel_id=command.kernel_id,
+            blueprint_id=command.blueprint_id,
+            grafting_strategy=command.grafting_strategy,
+            selected_for_tags=tuple(command.selected_for_tags),
+            germination_command_id=command.command_id,
+            germination_epoch=self._boundary_epoch,
+            pre_metric=self._last_accuracy,
+        )
+        return f"germinated with kernel {command.kernel_id}"
+
+    def _load(self, seed: KasminaSeed, command_id: str, reason: str) -> str:
+        """GERMINATED -> LOADING -> TRAINING (trainable kernel) or GRAFTING; CULLED if the load fails."""
+        lc.check_transition(seed.stage, lc.LOADING)
+        adaptation = seed.adaptation
+        if adaptation is None:
+            raise FailedPrecondition(f"seed {seed.seed_id} has no kernel to load; germinate it first")
+        self._transition(seed, lc.LOADING, reason=reason, command_id=command_id)
+        try:
+            kernel = self._instantiate(seed, adaptation)
+        except Exception as exc:
+            logger.warning("seed %s: kernel %s failed to load: %s", seed.seed_id, adaptation.kernel_id, exc)
+            return self._finish(
+                seed,
+                lc.CULLED,
+                reason=f"kernel {adaptation.kernel_id} failed to load: {exc}",
+                command_id=command_id,
+            )
+        seed.attach_kernel(kernel)
+        target = lc.TRAINING if seed.has_trainable_kernel else lc.GRAFTING
+        self._transition(seed, target, reason=f"kernel {adaptation.kernel_id} loaded", command_id=command_id)
+        return f"kernel {adaptation.kernel_id} loaded; {lc.stage_name(target)}"
+
+    def _instantiate(self, seed: KasminaSeed, adaptation: Adaptation) -> nn.Module:
+        description = self._kernels.describe(adaptation.kernel_id)
+        kernel = self._kernels.instantiate(adaptation.kernel_id)
+        if not isinstance(kernel, nn.Module):
+            raise TypeError(f"the kernel source returned {type(kernel).__name__}, not a module")
+        shared = shared_parameters(kernel, frozenset(id(p) for p in self.model.host_parameters()))
+        if shared:
+            raise ValueError(f"kernel shares parameters with the host: {', '.join(shared)}")
+        shape = list(seed.descriptor.input_shape.dims)
+        probe = torch.zeros([2, *shape])
+        with torch.no_grad():
+            out = kernel(probe)
+        if not isinstance(out, torch.Tensor) or list(out.shape) != [2, *shape]:
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"kernel maps [batch, {shape}] to {got}, not to the same shape")
+        adaptation.blueprint_id = adaptation.blueprint_id or description.artifact.blueprint_id
+        adaptation.template_id = description.template_id or description.artifact.template_id
+        adaptation.ir = description.ir
+        adaptation.parameter_count = sum(p.numel() for p in kernel.parameters())
+        return kernel
+
+    def _finish(
+        self, seed: KasminaSeed, outcome: int, *, reason: str, command_id: str = "", epoch: int | None = None
+    ) -> str:
+        """Move to an outcome stage and record the adaptation's FieldReport."""
+        adaptation = seed.adaptation
+        end_epoch = self._boundary_epoch if epoch is None else epoch
+        self._transition(seed, outcome, reason=reason, command_id=command_id, epoch=end_epoch)
+        if adaptation is not None:
+            self._reports.append(
+                convert.field_report(
+                    run_id=self.run_id,
+                    seed_id=seed.seed_id,
+                    adaptation=adaptation,
+                    outcome=_OUTCOMES[outcome],
+                    end_epoch=end_epoch,
+                    post_metric=self._last_accuracy,
+                    reason=reason,
+                    report_time=_now(),
+                )
+            )
+        return f"{lc.stage_name(outcome)}: {reason}"
+
+    def _transition(
+        self, seed: KasminaSeed, to_stage: int, *, reason: str, command_id: str = "", epoch: int | None = None
+    ) -> None:
+        stamp = self._boundary_epoch if epoch is None else epoch
+        from_stage = seed.enter(to_stage, epoch=stamp, reason=reason, command_id=command_id)
+        self._transitions.append(
+            convert.seed_transition(
+                seed.seed_id, from_stage, to_stage, reason=reason, command_id=command_id, epoch=stamp
+            )
+        )
+        logger.info(
+            "seed %s: %s -> %s (%s)", seed.seed_id, lc.stage_name(from_stage), lc.stage_name(to_stage), reason
+        )
+
+    def _on_isolation_violation(self, seed: KasminaSeed, violation: IsolationViolation) -> None:
+        reason = f"isolation violation ({violation.kind}): {violation.detail}"
+        with self._lock:
+            if seed.stage == lc.TRAINING:
+                self._finish(seed, lc.CULLED, reason=reason, epoch=violation.epoch)
+        if self._events is not None:
+            try:
+                self._events.isolation_violation(violation)
+            except Exception:
+                logger.exception("seed %s: the event sink failed on an isolation violation", seed.seed_id)
+
+    def _check_run(self, run_id: str, field: str) -> None:
+        if run_id != self.run_id:
+            raise NotFound(
+                f"{field}: no run {run_id!r} here (this is run {self.run_id!r})", reason="RUN_NOT_FOUND"
+            )
+
+
+def _fingerprint(command: Any) -> str:
+    return "|".join(
+        str(part)
+        for part in (
+            command.seed_id,
+            command.command_type,
+            command.kernel_id,
+            command.target_stage,
+            command.run_id,
+        )
+    )
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp

@@ -32,10 +32,11 @@ class TamiyoConfig:
     A failed slot is embargoed for `embargo_epochs`.
     Kernel budget: parameters at most `max_seed_parameter_fraction` x the model's
     trainable parameters and at most `max_seed_parameters` (0 disables either).
-    Conservative mode (no germination) turns on when `conservative_after_failures`
-    distinct slots failed within `trouble_window_epochs`, or losses are not finite,
-    or always when `conservative_mode` is set; it turns off after `calm_epochs`
-    epochs without a failure. `preferred_tags` filter kernel queries; after a recent
+    Conservative mode (no germination) is on while `conservative_after_failures`
+    distinct slots failed within the last `trouble_window_epochs`, while losses are
+    not finite, or always when `conservative_mode` is set; once none of that holds it
+    turns off when the last failure is `calm_epochs` old (one slot failing again and
+    again is the embargo's business, not the run's). `preferred_tags` filter kernel queries; after a recent
     failure the `conservative_tags` are asked for first.
     `grafting_strategy` is a GraftingStrategy name ("LINEAR_RAMP", "COSINE_RAMP",
     "DRIFT_CONTROLLED"). `step_budget_ms` only makes a slow step log a warning.

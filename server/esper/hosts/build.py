@@ -1,0 +1,100 @@
+"""Esper's default hosts: deliberately small networks that growth has to improve."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from math import prod
+
+import torch
+from torch import nn
+
+from esper.errors import InvalidArgument
+from esper.hosts.spec import HostSpec
+from esper.leyline.v1 import blueprint_pb2
+
+DEFAULT_MLP_WIDTH = 16
+DEFAULT_CNN_WIDTH = 8
+SEED_SITE_TYPE = "ReLU"
+
+
+class Host(nn.Sequential):
+    """A default host: an `nn.Sequential` with named layers and the spec it was built from.
+
+    Layer names: MLP `fc1, act1, ..., fcN, actN, classifier`; CNN `conv1, act1, pool1,
+    ..., flatten, classifier`. Seeds belong after the `act<i>` ReLUs.
+    """
+
+    def __init__(self, spec: HostSpec, layers: OrderedDict[str, nn.Module]) -> None:
+        super().__init__(layers)
+        self.spec = spec
+
+    @property
+    def seed_sites(self) -> tuple[str, ...]:
+        return default_seed_sites(self.spec)
+
+
+def default_seed_sites(spec: HostSpec) -> tuple[str, ...]:
+    """Module paths of the ReLUs after which seeds go, in forward order."""
+    return tuple(f"act{i}" for i in range(1, spec.depth + 1))
+
+
+def _mlp_layers(spec: HostSpec) -> OrderedDict[str, nn.Module]:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    features = spec.input_shape[0]
+    for i in range(1, spec.depth + 1):
+        layers[f"fc{i}"] = nn.Linear(features, spec.width)
+        layers[f"act{i}"] = nn.ReLU()
+        features = spec.width
+    layers["classifier"] = nn.Linear(features, spec.num_classes)
+    return layers
+
+
+def _cnn_layers(spec: HostSpec) -> OrderedDict[str, nn.Module]:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    channels, height, width = spec.input_shape
+    for i in range(1, spec.depth + 1):
+        layers[f"conv{i}"] = nn.Conv2d(channels, spec.width, kernel_size=3, padding=1)
+        layers[f"act{i}"] = nn.ReLU()
+        layers[f"pool{i}"] = nn.MaxPool2d(2)
+        channels, height, width = spec.width, height // 2, width // 2
+    layers["flatten"] = nn.Flatten()
+    # [batch, width, h / 2**depth, w / 2**depth] → [batch, classes]
+    layers["classifier"] = nn.Linear(prod((channels, height, width)), spec.num_classes)
+    return layers
+
+
+def build_host(spec: HostSpec) -> Host:
+    """Build the host for `spec`; the same spec always gives the same initial weights.
+
+    The initialization draws from a forked RNG seeded with `spec.init_seed`, so it
+    neither depends on nor disturbs the caller's global torch RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.init_seed)
+        layers = _mlp_layers(spec) if spec.kind == "mlp" else _cnn_layers(spec)
+        return Host(spec, layers)
+
+
+def default_host_spec(
+    input_kind: blueprint_pb2.InputKind,
+    input_shape: tuple[int, ...] | list[int],
+    num_classes: int,
+    width: int | None = None,
+    *,
+    depth: int = 2,
+    init_seed: int = 0,
+) -> HostSpec:
+    """The default host for a dataset: an MLP for FEATURES, a CNN for IMAGE inputs.
+
+    `width` None (or 0, as RunConfig.host_width sends it) picks the small default:
+    16 hidden units or 8 channels.
+    """
+    if input_kind == blueprint_pb2.INPUT_KIND_FEATURES:
+        return HostSpec("mlp", tuple(input_shape), num_classes, width or DEFAULT_MLP_WIDTH, depth, init_seed)
+    if input_kind == blueprint_pb2.INPUT_KIND_IMAGE:
+        return HostSpec("cnn", tuple(input_shape), num_classes, width or DEFAULT_CNN_WIDTH, depth, init_seed)
+    known = input_kind in blueprint_pb2.InputKind.values()
+    name = blueprint_pb2.InputKind.Name(input_kind) if known else str(input_kind)
+    raise InvalidArgument.for_field(
+        "host.input_kind", f"no default host for {name}; default hosts take FEATURES or IMAGE inputs"
+    )

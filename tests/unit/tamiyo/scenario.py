@@ -24,7 +24,7 @@ from esper.leyline.v1 import (
     urza_pb2,
 )
 from esper.state import pack_system_state
-from esper.tamiyo import TamiyoConfig, TamiyoController
+from esper.tamiyo import TamiyoApi, TamiyoConfig, TamiyoController
 
 S = lifecycle_pb2
 RUN = "run-1"
@@ -245,7 +245,7 @@ Accuracy = Callable[[int], float]
 
 
 def run_epochs(
-    controller: TamiyoController,
+    controller: TamiyoApi,
     sim: SeedSimulator,
     accuracies: Sequence[float],
     *,

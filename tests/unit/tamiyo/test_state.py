@@ -131,7 +131,11 @@ def test_export_uses_active_adaptations_and_blueprint_scores_not_the_deprecated_
     adaptation = state.active_adaptations[0]
     assert adaptation.germination_command_id and adaptation.kernel_id
     assert adaptation.kernel_report.kernel_id == adaptation.kernel_id
-    assert adaptation.last_stage in (S.SEED_STAGE_GRAFTING, S.SEED_STAGE_STABILIZATION, S.SEED_STAGE_EVALUATING)
+    assert adaptation.last_stage in (
+        S.SEED_STAGE_GRAFTING,
+        S.SEED_STAGE_STABILIZATION,
+        S.SEED_STAGE_EVALUATING,
+    )
     for deprecated in ("pre_metric", "germination_epoch", "germination_command", "eval_gain"):
         assert len(getattr(state, deprecated)) == 0
     assert state_to_proto(state_from_proto(state)) == state
@@ -140,13 +144,27 @@ def test_export_uses_active_adaptations_and_blueprint_scores_not_the_deprecated_
 def test_convert_round_trips_every_field() -> None:
     report = kernel_pb2.UrabraskValidationReport(kernel_id="k", latency_ms_mean=1.5, tags=["x"])
     state = tamiyo_pb2.TamiyoControllerState(
-        run_id=RUN, best_val_accuracy=0.7, epochs_since_improvement=2, last_epoch=9,
-        embargo_until={"a": 12}, commands_issued=11, conservative_mode=True, blueprint_scores={"bp": -2},
+        run_id=RUN,
+        best_val_accuracy=0.7,
+        epochs_since_improvement=2,
+        last_epoch=9,
+        embargo_until={"a": 12},
+        commands_issued=11,
+        conservative_mode=True,
+        blueprint_scores={"bp": -2},
         active_adaptations=[
             tamiyo_pb2.ActiveAdaptation(
-                seed_id="a", germination_command_id="c", kernel_id="k", blueprint_id="bp",
-                germination_epoch=4, pre_metric=0.6, selected_for_tags=["x"], eval_gain=0.01,
-                kernel_report=report, last_stage=S.SEED_STAGE_FINE_TUNING, stage_entry_epoch=8,
+                seed_id="a",
+                germination_command_id="c",
+                kernel_id="k",
+                blueprint_id="bp",
+                germination_epoch=4,
+                pre_metric=0.6,
+                selected_for_tags=["x"],
+                eval_gain=0.01,
+                kernel_report=report,
+                last_stage=S.SEED_STAGE_FINE_TUNING,
+                stage_entry_epoch=8,
             )
         ],
     )
@@ -204,7 +222,10 @@ def test_unknown_runs_and_policies_are_not_found() -> None:
         controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="simic-v3"))
     assert raised.value.reason == "POLICY_NOT_FOUND"
     assert "Simic" in raised.value.message
-    assert controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="heuristic-v1")).policy_id == "heuristic-v1"
+    assert (
+        controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="heuristic-v1")).policy_id
+        == "heuristic-v1"
+    )
 
 
 def test_the_model_counts_parameters_when_the_request_does_not() -> None:

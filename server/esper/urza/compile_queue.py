@@ -59,7 +59,7 @@ def new_job_values(
 
 def get_job(conn: Connection, job_id: str, *, lock: bool = False) -> Row:
     query = select(compile_jobs).where(compile_jobs.c.job_id == job_id)
-    row = conn.execute(query.with_for_update() if lock else query).mappings().first()
+    row = conn.execute(query.with_for_update(key_share=True) if lock else query).mappings().first()
     if row is None:
         raise NotFound(f"no compile job {job_id!r}", reason="JOB_NOT_FOUND")
     return row
@@ -84,7 +84,7 @@ def claim_job(
         .where(c.status == _JOB.COMPILE_JOB_STATUS_RUNNING, c.worker_id == worker_id, allowed)
         .order_by(*order)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     claimable = (
         select(compile_jobs)
@@ -97,7 +97,7 @@ def claim_job(
         )
         .order_by(*order)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     own = conn.execute(own_query).mappings().first()
     if own is not None:

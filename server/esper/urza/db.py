@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -35,7 +35,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from esper.errors import FailedPrecondition, Unavailable
 
@@ -47,6 +47,9 @@ COMPONENT = "urza"
 _PG_SCHEMA_LOCK = 0x75727A61
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "esper_write"
+# PostgreSQL aborts one of two deadlocked transactions; retrying it succeeds.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+T = TypeVar("T")
 
 metadata = MetaData()
 
@@ -183,6 +186,19 @@ class UrzaDatabase:
             with conn.begin():
                 yield conn
 
+    def transact(self, work: Callable[[Connection], T], *, attempts: int = 3) -> T:
+        """Run `work` in a write transaction, again from the start if the database aborted it
+        to break a deadlock or a serialization conflict. `work` must only touch the database."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt == attempts or not _is_transient(exc):
+                    raise
+                logger.info("transaction aborted by the database (%s); attempt %d", exc.orig, attempt + 1)
+        raise AssertionError("unreachable")
+
     def ensure_schema(self) -> None:
         """Create the tables in an empty database; refuse one with another schema version."""
         with self.write() as conn:
@@ -248,6 +264,10 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from esper.errors import AlreadyExists, DataLoss, InvalidArgument
@@ -109,12 +110,16 @@ class UrzaHub:
         jobs = compile_queue.new_job_values(
             blueprint_id, pipelines, max_attempts=self.config.compile_max_attempts, now_us=now
         )
+
+        def insert(conn: Connection) -> Row | None:
+            found = _find_blueprint(conn, blueprint_id)
+            if found is None:
+                conn.execute(blueprints.insert().values(**blueprint_values(blueprint)))
+                conn.execute(compile_jobs.insert(), jobs)
+            return found
+
         try:
-            with self.database.write() as conn:
-                existing = _find_blueprint(conn, blueprint_id)
-                if existing is None:
-                    conn.execute(blueprints.insert().values(**blueprint_values(blueprint)))
-                    conn.execute(compile_jobs.insert(), jobs)
+            existing = self.database.transact(insert)
         except IntegrityError:
             # Another submission of the same IR committed first.
             with self.database.read() as conn:
@@ -208,7 +213,8 @@ class UrzaHub:
             request, default_lease=self.config.default_lease_seconds
         )
         now = self._now()
-        with self.database.write() as conn:
+
+        def lease(conn: Connection) -> urza_pb2.ClaimCompileJobResponse:
             row = compile_queue.claim_job(
                 conn,
                 worker_id=request.worker_id,
@@ -216,16 +222,16 @@ class UrzaHub:
                 lease_us=lease_seconds * US_PER_SECOND,
                 now_us=now,
             )
-            depth = compile_queue.queue_depth(conn)
-            ir = (
-                ir_from_row(catalog.get_blueprint_row(conn, row["blueprint_id"])) if row is not None else None
-            )
-        response = urza_pb2.ClaimCompileJobResponse(queue_depth=depth)
-        if row is not None:
-            response.job.CopyFrom(job_to_proto(row, ir=ir, with_lease=True))
-            logger.info(
-                "compile job %s leased to %s (attempt %d)", row["job_id"], row["worker_id"], row["attempts"]
-            )
+            response = urza_pb2.ClaimCompileJobResponse(queue_depth=compile_queue.queue_depth(conn))
+            if row is not None:
+                ir = ir_from_row(catalog.get_blueprint_row(conn, row["blueprint_id"]))
+                response.job.CopyFrom(job_to_proto(row, ir=ir, with_lease=True))
+            return response
+
+        response = self.database.transact(lease)
+        if response.HasField("job"):
+            job = response.job
+            logger.info("compile job %s leased to %s (attempt %d)", job.job_id, job.worker_id, job.attempts)
         return response
 
     def complete_compile_job(
@@ -249,7 +255,8 @@ class UrzaHub:
             )
         if outcome == "store":
             self.store.put(kernel_row["object_key"], request.artifact)
-        with self.database.write() as conn:
+
+        def finish(conn: Connection) -> kernel_pb2.KernelArtifact:
             compile_queue.finish_job(
                 conn,
                 job_id=request.job_id,
@@ -258,6 +265,9 @@ class UrzaHub:
                 now_us=now,
             )
             (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, kernel_id)])
+            return kernel
+
+        kernel = self.database.transact(finish)
         logger.info(
             "compile job %s produced kernel %s (%d bytes)", request.job_id, kernel_id, kernel.size_bytes
         )
@@ -291,16 +301,20 @@ class UrzaHub:
 
     def fail_compile_job(self, request: urza_pb2.FailCompileJobRequest) -> urza_pb2.FailCompileJobResponse:
         checks.validate_fail_compile_job(request)
-        with self.database.write() as conn:
+        now = self._now()
+
+        def record(conn: Connection) -> kernel_pb2.CompileJob:
             row = compile_queue.fail_job(
                 conn,
                 job_id=request.job_id,
                 lease_token=request.lease_token,
                 message=request.error_message,
                 retryable=request.retryable,
-                now_us=self._now(),
+                now_us=now,
             )
-        return urza_pb2.FailCompileJobResponse(job=job_to_proto(row))
+            return job_to_proto(row)
+
+        return urza_pb2.FailCompileJobResponse(job=self.database.transact(record))
 
     def get_compile_job(self, request: urza_pb2.GetCompileJobRequest) -> urza_pb2.GetCompileJobResponse:
         checks.validate_get_compile_job(request)
@@ -326,34 +340,44 @@ class UrzaHub:
         lease_seconds = checks.validate_claim_validation_job(
             request, default_lease=self.config.default_lease_seconds
         )
-        with self.database.write() as conn:
+        now = self._now()
+
+        def lease(conn: Connection) -> urza_pb2.ClaimValidationJobResponse:
             row = validation_queue.claim_kernel(
-                conn, worker_id=request.worker_id, lease_us=lease_seconds * US_PER_SECOND, now_us=self._now()
+                conn, worker_id=request.worker_id, lease_us=lease_seconds * US_PER_SECOND, now_us=now
             )
             if row is None:
                 return urza_pb2.ClaimValidationJobResponse()
             (kernel,) = catalog.kernel_protos(conn, [row])
             ir = ir_from_row(catalog.get_blueprint_row(conn, row["blueprint_id"]))
-        logger.info("kernel %s leased for validation to %s", row["kernel_id"], row["worker_id"])
-        return urza_pb2.ClaimValidationJobResponse(kernel=kernel, ir=ir, lease_token=row["lease_token"])
+            return urza_pb2.ClaimValidationJobResponse(kernel=kernel, ir=ir, lease_token=row["lease_token"])
+
+        response = self.database.transact(lease)
+        if response.HasField("kernel"):
+            logger.info("kernel %s leased for validation to %s", response.kernel.kernel_id, request.worker_id)
+        return response
 
     def submit_validation_report(
         self, request: urza_pb2.SubmitValidationReportRequest
     ) -> urza_pb2.SubmitValidationReportResponse:
         checks.validate_submit_validation_report(request)
-        with self.database.write() as conn:
+        now = self._now()
+
+        def record(conn: Connection) -> kernel_pb2.KernelArtifact:
             validation_queue.record_report(
                 conn,
                 kernel_id=request.kernel_id,
                 lease_token=request.lease_token,
                 report=request.report,
-                now_us=self._now(),
+                now_us=now,
             )
             (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, request.kernel_id)])
-        return urza_pb2.SubmitValidationReportResponse(kernel=kernel)
+            return kernel
+
+        return urza_pb2.SubmitValidationReportResponse(kernel=self.database.transact(record))
 
 
-def _find_blueprint(conn: Any, blueprint_id: str) -> Row | None:
+def _find_blueprint(conn: Connection, blueprint_id: str) -> Row | None:
     query = blueprints.select().where(blueprints.c.blueprint_id == blueprint_id)
     row: Row | None = conn.execute(query).mappings().first()
     return row

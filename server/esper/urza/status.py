@@ -76,7 +76,7 @@ def refresh_blueprint_status(conn: Connection, blueprint_id: str, now_us: int) -
     current = conn.execute(
         select(blueprints.c.status, blueprints.c.failure_reason)
         .where(blueprints.c.blueprint_id == blueprint_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).one()
     job = compile_jobs.c
     job_rows = conn.execute(

@@ -25,7 +25,7 @@ _MAX_CLAIM_STEPS = 64
 
 
 def get_kernel_for_update(conn: Connection, kernel_id: str) -> Row:
-    query = select(kernels).where(kernels.c.kernel_id == kernel_id).with_for_update()
+    query = select(kernels).where(kernels.c.kernel_id == kernel_id).with_for_update(key_share=True)
     row = conn.execute(query).mappings().first()
     if row is None:
         raise NotFound(f"no kernel {kernel_id!r}", reason="KERNEL_NOT_FOUND")
@@ -42,7 +42,7 @@ def claim_kernel(conn: Connection, *, worker_id: str, lease_us: int, now_us: int
             .where(c.status == _KERNEL.KERNEL_STATUS_VALIDATING, c.worker_id == worker_id)
             .order_by(*order)
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
         .mappings()
         .first()
@@ -61,7 +61,7 @@ def claim_kernel(conn: Connection, *, worker_id: str, lease_us: int, now_us: int
         )
         .order_by(*order)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     for _ in range(_MAX_CLAIM_STEPS):
         candidate = conn.execute(claimable).mappings().first()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
 
 from esper.errors import FailedPrecondition
 from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
@@ -62,4 +63,29 @@ def test_unsupported_backends_and_in_memory_sqlite_are_refused() -> None:
 def test_safe_url_hides_the_password() -> None:
     database = UrzaDatabase("postgresql+psycopg://urza:secret@127.0.0.1:1/urza")
     assert "secret" not in database.safe_url
+    database.close()
+
+
+class _DeadlockDetected(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_transaction_the_database_aborted_is_run_again(database_url: str) -> None:
+    database = UrzaDatabase.open(database_url)
+    calls: list[int] = []
+
+    def work(conn: object) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DBAPIError("SELECT 1", None, _DeadlockDetected())
+        return "done"
+
+    assert database.transact(work) == "done"
+    assert len(calls) == 2
+
+    def broken(conn: object) -> str:
+        raise DBAPIError("SELECT 1", None, ValueError("not transient"))
+
+    with pytest.raises(DBAPIError):
+        database.transact(broken)
     database.close()

@@ -274,3 +274,19 @@ def test_every_command_has_a_reason_and_a_matching_decision_and_reports_are_uniq
             assert decided[command.command_id].reason == command.reason
             assert decided[command.command_id].command_type == command.command_type
         assert all(d.reason for d in response.decisions)
+
+
+def test_without_telemetry_evaluating_waits_for_an_eval_gain_then_times_out() -> None:
+    controller = make_controller(FakeKernels([kernel("k1")]), stage_timeout_epochs=3)
+    sim = _sim(layout=ONE_SEED, send_telemetry=False)
+    responses = run_epochs(controller, sim, [*PLATEAU, *([0.60] * 7)])
+    labels = commands_by_epoch(responses)
+    assert labels[7] == ["net.3:ADVANCE:EVALUATING"]
+    assert labels[8:10] == [[], []]
+    assert [d.reason for d in responses[8].decisions if d.seed_id] == [
+        "EVALUATING epoch 1: no telemetry, so no eval gain"
+    ]
+    assert labels[10] == ["net.3:CULL"]
+    assert "EVALUATING gave no result in 3 epochs" in responses[10].commands[0].reason
+    [report] = responses[10].field_reports
+    assert "params_added" not in report.eval_metrics  # unknown without telemetry

@@ -1,0 +1,81 @@
+"""Helpers for the worker tests: a stub compiler, an Urza proxy that records or fails calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from esper.errors import Unavailable
+from esper.ir import ir_sha256
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.tezzeret.config import TezzeretConfig
+from esper.tezzeret.pipelines import CompiledKernel, compile_blueprint
+from esper.tezzeret.toolchain import kernel_id
+from esper.urza.hub import UrzaHub
+
+
+class StubCompiler:
+    """Stands in for compile_blueprint where the artifact's content does not matter (Urza stores
+    any bytes); counts calls. With `real=True` it runs the real pipelines and still counts."""
+
+    def __init__(self, *, real: bool = False, before: Callable[[], None] | None = None) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self._real = real
+        self._before = before
+
+    def __call__(
+        self, ir: blueprint_pb2.BlueprintIR, pipeline: int, config: TezzeretConfig, **kwargs: Any
+    ) -> CompiledKernel:
+        self.calls.append((kwargs.get("blueprint_id", ""), pipeline))
+        if self._before is not None:
+            self._before()
+        if self._real:
+            return compile_blueprint(ir, pipeline, config, **kwargs)
+        toolchain = kwargs["toolchain"]
+        kid = kernel_id(ir_sha256(ir), config.hardware_target, pipeline, toolchain)
+        kernel = kernel_pb2.KernelArtifact(
+            kernel_id=kid,
+            blueprint_id=kwargs.get("blueprint_id", ""),
+            pipeline=pipeline,  # type: ignore[arg-type]
+            hardware_target=config.hardware_target,
+            toolchain_hash=toolchain,
+            parameter_count=1,
+        )
+        return CompiledKernel(f"stub artifact {kid}".encode(), kernel, 0.001, ("stub",))
+
+
+class RecordingUrza:
+    """Delegates to a hub, recording claim requests; the first `unavailable_claims` claims fail."""
+
+    def __init__(self, hub: UrzaHub, *, unavailable_claims: int = 0) -> None:
+        self.hub = hub
+        self.claims: list[urza_pb2.ClaimCompileJobRequest] = []
+        self._unavailable = unavailable_claims
+
+    def claim_compile_job(self, request: urza_pb2.ClaimCompileJobRequest) -> urza_pb2.ClaimCompileJobResponse:
+        if self._unavailable > 0:
+            self._unavailable -= 1
+            raise Unavailable("urza is restarting")
+        self.claims.append(request)
+        return self.hub.claim_compile_job(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hub, name)
+
+
+def submit(hub: UrzaHub, ir: blueprint_pb2.BlueprintIR, *pipelines: int) -> str:
+    request = urza_pb2.CreateBlueprintRequest(ir=ir, pipelines=pipelines)  # type: ignore[arg-type]
+    return hub.create_blueprint(request).blueprint.blueprint_id
+
+
+def blueprint(hub: UrzaHub, blueprint_id: str) -> urza_pb2.GetBlueprintResponse:
+    return hub.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=blueprint_id))
+
+
+def stored_objects(urza_dir: Path) -> list[Path]:
+    return sorted(path for path in (urza_dir / "artifacts").rglob("*") if path.is_file())
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []

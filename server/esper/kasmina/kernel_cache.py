@@ -135,9 +135,20 @@ class KernelCache:
                 del self._flights[kernel_id]
             flight.done.set()
 
-    def instantiate(self, kernel_id: str) -> nn.Module:
-        """A private, trainable module for one seed: the kernel's program with its own parameters."""
-        return private_copy(self.load(kernel_id).module)
+    def instantiate(self, kernel_id: str, *, check_inputs: bool = True) -> nn.Module:
+        """A private, trainable module for one seed: the kernel's program with its own parameters.
+
+        An exported program checks every call's input against its shape constraints,
+        which costs about as much as the forward pass of a small block (tens of
+        microseconds). A caller that has matched the seed's activation shape to the
+        kernel's `input_shape` once may pass `check_inputs=False`; a wrong shape then
+        fails inside the first op that cannot take it, with a less helpful message.
+        """
+        module = private_copy(self.load(kernel_id).module)
+        state = vars(module)
+        if not check_inputs and "validate_inputs" in state:
+            state["validate_inputs"] = False
+        return module
 
     def evict(self, kernel_id: str) -> bool:
         """Drop a kernel (e.g. one that failed at run time); True if it was cached."""

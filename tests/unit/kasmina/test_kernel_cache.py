@@ -227,6 +227,21 @@ def test_instances_train_independently(urza: FakeUrza) -> None:
             assert param.grad is None
 
 
+def test_unchecked_instance_computes_the_same_and_still_refuses_wrong_shapes(urza: FakeUrza) -> None:
+    cache = make_cache(urza)
+    checked, unchecked = cache.instantiate("a"), cache.instantiate("a", check_inputs=False)
+    x = example_input(IR, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(unchecked(x), checked(x), rtol=0, atol=0)
+    wrong = torch.randn(5, 7)
+    with pytest.raises(RuntimeError, match="Expected input"):
+        checked(wrong)
+    with pytest.raises(RuntimeError):
+        unchecked(wrong)
+    with pytest.raises(RuntimeError, match="Expected input"):
+        cache.instantiate("a")(wrong)  # the flag stayed on the one instance
+
+
 def test_private_copy_keeps_structure_and_hooks_separate() -> None:
     module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
     module.register_buffer("scale", torch.ones(4))

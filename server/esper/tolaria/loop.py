@@ -6,13 +6,14 @@ per statistic per epoch), never per step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from esper.data.batching import batches
 from esper.tolaria.optimizers import OptimizerSet
 
 
@@ -24,17 +25,6 @@ class EpochStats:
     accuracy: float
     steps: int
     finite: bool
-
-
-def batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches in a shuffled order drawn from `generator` (in order when it is None)."""
-    n = x.shape[0]
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
-        yield x[index], y[index]
 
 
 def train_epoch(
@@ -83,7 +73,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
     steps = 0
-    for xb, yb in batches(x, y, batch_size, None):
+    for xb, yb in batches(x, y, batch_size, shuffle=False):
         logits = model(xb)
         loss_sum += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(dim=1) == yb).sum()

@@ -159,3 +159,27 @@ def train_steps(model: MorphableModel, steps: int, *, seed: int = 1, lr: float =
                 if param.grad is not None and param.requires_grad:
                     param -= lr * param.grad
         model.step(loss.detach())
+
+
+_PATH = [
+    lifecycle_pb2.SEED_STAGE_LOADING,
+    lifecycle_pb2.SEED_STAGE_GRAFTING,
+    lifecycle_pb2.SEED_STAGE_STABILIZATION,
+    lifecycle_pb2.SEED_STAGE_EVALUATING,
+    lifecycle_pb2.SEED_STAGE_FINE_TUNING,
+    lifecycle_pb2.SEED_STAGE_FOSSILIZED,
+]
+
+
+def bring_to(operator: KasminaOperator, seed_id: str, stage: int, kernel_id: str = "k-mlp") -> None:
+    """Command the seed along the main path (germinate, load, graft, ...) until it reaches `stage`."""
+    seed = operator.model.seed(seed_id)
+    if seed.stage == lifecycle_pb2.SEED_STAGE_DORMANT:
+        germinate(operator, seed_id, kernel_id, tag=f"{seed_id}-{kernel_id}")
+    for index, target in enumerate(_PATH):
+        if seed.stage == stage:
+            return
+        if seed.stage == target:
+            continue
+        advance(operator, seed_id, target, f"{seed_id}-{kernel_id}-{index}")
+    assert seed.stage == stage, seed.stage

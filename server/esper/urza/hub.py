@@ -12,17 +12,17 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from esper.errors import AlreadyExists, DataLoss, InvalidArgument
+from esper.errors import AlreadyExists, DataLoss
 from esper.ir import ir_sha256, parameter_count
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.paging import encode_page_token
 from esper.urza import catalog, compile_queue, validation_queue
 from esper.urza import validation as checks
+from esper.urza.artifacts import new_kernel_row
 from esper.urza.config import UrzaConfig
 from esper.urza.convert import (
     Row,
@@ -30,7 +30,6 @@ from esper.urza.convert import (
     blueprint_values,
     ir_from_row,
     job_to_proto,
-    kernel_values,
     timestamp_from_us,
 )
 from esper.urza.db import UrzaDatabase, blueprints, compile_jobs
@@ -45,10 +44,6 @@ Clock = Callable[[], int]
 
 def system_clock_us() -> int:
     return time.time_ns() // 1000
-
-
-def artifact_key(kernel_id: str, sha256: str) -> str:
-    return f"kernels/{kernel_id}/{sha256}.pt2"
 
 
 class UrzaHub:
@@ -244,7 +239,7 @@ class UrzaHub:
         with self.database.read() as conn:
             job = compile_queue.get_job(conn, request.job_id)
             blueprint = catalog.get_blueprint_row(conn, job["blueprint_id"])
-            kernel_row = self._new_kernel_row(request, job, blueprint, sha256, now)
+            kernel_row = new_kernel_row(request, job, blueprint, sha256=sha256, now_us=now)
             outcome = compile_queue.completion_outcome(
                 job,
                 compile_queue.find_kernel_row(conn, kernel_id),
@@ -272,32 +267,6 @@ class UrzaHub:
             "compile job %s produced kernel %s (%d bytes)", request.job_id, kernel_id, kernel.size_bytes
         )
         return urza_pb2.CompleteCompileJobResponse(kernel=kernel)
-
-    def _new_kernel_row(
-        self, request: urza_pb2.CompleteCompileJobRequest, job: Row, blueprint: Row, sha256: str, now: int
-    ) -> dict[str, Any]:
-        """The kernel row to insert; Urza sets status, sha256, size and what the IR determines."""
-        submitted = request.kernel
-        _check_kernel_identity(submitted, job, blueprint)
-        ir = ir_from_row(blueprint)
-        kernel = kernel_pb2.KernelArtifact(
-            kernel_id=submitted.kernel_id,
-            blueprint_id=job["blueprint_id"],
-            pipeline=job["pipeline"],
-            hardware_target=submitted.hardware_target,
-            sha256=sha256,
-            size_bytes=len(request.artifact),
-            status=kernel_pb2.KERNEL_STATUS_COMPILED,
-            input_kind=ir.input_kind,
-            input_shape=ir.input_shape,
-            parameter_count=submitted.parameter_count or blueprint["parameter_estimate"],
-            toolchain_hash=submitted.toolchain_hash or submitted.kernel_id.rsplit("-", 1)[1],
-            compile_duration=submitted.compile_duration,
-            template_id=blueprint["template_id"],
-            create_time=timestamp_from_us(now),
-            update_time=timestamp_from_us(now),
-        )
-        return kernel_values(kernel, object_key=artifact_key(kernel.kernel_id, sha256))
 
     def fail_compile_job(self, request: urza_pb2.FailCompileJobRequest) -> urza_pb2.FailCompileJobResponse:
         checks.validate_fail_compile_job(request)
@@ -381,31 +350,6 @@ def _find_blueprint(conn: Connection, blueprint_id: str) -> Row | None:
     query = blueprints.select().where(blueprints.c.blueprint_id == blueprint_id)
     row: Row | None = conn.execute(query).mappings().first()
     return row
-
-
-def _check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint: Row) -> None:
-    """The kernel id must name the job's IR and pipeline (HLD Appendix J.3)."""
-    match = checks.KERNEL_ID_PATTERN.match(kernel.kernel_id)
-    assert match is not None  # validated with the request
-    ir_part, _target, pipeline_part, _toolchain = match.groups()
-    if ir_part != blueprint["ir_sha256"][:12]:
-        raise InvalidArgument.for_field(
-            "kernel.kernel_id",
-            f"IR hash part {ir_part} does not match blueprint {blueprint['blueprint_id']} "
-            f"(ir_sha256 starts {blueprint['ir_sha256'][:12]})",
-        )
-    if pipeline_part != checks.PIPELINE_NAMES[job["pipeline"]]:
-        raise InvalidArgument.for_field(
-            "kernel.kernel_id",
-            f"pipeline part {pipeline_part!r} does not match job {job['job_id']} "
-            f"({checks.PIPELINE_NAMES[job['pipeline']]})",
-        )
-    if kernel.blueprint_id and kernel.blueprint_id != job["blueprint_id"]:
-        raise InvalidArgument.for_field(
-            "kernel.blueprint_id", f"job {job['job_id']} is for {job['blueprint_id']}"
-        )
-    if kernel.pipeline and kernel.pipeline != job["pipeline"]:
-        raise InvalidArgument.for_field("kernel.pipeline", f"job {job['job_id']} runs another pipeline")
 
 
 def _next_token(page: checks.Page, returned: int, more: bool) -> str:

@@ -1,0 +1,197 @@
+"""`esper serve tezzeret --urza ADDR`: the TezzeretService status server plus the compile worker.
+
+The worker runs in its own daemon thread. On SIGTERM the server stops and the worker
+is asked to stop after its current job; if a compile is still running when the
+grace period ends, the process exits anyway: the write-ahead log makes the next
+start resume that job. Imported when the CLI parser is built, so heavy imports
+(torch, through the worker) wait for `build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from esper.cli.common import UsageError
+from esper.cli.serve import Served, ServeTarget
+from esper.leyline.v1 import kernel_pb2
+from esper.mesh.server import BackgroundTask
+
+if TYPE_CHECKING:
+    from esper.tezzeret.worker import TezzeretWorker
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = "tezzeret-data"
+_PIPELINES = {
+    "fast": kernel_pb2.COMPILATION_PIPELINE_FAST,
+    "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
+    "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
+}
+
+
+def default_worker_id() -> str:
+    """Stable across restarts on one host, which is what lets a restarted worker resume its job."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:48] or "host"
+    return f"tezzeret-{host}"
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--urza", required=True, metavar="ADDR", help="Urza's address, host:port")
+    parser.add_argument(
+        "--worker-id",
+        default=None,
+        help="worker id, stable across restarts (default: tezzeret-<hostname>)",
+    )
+    parser.add_argument(
+        "--wal-dir",
+        type=Path,
+        default=None,
+        help=f"write-ahead log folder (default: ./{DEFAULT_DATA_DIR}/wal)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help=f"folder for artifacts waiting to be uploaded (default: ./{DEFAULT_DATA_DIR}/work)",
+    )
+    parser.add_argument(
+        "--pipelines",
+        type=_parse_pipelines,
+        default=tuple(_PIPELINES.values()),
+        help="comma-separated pipelines this worker runs (default: fast,standard,aggressive)",
+    )
+    parser.add_argument(
+        "--conservative-threshold",
+        type=int,
+        default=None,
+        help="queue depth above which FAST jobs are taken first (default: TezzeretConfig's)",
+    )
+    parser.add_argument("--lease-seconds", type=int, default=None, help="compile lease (default: 300)")
+    parser.add_argument("--poll-interval", type=float, default=None, help="seconds between empty polls")
+    parser.add_argument(
+        "--fault-exit-after",
+        default=None,
+        metavar="STAGE",
+        help="test and drill facility: exit with status 3 right after this stage of the first job "
+        "(claimed, tmp_written, compiled, completed), as a crash would",
+    )
+
+
+def _build(args: argparse.Namespace) -> Served:
+    from esper.clients.base import ClientConfig
+    from esper.clients.urza import UrzaClient
+    from esper.tezzeret.config import TezzeretConfig
+    from esper.tezzeret.service import TezzeretService
+    from esper.tezzeret.servicer import tezzeret_registration
+    from esper.tezzeret.worker import TezzeretWorker
+
+    overrides = {
+        name: value
+        for name, value in (
+            ("conservative_queue_threshold", args.conservative_threshold),
+            ("lease_seconds", args.lease_seconds),
+            ("poll_interval_seconds", args.poll_interval),
+            ("fault_exit_after", args.fault_exit_after),
+        )
+        if value is not None
+    }
+    try:
+        config = TezzeretConfig(
+            worker_id=args.worker_id or default_worker_id(),
+            wal_dir=args.wal_dir or Path(DEFAULT_DATA_DIR) / "wal",
+            work_dir=args.work_dir or Path(DEFAULT_DATA_DIR) / "work",
+            pipelines=args.pipelines,
+            **overrides,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    # Uploads carry whole artifacts: allow them more than a metadata call.
+    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))
+    try:
+        worker = TezzeretWorker(urza, config)
+    except BaseException:
+        urza.close()
+        raise
+    logger.info(
+        "Tezzeret worker %s (toolchain %s) compiling for Urza at %s",
+        config.worker_id,
+        worker.toolchain[:8],
+        args.urza,
+    )
+    return Served(
+        registrations=[tezzeret_registration(TezzeretService(worker.state))],
+        background=[worker_task(worker)],
+        close=urza.close,
+    )
+
+
+def worker_task(worker: TezzeretWorker) -> BackgroundTask:
+    """A background task running the worker loop in a daemon thread until the server stops.
+
+    The server cancels the task when its grace period ends; a compile still running
+    then dies with the process, and the write-ahead log resumes its job next start.
+    """
+
+    async def run(stopping: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                worker.run_forever(stop)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, finished, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, finished, None)
+
+        threading.Thread(target=work, name="tezzeret-worker", daemon=True).start()
+        stop_requested: asyncio.Future[bool] = asyncio.ensure_future(stopping.wait())
+        waiting: set[asyncio.Future[Any]] = {finished, stop_requested}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            stop_requested.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop_requested
+        try:
+            await finished
+        except asyncio.CancelledError:
+            logger.warning("stopping during a compile; the write-ahead log resumes the job next start")
+            raise
+
+    return run
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def _parse_pipelines(text: str) -> tuple[kernel_pb2.CompilationPipeline, ...]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in _PIPELINES]
+    if unknown or not names:
+        known = ", ".join(_PIPELINES)
+        raise argparse.ArgumentTypeError(f"unknown pipelines {unknown or text!r}; use {known}")
+    return tuple(_PIPELINES[name] for name in names)
+
+
+TEZZERET = ServeTarget(
+    help="Tezzeret: compiles blueprints into kernel artifacts for Urza (TezzeretService status)",
+    build=_build,
+    add_arguments=_add_arguments,
+)

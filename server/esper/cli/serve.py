@@ -48,6 +48,7 @@ SERVE_TARGETS: dict[str, str] = {
     "karn": "esper.cli.serve:KARN",
     "urabrask": "esper.urabrask.serve:URABRASK",
     "urza": "esper.urza.serve:URZA",
+    "tezzeret": "esper.tezzeret.serve:TEZZERET",
     "tamiyo": "esper.tamiyo.serve:TAMIYO",
 }
 

@@ -18,6 +18,9 @@ class Dataset:
     `input_shape` is one sample's shape without the batch dimension: `(D,)` for
     FEATURES, `(C, H, W)` for IMAGE. The validation rows come from the training
     data only; the test rows are never seen before the final evaluation.
+    `feature_mean`/`feature_std` are the training statistics FEATURES inputs were
+    standardized with (`x = (raw - mean) / std`), to apply the same to new data;
+    None for IMAGE inputs, which stay in their [0, 1] pixel scale.
     """
 
     name: str
@@ -30,6 +33,8 @@ class Dataset:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    feature_mean: torch.Tensor | None = None
+    feature_std: torch.Tensor | None = None
 
     def describe(self) -> dict[str, Any]:
         """Sizes and shapes, for the run folder's summary."""

@@ -11,7 +11,7 @@ import torch
 from esper.data.bundle import Dataset
 from esper.data.npz import load_npz
 from esper.data.sources import RawSplit, load_digits, load_mnist5k, load_spirals
-from esper.data.splits import split_indices, standardize
+from esper.data.splits import split_indices, standardization, standardize
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import blueprint_pb2
 
@@ -60,8 +60,12 @@ def load_dataset(spec: str, *, seed: int, validation_fraction: float = 0.15) -> 
         )
     keep, held = split_indices(raw.y_train, validation_fraction, seed)
     x_train, x_val, x_test = raw.x_train[keep], raw.x_train[held], raw.x_test
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
     if raw.input_kind == blueprint_pb2.INPUT_KIND_FEATURES:
-        x_train, x_val, x_test = standardize(x_train, x_val, x_test)
+        mean_array, std_array = standardization(x_train)
+        x_train, x_val, x_test = (standardize(p, mean_array, std_array) for p in (x_train, x_val, x_test))
+        mean, std = _tensor(mean_array), _tensor(std_array)
     dataset = Dataset(
         name=raw.name,
         input_kind=raw.input_kind,
@@ -73,6 +77,8 @@ def load_dataset(spec: str, *, seed: int, validation_fraction: float = 0.15) -> 
         y_val=torch.from_numpy(np.ascontiguousarray(raw.y_train[held])),
         x_test=_tensor(x_test),
         y_test=torch.from_numpy(np.ascontiguousarray(raw.y_test)),
+        feature_mean=mean,
+        feature_std=std,
     )
     logger.info("dataset %s", dataset.describe())
     return dataset

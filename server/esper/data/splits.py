@@ -39,13 +39,18 @@ def split_indices(labels: IntArray, fraction: float, seed: int) -> tuple[IntArra
     return np.flatnonzero(~mask).astype(np.int64), np.flatnonzero(mask).astype(np.int64)
 
 
-def standardize(train: FloatArray, *others: FloatArray) -> tuple[FloatArray, ...]:
-    """Scale every column to zero mean and unit variance using the training rows only.
+def standardization(train: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per-column mean and std of the training rows.
 
-    Constant columns (zero variance in training) are centred but not scaled, so they
-    stay finite.
+    Constant columns (zero variance in training) get std 1: centred but not scaled,
+    so they stay finite.
     """
     mean = train.mean(axis=0, dtype=np.float64)
     std = train.std(axis=0, dtype=np.float64)
     std[std == 0.0] = 1.0
-    return tuple(((part - mean) / std).astype(np.float32) for part in (train, *others))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def standardize(part: FloatArray, mean: FloatArray, std: FloatArray) -> FloatArray:
+    """Scale columns to the training rows' zero mean and unit variance."""
+    return ((part - mean) / std).astype(np.float32)

@@ -1,0 +1,373 @@
+"""`JetStreamBus`: Oona on NATS JetStream, with a synchronous, thread-safe API.
+
+The bus owns an asyncio loop in a background thread (`LoopThread`); the NATS
+connection, the sender and every consumer live on it. From the caller's side:
+
+- `publish` serializes the envelope, puts it in the bounded local buffer
+  (`Outbox`) and returns: microseconds, never a network wait. The sender on the
+  loop publishes buffered messages in order, pipelined (`publish_window` awaiting
+  their PubAck at once), with `Nats-Msg-Id` = the envelope's idempotency key so
+  JetStream drops repeats within its duplicate window. A message that is not
+  acknowledged in `publish_timeout_seconds`, or finds NATS unreachable, goes back
+  to the front of the buffer and is sent again after reconnecting (the same
+  Nats-Msg-Id makes the retry harmless). A full buffer drops the new message,
+  counts it and alerts; it never blocks.
+- `flush(timeout)` waits until the buffer is empty (every message acknowledged).
+- `subscribe` creates the durable consumers (see `esper.oona.consumer`) and
+  returns at once; handlers run on a worker thread per subscription.
+
+The connection reconnects forever (`reconnect_wait_seconds` apart); on every
+reconnect the streams are ensured again before sending resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+
+from google.protobuf.message import Message
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.errors import MaxPayloadError
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError, NoStreamResponseError
+
+from esper.errors import FailedPrecondition, Unavailable
+from esper.leyline.v1 import bus_pb2, lifecycle_pb2
+from esper.oona.api import AlertKind, AlertSink, BusStats, ConsumerSpec, DeadLetter, Handler
+from esper.oona.config import OonaConfig
+from esper.oona.consumer import PullConsumer
+from esper.oona.counters import Alerts, BusCounters
+from esper.oona.dead_letters import MSG_ID_HEADER, DeadLetterQueue
+from esper.oona.envelope import seal
+from esper.oona.loop import LoopThread
+from esper.oona.outbox import Outbox, OutgoingMessage
+from esper.oona.streams import ensure_streams
+from esper.oona.subjects import stream_for_subject
+
+logger = logging.getLogger(__name__)
+
+
+class JetStreamSubscription:
+    def __init__(self, bus: JetStreamBus, consumer: PullConsumer) -> None:
+        self._bus = bus
+        self._consumer = consumer
+
+    def stop(self) -> None:
+        self._bus._stop_consumer(self._consumer)
+
+
+class JetStreamBus:
+    """Oona on NATS JetStream. Call `start()` first; `close()` at the end (or use `with`)."""
+
+    def __init__(self, config: OonaConfig, *, on_alert: AlertSink | None = None) -> None:
+        self._config = config
+        self._alerts = Alerts(on_alert)
+        self._counters = BusCounters(config.conservative_queue_depth, self._alerts)
+        self._outbox = Outbox(config.buffer_max_messages)
+        self._known_subjects: set[str] = set()
+        self._consumers: list[PullConsumer] = []
+        self._thread: LoopThread | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._dead_letters: DeadLetterQueue | None = None
+        self._connected: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._online = False
+        self._buffer_full = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> JetStreamBus:
+        """Connect and ensure the streams; Unavailable if NATS cannot be reached in time."""
+        if self._thread is not None:
+            raise FailedPrecondition("the bus is already started")
+        self._thread = LoopThread("oona-jetstream")
+        try:
+            self._thread.run(self._connect(), self._config.start_timeout_seconds + 1.0)
+        except (TimeoutError, concurrent.futures.TimeoutError, NatsError, OSError) as error:
+            self._thread.stop(self._config.connect_timeout_seconds)
+            self._closed = True
+            raise Unavailable(f"NATS at {self._config.url} is unreachable: {error!r}") from error
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what is buffered (up to `timeout`), stop consumers and disconnect.
+
+        A handler still running is abandoned (its message is redelivered to the next
+        consumer after ack_wait); messages still buffered are lost and counted as dropped.
+        """
+        if self._closed or self._thread is None:
+            self._closed = True
+            return
+        self._closed = True
+        self.flush(timeout)
+        thread = self._thread
+        try:
+            thread.run(self._shutdown(), timeout + self._config.request_timeout_seconds)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            logger.warning("oona: shutdown did not finish in time")
+        lost = self._outbox.drop_all()
+        if lost:
+            self._counters.add("dropped", lost)
+            logger.warning("oona: %d buffered messages were never published", lost)
+        thread.stop(timeout)
+
+    def __enter__(self) -> JetStreamBus:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- Bus ---------------------------------------------------------------------------------
+
+    def seal(
+        self,
+        message: Message,
+        *,
+        source: str,
+        priority: lifecycle_pb2.MessagePriority = lifecycle_pb2.MESSAGE_PRIORITY_NORMAL,
+        idempotency_key: str | None = None,
+        trace_context: bus_pb2.TraceContext | None = None,
+    ) -> bus_pb2.BusEnvelope:
+        return seal(
+            message, source=source, priority=priority, idempotency_key=idempotency_key,
+            trace_context=trace_context, secret=self._config.hmac_secret, key_id=self._config.hmac_key_id,
+            schema_version=self._config.schema_version,
+        )
+
+    def publish(self, subject: str, envelope: bus_pb2.BusEnvelope) -> None:
+        thread = self._thread
+        if thread is None or self._closed:
+            raise FailedPrecondition("the bus is not started or already closed")
+        if subject not in self._known_subjects:
+            stream_for_subject(self._config.streams, subject)
+            self._known_subjects.add(subject)
+        message = OutgoingMessage(
+            subject, envelope.SerializeToString(), _headers(envelope),
+            emergency=envelope.priority == lifecycle_pb2.MESSAGE_PRIORITY_EMERGENCY,
+            buffered=not self._online,
+        )
+        offered = self._outbox.offer(message)
+        if not offered.accepted:
+            self._counters.add("dropped")
+            if not self._buffer_full:
+                self._buffer_full = True
+                self._alerts.raise_alert(
+                    AlertKind.BUFFER_FULL,
+                    f"local buffer full ({self._config.buffer_max_messages} per lane); dropping publishes",
+                    subject,
+                )
+            return
+        self._buffer_full = False
+        if message.buffered:
+            self._counters.add("buffered")
+        if offered.wake_sender and self._wake is not None:
+            thread.call_soon(self._wake.set)
+
+    def subscribe(self, spec: ConsumerSpec, handler: Handler) -> JetStreamSubscription:
+        thread = self._require_running()
+        consumer = thread.run(self._subscribe(spec, handler), self._config.request_timeout_seconds * 2)
+        return JetStreamSubscription(self, consumer)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return self._outbox.wait_empty(timeout)
+
+    def stats(self) -> BusStats:
+        return self._counters.snapshot(pending_publish=len(self._outbox), connected=self._online)
+
+    @property
+    def conservative(self) -> bool:
+        return self._counters.conservative
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters stored in the dead-letter stream."""
+        thread = self._require_running()
+        assert self._dead_letters is not None
+        return thread.run(self._dead_letters.read(limit), self._config.request_timeout_seconds * 2)
+
+    # -- on the loop -------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        config = self._config
+        self._connected = asyncio.Event()
+        self._wake = asyncio.Event()
+        nc = Client()
+        try:
+            connecting = nc.connect(
+                servers=[config.url],
+                name=config.client_name,
+                # nats-py annotates these as int but uses them as float seconds.
+                connect_timeout=config.connect_timeout_seconds,  # type: ignore[arg-type]
+                reconnect_time_wait=config.reconnect_wait_seconds,  # type: ignore[arg-type]
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,  # reconnect forever; publishes wait in the buffer meanwhile
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                error_cb=self._on_error,
+            )
+            await asyncio.wait_for(connecting, config.start_timeout_seconds)
+        except BaseException:
+            await nc.close()
+            raise
+        self._nc = nc
+        self._js = nc.jetstream(
+            timeout=config.request_timeout_seconds, publish_async_max_pending=config.publish_window * 2
+        )
+        await ensure_streams(self._js, config)
+        self._dead_letters = DeadLetterQueue(self._js, config, self._counters, self._alerts)
+        self._set_online()
+        self._sender = asyncio.get_running_loop().create_task(self._send_forever(), name="oona-sender")
+
+    async def _shutdown(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.stop()
+        self._consumers.clear()
+        if self._sender is not None:
+            self._sender.cancel()
+        if self._nc is not None:
+            await self._nc.close()
+
+    async def _subscribe(self, spec: ConsumerSpec, handler: Handler) -> PullConsumer:
+        assert self._nc is not None and self._js is not None
+        assert self._dead_letters is not None and self._connected is not None
+        if any(consumer.spec.durable == spec.durable for consumer in self._consumers):
+            raise FailedPrecondition(f"consumer {spec.durable} already has a subscriber on this bus")
+        consumer = PullConsumer(
+            nc=self._nc, js=self._js, spec=spec, handler=handler, config=self._config,
+            counters=self._counters, dead_letters=self._dead_letters, connected=self._connected,
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    def _stop_consumer(self, consumer: PullConsumer) -> None:
+        async def stop() -> None:
+            if consumer in self._consumers:
+                self._consumers.remove(consumer)
+                await consumer.stop()
+
+        if self._thread is not None and not self._closed:
+            self._thread.run(stop(), self._config.request_timeout_seconds)
+
+    async def _send_forever(self) -> None:
+        assert self._wake is not None and self._connected is not None
+        while True:
+            self._wake.clear()
+            batch = self._outbox.take(self._config.publish_window)
+            if not batch:
+                await self._wake.wait()
+                continue
+            if not self._connected.is_set():
+                self._settle(0, batch)
+                await self._connected.wait()
+                continue
+            sent, unsent = await self._send(batch)
+            self._settle(sent, unsent)
+            if unsent:
+                # NATS is unreachable or slow: pause, then wait for the reconnect if it is gone.
+                await asyncio.sleep(self._config.reconnect_wait_seconds)
+
+    def _settle(self, sent: int, unsent: list[OutgoingMessage]) -> None:
+        newly_buffered = self._outbox.settle(sent, unsent)
+        if newly_buffered:
+            self._counters.add("buffered", newly_buffered)
+
+    async def _send(self, batch: list[OutgoingMessage]) -> tuple[int, list[OutgoingMessage]]:
+        """Publish a batch pipelined; (how many are settled, the unsent tail from the first failure)."""
+        assert self._js is not None
+        futures: list[asyncio.Future[api.PubAck] | None] = []
+        for message in batch:
+            try:
+                headers = message.headers or None
+                futures.append(await self._js.publish_async(message.subject, message.data, headers=headers))
+            except MaxPayloadError as error:
+                futures.append(None)
+                self._reject(message, repr(error))
+            except (NatsError, OSError):
+                break  # disconnected: this one and the rest go back to the buffer
+        pending = [future for future in futures if future is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=self._config.publish_timeout_seconds)
+        for index, (message, future) in enumerate(zip(batch, futures, strict=False)):
+            if future is None:
+                continue
+            if not future.done():
+                return self._give_up_from(index, batch, futures)
+            failure = future.exception()
+            if isinstance(failure, APIError) and not isinstance(failure, NoStreamResponseError):
+                self._reject(message, repr(failure))
+            elif failure is not None:
+                if isinstance(failure, NoStreamResponseError):
+                    await self._ensure_streams_quietly()
+                return self._give_up_from(index, batch, futures)
+            else:
+                self._count_published(message, future.result())
+        if len(futures) < len(batch):
+            return self._give_up_from(len(futures), batch, futures)
+        return len(batch), []
+
+    def _give_up_from(
+        self, index: int, batch: list[OutgoingMessage], futures: list[asyncio.Future[api.PubAck] | None]
+    ) -> tuple[int, list[OutgoingMessage]]:
+        for future in futures[index:]:
+            if future is not None and not future.done():
+                future.cancel()
+        return index, batch[index:]
+
+    def _count_published(self, message: OutgoingMessage, ack: api.PubAck) -> None:
+        self._counters.add("published")
+        if message.buffered:
+            self._counters.add("flushed")
+        if ack.duplicate:
+            self._counters.add("publish_duplicates")
+
+    def _reject(self, message: OutgoingMessage, why: str) -> None:
+        self._counters.add("dropped")
+        self._alerts.raise_alert(AlertKind.PUBLISH_REJECTED, f"{message.subject}: {why}", message.subject)
+
+    async def _ensure_streams_quietly(self) -> None:
+        assert self._js is not None
+        try:
+            await ensure_streams(self._js, self._config)
+        except (NatsError, TimeoutError, FailedPrecondition) as error:
+            logger.warning("oona: could not ensure streams: %r", error)
+
+    def _set_online(self) -> None:
+        assert self._connected is not None and self._wake is not None
+        self._online = True
+        self._connected.set()
+        self._wake.set()
+
+    async def _on_disconnected(self) -> None:
+        if self._connected is not None and self._connected.is_set():
+            self._online = False
+            self._connected.clear()
+            if not self._closed:
+                self._alerts.raise_alert(AlertKind.DISCONNECTED, f"lost NATS at {self._config.url}")
+
+    async def _on_reconnected(self) -> None:
+        await self._ensure_streams_quietly()
+        self._set_online()
+        self._alerts.raise_alert(AlertKind.RECONNECTED, f"back on NATS at {self._config.url}")
+
+    async def _on_error(self, error: Exception) -> None:
+        logger.debug("oona: NATS client error: %r", error)
+
+    def _require_running(self) -> LoopThread:
+        if self._thread is None or self._closed:
+            raise FailedPrecondition("the bus is not started or already closed")
+        return self._thread
+
+
+def _headers(envelope: bus_pb2.BusEnvelope) -> dict[str, str]:
+    headers = {MSG_ID_HEADER: envelope.idempotency_key} if envelope.idempotency_key else {}
+    if envelope.trace_context.traceparent:
+        headers["traceparent"] = envelope.trace_context.traceparent
+        if envelope.trace_context.tracestate:
+            headers["tracestate"] = envelope.trace_context.tracestate
+    return headers
+

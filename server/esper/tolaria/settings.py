@@ -1,0 +1,21 @@
+"""Tolaria's configuration: how the training loop runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TolariaConfig:
+    """Training-loop settings; validated where they are loaded (esper.config)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.0
+    seed_learning_rate: float = 3e-3
+    seed: int = 0
+    checkpoint_every: int = 1
+    divergence_factor: float = 4.0
+    max_rollbacks: int = 3
+    hook_budget_ms: float = 18.0

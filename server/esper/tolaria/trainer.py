@@ -1,0 +1,319 @@
+"""Tolaria, the training academy: the loop that lets a model grow while it learns.
+
+One epoch: train -> validate (gathering seed telemetry) -> measure evaluating seeds
+-> epoch-end hook (Tamiyo decides, Kasmina applies) -> optimizers follow the seeds
+-> checkpoint. A non-finite or diverging epoch is rolled back to the last good
+checkpoint, and the seeds that were adapting are locked ROLLED_BACK.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from esper.data.bundle import Dataset
+from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2
+from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
+from esper.tolaria.events import RunEventLog
+from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
+from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
+from esper.tolaria.optimizers import OptimizerSet, adam_factory
+from esper.tolaria.settings import TolariaConfig
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingFailed(RuntimeError):
+    """Training cannot go on (it kept diverging after rollbacks)."""
+
+
+class StaticModel(nn.Module):
+    """A plain host seen through the trainable-model interface: no seeds, nothing grows."""
+
+    def __init__(self, host: nn.Module) -> None:
+        super().__init__()
+        self.host = host
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.host(x)  # type: ignore[no-any-return]
+
+    def host_parameters(self) -> list[nn.Parameter]:
+        return list(self.host.parameters())
+
+    def seed_parameter_groups(self) -> Mapping[str, list[nn.Parameter]]:
+        return {}
+
+
+@dataclass
+class EpochRecord:
+    """One line of metrics.jsonl."""
+
+    metrics: run_pb2.EpochMetrics
+    wall_seconds: float
+    hook: HookOutcome | None
+
+
+@dataclass
+class TrainingHistory:
+    """What a finished run leaves behind besides the model."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    rollbacks: int = 0
+    best_val_accuracy: float = 0.0
+    cancelled: bool = False
+
+    def hook_ms(self) -> list[float]:
+        return [record.hook.total_ms for record in self.epochs if record.hook is not None]
+
+
+class TolariaTrainer:
+    """Trains `model` with `controller` steering its seeds through `kasmina`.
+
+    Without `kasmina` (a static baseline) the model trains as is and the hook is skipped.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        controller: Any = None,
+        config: TolariaConfig | None = None,
+        *,
+        data: Dataset,
+        kasmina: Any = None,
+        run_id: str = "run",
+        events: RunEventLog | None = None,
+        checkpoint_path: Path | None = None,
+        on_epoch: Callable[[EpochRecord, TrainingHistory], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.config = config if config is not None else TolariaConfig()
+        self.model: Any = model if kasmina is not None else _as_trainable(model)
+        self.controller = controller
+        self.kasmina = kasmina
+        self.data = data
+        self.run_id = run_id
+        self.events = events if events is not None else RunEventLog(run_id)
+        self.checkpoint_path = checkpoint_path
+        self.on_epoch = on_epoch
+        self.should_stop = should_stop or (lambda: False)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        make = adam_factory(self.config.learning_rate, self.config.weight_decay)
+        self.optimizers = OptimizerSet(
+            self.model, make, adam_factory(self.config.seed_learning_rate, 0.0)  # type: ignore[arg-type]
+        )
+        self.history = TrainingHistory()
+        self.start_epoch = 0
+        self._good: dict[str, Any] | None = None
+        self._best_val_loss = float("inf")
+
+    # The loop
+
+    def train(self) -> tuple[nn.Module, TrainingHistory]:
+        """Train for the configured epochs; returns the (grown) model and its history."""
+        self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
+        epoch = self.start_epoch
+        while epoch < self.config.epochs and not self.should_stop():
+            if self._run_epoch(epoch):
+                epoch += 1
+        self.history.cancelled = self.should_stop() and epoch < self.config.epochs
+        if self.kasmina is not None:
+            self.kasmina.close()
+        return self.model, self.history
+
+    def _run_epoch(self, epoch: int) -> bool:
+        """Train and close one epoch; False when it was rolled back and must be retried."""
+        started = time.perf_counter()
+        after_step = getattr(self.model, "step", None) if self.kasmina is not None else None
+        train_stats = train_epoch(
+            self.model, self.optimizers, self.data.x_train, self.data.y_train,
+            batch_size=self.config.batch_size, generator=self.generator, after_step=after_step,
+            should_stop=self.should_stop,
+        )
+        val_stats = self._validate()
+        failure = self._failure(train_stats, val_stats)
+        if failure:
+            self._roll_back(epoch, failure)
+            return False
+        epoch_ms = int((time.perf_counter() - started) * 1e3)
+        hook = self._epoch_boundary(epoch, train_stats, val_stats, epoch_ms) if self.kasmina else None
+        self.history.best_val_accuracy = max(self.history.best_val_accuracy, val_stats.accuracy)
+        self._best_val_loss = min(self._best_val_loss, val_stats.loss)
+        record = EpochRecord(
+            metrics=self._metrics(epoch, train_stats, val_stats, hook),
+            wall_seconds=time.perf_counter() - started,
+            hook=hook,
+        )
+        self.history.epochs.append(record)
+        self.events.emit(epoch_completed=record.metrics)
+        self._good = snapshot(self._checkpoint_state(epoch))
+        if self.checkpoint_path is not None and (epoch + 1) % self.config.checkpoint_every == 0:
+            save_checkpoint(self.checkpoint_path, self._good)
+        if self.on_epoch is not None:
+            self.on_epoch(record, self.history)
+        return True
+
+    def _validate(self) -> EpochStats:
+        if self.kasmina is None:
+            return evaluate(self.model, self.data.x_val, self.data.y_val)
+        with self.model.collecting_telemetry():
+            stats = evaluate(self.model, self.data.x_val, self.data.y_val)
+        for seed_id in self.kasmina.evaluating_seed_ids():
+            # The seed's real contribution: the same validation data with it blended out.
+            with self.model.forced_alpha(0.0, [seed_id]):
+                without = evaluate(self.model, self.data.x_val, self.data.y_val)
+            self.kasmina.record_eval_gain(seed_id, stats.accuracy - without.accuracy)
+        return stats
+
+    def _epoch_boundary(
+        self, epoch: int, train_stats: EpochStats, val_stats: EpochStats, epoch_ms: int
+    ) -> HookOutcome:
+        telemetry = self.kasmina.on_epoch_end(epoch, validation_accuracy=val_stats.accuracy)
+        state = BoundaryState(
+            run_id=self.run_id, epoch=epoch, global_step=self.model.global_step,
+            training_loss=train_stats.loss, validation_loss=val_stats.loss,
+            validation_accuracy=val_stats.accuracy, epoch_ms=epoch_ms,
+            parameter_count=count_parameters(self.model), seed_layout=self.model.seed_layout(),
+            telemetry=telemetry,
+        )
+        outcome = run_hook(state, self.controller, self.kasmina)
+        self._record_boundary(epoch, outcome)
+        if self.optimizers.sync():
+            logger.debug("epoch %d: optimizers follow the seeds' new parameter sets", epoch)
+        return outcome
+
+    def _record_boundary(self, epoch: int, outcome: HookOutcome) -> None:
+        if outcome.controller_error:
+            self.events.notice(f"epoch {epoch}: {outcome.controller_error}; running conservatively")
+        for decision in outcome.decisions:
+            self.events.decision(decision)
+        for command, reason in outcome.refused:
+            name = lifecycle_pb2.CommandType.Name(command.command_type)
+            self.events.notice(f"epoch {epoch}: command {command.command_id} ({name} {command.seed_id}) "
+                               f"refused: {reason}")
+        for transition in self.kasmina.drain_transitions():
+            self.events.transition(transition)
+        for report in outcome.field_reports:
+            self.events.field_report(report)
+        if outcome.total_ms > self.config.hook_budget_ms:
+            self.events.notice(f"epoch {epoch}: epoch-end hook took {outcome.total_ms:.1f} ms "
+                               f"(budget {self.config.hook_budget_ms:.0f} ms)")
+
+    # Failure and rollback
+
+    def _failure(self, train_stats: EpochStats, val_stats: EpochStats) -> str:
+        if not (train_stats.finite and val_stats.finite):
+            return "non-finite loss"
+        limit = self.config.divergence_factor * self._best_val_loss
+        if self._best_val_loss < float("inf") and val_stats.loss > limit:
+            return f"validation loss {val_stats.loss:.3f} diverged (> {limit:.3f})"
+        return ""
+
+    def _roll_back(self, epoch: int, reason: str) -> None:
+        self.history.rollbacks += 1
+        if self.history.rollbacks > self.config.max_rollbacks:
+            raise TrainingFailed(
+                f"epoch {epoch}: {reason}; gave up after {self.config.max_rollbacks} rollbacks"
+            )
+        suspects = self.kasmina.active_seed_ids() if self.kasmina is not None else []
+        assert self._good is not None
+        self._restore(snapshot(self._good))
+        if suspects:
+            self.kasmina.roll_back(suspects, reason=f"emergency rollback at epoch {epoch}: {reason}")
+            for transition in self.kasmina.drain_transitions():
+                self.events.transition(transition)
+            self.optimizers.sync()
+        self.events.notice(
+            f"epoch {epoch}: {reason}; restored the last good checkpoint"
+            + (f" and locked {', '.join(suspects)} ROLLED_BACK" if suspects else "")
+        )
+
+    # Checkpoints
+
+    def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "epoch": epoch,
+            "run_id": self.run_id,
+            "optimizers": self.optimizers.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "best_val_accuracy": self.history.best_val_accuracy,
+            "best_val_loss": self._best_val_loss,
+            "rollbacks": self.history.rollbacks,
+        }
+        if self.kasmina is None:
+            state["model"] = self.model.state_dict()
+        else:
+            state["kasmina"] = self.kasmina.state_dict()
+            if self.controller is not None:
+                exported = self.controller.export_controller_state(
+                    tamiyo_pb2.ExportControllerStateRequest(run_id=self.run_id)
+                )
+                state["tamiyo"] = exported.state.SerializeToString()
+        return state
+
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        if self.kasmina is None:
+            self.model.load_state_dict(state["model"])
+        else:
+            self.kasmina.load_state_dict(state["kasmina"])
+            if "tamiyo" in state and self.controller is not None:
+                restored = tamiyo_pb2.TamiyoControllerState.FromString(state["tamiyo"])
+                self.controller.restore_controller_state(
+                    tamiyo_pb2.RestoreControllerStateRequest(state=restored)
+                )
+        self.optimizers.sync()
+        self.optimizers.load_state_dict(state["optimizers"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history.best_val_accuracy = float(state["best_val_accuracy"])
+        self._best_val_loss = float(state["best_val_loss"])
+
+    def resume(self, path: Path) -> int:
+        """Continue from a checkpoint file; returns the first epoch still to train."""
+        state = load_checkpoint(path)
+        self._restore(state)
+        self.history.rollbacks = int(state["rollbacks"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.events.notice(f"resumed from {path} after epoch {state['epoch']}")
+        return self.start_epoch
+
+    # Reporting
+
+    def _metrics(
+        self, epoch: int, train_stats: EpochStats, val_stats: EpochStats, hook: HookOutcome | None
+    ) -> run_pb2.EpochMetrics:
+        metrics = run_pb2.EpochMetrics(
+            epoch=epoch,
+            train_loss=train_stats.loss,
+            train_accuracy=train_stats.accuracy,
+            val_loss=val_stats.loss,
+            val_accuracy=val_stats.accuracy,
+            parameter_count=count_parameters(self.model),
+            hook_ms=hook.total_ms if hook is not None else 0.0,
+        )
+        if self.kasmina is not None:
+            for seed in self.kasmina.list_seed_states(
+                kasmina_pb2.ListSeedStatesRequest(run_id=self.run_id, page_size=1000)
+            ).seeds:
+                name = lifecycle_pb2.SeedStage.Name(seed.stage).removeprefix("SEED_STAGE_")
+                metrics.seed_stages[seed.descriptor.seed_id] = name
+        return metrics
+
+    def test_accuracy(self) -> EpochStats:
+        """Accuracy on the held-out test split; called once, after training."""
+        return evaluate(self.model, self.data.x_test, self.data.y_test)
+
+
+def _as_trainable(model: nn.Module) -> nn.Module:
+    if hasattr(model, "host_parameters") and hasattr(model, "seed_parameter_groups"):
+        return model
+    return StaticModel(model)
+
+

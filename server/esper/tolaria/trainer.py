@@ -42,7 +42,7 @@ class StaticModel(nn.Module):
         self.host = host
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.host(x)  # type: ignore[no-any-return]
+        return self.host(x)
 
     def host_parameters(self) -> list[nn.Parameter]:
         return list(self.host.parameters())

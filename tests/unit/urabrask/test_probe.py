@@ -3,7 +3,7 @@ raises, bytes that do not load and a wrong declared shape each fail with their c
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import pytest
 
@@ -25,6 +25,12 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> CompiledKernel:
     return compile_kernel(IR, tmp_path_factory.mktemp("good"))
 
 
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory: pytest.TempPathFactory) -> CompiledKernel:
+    """The same graph compiled from another init_seed: what a stale or mixed-up artifact looks like."""
+    return compile_kernel(residual_ir(init_seed=1), tmp_path_factory.mktemp("other"))
+
+
 def test_good_kernel_passes_with_measurements(good: CompiledKernel) -> None:
     report = probe(good.kernel, good.artifact, IR, SETTINGS)
     assert report.passed, report.failure_reason
@@ -42,20 +48,17 @@ def test_nan_output_fails_as_non_finite(good: CompiledKernel) -> None:
     assert "NaN" in report.failure_reason
 
 
-def test_other_weights_fail_on_drift(good: CompiledKernel, tmp_path: Path) -> None:
-    # The same graph compiled from another init_seed: what a stale or mixed-up artifact looks like.
-    other = compile_kernel(residual_ir(init_seed=1), tmp_path)
-    report = probe(good.kernel, other.artifact, IR, SETTINGS)
+def test_other_weights_fail_on_drift(good: CompiledKernel, other_weights: CompiledKernel) -> None:
+    report = probe(good.kernel, other_weights.artifact, IR, SETTINGS)
     assert not report.passed
     assert reports.failure_category(report.failure_reason) == reports.PRECISION_DRIFT
     assert report.precision_drift_vs_fp32 > SETTINGS.drift_tolerance
 
 
-def test_drift_within_a_looser_tolerance_passes(good: CompiledKernel, tmp_path: Path) -> None:
+def test_drift_within_a_looser_tolerance_passes(good: CompiledKernel, other_weights: CompiledKernel) -> None:
     """The gate is the tolerance: the same measurement passes when the pipeline allows it."""
-    other = compile_kernel(residual_ir(init_seed=1), tmp_path)
-    loose = ProbeSettings(**{**SETTINGS.__dict__, "drift_tolerance": 1e9})
-    assert probe(good.kernel, other.artifact, IR, loose).passed
+    loose = dataclasses.replace(SETTINGS, drift_tolerance=1e9)
+    assert probe(good.kernel, other_weights.artifact, IR, loose).passed
 
 
 def test_kernel_that_raises_fails_as_crash(good: CompiledKernel) -> None:

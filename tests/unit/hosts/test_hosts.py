@@ -43,7 +43,9 @@ def test_default_cnn_for_images() -> None:
     ("kind", "shape"),
     [(blueprint_pb2.INPUT_KIND_FEATURES, (2,)), (blueprint_pb2.INPUT_KIND_IMAGE, (3, 9, 9))],
 )
-def test_seed_sites_are_the_hidden_relus_in_order(kind: int, shape: tuple[int, ...]) -> None:
+def test_seed_sites_are_the_hidden_relus_in_order(
+    kind: blueprint_pb2.InputKind, shape: tuple[int, ...]
+) -> None:
     host = build_host(default_host_spec(kind, shape, 3, 4, depth=3))
     relus = [name for name, module in host.named_modules() if type(module).__name__ == "ReLU"]
     assert relus == list(host.seed_sites) == list(default_seed_sites(host.spec)) == ["act1", "act2", "act3"]
@@ -61,7 +63,7 @@ def test_no_normalization_or_dropout() -> None:
 
 def test_width_is_honoured() -> None:
     spec = default_host_spec(blueprint_pb2.INPUT_KIND_FEATURES, (8,), 3, 32)
-    assert build_host(spec).fc1.out_features == 32
+    assert build_host(spec).state_dict()["fc1.weight"].shape == (32, 8)
 
 
 def test_same_spec_same_weights_and_global_rng_untouched() -> None:

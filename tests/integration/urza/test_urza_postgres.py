@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from esper.errors import FailedPrecondition
+from esper.errors import FailedPrecondition, Unavailable
 from esper.leyline.v1 import urza_pb2
 from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
 from esper.urza.hub import UrzaHub
@@ -109,3 +110,11 @@ def test_opening_concurrently_creates_the_schema_once(postgres_url: str) -> None
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(open_database, range(4))) == [1, 1, 1, 1]
+
+
+def test_an_unreachable_database_is_unavailable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(Unavailable):
+        UrzaDatabase.open(f"postgresql+psycopg://postgres@127.0.0.1:{port}/nothing?connect_timeout=2")

@@ -8,54 +8,10 @@ from typing import Any
 
 import pytest
 
-from esper.ir import IRBuilder
-from esper.leyline.v1 import blueprint_pb2
 from esper.tezzeret.config import TezzeretConfig
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
-
-START_US = 1_700_000_000_000_000
-
-
-class ManualClock:
-    """Microseconds since the epoch for UrzaHub; advances one microsecond per reading and when told."""
-
-    def __init__(self) -> None:
-        self.now_us = START_US
-
-    def __call__(self) -> int:
-        self.now_us += 1
-        return self.now_us
-
-    def advance(self, seconds: float) -> None:
-        self.now_us += int(seconds * 1_000_000)
-
-
-def mlp_ir(width: int = 16, hidden: int = 32, *, init_seed: int = 0) -> blueprint_pb2.BlueprintIR:
-    """x + Linear(GELU(Linear(LayerNorm(x)))) on [width] features."""
-    builder = IRBuilder(blueprint_pb2.INPUT_KIND_FEATURES, [width], init_seed=init_seed)
-    h = builder.layer_norm(builder.input)
-    h = builder.linear(h, hidden)
-    h = builder.activation(blueprint_pb2.OP_TYPE_GELU, h)
-    h = builder.linear(h, width)
-    return builder.build(builder.add_(builder.input, h))
-
-
-def conv_ir(channels: int = 8, size: int = 6, *, init_seed: int = 0) -> blueprint_pb2.BlueprintIR:
-    """x + Conv3x3(GELU(GroupNorm(x))) on [C, H, W] images."""
-    builder = IRBuilder(blueprint_pb2.INPUT_KIND_IMAGE, [channels, size, size], init_seed=init_seed)
-    h = builder.group_norm(builder.input, num_groups=2)
-    h = builder.activation(blueprint_pb2.OP_TYPE_GELU, h)
-    h = builder.conv2d(h, channels, 3)
-    return builder.build(builder.add_(builder.input, h))
-
-
-def attention_ir(tokens: int = 4, dim: int = 16, *, init_seed: int = 0) -> blueprint_pb2.BlueprintIR:
-    """x + SelfAttention(LayerNorm(x)) on [T, D] sequences."""
-    builder = IRBuilder(blueprint_pb2.INPUT_KIND_SEQUENCE, [tokens, dim], init_seed=init_seed)
-    h = builder.self_attention(builder.layer_norm(builder.input), num_heads=2)
-    return builder.build(builder.add_(builder.input, h))
-
+from tests.unit.tezzeret.support import ManualClock
 
 ConfigFactory = Callable[..., TezzeretConfig]
 

@@ -1,4 +1,4 @@
-"""Helpers for the worker tests: a stub compiler, an Urza proxy that records or fails calls."""
+"""Helpers for Tezzeret tests: small IRs, a hub clock, a stub compiler, an Urza proxy that records calls."""
 
 from __future__ import annotations
 
@@ -7,12 +7,54 @@ from pathlib import Path
 from typing import Any
 
 from esper.errors import Unavailable
-from esper.ir import ir_sha256
+from esper.ir import IRBuilder, ir_sha256
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.tezzeret.config import TezzeretConfig
 from esper.tezzeret.pipelines import CompiledKernel, compile_blueprint
 from esper.tezzeret.toolchain import kernel_id
 from esper.urza.hub import UrzaHub
+
+START_US = 1_700_000_000_000_000
+
+
+class ManualClock:
+    """Microseconds since the epoch for UrzaHub; advances one microsecond per reading and when told."""
+
+    def __init__(self) -> None:
+        self.now_us = START_US
+
+    def __call__(self) -> int:
+        self.now_us += 1
+        return self.now_us
+
+    def advance(self, seconds: float) -> None:
+        self.now_us += int(seconds * 1_000_000)
+
+
+def mlp_ir(width: int = 16, hidden: int = 32, *, init_seed: int = 0) -> blueprint_pb2.BlueprintIR:
+    """x + Linear(GELU(Linear(LayerNorm(x)))) on [width] features."""
+    builder = IRBuilder(blueprint_pb2.INPUT_KIND_FEATURES, [width], init_seed=init_seed)
+    h = builder.layer_norm(builder.input)
+    h = builder.linear(h, hidden)
+    h = builder.activation(blueprint_pb2.OP_TYPE_GELU, h)
+    h = builder.linear(h, width)
+    return builder.build(builder.add_(builder.input, h))
+
+
+def conv_ir(channels: int = 8, size: int = 6, *, init_seed: int = 0) -> blueprint_pb2.BlueprintIR:
+    """x + Conv3x3(GELU(GroupNorm(x))) on [C, H, W] images."""
+    builder = IRBuilder(blueprint_pb2.INPUT_KIND_IMAGE, [channels, size, size], init_seed=init_seed)
+    h = builder.group_norm(builder.input, num_groups=2)
+    h = builder.activation(blueprint_pb2.OP_TYPE_GELU, h)
+    h = builder.conv2d(h, channels, 3)
+    return builder.build(builder.add_(builder.input, h))
+
+
+def attention_ir(tokens: int = 4, dim: int = 16, *, init_seed: int = 0) -> blueprint_pb2.BlueprintIR:
+    """x + SelfAttention(LayerNorm(x)) on [T, D] sequences."""
+    builder = IRBuilder(blueprint_pb2.INPUT_KIND_SEQUENCE, [tokens, dim], init_seed=init_seed)
+    h = builder.self_attention(builder.layer_norm(builder.input), num_heads=2)
+    return builder.build(builder.add_(builder.input, h))
 
 
 class StubCompiler:

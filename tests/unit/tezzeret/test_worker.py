@@ -18,12 +18,14 @@ from esper.tezzeret.service import TezzeretService
 from esper.tezzeret.worker import FAULT_EXIT_STATUS, TezzeretWorker
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.unit.tezzeret.conftest import ConfigFactory, ManualClock, mlp_ir
+from tests.unit.tezzeret.conftest import ConfigFactory
 from tests.unit.tezzeret.support import (
+    ManualClock,
     RecordingUrza,
     StubCompiler,
     blueprint,
     files_in,
+    mlp_ir,
     stored_objects,
     submit,
 )

@@ -1,0 +1,364 @@
+"""Esper's run configuration: one frozen dataclass per component, loaded from YAML.
+
+`load_config(path, overrides)` starts from the defaults of `EsperConfig()`, applies the
+YAML file, then the overrides (command-line flags), and refuses an unknown key or a
+value of the wrong type with an error naming the dotted key (`run.epochs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from esper.errors import InvalidArgument
+from esper.kasmina.config import KasminaConfig
+from esper.tamiyo.config import TamiyoConfig
+
+__all__ = [
+    "AssetsConfig",
+    "EsperConfig",
+    "KasminaConfig",
+    "RunConfig",
+    "TamiyoConfig",
+    "TolariaConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "parse_config",
+]
+
+PIPELINES = ("fast", "standard", "aggressive")
+DEFAULT_ASSETS_DIR = "~/.cache/esper/assets"
+MAX_EPOCHS = 10_000
+MAX_HOST_WIDTH = 4096
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: data, length, seed and optimizer settings.
+
+    `dataset` is "digits", "mnist5k", "spirals" or "npz:PATH". `host_width` None picks
+    the default host's small width. `static` trains the host without seeds (the
+    baseline). `out` is the run folder, required by `esper run` (see `require_out`).
+    `validation_fraction` of the training rows is held out for validation.
+    """
+
+    dataset: str = "digits"
+    epochs: int = 30
+    seed: int = 0
+    host_width: int | None = None
+    static: bool = False
+    out: str | None = None
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.0
+    validation_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.host_width == 0:  # the proto's "0 = default"
+            object.__setattr__(self, "host_width", None)
+        if not self.dataset.strip():
+            raise ValueError("dataset must name a dataset")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise ValueError(f"epochs must be in [1, {MAX_EPOCHS}], got {self.epochs}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.host_width is not None and not 1 <= self.host_width <= MAX_HOST_WIDTH:
+            raise ValueError(f"host_width must be in [1, {MAX_HOST_WIDTH}], got {self.host_width}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.out is not None and not self.out.strip():
+            object.__setattr__(self, "out", None)
+
+    def require_out(self) -> Path:
+        """The run folder; a run without one is refused."""
+        if self.out is None:
+            raise InvalidArgument.for_field("run.out", "required: the folder to write the run into (--out)")
+        return Path(self.out).expanduser()
+
+
+@dataclass(frozen=True)
+class TolariaConfig:
+    """The training academy: checkpoints, rollback and the epoch-end hook budget.
+
+    A checkpoint is kept every `checkpoint_every` epochs. A non-finite loss, or a
+    validation loss above `rollback_loss_factor` times the best one so far, restores
+    the last good checkpoint, at most `max_rollbacks` times per run.
+    `hook_budget_ms` is the epoch-end hook's budget; exceeding it is reported.
+    """
+
+    checkpoint_every: int = 1
+    rollback_loss_factor: float = 3.0
+    max_rollbacks: int = 3
+    hook_budget_ms: float = 18.0
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if not (math.isfinite(self.rollback_loss_factor) and self.rollback_loss_factor > 1.0):
+            raise ValueError(f"rollback_loss_factor must be finite and > 1, got {self.rollback_loss_factor}")
+        if self.max_rollbacks < 0:
+            raise ValueError(f"max_rollbacks must be >= 0, got {self.max_rollbacks}")
+        if not (math.isfinite(self.hook_budget_ms) and self.hook_budget_ms > 0):
+            raise ValueError(f"hook_budget_ms must be finite and > 0, got {self.hook_budget_ms}")
+
+
+@dataclass(frozen=True)
+class AssetsConfig:
+    """Where kernels come from in an embedded run.
+
+    `data_dir` holds the embedded Urza (database and artifacts), shared across runs so
+    a kernel is compiled once. `template_ids` picks Karn templates to submit; empty
+    means the SAFE tier. `pipelines` are the compilation pipelines to request.
+    `wait_for_kernels` makes the run wait for the first kernels to be validated before
+    training starts, so the run does not depend on compiler speed.
+    """
+
+    data_dir: str = DEFAULT_ASSETS_DIR
+    template_ids: tuple[str, ...] = ()
+    pipelines: tuple[str, ...] = ("standard",)
+    wait_for_kernels: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.data_dir.strip():
+            raise ValueError("data_dir must name a folder")
+        if not self.pipelines:
+            raise ValueError(f"pipelines must name at least one of {PIPELINES}")
+        unknown = [p for p in self.pipelines if p not in PIPELINES]
+        if unknown:
+            raise ValueError(f"pipelines must be among {PIPELINES}, got {unknown}")
+        if any(not t.strip() for t in self.template_ids):
+            raise ValueError("template_ids must not contain empty ids")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+def _default_kasmina() -> KasminaConfig:
+    # Esper's default hosts put a seed after every hidden ReLU.
+    return KasminaConfig(target_module_types=("ReLU",))
+
+
+@dataclass(frozen=True)
+class EsperConfig:
+    """Everything an embedded run needs, one section per component."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    tolaria: TolariaConfig = field(default_factory=TolariaConfig)
+    kasmina: KasminaConfig = field(default_factory=_default_kasmina)
+    tamiyo: TamiyoConfig = field(default_factory=TamiyoConfig)
+    assets: AssetsConfig = field(default_factory=AssetsConfig)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `3e-3` as a float (YAML 1.2); PyYAML's 1.1 needs `3.0e-3`."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
+    """Read the YAML config at `path` (None: defaults only), then apply `overrides`.
+
+    `overrides` maps dotted keys (`{"run.epochs": 5}`) or nested sections
+    (`{"run": {"epochs": 5}}`) to values; None values are skipped, so unset
+    command-line flags can be passed through as they are.
+    """
+    text = ""
+    if path is not None:
+        file = Path(path).expanduser()
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidArgument.for_field("config", f"cannot read {str(file)!r}: {exc.strerror}") from exc
+    return parse_config(text, overrides)
+
+
+def parse_config(text: str, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
+    """Like `load_config`, from YAML text (e.g. RunConfig.config_yaml)."""
+    try:
+        data = yaml.load(text, Loader=_Yaml12Loader) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise InvalidArgument.for_field("config", f"not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InvalidArgument.for_field("config", f"expected a mapping of sections, got {_type_name(data)}")
+    return config_from_dict(data, overrides)
+
+
+def config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> EsperConfig:
+    """Build an `EsperConfig` from nested plain data over the defaults, checking every key."""
+    merged = config_to_dict(EsperConfig())
+    _merge(merged, data, "")
+    for key, value in _nested(overrides or {}).items():
+        _merge(merged, {key: value}, "")
+    return typing.cast(EsperConfig, _build(EsperConfig, merged, ""))
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested data (lists for tuples) for YAML or JSON; `load_config` reads it back."""
+    return typing.cast(dict[str, Any], _plain(dataclasses.asdict(config)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"run.epochs": 5}` → `{"run": {"epochs": 5}}`, dropping None values."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = str(key).split(".")
+        target = nested
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        if isinstance(value, Mapping) and isinstance(target.get(leaf), dict):
+            target[leaf].update(value)
+        else:
+            target[leaf] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None:
+    """Overlay `update` on `base`; unknown keys are refused here, with the keys known at that level."""
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(key, str) or key not in base:
+            known = ", ".join(sorted(base))
+            raise InvalidArgument.for_field(dotted, f"unknown key; known keys here: {known}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise InvalidArgument.for_field(dotted, f"expected a mapping, got {_type_name(value)}")
+            _merge(base[key], value, f"{dotted}.")
+        else:
+            base[key] = value
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    values = {
+        f.name: _coerce(hints[f.name], data[f.name], f"{prefix}{f.name}")
+        for f in dataclasses.fields(cls)
+        if f.name in data
+    }
+    try:
+        return cls(**values)
+    except InvalidArgument:
+        raise
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        # Component configs start their ValueError messages with the field's name.
+        leading = re.match(r"\w+", message)
+        names = {f.name for f in dataclasses.fields(cls)}
+        named = leading is not None and leading.group(0) in names
+        field_path = f"{prefix}{leading.group(0)}" if named and leading else prefix.rstrip(".")
+        raise InvalidArgument.for_field(field_path, message) from exc
+
+
+def _coerce(hint: Any, value: Any, dotted: str) -> Any:
+    """Check `value` against the type hint `hint` and convert it (lists to tuples, ints to floats)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, Mapping):
+            raise InvalidArgument.for_field(dotted, f"expected a mapping, got {_type_name(value)}")
+        return _build(hint, value, f"{dotted}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) == 1:
+            return _coerce(options[0], value, dotted)
+        raise _wrong_type(dotted, " or ".join(_hint_name(a) for a in args), value)
+    if origin is tuple or origin is list:
+        if not isinstance(value, list | tuple):
+            raise _wrong_type(dotted, _hint_name(hint), value)
+        item_hint = args[0] if args else Any
+        items = [_coerce(item_hint, item, f"{dotted}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is typing.Literal:
+        if value not in args:
+            raise InvalidArgument.for_field(dotted, f"must be one of {list(args)}, got {value!r}")
+        return value
+    return _coerce_scalar(hint, value, dotted)
+
+
+def _coerce_scalar(hint: Any, value: Any, dotted: str) -> Any:
+    if hint is Any:
+        return value
+    if hint is bool:
+        if type(value) is not bool:
+            raise _wrong_type(dotted, "bool", value)
+        return value
+    if hint is int:
+        if type(value) is not int:
+            raise _wrong_type(dotted, "int", value)
+        return value
+    if hint is float:
+        if type(value) not in (int, float):
+            raise _wrong_type(dotted, "float", value)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _wrong_type(dotted, "str", value)
+        return value
+    if hint is Path:
+        if not isinstance(value, str | Path):
+            raise _wrong_type(dotted, "path string", value)
+        return Path(value)
+    raise InvalidArgument.for_field(dotted, f"has a type the config loader cannot read: {hint!r}")
+
+
+def _wrong_type(dotted: str, expected: str, value: Any) -> InvalidArgument:
+    return InvalidArgument.for_field(dotted, f"expected {expected}, got {_type_name(value)} ({value!r})")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _hint_name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (tuple, list):
+        return f"list of {_hint_name(args[0]) if args else 'values'}"
+    return getattr(hint, "__name__", str(hint))

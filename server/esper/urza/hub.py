@@ -251,13 +251,16 @@ class UrzaHub:
         if outcome == "store":
             self.store.put(kernel_row["object_key"], request.artifact)
 
+        # A slow upload may outlive the lease: check it again at the time of the commit.
+        finished_us = self._now()
+
         def finish(conn: Connection) -> kernel_pb2.KernelArtifact:
             compile_queue.finish_job(
                 conn,
                 job_id=request.job_id,
                 lease_token=request.lease_token,
                 kernel_row=kernel_row,
-                now_us=now,
+                now_us=finished_us,
             )
             (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, kernel_id)])
             return kernel

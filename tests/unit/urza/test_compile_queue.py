@@ -316,3 +316,22 @@ def test_bad_claim_requests_name_the_field(hub: UrzaHub) -> None:
             hub.claim_compile_job(request)
         assert isinstance(caught.value, InvalidArgument)
         assert caught.value.violations[0].field == field
+
+
+def test_a_lease_that_runs_out_during_the_upload_is_lost(database_url: str, tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    class SlowStore(FolderObjectStore):
+        def put(self, key: str, data: bytes) -> None:
+            super().put(key, data)
+            clock.advance(61)
+
+    hub = make_hub(database_url, SlowStore(tmp_path / "store"), clock)
+    submit(hub, pipelines=[FAST])
+    job = claim(hub, lease=60)
+    assert job is not None
+    with pytest.raises(FailedPrecondition) as caught:
+        complete(hub, job)
+    assert caught.value.reason == "LEASE_LOST"
+    assert hub.query_kernels(urza_pb2.QueryKernelsRequest()).result.total_size == 0
+    hub.close()

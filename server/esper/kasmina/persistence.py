@@ -119,8 +119,28 @@ def load_model(
         )
         model.seed(descriptor.seed_id).restore(snapshot, build_module(adaptation.ir))
     weights = torch.load(folder / MODEL_FILE, weights_only=True, map_location="cpu")
-    model.load_state_dict(weights, strict=True)
+    from_ir = {
+        f"seeds.{index}." for index, entry in enumerate(entries) if entry.get("kernel_weights") == "ir_init"
+    }
+    _load_weights(model, weights, from_ir)
     return model
+
+
+def _load_weights(model: MorphableModel, weights: dict[str, Any], from_ir: set[str]) -> None:
+    """Load strictly, except that fossils under the `from_ir` prefixes keep their IR's initial weights.
+
+    A kernel compiled ahead of time (AGGRESSIVE pipeline) holds its weights frozen
+    inside the compiled code, not as parameters; they are the IR's deterministic
+    initial weights, which build_module reproduces.
+    """
+    result = model.load_state_dict(weights, strict=False)
+    if result.unexpected_keys:
+        raise InvalidArgument.for_field(
+            "model.pt", f"unexpected weights: {', '.join(result.unexpected_keys)}"
+        )
+    missing = [key for key in result.missing_keys if not key.startswith(tuple(from_ir))]
+    if missing:
+        raise InvalidArgument.for_field("model.pt", f"missing weights: {', '.join(missing)}")
 
 
 def _seed_entry(seed: Any) -> dict[str, Any]:
@@ -132,6 +152,12 @@ def _seed_entry(seed: Any) -> dict[str, Any]:
         "embargo_until_epoch": seed.embargo_until_epoch,
         "isolation_violations": seed.isolation_violations,
         "adaptation": convert.adaptation_to_dict(adaptation) if adaptation is not None else None,
+        # "ir_init": a fossil whose kernel has no parameters (compiled with its weights frozen inside).
+        "kernel_weights": "saved"
+        if seed.kernel_parameters()
+        else "ir_init"
+        if seed.kernel is not None
+        else "",
     }
 
 

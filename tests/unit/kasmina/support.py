@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -72,7 +73,9 @@ class FakeKernelSource:
         artifact = kernel_pb2.KernelArtifact(
             kernel_id=kernel_id, blueprint_id=f"bp-{kernel_id}", template_id=f"tpl-{kernel_id}"
         )
-        return KernelDescription(artifact=artifact, ir=self.irs.get(kernel_id), template_id=f"tpl-{kernel_id}")
+        return KernelDescription(
+            artifact=artifact, ir=self.irs.get(kernel_id), template_id=f"tpl-{kernel_id}"
+        )
 
     def instantiate(self, kernel_id: str) -> nn.Module:
         if kernel_id in self.errors:
@@ -135,11 +138,18 @@ def command(
 
 def germinate(operator: KasminaOperator, seed_id: str, kernel_id: str, tag: str = "g") -> None:
     operator.apply_command(
-        command(lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION, seed_id, command_id=f"{tag}-germ", kernel_id=kernel_id)
+        command(
+            lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION,
+            seed_id,
+            command_id=f"{tag}-germ",
+            kernel_id=kernel_id,
+        )
     )
 
 
-def advance(operator: KasminaOperator, seed_id: str, stage: int, tag: str) -> kasmina_pb2.ApplyCommandResponse:
+def advance(
+    operator: KasminaOperator, seed_id: str, stage: int, tag: str
+) -> kasmina_pb2.ApplyCommandResponse:
     return operator.apply_command(
         command(lifecycle_pb2.COMMAND_TYPE_ADVANCE, seed_id, command_id=tag, target_stage=stage)
     )
@@ -161,25 +171,35 @@ def train_steps(model: MorphableModel, steps: int, *, seed: int = 1, lr: float =
         model.step(loss.detach())
 
 
-_PATH = [
+_ORDER = [
+    lifecycle_pb2.SEED_STAGE_DORMANT,
+    lifecycle_pb2.SEED_STAGE_GERMINATED,
     lifecycle_pb2.SEED_STAGE_LOADING,
+    lifecycle_pb2.SEED_STAGE_TRAINING,
     lifecycle_pb2.SEED_STAGE_GRAFTING,
     lifecycle_pb2.SEED_STAGE_STABILIZATION,
     lifecycle_pb2.SEED_STAGE_EVALUATING,
     lifecycle_pb2.SEED_STAGE_FINE_TUNING,
     lifecycle_pb2.SEED_STAGE_FOSSILIZED,
 ]
+_COMMAND_IDS = itertools.count()
 
 
 def bring_to(operator: KasminaOperator, seed_id: str, stage: int, kernel_id: str = "k-mlp") -> None:
-    """Command the seed along the main path (germinate, load, graft, ...) until it reaches `stage`."""
+    """Command the seed along the main path (germinate, load, graft, ...) from where it is to `stage`."""
     seed = operator.model.seed(seed_id)
-    if seed.stage == lifecycle_pb2.SEED_STAGE_DORMANT:
-        germinate(operator, seed_id, kernel_id, tag=f"{seed_id}-{kernel_id}")
-    for index, target in enumerate(_PATH):
+    if seed.stage == lifecycle_pb2.SEED_STAGE_DORMANT and stage != seed.stage:
+        germinate(operator, seed_id, kernel_id, tag=f"{seed_id}-{next(_COMMAND_IDS)}")
+    for target in _ORDER[2:]:
         if seed.stage == stage:
             return
-        if seed.stage == target:
+        if _ORDER.index(seed.stage) >= _ORDER.index(target) or target == lifecycle_pb2.SEED_STAGE_TRAINING:
+            continue  # already past it (TRAINING is reached by loading a trainable kernel)
+        if (
+            target == lifecycle_pb2.SEED_STAGE_FINE_TUNING
+            and stage != target
+            and not seed.has_trainable_kernel
+        ):
             continue
-        advance(operator, seed_id, target, f"{seed_id}-{kernel_id}-{index}")
+        advance(operator, seed_id, target, f"{seed_id}-{next(_COMMAND_IDS)}")
     assert seed.stage == stage, seed.stage

@@ -56,7 +56,9 @@ def test_the_table_is_appendix_b_plus_the_rollback_lock() -> None:
 
 
 @given(st.sampled_from(STAGES), st.sampled_from(STAGES))
-def test_check_transition_raises_exactly_for_illegal_moves_naming_both_stages(from_stage: int, to_stage: int) -> None:
+def test_check_transition_raises_exactly_for_illegal_moves_naming_both_stages(
+    from_stage: int, to_stage: int
+) -> None:
     if _expected_legal(from_stage, to_stage):
         lc.check_transition(from_stage, to_stage)
         return
@@ -75,7 +77,11 @@ def test_unspecified_stage_is_never_a_legal_target() -> None:
 # Random command sequences against the operator.
 
 _COMMANDS = st.one_of(
-    st.tuples(st.just(lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION), st.just(0), st.sampled_from(["k-mlp", "k-fixed", "k-bad"])),
+    st.tuples(
+        st.just(lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION),
+        st.just(0),
+        st.sampled_from(["k-mlp", "k-fixed", "k-bad"]),
+    ),
     st.tuples(st.just(lifecycle_pb2.COMMAND_TYPE_ADVANCE), st.sampled_from(STAGES), st.just("")),
     st.tuples(
         st.sampled_from(

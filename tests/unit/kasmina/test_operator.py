@@ -140,7 +140,14 @@ def test_full_adaptation_yields_transitions_and_a_field_report() -> None:
     operator.apply_command(command(CMD.COMMAND_TYPE_FOSSILIZE, "1", command_id="fossil"))
     path = [lc.stage_name(t.to_stage) for t in operator.drain_transitions()]
     assert path == [
-        "GERMINATED", "LOADING", "TRAINING", "GRAFTING", "STABILIZATION", "EVALUATING", "FINE_TUNING", "FOSSILIZED"
+        "GERMINATED",
+        "LOADING",
+        "TRAINING",
+        "GRAFTING",
+        "STABILIZATION",
+        "EVALUATING",
+        "FINE_TUNING",
+        "FOSSILIZED",
     ]
     [report] = operator.drain_field_reports()
     assert report.outcome == lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED
@@ -215,7 +222,12 @@ def test_telemetry_streams_as_epochs_end_until_the_run_ends() -> None:
     operator.close()
     reader.join(timeout=10)
     assert not reader.is_alive()
-    assert [(r.telemetry.epoch, r.telemetry.seed_id) for r in received] == [(0, "1"), (0, "3"), (1, "1"), (1, "3")]
+    assert [(r.telemetry.epoch, r.telemetry.seed_id) for r in received] == [
+        (0, "1"),
+        (0, "3"),
+        (1, "1"),
+        (1, "3"),
+    ]
     assert [r.telemetry.seed_id for r in only_three] == ["3", "3"]
     assert all(r.telemetry.run_id == RUN_ID for r in received)
 
@@ -236,7 +248,9 @@ def test_field_report_ids_are_unique_per_adaptation() -> None:
     reports: list[control_pb2.FieldReport] = []
     for round_ in range(2):
         germinate(operator, "1", "k-mlp", tag=f"r{round_}")
-        operator.apply_command(command(CMD.COMMAND_TYPE_CANCEL_GERMINATION, "1", command_id=f"cancel{round_}"))
+        operator.apply_command(
+            command(CMD.COMMAND_TYPE_CANCEL_GERMINATION, "1", command_id=f"cancel{round_}")
+        )
         operator.on_epoch_end(round_)
         reports += operator.drain_field_reports()
     assert len({report.report_id for report in reports}) == 2

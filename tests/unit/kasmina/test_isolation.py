@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.isolation import straight_through
-from esper.kasmina.seed import KasminaSeed
 from esper.kasmina.operator import KasminaOperator
+from esper.kasmina.seed import KasminaSeed
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2
 

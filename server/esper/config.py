@@ -306,7 +306,12 @@ def _coerce(hint: Any, value: Any, dotted: str) -> Any:
             return None
         options = [arg for arg in args if arg is not type(None)]
         if len(options) == 1:
-            return _coerce(options[0], value, dotted)
+            try:
+                return _coerce(options[0], value, dotted)
+            except InvalidArgument as exc:
+                if exc.violations and exc.violations[0].field == dotted and type(None) in args:
+                    raise _wrong_type(dotted, f"{_hint_name(options[0])} or null", value) from None
+                raise
         raise _wrong_type(dotted, " or ".join(_hint_name(a) for a in args), value)
     if origin is tuple or origin is list:
         if not isinstance(value, list | tuple):

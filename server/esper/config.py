@@ -94,24 +94,29 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class TolariaConfig:
-    """The training academy: checkpoints, rollback and the epoch-end hook budget.
+    """The training academy: seed optimizer, checkpoints, rollback, hook budget.
 
-    A checkpoint is kept every `checkpoint_every` epochs. A non-finite loss, or a
-    validation loss above `rollback_loss_factor` times the best one so far, restores
-    the last good checkpoint, at most `max_rollbacks` times per run.
-    `hook_budget_ms` is the epoch-end hook's budget; exceeding it is reported.
+    Field names follow `esper.tolaria.settings.TolariaConfig`, which the trainer takes
+    (built from this section and `run`). Seeds train with `seed_learning_rate`. A
+    checkpoint is kept every `checkpoint_every` epochs. A non-finite loss, or a
+    validation loss above `divergence_factor` times the best one so far, restores the
+    last good checkpoint, at most `max_rollbacks` times per run. `hook_budget_ms` is
+    the epoch-end hook's budget; exceeding it is reported.
     """
 
+    seed_learning_rate: float = 3e-3
     checkpoint_every: int = 1
-    rollback_loss_factor: float = 3.0
+    divergence_factor: float = 4.0
     max_rollbacks: int = 3
     hook_budget_ms: float = 18.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.seed_learning_rate) and self.seed_learning_rate > 0):
+            raise ValueError(f"seed_learning_rate must be finite and > 0, got {self.seed_learning_rate}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if not (math.isfinite(self.rollback_loss_factor) and self.rollback_loss_factor > 1.0):
-            raise ValueError(f"rollback_loss_factor must be finite and > 1, got {self.rollback_loss_factor}")
+        if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1.0):
+            raise ValueError(f"divergence_factor must be finite and > 1, got {self.divergence_factor}")
         if self.max_rollbacks < 0:
             raise ValueError(f"max_rollbacks must be >= 0, got {self.max_rollbacks}")
         if not (math.isfinite(self.hook_budget_ms) and self.hook_budget_ms > 0):

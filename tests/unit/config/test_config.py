@@ -127,7 +127,7 @@ def test_ints_are_accepted_for_floats() -> None:
     [
         ("run:\n  epochs: 0\n", "run.epochs"),
         ("run:\n  validation_fraction: 1.5\n", "run.validation_fraction"),
-        ("tolaria:\n  rollback_loss_factor: 0.5\n", "tolaria.rollback_loss_factor"),
+        ("tolaria:\n  divergence_factor: 0.5\n", "tolaria.divergence_factor"),
         ("kasmina:\n  ramp_steps: 0\n", "kasmina.ramp_steps"),
         ("tamiyo:\n  patience: 0\n", "tamiyo.patience"),
         ("assets:\n  pipelines: [turbo]\n", "assets.pipelines"),

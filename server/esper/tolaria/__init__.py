@@ -1,0 +1,1 @@
+"""Tolaria, the training academy: the training loop, checkpoints, rollback and the run folder."""

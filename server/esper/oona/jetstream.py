@@ -29,9 +29,7 @@ import logging
 from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.errors import MaxPayloadError
-from nats.js import JetStreamContext, api
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js import JetStreamContext
 
 from esper.errors import FailedPrecondition, Unavailable
 from esper.leyline.v1 import bus_pb2, lifecycle_pb2
@@ -43,6 +41,7 @@ from esper.oona.dead_letters import MSG_ID_HEADER, DeadLetterQueue
 from esper.oona.envelope import seal
 from esper.oona.loop import LoopThread
 from esper.oona.outbox import Outbox, OutgoingMessage
+from esper.oona.sender import Sender
 from esper.oona.streams import ensure_streams
 from esper.oona.subjects import stream_for_subject
 
@@ -73,8 +72,7 @@ class JetStreamBus:
         self._js: JetStreamContext | None = None
         self._dead_letters: DeadLetterQueue | None = None
         self._connected: asyncio.Event | None = None
-        self._wake: asyncio.Event | None = None
-        self._sender: asyncio.Task[None] | None = None
+        self._sender: Sender | None = None
         self._online = False
         self._buffer_full = False
         self._closed = False
@@ -165,8 +163,8 @@ class JetStreamBus:
         self._buffer_full = False
         if message.buffered:
             self._counters.add("buffered")
-        if offered.wake_sender and self._wake is not None:
-            thread.call_soon(self._wake.set)
+        if offered.wake_sender and self._sender is not None:
+            thread.call_soon(self._sender.wake.set)
 
     def subscribe(self, spec: ConsumerSpec, handler: Handler) -> JetStreamSubscription:
         thread = self._require_running()
@@ -194,7 +192,6 @@ class JetStreamBus:
     async def _connect(self) -> None:
         config = self._config
         self._connected = asyncio.Event()
-        self._wake = asyncio.Event()
         nc = Client()
         try:
             connecting = nc.connect(
@@ -214,20 +211,22 @@ class JetStreamBus:
             await nc.close()
             raise
         self._nc = nc
-        self._js = nc.jetstream(
-            timeout=config.request_timeout_seconds, publish_async_max_pending=config.publish_window * 2
-        )
+        self._js = nc.jetstream(timeout=config.request_timeout_seconds)
         await ensure_streams(self._js, config)
         self._dead_letters = DeadLetterQueue(self._js, config, self._counters, self._alerts)
+        self._sender = Sender(
+            nc, self._outbox, config, self._counters, self._alerts, self._connected,
+            ensure_streams=self._ensure_streams_quietly,
+        )
+        await self._sender.start()
         self._set_online()
-        self._sender = asyncio.get_running_loop().create_task(self._send_forever(), name="oona-sender")
 
     async def _shutdown(self) -> None:
         for consumer in list(self._consumers):
             await consumer.stop()
         self._consumers.clear()
         if self._sender is not None:
-            self._sender.cancel()
+            await self._sender.stop()
         if self._nc is not None:
             await self._nc.close()
 
@@ -253,82 +252,6 @@ class JetStreamBus:
         if self._thread is not None and not self._closed:
             self._thread.run(stop(), self._config.request_timeout_seconds)
 
-    async def _send_forever(self) -> None:
-        assert self._wake is not None and self._connected is not None
-        while True:
-            self._wake.clear()
-            batch = self._outbox.take(self._config.publish_window)
-            if not batch:
-                await self._wake.wait()
-                continue
-            if not self._connected.is_set():
-                self._settle(0, batch)
-                await self._connected.wait()
-                continue
-            sent, unsent = await self._send(batch)
-            self._settle(sent, unsent)
-            if unsent:
-                # NATS is unreachable or slow: pause, then wait for the reconnect if it is gone.
-                await asyncio.sleep(self._config.reconnect_wait_seconds)
-
-    def _settle(self, sent: int, unsent: list[OutgoingMessage]) -> None:
-        newly_buffered = self._outbox.settle(sent, unsent)
-        if newly_buffered:
-            self._counters.add("buffered", newly_buffered)
-
-    async def _send(self, batch: list[OutgoingMessage]) -> tuple[int, list[OutgoingMessage]]:
-        """Publish a batch pipelined; (how many are settled, the unsent tail from the first failure)."""
-        assert self._js is not None
-        futures: list[asyncio.Future[api.PubAck] | None] = []
-        for message in batch:
-            try:
-                headers = message.headers or None
-                futures.append(await self._js.publish_async(message.subject, message.data, headers=headers))
-            except MaxPayloadError as error:
-                futures.append(None)
-                self._reject(message, repr(error))
-            except (NatsError, OSError):
-                break  # disconnected: this one and the rest go back to the buffer
-        pending = [future for future in futures if future is not None]
-        if pending:
-            await asyncio.wait(pending, timeout=self._config.publish_timeout_seconds)
-        for index, (message, future) in enumerate(zip(batch, futures, strict=False)):
-            if future is None:
-                continue
-            if not future.done():
-                return self._give_up_from(index, batch, futures)
-            failure = future.exception()
-            if isinstance(failure, APIError) and not isinstance(failure, NoStreamResponseError):
-                self._reject(message, repr(failure))
-            elif failure is not None:
-                if isinstance(failure, NoStreamResponseError):
-                    await self._ensure_streams_quietly()
-                return self._give_up_from(index, batch, futures)
-            else:
-                self._count_published(message, future.result())
-        if len(futures) < len(batch):
-            return self._give_up_from(len(futures), batch, futures)
-        return len(batch), []
-
-    def _give_up_from(
-        self, index: int, batch: list[OutgoingMessage], futures: list[asyncio.Future[api.PubAck] | None]
-    ) -> tuple[int, list[OutgoingMessage]]:
-        for future in futures[index:]:
-            if future is not None and not future.done():
-                future.cancel()
-        return index, batch[index:]
-
-    def _count_published(self, message: OutgoingMessage, ack: api.PubAck) -> None:
-        self._counters.add("published")
-        if message.buffered:
-            self._counters.add("flushed")
-        if ack.duplicate:
-            self._counters.add("publish_duplicates")
-
-    def _reject(self, message: OutgoingMessage, why: str) -> None:
-        self._counters.add("dropped")
-        self._alerts.raise_alert(AlertKind.PUBLISH_REJECTED, f"{message.subject}: {why}", message.subject)
-
     async def _ensure_streams_quietly(self) -> None:
         assert self._js is not None
         try:
@@ -337,10 +260,10 @@ class JetStreamBus:
             logger.warning("oona: could not ensure streams: %r", error)
 
     def _set_online(self) -> None:
-        assert self._connected is not None and self._wake is not None
+        assert self._connected is not None and self._sender is not None
         self._online = True
         self._connected.set()
-        self._wake.set()
+        self._sender.wake.set()
 
     async def _on_disconnected(self) -> None:
         if self._connected is not None and self._connected.is_set():

@@ -2,6 +2,7 @@
 
 pytest_plugins: list[str] = [
     "tests.fixtures.servers",
+    "tests.fixtures.nats",
     "tests.fixtures.postgres",
     "tests.fixtures.seaweedfs",
 ]

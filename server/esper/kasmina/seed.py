@@ -242,6 +242,8 @@ class KasminaSeed(nn.Module):
         self.version += 1
         self.stage = snapshot.stage
         self.ramp = None
+        # Before the stage effects: the ramp's strategy comes from the adaptation.
+        self.adaptation = dataclasses.replace(snapshot.adaptation) if snapshot.adaptation else None
         if snapshot.stage in lc.KERNEL_STAGES:
             self._apply_stage_effects(snapshot.stage, snapshot.stage_entry_epoch)
         if self.ramp is not None and snapshot.ramp_step is not None:
@@ -255,9 +257,6 @@ class KasminaSeed(nn.Module):
         self.last_transition_reason = snapshot.last_transition_reason
         self.last_command_id = snapshot.last_command_id
         self.gradient_norm = snapshot.gradient_norm
-        self.adaptation = (
-            dataclasses.replace(snapshot.adaptation) if snapshot.adaptation is not None else None
-        )
         self._check_armed = self._sample_armed = False
         self._refresh_hook()
 

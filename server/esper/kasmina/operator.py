@@ -199,6 +199,11 @@ class KasminaOperator:
             drained, self._reports = self._reports, []
         return drained
 
+    @property
+    def telemetry_subscribers(self) -> int:
+        """Open StreamTelemetry subscriptions."""
+        return self._hub.subscriber_count
+
     def close(self) -> None:
         """The run ended: telemetry streams finish."""
         self._hub.close()

@@ -80,6 +80,11 @@ class TelemetryHub:
                 self._streams.append(stream)
         return stream
 
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(1 for stream in self._streams if not stream.closed)
+
     def publish(self, reports: Iterable[telemetry_pb2.SeedTelemetry]) -> None:
         with self._lock:
             streams = [stream for stream in self._streams if not stream.closed]

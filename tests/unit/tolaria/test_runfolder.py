@@ -11,7 +11,7 @@ from esper.config import config_from_dict, load_config
 from esper.leyline.v1 import control_pb2, run_pb2
 from esper.tolaria.runfolder import RunFolder, read_jsonl
 
-BIG = 12_345_678_901  # beyond 2**32: proto JSON would quote it
+BIG = 12_345_678_901  # a 64-bit count, which plain proto JSON would write as a string
 
 
 def _metrics(epoch: int, train_loss: float = 0.0, val_loss: float = 0.0) -> run_pb2.EpochMetrics:

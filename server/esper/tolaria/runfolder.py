@@ -123,20 +123,33 @@ class RunFolder:
         self._append(self.metrics_path, row)
         return row
 
-    def append_event(self, event: run_pb2.RunEvent) -> dict[str, Any]:
+    def append_event(self, event: run_pb2.RunEvent) -> None:
         """Append one RunEvent; `kind` names its payload (e.g. "seed_transition").
 
         Usable directly as a RunEventLog sink.
         """
-        row = {"kind": event.WhichOneof("payload") or "", **message_to_json(event)}
-        self._append(self.events_path, row)
-        return row
+        self._append(self.events_path, {"kind": event.WhichOneof("payload") or "", **message_to_json(event)})
 
     def write_summary(
-        self, summary: run_pb2.RunSummary, *, run_id: str, dataset: str, static: bool, **extra: Any
+        self,
+        summary: run_pb2.RunSummary | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        dataset: str | None = None,
+        static: bool | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        """Write summary.json: run_id, dataset, static, the RunSummary fields, then `extra`."""
-        data = {"run_id": run_id, "dataset": dataset, "static": static, **message_to_json(summary), **extra}
+        """Write summary.json: run_id, dataset, static first, then the summary's fields, then `extra`.
+
+        `summary` is a RunSummary proto or an already assembled mapping; keyword
+        arguments given here win over the mapping's keys.
+        """
+        fields = message_to_json(summary) if isinstance(summary, Message) else dict(summary)
+        named = {"run_id": run_id, "dataset": dataset, "static": static}
+        head = {key: value if value is not None else fields.get(key) for key, value in named.items()}
+        data = {key: value for key, value in head.items() if value is not None or key in fields}
+        data.update((key, value) for key, value in fields.items() if key not in data)
+        data.update(extra)
         self._replace(self.summary_path, data)
         return data
 

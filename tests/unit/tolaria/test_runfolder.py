@@ -94,6 +94,22 @@ def test_summary_has_run_fields_and_extras(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_summary_from_an_assembled_mapping(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    data = run.write_summary(
+        {"final_test_accuracy": 0.9, "run_id": "r-2", "host": {"input_shape": (64,)}, "loss": float("nan")},
+        static=True,
+    )
+    assert list(data)[:2] == ["run_id", "static"]
+    assert run.read_summary() == {
+        "run_id": "r-2",
+        "static": True,
+        "final_test_accuracy": 0.9,
+        "host": {"input_shape": [64]},
+        "loss": "NaN",
+    }
+
+
 def test_config_json_reads_back_into_the_same_config(tmp_path: Path) -> None:
     config = load_config(None, {"run.dataset": "spirals", "run.out": str(tmp_path), "kasmina.ramp_steps": 7})
     run = RunFolder(tmp_path)

@@ -209,7 +209,11 @@ def _baseline_line(summary: Mapping[str, Any], baseline: Mapping[str, Any]) -> s
 
 
 def format_summary(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None = None) -> str:
-    """A one-screen text summary of a run's summary.json, compared with a static baseline's if given."""
+    """A one-screen text summary of a run's summary.json.
+
+    Compared with a static baseline's summary when `baseline` is given, or when the
+    summary itself records one under "baseline".
+    """
     mode = "static baseline" if summary.get("static") else "morphogenetic"
     header = f"Run {summary.get('run_id', '?')}  ·  {summary.get('dataset', '?')}  ·  {mode}"
     epochs, wall = _count(summary.get("epochs")), _number(summary.get("wall_seconds"))
@@ -232,6 +236,13 @@ def format_summary(summary: Mapping[str, Any], baseline: Mapping[str, Any] | Non
         f"epoch-end hook         {hook}",
         f"isolation violations   {_count(summary.get('isolation_violations', 0))}",
     ]
+    if "rollbacks" in summary:
+        lines.append(f"rollbacks              {_count(summary.get('rollbacks'))}")
+    if summary.get("cancelled"):
+        lines.append("cancelled              yes: stopped before its last epoch")
+    recorded = summary.get("baseline")
+    if baseline is None and isinstance(recorded, Mapping):
+        baseline = recorded
     if baseline is not None:
         lines.append(_baseline_line(summary, baseline))
     return "\n".join(lines)

@@ -129,3 +129,13 @@ def test_format_summary_against_static_baseline(
     baseline = {"final_test_accuracy": baseline_accuracy, "params_final": 1482, "static": True}
     line = format_summary(summary, baseline).splitlines()[-1]
     assert verdict in line and points in line and "1,782 vs 1,482 parameters" in line
+
+
+def test_format_summary_uses_a_recorded_baseline_and_shows_rollbacks() -> None:
+    summary = {
+        "run_id": "r", "dataset": "spirals", "final_test_accuracy": 0.97, "params_final": 900, "rollbacks": 1,
+        "baseline": {"final_test_accuracy": 0.93, "params_final": 371},
+    }
+    text = format_summary(summary)
+    assert "rollbacks              1" in text
+    assert "BEAT it by +4.00 points" in text.splitlines()[-1]

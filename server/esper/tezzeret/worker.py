@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from esper.errors import AlreadyExists, EsperError, FailedPrecondition, NotFound
+from esper.errors import AlreadyExists, EsperError, FailedPrecondition, InvalidArgument, NotFound
 from esper.ir import ir_sha256
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.tezzeret.config import FAST, TezzeretConfig
@@ -234,6 +234,10 @@ class TezzeretWorker:
             if exc.reason != "LEASE_LOST":
                 raise
             self._abandon(job, f"lease lost before upload: {exc}")
+            return
+        except InvalidArgument as exc:
+            # Uploading the same artifact again cannot help: fail the job with Urza's reason.
+            self._report_failure(job, CompileError(f"Urza refused the kernel: {exc}", retryable=False))
             return
         self._fault("completed")
         self.wal.uploaded(job.job_id, kernel_id=kernel.kernel_id)

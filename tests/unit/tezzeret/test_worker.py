@@ -246,3 +246,23 @@ def test_status_and_job_listing_describe_the_work_without_lease_tokens(
     with pytest.raises(InvalidArgument) as bad_size:
         service.list_worker_jobs(tezzeret_pb2.ListWorkerJobsRequest(page_size=-1))
     assert bad_size.value.violations[0].field == "page_size"
+
+
+def test_a_kernel_urza_refuses_fails_the_job_with_urzas_reason(
+    hub: UrzaHub, make_config: ConfigFactory
+) -> None:
+    def wrong_ir_hash(ir: object, pipeline: int, config: object, **kwargs: str) -> CompiledKernel:
+        kernel = kernel_pb2.KernelArtifact(
+            kernel_id=f"{'0' * 12}-cpu_test-fast-{kwargs['toolchain'][:8]}", hardware_target="cpu_test"
+        )
+        return CompiledKernel(b"bytes", kernel, 0.001, ())
+
+    blueprint_id = submit(hub, mlp_ir(), FAST)
+    worker = TezzeretWorker(hub, make_config(), compiler=wrong_ir_hash)
+
+    assert _drain(worker) == 1
+
+    (job,) = blueprint(hub, blueprint_id).compile_jobs
+    assert (job.status, job.attempts) == (JOB.COMPILE_JOB_STATUS_FAILED, 1)
+    assert job.last_error.startswith("Urza refused the kernel: kernel.kernel_id: IR hash part")
+    assert files_in(worker.config.artifacts_dir) == []

@@ -17,10 +17,11 @@ __version__ = "0.1.0"
 
 _SDK = {
     "load_config": "esper.config",
-    "wrap": "esper.kasmina.wrap",
+    "wrap": "esper.kasmina",
     "TolariaTrainer": "esper.tolaria.trainer",
-    "TamiyoController": "esper.tamiyo.controller",
-    "save_model": "esper.kasmina.persistence",
+    "TamiyoController": "esper.tamiyo",
+    "save_model": "esper.kasmina",
+    "load_model": "esper.kasmina",
 }
 
 __all__ = list(_SDK)

@@ -80,10 +80,7 @@ def _submit(args: argparse.Namespace) -> int:
 
     catalog = TemplateCatalog.default()
     shape = parse_shape(args.input_shape, "--input-shape") if args.input_shape else None
-    if shape is not None:
-        template = catalog.instantiate(args.template, shape)
-    else:
-        template = catalog.get_template(args.template)
+    template = catalog.instantiate(args.template, shape) if shape is not None else catalog.get_template(args.template)
     request = urza_pb2.CreateBlueprintRequest(
         ir=template.ir,
         template_id=template.template_id,

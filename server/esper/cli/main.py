@@ -18,6 +18,7 @@ from esper.errors import EsperError
 
 # Command modules, in help order. A module adds its commands in `register`.
 COMMAND_MODULES = (
+    "esper.cli.run",
     "esper.cli.serve",
     "esper.cli.assets",
 )

@@ -1,0 +1,104 @@
+"""`esper run`: a training run, embedded by default; writes the run folder.
+
+By default a morphogenetic run first trains the same host statically (the
+baseline) into OUT/baseline, so the summary can say whether growth beat it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from esper.cli.common import UsageError, add_json_flag, print_json
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "run.dataset": args.dataset,
+        "run.epochs": args.epochs,
+        "run.seed": args.seed,
+        "run.host_width": args.host_width,
+        "run.out": args.out,
+        "run.static": True if args.static else None,
+    }
+
+
+def _progress(total: int, label: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="epoch", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+    def update(record: Any, history: Any) -> None:
+        metrics = record.metrics
+        stages = Counter(metrics.seed_stages.values())
+        shown = " ".join(f"{name[:4].lower()}:{count}" for name, count in sorted(stages.items()))
+        bar.set_postfix_str(
+            f"val {metrics.val_accuracy:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
+        )
+        bar.update(1)
+
+    return bar, update
+
+
+def _train(config: Any, label: str, *, quiet: bool, resume: bool, baseline_dir: Path | None) -> Any:
+    from esper.tolaria.session import run_training
+
+    bar, update = _progress(config.run.epochs, label, enabled=not quiet)
+    try:
+        return run_training(config, on_epoch=update, resume=resume, baseline_dir=baseline_dir)
+    finally:
+        bar.close()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from esper.config import load_config
+    from esper.tolaria.report import format_summary
+    from esper.tolaria.runfolder import RunFolder
+
+    if args.mesh:
+        raise UsageError("--mesh: running through the service mesh is not built yet; run embedded (no --mesh)")
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out naming the run folder to continue")
+    config = load_config(args.config, _overrides(args))
+    out = config.run.require_out()
+    quiet = args.json or args.quiet
+    baseline_dir: Path | None = None
+    baseline: dict[str, Any] | None = None
+    if not config.run.static and args.baseline and not args.resume:
+        baseline_dir = out / "baseline"
+        static = dataclasses.replace(config, run=dataclasses.replace(config.run, static=True, out=str(baseline_dir)))
+        _train(static, "static baseline", quiet=quiet, resume=False, baseline_dir=None)
+        baseline = RunFolder(baseline_dir).read_summary()
+    label = "static" if config.run.static else "esper"
+    result = _train(config, label, quiet=quiet, resume=args.resume, baseline_dir=baseline_dir)
+    if args.json:
+        print_json(result.summary)
+    else:
+        print(format_summary(result.summary, baseline))
+        print(f"run folder: {result.out_dir}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run", help="a training run (embedded by default)", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", help="digits (default), mnist5k, spirals or npz:PATH")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--seed", type=int, help="one seed makes a run repeatable on the same machine")
+    parser.add_argument("--host-width", type=int, help="hidden width (MLP) or channels (CNN) of the host")
+    parser.add_argument("--out", help="the run folder to write")
+    parser.add_argument("--config", help="YAML config (unknown keys and wrong types are refused)")
+    parser.add_argument("--static", action="store_true", help="train the host with no seeds (the baseline)")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip the static baseline trained alongside a morphogenetic run")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--mesh", metavar="FILE", help="run through the service mesh described in FILE")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(parser)
+    parser.set_defaults(handler=_run)

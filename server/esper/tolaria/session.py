@@ -1,0 +1,277 @@
+"""One embedded training run, end to end: what `esper run` and the SDK's defaults do.
+
+data -> host -> (seeds, asset pipeline, Tamiyo) -> Tolaria -> run folder with
+metrics, events, lineage, the model, a summary and report.png. Everything runs in
+this process; kernels compile in background threads of the embedded asset pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from esper.config import EsperConfig, config_to_dict
+from esper.data import load_dataset
+from esper.data.bundle import Dataset
+from esper.hosts import build_host, default_host_spec
+from esper.hosts.spec import HostSpec
+from esper.kasmina.persistence import save_model
+from esper.leyline.v1 import lifecycle_pb2, run_pb2
+from esper.tolaria.checkpoint import load_checkpoint
+from esper.tolaria.events import RunEventLog
+from esper.tolaria.report import render_report
+from esper.tolaria.runfolder import RunFolder
+from esper.tolaria.settings import TolariaConfig
+from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = Path("checkpoints") / "last.pt"
+EpochCallback = Callable[[EpochRecord, TrainingHistory], None]
+
+
+@dataclass
+class RunResult:
+    """Where the run went and what it measured."""
+
+    run_id: str
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def trainer_settings(config: EsperConfig) -> TolariaConfig:
+    """The training-loop settings of one run, from its `run` and `tolaria` sections."""
+    run, tolaria = config.run, config.tolaria
+    return TolariaConfig(
+        epochs=run.epochs,
+        batch_size=run.batch_size,
+        learning_rate=run.learning_rate,
+        weight_decay=run.weight_decay,
+        seed=run.seed,
+        seed_learning_rate=tolaria.seed_learning_rate,
+        checkpoint_every=tolaria.checkpoint_every,
+        divergence_factor=tolaria.divergence_factor,
+        max_rollbacks=tolaria.max_rollbacks,
+        hook_budget_ms=tolaria.hook_budget_ms,
+    )
+
+
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex[:8]}"
+
+
+def run_training(
+    config: EsperConfig,
+    *,
+    run_id: str | None = None,
+    on_epoch: EpochCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = False,
+    baseline_dir: Path | None = None,
+) -> RunResult:
+    """Train one run into `config.run.out`; `resume` continues from its last checkpoint."""
+    out = config.run.require_out()
+    folder = RunFolder(out)
+    run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
+    data = load_dataset(
+        config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction
+    )
+    spec = default_host_spec(
+        data.input_kind, data.input_shape, data.num_classes, config.run.host_width, init_seed=config.run.seed
+    )
+    if not resume:
+        _reset(folder)
+    folder.write_config(config)
+    events = RunEventLog(run_id, sinks=[folder.append_event])
+    started = time.perf_counter()
+    if config.run.static:
+        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder), 0.0
+        assets = None
+    else:
+        trainer, assets, asset_wait = _morphogenetic_trainer(config, spec, data, run_id, events, folder)
+    try:
+        trainer.on_epoch = _chain(_metrics_writer(folder), on_epoch)
+        trainer.should_stop = should_stop or (lambda: False)
+        if resume and (out / CHECKPOINT_FILE).exists():
+            trainer.resume(out / CHECKPOINT_FILE)
+        _, history = trainer.train()
+        test = trainer.test_accuracy()
+        save_model(trainer.model, out, host_spec=spec)
+    finally:
+        if assets is not None:
+            assets.stop()
+        events.close()
+    summary = _summary(
+        run_id, config, data, spec, history, test.accuracy, trainer, events,
+        time.perf_counter() - started, asset_wait,
+    )
+    baseline = RunFolder(baseline_dir).read_summary() if baseline_dir is not None else None
+    if baseline is not None:
+        summary["baseline"] = {
+            "final_test_accuracy": baseline.get("final_test_accuracy"),
+            "params_final": baseline.get("params_final"),
+            "out_dir": str(baseline_dir),
+        }
+        summary["growth_beat_static"] = bool(
+            summary["final_test_accuracy"] > float(baseline.get("final_test_accuracy", 1.0))
+        )
+    folder.write_summary(_run_summary(summary), run_id=run_id, dataset=data.name, static=config.run.static,
+                         **{k: v for k, v in summary.items() if k not in _SUMMARY_FIELDS})
+    render_report(out, baseline_metrics=baseline_dir)
+    return RunResult(run_id=run_id, out_dir=out, summary=summary)
+
+
+def _static_trainer(
+    config: EsperConfig, spec: HostSpec, data: Dataset, run_id: str, events: RunEventLog, folder: RunFolder
+) -> TolariaTrainer:
+    from esper.kasmina import MorphableModel
+
+    # A morphable model with no seeds: the same host, saved and reloaded like a grown one.
+    model = MorphableModel(build_host(spec), [], config.kasmina)
+    return TolariaTrainer(
+        model, None, trainer_settings(config), data=data, run_id=run_id, events=events,
+        checkpoint_path=folder.path / CHECKPOINT_FILE,
+    )
+
+
+def _morphogenetic_trainer(
+    config: EsperConfig, spec: HostSpec, data: Dataset, run_id: str, events: RunEventLog, folder: RunFolder
+) -> tuple[TolariaTrainer, Any, float]:
+    from esper.assets import AssetsConfig, EmbeddedAssets, SeedSite
+    from esper.kasmina import KasminaOperator, wrap
+    from esper.kasmina.source import CachedKernelSource
+    from esper.tamiyo import TamiyoController
+
+    model = wrap(build_host(spec), config.kasmina, example_input=data.x_train[:2])
+    assets = EmbeddedAssets(
+        AssetsConfig(
+            data_dir=str(config.assets.data_path),
+            template_ids=config.assets.template_ids,
+            pipelines=config.assets.pipelines,
+            wait_for_kernels=config.assets.wait_for_kernels,
+        )
+    )
+    try:
+        assets.start()
+        sites = [SeedSite(d.input_kind, tuple(d.input_shape.dims)) for d in model.seed_layout()]
+        blueprint_ids = assets.submit_catalog(sites)
+        events.notice(f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)")
+        waited = 0.0
+        if config.assets.wait_for_kernels:
+            # Before the first epoch, not on the training path: the run then sees the same
+            # kernels whatever the machine's load, which keeps a seed's run repeatable.
+            waited = assets.wait_until_settled(blueprint_ids, timeout=assets.config.wait_timeout_seconds)
+            events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
+        operator = KasminaOperator(
+            model, CachedKernelSource(assets.kernel_cache, assets.urza), config.kasmina, run_id=run_id
+        )
+        controller = TamiyoController(model, config.tamiyo, kernels=assets.urza)
+        trainer = TolariaTrainer(
+            model, controller, trainer_settings(config), data=data, kasmina=operator, run_id=run_id,
+            events=events, checkpoint_path=folder.path / CHECKPOINT_FILE,
+        )
+    except BaseException:
+        assets.stop()
+        raise
+    return trainer, assets, waited
+
+
+def _metrics_writer(folder: RunFolder) -> EpochCallback:
+    def write(record: EpochRecord, history: TrainingHistory) -> None:
+        folder.append_metrics(record.metrics, wall_seconds=round(record.wall_seconds, 4))
+
+    return write
+
+
+def _chain(*callbacks: EpochCallback | None) -> EpochCallback:
+    def call(record: EpochRecord, history: TrainingHistory) -> None:
+        for callback in callbacks:
+            if callback is not None:
+                callback(record, history)
+
+    return call
+
+
+def _summary(
+    run_id: str, config: EsperConfig, data: Dataset, spec: HostSpec, history: TrainingHistory,
+    test_accuracy: float, trainer: TolariaTrainer, events: RunEventLog, wall_seconds: float,
+    asset_wait: float,
+) -> dict[str, Any]:
+    params = [record.metrics.parameter_count for record in history.epochs]
+    hook_ms = history.hook_ms() or [0.0]
+    stages = _stage_counts(events)
+    return {
+        "run_id": run_id,
+        "dataset": data.name,
+        "static": config.run.static,
+        "seed": config.run.seed,
+        "final_test_accuracy": test_accuracy,
+        "best_val_accuracy": history.best_val_accuracy,
+        "params_initial": params[0] if params else 0,
+        "params_final": params[-1] if params else 0,
+        "seeds_germinated": stages["germinated"],
+        "seeds_fossilized": stages["fossilized"],
+        "seeds_culled": stages["culled"],
+        "epochs": len(history.epochs),
+        "wall_seconds": wall_seconds,
+        "asset_wait_seconds": asset_wait,
+        "hook_ms_p50": statistics.median(hook_ms),
+        "hook_ms_p95": _percentile(hook_ms, 95),
+        "hook_budget_ms": config.tolaria.hook_budget_ms,
+        "isolation_violations": _isolation_violations(trainer),
+        "rollbacks": history.rollbacks,
+        "cancelled": history.cancelled,
+        "host": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
+        "config": config_to_dict(config),
+    }
+
+
+_SUMMARY_FIELDS = frozenset(run_pb2.RunSummary.DESCRIPTOR.fields_by_name) | {"run_id", "dataset", "static"}
+
+
+def _run_summary(summary: dict[str, Any]) -> run_pb2.RunSummary:
+    fields = run_pb2.RunSummary.DESCRIPTOR.fields_by_name
+    return run_pb2.RunSummary(**{key: value for key, value in summary.items() if key in fields})
+
+
+def _stage_counts(events: RunEventLog) -> dict[str, int]:
+    """How many seeds entered GERMINATED, FOSSILIZED and CULLED, from the recorded transitions."""
+    entered = {
+        lifecycle_pb2.SEED_STAGE_GERMINATED: "germinated",
+        lifecycle_pb2.SEED_STAGE_FOSSILIZED: "fossilized",
+        lifecycle_pb2.SEED_STAGE_CULLED: "culled",
+    }
+    counts = dict.fromkeys(entered.values(), 0)
+    for event in events.events():
+        if event.WhichOneof("payload") == "seed_transition" and event.seed_transition.to_stage in entered:
+            counts[entered[event.seed_transition.to_stage]] += 1
+    return counts
+
+
+def _isolation_violations(trainer: TolariaTrainer) -> int:
+    if trainer.kasmina is None:
+        return 0
+    return int(sum(seed.isolation_violations for seed in trainer.model.seed_list()))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _previous_run_id(folder: RunFolder) -> str | None:
+    checkpoint = folder.path / CHECKPOINT_FILE
+    return str(load_checkpoint(checkpoint)["run_id"]) if checkpoint.exists() else None
+
+
+def _reset(folder: RunFolder) -> None:
+    for path in (folder.metrics_path, folder.events_path, folder.summary_path, folder.report_path):
+        path.unlink(missing_ok=True)

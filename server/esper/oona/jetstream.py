@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from esper.errors import FailedPrecondition, Unavailable
 from esper.leyline.v1 import bus_pb2, lifecycle_pb2
-from esper.oona.api import AlertKind, AlertSink, BusStats, ConsumerSpec, DeadLetter, Handler
+from esper.oona.api import AlertKind, AlertSink, Bus, BusStats, ConsumerSpec, DeadLetter, Handler, Subscription
 from esper.oona.config import OonaConfig
 from esper.oona.consumer import PullConsumer
 from esper.oona.counters import Alerts, BusCounters
@@ -48,7 +51,7 @@ from esper.oona.subjects import stream_for_subject
 logger = logging.getLogger(__name__)
 
 
-class JetStreamSubscription:
+class JetStreamSubscription(Subscription):
     def __init__(self, bus: JetStreamBus, consumer: PullConsumer) -> None:
         self._bus = bus
         self._consumer = consumer
@@ -57,7 +60,7 @@ class JetStreamSubscription:
         self._bus._stop_consumer(self._consumer)
 
 
-class JetStreamBus:
+class JetStreamBus(Bus):
     """Oona on NATS JetStream. Call `start()` first; `close()` at the end (or use `with`)."""
 
     def __init__(self, config: OonaConfig, *, on_alert: AlertSink | None = None) -> None:
@@ -73,6 +76,7 @@ class JetStreamBus:
         self._dead_letters: DeadLetterQueue | None = None
         self._connected: asyncio.Event | None = None
         self._sender: Sender | None = None
+        self._resuming: asyncio.Task[None] | None = None
         self._online = False
         self._buffer_full = False
         self._closed = False
@@ -167,8 +171,10 @@ class JetStreamBus:
             thread.call_soon(self._sender.wake.set)
 
     def subscribe(self, spec: ConsumerSpec, handler: Handler) -> JetStreamSubscription:
+        """Create (or resume) the durable consumers and start handling; returns once they exist."""
         thread = self._require_running()
-        consumer = thread.run(self._subscribe(spec, handler), self._config.request_timeout_seconds * 2)
+        with _domain_errors(f"subscribing {spec.durable}"):
+            consumer = thread.run(self._subscribe(spec, handler), self._config.request_timeout_seconds * 2)
         return JetStreamSubscription(self, consumer)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -185,7 +191,8 @@ class JetStreamBus:
         """The oldest dead letters stored in the dead-letter stream."""
         thread = self._require_running()
         assert self._dead_letters is not None
-        return thread.run(self._dead_letters.read(limit), self._config.request_timeout_seconds * 2)
+        with _domain_errors("reading dead letters"):
+            return thread.run(self._dead_letters.read(limit), self._config.request_timeout_seconds * 2)
 
     # -- on the loop -------------------------------------------------------------------------
 
@@ -273,6 +280,10 @@ class JetStreamBus:
                 self._alerts.raise_alert(AlertKind.DISCONNECTED, f"lost NATS at {self._config.url}")
 
     async def _on_reconnected(self) -> None:
+        # Not inline: nats-py awaits this callback inside its reconnect routine.
+        self._resuming = asyncio.get_running_loop().create_task(self._resume(), name="oona-resume")
+
+    async def _resume(self) -> None:
         await self._ensure_streams_quietly()
         self._set_online()
         self._alerts.raise_alert(AlertKind.RECONNECTED, f"back on NATS at {self._config.url}")
@@ -284,6 +295,17 @@ class JetStreamBus:
         if self._thread is None or self._closed:
             raise FailedPrecondition("the bus is not started or already closed")
         return self._thread
+
+
+@contextlib.contextmanager
+def _domain_errors(doing: str) -> Iterator[None]:
+    """NATS failures as domain errors: JetStream refusals are FailedPrecondition, the rest Unavailable."""
+    try:
+        yield
+    except APIError as error:
+        raise FailedPrecondition(f"{doing}: JetStream refused: {error.description}") from error
+    except (NatsError, TimeoutError, concurrent.futures.TimeoutError, OSError) as error:
+        raise Unavailable(f"{doing}: NATS did not answer: {error!r}") from error
 
 
 def _headers(envelope: bus_pb2.BusEnvelope) -> dict[str, str]:

@@ -51,7 +51,8 @@ class LoopThread:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for task in tasks:
                 task.cancel()
-            await asyncio.wait(tasks, timeout=timeout) if tasks else None
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
 
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             self.run(cancel_all(), timeout + 1.0)

@@ -28,7 +28,7 @@ from google.protobuf.message import Message
 
 from esper.errors import FailedPrecondition
 from esper.leyline.v1 import bus_pb2, lifecycle_pb2
-from esper.oona.api import AlertKind, AlertSink, BusStats, ConsumerSpec, DeadLetter, Handler
+from esper.oona.api import AlertKind, AlertSink, Bus, BusStats, ConsumerSpec, DeadLetter, Handler, Subscription
 from esper.oona.config import OonaConfig, StreamSpec
 from esper.oona.counters import Alerts, BusCounters, RecentKeys
 from esper.oona.envelope import DeadLetterReason, RejectedEnvelope, open_envelope, seal
@@ -74,7 +74,7 @@ class _Consumer:
         return sum(len(level) for level in self.levels)
 
 
-class _InProcessSubscription:
+class _InProcessSubscription(Subscription):
     def __init__(self, bus: InProcessBus, durable: str) -> None:
         self._bus = bus
         self._durable = durable
@@ -83,7 +83,7 @@ class _InProcessSubscription:
         self._bus._unsubscribe(self._durable)
 
 
-class InProcessBus:
+class InProcessBus(Bus):
     """The in-process bus. Thread-safe; see the module docstring for delivery order."""
 
     def __init__(

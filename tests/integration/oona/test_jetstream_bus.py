@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import nats
 import pytest
 
+from esper.errors import FailedPrecondition, InvalidArgument, Unavailable
 from esper.leyline.v1 import bus_pb2, lifecycle_pb2
 from esper.oona import subjects
 from esper.oona.api import AlertKind, BusAlert, ConsumerSpec
@@ -17,7 +18,7 @@ from esper.oona.config import OonaConfig
 from esper.oona.envelope import OpenedEnvelope, seal, signature
 from esper.oona.jetstream import JetStreamBus
 from esper.state.samples import sample_adaptation_command, sample_field_report
-from tests.fixtures.nats import NatsServer
+from tests.fixtures.nats import NatsServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -325,3 +326,48 @@ def test_queue_depth_past_the_threshold_turns_conservative_mode_on_then_off(make
     assert wait_until(lambda: recorder.count() == 10 and not bus.conservative)
     kinds = [a.kind for a in alerts]
     assert kinds.index(AlertKind.CONSERVATIVE_ON) < kinds.index(AlertKind.CONSERVATIVE_OFF)
+
+
+def test_stored_messages_carry_the_idempotency_key_and_trace_context_as_headers(
+    make_bus: BusFactory, nats_server: NatsServer
+) -> None:
+    bus = make_bus()
+    trace = bus_pb2.TraceContext(
+        traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", tracestate="esper=1"
+    )
+    envelope = bus.seal(sample_field_report(), source="tamiyo", idempotency_key="traced", trace_context=trace)
+    bus.publish(REPORTS, envelope)
+    assert bus.flush(WAIT)
+
+    async def read_headers() -> dict[str, str]:
+        nc = await nats.connect(nats_server.url)
+        try:
+            stored = await nc.jetstream().get_msg("ESPER_FIELD_REPORTS", 1)
+            return dict(stored.headers or {})
+        finally:
+            await nc.close()
+
+    headers = asyncio.run(read_headers())
+    assert headers["Nats-Msg-Id"] == "traced"
+    assert (headers["traceparent"], headers["tracestate"]) == (trace.traceparent, trace.tracestate)
+
+
+def test_misuse_is_refused_with_domain_errors(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    with pytest.raises(InvalidArgument):
+        bus.publish("esper.nowhere.x", report(bus, "a"))
+    with pytest.raises(InvalidArgument):
+        bus.subscribe(ConsumerSpec("reader", ("esper.dlq.>",)), Recorder())
+    jobs = subjects.compile_job_subject("fast")
+    bus.subscribe(ConsumerSpec("tezzeret", (jobs,)), Recorder())
+    with pytest.raises(FailedPrecondition):  # a work queue takes one consumer per subject
+        bus.subscribe(ConsumerSpec("tezzeret-rogue", ("esper.compile_jobs.>",)), Recorder())
+    bus.close()
+    with pytest.raises(FailedPrecondition):
+        bus.publish(REPORTS, report(bus, "late"))
+
+
+def test_start_fails_with_unavailable_when_nats_is_not_there() -> None:
+    config = OonaConfig(url=f"nats://127.0.0.1:{free_port()}", start_timeout_seconds=0.5)
+    with pytest.raises(Unavailable):
+        JetStreamBus(config).start()

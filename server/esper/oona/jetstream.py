@@ -89,11 +89,12 @@ class JetStreamBus(Bus):
             raise FailedPrecondition("the bus is already started")
         self._thread = LoopThread("oona-jetstream")
         try:
-            self._thread.run(self._connect(), self._config.start_timeout_seconds + 1.0)
-        except (TimeoutError, concurrent.futures.TimeoutError, NatsError, OSError) as error:
+            with _domain_errors(f"connecting to NATS at {self._config.url}"):
+                self._thread.run(self._connect(), self._config.start_timeout_seconds * 2)
+        except BaseException:
             self._thread.stop(self._config.connect_timeout_seconds)
             self._closed = True
-            raise Unavailable(f"NATS at {self._config.url} is unreachable: {error!r}") from error
+            raise
         return self
 
     def close(self, timeout: float = 5.0) -> None:
@@ -214,12 +215,12 @@ class JetStreamBus(Bus):
                 error_cb=self._on_error,
             )
             await asyncio.wait_for(connecting, config.start_timeout_seconds)
+            self._js = nc.jetstream(timeout=config.request_timeout_seconds)
+            await ensure_streams(self._js, config)
         except BaseException:
             await nc.close()
             raise
         self._nc = nc
-        self._js = nc.jetstream(timeout=config.request_timeout_seconds)
-        await ensure_streams(self._js, config)
         self._dead_letters = DeadLetterQueue(self._js, config, self._counters, self._alerts)
         self._sender = Sender(
             nc, self._outbox, config, self._counters, self._alerts, self._connected,

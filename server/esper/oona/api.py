@@ -7,13 +7,15 @@ loop):
 
 - `publish` never blocks for long: it hands the envelope to the bus and returns.
   JetStream delivery is confirmed asynchronously; `flush(timeout)` waits for it.
-- `subscribe` registers a durable consumer. The handler runs on a worker thread
-  owned by the subscription (one at a time per subscription, in delivery order).
-  Returning acks the message; raising retries it; after `max_deliver` failed
-  deliveries it is dead-lettered. Envelopes that fail the checks of
-  `open_envelope` (unknown type, newer schema, bad HMAC) are dead-lettered at
-  once and never reach the handler. Delivery is at least once: a key handled
-  recently is dropped, but handlers should still be idempotent.
+- `subscribe` registers a durable consumer. Handlers of one subscription run one
+  at a time, in delivery order: on JetStream on a worker thread owned by the
+  subscription; in process in the thread that calls `flush` (or the bus's one
+  worker thread), so tests are deterministic. Returning acks the message;
+  raising retries it; after `max_deliver` failed deliveries it is dead-lettered.
+  Envelopes that fail the checks of `open_envelope` (unknown type, newer schema,
+  bad HMAC) are dead-lettered at once and never reach the handler. Delivery is
+  at least once: a key handled recently is dropped, but handlers should still
+  be idempotent.
 """
 
 from __future__ import annotations
@@ -154,7 +156,11 @@ class Bus(Protocol):
     def subscribe(self, spec: ConsumerSpec, handler: Handler) -> Subscription: ...
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything published so far is acknowledged; False if `timeout` passed first."""
+        """Push everything published so far through; False if `timeout` passed first.
+
+        JetStream: every message is acknowledged by the server (stored). In process:
+        every message is delivered to the handlers, or dead-lettered.
+        """
         ...
 
     def stats(self) -> BusStats: ...

@@ -126,6 +126,8 @@ def _build(args: argparse.Namespace) -> Served:
         worker.toolchain[:8],
         args.urza,
     )
+    # The worker's log stays locked to the end: its thread may still be inside a compile,
+    # and the process exit releases the lock.
     return Served(
         registrations=[tezzeret_registration(TezzeretService(worker.state))],
         background=[worker_task(worker)],

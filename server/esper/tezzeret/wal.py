@@ -19,6 +19,7 @@ a temporary file and an atomic rename.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from esper.errors import DataLoss
+from esper.errors import DataLoss, FailedPrecondition
 from esper.leyline.v1 import kernel_pb2
 
 logger = logging.getLogger(__name__)
@@ -62,12 +63,24 @@ class PendingJob:
 
 
 class WriteAheadLog:
-    """An append-only, fsync'ed JSON-lines log at `path` (one worker writes it)."""
+    """An append-only, fsync'ed JSON-lines log at `path`, owned by one worker process at a time.
+
+    Ownership is an exclusive lock on `<path>.lock`, held until `close` (or until the
+    process dies: the OS releases it), so two workers pointed at the same folder fail
+    at start instead of interleaving records and deleting each other's artifacts.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._appended = 0
+        self._lock_fd: int | None = _lock(path.with_name(f"{path.name}.lock"))
+
+    def close(self) -> None:
+        """Release the log for another worker; the object must not be used afterwards."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def appended_since_compaction(self) -> int:
@@ -160,6 +173,19 @@ class WriteAheadLog:
                 ) from None
             records.append(record)
         return records
+
+
+def _lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FailedPrecondition(
+            f"write-ahead log {path.with_suffix('')} is in use by another worker; give each worker its "
+            "own --wal-dir and --work-dir"
+        ) from None
+    return fd
 
 
 def fsync_directory(path: Path) -> None:

@@ -64,7 +64,15 @@ class TezzeretWorker:
         self.wal = WriteAheadLog(config.wal_path)
         self._compile = compiler
         self._exit = exit_process
-        self._pending = self._recover()
+        try:
+            self._pending = self._recover()
+        except BaseException:
+            self.wal.close()
+            raise
+
+    def close(self) -> None:
+        """Release the write-ahead log; call once the worker loop has stopped."""
+        self.wal.close()
 
     @property
     def pending_jobs(self) -> dict[str, PendingJob]:

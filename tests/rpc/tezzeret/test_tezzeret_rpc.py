@@ -92,6 +92,7 @@ def test_a_lease_lost_over_the_wire_is_recognised_and_the_job_is_redone(
 
     assert late.run_once()
     assert "lease lost" in late.state.jobs_newest_first()[0].last_error
+    late.close()
 
     prompt = TezzeretWorker(remote_urza, config, compiler=StubCompiler())
     while prompt.run_once():

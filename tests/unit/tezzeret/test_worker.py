@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from esper.errors import InvalidArgument
+from esper.errors import FailedPrecondition, InvalidArgument
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, tezzeret_pb2
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tezzeret.config import FAST, FAULT_STAGES, STANDARD
@@ -117,6 +117,7 @@ def test_a_worker_killed_at_any_stage_recovers_with_no_duplicate(
         crashing.run_once()
     assert crash.value.args == (FAULT_EXIT_STATUS,)
     left_behind = files_in(crashing.config.artifacts_dir)
+    crashing.close()  # what the OS does for a dead process
 
     compiler = StubCompiler(real=True)
     restarted = TezzeretWorker(hub, make_config(), compiler=compiler)
@@ -150,6 +151,15 @@ def test_files_the_log_does_not_vouch_for_are_removed_at_start(
     assert files_in(config.artifacts_dir) == []
 
 
+def test_two_workers_cannot_share_a_write_ahead_log(hub: UrzaHub, make_config: ConfigFactory) -> None:
+    first = TezzeretWorker(hub, make_config(worker_id="first"))
+
+    with pytest.raises(FailedPrecondition, match="in use by another worker"):
+        TezzeretWorker(hub, make_config(worker_id="second"))
+    first.close()
+    TezzeretWorker(hub, make_config(worker_id="second")).close()
+
+
 def test_a_lease_lost_during_the_compile_abandons_the_attempt(
     hub: UrzaHub, make_config: ConfigFactory, clock: ManualClock
 ) -> None:
@@ -165,6 +175,7 @@ def test_a_lease_lost_during_the_compile_abandons_the_attempt(
     assert files_in(config.artifacts_dir) == []
     assert worker.wal.replay() == {}
     assert "lease lost" in worker.state.jobs_newest_first()[0].last_error
+    worker.close()
 
     worker_again = TezzeretWorker(hub, config, compiler=StubCompiler())
     _drain(worker_again)

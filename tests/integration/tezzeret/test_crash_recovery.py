@@ -9,6 +9,7 @@ leftover files, the attempts recorded.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from esper.clients.tezzeret import TezzeretClient
 from esper.clients.urza import UrzaClient
 from esper.leyline.v1 import kernel_pb2, tezzeret_pb2, urza_pb2
 from esper.tezzeret.artifacts import load_kernel_module
-from esper.tezzeret.config import STANDARD
+from esper.tezzeret.config import AGGRESSIVE, STANDARD
 from esper.tezzeret.wal import WriteAheadLog
 from esper.tezzeret.worker import FAULT_EXIT_STATUS
 from esper.urza.fetch import download_kernel_bytes
@@ -34,13 +35,13 @@ JOB = kernel_pb2.CompileJobStatus
 _WAIT_SECONDS = 180.0
 
 
-def _worker_args(urza_address: str, tmp_path: Path) -> list[str]:
+def _worker_args(urza_address: str, tmp_path: Path, pipeline: str = "standard") -> list[str]:
     return [
         "--urza", urza_address,
         "--worker-id", "tezzeret-crash-drill",
         "--wal-dir", str(tmp_path / "wal"),
         "--work-dir", str(tmp_path / "work"),
-        "--pipelines", "standard",
+        "--pipelines", pipeline,
         "--poll-interval", "0.1",
     ]  # fmt: skip
 
@@ -100,4 +101,45 @@ def test_a_worker_killed_mid_compile_recovers_with_no_duplicate(
     assert WriteAheadLog(tmp_path / "wal" / "tezzeret.wal").replay() == {}
     data, kernel = download_kernel_bytes(urza, job.kernel_id)
     assert load_kernel_module(data, kernel.pipeline) is not None
+    urza.close()
+
+
+@pytest.mark.slow
+def test_a_worker_sigkilled_during_an_inductor_compile_recovers_with_no_duplicate(
+    esper_serve: Callable[..., EsperServeProcess], tmp_path: Path
+) -> None:
+    """SIGKILL, no fault hook: the AGGRESSIVE compile (seconds of Inductor work) is killed once the
+    log shows the claim, and the restarted worker compiles the job again and stores it once."""
+    urza_server = esper_serve("urza", "--data-dir", str(tmp_path / "urza"))
+    urza = UrzaClient(ClientConfig(address=urza_server.address, deadline_seconds=30.0))
+    request = urza_pb2.CreateBlueprintRequest(ir=mlp_ir(), pipelines=[AGGRESSIVE])
+    blueprint_id = urza.create_blueprint(request).blueprint.blueprint_id
+    job_id = f"job-{blueprint_id}-aggressive"
+    args = _worker_args(urza_server.address, tmp_path, "aggressive")
+    wal = tmp_path / "wal" / "tezzeret.wal"
+
+    doomed = esper_serve("tezzeret", *args)
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while '"claimed"' not in (wal.read_text(encoding="utf-8") if wal.exists() else ""):
+        assert time.monotonic() < deadline, doomed.log()
+        time.sleep(0.05)
+    doomed.process.send_signal(signal.SIGKILL)
+    doomed.process.wait(30)
+    assert '"compiled"' not in wal.read_text(encoding="utf-8"), "the compile finished before the kill"
+    assert _job(urza, job_id).status == JOB.COMPILE_JOB_STATUS_RUNNING
+
+    restarted = esper_serve("tezzeret", *args)
+    job = _wait_for_job(urza, job_id, JOB.COMPILE_JOB_STATUS_SUCCEEDED)
+    assert restarted.stop() == 0, restarted.log()
+
+    assert job.attempts == 2
+    kernels = urza.query_kernels(
+        urza_pb2.QueryKernelsRequest(query=kernel_pb2.KernelQuery(blueprint_id=blueprint_id))
+    ).result
+    assert kernels.total_size == 1
+    assert len([path for path in (tmp_path / "urza" / "artifacts").rglob("*") if path.is_file()]) == 1
+    assert list((tmp_path / "work" / "artifacts").iterdir()) == []
+    data, kernel = download_kernel_bytes(urza, job.kernel_id)
+    assert kernel.pipeline == AGGRESSIVE
+    assert load_kernel_module(data, AGGRESSIVE) is not None
     urza.close()

@@ -81,20 +81,22 @@ class TezzeretWorker:
 
     def run_forever(self, stop: threading.Event) -> None:
         """Claim and compile until `stop` is set; Urza being unreachable only slows the polling."""
-        delay = self.config.poll_interval_seconds
+        poll = self.config.poll_interval_seconds
+        backoff = poll
         while not stop.is_set():
             try:
                 worked = self.run_once()
-                delay = self.config.poll_interval_seconds
+                backoff = poll
             except EsperError as exc:
-                logger.warning("Urza call failed (%s: %s); retrying in %.1f s", exc.code, exc, delay)
-                worked = False
-                delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
+                logger.warning("Urza call failed (%s: %s); retrying in %.1f s", exc.code, exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+                continue
             except Exception:
-                logger.exception("compile worker step failed; retrying in %.1f s", delay)
+                logger.exception("compile worker step failed; retrying in %.1f s", poll)
                 worked = False
             if not worked:
-                stop.wait(delay)
+                stop.wait(poll)
 
     def run_once(self) -> bool:
         """Claim one job and process it; False when there was nothing to claim."""
@@ -128,8 +130,14 @@ class TezzeretWorker:
             lease_seconds=self.config.lease_seconds,
         )
         response = self.urza.claim_compile_job(request)
-        if self.state.observe_queue(response.queue_depth) and not response.HasField("job"):
-            logger.debug("conservative mode: %d jobs queued", response.queue_depth)
+        was_conservative = self.state.conservative_mode
+        if self.state.observe_queue(response.queue_depth) != was_conservative:
+            logger.info(
+                "%s conservative mode (FAST jobs first): %d jobs queued, threshold %d",
+                "leaving" if was_conservative else "entering",
+                response.queue_depth,
+                self.config.conservative_queue_threshold,
+            )
         return response
 
     # One job

@@ -24,9 +24,7 @@ class KasminaApi(Protocol):
         """
         ...
 
-    def list_seed_states(
-        self, request: kasmina_pb2.ListSeedStatesRequest
-    ) -> kasmina_pb2.ListSeedStatesResponse:
+    def list_seed_states(self, request: kasmina_pb2.ListSeedStatesRequest) -> kasmina_pb2.ListSeedStatesResponse:
         """Every seed's state, paged in layout order."""
         ...
 

@@ -65,9 +65,8 @@ class KasminaConfig:
         object.__setattr__(self, "target_module_types", tuple(self.target_module_types))
         object.__setattr__(self, "target_module_paths", tuple(self.target_module_paths))
         if self.grafting_strategy not in GRAFTING_STRATEGIES:
-            raise ValueError(
-                f"grafting_strategy must be one of {GRAFTING_STRATEGIES}, got {self.grafting_strategy!r}"
-            )
+            choices = ", ".join(GRAFTING_STRATEGIES)
+            raise ValueError(f"grafting_strategy must be one of {choices}, got {self.grafting_strategy!r}")
         if not 0.0 <= self.drift_smoothing < 1.0:
             raise ValueError(f"drift_smoothing must be in [0, 1), got {self.drift_smoothing}")
         if not 0.0 < self.training_blend_alpha <= 1.0:

@@ -54,9 +54,7 @@ del _source
 # Stages in which the seed's forward is the identity and it holds no kernel worth keeping.
 IDENTITY_STAGES: frozenset[int] = frozenset({DORMANT, GERMINATED, LOADING, CULLED, CANCELLED, ROLLED_BACK})
 # Stages in which the seed holds a loaded kernel.
-KERNEL_STAGES: frozenset[int] = frozenset(
-    {TRAINING, GRAFTING, STABILIZATION, EVALUATING, FINE_TUNING, FOSSILIZED}
-)
+KERNEL_STAGES: frozenset[int] = frozenset({TRAINING, GRAFTING, STABILIZATION, EVALUATING, FINE_TUNING, FOSSILIZED})
 # Stages in which the kernel's parameters learn.
 TRAINABLE_STAGES: frozenset[int] = frozenset({TRAINING, GRAFTING, FINE_TUNING})
 # Stages in which the seed's output is blended into the host's.

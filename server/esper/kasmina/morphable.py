@@ -43,9 +43,7 @@ class ParameterGroups:
 class MorphableModel(nn.Module):
     """`host` with one KasminaSeed per descriptor, in layout order (the order activations flow)."""
 
-    def __init__(
-        self, host: nn.Module, layout: Sequence[telemetry_pb2.SeedDescriptor], config: KasminaConfig
-    ) -> None:
+    def __init__(self, host: nn.Module, layout: Sequence[telemetry_pb2.SeedDescriptor], config: KasminaConfig) -> None:
         super().__init__()
         self.host = host
         self.config = config
@@ -54,16 +52,16 @@ class MorphableModel(nn.Module):
         self.global_step = 0
         self.isolation_handler: IsolationHandler | None = None
         self._by_id: dict[str, KasminaSeed] = {}
+        # Cached: step() runs after every optimizer step and must cost ~nothing when all seeds are dormant.
+        self._seed_tuple: tuple[KasminaSeed, ...] = tuple(seed for seed in self.seeds if isinstance(seed, KasminaSeed))
         host_ids = frozenset(id(param) for param in host.parameters())
-        for seed in self.seed_list():
+        for seed in self._seed_tuple:
             if seed.seed_id in self._by_id:
                 raise InvalidArgument.for_field("seed_layout", f"seed {seed.seed_id!r} appears twice")
             try:
                 target = host.get_submodule(seed.seed_id)
             except AttributeError:
-                raise InvalidArgument.for_field(
-                    "seed_layout", f"host has no module at path {seed.seed_id!r}"
-                ) from None
+                raise InvalidArgument.for_field("seed_layout", f"host has no module at path {seed.seed_id!r}") from None
             seed.bind(target, host_ids, self._on_violation)
             self._by_id[seed.seed_id] = seed
 
@@ -74,7 +72,7 @@ class MorphableModel(nn.Module):
     # Seeds
 
     def seed_list(self) -> list[KasminaSeed]:
-        return [seed for seed in self.seeds if isinstance(seed, KasminaSeed)]
+        return list(self._seed_tuple)
 
     def seed(self, seed_id: str) -> KasminaSeed:
         """The seed with that id; NotFound (SEED_NOT_FOUND) otherwise."""
@@ -100,16 +98,12 @@ class MorphableModel(nn.Module):
 
     def seed_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Every parameter of each seed holding a kernel, frozen ones included, by seed id."""
-        return {
-            seed.seed_id: seed.kernel_parameters() for seed in self.seed_list() if seed.kernel is not None
-        }
+        return {seed.seed_id: seed.kernel_parameters() for seed in self.seed_list() if seed.kernel is not None}
 
     def parameter_groups(self) -> ParameterGroups:
         """Host parameters and each seed's currently trainable kernel parameters (seeds with none omitted)."""
         seeds = {seed.seed_id: seed.trainable_parameters() for seed in self.seed_list()}
-        return ParameterGroups(
-            self.host_parameters(), {key: params for key, params in seeds.items() if params}
-        )
+        return ParameterGroups(self.host_parameters(), {key: params for key, params in seeds.items() if params})
 
     @property
     def version(self) -> int:
@@ -124,7 +118,7 @@ class MorphableModel(nn.Module):
         `loss` (this step's training loss) is read only while a DRIFT_CONTROLLED ramp runs.
         """
         self.global_step += 1
-        active = [seed for seed in self.seed_list() if seed.stage not in lc.IDENTITY_STAGES]
+        active = [seed for seed in self._seed_tuple if seed.stage not in lc.IDENTITY_STAGES]
         if not active:
             return
         loss_value = float(loss) if loss is not None and any(seed.needs_loss for seed in active) else None
@@ -141,7 +135,7 @@ class MorphableModel(nn.Module):
 
     def arm_epoch_checks(self) -> None:
         """Isolation is checked on the first training step of every epoch."""
-        for seed in self.seed_list():
+        for seed in self._seed_tuple:
             seed.arm_isolation_check()
 
     @contextlib.contextmanager

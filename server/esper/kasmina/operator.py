@@ -92,9 +92,7 @@ class KasminaOperator:
             seen = self._commands.get(command.command_id)
             if seen is not None:
                 if seen[0] != fingerprint:
-                    raise AlreadyExists(
-                        f"command id {command.command_id!r} was already used for a different command"
-                    )
+                    raise AlreadyExists(f"command id {command.command_id!r} was already used for a different command")
                 replay = kasmina_pb2.ApplyCommandResponse()
                 replay.CopyFrom(seen[1])
                 replay.reason = f"already applied: {seen[1].reason}"
@@ -107,9 +105,7 @@ class KasminaOperator:
                 self._commands.popitem(last=False)
             return response
 
-    def list_seed_states(
-        self, request: kasmina_pb2.ListSeedStatesRequest
-    ) -> kasmina_pb2.ListSeedStatesResponse:
+    def list_seed_states(self, request: kasmina_pb2.ListSeedStatesRequest) -> kasmina_pb2.ListSeedStatesResponse:
         page = validate_list_seed_states(request)
         self._check_run(request.run_id, "run_id")
         with self._lock:
@@ -220,9 +216,7 @@ class KasminaOperator:
                 "last_accuracy": self._last_accuracy,
                 "epoch": self.model.epoch,
                 "global_step": self.model.global_step,
-                "seeds": {
-                    seed.seed_id: convert.snapshot_to_dict(seed.snapshot()) for seed in self.model.seed_list()
-                },
+                "seeds": {seed.seed_id: convert.snapshot_to_dict(seed.snapshot()) for seed in self.model.seed_list()},
                 "commands": [
                     [command_id, fingerprint, int(response.stage), response.reason]
                     for command_id, (fingerprint, response) in self._commands.items()
@@ -247,16 +241,12 @@ class KasminaOperator:
                 kernel = None
                 if snapshot.stage in lc.KERNEL_STAGES:
                     assert snapshot.adaptation is not None
-                    kernel = self._kernels.instantiate(snapshot.adaptation.kernel_id)
+                    kernel = self._on_host_device(self._kernels.instantiate(snapshot.adaptation.kernel_id))
                 seed.restore(snapshot, kernel)
             locked_prefixes = tuple(
-                f"seeds.{index}."
-                for index, seed in enumerate(self.model.seed_list())
-                if seed.seed_id in locked
+                f"seeds.{index}." for index, seed in enumerate(self.model.seed_list()) if seed.seed_id in locked
             )
-            weights = {
-                key: value for key, value in state["model"].items() if not key.startswith(locked_prefixes)
-            }
+            weights = {key: value for key, value in state["model"].items() if not key.startswith(locked_prefixes)}
             self.model.load_state_dict(weights, strict=not locked_prefixes)
             self.model.epoch = int(state["epoch"])
             self.model.global_step = int(state["global_step"])
@@ -354,11 +344,12 @@ class KasminaOperator:
         kernel = self._kernels.instantiate(adaptation.kernel_id)
         if not isinstance(kernel, nn.Module):
             raise TypeError(f"the kernel source returned {type(kernel).__name__}, not a module")
+        kernel = self._on_host_device(kernel)
         shared = shared_parameters(kernel, frozenset(id(p) for p in self.model.host_parameters()))
         if shared:
             raise ValueError(f"kernel shares parameters with the host: {', '.join(shared)}")
         shape = list(seed.descriptor.input_shape.dims)
-        probe = torch.zeros([2, *shape])
+        probe = torch.zeros([2, *shape], device=self._host_device())
         with torch.no_grad():
             out = kernel(probe)
         if not isinstance(out, torch.Tensor) or list(out.shape) != [2, *shape]:
@@ -402,9 +393,7 @@ class KasminaOperator:
                 seed.seed_id, from_stage, to_stage, reason=reason, command_id=command_id, epoch=stamp
             )
         )
-        logger.info(
-            "seed %s: %s -> %s (%s)", seed.seed_id, lc.stage_name(from_stage), lc.stage_name(to_stage), reason
-        )
+        logger.info("seed %s: %s -> %s (%s)", seed.seed_id, lc.stage_name(from_stage), lc.stage_name(to_stage), reason)
 
     def _on_isolation_violation(self, seed: KasminaSeed, violation: IsolationViolation) -> None:
         reason = f"isolation violation ({violation.kind}): {violation.detail}"
@@ -417,11 +406,18 @@ class KasminaOperator:
             except Exception:
                 logger.exception("seed %s: the event sink failed on an isolation violation", seed.seed_id)
 
+    def _host_device(self) -> torch.device:
+        param = next(iter(self.model.host.parameters()), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def _on_host_device(self, kernel: nn.Module) -> nn.Module:
+        """Kernels load on the CPU; a host trained elsewhere gets its kernels moved to it."""
+        device = self._host_device()
+        return kernel if device.type == "cpu" else kernel.to(device)
+
     def _check_run(self, run_id: str, field: str) -> None:
         if run_id != self.run_id:
-            raise NotFound(
-                f"{field}: no run {run_id!r} here (this is run {self.run_id!r})", reason="RUN_NOT_FOUND"
-            )
+            raise NotFound(f"{field}: no run {run_id!r} here (this is run {self.run_id!r})", reason="RUN_NOT_FOUND")
 
 
 def _fingerprint(command: Any) -> str:

@@ -91,15 +91,11 @@ def load_model(
     folder = Path(path)
     lineage = json.loads((folder / LINEAGE_FILE).read_text(encoding="utf-8"))
     if lineage.get("format") != LINEAGE_FORMAT:
-        raise InvalidArgument.for_field(
-            "lineage.format", f"must be {LINEAGE_FORMAT}, got {lineage.get('format')!r}"
-        )
+        raise InvalidArgument.for_field("lineage.format", f"must be {LINEAGE_FORMAT}, got {lineage.get('format')!r}")
     if host is None:
         host = _rebuild_host(lineage["host"], host_builder)
     elif _class_path(host) != lineage["host"]["class"]:
-        logger.warning(
-            "loading onto a %s; the model was saved from a %s", _class_path(host), lineage["host"]["class"]
-        )
+        logger.warning("loading onto a %s; the model was saved from a %s", _class_path(host), lineage["host"]["class"])
     entries = lineage["seeds"]
     layout = [json_format.ParseDict(entry["descriptor"], telemetry_pb2.SeedDescriptor()) for entry in entries]
     model = MorphableModel(host, layout, _config_from_dict(lineage["kasmina"]))
@@ -108,9 +104,7 @@ def load_model(
             continue
         adaptation = convert.adaptation_from_dict(entry["adaptation"])
         if adaptation.ir is None:
-            raise InvalidArgument.for_field(
-                f"lineage.seeds[{descriptor.seed_id}].adaptation.ir", "is missing"
-            )
+            raise InvalidArgument.for_field(f"lineage.seeds[{descriptor.seed_id}].adaptation.ir", "is missing")
         snapshot = SeedSnapshot(
             stage=lc.FOSSILIZED,
             alpha=1.0,
@@ -119,9 +113,7 @@ def load_model(
         )
         model.seed(descriptor.seed_id).restore(snapshot, build_module(adaptation.ir))
     weights = torch.load(folder / MODEL_FILE, weights_only=True, map_location="cpu")
-    from_ir = {
-        f"seeds.{index}." for index, entry in enumerate(entries) if entry.get("kernel_weights") == "ir_init"
-    }
+    from_ir = {f"seeds.{index}." for index, entry in enumerate(entries) if entry.get("kernel_weights") == "ir_init"}
     _load_weights(model, weights, from_ir)
     return model
 
@@ -135,9 +127,7 @@ def _load_weights(model: MorphableModel, weights: dict[str, Any], from_ir: set[s
     """
     result = model.load_state_dict(weights, strict=False)
     if result.unexpected_keys:
-        raise InvalidArgument.for_field(
-            "model.pt", f"unexpected weights: {', '.join(result.unexpected_keys)}"
-        )
+        raise InvalidArgument.for_field("model.pt", f"unexpected weights: {', '.join(result.unexpected_keys)}")
     missing = [key for key in result.missing_keys if not key.startswith(tuple(from_ir))]
     if missing:
         raise InvalidArgument.for_field("model.pt", f"missing weights: {', '.join(missing)}")
@@ -153,11 +143,7 @@ def _seed_entry(seed: Any) -> dict[str, Any]:
         "isolation_violations": seed.isolation_violations,
         "adaptation": convert.adaptation_to_dict(adaptation) if adaptation is not None else None,
         # "ir_init": a fossil whose kernel has no parameters (compiled with its weights frozen inside).
-        "kernel_weights": "saved"
-        if seed.kernel_parameters()
-        else "ir_init"
-        if seed.kernel is not None
-        else "",
+        "kernel_weights": "saved" if seed.kernel_parameters() else "ir_init" if seed.kernel is not None else "",
     }
 
 
@@ -174,9 +160,7 @@ def _spec_dict(spec: Any) -> dict[str, Any] | None:
         return dataclasses.asdict(spec)
     if isinstance(spec, Mapping):
         return dict(spec)
-    raise InvalidArgument.for_field(
-        "host_spec", f"must be a dataclass or a mapping, got {type(spec).__name__}"
-    )
+    raise InvalidArgument.for_field("host_spec", f"must be a dataclass or a mapping, got {type(spec).__name__}")
 
 
 def _rebuild_host(recorded: dict[str, Any], builder: HostBuilder | None) -> nn.Module:

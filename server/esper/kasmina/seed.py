@@ -90,9 +90,7 @@ class KasminaSeed(nn.Module):
         object.__setattr__(self, "_host_ids", frozenset())
         object.__setattr__(self, "_on_violation", None)
 
-    def bind(
-        self, target: nn.Module, host_parameter_ids: frozenset[int], on_violation: ViolationHandler
-    ) -> None:
+    def bind(self, target: nn.Module, host_parameter_ids: frozenset[int], on_violation: ViolationHandler) -> None:
         """Place the seed after `target`; `on_violation` must cull it (the model or the operator does)."""
         object.__setattr__(self, "_target", target)
         object.__setattr__(self, "_host_ids", host_parameter_ids)
@@ -133,9 +131,7 @@ class KasminaSeed(nn.Module):
         if stage == lc.DORMANT:
             self.adaptation = None
         if stage == lc.GRAFTING:
-            self.ramp = AlphaRamp(
-                self._strategy(), self.config.ramp_steps, smoothing=self.config.drift_smoothing
-            )
+            self.ramp = AlphaRamp(self._strategy(), self.config.ramp_steps, smoothing=self.config.drift_smoothing)
             self.alpha = self.ramp.alpha
             if self.adaptation is not None:
                 self.adaptation.graft_epoch = epoch

@@ -44,9 +44,7 @@ class CachedKernelSource:
 
     def describe(self, kernel_id: str) -> KernelDescription:
         artifact = self._cache.load(kernel_id).artifact
-        blueprint = self._urza.get_blueprint(
-            urza_pb2.GetBlueprintRequest(blueprint_id=artifact.blueprint_id)
-        ).blueprint
+        blueprint = self._urza.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=artifact.blueprint_id)).blueprint
         return KernelDescription(
             artifact=artifact,
             ir=blueprint.ir if blueprint.HasField("ir") else None,

@@ -34,9 +34,7 @@ def _require_id(value: str, field: str) -> None:
     if not value:
         raise InvalidArgument.for_field(field, "is required")
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field(
-            field, f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}"
-        )
+        raise InvalidArgument.for_field(field, f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
 
 
 def validate_apply_command(request: kasmina_pb2.ApplyCommandRequest) -> None:

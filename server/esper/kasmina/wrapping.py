@@ -43,9 +43,7 @@ def target_paths(model: nn.Module, config: KasminaConfig) -> list[str]:
     modules = dict(model.named_modules())
     for path in config.target_module_paths:
         if not path or path not in modules:
-            raise InvalidArgument.for_field(
-                "kasmina.target_module_paths", f"model has no module at path {path!r}"
-            )
+            raise InvalidArgument.for_field("kasmina.target_module_paths", f"model has no module at path {path!r}")
     type_names = set(config.target_module_types)
     present = {type(module).__name__ for module in modules.values()}
     missing = sorted(type_names - present)

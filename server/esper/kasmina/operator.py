@@ -341,6 +341,10 @@ class KasminaOperator:
 
     def _instantiate(self, seed: KasminaSeed, adaptation: Adaptation) -> nn.Module:
         description = self._kernels.describe(adaptation.kernel_id)
+        shape = list(seed.descriptor.input_shape.dims)
+        declared = list(description.artifact.input_shape.dims)
+        if declared and declared != shape:
+            raise ValueError(f"kernel takes [batch, {declared}], the seed sees [batch, {shape}]")
         kernel = self._kernels.instantiate(adaptation.kernel_id)
         if not isinstance(kernel, nn.Module):
             raise TypeError(f"the kernel source returned {type(kernel).__name__}, not a module")
@@ -348,7 +352,6 @@ class KasminaOperator:
         shared = shared_parameters(kernel, frozenset(id(p) for p in self.model.host_parameters()))
         if shared:
             raise ValueError(f"kernel shares parameters with the host: {', '.join(shared)}")
-        shape = list(seed.descriptor.input_shape.dims)
         probe = torch.zeros([2, *shape], device=self._host_device())
         with torch.no_grad():
             out = kernel(probe)

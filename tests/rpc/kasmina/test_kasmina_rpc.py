@@ -31,9 +31,7 @@ def setup() -> tuple[MorphableModel, KasminaOperator]:
 
 
 @pytest.fixture
-def client(
-    grpc_server: ServerFactory, setup: tuple[MorphableModel, KasminaOperator]
-) -> Iterator[KasminaClient]:
+def client(grpc_server: ServerFactory, setup: tuple[MorphableModel, KasminaOperator]) -> Iterator[KasminaClient]:
     server = grpc_server([kasmina_registration(setup[1])], service_name="kasmina")
     with KasminaClient(ClientConfig(address=server.address, deadline_seconds=10.0)) as client:
         yield client
@@ -51,9 +49,7 @@ def test_commands_round_trip(client: KasminaClient, setup: tuple[MorphableModel,
     model, _ = setup
     germination = command(CMD.COMMAND_TYPE_REQUEST_GERMINATION, "1", command_id="g", kernel_id="k-mlp")
     assert client.apply_command(germination).stage == lc.GERMINATED
-    loaded = client.apply_command(
-        command(CMD.COMMAND_TYPE_ADVANCE, "1", command_id="l", target_stage=lc.LOADING)
-    )
+    loaded = client.apply_command(command(CMD.COMMAND_TYPE_ADVANCE, "1", command_id="l", target_stage=lc.LOADING))
     assert loaded.accepted and loaded.stage == lc.TRAINING
     assert model.seed("1").stage == lc.TRAINING
     assert client.apply_command(germination).reason.startswith("already applied")
@@ -84,9 +80,7 @@ def test_list_seed_states_pages(client: KasminaClient) -> None:
     assert all(s.stage == lc.DORMANT for s in [*first.seeds, *second.seeds])
 
 
-def test_telemetry_streams_as_epochs_end(
-    client: KasminaClient, setup: tuple[MorphableModel, KasminaOperator]
-) -> None:
+def test_telemetry_streams_as_epochs_end(client: KasminaClient, setup: tuple[MorphableModel, KasminaOperator]) -> None:
     model, operator = setup
     received: list[kasmina_pb2.StreamTelemetryResponse] = []
     request = kasmina_pb2.StreamTelemetryRequest(run_id=RUN_ID, seed_ids=["3"])
@@ -122,3 +116,12 @@ def test_a_client_leaving_ends_its_subscription(
     assert first and first[0].telemetry.epoch == 0
     stream.close()  # the client leaves mid-stream
     _wait_for(lambda: operator.telemetry_subscribers == 0, "the server to drop the subscription")
+
+
+def test_stream_of_an_unknown_run_is_not_found(client: KasminaClient) -> None:
+    with pytest.raises(NotFound) as caught:
+        list(client.stream_telemetry(kasmina_pb2.StreamTelemetryRequest(run_id="other"), timeout=10))
+    assert caught.value.reason == "RUN_NOT_FOUND"
+    with pytest.raises(InvalidArgument) as invalid:
+        list(client.stream_telemetry(kasmina_pb2.StreamTelemetryRequest(run_id=RUN_ID, seed_ids=[""]), timeout=10))
+    assert [v.field for v in invalid.value.violations] == ["seed_ids[0]"]

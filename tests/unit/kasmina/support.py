@@ -73,9 +73,7 @@ class FakeKernelSource:
         artifact = kernel_pb2.KernelArtifact(
             kernel_id=kernel_id, blueprint_id=f"bp-{kernel_id}", template_id=f"tpl-{kernel_id}"
         )
-        return KernelDescription(
-            artifact=artifact, ir=self.irs.get(kernel_id), template_id=f"tpl-{kernel_id}"
-        )
+        return KernelDescription(artifact=artifact, ir=self.irs.get(kernel_id), template_id=f"tpl-{kernel_id}")
 
     def instantiate(self, kernel_id: str) -> nn.Module:
         if kernel_id in self.errors:
@@ -147,9 +145,7 @@ def germinate(operator: KasminaOperator, seed_id: str, kernel_id: str, tag: str 
     )
 
 
-def advance(
-    operator: KasminaOperator, seed_id: str, stage: int, tag: str
-) -> kasmina_pb2.ApplyCommandResponse:
+def advance(operator: KasminaOperator, seed_id: str, stage: int, tag: str) -> kasmina_pb2.ApplyCommandResponse:
     return operator.apply_command(
         command(lifecycle_pb2.COMMAND_TYPE_ADVANCE, seed_id, command_id=tag, target_stage=stage)
     )
@@ -195,11 +191,7 @@ def bring_to(operator: KasminaOperator, seed_id: str, stage: int, kernel_id: str
             return
         if _ORDER.index(seed.stage) >= _ORDER.index(target) or target == lifecycle_pb2.SEED_STAGE_TRAINING:
             continue  # already past it (TRAINING is reached by loading a trainable kernel)
-        if (
-            target == lifecycle_pb2.SEED_STAGE_FINE_TUNING
-            and stage != target
-            and not seed.has_trainable_kernel
-        ):
+        if target == lifecycle_pb2.SEED_STAGE_FINE_TUNING and stage != target and not seed.has_trainable_kernel:
             continue
         advance(operator, seed_id, target, f"{seed_id}-{next(_COMMAND_IDS)}")
     assert seed.stage == stage, seed.stage

@@ -26,9 +26,7 @@ from .support import (
     train_steps,
 )
 
-CONFIG = KasminaConfig(
-    target_module_types=("ReLU",), ramp_steps=10, gradient_sample_every=2, embargo_epochs=4
-)
+CONFIG = KasminaConfig(target_module_types=("ReLU",), ramp_steps=10, gradient_sample_every=2, embargo_epochs=4)
 
 
 def _through_disk(state: dict[str, Any]) -> dict[str, Any]:
@@ -84,8 +82,7 @@ def test_resume_reaches_the_same_seed_states_and_next_steps() -> None:
     train_steps(resumed_model, 4, seed=9)
     assert resumed_model.seed("1").alpha == model.seed("1").alpha > 0
     assert all(
-        torch.equal(a, b)
-        for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values(), strict=True)
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values(), strict=True)
     )
     assert _reports(resumed.on_epoch_end(1)) == _reports(operator.on_epoch_end(1))
     # Command memory came along: a replayed command id is not applied twice.
@@ -153,6 +150,4 @@ def test_snapshot_dict_round_trip() -> None:
         ),
     )
     assert snapshot_from_dict(_through_disk(snapshot_to_dict(snapshot))) == snapshot
-    assert snapshot_from_dict(snapshot_to_dict(SeedSnapshot(stage=lc.DORMANT))) == SeedSnapshot(
-        stage=lc.DORMANT
-    )
+    assert snapshot_from_dict(snapshot_to_dict(SeedSnapshot(stage=lc.DORMANT))) == SeedSnapshot(stage=lc.DORMANT)

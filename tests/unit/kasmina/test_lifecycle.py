@@ -56,9 +56,7 @@ def test_the_table_is_appendix_b_plus_the_rollback_lock() -> None:
 
 
 @given(st.sampled_from(STAGES), st.sampled_from(STAGES))
-def test_check_transition_raises_exactly_for_illegal_moves_naming_both_stages(
-    from_stage: int, to_stage: int
-) -> None:
+def test_check_transition_raises_exactly_for_illegal_moves_naming_both_stages(from_stage: int, to_stage: int) -> None:
     if _expected_legal(from_stage, to_stage):
         lc.check_transition(from_stage, to_stage)
         return

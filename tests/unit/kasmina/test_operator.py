@@ -129,9 +129,7 @@ def test_kernel_of_the_wrong_shape_is_culled_at_load() -> None:
 def test_full_adaptation_yields_transitions_and_a_field_report() -> None:
     model, operator, _, _ = mlp_setup(RELU)
     operator.on_epoch_end(0, validation_accuracy=0.5)
-    operator.apply_command(
-        command(CMD.COMMAND_TYPE_REQUEST_GERMINATION, "1", command_id="germ", kernel_id="k-mlp")
-    )
+    operator.apply_command(command(CMD.COMMAND_TYPE_REQUEST_GERMINATION, "1", command_id="germ", kernel_id="k-mlp"))
     bring_to(operator, "1", lc.EVALUATING)
     operator.on_epoch_end(1, validation_accuracy=0.6)
     operator.record_eval_gain("1", 0.03)
@@ -248,9 +246,7 @@ def test_field_report_ids_are_unique_per_adaptation() -> None:
     reports: list[control_pb2.FieldReport] = []
     for round_ in range(2):
         germinate(operator, "1", "k-mlp", tag=f"r{round_}")
-        operator.apply_command(
-            command(CMD.COMMAND_TYPE_CANCEL_GERMINATION, "1", command_id=f"cancel{round_}")
-        )
+        operator.apply_command(command(CMD.COMMAND_TYPE_CANCEL_GERMINATION, "1", command_id=f"cancel{round_}"))
         operator.on_epoch_end(round_)
         reports += operator.drain_field_reports()
     assert len({report.report_id for report in reports}) == 2

@@ -50,9 +50,7 @@ def test_fossilized_model_reloads_to_the_same_outputs(tmp_path: Path) -> None:
     _grow(operator, "1")
     x = torch.randn(32, 8)
     expected = model(x)
-    assert not torch.equal(
-        model.seed("1").kernel_parameters()[0], source.instantiate("k-mlp").ops.n_linear_0.weight
-    )
+    assert not torch.equal(model.seed("1").kernel_parameters()[0], source.instantiate("k-mlp").ops.n_linear_0.weight)
 
     save_model(model, tmp_path)
     loaded = load_model(tmp_path, host=mlp_host(seed=123))
@@ -76,10 +74,7 @@ def test_model_file_is_a_plain_state_dict_and_lineage_records_the_growth(tmp_pat
         for key in model.seed("3").kernel.state_dict()  # type: ignore[union-attr]
     }
     lineage = json.loads((tmp_path / LINEAGE_FILE).read_text())
-    assert (
-        lineage["host"]["class"] == "torch.nn.modules.container.Sequential"
-        and lineage["host"]["spec"] is None
-    )
+    assert lineage["host"]["class"] == "torch.nn.modules.container.Sequential" and lineage["host"]["spec"] is None
     fossil = lineage["seeds"][1]
     assert fossil["stage"] == "FOSSILIZED" and fossil["alpha"] == 1.0
     assert fossil["descriptor"]["seedId"] == "3" and fossil["descriptor"]["inputShape"]["dims"] == ["16"]

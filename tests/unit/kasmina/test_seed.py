@@ -208,9 +208,7 @@ def test_cull_drops_the_kernel_from_the_trainable_set_and_embargoes_the_slot() -
     assert seed.embargo_until_epoch == 2
     operator.on_epoch_end(0)
     assert seed.stage == lc.DORMANT
-    germination = command(
-        lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION, "1", command_id="again", kernel_id="k-mlp"
-    )
+    germination = command(lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION, "1", command_id="again", kernel_id="k-mlp")
     with pytest.raises(FailedPrecondition, match="embargoed until epoch 2"):
         operator.apply_command(germination)
     operator.on_epoch_end(1)

@@ -14,9 +14,7 @@ from esper.leyline.v1 import blueprint_pb2
 from .support import cnn_host, mlp_host
 
 
-def _layout(
-    model: nn.Module, config: KasminaConfig, example: Tensor
-) -> list[tuple[str, int, int, list[int]]]:
+def _layout(model: nn.Module, config: KasminaConfig, example: Tensor) -> list[tuple[str, int, int, list[int]]]:
     wrapped = wrap(model, config, example_input=example)
     return [(d.seed_id, d.layer_index, d.input_kind, list(d.input_shape.dims)) for d in wrapped.seed_layout()]
 

@@ -9,6 +9,7 @@ templates), instantiated at the activation shape of every seed site.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esper.assets.config import AssetsConfig
-from esper.errors import InvalidArgument
+from esper.errors import EsperError, FailedPrecondition, InvalidArgument
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
@@ -35,6 +36,7 @@ _PIPELINES = {
     "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
     "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
 }
+_MAX_COMPILE_SLOTS = 64
 _SETTLED = {
     blueprint_pb2.BLUEPRINT_STATUS_VALIDATED,
     blueprint_pb2.BLUEPRINT_STATUS_FAILED,
@@ -64,29 +66,47 @@ class EmbeddedAssets:
         self.kernel_cache = KernelCache(self.urza, KernelCacheConfig())
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers: list[TezzeretWorker] = []
         self._root = root
 
     def start(self) -> None:
         """Start the compile and validation workers in background threads."""
-        for index in range(self.config.compile_workers):
-            worker = TezzeretWorker(
-                self.urza,
-                TezzeretConfig(
-                    worker_id=f"embedded-tezzeret-{index}",
-                    wal_dir=self._root / "tezzeret" / f"wal-{index}",
-                    work_dir=self._root / "tezzeret" / f"work-{index}",
-                    poll_interval_seconds=0.2,
-                ),
-            )
-            self._spawn(f"tezzeret-{index}", worker.run_forever)
+        for _ in range(self.config.compile_workers):
+            worker = self._claim_compile_slot()
+            self._workers.append(worker)
+            self._spawn(worker.config.worker_id, worker.run_forever)
         for index in range(self.config.validation_workers):
-            validator = UrabraskValidator(self.urza, UrabraskConfig(worker_id=f"embedded-urabrask-{index}"))
+            validator = UrabraskValidator(
+                self.urza, UrabraskConfig(worker_id=f"embedded-urabrask-{os.getpid()}-{index}")
+            )
             self._spawn(f"urabrask-{index}", validator.run_forever)
 
-    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+    def _claim_compile_slot(self) -> TezzeretWorker:
+        """A worker on the first free slot: its write-ahead log is locked while the run lasts.
+
+        Slots keep worker ids stable across runs (a crashed run's job is resumed by the
+        next run on the same slot) while concurrent runs on one cache get distinct slots.
+        """
+        for slot in range(_MAX_COMPILE_SLOTS):
+            if any(worker.config.worker_id.endswith(f"-{slot}") for worker in self._workers):
+                continue
+            config = TezzeretConfig(
+                worker_id=f"embedded-tezzeret-{slot}",
+                wal_dir=self._root / "tezzeret" / f"slot-{slot}",
+                work_dir=self._root / "tezzeret" / f"slot-{slot}" / "work",
+                poll_interval_seconds=0.2,
+            )
+            try:
+                return TezzeretWorker(self.urza, config)
+            except FailedPrecondition:
+                continue  # another run holds this slot
+        raise FailedPrecondition(f"all {_MAX_COMPILE_SLOTS} compile slots under {self._root} are in use")
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> threading.Thread:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+        return thread
 
     def submit_catalog(self, sites: Iterable[SeedSite]) -> list[str]:
         """Submit the configured templates at every distinct site shape; returns blueprint ids."""
@@ -147,11 +167,41 @@ class EmbeddedAssets:
             logger.warning("asset pipeline: %d blueprint(s) unsettled after %.0f s", len(waiting), timeout)
         return time.monotonic() - start
 
+    def prefetch(self, sites: Iterable[SeedSite]) -> threading.Thread:
+        """Load the validated kernels that fit `sites` into the kernel cache, in the background.
+
+        Off the training path: a later germination then grafts from a hot cache.
+        """
+        queries = [
+            kernel_pb2.KernelQuery(
+                status=kernel_pb2.KERNEL_STATUS_VALIDATED,
+                input_kind=site.input_kind,
+                input_shape=blueprint_pb2.TensorShape(dims=site.input_shape),
+            )
+            for site in set(sites)
+        ]
+
+        def load_all(stop: threading.Event) -> None:
+            for query in queries:
+                response = self.urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000))
+                for kernel in response.result.kernels:
+                    if stop.is_set():
+                        return
+                    try:
+                        self.kernel_cache.load(kernel.kernel_id)
+                    except EsperError as exc:
+                        logger.info("prefetch of %s failed: %s", kernel.kernel_id, exc)
+
+        return self._spawn("kernel-prefetch", load_all)
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        for worker in self._workers:
+            worker.close()
+        self._workers.clear()
         self.urza.close()
 
     def __enter__(self) -> EmbeddedAssets:

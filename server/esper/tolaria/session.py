@@ -169,6 +169,7 @@ def _morphogenetic_trainer(
             # kernels whatever the machine's load, which keeps a seed's run repeatable.
             waited = assets.wait_until_settled(blueprint_ids, timeout=assets.config.wait_timeout_seconds)
             events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
+        assets.prefetch(sites)
         operator = KasminaOperator(
             model, CachedKernelSource(assets.kernel_cache, assets.urza), config.kasmina, run_id=run_id
         )

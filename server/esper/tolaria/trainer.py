@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from esper.data.bundle import Dataset
+from esper.errors import NotFound
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.events import RunEventLog
@@ -252,10 +253,18 @@ class TolariaTrainer:
         else:
             state["kasmina"] = self.kasmina.state_dict()
             if self.controller is not None:
-                exported = self.controller.export_controller_state(
-                    tamiyo_pb2.ExportControllerStateRequest(run_id=self.run_id)
-                )
-                state["tamiyo"] = exported.state.SerializeToString()
+                state["tamiyo"] = self._controller_state().SerializeToString()
+        return state
+
+    def _controller_state(self) -> tamiyo_pb2.TamiyoControllerState:
+        try:
+            exported = self.controller.export_controller_state(
+                tamiyo_pb2.ExportControllerStateRequest(run_id=self.run_id)
+            )
+        except NotFound:
+            # Tamiyo has not seen the run yet: its state is the empty one.
+            return tamiyo_pb2.TamiyoControllerState(run_id=self.run_id)
+        state: tamiyo_pb2.TamiyoControllerState = exported.state
         return state
 
     def _restore(self, state: Mapping[str, Any]) -> None:

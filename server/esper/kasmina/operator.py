@@ -16,7 +16,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from google.protobuf.timestamp_pb2 import Timestamp
 from torch import nn
 
@@ -25,11 +24,10 @@ from esper.kasmina import convert
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.api import KasminaEvents
 from esper.kasmina.config import KasminaConfig
-from esper.kasmina.isolation import shared_parameters
 from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.records import Adaptation, IsolationViolation
 from esper.kasmina.seed import KasminaSeed
-from esper.kasmina.source import KernelSource
+from esper.kasmina.source import KernelSource, load_checked_kernel, on_device_of
 from esper.kasmina.streaming import TelemetryHub, TelemetryStream
 from esper.kasmina.telemetry import ActivationSummary
 from esper.kasmina.validation import (
@@ -241,7 +239,7 @@ class KasminaOperator:
                 kernel = None
                 if snapshot.stage in lc.KERNEL_STAGES:
                     assert snapshot.adaptation is not None
-                    kernel = self._on_host_device(self._kernels.instantiate(snapshot.adaptation.kernel_id))
+                    kernel = on_device_of(self._kernels.instantiate(snapshot.adaptation.kernel_id), self.model.host)
                 seed.restore(snapshot, kernel)
             locked_prefixes = tuple(
                 f"seeds.{index}." for index, seed in enumerate(self.model.seed_list()) if seed.seed_id in locked
@@ -340,24 +338,7 @@ class KasminaOperator:
         return f"kernel {adaptation.kernel_id} loaded; {lc.stage_name(target)}"
 
     def _instantiate(self, seed: KasminaSeed, adaptation: Adaptation) -> nn.Module:
-        description = self._kernels.describe(adaptation.kernel_id)
-        shape = list(seed.descriptor.input_shape.dims)
-        declared = list(description.artifact.input_shape.dims)
-        if declared and declared != shape:
-            raise ValueError(f"kernel takes [batch, {declared}], the seed sees [batch, {shape}]")
-        kernel = self._kernels.instantiate(adaptation.kernel_id)
-        if not isinstance(kernel, nn.Module):
-            raise TypeError(f"the kernel source returned {type(kernel).__name__}, not a module")
-        kernel = self._on_host_device(kernel)
-        shared = shared_parameters(kernel, frozenset(id(p) for p in self.model.host_parameters()))
-        if shared:
-            raise ValueError(f"kernel shares parameters with the host: {', '.join(shared)}")
-        probe = torch.zeros([2, *shape], device=self._host_device())
-        with torch.no_grad():
-            out = kernel(probe)
-        if not isinstance(out, torch.Tensor) or list(out.shape) != [2, *shape]:
-            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"kernel maps [batch, {shape}] to {got}, not to the same shape")
+        kernel, description = load_checked_kernel(self._kernels, adaptation.kernel_id, self.model.host, seed.descriptor)
         adaptation.blueprint_id = adaptation.blueprint_id or description.artifact.blueprint_id
         adaptation.template_id = description.template_id or description.artifact.template_id
         adaptation.ir = description.ir
@@ -408,15 +389,6 @@ class KasminaOperator:
                 self._events.isolation_violation(violation)
             except Exception:
                 logger.exception("seed %s: the event sink failed on an isolation violation", seed.seed_id)
-
-    def _host_device(self) -> torch.device:
-        param = next(iter(self.model.host.parameters()), None)
-        return param.device if param is not None else torch.device("cpu")
-
-    def _on_host_device(self, kernel: nn.Module) -> nn.Module:
-        """Kernels load on the CPU; a host trained elsewhere gets its kernels moved to it."""
-        device = self._host_device()
-        return kernel if device.type == "cpu" else kernel.to(device)
 
     def _check_run(self, run_id: str, field: str) -> None:
         if run_id != self.run_id:

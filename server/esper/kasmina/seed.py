@@ -113,6 +113,7 @@ class KasminaSeed(nn.Module):
             )
         previous, self.stage = self.stage, stage
         self.steps_in_stage = 0
+        self.gradient_norm = 0.0  # a gradient of the previous stage says nothing about this one
         self.stage_entry_epoch = epoch
         self.last_transition_reason = reason
         self.last_command_id = command_id

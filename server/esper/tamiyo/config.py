@@ -28,6 +28,8 @@ class TamiyoConfig:
     FINE_TUNING, then fossilize if accuracy reached the germination accuracy plus
     `fossilize_min_improvement` (or the last gain still beats `min_eval_gain`).
     A seed stuck `stage_timeout_epochs` in TRAINING is cancelled, in EVALUATING culled.
+    No germination when fewer than `min_epochs_to_finish` epochs remain (the request's
+    `final_epoch` tells how many): an adaptation that cannot finish never joins the model.
     Harm: accuracy more than `harm_threshold` below the germination accuracy culls.
     A failed slot is embargoed for `embargo_epochs`.
     Kernel budget: parameters at most `max_seed_parameter_fraction` x the model's
@@ -50,6 +52,7 @@ class TamiyoConfig:
     min_training_epochs: int = 1
     fine_tune_epochs: int = 2
     stage_timeout_epochs: int = 8
+    min_epochs_to_finish: int = 6
     min_eval_gain: float = 0.0
     fossilize_min_improvement: float = 0.002
     harm_threshold: float = 0.02
@@ -83,7 +86,7 @@ class TamiyoConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "embargo_epochs", "calm_epochs", "max_seed_parameters"):
+        for name in ("warmup_epochs", "embargo_epochs", "calm_epochs", "max_seed_parameters", "min_epochs_to_finish"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("min_delta", "fossilize_min_improvement", "harm_threshold"):

@@ -39,6 +39,7 @@ def observation_from_request(
         validation_loss=float(packet.validation_loss),
         seeds=seeds,
         model_parameters=int(request.parameter_count) or model_parameters,
+        final_epoch=int(request.final_epoch),
     )
 
 

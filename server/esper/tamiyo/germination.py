@@ -92,6 +92,14 @@ class Germination:
         if epoch < config.warmup_epochs:
             out.wait("", f"no germination during warm-up (epoch {epoch} < {config.warmup_epochs})")
             return
+        remaining = observation.final_epoch - epoch
+        if observation.final_epoch and remaining < config.min_epochs_to_finish:
+            out.wait(
+                "",
+                f"no germination: {remaining} epoch(s) left, an adaptation needs "
+                f"{config.min_epochs_to_finish} to finish",
+            )
+            return
         progress = (
             f"best accuracy {state.best_val_accuracy:.4f}, {state.epochs_since_improvement} of "
             f"{config.patience} epochs without a gain > {config.min_delta}"

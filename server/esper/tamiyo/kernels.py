@@ -2,8 +2,11 @@
 
 Candidates are ranked by, in order: the blueprint's outcome score in this run
 (fossilized +1, culled or rolled back -1, so proven blueprints come first and ones
-culled here last), the mean latency in the kernel's validation report (lower first;
-no report ranks last), then kernel id, so equal inputs always give the same choice.
+culled here last); the capacity the kernel adds, as the binary order of magnitude
+of its parameter count (more first: growth is there to add capacity, and the query
+already caps parameters at the budget); the mean latency in the kernel's
+validation report (lower first; no report ranks last); then kernel id, so equal
+inputs always give the same choice.
 """
 
 from __future__ import annotations
@@ -124,8 +127,13 @@ def _latency(kernel: kernel_pb2.KernelArtifact) -> float:
     return math.inf
 
 
-def _rank(kernel: kernel_pb2.KernelArtifact, scores: Mapping[str, int]) -> tuple[int, float, str]:
-    return (-scores.get(kernel.blueprint_id, 0), _latency(kernel), kernel.kernel_id)
+def _capacity(kernel: kernel_pb2.KernelArtifact) -> int:
+    """Binary order of magnitude of the parameters added; kernels within 2x count as equal."""
+    return int(math.log2(1 + kernel.parameter_count))
+
+
+def _rank(kernel: kernel_pb2.KernelArtifact, scores: Mapping[str, int]) -> tuple[int, int, float, str]:
+    return (-scores.get(kernel.blueprint_id, 0), -_capacity(kernel), _latency(kernel), kernel.kernel_id)
 
 
 def _reason(

@@ -76,13 +76,14 @@ class SeedView:
 
 @dataclass(frozen=True)
 class Observation:
-    """A validated StepRequest. `model_parameters` is 0 when unknown."""
+    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown."""
 
     boundary: Boundary
     training_loss: float
     validation_loss: float
     seeds: tuple[SeedView, ...]
     model_parameters: int
+    final_epoch: int = 0
 
     @property
     def epoch(self) -> int:

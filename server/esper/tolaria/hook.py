@@ -50,6 +50,7 @@ class BoundaryState:
     validation_accuracy: float
     epoch_ms: int
     parameter_count: int
+    final_epoch: int
     seed_layout: Sequence[telemetry_pb2.SeedDescriptor]
     telemetry: Sequence[telemetry_pb2.SeedTelemetry]
 
@@ -90,6 +91,7 @@ def run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarge
         seed_layout=state.seed_layout,
         telemetry=state.telemetry,
         parameter_count=state.parameter_count,
+        final_epoch=state.final_epoch,
     )
     assembled = time.perf_counter()
     outcome.assemble_ms = (assembled - start) * 1e3

@@ -227,6 +227,7 @@ def _summary(
         "hook_ms_p95": _percentile(hook_ms, 95),
         "hook_budget_ms": config.tolaria.hook_budget_ms,
         "isolation_violations": _isolation_violations(trainer),
+        "seeds_in_flight_at_end": trainer.in_flight_seed_ids(),
         "rollbacks": history.rollbacks,
         "cancelled": history.cancelled,
         "host": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},

@@ -180,7 +180,8 @@ class TolariaTrainer:
             run_id=self.run_id, epoch=epoch, global_step=self.model.global_step,
             training_loss=train_stats.loss, validation_loss=val_stats.loss,
             validation_accuracy=val_stats.accuracy, epoch_ms=epoch_ms,
-            parameter_count=count_parameters(self.model), seed_layout=self.model.seed_layout(),
+            parameter_count=count_parameters(self.model), final_epoch=self.config.epochs - 1,
+            seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
         )
         outcome = run_hook(state, self.controller, self.kasmina)
@@ -315,9 +316,21 @@ class TolariaTrainer:
                 metrics.seed_stages[seed.descriptor.seed_id] = name
         return metrics
 
+    def in_flight_seed_ids(self) -> list[str]:
+        """Seeds whose adaptation had not finished when training stopped."""
+        return list(self.kasmina.active_seed_ids()) if self.kasmina is not None else []
+
     def test_accuracy(self) -> EpochStats:
-        """Accuracy on the held-out test split; called once, after training."""
-        return evaluate(self.model, self.data.x_test, self.data.y_test)
+        """Accuracy on the held-out test split of the model that is saved; called once, after training.
+
+        Only the host and FOSSILIZED seeds make up the saved model, so adaptations still
+        in flight are blended out here too: the reported number is the saved model's.
+        """
+        in_flight = self.in_flight_seed_ids()
+        if not in_flight:
+            return evaluate(self.model, self.data.x_test, self.data.y_test)
+        with self.model.forced_alpha(0.0, in_flight):
+            return evaluate(self.model, self.data.x_test, self.data.y_test)
 
 
 def _as_trainable(model: nn.Module) -> nn.Module:

@@ -12,7 +12,7 @@ from esper.errors import InvalidArgument
 from esper.leyline.v1 import blueprint_pb2
 
 EXPECTED = {
-    "digits": (blueprint_pb2.INPUT_KIND_FEATURES, (64,), 10, 1797),
+    "digits": (blueprint_pb2.INPUT_KIND_IMAGE, (1, 8, 8), 10, 1797),
     "mnist5k": (blueprint_pb2.INPUT_KIND_IMAGE, (1, 28, 28), 10, 5000),
     "spirals": (blueprint_pb2.INPUT_KIND_FEATURES, (2,), 3, 1500),
 }

@@ -124,6 +124,7 @@ class SeedSimulator:
     eval_gain: float = 0.02
     failing_loads: set[str] = field(default_factory=set)
     send_telemetry: bool = True
+    final_epoch: int = 0
     run_id: str = RUN
     seeds: dict[str, SimSeed] = field(init=False)
 
@@ -191,6 +192,7 @@ class SeedSimulator:
             seed_layout=self.layout,
             telemetry=telemetry if self.send_telemetry else [],
             parameter_count=parameter_count,
+            final_epoch=self.final_epoch,
         )
 
     def apply(self, commands: Sequence[control_pb2.AdaptationCommand]) -> None:

@@ -193,6 +193,44 @@ def _search(kernels: FakeKernels, ladder: tuple[tuple[str, ...], ...] = ((),)) -
     return KernelSearch(kernels, ladder, max_parameter_count=0, page_size=2, max_candidates=100)
 
 
+def test_kernel_ranking_prefers_more_capacity_over_lower_latency() -> None:
+    kernels = FakeKernels(
+        [
+            kernel("a-tiny-fast", params=8, latency_ms=0.01),
+            kernel("b-big-slow", params=2_000, latency_ms=1.0),
+            kernel("c-big-fast", params=1_500, latency_ms=0.5),  # same binary order of magnitude as b
+        ]
+    )
+    choice = choose_kernel(_search(kernels), LAYOUT[0], {})
+    assert choice is not None and choice.kernel.kernel_id == "c-big-fast"
+    assert "1500 params" in choice.reason
+
+
+def test_a_culled_blueprint_ranks_last_whatever_its_capacity() -> None:
+    kernels = FakeKernels(
+        [kernel("big", blueprint_id="bp-culled", params=4_000), kernel("small", blueprint_id="bp-new", params=10)]
+    )
+    choice = choose_kernel(_search(kernels), LAYOUT[0], {"bp-culled": -1})
+    assert choice is not None and choice.kernel.kernel_id == "small"
+
+
+def test_no_germination_when_too_few_epochs_remain_to_finish() -> None:
+    # The plateau is reached at epoch 3.
+    late = run_epochs(make_controller(FakeKernels([kernel("k1")]), min_epochs_to_finish=6), _sim_with_final(8), PLATEAU)
+    assert commands_by_epoch(late)[3] == []
+    assert "5 epoch(s) left, an adaptation needs 6 to finish" in _run_level(late[3])[0]
+    in_time = run_epochs(
+        make_controller(FakeKernels([kernel("k1")]), min_epochs_to_finish=6), _sim_with_final(9), PLATEAU
+    )
+    assert commands_by_epoch(in_time)[3] == GERMINATE
+
+
+def _sim_with_final(final_epoch: int) -> SeedSimulator:
+    sim = _sim()
+    sim.final_epoch = final_epoch
+    return sim
+
+
 def test_kernel_ranking_prefers_proven_blueprints_then_lower_latency_then_id() -> None:
     kernels = FakeKernels(
         [

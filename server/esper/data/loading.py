@@ -38,13 +38,21 @@ def _raw_split(spec: str) -> RawSplit:
     return source()
 
 
-def load_dataset(spec: str, *, seed: int, validation_fraction: float = 0.15) -> Dataset:
+# The validation split's own seed (the test split has FIXED_SPLIT_SEED in sources).
+VALIDATION_SPLIT_SEED = 4321
+
+
+def load_dataset(
+    spec: str, *, seed: int, validation_fraction: float = 0.15, validation_seed: int | None = None
+) -> Dataset:
     """Load `spec` with its fixed test split and a validation split carved from training rows.
 
-    `spec` is "digits", "mnist5k", "spirals" or "npz:PATH". The validation rows depend
-    on `seed` (stratified where every class has two rows or more); the test rows never
-    do. FEATURES inputs are standardized with the statistics of the remaining training
-    rows; IMAGE inputs stay in their [0, 1] pixel scale.
+    `spec` is "digits", "mnist5k", "spirals" or "npz:PATH". The validation rows are
+    drawn with `validation_seed` (stratified where every class has two rows or more),
+    by default a fixed one: runs that differ only in `seed` then train and validate on
+    the same rows, so comparing them measures the method, not the split. The test rows
+    never move. FEATURES inputs are standardized with the statistics of the remaining
+    training rows; IMAGE inputs stay in their [0, 1] pixel scale.
     """
     if not 0.0 < validation_fraction < 1.0:
         raise InvalidArgument.for_field(
@@ -58,7 +66,10 @@ def load_dataset(spec: str, *, seed: int, validation_fraction: float = 0.15) -> 
         raise InvalidArgument.for_field(
             "dataset", f"labels run up to {num_classes - 1}; at most {MAX_CLASSES} classes are supported"
         )
-    keep, held = split_indices(raw.y_train, validation_fraction, seed)
+    split_seed = VALIDATION_SPLIT_SEED if validation_seed is None else validation_seed
+    if split_seed < 0:
+        raise InvalidArgument.for_field("validation_seed", f"must be >= 0, got {split_seed}")
+    keep, held = split_indices(raw.y_train, validation_fraction, split_seed)
     x_train, x_val, x_test = raw.x_train[keep], raw.x_train[held], raw.x_test
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None

@@ -80,8 +80,14 @@ def test_same_seed_same_splits() -> None:
     assert all(torch.equal(getattr(a, part), getattr(b, part)) for part in PARTS)
 
 
-def test_other_seed_moves_validation_rows_but_not_test_rows() -> None:
+def test_run_seed_leaves_the_splits_alone() -> None:
     a, b = load_dataset("digits", seed=7), load_dataset("digits", seed=8)
+    assert all(torch.equal(getattr(a, part), getattr(b, part)) for part in PARTS)
+
+
+def test_validation_seed_moves_validation_rows_but_not_test_rows() -> None:
+    a = load_dataset("digits", seed=0, validation_seed=7)
+    b = load_dataset("digits", seed=0, validation_seed=8)
     assert _rows(_raw(a, a.x_val).round(decimals=3)) != _rows(_raw(b, b.x_val).round(decimals=3))
     assert torch.equal(a.y_test, b.y_test)
     assert torch.allclose(_raw(a, a.x_test), _raw(b, b.x_test), atol=1e-5)
@@ -90,7 +96,8 @@ def test_other_seed_moves_validation_rows_but_not_test_rows() -> None:
 def test_spirals_are_generated_identically_whatever_the_run_seed() -> None:
     first, second = load_spirals(), load_spirals()
     assert np.array_equal(first.x_train, second.x_train) and np.array_equal(first.x_test, second.x_test)
-    a, b = load_dataset("spirals", seed=0), load_dataset("spirals", seed=99)
+    a = load_dataset("spirals", seed=0, validation_seed=0)
+    b = load_dataset("spirals", seed=0, validation_seed=99)
     pool_a = torch.cat([_raw(a, a.x_train), _raw(a, a.x_val)])
     pool_b = torch.cat([_raw(b, b.x_train), _raw(b, b.x_val)])
     order_a, order_b = pool_a[:, 0].argsort(), pool_b[:, 0].argsort()

@@ -1,0 +1,224 @@
+"""Tolaria's loop with real Kasmina seeds and a real Tamiyo: growth, checkpoints, rollback, faults."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from esper.errors import Unavailable
+from esper.kasmina import load_model, save_model
+from esper.leyline.v1 import control_pb2, lifecycle_pb2, tamiyo_pb2
+from esper.tolaria.settings import TolariaConfig
+from esper.tolaria.trainer import TolariaTrainer, TrainingFailed
+from tests.unit.tolaria.harness import (
+    RUN_ID,
+    export_state,
+    metrics_rows,
+    notices,
+    seed_stages,
+    setup,
+    spirals,
+    transitions,
+)
+
+TERMINAL = ("->FOSSILIZED", "->CULLED")
+
+
+def test_a_run_takes_a_seed_from_germination_to_a_terminal_stage() -> None:
+    run = setup()
+    trainer = run.trainer(epochs=12)
+    model, history = trainer.train()
+    seen = transitions(run.events)
+    assert any(step.endswith("DORMANT->GERMINATED") for _, _, step in seen)
+    assert any(step.endswith(TERMINAL) for _, _, step in seen)
+    assert len(history.epochs) == 12
+    assert all(record.hook is not None for record in history.epochs)
+    kinds = {e.WhichOneof("payload") for e in run.events.events()}
+    assert {"epoch_completed", "decision", "seed_transition", "field_report"} <= kinds
+    assert [e.sequence for e in run.events.events()] == list(range(1, len(run.events.events()) + 1))
+    assert sum(seed.isolation_violations for seed in model.seed_list()) == 0
+
+
+def test_the_host_trains_identically_while_its_seeds_only_train(tmp_path: Path) -> None:
+    # With seeds germinated but never grafted, the host follows exactly the static run's trajectory.
+    class NeverGraft:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+            response: tamiyo_pb2.StepResponse = self.inner.step(request)  # type: ignore[attr-defined]
+            keep = [c for c in response.commands if c.target_stage != lifecycle_pb2.SEED_STAGE_GRAFTING]
+            del response.commands[:]
+            response.commands.extend(keep)
+            return response
+
+    grown = setup()
+    grown.controller = NeverGraft(grown.controller)
+    grown_trainer = grown.trainer(epochs=6)
+    grown_trainer.train()
+    assert any("->TRAINING" in step for _, _, step in transitions(grown.events))
+    static = setup()
+    static_trainer = TolariaTrainer(
+        static.model, None, TolariaConfig(epochs=6, batch_size=64, learning_rate=1e-2, seed=0), data=static.data
+    )
+    static_trainer.train()
+    for key, value in static.model.host.state_dict().items():
+        assert torch.equal(value, grown.model.host.state_dict()[key]), key
+
+
+def test_checkpoint_then_resume_reaches_the_same_states_and_metrics(tmp_path: Path) -> None:
+    full = setup()
+    checkpoint = tmp_path / "last.pt"
+    kept = tmp_path / "after-epoch-5.pt"
+    trainer = full.trainer(epochs=10, checkpoint=checkpoint)
+    trainer.on_epoch = lambda record, _: (
+        shutil.copy(checkpoint, kept) if record.metrics.epoch == 5 else None
+    )
+    trainer.train()
+
+    resumed = setup()
+    second = resumed.trainer(epochs=10, checkpoint=tmp_path / "resumed.pt")
+    assert second.resume(kept) == 6
+    second.train()
+    assert metrics_rows(second) == metrics_rows(trainer)[6:]
+    assert seed_stages(resumed.model) == seed_stages(full.model)
+    assert export_state(resumed.controller) == export_state(full.controller)
+    assert any("resumed from" in text for text in notices(resumed.events))
+
+
+def test_a_non_finite_epoch_is_rolled_back_and_the_run_goes_on() -> None:
+    run = setup()
+    trainer = run.trainer(epochs=8)
+    poisoned = {"done": False}
+
+    def poison(record: object, history: object) -> None:
+        # Corrupt the host once, after epoch 4: epoch 5 then trains on NaN weights.
+        if not poisoned["done"] and trainer.history.epochs[-1].metrics.epoch == 4:
+            poisoned["done"] = True
+            with torch.no_grad():
+                next(run.model.host.parameters()).fill_(float("nan"))
+
+    trainer.on_epoch = poison
+    _, history = trainer.train()
+    assert history.rollbacks == 1
+    assert [r.metrics.epoch for r in history.epochs] == list(range(8))
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    texts = notices(run.events)
+    assert any("non-finite loss" in text and "restored the last good checkpoint" in text for text in texts)
+
+
+def test_seeds_adapting_at_a_rollback_are_locked_rolled_back() -> None:
+    run = setup()
+    trainer = run.trainer(epochs=10)
+    state = {"poisoned": False}
+
+    def poison_when_active(record: object, history: object) -> None:
+        if not state["poisoned"] and run.operator.active_seed_ids():
+            state["poisoned"] = True
+            with torch.no_grad():
+                next(run.model.host.parameters()).fill_(float("inf"))
+
+    trainer.on_epoch = poison_when_active
+    trainer.train()
+    assert state["poisoned"]
+    locked = [seed for _, seed, step in transitions(run.events) if step.endswith("->ROLLED_BACK")]
+    assert locked
+    assert all(seed_stages(run.model)[seed] == lifecycle_pb2.SEED_STAGE_ROLLED_BACK for seed in locked)
+
+
+def test_training_that_keeps_diverging_fails_after_the_rollback_budget() -> None:
+    run = setup()
+    trainer = run.trainer(epochs=6, max_rollbacks=1)
+
+    def always_poison(record: object, history: object) -> None:
+        with torch.no_grad():
+            next(run.model.host.parameters()).fill_(float("nan"))
+
+    trainer.on_epoch = always_poison
+    with pytest.raises(TrainingFailed, match="gave up after 1 rollbacks"):
+        trainer.train()
+
+
+def test_tamiyo_unavailable_means_no_adaptation_and_a_notice() -> None:
+    class Down:
+        def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+            raise Unavailable("connection refused")
+
+        def export_controller_state(self, request: object) -> object:
+            raise Unavailable("connection refused")
+
+    run = setup(controller=Down())
+    with pytest.raises(Unavailable):
+        run.trainer(epochs=3).train()  # checkpoints need the controller's state
+
+
+def test_tamiyo_unavailable_at_a_boundary_is_survived(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = setup()
+    real_step = run.controller.step
+    calls = {"n": 0}
+
+    def flaky(request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+        calls["n"] += 1
+        if calls["n"] in (2, 3):
+            raise Unavailable("tamiyo restarting")
+        return real_step(request)
+
+    monkeypatch.setattr(run.controller, "step", flaky)
+    _, history = run.trainer(epochs=5).train()
+    assert len(history.epochs) == 5
+    texts = notices(run.events)
+    assert sum("Tamiyo unavailable" in t and "running conservatively" in t for t in texts) == 2
+    assert history.epochs[1].hook is not None and not history.epochs[1].hook.applied
+
+
+def test_an_illegal_command_is_refused_logged_and_the_run_goes_on() -> None:
+    class Reckless:
+        def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+            command = control_pb2.AdaptationCommand(
+                command_id=f"c{request.packet.epoch}", run_id=RUN_ID, seed_id="act1",
+                command_type=lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, reason="no reason at all",
+            )
+            return tamiyo_pb2.StepResponse(commands=[command])
+
+        def export_controller_state(self, request: object) -> tamiyo_pb2.ExportControllerStateResponse:
+            return tamiyo_pb2.ExportControllerStateResponse(state=tamiyo_pb2.TamiyoControllerState(run_id=RUN_ID))
+
+        def restore_controller_state(self, request: object) -> None:
+            return None
+
+    run = setup(controller=Reckless())
+    _, history = run.trainer(epochs=3).train()
+    assert len(history.epochs) == 3
+    refused = [t for t in notices(run.events) if "refused" in t]
+    assert len(refused) == 3 and "ILLEGAL_TRANSITION" in refused[0]
+    assert set(seed_stages(run.model).values()) == {lifecycle_pb2.SEED_STAGE_DORMANT}
+
+
+def test_test_accuracy_is_that_of_the_saved_model(tmp_path: Path) -> None:
+    run = setup()
+    trainer = run.trainer(epochs=4)  # too short for any seed to finish
+    trainer.train()
+    assert trainer.in_flight_seed_ids()
+    save_model(run.model, tmp_path)
+    reloaded = load_model(tmp_path).eval()
+    with torch.no_grad():
+        correct = (reloaded(run.data.x_test).argmax(1) == run.data.y_test).sum().item()
+    assert trainer.test_accuracy().accuracy == correct / len(run.data.y_test)
+
+
+def test_a_plain_module_trains_as_a_static_baseline() -> None:
+    data = spirals()
+    torch.manual_seed(0)
+    host = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
+    trainer = TolariaTrainer(host, None, TolariaConfig(epochs=5, learning_rate=1e-2), data=data)
+    _, history = trainer.train()
+    assert len(history.epochs) == 5
+    assert history.epochs[-1].metrics.train_loss < history.epochs[0].metrics.train_loss
+    assert all(record.hook is None for record in history.epochs)

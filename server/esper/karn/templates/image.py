@@ -15,6 +15,7 @@ from esper.karn.templates.image_blocks import (
     depthwise_separable,
     gated_conv,
     grouped_conv,
+    inverted_residual,
     norm_conv,
     scale_channels,
     se_conv,
@@ -41,6 +42,29 @@ def _safe() -> list[TemplateSpec]:
         for act in (RELU, SILU)
     ]
     specs += [
+        template(
+            f"conv3x3_wide_e{factor}",
+            f"Wide conv 3x3 pair, x{factor}",
+            SAFE,
+            IMAGE,
+            f"Conv 3x3 C -> {factor}C, ReLU, conv 3x3 back to C (a wide residual branch): adds capacity to a "
+            f"narrow network. {_GENTLE}",
+            ("conv", "residual", "relu", "wide"),
+            conv_stack(RELU, 3, width_factor=factor),
+        )
+        for factor in (2, 4)
+    ]
+    specs += [
+        template(
+            "inverted_residual_e4",
+            "Inverted residual, expansion 4",
+            SAFE,
+            IMAGE,
+            f"1x1 expansion to 4C, ReLU, depthwise 3x3, ReLU, 1x1 projection back to C (MobileNetV2): wide "
+            f"per-pixel capacity at a depthwise convolution's cost. {_GENTLE}",
+            ("conv", "inverted_residual", "depthwise_separable", "residual", "wide"),
+            inverted_residual(4),
+        ),
         template(
             "conv3x3_single",
             "Single conv 3x3",

@@ -63,6 +63,19 @@ def depthwise_separable(kernel: int, activation: int) -> Body:
     return body
 
 
+def inverted_residual(expansion: int) -> Body:
+    """1x1 expand to C*expansion -> ReLU -> depthwise 3x3 -> ReLU -> 1x1 project (small) (MobileNetV2)."""
+
+    def body(b: IRBuilder) -> str:
+        channels = _channels(b)
+        wide = channels * expansion
+        x = b.activation(RELU, b.conv2d(b.input, wide, 1))
+        x = b.activation(RELU, b.conv2d(x, wide, 3, groups=wide))
+        return b.conv2d(x, channels, 1, init_scale=_SMALL)
+
+    return body
+
+
 def grouped_conv(groups: int) -> Body:
     def body(b: IRBuilder) -> str:
         channels = _channels(b)

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from esper.assets.config import AssetsConfig
 from esper.errors import InvalidArgument
 from esper.kasmina.config import KasminaConfig
 from esper.tamiyo.config import TamiyoConfig
@@ -36,8 +37,6 @@ __all__ = [
     "parse_config",
 ]
 
-PIPELINES = ("fast", "standard", "aggressive")
-DEFAULT_ASSETS_DIR = "~/.cache/esper/assets"
 MAX_EPOCHS = 10_000
 MAX_HOST_WIDTH = 4096
 
@@ -121,38 +120,6 @@ class TolariaConfig:
             raise ValueError(f"max_rollbacks must be >= 0, got {self.max_rollbacks}")
         if not (math.isfinite(self.hook_budget_ms) and self.hook_budget_ms > 0):
             raise ValueError(f"hook_budget_ms must be finite and > 0, got {self.hook_budget_ms}")
-
-
-@dataclass(frozen=True)
-class AssetsConfig:
-    """Where kernels come from in an embedded run.
-
-    `data_dir` holds the embedded Urza (database and artifacts), shared across runs so
-    a kernel is compiled once. `template_ids` picks Karn templates to submit; empty
-    means the SAFE tier. `pipelines` are the compilation pipelines to request.
-    `wait_for_kernels` makes the run wait for the first kernels to be validated before
-    training starts, so the run does not depend on compiler speed.
-    """
-
-    data_dir: str = DEFAULT_ASSETS_DIR
-    template_ids: tuple[str, ...] = ()
-    pipelines: tuple[str, ...] = ("standard",)
-    wait_for_kernels: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.data_dir.strip():
-            raise ValueError("data_dir must name a folder")
-        if not self.pipelines:
-            raise ValueError(f"pipelines must name at least one of {PIPELINES}")
-        unknown = [p for p in self.pipelines if p not in PIPELINES]
-        if unknown:
-            raise ValueError(f"pipelines must be among {PIPELINES}, got {unknown}")
-        if any(not t.strip() for t in self.template_ids):
-            raise ValueError("template_ids must not contain empty ids")
-
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir).expanduser()
 
 
 def _default_kasmina() -> KasminaConfig:

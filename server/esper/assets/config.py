@@ -1,30 +1,28 @@
-"""Configuration of the embedded asset pipeline."""
+"""Configuration of a run's asset pipeline (torch-free: the run config imports it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-PIPELINE_NAMES = ("fast", "standard", "aggressive")
-
-
-def default_assets_dir() -> str:
-    """Kernels are immutable and keyed by IR and toolchain hash, so runs share one cache."""
-    return str(Path.home() / ".cache" / "esper" / "assets")
+PIPELINES = ("fast", "standard", "aggressive")
+DEFAULT_ASSETS_DIR = "~/.cache/esper/assets"
 
 
 @dataclass(frozen=True)
 class AssetsConfig:
-    """Where embedded Urza keeps its database and artifacts, and what it compiles at start.
+    """Where kernels come from in a run.
 
-    `template_ids` empty means the Karn catalog's SAFE tier. Templates are instantiated
-    at each seed site's activation shape. `wait_for_kernels` makes the first epoch
-    boundary wait until the submitted blueprints are characterized, so a run with a
-    given seed is repeatable whatever the machine's load (the wait is reported apart
-    from the hook time).
+    `data_dir` holds the embedded Urza (database and artifacts), shared across runs:
+    kernels are immutable and keyed by IR and toolchain hash, so one is compiled once.
+    `template_ids` picks Karn templates to submit, each instantiated at every seed
+    site's shape; empty means the SAFE tier. `pipelines` are the compilation pipelines
+    to request. `wait_for_kernels` makes the run wait, before its first epoch, until
+    the submitted blueprints are characterized (at most `wait_timeout_seconds`), so the
+    run does not depend on compiler speed and a seed's run is repeatable.
     """
 
-    data_dir: str = ""
+    data_dir: str = DEFAULT_ASSETS_DIR
     template_ids: tuple[str, ...] = ()
     pipelines: tuple[str, ...] = ("standard",)
     wait_for_kernels: bool = True
@@ -33,14 +31,18 @@ class AssetsConfig:
     validation_workers: int = 1
 
     def __post_init__(self) -> None:
-        if not self.data_dir:
-            object.__setattr__(self, "data_dir", default_assets_dir())
-        unknown = [name for name in self.pipelines if name not in PIPELINE_NAMES]
+        if not self.data_dir.strip():
+            raise ValueError("data_dir must name a folder")
+        unknown = [p for p in self.pipelines if p not in PIPELINES]
         if unknown or not self.pipelines:
-            raise ValueError(
-                f"pipelines must be a non-empty subset of {PIPELINE_NAMES}, got {self.pipelines}"
-            )
+            raise ValueError(f"pipelines must be a non-empty subset of {PIPELINES}, got {list(self.pipelines)}")
+        if any(not t.strip() for t in self.template_ids):
+            raise ValueError("template_ids must not contain empty ids")
         if self.compile_workers < 1 or self.validation_workers < 1:
             raise ValueError("compile_workers and validation_workers must be >= 1")
         if self.wait_timeout_seconds <= 0:
             raise ValueError("wait_timeout_seconds must be > 0")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()

@@ -2,8 +2,8 @@
 
 Compilation and characterization run in background threads, so training never
 waits for a compiler: it only sees kernels once Urabrask has validated them. At
-start the pipeline submits the Karn catalog's SAFE tier (or the configured
-templates), instantiated at the activation shape of every seed site.
+start a run submits the Karn catalog's SAFE tier (or the configured templates),
+instantiated at the activation shape of every seed site (esper.assets.pipeline).
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
 
 from esper.assets.config import AssetsConfig
-from esper.errors import EsperError, FailedPrecondition, InvalidArgument
+from esper.assets.pipeline import SeedSite, prefetch_kernels
+from esper.errors import FailedPrecondition
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.leyline.v1 import kernel_pb2
 from esper.tezzeret.config import TezzeretConfig
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urabrask.config import UrabraskConfig
@@ -37,19 +35,6 @@ _PIPELINES = {
     "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
 }
 _MAX_COMPILE_SLOTS = 64
-_SETTLED = {
-    blueprint_pb2.BLUEPRINT_STATUS_VALIDATED,
-    blueprint_pb2.BLUEPRINT_STATUS_FAILED,
-    blueprint_pb2.BLUEPRINT_STATUS_REJECTED,
-}
-
-
-@dataclass(frozen=True)
-class SeedSite:
-    """An activation a seed sits on: the kernels it can take must consume this shape."""
-
-    input_kind: blueprint_pb2.InputKind
-    input_shape: tuple[int, ...]
 
 
 class EmbeddedAssets:
@@ -58,7 +43,7 @@ class EmbeddedAssets:
     def __init__(self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None) -> None:
         self.config = config
         self.catalog = catalog if catalog is not None else TemplateCatalog.default()
-        root = Path(config.data_dir)
+        root = config.data_path
         root.mkdir(parents=True, exist_ok=True)
         self.urza = UrzaHub.open(
             UrzaConfig(data_dir=str(root), default_pipelines=tuple(_PIPELINES[p] for p in config.pipelines))
@@ -108,91 +93,10 @@ class EmbeddedAssets:
         self._threads.append(thread)
         return thread
 
-    def submit_catalog(self, sites: Iterable[SeedSite]) -> list[str]:
-        """Submit the configured templates at every distinct site shape; returns blueprint ids."""
-        blueprint_ids: list[str] = []
-        for site in sorted(set(sites), key=lambda s: (s.input_kind, s.input_shape)):
-            for template in self._templates_for(site):
-                response = self.urza.create_blueprint(
-                    urza_pb2.CreateBlueprintRequest(
-                        ir=template.ir,
-                        template_id=template.template_id,
-                        name=template.name,
-                        tier=template.tier,
-                        tags=list(template.tags),
-                    )
-                )
-                if response.blueprint.blueprint_id not in blueprint_ids:
-                    blueprint_ids.append(response.blueprint.blueprint_id)
-        logger.info("asset pipeline: %d blueprint(s) submitted", len(blueprint_ids))
-        return blueprint_ids
-
-    def _templates_for(self, site: SeedSite) -> list[blueprint_pb2.BlueprintTemplate]:
-        if not self.config.template_ids:
-            return self.catalog.query(
-                input_kind=site.input_kind,
-                input_shape=site.input_shape,
-                tiers=[blueprint_pb2.BLUEPRINT_TIER_SAFE],
-                limit=1000,
-            )
-        templates = []
-        for template_id in self.config.template_ids:
-            try:
-                templates.append(self.catalog.instantiate(template_id, site.input_shape))
-            except InvalidArgument as exc:
-                logger.info("template %s does not fit %s: %s", template_id, site.input_shape, exc)
-        return templates
-
-    def pending(self, blueprint_ids: Sequence[str]) -> list[str]:
-        """The blueprints not yet VALIDATED, FAILED or REJECTED."""
-        waiting = []
-        for blueprint_id in blueprint_ids:
-            request = urza_pb2.GetBlueprintRequest(blueprint_id=blueprint_id)
-            if self.urza.get_blueprint(request).blueprint.status not in _SETTLED:
-                waiting.append(blueprint_id)
-        return waiting
-
-    def wait_until_settled(
-        self, blueprint_ids: Sequence[str], *, timeout: float, poll: float = 0.25
-    ) -> float:
-        """Block until every blueprint is settled or `timeout` passes; returns seconds waited."""
-        start = time.monotonic()
-        waiting = list(blueprint_ids)
-        while waiting:
-            waiting = self.pending(waiting)
-            if not waiting or time.monotonic() - start > timeout:
-                break
-            time.sleep(poll)
-        if waiting:
-            logger.warning("asset pipeline: %d blueprint(s) unsettled after %.0f s", len(waiting), timeout)
-        return time.monotonic() - start
-
     def prefetch(self, sites: Iterable[SeedSite]) -> threading.Thread:
-        """Load the validated kernels that fit `sites` into the kernel cache, in the background.
-
-        Off the training path: a later germination then grafts from a hot cache.
-        """
-        queries = [
-            kernel_pb2.KernelQuery(
-                status=kernel_pb2.KERNEL_STATUS_VALIDATED,
-                input_kind=site.input_kind,
-                input_shape=blueprint_pb2.TensorShape(dims=site.input_shape),
-            )
-            for site in set(sites)
-        ]
-
-        def load_all(stop: threading.Event) -> None:
-            for query in queries:
-                response = self.urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000))
-                for kernel in response.result.kernels:
-                    if stop.is_set():
-                        return
-                    try:
-                        self.kernel_cache.load(kernel.kernel_id)
-                    except EsperError as exc:
-                        logger.info("prefetch of %s failed: %s", kernel.kernel_id, exc)
-
-        return self._spawn("kernel-prefetch", load_all)
+        """Warm the kernel cache for `sites` in the background, off the training path."""
+        chosen = list(sites)
+        return self._spawn("kernel-prefetch", lambda stop: prefetch_kernels(self.urza, self.kernel_cache, chosen, stop))
 
     def stop(self) -> None:
         self._stop.set()

@@ -28,6 +28,7 @@ from esper.tolaria.checkpoint import load_checkpoint
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.report import render_report
 from esper.tolaria.runfolder import RunFolder
+from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
 from esper.tolaria.settings import TolariaConfig
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
@@ -75,6 +76,7 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     baseline_dir: Path | None = None,
+    services: ServicesFactory = embedded_services,
 ) -> RunResult:
     """Train one run into `config.run.out`; `resume` continues from its last checkpoint."""
     out = config.run.require_out()
@@ -93,9 +95,9 @@ def run_training(
     started = time.perf_counter()
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder), 0.0
-        assets = None
+        running: RunServices | None = None
     else:
-        trainer, assets, asset_wait = _morphogenetic_trainer(config, spec, data, run_id, events, folder)
+        trainer, running, asset_wait = _morphogenetic_trainer(config, spec, data, run_id, events, folder, services)
     try:
         trainer.on_epoch = _chain(_metrics_writer(folder), on_epoch)
         trainer.should_stop = should_stop or (lambda: False)
@@ -105,8 +107,8 @@ def run_training(
         test = trainer.test_accuracy()
         save_model(trainer.model, out, host_spec=spec)
     finally:
-        if assets is not None:
-            assets.stop()
+        if running is not None:
+            running.close()
         events.close()
     summary = _summary(
         run_id, config, data, spec, history, test.accuracy, trainer, events,
@@ -142,46 +144,41 @@ def _static_trainer(
 
 
 def _morphogenetic_trainer(
-    config: EsperConfig, spec: HostSpec, data: Dataset, run_id: str, events: RunEventLog, folder: RunFolder
-) -> tuple[TolariaTrainer, Any, float]:
-    from esper.assets import AssetsConfig, EmbeddedAssets, SeedSite
+    config: EsperConfig, spec: HostSpec, data: Dataset, run_id: str, events: RunEventLog, folder: RunFolder,
+    make_services: ServicesFactory,
+) -> tuple[TolariaTrainer, RunServices, float]:
+    from esper.assets import SeedSite, submit_templates, wait_until_settled
+    from esper.karn.catalog import TemplateCatalog
     from esper.kasmina import KasminaOperator, wrap
     from esper.kasmina.source import CachedKernelSource
-    from esper.tamiyo import TamiyoController
 
     model = wrap(build_host(spec), config.kasmina, example_input=data.x_train[:2])
-    assets = EmbeddedAssets(
-        AssetsConfig(
-            data_dir=str(config.assets.data_path),
-            template_ids=config.assets.template_ids,
-            pipelines=config.assets.pipelines,
-            wait_for_kernels=config.assets.wait_for_kernels,
-        )
-    )
+    services = make_services(config)
     try:
-        assets.start()
         sites = [SeedSite(d.input_kind, tuple(d.input_shape.dims)) for d in model.seed_layout()]
-        blueprint_ids = assets.submit_catalog(sites)
-        events.notice(f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)")
+        blueprint_ids = submit_templates(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
+        events.notice(
+            f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"
+        )
         waited = 0.0
         if config.assets.wait_for_kernels:
             # Before the first epoch, not on the training path: the run then sees the same
             # kernels whatever the machine's load, which keeps a seed's run repeatable.
-            waited = assets.wait_until_settled(blueprint_ids, timeout=assets.config.wait_timeout_seconds)
+            waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
             events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
-        assets.prefetch(sites)
+        services.prefetch(sites)
         operator = KasminaOperator(
-            model, CachedKernelSource(assets.kernel_cache, assets.urza), config.kasmina, run_id=run_id
+            model, CachedKernelSource(services.kernel_cache, services.urza), config.kasmina, run_id=run_id
         )
-        controller = TamiyoController(model, config.tamiyo, kernels=assets.urza)
         trainer = TolariaTrainer(
-            model, controller, trainer_settings(config), data=data, kasmina=operator, run_id=run_id,
-            events=events, checkpoint_path=folder.path / CHECKPOINT_FILE,
+            model, services.make_controller(model), trainer_settings(config), data=data, kasmina=operator,
+            run_id=run_id, events=events, checkpoint_path=folder.path / CHECKPOINT_FILE,
+            on_boundary=services.publish,
         )
     except BaseException:
-        assets.stop()
+        services.close()
         raise
-    return trainer, assets, waited
+    return trainer, services, waited
 
 
 def _metrics_writer(folder: RunFolder) -> EpochCallback:

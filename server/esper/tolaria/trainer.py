@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from torch import nn
 
 from esper.data.bundle import Dataset
 from esper.errors import NotFound
-from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2
+from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
@@ -93,6 +93,8 @@ class TolariaTrainer:
         checkpoint_path: Path | None = None,
         on_epoch: Callable[[EpochRecord, TrainingHistory], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_boundary: Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
+        | None = None,
     ) -> None:
         self.config = config if config is not None else TolariaConfig()
         self.model: Any = model if kasmina is not None else _as_trainable(model)
@@ -104,6 +106,7 @@ class TolariaTrainer:
         self.checkpoint_path = checkpoint_path
         self.on_epoch = on_epoch
         self.should_stop = should_stop or (lambda: False)
+        self.on_boundary = on_boundary
         self.generator = torch.Generator().manual_seed(self.config.seed)
         make = adam_factory(self.config.learning_rate, self.config.weight_decay)
         self.optimizers = OptimizerSet(
@@ -186,6 +189,8 @@ class TolariaTrainer:
         )
         outcome = run_hook(state, self.controller, self.kasmina)
         self._record_boundary(epoch, outcome)
+        if self.on_boundary is not None:
+            self.on_boundary(telemetry, outcome.field_reports)
         if self.optimizers.sync():
             logger.debug("epoch %d: optimizers follow the seeds' new parameter sets", epoch)
         return outcome

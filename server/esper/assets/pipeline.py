@@ -1,0 +1,126 @@
+"""The asset pipeline as seen by a run, over any UrzaApi (in-process hub or remote client).
+
+Submit the catalog's templates at every seed site's shape, wait until Tezzeret and
+Urabrask have settled them, and warm the kernel cache off the training path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from esper.errors import EsperError, InvalidArgument
+from esper.karn.catalog import TemplateCatalog
+from esper.kasmina.kernel_cache import KernelCache
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.urza.api import UrzaApi
+
+logger = logging.getLogger(__name__)
+
+_SETTLED = {
+    blueprint_pb2.BLUEPRINT_STATUS_VALIDATED,
+    blueprint_pb2.BLUEPRINT_STATUS_FAILED,
+    blueprint_pb2.BLUEPRINT_STATUS_REJECTED,
+}
+
+
+@dataclass(frozen=True)
+class SeedSite:
+    """An activation a seed sits on: the kernels it can take must consume this shape."""
+
+    input_kind: blueprint_pb2.InputKind
+    input_shape: tuple[int, ...]
+
+
+def templates_for(
+    catalog: TemplateCatalog, site: SeedSite, template_ids: Sequence[str]
+) -> list[blueprint_pb2.BlueprintTemplate]:
+    """The configured templates (default: the SAFE tier) instantiated at the site's shape."""
+    if not template_ids:
+        return catalog.query(
+            input_kind=site.input_kind,
+            input_shape=site.input_shape,
+            tiers=[blueprint_pb2.BLUEPRINT_TIER_SAFE],
+            limit=1000,
+        )
+    templates = []
+    for template_id in template_ids:
+        try:
+            templates.append(catalog.instantiate(template_id, site.input_shape))
+        except InvalidArgument as exc:
+            logger.info("template %s does not fit %s: %s", template_id, site.input_shape, exc)
+    return templates
+
+
+def submit_templates(
+    urza: UrzaApi, catalog: TemplateCatalog, template_ids: Sequence[str], sites: Iterable[SeedSite]
+) -> list[str]:
+    """Submit the templates at every distinct site shape; returns the blueprint ids (idempotent)."""
+    blueprint_ids: list[str] = []
+    for site in sorted(set(sites), key=lambda s: (s.input_kind, s.input_shape)):
+        for template in templates_for(catalog, site, template_ids):
+            response = urza.create_blueprint(
+                urza_pb2.CreateBlueprintRequest(
+                    ir=template.ir,
+                    template_id=template.template_id,
+                    name=template.name,
+                    tier=template.tier,
+                    tags=list(template.tags),
+                )
+            )
+            if response.blueprint.blueprint_id not in blueprint_ids:
+                blueprint_ids.append(response.blueprint.blueprint_id)
+    return blueprint_ids
+
+
+def pending_blueprints(urza: UrzaApi, blueprint_ids: Sequence[str]) -> list[str]:
+    """The blueprints not yet VALIDATED, FAILED or REJECTED."""
+    waiting = []
+    for blueprint_id in blueprint_ids:
+        request = urza_pb2.GetBlueprintRequest(blueprint_id=blueprint_id)
+        if urza.get_blueprint(request).blueprint.status not in _SETTLED:
+            waiting.append(blueprint_id)
+    return waiting
+
+
+def wait_until_settled(
+    urza: UrzaApi, blueprint_ids: Sequence[str], *, timeout: float, poll: float = 0.25
+) -> float:
+    """Block until every blueprint is settled or `timeout` passes; returns seconds waited."""
+    start = time.monotonic()
+    waiting = list(blueprint_ids)
+    while waiting:
+        waiting = pending_blueprints(urza, waiting)
+        if not waiting or time.monotonic() - start > timeout:
+            break
+        time.sleep(poll)
+    if waiting:
+        logger.warning("asset pipeline: %d blueprint(s) unsettled after %.0f s", len(waiting), timeout)
+    return time.monotonic() - start
+
+
+def prefetch_kernels(
+    urza: UrzaApi, cache: KernelCache, sites: Iterable[SeedSite], stop: threading.Event
+) -> None:
+    """Load the validated kernels that fit `sites` into the cache, so grafts hit a hot cache."""
+    for site in set(sites):
+        query = kernel_pb2.KernelQuery(
+            status=kernel_pb2.KERNEL_STATUS_VALIDATED,
+            input_kind=site.input_kind,
+            input_shape=blueprint_pb2.TensorShape(dims=site.input_shape),
+        )
+        try:
+            response = urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000))
+        except EsperError as exc:
+            logger.info("prefetch query failed: %s", exc)
+            return
+        for kernel in response.result.kernels:
+            if stop.is_set():
+                return
+            try:
+                cache.load(kernel.kernel_id)
+            except EsperError as exc:
+                logger.info("prefetch of %s failed: %s", kernel.kernel_id, exc)

@@ -77,8 +77,15 @@ def run_training(
     resume: bool = False,
     baseline_dir: Path | None = None,
     services: ServicesFactory = embedded_services,
+    events: RunEventLog | None = None,
+    on_trainer: Callable[[TolariaTrainer], None] | None = None,
 ) -> RunResult:
-    """Train one run into `config.run.out`; `resume` continues from its last checkpoint."""
+    """Train one run into `config.run.out`; `resume` continues from its last checkpoint.
+
+    `events` lets a host process (the Tolaria server) hold the run's event log to
+    stream it; `on_trainer` hands it the trainer before training starts (for example
+    to serve the run's Kasmina operator over gRPC).
+    """
     out = config.run.require_out()
     folder = RunFolder(out)
     run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
@@ -91,7 +98,9 @@ def run_training(
     if not resume:
         _reset(folder)
     folder.write_config(config)
-    events = RunEventLog(run_id, sinks=[folder.append_event])
+    if events is None:
+        events = RunEventLog(run_id)
+    events.add_sink(folder.append_event)
     started = time.perf_counter()
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder), 0.0
@@ -103,6 +112,8 @@ def run_training(
         trainer.should_stop = should_stop or (lambda: False)
         if resume and (out / CHECKPOINT_FILE).exists():
             trainer.resume(out / CHECKPOINT_FILE)
+        if on_trainer is not None:
+            on_trainer(trainer)
         _, history = trainer.train()
         test = trainer.test_accuracy()
         save_model(trainer.model, out, host_spec=spec)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from esper.data.bundle import Dataset
-from esper.errors import NotFound
+from esper.errors import DeadlineExceeded, NotFound, Unavailable
 from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.events import RunEventLog
@@ -115,6 +115,7 @@ class TolariaTrainer:
         self.history = TrainingHistory()
         self.start_epoch = 0
         self._good: dict[str, Any] | None = None
+        self._last_controller_state: tamiyo_pb2.TamiyoControllerState | None = None
         self._best_val_loss = float("inf")
 
     # The loop
@@ -263,6 +264,7 @@ class TolariaTrainer:
         return state
 
     def _controller_state(self) -> tamiyo_pb2.TamiyoControllerState:
+        """Tamiyo's state for a checkpoint: the last one exported if Tamiyo cannot answer now."""
         try:
             exported = self.controller.export_controller_state(
                 tamiyo_pb2.ExportControllerStateRequest(run_id=self.run_id)
@@ -270,7 +272,13 @@ class TolariaTrainer:
         except NotFound:
             # Tamiyo has not seen the run yet: its state is the empty one.
             return tamiyo_pb2.TamiyoControllerState(run_id=self.run_id)
+        except (Unavailable, DeadlineExceeded) as exc:
+            # A Tamiyo that never answered knows nothing of the run: its state is the empty one.
+            known = self._last_controller_state or tamiyo_pb2.TamiyoControllerState(run_id=self.run_id)
+            self.events.notice(f"Tamiyo unavailable for the checkpoint ({exc.code}); kept its last known state")
+            return known
         state: tamiyo_pb2.TamiyoControllerState = exported.state
+        self._last_controller_state = state
         return state
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -280,6 +288,7 @@ class TolariaTrainer:
             self.kasmina.load_state_dict(state["kasmina"])
             if "tamiyo" in state and self.controller is not None:
                 restored = tamiyo_pb2.TamiyoControllerState.FromString(state["tamiyo"])
+                self._last_controller_state = restored
                 self.controller.restore_controller_state(
                     tamiyo_pb2.RestoreControllerStateRequest(state=restored)
                 )

@@ -146,7 +146,7 @@ def test_training_that_keeps_diverging_fails_after_the_rollback_budget() -> None
         trainer.train()
 
 
-def test_tamiyo_unavailable_means_no_adaptation_and_a_notice() -> None:
+def test_a_run_whose_tamiyo_is_down_throughout_trains_without_adapting() -> None:
     class Down:
         def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
             raise Unavailable("connection refused")
@@ -154,9 +154,17 @@ def test_tamiyo_unavailable_means_no_adaptation_and_a_notice() -> None:
         def export_controller_state(self, request: object) -> object:
             raise Unavailable("connection refused")
 
+        def restore_controller_state(self, request: object) -> object:
+            raise Unavailable("connection refused")
+
     run = setup(controller=Down())
-    with pytest.raises(Unavailable):
-        run.trainer(epochs=3).train()  # checkpoints need the controller's state
+    _, history = run.trainer(epochs=3).train()
+    assert len(history.epochs) == 3
+    assert all(record.hook is not None and not record.hook.applied for record in history.epochs)
+    texts = notices(run.events)
+    assert sum("Tamiyo unavailable (UNAVAILABLE)" in t for t in texts) == 3
+    assert any("Tamiyo unavailable for the checkpoint" in t for t in texts)
+    assert set(seed_stages(run.model).values()) == {lifecycle_pb2.SEED_STAGE_DORMANT}
 
 
 def test_tamiyo_unavailable_at_a_boundary_is_survived(monkeypatch: pytest.MonkeyPatch) -> None:

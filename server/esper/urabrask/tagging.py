@@ -53,10 +53,7 @@ def assign_tags(report: Report, candidates: Iterable[Report], policy: TaggingPol
     if not report.passed:
         return []
     peers = select_peers(report, candidates)
-    if len(peers) >= policy.min_population:
-        tags = _relative_tags(report, peers, policy)
-    else:
-        tags = _fixed_tags(report, policy)
+    tags = _relative_tags(report, peers, policy) if len(peers) >= policy.min_population else _fixed_tags(report, policy)
     if report.precision_drift_vs_fp32 <= policy.stable_drift:
         tags.append(NUMERICALLY_STABLE)
     return tags

@@ -52,13 +52,13 @@ class RunConfig:
     """
 
     dataset: str = "digits"
-    epochs: int = 30
+    epochs: int = 40
     seed: int = 0
     host_width: int | None = None
     static: bool = False
     out: str | None = None
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 0.0
     validation_fraction: float = 0.15
 
@@ -103,7 +103,7 @@ class TolariaConfig:
     the epoch-end hook's budget; exceeding it is reported.
     """
 
-    seed_learning_rate: float = 3e-3
+    seed_learning_rate: float = 1e-2
     checkpoint_every: int = 1
     divergence_factor: float = 4.0
     max_rollbacks: int = 3
@@ -123,8 +123,21 @@ class TolariaConfig:
 
 
 def _default_kasmina() -> KasminaConfig:
-    # Esper's default hosts put a seed after every hidden ReLU.
-    return KasminaConfig(target_module_types=("ReLU",))
+    # Esper's default hosts put a seed after every hidden ReLU. Lifecycle step counts
+    # suit the bundled data sets (tens of steps per epoch at batch 64): a seed trains
+    # two epochs or so, ramps in over about one and a half, and settles in one.
+    return KasminaConfig(
+        target_module_types=("ReLU",),
+        ramp_steps=30,
+        training_min_steps=40,
+        stabilization_steps=18,
+        fine_tuning_min_steps=20,
+    )
+
+
+def _default_tamiyo() -> TamiyoConfig:
+    # Two adaptations at a time, each seed trained two epochs before it blends in.
+    return TamiyoConfig(max_concurrent_seeds=2, min_training_epochs=2)
 
 
 @dataclass(frozen=True)
@@ -134,7 +147,7 @@ class EsperConfig:
     run: RunConfig = field(default_factory=RunConfig)
     tolaria: TolariaConfig = field(default_factory=TolariaConfig)
     kasmina: KasminaConfig = field(default_factory=_default_kasmina)
-    tamiyo: TamiyoConfig = field(default_factory=TamiyoConfig)
+    tamiyo: TamiyoConfig = field(default_factory=_default_tamiyo)
     assets: AssetsConfig = field(default_factory=AssetsConfig)
 
 

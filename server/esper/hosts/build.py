@@ -14,9 +14,9 @@ from esper.leyline.v1 import blueprint_pb2
 
 DEFAULT_MLP_WIDTH = 16
 DEFAULT_CNN_WIDTH = 8
-# Small images (up to 16x16, e.g. 8x8 digits) get half the channels: under capacity on purpose.
+# Small images (up to 16x16, e.g. 8x8 digits) get 3 channels: under capacity on purpose.
 SMALL_IMAGE_PIXELS = 256
-DEFAULT_SMALL_CNN_WIDTH = 4
+DEFAULT_SMALL_CNN_WIDTH = 3
 SEED_SITE_TYPE = "ReLU"
 
 
@@ -90,7 +90,7 @@ def default_host_spec(
     """The default host for a dataset: an MLP for FEATURES, a CNN for IMAGE inputs.
 
     `width` None (or 0, as RunConfig.host_width sends it) picks the small default:
-    16 hidden units, 8 channels (4 for images up to 16x16).
+    16 hidden units, 8 channels (3 for images up to 16x16).
     """
     if input_kind == blueprint_pb2.INPUT_KIND_FEATURES:
         return HostSpec("mlp", tuple(input_shape), num_classes, width or DEFAULT_MLP_WIDTH, depth, init_seed)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 class TolariaConfig:
     """Training-loop settings; validated where they are loaded (esper.config)."""
 
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 0.0
-    seed_learning_rate: float = 3e-3
+    seed_learning_rate: float = 1e-2
     seed: int = 0
     checkpoint_every: int = 1
     divergence_factor: float = 4.0

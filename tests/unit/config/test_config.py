@@ -39,8 +39,8 @@ def _error(text: str, overrides: dict[str, Any] | None = None) -> InvalidArgumen
 def test_defaults() -> None:
     config = load_config()
     assert config == EsperConfig()
-    assert (config.run.epochs, config.run.seed, config.run.batch_size) == (30, 0, 64)
-    assert config.run.learning_rate == 3e-3 and config.run.host_width is None and config.run.static is False
+    assert (config.run.epochs, config.run.seed, config.run.batch_size) == (40, 0, 64)
+    assert config.run.learning_rate == 1e-2 and config.run.host_width is None and config.run.static is False
     assert config.tolaria.checkpoint_every == 1 and config.tolaria.hook_budget_ms == 18.0
     assert config.kasmina.target_module_types == ("ReLU",)
     assert config.assets.pipelines == ("standard",) and config.assets.template_ids == ()

@@ -12,13 +12,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
 from esper.mesh.config import ServerConfig
 from esper.mesh.server import BackgroundTask, ServiceRegistration, serve_forever
+
+if TYPE_CHECKING:
+    from esper.karn.api import KarnApi
+    from esper.oona.api import Bus, Subscription
+    from esper.oona.envelope import OpenedEnvelope
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ SERVE_TARGETS: dict[str, str] = {
     "urza": "esper.urza.serve:URZA",
     "tezzeret": "esper.tezzeret.serve:TEZZERET",
     "tamiyo": "esper.tamiyo.serve:TAMIYO",
+    "simic": "esper.simic.serve:SIMIC",
+    "nissa": "esper.nissa.serve:NISSA",
 }
 
 
@@ -60,6 +71,7 @@ def _add_karn_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="field reports kept in memory, oldest forgotten first (default: KarnConfig's)",
     )
+    add_bus_arguments(parser, role="consume field reports (durable consumer 'karn')")
 
 
 def _build_karn(args: argparse.Namespace) -> Served:
@@ -70,7 +82,36 @@ def _build_karn(args: argparse.Namespace) -> Served:
     overrides: dict[str, Any] = {}
     if args.max_field_reports is not None:
         overrides["max_field_reports"] = args.max_field_reports
-    return Served(registrations=[karn_registration(KarnService.default(KarnConfig(**overrides)))])
+    oona = bus_config(args, "karn")
+    karn = KarnService.default(KarnConfig(**overrides))
+    if oona is None:
+        return Served(registrations=[karn_registration(karn)])
+    bus = open_bus(oona)
+    return Served(
+        registrations=[karn_registration(karn)],
+        background=[consumer_task(bus, _karn_field_report_intake(karn))],
+        close=bus.close,
+    )
+
+
+def _karn_field_report_intake(karn: KarnApi) -> Callable[[Bus], Subscription]:
+    """Subscribes Karn's durable "karn" consumer: each FieldReport goes to submit_field_reports."""
+    from esper.errors import InvalidArgument
+    from esper.leyline.v1 import control_pb2, karn_pb2
+    from esper.oona.api import ConsumerSpec
+
+    def handle(opened: OpenedEnvelope) -> None:
+        report = opened.message
+        try:
+            if not isinstance(report, control_pb2.FieldReport):
+                raise InvalidArgument(f"carries {report.DESCRIPTOR.full_name}, not a FieldReport")
+            karn.submit_field_reports(karn_pb2.SubmitFieldReportsRequest(reports=[report]))
+        except InvalidArgument as error:
+            # Delivering it again would not help.
+            logger.warning("karn: dropped message %s: %s", opened.idempotency_key, error)
+
+    # Every run's field reports (esper.oona.subjects.field_report_subject names one run's).
+    return lambda bus: bus.subscribe(ConsumerSpec("karn", ("esper.field_reports.>",)), handle)
 
 
 KARN = ServeTarget(

@@ -1,0 +1,35 @@
+"""Validation of every Nissa request, in one place; each raises InvalidArgument naming the field."""
+
+from __future__ import annotations
+
+from esper.errors import InvalidArgument
+from esper.leyline.v1 import alert_pb2, nissa_pb2
+from esper.paging import validate_page_size
+
+MAX_ID_LENGTH = 256
+_ALERT_STATES = frozenset(alert_pb2.AlertState.values())
+
+
+def validate_list_alerts(request: nissa_pb2.ListAlertsRequest) -> None:
+    validate_page_size(request.page_size)
+    if request.state not in _ALERT_STATES:
+        raise InvalidArgument.for_field("state", f"{request.state} is not an AlertState")
+
+
+def validate_get_run_summary(request: nissa_pb2.GetRunSummaryRequest) -> None:
+    if not request.run_id:
+        raise InvalidArgument.for_field("run_id", "is required")
+    _check_length(request.run_id, "run_id")
+
+
+def validate_find_traces(request: nissa_pb2.FindTracesRequest) -> None:
+    if not (request.run_id or request.seed_id or request.command_id):
+        raise InvalidArgument.for_field("run_id", "set at least one of run_id, seed_id, command_id")
+    for name in ("run_id", "seed_id", "command_id"):
+        _check_length(getattr(request, name), name)
+    validate_page_size(request.limit, field="limit")
+
+
+def _check_length(value: str, field: str) -> None:
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument.for_field(field, f"is longer than {MAX_ID_LENGTH} characters")

@@ -1,0 +1,35 @@
+"""What Simic offers, as a protocol: the in-process SimicService and the remote SimicClient both fit it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from esper.leyline.v1 import simic_pb2
+
+
+class SimicApi(Protocol):
+    """The SimicService rpcs, one method each, proto request in and proto response out."""
+
+    def record_field_reports(
+        self, request: simic_pb2.RecordFieldReportsRequest
+    ) -> simic_pb2.RecordFieldReportsResponse:
+        """Store adaptation outcomes in the replay buffer; repeats of a report_id are counted, not stored."""
+        ...
+
+    def list_field_reports(
+        self, request: simic_pb2.ListFieldReportsRequest
+    ) -> simic_pb2.ListFieldReportsResponse:
+        """One page of stored reports, newest first, optionally of one run."""
+        ...
+
+    def train_policy(self, request: simic_pb2.TrainPolicyRequest) -> simic_pb2.TrainPolicyResponse:
+        """Start training a policy (Unimplemented until Simic's policy training exists)."""
+        ...
+
+    def get_policy(self, request: simic_pb2.GetPolicyRequest) -> simic_pb2.GetPolicyResponse:
+        """One trained policy (Unimplemented until Simic's policy training exists)."""
+        ...
+
+    def list_policies(self, request: simic_pb2.ListPoliciesRequest) -> simic_pb2.ListPoliciesResponse:
+        """Trained policies, newest first (Unimplemented until Simic's policy training exists)."""
+        ...

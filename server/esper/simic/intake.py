@@ -1,0 +1,81 @@
+"""Field reports from Oona into Simic's store: the durable "simic" consumer.
+
+Each FieldReport envelope is stored (one transaction, committed) before the
+handler returns, and only then does Oona ack it: a crash in between redelivers
+the report, and the store drops the repeat by its report id, so every report is
+at rest exactly once. Envelopes Oona rejects (unknown type, newer schema, bad
+HMAC) never get here: Oona dead-letters and counts them. A well-formed envelope
+that carries something other than a FieldReport, or a report Simic cannot store,
+is dropped with a warning and counted: delivering it again would not help.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from esper.errors import InvalidArgument
+from esper.leyline.v1 import control_pb2, simic_pb2
+from esper.oona.api import Bus, ConsumerSpec, Subscription
+from esper.oona.envelope import OpenedEnvelope
+from esper.simic.api import SimicApi
+
+logger = logging.getLogger(__name__)
+
+DURABLE = "simic"
+# Every run's field reports (esper.oona.subjects.field_report_subject is one run's).
+FIELD_REPORTS_FILTER = "esper.field_reports.>"
+
+
+@dataclass(frozen=True)
+class IntakeCounts:
+    """Since the intake started: reports newly stored, repeats dropped, messages refused."""
+
+    stored: int = 0
+    duplicates: int = 0
+    refused: int = 0
+
+
+class FieldReportIntake:
+    """Consumes field reports from a bus into a SimicApi (in process: the SimicService)."""
+
+    def __init__(self, simic: SimicApi, *, durable: str = DURABLE) -> None:
+        self._simic = simic
+        self.spec = ConsumerSpec(durable, (FIELD_REPORTS_FILTER,))
+        self._lock = threading.Lock()
+        self._counts = IntakeCounts()
+
+    def subscribe(self, bus: Bus) -> Subscription:
+        return bus.subscribe(self.spec, self.handle)
+
+    def handle(self, opened: OpenedEnvelope) -> None:
+        """Store one report; raises (so Oona retries) only when storing failed for a passing reason."""
+        report = opened.message
+        if not isinstance(report, control_pb2.FieldReport):
+            self._refuse(opened, f"carries {report.DESCRIPTOR.full_name}, not a FieldReport")
+            return
+        try:
+            recorded = self._simic.record_field_reports(simic_pb2.RecordFieldReportsRequest(reports=[report]))
+        except InvalidArgument as error:
+            self._refuse(opened, str(error))
+            return
+        with self._lock:
+            self._counts = IntakeCounts(
+                stored=self._counts.stored + recorded.accepted_count,
+                duplicates=self._counts.duplicates + recorded.duplicate_count,
+                refused=self._counts.refused,
+            )
+
+    def counts(self) -> IntakeCounts:
+        with self._lock:
+            return self._counts
+
+    def _refuse(self, opened: OpenedEnvelope, why: str) -> None:
+        with self._lock:
+            self._counts = IntakeCounts(
+                stored=self._counts.stored, duplicates=self._counts.duplicates, refused=self._counts.refused + 1
+            )
+        logger.warning(
+            "simic: dropped message %s from %r: %s", opened.idempotency_key, opened.envelope.source, why
+        )

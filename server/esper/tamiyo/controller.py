@@ -17,11 +17,12 @@ import copy
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from esper.errors import FailedPrecondition, NotFound
-from esper.leyline.v1 import tamiyo_pb2
+from esper.leyline.v1 import tamiyo_pb2, telemetry_pb2
 from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.convert import (
@@ -30,6 +31,7 @@ from esper.tamiyo.convert import (
     state_from_proto,
     state_to_proto,
 )
+from esper.tamiyo.observation import ACTIVE_STAGES
 from esper.tamiyo.policy import HeuristicPolicy, Policy
 from esper.tamiyo.state import RunState
 from esper.tamiyo.validation import (
@@ -41,6 +43,9 @@ from esper.tamiyo.validation import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Runs whose latest seed telemetry is kept (observe_telemetry); the least recently updated go first.
+MAX_OBSERVED_RUNS = 1024
 
 
 class ParameterSource(Protocol):
@@ -70,6 +75,7 @@ class TamiyoController:
         self._policy: Policy = HeuristicPolicy(self.config)
         self._runs: dict[str, RunState] = {}
         self._last_step: dict[str, tuple[bytes, tamiyo_pb2.StepResponse]] = {}
+        self._observed: OrderedDict[str, dict[str, telemetry_pb2.SeedTelemetry]] = OrderedDict()
         self._lock = threading.Lock()
 
     def attach_kernels(self, directory: KernelDirectory) -> None:
@@ -118,24 +124,62 @@ class TamiyoController:
             logger.debug("run %s epoch %d seed %r: %s", run_id, epoch, decision.seed_id, decision.reason)
         return response
 
+    def observe_telemetry(self, telemetry: telemetry_pb2.SeedTelemetry) -> bool:
+        """Keep a seed's telemetry if it is its newest (by epoch, then step); False if it was not kept.
+
+        Telemetry seen on the bus only informs get_status: a step decides on the
+        telemetry in its request, so decisions are the same with or without the bus.
+        """
+        if not telemetry.run_id or not telemetry.seed_id:
+            return False
+        with self._lock:
+            seeds = self._observed.setdefault(telemetry.run_id, {})
+            self._observed.move_to_end(telemetry.run_id)
+            kept = seeds.get(telemetry.seed_id)
+            if kept is not None and (kept.epoch, kept.global_step) > (telemetry.epoch, telemetry.global_step):
+                return False
+            newest = telemetry_pb2.SeedTelemetry()
+            newest.CopyFrom(telemetry)
+            seeds[telemetry.seed_id] = newest
+            while len(self._observed) > MAX_OBSERVED_RUNS:
+                self._observed.popitem(last=False)
+            return True
+
+    def observed_telemetry(self, run_id: str) -> list[telemetry_pb2.SeedTelemetry]:
+        """The newest telemetry observed for each seed of a run, by seed id."""
+        with self._lock:
+            seeds = self._observed.get(run_id, {})
+            return [_copy_telemetry(seeds[seed_id]) for seed_id in sorted(seeds)]
+
     def get_status(self, request: tamiyo_pb2.GetStatusRequest) -> tamiyo_pb2.GetStatusResponse:
         validate_get_status(request)
         with self._lock:
+            tracked = len(self._runs.keys() | self._observed.keys())
             if not request.run_id:
                 return tamiyo_pb2.GetStatusResponse(
                     policy_id=self._policy.policy_id,
                     active_adaptations=sum(len(state.adaptations) for state in self._runs.values()),
                     conservative_mode=any(state.conservative_mode for state in self._runs.values()),
-                    tracked_runs=len(self._runs),
+                    tracked_runs=tracked,
+                )
+            observed = self._observed.get(request.run_id, {})
+            observed_epoch = max((t.epoch for t in observed.values()), default=0)
+            if request.run_id not in self._runs and observed:
+                return tamiyo_pb2.GetStatusResponse(
+                    policy_id=self._policy.policy_id,
+                    current_epoch=observed_epoch,
+                    active_adaptations=sum(t.stage in ACTIVE_STAGES for t in observed.values()),
+                    conservative_mode=self.config.conservative_mode,
+                    tracked_runs=tracked,
                 )
             state = self._run(request.run_id)
             return tamiyo_pb2.GetStatusResponse(
                 policy_id=self._policy.policy_id,
-                current_epoch=state.last_epoch,
+                current_epoch=max(state.last_epoch, observed_epoch),
                 validation_accuracy=state.last_val_accuracy,
                 active_adaptations=len(state.adaptations),
                 conservative_mode=state.conservative_mode,
-                tracked_runs=len(self._runs),
+                tracked_runs=tracked,
             )
 
     def load_policy(self, request: tamiyo_pb2.LoadPolicyRequest) -> tamiyo_pb2.LoadPolicyResponse:
@@ -185,4 +229,10 @@ class TamiyoController:
 def _copy(response: tamiyo_pb2.StepResponse) -> tamiyo_pb2.StepResponse:
     duplicate = tamiyo_pb2.StepResponse()
     duplicate.CopyFrom(response)
+    return duplicate
+
+
+def _copy_telemetry(telemetry: telemetry_pb2.SeedTelemetry) -> telemetry_pb2.SeedTelemetry:
+    duplicate = telemetry_pb2.SeedTelemetry()
+    duplicate.CopyFrom(telemetry)
     return duplicate

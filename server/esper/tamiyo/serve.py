@@ -1,15 +1,24 @@
-"""`esper serve tamiyo [--urza ADDR]`: the TamiyoService server.
+"""`esper serve tamiyo [--urza ADDR] [--nats URL]`: the TamiyoService server.
 
 Without --urza the controller has no kernel directory: it still tracks runs and
 steps seeds through their lifecycle, but every germination waits with a decision
-saying so. Imported when the CLI parser is built, so heavy imports wait for `build`.
+saying so. With --nats it consumes seed telemetry (durable "tamiyo") and publishes
+each step's commands and field reports (`esper.tamiyo.bus`). Imported when the CLI
+parser is built, so heavy imports wait for `build`.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
 from esper.cli.serve import Served, ServeTarget
+
+if TYPE_CHECKING:
+    from esper.clients.urza import UrzaClient
+    from esper.oona.jetstream import JetStreamBus
+    from esper.tamiyo.controller import TamiyoController
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +34,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--conservative", action="store_true", help="never germinate (conservative mode for every run)"
+    )
+    add_bus_arguments(
+        parser, role="consume seed telemetry (durable consumer 'tamiyo'), publish commands and field reports"
     )
 
 
@@ -45,13 +57,49 @@ def _build(args: argparse.Namespace) -> Served:
     from esper.tamiyo.controller import TamiyoController
     from esper.tamiyo.servicer import tamiyo_registration
 
+    oona = bus_config(args, "tamiyo")
     urza = None
     if args.urza:
         urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline))
     controller = TamiyoController(None, TamiyoConfig(conservative_mode=args.conservative), kernels=urza)
+    if oona is None:
+        return Served(
+            registrations=[tamiyo_registration(controller)],
+            close=urza.close if urza is not None else None,
+        )
+    try:
+        bus = open_bus(oona)
+    except BaseException:
+        if urza is not None:
+            urza.close()
+        raise
+    return _served_on_bus(controller, bus, urza)
+
+
+def _served_on_bus(controller: TamiyoController, bus: JetStreamBus, urza: UrzaClient | None) -> Served:
+    from esper.tamiyo.bus import PublishingTamiyo, TelemetryIntake
+    from esper.tamiyo.servicer import tamiyo_registration
+
+    tamiyo = PublishingTamiyo(controller, bus)
+
+    def status() -> str:
+        published, refused = tamiyo.counts()
+        stats = bus.stats()
+        return (
+            f"tamiyo: {published} commands and field reports published ({refused} refused, "
+            f"{stats.pending_publish} waiting for NATS), {stats.handled} telemetry reports observed, "
+            f"{stats.dead_lettered_total} dead-lettered"
+        )
+
+    def close() -> None:
+        bus.close()
+        if urza is not None:
+            urza.close()
+
     return Served(
-        registrations=[tamiyo_registration(controller)],
-        close=urza.close if urza is not None else None,
+        registrations=[tamiyo_registration(tamiyo)],
+        background=[consumer_task(bus, TelemetryIntake(controller).subscribe, status=status)],
+        close=close,
     )
 
 

@@ -10,6 +10,7 @@ parser is built, so heavy imports wait for `build`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import TYPE_CHECKING
 
 from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
@@ -35,6 +36,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--conservative", action="store_true", help="never germinate (conservative mode for every run)"
     )
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="Esper YAML config whose `tamiyo` section sets the policy's thresholds (default: TamiyoConfig's)",
+    )
     add_bus_arguments(
         parser, role="consume seed telemetry (durable consumer 'tamiyo'), publish commands and field reports"
     )
@@ -53,15 +60,19 @@ def _positive_seconds(text: str) -> float:
 def _build(args: argparse.Namespace) -> Served:
     from esper.clients.base import ClientConfig
     from esper.clients.urza import UrzaClient
+    from esper.config import load_config
     from esper.tamiyo.config import TamiyoConfig
     from esper.tamiyo.controller import TamiyoController
     from esper.tamiyo.servicer import tamiyo_registration
 
+    settings = load_config(args.config).tamiyo if args.config else TamiyoConfig()
+    if args.conservative:
+        settings = dataclasses.replace(settings, conservative_mode=True)
     oona = bus_config(args, "tamiyo")
     urza = None
     if args.urza:
         urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline))
-    controller = TamiyoController(None, TamiyoConfig(conservative_mode=args.conservative), kernels=urza)
+    controller = TamiyoController(None, settings, kernels=urza)
     if oona is None:
         return Served(
             registrations=[tamiyo_registration(controller)],

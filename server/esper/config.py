@@ -98,8 +98,8 @@ class TolariaConfig:
     Field names follow `esper.tolaria.settings.TolariaConfig`, which the trainer takes
     (built from this section and `run`). Seeds train with `seed_learning_rate`. A
     checkpoint is kept every `checkpoint_every` epochs. A non-finite loss, or a
-    validation loss above `divergence_factor` times the best one so far, restores the
-    last good checkpoint, at most `max_rollbacks` times per run. `hook_budget_ms` is
+    validation loss above `divergence_factor` times the larger of the best and the first
+    epoch's, restores the last good checkpoint, at most `max_rollbacks` times per run. `hook_budget_ms` is
     the epoch-end hook's budget; exceeding it is reported.
     """
 

@@ -117,6 +117,7 @@ class TolariaTrainer:
         self._good: dict[str, Any] | None = None
         self._last_controller_state: tamiyo_pb2.TamiyoControllerState | None = None
         self._best_val_loss = float("inf")
+        self._first_val_loss = float("inf")
 
     # The loop
 
@@ -150,6 +151,8 @@ class TolariaTrainer:
         hook = self._epoch_boundary(epoch, train_stats, val_stats, epoch_ms) if self.kasmina else None
         self.history.best_val_accuracy = max(self.history.best_val_accuracy, val_stats.accuracy)
         self._best_val_loss = min(self._best_val_loss, val_stats.loss)
+        if self._first_val_loss == float("inf"):
+            self._first_val_loss = val_stats.loss
         record = EpochRecord(
             metrics=self._metrics(epoch, train_stats, val_stats, hook),
             wall_seconds=time.perf_counter() - started,
@@ -218,8 +221,11 @@ class TolariaTrainer:
     def _failure(self, train_stats: EpochStats, val_stats: EpochStats) -> str:
         if not (train_stats.finite and val_stats.finite):
             return "non-finite loss"
-        limit = self.config.divergence_factor * self._best_val_loss
-        if self._best_val_loss < float("inf") and val_stats.loss > limit:
+        # Measured against the larger of the best and the first validation loss: once the best
+        # is tiny, ordinary fluctuation is many times it without anything diverging.
+        scale = max(self._best_val_loss, self._first_val_loss)
+        limit = self.config.divergence_factor * scale
+        if scale < float("inf") and val_stats.loss > limit:
             return f"validation loss {val_stats.loss:.3f} diverged (> {limit:.3f})"
         return ""
 
@@ -253,6 +259,7 @@ class TolariaTrainer:
             "torch_rng": torch.get_rng_state(),
             "best_val_accuracy": self.history.best_val_accuracy,
             "best_val_loss": self._best_val_loss,
+            "first_val_loss": self._first_val_loss,
             "rollbacks": self.history.rollbacks,
         }
         if self.kasmina is None:
@@ -298,6 +305,7 @@ class TolariaTrainer:
         torch.set_rng_state(state["torch_rng"])
         self.history.best_val_accuracy = float(state["best_val_accuracy"])
         self._best_val_loss = float(state["best_val_loss"])
+        self._first_val_loss = float(state["first_val_loss"])
 
     def resume(self, path: Path) -> int:
         """Continue from a checkpoint file; returns the first epoch still to train."""

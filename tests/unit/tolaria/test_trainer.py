@@ -230,3 +230,15 @@ def test_a_plain_module_trains_as_a_static_baseline() -> None:
     assert len(history.epochs) == 5
     assert history.epochs[-1].metrics.train_loss < history.epochs[0].metrics.train_loss
     assert all(record.hook is None for record in history.epochs)
+
+
+def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
+    run = setup()
+    trainer = run.trainer(epochs=3)
+    trainer._first_val_loss, trainer._best_val_loss = 1.1, 0.008  # a long run that fit well
+    from esper.tolaria.loop import EpochStats
+
+    fine = EpochStats(loss=0.1, accuracy=0.9, steps=10, finite=True)
+    assert trainer._failure(fine, fine) == ""
+    exploded = EpochStats(loss=5.0, accuracy=0.1, steps=10, finite=True)
+    assert "diverged" in trainer._failure(fine, exploded)

@@ -61,6 +61,7 @@ SERVE_TARGETS: dict[str, str] = {
     "tamiyo": "esper.tamiyo.serve:TAMIYO",
     "simic": "esper.simic.serve:SIMIC",
     "nissa": "esper.nissa.serve:NISSA",
+    "tolaria": "esper.tolaria.serve:TOLARIA",
 }
 
 

@@ -1,0 +1,98 @@
+"""mesh.json: where every server of a local mesh listens.
+
+One key per subsystem whose value is its gRPC `host:port`, or an object holding it
+under "grpc" (beside it, for example, its "pid" or a "metrics" address), plus
+"nats" whose value is the NATS URL or an object holding it under "url". `esper up`
+writes the file, `esper run --mesh`, `esper status` and `esper down` read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esper.errors import FailedPrecondition, InvalidArgument
+
+MESH_FILE = "mesh.json"
+NATS = "nats"
+# Every gRPC server of a full mesh, in start order (each only needs those before it).
+SUBSYSTEMS = ("urza", "tezzeret", "urabrask", "karn", "tamiyo", "simic", "nissa", "tolaria")
+
+
+@dataclass(frozen=True)
+class MeshAddresses:
+    """The addresses of one mesh: gRPC `host:port` by subsystem, the NATS URL, and process ids."""
+
+    grpc: Mapping[str, str] = field(default_factory=dict)
+    nats_url: str = ""
+    pids: Mapping[str, int] = field(default_factory=dict)
+
+    def address(self, name: str) -> str:
+        """The gRPC address of `name`; FailedPrecondition if this mesh has no such server."""
+        found = self.grpc.get(name)
+        if not found:
+            raise FailedPrecondition(f"the mesh has no {name} server (known: {', '.join(sorted(self.grpc)) or 'none'})")
+        return found
+
+    def nats(self) -> str:
+        if not self.nats_url:
+            raise FailedPrecondition("the mesh has no NATS server")
+        return self.nats_url
+
+
+def load_mesh(path: str | Path) -> MeshAddresses:
+    """Read a mesh file; InvalidArgument naming the file (and key) when it is missing or malformed."""
+    file = Path(path).expanduser()
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidArgument.for_field("mesh", f"cannot read {str(file)!r}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument.for_field("mesh", f"{str(file)!r} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidArgument.for_field("mesh", f"{str(file)!r}: expected an object of addresses")
+    return addresses_from_document(document, str(file))
+
+
+def addresses_from_document(document: Mapping[str, Any], source: str = "mesh") -> MeshAddresses:
+    grpc: dict[str, str] = {}
+    pids: dict[str, int] = {}
+    nats_url = ""
+    for name, value in document.items():
+        inner = "url" if name == NATS else "grpc"
+        address, pid = _entry(value, inner, f"{source}: {name}")
+        if name == NATS:
+            nats_url = address
+        else:
+            grpc[name] = address
+        if pid is not None:
+            pids[name] = pid
+    return MeshAddresses(grpc=grpc, nats_url=nats_url, pids=pids)
+
+
+def write_mesh(path: Path, document: Mapping[str, Any]) -> None:
+    """Write `document` to `path` so a reader never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _entry(value: Any, inner: str, where: str) -> tuple[str, int | None]:
+    address: Any
+    pid: Any = None
+    if isinstance(value, str):
+        address = value
+    elif isinstance(value, dict):
+        address, pid = value.get(inner), value.get("pid")
+        if pid is not None and (type(pid) is not int or pid <= 0):
+            raise InvalidArgument.for_field("mesh", f"{where}: pid must be a positive integer, got {pid!r}")
+    else:
+        raise InvalidArgument.for_field("mesh", f"{where}: expected an address or an object, got {value!r}")
+    if not isinstance(address, str) or not address:
+        raise InvalidArgument.for_field("mesh", f"{where}: no {inner} address")
+    return address, pid

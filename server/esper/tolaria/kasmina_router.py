@@ -1,0 +1,61 @@
+"""KasminaService for every live run of a Tolaria process: each call goes to its run's operator.
+
+A Tolaria server trains several runs, each with its own KasminaOperator holding its
+model; one KasminaService serves them all by dispatching on the request's run id.
+A run joins when its trainer is built and leaves when it ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from esper.errors import NotFound
+from esper.kasmina.api import KasminaApi
+from esper.kasmina.validation import (
+    validate_apply_command,
+    validate_list_seed_states,
+    validate_stream_telemetry,
+)
+from esper.leyline.v1 import kasmina_pb2
+
+
+class KasminaRouter:
+    """The KasminaApi over the live runs of this process."""
+
+    def __init__(self) -> None:
+        self._operators: dict[str, KasminaApi] = {}
+        self._lock = threading.Lock()
+
+    def register(self, run_id: str, operator: KasminaApi) -> None:
+        with self._lock:
+            self._operators[run_id] = operator
+
+    def unregister(self, run_id: str) -> None:
+        with self._lock:
+            self._operators.pop(run_id, None)
+
+    def live_run_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._operators)
+
+    def apply_command(self, request: kasmina_pb2.ApplyCommandRequest) -> kasmina_pb2.ApplyCommandResponse:
+        validate_apply_command(request)
+        return self._operator(request.command.run_id, "command.run_id").apply_command(request)
+
+    def list_seed_states(self, request: kasmina_pb2.ListSeedStatesRequest) -> kasmina_pb2.ListSeedStatesResponse:
+        validate_list_seed_states(request)
+        return self._operator(request.run_id, "run_id").list_seed_states(request)
+
+    def stream_telemetry(
+        self, request: kasmina_pb2.StreamTelemetryRequest
+    ) -> Iterator[kasmina_pb2.StreamTelemetryResponse]:
+        validate_stream_telemetry(request)
+        return self._operator(request.run_id, "run_id").stream_telemetry(request)
+
+    def _operator(self, run_id: str, field: str) -> KasminaApi:
+        with self._lock:
+            operator = self._operators.get(run_id)
+        if operator is None:
+            raise NotFound(f"{field}: no live run {run_id!r} in this Tolaria", reason="RUN_NOT_FOUND")
+        return operator

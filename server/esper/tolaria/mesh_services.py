@@ -1,0 +1,239 @@
+"""A run's collaborators across the mesh: Urza and Tamiyo over gRPC, Oona on NATS JetStream.
+
+`MeshServices(addresses)` is a `ServicesFactory`: each run gets its own Urza and
+Tamiyo clients (closed with the run), a kernel cache over that Urza, and a
+publisher that puts the boundary's seed telemetry and field reports on JetStream
+through the process's one bus. This is wiring, not domain logic: it is the one
+place of the Tolaria server that opens gRPC channels of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from esper.assets.pipeline import SeedSite, prefetch_kernels
+from esper.clients.base import ClientConfig
+from esper.clients.tamiyo import TamiyoClient
+from esper.clients.urza import UrzaClient
+from esper.config import EsperConfig
+from esper.errors import EsperError
+from esper.kasmina.config import KernelCacheConfig
+from esper.kasmina.kernel_cache import KernelCache
+from esper.leyline.v1 import control_pb2, kernel_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2
+from esper.mesh.addresses import MeshAddresses
+from esper.oona.api import Bus
+from esper.oona.subjects import field_report_subject, telemetry_subject
+from esper.tolaria.services import RunServices
+
+logger = logging.getLogger(__name__)
+
+_PIPELINES = {
+    "fast": kernel_pb2.COMPILATION_PIPELINE_FAST,
+    "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
+    "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
+}
+_PREFETCH_JOIN_SECONDS = 5.0
+PUBLISH_SOURCE = "tolaria"
+
+
+@dataclass(frozen=True)
+class MeshServicesConfig:
+    """Deadlines of a mesh run's calls.
+
+    `tamiyo_step_deadline_seconds` bounds one epoch-end Step, tried once. The hook's
+    budget is 18 ms and a Step on loopback takes a few; the deadline is there for a
+    Tamiyo that hangs, not to enforce the budget (a run whose Step misses its
+    deadline goes conservative for that epoch, and that must stay rare, or a mesh run
+    would stop repeating its embedded twin). 0.25 s is far above a healthy Step and
+    well below an epoch. It is not retried: UNAVAILABLE means Tamiyo is down or
+    restarting, which a retry tens of milliseconds later would not change, and the
+    next epoch asks again anyway. `tamiyo_deadline_seconds` bounds the checkpoint
+    export and restore. Urza calls carry whole kernel artifacts and are retried.
+    """
+
+    tamiyo_step_deadline_seconds: float = 0.25
+    tamiyo_deadline_seconds: float = 2.0
+    urza_deadline_seconds: float = 30.0
+    max_reconnect_backoff_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("tamiyo_step_deadline_seconds", "tamiyo_deadline_seconds", "urza_deadline_seconds",
+                     "max_reconnect_backoff_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+class RemoteTamiyo:
+    """Tamiyo over gRPC as the trainer calls it: a short, single-try deadline on Step only."""
+
+    def __init__(self, client: TamiyoClient, step_deadline_seconds: float) -> None:
+        self._client = client
+        self._step_deadline = step_deadline_seconds
+
+    def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+        return self._client.step(request, timeout=self._step_deadline)
+
+    def export_controller_state(
+        self, request: tamiyo_pb2.ExportControllerStateRequest
+    ) -> tamiyo_pb2.ExportControllerStateResponse:
+        return self._client.export_controller_state(request)
+
+    def restore_controller_state(
+        self, request: tamiyo_pb2.RestoreControllerStateRequest
+    ) -> tamiyo_pb2.RestoreControllerStateResponse:
+        return self._client.restore_controller_state(request)
+
+    def get_status(self, request: tamiyo_pb2.GetStatusRequest) -> tamiyo_pb2.GetStatusResponse:
+        return self._client.get_status(request)
+
+
+class RunUrzaClient(UrzaClient):
+    """Urza for one run: blueprints it submits ask for the run's own compilation pipelines.
+
+    The mesh's Urza has its own default pipelines; asking for the run's keeps a mesh
+    run on the same kernels as the embedded run of the same config.
+    """
+
+    def __init__(self, config: ClientConfig, pipelines: Sequence[kernel_pb2.CompilationPipeline]) -> None:
+        super().__init__(config)
+        self._pipelines = list(pipelines)
+
+    def create_blueprint(
+        self, request: urza_pb2.CreateBlueprintRequest, *, timeout: float | None = None
+    ) -> urza_pb2.CreateBlueprintResponse:
+        if not request.pipelines:
+            request = urza_pb2.CreateBlueprintRequest.FromString(request.SerializeToString())
+            request.pipelines.extend(self._pipelines)
+        return super().create_blueprint(request, timeout=timeout)
+
+
+class BoundaryPublisher:
+    """Puts a boundary's seed telemetry and field reports on Oona; never fails the training loop."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def __call__(
+        self, telemetry: Sequence[telemetry_pb2.SeedTelemetry], reports: Sequence[control_pb2.FieldReport]
+    ) -> None:
+        try:
+            for seed in telemetry:
+                key = f"telemetry:{seed.run_id}:{seed.seed_id}:{seed.epoch}:{seed.global_step}"
+                envelope = self._bus.seal(seed, source=PUBLISH_SOURCE, idempotency_key=key)
+                self._bus.publish(telemetry_subject(seed.run_id, seed.seed_id), envelope)
+            # Keyed by the report's own id, as Tamiyo keys the same report: a report both
+            # publish is stored once.
+            for report in reports:
+                envelope = self._bus.seal(report, source=PUBLISH_SOURCE, idempotency_key=report.report_id)
+                self._bus.publish(field_report_subject(report.run_id), envelope)
+        except EsperError as exc:
+            # Observers lose this boundary; the run, which does not depend on them, goes on.
+            logger.warning("publishing a boundary to Oona failed: %s", exc)
+
+
+class MeshServices:
+    """ServicesFactory over a mesh; `close()` when the process stops (it owns the bus)."""
+
+    def __init__(
+        self, addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
+    ) -> None:
+        self.addresses = addresses
+        self.config = config if config is not None else MeshServicesConfig()
+        self._bus = bus
+        self._urza = addresses.address("urza")
+        self._tamiyo = addresses.address("tamiyo")
+
+    def __call__(self, config: EsperConfig) -> RunServices:
+        pipelines = [_PIPELINES[name] for name in config.assets.pipelines]
+        urza = RunUrzaClient(ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds),
+                             pipelines)
+        tamiyo = self._tamiyo_client()
+        cache = KernelCache(urza, KernelCacheConfig())
+        stop = threading.Event()
+        prefetchers: list[threading.Thread] = []
+
+        def prefetch(sites: Sequence[SeedSite]) -> threading.Thread:
+            chosen = list(sites)
+            thread = threading.Thread(target=prefetch_kernels, args=(urza, cache, chosen, stop),
+                                      name="kernel-prefetch", daemon=True)
+            thread.start()
+            prefetchers.append(thread)
+            return thread
+
+        def close() -> None:
+            stop.set()
+            for thread in prefetchers:
+                thread.join(_PREFETCH_JOIN_SECONDS)
+            tamiyo.close()
+            urza.close()
+
+        remote = RemoteTamiyo(tamiyo, self.config.tamiyo_step_deadline_seconds)
+        return RunServices(
+            urza=urza,
+            kernel_cache=cache,
+            make_controller=lambda model: remote,
+            publish=BoundaryPublisher(self._bus) if self._bus is not None else _unpublished,
+            prefetch=prefetch,
+            close=close,
+            description=self.description,
+        )
+
+    @property
+    def description(self) -> str:
+        nats = f", oona {self.addresses.nats_url}" if self._bus is not None else ""
+        return f"mesh: urza {self._urza}, tamiyo {self._tamiyo}{nats}"
+
+    def close(self) -> None:
+        if self._bus is not None:
+            self._bus.close()
+
+    def _tamiyo_client(self) -> TamiyoClient:
+        # A Tamiyo that was down must be found again within seconds of its return, not
+        # after gRPC's default reconnect backoff (up to two minutes).
+        backoff_ms = int(self.config.max_reconnect_backoff_seconds * 1000)
+        channel = grpc.insecure_channel(
+            self._tamiyo,
+            options=[
+                ("grpc.enable_retries", 0),
+                ("grpc.initial_reconnect_backoff_ms", min(250, backoff_ms)),
+                ("grpc.max_reconnect_backoff_ms", backoff_ms),
+            ],
+        )
+        client = _OwningTamiyoClient(
+            ClientConfig(address=self._tamiyo, deadline_seconds=self.config.tamiyo_deadline_seconds, max_attempts=1),
+            channel,
+        )
+        try:
+            # Connect before the first epoch, so the first Step does not pay for the handshake.
+            grpc.channel_ready_future(channel).result(timeout=self.config.tamiyo_deadline_seconds)
+        except grpc.FutureTimeoutError:
+            logger.warning("Tamiyo at %s is not answering; the run starts conservatively", self._tamiyo)
+        return client
+
+
+class _OwningTamiyoClient(TamiyoClient):
+    """A TamiyoClient on a channel made for it, which it closes."""
+
+    def __init__(self, config: ClientConfig, channel: grpc.Channel) -> None:
+        super().__init__(config, channel=channel)
+        self._own = channel
+
+    def close(self) -> None:
+        self._own.close()
+
+
+def _unpublished(telemetry: Sequence[Any], reports: Sequence[Any]) -> None:
+    """A mesh with no NATS: telemetry and field reports stay in the run folder."""
+
+
+def mesh_services(
+    addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
+) -> MeshServices:
+    """The ServicesFactory of runs trained through `addresses` (see MeshServices)."""
+    return MeshServices(addresses, config, bus=bus)

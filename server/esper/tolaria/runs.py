@@ -1,0 +1,345 @@
+"""The TolariaService in process: training runs, each in its own thread, and their event streams.
+
+A run is PENDING from CreateRun until its trainer is built (waiting for a training
+slot, loading data, settling kernels), RUNNING while it trains, then SUCCEEDED,
+FAILED or CANCELLED with its summary. Every run trains through `run_training`
+with the manager's services factory, so an embedded factory and a mesh one run the
+same code. Runs and their events live in memory for the life of the process; the
+run folder on disk is the durable record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from esper.config import EsperConfig
+from esper.errors import AlreadyExists, FailedPrecondition, NotFound
+from esper.leyline.v1 import run_pb2, tolaria_pb2
+from esper.paging import encode_page_token
+from esper.tolaria.events import RunEventLog, timestamp_now
+from esper.tolaria.kasmina_router import KasminaRouter
+from esper.tolaria.services import ServicesFactory, embedded_services
+from esper.tolaria.session import RunResult, new_run_id, run_training
+from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
+from esper.tolaria.validation import (
+    list_filter_fingerprint,
+    validate_cancel_run,
+    validate_create_run,
+    validate_get_run,
+    validate_list_runs,
+    validate_stream_run_events,
+)
+
+logger = logging.getLogger(__name__)
+
+_LIVE = (run_pb2.RUN_STATUS_PENDING, run_pb2.RUN_STATUS_RUNNING)
+_JOIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class RunManagerConfig:
+    """Where runs without a folder of their own go, and how many train at once (the others wait)."""
+
+    runs_dir: Path
+    max_concurrent_runs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_runs < 1:
+            raise ValueError(f"max_concurrent_runs must be >= 1, got {self.max_concurrent_runs}")
+
+
+class RunEventFeed:
+    """One run's events as streams read them: fed by the run's event log, followed live."""
+
+    def __init__(self) -> None:
+        self._events: list[run_pb2.RunEvent] = []
+        self._ended = False
+        self._changed = threading.Condition()
+
+    def append(self, event: run_pb2.RunEvent) -> None:
+        with self._changed:
+            self._events.append(event)
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def stream(self, from_sequence: int) -> RunEventStream:
+        return RunEventStream(self, from_sequence)
+
+    def _wait_from(self, index: int, stream: RunEventStream) -> list[run_pb2.RunEvent] | None:
+        """Events from `index` on, waiting for some; None once the run ended or the stream closed."""
+        with self._changed:
+            while index >= len(self._events) and not self._ended and not stream.closed:
+                self._changed.wait()
+            if stream.closed or index >= len(self._events):
+                return None
+            return self._events[index:]
+
+    def _wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+
+class RunEventStream:
+    """StreamRunEvents responses; `close()` (from any thread) ends a stream that is waiting."""
+
+    def __init__(self, feed: RunEventFeed, from_sequence: int) -> None:
+        self._feed = feed
+        self._index = max(0, from_sequence - 1)
+        self._batch: list[run_pb2.RunEvent] = []
+        self.closed = False
+
+    def __iter__(self) -> RunEventStream:
+        return self
+
+    def __next__(self) -> tolaria_pb2.StreamRunEventsResponse:
+        if not self._batch:
+            batch = self._feed._wait_from(self._index, self)
+            if batch is None:
+                raise StopIteration
+            self._batch = batch
+            self._index += len(batch)
+        return tolaria_pb2.StreamRunEventsResponse(event=self._batch.pop(0))
+
+    def close(self) -> None:
+        self.closed = True
+        self._feed._wake()
+
+
+@dataclass
+class _Run:
+    """A run as the manager keeps it. `run` is only read or written under the manager's lock."""
+
+    run: run_pb2.Run
+    number: int
+    request_key: bytes
+    config: EsperConfig
+    feed: RunEventFeed
+    stop: threading.Event
+    thread: threading.Thread | None = None
+
+
+class RunManager:
+    """TolariaService in process: create, get, list, cancel and follow training runs."""
+
+    def __init__(
+        self,
+        config: RunManagerConfig,
+        services: ServicesFactory = embedded_services,
+        *,
+        kasmina: KasminaRouter | None = None,
+    ) -> None:
+        self.config = config
+        self.kasmina = kasmina if kasmina is not None else KasminaRouter()
+        self._services = services
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
+        self._closed = False
+
+    # TolariaService
+
+    def create_run(self, request: tolaria_pb2.CreateRunRequest) -> tolaria_pb2.CreateRunResponse:
+        plan = validate_create_run(request)
+        key = request.SerializeToString(deterministic=True)
+        with self._lock:
+            if self._closed:
+                raise FailedPrecondition("this Tolaria is shutting down; no new runs")
+            existing = self._runs.get(plan.run_id) if plan.run_id else None
+            if existing is not None:
+                if existing.request_key != key:
+                    raise AlreadyExists(f"run {plan.run_id!r} exists with other options", reason="ALREADY_EXISTS")
+                return tolaria_pb2.CreateRunResponse(run=_copy(existing.run))
+            run_id = plan.run_id or self._unused_run_id()
+            config = self._with_folder(plan.config, run_id)
+            self._check_folder_free(config)
+            entry = _Run(
+                run=_new_run(run_id, config, request.config.config_yaml),
+                number=len(self._runs),
+                request_key=key,
+                config=config,
+                feed=RunEventFeed(),
+                stop=threading.Event(),
+            )
+            self._runs[run_id] = entry
+            entry.thread = threading.Thread(target=self._train, args=(entry,), name=f"run-{run_id}", daemon=True)
+            entry.thread.start()
+            logger.info("run %s created: %s, %d epochs, folder %s", run_id, config.run.dataset,
+                        config.run.epochs, config.run.out)
+            return tolaria_pb2.CreateRunResponse(run=_copy(entry.run))
+
+    def get_run(self, request: tolaria_pb2.GetRunRequest) -> tolaria_pb2.GetRunResponse:
+        run_id = validate_get_run(request)
+        with self._lock:
+            return tolaria_pb2.GetRunResponse(run=_copy(self._find(run_id).run))
+
+    def list_runs(self, request: tolaria_pb2.ListRunsRequest) -> tolaria_pb2.ListRunsResponse:
+        page = validate_list_runs(request)
+        with self._lock:
+            newest_first = sorted(self._runs.values(), key=lambda entry: entry.number, reverse=True)
+            chosen = [
+                entry for entry in newest_first
+                if (page.before is None or entry.number < page.before)
+                and (not page.status or entry.run.status == page.status)
+            ]
+            response = tolaria_pb2.ListRunsResponse(runs=[_copy(entry.run) for entry in chosen[: page.page_size]])
+        if len(chosen) > page.page_size:
+            last = chosen[page.page_size - 1].number
+            response.next_page_token = encode_page_token(last, list_filter_fingerprint(request))
+        return response
+
+    def cancel_run(self, request: tolaria_pb2.CancelRunRequest) -> tolaria_pb2.CancelRunResponse:
+        run_id = validate_cancel_run(request)
+        with self._lock:
+            entry = self._find(run_id)
+            if entry.run.status in _LIVE and not entry.stop.is_set():
+                entry.stop.set()
+                logger.info("run %s: cancel requested", run_id)
+            return tolaria_pb2.CancelRunResponse(run=_copy(entry.run))
+
+    def stream_run_events(self, request: tolaria_pb2.StreamRunEventsRequest) -> RunEventStream:
+        run_id, from_sequence = validate_stream_run_events(request)
+        with self._lock:
+            feed = self._find(run_id).feed
+        return feed.stream(from_sequence)
+
+    # Process lifecycle
+
+    def close(self, timeout: float = _JOIN_SECONDS) -> None:
+        """Refuse new runs, cancel the live ones and wait for their threads (at most `timeout` each)."""
+        with self._lock:
+            self._closed = True
+            entries = list(self._runs.values())
+        for entry in entries:
+            entry.stop.set()
+        for entry in entries:
+            if entry.thread is not None:
+                entry.thread.join(timeout)
+                if entry.thread.is_alive():
+                    logger.warning("run %s did not stop within %.0f s", entry.run.run_id, timeout)
+
+    # The run's thread
+
+    def _train(self, entry: _Run) -> None:
+        run_id = entry.run.run_id
+        with self._slots:
+            if entry.stop.is_set():
+                self._finish(entry, run_pb2.RUN_STATUS_CANCELLED, None, "cancelled before it started")
+                return
+            log = RunEventLog(run_id, sinks=[entry.feed.append])
+            try:
+                result = run_training(
+                    entry.config, run_id=run_id, services=self._services, events=log,
+                    should_stop=entry.stop.is_set, on_epoch=self._progress(entry),
+                    on_trainer=self._started(entry, log),
+                )
+            except Exception as exc:
+                logger.exception("run %s failed", run_id)
+                self._finish(entry, run_pb2.RUN_STATUS_FAILED, None, f"{type(exc).__name__}: {exc}", log)
+                return
+            finally:
+                self.kasmina.unregister(run_id)
+        cancelled = bool(result.summary.get("cancelled")) or entry.stop.is_set()
+        status = run_pb2.RUN_STATUS_CANCELLED if cancelled else run_pb2.RUN_STATUS_SUCCEEDED
+        self._finish(entry, status, result, "", log)
+
+    def _started(self, entry: _Run, log: RunEventLog) -> Any:
+        def started(trainer: TolariaTrainer) -> None:
+            if trainer.kasmina is not None:
+                self.kasmina.register(entry.run.run_id, trainer.kasmina)
+            with self._lock:
+                entry.run.status = run_pb2.RUN_STATUS_RUNNING
+                entry.run.start_time.CopyFrom(timestamp_now())
+            log.emit(status_change=run_pb2.RUN_STATUS_RUNNING)
+
+        return started
+
+    def _progress(self, entry: _Run) -> Any:
+        def progress(record: EpochRecord, history: TrainingHistory) -> None:
+            with self._lock:
+                entry.run.current_epoch = record.metrics.epoch + 1
+
+        return progress
+
+    def _finish(
+        self,
+        entry: _Run,
+        status: run_pb2.RunStatus,
+        result: RunResult | None,
+        error: str,
+        log: RunEventLog | None = None,
+    ) -> None:
+        with self._lock:
+            entry.run.status = status
+            entry.run.end_time.CopyFrom(timestamp_now())
+            entry.run.error_message = error
+            if result is not None:
+                entry.run.summary.CopyFrom(run_summary(result.summary))
+        if log is not None:
+            # The log is closed by now, but still hands events to its sinks (events.jsonl, the feed).
+            log.emit(status_change=status)
+        entry.feed.end()
+        logger.info("run %s: %s%s", entry.run.run_id, run_pb2.RunStatus.Name(status), f" ({error})" if error else "")
+
+    # Helpers (under the lock)
+
+    def _find(self, run_id: str) -> _Run:
+        entry = self._runs.get(run_id)
+        if entry is None:
+            raise NotFound(f"run_id: no run {run_id!r}", reason="RUN_NOT_FOUND")
+        return entry
+
+    def _unused_run_id(self) -> str:
+        while (run_id := new_run_id()) in self._runs:
+            pass
+        return run_id
+
+    def _with_folder(self, config: EsperConfig, run_id: str) -> EsperConfig:
+        if config.run.out is not None:
+            return config
+        out = str((self.config.runs_dir / run_id).resolve())
+        return replace(config, run=replace(config.run, out=out))
+
+    def _check_folder_free(self, config: EsperConfig) -> None:
+        folder = Path(str(config.run.out)).expanduser().resolve()
+        for other in self._runs.values():
+            if other.run.status in _LIVE and Path(other.run.out_dir).resolve() == folder:
+                raise FailedPrecondition(
+                    f"config.out_dir: run {other.run.run_id!r} is writing {folder} right now; pick another folder"
+                )
+
+
+def run_summary(summary: dict[str, Any]) -> run_pb2.RunSummary:
+    """The RunSummary fields of a run's summary dict (summary.json holds the rest)."""
+    fields = run_pb2.RunSummary.DESCRIPTOR.fields_by_name
+    return run_pb2.RunSummary(**{key: value for key, value in summary.items() if key in fields})
+
+
+def _new_run(run_id: str, config: EsperConfig, config_yaml: str) -> run_pb2.Run:
+    effective = run_pb2.RunConfig(
+        dataset=config.run.dataset,
+        epochs=config.run.epochs,
+        seed=config.run.seed,
+        host_width=config.run.host_width or 0,
+        static=config.run.static,
+        out_dir=str(config.run.out),
+        config_yaml=config_yaml,
+    )
+    run = run_pb2.Run(
+        run_id=run_id, config=effective, status=run_pb2.RUN_STATUS_PENDING, out_dir=str(config.run.out)
+    )
+    run.create_time.CopyFrom(timestamp_now())
+    return run
+
+
+def _copy(run: run_pb2.Run) -> run_pb2.Run:
+    copied = run_pb2.Run()
+    copied.CopyFrom(run)
+    return copied

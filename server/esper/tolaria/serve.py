@@ -1,0 +1,130 @@
+"""`esper serve tolaria`: the TolariaService server, with KasminaService for the runs it trains.
+
+Runs train in this process. With --urza and --tamiyo (or --mesh FILE naming them)
+they take kernels from that Urza and decisions from that Tamiyo, and with --nats
+they publish seed telemetry and field reports on Oona; with neither, every run
+wires its subsystems in-process like `esper run`. Imported when the CLI parser is
+built, so heavy imports wait for `build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from esper.cli.bus import add_bus_arguments, bus_config, open_bus
+from esper.cli.common import UsageError
+from esper.cli.serve import Served, ServeTarget
+
+if TYPE_CHECKING:
+    from esper.mesh.addresses import MeshAddresses
+    from esper.tolaria.mesh_services import MeshServices
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RUNS_DIR = "tolaria-runs"
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mesh", metavar="FILE", default=None,
+                        help="mesh.json naming urza, tamiyo and nats (flags below take precedence)")
+    parser.add_argument("--urza", metavar="ADDR", default=None, help="Urza's address, host:port")
+    parser.add_argument("--tamiyo", metavar="ADDR", default=None, help="Tamiyo's address, host:port")
+    parser.add_argument("--runs-dir", type=Path, default=Path(DEFAULT_RUNS_DIR),
+                        help=f"where runs created without a folder go (default: ./{DEFAULT_RUNS_DIR})")
+    parser.add_argument("--max-concurrent-runs", type=_positive_int, default=1,
+                        help="runs training at once; later ones wait PENDING (default: 1)")
+    add_bus_arguments(parser, role="publish seed telemetry and field reports")
+    parser.add_argument("--tamiyo-step-deadline", type=_positive_float, default=None, metavar="SECONDS",
+                        help="deadline of one epoch-end Step, tried once (default: 0.25)")
+
+
+def _build(args: argparse.Namespace) -> Served:
+    from esper.kasmina.servicer import kasmina_registration
+    from esper.tolaria.kasmina_router import KasminaRouter
+    from esper.tolaria.runs import RunManager, RunManagerConfig
+    from esper.tolaria.servicer import tolaria_registration
+    from esper.tolaria.services import ServicesFactory, embedded_services
+
+    addresses = _addresses(args)
+    mesh = None
+    services: ServicesFactory = embedded_services
+    if addresses is not None:
+        mesh = _mesh_services(args, addresses)
+        services = mesh
+    router = KasminaRouter()
+    manager = RunManager(
+        RunManagerConfig(runs_dir=args.runs_dir.expanduser().resolve(), max_concurrent_runs=args.max_concurrent_runs),
+        services,
+        kasmina=router,
+    )
+    logger.info("Tolaria: runs %s, folders under %s",
+                mesh.description if mesh is not None else "embedded", manager.config.runs_dir)
+
+    def close() -> None:
+        manager.close()
+        if mesh is not None:
+            mesh.close()
+
+    return Served(registrations=[tolaria_registration(manager), kasmina_registration(router)], close=close)
+
+
+def _addresses(args: argparse.Namespace) -> MeshAddresses | None:
+    from esper.mesh.addresses import MeshAddresses, load_mesh
+
+    base = load_mesh(args.mesh) if args.mesh else MeshAddresses()
+    grpc = dict(base.grpc)
+    for name in ("urza", "tamiyo"):
+        if getattr(args, name):
+            grpc[name] = getattr(args, name)
+    nats = args.nats or base.nats_url
+    given = [name for name in ("urza", "tamiyo") if name in grpc]
+    if not given and not nats:
+        return None
+    if len(given) < 2:
+        missing = {"urza", "tamiyo"} - set(given)
+        raise UsageError(f"a mesh run needs both --urza and --tamiyo; missing --{missing.pop()}")
+    return MeshAddresses(grpc=grpc, nats_url=nats)
+
+
+def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshServices:
+    from esper.tolaria.mesh_services import MeshServicesConfig, mesh_services
+
+    settings = MeshServicesConfig()
+    if args.tamiyo_step_deadline is not None:
+        settings = MeshServicesConfig(tamiyo_step_deadline_seconds=args.tamiyo_step_deadline)
+    bus = None
+    if addresses.nats_url:
+        args.nats = addresses.nats_url
+        oona = bus_config(args, "tolaria")
+        bus = open_bus(oona) if oona is not None else None
+    return mesh_services(addresses, settings, bus=bus)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+TOLARIA = ServeTarget(
+    help="Tolaria: trains runs (TolariaService) and serves their seeds (KasminaService)",
+    build=_build,
+    add_arguments=_add_arguments,
+)

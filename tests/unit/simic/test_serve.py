@@ -1,0 +1,63 @@
+"""`esper serve simic` and `esper serve nissa`: arguments and what they host (no server is started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from esper.cli.common import UsageError
+from esper.cli.main import build_parser
+from esper.nissa.servicer import NISSA_SERVICE_NAME, NissaServicer
+from esper.simic.servicer import SIMIC_SERVICE_NAME, SimicServicer
+
+
+def test_serve_simic_without_nats_hosts_simic_over_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["serve", "simic", "--data-dir", str(tmp_path / "data")])
+    served = args.serve_target.build(args)
+    try:
+        [registration] = served.registrations
+        assert registration.service_name == SIMIC_SERVICE_NAME == "esper.leyline.v1.SimicService"
+        assert isinstance(registration.servicer, SimicServicer)
+        assert served.background == ()
+        assert (tmp_path / "data" / "simic.db").is_file()
+    finally:
+        assert served.close is not None
+        served.close()
+
+
+def test_serve_simic_takes_a_database_url(tmp_path: Path) -> None:
+    database = tmp_path / "elsewhere" / "reports.db"
+    args = build_parser().parse_args(["serve", "simic", "--db", f"sqlite:///{database}"])
+    served = args.serve_target.build(args)
+    assert served.close is not None
+    served.close()
+    assert database.is_file()
+
+
+def test_a_bus_secret_without_nats_is_a_usage_error(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"0123456789abcdef")
+    args = build_parser().parse_args(
+        ["serve", "simic", "--data-dir", str(tmp_path), "--bus-secret-file", str(secret)]
+    )
+    with pytest.raises(UsageError, match="--nats"):
+        args.serve_target.build(args)
+
+
+def test_a_short_bus_secret_is_a_usage_error(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"short")
+    args = build_parser().parse_args(
+        ["serve", "simic", "--data-dir", str(tmp_path), "--nats", "nats://127.0.0.1:1",
+         "--bus-secret-file", str(secret)]
+    )
+    with pytest.raises(UsageError, match="hmac_secret"):
+        args.serve_target.build(args)
+
+
+def test_serve_nissa_hosts_the_nissa_service() -> None:
+    args = build_parser().parse_args(["serve", "nissa"])
+    [registration] = args.serve_target.build(args).registrations
+    assert registration.service_name == NISSA_SERVICE_NAME == "esper.leyline.v1.NissaService"
+    assert isinstance(registration.servicer, NissaServicer)

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-all demo proto proto-check lint bench wheel clean
+.PHONY: setup test test-all demo demo-services proto proto-check lint bench wheel clean
 
 setup:
 	@bash tools/setup.sh
@@ -19,6 +19,9 @@ test-all: setup
 
 demo: setup
 	@bash tools/demo.sh
+
+demo-services: setup
+	@bash tools/demo_services.sh
 
 proto: setup
 	$(BIN)/buf generate
@@ -40,6 +43,11 @@ lint: setup
 
 bench: setup
 	$(PY) bench/leyline_bench.py
+	$(PY) bench/overhead.py
+	$(PY) bench/assets_bench.py
+	$(PY) bench/compile_bench.py
+	$(PY) bench/mesh_bench.py
+	$(PY) bench/efficacy.py
 
 wheel: setup
 	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .

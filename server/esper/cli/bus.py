@@ -88,7 +88,7 @@ def consumer_task(
             while not stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), status_seconds)
-                if status is not None:
+                if status is not None and not stopping.is_set():
                     line = await asyncio.to_thread(status)
                     if line != last:
                         logger.info("%s", line)

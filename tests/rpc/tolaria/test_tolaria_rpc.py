@@ -121,7 +121,8 @@ def test_list_runs_pages_newest_first_and_filters_by_status(tolaria: Tolaria) ->
     for run_id in ids:
         tolaria.finished(run_id)
     long = tolaria.create("long", epochs=LONG, static=True)
-    seen, token = [], ""
+    seen: list[str] = []
+    token = ""
     while True:
         page = tolaria.client.list_runs(tolaria_pb2.ListRunsRequest(page_size=2, page_token=token))
         seen.extend(run.run_id for run in page.runs)

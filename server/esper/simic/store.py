@@ -47,8 +47,9 @@ class FieldReportStore:
         accepted = 0
         with self._database.write() as conn:
             for report in reports:
-                result = conn.execute(self._insert_new(), report_row(report, create_us))
-                accepted += max(result.rowcount, 0)
+                # RETURNING, not rowcount: on PostgreSQL rowcount is -1 whether or not the row was stored.
+                stored = conn.execute(self._insert_new(), report_row(report, create_us)).first()
+                accepted += stored is not None
         return Recorded(accepted=accepted, duplicates=len(reports) - accepted)
 
     def page(self, *, run_id: str, before: int, limit: int) -> ReportPage:
@@ -77,4 +78,5 @@ class FieldReportStore:
     def _insert_new(self) -> Any:
         """INSERT that silently skips a row whose report_id is already stored."""
         insert = sqlite_insert if self._database.dialect == "sqlite" else pg_insert
-        return insert(field_reports).on_conflict_do_nothing(index_elements=["report_id"])
+        skip = insert(field_reports).on_conflict_do_nothing(index_elements=["report_id"])
+        return skip.returning(field_reports.c.seq)

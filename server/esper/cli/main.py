@@ -20,6 +20,7 @@ from esper.errors import EsperError
 COMMAND_MODULES = (
     "esper.cli.run",
     "esper.cli.serve",
+    "esper.cli.up",
     "esper.cli.assets",
 )
 

@@ -56,25 +56,44 @@ def _train(config: Any, label: str, *, quiet: bool, resume: bool, baseline_dir: 
 
 def _run(args: argparse.Namespace) -> int:
     from esper.config import load_config
-    from esper.tolaria.report import format_summary
-    from esper.tolaria.runfolder import RunFolder
 
-    if args.mesh:
-        raise UsageError("--mesh: running through the service mesh is not built yet; run embedded (no --mesh)")
+    if args.resume and args.mesh:
+        raise UsageError("--resume: a mesh run cannot be resumed; resume it embedded (no --mesh)")
     if args.resume and not args.out:
         raise UsageError("--resume needs --out naming the run folder to continue")
     config = load_config(args.config, _overrides(args))
     out = config.run.require_out()
     quiet = args.json or args.quiet
+    train, mesh = _train, None
+    if args.mesh:
+        from esper.cli.mesh_run import MeshRuns
+
+        # The mesh's Tolaria writes the folder: give it a path that means the same there.
+        out = out.expanduser().resolve()
+        config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=str(out)))
+        mesh = MeshRuns(args.mesh, _progress)
+        mesh.check_tamiyo(config, args.mesh)
+        train = mesh.train
+    try:
+        return _train_and_report(args, config, out, quiet, train)
+    finally:
+        if mesh is not None:
+            mesh.close()
+
+
+def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: bool, train: Any) -> int:
+    from esper.tolaria.report import format_summary
+    from esper.tolaria.runfolder import RunFolder
+
     baseline_dir: Path | None = None
     baseline: dict[str, Any] | None = None
     if not config.run.static and args.baseline and not args.resume:
         baseline_dir = out / "baseline"
         static = dataclasses.replace(config, run=dataclasses.replace(config.run, static=True, out=str(baseline_dir)))
-        _train(static, "static baseline", quiet=quiet, resume=False, baseline_dir=None)
+        train(static, "static baseline", quiet=quiet, resume=False, baseline_dir=None)
         baseline = RunFolder(baseline_dir).read_summary()
     label = "static" if config.run.static else "esper"
-    result = _train(config, label, quiet=quiet, resume=args.resume, baseline_dir=baseline_dir)
+    result = train(config, label, quiet=quiet, resume=args.resume, baseline_dir=baseline_dir)
     if args.json:
         print_json(result.summary)
     else:
@@ -98,7 +117,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the static baseline trained alongside a morphogenetic run")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--mesh", metavar="FILE", help="run through the service mesh described in FILE")
+    parser.add_argument("--mesh", metavar="FILE",
+                        help="train on the mesh in FILE (a mesh.json from `esper up`): its Tolaria writes --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(parser)
     parser.set_defaults(handler=_run)

@@ -143,6 +143,7 @@ class RunManager:
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
         self._closed = False
+        _import_torch_lazily_loaded_modules()
 
     # TolariaService
 
@@ -314,6 +315,17 @@ class RunManager:
                 raise FailedPrecondition(
                     f"config.out_dir: run {other.run.run_id!r} is writing {folder} right now; pick another folder"
                 )
+
+
+def _import_torch_lazily_loaded_modules() -> None:
+    """Import what torch otherwise imports on first use, before run threads exist.
+
+    The first optimizer and the first torch.export.load import torch._dynamo; two
+    threads doing that at once (a run's trainer and another's kernel prefetch) can
+    fail with a circular-import error, as torch's lazy imports are not thread-safe.
+    """
+    import torch._dynamo
+    import torch.export  # noqa: F401
 
 
 def run_summary(summary: dict[str, Any]) -> run_pb2.RunSummary:

@@ -1,0 +1,334 @@
+"""The processes of a local mesh: NATS JetStream and every `esper serve NAME`, started and stopped by pid.
+
+Everything lives under one folder: `mesh.json` (the addresses, written once every
+server is SERVING), `pids.json` (every process as soon as it is started, so a
+half-started mesh can still be stopped), `logs/NAME.log`, `run/NAME.port` and one
+working folder per server. Servers start in tiers: NATS, then Urza, then the
+servers that only need Urza and NATS (in parallel), then Tolaria. They stop in the
+reverse order, so Tolaria cancels its runs while its collaborators still answer.
+Every process's command line names the folder, which is how `esper down` makes
+sure a pid is still one of this mesh's before it signals it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from esper.mesh.addresses import MESH_FILE, NATS, write_mesh
+
+PIDS_FILE = "pids.json"
+NATS_SERVER = Path(sys.executable).parent / "nats-server"
+_POLL_SECONDS = 0.1
+_LOG_TAIL_LINES = 30
+
+
+class MeshStartFailed(Exception):
+    """A process of the mesh did not come up; the message names it and holds its log's tail."""
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What a server's flags are made of: the mesh folder, the addresses so far, the config given to `up`."""
+
+    directory: Path
+    grpc: dict[str, str]
+    nats_url: str
+    config: Path | None
+
+    def work(self, name: str, *parts: str) -> str:
+        return str(self.directory.joinpath(name, *parts))
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One `esper serve NAME` of the mesh: its start tier and its own flags."""
+
+    name: str
+    tier: int
+    flags: Callable[[LaunchContext], list[str]]
+
+
+def _tamiyo_flags(ctx: LaunchContext) -> list[str]:
+    flags = ["--urza", ctx.grpc["urza"], "--nats", ctx.nats_url]
+    return [*flags, "--config", str(ctx.config)] if ctx.config is not None else flags
+
+
+# Every server of the mesh; a new subsystem joins with one line.
+SERVERS: tuple[ServerSpec, ...] = (
+    ServerSpec("urza", 1, lambda ctx: ["--data-dir", ctx.work("urza", "data")]),
+    ServerSpec("tezzeret", 2, lambda ctx: ["--urza", ctx.grpc["urza"], "--wal-dir", ctx.work("tezzeret", "wal"),
+                                           "--work-dir", ctx.work("tezzeret", "work")]),
+    ServerSpec("urabrask", 2, lambda ctx: ["--urza", ctx.grpc["urza"]]),
+    ServerSpec("karn", 2, lambda ctx: ["--nats", ctx.nats_url]),
+    ServerSpec("tamiyo", 2, _tamiyo_flags),
+    ServerSpec("simic", 2, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
+    ServerSpec("nissa", 2, lambda ctx: []),
+    ServerSpec("tolaria", 3, lambda ctx: ["--urza", ctx.grpc["urza"], "--tamiyo", ctx.grpc["tamiyo"],
+                                          "--nats", ctx.nats_url, "--runs-dir", ctx.work("tolaria", "runs")]),
+)
+
+
+@dataclass
+class Launched:
+    """A process this `esper up` started."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    port_file: Path | None = None
+    address: str = ""
+
+
+class LocalMesh:
+    """Start, check and stop the mesh that lives in `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.expanduser().resolve()
+        self.mesh_file = self.directory / MESH_FILE
+        self.pids_file = self.directory / PIDS_FILE
+        self.logs = self.directory / "logs"
+        self.run_dir = self.directory / "run"
+
+    # Start
+
+    def start(
+        self, *, timeout: float, config: Path | None = None, progress: Callable[[str], None] = print
+    ) -> dict[str, Any]:
+        """Start everything; returns the mesh.json document. On failure stops what it started."""
+        live = self.live_pids()
+        if live:
+            raise MeshStartFailed(f"a mesh is already up in {self.directory} (pids {sorted(live.values())}); "
+                                  f"stop it with `esper down --dir {self.directory}`")
+        self._clear()
+        for folder in (self.logs, self.run_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        launched: list[Launched] = []
+        try:
+            nats = self._start_nats(deadline)
+            launched.append(nats)
+            progress(f"nats     {nats.address}  (pid {nats.process.pid})")
+            ctx = LaunchContext(self.directory, {}, nats.address, config)
+            for tier in sorted({spec.tier for spec in SERVERS}):
+                started = [self._spawn(spec, ctx) for spec in SERVERS if spec.tier == tier]
+                launched.extend(started)
+                self._record(launched)
+                for server in self._wait_serving(started, deadline):
+                    ctx.grpc[server.name] = server.address
+                    progress(f"{server.name:<8} {server.address}  (pid {server.process.pid})")
+            document = self._document(launched, config)
+            write_mesh(self.mesh_file, document)
+            return document
+        except BaseException:
+            _terminate(reversed(launched))
+            self._clear()
+            raise
+
+    def _start_nats(self, deadline: float) -> Launched:
+        store, ports = self.directory / NATS, self.run_dir / "nats-ports"
+        for folder in (store, ports):
+            folder.mkdir(parents=True, exist_ok=True)
+        log = self.logs / "nats.log"
+        command = [str(NATS_SERVER), "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store),
+                   "--ports_file_dir", str(ports)]
+        nats = Launched(NATS, _popen(command, log, self.directory), log)
+        self._record([nats])
+        ports_file = ports / f"{NATS_SERVER.name}_{nats.process.pid}.ports"
+        while not ports_file.exists():
+            self._check_alive(nats, deadline)
+            time.sleep(_POLL_SECONDS)
+        urls = json.loads(ports_file.read_text(encoding="utf-8")).get("nats") or []
+        if not urls:
+            raise MeshStartFailed(f"nats-server wrote no client URL to {ports_file}")
+        nats.address = str(urls[0])
+        return nats
+
+    def _spawn(self, spec: ServerSpec, ctx: LaunchContext) -> Launched:
+        work = self.directory / spec.name
+        work.mkdir(parents=True, exist_ok=True)
+        port_file = self.run_dir / f"{spec.name}.port"
+        log = self.logs / f"{spec.name}.log"
+        command = [sys.executable, "-m", "esper.cli.main", "serve", spec.name, "--port", "0",
+                   "--port-file", str(port_file), *spec.flags(ctx)]
+        return Launched(spec.name, _popen(command, log, work), log, port_file)
+
+    def _wait_serving(self, started: Sequence[Launched], deadline: float) -> list[Launched]:
+        waiting = list(started)
+        while waiting:
+            for server in list(waiting):
+                self._check_alive(server, deadline)
+                assert server.port_file is not None
+                if not server.port_file.exists():
+                    continue
+                server.address = f"127.0.0.1:{int(server.port_file.read_text(encoding='ascii'))}"
+                if health(server.address, timeout=1.0) == "SERVING":
+                    waiting.remove(server)
+            time.sleep(_POLL_SECONDS)
+        return list(started)
+
+    def _check_alive(self, server: Launched, deadline: float) -> None:
+        code = server.process.poll()
+        if code is not None:
+            raise MeshStartFailed(f"{server.name} exited with status {code} while starting; "
+                                  f"{server.log}:\n{log_tail(server.log)}")
+        if time.monotonic() > deadline:
+            raise MeshStartFailed(f"{server.name} was not serving in time; {server.log}:\n{log_tail(server.log)}")
+
+    def _document(self, launched: Sequence[Launched], config: Path | None) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        for server in launched:
+            if server.name == NATS:
+                document[NATS] = {"url": server.address, "pid": server.process.pid}
+            else:
+                document[server.name] = {"grpc": server.address, "pid": server.process.pid}
+        if config is not None and "tamiyo" in document:
+            document["tamiyo"]["config"] = str(config)
+        return document
+
+    def _record(self, launched: Sequence[Launched]) -> None:
+        known = self._read_pids()
+        known.update({server.name: server.process.pid for server in launched})
+        write_mesh(self.pids_file, known)
+
+    # Stop
+
+    def stop(self, *, timeout: float, progress: Callable[[str], None] = print) -> list[str]:
+        """SIGTERM every process in stop order (SIGKILL after `timeout`); returns the names still alive."""
+        pids = self.known_pids()
+        for tier in _stop_tiers(pids):
+            ours = {name: pid for name, pid in tier.items() if self._is_ours(pid)}
+            for name, pid in ours.items():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+                progress(f"stopping {name} (pid {pid})")
+            stragglers = _wait_gone(ours, timeout)
+            for name, pid in stragglers.items():
+                progress(f"{name} (pid {pid}) did not stop in {timeout:.0f} s: SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            _wait_gone(stragglers, timeout)
+        alive = sorted(name for name, pid in pids.items() if self._is_ours(pid))
+        if not alive:
+            self._clear()
+        return alive
+
+    def known_pids(self) -> dict[str, int]:
+        """Every pid mesh.json or pids.json names (the latter also covers a half-started mesh)."""
+        pids = self._read_pids()
+        with contextlib.suppress(OSError, ValueError):
+            for name, value in json.loads(self.mesh_file.read_text(encoding="utf-8")).items():
+                if isinstance(value, dict) and type(value.get("pid")) is int:
+                    pids[name] = value["pid"]
+        return pids
+
+    def live_pids(self) -> dict[str, int]:
+        return {name: pid for name, pid in self.known_pids().items() if self._is_ours(pid)}
+
+    def _is_ours(self, pid: int) -> bool:
+        """Alive, not a zombie, and started for this folder (a reused pid is someone else's)."""
+        return process_alive(pid) and str(self.directory) in _command_line(pid)
+
+    def _read_pids(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.pids_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(name): pid for name, pid in data.items() if type(pid) is int} if isinstance(data, dict) else {}
+
+    def _clear(self) -> None:
+        for path in (self.mesh_file, self.pids_file):
+            path.unlink(missing_ok=True)
+        if self.run_dir.is_dir():
+            for port_file in self.run_dir.glob("*.port"):
+                port_file.unlink(missing_ok=True)
+
+
+def health(address: str, *, timeout: float) -> str:
+    """grpc.health.v1 status of the whole server ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return "UNREACHABLE"
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _popen(command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as sink:
+        # A session of its own: the servers outlive `esper up` and ignore its terminal's Ctrl-C.
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                cwd=cwd, env=env, start_new_session=True)
+
+
+def _terminate(launched: Iterable[Launched], timeout: float = 15.0) -> None:
+    for server in launched:
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(timeout)
+
+
+def _stop_tiers(pids: dict[str, int]) -> list[dict[str, int]]:
+    """Stop order grouped: Tolaria, then the servers that need only Urza and NATS, Urza, NATS, then unknowns."""
+    tiers = {spec.name: spec.tier for spec in SERVERS} | {NATS: 0}
+    groups: dict[int, dict[str, int]] = {}
+    for name, pid in pids.items():
+        groups.setdefault(tiers.get(name, -1), {})[name] = pid
+    return [groups[tier] for tier in sorted(groups, reverse=True) if tier >= 0] + [groups.get(-1, {})]
+
+
+def _wait_gone(pids: dict[str, int], timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    alive = dict(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {name: pid for name, pid in alive.items() if process_alive(pid)}
+        if alive:
+            time.sleep(_POLL_SECONDS)
+    return alive

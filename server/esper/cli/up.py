@@ -1,0 +1,134 @@
+"""`esper up / status / down --dir DIR`: the local mesh, NATS JetStream and every server on loopback.
+
+`up` starts `nats-server -js` and every `esper serve NAME` on free loopback ports,
+writes DIR/mesh.json with every address once each health check is SERVING, and
+returns (the servers keep running). `status` shows each one's health. `down`
+stops them all by process id and checks that none is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from esper.cli.common import UsageError, add_json_flag, print_json
+
+DEFAULT_DIR = "esper-mesh"
+
+
+def _mesh(args: argparse.Namespace) -> Any:
+    from esper.cli.local_mesh import LocalMesh
+
+    return LocalMesh(Path(args.dir))
+
+
+def _up(args: argparse.Namespace) -> int:
+    from esper.cli.local_mesh import MeshStartFailed
+
+    config = None
+    if args.config:
+        config = Path(args.config).expanduser().resolve()
+        if not config.is_file():
+            raise UsageError(f"--config: no such file {str(config)!r}")
+        from esper.config import load_config
+
+        load_config(config)  # refuse a bad config before anything starts
+    mesh = _mesh(args)
+    started = time.monotonic()
+    quiet = args.json
+
+    def progress(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr)
+
+    try:
+        document = mesh.start(timeout=args.timeout, config=config, progress=progress)
+    except MeshStartFailed as exc:
+        print(f"esper up: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json(document)
+    else:
+        print(f"mesh up in {time.monotonic() - started:.1f} s: {mesh.mesh_file}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from esper.cli.local_mesh import health, process_alive
+    from esper.mesh.addresses import load_mesh
+
+    mesh = _mesh(args)
+    if not mesh.mesh_file.exists():
+        raise UsageError(f"no {mesh.mesh_file}: start a mesh with `esper up --dir {args.dir}`")
+    addresses = load_mesh(mesh.mesh_file)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, address in addresses.grpc.items():
+        rows[name] = {"address": address, "health": health(address, timeout=args.timeout)}
+    if addresses.nats_url:
+        rows["nats"] = {"address": addresses.nats_url, "health": _nats_health(addresses.nats_url, args.timeout)}
+    for name, row in rows.items():
+        pid = addresses.pids.get(name)
+        row["pid"] = pid
+        row["running"] = pid is not None and process_alive(pid)
+    healthy = all(row["health"] == "SERVING" for row in rows.values())
+    if args.json:
+        print_json({"healthy": healthy, "servers": rows})
+    else:
+        for name, row in rows.items():
+            state = "" if row["running"] else "  (process gone)"
+            print(f"{name:<9} {row['health']:<12} {row['address']:<24} pid {row['pid']}{state}")
+    return 0 if healthy else 1
+
+
+def _nats_health(url: str, timeout: float) -> str:
+    """SERVING when the NATS port accepts connections and greets like a NATS server."""
+    host, _, port = url.removeprefix("nats://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            greeting = sock.recv(8)
+    except (OSError, ValueError):
+        return "UNREACHABLE"
+    return "SERVING" if greeting.startswith(b"INFO") else "UNKNOWN"
+
+
+def _down(args: argparse.Namespace) -> int:
+    mesh = _mesh(args)
+    if not mesh.known_pids():
+        print(f"no mesh in {mesh.directory}: nothing to stop", file=sys.stderr)
+        return 0
+    alive = mesh.stop(timeout=args.timeout, progress=lambda line: print(line, file=sys.stderr))
+    if alive:
+        print(f"esper down: still running: {', '.join(alive)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"stopped": True}))
+    else:
+        print(f"mesh in {mesh.directory} stopped")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    up = subparsers.add_parser("up", help="start the local mesh (NATS JetStream + every server)",
+                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    up.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every server (default: 180)")
+    up.add_argument("--config", help="Esper YAML whose tamiyo section the mesh's Tamiyo uses")
+    add_json_flag(up)
+    up.set_defaults(handler=_up)
+    status = subparsers.add_parser("status", help="health of every server of the local mesh")
+    status.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
+    status.add_argument("--timeout", type=float, default=2.0, help="seconds per health check (default: 2)")
+    add_json_flag(status)
+    status.set_defaults(handler=_status)
+    down = subparsers.add_parser("down", help="stop every process of the local mesh, by pid")
+    down.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
+    down.add_argument("--timeout", type=float, default=30.0,
+                      help="seconds each tier gets to stop before SIGKILL (default: 30)")
+    add_json_flag(down)
+    down.set_defaults(handler=_down)

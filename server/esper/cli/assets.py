@@ -7,15 +7,14 @@ short human-readable view or, with `--json`, machine-readable output.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from esper.cli.common import add_json_flag, parse_shape, print_json, urza_client
 from esper.errors import InvalidArgument
+from esper.fsutil import atomic_write
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 
 PIPELINES = {
@@ -159,16 +158,7 @@ def _download(args: argparse.Namespace) -> int:
     with urza_client(args) as urza:
         data, kernel = download_kernel_bytes(urza, args.kernel_id)  # raises DataLoss on a bad checksum
     # Write beside the target and rename, so a failed download never leaves a partial file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, data, suffix="", mode=0o600)
     view = {"id": kernel.kernel_id, "path": str(target), "size_bytes": len(data), "sha256": kernel.sha256}
     if args.json:
         print_json(view)

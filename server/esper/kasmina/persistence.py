@@ -28,6 +28,7 @@ from google.protobuf import json_format
 from torch import nn
 
 from esper.errors import FailedPrecondition, InvalidArgument
+from esper.fsutil import atomic_write, atomic_writer
 from esper.ir import build_module
 from esper.kasmina import convert
 from esper.kasmina import lifecycle as lc
@@ -77,9 +78,10 @@ def save_model(model: MorphableModel, path: str | os.PathLike[str], *, host_spec
         "kasmina": _config_dict(model.config),
         "seeds": [_seed_entry(seed) for seed in model.seed_list()],
     }
-    _atomic_write(folder / MODEL_FILE, lambda handle: torch.save(weights, handle))
+    with atomic_writer(folder / MODEL_FILE) as handle:
+        torch.save(weights, handle)
     text = json.dumps(lineage, indent=2, sort_keys=True).encode("utf-8")
-    _atomic_write(folder / LINEAGE_FILE, lambda handle: handle.write(text))
+    atomic_write(folder / LINEAGE_FILE, text)
     logger.info("saved model to %s (%d fossilized seeds)", folder, len(fossils))
     return folder
 
@@ -187,12 +189,3 @@ def _config_from_dict(data: dict[str, Any]) -> KasminaConfig:
         key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in known
     }
     return KasminaConfig(**values)
-
-
-def _atomic_write(target: Path, write: Callable[[Any], Any]) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from esper.errors import Unavailable
+from esper.fsutil import atomic_write
 from esper.mesh.config import ServerConfig
 from esper.mesh.interceptors import ErrorInterceptor
 
@@ -161,9 +161,7 @@ async def _serve_until_stopped(
 def write_port_file(path: Path, port: int) -> None:
     """Write `port` to `path` so a reader never sees a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{port}\n", encoding="ascii")
-    os.replace(tmp, path)
+    atomic_write(path, f"{port}\n".encode("ascii"))
 
 
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:

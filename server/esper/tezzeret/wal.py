@@ -30,6 +30,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from esper.errors import DataLoss, FailedPrecondition
+from esper.fsutil import atomic_write
 from esper.leyline.v1 import kernel_pb2
 
 logger = logging.getLogger(__name__)
@@ -135,13 +136,7 @@ class WriteAheadLog:
         """Rewrite the log so it holds exactly the records that describe `pending`."""
         records = [record for job in pending.values() for record in _records_of(job)]
         lines = [json.dumps(record, sort_keys=True) for record in records]
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write("".join(f"{line}\n" for line in lines))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        fsync_directory(self.path.parent)
+        atomic_write(self.path, "".join(f"{line}\n" for line in lines).encode("utf-8"), sync_directory=True)
         self._appended = 0
         logger.debug("WAL compacted to %d records (%d unfinished jobs)", len(lines), len(pending))
 
@@ -186,15 +181,6 @@ def _lock(path: Path) -> int:
             "own --wal-dir and --work-dir"
         ) from None
     return fd
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _apply(pending: dict[str, PendingJob], record: dict[str, Any]) -> None:

@@ -8,23 +8,20 @@ to a temporary file and renamed, so a crash never leaves a torn checkpoint.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from esper.fsutil import atomic_writer
 
 CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_writer(path) as handle:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

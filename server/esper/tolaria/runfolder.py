@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from esper.fsutil import atomic_write
 from esper.leyline.v1 import run_pb2
 
 METRICS_FILE = "metrics.jsonl"
@@ -182,6 +182,4 @@ class RunFolder:
             handle.write(_dumps(row) + "\n")
 
     def _replace(self, path: Path, data: Mapping[str, Any]) -> None:
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(_dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, path)
+        atomic_write(path, (_dumps(data, indent=2) + "\n").encode("utf-8"), suffix=".partial")

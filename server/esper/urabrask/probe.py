@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import traceback
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from esper.fsutil import atomic_write
 from esper.ir import build_module, example_input, ir_input_shape
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.tezzeret.artifacts import load_kernel_module
@@ -75,9 +75,7 @@ def probe_request(folder: Path) -> int:
     kernel = kernel_pb2.KernelArtifact.FromString((folder / sandbox.KERNEL_FILE).read_bytes())
     ir = blueprint_pb2.BlueprintIR.FromString((folder / sandbox.IR_FILE).read_bytes())
     report = probe(kernel, (folder / sandbox.ARTIFACT_FILE).read_bytes(), ir, settings)
-    partial = folder / f".{sandbox.REPORT_FILE}.tmp"
-    partial.write_bytes(report.SerializeToString())
-    os.replace(partial, folder / sandbox.REPORT_FILE)
+    atomic_write(folder / sandbox.REPORT_FILE, report.SerializeToString())
     return 0
 
 

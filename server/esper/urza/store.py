@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from esper.errors import Unavailable
+from esper.fsutil import atomic_write, fsync_directory
 from esper.urza.config import UrzaConfig
 
 logger = logging.getLogger(__name__)
@@ -69,17 +68,10 @@ class FolderObjectStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        atomic_write(path, data, mode=0o600)
+        # Best effort: not every platform or filesystem lets a directory be opened and fsync'd.
+        with contextlib.suppress(OSError):
+            fsync_directory(path.parent)
 
     def get(self, key: str) -> bytes:
         try:
@@ -98,20 +90,6 @@ class FolderObjectStore:
             return self._path(key).stat().st_size
         except FileNotFoundError as exc:
             raise ObjectMissing(key) from exc
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable; not every platform lets a directory be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class S3ObjectStore:

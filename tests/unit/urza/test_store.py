@@ -29,7 +29,7 @@ def test_a_failed_put_keeps_the_old_object(tmp_path: Path, monkeypatch: pytest.M
     def crash(*_args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("esper.urza.store.os.replace", crash)
+    monkeypatch.setattr("esper.fsutil.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         store.put("kernels/a.pt2", b"new")
     assert store.get("kernels/a.pt2") == b"old"

@@ -96,7 +96,7 @@ class MeshRuns:
                     if event.WhichOneof("payload") == "epoch_completed":
                         update(SimpleNamespace(metrics=event.epoch_completed), None)
                     elif event.WhichOneof("payload") == "notice":
-                        logger.info("run %s: %s", run.run_id, event.notice)
+                        logger.debug("run %s: %s", run.run_id, event.notice)
             except (Unavailable, DeadlineExceeded) as exc:
                 failures += 1
                 if failures > _RECONNECTS:

@@ -72,9 +72,13 @@ class MeshServicesConfig:
 class RemoteTamiyo:
     """Tamiyo over gRPC as the trainer calls it: a short, single-try deadline on Step only."""
 
-    def __init__(self, client: TamiyoClient, step_deadline_seconds: float) -> None:
+    def __init__(self, client: ChannelTamiyoClient, step_deadline_seconds: float) -> None:
         self._client = client
         self._step_deadline = step_deadline_seconds
+
+    def wait_for_connection(self, timeout: float) -> bool:
+        """Whether Tamiyo is (again) reachable on this run's channel within `timeout` seconds."""
+        return self._client.wait_for_connection(timeout)
 
     def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
         return self._client.step(request, timeout=self._step_deadline)
@@ -193,7 +197,7 @@ class MeshServices:
         if self._bus is not None:
             self._bus.close()
 
-    def _tamiyo_client(self) -> TamiyoClient:
+    def _tamiyo_client(self) -> ChannelTamiyoClient:
         # A Tamiyo that was down must be found again within seconds of its return, not
         # after gRPC's default reconnect backoff (up to two minutes).
         backoff_ms = int(self.config.max_reconnect_backoff_seconds * 1000)
@@ -205,24 +209,29 @@ class MeshServices:
                 ("grpc.max_reconnect_backoff_ms", backoff_ms),
             ],
         )
-        client = _OwningTamiyoClient(
+        client = ChannelTamiyoClient(
             ClientConfig(address=self._tamiyo, deadline_seconds=self.config.tamiyo_deadline_seconds, max_attempts=1),
             channel,
         )
-        try:
-            # Connect before the first epoch, so the first Step does not pay for the handshake.
-            grpc.channel_ready_future(channel).result(timeout=self.config.tamiyo_deadline_seconds)
-        except grpc.FutureTimeoutError:
+        # Connect before the first epoch, so the first Step does not pay for the handshake.
+        if not client.wait_for_connection(self.config.tamiyo_deadline_seconds):
             logger.warning("Tamiyo at %s is not answering; the run starts conservatively", self._tamiyo)
         return client
 
 
-class _OwningTamiyoClient(TamiyoClient):
-    """A TamiyoClient on a channel made for it, which it closes."""
+class ChannelTamiyoClient(TamiyoClient):
+    """A TamiyoClient on a channel made for it, which it watches and closes."""
 
     def __init__(self, config: ClientConfig, channel: grpc.Channel) -> None:
         super().__init__(config, channel=channel)
         self._own = channel
+
+    def wait_for_connection(self, timeout: float) -> bool:
+        try:
+            grpc.channel_ready_future(self._own).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
 
     def close(self) -> None:
         self._own.close()

@@ -1,0 +1,183 @@
+"""The local mesh end to end: `esper up`, grpcurl on every server, a mesh run against its embedded twin,
+the Tamiyo-down drill, then `esper down` leaving no process behind.
+
+The tests of this module run in order on one mesh (module fixture): the drill
+stops the mesh's Tamiyo, and the last test takes the mesh down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import yaml
+
+from esper.cli.local_mesh import process_alive
+from esper.mesh.addresses import SUBSYSTEMS
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GRPCURL = Path(sys.executable).parent / "grpcurl"
+SERVICES = {
+    "urza": "UrzaService", "tezzeret": "TezzeretService", "urabrask": "UrabraskService", "karn": "KarnService",
+    "tamiyo": "TamiyoService", "simic": "SimicService", "nissa": "NissaService", "tolaria": "TolariaService",
+}
+RUN_ARGS = ["--dataset", "digits", "--epochs", "6", "--seed", "3", "--no-baseline", "--json"]
+TIMEOUT = 600
+
+
+@dataclass
+class MeshUnderTest:
+    root: Path
+    directory: Path
+    config: Path
+
+    @property
+    def file(self) -> Path:
+        return self.directory / "mesh.json"
+
+    def document(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.file.read_text())
+        return data
+
+
+def esper(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "esper.cli.main", *args], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    if check and done.returncode != 0:
+        raise AssertionError(f"esper {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def _fast_config(root: Path, assets: str) -> Path:
+    """One template, a short lifecycle and an eager Tamiyo: a seed grows within six epochs."""
+    config = {
+        "assets": {"data_dir": str(root / assets), "template_ids": ["conv3x3_relu"]},
+        "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5,
+                    "fine_tuning_min_steps": 5},
+        "tamiyo": {"warmup_epochs": 1, "patience": 1, "min_delta": 0.5, "min_epochs_to_finish": 1,
+                   "min_eval_gain": -1.0, "fossilize_min_improvement": 0.0, "harm_threshold": 1.0},
+    }
+    path = root / f"fast-{assets}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
+    root = tmp_path_factory.mktemp("mesh")
+    local = MeshUnderTest(root, root / "mesh", _fast_config(root, "assets-mesh"))
+    started = time.monotonic()
+    esper("up", "--dir", str(local.directory), "--config", str(local.config))
+    print(f"esper up took {time.monotonic() - started:.1f} s")
+    pids = [entry["pid"] for entry in local.document().values()]
+    try:
+        yield local
+    finally:
+        # A safety net only: the last test takes the mesh down and checks it.
+        esper("down", "--dir", str(local.directory), check=False)
+        for pid in pids:
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_up_writes_every_address_and_every_server_is_serving(mesh: MeshUnderTest) -> None:
+    document = mesh.document()
+    assert set(document) == {*SUBSYSTEMS, "nats"}
+    assert document["nats"]["url"].startswith("nats://127.0.0.1:")
+    for name in SUBSYSTEMS:
+        assert document[name]["grpc"].startswith("127.0.0.1:") and process_alive(document[name]["pid"])
+    status = json.loads(esper("status", "--dir", str(mesh.directory), "--json").stdout)
+    assert status["healthy"] and set(status["servers"]) == {*SUBSYSTEMS, "nats"}
+
+
+@pytest.mark.parametrize("name", SUBSYSTEMS)
+def test_grpcurl_lists_the_service_health_and_reflection(mesh: MeshUnderTest, name: str) -> None:
+    address = mesh.document()[name]["grpc"]
+    listed = subprocess.run([str(GRPCURL), "-plaintext", address, "list"], capture_output=True, text=True,
+                            timeout=30, check=True).stdout.split()
+    assert f"esper.leyline.v1.{SERVICES[name]}" in listed
+    assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(listed)
+    if name == "tolaria":
+        assert "esper.leyline.v1.KasminaService" in listed
+
+
+def _stored_subjects(url: str, stream: str) -> list[str]:
+    async def read() -> list[str]:
+        connection = await nats.connect(url)
+        try:
+            js = connection.jetstream()
+            info = await js.stream_info(stream)
+            if not info.state.messages:
+                return []
+            return [(await js.get_msg(stream, seq)).subject or "" for seq in
+                    range(info.state.first_seq, info.state.last_seq + 1)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_mesh_run_writes_the_run_folder_and_matches_the_embedded_run(mesh: MeshUnderTest) -> None:
+    out = mesh.root / "run"
+    done = esper("run", "--mesh", str(mesh.file), *RUN_ARGS, "--out", str(out), "--config", str(mesh.config))
+    summary = json.loads(done.stdout)
+    for name in ("summary.json", "metrics.jsonl", "events.jsonl", "lineage.json", "model.pt", "report.png",
+                 "config.json"):
+        assert (out / name).is_file(), name
+    assert summary["epochs"] == 6 and summary["seeds_germinated"] >= 1
+    assert "mesh: urza" in _lines(out / "events.jsonl")[0]["notice"]
+    # Kasmina published each boundary's seed telemetry on Oona.
+    telemetry = [s for s in _stored_subjects(mesh.document()["nats"]["url"], "ESPER_TELEMETRY")
+                 if s.startswith(f"esper.telemetry.{summary['run_id']}.seed.")]
+    assert len(telemetry) >= 6
+
+    twin = mesh.root / "embedded"
+    embedded_config = _fast_config(mesh.root, "assets-embedded")
+    twin_summary = json.loads(esper("run", *RUN_ARGS, "--out", str(twin), "--config", str(embedded_config)).stdout)
+    # Same code, same seed, byte-identical kernels (same IR and toolchain): the same numbers, to the bit.
+    assert summary["final_test_accuracy"] == twin_summary["final_test_accuracy"]
+    assert [m["val_accuracy"] for m in _lines(out / "metrics.jsonl")] == [
+        m["val_accuracy"] for m in _lines(twin / "metrics.jsonl")
+    ]
+    for key in ("params_final", "seeds_germinated", "seeds_fossilized", "seeds_culled", "best_val_accuracy"):
+        assert summary[key] == twin_summary[key], key
+
+
+def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: MeshUnderTest) -> None:
+    tamiyo = mesh.document()["tamiyo"]["pid"]
+    os.kill(tamiyo, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while process_alive(tamiyo) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert esper("status", "--dir", str(mesh.directory), check=False).returncode == 1
+    out = mesh.root / "no-tamiyo"
+    done = esper("run", "--mesh", str(mesh.file), *RUN_ARGS, "--out", str(out), "--config", str(mesh.config))
+    summary = json.loads(done.stdout)
+    assert summary["epochs"] == 6 and summary["seeds_germinated"] == 0
+    notices = [e["notice"] for e in _lines(out / "events.jsonl") if e["kind"] == "notice"]
+    unavailable = [n for n in notices if "Tamiyo unavailable (" in n and "running conservatively" in n]
+    assert [n.split(":")[0] for n in unavailable] == [f"epoch {epoch}" for epoch in range(6)]
+
+
+def test_down_stops_every_process_and_leaves_none_behind(mesh: MeshUnderTest) -> None:
+    pids = {name: entry["pid"] for name, entry in mesh.document().items()}
+    esper("down", "--dir", str(mesh.directory))
+    assert not [name for name, pid in pids.items() if process_alive(pid)]
+    assert not mesh.file.exists()
+    assert "nothing to stop" in esper("down", "--dir", str(mesh.directory)).stderr

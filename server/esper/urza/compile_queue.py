@@ -12,13 +12,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, true, update
+from sqlalchemy import Connection, func, select, update
 
 from esper.errors import AlreadyExists, NotFound
 from esper.leyline.v1 import kernel_pb2
 from esper.urza.convert import Row
 from esper.urza.db import compile_jobs, kernels
-from esper.urza.leases import check_lease, new_lease_token, same_token
+from esper.urza.leases import check_lease, claim_next, new_lease_token, same_token
 from esper.urza.status import refresh_blueprint_status
 from esper.urza.validation import PIPELINE_NAMES
 
@@ -26,8 +26,6 @@ logger = logging.getLogger(__name__)
 
 _JOB = kernel_pb2.CompileJobStatus
 MAX_ERROR_LENGTH = 16384
-# Bounds the work of one claim when many expired jobs have to be failed first.
-_MAX_CLAIM_STEPS = 64
 
 
 def job_id_for(blueprint_id: str, pipeline: int) -> str:
@@ -77,41 +75,17 @@ def claim_job(
     """Lease a job to `worker_id`: its own RUNNING job first (a restarted worker resumes it),
     else the oldest QUEUED job or RUNNING job whose lease ran out. None when there is none."""
     c = compile_jobs.c
-    allowed = c.pipeline.in_([int(p) for p in pipelines]) if pipelines else true()
-    order = (c.create_us, c.pipeline, c.job_id)
-    own_query = (
-        select(compile_jobs)
-        .where(c.status == _JOB.COMPILE_JOB_STATUS_RUNNING, c.worker_id == worker_id, allowed)
-        .order_by(*order)
-        .limit(1)
-        .with_for_update(skip_locked=True, key_share=True)
+    return claim_next(
+        conn,
+        compile_jobs,
+        held=_JOB.COMPILE_JOB_STATUS_RUNNING,
+        waiting=_JOB.COMPILE_JOB_STATUS_QUEUED,
+        worker_id=worker_id,
+        now_us=now_us,
+        order=(c.create_us, c.pipeline, c.job_id),
+        lease=lambda row: _lease_or_give_up(conn, row, worker_id=worker_id, lease_us=lease_us, now_us=now_us),
+        filters=(c.pipeline.in_([int(p) for p in pipelines]),) if pipelines else (),
     )
-    claimable = (
-        select(compile_jobs)
-        .where(
-            allowed,
-            or_(
-                c.status == _JOB.COMPILE_JOB_STATUS_QUEUED,
-                and_(c.status == _JOB.COMPILE_JOB_STATUS_RUNNING, c.lease_expire_us < now_us),
-            ),
-        )
-        .order_by(*order)
-        .limit(1)
-        .with_for_update(skip_locked=True, key_share=True)
-    )
-    own = conn.execute(own_query).mappings().first()
-    if own is not None:
-        leased = _lease_or_give_up(conn, own, worker_id=worker_id, lease_us=lease_us, now_us=now_us)
-        if leased is not None:
-            return leased
-    for _ in range(_MAX_CLAIM_STEPS):
-        candidate = conn.execute(claimable).mappings().first()
-        if candidate is None:
-            return None
-        leased = _lease_or_give_up(conn, candidate, worker_id=worker_id, lease_us=lease_us, now_us=now_us)
-        if leased is not None:
-            return leased
-    return None
 
 
 def _lease_or_give_up(

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from esper.errors import NotFound
 from esper.leyline.v1 import kernel_pb2
 from esper.urza.convert import Row, timestamp_from_us
 from esper.urza.db import kernel_tags, kernels, validation_reports
-from esper.urza.leases import check_lease, new_lease_token, same_token
+from esper.urza.leases import check_lease, claim_next, new_lease_token, same_token
 from esper.urza.status import refresh_blueprint_status
 
 logger = logging.getLogger(__name__)
 
 _KERNEL = kernel_pb2.KernelStatus
-_MAX_CLAIM_STEPS = 64
 
 
 def get_kernel_for_update(conn: Connection, kernel_id: str) -> Row:
@@ -35,42 +34,16 @@ def get_kernel_for_update(conn: Connection, kernel_id: str) -> Row:
 def claim_kernel(conn: Connection, *, worker_id: str, lease_us: int, now_us: int) -> Row | None:
     """Lease a kernel to validator `worker_id`; None when nothing waits."""
     c = kernels.c
-    order = (c.create_us, c.kernel_id)
-    own = (
-        conn.execute(
-            select(kernels)
-            .where(c.status == _KERNEL.KERNEL_STATUS_VALIDATING, c.worker_id == worker_id)
-            .order_by(*order)
-            .limit(1)
-            .with_for_update(skip_locked=True, key_share=True)
-        )
-        .mappings()
-        .first()
+    return claim_next(
+        conn,
+        kernels,
+        held=_KERNEL.KERNEL_STATUS_VALIDATING,
+        waiting=_KERNEL.KERNEL_STATUS_COMPILED,
+        worker_id=worker_id,
+        now_us=now_us,
+        order=(c.create_us, c.kernel_id),
+        lease=lambda row: _lease(conn, row, worker_id=worker_id, lease_us=lease_us, now_us=now_us),
     )
-    if own is not None:
-        leased = _lease(conn, own, worker_id=worker_id, lease_us=lease_us, now_us=now_us)
-        if leased is not None:
-            return leased
-    claimable = (
-        select(kernels)
-        .where(
-            or_(
-                c.status == _KERNEL.KERNEL_STATUS_COMPILED,
-                and_(c.status == _KERNEL.KERNEL_STATUS_VALIDATING, c.lease_expire_us < now_us),
-            )
-        )
-        .order_by(*order)
-        .limit(1)
-        .with_for_update(skip_locked=True, key_share=True)
-    )
-    for _ in range(_MAX_CLAIM_STEPS):
-        candidate = conn.execute(claimable).mappings().first()
-        if candidate is None:
-            return None
-        leased = _lease(conn, candidate, worker_id=worker_id, lease_us=lease_us, now_us=now_us)
-        if leased is not None:
-            return leased
-    return None
 
 
 def _lease(conn: Connection, candidate: Row, *, worker_id: str, lease_us: int, now_us: int) -> Row | None:

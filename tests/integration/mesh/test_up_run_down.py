@@ -33,7 +33,9 @@ SERVICES = {
     "urza": "UrzaService", "tezzeret": "TezzeretService", "urabrask": "UrabraskService", "karn": "KarnService",
     "tamiyo": "TamiyoService", "simic": "SimicService", "nissa": "NissaService", "tolaria": "TolariaService",
 }
-RUN_ARGS = ["--dataset", "digits", "--epochs", "6", "--seed", "3", "--no-baseline", "--json"]
+# Ten epochs see a seed through to a terminal stage, so the run also produces field reports.
+EPOCHS = 10
+RUN_ARGS = ["--dataset", "digits", "--epochs", str(EPOCHS), "--seed", "3", "--no-baseline", "--json"]
 TIMEOUT = 600
 
 
@@ -129,6 +131,23 @@ def _stored_subjects(url: str, stream: str) -> list[str]:
     return asyncio.run(read())
 
 
+def _simic_reports(mesh: MeshUnderTest, run_id: str, expected: int) -> set[str]:
+    """The report ids Simic stored for the run, once it holds `expected` of them (or after 60 s)."""
+    from esper.clients.base import ClientConfig
+    from esper.clients.simic import SimicClient
+    from esper.leyline.v1 import simic_pb2
+
+    deadline = time.monotonic() + 60
+    with SimicClient(ClientConfig(address=mesh.document()["simic"]["grpc"])) as simic:
+        while True:
+            listed = simic.list_field_reports(simic_pb2.ListFieldReportsRequest(run_id=run_id, page_size=1000))
+            found = [report.report_id for report in listed.reports]
+            if len(found) >= expected or time.monotonic() > deadline:
+                assert len(found) == len(set(found)), "a report was stored twice"
+                return set(found)
+            time.sleep(0.2)
+
+
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -140,12 +159,17 @@ def test_a_mesh_run_writes_the_run_folder_and_matches_the_embedded_run(mesh: Mes
     for name in ("summary.json", "metrics.jsonl", "events.jsonl", "lineage.json", "model.pt", "report.png",
                  "config.json"):
         assert (out / name).is_file(), name
-    assert summary["epochs"] == 6 and summary["seeds_germinated"] >= 1
-    assert "mesh: urza" in _lines(out / "events.jsonl")[0]["notice"]
+    assert summary["epochs"] == EPOCHS and summary["seeds_germinated"] >= 1
+    events = _lines(out / "events.jsonl")
+    assert "mesh: urza" in events[0]["notice"]
     # Kasmina published each boundary's seed telemetry on Oona.
     telemetry = [s for s in _stored_subjects(mesh.document()["nats"]["url"], "ESPER_TELEMETRY")
                  if s.startswith(f"esper.telemetry.{summary['run_id']}.seed.")]
-    assert len(telemetry) >= 6
+    assert len(telemetry) >= EPOCHS
+    # The run's field reports reached Simic over JetStream, each stored once.
+    reports = {e["field_report"]["report_id"] for e in events if e["kind"] == "field_report"}
+    assert reports, "a seed reached a terminal stage"
+    assert _simic_reports(mesh, summary["run_id"], len(reports)) == reports
 
     twin = mesh.root / "embedded"
     embedded_config = _fast_config(mesh.root, "assets-embedded")
@@ -169,10 +193,10 @@ def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: M
     out = mesh.root / "no-tamiyo"
     done = esper("run", "--mesh", str(mesh.file), *RUN_ARGS, "--out", str(out), "--config", str(mesh.config))
     summary = json.loads(done.stdout)
-    assert summary["epochs"] == 6 and summary["seeds_germinated"] == 0
+    assert summary["epochs"] == EPOCHS and summary["seeds_germinated"] == 0
     notices = [e["notice"] for e in _lines(out / "events.jsonl") if e["kind"] == "notice"]
     unavailable = [n for n in notices if "Tamiyo unavailable (" in n and "running conservatively" in n]
-    assert [n.split(":")[0] for n in unavailable] == [f"epoch {epoch}" for epoch in range(6)]
+    assert [n.split(":")[0] for n in unavailable] == [f"epoch {epoch}" for epoch in range(EPOCHS)]
 
 
 def test_down_stops_every_process_and_leaves_none_behind(mesh: MeshUnderTest) -> None:

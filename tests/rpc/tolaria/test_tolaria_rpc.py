@@ -207,6 +207,10 @@ def test_a_live_run_serves_its_seeds_and_cancels_at_the_next_step(tolaria: Tolar
             break
     seeds = tolaria.kasmina.list_seed_states(kasmina_pb2.ListSeedStatesRequest(run_id="live")).seeds
     assert len(seeds) >= 1 and all(seed.descriptor.seed_id for seed in seeds)
+    telemetry = tolaria.kasmina.stream_telemetry(kasmina_pb2.StreamTelemetryRequest(run_id="live"), timeout=60.0)
+    first = next(iter(telemetry)).telemetry
+    assert first.run_id == "live" and first.seed_id in {seed.descriptor.seed_id for seed in seeds}
+    telemetry.close()
     assert tolaria.client.get_run(tolaria_pb2.GetRunRequest(run_id="live")).run.status == run_pb2.RUN_STATUS_RUNNING
     tolaria.client.cancel_run(tolaria_pb2.CancelRunRequest(run_id="live"))
     rest = [response.event for response in stream]

@@ -9,13 +9,13 @@ writes the file, `esper run --mesh`, `esper status` and `esper down` read it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from esper.errors import FailedPrecondition, InvalidArgument
+from esper.fsutil import atomic_write
 
 MESH_FILE = "mesh.json"
 NATS = "nats"
@@ -77,9 +77,7 @@ def addresses_from_document(document: Mapping[str, Any], source: str = "mesh") -
 def write_mesh(path: Path, document: Mapping[str, Any]) -> None:
     """Write `document` to `path` so a reader never sees a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _entry(value: Any, inner: str, where: str) -> tuple[str, int | None]:

@@ -28,14 +28,14 @@ def test_default_mlp_for_features() -> None:
 
 def test_default_cnn_for_images() -> None:
     spec = default_host_spec(blueprint_pb2.INPUT_KIND_IMAGE, (1, 28, 28), 10, None)
-    assert (spec.kind, spec.width) == ("cnn", 8)
+    assert (spec.kind, spec.width) == ("cnn", 3)
     host = build_host(spec)
     convs = [m for m in host.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (1, 8, (3, 3), (1, 1)),
-        (8, 8, (3, 3), (1, 1)),
+        (1, 3, (3, 3), (1, 1)),
+        (3, 3, (3, 3), (1, 1)),
     ]
-    assert isinstance(host.classifier, nn.Linear) and host.classifier.in_features == 8 * 7 * 7
+    assert isinstance(host.classifier, nn.Linear) and host.classifier.in_features == 3 * 7 * 7
     assert host(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
 
 

@@ -1,6 +1,6 @@
 """Mesh benchmarks: what Esper's transports cost, each beside a baseline measured in the same run.
 
-Sections (pick with --sections, default all that are built):
+Sections (pick with --sections, default all):
 
 - oona: Oona publish latency (p50/p95, one message at a time, waiting for the
   JetStream ack) and throughput (batched: publish N, then flush), each beside a raw
@@ -175,16 +175,116 @@ def oona_section(context: BenchContext) -> list[Row]:
     ]
 
 
-# -- extension points for the gRPC sections ----------------------------------------------------
+# -- gRPC sections ------------------------------------------------------------------------------
+
+def _percentile_ms(samples: list[float], fraction: float) -> float:
+    return percentile(samples, fraction) * 1e3
+
+
+def _hook_samples(controller: object, boundaries: int) -> list[float]:
+    """Seconds per epoch-end hook (state packet -> Tamiyo -> Kasmina) on a wrapped digits model."""
+    from esper.data import load_dataset
+    from esper.hosts import build_host, default_host_spec
+    from esper.kasmina import KasminaOperator, wrap
+    from esper.kasmina.config import KasminaConfig
+    from esper.tolaria.hook import BoundaryState, run_hook
+
+    class NoKernels:
+        def describe(self, kernel_id: str) -> object:
+            raise LookupError(kernel_id)
+
+        def instantiate(self, kernel_id: str) -> object:
+            raise LookupError(kernel_id)
+
+    data = load_dataset("digits", seed=0)
+    spec = default_host_spec(data.input_kind, data.input_shape, data.num_classes, None)
+    model = wrap(build_host(spec), KasminaConfig(target_module_types=("ReLU",)), example_input=data.x_train[:2])
+    operator = KasminaOperator(model, NoKernels(), run_id="bench-hook")  # type: ignore[arg-type]
+    samples = []
+    for epoch in range(boundaries):
+        telemetry = operator.on_epoch_end(epoch, validation_accuracy=0.5)
+        state = BoundaryState(
+            run_id="bench-hook", epoch=epoch, global_step=10 * epoch, training_loss=0.5, validation_loss=0.5,
+            validation_accuracy=0.5, epoch_ms=100, parameter_count=1000, final_epoch=10**6,
+            seed_layout=model.seed_layout(), telemetry=telemetry,
+        )
+        start = time.perf_counter()
+        run_hook(state, controller, operator)  # type: ignore[arg-type]
+        samples.append(time.perf_counter() - start)
+    return samples[20:]
+
 
 def epoch_hook_section(context: BenchContext) -> list[Row]:
-    """Tolaria's epoch-end hook through Tamiyo over gRPC vs in process (budget <= 18 ms). Not built yet."""
-    raise NotImplementedError("epoch_hook: measure the epoch-end hook over gRPC beside the in-process call")
+    """Tolaria's epoch-end hook with Tamiyo in process vs over gRPC (budget 18 ms; target <= 10 ms over gRPC).
+
+    Tamiyo queries a real (empty) Urza for kernels at every plateau, so each boundary carries
+    a decision and, over gRPC, a full Step round trip on loopback.
+    """
+    from esper.clients.base import ClientConfig
+    from esper.clients.tamiyo import TamiyoClient
+    from esper.mesh.config import ServerConfig
+    from esper.mesh.threaded import ServerThread
+    from esper.tamiyo import TamiyoController
+    from esper.tamiyo.config import TamiyoConfig
+    from esper.tamiyo.servicer import tamiyo_registration
+    from esper.urza.config import UrzaConfig
+    from esper.urza.hub import UrzaHub
+
+    boundaries = 20 + 100 * context.args.rounds
+    with tempfile.TemporaryDirectory() as tmp:
+        hub = UrzaHub.open(UrzaConfig(data_dir=tmp))
+        config = TamiyoConfig(warmup_epochs=0, patience=1, min_delta=1.0)
+        embedded = _hook_samples(TamiyoController(None, config, kernels=hub), boundaries)
+        server = ServerThread(
+            [tamiyo_registration(TamiyoController(None, config, kernels=hub))], ServerConfig(service_name="tamiyo")
+        )
+        client = TamiyoClient(ClientConfig(address=server.address, deadline_seconds=1.0))
+        try:
+            remote = _hook_samples(client, boundaries)
+        finally:
+            client.close()
+            server.stop()
+            hub.close()
+    return [
+        Row("epoch-end hook p50, Tamiyo over gRPC vs in process (ms)",
+            _percentile_ms(remote, 0.5), _percentile_ms(embedded, 0.5), "ms", "<= 10 ms over gRPC; budget 18 ms"),
+        Row("epoch-end hook p95, Tamiyo over gRPC vs in process (ms)",
+            _percentile_ms(remote, 0.95), _percentile_ms(embedded, 0.95), "ms", "budget 18 ms"),
+    ]
 
 
 def kernel_fetch_section(context: BenchContext) -> list[Row]:
-    """Urza kernel fetch over gRPC vs in process (budget p50 < 10 ms). Not built yet."""
-    raise NotImplementedError("kernel_fetch: measure a kernel download over gRPC beside the in-process fetch")
+    """Urza kernel download (with SHA-256 check) over gRPC vs in process (target p50 <= 2 ms up to 1 MB)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from assets_bench import build_kernels, timed_ms
+
+    from esper.clients.base import ClientConfig
+    from esper.clients.urza import UrzaClient
+    from esper.mesh.config import ServerConfig
+    from esper.mesh.threaded import ServerThread
+    from esper.urza.config import UrzaConfig
+    from esper.urza.fetch import download_kernel_bytes
+    from esper.urza.hub import UrzaHub
+    from esper.urza.servicer import urza_registration
+
+    iterations = 50 * context.args.rounds
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        hub = UrzaHub.open(UrzaConfig(data_dir=str(Path(tmp) / "urza")))
+        kernels = build_kernels(hub, Path(tmp))
+        server = ServerThread([urza_registration(hub)], ServerConfig(service_name="urza"))
+        client = UrzaClient(ClientConfig(address=server.address))
+        try:
+            for kernel in (kernels[0], kernels[-1]):
+                remote = timed_ms(lambda k=kernel: download_kernel_bytes(client, k.kernel_id), iterations)
+                local = timed_ms(lambda k=kernel: download_kernel_bytes(hub, k.kernel_id), iterations)
+                label = f"kernel fetch p50, {kernel.size_bytes / 1024:,.0f} KiB, gRPC vs in process (ms)"
+                rows.append(Row(label, remote[0], local[0], "ms", "<= 2 ms over gRPC up to 1 MB; budget 10 ms"))
+        finally:
+            client.close()
+            server.stop()
+            hub.close()
+    return rows
 
 
 SECTIONS: dict[str, Section] = {
@@ -223,7 +323,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="messages per batched-throughput round")
     parser.add_argument("--samples", type=int, default=1_000, help="single publishes per latency round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating raw and Oona")
-    parser.add_argument("--sections", default="oona", help=f"comma-separated, from {sorted(SECTIONS)}")
+    parser.add_argument(
+        "--sections", default="oona,epoch_hook,kernel_fetch", help=f"comma-separated, from {sorted(SECTIONS)}"
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in SECTIONS]

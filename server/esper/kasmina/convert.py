@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from esper.kasmina.records import Adaptation, SeedSnapshot
 from esper.kasmina.seed import KasminaSeed
-from esper.leyline.v1 import blueprint_pb2, control_pb2, run_pb2, telemetry_pb2
+from esper.leyline.v1 import blueprint_pb2, run_pb2, telemetry_pb2
 
 
 def seed_state(seed: KasminaSeed) -> telemetry_pb2.SeedState:
@@ -75,39 +75,6 @@ def seed_transition(
         command_id=command_id,
         epoch=epoch,
     )
-
-
-def field_report(
-    *,
-    run_id: str,
-    seed_id: str,
-    adaptation: Adaptation,
-    outcome: int,
-    end_epoch: int,
-    post_metric: float,
-    reason: str,
-    report_time: Timestamp,
-) -> control_pb2.FieldReport:
-    """The outcome of one adaptation. `kernel_report` is left for Tamiyo, who selected the kernel."""
-    report = control_pb2.FieldReport(
-        report_id=f"{run_id}/{seed_id}/{adaptation.germination_command_id or adaptation.germination_epoch}",
-        run_id=run_id,
-        seed_id=seed_id,
-        blueprint_id=adaptation.blueprint_id,
-        kernel_id=adaptation.kernel_id,
-        outcome=outcome,  # type: ignore[arg-type]
-        pre_metric=adaptation.pre_metric,
-        post_metric=post_metric,
-        epochs_active=max(0, end_epoch - adaptation.germination_epoch),
-        germination_command_id=adaptation.germination_command_id,
-        selected_for_tags=list(adaptation.selected_for_tags),
-        reason=reason,
-    )
-    report.eval_metrics["params_added"] = float(adaptation.parameter_count)
-    if adaptation.eval_gain is not None:
-        report.eval_metrics["eval_gain"] = adaptation.eval_gain
-    report.report_time.CopyFrom(report_time)
-    return report
 
 
 def adaptation_to_dict(adaptation: Adaptation) -> dict[str, Any]:

@@ -4,7 +4,8 @@ It implements the KasminaService API (apply_command, list_seed_states,
 stream_telemetry) plus what Tolaria calls at epoch boundaries. Commands take effect
 when applied; Tolaria applies them at the boundary (between epochs) and rebuilds
 seed optimizers when `model.version` changes. Every transition is recorded as a
-SeedTransition and every finished adaptation as a FieldReport; Tolaria drains both.
+SeedTransition, which Tolaria drains. FieldReports are Tamiyo's: she reports every
+finished adaptation, including those Kasmina ends on its own (seen in the packet).
 A kernel that fails to load, for any reason, culls its seed: the run goes on.
 """
 
@@ -35,18 +36,12 @@ from esper.kasmina.validation import (
     validate_list_seed_states,
     validate_stream_telemetry,
 )
-from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
+from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
 from esper.paging import encode_page_token
 
 logger = logging.getLogger(__name__)
 
 _CMD = lifecycle_pb2.CommandType
-_OUTCOMES: dict[int, int] = {
-    lc.FOSSILIZED: lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED,
-    lc.CULLED: lifecycle_pb2.ADAPTATION_OUTCOME_CULLED,
-    lc.CANCELLED: lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED,
-    lc.ROLLED_BACK: lifecycle_pb2.ADAPTATION_OUTCOME_ROLLED_BACK,
-}
 STATE_FORMAT = 1
 
 
@@ -74,7 +69,6 @@ class KasminaOperator:
         self._last_accuracy = 0.0
         self._commands: OrderedDict[str, tuple[str, kasmina_pb2.ApplyCommandResponse]] = OrderedDict()
         self._transitions: list[run_pb2.SeedTransition] = []
-        self._reports: list[control_pb2.FieldReport] = []
         self._hub = TelemetryHub()
         model.isolation_handler = self._on_isolation_violation
         model.arm_epoch_checks()
@@ -186,11 +180,6 @@ class KasminaOperator:
     def drain_transitions(self) -> list[run_pb2.SeedTransition]:
         with self._lock:
             drained, self._transitions = self._transitions, []
-        return drained
-
-    def drain_field_reports(self) -> list[control_pb2.FieldReport]:
-        with self._lock:
-            drained, self._reports = self._reports, []
         return drained
 
     @property
@@ -348,23 +337,8 @@ class KasminaOperator:
     def _finish(
         self, seed: KasminaSeed, outcome: int, *, reason: str, command_id: str = "", epoch: int | None = None
     ) -> str:
-        """Move to an outcome stage and record the adaptation's FieldReport."""
-        adaptation = seed.adaptation
-        end_epoch = self._boundary_epoch if epoch is None else epoch
-        self._transition(seed, outcome, reason=reason, command_id=command_id, epoch=end_epoch)
-        if adaptation is not None:
-            self._reports.append(
-                convert.field_report(
-                    run_id=self.run_id,
-                    seed_id=seed.seed_id,
-                    adaptation=adaptation,
-                    outcome=_OUTCOMES[outcome],
-                    end_epoch=end_epoch,
-                    post_metric=self._last_accuracy,
-                    reason=reason,
-                    report_time=_now(),
-                )
-            )
+        """Move to an outcome stage (FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK) with its reason."""
+        self._transition(seed, outcome, reason=reason, command_id=command_id, epoch=epoch)
         return f"{lc.stage_name(outcome)}: {reason}"
 
     def _transition(

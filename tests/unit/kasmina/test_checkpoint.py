@@ -96,13 +96,19 @@ def test_rolled_back_seeds_stay_locked_through_a_restore() -> None:
     good = _through_disk(operator.state_dict())
     bring_to(operator, "1", lc.GRAFTING)
     bring_to(operator, "3", lc.TRAINING)
+    operator.drain_transitions()
     operator.roll_back(operator.active_seed_ids(), reason="loss exploded")
     assert {s.seed_id: s.stage for s in model.seed_list()} == {"1": lc.ROLLED_BACK, "3": lc.ROLLED_BACK}
+    rolled_back = [(t.seed_id, t.from_stage, t.to_stage, t.reason) for t in operator.drain_transitions()]
+    assert rolled_back == [
+        ("1", lc.GRAFTING, lc.ROLLED_BACK, "loss exploded"),
+        ("3", lc.TRAINING, lc.ROLLED_BACK, "loss exploded"),
+    ]
     operator.load_state_dict(good)
     assert model.seed("1").stage == lc.ROLLED_BACK and model.seed("1").kernel is None
     assert model.seed("3").stage == lc.ROLLED_BACK
-    reports = operator.drain_field_reports()
-    assert [r.outcome for r in reports] == [lifecycle_pb2.ADAPTATION_OUTCOME_ROLLED_BACK] * 2
+    assert [s.last_transition_reason for s in model.seed_list()] == ["loss exploded"] * 2
+    assert operator.drain_transitions() == []
 
 
 def test_restore_brings_back_a_seed_that_was_culled_after_the_checkpoint() -> None:

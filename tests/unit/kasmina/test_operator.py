@@ -10,7 +10,7 @@ import torch
 from esper.errors import AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
-from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2
+from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2
 
 from .support import (
     RUN_ID,
@@ -110,10 +110,11 @@ def test_load_failure_culls_the_seed_with_the_reason_and_the_run_goes_on(error: 
     assert response.accepted and response.stage == lc.CULLED
     seed = model.seed("1")
     assert str(error) in seed.last_transition_reason and seed.embargo_until_epoch == 2
-    stages = [(t.from_stage, t.to_stage) for t in operator.drain_transitions()]
+    transitions = operator.drain_transitions()
+    stages = [(t.from_stage, t.to_stage) for t in transitions]
     assert stages == [(lc.DORMANT, lc.GERMINATED), (lc.GERMINATED, lc.LOADING), (lc.LOADING, lc.CULLED)]
-    [report] = operator.drain_field_reports()
-    assert report.outcome == lifecycle_pb2.ADAPTATION_OUTCOME_CULLED and str(error) in report.reason
+    culled = transitions[-1]
+    assert str(error) in culled.reason and culled.command_id == "load"
     bring_to(operator, "3", lc.TRAINING)  # another seed is unaffected
     train_steps(model, 2)
 
@@ -126,7 +127,7 @@ def test_kernel_of_the_wrong_shape_is_culled_at_load() -> None:
     assert "same shape" in model.seed("1").last_transition_reason
 
 
-def test_full_adaptation_yields_transitions_and_a_field_report() -> None:
+def test_full_adaptation_yields_transitions_and_its_adaptation_record() -> None:
     model, operator, _, _ = mlp_setup(RELU)
     operator.on_epoch_end(0, validation_accuracy=0.5)
     operator.apply_command(command(CMD.COMMAND_TYPE_REQUEST_GERMINATION, "1", command_id="germ", kernel_id="k-mlp"))
@@ -136,7 +137,8 @@ def test_full_adaptation_yields_transitions_and_a_field_report() -> None:
     bring_to(operator, "1", lc.FINE_TUNING)
     operator.on_epoch_end(2, validation_accuracy=0.7)
     operator.apply_command(command(CMD.COMMAND_TYPE_FOSSILIZE, "1", command_id="fossil"))
-    path = [lc.stage_name(t.to_stage) for t in operator.drain_transitions()]
+    transitions = operator.drain_transitions()
+    path = [lc.stage_name(t.to_stage) for t in transitions]
     assert path == [
         "GERMINATED",
         "LOADING",
@@ -147,14 +149,17 @@ def test_full_adaptation_yields_transitions_and_a_field_report() -> None:
         "FINE_TUNING",
         "FOSSILIZED",
     ]
-    [report] = operator.drain_field_reports()
-    assert report.outcome == lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED
-    assert (report.pre_metric, report.post_metric) == (0.5, 0.7)
-    assert report.epochs_active == 2 and report.germination_command_id == "germ"
-    assert report.kernel_id == "k-mlp" and report.blueprint_id == "bp-k-mlp"
-    assert report.eval_metrics["eval_gain"] == pytest.approx(0.03)
-    assert report.eval_metrics["params_added"] == 16 * 16 * 2 + 16 * 2
-    assert model.seed("1").adaptation is not None and model.seed("1").adaptation.fossilization_epoch == 2
+    germinated, fossilized = transitions[0], transitions[-1]
+    assert (germinated.command_id, germinated.epoch) == ("germ", 0)
+    assert (fossilized.from_stage, fossilized.command_id, fossilized.epoch) == (lc.FINE_TUNING, "fossil", 2)
+    adaptation = model.seed("1").adaptation
+    assert adaptation is not None
+    assert adaptation.pre_metric == 0.5
+    assert adaptation.germination_epoch == 0 and adaptation.germination_command_id == "germ"
+    assert adaptation.kernel_id == "k-mlp" and adaptation.blueprint_id == "bp-k-mlp"
+    assert adaptation.eval_gain == pytest.approx(0.03)
+    assert adaptation.parameter_count == 16 * 16 * 2 + 16 * 2
+    assert adaptation.fossilization_epoch == 2
 
 
 def test_cancel_returns_to_dormant_at_the_next_boundary_without_embargo() -> None:
@@ -167,8 +172,12 @@ def test_cancel_returns_to_dormant_at_the_next_boundary_without_embargo() -> Non
     assert seed.stage == lc.DORMANT and telemetry.stage == lc.DORMANT and telemetry.kernel_id == ""
     assert seed.embargo_until_epoch == 0
     germinate(operator, "1", "k-mlp", tag="second")
-    [report] = operator.drain_field_reports()
-    assert report.outcome == lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED
+    ends = [(t.from_stage, t.to_stage, t.command_id, t.epoch) for t in operator.drain_transitions()][-3:]
+    assert ends == [
+        (lc.TRAINING, lc.CANCELLED, "cancel", 0),
+        (lc.CANCELLED, lc.DORMANT, "", 0),
+        (lc.DORMANT, lc.GERMINATED, "second-germ", 0),
+    ]
 
 
 def test_emergency_rollback_locks_the_seed() -> None:
@@ -182,8 +191,12 @@ def test_emergency_rollback_locks_the_seed() -> None:
     assert seed.stage == lc.ROLLED_BACK
     with pytest.raises(FailedPrecondition):
         germinate(operator, "1", "k-mlp", tag="after")
-    [report] = operator.drain_field_reports()
-    assert report.outcome == lifecycle_pb2.ADAPTATION_OUTCOME_ROLLED_BACK
+    rolled_back = operator.drain_transitions()[-1]
+    assert (rolled_back.from_stage, rolled_back.to_stage, rolled_back.command_id) == (
+        lc.GRAFTING,
+        lc.ROLLED_BACK,
+        "rb",
+    )
 
 
 def test_list_seed_states_pages_in_layout_order() -> None:
@@ -239,14 +252,3 @@ def test_closing_a_stream_ends_it_for_a_waiting_reader() -> None:
     stream.close()
     reader.join(timeout=10)
     assert done.is_set()
-
-
-def test_field_report_ids_are_unique_per_adaptation() -> None:
-    _, operator, _, _ = mlp_setup(RELU)
-    reports: list[control_pb2.FieldReport] = []
-    for round_ in range(2):
-        germinate(operator, "1", "k-mlp", tag=f"r{round_}")
-        operator.apply_command(command(CMD.COMMAND_TYPE_CANCEL_GERMINATION, "1", command_id=f"cancel{round_}"))
-        operator.on_epoch_end(round_)
-        reports += operator.drain_field_reports()
-    assert len({report.report_id for report in reports}) == 2

@@ -63,6 +63,10 @@ def test_ids_are_deterministic_and_distinct() -> None:
     assert a != command_id(RUN, 4, "net.1", S.COMMAND_TYPE_ADVANCE, S.SEED_STAGE_LOADING)
     assert a != command_id("run-2", 3, "net.1", S.COMMAND_TYPE_ADVANCE, S.SEED_STAGE_LOADING)
     assert report_id(RUN, "net.1", a) != report_id(RUN, "net.3", a)
+    # Each adaptation of a seed has its own report: ids differ by germination command.
+    again = command_id(RUN, 9, "net.1", S.COMMAND_TYPE_REQUEST_GERMINATION)
+    assert report_id(RUN, "net.1", a) != report_id(RUN, "net.1", again)
+    assert report_id(RUN, "net.1", a) == report_id(RUN, "net.1", a)
 
 
 @dataclass(frozen=True)

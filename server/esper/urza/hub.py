@@ -181,8 +181,9 @@ class UrzaHub:
         chunk_size = checks.validate_download_kernel(request, default_chunk=self.config.chunk_size)
         with self.database.read() as conn:
             row = catalog.get_kernel_row(conn, request.kernel_id)
+            (kernel,) = catalog.kernel_protos(conn, [row])
         data = self._verified_artifact(row)
-        return _chunks(data, chunk_size, row["sha256"])
+        return _chunks(data, chunk_size, kernel)
 
     def _verified_artifact(self, row: Row) -> bytes:
         try:
@@ -359,9 +360,14 @@ def _next_token(page: checks.Page, returned: int, more: bool) -> str:
     return encode_page_token(page.offset + returned, page.fingerprint) if more else ""
 
 
-def _chunks(data: bytes, chunk_size: int, sha256: str) -> Iterator[urza_pb2.DownloadKernelResponse]:
+def _chunks(
+    data: bytes, chunk_size: int, kernel: kernel_pb2.KernelArtifact
+) -> Iterator[urza_pb2.DownloadKernelResponse]:
     total = len(data)
     for offset in range(0, total, chunk_size):
-        yield urza_pb2.DownloadKernelResponse(
-            chunk_data=data[offset : offset + chunk_size], offset=offset, total_size=total, sha256=sha256
+        chunk = urza_pb2.DownloadKernelResponse(
+            chunk_data=data[offset : offset + chunk_size], offset=offset, total_size=total, sha256=kernel.sha256
         )
+        if offset == 0:
+            chunk.kernel.CopyFrom(kernel)
+        yield chunk

@@ -56,6 +56,8 @@ class FakeUrza:
         self.downloads += 1
         if self.gate is not None:
             self.gate.wait(10)
+        if request.kernel_id not in self.kernels:  # as Urza: the call fails before any chunk
+            raise NotFound(f"no kernel {request.kernel_id}", reason="KERNEL_NOT_FOUND")
         kernel, data = self.kernels[request.kernel_id]
         if request.kernel_id in self.corrupt:
             data = bytes([data[0] ^ 0xFF]) + data[1:]

@@ -89,6 +89,25 @@ def test_fetch_assembles_and_verifies(hub: UrzaHub, kernel: kernel_pb2.KernelArt
     assert metadata == kernel
 
 
+def test_the_first_chunk_carries_the_metadata_so_one_call_fetches_a_kernel(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact
+) -> None:
+    chunks = list(hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=4096)))
+    assert len(chunks) > 1
+    assert chunks[0].kernel == kernel
+    assert not any(chunk.HasField("kernel") for chunk in chunks[1:])
+
+    class NoGetKernel:
+        def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> object:
+            return hub.download_kernel(request)
+
+        def get_kernel(self, request: urza_pb2.GetKernelRequest) -> object:
+            raise AssertionError("a fetch from a current Urza needs no GetKernel call")
+
+    data, metadata = download_kernel_bytes(NoGetKernel(), kernel.kernel_id)  # type: ignore[arg-type]
+    assert data == ARTIFACT and metadata == kernel
+
+
 class _TamperingApi:
     """Passes metadata through and flips one byte of the second chunk, as a broken proxy would."""
 

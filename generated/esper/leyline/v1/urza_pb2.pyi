@@ -103,16 +103,18 @@ class DownloadKernelRequest(_message.Message):
     def __init__(self, kernel_id: _Optional[str] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class DownloadKernelResponse(_message.Message):
-    __slots__ = ("chunk_data", "offset", "total_size", "sha256")
+    __slots__ = ("chunk_data", "offset", "total_size", "sha256", "kernel")
     CHUNK_DATA_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
     chunk_data: bytes
     offset: int
     total_size: int
     sha256: str
-    def __init__(self, chunk_data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    kernel: _kernel_pb2.KernelArtifact
+    def __init__(self, chunk_data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., sha256: _Optional[str] = ..., kernel: _Optional[_Union[_kernel_pb2.KernelArtifact, _Mapping]] = ...) -> None: ...
 
 class ClaimCompileJobRequest(_message.Message):
     __slots__ = ("worker_id", "pipelines", "lease_seconds")

@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import bus_pb2, control_pb2, kernel_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
+from esper.oona.config import OonaConfig
 from esper.state.packet import SCHEMA_VERSION
 
 PAYLOAD_TYPES: Mapping[bus_pb2.BusMessageType, type[Message]] = {
@@ -192,3 +193,25 @@ def _verify(envelope: bus_pb2.BusEnvelope, secret: bytes, key_id: str) -> None:
         )
     if not hmac.compare_digest(envelope.hmac_sha256, signature(envelope, secret)):
         raise RejectedEnvelope(DeadLetterReason.BAD_SIGNATURE, "HMAC does not verify")
+
+
+class ConfigSealing:
+    """`Bus.seal` for a bus holding an OonaConfig as `_config`: its secret, key id and schema version."""
+
+    _config: OonaConfig
+
+    def seal(
+        self,
+        message: Message,
+        *,
+        source: str,
+        priority: lifecycle_pb2.MessagePriority = lifecycle_pb2.MESSAGE_PRIORITY_NORMAL,
+        idempotency_key: str | None = None,
+        trace_context: bus_pb2.TraceContext | None = None,
+    ) -> bus_pb2.BusEnvelope:
+        """An envelope for `message`, signed with this bus's secret when it has one."""
+        return seal(
+            message, source=source, priority=priority, idempotency_key=idempotency_key,
+            trace_context=trace_context, secret=self._config.hmac_secret, key_id=self._config.hmac_key_id,
+            schema_version=self._config.schema_version,
+        )

@@ -28,7 +28,6 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -41,7 +40,7 @@ from esper.oona.config import OonaConfig
 from esper.oona.consumer import PullConsumer
 from esper.oona.counters import Alerts, BusCounters
 from esper.oona.dead_letters import MSG_ID_HEADER, DeadLetterQueue
-from esper.oona.envelope import seal
+from esper.oona.envelope import ConfigSealing
 from esper.oona.loop import LoopThread
 from esper.oona.outbox import Outbox, OutgoingMessage
 from esper.oona.sender import Sender
@@ -60,7 +59,7 @@ class JetStreamSubscription(Subscription):
         self._bus._stop_consumer(self._consumer)
 
 
-class JetStreamBus(Bus):
+class JetStreamBus(ConfigSealing, Bus):
     """Oona on NATS JetStream. Call `start()` first; `close()` at the end (or use `with`)."""
 
     def __init__(self, config: OonaConfig, *, on_alert: AlertSink | None = None) -> None:
@@ -126,21 +125,6 @@ class JetStreamBus(Bus):
         self.close()
 
     # -- Bus ---------------------------------------------------------------------------------
-
-    def seal(
-        self,
-        message: Message,
-        *,
-        source: str,
-        priority: lifecycle_pb2.MessagePriority = lifecycle_pb2.MESSAGE_PRIORITY_NORMAL,
-        idempotency_key: str | None = None,
-        trace_context: bus_pb2.TraceContext | None = None,
-    ) -> bus_pb2.BusEnvelope:
-        return seal(
-            message, source=source, priority=priority, idempotency_key=idempotency_key,
-            trace_context=trace_context, secret=self._config.hmac_secret, key_id=self._config.hmac_key_id,
-            schema_version=self._config.schema_version,
-        )
 
     def publish(self, subject: str, envelope: bus_pb2.BusEnvelope) -> None:
         thread = self._thread

@@ -24,14 +24,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from google.protobuf.message import Message
-
 from esper.errors import FailedPrecondition
-from esper.leyline.v1 import bus_pb2, lifecycle_pb2
+from esper.leyline.v1 import bus_pb2
 from esper.oona.api import AlertKind, AlertSink, Bus, BusStats, ConsumerSpec, DeadLetter, Handler, Subscription
 from esper.oona.config import OonaConfig, StreamSpec
 from esper.oona.counters import Alerts, BusCounters, RecentKeys
-from esper.oona.envelope import DeadLetterReason, RejectedEnvelope, open_envelope, seal
+from esper.oona.envelope import ConfigSealing, DeadLetterReason, RejectedEnvelope, open_envelope
 from esper.oona.subjects import dead_letter_subject, stream_for_filter, stream_for_subject, subject_matches
 
 logger = logging.getLogger(__name__)
@@ -83,7 +81,7 @@ class _InProcessSubscription(Subscription):
         self._bus._unsubscribe(self._durable)
 
 
-class InProcessBus(Bus):
+class InProcessBus(ConfigSealing, Bus):
     """The in-process bus. Thread-safe; see the module docstring for delivery order."""
 
     def __init__(
@@ -112,21 +110,6 @@ class InProcessBus(Bus):
         if worker_thread:
             self._worker = threading.Thread(target=self._run_worker, name="oona-in-process", daemon=True)
             self._worker.start()
-
-    def seal(
-        self,
-        message: Message,
-        *,
-        source: str,
-        priority: lifecycle_pb2.MessagePriority = lifecycle_pb2.MESSAGE_PRIORITY_NORMAL,
-        idempotency_key: str | None = None,
-        trace_context: bus_pb2.TraceContext | None = None,
-    ) -> bus_pb2.BusEnvelope:
-        return seal(
-            message, source=source, priority=priority, idempotency_key=idempotency_key,
-            trace_context=trace_context, secret=self._config.hmac_secret, key_id=self._config.hmac_key_id,
-            schema_version=self._config.schema_version,
-        )
 
     def publish(self, subject: str, envelope: bus_pb2.BusEnvelope) -> None:
         stream = self._stream_for(subject)

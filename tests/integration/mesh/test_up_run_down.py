@@ -21,10 +21,10 @@ from typing import Any
 
 import nats
 import pytest
-import yaml
 
 from esper.cli.local_mesh import process_alive
 from esper.mesh.addresses import SUBSYSTEMS
+from tests.integration.mesh.support import esper, fast_config, lines, wait_for_stored_reports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,7 +36,6 @@ SERVICES = {
 # Ten epochs see a seed through to a terminal stage, so the run also produces field reports.
 EPOCHS = 10
 RUN_ARGS = ["--dataset", "digits", "--epochs", str(EPOCHS), "--seed", "3", "--no-baseline", "--json"]
-TIMEOUT = 600
 
 
 @dataclass
@@ -54,32 +53,10 @@ class MeshUnderTest:
         return data
 
 
-def esper(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "esper.cli.main", *args], capture_output=True, text=True,
-                          timeout=TIMEOUT)
-    if check and done.returncode != 0:
-        raise AssertionError(f"esper {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-    return done
-
-
-def _fast_config(root: Path, assets: str) -> Path:
-    """One template, a short lifecycle and an eager Tamiyo: a seed grows within six epochs."""
-    config = {
-        "assets": {"data_dir": str(root / assets), "template_ids": ["conv3x3_relu"]},
-        "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5,
-                    "fine_tuning_min_steps": 5},
-        "tamiyo": {"warmup_epochs": 1, "patience": 1, "min_delta": 0.5, "min_epochs_to_finish": 1,
-                   "min_eval_gain": -1.0, "fossilize_min_improvement": 0.0, "harm_threshold": 1.0},
-    }
-    path = root / f"fast-{assets}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
     root = tmp_path_factory.mktemp("mesh")
-    local = MeshUnderTest(root, root / "mesh", _fast_config(root, "assets-mesh"))
+    local = MeshUnderTest(root, root / "mesh", fast_config(root, "assets-mesh"))
     started = time.monotonic()
     esper("up", "--dir", str(local.directory), "--config", str(local.config))
     print(f"esper up took {time.monotonic() - started:.1f} s")
@@ -133,23 +110,9 @@ def _stored_subjects(url: str, stream: str) -> list[str]:
 
 def _simic_reports(mesh: MeshUnderTest, run_id: str, expected: int) -> set[str]:
     """The report ids Simic stored for the run, once it holds `expected` of them (or after 60 s)."""
-    from esper.clients.base import ClientConfig
-    from esper.clients.simic import SimicClient
-    from esper.leyline.v1 import simic_pb2
-
-    deadline = time.monotonic() + 60
-    with SimicClient(ClientConfig(address=mesh.document()["simic"]["grpc"])) as simic:
-        while True:
-            listed = simic.list_field_reports(simic_pb2.ListFieldReportsRequest(run_id=run_id, page_size=1000))
-            found = [report.report_id for report in listed.reports]
-            if len(found) >= expected or time.monotonic() > deadline:
-                assert len(found) == len(set(found)), "a report was stored twice"
-                return set(found)
-            time.sleep(0.2)
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    found = wait_for_stored_reports(mesh.document()["simic"]["grpc"], run_id, expected)
+    assert len(found) == len(set(found)), "a report was stored twice"
+    return set(found)
 
 
 def test_a_mesh_run_writes_the_run_folder_and_matches_the_embedded_run(mesh: MeshUnderTest) -> None:
@@ -160,7 +123,7 @@ def test_a_mesh_run_writes_the_run_folder_and_matches_the_embedded_run(mesh: Mes
                  "config.json"):
         assert (out / name).is_file(), name
     assert summary["epochs"] == EPOCHS and summary["seeds_germinated"] >= 1
-    events = _lines(out / "events.jsonl")
+    events = lines(out / "events.jsonl")
     assert "mesh: urza" in events[0]["notice"]
     # Kasmina published each boundary's seed telemetry on Oona.
     telemetry = [s for s in _stored_subjects(mesh.document()["nats"]["url"], "ESPER_TELEMETRY")
@@ -172,12 +135,12 @@ def test_a_mesh_run_writes_the_run_folder_and_matches_the_embedded_run(mesh: Mes
     assert _simic_reports(mesh, summary["run_id"], len(reports)) == reports
 
     twin = mesh.root / "embedded"
-    embedded_config = _fast_config(mesh.root, "assets-embedded")
+    embedded_config = fast_config(mesh.root, "assets-embedded")
     twin_summary = json.loads(esper("run", *RUN_ARGS, "--out", str(twin), "--config", str(embedded_config)).stdout)
     # Same code, same seed, byte-identical kernels (same IR and toolchain): the same numbers, to the bit.
     assert summary["final_test_accuracy"] == twin_summary["final_test_accuracy"]
-    assert [m["val_accuracy"] for m in _lines(out / "metrics.jsonl")] == [
-        m["val_accuracy"] for m in _lines(twin / "metrics.jsonl")
+    assert [m["val_accuracy"] for m in lines(out / "metrics.jsonl")] == [
+        m["val_accuracy"] for m in lines(twin / "metrics.jsonl")
     ]
     for key in ("params_final", "seeds_germinated", "seeds_fossilized", "seeds_culled", "best_val_accuracy"):
         assert summary[key] == twin_summary[key], key
@@ -194,7 +157,7 @@ def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: M
     done = esper("run", "--mesh", str(mesh.file), *RUN_ARGS, "--out", str(out), "--config", str(mesh.config))
     summary = json.loads(done.stdout)
     assert summary["epochs"] == EPOCHS and summary["seeds_germinated"] == 0
-    notices = [e["notice"] for e in _lines(out / "events.jsonl") if e["kind"] == "notice"]
+    notices = [e["notice"] for e in lines(out / "events.jsonl") if e["kind"] == "notice"]
     unavailable = [n for n in notices if "Tamiyo unavailable (" in n and "running conservatively" in n]
     assert [n.split(":")[0] for n in unavailable] == [f"epoch {epoch}" for epoch in range(EPOCHS)]
 

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 _CMD = lifecycle_pb2.CommandType
 STATE_FORMAT = 1
+_MEASURED_STAGES = frozenset({lc.EVALUATING, lc.FINE_TUNING})
 
 
 class KasminaOperator:
@@ -153,16 +154,22 @@ class KasminaOperator:
         self._hub.publish(reports)
         return reports
 
-    def evaluating_seed_ids(self) -> list[str]:
-        """Seeds whose eval gain Tolaria should measure (validation with alpha vs alpha=0)."""
-        return [seed.seed_id for seed in self.model.seed_list() if seed.stage == lc.EVALUATING]
+    def measured_seed_ids(self) -> list[str]:
+        """Seeds whose contribution Tolaria measures each epoch (validation with alpha vs alpha=0).
+
+        EVALUATING seeds for the gate; FINE_TUNING seeds too, so a drop in accuracy while
+        they fine-tune is judged against what the seed contributes now, not at evaluation.
+        """
+        return [seed.seed_id for seed in self.model.seed_list() if seed.stage in _MEASURED_STAGES]
 
     def record_eval_gain(self, seed_id: str, gain: float) -> None:
         """Validation accuracy with the seed blended minus with alpha=0; makes an EVALUATING seed ready."""
         with self._lock:
             seed = self.model.seed(seed_id)
-            if seed.stage != lc.EVALUATING or seed.adaptation is None:
-                raise FailedPrecondition(f"seed {seed_id} is {lc.stage_name(seed.stage)}, not EVALUATING")
+            if seed.stage not in _MEASURED_STAGES or seed.adaptation is None:
+                raise FailedPrecondition(
+                    f"seed {seed_id} is {lc.stage_name(seed.stage)}, not EVALUATING or FINE_TUNING"
+                )
             seed.adaptation.eval_gain = float(gain)
 
     def roll_back(self, seed_ids: Iterable[str], *, reason: str, command_id: str = "") -> None:

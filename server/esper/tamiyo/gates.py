@@ -11,7 +11,9 @@ A seed signals readiness; Tamiyo decides. Per stage:
 Harm (accuracy more than harm_threshold below the germination accuracy) culls from
 EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (seed
 lifecycle, Appendix B), so harm seen there is recorded and acted on at EVALUATING,
-which then culls without waiting for readiness.
+which then culls without waiting for readiness. A drop is not blamed on a seed whose
+measured eval gain is positive: the model then depends on it, and blending it out
+would cost more than the drop (measured: culling such seeds lost up to 15 points).
 
 A seed that Kasmina ended on its own (a load failure or an isolation violation culls
 it; a rollback locks it) finishes with the matching outcome.
@@ -237,7 +239,8 @@ class LifecycleGates:
 
     def _evaluating(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
         config, n = self._config, a.epochs_in_stage(obs.epoch)
-        harm = self._harm_text(obs, a)
+        measured = view.telemetry.eval_gain if view.ready and view.telemetry is not None else None
+        harm, excused = self._harm(obs, a, measured)
         if harm:
             return _Verdict(_CULL, f"harm: {harm}")
         if not view.ready or view.telemetry is None:
@@ -264,17 +267,17 @@ class LifecycleGates:
             )
         return _Verdict(
             _ADVANCE,
-            f"positive evaluation: {numbers}; fine-tune {params} params on the task loss",
+            f"positive evaluation: {numbers}; fine-tune {params} params on the task loss{excused}",
             lifecycle_pb2.SEED_STAGE_FINE_TUNING,
         )
 
     def _fine_tuning(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
         config, n = self._config, a.epochs_in_stage(obs.epoch)
-        harm = self._harm_text(obs, a)
+        harm, excused = self._harm(obs, a, a.eval_gain)
         if harm:
             return _Verdict(_CULL, f"harm: {harm}")
         if n < config.fine_tune_epochs:
-            return _Verdict(None, f"FINE_TUNING epoch {n} of {config.fine_tune_epochs}")
+            return _Verdict(None, f"FINE_TUNING epoch {n} of {config.fine_tune_epochs}{excused}")
         target = a.pre_metric + config.fossilize_min_improvement
         numbers = (
             f"accuracy {obs.accuracy:.4f} vs {target:.4f} (at germination {a.pre_metric:.4f} + "
@@ -283,9 +286,16 @@ class LifecycleGates:
         )
         if obs.accuracy >= target or a.eval_gain > config.min_eval_gain:
             return _Verdict(
-                lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, f"measured improvement after {n} epochs: {numbers}"
+                lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, f"measured improvement after {n} epochs: {numbers}{excused}"
             )
         return _Verdict(_CULL, f"no improvement after {n} epochs of fine-tuning: {numbers}")
+
+    def _harm(self, obs: Observation, a: Adaptation, eval_gain: float | None) -> tuple[str, str]:
+        """(why to cull on harm, or ""; a note when a drop is excused by the seed's positive eval gain)."""
+        harm = self._harm_text(obs, a)
+        if harm and eval_gain is not None and eval_gain > self._config.min_eval_gain:
+            return "", f"; {harm}, but the seed's eval gain is {eval_gain:+.4f}: it holds accuracy up, keep it"
+        return harm, ""
 
     def _harm_text(self, obs: Observation, a: Adaptation) -> str:
         drop = a.pre_metric - obs.accuracy

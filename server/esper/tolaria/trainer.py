@@ -172,7 +172,7 @@ class TolariaTrainer:
             return evaluate(self.model, self.data.x_val, self.data.y_val)
         with self.model.collecting_telemetry():
             stats = evaluate(self.model, self.data.x_val, self.data.y_val)
-        for seed_id in self.kasmina.evaluating_seed_ids():
+        for seed_id in self.kasmina.measured_seed_ids():
             # The seed's real contribution: the same validation data with it blended out.
             with self.model.forced_alpha(0.0, [seed_id]):
                 without = evaluate(self.model, self.data.x_val, self.data.y_val)

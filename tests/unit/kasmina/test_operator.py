@@ -252,3 +252,17 @@ def test_closing_a_stream_ends_it_for_a_waiting_reader() -> None:
     stream.close()
     reader.join(timeout=10)
     assert done.is_set()
+
+
+def test_contribution_is_measured_while_evaluating_and_fine_tuning_only() -> None:
+    model, operator, _, _ = mlp_setup(RELU)
+    bring_to(operator, "1", lc.EVALUATING)
+    assert operator.measured_seed_ids() == ["1"]
+    operator.record_eval_gain("1", 0.03)
+    bring_to(operator, "1", lc.FINE_TUNING)
+    assert operator.measured_seed_ids() == ["1"]
+    operator.record_eval_gain("1", -0.01)
+    adaptation = model.seed("1").adaptation
+    assert adaptation is not None and adaptation.eval_gain == -0.01
+    with pytest.raises(FailedPrecondition):
+        operator.record_eval_gain("3", 0.1)  # dormant: nothing to measure

@@ -123,10 +123,17 @@ def test_a_culled_blueprint_is_avoided_next_time() -> None:
     assert [(c.seed_id, c.kernel_id) for c in germinations] == [("net.3", "a"), ("net.1", "b")]
 
 
-def test_harm_during_fine_tuning_culls() -> None:
+def test_harm_during_fine_tuning_culls_a_seed_no_longer_holding_accuracy_up() -> None:
     controller = make_controller(FakeKernels([kernel("k1")]), harm_threshold=0.02)
     sim = _sim(layout=ONE_SEED)
-    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55])
+
+    def stops_contributing(epoch: int, sim: SeedSimulator) -> None:
+        if epoch == 9:
+            sim.eval_gain = -0.01  # re-measured while fine-tuning: the seed no longer helps
+
+    responses = run_epochs(
+        controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55], before_step=stops_contributing
+    )
     assert commands_by_epoch(responses)[9] == ["net.3:CULL"]
     assert "harm: accuracy 0.5500 fell 0.0500 below 0.6000" in responses[9].commands[0].reason
     reports = [report for response in responses for report in response.field_reports]
@@ -135,9 +142,19 @@ def test_harm_during_fine_tuning_culls() -> None:
     ]
 
 
+def test_harm_during_fine_tuning_keeps_a_seed_that_holds_accuracy_up() -> None:
+    controller = make_controller(FakeKernels([kernel("k1")]), harm_threshold=0.02)
+    sim = _sim(layout=ONE_SEED)  # its measured eval gain stays +0.02: blending it out would cost more
+    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55])
+    assert "net.3:CULL" not in commands_by_epoch(responses)[9]
+    [decision] = [d for d in responses[9].decisions if d.seed_id == "net.3"]
+    assert "fell 0.0500 below 0.6000" in decision.reason and "holds accuracy up, keep it" in decision.reason
+
+
 def test_harm_while_grafting_waits_for_evaluating_then_culls_without_readiness() -> None:
     controller = make_controller(FakeKernels([kernel("k1")]))
     sim = _sim(layout=ONE_SEED, stabilize_epochs=1)
+    sim.eval_gain = 0.0  # the seed does not hold accuracy up, so the drop is its doing
     responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.50, 0.50, 0.50, 0.50])
     labels = commands_by_epoch(responses)
     # GRAFTING at epoch 5 with harm: CULL is illegal there, so it only records the harm.

@@ -95,12 +95,7 @@ def run_training(
     spec = default_host_spec(
         data.input_kind, data.input_shape, data.num_classes, config.run.host_width, init_seed=config.run.seed
     )
-    if not resume:
-        _reset(folder)
-    folder.write_config(config)
-    if events is None:
-        events = RunEventLog(run_id)
-    events.add_sink(folder.append_event)
+    events = _prepare_folder(folder, config, run_id, resume=resume, events=events)
     started = time.perf_counter()
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder), 0.0
@@ -125,6 +120,14 @@ def run_training(
         run_id, config, data, spec, history, test.accuracy, trainer, events,
         time.perf_counter() - started, asset_wait,
     )
+    _write_results(folder, summary, data.name, config.run.static, baseline_dir)
+    return RunResult(run_id=run_id, out_dir=out, summary=summary)
+
+
+def _write_results(
+    folder: RunFolder, summary: dict[str, Any], dataset: str, static: bool, baseline_dir: Path | None
+) -> None:
+    """summary.json (compared with the static baseline's when there is one) and report.png."""
     baseline = RunFolder(baseline_dir).read_summary() if baseline_dir is not None else None
     if baseline is not None:
         summary["baseline"] = {
@@ -135,10 +138,21 @@ def run_training(
         summary["growth_beat_static"] = bool(
             summary["final_test_accuracy"] > float(baseline.get("final_test_accuracy", 1.0))
         )
-    folder.write_summary(_run_summary(summary), run_id=run_id, dataset=data.name, static=config.run.static,
-                         **{k: v for k, v in summary.items() if k not in _SUMMARY_FIELDS})
-    render_report(out, baseline_metrics=baseline_dir)
-    return RunResult(run_id=run_id, out_dir=out, summary=summary)
+    extra = {key: value for key, value in summary.items() if key not in _SUMMARY_FIELDS}
+    folder.write_summary(_run_summary(summary), run_id=summary["run_id"], dataset=dataset, static=static, **extra)
+    render_report(folder.path, baseline_metrics=baseline_dir)
+
+
+def _prepare_folder(
+    folder: RunFolder, config: EsperConfig, run_id: str, *, resume: bool, events: RunEventLog | None
+) -> RunEventLog:
+    """A fresh run folder (kept as is when resuming) with its config, and the event log writing into it."""
+    if not resume:
+        _reset(folder)
+    folder.write_config(config)
+    events = events if events is not None else RunEventLog(run_id)
+    events.add_sink(folder.append_event)
+    return events
 
 
 def _static_trainer(

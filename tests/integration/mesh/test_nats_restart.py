@@ -33,7 +33,6 @@ from tests.integration.mesh.support import (
     ESPER,
     esper,
     fast_config,
-    lines,
     stored_report_ids,
     wait_for_stored_reports,
 )
@@ -89,8 +88,10 @@ def _report_ids(events: list[dict[str, Any]]) -> list[str]:
 
 
 def _events(out: Path) -> list[dict[str, Any]]:
+    """The run's events so far: complete lines only (the run may be writing the last one)."""
     path = out / "events.jsonl"
-    return lines(path) if path.exists() else []
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
 def _wait(what: str, done: Callable[[], bool], run: subprocess.Popen[bytes], log: Path) -> None:

@@ -37,7 +37,7 @@ from tests.integration.mesh.support import (
     wait_for_stored_reports,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 # One seed at a time: the first report comes at epoch 8, the second at epoch 15.
 EPOCHS = 18

@@ -26,7 +26,7 @@ from esper.cli.local_mesh import process_alive
 from esper.mesh.addresses import SUBSYSTEMS
 from tests.integration.mesh.support import esper, fast_config, lines, wait_for_stored_reports
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 SERVICES = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from collections import Counter
 from pathlib import Path
@@ -61,6 +62,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--resume: a mesh run cannot be resumed; resume it embedded (no --mesh)")
     if args.resume and not args.out:
         raise UsageError("--resume needs --out naming the run folder to continue")
+    if not args.verbose:
+        # Every transition and decision is in events.jsonl; the terminal shows the progress bar.
+        logging.getLogger().setLevel(logging.WARNING)
     config = load_config(args.config, _overrides(args))
     out = config.run.require_out()
     quiet = args.json or args.quiet

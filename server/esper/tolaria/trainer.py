@@ -35,23 +35,6 @@ class TrainingFailed(RuntimeError):
     """Training cannot go on (it kept diverging after rollbacks)."""
 
 
-class StaticModel(nn.Module):
-    """A plain host seen through the trainable-model interface: no seeds, nothing grows."""
-
-    def __init__(self, host: nn.Module) -> None:
-        super().__init__()
-        self.host = host
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.host(x)
-
-    def host_parameters(self) -> list[nn.Parameter]:
-        return list(self.host.parameters())
-
-    def seed_parameter_groups(self) -> Mapping[str, list[nn.Parameter]]:
-        return {}
-
-
 @dataclass
 class EpochRecord:
     """One line of metrics.jsonl."""
@@ -356,8 +339,10 @@ class TolariaTrainer:
 
 
 def _as_trainable(model: nn.Module) -> nn.Module:
+    """A plain module trains as a morphable model with no seeds: the same interface, nothing grows."""
     if hasattr(model, "host_parameters") and hasattr(model, "seed_parameter_groups"):
         return model
-    return StaticModel(model)
+    from esper.kasmina.config import KasminaConfig
+    from esper.kasmina.morphable import MorphableModel
 
-
+    return MorphableModel(model, [], KasminaConfig())

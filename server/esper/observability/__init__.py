@@ -1,0 +1,1 @@
+"""Observability plumbing every process shares: tracing setup and Prometheus metrics."""

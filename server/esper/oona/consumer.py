@@ -36,6 +36,7 @@ from esper.oona.dead_letters import DeadLetterQueue, advisory_subject
 from esper.oona.envelope import DeadLetterReason, OpenedEnvelope, RejectedEnvelope, open_envelope
 from esper.oona.streams import consumer_config, ensure_consumer
 from esper.oona.subjects import stream_for_filter
+from esper.oona.tracing import handle_traced
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,9 @@ class PullConsumer:
         await msg.ack()
 
     async def _call_handler(self, msg: Msg, opened: OpenedEnvelope) -> None:
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._handler, opened)
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, handle_traced, self._handler, opened, msg.subject, self.spec.durable
+        )
         while True:
             done, _ = await asyncio.wait({future}, timeout=self._config.ack_wait_seconds / 2)
             if done:

@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import bus_pb2, control_pb2, kernel_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
+from esper.observability.spans import current_trace_context
 from esper.oona.config import OonaConfig
 from esper.state.packet import SCHEMA_VERSION
 
@@ -106,6 +107,7 @@ def seal(
     `message_type` defaults to the type that carries `message`'s class and must
     agree with it. Without an idempotency key a random one is drawn: give one
     derived from the message's identity when a retry must be recognized as a repeat.
+    Without a trace context the current span's is carried, so consumers continue its trace.
     """
     inferred = message_type_of(message)
     if message_type is not None and message_type != inferred:
@@ -127,6 +129,8 @@ def seal(
         priority=priority,
         payload=message.SerializeToString(),
     )
+    if trace_context is None:
+        trace_context = current_trace_context()
     if trace_context is not None:
         envelope.trace_context.CopyFrom(trace_context)
     if publish_time is not None:

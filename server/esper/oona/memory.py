@@ -31,6 +31,7 @@ from esper.oona.config import OonaConfig, StreamSpec
 from esper.oona.counters import Alerts, BusCounters, RecentKeys
 from esper.oona.envelope import ConfigSealing, DeadLetterReason, RejectedEnvelope, open_envelope
 from esper.oona.subjects import dead_letter_subject, stream_for_filter, stream_for_subject, subject_matches
+from esper.oona.tracing import handle_traced
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ class InProcessBus(ConfigSealing, Bus):
         handler = consumer.handler
         assert handler is not None
         try:
-            handler(opened)
+            handle_traced(handler, opened, delivery.subject, consumer.spec.durable)
         except Exception as error:
             self._counters.add("handler_failures")
             logger.warning("handler of %s failed on %s (delivery %d): %r", consumer.spec.durable,

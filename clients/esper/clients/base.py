@@ -4,7 +4,8 @@ Every call carries a deadline. Only what is safe to retry is retried: UNAVAILABL
 (exponential backoff with full jitter, bounded attempts, never past the deadline)
 and statuses whose RetryInfo says when to come back. Every other failure is decoded
 from the status details into the matching esper.errors exception, so callers handle
-the same exceptions whether the domain object is local or remote.
+the same exceptions whether the domain object is local or remote. Every call is an
+OpenTelemetry client span whose context travels in the call's metadata.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from grpc_status import rpc_status
 
 from esper.errors import DeadlineExceeded, EsperError, error_from_details
 from esper.mesh.errors import error_details_from_status
+from esper.mesh.tracing import traced_channel
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,8 @@ class ServiceClient:
         self.config = config
         self._owns_channel = channel is None
         self._channel = channel if channel is not None else self._open_channel(config)
-        self._stub = stub_class(self._channel)
+        # Every call is a client span and carries the trace context in its metadata.
+        self._stub = stub_class(traced_channel(self._channel))
         self._sleep = sleep
 
     @staticmethod

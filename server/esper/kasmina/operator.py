@@ -31,6 +31,7 @@ from esper.kasmina.seed import KasminaSeed
 from esper.kasmina.source import KernelSource, load_checked_kernel, on_device_of
 from esper.kasmina.streaming import TelemetryHub, TelemetryStream
 from esper.kasmina.telemetry import ActivationSummary
+from esper.kasmina.tracing import command_span, germination_parent, phase_span
 from esper.kasmina.validation import (
     validate_apply_command,
     validate_list_seed_states,
@@ -91,7 +92,8 @@ class KasminaOperator:
                 replay.reason = f"already applied: {seen[1].reason}"
                 return replay
             seed = self.model.seed(command.seed_id)
-            note = self._dispatch(seed, command)
+            with command_span(self.run_id, seed, command):
+                note = self._dispatch(seed, command)
             response = kasmina_pb2.ApplyCommandResponse(accepted=True, stage=seed.stage, reason=note)  # type: ignore[arg-type]
             self._commands[command.command_id] = (fingerprint, response)
             while len(self._commands) > self.config.max_remembered_commands:
@@ -308,6 +310,7 @@ class KasminaOperator:
             germination_command_id=command.command_id,
             germination_epoch=self._boundary_epoch,
             pre_metric=self._last_accuracy,
+            trace_parent=germination_parent(),
         )
         return f"germinated with kernel {command.kernel_id}"
 
@@ -319,7 +322,8 @@ class KasminaOperator:
             raise FailedPrecondition(f"seed {seed.seed_id} has no kernel to load; germinate it first")
         self._transition(seed, lc.LOADING, reason=reason, command_id=command_id)
         try:
-            kernel = self._instantiate(seed, adaptation)
+            with phase_span("kasmina.kernel_fetch", seed, **{"esper.kernel_id": adaptation.kernel_id}):
+                kernel = self._instantiate(seed, adaptation)
         except Exception as exc:
             logger.warning("seed %s: kernel %s failed to load: %s", seed.seed_id, adaptation.kernel_id, exc)
             return self._finish(
@@ -328,7 +332,8 @@ class KasminaOperator:
                 reason=f"kernel {adaptation.kernel_id} failed to load: {exc}",
                 command_id=command_id,
             )
-        seed.attach_kernel(kernel)
+        with phase_span("kasmina.graft", seed, **{"esper.kernel_id": adaptation.kernel_id}):
+            seed.attach_kernel(kernel)
         target = lc.TRAINING if seed.has_trainable_kernel else lc.GRAFTING
         self._transition(seed, target, reason=f"kernel {adaptation.kernel_id} loaded", command_id=command_id)
         return f"kernel {adaptation.kernel_id} loaded; {lc.stage_name(target)}"

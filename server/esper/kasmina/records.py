@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from esper.leyline.v1 import blueprint_pb2
 
@@ -29,6 +30,8 @@ class Adaptation:
     eval_gain: float | None = None
     parameter_count: int = 0
     ir: blueprint_pb2.BlueprintIR | None = None
+    # The germinating command's span context (an opentelemetry SpanContext); not checkpointed.
+    trace_parent: Any = None
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,13 @@ class RunEventLog:
         self._closed = False
         self._changed = threading.Condition()
 
-    def add_sink(self, sink: EventSink) -> None:
-        self._sinks.append(sink)
+    def add_sink(self, sink: EventSink, *, replay: bool = False) -> None:
+        """Hand every later event to `sink`; with `replay`, first the events already recorded, in order."""
+        with self._changed:
+            if replay:
+                for event in self._events:
+                    sink(event)
+            self._sinks.append(sink)
 
     def emit(self, **payload: Any) -> run_pb2.RunEvent:
         """Record one event; `payload` is exactly one RunEvent oneof field, e.g. notice="..."."""

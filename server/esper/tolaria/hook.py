@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry.trace import Status, StatusCode
+
 from esper.errors import DeadlineExceeded, EsperError, Unavailable
 from esper.leyline.v1 import (
     control_pb2,
@@ -21,9 +23,11 @@ from esper.leyline.v1 import (
     tamiyo_pb2,
     telemetry_pb2,
 )
+from esper.observability.spans import esper_attributes, tracer
 from esper.state import pack_system_state
 
 logger = logging.getLogger(__name__)
+_TRACER = tracer(__name__)
 
 
 class Controller(Protocol):
@@ -75,6 +79,20 @@ class HookOutcome:
 
 
 def run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarget) -> HookOutcome:
+    """One boundary as the span `tolaria.hook`: Tamiyo's Step and Kasmina's commands are its children."""
+    with _TRACER.start_as_current_span(
+        "tolaria.hook", attributes=esper_attributes(run_id=state.run_id, epoch=state.epoch)
+    ) as span:
+        outcome = _run_hook(state, controller, kasmina)
+        span.set_attribute("esper.decisions", len(outcome.decisions))
+        span.set_attribute("esper.commands_applied", len(outcome.applied))
+        span.set_attribute("esper.commands_refused", len(outcome.refused))
+        if outcome.controller_error:
+            span.set_status(Status(StatusCode.ERROR, outcome.controller_error))
+        return outcome
+
+
+def _run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarget) -> HookOutcome:
     outcome = HookOutcome()
     start = time.perf_counter()
     request = tamiyo_pb2.StepRequest(

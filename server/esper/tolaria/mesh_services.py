@@ -25,10 +25,10 @@ from esper.config import EsperConfig
 from esper.errors import EsperError
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.leyline.v1 import control_pb2, kernel_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2
+from esper.leyline.v1 import control_pb2, kernel_pb2, run_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2
 from esper.mesh.addresses import MeshAddresses
 from esper.oona.api import Bus
-from esper.oona.subjects import field_report_subject, telemetry_subject
+from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.tolaria.services import RunServices
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class RunUrzaClient(UrzaClient):
 
 
 class BoundaryPublisher:
-    """Puts a boundary's seed telemetry and field reports on Oona; never fails the training loop."""
+    """Puts a boundary's seed telemetry and field reports, and every run event, on Oona; never fails the run."""
 
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
@@ -139,6 +139,15 @@ class BoundaryPublisher:
         except EsperError as exc:
             # Observers lose this boundary; the run, which does not depend on them, goes on.
             logger.warning("publishing a boundary to Oona failed: %s", exc)
+
+    def event(self, event: run_pb2.RunEvent) -> None:
+        """Put one run event on the run's events subject (keyed by its sequence, so a replay is a repeat)."""
+        try:
+            key = f"event:{event.run_id}:{event.sequence}"
+            envelope = self._bus.seal(event, source=PUBLISH_SOURCE, idempotency_key=key)
+            self._bus.publish(run_event_subject(event.run_id), envelope)
+        except Exception as exc:  # an observer's loss must never fail the training step that emitted it
+            logger.warning("publishing run event %d to Oona failed: %s", event.sequence, exc)
 
 
 class MeshServices:
@@ -183,6 +192,7 @@ class MeshServices:
             kernel_cache=cache,
             make_controller=lambda model: remote,
             publish=BoundaryPublisher(self._bus) if self._bus is not None else _unpublished,
+            publish_event=BoundaryPublisher(self._bus).event if self._bus is not None else None,
             prefetch=prefetch,
             close=close,
             description=self.description,

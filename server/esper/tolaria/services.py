@@ -15,11 +15,13 @@ from typing import Any
 from esper.assets.pipeline import SeedSite
 from esper.config import EsperConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.leyline.v1 import control_pb2, telemetry_pb2
+from esper.leyline.v1 import control_pb2, run_pb2, telemetry_pb2
 from esper.urza.api import UrzaApi
 
 # (seed telemetry of the boundary, field reports Tamiyo produced) -> published where observers read them.
 BoundaryPublisher = Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
+# One run event -> published where observers (Nissa's mission control) follow the run live.
+EventPublisher = Callable[[run_pb2.RunEvent], None]
 
 
 @dataclass
@@ -33,6 +35,7 @@ class RunServices:
     prefetch: Callable[[Sequence[SeedSite]], object]
     close: Callable[[], None]
     description: str = "embedded"
+    publish_event: EventPublisher | None = None
 
 
 ServicesFactory = Callable[[EsperConfig], RunServices]

@@ -179,6 +179,8 @@ def _morphogenetic_trainer(
 
     model = wrap(build_host(spec), config.kasmina, example_input=data.x_train[:2])
     services = make_services(config)
+    if services.publish_event is not None:
+        events.add_sink(services.publish_event, replay=True)
     try:
         sites = [SeedSite(d.input_kind, tuple(d.input_shape.dims)) for d in model.seed_layout()]
         blueprint_ids = submit_templates(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)

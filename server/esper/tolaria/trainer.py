@@ -21,6 +21,7 @@ from torch import nn
 from esper.data.bundle import Dataset
 from esper.errors import DeadlineExceeded, NotFound, Unavailable
 from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
+from esper.observability.spans import esper_attributes, tracer
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
@@ -29,6 +30,7 @@ from esper.tolaria.optimizers import OptimizerSet, adam_factory
 from esper.tolaria.settings import TolariaConfig
 
 logger = logging.getLogger(__name__)
+_TRACER = tracer(__name__)
 
 
 class TrainingFailed(RuntimeError):
@@ -117,15 +119,26 @@ class TolariaTrainer:
         return self.model, self.history
 
     def _run_epoch(self, epoch: int) -> bool:
+        """One epoch as the root span `tolaria.epoch` of its trace (the boundary's decisions are inside)."""
+        with _TRACER.start_as_current_span(
+            "tolaria.epoch", attributes=esper_attributes(run_id=self.run_id, epoch=epoch)
+        ) as span:
+            closed = self._train_and_close(epoch)
+            span.set_attribute("esper.rolled_back", not closed)
+            return closed
+
+    def _train_and_close(self, epoch: int) -> bool:
         """Train and close one epoch; False when it was rolled back and must be retried."""
         started = time.perf_counter()
         after_step = getattr(self.model, "step", None) if self.kasmina is not None else None
-        train_stats = train_epoch(
-            self.model, self.optimizers, self.data.x_train, self.data.y_train,
-            batch_size=self.config.batch_size, generator=self.generator, after_step=after_step,
-            should_stop=self.should_stop,
-        )
-        val_stats = self._validate()
+        with _TRACER.start_as_current_span("tolaria.train"):
+            train_stats = train_epoch(
+                self.model, self.optimizers, self.data.x_train, self.data.y_train,
+                batch_size=self.config.batch_size, generator=self.generator, after_step=after_step,
+                should_stop=self.should_stop,
+            )
+        with _TRACER.start_as_current_span("tolaria.validate"):
+            val_stats = self._validate()
         failure = self._failure(train_stats, val_stats)
         if failure:
             self._roll_back(epoch, failure)

@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.nats",
     "tests.fixtures.postgres",
     "tests.fixtures.seaweedfs",
+    "tests.fixtures.tracing",
 ]

@@ -44,3 +44,20 @@ def urza_client(args: argparse.Namespace) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+@contextmanager
+def process_tracing(service_name: str) -> Iterator[Any]:
+    """Tracing for this process from the OTEL_* environment (off without an endpoint), flushed on the way out.
+
+    A bad variable is an InvalidArgument naming it.
+    """
+    import os
+
+    from esper.observability.tracing import TracingConfig, setup_tracing
+
+    tracing = setup_tracing(TracingConfig.from_environ(service_name, os.environ))
+    try:
+        yield tracing
+    finally:
+        tracing.shutdown()

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from esper.cli.common import UsageError, add_json_flag, print_json
+from esper.cli.common import UsageError, add_json_flag, print_json, process_tracing
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,8 +78,10 @@ def _run(args: argparse.Namespace) -> int:
         mesh = MeshRuns(args.mesh, _progress)
         mesh.check_tamiyo(config, args.mesh)
         train = mesh.train
+    # Embedded, this process is Tolaria; on a mesh it only follows the run Tolaria trains.
     try:
-        return _train_and_report(args, config, out, quiet, train)
+        with process_tracing("esper-cli" if mesh is not None else "tolaria"):
+            return _train_and_report(args, config, out, quiet, train)
     finally:
         if mesh is not None:
             mesh.close()

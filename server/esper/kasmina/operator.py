@@ -38,6 +38,7 @@ from esper.kasmina.validation import (
     validate_stream_telemetry,
 )
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
+from esper.observability import metrics
 from esper.paging import encode_page_token
 
 logger = logging.getLogger(__name__)
@@ -367,6 +368,7 @@ class KasminaOperator:
 
     def _on_isolation_violation(self, seed: KasminaSeed, violation: IsolationViolation) -> None:
         reason = f"isolation violation ({violation.kind}): {violation.detail}"
+        metrics.KASMINA_ISOLATION_VIOLATIONS.inc()
         with self._lock:
             if seed.stage == lc.TRAINING:
                 self._finish(seed, lc.CULLED, reason=reason, epoch=violation.epoch)

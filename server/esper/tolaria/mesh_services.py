@@ -27,6 +27,7 @@ from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.leyline.v1 import control_pb2, kernel_pb2, run_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2
 from esper.mesh.addresses import MeshAddresses
+from esper.observability import metrics
 from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.tolaria.services import RunServices
@@ -168,6 +169,7 @@ class MeshServices:
                              pipelines)
         tamiyo = self._tamiyo_client()
         cache = KernelCache(urza, KernelCacheConfig())
+        metrics.KERNEL_CACHE.register(cache)
         stop = threading.Event()
         prefetchers: list[threading.Thread] = []
 
@@ -185,6 +187,7 @@ class MeshServices:
                 thread.join(_PREFETCH_JOIN_SECONDS)
             tamiyo.close()
             urza.close()
+            metrics.KERNEL_CACHE.unregister(cache)
 
         remote = RemoteTamiyo(tamiyo, self.config.tamiyo_step_deadline_seconds)
         return RunServices(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from esper.config import EsperConfig
 from esper.errors import AlreadyExists, FailedPrecondition, NotFound
 from esper.leyline.v1 import run_pb2, tolaria_pb2
+from esper.observability import metrics
 from esper.paging import encode_page_token
 from esper.tolaria.events import RunEventLog, timestamp_now
 from esper.tolaria.kasmina_router import KasminaRouter
@@ -37,6 +39,7 @@ from esper.tolaria.validation import (
 logger = logging.getLogger(__name__)
 
 _LIVE = (run_pb2.RUN_STATUS_PENDING, run_pb2.RUN_STATUS_RUNNING)
+_STATUSES = tuple(status for status in run_pb2.RunStatus.values() if status != run_pb2.RUN_STATUS_UNSPECIFIED)
 _JOIN_SECONDS = 60.0
 
 
@@ -170,6 +173,7 @@ class RunManager:
                 stop=threading.Event(),
             )
             self._runs[run_id] = entry
+            self._publish_statuses()
             entry.thread = threading.Thread(target=self._train, args=(entry,), name=f"run-{run_id}", daemon=True)
             entry.thread.start()
             logger.info("run %s created: %s, %d epochs, folder %s", run_id, config.run.dataset,
@@ -258,6 +262,7 @@ class RunManager:
             with self._lock:
                 entry.run.status = run_pb2.RUN_STATUS_RUNNING
                 entry.run.start_time.CopyFrom(timestamp_now())
+                self._publish_statuses()
             log.emit(status_change=run_pb2.RUN_STATUS_RUNNING)
 
         return started
@@ -283,6 +288,7 @@ class RunManager:
             entry.run.error_message = error
             if result is not None:
                 entry.run.summary.CopyFrom(run_summary(result.summary))
+            self._publish_statuses()
         if log is not None:
             # The log is closed by now, but still hands events to its sinks (events.jsonl, the feed).
             log.emit(status_change=status)
@@ -290,6 +296,13 @@ class RunManager:
         logger.info("run %s: %s%s", entry.run.run_id, run_pb2.RunStatus.Name(status), f" ({error})" if error else "")
 
     # Helpers (under the lock)
+
+    def _publish_statuses(self) -> None:
+        """esper_tolaria_runs: how many runs this server holds in each status."""
+        counts = Counter(int(entry.run.status) for entry in self._runs.values())
+        for status in _STATUSES:
+            name = run_pb2.RunStatus.Name(status).removeprefix("RUN_STATUS_")
+            metrics.TOLARIA_RUNS.labels(status=name).set(counts[int(status)])
 
     def _find(self, run_id: str) -> _Run:
         entry = self._runs.get(run_id)

@@ -26,6 +26,7 @@ from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
 from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
+from esper.tolaria.metrics import SEED_CENSUS, observe_epoch, observe_hook
 from esper.tolaria.optimizers import OptimizerSet, adam_factory
 from esper.tolaria.settings import TolariaConfig
 
@@ -110,9 +111,12 @@ class TolariaTrainer:
         """Train for the configured epochs; returns the (grown) model and its history."""
         self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
         epoch = self.start_epoch
-        while epoch < self.config.epochs and not self.should_stop():
-            if self._run_epoch(epoch):
-                epoch += 1
+        try:
+            while epoch < self.config.epochs and not self.should_stop():
+                if self._run_epoch(epoch):
+                    epoch += 1
+        finally:
+            SEED_CENSUS.forget(self.run_id)
         self.history.cancelled = self.should_stop() and epoch < self.config.epochs
         if self.kasmina is not None:
             self.kasmina.close()
@@ -155,6 +159,8 @@ class TolariaTrainer:
             hook=hook,
         )
         self.history.epochs.append(record)
+        observe_epoch(record.wall_seconds)
+        SEED_CENSUS.update(self.run_id, record.metrics.seed_stages)
         self.events.emit(epoch_completed=record.metrics)
         self._good = snapshot(self._checkpoint_state(epoch))
         if self.checkpoint_path is not None and (epoch + 1) % self.config.checkpoint_every == 0:
@@ -188,6 +194,7 @@ class TolariaTrainer:
             telemetry=telemetry,
         )
         outcome = run_hook(state, self.controller, self.kasmina)
+        observe_hook(outcome)
         self._record_boundary(epoch, outcome)
         if self.on_boundary is not None:
             self.on_boundary(telemetry, outcome.field_reports)

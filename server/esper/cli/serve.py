@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
+from esper.cli.common import UsageError
 from esper.mesh.config import ServerConfig
 from esper.mesh.server import BackgroundTask, ServiceRegistration, serve_forever
 
@@ -142,6 +143,20 @@ def register(subparsers: Any) -> None:
         default=None,
         help="write the bound port here once serving (atomically); removed on exit",
     )
+    metrics = common.add_mutually_exclusive_group()
+    metrics.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=0,
+        help="port of the Prometheus /metrics endpoint, on --host (default 0: a free one)",
+    )
+    metrics.add_argument("--no-metrics", action="store_true", help="serve no /metrics endpoint")
+    common.add_argument(
+        "--metrics-port-file",
+        type=Path,
+        default=None,
+        help="write the bound /metrics port here once serving (atomically, before --port-file); removed on exit",
+    )
     common.add_argument(
         "--grace-seconds",
         type=_non_negative_float,
@@ -164,12 +179,26 @@ def register(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     target: ServeTarget = args.serve_target
+    if args.no_metrics and args.metrics_port_file is not None:
+        raise UsageError("--metrics-port-file: there is no /metrics endpoint with --no-metrics")
     config = ServerConfig(
-        service_name=args.serve_name, host=args.host, port=args.port, grace_seconds=args.grace_seconds
+        service_name=args.serve_name,
+        host=args.host,
+        port=args.port,
+        grace_seconds=args.grace_seconds,
+        metrics_port=None if args.no_metrics else args.metrics_port,
     )
     served = target.build(args)
     try:
-        asyncio.run(serve_forever(config, served.registrations, args.port_file, background=served.background))
+        asyncio.run(
+            serve_forever(
+                config,
+                served.registrations,
+                args.port_file,
+                background=served.background,
+                metrics_port_file=args.metrics_port_file,
+            )
+        )
     finally:
         if served.close is not None:
             served.close()

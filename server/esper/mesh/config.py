@@ -13,6 +13,8 @@ class ServerConfig:
 
     `port` 0 asks the OS for a free port (the bound one is returned by build_server).
     `grace_seconds` is how long in-flight rpcs may finish after a stop is requested.
+    `metrics_port` is where Prometheus /metrics is served on the same host: None for
+    no endpoint, 0 for a free port.
     """
 
     service_name: str
@@ -31,6 +33,8 @@ class ServerConfig:
             raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
         if self.max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be > 0, got {self.max_message_bytes}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be None or in [0, 65535], got {self.metrics_port}")
 
     @property
     def address(self) -> str:

@@ -1,8 +1,10 @@
 """Build, run and stop an Esper gRPC server.
 
-Every server gets the error interceptor, grpc.health.v1 and server reflection, so
-`grpcurl` works against it with no .proto at hand. `build_server` is separate from
-`serve_forever` so tests start a real server on port 0 in-process.
+Every server gets the tracing, metrics and error interceptors (outermost first),
+grpc.health.v1 and server reflection, so `grpcurl` works against it with no .proto
+at hand. `build_server` is separate from `serve_forever` so tests start a real
+server on port 0 in-process. With `ServerConfig.metrics_port` set, `start_server`
+also serves the process's Prometheus /metrics on the same host.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from esper.errors import Unavailable
 from esper.fsutil import atomic_write
 from esper.mesh.config import ServerConfig
 from esper.mesh.interceptors import ErrorInterceptor
+from esper.mesh.metrics import MetricsInterceptor
+from esper.mesh.tracing import tracing_server_interceptor
+from esper.observability.http import MetricsServer, start_metrics_server
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +59,20 @@ class RunningServer:
     port: int
     health: HealthServicer
     grace_seconds: float
+    metrics: MetricsServer | None = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics.port if self.metrics is not None else None
 
     async def stop(self, grace_seconds: float | None = None) -> None:
         grace = self.grace_seconds if grace_seconds is None else grace_seconds
-        await stop_server(self.server, self.health, grace)
+        try:
+            await stop_server(self.server, self.health, grace)
+        finally:
+            # Last: the final scrape can still see the rpcs that drained.
+            if self.metrics is not None:
+                self.metrics.stop()
 
 
 async def build_server(
@@ -73,7 +88,9 @@ async def build_server(
     """
     health = health if health is not None else HealthServicer()
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
+        # Outermost first: the span covers everything, and the metrics see the status code
+        # ErrorInterceptor made of a domain error.
+        interceptors=[tracing_server_interceptor(), MetricsInterceptor(), ErrorInterceptor()],
         options=[
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -97,10 +114,19 @@ async def build_server(
 
 
 async def start_server(config: ServerConfig, registrations: Sequence[ServiceRegistration]) -> RunningServer:
-    """build_server plus the handle to stop it (health first, then a graceful stop)."""
+    """build_server (plus /metrics when `config.metrics_port` is set) and the handle to stop both."""
     health = HealthServicer()
     server, port = await build_server(config, registrations, health=health)
-    return RunningServer(server=server, port=port, health=health, grace_seconds=config.grace_seconds)
+    metrics = None
+    if config.metrics_port is not None:
+        try:
+            metrics = start_metrics_server(config.host, config.metrics_port)
+        except BaseException:
+            await stop_server(server, health, 0.0)
+            raise
+    return RunningServer(
+        server=server, port=port, health=health, grace_seconds=config.grace_seconds, metrics=metrics
+    )
 
 
 async def stop_server(server: grpc.aio.Server, health: HealthServicer, grace_seconds: float) -> None:
@@ -115,19 +141,22 @@ async def serve_forever(
     port_file: Path | None,
     *,
     background: Sequence[BackgroundTask] = (),
+    metrics_port_file: Path | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT or until a background task fails, then stop gracefully.
 
     The bound port is written to `port_file` (atomically) only once the server is
     serving, so a reader that sees the file can connect at once; the file is removed
-    on the way out. A background task that raises stops the server and re-raises.
+    on the way out. `metrics_port_file` likewise gets the /metrics port (when
+    `config.metrics_port` is set), written before `port_file`, so a reader waiting for
+    `port_file` finds both. A background task that raises stops the server and re-raises.
     """
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping.set)
     try:
-        await _serve_until_stopped(config, registrations, port_file, background, stopping)
+        await _serve_until_stopped(config, registrations, (port_file, metrics_port_file), background, stopping)
     finally:
         for signum in _STOP_SIGNALS:
             loop.remove_signal_handler(signum)
@@ -136,24 +165,30 @@ async def serve_forever(
 async def _serve_until_stopped(
     config: ServerConfig,
     registrations: Sequence[ServiceRegistration],
-    port_file: Path | None,
+    port_files: tuple[Path | None, Path | None],
     background: Sequence[BackgroundTask],
     stopping: asyncio.Event,
 ) -> None:
+    port_file, metrics_port_file = port_files
     running = await start_server(config, registrations)
     tasks = [asyncio.create_task(task(stopping), name=f"background-{i}") for i, task in enumerate(background)]
+    written = [
+        (path, port)
+        for path, port in ((metrics_port_file, running.metrics_port), (port_file, running.port))
+        if path is not None and port is not None
+    ]
     try:
-        if port_file is not None:
-            write_port_file(port_file, running.port)
+        for path, port in written:
+            write_port_file(path, port)
         failed = await _wait_for_stop(stopping, tasks)
     finally:
         stopping.set()
         logger.info("%s stopping (grace %.1f s)", config.service_name, config.grace_seconds)
         await running.stop()
         await _finish_tasks(tasks, config.grace_seconds)
-        if port_file is not None:
+        for path, _ in written:
             with contextlib.suppress(FileNotFoundError):
-                port_file.unlink()
+                path.unlink()
     if failed is not None:
         raise failed
 

@@ -96,7 +96,8 @@ class BusStats:
     handled: handler returned. handler_failures: handler raised. redelivered:
     deliveries after the first. duplicates_dropped: deliveries of a key already
     handled. dead_lettered: by DeadLetterReason value. queue_depth: messages waiting
-    for this bus's consumers; conservative: queue_depth passed the threshold.
+    for this bus's consumers; queue_depths: the same by durable consumer name;
+    conservative: queue_depth passed the threshold.
     """
 
     published: int = 0
@@ -111,6 +112,7 @@ class BusStats:
     duplicates_dropped: int = 0
     dead_lettered: Mapping[str, int] = field(default_factory=dict)
     queue_depth: int = 0
+    queue_depths: Mapping[str, int] = field(default_factory=dict)
     conservative: bool = False
     connected: bool = True
 

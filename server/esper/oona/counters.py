@@ -85,9 +85,18 @@ class BusCounters:
                 pending_publish=pending_publish,
                 dead_lettered=dict(self._dead_lettered),
                 queue_depth=sum(self._depths.values()),
+                queue_depths=_by_consumer(self._depths),
                 conservative=self._conservative,
                 connected=connected,
             )
+
+
+def _by_consumer(depths: dict[Hashable, int]) -> dict[str, int]:
+    """Depth per durable consumer: a key is its durable name, or (durable name, priority level)."""
+    totals: Counter[str] = Counter()
+    for key, depth in depths.items():
+        totals[str(key[0] if isinstance(key, tuple) else key)] += depth
+    return dict(totals)
 
 
 class RecentKeys:

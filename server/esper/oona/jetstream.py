@@ -35,6 +35,7 @@ from nats.js.errors import APIError
 
 from esper.errors import FailedPrecondition, Unavailable
 from esper.leyline.v1 import bus_pb2, lifecycle_pb2
+from esper.observability import metrics
 from esper.oona.api import AlertKind, AlertSink, Bus, BusStats, ConsumerSpec, DeadLetter, Handler, Subscription
 from esper.oona.config import OonaConfig
 from esper.oona.consumer import PullConsumer
@@ -79,6 +80,7 @@ class JetStreamBus(ConfigSealing, Bus):
         self._online = False
         self._buffer_full = False
         self._closed = False
+        metrics.OONA.register(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -104,6 +106,7 @@ class JetStreamBus(ConfigSealing, Bus):
         """
         if self._closed or self._thread is None:
             self._closed = True
+            metrics.OONA.unregister(self)
             return
         self._closed = True
         self.flush(timeout)
@@ -117,6 +120,7 @@ class JetStreamBus(ConfigSealing, Bus):
             self._counters.add("dropped", lost)
             logger.warning("oona: %d buffered messages were never published", lost)
         thread.stop(timeout)
+        metrics.OONA.unregister(self)
 
     def __enter__(self) -> JetStreamBus:
         return self.start() if self._thread is None else self

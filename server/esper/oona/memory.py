@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from esper.errors import FailedPrecondition
 from esper.leyline.v1 import bus_pb2
+from esper.observability import metrics
 from esper.oona.api import AlertKind, AlertSink, Bus, BusStats, ConsumerSpec, DeadLetter, Handler, Subscription
 from esper.oona.config import OonaConfig, StreamSpec
 from esper.oona.counters import Alerts, BusCounters, RecentKeys
@@ -111,6 +112,7 @@ class InProcessBus(ConfigSealing, Bus):
         if worker_thread:
             self._worker = threading.Thread(target=self._run_worker, name="oona-in-process", daemon=True)
             self._worker.start()
+        metrics.OONA.register(self)
 
     def publish(self, subject: str, envelope: bus_pb2.BusEnvelope) -> None:
         stream = self._stream_for(subject)
@@ -197,6 +199,7 @@ class InProcessBus(ConfigSealing, Bus):
             self._work.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=self._config.request_timeout_seconds)
+        metrics.OONA.unregister(self)
 
     def __enter__(self) -> InProcessBus:
         return self

@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from esper.errors import FailedPrecondition, NotFound
-from esper.leyline.v1 import tamiyo_pb2, telemetry_pb2
+from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
+from esper.observability import metrics
 from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.convert import (
@@ -88,6 +89,7 @@ class TamiyoController:
         return self._policy.policy_id
 
     def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+        step_started = time.perf_counter()
         features = validate_step(request)
         run_id, epoch = request.packet.run_id, request.packet.epoch
         key = request.SerializeToString(deterministic=True)
@@ -122,6 +124,8 @@ class TamiyoController:
             )
         for decision in response.decisions:
             logger.debug("run %s epoch %d seed %r: %s", run_id, epoch, decision.seed_id, decision.reason)
+            metrics.TAMIYO_DECISIONS.labels(action=decision_action(decision.command_type)).inc()
+        metrics.TAMIYO_STEP_DURATION.observe(time.perf_counter() - step_started)
         return response
 
     def observe_telemetry(self, telemetry: telemetry_pb2.SeedTelemetry) -> bool:
@@ -224,6 +228,13 @@ class TamiyoController:
         if self._model is None:
             return 0
         return sum(int(p.numel()) for p in self._model.parameters() if p.requires_grad)
+
+
+def decision_action(command_type: int) -> str:
+    """The action of a decision: its CommandType name without the prefix, or WAIT when it issued none."""
+    if command_type == lifecycle_pb2.COMMAND_TYPE_UNSPECIFIED:
+        return "WAIT"
+    return lifecycle_pb2.CommandType.Name(command_type).removeprefix("COMMAND_TYPE_")
 
 
 def _copy(response: tamiyo_pb2.StepResponse) -> tamiyo_pb2.StepResponse:

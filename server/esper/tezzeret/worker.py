@@ -25,10 +25,11 @@ from esper.errors import AlreadyExists, EsperError, FailedPrecondition, InvalidA
 from esper.fsutil import fsync_directory
 from esper.ir import ir_sha256
 from esper.leyline.v1 import kernel_pb2, urza_pb2
+from esper.observability import metrics
 from esper.tezzeret.config import FAST, TezzeretConfig
 from esper.tezzeret.pipelines import CompiledKernel, CompileError, compile_blueprint
 from esper.tezzeret.state import WorkerState
-from esper.tezzeret.toolchain import kernel_id, toolchain_hash
+from esper.tezzeret.toolchain import kernel_id, pipeline_name, toolchain_hash
 from esper.tezzeret.wal import PendingJob, WriteAheadLog
 from esper.urza.api import UrzaApi
 from esper.urza.fetch import download_kernel_bytes
@@ -65,6 +66,11 @@ class TezzeretWorker:
         self.wal = WriteAheadLog(config.wal_path)
         self._compile = compiler
         self._exit = exit_process
+        for pipeline in config.pipelines:
+            # Series that exist from the start let increase() see the first retry.
+            for counter in (metrics.TEZZERET_COMPILE_ATTEMPTS, metrics.TEZZERET_COMPILE_RETRIES,
+                            metrics.TEZZERET_COMPILE_FAILURES):
+                counter.labels(pipeline=pipeline_name(pipeline))
         try:
             self._pending = self._recover()
         except BaseException:
@@ -148,6 +154,7 @@ class TezzeretWorker:
         if recovered is not None:
             logger.info("resuming job %s from the write-ahead log (attempt %d)", job.job_id, job.attempts)
         self.state.job_started(job, recovered=recovered is not None)
+        _count_attempt(job)
         self.wal.claimed(
             job.job_id,
             lease_token=job.lease_token,
@@ -280,6 +287,7 @@ class TezzeretWorker:
         self.wal.failed(job.job_id, error=message, retryable=error.retryable)
         self._drop_pending(job.job_id)
         self.state.attempt_failed(response.job)
+        metrics.TEZZERET_COMPILE_FAILURES.labels(pipeline=pipeline_name(job.pipeline)).inc()
 
     def _stored_kernel(self, kernel_id_: str) -> tuple[kernel_pb2.KernelArtifact, bytes] | None:
         try:
@@ -338,6 +346,15 @@ class TezzeretWorker:
         if self.config.fault_exit_after == stage:
             logger.critical("fault_exit_after=%s: exiting with status %d (drill)", stage, FAULT_EXIT_STATUS)
             self._exit(FAULT_EXIT_STATUS)
+
+
+def _count_attempt(job: kernel_pb2.CompileJob) -> None:
+    """Urza numbers a job's attempts from 1, counting every lease: a later one repeats an earlier
+    attempt that failed or was abandoned by a worker that stopped."""
+    pipeline = pipeline_name(job.pipeline)
+    metrics.TEZZERET_COMPILE_ATTEMPTS.labels(pipeline=pipeline).inc()
+    if job.attempts > 1:
+        metrics.TEZZERET_COMPILE_RETRIES.labels(pipeline=pipeline).inc()
 
 
 def _read_verified(path: Path, sha256: str) -> bytes | None:

@@ -69,6 +69,13 @@ def queue_depth(conn: Connection) -> int:
     return int(count)
 
 
+def job_counts(conn: Connection) -> dict[int, int]:
+    """Compile jobs by status value; statuses with no job are absent."""
+    status = compile_jobs.c.status
+    rows = conn.execute(select(status, func.count()).select_from(compile_jobs).group_by(status)).all()
+    return {int(value): int(count) for value, count in rows}
+
+
 def claim_job(
     conn: Connection, *, worker_id: str, pipelines: Sequence[int], lease_us: int, now_us: int
 ) -> Row | None:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from esper.errors import AlreadyExists, DataLoss
 from esper.ir import ir_sha256, parameter_count
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.observability import metrics
 from esper.paging import encode_page_token
 from esper.urza import catalog, compile_queue, validation_queue
 from esper.urza import validation as checks
@@ -37,6 +38,8 @@ from esper.urza.leases import US_PER_SECOND
 from esper.urza.store import ObjectMissing, ObjectStore, open_object_store
 
 logger = logging.getLogger(__name__)
+
+_JOB_STATE = kernel_pb2.CompileJobStatus
 
 # Microseconds since the Unix epoch; injectable so tests can expire leases without sleeping.
 Clock = Callable[[], int]
@@ -61,6 +64,7 @@ class UrzaHub:
         self.store = store
         self.config = config
         self._now = clock
+        metrics.URZA_COMPILE_JOBS.register(self)
 
     @classmethod
     def open(cls, config: UrzaConfig, *, clock: Clock = system_clock_us) -> UrzaHub:
@@ -75,6 +79,7 @@ class UrzaHub:
         return cls(database, store, config, clock=clock)
 
     def close(self) -> None:
+        metrics.URZA_COMPILE_JOBS.unregister(self)
         self.database.close()
 
     # Blueprints
@@ -183,6 +188,7 @@ class UrzaHub:
             row = catalog.get_kernel_row(conn, request.kernel_id)
             (kernel,) = catalog.kernel_protos(conn, [row])
         data = self._verified_artifact(row)
+        metrics.URZA_KERNEL_DOWNLOADS.inc()
         return _chunks(data, chunk_size, kernel)
 
     def _verified_artifact(self, row: Row) -> bytes:
@@ -288,6 +294,13 @@ class UrzaHub:
             return job_to_proto(row)
 
         return urza_pb2.FailCompileJobResponse(job=self.database.transact(record))
+
+    def compile_job_counts(self) -> dict[str, int]:
+        """Compile jobs by state name without its prefix (QUEUED, RUNNING, ...), zeros included."""
+        with self.database.read() as conn:
+            counts = compile_queue.job_counts(conn)
+        states = [value for value in kernel_pb2.CompileJobStatus.values() if value]
+        return {_JOB_STATE.Name(state).removeprefix("COMPILE_JOB_STATUS_"): counts.get(state, 0) for state in states}
 
     def get_compile_job(self, request: urza_pb2.GetCompileJobRequest) -> urza_pb2.GetCompileJobResponse:
         checks.validate_get_compile_job(request)

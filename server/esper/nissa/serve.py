@@ -1,24 +1,259 @@
-"""`esper serve nissa`: the NissaService server (health and reflection; its rpcs come with Nissa's issue).
+"""`esper serve nissa`: NissaService and the OTLP TraceService on one gRPC server.
 
-Imported when the CLI parser is built, so heavy imports wait for `build`.
+Nissa stores the spans it receives (bounded, SQLite by default) and can forward
+them to another OTLP endpoint; with `--nats` it follows runs on the bus for the run
+board; it scrapes the mesh's /metrics for its alert rules; and it serves the
+mission-control page over HTTP. Imported when the CLI parser is built, so heavy
+imports wait for `build`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import importlib.util
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
+from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
+from esper.mesh.server import BackgroundTask, write_port_file
+from esper.nissa.config import DEFAULT_DB, DEFAULT_MAX_SPANS
+
+if TYPE_CHECKING:
+    from esper.leyline.v1 import alert_pb2
+    from esper.nissa.alerts.engine import AlertEngine
+    from esper.nissa.board import RunBoard
+    from esper.nissa.spans import SpanStore
+    from esper.nissa.trace_intake import ExportSink
+
+logger = logging.getLogger(__name__)
+
+CONSUMER = "nissa"
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    traces = parser.add_argument_group("traces")
+    traces.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="FILE|URL",
+        help=f"span store: a SQLite file, ':memory:', sqlite:///FILE or postgresql+psycopg://USER@HOST/DB "
+        f"(default: ./{DEFAULT_DB})",
+    )
+    traces.add_argument(
+        "--max-spans",
+        type=_positive_int,
+        default=DEFAULT_MAX_SPANS,
+        help=f"spans kept; past it whole oldest traces are evicted (default: {DEFAULT_MAX_SPANS})",
+    )
+    traces.add_argument(
+        "--forward",
+        default=None,
+        metavar="ENDPOINT",
+        help="also send every accepted export to this OTLP/gRPC endpoint (host:port or http://host:port)",
+    )
+    add_bus_arguments(parser, role=f"follow runs' telemetry for the run board (durable consumer '{CONSUMER}')")
+    alerts = parser.add_argument_group("alerts")
+    alerts.add_argument(
+        "--mesh", type=Path, default=None, metavar="FILE", help="mesh.json whose servers' /metrics are scraped"
+    )
+    alerts.add_argument(
+        "--alert-interval",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="time between scrape-and-evaluate cycles (default: the alert config's)",
+    )
+    alerts.add_argument(
+        "--alert-for",
+        action="append",
+        default=[],
+        metavar="NAME=SECONDS",
+        help="how long rule NAME must hold before it fires (repeatable)",
+    )
+    web = parser.add_argument_group("mission control")
+    web.add_argument(
+        "--web-port", type=_port, default=0, help="mission-control HTTP port (default 0: a free one)"
+    )
+    web.add_argument("--no-web", action="store_true", help="do not serve the mission-control page")
+    web.add_argument(
+        "--web-port-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the mission-control port here once serving (atomically); removed on exit",
+    )
 
 
 def _build(args: argparse.Namespace) -> Served:
-    del args
+    from esper.nissa.receiver import trace_registration
     from esper.nissa.service import NissaService
     from esper.nissa.servicer import nissa_registration
+    from esper.nissa.trace_intake import SpanIntake
 
-    return Served(registrations=[nissa_registration(NissaService())])
+    if args.no_web and args.web_port_file is not None:
+        raise UsageError("--web-port-file needs the mission-control page (drop --no-web)")
+    closers: list[Callable[[], None]] = []
+    try:
+        store = _open_store(args)
+        closers.append(store.close)
+        forward = _open_forwarder(args, closers)
+        engine = _alert_engine(args)
+        board, bus_tasks = _run_board(args, closers)
+        background = list(bus_tasks)
+        if engine is not None:
+            from esper.nissa.alerts.task import alert_task
+
+            background.append(alert_task(engine, args.alert_interval))
+        if board is not None and not args.no_web and importlib.util.find_spec("esper.nissa.web") is not None:
+            background.append(_web_task(board, engine, args.host, args.web_port, args.web_port_file))
+        nissa = NissaService(store, board, engine)
+        registrations = [nissa_registration(nissa), trace_registration(SpanIntake(store, forward=forward))]
+    except BaseException:
+        _close_all(closers)
+        raise
+    return Served(registrations=registrations, background=background, close=lambda: _close_all(closers))
+
+
+def _open_store(args: argparse.Namespace) -> SpanStore:
+    from esper.nissa.config import SpanStoreConfig, database_url
+    from esper.nissa.spans import SpanStore
+
+    try:
+        config = SpanStoreConfig(url=database_url(args.db), max_spans=args.max_spans)
+        store = SpanStore.open(config)
+    except ValueError as error:
+        raise UsageError(f"--db: {error}") from None
+    logger.info("storing at most %d spans in %s", args.max_spans, store.safe_url)
+    return store
+
+
+def _open_forwarder(args: argparse.Namespace, closers: list[Callable[[], None]]) -> ExportSink | None:
+    if not args.forward:
+        return None
+    from esper.nissa.config import ForwarderConfig
+    from esper.nissa.forwarder import SpanForwarder
+
+    try:
+        forwarder = SpanForwarder(ForwarderConfig(endpoint=args.forward))
+    except ValueError as error:
+        raise UsageError(f"--forward: {error}") from None
+    closers.append(forwarder.close)
+    return forwarder.submit
+
+
+def _alert_engine(args: argparse.Namespace) -> AlertEngine | None:
+    from esper.errors import InvalidArgument
+    from esper.nissa.alerts.config import NissaAlertsConfig, parse_for_override
+    from esper.nissa.alerts.engine import AlertEngine
+
+    try:
+        overrides = dict(parse_for_override(text) for text in args.alert_for)
+    except InvalidArgument as error:
+        raise UsageError(f"--alert-for: {error.message}") from None
+    try:
+        interval = {} if args.alert_interval is None else {"evaluation_interval_seconds": args.alert_interval}
+        config = NissaAlertsConfig(mesh_file=args.mesh, for_overrides=overrides, **interval)
+    except InvalidArgument as error:
+        raise UsageError(f"--alert-interval: {error.message}") from None
+    if args.mesh is None:
+        logger.info("no --mesh: alert rules have no metrics to scrape")
+    return AlertEngine(config)
+
+
+def _run_board(
+    args: argparse.Namespace, closers: list[Callable[[], None]]
+) -> tuple[RunBoard | None, Sequence[BackgroundTask]]:
+    if importlib.util.find_spec("esper.nissa.board") is None:
+        # The run board is a separate part of Nissa; without it GetRunSummary says so.
+        logger.warning("this Nissa has no run board: GetRunSummary and mission control are off")
+        return None, ()
+    from esper.nissa.board import RunBoard, board_intake
+
+    board = RunBoard()
+    oona = bus_config(args, CONSUMER)
+    if oona is None:
+        logger.info("no --nats: the run board stays empty")
+        return board, ()
+    bus = open_bus(oona)
+    closers.append(bus.close)
+    return board, (consumer_task(bus, board_intake(board)),)
+
+
+def _web_task(
+    board: RunBoard, engine: AlertEngine | None, host: str, port: int, port_file: Path | None
+) -> BackgroundTask:
+    """Serve mission control while the gRPC server serves; its port goes to `port_file` once listening."""
+    from esper.nissa.web import MissionControl
+
+    def firing() -> Sequence[alert_pb2.Alert]:
+        from esper.leyline.v1 import alert_pb2
+
+        return engine.alerts(alert_pb2.ALERT_STATE_FIRING) if engine is not None else []
+
+    async def run(stopping: asyncio.Event) -> None:
+        web = MissionControl(board, firing, host, port)
+        bound = await asyncio.to_thread(web.start)
+        logger.info("mission control on http://%s:%d/", host, bound)
+        try:
+            if port_file is not None:
+                write_port_file(port_file, bound)
+            await stopping.wait()
+        finally:
+            await asyncio.to_thread(web.stop)
+            if port_file is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    port_file.unlink()
+
+    return run
+
+
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for close in reversed(closers):
+        try:
+            close()
+        except Exception:
+            logger.exception("closing a Nissa part failed")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in [0, 65535], got {value}")
+    return value
 
 
 NISSA = ServeTarget(
-    help="Nissa: observability, alerts and run summaries; rpcs not built yet (NissaService)",
+    help="Nissa: OTLP trace receiver and store, alerts, run summaries and mission control "
+    "(NissaService + OpenTelemetry TraceService)",
     build=_build,
+    add_arguments=_add_arguments,
 )

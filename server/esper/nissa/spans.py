@@ -175,6 +175,11 @@ class SpanStore:
         return store
 
     @property
+    def safe_url(self) -> str:
+        """Where the spans are, with any password hidden."""
+        return self._db.safe_url
+
+    @property
     def max_spans(self) -> int:
         return self._max_spans
 

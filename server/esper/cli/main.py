@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "esper.cli.serve",
     "esper.cli.up",
     "esper.cli.assets",
+    "esper.cli.traces",
 )
 
 

@@ -2,8 +2,9 @@
 
 Everything lives under one folder: `mesh.json` (the addresses, written once every
 server is SERVING), `pids.json` (every process as soon as it is started, so a
-half-started mesh can still be stopped), `logs/NAME.log`, `run/NAME.port` and one
-working folder per server. Servers start in tiers: NATS, then Urza, then the
+half-started mesh can still be stopped), `logs/NAME.log`, `run/NAME.port` and
+`run/NAME.metrics.port` (its Prometheus /metrics port), and one working folder per
+server. Servers start in tiers: NATS, then Urza, then the
 servers that only need Urza and NATS (in parallel), then Tolaria. They stop in the
 reverse order, so Tolaria cancels its runs while its collaborators still answer.
 Every process's command line names the folder, which is how `esper down` makes
@@ -90,6 +91,8 @@ class Launched:
     log: Path
     port_file: Path | None = None
     address: str = ""
+    metrics_port_file: Path | None = None
+    metrics: str = ""
 
 
 class LocalMesh:
@@ -128,7 +131,8 @@ class LocalMesh:
                 self._record(launched)
                 for server in self._wait_serving(started, deadline):
                     ctx.grpc[server.name] = server.address
-                    progress(f"{server.name:<8} {server.address}  (pid {server.process.pid})")
+                    progress(f"{server.name:<8} {server.address}  metrics {server.metrics}  "
+                             f"(pid {server.process.pid})")
             document = self._document(launched, config)
             write_mesh(self.mesh_file, document)
             return document
@@ -160,20 +164,24 @@ class LocalMesh:
         work = self.directory / spec.name
         work.mkdir(parents=True, exist_ok=True)
         port_file = self.run_dir / f"{spec.name}.port"
+        metrics_port_file = self.run_dir / f"{spec.name}.metrics.port"
         log = self.logs / f"{spec.name}.log"
         command = [sys.executable, "-m", "esper.cli.main", "serve", spec.name, "--port", "0",
-                   "--port-file", str(port_file), *spec.flags(ctx)]
-        return Launched(spec.name, _popen(command, log, work), log, port_file)
+                   "--port-file", str(port_file), "--metrics-port", "0",
+                   "--metrics-port-file", str(metrics_port_file), *spec.flags(ctx)]
+        return Launched(spec.name, _popen(command, log, work), log, port_file, metrics_port_file=metrics_port_file)
 
     def _wait_serving(self, started: Sequence[Launched], deadline: float) -> list[Launched]:
         waiting = list(started)
         while waiting:
             for server in list(waiting):
                 self._check_alive(server, deadline)
-                assert server.port_file is not None
-                if not server.port_file.exists():
+                assert server.port_file is not None and server.metrics_port_file is not None
+                # The metrics port file is written first, so both exist once the port file does.
+                if not (server.port_file.exists() and server.metrics_port_file.exists()):
                     continue
                 server.address = f"127.0.0.1:{int(server.port_file.read_text(encoding='ascii'))}"
+                server.metrics = f"127.0.0.1:{int(server.metrics_port_file.read_text(encoding='ascii'))}"
                 if health(server.address, timeout=1.0) == "SERVING":
                     waiting.remove(server)
             time.sleep(_POLL_SECONDS)
@@ -193,7 +201,8 @@ class LocalMesh:
             if server.name == NATS:
                 document[NATS] = {"url": server.address, "pid": server.process.pid}
             else:
-                document[server.name] = {"grpc": server.address, "pid": server.process.pid}
+                document[server.name] = {"grpc": server.address, "metrics": server.metrics,
+                                          "pid": server.process.pid}
         if config is not None and "tamiyo" in document:
             document["tamiyo"]["config"] = str(config)
         return document

@@ -75,13 +75,16 @@ def _status(args: argparse.Namespace) -> int:
         pid = addresses.pids.get(name)
         row["pid"] = pid
         row["running"] = pid is not None and process_alive(pid)
+        if name in addresses.metrics:
+            row["metrics"] = addresses.metrics[name]
     healthy = all(row["health"] == "SERVING" for row in rows.values())
     if args.json:
         print_json({"healthy": healthy, "servers": rows})
     else:
         for name, row in rows.items():
             state = "" if row["running"] else "  (process gone)"
-            print(f"{name:<9} {row['health']:<12} {row['address']:<24} pid {row['pid']}{state}")
+            metrics = f"  metrics {row['metrics']}" if "metrics" in row else ""
+            print(f"{name:<9} {row['health']:<12} {row['address']:<24} pid {row['pid']}{state}{metrics}")
     return 0 if healthy else 1
 
 

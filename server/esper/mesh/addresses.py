@@ -1,8 +1,9 @@
 """mesh.json: where every server of a local mesh listens.
 
 One key per subsystem whose value is its gRPC `host:port`, or an object holding it
-under "grpc" (beside it, for example, its "pid" or a "metrics" address), plus
-"nats" whose value is the NATS URL or an object holding it under "url". `esper up`
+under "grpc" (beside it, for example, its "pid" or its Prometheus "metrics"
+`host:port`, optional), plus "nats" whose value is the NATS URL or an object
+holding it under "url". `esper up`
 writes the file, `esper run --mesh`, `esper status` and `esper down` read it.
 """
 
@@ -25,11 +26,13 @@ SUBSYSTEMS = ("urza", "tezzeret", "urabrask", "karn", "tamiyo", "simic", "nissa"
 
 @dataclass(frozen=True)
 class MeshAddresses:
-    """The addresses of one mesh: gRPC `host:port` by subsystem, the NATS URL, and process ids."""
+    """The addresses of one mesh: gRPC `host:port` by subsystem, the NATS URL, process ids, and
+    the `host:port` of each server's Prometheus /metrics (for those that list one)."""
 
     grpc: Mapping[str, str] = field(default_factory=dict)
     nats_url: str = ""
     pids: Mapping[str, int] = field(default_factory=dict)
+    metrics: Mapping[str, str] = field(default_factory=dict)
 
     def address(self, name: str) -> str:
         """The gRPC address of `name`; FailedPrecondition if this mesh has no such server."""
@@ -61,6 +64,7 @@ def load_mesh(path: str | Path) -> MeshAddresses:
 def addresses_from_document(document: Mapping[str, Any], source: str = "mesh") -> MeshAddresses:
     grpc: dict[str, str] = {}
     pids: dict[str, int] = {}
+    metrics: dict[str, str] = {}
     nats_url = ""
     for name, value in document.items():
         inner = "url" if name == NATS else "grpc"
@@ -71,13 +75,26 @@ def addresses_from_document(document: Mapping[str, Any], source: str = "mesh") -
             grpc[name] = address
         if pid is not None:
             pids[name] = pid
-    return MeshAddresses(grpc=grpc, nats_url=nats_url, pids=pids)
+        metrics_address = _metrics_address(value, f"{source}: {name}")
+        if metrics_address is not None:
+            metrics[name] = metrics_address
+    return MeshAddresses(grpc=grpc, nats_url=nats_url, pids=pids, metrics=metrics)
 
 
 def write_mesh(path: Path, document: Mapping[str, Any]) -> None:
     """Write `document` to `path` so a reader never sees a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def _metrics_address(value: Any, where: str) -> str | None:
+    """The optional "metrics" host:port of an object entry (older files have none)."""
+    if not isinstance(value, dict) or value.get("metrics") is None:
+        return None
+    address = value["metrics"]
+    if not isinstance(address, str) or not address:
+        raise InvalidArgument.for_field("mesh", f"{where}: metrics must be a host:port, got {address!r}")
+    return address
 
 
 def _entry(value: Any, inner: str, where: str) -> tuple[str, int | None]:

@@ -29,6 +29,7 @@ _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 _MATCHERS = re.compile(r"\{[^}]*\}")
 _RANGE = re.compile(r"\[([^\]]*)\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_OFFSET = re.compile(r"\boffset\s+-?[0-9a-z]+")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_:])(?:0x[0-9a-fA-F]+|[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)")
 _WORD = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -56,6 +57,7 @@ def metric_names_in(expr: str) -> frozenset[str]:
     text = _MATCHERS.sub(" ", text)
     text = _RANGE.sub(" ", text)
     text = _GROUPING.sub(" ", text)
+    text = _OFFSET.sub(" ", text)
     text = _NUMBER.sub(" ", text)
     names = set()
     for match in _WORD.finditer(text):
@@ -68,13 +70,15 @@ def metric_names_in(expr: str) -> frozenset[str]:
 
 def range_seconds_in(expr: str) -> tuple[float, ...]:
     """The range selectors' durations in an expression, in seconds ("[10m]" -> 600)."""
-    found = []
-    for body in _RANGE.findall(_STRING.sub('""', expr)):
-        parts = _DURATION_PART.findall(body)
-        if not parts or "".join(n + u for n, u in parts) != body.strip():
-            raise ValueError(f"cannot read the duration [{body}] in {expr!r}")
-        found.append(sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
-    return tuple(float(seconds) for seconds in found)
+    return tuple(duration_seconds(body) for body in _RANGE.findall(_STRING.sub('""', expr)))
+
+
+def duration_seconds(text: str) -> float:
+    """A Prometheus duration in seconds: "15s" -> 15, "1h30m" -> 5400, "1500ms" -> 1.5."""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise ValueError(f"{text!r} is not a Prometheus duration such as 15s, 5m or 1h30m")
+    return float(sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
 
 
 def exported_sample_names(families: Iterable[MetricFamily]) -> frozenset[str]:

@@ -38,7 +38,10 @@ def register(subparsers: Any) -> None:
     wanted = parser.add_mutually_exclusive_group(required=True)
     wanted.add_argument("--run", metavar="RUN_ID", help="traces of this run (span attribute esper.run_id)")
     wanted.add_argument("--seed", metavar="SEED_ID", help="traces of this seed (esper.seed_id)")
-    wanted.add_argument("--command", metavar="COMMAND_ID", help="traces of this command (esper.command_id)")
+    # Not dest "command": that names the esper sub-command in error messages.
+    wanted.add_argument(
+        "--command", dest="command_id", metavar="COMMAND_ID", help="traces of this command (esper.command_id)"
+    )
     parser.add_argument(
         "--limit", type=int, default=0, metavar="N", help="at most N traces, in [1, 1000] (default: 100)"
     )
@@ -60,8 +63,10 @@ def _traces(args: argparse.Namespace) -> int:
     from esper.nissa.validation import validate_find_traces
 
     request = nissa_pb2.FindTracesRequest(
-        run_id=args.run or "", seed_id=args.seed or "", command_id=args.command or "", limit=args.limit
+        run_id=args.run or "", seed_id=args.seed or "", command_id=args.command_id or "", limit=args.limit
     )
+    if not (request.run_id or request.seed_id or request.command_id):
+        raise UsageError("--run/--seed/--command: the id must not be empty")
     if not args.timeout > 0:
         raise UsageError(f"--timeout: must be > 0 seconds, got {args.timeout}")
     try:

@@ -10,9 +10,6 @@ imports wait for `build`.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +22,6 @@ from esper.mesh.server import BackgroundTask, write_port_file
 from esper.nissa.config import DEFAULT_DB, DEFAULT_MAX_SPANS
 
 if TYPE_CHECKING:
-    from esper.leyline.v1 import alert_pb2
     from esper.nissa.alerts.engine import AlertEngine
     from esper.nissa.board import RunBoard
     from esper.nissa.spans import SpanStore
@@ -91,6 +87,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.nissa.alerts.task import alert_task
     from esper.nissa.receiver import trace_registration
     from esper.nissa.service import NissaService
     from esper.nissa.servicer import nissa_registration
@@ -105,14 +102,10 @@ def _build(args: argparse.Namespace) -> Served:
         forward = _open_forwarder(args, closers)
         engine = _alert_engine(args)
         board, bus_tasks = _run_board(args, closers)
-        background = list(bus_tasks)
-        if engine is not None:
-            from esper.nissa.alerts.task import alert_task
-
-            background.append(alert_task(engine, args.alert_interval))
-        if board is not None and not args.no_web and importlib.util.find_spec("esper.nissa.web") is not None:
-            background.append(_web_task(board, engine, args.host, args.web_port, args.web_port_file))
-        nissa = NissaService(store, board, engine)
+        background = [*bus_tasks, alert_task(engine, args.alert_interval)]
+        if not args.no_web:
+            _start_web(args, board, engine, closers)
+        nissa = NissaService(store, board, engine, run_window=board.run_window)
         registrations = [nissa_registration(nissa), trace_registration(SpanIntake(store, forward=forward))]
     except BaseException:
         _close_all(closers)
@@ -147,7 +140,7 @@ def _open_forwarder(args: argparse.Namespace, closers: list[Callable[[], None]])
     return forwarder.submit
 
 
-def _alert_engine(args: argparse.Namespace) -> AlertEngine | None:
+def _alert_engine(args: argparse.Namespace) -> AlertEngine:
     from esper.errors import InvalidArgument
     from esper.nissa.alerts.config import NissaAlertsConfig, parse_for_override
     from esper.nissa.alerts.engine import AlertEngine
@@ -168,11 +161,8 @@ def _alert_engine(args: argparse.Namespace) -> AlertEngine | None:
 
 def _run_board(
     args: argparse.Namespace, closers: list[Callable[[], None]]
-) -> tuple[RunBoard | None, Sequence[BackgroundTask]]:
-    if importlib.util.find_spec("esper.nissa.board") is None:
-        # The run board is a separate part of Nissa; without it GetRunSummary says so.
-        logger.warning("this Nissa has no run board: GetRunSummary and mission control are off")
-        return None, ()
+) -> tuple[RunBoard, Sequence[BackgroundTask]]:
+    """The run board, fed from the bus when --nats is given (empty otherwise)."""
     from esper.nissa.board import RunBoard, board_intake
 
     board = RunBoard()
@@ -185,32 +175,27 @@ def _run_board(
     return board, (consumer_task(bus, board_intake(board)),)
 
 
-def _web_task(
-    board: RunBoard, engine: AlertEngine | None, host: str, port: int, port_file: Path | None
-) -> BackgroundTask:
-    """Serve mission control while the gRPC server serves; its port goes to `port_file` once listening."""
+def _start_web(
+    args: argparse.Namespace, board: RunBoard, engine: AlertEngine, closers: list[Callable[[], None]]
+) -> None:
+    """Serve mission control from now until Nissa closes. Its port file is written before the gRPC
+    server's, so a reader that waits for --port-file finds --web-port-file too."""
+    from esper.leyline.v1 import alert_pb2
     from esper.nissa.web import MissionControl
 
     def firing() -> Sequence[alert_pb2.Alert]:
-        from esper.leyline.v1 import alert_pb2
+        return engine.alerts(alert_pb2.ALERT_STATE_FIRING)
 
-        return engine.alerts(alert_pb2.ALERT_STATE_FIRING) if engine is not None else []
-
-    async def run(stopping: asyncio.Event) -> None:
-        web = MissionControl(board, firing, host, port)
-        bound = await asyncio.to_thread(web.start)
-        logger.info("mission control on http://%s:%d/", host, bound)
-        try:
-            if port_file is not None:
-                write_port_file(port_file, bound)
-            await stopping.wait()
-        finally:
-            await asyncio.to_thread(web.stop)
-            if port_file is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    port_file.unlink()
-
-    return run
+    web = MissionControl(board, firing, args.host, args.web_port)
+    try:
+        port = web.start()
+    except OSError as error:
+        raise UsageError(f"--web-port: cannot listen on {args.host}:{args.web_port}: {error.strerror}") from None
+    closers.append(web.stop)
+    port_file: Path | None = args.web_port_file
+    if port_file is not None:
+        write_port_file(port_file, port)
+        closers.append(lambda: port_file.unlink(missing_ok=True))
 
 
 def _close_all(closers: list[Callable[[], None]]) -> None:

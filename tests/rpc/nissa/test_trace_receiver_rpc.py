@@ -46,8 +46,8 @@ class Nissa:
     store: SpanStore
     client: NissaClient
 
-    def find(self, **ids: str) -> nissa_pb2.FindTracesResponse:
-        return self.client.find_traces(nissa_pb2.FindTracesRequest(**ids))
+    def find(self, run_id: str = "", seed_id: str = "") -> nissa_pb2.FindTracesResponse:
+        return self.client.find_traces(nissa_pb2.FindTracesRequest(run_id=run_id, seed_id=seed_id))
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from esper.nissa.config import SpanStoreConfig, database_url
-from esper.nissa.spans import COMMAND_ID, RUN_ID, SEED_ID, SpanStore
+from esper.nissa.spans import COMMAND_ID, RUN_ID, SEED_ID, SpanStore, StoredTrace
 from esper.observability import metrics
 from tests.unit.nissa.trace_support import span_id, stored, trace_id
 
@@ -25,7 +26,7 @@ def store() -> Iterator[SpanStore]:
     opened.close()
 
 
-def _trace_ids(found: list) -> list[str]:
+def _trace_ids(found: list[StoredTrace]) -> list[str]:
     return [trace.trace_id for trace in found]
 
 
@@ -55,8 +56,10 @@ def test_each_esper_id_finds_its_traces_and_only_those(store: SpanStore, key: st
         stored(3, 3, start=5, attributes={key: "wanted"}),
         stored(4, 4, attributes={"esper.epoch": "wanted"}),
     ])
-    assert _trace_ids(store.find_traces(**{query: "wanted"})) == [trace_id(3).hex(), trace_id(1).hex()]
-    assert store.find_traces(**{query: "missing"}) == []
+    wanted: dict[str, Any] = {query: "wanted"}
+    missing: dict[str, Any] = {query: "missing"}
+    assert _trace_ids(store.find_traces(**wanted)) == [trace_id(3).hex(), trace_id(1).hex()]
+    assert store.find_traces(**missing) == []
 
 
 def test_several_ids_select_traces_that_carry_each_of_them(store: SpanStore) -> None:

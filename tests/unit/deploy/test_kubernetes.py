@@ -22,6 +22,7 @@ from tests.unit.deploy.manifests import (
     DEPLOY,
     K8S_DIR,
     WORKLOAD_KINDS,
+    compose_services,
     generated_config_maps,
     k8s_documents,
     k8s_objects,
@@ -197,3 +198,11 @@ def test_every_workload_kind_is_known() -> None:
     assert kinds <= {"Namespace", *NAMESPACED}
     assert {"Deployment", "StatefulSet"} <= kinds
     assert set(WORKLOAD_KINDS) <= kinds
+
+
+@pytest.mark.parametrize("name", ["nats", "s3", "otel-collector", "prometheus"])
+def test_third_party_components_start_as_in_compose(name: str) -> None:
+    service = compose_services()[name]
+    (container,) = _containers(k8s_workloads()[name])
+    compose_argv = [*service.get("entrypoint", []), *service["command"]]
+    assert [*container.get("command", []), *container["args"]] == compose_argv

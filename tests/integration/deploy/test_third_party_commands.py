@@ -1,0 +1,138 @@
+"""The NATS and SeaweedFS command lines of deploy/ run with the same versions here (nats-server and weed
+from .venv/bin): only ports, folders and the bind address are swapped for free loopback ones. Each
+container's health check URL answers, JetStream is on, and the S3 bucket Urza uses exists."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.nats import free_port
+from tests.fixtures.seaweedfs import _free_port_pairs
+from tests.unit.deploy.manifests import compose_launches, compose_services
+
+pytestmark = pytest.mark.integration
+
+TOOLS = Path(sys.executable).parent
+_START_TIMEOUT_SECONDS = 60.0
+_STOP_TIMEOUT_SECONDS = 10.0
+
+
+def _swap(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
+    """argv with the value of each flag in `values` replaced ("--flag value" or "-flag=value" forms)."""
+    out, index = [], 0
+    while index < len(argv):
+        arg = argv[index]
+        name, eq, _ = arg.partition("=")
+        if eq and name in values:
+            out.append(f"{name}={values[name]}")
+        elif arg in values:
+            out.extend([arg, values[arg]])
+            index += 1
+        else:
+            out.append(arg)
+        index += 1
+    return out
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 0
+
+
+def _wait_for_status(url: str, process: subprocess.Popen[bytes], log: Path) -> int:
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        status = _http_status(url)
+        if status == 200:
+            return status
+        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
+        time.sleep(0.2)
+    return _http_status(url)
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(_STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(_STOP_TIMEOUT_SECONDS)
+
+
+def _popen(argv: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with log.open("wb") as stream:
+        return subprocess.Popen(argv, cwd=log.parent, stdout=stream, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
+
+
+def test_the_nats_command_serves_jetstream_and_its_health_check(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    nats = compose_services()["nats"]
+    argv = [*nats["entrypoint"], *nats["command"]]
+    monitor = nats["healthcheck"]["test"][-1]
+    client_port, http_port = free_port(), free_port()
+    swapped = _swap(argv, {"--port": str(client_port), "--http_port": str(http_port),
+                           "--store_dir": str(tmp_path / "store")})
+    assert swapped[0] == "nats-server"
+    started.append(_popen([str(TOOLS / "nats-server"), "-a", "127.0.0.1", *swapped[1:]], tmp_path / "nats.log"))
+    url = monitor.replace("127.0.0.1:8222", f"127.0.0.1:{http_port}")
+    assert url != monitor and "js-enabled-only=true" in url
+    assert _wait_for_status(url, started[0], tmp_path / "nats.log") == 200
+    # The store folder the command names is where JetStream keeps its streams.
+    assert (tmp_path / "store" / "jetstream").is_dir()
+
+
+def test_the_s3_command_serves_the_bucket_urza_uses_with_the_configured_credentials(
+    tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    import boto3
+
+    s3 = compose_services()["s3"]
+    argv = [*s3["entrypoint"], *s3["command"]]
+    assert argv[0].endswith("/weed")
+    ports = dict(zip(("s3", "master", "volume", "filer", "admin"), _free_port_pairs(5), strict=True))
+    swapped = _swap(argv[1:], {"-s3.port": str(ports["s3"]), "-dir": str(tmp_path / "data"),
+                               "-ip.bind": "127.0.0.1"})
+    (tmp_path / "data").mkdir()
+    extra = [f"-{name}.port={port}" for name, port in ports.items() if name != "s3"]
+    credentials = {"AWS_ACCESS_KEY_ID": "deploy-check", "AWS_SECRET_ACCESS_KEY": "deploy-check-secret"}
+    assert set(credentials) == set(s3["environment"])
+    started.append(_popen([str(TOOLS / "weed"), *swapped, *extra], tmp_path / "weed.log", credentials))
+    health = s3["healthcheck"]["test"][-1].replace("127.0.0.1:8333", f"127.0.0.1:{ports['s3']}")
+    assert _wait_for_status(health, started[0], tmp_path / "weed.log") == 200
+
+    urza = compose_launches()["urza"].parsed()
+    bucket = urza.store.removeprefix("s3://").split("/")[0]
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{ports['s3']}", region_name="us-east-1",
+                          aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"])
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while True:
+        names = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
+        if bucket in names or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert bucket in names
+    client.put_object(Bucket=bucket, Key="check", Body=b"kernel bytes")
+    assert client.get_object(Bucket=bucket, Key="check")["Body"].read() == b"kernel bytes"

@@ -117,6 +117,7 @@ class Scraper:
         self._down: set[ScrapeTarget] = set()
 
     def scrape(self, targets: Sequence[ScrapeTarget]) -> list[TargetScrape]:
+        self._down &= set(targets)
         if not targets:
             return []
         with ThreadPoolExecutor(max_workers=min(len(targets), _MAX_PARALLEL_SCRAPES)) as pool:

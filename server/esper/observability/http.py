@@ -22,6 +22,7 @@ from esper.observability.metrics import exposition
 logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
+_POLL_SECONDS = 0.05
 
 
 class _MetricsHandler(BaseHTTPRequestHandler):
@@ -89,7 +90,8 @@ def start_metrics_server(host: str, port: int) -> MetricsServer:
         server = server_class((bare, port), _MetricsHandler)
     except OSError as exc:
         raise Unavailable(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
-    thread = threading.Thread(target=server.serve_forever, name="esper-metrics", daemon=True)
+    # The poll interval bounds how long stop() waits for the serving loop to notice.
+    thread = threading.Thread(target=server.serve_forever, args=(_POLL_SECONDS,), name="esper-metrics", daemon=True)
     thread.start()
     bound = int(server.server_address[1])
     logger.info("metrics on http://%s:%d%s", host, bound, METRICS_PATH)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
-from esper.cli.common import UsageError
+from esper.cli.common import UsageError, process_tracing
 from esper.mesh.config import ServerConfig
 from esper.mesh.server import BackgroundTask, ServiceRegistration, serve_forever
 
@@ -188,20 +188,22 @@ def _serve(args: argparse.Namespace) -> int:
         grace_seconds=args.grace_seconds,
         metrics_port=None if args.no_metrics else args.metrics_port,
     )
-    served = target.build(args)
-    try:
-        asyncio.run(
-            serve_forever(
-                config,
-                served.registrations,
-                args.port_file,
-                background=served.background,
-                metrics_port_file=args.metrics_port_file,
+    # Spans go where OTEL_* says (`esper up` points them at Nissa); the queue is flushed on the way out.
+    with process_tracing(args.serve_name):
+        served = target.build(args)
+        try:
+            asyncio.run(
+                serve_forever(
+                    config,
+                    served.registrations,
+                    args.port_file,
+                    background=served.background,
+                    metrics_port_file=args.metrics_port_file,
+                )
             )
-        )
-    finally:
-        if served.close is not None:
-            served.close()
+        finally:
+            if served.close is not None:
+                served.close()
     return 0
 
 

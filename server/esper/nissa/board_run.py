@@ -103,7 +103,6 @@ class SeedView:
     """The latest known state of one seed."""
 
     seed_id: str
-    layer: int
     stage: int = lifecycle_pb2.SEED_STAGE_UNSPECIFIED
     alpha: float = 0.0
     epoch: int = 0
@@ -132,6 +131,7 @@ class RunRecord:
     end_time: float = 0.0
     epochs: dict[int, EpochPoint] = field(default_factory=dict)
     seeds: dict[str, SeedView] = field(default_factory=dict)
+    reported: list[str] = field(default_factory=list)  # seed ids in the order telemetry first named them
     layout_confirmed: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     sequences: SequenceWindow = field(init=False)
@@ -236,6 +236,8 @@ class RunRecord:
         key = (report.epoch, report.global_step)
         if seed is None or key <= seed.telemetry_key:
             return False
+        if not seed.telemetry_key:
+            self.reported.append(seed.seed_id)
         seed.telemetry_key = key
         seed.epoch = report.epoch
         seed.alpha = report.alpha
@@ -271,13 +273,18 @@ class RunRecord:
     # Helpers
 
     def seed_order(self) -> list[str]:
-        """Seed ids by layer (the order Kasmina reports them in: its seed layout)."""
-        return sorted(self.seeds, key=lambda seed_id: self.seeds[seed_id].layer)
+        """Seed ids by layer, input side first.
+
+        SeedTelemetry names no layer, but Kasmina reports a boundary's seeds in its seed
+        layout's order, which is layer order; seeds known only from run events follow, by id.
+        """
+        listed = set(self.reported)
+        return [*self.reported, *sorted(seed_id for seed_id in self.seeds if seed_id not in listed)]
 
     def _seed(self, seed_id: str) -> SeedView | None:
         seed = self.seeds.get(seed_id)
         if seed is None and seed_id and len(self.seeds) < self.limits.seeds:
-            seed = self.seeds[seed_id] = SeedView(seed_id=seed_id, layer=len(self.seeds))
+            seed = self.seeds[seed_id] = SeedView(seed_id=seed_id)
         return seed
 
     def _set_stage(self, seed_id: str, stage: int, key: tuple[int, ...]) -> SeedView | None:

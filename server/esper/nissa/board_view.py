@@ -148,12 +148,11 @@ def _seed_view(seed: SeedView) -> JsonObject:
 
 
 def _layers(record: RunRecord) -> list[JsonObject]:
-    """Seeds grouped by layer, input side first (one seed per layer in Kasmina's layout today)."""
-    layers: dict[int, list[JsonObject]] = {}
-    for seed_id in record.seed_order():
-        seed = record.seeds[seed_id]
-        layers.setdefault(seed.layer, []).append(_seed_view(seed))
-    return [{"layer": layer, "seeds": seeds} for layer, seeds in sorted(layers.items())]
+    """Seeds grouped by layer, input side first: Kasmina places one seed per layer."""
+    return [
+        {"layer": layer, "seeds": [_seed_view(record.seeds[seed_id])]}
+        for layer, seed_id in enumerate(record.seed_order())
+    ]
 
 
 def _percentile(ordered: list[float], q: float) -> float:

@@ -20,20 +20,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from esper.cli.processes import POLL_SECONDS, command_line, health, log_tail, process_alive, wait_gone
 from esper.mesh.addresses import MESH_FILE, NATS, write_mesh
 
 PIDS_FILE = "pids.json"
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
-_POLL_SECONDS = 0.1
-_LOG_TAIL_LINES = 30
+NISSA_ALERT_INTERVAL_SECONDS = 2.0
+_PER_SERVER_OTEL = frozenset({"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                              "OTEL_TRACES_EXPORTER"})
 
 
 class MeshStartFailed(Exception):
@@ -48,9 +47,13 @@ class LaunchContext:
     grpc: dict[str, str]
     nats_url: str
     config: Path | None
+    forward: str = ""
 
     def work(self, name: str, *parts: str) -> str:
         return str(self.directory.joinpath(name, *parts))
+
+    def run_file(self, name: str) -> str:
+        return str(self.directory / "run" / name)
 
 
 @dataclass(frozen=True)
@@ -67,17 +70,40 @@ def _tamiyo_flags(ctx: LaunchContext) -> list[str]:
     return [*flags, "--config", str(ctx.config)] if ctx.config is not None else flags
 
 
+def _nissa_flags(ctx: LaunchContext) -> list[str]:
+    """Nissa stores spans beside the mesh, follows telemetry on NATS and scrapes every server mesh.json lists."""
+    flags = ["--db", ctx.work("nissa", "spans.db"), "--nats", ctx.nats_url, "--mesh", str(ctx.directory / MESH_FILE),
+             "--alert-interval", str(NISSA_ALERT_INTERVAL_SECONDS), "--web-port-file", ctx.run_file("nissa.web.port")]
+    return [*flags, "--forward", ctx.forward] if ctx.forward else flags
+
+
+def server_environment(name: str, ctx: LaunchContext, base: Mapping[str, str]) -> dict[str, str]:
+    """`base` with OTEL_* set so the server's spans go to the mesh's Nissa, under its own service name.
+
+    Nissa itself exports nothing (it stores what it receives; an endpoint given to `esper up`
+    is where Nissa forwards to instead).
+    """
+    env = {key: value for key, value in base.items() if key not in _PER_SERVER_OTEL}
+    env["OTEL_SERVICE_NAME"] = name
+    if name == "nissa":
+        env["OTEL_TRACES_EXPORTER"] = "none"
+    elif "nissa" in ctx.grpc:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{ctx.grpc['nissa']}"
+        env.setdefault("OTEL_TRACES_EXPORTER", "otlp")
+    return env
+
+
 # Every server of the mesh; a new subsystem joins with one line.
 SERVERS: tuple[ServerSpec, ...] = (
-    ServerSpec("urza", 1, lambda ctx: ["--data-dir", ctx.work("urza", "data")]),
-    ServerSpec("tezzeret", 2, lambda ctx: ["--urza", ctx.grpc["urza"], "--wal-dir", ctx.work("tezzeret", "wal"),
+    ServerSpec("nissa", 1, _nissa_flags),
+    ServerSpec("urza", 2, lambda ctx: ["--data-dir", ctx.work("urza", "data")]),
+    ServerSpec("tezzeret", 3, lambda ctx: ["--urza", ctx.grpc["urza"], "--wal-dir", ctx.work("tezzeret", "wal"),
                                            "--work-dir", ctx.work("tezzeret", "work")]),
-    ServerSpec("urabrask", 2, lambda ctx: ["--urza", ctx.grpc["urza"]]),
-    ServerSpec("karn", 2, lambda ctx: ["--nats", ctx.nats_url]),
-    ServerSpec("tamiyo", 2, _tamiyo_flags),
-    ServerSpec("simic", 2, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
-    ServerSpec("nissa", 2, lambda ctx: []),
-    ServerSpec("tolaria", 3, lambda ctx: ["--urza", ctx.grpc["urza"], "--tamiyo", ctx.grpc["tamiyo"],
+    ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"]]),
+    ServerSpec("karn", 3, lambda ctx: ["--nats", ctx.nats_url]),
+    ServerSpec("tamiyo", 3, _tamiyo_flags),
+    ServerSpec("simic", 3, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
+    ServerSpec("tolaria", 4, lambda ctx: ["--urza", ctx.grpc["urza"], "--tamiyo", ctx.grpc["tamiyo"],
                                           "--nats", ctx.nats_url, "--runs-dir", ctx.work("tolaria", "runs")]),
 )
 
@@ -124,7 +150,9 @@ class LocalMesh:
             nats = self._start_nats(deadline)
             launched.append(nats)
             progress(f"nats     {nats.address}  (pid {nats.process.pid})")
-            ctx = LaunchContext(self.directory, {}, nats.address, config)
+            forward = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_ENDPOINT", "")
+            ctx = LaunchContext(self.directory, {}, nats.address, config, forward)
             for tier in sorted({spec.tier for spec in SERVERS}):
                 started = [self._spawn(spec, ctx) for spec in SERVERS if spec.tier == tier]
                 launched.extend(started)
@@ -133,7 +161,7 @@ class LocalMesh:
                     ctx.grpc[server.name] = server.address
                     progress(f"{server.name:<8} {server.address}  metrics {server.metrics}  "
                              f"(pid {server.process.pid})")
-            document = self._document(launched, config)
+            document = self._document(launched, ctx)
             write_mesh(self.mesh_file, document)
             return document
         except BaseException:
@@ -153,23 +181,27 @@ class LocalMesh:
         ports_file = ports / f"{NATS_SERVER.name}_{nats.process.pid}.ports"
         while not ports_file.exists():
             self._check_alive(nats, deadline)
-            time.sleep(_POLL_SECONDS)
+            time.sleep(POLL_SECONDS)
         urls = json.loads(ports_file.read_text(encoding="utf-8")).get("nats") or []
         if not urls:
             raise MeshStartFailed(f"nats-server wrote no client URL to {ports_file}")
         nats.address = str(urls[0])
         return nats
 
-    def _spawn(self, spec: ServerSpec, ctx: LaunchContext) -> Launched:
+    def _spawn(self, spec: ServerSpec, ctx: LaunchContext, *, ports: tuple[int, int, int] = (0, 0, 0)) -> Launched:
+        """Start `esper serve NAME` on `ports` (gRPC, metrics, and web for Nissa; 0 = a free one)."""
         work = self.directory / spec.name
         work.mkdir(parents=True, exist_ok=True)
         port_file = self.run_dir / f"{spec.name}.port"
         metrics_port_file = self.run_dir / f"{spec.name}.metrics.port"
         log = self.logs / f"{spec.name}.log"
-        command = [sys.executable, "-m", "esper.cli.main", "serve", spec.name, "--port", "0",
-                   "--port-file", str(port_file), "--metrics-port", "0",
+        command = [sys.executable, "-m", "esper.cli.main", "serve", spec.name, "--port", str(ports[0]),
+                   "--port-file", str(port_file), "--metrics-port", str(ports[1]),
                    "--metrics-port-file", str(metrics_port_file), *spec.flags(ctx)]
-        return Launched(spec.name, _popen(command, log, work), log, port_file, metrics_port_file=metrics_port_file)
+        if spec.name == "nissa":
+            command += ["--web-port", str(ports[2])]
+        process = _popen(command, log, work, server_environment(spec.name, ctx, os.environ))
+        return Launched(spec.name, process, log, port_file, metrics_port_file=metrics_port_file)
 
     def _wait_serving(self, started: Sequence[Launched], deadline: float) -> list[Launched]:
         waiting = list(started)
@@ -184,7 +216,7 @@ class LocalMesh:
                 server.metrics = f"127.0.0.1:{int(server.metrics_port_file.read_text(encoding='ascii'))}"
                 if health(server.address, timeout=1.0) == "SERVING":
                     waiting.remove(server)
-            time.sleep(_POLL_SECONDS)
+            time.sleep(POLL_SECONDS)
         return list(started)
 
     def _check_alive(self, server: Launched, deadline: float) -> None:
@@ -195,7 +227,7 @@ class LocalMesh:
         if time.monotonic() > deadline:
             raise MeshStartFailed(f"{server.name} was not serving in time; {server.log}:\n{log_tail(server.log)}")
 
-    def _document(self, launched: Sequence[Launched], config: Path | None) -> dict[str, Any]:
+    def _document(self, launched: Sequence[Launched], ctx: LaunchContext) -> dict[str, Any]:
         document: dict[str, Any] = {}
         for server in launched:
             if server.name == NATS:
@@ -203,8 +235,41 @@ class LocalMesh:
             else:
                 document[server.name] = {"grpc": server.address, "metrics": server.metrics,
                                           "pid": server.process.pid}
-        if config is not None and "tamiyo" in document:
-            document["tamiyo"]["config"] = str(config)
+        if ctx.config is not None and "tamiyo" in document:
+            document["tamiyo"]["config"] = str(ctx.config)
+        if "nissa" in document:
+            web = Path(ctx.run_file("nissa.web.port"))
+            if web.exists():
+                document["nissa"]["web"] = f"http://127.0.0.1:{int(web.read_text(encoding='ascii'))}/"
+            if ctx.forward:
+                document["nissa"]["forward"] = ctx.forward
+        return document
+
+    # Restart one server
+
+    def restart(self, name: str, *, timeout: float, progress: Callable[[str], None] = print) -> dict[str, Any]:
+        """Stop `name` if it runs, start it again on the same ports with the same flags; returns mesh.json."""
+        try:
+            document: dict[str, Any] = json.loads(self.mesh_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MeshStartFailed(f"no readable {self.mesh_file}: start a mesh with `esper up` first ({exc})") from None
+        spec = next((spec for spec in SERVERS if spec.name == name), None)
+        if spec is None or name not in document:
+            raise MeshStartFailed(f"the mesh has no server {name!r} (known: {', '.join(s.name for s in SERVERS)})")
+        entry = document[name]
+        if self._is_ours(entry["pid"]):
+            progress(f"stopping {name} (pid {entry['pid']})")
+            os.kill(entry["pid"], signal.SIGTERM)
+            if wait_gone({name: entry["pid"]}, timeout):
+                os.kill(entry["pid"], signal.SIGKILL)
+        ctx = _context_of(self.directory, document)
+        ports = (_port_of(entry["grpc"]), _port_of(entry.get("metrics", "")), _port_of(entry.get("web", "")))
+        server = self._spawn(spec, ctx, ports=ports)
+        self._record([server])
+        self._wait_serving([server], time.monotonic() + timeout)
+        entry.update(grpc=server.address, metrics=server.metrics, pid=server.process.pid)
+        write_mesh(self.mesh_file, document)
+        progress(f"{name:<8} {server.address}  metrics {server.metrics}  (pid {server.process.pid})")
         return document
 
     def _record(self, launched: Sequence[Launched]) -> None:
@@ -223,12 +288,12 @@ class LocalMesh:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
                 progress(f"stopping {name} (pid {pid})")
-            stragglers = _wait_gone(ours, timeout)
+            stragglers = wait_gone(ours, timeout)
             for name, pid in stragglers.items():
                 progress(f"{name} (pid {pid}) did not stop in {timeout:.0f} s: SIGKILL")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            _wait_gone(stragglers, timeout)
+            wait_gone(stragglers, timeout)
         alive = sorted(name for name, pid in pids.items() if self._is_ours(pid))
         if not alive:
             self._clear()
@@ -248,7 +313,7 @@ class LocalMesh:
 
     def _is_ours(self, pid: int) -> bool:
         """Alive, not a zombie, and started for this folder (a reused pid is someone else's)."""
-        return process_alive(pid) and str(self.directory) in _command_line(pid)
+        return process_alive(pid) and str(self.directory) in command_line(pid)
 
     def _read_pids(self) -> dict[str, int]:
         try:
@@ -265,48 +330,24 @@ class LocalMesh:
                 port_file.unlink(missing_ok=True)
 
 
-def health(address: str, *, timeout: float) -> str:
-    """grpc.health.v1 status of the whole server ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-        except grpc.RpcError:
-            return "UNREACHABLE"
-    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+def _context_of(directory: Path, document: Mapping[str, Any]) -> LaunchContext:
+    """The launch context a running mesh was started with, read back from its mesh.json."""
+    grpc_addresses = {name: entry["grpc"] for name, entry in document.items()
+                      if isinstance(entry, dict) and "grpc" in entry}
+    nats = document.get(NATS, {})
+    tamiyo, nissa = document.get("tamiyo", {}), document.get("nissa", {})
+    config = Path(tamiyo["config"]) if "config" in tamiyo else None
+    return LaunchContext(directory, grpc_addresses, nats.get("url", ""), config, nissa.get("forward", ""))
 
 
-def process_alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+def _port_of(address: str) -> int:
+    """The port of "host:port" or "http://host:port/"; 0 (a free one) when there is none."""
+    tail = address.rstrip("/").rpartition(":")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
-def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-def _command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _popen(command: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _popen(command: list[str], log: Path, cwd: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as sink:
         # A session of its own: the servers outlive `esper up` and ignore its terminal's Ctrl-C.
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
@@ -331,13 +372,3 @@ def _stop_tiers(pids: dict[str, int]) -> list[dict[str, int]]:
     for name, pid in pids.items():
         groups.setdefault(tiers.get(name, -1), {})[name] = pid
     return [groups[tier] for tier in sorted(groups, reverse=True) if tier >= 0] + [groups.get(-1, {})]
-
-
-def _wait_gone(pids: dict[str, int], timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    alive = dict(pids)
-    while alive and time.monotonic() < deadline:
-        alive = {name: pid for name, pid in alive.items() if process_alive(pid)}
-        if alive:
-            time.sleep(_POLL_SECONDS)
-    return alive

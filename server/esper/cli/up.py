@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from esper.cli.common import UsageError, add_json_flag, print_json
+from esper.mesh.addresses import SUBSYSTEMS
 
 DEFAULT_DIR = "esper-mesh"
 
@@ -100,6 +101,24 @@ def _nats_health(url: str, timeout: float) -> str:
     return "SERVING" if greeting.startswith(b"INFO") else "UNKNOWN"
 
 
+def _restart(args: argparse.Namespace) -> int:
+    from esper.cli.local_mesh import MeshStartFailed
+
+    mesh = _mesh(args)
+    quiet = args.json
+    try:
+        document = mesh.restart(args.name, timeout=args.timeout,
+                                progress=lambda line: None if quiet else print(line, file=sys.stderr))
+    except MeshStartFailed as exc:
+        print(f"esper restart: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json(document[args.name])
+    else:
+        print(f"{args.name} restarted: {document[args.name]['grpc']}")
+    return 0
+
+
 def _down(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
     if not mesh.known_pids():
@@ -129,6 +148,16 @@ def register(subparsers: Any) -> None:
     status.add_argument("--timeout", type=float, default=2.0, help="seconds per health check (default: 2)")
     add_json_flag(status)
     status.set_defaults(handler=_status)
+    restart = subparsers.add_parser(
+        "restart", help="stop one server of the local mesh and start it again on the same ports",
+        description="Stop one server (if it runs) and start it again with the same flags and ports, "
+                    "so its clients and Nissa's scrapes find it where they left it.")
+    restart.add_argument("name", choices=SUBSYSTEMS, help="the server to restart")
+    restart.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
+    restart.add_argument("--timeout", type=float, default=60.0,
+                         help="seconds to stop it and to see it serving again (default: 60)")
+    add_json_flag(restart)
+    restart.set_defaults(handler=_restart)
     down = subparsers.add_parser("down", help="stop every process of the local mesh, by pid")
     down.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
     down.add_argument("--timeout", type=float, default=30.0,

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from esper.errors import FailedPrecondition, NotFound
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability import metrics
+from esper.observability.spans import esper_attributes, tracer
 from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.convert import (
@@ -44,6 +45,7 @@ from esper.tamiyo.validation import (
 )
 
 logger = logging.getLogger(__name__)
+_TRACER = tracer(__name__)
 
 # Runs whose latest seed telemetry is kept (observe_telemetry); the least recently updated go first.
 MAX_OBSERVED_RUNS = 1024
@@ -89,6 +91,20 @@ class TamiyoController:
         return self._policy.policy_id
 
     def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+        """One epoch boundary's decisions, as the span `tamiyo.step` (each decision an event with its reason)."""
+        packet = request.packet
+        with _TRACER.start_as_current_span(
+            "tamiyo.step", attributes=esper_attributes(run_id=packet.run_id, epoch=packet.epoch)
+        ) as span:
+            response = self._step(request)
+            for decision in response.decisions:
+                span.add_event("decision", {
+                    "esper.seed_id": decision.seed_id, "esper.command_id": decision.command_id,
+                    "esper.action": decision_action(decision.command_type), "esper.reason": decision.reason,
+                })
+            return response
+
+    def _step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
         step_started = time.perf_counter()
         features = validate_step(request)
         run_id, epoch = request.packet.run_id, request.packet.epoch

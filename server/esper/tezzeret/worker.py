@@ -26,6 +26,7 @@ from esper.fsutil import fsync_directory
 from esper.ir import ir_sha256
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.observability import metrics
+from esper.observability.spans import tracer
 from esper.tezzeret.config import FAST, TezzeretConfig
 from esper.tezzeret.pipelines import CompiledKernel, CompileError, compile_blueprint
 from esper.tezzeret.state import WorkerState
@@ -35,6 +36,7 @@ from esper.urza.api import UrzaApi
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
+_TRACER = tracer(__name__)
 
 Compiler = Callable[..., CompiledKernel]
 # Compact the log once this many records were appended and no job is in flight.
@@ -113,7 +115,11 @@ class TezzeretWorker:
         if job is None:
             self._maybe_compact()
             return False
-        self._process(job)
+        with _TRACER.start_as_current_span("tezzeret.compile", attributes={
+            "esper.job_id": job.job_id, "esper.blueprint_id": job.blueprint_id,
+            "esper.pipeline": kernel_pb2.CompilationPipeline.Name(job.pipeline), "esper.attempt": job.attempts,
+        }):
+            self._process(job)
         self._maybe_compact()
         return True
 

@@ -115,7 +115,7 @@ function renderHeader(run, now) {
     ),
     el("div", "facts",
       fact("Epoch", String(run.last_epoch)),
-      fact("Val accuracy", percent(latest.val_accuracy)),
+      fact("Val acc.", percent(latest.val_accuracy)),
       fact("Best val", percent(run.best_val_accuracy)),
       fact("Parameters", count(params)),
       fact("Germinated", String(counts.germinated || 0)),
@@ -194,18 +194,19 @@ function renderSeeds(run) {
     heading.colSpan = 4;
     body.append(el("tr", "layer-row", heading));
     for (const seed of layer.seeds) {
-      const kernel = seed.blueprint_id || seed.kernel_id;
+      const kernelCell = el("td", "mono muted kernel", seed.blueprint_id || seed.kernel_id || "–");
+      kernelCell.title = [seed.blueprint_id, seed.kernel_id].filter(Boolean).join("\n");
       body.append(el("tr", null,
         el("td", "mono", seed.seed_id),
         el("td", null, badge(seed.stage, "stage stage-" + seed.stage)),
         el("td", null, alphaCell(seed.alpha)),
-        el("td", "mono muted", kernel ? kernel : "–"),
+        kernelCell,
       ));
     }
   }
-  const table = el("table", null,
+  const table = el("table", "seeds",
     el("thead", null, el("tr", null, el("th", null, "seed"), el("th", null, "stage"),
-      el("th", null, "alpha"), el("th", null, "blueprint / kernel"))),
+      el("th", null, "alpha"), el("th", null, "kernel"))),
     body);
   const content = run.layers.length ? table : el("div", "empty", "No seed telemetry yet.");
   return el("div", "panel", el("h2", null, "Seeds per layer"), content);
@@ -243,13 +244,16 @@ function renderRun(state) {
     content.replaceChildren(el("div", "panel placeholder", "Waiting for a run’s telemetry on Oona…"));
     return;
   }
+  const sameRun = selectedRunId === run.run_id;
+  const scrolled = sameRun ? Array.from(content.querySelectorAll(".scroll"), (box) => box.scrollTop) : [];
   selectedRunId = run.run_id;
   content.replaceChildren(
     renderHeader(run, state.time),
     renderChart(run),
-    el("div", "two", renderSeeds(run), renderDecisions(run)),
-    ...[renderNotices(run)].filter(Boolean),
+    el("div", "two", el("div", "stack", renderSeeds(run), renderNotices(run)), renderDecisions(run)),
   );
+  // A live update must not throw the reader back to the top of a list they scrolled.
+  content.querySelectorAll(".scroll").forEach((box, index) => { box.scrollTop = scrolled[index] || 0; });
 }
 
 function render(state, force) {

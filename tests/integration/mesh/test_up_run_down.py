@@ -1,5 +1,6 @@
 """The local mesh end to end: `esper up`, grpcurl on every server, a mesh run against its embedded twin,
-the Tamiyo-down drill, then `esper down` leaving no process behind.
+its germination traced across processes and shown live by Nissa, the Tamiyo-down drill (with its alert
+firing and resolving), then `esper down` leaving no process behind.
 
 The tests of this module run in order on one mesh (module fixture): the drill
 stops the mesh's Tamiyo, and the last test takes the mesh down.
@@ -29,6 +30,7 @@ from tests.integration.mesh.support import esper, fast_config, lines, wait_for_s
 pytestmark = pytest.mark.integration
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
+CHROMIUM = Path("/usr/bin/chromium")
 SERVICES = {
     "urza": "UrzaService", "tezzeret": "TezzeretService", "urabrask": "UrabraskService", "karn": "KarnService",
     "tamiyo": "TamiyoService", "simic": "SimicService", "nissa": "NissaService", "tolaria": "TolariaService",
@@ -146,6 +148,83 @@ def test_a_mesh_run_writes_the_run_folder_and_matches_the_embedded_run(mesh: Mes
         assert summary[key] == twin_summary[key], key
 
 
+def _run_id(mesh: MeshUnderTest) -> str:
+    run_id: str = json.loads((mesh.root / "run" / "summary.json").read_text())["run_id"]
+    return run_id
+
+
+def _germination_trace(mesh: MeshUnderTest, run_id: str) -> dict[str, Any] | None:
+    traces = json.loads(esper("traces", "--mesh", str(mesh.file), "--run", run_id, "--json").stdout)["traces"]
+    for trace in traces:
+        if any(span["name"] == "kasmina.apply_command"
+               and span["attributes"].get("esper.command_type") == "COMMAND_TYPE_REQUEST_GERMINATION"
+               for span in trace["spans"]):
+            found: dict[str, Any] = trace
+            return found
+    return None
+
+
+def test_a_germination_is_one_trace_from_tamiyo_s_decision_to_kasmina_s_graft(mesh: MeshUnderTest) -> None:
+    run_id = _run_id(mesh)
+    trace = _until(lambda: _germination_trace(mesh, run_id), "a germination trace in Nissa")
+    spans = {span["span_id"]: span for span in trace["spans"]}
+    assert {"tolaria", "tamiyo", "urza"} <= {span["service_name"] for span in spans.values()}
+    names = {span["name"] for span in spans.values()}
+    assert {"tolaria.epoch", "tolaria.hook", "tamiyo.step", "kasmina.apply_command", "kasmina.kernel_fetch",
+            "kasmina.graft"} <= names
+
+    def parent(span: dict[str, Any]) -> dict[str, Any]:
+        return spans[span["parent_span_id"]]
+
+    # Parent links cross processes: Tamiyo's Step serves Tolaria's call, Urza serves Tamiyo's query.
+    step_server = next(s for s in spans.values() if s["service_name"] == "tamiyo" and s["name"].endswith("/Step"))
+    assert parent(step_server)["service_name"] == "tolaria" and parent(parent(step_server))["name"] == "tolaria.hook"
+    urza_served = [s for s in spans.values() if s["service_name"] == "urza"]
+    assert urza_served and all(parent(s)["service_name"] in {"tamiyo", "tolaria"} for s in urza_served)
+    assert any(parent(parent(s))["service_name"] == "tamiyo" for s in urza_served)
+    # The graft hangs under the command that loaded the kernel, itself under the germination.
+    graft = next(s for s in spans.values() if s["name"] == "kasmina.graft")
+    germination = parent(parent(graft))
+    assert germination["attributes"]["esper.command_type"] == "COMMAND_TYPE_REQUEST_GERMINATION"
+    assert germination["attributes"]["esper.run_id"] == run_id
+    roots = [s for s in spans.values() if not s["parent_span_id"]]
+    assert [root["name"] for root in roots] == ["tolaria.epoch"]
+
+
+def test_nissa_summarizes_the_run_and_mission_control_shows_it(mesh: MeshUnderTest, tmp_path: Path) -> None:
+    from esper.clients.base import ClientConfig
+    from esper.clients.nissa import NissaClient
+    from esper.leyline.v1 import nissa_pb2
+
+    run_id = _run_id(mesh)
+    with NissaClient(ClientConfig(address=mesh.document()["nissa"]["grpc"])) as nissa:
+        summary = nissa.get_run_summary(nissa_pb2.GetRunSummaryRequest(run_id=run_id))
+    assert summary.last_epoch == EPOCHS - 1
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (Debian package chromium) for the page")
+    url = mesh.document()["nissa"]["web"] + "?transport=poll"
+    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", url]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert run_id in dom and "Waiting for a run" not in dom
+
+
+def _until(probe: Any, what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found or time.monotonic() > deadline:
+            assert found, f"no {what} within {timeout:.0f} s"
+            return found
+        time.sleep(1.0)
+
+
+def _alert_states(mesh: MeshUnderTest, name: str) -> list[str]:
+    alerts = json.loads(esper("alerts", "--mesh", str(mesh.file), "--json").stdout)["alerts"]
+    return [alert["state"] for alert in alerts if alert["name"] == name]
+
+
 def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: MeshUnderTest) -> None:
     tamiyo = mesh.document()["tamiyo"]["pid"]
     os.kill(tamiyo, signal.SIGTERM)
@@ -160,6 +239,14 @@ def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: M
     notices = [e["notice"] for e in lines(out / "events.jsonl") if e["kind"] == "notice"]
     unavailable = [n for n in notices if "Tamiyo unavailable (" in n and "running conservatively" in n]
     assert [n.split(":")[0] for n in unavailable] == [f"epoch {epoch}" for epoch in range(EPOCHS)]
+
+
+def test_tamiyo_down_fires_tamiyo_unavailable_and_a_restart_resolves_it(mesh: MeshUnderTest) -> None:
+    assert _until(lambda: "FIRING" in _alert_states(mesh, "tamiyo_unavailable"), "firing tamiyo_unavailable")
+    esper("restart", "tamiyo", "--dir", str(mesh.directory))
+    assert _until(lambda: _alert_states(mesh, "tamiyo_unavailable") == ["RESOLVED"], "resolved tamiyo_unavailable")
+    status = json.loads(esper("status", "--dir", str(mesh.directory), "--json").stdout)
+    assert status["healthy"]
 
 
 def test_down_stops_every_process_and_leaves_none_behind(mesh: MeshUnderTest) -> None:

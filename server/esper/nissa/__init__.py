@@ -1,5 +1,3 @@
-"""Nissa, observability: alerts, run summaries and stored traces.
-
-Only the server exists so far: every rpc answers UNIMPLEMENTED until Nissa's own
-issue builds the OTLP receiver, the alert store and the run summaries.
+"""Nissa, observability: the OTLP trace receiver and span store, alert rules evaluated over every
+server's metrics, the run board fed from Oona's telemetry, and the mission-control page.
 """

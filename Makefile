@@ -47,6 +47,7 @@ bench: setup
 	$(PY) bench/assets_bench.py
 	$(PY) bench/compile_bench.py
 	$(PY) bench/mesh_bench.py
+	$(PY) bench/tracing_bench.py
 	$(PY) bench/efficacy.py
 
 wheel: setup

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import zipfile
 from typing import Any
 
@@ -28,8 +27,8 @@ from torch import Tensor, nn
 
 from esper.errors import FailedPrecondition
 from esper.leyline.v1 import kernel_pb2
+from esper.tezzeret.export_lock import EXPORT_LOCK
 
-_LOADING = threading.Lock()
 _PROGRAM_PIPELINES = (kernel_pb2.COMPILATION_PIPELINE_FAST, kernel_pb2.COMPILATION_PIPELINE_STANDARD)
 _ARCHIVE_METADATA = ("archive_format", "archive_version", "byteorder", ".data/")
 _PROGRAM_ENTRIES = ("models/", "data/weights/", "data/constants/", "data/sample_inputs/")
@@ -52,9 +51,7 @@ class FrozenKernel(nn.Module):
 def load_kernel_module(data: bytes, pipeline: int) -> nn.Module:
     """A runnable module from artifact bytes; FailedPrecondition if they are not a safe artifact."""
     check_artifact(data, pipeline)
-    # torch's deserializers keep process-wide state ("_CURRENT_DESERIALIZER is already set"
-    # when two threads load at once, e.g. a kernel prefetch beside a germination): one at a time.
-    with _LOADING:
+    with EXPORT_LOCK:  # torch's deserializer state is process-wide (esper.tezzeret.export_lock)
         if pipeline in _PROGRAM_PIPELINES:
             program = torch.export.load(io.BytesIO(data))
             return program.module()

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
 from esper.tezzeret.config import TezzeretConfig
+from esper.tezzeret.export_lock import exclusive
 from esper.tezzeret.toolchain import INDUCTOR_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -32,17 +33,20 @@ class FoldResult:
     folded_nodes: int
 
 
+@exclusive
 def export_program(module: nn.Module, example: Tensor, config: TezzeretConfig) -> ExportedProgram:
     """torch.export of `module` as is, with the batch dimension dynamic in [1, max_batch]."""
     batch = Dim("batch", min=1, max=config.max_batch)
     return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
 
 
+@exclusive
 def lower_to_core_aten(program: ExportedProgram) -> ExportedProgram:
     """Decompose every op into the core ATen opset (the default decomposition table)."""
     return program.run_decompositions()
 
 
+@exclusive
 def fold_constants(program: ExportedProgram, example: Tensor, config: TezzeretConfig) -> FoldResult:
     """Fold subgraphs that depend only on non-trainable constants (buffers, literal tensors).
 
@@ -67,6 +71,7 @@ def fold_constants(program: ExportedProgram, example: Tensor, config: TezzeretCo
     return FoldResult(lower_to_core_aten(export_program(module, example, config)), folded)
 
 
+@exclusive
 def save_program(program: ExportedProgram) -> bytes:
     """The program as .pt2 bytes, without provenance metadata or sample inputs."""
     strip_provenance(program)
@@ -80,6 +85,7 @@ def save_program(program: ExportedProgram) -> bytes:
     return buffer.getvalue()
 
 
+@exclusive
 def aoti_package(program: ExportedProgram, config: TezzeretConfig) -> bytes:
     """AOTInductor compilation of a frozen copy of `program`, as .pt2 package bytes.
 

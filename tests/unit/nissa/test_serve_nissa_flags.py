@@ -10,7 +10,7 @@ import pytest
 from esper.cli.common import UsageError
 from esper.cli.main import build_parser
 from esper.nissa.receiver import TRACE_SERVICE_NAME
-from esper.nissa.servicer import NISSA_SERVICE_NAME
+from esper.nissa.servicer import NISSA_SERVICE_NAME, NissaServicer
 
 
 def _args(*flags: str) -> argparse.Namespace:
@@ -33,6 +33,8 @@ def test_nissa_builds_both_services_and_the_alert_loop(tmp_path: Path) -> None:
     served = args.serve_target.build(args)
     try:
         assert [r.service_name for r in served.registrations] == [NISSA_SERVICE_NAME, TRACE_SERVICE_NAME]
+        assert NISSA_SERVICE_NAME == "esper.leyline.v1.NissaService"
+        assert isinstance(served.registrations[0].servicer, NissaServicer)
         assert len(served.background) == 1
         assert (tmp_path / "spans.db").exists()
     finally:

@@ -1,4 +1,4 @@
-"""`esper serve simic` and `esper serve nissa`: arguments and what they host (no server is started)."""
+"""`esper serve simic`: arguments and what it hosts (no server is started)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from esper.cli.common import UsageError
 from esper.cli.main import build_parser
-from esper.nissa.servicer import NISSA_SERVICE_NAME, NissaServicer
 from esper.simic.servicer import SIMIC_SERVICE_NAME, SimicServicer
 
 
@@ -55,9 +54,3 @@ def test_a_short_bus_secret_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="hmac_secret"):
         args.serve_target.build(args)
 
-
-def test_serve_nissa_hosts_the_nissa_service() -> None:
-    args = build_parser().parse_args(["serve", "nissa"])
-    [registration] = args.serve_target.build(args).registrations
-    assert registration.service_name == NISSA_SERVICE_NAME == "esper.leyline.v1.NissaService"
-    assert isinstance(registration.servicer, NissaServicer)

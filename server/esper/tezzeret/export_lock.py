@@ -9,10 +9,11 @@ exporting while another loads or lowers, see each other's tracer and fail
 thread beside a process that also loads kernels: the embedded run's compile workers
 beside its kernel prefetch and germinations, or in-process servers in one test process.
 
-Every pass in `esper.tezzeret.passes` (`@exclusive`) and every artifact load holds `EXPORT_LOCK`. It
-is re-entrant, so a pass that calls another (folding re-exports) nests freely, and it
-is held per pass, not per compile, so a load waits for one pass at most. Running an
-already loaded kernel needs no lock: it traces nothing.
+Every pass in `esper.tezzeret.passes` (`@exclusive`) and every artifact load holds
+`EXPORT_LOCK`. It is re-entrant, so a pass that calls another (folding re-exports)
+nests freely, and it is held per pass, not per compile, so a load waits for the pass in
+progress rather than a whole compile. Running a loaded kernel needs no lock: it traces
+nothing.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ proto-check: setup
 
 lint: setup
 	$(BIN)/ruff check server clients tests bench tools
+	$(BIN)/ruff format --check server clients tests bench tools
 	$(BIN)/mypy server clients
 
 bench: setup

@@ -164,11 +164,15 @@ def main() -> None:
         print("| kernel cache | figure | budget / target |")
         print("|---|---:|---|")
         print(f"| cold load (fetch + checksum + torch.export.load), p50 | {figures['cold_ms_p50']:.1f} ms | - |")
-        print(f"| hot graft (cache hit -> private module), p50 | {figures['hot_ms_p50'] * 1e3:.0f} us | "
-              "< 0.5 ms budget, <= 0.2 ms target |")
+        print(
+            f"| hot graft (cache hit -> private module), p50 | {figures['hot_ms_p50'] * 1e3:.0f} us | "
+            "< 0.5 ms budget, <= 0.2 ms target |"
+        )
         print(f"| hot graft, p95 | {figures['hot_ms_p95'] * 1e3:.0f} us | - |")
-        print(f"| hit rate after warm-up (1,000 loads over the kernels in use) | {100 * figures['hit_rate']:.1f} % | "
-              ">= 95 % |")
+        print(
+            f"| hit rate after warm-up (1,000 loads over the kernels in use) | {100 * figures['hit_rate']:.1f} % | "
+            ">= 95 % |"
+        )
         print("\n| pipeline | compile time (conv3x3_relu at [8, 14, 14]) | artifact |")
         print("|---|---:|---:|")
         print("\n".join(compile_times(args.aggressive, work)))

@@ -24,9 +24,7 @@ from pathlib import Path
 DEFAULT_TEMPLATES = "mlp_gelu_e2,gn_conv3x3_g4,prenorm_attn_h2,transformer_block_h2"
 
 
-def forward_latency_ms(
-    module: object, x: object, iterations: int, warmup: int = 20
-) -> tuple[float, float, float]:
+def forward_latency_ms(module: object, x: object, iterations: int, warmup: int = 20) -> tuple[float, float, float]:
     """Mean, p50 and p95 of one forward call, milliseconds."""
     import torch
 
@@ -43,9 +41,7 @@ def forward_latency_ms(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--templates", default=DEFAULT_TEMPLATES, help=f"default: {DEFAULT_TEMPLATES}")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64)
@@ -74,8 +70,10 @@ def main() -> None:
         f"no_grad{'; fresh Inductor cache' if args.fresh_inductor_cache else ''}"
     )
     print()
-    print("| template | params | pipeline | compile (s) | artifact (KiB) | load (ms) "
-          "| forward mean (ms) | p50 (ms) | p95 (ms) | vs eager p50 |")
+    print(
+        "| template | params | pipeline | compile (s) | artifact (KiB) | load (ms) "
+        "| forward mean (ms) | p50 (ms) | p95 (ms) | vs eager p50 |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for template_id in args.templates.split(","):
         template = catalog.get_template(template_id)
@@ -84,8 +82,10 @@ def main() -> None:
         eager = build_module(ir)
         eager_mean, eager_p50, eager_p95 = forward_latency_ms(eager, x, args.iterations)
         params = template.parameter_estimate
-        print(f"| {template_id} | {params} | eager | - | - | - | {eager_mean:.3f} | {eager_p50:.3f} "
-              f"| {eager_p95:.3f} | 1.00 |")
+        print(
+            f"| {template_id} | {params} | eager | - | - | - | {eager_mean:.3f} | {eager_p50:.3f} "
+            f"| {eager_p95:.3f} | 1.00 |"
+        )
         for pipeline in ALL_PIPELINES:
             compiled = compile_blueprint(ir, pipeline, config, blueprint_id="bp-bench")
             start = time.perf_counter()

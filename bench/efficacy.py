@@ -128,8 +128,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     defaults = EsperConfig()
-    print(f"{args.seeds} seeds per cell; esper run defaults: {defaults.run.epochs} epochs, lr "
-          f"{defaults.run.learning_rate}, batch {defaults.run.batch_size}; torch {torch.__version__}, 1 thread\n")
+    print(
+        f"{args.seeds} seeds per cell; esper run defaults: {defaults.run.epochs} epochs, lr "
+        f"{defaults.run.learning_rate}, batch {defaults.run.batch_size}; torch {torch.__version__}, 1 thread\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         table = [

@@ -72,6 +72,7 @@ Section = Callable[[BenchContext], list[Row]]
 
 # -- Oona ------------------------------------------------------------------------------------
 
+
 def envelopes(count: int, prefix: str) -> list[bus_pb2.BusEnvelope]:
     """Realistic telemetry envelopes (a 16-seed SystemStatePacket each), unique keys."""
     packet = sample_state_packet()
@@ -106,9 +107,7 @@ async def raw_throughput(url: str, subject: str, batch: list[bus_pb2.BusEnvelope
         js = nc.jetstream(publish_async_max_pending=len(batch) + 1)
         start = time.perf_counter()
         for envelope in batch:
-            await js.publish_async(
-                subject, envelope.SerializeToString(), headers={MSG_ID: envelope.idempotency_key}
-            )
+            await js.publish_async(subject, envelope.SerializeToString(), headers={MSG_ID: envelope.idempotency_key})
         await js.publish_async_completed()
         return len(batch) / (time.perf_counter() - start)
     finally:
@@ -163,6 +162,7 @@ def oona_section(context: BenchContext) -> list[Row]:
         stats = bus.stats()
     if stats.dropped or stats.pending_publish:
         raise RuntimeError(f"Oona lost messages during the bench: {stats}")
+
     def ms(samples: list[float], fraction: float) -> float:
         return percentile(samples, fraction) * 1e3
 
@@ -176,6 +176,7 @@ def oona_section(context: BenchContext) -> list[Row]:
 
 
 # -- gRPC sections ------------------------------------------------------------------------------
+
 
 def _percentile_ms(samples: list[float], fraction: float) -> float:
     return percentile(samples, fraction) * 1e3
@@ -204,9 +205,17 @@ def _hook_samples(controller: object, boundaries: int) -> list[float]:
     for epoch in range(boundaries):
         telemetry = operator.on_epoch_end(epoch, validation_accuracy=0.5)
         state = BoundaryState(
-            run_id="bench-hook", epoch=epoch, global_step=10 * epoch, training_loss=0.5, validation_loss=0.5,
-            validation_accuracy=0.5, epoch_ms=100, parameter_count=1000, final_epoch=10**6,
-            seed_layout=model.seed_layout(), telemetry=telemetry,
+            run_id="bench-hook",
+            epoch=epoch,
+            global_step=10 * epoch,
+            training_loss=0.5,
+            validation_loss=0.5,
+            validation_accuracy=0.5,
+            epoch_ms=100,
+            parameter_count=1000,
+            final_epoch=10**6,
+            seed_layout=model.seed_layout(),
+            telemetry=telemetry,
         )
         start = time.perf_counter()
         run_hook(state, controller, operator)  # type: ignore[arg-type]
@@ -246,10 +255,20 @@ def epoch_hook_section(context: BenchContext) -> list[Row]:
             server.stop()
             hub.close()
     return [
-        Row("epoch-end hook p50, Tamiyo over gRPC vs in process (ms)",
-            _percentile_ms(remote, 0.5), _percentile_ms(embedded, 0.5), "ms", "<= 10 ms over gRPC; budget 18 ms"),
-        Row("epoch-end hook p95, Tamiyo over gRPC vs in process (ms)",
-            _percentile_ms(remote, 0.95), _percentile_ms(embedded, 0.95), "ms", "budget 18 ms"),
+        Row(
+            "epoch-end hook p50, Tamiyo over gRPC vs in process (ms)",
+            _percentile_ms(remote, 0.5),
+            _percentile_ms(embedded, 0.5),
+            "ms",
+            "<= 10 ms over gRPC; budget 18 ms",
+        ),
+        Row(
+            "epoch-end hook p95, Tamiyo over gRPC vs in process (ms)",
+            _percentile_ms(remote, 0.95),
+            _percentile_ms(embedded, 0.95),
+            "ms",
+            "budget 18 ms",
+        ),
     ]
 
 
@@ -296,6 +315,7 @@ SECTIONS: dict[str, Section] = {
 
 # -- driver ------------------------------------------------------------------------------------
 
+
 def print_table(rows: list[Row]) -> None:
     print("| measure | Esper | baseline (same run) | ratio | target |")
     print("|---|---:|---:|---:|---|")
@@ -340,9 +360,11 @@ def main() -> None:
         server.start()
         try:
             context = BenchContext(args=args, nats_url=server.url)
-            print(f"nats-server {asyncio.run(server_version(server.url))} (JetStream, file store), "
-                  f"nats-py {nats_py_version}, {os.cpu_count()} CPUs, payload "
-                  f"{envelopes(1, 'size')[0].ByteSize()} B envelope, {args.rounds} rounds")
+            print(
+                f"nats-server {asyncio.run(server_version(server.url))} (JetStream, file store), "
+                f"nats-py {nats_py_version}, {os.cpu_count()} CPUs, payload "
+                f"{envelopes(1, 'size')[0].ByteSize()} B envelope, {args.rounds} rounds"
+            )
             print()
             rows: list[Row] = []
             for name in chosen:

@@ -108,8 +108,13 @@ def blending_vs_fossilized(rounds: int, steps: int, work: Path) -> tuple[float, 
     data = load_dataset("digits", seed=0)
     spec = default_host_spec(data.input_kind, data.input_shape, data.num_classes, None)
     x, y = data.x_train[:64], data.y_train[:64]
-    config = KasminaConfig(target_module_types=("ReLU",), ramp_steps=10**9, stabilization_steps=1,
-                           training_min_steps=1, fine_tuning_min_steps=1)
+    config = KasminaConfig(
+        target_module_types=("ReLU",),
+        ramp_steps=10**9,
+        stabilization_steps=1,
+        training_min_steps=1,
+        fine_tuning_min_steps=1,
+    )
     source = CompiledSource("conv3x3_relu", (spec.width, 8, 8), work)
 
     def grown(stage_path: list[tuple[int, dict[str, object]]]) -> nn.Module:
@@ -159,19 +164,25 @@ def main() -> None:
     print("|---|---:|---:|---:|---|")
     for dataset in ("digits", "spirals", "mnist5k"):
         label, base, dormant = dormant_vs_unwrapped(dataset, args.rounds, args.steps)
-        print(f"| all seeds dormant vs unwrapped, {label} | {base:.1f} | {dormant:.1f} | "
-              f"{dormant / base:.3f}x | <= 1.02x |")
+        print(
+            f"| all seeds dormant vs unwrapped, {label} | {base:.1f} | {dormant:.1f} | "
+            f"{dormant / base:.3f}x | <= 1.02x |"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         blending, fossil = blending_vs_fossilized(args.rounds, args.steps, Path(tmp))
-        print(f"| one seed blending (GRAFTING) vs the same seed fossilized, digits | {fossil:.1f} | "
-              f"{blending:.1f} | {blending / fossil:.3f}x | - |")
+        print(
+            f"| one seed blending (GRAFTING) vs the same seed fossilized, digits | {fossil:.1f} | "
+            f"{blending:.1f} | {blending / fossil:.3f}x | - |"
+        )
         if not args.skip_run:
             hook = hook_times(Path(tmp))
             print()
             print("| epoch-end hook, embedded digits run | p50 | p95 | budget | target |")
             print("|---|---:|---:|---:|---|")
-            print(f"| state packet -> Tamiyo -> Kasmina | {hook['hook_ms_p50']:.2f} ms | "
-                  f"{hook['hook_ms_p95']:.2f} ms | {hook['hook_budget_ms']:.0f} ms | <= 5 ms |")
+            print(
+                f"| state packet -> Tamiyo -> Kasmina | {hook['hook_ms_p50']:.2f} ms | "
+                f"{hook['hook_ms_p95']:.2f} ms | {hook['hook_budget_ms']:.0f} ms | <= 5 ms |"
+            )
 
 
 if __name__ == "__main__":

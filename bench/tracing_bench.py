@@ -66,7 +66,8 @@ def _live_receiver(folder: Path) -> tuple[int, Callable[[], None]]:
     threading.Thread(target=loop.run_forever, daemon=True).start()
     config = ServerConfig(service_name="nissa")
     running = asyncio.run_coroutine_threadsafe(
-        start_server(config, [trace_registration(SpanIntake(store))]), loop).result(30)
+        start_server(config, [trace_registration(SpanIntake(store))]), loop
+    ).result(30)
 
     def stop() -> None:
         asyncio.run_coroutine_threadsafe(running.stop(0), loop).result(30)
@@ -87,8 +88,9 @@ def main() -> None:
         live = TracingConfig("tolaria", endpoint=f"http://127.0.0.1:{port}")
         providers = {name: build_provider(config) for name, config in (("nissa down", down), ("nissa live", live))}
         loops = {"off (no-op)": _span_loop(trace.NoOpTracer(), args.spans)}
-        loops.update({name: _span_loop(provider.get_tracer("bench"), args.spans)
-                      for name, (provider, _) in providers.items()})
+        loops.update(
+            {name: _span_loop(provider.get_tracer("bench"), args.spans) for name, (provider, _) in providers.items()}
+        )
         times: dict[str, list[float]] = {name: [] for name in loops}
         for _ in range(args.rounds):
             for name, run in loops.items():
@@ -103,12 +105,16 @@ def main() -> None:
         for name, samples in times.items():
             per_span = statistics.median(samples)
             epoch_ms = per_span * SPANS_PER_EPOCH / 1000
-            print(f"| {name} | {per_span:.2f} | {per_span / base:.1f}x | {epoch_ms:.3f} ms | "
-                  f"{epoch_ms / HOOK_BUDGET_MS * 100:.2f} % |")
+            print(
+                f"| {name} | {per_span:.2f} | {per_span / base:.1f}x | {epoch_ms:.3f} ms | "
+                f"{epoch_ms / HOOK_BUDGET_MS * 100:.2f} % |"
+            )
         for name, processor in processors.items():
             stats = processor.stats()
-            print(f"\n{name}: exported {stats.exported}, dropped {stats.dropped} (queue full or export failed), "
-                  f"failed exports {stats.failed_exports}")
+            print(
+                f"\n{name}: exported {stats.exported}, dropped {stats.dropped} (queue full or export failed), "
+                f"failed exports {stats.failed_exports}"
+            )
         for provider, _ in providers.values():
             provider.shutdown()
         stop()

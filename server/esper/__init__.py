@@ -38,8 +38,6 @@ def __getattr__(name: str) -> Any:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
-            raise NotImplementedError(
-                f"esper.{name} is not built yet (module {module_name} is missing)"
-            ) from exc
+            raise NotImplementedError(f"esper.{name} is not built yet (module {module_name} is missing)") from exc
         raise
     return getattr(module, name)

@@ -140,7 +140,9 @@ def error_from_details(details: ErrorDetails) -> EsperError:
     error: EsperError
     if cls is InvalidArgument:
         error = InvalidArgument(
-            details.message, violations=details.violations, reason=details.reason or None,
+            details.message,
+            violations=details.violations,
+            reason=details.reason or None,
             metadata=details.metadata,
         )
     else:

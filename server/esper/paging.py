@@ -73,9 +73,7 @@ def validate_page_size(
     if page_size == 0:
         return default
     if page_size < 0 or page_size > maximum:
-        raise InvalidArgument.for_field(
-            field, f"must be in [1, {maximum}] (0 means {default}), got {page_size}"
-        )
+        raise InvalidArgument.for_field(field, f"must be in [1, {maximum}] (0 means {default}), got {page_size}")
     return page_size
 
 

@@ -83,9 +83,7 @@ class SqlDatabase:
         if not (self.is_sqlite or self.is_postgres):
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
         if self.is_sqlite:
-            self.engine = _sqlite_engine(
-                url, title=self.schema.title, foreign_keys=self.schema.sqlite_foreign_keys
-            )
+            self.engine = _sqlite_engine(url, title=self.schema.title, foreign_keys=self.schema.sqlite_foreign_keys)
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
 
@@ -170,13 +168,9 @@ class SqlDatabase:
 def _sqlite_engine(url: str, *, title: str, foreign_keys: bool) -> Engine:
     parsed = make_url(url)
     if not parsed.database or parsed.database == ":memory:":
-        raise ValueError(
-            f"{title} needs a SQLite file (several connections share it), not an in-memory database"
-        )
+        raise ValueError(f"{title} needs a SQLite file (several connections share it), not an in-memory database")
     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-    )
+    engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -35,7 +35,5 @@ class KarnClient(ServiceClient):
     def submit_field_reports(
         self, request: karn_pb2.SubmitFieldReportsRequest, *, timeout: float | None = None
     ) -> karn_pb2.SubmitFieldReportsResponse:
-        response: karn_pb2.SubmitFieldReportsResponse = self.call(
-            "SubmitFieldReports", request, timeout=timeout
-        )
+        response: karn_pb2.SubmitFieldReportsResponse = self.call("SubmitFieldReports", request, timeout=timeout)
         return response

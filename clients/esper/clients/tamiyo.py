@@ -18,9 +18,7 @@ class TamiyoClient(ServiceClient):
     def __init__(self, config: ClientConfig, *, channel: grpc.Channel | None = None) -> None:
         super().__init__(config, tamiyo_pb2_grpc.TamiyoServiceStub, channel=channel)
 
-    def step(
-        self, request: tamiyo_pb2.StepRequest, *, timeout: float | None = None
-    ) -> tamiyo_pb2.StepResponse:
+    def step(self, request: tamiyo_pb2.StepRequest, *, timeout: float | None = None) -> tamiyo_pb2.StepResponse:
         response: tamiyo_pb2.StepResponse = self.call("Step", request, timeout=timeout)
         return response
 

@@ -17,9 +17,7 @@ class TezzeretClient(ServiceClient):
     def get_worker_status(
         self, request: tezzeret_pb2.GetWorkerStatusRequest, *, timeout: float | None = None
     ) -> tezzeret_pb2.GetWorkerStatusResponse:
-        response: tezzeret_pb2.GetWorkerStatusResponse = self.call(
-            "GetWorkerStatus", request, timeout=timeout
-        )
+        response: tezzeret_pb2.GetWorkerStatusResponse = self.call("GetWorkerStatus", request, timeout=timeout)
         return response
 
     def list_worker_jobs(

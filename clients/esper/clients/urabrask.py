@@ -17,9 +17,7 @@ class UrabraskClient(ServiceClient):
     def get_validation_report(
         self, request: urabrask_pb2.GetValidationReportRequest, *, timeout: float | None = None
     ) -> urabrask_pb2.GetValidationReportResponse:
-        response: urabrask_pb2.GetValidationReportResponse = self.call(
-            "GetValidationReport", request, timeout=timeout
-        )
+        response: urabrask_pb2.GetValidationReportResponse = self.call("GetValidationReport", request, timeout=timeout)
         return response
 
     def list_validation_reports(

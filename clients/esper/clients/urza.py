@@ -67,9 +67,7 @@ class UrzaClient(ServiceClient):
     def complete_compile_job(
         self, request: urza_pb2.CompleteCompileJobRequest, *, timeout: float | None = None
     ) -> urza_pb2.CompleteCompileJobResponse:
-        response: urza_pb2.CompleteCompileJobResponse = self.call(
-            "CompleteCompileJob", request, timeout=timeout
-        )
+        response: urza_pb2.CompleteCompileJobResponse = self.call("CompleteCompileJob", request, timeout=timeout)
         return response
 
     def fail_compile_job(
@@ -93,9 +91,7 @@ class UrzaClient(ServiceClient):
     def claim_validation_job(
         self, request: urza_pb2.ClaimValidationJobRequest, *, timeout: float | None = None
     ) -> urza_pb2.ClaimValidationJobResponse:
-        response: urza_pb2.ClaimValidationJobResponse = self.call(
-            "ClaimValidationJob", request, timeout=timeout
-        )
+        response: urza_pb2.ClaimValidationJobResponse = self.call("ClaimValidationJob", request, timeout=timeout)
         return response
 
     def submit_validation_report(

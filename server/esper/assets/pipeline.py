@@ -86,9 +86,7 @@ def pending_blueprints(urza: UrzaApi, blueprint_ids: Sequence[str]) -> list[str]
     return waiting
 
 
-def wait_until_settled(
-    urza: UrzaApi, blueprint_ids: Sequence[str], *, timeout: float, poll: float = 0.25
-) -> float:
+def wait_until_settled(urza: UrzaApi, blueprint_ids: Sequence[str], *, timeout: float, poll: float = 0.25) -> float:
     """Block until every blueprint is settled or `timeout` passes; returns seconds waited."""
     start = time.monotonic()
     waiting = list(blueprint_ids)
@@ -102,9 +100,7 @@ def wait_until_settled(
     return time.monotonic() - start
 
 
-def prefetch_kernels(
-    urza: UrzaApi, cache: KernelCache, sites: Iterable[SeedSite], stop: threading.Event
-) -> None:
+def prefetch_kernels(urza: UrzaApi, cache: KernelCache, sites: Iterable[SeedSite], stop: threading.Event) -> None:
     """Load the validated kernels that fit `sites` into the cache, so grafts hit a hot cache."""
     for site in set(sites):
         query = kernel_pb2.KernelQuery(

@@ -104,10 +104,7 @@ def _get(args: argparse.Namespace) -> int:
     if args.json:
         print_json(view)
         return 0
-    print(
-        f"{view['id']}  {view['status']}  template={view['template_id']}"
-        f"  params={view['parameter_estimate']}"
-    )
+    print(f"{view['id']}  {view['status']}  template={view['template_id']}  params={view['parameter_estimate']}")
     if view["failure_reason"]:
         print(f"  reason: {view['failure_reason']}")
     for job in response.compile_jobs:
@@ -131,9 +128,7 @@ def _list_kernels(args: argparse.Namespace) -> int:
     token = ""
     with urza_client(args) as urza:
         while True:
-            response = urza.query_kernels(
-                urza_pb2.QueryKernelsRequest(query=query, page_size=1000, page_token=token)
-            )
+            response = urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000, page_token=token))
             kernels.extend(response.result.kernels)
             token = response.result.next_page_token
             if not token:
@@ -183,10 +178,15 @@ def register(subparsers: Any) -> None:
     blueprint_commands = blueprint.add_subparsers(dest="blueprint_command", metavar="ACTION", required=True)
     submit = _command(blueprint_commands, "submit", _submit, "submit a Karn catalog template as a blueprint")
     submit.add_argument("--template", required=True, metavar="TEMPLATE_ID")
-    submit.add_argument("--pipeline", action="append", choices=sorted(PIPELINES),
-                        help="pipeline to compile (repeatable; default: Urza's default pipelines)")
-    submit.add_argument("--input-shape", metavar="DIMS",
-                        help="instantiate the template at this activation shape, e.g. 64 or 16,8,8")
+    submit.add_argument(
+        "--pipeline",
+        action="append",
+        choices=sorted(PIPELINES),
+        help="pipeline to compile (repeatable; default: Urza's default pipelines)",
+    )
+    submit.add_argument(
+        "--input-shape", metavar="DIMS", help="instantiate the template at this activation shape, e.g. 64 or 16,8,8"
+    )
     get = _command(blueprint_commands, "get", _get, "show a blueprint's status, compile jobs and kernels")
     get.add_argument("blueprint_id", metavar="BLUEPRINT_ID")
 

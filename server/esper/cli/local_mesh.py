@@ -31,8 +31,9 @@ from esper.mesh.addresses import MESH_FILE, NATS, write_mesh
 PIDS_FILE = "pids.json"
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 NISSA_ALERT_INTERVAL_SECONDS = 2.0
-_PER_SERVER_OTEL = frozenset({"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                              "OTEL_TRACES_EXPORTER"})
+_PER_SERVER_OTEL = frozenset(
+    {"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"}
+)
 
 
 class MeshStartFailed(Exception):
@@ -72,8 +73,18 @@ def _tamiyo_flags(ctx: LaunchContext) -> list[str]:
 
 def _nissa_flags(ctx: LaunchContext) -> list[str]:
     """Nissa stores spans beside the mesh, follows telemetry on NATS and scrapes every server mesh.json lists."""
-    flags = ["--db", ctx.work("nissa", "spans.db"), "--nats", ctx.nats_url, "--mesh", str(ctx.directory / MESH_FILE),
-             "--alert-interval", str(NISSA_ALERT_INTERVAL_SECONDS), "--web-port-file", ctx.run_file("nissa.web.port")]
+    flags = [
+        "--db",
+        ctx.work("nissa", "spans.db"),
+        "--nats",
+        ctx.nats_url,
+        "--mesh",
+        str(ctx.directory / MESH_FILE),
+        "--alert-interval",
+        str(NISSA_ALERT_INTERVAL_SECONDS),
+        "--web-port-file",
+        ctx.run_file("nissa.web.port"),
+    ]
     return [*flags, "--forward", ctx.forward] if ctx.forward else flags
 
 
@@ -97,14 +108,36 @@ def server_environment(name: str, ctx: LaunchContext, base: Mapping[str, str]) -
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("nissa", 1, _nissa_flags),
     ServerSpec("urza", 2, lambda ctx: ["--data-dir", ctx.work("urza", "data")]),
-    ServerSpec("tezzeret", 3, lambda ctx: ["--urza", ctx.grpc["urza"], "--wal-dir", ctx.work("tezzeret", "wal"),
-                                           "--work-dir", ctx.work("tezzeret", "work")]),
+    ServerSpec(
+        "tezzeret",
+        3,
+        lambda ctx: [
+            "--urza",
+            ctx.grpc["urza"],
+            "--wal-dir",
+            ctx.work("tezzeret", "wal"),
+            "--work-dir",
+            ctx.work("tezzeret", "work"),
+        ],
+    ),
     ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"]]),
     ServerSpec("karn", 3, lambda ctx: ["--nats", ctx.nats_url]),
     ServerSpec("tamiyo", 3, _tamiyo_flags),
     ServerSpec("simic", 3, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
-    ServerSpec("tolaria", 4, lambda ctx: ["--urza", ctx.grpc["urza"], "--tamiyo", ctx.grpc["tamiyo"],
-                                          "--nats", ctx.nats_url, "--runs-dir", ctx.work("tolaria", "runs")]),
+    ServerSpec(
+        "tolaria",
+        4,
+        lambda ctx: [
+            "--urza",
+            ctx.grpc["urza"],
+            "--tamiyo",
+            ctx.grpc["tamiyo"],
+            "--nats",
+            ctx.nats_url,
+            "--runs-dir",
+            ctx.work("tolaria", "runs"),
+        ],
+    ),
 )
 
 
@@ -139,8 +172,10 @@ class LocalMesh:
         """Start everything; returns the mesh.json document. On failure stops what it started."""
         live = self.live_pids()
         if live:
-            raise MeshStartFailed(f"a mesh is already up in {self.directory} (pids {sorted(live.values())}); "
-                                  f"stop it with `esper down --dir {self.directory}`")
+            raise MeshStartFailed(
+                f"a mesh is already up in {self.directory} (pids {sorted(live.values())}); "
+                f"stop it with `esper down --dir {self.directory}`"
+            )
         self._clear()
         for folder in (self.logs, self.run_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -151,7 +186,8 @@ class LocalMesh:
             launched.append(nats)
             progress(f"nats     {nats.address}  (pid {nats.process.pid})")
             forward = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-                "OTEL_EXPORTER_OTLP_ENDPOINT", "")
+                "OTEL_EXPORTER_OTLP_ENDPOINT", ""
+            )
             ctx = LaunchContext(self.directory, {}, nats.address, config, forward)
             for tier in sorted({spec.tier for spec in SERVERS}):
                 started = [self._spawn(spec, ctx) for spec in SERVERS if spec.tier == tier]
@@ -159,8 +195,7 @@ class LocalMesh:
                 self._record(launched)
                 for server in self._wait_serving(started, deadline):
                     ctx.grpc[server.name] = server.address
-                    progress(f"{server.name:<8} {server.address}  metrics {server.metrics}  "
-                             f"(pid {server.process.pid})")
+                    progress(f"{server.name:<8} {server.address}  metrics {server.metrics}  (pid {server.process.pid})")
             document = self._document(launched, ctx)
             write_mesh(self.mesh_file, document)
             return document
@@ -174,8 +209,18 @@ class LocalMesh:
         for folder in (store, ports):
             folder.mkdir(parents=True, exist_ok=True)
         log = self.logs / "nats.log"
-        command = [str(NATS_SERVER), "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store),
-                   "--ports_file_dir", str(ports)]
+        command = [
+            str(NATS_SERVER),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "-sd",
+            str(store),
+            "--ports_file_dir",
+            str(ports),
+        ]
         nats = Launched(NATS, _popen(command, log, self.directory), log)
         self._record([nats])
         ports_file = ports / f"{NATS_SERVER.name}_{nats.process.pid}.ports"
@@ -195,9 +240,22 @@ class LocalMesh:
         port_file = self.run_dir / f"{spec.name}.port"
         metrics_port_file = self.run_dir / f"{spec.name}.metrics.port"
         log = self.logs / f"{spec.name}.log"
-        command = [sys.executable, "-m", "esper.cli.main", "serve", spec.name, "--port", str(ports[0]),
-                   "--port-file", str(port_file), "--metrics-port", str(ports[1]),
-                   "--metrics-port-file", str(metrics_port_file), *spec.flags(ctx)]
+        command = [
+            sys.executable,
+            "-m",
+            "esper.cli.main",
+            "serve",
+            spec.name,
+            "--port",
+            str(ports[0]),
+            "--port-file",
+            str(port_file),
+            "--metrics-port",
+            str(ports[1]),
+            "--metrics-port-file",
+            str(metrics_port_file),
+            *spec.flags(ctx),
+        ]
         if spec.name == "nissa":
             command += ["--web-port", str(ports[2])]
         process = _popen(command, log, work, server_environment(spec.name, ctx, os.environ))
@@ -222,8 +280,9 @@ class LocalMesh:
     def _check_alive(self, server: Launched, deadline: float) -> None:
         code = server.process.poll()
         if code is not None:
-            raise MeshStartFailed(f"{server.name} exited with status {code} while starting; "
-                                  f"{server.log}:\n{log_tail(server.log)}")
+            raise MeshStartFailed(
+                f"{server.name} exited with status {code} while starting; {server.log}:\n{log_tail(server.log)}"
+            )
         if time.monotonic() > deadline:
             raise MeshStartFailed(f"{server.name} was not serving in time; {server.log}:\n{log_tail(server.log)}")
 
@@ -233,8 +292,7 @@ class LocalMesh:
             if server.name == NATS:
                 document[NATS] = {"url": server.address, "pid": server.process.pid}
             else:
-                document[server.name] = {"grpc": server.address, "metrics": server.metrics,
-                                          "pid": server.process.pid}
+                document[server.name] = {"grpc": server.address, "metrics": server.metrics, "pid": server.process.pid}
         if ctx.config is not None and "tamiyo" in document:
             document["tamiyo"]["config"] = str(ctx.config)
         if "nissa" in document:
@@ -332,8 +390,9 @@ class LocalMesh:
 
 def _context_of(directory: Path, document: Mapping[str, Any]) -> LaunchContext:
     """The launch context a running mesh was started with, read back from its mesh.json."""
-    grpc_addresses = {name: entry["grpc"] for name, entry in document.items()
-                      if isinstance(entry, dict) and "grpc" in entry}
+    grpc_addresses = {
+        name: entry["grpc"] for name, entry in document.items() if isinstance(entry, dict) and "grpc" in entry
+    }
     nats = document.get(NATS, {})
     tamiyo, nissa = document.get("tamiyo", {}), document.get("nissa", {})
     config = Path(tamiyo["config"]) if "config" in tamiyo else None
@@ -350,8 +409,15 @@ def _popen(command: list[str], log: Path, cwd: Path, env: Mapping[str, str] | No
     env = {**(env if env is not None else os.environ), "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as sink:
         # A session of its own: the servers outlive `esper up` and ignore its terminal's Ctrl-C.
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                cwd=cwd, env=env, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def _terminate(launched: Iterable[Launched], timeout: float = 15.0) -> None:

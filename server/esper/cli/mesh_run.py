@@ -141,8 +141,12 @@ def _local_summary(out: Path, run: run_pb2.Run) -> dict[str, Any]:
         found = RunFolder(out).read_summary()
         if found is not None:
             return found
-    return {"run_id": run.run_id, "dataset": run.config.dataset, "static": run.config.static,
-            **message_to_json(run.summary)}
+    return {
+        "run_id": run.run_id,
+        "dataset": run.config.dataset,
+        "static": run.config.static,
+        **message_to_json(run.summary),
+    }
 
 
 def _record_baseline(out: Path, baseline_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:

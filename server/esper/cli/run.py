@@ -110,7 +110,9 @@ def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: b
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "run", help="a training run (embedded by default)", description=__doc__,
+        "run",
+        help="a training run (embedded by default)",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dataset", help="digits (default), mnist5k, spirals or npz:PATH")
@@ -120,11 +122,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", help="the run folder to write")
     parser.add_argument("--config", help="YAML config (unknown keys and wrong types are refused)")
     parser.add_argument("--static", action="store_true", help="train the host with no seeds (the baseline)")
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
-                        help="skip the static baseline trained alongside a morphogenetic run")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the static baseline trained alongside a morphogenetic run",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--mesh", metavar="FILE",
-                        help="train on the mesh in FILE (a mesh.json from `esper up`): its Tolaria writes --out")
+    parser.add_argument(
+        "--mesh",
+        metavar="FILE",
+        help="train on the mesh in FILE (a mesh.json from `esper up`): its Tolaria writes --out",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(parser)
     parser.set_defaults(handler=_run)

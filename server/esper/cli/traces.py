@@ -31,8 +31,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "traces",
         help="traces Nissa stored for a run, seed or command",
-        description="Print the traces Nissa stored whose spans carry the given run, seed or command id, "
-        "newest first.",
+        description="Print the traces Nissa stored whose spans carry the given run, seed or command id, newest first.",
     )
     parser.add_argument("--mesh", type=Path, required=True, metavar="FILE", help="mesh.json naming Nissa's address")
     wanted = parser.add_mutually_exclusive_group(required=True)
@@ -136,9 +135,7 @@ def trace_lines(traces: Sequence[nissa_pb2.TraceSummary]) -> Iterator[str]:
                 yield _span_line(span, 1)
 
 
-def _tree(
-    children: dict[str, list[nissa_pb2.SpanSummary]], parent: str, depth: int, shown: set[str]
-) -> Iterator[str]:
+def _tree(children: dict[str, list[nissa_pb2.SpanSummary]], parent: str, depth: int, shown: set[str]) -> Iterator[str]:
     for span in children.get(parent, []):
         if span.span_id in shown:
             continue

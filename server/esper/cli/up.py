@@ -107,8 +107,9 @@ def _restart(args: argparse.Namespace) -> int:
     mesh = _mesh(args)
     quiet = args.json
     try:
-        document = mesh.restart(args.name, timeout=args.timeout,
-                                progress=lambda line: None if quiet else print(line, file=sys.stderr))
+        document = mesh.restart(
+            args.name, timeout=args.timeout, progress=lambda line: None if quiet else print(line, file=sys.stderr)
+        )
     except MeshStartFailed as exc:
         print(f"esper restart: {exc}", file=sys.stderr)
         return 1
@@ -136,8 +137,12 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    up = subparsers.add_parser("up", help="start the local mesh (NATS JetStream + every server)",
-                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    up = subparsers.add_parser(
+        "up",
+        help="start the local mesh (NATS JetStream + every server)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     up.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every server (default: 180)")
     up.add_argument("--config", help="Esper YAML whose tamiyo section the mesh's Tamiyo uses")
@@ -149,18 +154,22 @@ def register(subparsers: Any) -> None:
     add_json_flag(status)
     status.set_defaults(handler=_status)
     restart = subparsers.add_parser(
-        "restart", help="stop one server of the local mesh and start it again on the same ports",
+        "restart",
+        help="stop one server of the local mesh and start it again on the same ports",
         description="Stop one server (if it runs) and start it again with the same flags and ports, "
-                    "so its clients and Nissa's scrapes find it where they left it.")
+        "so its clients and Nissa's scrapes find it where they left it.",
+    )
     restart.add_argument("name", choices=SUBSYSTEMS, help="the server to restart")
     restart.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
-    restart.add_argument("--timeout", type=float, default=60.0,
-                         help="seconds to stop it and to see it serving again (default: 60)")
+    restart.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to stop it and to see it serving again (default: 60)"
+    )
     add_json_flag(restart)
     restart.set_defaults(handler=_restart)
     down = subparsers.add_parser("down", help="stop every process of the local mesh, by pid")
     down.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
-    down.add_argument("--timeout", type=float, default=30.0,
-                      help="seconds each tier gets to stop before SIGKILL (default: 30)")
+    down.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds each tier gets to stop before SIGKILL (default: 30)"
+    )
     add_json_flag(down)
     down.set_defaults(handler=_down)

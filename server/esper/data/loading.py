@@ -32,9 +32,7 @@ def _raw_split(spec: str) -> RawSplit:
         return load_npz(spec[len(NPZ_PREFIX) :])
     source = BUILT_IN.get(spec)
     if source is None:
-        raise InvalidArgument.for_field(
-            "dataset", f"unknown dataset {spec!r}; valid: {', '.join(DATASET_NAMES)}"
-        )
+        raise InvalidArgument.for_field("dataset", f"unknown dataset {spec!r}; valid: {', '.join(DATASET_NAMES)}")
     return source()
 
 
@@ -55,9 +53,7 @@ def load_dataset(
     training rows; IMAGE inputs stay in their [0, 1] pixel scale.
     """
     if not 0.0 < validation_fraction < 1.0:
-        raise InvalidArgument.for_field(
-            "validation_fraction", f"must be in (0, 1), got {validation_fraction}"
-        )
+        raise InvalidArgument.for_field("validation_fraction", f"must be in (0, 1), got {validation_fraction}")
     if seed < 0:
         raise InvalidArgument.for_field("seed", f"must be >= 0, got {seed}")
     raw = _raw_split(spec.strip())

@@ -108,9 +108,7 @@ def load_npz(path_text: str) -> RawSplit:
             scalar = x_name if x.ndim == 0 else y_name
             raise _refuse(scalar, f"array {scalar!r} is a scalar; it needs one row per sample")
         if x.shape[0] != y.shape[0]:
-            raise _refuse(
-                y_name, f"{x_name} has {x.shape[0]} rows but {y_name} has {y.shape[0]}; they must match"
-            )
+            raise _refuse(y_name, f"{x_name} has {x.shape[0]} rows but {y_name} has {y.shape[0]}; they must match")
         _check_features(x_name, x)
     y_train = _check_labels("y_train", arrays["y_train"])
     y_test = _check_labels("y_test", arrays["y_test"])

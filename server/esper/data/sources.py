@@ -35,9 +35,7 @@ class RawSplit:
     y_test: IntArray
 
 
-def _fixed_test_split(
-    name: str, kind: blueprint_pb2.InputKind, x: FloatArray, y: IntArray
-) -> RawSplit:
+def _fixed_test_split(name: str, kind: blueprint_pb2.InputKind, x: FloatArray, y: IntArray) -> RawSplit:
     train, test = split_indices(y, TEST_FRACTION, FIXED_SPLIT_SEED)
     return RawSplit(name, kind, x[train], y[train], x[test], y[test])
 

@@ -73,9 +73,7 @@ def analyze(ir: blueprint_pb2.BlueprintIR, *, field_prefix: str = "ir") -> Analy
     input_id = next(i for i, (_, spec, _) in pending.items() if spec.arity == 0)
     output_id = ir.output_node_id
     if output_id not in pending:
-        raise invalid_ir(
-            f"{field_prefix}.output_node_id", f"output node {output_id!r} is not a node of the IR"
-        )
+        raise invalid_ir(f"{field_prefix}.output_node_id", f"output node {output_id!r} is not a node of the IR")
     nodes = {
         node_id: NodeInfo(
             index, ir.nodes[index], spec, attrs, tuple(inputs[node_id][p] for p in sorted(inputs[node_id]))
@@ -109,9 +107,7 @@ def _check_header(ir: blueprint_pb2.BlueprintIR, prefix: str) -> None:
     check_shape(shape, f"{prefix}.input_shape", "input shape")
     if len(shape) != rank:
         kind = blueprint_pb2.InputKind.Name(ir.input_kind)
-        raise invalid_ir(
-            f"{prefix}.input_shape", f"{kind} needs an input shape of rank {rank}, got {list(shape)}"
-        )
+        raise invalid_ir(f"{prefix}.input_shape", f"{kind} needs an input shape of rank {rank}, got {list(shape)}")
     if not ir.nodes:
         raise invalid_ir(f"{prefix}.nodes", "the IR has no nodes")
     if len(ir.nodes) > limits.MAX_NODES:
@@ -200,18 +196,14 @@ def _check_reachable(nodes: dict[str, NodeInfo], input_id: str, prefix: str) -> 
                 queue.append(consumer)
     for info in sorted(nodes.values(), key=lambda i: i.index):
         if info.node_id not in seen:
-            raise invalid_ir(
-                _node_path(prefix, info), f"{info.describe()} is not reachable from the input node"
-            )
+            raise invalid_ir(_node_path(prefix, info), f"{info.describe()} is not reachable from the input node")
 
 
 def _check_arity(nodes: dict[str, NodeInfo], inputs: dict[str, dict[int, str]], prefix: str) -> None:
     for info in sorted(nodes.values(), key=lambda i: i.index):
         fed = len(inputs[info.node_id])
         if fed != info.spec.arity:
-            raise invalid_ir(
-                _node_path(prefix, info), f"{info.describe()} takes {info.spec.arity} input(s), got {fed}"
-            )
+            raise invalid_ir(_node_path(prefix, info), f"{info.describe()} takes {info.spec.arity} input(s), got {fed}")
 
 
 def _topological_order(nodes: dict[str, NodeInfo], prefix: str) -> tuple[str, ...]:
@@ -260,9 +252,7 @@ def _check_feeds_output(nodes: dict[str, NodeInfo], output_id: str, prefix: str)
                 stack.append(source)
     for info in sorted(nodes.values(), key=lambda i: i.index):
         if info.node_id not in seen:
-            raise invalid_ir(
-                _node_path(prefix, info), f"{info.describe()} does not feed the output node {output_id!r}"
-            )
+            raise invalid_ir(_node_path(prefix, info), f"{info.describe()} does not feed the output node {output_id!r}")
 
 
 def _infer(

@@ -110,9 +110,7 @@ def _read(spec: AttributeSpec, value: blueprint_pb2.AttributeValue) -> AttrValue
     else:
         result = tuple(int(v) for v in value.ints_value.values)
         if not result or (spec.max_length is not None and len(result) > spec.max_length):
-            raise AttributeProblem(
-                spec.name, f"attribute {spec.name!r} must hold 1 to {spec.max_length} integers"
-            )
+            raise AttributeProblem(spec.name, f"attribute {spec.name!r} must hold 1 to {spec.max_length} integers")
         for element in result:
             _check_range(spec, element)
     return result
@@ -120,10 +118,6 @@ def _read(spec: AttributeSpec, value: blueprint_pb2.AttributeValue) -> AttrValue
 
 def _check_range(spec: AttributeSpec, value: float) -> None:
     low, high = spec.minimum, spec.maximum
-    if (
-        (low is not None and value < low)
-        or (high is not None and value > high)
-        or (spec.positive and value <= 0)
-    ):
+    if (low is not None and value < low) or (high is not None and value > high) or (spec.positive and value <= 0):
         bounds = f"[{low}, {high}]" if not spec.positive else f"({low}, {high}]"
         raise AttributeProblem(spec.name, f"attribute {spec.name!r} = {value} is outside {bounds}")

@@ -21,9 +21,7 @@ def canonical_ir(ir: blueprint_pb2.BlueprintIR) -> blueprint_pb2.BlueprintIR:
     canonical = blueprint_pb2.BlueprintIR()
     canonical.CopyFrom(ir)
     nodes = sorted(canonical.nodes, key=lambda node: node.node_id)
-    edges = sorted(
-        canonical.edges, key=lambda edge: (edge.target_node_id, edge.target_port, edge.source_node_id)
-    )
+    edges = sorted(canonical.edges, key=lambda edge: (edge.target_node_id, edge.target_port, edge.source_node_id))
     node_copies = [_copy_node(node) for node in nodes]
     edge_copies = [_copy_edge(edge) for edge in edges]
     del canonical.nodes[:]

@@ -38,9 +38,7 @@ class BlueprintModule(nn.Module):
         super().__init__()
         # Prefixed keys: a node may be called "type" or "eval", which ModuleDict would refuse.
         self.ops = nn.ModuleDict({_key(node_id): module for node_id, module in ops.items()})
-        self._plan = tuple(
-            (node_id, analysis.nodes[node_id].inputs) for node_id in analysis.order if node_id in ops
-        )
+        self._plan = tuple((node_id, analysis.nodes[node_id].inputs) for node_id in analysis.order if node_id in ops)
         self._input_id = analysis.input_node_id
         self._output_id = analysis.output_node_id
 
@@ -110,9 +108,7 @@ def _node_module(info: NodeInfo, shape: tuple[int, ...], generator: torch.Genera
     if op == _OPS.OP_TYPE_LAYER_NORM:
         return torch_ops.LayerNorm(shape, eps=attrs.get_float("eps"))
     if op == _OPS.OP_TYPE_GROUP_NORM:
-        return torch_ops.GroupNorm(
-            shape[0], num_groups=attrs.get_int("num_groups"), eps=attrs.get_float("eps")
-        )
+        return torch_ops.GroupNorm(shape[0], num_groups=attrs.get_int("num_groups"), eps=attrs.get_float("eps"))
     if op == _OPS.OP_TYPE_RESHAPE:
         return torch_ops.Reshape(attrs.get_ints("shape"))
     if op == _OPS.OP_TYPE_SELF_ATTENTION:

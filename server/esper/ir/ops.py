@@ -155,9 +155,7 @@ def _infer_add(shapes: Sequence[Shape], attrs: Attributes) -> Shape:
 def _infer_mul(shapes: Sequence[Shape], attrs: Attributes) -> Shape:
     first, second = shapes
     if len(first) != len(second) or any(b not in (a, 1) for a, b in zip(first, second, strict=True)):
-        raise OpError(
-            f"MUL's second input {list(second)} must equal or broadcast (dims of 1) to {list(first)}"
-        )
+        raise OpError(f"MUL's second input {list(second)} must equal or broadcast (dims of 1) to {list(first)}")
     return first
 
 
@@ -230,9 +228,7 @@ OP_SPECS: dict[int, OpSpec] = {
                 _size("out_channels"),
                 _size("kernel_size", limits.MAX_KERNEL_SIZE),
                 _size("stride", limits.MAX_STRIDE, required=False, default=1),
-                AttributeSpec(
-                    "padding", AttrKind.INT, default=0, minimum=0, maximum=limits.MAX_KERNEL_SIZE - 1
-                ),
+                AttributeSpec("padding", AttrKind.INT, default=0, minimum=0, maximum=limits.MAX_KERNEL_SIZE - 1),
                 _size("groups", required=False, default=1),
                 _BIAS,
                 _INIT_SCALE,

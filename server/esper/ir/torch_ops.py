@@ -65,9 +65,7 @@ class Conv2d(nn.Module):
         self.stride, self.padding, self.groups = stride, padding, groups
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(
-            x, self.weight, self.bias, stride=self.stride, padding=self.padding, groups=self.groups
-        )
+        return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding, groups=self.groups)
 
 
 class LayerNorm(nn.Module):

@@ -67,8 +67,7 @@ def _check_declared_shapes(analysis: Analysis, prefix: str) -> None:
         if len(declared_inputs) != len(expected_inputs):
             raise invalid_ir(
                 f"{path}.input_shapes",
-                f"{info.describe()} declares {len(declared_inputs)} input shape(s) for "
-                f"{len(expected_inputs)} input(s)",
+                f"{info.describe()} declares {len(declared_inputs)} input shape(s) for {len(expected_inputs)} input(s)",
             )
         for port, (declared, expected) in enumerate(zip(declared_inputs, expected_inputs, strict=True)):
             if declared != expected:

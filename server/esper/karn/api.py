@@ -22,8 +22,6 @@ class KarnApi(Protocol):
         """Templates that fit a site, fewest parameters first."""
         ...
 
-    def submit_field_reports(
-        self, request: karn_pb2.SubmitFieldReportsRequest
-    ) -> karn_pb2.SubmitFieldReportsResponse:
+    def submit_field_reports(self, request: karn_pb2.SubmitFieldReportsRequest) -> karn_pb2.SubmitFieldReportsResponse:
         """Record adaptation outcomes; duplicates by report_id are counted, not stored."""
         ...

@@ -36,15 +36,11 @@ class KarnService:
 
     def list_templates(self, request: karn_pb2.ListTemplatesRequest) -> karn_pb2.ListTemplatesResponse:
         page = validate_list_templates(request, self._config)
-        matching = self._catalog.list_templates(
-            tier=request.tier, tag=request.tag, input_kind=request.input_kind
-        )
+        matching = self._catalog.list_templates(tier=request.tier, tag=request.tag, input_kind=request.input_kind)
         templates = matching[page.offset : page.offset + page.page_size]
         next_offset = page.offset + len(templates)
         next_token = encode_page_token(next_offset, page.fingerprint) if next_offset < len(matching) else ""
-        return karn_pb2.ListTemplatesResponse(
-            templates=templates, next_page_token=next_token, total_size=len(matching)
-        )
+        return karn_pb2.ListTemplatesResponse(templates=templates, next_page_token=next_token, total_size=len(matching))
 
     def get_template(self, request: karn_pb2.GetTemplateRequest) -> karn_pb2.GetTemplateResponse:
         template_id = validate_get_template(request)
@@ -62,9 +58,7 @@ class KarnService:
         )
         return karn_pb2.QueryTemplatesResponse(templates=templates)
 
-    def submit_field_reports(
-        self, request: karn_pb2.SubmitFieldReportsRequest
-    ) -> karn_pb2.SubmitFieldReportsResponse:
+    def submit_field_reports(self, request: karn_pb2.SubmitFieldReportsRequest) -> karn_pb2.SubmitFieldReportsResponse:
         validate_submit_field_reports(request, self._config)
         accepted = duplicates = 0
         with self._reports_lock:

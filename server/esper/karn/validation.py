@@ -51,13 +51,9 @@ def list_filter_fingerprint(request: karn_pb2.ListTemplatesRequest) -> str:
     return json.dumps(["karn.ListTemplates", request.tier, request.tag, request.input_kind])
 
 
-def validate_list_templates(
-    request: karn_pb2.ListTemplatesRequest, config: KarnConfig | None = None
-) -> TemplatePage:
+def validate_list_templates(request: karn_pb2.ListTemplatesRequest, config: KarnConfig | None = None) -> TemplatePage:
     config = config or KarnConfig()
-    page_size = validate_page_size(
-        request.page_size, default=config.default_page_size, maximum=config.max_page_size
-    )
+    page_size = validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
     _check_enum(request.tier, _TIERS, "tier", "a BlueprintTier")
     _check_enum(request.input_kind, _INPUT_KINDS, "input_kind", "an InputKind")
     _check_tag(request.tag, "tag")
@@ -88,9 +84,7 @@ def validate_query_templates(
         )
     for i, dim in enumerate(dims):
         if not MIN_DIM <= dim <= MAX_DIM:
-            raise InvalidArgument.for_field(
-                f"input_shape.dims[{i}]", f"must be in [{MIN_DIM}, {MAX_DIM}], got {dim}"
-            )
+            raise InvalidArgument.for_field(f"input_shape.dims[{i}]", f"must be in [{MIN_DIM}, {MAX_DIM}], got {dim}")
     for i, tier in enumerate(request.tiers):
         if tier == blueprint_pb2.BLUEPRINT_TIER_UNSPECIFIED:
             raise InvalidArgument.for_field(f"tiers[{i}]", "must name a tier, not BLUEPRINT_TIER_UNSPECIFIED")

@@ -220,7 +220,9 @@ class KernelCache:
         if entry.size_bytes > self.config.max_bytes:
             logger.warning(
                 "kernel %s (%d bytes) exceeds the cache's %d bytes; served uncached",
-                kernel_id, entry.size_bytes, self.config.max_bytes,
+                kernel_id,
+                entry.size_bytes,
+                self.config.max_bytes,
             )
             return
         previous = self._entries.pop(kernel_id, None)
@@ -257,9 +259,7 @@ def private_copy(module: nn.Module) -> nn.Module:
     state["_parameters"] = {
         name: None if param is None else _own_parameter(param) for name, param in module._parameters.items()
     }
-    state["_buffers"] = {
-        name: None if buffer is None else buffer.clone() for name, buffer in module._buffers.items()
-    }
+    state["_buffers"] = {name: None if buffer is None else buffer.clone() for name, buffer in module._buffers.items()}
     state["_modules"] = {
         name: None if child is None else private_copy(child) for name, child in module._modules.items()
     }

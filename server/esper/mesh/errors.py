@@ -61,9 +61,7 @@ def grpc_status_from_error(error: EsperError) -> grpc.Status:
     return rpc_status.to_status(rpc_status_from_error(error))
 
 
-def error_details_from_status(
-    code: grpc.StatusCode, message: str, status: status_pb2.Status | None
-) -> ErrorDetails:
+def error_details_from_status(code: grpc.StatusCode, message: str, status: status_pb2.Status | None) -> ErrorDetails:
     """Decode what a client received: the code, the message and the rich status if any."""
     details = ErrorDetails(code=code.name, message=message)
     if status is None:
@@ -77,9 +75,7 @@ def error_details_from_status(
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
-            details.violations.extend(
-                FieldViolation(v.field, v.description) for v in bad_request.field_violations
-            )
+            details.violations.extend(FieldViolation(v.field, v.description) for v in bad_request.field_violations)
         elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)

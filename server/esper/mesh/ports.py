@@ -10,28 +10,32 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 # gRPC port of each subsystem's server.
-GRPC_PORTS: Mapping[str, int] = MappingProxyType({
-    "urza": 50051,
-    "tezzeret": 50052,
-    "urabrask": 50053,
-    "karn": 50054,
-    "tamiyo": 50055,
-    "simic": 50056,
-    "nissa": 50057,
-    "tolaria": 50058,
-})
+GRPC_PORTS: Mapping[str, int] = MappingProxyType(
+    {
+        "urza": 50051,
+        "tezzeret": 50052,
+        "urabrask": 50053,
+        "karn": 50054,
+        "tamiyo": 50055,
+        "simic": 50056,
+        "nissa": 50057,
+        "tolaria": 50058,
+    }
+)
 
 # Prometheus /metrics port of each subsystem's server.
-METRICS_PORTS: Mapping[str, int] = MappingProxyType({
-    "urza": 9451,
-    "tezzeret": 9452,
-    "urabrask": 9453,
-    "karn": 9454,
-    "tamiyo": 9455,
-    "simic": 9456,
-    "nissa": 9457,
-    "tolaria": 9458,
-})
+METRICS_PORTS: Mapping[str, int] = MappingProxyType(
+    {
+        "urza": 9451,
+        "tezzeret": 9452,
+        "urabrask": 9453,
+        "karn": 9454,
+        "tamiyo": 9455,
+        "simic": 9456,
+        "nissa": 9457,
+        "tolaria": 9458,
+    }
+)
 
 # Nissa's mission-control web page (HTTP).
 MISSION_CONTROL_PORT = 9480

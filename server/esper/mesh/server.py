@@ -124,9 +124,7 @@ async def start_server(config: ServerConfig, registrations: Sequence[ServiceRegi
         except BaseException:
             await stop_server(server, health, 0.0)
             raise
-    return RunningServer(
-        server=server, port=port, health=health, grace_seconds=config.grace_seconds, metrics=metrics
-    )
+    return RunningServer(server=server, port=port, health=health, grace_seconds=config.grace_seconds, metrics=metrics)
 
 
 async def stop_server(server: grpc.aio.Server, health: HealthServicer, grace_seconds: float) -> None:

@@ -34,8 +34,6 @@ class BoardApi(Protocol):
 class AlertSource(Protocol):
     """What NissaService needs of the alert engine (esper.nissa.alerts.AlertEngine)."""
 
-    def alerts(
-        self, state: alert_pb2.AlertState = alert_pb2.ALERT_STATE_UNSPECIFIED
-    ) -> list[alert_pb2.Alert]:
+    def alerts(self, state: alert_pb2.AlertState = alert_pb2.ALERT_STATE_UNSPECIFIED) -> list[alert_pb2.Alert]:
         """Alerts in `state` (every state when unspecified), newest first."""
         ...

@@ -140,8 +140,7 @@ class RunBoard:
         while len(self._runs) > self._config.max_runs:
             # Finished runs go first, then the runs heard from least recently.
             victim = min(self._runs.values(), key=lambda r: (not r.finished, r.last_time, r.run_id))
-            logger.info("run board: forgetting run %s (%d runs followed at most)", victim.run_id,
-                        self._config.max_runs)
+            logger.info("run board: forgetting run %s (%d runs followed at most)", victim.run_id, self._config.max_runs)
             del self._runs[victim.run_id]
 
 
@@ -155,11 +154,18 @@ def board_intake(board: RunBoard) -> Callable[[Bus], Subscription]:
         try:
             board.observe(opened)
         except InvalidArgument as exc:
-            logger.warning("run board: skipped a %s message from %r: %s",
-                           opened.message.DESCRIPTOR.name, opened.envelope.source, exc)
+            logger.warning(
+                "run board: skipped a %s message from %r: %s",
+                opened.message.DESCRIPTOR.name,
+                opened.envelope.source,
+                exc,
+            )
         except Exception:
-            logger.exception("run board: could not apply a %s message from %r",
-                             opened.message.DESCRIPTOR.name, opened.envelope.source)
+            logger.exception(
+                "run board: could not apply a %s message from %r",
+                opened.message.DESCRIPTOR.name,
+                opened.envelope.source,
+            )
 
     def subscribe(bus: Bus) -> Subscription:
         return bus.subscribe(BOARD_CONSUMER, handle)

@@ -22,9 +22,13 @@ from google.protobuf import timestamp_pb2
 from esper.leyline.v1 import alert_pb2, control_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
 from esper.state.packet import BASIS_POINTS, layout_hash
 
-TERMINAL_STATUSES = frozenset({
-    run_pb2.RUN_STATUS_SUCCEEDED, run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CANCELLED,
-})
+TERMINAL_STATUSES = frozenset(
+    {
+        run_pb2.RUN_STATUS_SUCCEEDED,
+        run_pb2.RUN_STATUS_FAILED,
+        run_pb2.RUN_STATUS_CANCELLED,
+    }
+)
 # Stage keys order the sources of a seed's stage within one epoch (see the module docstring).
 _BEFORE_BOUNDARY, _AFTER_BOUNDARY = 0, 1
 
@@ -189,9 +193,14 @@ class RunRecord:
         if known is not None and known.sequence > sequence:
             return  # a later record of the same epoch (after a rollback) wins
         self.epochs[metrics.epoch] = EpochPoint(
-            epoch=metrics.epoch, train_loss=metrics.train_loss, val_loss=metrics.val_loss,
-            val_accuracy=metrics.val_accuracy, train_accuracy=metrics.train_accuracy,
-            parameter_count=metrics.parameter_count, hook_ms=metrics.hook_ms, sequence=sequence,
+            epoch=metrics.epoch,
+            train_loss=metrics.train_loss,
+            val_loss=metrics.val_loss,
+            val_accuracy=metrics.val_accuracy,
+            train_accuracy=metrics.train_accuracy,
+            parameter_count=metrics.parameter_count,
+            hook_ms=metrics.hook_ms,
+            sequence=sequence,
         )
         self._trim_epochs()
         for seed_id, stage_name in metrics.seed_stages.items():
@@ -255,7 +264,9 @@ class RunRecord:
         if packet.epoch in self.epochs:
             return False
         self.epochs[packet.epoch] = EpochPoint(
-            epoch=packet.epoch, train_loss=packet.training_loss, val_loss=packet.validation_loss,
+            epoch=packet.epoch,
+            train_loss=packet.training_loss,
+            val_loss=packet.validation_loss,
             val_accuracy=packet.validation_accuracy,
         )
         self._trim_epochs()

@@ -71,7 +71,8 @@ def run_view(record: RunRecord) -> JsonObject:
                 "epoch": decision.epoch,
                 "seed_id": decision.seed_id,
                 "command_type": lifecycle_pb2.CommandType.Name(decision.command_type).removeprefix("COMMAND_TYPE_")
-                if decision.command_type else "WAIT",
+                if decision.command_type
+                else "WAIT",
                 "command_id": decision.command_id,
                 "reason": decision.reason,
             }

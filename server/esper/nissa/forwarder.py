@@ -23,12 +23,14 @@ logger = logging.getLogger(__name__)
 
 ExportRequest = trace_service_pb2.ExportTraceServiceRequest
 # Codes after which the same export may succeed on another try.
-_RETRYABLE = frozenset({
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-})
+_RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
 _CLOSE_SECONDS = 5.0
 
 

@@ -73,9 +73,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long rule NAME must hold before it fires (repeatable)",
     )
     web = parser.add_argument_group("mission control")
-    web.add_argument(
-        "--web-port", type=_port, default=0, help="mission-control HTTP port (default 0: a free one)"
-    )
+    web.add_argument("--web-port", type=_port, default=0, help="mission-control HTTP port (default 0: a free one)")
     web.add_argument("--no-web", action="store_true", help="do not serve the mission-control page")
     web.add_argument(
         "--web-port-file",

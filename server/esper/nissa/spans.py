@@ -150,9 +150,7 @@ class SpanDatabase(SqlDatabase):
         self.is_sqlite = True
         self.is_postgres = False
         # Every connection to "sqlite://" would be a new empty database: keep exactly one.
-        self.engine = create_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
+        self.engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
 
 
 class SpanStore:
@@ -274,9 +272,7 @@ class SpanStore:
         freed = 0
         # Every trace holds at least one span, so `excess` traces always free enough.
         oldest_first = (
-            select(traces.c.trace_id, traces.c.span_count)
-            .order_by(traces.c.start_ns, traces.c.trace_id)
-            .limit(excess)
+            select(traces.c.trace_id, traces.c.span_count).order_by(traces.c.start_ns, traces.c.trace_id).limit(excess)
         )
         for row in conn.execute(oldest_first).all():
             victims.append(row.trace_id)
@@ -353,4 +349,3 @@ def _span_from_row(row: RowMapping) -> StoredSpan:
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
-

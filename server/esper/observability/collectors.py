@@ -99,8 +99,7 @@ class StatsSources(Generic[S, T]):
         try:
             return self._read(source)
         except Exception:  # a scrape must not fail because one object cannot answer now
-            logger.warning("metrics: reading %s failed; using its last reading", type(source).__name__,
-                           exc_info=True)
+            logger.warning("metrics: reading %s failed; using its last reading", type(source).__name__, exc_info=True)
             return last
 
 
@@ -160,8 +159,9 @@ class BusMetrics(Collector):
         live, departed = self._sources.read()
         with self._lock:
             for reading in departed:
-                self._retired.update(published=reading.published, dropped=reading.dropped,
-                                     dead_lettered=reading.dead_lettered)
+                self._retired.update(
+                    published=reading.published, dropped=reading.dropped, dead_lettered=reading.dead_lettered
+                )
             totals = BusReading(
                 published=self._retired["published"] + sum(r.published for r in live),
                 dropped=self._retired["dropped"] + sum(r.dropped for r in live),
@@ -175,15 +175,15 @@ class BusMetrics(Collector):
     @staticmethod
     def _families(totals: BusReading | None, depths: Mapping[str, int]) -> list[Metric]:
         depth = GaugeMetricFamily(
-            "esper_oona_queue_depth", "Messages waiting for a durable consumer of this process.",
+            "esper_oona_queue_depth",
+            "Messages waiting for a durable consumer of this process.",
             labels=["consumer"],
         )
         for consumer in sorted(depths):
             depth.add_metric([consumer], depths[consumer])
         counters = {
             "esper_oona_published": ("Messages the bus acknowledged as published.", "published"),
-            "esper_oona_publish_dropped": (
-                "Publishes lost to a full local buffer or refused for good.", "dropped"),
+            "esper_oona_publish_dropped": ("Publishes lost to a full local buffer or refused for good.", "dropped"),
             "esper_oona_dead_lettered": ("Messages moved to the dead-letter stream.", "dead_lettered"),
         }
         families: list[Metric] = [depth]
@@ -243,8 +243,7 @@ class KernelCacheMetrics(Collector):
         live, departed = self._sources.read()
         with self._lock:
             for reading in departed:
-                self._retired = CacheReading(self._retired.hits + reading.hits,
-                                             self._retired.misses + reading.misses)
+                self._retired = CacheReading(self._retired.hits + reading.hits, self._retired.misses + reading.misses)
             hits = self._retired.hits + sum(r.hits for r in live)
             misses = self._retired.misses + sum(r.misses for r in live)
         family = self._family()
@@ -302,5 +301,4 @@ class CompileJobMetrics(Collector):
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily("esper_urza_compile_jobs", "Compile jobs in Urza's queue by state.",
-                                 labels=["state"])
+        return GaugeMetricFamily("esper_urza_compile_jobs", "Compile jobs in Urza's queue by state.", labels=["state"])

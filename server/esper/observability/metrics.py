@@ -35,8 +35,7 @@ GCCollector(registry=REGISTRY)
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Around the 18 ms epoch-end hook budget (assembly 3.5 + Tamiyo 12 + adaptation 1.5 + guard 1 ms):
 # an edge at each phase's budget and at the total, so p95 against 18 ms interpolates inside one bucket.
-HOOK_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.0035, 0.005, 0.008, 0.012, 0.018, 0.025, 0.05, 0.1,
-                0.25, 1.0)
+HOOK_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.0035, 0.005, 0.008, 0.012, 0.018, 0.025, 0.05, 0.1, 0.25, 1.0)
 EPOCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # Tamiyo's decision budget is 100 ms; a heuristic step usually takes well under a millisecond.
 TAMIYO_STEP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.012, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -58,8 +57,7 @@ SPANS_DROPPED = Counter(
     "Trace spans this process dropped (export queue full or export failed).",
     registry=REGISTRY,
 )
-BUILD_INFO = Gauge("esper_build_info", "Always 1; the Esper version of this process.", ["version"],
-                   registry=REGISTRY)
+BUILD_INFO = Gauge("esper_build_info", "Always 1; the Esper version of this process.", ["version"], registry=REGISTRY)
 BUILD_INFO.labels(version=esper.__version__).set(1)
 
 # Tolaria.
@@ -72,11 +70,14 @@ TOLARIA_HOOK_DURATION = Histogram(
     registry=REGISTRY,
 )
 TOLARIA_EPOCH_DURATION = Histogram(
-    "esper_tolaria_epoch_duration_seconds", "Wall time of one training epoch.", buckets=EPOCH_BUCKETS,
+    "esper_tolaria_epoch_duration_seconds",
+    "Wall time of one training epoch.",
+    buckets=EPOCH_BUCKETS,
     registry=REGISTRY,
 )
-TOLARIA_RUNS = Gauge("esper_tolaria_runs", "Training runs this Tolaria holds, by status.", ["status"],
-                     registry=REGISTRY)
+TOLARIA_RUNS = Gauge(
+    "esper_tolaria_runs", "Training runs this Tolaria holds, by status.", ["status"], registry=REGISTRY
+)
 TOLARIA_CONTROLLER_UNAVAILABLE = Counter(
     "esper_tolaria_controller_unavailable_total",
     "Epoch boundaries at which Tamiyo could not answer (the run carried on without a decision).",
@@ -86,7 +87,9 @@ TOLARIA_CONTROLLER_UNAVAILABLE = Counter(
 # Kasmina (in the Tolaria process).
 
 KASMINA_SEEDS = Gauge(
-    "esper_kasmina_seeds", "Seeds by lifecycle stage (SeedStage name without its prefix).", ["stage"],
+    "esper_kasmina_seeds",
+    "Seeds by lifecycle stage (SeedStage name without its prefix).",
+    ["stage"],
     registry=REGISTRY,
 )
 KASMINA_ISOLATION_VIOLATIONS = Counter(
@@ -105,7 +108,9 @@ REGISTRY.register(OONA)
 # Tezzeret.
 
 TEZZERET_COMPILE_ATTEMPTS = Counter(
-    "esper_tezzeret_compile_attempts_total", "Compile attempts started, by pipeline.", ["pipeline"],
+    "esper_tezzeret_compile_attempts_total",
+    "Compile attempts started, by pipeline.",
+    ["pipeline"],
     registry=REGISTRY,
 )
 TEZZERET_COMPILE_RETRIES = Counter(
@@ -124,7 +129,8 @@ TEZZERET_COMPILE_FAILURES = Counter(
 # Urza.
 
 URZA_KERNEL_DOWNLOADS = Counter(
-    "esper_urza_kernel_downloads_total", "Kernel artifacts served by DownloadKernel, checksum verified.",
+    "esper_urza_kernel_downloads_total",
+    "Kernel artifacts served by DownloadKernel, checksum verified.",
     registry=REGISTRY,
 )
 URZA_COMPILE_JOBS = CompileJobMetrics()
@@ -139,7 +145,8 @@ TAMIYO_DECISIONS = Counter(
     registry=REGISTRY,
 )
 TAMIYO_STEP_DURATION = Histogram(
-    "esper_tamiyo_step_duration_seconds", "Time Tamiyo took to decide one epoch boundary of one run.",
+    "esper_tamiyo_step_duration_seconds",
+    "Time Tamiyo took to decide one epoch boundary of one run.",
     buckets=TAMIYO_STEP_BUCKETS,
     registry=REGISTRY,
 )

@@ -40,7 +40,11 @@ logger = logging.getLogger(__name__)
 
 _EXPORTERS = ("otlp", "console", "none")
 _SAMPLERS = (
-    "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
     "parentbased_traceidratio",
 )
 
@@ -95,11 +99,15 @@ class TracingConfig:
         exporter = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
         if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             exporter = "none"
-        endpoint = (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                    or "").strip()
+        endpoint = (
+            environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
+        ).strip()
         insecure_text = environ.get("OTEL_EXPORTER_OTLP_TRACES_INSECURE") or environ.get("OTEL_EXPORTER_OTLP_INSECURE")
-        insecure = not endpoint.startswith("https://") if insecure_text is None else _flag(
-            insecure_text, "OTEL_EXPORTER_OTLP_INSECURE")
+        insecure = (
+            not endpoint.startswith("https://")
+            if insecure_text is None
+            else _flag(insecure_text, "OTEL_EXPORTER_OTLP_INSECURE")
+        )
         attributes = _pairs(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""), "OTEL_RESOURCE_ATTRIBUTES")
         name = environ.get("OTEL_SERVICE_NAME") or dict(attributes).get("service.name") or service_name
         return cls(

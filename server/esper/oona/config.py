@@ -107,13 +107,30 @@ class OonaConfig:
             raise ValueError(f"dead_letter_stream must match {_STREAM_NAME.pattern}")
         if not _SUBJECT_PATTERN.fullmatch(self.dead_letter_prefix) or "*" in self.dead_letter_prefix:
             raise ValueError(f"dead_letter_prefix must be a literal subject, got {self.dead_letter_prefix!r}")
-        _require_positive(self, "duplicate_window_seconds", "ack_wait_seconds", "publish_timeout_seconds",
-                          "connect_timeout_seconds", "start_timeout_seconds",
-                          "reconnect_wait_seconds", "request_timeout_seconds",
-                          "fetch_wait_seconds", "priority_probe_seconds", "dead_letter_max_age_seconds")
-        _require_positive(self, "max_deliver", "dedup_cache_size", "buffer_max_messages", "publish_window",
-                          "fetch_batch", "conservative_queue_depth", "schema_version",
-                          "memory_retention_messages")
+        _require_positive(
+            self,
+            "duplicate_window_seconds",
+            "ack_wait_seconds",
+            "publish_timeout_seconds",
+            "connect_timeout_seconds",
+            "start_timeout_seconds",
+            "reconnect_wait_seconds",
+            "request_timeout_seconds",
+            "fetch_wait_seconds",
+            "priority_probe_seconds",
+            "dead_letter_max_age_seconds",
+        )
+        _require_positive(
+            self,
+            "max_deliver",
+            "dedup_cache_size",
+            "buffer_max_messages",
+            "publish_window",
+            "fetch_batch",
+            "conservative_queue_depth",
+            "schema_version",
+            "memory_retention_messages",
+        )
         if self.redelivery_delay_seconds < 0:
             raise ValueError("redelivery_delay_seconds must be >= 0")
         if self.hmac_secret is not None and len(self.hmac_secret) < 16:

@@ -150,7 +150,9 @@ class PullConsumer:
         delivered = msg.metadata.num_delivered
         try:
             opened = open_envelope(
-                msg.data, secret=config.hmac_secret, accepted_schema_version=config.schema_version,
+                msg.data,
+                secret=config.hmac_secret,
+                accepted_schema_version=config.schema_version,
                 key_id=config.hmac_key_id,
             )
         except RejectedEnvelope as rejected:
@@ -168,8 +170,9 @@ class PullConsumer:
             raise
         except Exception as error:
             self._counters.add("handler_failures")
-            logger.warning("oona: handler of %s failed on %s (delivery %d): %r",
-                           self.spec.durable, msg.subject, delivered, error)
+            logger.warning(
+                "oona: handler of %s failed on %s (delivery %d): %r", self.spec.durable, msg.subject, delivered, error
+            )
             if delivered >= config.max_deliver:
                 await self._dead_letter(msg, DeadLetterReason.MAX_DELIVERIES, repr(error))
             else:
@@ -194,8 +197,13 @@ class PullConsumer:
     async def _dead_letter(self, msg: Msg, reason: DeadLetterReason, detail: str) -> None:
         metadata = msg.metadata
         stored = await self._dead_letters.send(
-            subject=msg.subject, data=msg.data, headers=msg.headers, stream=metadata.stream,
-            sequence=metadata.sequence.stream, reason=reason, detail=detail,
+            subject=msg.subject,
+            data=msg.data,
+            headers=msg.headers,
+            stream=metadata.stream,
+            sequence=metadata.sequence.stream,
+            reason=reason,
+            detail=detail,
         )
         if stored:
             await msg.term()

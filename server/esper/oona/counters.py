@@ -12,8 +12,15 @@ from esper.oona.api import AlertKind, AlertSink, BusAlert, BusStats
 logger = logging.getLogger(__name__)
 
 _COUNTERS = (
-    "published", "publish_duplicates", "buffered", "flushed", "dropped",
-    "handled", "handler_failures", "redelivered", "duplicates_dropped",
+    "published",
+    "publish_duplicates",
+    "buffered",
+    "flushed",
+    "dropped",
+    "handled",
+    "handler_failures",
+    "redelivered",
+    "duplicates_dropped",
 )
 
 

@@ -47,9 +47,7 @@ def _header_value(text: str) -> str:
 
 
 class DeadLetterQueue:
-    def __init__(
-        self, js: JetStreamContext, config: OonaConfig, counters: BusCounters, alerts: Alerts
-    ) -> None:
+    def __init__(self, js: JetStreamContext, config: OonaConfig, counters: BusCounters, alerts: Alerts) -> None:
         self._js = js
         self._config = config
         self._counters = counters
@@ -70,14 +68,16 @@ class DeadLetterQueue:
         out = {k: v for k, v in (headers or {}).items() if not k.startswith("Nats-")}
         if headers and MSG_ID_HEADER in headers:
             out[ORIGINAL_ID_HEADER] = headers[MSG_ID_HEADER]
-        out.update({
-            MSG_ID_HEADER: f"dlq-{stream}-{sequence}",
-            REASON_HEADER: reason.value,
-            DETAIL_HEADER: _header_value(detail),
-            SUBJECT_HEADER: subject,
-            STREAM_HEADER: stream,
-            SEQUENCE_HEADER: str(sequence),
-        })
+        out.update(
+            {
+                MSG_ID_HEADER: f"dlq-{stream}-{sequence}",
+                REASON_HEADER: reason.value,
+                DETAIL_HEADER: _header_value(detail),
+                SUBJECT_HEADER: subject,
+                STREAM_HEADER: stream,
+                SEQUENCE_HEADER: str(sequence),
+            }
+        )
         target = dead_letter_subject(self._config.dead_letter_prefix, subject)
         timeout = self._config.publish_timeout_seconds
         try:
@@ -108,8 +108,12 @@ class DeadLetterQueue:
             logger.warning("oona: could not read %s #%d to dead-letter it: %r", stream, sequence, error)
             return
         stored = await self.send(
-            subject=raw.subject or "", data=raw.data or b"", headers=raw.headers, stream=stream,
-            sequence=sequence, reason=DeadLetterReason.MAX_DELIVERIES,
+            subject=raw.subject or "",
+            data=raw.data or b"",
+            headers=raw.headers,
+            stream=stream,
+            sequence=sequence,
+            reason=DeadLetterReason.MAX_DELIVERIES,
             detail=f"not acknowledged after {deliveries} deliveries",
         )
         if stored and self._is_work_queue(stream):
@@ -132,12 +136,14 @@ class DeadLetterQueue:
             except NotFoundError:
                 continue
             headers = raw.headers or {}
-            letters.append(DeadLetter(
-                subject=headers.get(SUBJECT_HEADER, raw.subject or ""),
-                data=raw.data or b"",
-                reason=headers.get(REASON_HEADER, ""),
-                detail=headers.get(DETAIL_HEADER, ""),
-            ))
+            letters.append(
+                DeadLetter(
+                    subject=headers.get(SUBJECT_HEADER, raw.subject or ""),
+                    data=raw.data or b"",
+                    reason=headers.get(REASON_HEADER, ""),
+                    detail=headers.get(DETAIL_HEADER, ""),
+                )
+            )
         return letters
 
     def _is_work_queue(self, stream: str) -> bool:

@@ -75,9 +75,7 @@ def message_type_of(message: Message) -> bus_pb2.BusMessageType:
     """The BusMessageType that carries this Leyline message; InvalidArgument for any other message."""
     kind = _TYPE_OF_PAYLOAD.get(message.DESCRIPTOR.full_name)
     if kind is None:
-        raise InvalidArgument.for_field(
-            "payload", f"{message.DESCRIPTOR.full_name} is not carried on the bus"
-        )
+        raise InvalidArgument.for_field("payload", f"{message.DESCRIPTOR.full_name} is not carried on the bus")
     return kind
 
 
@@ -163,9 +161,7 @@ def open_envelope(
     except DecodeError as error:
         raise RejectedEnvelope(DeadLetterReason.INVALID_ENVELOPE, f"not a BusEnvelope: {error}") from None
     if not envelope.idempotency_key or envelope.schema_version == 0:
-        raise RejectedEnvelope(
-            DeadLetterReason.INVALID_ENVELOPE, "idempotency_key and schema_version are required"
-        )
+        raise RejectedEnvelope(DeadLetterReason.INVALID_ENVELOPE, "idempotency_key and schema_version are required")
     if secret is not None:
         _verify(envelope, secret, key_id)
     if envelope.schema_version > accepted_schema_version:
@@ -215,7 +211,12 @@ class ConfigSealing:
     ) -> bus_pb2.BusEnvelope:
         """An envelope for `message`, signed with this bus's secret when it has one."""
         return seal(
-            message, source=source, priority=priority, idempotency_key=idempotency_key,
-            trace_context=trace_context, secret=self._config.hmac_secret, key_id=self._config.hmac_key_id,
+            message,
+            source=source,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            trace_context=trace_context,
+            secret=self._config.hmac_secret,
+            key_id=self._config.hmac_key_id,
             schema_version=self._config.schema_version,
         )

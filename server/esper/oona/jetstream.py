@@ -138,7 +138,9 @@ class JetStreamBus(ConfigSealing, Bus):
             stream_for_subject(self._config.streams, subject)
             self._known_subjects.add(subject)
         message = OutgoingMessage(
-            subject, envelope.SerializeToString(), _headers(envelope),
+            subject,
+            envelope.SerializeToString(),
+            _headers(envelope),
             emergency=envelope.priority == lifecycle_pb2.MESSAGE_PRIORITY_EMERGENCY,
             buffered=not self._online,
         )
@@ -211,7 +213,12 @@ class JetStreamBus(ConfigSealing, Bus):
         self._nc = nc
         self._dead_letters = DeadLetterQueue(self._js, config, self._counters, self._alerts)
         self._sender = Sender(
-            nc, self._outbox, config, self._counters, self._alerts, self._connected,
+            nc,
+            self._outbox,
+            config,
+            self._counters,
+            self._alerts,
+            self._connected,
             ensure_streams=self._ensure_streams_quietly,
         )
         await self._sender.start()
@@ -232,8 +239,14 @@ class JetStreamBus(ConfigSealing, Bus):
         if any(consumer.spec.durable == spec.durable for consumer in self._consumers):
             raise FailedPrecondition(f"consumer {spec.durable} already has a subscriber on this bus")
         consumer = PullConsumer(
-            nc=self._nc, js=self._js, spec=spec, handler=handler, config=self._config,
-            counters=self._counters, dead_letters=self._dead_letters, connected=self._connected,
+            nc=self._nc,
+            js=self._js,
+            spec=spec,
+            handler=handler,
+            config=self._config,
+            counters=self._counters,
+            dead_letters=self._dead_letters,
+            connected=self._connected,
         )
         await consumer.start()
         self._consumers.append(consumer)
@@ -304,4 +317,3 @@ def _headers(envelope: bus_pb2.BusEnvelope) -> dict[str, str]:
         if envelope.trace_context.tracestate:
             headers["tracestate"] = envelope.trace_context.tracestate
     return headers
-

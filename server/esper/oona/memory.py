@@ -147,9 +147,7 @@ class InProcessBus(ConfigSealing, Bus):
             if consumer is None:
                 consumer = self._create_consumer(spec)
             elif consumer.spec != spec:
-                raise FailedPrecondition(
-                    f"consumer {spec.durable} exists with subjects {consumer.spec.subjects}"
-                )
+                raise FailedPrecondition(f"consumer {spec.durable} exists with subjects {consumer.spec.subjects}")
             if consumer.handler is not None:
                 raise FailedPrecondition(f"consumer {spec.durable} already has a subscriber in this process")
             consumer.handler = handler
@@ -277,7 +275,9 @@ class InProcessBus(ConfigSealing, Bus):
         config = self._config
         try:
             opened = open_envelope(
-                delivery.data, secret=config.hmac_secret, accepted_schema_version=config.schema_version,
+                delivery.data,
+                secret=config.hmac_secret,
+                accepted_schema_version=config.schema_version,
                 key_id=config.hmac_key_id,
             )
         except RejectedEnvelope as rejected:
@@ -294,8 +294,13 @@ class InProcessBus(ConfigSealing, Bus):
             handle_traced(handler, opened, delivery.subject, consumer.spec.durable)
         except Exception as error:
             self._counters.add("handler_failures")
-            logger.warning("handler of %s failed on %s (delivery %d): %r", consumer.spec.durable,
-                           delivery.subject, delivery.count, error)
+            logger.warning(
+                "handler of %s failed on %s (delivery %d): %r",
+                consumer.spec.durable,
+                delivery.subject,
+                delivery.count,
+                error,
+            )
             if delivery.count >= config.max_deliver:
                 self._dead_letter(delivery, DeadLetterReason.MAX_DELIVERIES, repr(error))
             else:

@@ -174,8 +174,9 @@ class Sender:
                     self._counters.add("publish_duplicates")
             else:
                 self._counters.add("dropped")
-                self._alerts.raise_alert(AlertKind.PUBLISH_REJECTED, f"{message.subject}: {answer.error}",
-                                         message.subject)
+                self._alerts.raise_alert(
+                    AlertKind.PUBLISH_REJECTED, f"{message.subject}: {answer.error}", message.subject
+                )
         return len(messages)
 
     async def _publish_all(self, messages: list[OutgoingMessage], batch: _Batch) -> None:
@@ -196,7 +197,7 @@ class Sender:
 
     async def _on_answer(self, msg: Msg) -> None:
         try:
-            reply_id = int(msg.subject[len(self._prefix):])
+            reply_id = int(msg.subject[len(self._prefix) :])
         except ValueError:
             return
         waiting = self._waiting.pop(reply_id, None)

@@ -23,8 +23,11 @@ def stream_config(spec: StreamSpec, config: OonaConfig) -> api.StreamConfig:
 
 def dead_letter_stream_config(config: OonaConfig) -> api.StreamConfig:
     return _stream(
-        config.dead_letter_stream, [config.dead_letter_subjects], api.RetentionPolicy.LIMITS,
-        config.dead_letter_max_age_seconds, config,
+        config.dead_letter_stream,
+        [config.dead_letter_subjects],
+        api.RetentionPolicy.LIMITS,
+        config.dead_letter_max_age_seconds,
+        config,
     )
 
 

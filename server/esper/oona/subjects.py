@@ -33,9 +33,7 @@ _EMERGENCY = "emergency"
 def validate_token(value: str, what: str) -> str:
     """`value` if it is one safe subject token; InvalidArgument naming `what` otherwise."""
     if not _TOKEN.fullmatch(value):
-        raise InvalidArgument.for_field(
-            what, f"must match {_TOKEN.pattern} to be a subject token, got {value!r}"
-        )
+        raise InvalidArgument.for_field(what, f"must match {_TOKEN.pattern} to be a subject token, got {value!r}")
     return value
 
 
@@ -151,7 +149,5 @@ def stream_for_filter(streams: Sequence[StreamSpec], pattern: str, dead_letter_p
     found = [s for s in streams if any(patterns_overlap(pattern, taken) for taken in s.subjects)]
     if len(found) != 1:
         names = [s.name for s in found] or "no stream"
-        raise InvalidArgument.for_field(
-            "subjects", f"{pattern!r} must read exactly one stream, reads {names}"
-        )
+        raise InvalidArgument.for_field("subjects", f"{pattern!r} must read exactly one stream, reads {names}")
     return found[0]

@@ -24,8 +24,12 @@ def handle_traced(handler: Handler, opened: OpenedEnvelope, subject: str, durabl
         "esper.source": opened.envelope.source,
     }
     with _TRACER.start_as_current_span(
-        f"oona.consume {durable}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
-        record_exception=True, set_status_on_exception=True,
+        f"oona.consume {durable}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        record_exception=True,
+        set_status_on_exception=True,
     ) as span:
         handler(opened)
         span.set_status(Status(StatusCode.OK))

@@ -16,9 +16,7 @@ class SimicApi(Protocol):
         """Store adaptation outcomes in the replay buffer; repeats of a report_id are counted, not stored."""
         ...
 
-    def list_field_reports(
-        self, request: simic_pb2.ListFieldReportsRequest
-    ) -> simic_pb2.ListFieldReportsResponse:
+    def list_field_reports(self, request: simic_pb2.ListFieldReportsRequest) -> simic_pb2.ListFieldReportsResponse:
         """One page of stored reports, newest first, optionally of one run."""
         ...
 

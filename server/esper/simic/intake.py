@@ -76,6 +76,4 @@ class FieldReportIntake:
             self._counts = IntakeCounts(
                 stored=self._counts.stored, duplicates=self._counts.duplicates, refused=self._counts.refused + 1
             )
-        logger.warning(
-            "simic: dropped message %s from %r: %s", opened.idempotency_key, opened.envelope.source, why
-        )
+        logger.warning("simic: dropped message %s from %r: %s", opened.idempotency_key, opened.envelope.source, why)

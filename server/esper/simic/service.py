@@ -76,13 +76,9 @@ class SimicService:
             accepted_count=recorded.accepted, duplicate_count=recorded.duplicates
         )
 
-    def list_field_reports(
-        self, request: simic_pb2.ListFieldReportsRequest
-    ) -> simic_pb2.ListFieldReportsResponse:
+    def list_field_reports(self, request: simic_pb2.ListFieldReportsRequest) -> simic_pb2.ListFieldReportsResponse:
         page_request = validate_list_field_reports(request, self._config)
-        page = self._store.page(
-            run_id=page_request.run_id, before=page_request.before, limit=page_request.page_size
-        )
+        page = self._store.page(run_id=page_request.run_id, before=page_request.before, limit=page_request.page_size)
         token = encode_page_token(page.cursor, page_request.fingerprint) if page.more else ""
         return simic_pb2.ListFieldReportsResponse(
             reports=page.reports,

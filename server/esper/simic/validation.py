@@ -59,12 +59,8 @@ def validate_field_report(report: control_pb2.FieldReport, path: str = "report")
             raise InvalidArgument.for_field(f"{path}.{name}", f"must be in [0, 1], got {value}")
 
 
-def validate_list_field_reports(
-    request: simic_pb2.ListFieldReportsRequest, config: SimicConfig
-) -> ReportPageRequest:
-    page_size = validate_page_size(
-        request.page_size, default=config.default_page_size, maximum=config.max_page_size
-    )
+def validate_list_field_reports(request: simic_pb2.ListFieldReportsRequest, config: SimicConfig) -> ReportPageRequest:
+    page_size = validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
     if len(request.run_id) > MAX_ID_LENGTH:
         raise InvalidArgument.for_field("run_id", f"is longer than {MAX_ID_LENGTH} characters")
     fingerprint = report_filter_fingerprint(request.run_id)

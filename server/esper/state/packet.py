@@ -81,9 +81,7 @@ def pack_system_state(
     return packet
 
 
-def unpack_seed_features(
-    packet: telemetry_pb2.SystemStatePacket, seed_ids: Sequence[str]
-) -> list[SeedFeatures]:
+def unpack_seed_features(packet: telemetry_pb2.SystemStatePacket, seed_ids: Sequence[str]) -> list[SeedFeatures]:
     """Read the per-seed arrays back; `seed_ids` is the layout the caller holds.
 
     Raises ValueError when the layout does not match the packet's hash or the

@@ -101,9 +101,7 @@ def sample_envelope() -> bus_pb2.BusEnvelope:
         message_type=bus_pb2.BUS_MESSAGE_TYPE_SYSTEM_STATE,
         schema_version=SCHEMA_VERSION,
         idempotency_key=uuid.UUID(int=3).hex,
-        trace_context=bus_pb2.TraceContext(
-            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-        ),
+        trace_context=bus_pb2.TraceContext(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         source="tolaria",
         priority=lifecycle_pb2.MESSAGE_PRIORITY_NORMAL,
         payload=sample_state_packet().SerializeToString(),

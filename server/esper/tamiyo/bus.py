@@ -122,7 +122,8 @@ class TelemetryIntake:
         if not isinstance(telemetry, telemetry_pb2.SeedTelemetry):
             logger.warning(
                 "tamiyo: dropped message %s: carries %s, not SeedTelemetry",
-                opened.idempotency_key, telemetry.DESCRIPTOR.full_name,
+                opened.idempotency_key,
+                telemetry.DESCRIPTOR.full_name,
             )
             return
         self._observer.observe_telemetry(telemetry)

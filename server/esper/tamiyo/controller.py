@@ -98,10 +98,15 @@ class TamiyoController:
         ) as span:
             response = self._step(request)
             for decision in response.decisions:
-                span.add_event("decision", {
-                    "esper.seed_id": decision.seed_id, "esper.command_id": decision.command_id,
-                    "esper.action": decision_action(decision.command_type), "esper.reason": decision.reason,
-                })
+                span.add_event(
+                    "decision",
+                    {
+                        "esper.seed_id": decision.seed_id,
+                        "esper.command_id": decision.command_id,
+                        "esper.action": decision_action(decision.command_type),
+                        "esper.reason": decision.reason,
+                    },
+                )
             return response
 
     def _step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:

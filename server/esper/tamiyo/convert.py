@@ -101,9 +101,7 @@ def state_to_proto(state: RunState) -> tamiyo_pb2.TamiyoControllerState:
         embargo_until=state.embargo_until,
         commands_issued=state.commands_issued,
         conservative_mode=state.conservative_mode,
-        active_adaptations=[
-            adaptation_to_proto(state.adaptations[seed]) for seed in sorted(state.adaptations)
-        ],
+        active_adaptations=[adaptation_to_proto(state.adaptations[seed]) for seed in sorted(state.adaptations)],
         blueprint_scores=state.blueprint_scores,
     )
 

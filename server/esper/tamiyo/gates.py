@@ -35,9 +35,7 @@ _OBSERVED_OUTCOMES: dict[SeedStage, Outcome] = {
     lifecycle_pb2.SEED_STAGE_CANCELLED: lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED,
     lifecycle_pb2.SEED_STAGE_ROLLED_BACK: lifecycle_pb2.ADAPTATION_OUTCOME_ROLLED_BACK,
 }
-_NOT_LOADED: frozenset[SeedStage] = frozenset(
-    {lifecycle_pb2.SEED_STAGE_GERMINATED, lifecycle_pb2.SEED_STAGE_LOADING}
-)
+_NOT_LOADED: frozenset[SeedStage] = frozenset({lifecycle_pb2.SEED_STAGE_GERMINATED, lifecycle_pb2.SEED_STAGE_LOADING})
 _FAILURES: frozenset[Outcome] = frozenset(
     {
         lifecycle_pb2.ADAPTATION_OUTCOME_CULLED,
@@ -160,9 +158,7 @@ class LifecycleGates:
         if stage == lifecycle_pb2.SEED_STAGE_DORMANT:
             if adaptation.last_stage in _NOT_LOADED:
                 outcome = lifecycle_pb2.ADAPTATION_OUTCOME_CANCELLED
-                reason = (
-                    f"germination of kernel {adaptation.kernel_id} was not applied: the seed is still DORMANT"
-                )
+                reason = f"germination of kernel {adaptation.kernel_id} was not applied: the seed is still DORMANT"
             else:
                 outcome = lifecycle_pb2.ADAPTATION_OUTCOME_CULLED
                 reason = f"seed returned to DORMANT from {was} without a Tamiyo command (Kasmina culled it)"
@@ -171,9 +167,7 @@ class LifecycleGates:
             reason = f"Kasmina reports the seed {stage_name(stage)} (last seen {was})"
             if view.telemetry is not None and view.telemetry.isolation_violations:
                 reason += f"; {view.telemetry.isolation_violations} gradient-isolation violations"
-        self.finish(
-            state, observation, adaptation, outcome, reason, out, parameter_count=_parameter_count(view)
-        )
+        self.finish(state, observation, adaptation, outcome, reason, out, parameter_count=_parameter_count(view))
         out.wait(view.seed_id, reason)
 
     def _germinated(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
@@ -195,8 +189,7 @@ class LifecycleGates:
         if n >= config.min_training_epochs and view.ready:
             return _Verdict(
                 _ADVANCE,
-                f"TRAINING done: {n} epochs (min {config.min_training_epochs}), "
-                f"seed ready{loss}; start grafting",
+                f"TRAINING done: {n} epochs (min {config.min_training_epochs}), seed ready{loss}; start grafting",
                 lifecycle_pb2.SEED_STAGE_GRAFTING,
             )
         if n >= config.stage_timeout_epochs:
@@ -205,9 +198,7 @@ class LifecycleGates:
                 f"TRAINING not ready after {n} epochs (timeout {config.stage_timeout_epochs}){loss}; "
                 "cancelling before it touches the host",
             )
-        return _Verdict(
-            None, f"TRAINING epoch {n} (min {config.min_training_epochs}), ready={view.ready}{loss}"
-        )
+        return _Verdict(None, f"TRAINING epoch {n} (min {config.min_training_epochs}), ready={view.ready}{loss}")
 
     def _grafting(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
         harm = self._harm_text(obs, a)
@@ -248,8 +239,7 @@ class LifecycleGates:
             if n >= config.stage_timeout_epochs:
                 return _Verdict(
                     _CULL,
-                    f"EVALUATING gave no result in {n} epochs ({missing}); timeout "
-                    f"{config.stage_timeout_epochs}",
+                    f"EVALUATING gave no result in {n} epochs ({missing}); timeout {config.stage_timeout_epochs}",
                 )
             return _Verdict(None, f"EVALUATING epoch {n}: {missing}")
         gain, params = view.telemetry.eval_gain, view.telemetry.parameter_count
@@ -257,8 +247,7 @@ class LifecycleGates:
         if gain <= config.min_eval_gain:
             return _Verdict(
                 _CULL,
-                f"negative evaluation: {numbers} (accuracy {obs.accuracy:.4f}, "
-                f"at germination {a.pre_metric:.4f})",
+                f"negative evaluation: {numbers} (accuracy {obs.accuracy:.4f}, at germination {a.pre_metric:.4f})",
             )
         if params == 0:
             return _Verdict(

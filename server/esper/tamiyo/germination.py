@@ -131,8 +131,7 @@ class Germination:
             embargoed = sorted(s for s in state.embargo_until if state.is_embargoed(s, epoch))
             out.wait(
                 "",
-                f"{plateau}; no dormant seed free"
-                + (f" (embargoed: {', '.join(embargoed)})" if embargoed else ""),
+                f"{plateau}; no dormant seed free" + (f" (embargoed: {', '.join(embargoed)})" if embargoed else ""),
             )
             return
         if kernels is None:
@@ -167,8 +166,7 @@ class Germination:
             if choice is None:
                 out.wait(
                     view.seed_id,
-                    f"{plateau}; waiting: no validated kernel for {site} ({budget}), "
-                    f"seed {ranked.describe()}",
+                    f"{plateau}; waiting: no validated kernel for {site} ({budget}), seed {ranked.describe()}",
                 )
                 continue
             self._germinate(state, observation, view, choice, f"{plateau}; seed {ranked.describe()}", out)
@@ -182,9 +180,7 @@ class Germination:
         )
         preferred = config.preferred_tags
         ladder = (
-            tag_ladder((*preferred, *config.conservative_tags), preferred)
-            if recent_failure
-            else tag_ladder(preferred)
+            tag_ladder((*preferred, *config.conservative_tags), preferred) if recent_failure else tag_ladder(preferred)
         )
         return KernelSearch(
             directory=kernels,

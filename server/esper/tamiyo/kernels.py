@@ -69,9 +69,7 @@ def choose_kernel(
         if candidates:
             ranked = sorted(candidates, key=lambda kernel: _rank(kernel, blueprint_scores))
             best = ranked[0]
-            return KernelChoice(
-                kernel=best, tags=tags, reason=_reason(best, len(ranked), tags, blueprint_scores)
-            )
+            return KernelChoice(kernel=best, tags=tags, reason=_reason(best, len(ranked), tags, blueprint_scores))
     return None
 
 

@@ -126,8 +126,7 @@ class StepOutcome:
             )
         )
         if command.command_type in _REBUILD_COMMANDS or (
-            command.command_type == lifecycle_pb2.COMMAND_TYPE_ADVANCE
-            and command.target_stage in _REBUILD_TARGETS
+            command.command_type == lifecycle_pb2.COMMAND_TYPE_ADVANCE and command.target_stage in _REBUILD_TARGETS
         ):
             if not self.optimizer_rebuild:
                 self.signal_reasons.append("seed parameters changed: rebuild the optimizer")
@@ -135,9 +134,7 @@ class StepOutcome:
 
     def wait(self, seed_id: str, reason: str) -> None:
         """Record a decision to do nothing now (seed_id empty for run-level decisions)."""
-        self.decisions.append(
-            control_pb2.AdaptationDecision(epoch=self.epoch, seed_id=seed_id, reason=reason)
-        )
+        self.decisions.append(control_pb2.AdaptationDecision(epoch=self.epoch, seed_id=seed_id, reason=reason))
 
     def request_rollback(self, reason: str) -> None:
         self.emergency_rollback = True

@@ -28,9 +28,7 @@ class Policy(Protocol):
     @property
     def policy_id(self) -> str: ...
 
-    def decide(
-        self, state: RunState, observation: Observation, kernels: KernelDirectory | None
-    ) -> StepOutcome: ...
+    def decide(self, state: RunState, observation: Observation, kernels: KernelDirectory | None) -> StepOutcome: ...
 
 
 class HeuristicPolicy:
@@ -45,9 +43,7 @@ class HeuristicPolicy:
     def policy_id(self) -> str:
         return HEURISTIC_POLICY_ID
 
-    def decide(
-        self, state: RunState, observation: Observation, kernels: KernelDirectory | None
-    ) -> StepOutcome:
+    def decide(self, state: RunState, observation: Observation, kernels: KernelDirectory | None) -> StepOutcome:
         out = StepOutcome(epoch=observation.epoch)
         if not observation.finite:
             reason = (
@@ -88,9 +84,7 @@ class HeuristicPolicy:
     def _conservative_verdict(self, state: RunState, observation: Observation) -> tuple[bool, str]:
         config, epoch = self._config, observation.epoch
         failures = state.failure_epochs(config.embargo_epochs)
-        recent = sorted(
-            seed for seed, failed in failures.items() if epoch - failed < config.trouble_window_epochs
-        )
+        recent = sorted(seed for seed, failed in failures.items() if epoch - failed < config.trouble_window_epochs)
         if config.conservative_mode:
             return True, "set by configuration"
         if not observation.finite:

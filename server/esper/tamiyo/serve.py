@@ -33,9 +33,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="deadline of one kernel query, retries included (default: 2)",
     )
-    parser.add_argument(
-        "--conservative", action="store_true", help="never germinate (conservative mode for every run)"
-    )
+    parser.add_argument("--conservative", action="store_true", help="never germinate (conservative mode for every run)")
     parser.add_argument(
         "--config",
         default=None,

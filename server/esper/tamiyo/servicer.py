@@ -23,9 +23,7 @@ class TamiyoServicer(tamiyo_pb2_grpc.TamiyoServiceServicer):
     def __init__(self, tamiyo: TamiyoApi) -> None:
         self._tamiyo = tamiyo
 
-    async def Step(
-        self, request: tamiyo_pb2.StepRequest, context: grpc.aio.ServicerContext
-    ) -> tamiyo_pb2.StepResponse:
+    async def Step(self, request: tamiyo_pb2.StepRequest, context: grpc.aio.ServicerContext) -> tamiyo_pb2.StepResponse:
         return await asyncio.to_thread(self._tamiyo.step, request)
 
     async def GetStatus(

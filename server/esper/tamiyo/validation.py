@@ -114,16 +114,12 @@ def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str
     for index, descriptor in enumerate(layout):
         _check_id(f"seed_layout[{index}].seed_id", descriptor.seed_id)
         if descriptor.seed_id in seed_ids:
-            raise InvalidArgument.for_field(
-                f"seed_layout[{index}].seed_id", f"{descriptor.seed_id!r} appears twice"
-            )
+            raise InvalidArgument.for_field(f"seed_layout[{index}].seed_id", f"{descriptor.seed_id!r} appears twice")
         seed_ids.append(descriptor.seed_id)
     return seed_ids
 
 
-def _validate_telemetry(
-    telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str]
-) -> None:
+def _validate_telemetry(telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str]) -> None:
     seen: set[str] = set()
     for index, report in enumerate(telemetry):
         prefix = f"telemetry[{index}]"
@@ -133,9 +129,7 @@ def _validate_telemetry(
             raise InvalidArgument.for_field(f"{prefix}.seed_id", f"{report.seed_id!r} appears twice")
         seen.add(report.seed_id)
         if report.run_id and report.run_id != run_id:
-            raise InvalidArgument.for_field(
-                f"{prefix}.run_id", f"is {report.run_id!r}, the packet's is {run_id!r}"
-            )
+            raise InvalidArgument.for_field(f"{prefix}.run_id", f"is {report.run_id!r}, the packet's is {run_id!r}")
         _check_range(f"{prefix}.eval_gain", report.eval_gain, -1.0, 1.0)
 
 

@@ -14,14 +14,10 @@ from esper.leyline.v1 import tezzeret_pb2
 class TezzeretApi(Protocol):
     """A compile worker's status and the jobs it handled."""
 
-    def get_worker_status(
-        self, request: tezzeret_pb2.GetWorkerStatusRequest
-    ) -> tezzeret_pb2.GetWorkerStatusResponse:
+    def get_worker_status(self, request: tezzeret_pb2.GetWorkerStatusRequest) -> tezzeret_pb2.GetWorkerStatusResponse:
         """Queue depth, mode, current job and counters."""
         ...
 
-    def list_worker_jobs(
-        self, request: tezzeret_pb2.ListWorkerJobsRequest
-    ) -> tezzeret_pb2.ListWorkerJobsResponse:
+    def list_worker_jobs(self, request: tezzeret_pb2.ListWorkerJobsRequest) -> tezzeret_pb2.ListWorkerJobsResponse:
         """Jobs handled since start, newest first, paged."""
         ...

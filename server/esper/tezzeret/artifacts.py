@@ -73,9 +73,7 @@ def check_artifact(data: bytes, pipeline: int) -> None:
         allowed = _PROGRAM_ENTRIES if pipeline in _PROGRAM_PIPELINES else _PACKAGE_ENTRIES
         for path in entries:
             if not path.startswith((*_ARCHIVE_METADATA, *allowed)):
-                raise FailedPrecondition(
-                    f"artifact holds {path!r}, which a {_name(pipeline)} kernel never has"
-                )
+                raise FailedPrecondition(f"artifact holds {path!r}, which a {_name(pipeline)} kernel never has")
         if pipeline in _PROGRAM_PIPELINES:
             _check_program_payloads(archive, entries)
 

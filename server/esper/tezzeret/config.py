@@ -73,9 +73,7 @@ class TezzeretConfig:
         if not _WORKER_ID.fullmatch(self.worker_id):
             raise ValueError(f"worker_id must match {_WORKER_ID.pattern}, got {self.worker_id!r}")
         if not _HARDWARE_TARGET.fullmatch(self.hardware_target):
-            raise ValueError(
-                f"hardware_target must match {_HARDWARE_TARGET.pattern}, got {self.hardware_target!r}"
-            )
+            raise ValueError(f"hardware_target must match {_HARDWARE_TARGET.pattern}, got {self.hardware_target!r}")
         if not self.pipelines or any(p not in ALL_PIPELINES for p in self.pipelines):
             raise ValueError(
                 f"pipelines must be a non-empty subset of FAST, STANDARD, AGGRESSIVE, got {self.pipelines}"
@@ -83,9 +81,7 @@ class TezzeretConfig:
         if len(set(self.pipelines)) != len(self.pipelines):
             raise ValueError(f"pipelines must not repeat: {self.pipelines}")
         if self.conservative_queue_threshold < 0:
-            raise ValueError(
-                f"conservative_queue_threshold must be >= 0, got {self.conservative_queue_threshold}"
-            )
+            raise ValueError(f"conservative_queue_threshold must be >= 0, got {self.conservative_queue_threshold}")
         if not 1 <= self.lease_seconds <= 3600:
             raise ValueError(f"lease_seconds must be in [1, 3600], got {self.lease_seconds}")
         if self.poll_interval_seconds <= 0:

@@ -93,9 +93,7 @@ def compile_blueprint(
     return CompiledKernel(compiled.data, kernel, seconds, compiled.notes)
 
 
-def compile_module(
-    module: nn.Module, example: Tensor, pipeline: int, config: TezzeretConfig
-) -> CompiledArtifact:
+def compile_module(module: nn.Module, example: Tensor, pipeline: int, config: TezzeretConfig) -> CompiledArtifact:
     """Run `pipeline` on an eager module; `example` is one batch of its input."""
     if pipeline not in config.pipelines:
         name = pipeline_name(pipeline)
@@ -132,9 +130,7 @@ def compile_module(
         raise CompileError(f"{pipeline_name(pipeline)} {stage} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def check_numerics(
-    kernel: nn.Module, reference: nn.Module, example: Tensor, config: TezzeretConfig, what: str
-) -> str:
+def check_numerics(kernel: nn.Module, reference: nn.Module, example: Tensor, config: TezzeretConfig, what: str) -> str:
     """Compare `kernel` with eager `reference` at each numerics batch size; CompileError above tolerance."""
     generator = torch.Generator().manual_seed(config.numerics_seed)
     worst = 0.0
@@ -143,8 +139,10 @@ def check_numerics(
             x = torch.randn((batch, *example.shape[1:]), generator=generator)
             got, want = kernel(x), reference(x)
             if got.shape != want.shape:
-                raise CompileError(f"numerics check: {what} gives shape {tuple(got.shape)} at batch {batch}, "
-                                   f"eager gives {tuple(want.shape)}")
+                raise CompileError(
+                    f"numerics check: {what} gives shape {tuple(got.shape)} at batch {batch}, "
+                    f"eager gives {tuple(want.shape)}"
+                )
             diff = float((got - want).abs().max()) if want.numel() else 0.0
             if not diff <= config.numerics_tolerance:  # also catches NaN
                 raise CompileError(

@@ -18,15 +18,11 @@ class TezzeretService:
     def __init__(self, state: WorkerState) -> None:
         self._state = state
 
-    def get_worker_status(
-        self, request: tezzeret_pb2.GetWorkerStatusRequest
-    ) -> tezzeret_pb2.GetWorkerStatusResponse:
+    def get_worker_status(self, request: tezzeret_pb2.GetWorkerStatusRequest) -> tezzeret_pb2.GetWorkerStatusResponse:
         validate_get_worker_status(request)
         return self._state.status()
 
-    def list_worker_jobs(
-        self, request: tezzeret_pb2.ListWorkerJobsRequest
-    ) -> tezzeret_pb2.ListWorkerJobsResponse:
+    def list_worker_jobs(self, request: tezzeret_pb2.ListWorkerJobsRequest) -> tezzeret_pb2.ListWorkerJobsResponse:
         page = validate_list_worker_jobs(request)
         jobs = self._state.jobs_newest_first()
         chosen = jobs[page.offset : page.offset + page.size]

@@ -33,9 +33,7 @@ class WorkerState:
         self._clock = clock
         self._recent_limit = recent_limit
         self._threshold = conservative_threshold
-        self._status = tezzeret_pb2.GetWorkerStatusResponse(
-            worker_id=worker_id, toolchain_hash=toolchain_hash
-        )
+        self._status = tezzeret_pb2.GetWorkerStatusResponse(worker_id=worker_id, toolchain_hash=toolchain_hash)
         self._status.start_time.CopyFrom(_timestamp(clock()))
         self._jobs: OrderedDict[str, kernel_pb2.CompileJob] = OrderedDict()
 

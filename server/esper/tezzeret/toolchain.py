@@ -33,8 +33,10 @@ DECOMPOSITION_TABLE = "core_aten"
 # Options handed to Inductor for AGGRESSIVE; `freezing` bakes the weights into the kernel.
 INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True, "aot_inductor.package_constants_in_so": True}
 
-_KERNEL_ID = re.compile(r"(?P<ir>[0-9a-f]{12})-(?P<target>[a-z0-9_]+)-(?P<pipeline>fast|standard|aggressive)-"
-                        r"(?P<toolchain>[0-9a-f]{8})")
+_KERNEL_ID = re.compile(
+    r"(?P<ir>[0-9a-f]{12})-(?P<target>[a-z0-9_]+)-(?P<pipeline>fast|standard|aggressive)-"
+    r"(?P<toolchain>[0-9a-f]{8})"
+)
 
 
 def pipeline_name(pipeline: int) -> str:

@@ -87,9 +87,7 @@ class WriteAheadLog:
     def appended_since_compaction(self) -> int:
         return self._appended
 
-    def claimed(
-        self, job_id: str, *, lease_token: str, attempt: int, pipeline: int, blueprint_id: str
-    ) -> None:
+    def claimed(self, job_id: str, *, lease_token: str, attempt: int, pipeline: int, blueprint_id: str) -> None:
         self._append(
             CLAIMED,
             job_id,
@@ -99,9 +97,7 @@ class WriteAheadLog:
             blueprint_id=blueprint_id,
         )
 
-    def compiled(
-        self, job_id: str, *, kernel: kernel_pb2.KernelArtifact, artifact_path: Path, sha256: str
-    ) -> None:
+    def compiled(self, job_id: str, *, kernel: kernel_pb2.KernelArtifact, artifact_path: Path, sha256: str) -> None:
         self._append(
             COMPILED,
             job_id,
@@ -127,9 +123,7 @@ class WriteAheadLog:
             try:
                 _apply(pending, record)
             except (KeyError, ValueError, TypeError, json_format.ParseError) as exc:
-                raise DataLoss(
-                    f"WAL {self.path} record {number} is incomplete: {exc!r}", reason="INTERNAL"
-                ) from None
+                raise DataLoss(f"WAL {self.path} record {number} is incomplete: {exc!r}", reason="INTERNAL") from None
         return pending
 
     def compact(self, pending: dict[str, PendingJob]) -> None:
@@ -163,9 +157,7 @@ class WriteAheadLog:
                 if record.get("stage") not in _STAGES or not isinstance(record.get("job_id"), str):
                     raise ValueError("not a WAL record")
             except (ValueError, AttributeError) as exc:
-                raise DataLoss(
-                    f"WAL {self.path} line {number} is corrupt: {exc}", reason="INTERNAL"
-                ) from None
+                raise DataLoss(f"WAL {self.path} line {number} is corrupt: {exc}", reason="INTERNAL") from None
             records.append(record)
         return records
 

@@ -70,8 +70,11 @@ class TezzeretWorker:
         self._exit = exit_process
         for pipeline in config.pipelines:
             # Series that exist from the start let increase() see the first retry.
-            for counter in (metrics.TEZZERET_COMPILE_ATTEMPTS, metrics.TEZZERET_COMPILE_RETRIES,
-                            metrics.TEZZERET_COMPILE_FAILURES):
+            for counter in (
+                metrics.TEZZERET_COMPILE_ATTEMPTS,
+                metrics.TEZZERET_COMPILE_RETRIES,
+                metrics.TEZZERET_COMPILE_FAILURES,
+            ):
                 counter.labels(pipeline=pipeline_name(pipeline))
         try:
             self._pending = self._recover()
@@ -115,10 +118,15 @@ class TezzeretWorker:
         if job is None:
             self._maybe_compact()
             return False
-        with _TRACER.start_as_current_span("tezzeret.compile", attributes={
-            "esper.job_id": job.job_id, "esper.blueprint_id": job.blueprint_id,
-            "esper.pipeline": kernel_pb2.CompilationPipeline.Name(job.pipeline), "esper.attempt": job.attempts,
-        }):
+        with _TRACER.start_as_current_span(
+            "tezzeret.compile",
+            attributes={
+                "esper.job_id": job.job_id,
+                "esper.blueprint_id": job.blueprint_id,
+                "esper.pipeline": kernel_pb2.CompilationPipeline.Name(job.pipeline),
+                "esper.attempt": job.attempts,
+            },
+        ):
             self._process(job)
         self._maybe_compact()
         return True
@@ -180,9 +188,7 @@ class TezzeretWorker:
             return
         self._upload(job, kernel, data)
 
-    def _artifact_for(
-        self, job: kernel_pb2.CompileJob, *, recovered: bool
-    ) -> tuple[kernel_pb2.KernelArtifact, bytes]:
+    def _artifact_for(self, job: kernel_pb2.CompileJob, *, recovered: bool) -> tuple[kernel_pb2.KernelArtifact, bytes]:
         """The job's artifact: the one already compiled here, the one Urza already has, or a new one."""
         pending = self._pending[job.job_id]
         try:

@@ -64,8 +64,12 @@ class MeshServicesConfig:
     max_reconnect_backoff_seconds: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("tamiyo_step_deadline_seconds", "tamiyo_deadline_seconds", "urza_deadline_seconds",
-                     "max_reconnect_backoff_seconds"):
+        for name in (
+            "tamiyo_step_deadline_seconds",
+            "tamiyo_deadline_seconds",
+            "urza_deadline_seconds",
+            "max_reconnect_backoff_seconds",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -165,8 +169,9 @@ class MeshServices:
 
     def __call__(self, config: EsperConfig) -> RunServices:
         pipelines = [_PIPELINES[name] for name in config.assets.pipelines]
-        urza = RunUrzaClient(ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds),
-                             pipelines)
+        urza = RunUrzaClient(
+            ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds), pipelines
+        )
         tamiyo = self._tamiyo_client()
         cache = KernelCache(urza, KernelCacheConfig())
         metrics.KERNEL_CACHE.register(cache)
@@ -175,8 +180,9 @@ class MeshServices:
 
         def prefetch(sites: Sequence[SeedSite]) -> threading.Thread:
             chosen = list(sites)
-            thread = threading.Thread(target=prefetch_kernels, args=(urza, cache, chosen, stop),
-                                      name="kernel-prefetch", daemon=True)
+            thread = threading.Thread(
+                target=prefetch_kernels, args=(urza, cache, chosen, stop), name="kernel-prefetch", daemon=True
+            )
             thread.start()
             prefetchers.append(thread)
             return thread

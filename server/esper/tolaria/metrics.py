@@ -21,8 +21,12 @@ _STAGES = tuple(
 
 def observe_hook(outcome: HookOutcome) -> None:
     """One epoch boundary's phase timings, and whether Tamiyo answered."""
-    phases = {"assemble": outcome.assemble_ms, "controller": outcome.controller_ms, "apply": outcome.apply_ms,
-              "total": outcome.total_ms}
+    phases = {
+        "assemble": outcome.assemble_ms,
+        "controller": outcome.controller_ms,
+        "apply": outcome.apply_ms,
+        "total": outcome.total_ms,
+    }
     for phase, millis in phases.items():
         metrics.TOLARIA_HOOK_DURATION.labels(phase=phase).observe(millis / 1000.0)
     if outcome.controller_error:

@@ -38,9 +38,7 @@ def adam_factory(learning_rate: float, weight_decay: float) -> OptimizerFactory:
 class OptimizerSet:
     """The host optimizer plus one optimizer per seed with parameters."""
 
-    def __init__(
-        self, model: TrainableModel, make_host: OptimizerFactory, make_seed: OptimizerFactory
-    ) -> None:
+    def __init__(self, model: TrainableModel, make_host: OptimizerFactory, make_seed: OptimizerFactory) -> None:
         self._model = model
         self._make_seed = make_seed
         self.host = make_host(model.host_parameters())

@@ -72,8 +72,15 @@ def _mark_transitions(ax: Axes, transitions: list[tuple[float, str]], *, with_la
         ax.axvline(epoch, color=mark.color, linestyle=mark.linestyle, linewidth=1.1, alpha=0.75)
         # Marker on the top edge: x in data units, y in axes units.
         ax.plot(
-            [epoch], [1.0], marker=mark.marker, color=mark.color, markersize=8, linestyle="none",
-            transform=ax.get_xaxis_transform(), clip_on=False, label=label,
+            [epoch],
+            [1.0],
+            marker=mark.marker,
+            color=mark.color,
+            markersize=8,
+            linestyle="none",
+            transform=ax.get_xaxis_transform(),
+            clip_on=False,
+            label=label,
         )
 
 
@@ -101,9 +108,7 @@ TITLE_PAD = 12
 BASELINE_STYLE: dict[str, Any] = {"color": "#7f7f7f", "linestyle": "--", "linewidth": 1.5}
 
 
-def _accuracy_panel(
-    ax: Axes, metrics: Rows, baseline: Rows | None, summary: Mapping[str, Any] | None
-) -> None:
+def _accuracy_panel(ax: Axes, metrics: Rows, baseline: Rows | None, summary: Mapping[str, Any] | None) -> None:
     curves = (("train_accuracy", "train", TRAIN_COLOR), ("val_accuracy", "validation", VAL_COLOR))
     for key, label, color in curves:
         xs, ys = _series(metrics, key)
@@ -114,8 +119,15 @@ def _accuracy_panel(
     test = _number((summary or {}).get("final_test_accuracy"))
     if metrics and math.isfinite(test):
         last = _number(metrics[-1].get("epoch"), len(metrics) - 1)
-        ax.plot([last], [100 * test], marker="*", color="black", markersize=12, linestyle="none",
-                label=f"final test {100 * test:.1f} %")
+        ax.plot(
+            [last],
+            [100 * test],
+            marker="*",
+            color="black",
+            markersize=12,
+            linestyle="none",
+            label=f"final test {100 * test:.1f} %",
+        )
     ax.set_title("Accuracy", pad=TITLE_PAD)
     ax.set_ylabel("accuracy (%)")
 
@@ -143,9 +155,7 @@ def _parameter_panel(ax: Axes, metrics: Rows, baseline: Rows | None) -> None:
     ax.yaxis.set_major_formatter(lambda value, _pos: f"{value:,.0f}")
 
 
-def render_report(
-    run_dir: str | Path, *, baseline_metrics: Rows | str | Path | None = None
-) -> Path:
+def render_report(run_dir: str | Path, *, baseline_metrics: Rows | str | Path | None = None) -> Path:
     """Render `report.png` in `run_dir` from its metrics.jsonl and events.jsonl.
 
     Panels: train/validation accuracy with the seed transitions marked (germinated,

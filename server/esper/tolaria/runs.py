@@ -176,8 +176,13 @@ class RunManager:
             self._publish_statuses()
             entry.thread = threading.Thread(target=self._train, args=(entry,), name=f"run-{run_id}", daemon=True)
             entry.thread.start()
-            logger.info("run %s created: %s, %d epochs, folder %s", run_id, config.run.dataset,
-                        config.run.epochs, config.run.out)
+            logger.info(
+                "run %s created: %s, %d epochs, folder %s",
+                run_id,
+                config.run.dataset,
+                config.run.epochs,
+                config.run.out,
+            )
             return tolaria_pb2.CreateRunResponse(run=_copy(entry.run))
 
     def get_run(self, request: tolaria_pb2.GetRunRequest) -> tolaria_pb2.GetRunResponse:
@@ -190,7 +195,8 @@ class RunManager:
         with self._lock:
             newest_first = sorted(self._runs.values(), key=lambda entry: entry.number, reverse=True)
             chosen = [
-                entry for entry in newest_first
+                entry
+                for entry in newest_first
                 if (page.before is None or entry.number < page.before)
                 and (not page.status or entry.run.status == page.status)
             ]
@@ -241,8 +247,12 @@ class RunManager:
             log = RunEventLog(run_id, sinks=[entry.feed.append])
             try:
                 result = run_training(
-                    entry.config, run_id=run_id, services=self._services, events=log,
-                    should_stop=entry.stop.is_set, on_epoch=self._progress(entry),
+                    entry.config,
+                    run_id=run_id,
+                    services=self._services,
+                    events=log,
+                    should_stop=entry.stop.is_set,
+                    on_epoch=self._progress(entry),
                     on_trainer=self._started(entry, log),
                 )
             except Exception as exc:
@@ -357,9 +367,7 @@ def _new_run(run_id: str, config: EsperConfig, config_yaml: str) -> run_pb2.Run:
         out_dir=str(config.run.out),
         config_yaml=config_yaml,
     )
-    run = run_pb2.Run(
-        run_id=run_id, config=effective, status=run_pb2.RUN_STATUS_PENDING, out_dir=str(config.run.out)
-    )
+    run = run_pb2.Run(run_id=run_id, config=effective, status=run_pb2.RUN_STATUS_PENDING, out_dir=str(config.run.out))
     run.create_time.CopyFrom(timestamp_now())
     return run
 

@@ -28,17 +28,34 @@ DEFAULT_RUNS_DIR = "tolaria-runs"
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mesh", metavar="FILE", default=None,
-                        help="mesh.json naming urza, tamiyo and nats (flags below take precedence)")
+    parser.add_argument(
+        "--mesh",
+        metavar="FILE",
+        default=None,
+        help="mesh.json naming urza, tamiyo and nats (flags below take precedence)",
+    )
     parser.add_argument("--urza", metavar="ADDR", default=None, help="Urza's address, host:port")
     parser.add_argument("--tamiyo", metavar="ADDR", default=None, help="Tamiyo's address, host:port")
-    parser.add_argument("--runs-dir", type=Path, default=Path(DEFAULT_RUNS_DIR),
-                        help=f"where runs created without a folder go (default: ./{DEFAULT_RUNS_DIR})")
-    parser.add_argument("--max-concurrent-runs", type=_positive_int, default=1,
-                        help="runs training at once; later ones wait PENDING (default: 1)")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path(DEFAULT_RUNS_DIR),
+        help=f"where runs created without a folder go (default: ./{DEFAULT_RUNS_DIR})",
+    )
+    parser.add_argument(
+        "--max-concurrent-runs",
+        type=_positive_int,
+        default=1,
+        help="runs training at once; later ones wait PENDING (default: 1)",
+    )
     add_bus_arguments(parser, role="publish seed telemetry and field reports")
-    parser.add_argument("--tamiyo-step-deadline", type=_positive_float, default=None, metavar="SECONDS",
-                        help="deadline of one epoch-end Step, tried once (default: 0.25)")
+    parser.add_argument(
+        "--tamiyo-step-deadline",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="deadline of one epoch-end Step, tried once (default: 0.25)",
+    )
 
 
 def _build(args: argparse.Namespace) -> Served:
@@ -60,8 +77,11 @@ def _build(args: argparse.Namespace) -> Served:
         services,
         kasmina=router,
     )
-    logger.info("Tolaria: runs %s, folders under %s",
-                mesh.description if mesh is not None else "embedded", manager.config.runs_dir)
+    logger.info(
+        "Tolaria: runs %s, folders under %s",
+        mesh.description if mesh is not None else "embedded",
+        manager.config.runs_dir,
+    )
 
     def close() -> None:
         manager.close()

@@ -89,9 +89,7 @@ def run_training(
     out = config.run.require_out()
     folder = RunFolder(out)
     run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
-    data = load_dataset(
-        config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction
-    )
+    data = load_dataset(config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction)
     spec = default_host_spec(
         data.input_kind, data.input_shape, data.num_classes, config.run.host_width, init_seed=config.run.seed
     )
@@ -117,8 +115,16 @@ def run_training(
             running.close()
         events.close()
     summary = _summary(
-        run_id, config, data, spec, history, test.accuracy, trainer, events,
-        time.perf_counter() - started, asset_wait,
+        run_id,
+        config,
+        data,
+        spec,
+        history,
+        test.accuracy,
+        trainer,
+        events,
+        time.perf_counter() - started,
+        asset_wait,
     )
     _write_results(folder, summary, data.name, config.run.static, baseline_dir)
     return RunResult(run_id=run_id, out_dir=out, summary=summary)
@@ -163,13 +169,23 @@ def _static_trainer(
     # A morphable model with no seeds: the same host, saved and reloaded like a grown one.
     model = MorphableModel(build_host(spec), [], config.kasmina)
     return TolariaTrainer(
-        model, None, trainer_settings(config), data=data, run_id=run_id, events=events,
+        model,
+        None,
+        trainer_settings(config),
+        data=data,
+        run_id=run_id,
+        events=events,
         checkpoint_path=folder.path / CHECKPOINT_FILE,
     )
 
 
 def _morphogenetic_trainer(
-    config: EsperConfig, spec: HostSpec, data: Dataset, run_id: str, events: RunEventLog, folder: RunFolder,
+    config: EsperConfig,
+    spec: HostSpec,
+    data: Dataset,
+    run_id: str,
+    events: RunEventLog,
+    folder: RunFolder,
     make_services: ServicesFactory,
 ) -> tuple[TolariaTrainer, RunServices, float]:
     from esper.assets import SeedSite, submit_templates, wait_until_settled
@@ -198,8 +214,14 @@ def _morphogenetic_trainer(
             model, CachedKernelSource(services.kernel_cache, services.urza), config.kasmina, run_id=run_id
         )
         trainer = TolariaTrainer(
-            model, services.make_controller(model), trainer_settings(config), data=data, kasmina=operator,
-            run_id=run_id, events=events, checkpoint_path=folder.path / CHECKPOINT_FILE,
+            model,
+            services.make_controller(model),
+            trainer_settings(config),
+            data=data,
+            kasmina=operator,
+            run_id=run_id,
+            events=events,
+            checkpoint_path=folder.path / CHECKPOINT_FILE,
             on_boundary=services.publish,
         )
     except BaseException:
@@ -225,8 +247,15 @@ def _chain(*callbacks: EpochCallback | None) -> EpochCallback:
 
 
 def _summary(
-    run_id: str, config: EsperConfig, data: Dataset, spec: HostSpec, history: TrainingHistory,
-    test_accuracy: float, trainer: TolariaTrainer, events: RunEventLog, wall_seconds: float,
+    run_id: str,
+    config: EsperConfig,
+    data: Dataset,
+    spec: HostSpec,
+    history: TrainingHistory,
+    test_accuracy: float,
+    trainer: TolariaTrainer,
+    events: RunEventLog,
+    wall_seconds: float,
     asset_wait: float,
 ) -> dict[str, Any]:
     params = [record.metrics.parameter_count for record in history.epochs]

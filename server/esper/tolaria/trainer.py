@@ -96,7 +96,9 @@ class TolariaTrainer:
         self.generator = torch.Generator().manual_seed(self.config.seed)
         make = adam_factory(self.config.learning_rate, self.config.weight_decay)
         self.optimizers = OptimizerSet(
-            self.model, make, adam_factory(self.config.seed_learning_rate, 0.0)  # type: ignore[arg-type]
+            self.model,
+            make,
+            adam_factory(self.config.seed_learning_rate, 0.0),  # type: ignore[arg-type]
         )
         self.history = TrainingHistory()
         self.start_epoch = 0
@@ -137,8 +139,13 @@ class TolariaTrainer:
         after_step = getattr(self.model, "step", None) if self.kasmina is not None else None
         with _TRACER.start_as_current_span("tolaria.train"):
             train_stats = train_epoch(
-                self.model, self.optimizers, self.data.x_train, self.data.y_train,
-                batch_size=self.config.batch_size, generator=self.generator, after_step=after_step,
+                self.model,
+                self.optimizers,
+                self.data.x_train,
+                self.data.y_train,
+                batch_size=self.config.batch_size,
+                generator=self.generator,
+                after_step=after_step,
                 should_stop=self.should_stop,
             )
         with _TRACER.start_as_current_span("tolaria.validate"):
@@ -181,15 +188,18 @@ class TolariaTrainer:
             self.kasmina.record_eval_gain(seed_id, stats.accuracy - without.accuracy)
         return stats
 
-    def _epoch_boundary(
-        self, epoch: int, train_stats: EpochStats, val_stats: EpochStats, epoch_ms: int
-    ) -> HookOutcome:
+    def _epoch_boundary(self, epoch: int, train_stats: EpochStats, val_stats: EpochStats, epoch_ms: int) -> HookOutcome:
         telemetry = self.kasmina.on_epoch_end(epoch, validation_accuracy=val_stats.accuracy)
         state = BoundaryState(
-            run_id=self.run_id, epoch=epoch, global_step=self.model.global_step,
-            training_loss=train_stats.loss, validation_loss=val_stats.loss,
-            validation_accuracy=val_stats.accuracy, epoch_ms=epoch_ms,
-            parameter_count=count_parameters(self.model), final_epoch=self.config.epochs - 1,
+            run_id=self.run_id,
+            epoch=epoch,
+            global_step=self.model.global_step,
+            training_loss=train_stats.loss,
+            validation_loss=val_stats.loss,
+            validation_accuracy=val_stats.accuracy,
+            epoch_ms=epoch_ms,
+            parameter_count=count_parameters(self.model),
+            final_epoch=self.config.epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
         )
@@ -209,15 +219,18 @@ class TolariaTrainer:
             self.events.decision(decision)
         for command, reason in outcome.refused:
             name = lifecycle_pb2.CommandType.Name(command.command_type)
-            self.events.notice(f"epoch {epoch}: command {command.command_id} ({name} {command.seed_id}) "
-                               f"refused: {reason}")
+            self.events.notice(
+                f"epoch {epoch}: command {command.command_id} ({name} {command.seed_id}) refused: {reason}"
+            )
         for transition in self.kasmina.drain_transitions():
             self.events.transition(transition)
         for report in outcome.field_reports:
             self.events.field_report(report)
         if outcome.total_ms > self.config.hook_budget_ms:
-            self.events.notice(f"epoch {epoch}: epoch-end hook took {outcome.total_ms:.1f} ms "
-                               f"(budget {self.config.hook_budget_ms:.0f} ms)")
+            self.events.notice(
+                f"epoch {epoch}: epoch-end hook took {outcome.total_ms:.1f} ms "
+                f"(budget {self.config.hook_budget_ms:.0f} ms)"
+            )
 
     # Failure and rollback
 
@@ -235,9 +248,7 @@ class TolariaTrainer:
     def _roll_back(self, epoch: int, reason: str) -> None:
         self.history.rollbacks += 1
         if self.history.rollbacks > self.config.max_rollbacks:
-            raise TrainingFailed(
-                f"epoch {epoch}: {reason}; gave up after {self.config.max_rollbacks} rollbacks"
-            )
+            raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.config.max_rollbacks} rollbacks")
         suspects = self.kasmina.active_seed_ids() if self.kasmina is not None else []
         assert self._good is not None
         self._restore(snapshot(self._good))
@@ -299,9 +310,7 @@ class TolariaTrainer:
             if "tamiyo" in state and self.controller is not None:
                 restored = tamiyo_pb2.TamiyoControllerState.FromString(state["tamiyo"])
                 self._last_controller_state = restored
-                self.controller.restore_controller_state(
-                    tamiyo_pb2.RestoreControllerStateRequest(state=restored)
-                )
+                self.controller.restore_controller_state(tamiyo_pb2.RestoreControllerStateRequest(state=restored))
         self.optimizers.sync()
         self.optimizers.load_state_dict(state["optimizers"])
         self.generator.set_state(state["generator"])

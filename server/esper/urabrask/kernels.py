@@ -32,9 +32,7 @@ def iter_kernels(
             return
 
 
-def reports_with_status(
-    urza: UrzaApi, status: int, *, limit: int | None = None
-) -> list[Report]:
+def reports_with_status(urza: UrzaApi, status: int, *, limit: int | None = None) -> list[Report]:
     """Validation reports of the kernels in `status`, newest kernel first."""
     query = kernel_pb2.KernelQuery(status=status)  # type: ignore[arg-type]
     return [

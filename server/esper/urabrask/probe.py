@@ -134,8 +134,7 @@ def check_kernel(
         if tuple(actual.shape) != (batch_size, *output_shape):
             raise GateFailure(
                 reports.SHAPE_MISMATCH,
-                f"output shape {list(actual.shape)} at batch {batch_size}, "
-                f"expected {[batch_size, *output_shape]}"
+                f"output shape {list(actual.shape)} at batch {batch_size}, expected {[batch_size, *output_shape]}",
             )
         if not bool(torch.isfinite(actual).all()):
             raise GateFailure(reports.NON_FINITE, f"output holds NaN/Inf at batch {batch_size}")
@@ -195,9 +194,7 @@ def _run(module: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     try:
         output = module(x)
     except Exception as exc:
-        raise GateFailure(
-            reports.CRASH, f"kernel raised at batch {batch_size}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise GateFailure(reports.CRASH, f"kernel raised at batch {batch_size}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(output, Tensor):
         raise GateFailure(reports.SHAPE_MISMATCH, f"kernel returned {type(output).__name__}, not a tensor")
     return output

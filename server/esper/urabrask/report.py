@@ -30,12 +30,17 @@ HARDWARE_MISMATCH = "hardware_mismatch"
 CHECKSUM_MISMATCH = "checksum_mismatch"
 
 FAILURE_CATEGORIES = (
-    CRASH, NON_FINITE, PRECISION_DRIFT, SHAPE_MISMATCH, HARDWARE_MISMATCH, CHECKSUM_MISMATCH,
+    CRASH,
+    NON_FINITE,
+    PRECISION_DRIFT,
+    SHAPE_MISMATCH,
+    HARDWARE_MISMATCH,
+    CHECKSUM_MISMATCH,
 )
 
 
 def failure_reason(category: str, detail: str) -> str:
-    """"<category>: <detail>" for a report's failure_reason."""
+    """ "<category>: <detail>" for a report's failure_reason."""
     if category not in FAILURE_CATEGORIES:
         raise ValueError(f"unknown failure category {category!r}")
     return f"{category}: {detail}"

@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = UrabraskConfig()
     parser.add_argument("--urza", required=True, metavar="ADDR", help="Urza's address, host:port")
-    parser.add_argument(
-        "--worker-id", default=defaults.worker_id, help=f"validator id (default: {defaults.worker_id})"
-    )
+    parser.add_argument("--worker-id", default=defaults.worker_id, help=f"validator id (default: {defaults.worker_id})")
     parser.add_argument(
         "--poll-interval",
         type=float,

@@ -29,9 +29,7 @@ class UrabraskService:
         validate_get_validation_report(request)
         kernel = self._urza.get_kernel(urza_pb2.GetKernelRequest(kernel_id=request.kernel_id)).kernel
         if not kernel.HasField("validation_report"):
-            raise NotFound(
-                f"kernel {request.kernel_id} has no validation report yet", reason="KERNEL_NOT_FOUND"
-            )
+            raise NotFound(f"kernel {request.kernel_id} has no validation report yet", reason="KERNEL_NOT_FOUND")
         return urabrask_pb2.GetValidationReportResponse(report=kernel.validation_report)
 
     def list_validation_reports(

@@ -34,8 +34,7 @@ def select_peers(report: Report, candidates: Iterable[Report]) -> list[Report]:
     """Passed reports of other kernels on `report`'s hardware target."""
     target, kernel_id = report.hardware_target, report.kernel_id
     return [
-        peer for peer in candidates
-        if peer.passed and peer.hardware_target == target and peer.kernel_id != kernel_id
+        peer for peer in candidates if peer.passed and peer.hardware_target == target and peer.kernel_id != kernel_id
     ]
 
 

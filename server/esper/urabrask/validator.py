@@ -28,9 +28,7 @@ from esper.urza.fetch import download_kernel_bytes
 logger = logging.getLogger(__name__)
 
 # (artifact bytes, kernel, ir, config) -> measured report; run_sandbox unless a test swaps it.
-Characterize = Callable[
-    [bytes, kernel_pb2.KernelArtifact, blueprint_pb2.BlueprintIR, UrabraskConfig], Report
-]
+Characterize = Callable[[bytes, kernel_pb2.KernelArtifact, blueprint_pb2.BlueprintIR, UrabraskConfig], Report]
 
 
 class UrabraskValidator:
@@ -65,9 +63,7 @@ class UrabraskValidator:
         measured.hardware_target = config.hardware_target
         peers = reports_with_status(self._urza, kernel_pb2.KERNEL_STATUS_VALIDATED, limit=config.peer_window)
         tags = assign_tags(measured, peers, config.tagging) if measured.passed else []
-        report = reports.finish_report(
-            measured, hardware_target=config.hardware_target, tags=tags, now=self._clock()
-        )
+        report = reports.finish_report(measured, hardware_target=config.hardware_target, tags=tags, now=self._clock())
         result = self._urza.submit_validation_report(
             urza_pb2.SubmitValidationReportRequest(
                 kernel_id=kernel.kernel_id, lease_token=claim.lease_token, report=report

@@ -36,9 +36,7 @@ class UrzaApi(Protocol):
         """One kernel's metadata."""
         ...
 
-    def download_kernel(
-        self, request: urza_pb2.DownloadKernelRequest
-    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+    def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> Iterator[urza_pb2.DownloadKernelResponse]:
         """A kernel's bytes in chunks, each carrying the artifact's SHA-256 and total size."""
         ...
 
@@ -46,9 +44,7 @@ class UrzaApi(Protocol):
         """Lease the oldest claimable compile job (or re-issue the worker's own running one)."""
         ...
 
-    def complete_compile_job(
-        self, request: urza_pb2.CompleteCompileJobRequest
-    ) -> urza_pb2.CompleteCompileJobResponse:
+    def complete_compile_job(self, request: urza_pb2.CompleteCompileJobRequest) -> urza_pb2.CompleteCompileJobResponse:
         """Store a leased job's artifact and mark the job SUCCEEDED; idempotent by kernel id."""
         ...
 
@@ -64,9 +60,7 @@ class UrzaApi(Protocol):
         """Compile jobs, oldest first, paged, optionally by status."""
         ...
 
-    def claim_validation_job(
-        self, request: urza_pb2.ClaimValidationJobRequest
-    ) -> urza_pb2.ClaimValidationJobResponse:
+    def claim_validation_job(self, request: urza_pb2.ClaimValidationJobRequest) -> urza_pb2.ClaimValidationJobResponse:
         """Lease the oldest COMPILED kernel to a validator, with the IR it came from."""
         ...
 

@@ -66,8 +66,6 @@ def check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint
             f"({checks.PIPELINE_NAMES[job['pipeline']]})",
         )
     if kernel.blueprint_id and kernel.blueprint_id != job["blueprint_id"]:
-        raise InvalidArgument.for_field(
-            "kernel.blueprint_id", f"job {job['job_id']} is for {job['blueprint_id']}"
-        )
+        raise InvalidArgument.for_field("kernel.blueprint_id", f"job {job['job_id']} is for {job['blueprint_id']}")
     if kernel.pipeline and kernel.pipeline != job["pipeline"]:
         raise InvalidArgument.for_field("kernel.pipeline", f"job {job['job_id']} runs another pipeline")

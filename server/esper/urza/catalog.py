@@ -73,10 +73,7 @@ def kernel_protos(conn: Connection, rows: Sequence[Row]) -> list[kernel_pb2.Kern
         )
     )
     reports: dict[str, Any] = {kernel_id: report for kernel_id, report in report_rows}
-    return [
-        kernel_to_proto(row, tags=tags[row["kernel_id"]], report=reports.get(row["kernel_id"]))
-        for row in rows
-    ]
+    return [kernel_to_proto(row, tags=tags[row["kernel_id"]], report=reports.get(row["kernel_id"])) for row in rows]
 
 
 def kernel_query_conditions(query: kernel_pb2.KernelQuery) -> list[ColumnElement[bool]]:

@@ -76,9 +76,7 @@ def job_counts(conn: Connection) -> dict[int, int]:
     return {int(value): int(count) for value, count in rows}
 
 
-def claim_job(
-    conn: Connection, *, worker_id: str, pipelines: Sequence[int], lease_us: int, now_us: int
-) -> Row | None:
+def claim_job(conn: Connection, *, worker_id: str, pipelines: Sequence[int], lease_us: int, now_us: int) -> Row | None:
     """Lease a job to `worker_id`: its own RUNNING job first (a restarted worker resumes it),
     else the oldest QUEUED job or RUNNING job whose lease ran out. None when there is none."""
     c = compile_jobs.c
@@ -95,9 +93,7 @@ def claim_job(
     )
 
 
-def _lease_or_give_up(
-    conn: Connection, candidate: Row, *, worker_id: str, lease_us: int, now_us: int
-) -> Row | None:
+def _lease_or_give_up(conn: Connection, candidate: Row, *, worker_id: str, lease_us: int, now_us: int) -> Row | None:
     """Lease `candidate`, or FAIL it if it is RUNNING with no attempt left; None if not leased."""
     exhausted = candidate["attempts"] >= candidate["max_attempts"]
     if candidate["status"] == _JOB.COMPILE_JOB_STATUS_RUNNING and exhausted:
@@ -144,9 +140,7 @@ def _give_up_abandoned(conn: Connection, job: Row, now_us: int) -> None:
     conn.execute(
         update(compile_jobs)
         .where(c.job_id == job["job_id"], c.status == job["status"], c.attempts == job["attempts"])
-        .values(
-            status=_JOB.COMPILE_JOB_STATUS_FAILED, last_error=message[:MAX_ERROR_LENGTH], update_us=now_us
-        )
+        .values(status=_JOB.COMPILE_JOB_STATUS_FAILED, last_error=message[:MAX_ERROR_LENGTH], update_us=now_us)
     )
     logger.warning("compile job %s failed: %s", job["job_id"], message)
     refresh_blueprint_status(conn, job["blueprint_id"], now_us)
@@ -225,9 +219,7 @@ def finish_job(
     refresh_blueprint_status(conn, job["blueprint_id"], now_us)
 
 
-def fail_job(
-    conn: Connection, *, job_id: str, lease_token: str, message: str, retryable: bool, now_us: int
-) -> Row:
+def fail_job(conn: Connection, *, job_id: str, lease_token: str, message: str, retryable: bool, now_us: int) -> Row:
     """Record a failed attempt: QUEUED again while attempts remain and retrying can help, else FAILED."""
     job = get_job(conn, job_id, lock=True)
     message = message[:MAX_ERROR_LENGTH]

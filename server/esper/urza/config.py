@@ -53,9 +53,7 @@ class UrzaConfig:
         if kernel_pb2.COMPILATION_PIPELINE_UNSPECIFIED in self.default_pipelines:
             raise ValueError("default_pipelines must not contain COMPILATION_PIPELINE_UNSPECIFIED")
         if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
-            raise ValueError(
-                f"chunk_size must be in [{MIN_CHUNK_BYTES}, {MAX_CHUNK_BYTES}], got {self.chunk_size}"
-            )
+            raise ValueError(f"chunk_size must be in [{MIN_CHUNK_BYTES}, {MAX_CHUNK_BYTES}], got {self.chunk_size}")
         if self.store.startswith("s3://") and not self.store[len("s3://") :].split("/", 1)[0]:
             raise ValueError(f"store {self.store!r} names no bucket")
 

@@ -153,9 +153,7 @@ def kernel_values(kernel: kernel_pb2.KernelArtifact, *, object_key: str) -> dict
     }
 
 
-def kernel_to_proto(
-    row: Row, *, tags: Sequence[str] = (), report: bytes | None = None
-) -> kernel_pb2.KernelArtifact:
+def kernel_to_proto(row: Row, *, tags: Sequence[str] = (), report: bytes | None = None) -> kernel_pb2.KernelArtifact:
     kernel = kernel_pb2.KernelArtifact(
         kernel_id=row["kernel_id"],
         blueprint_id=row["blueprint_id"],

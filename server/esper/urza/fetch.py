@@ -21,9 +21,7 @@ def download_kernel_bytes(
     digest = hashlib.sha256()
     parts: list[bytes] = []
     received = 0
-    for chunk in api.download_kernel(
-        urza_pb2.DownloadKernelRequest(kernel_id=kernel_id, chunk_size=chunk_size)
-    ):
+    for chunk in api.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel_id, chunk_size=chunk_size)):
         if kernel is None:
             # The first chunk carries the metadata; an older Urza sends none, so ask for it.
             kernel = chunk.kernel if chunk.HasField("kernel") else _metadata(api, kernel_id)

@@ -144,16 +144,12 @@ class UrzaHub:
             row = catalog.get_blueprint_row(conn, request.blueprint_id)
             kernels = catalog.kernel_protos(conn, catalog.kernel_rows_of(conn, request.blueprint_id))
             jobs = [job_to_proto(job) for job in catalog.job_rows_of(conn, request.blueprint_id)]
-        return urza_pb2.GetBlueprintResponse(
-            blueprint=blueprint_to_proto(row), kernels=kernels, compile_jobs=jobs
-        )
+        return urza_pb2.GetBlueprintResponse(blueprint=blueprint_to_proto(row), kernels=kernels, compile_jobs=jobs)
 
     def list_blueprints(self, request: urza_pb2.ListBlueprintsRequest) -> urza_pb2.ListBlueprintsResponse:
         page = checks.validate_list_blueprints(request)
         with self.database.read() as conn:
-            rows, more = catalog.list_blueprint_rows(
-                conn, status=request.status, offset=page.offset, limit=page.size
-            )
+            rows, more = catalog.list_blueprint_rows(conn, status=request.status, offset=page.offset, limit=page.size)
         return urza_pb2.ListBlueprintsResponse(
             blueprints=[blueprint_to_proto(row) for row in rows],
             next_page_token=_next_token(page, len(rows), more),
@@ -164,9 +160,7 @@ class UrzaHub:
     def query_kernels(self, request: urza_pb2.QueryKernelsRequest) -> urza_pb2.QueryKernelsResponse:
         page = checks.validate_query_kernels(request)
         with self.database.read() as conn:
-            rows, more, total = catalog.query_kernel_rows(
-                conn, request.query, offset=page.offset, limit=page.size
-            )
+            rows, more, total = catalog.query_kernel_rows(conn, request.query, offset=page.offset, limit=page.size)
             kernels = catalog.kernel_protos(conn, rows)
         result = kernel_pb2.KernelQueryResult(
             kernels=kernels, next_page_token=_next_token(page, len(rows), more), total_size=total
@@ -179,9 +173,7 @@ class UrzaHub:
             (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, request.kernel_id)])
         return urza_pb2.GetKernelResponse(kernel=kernel)
 
-    def download_kernel(
-        self, request: urza_pb2.DownloadKernelRequest
-    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+    def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> Iterator[urza_pb2.DownloadKernelResponse]:
         """Validates, reads and verifies the artifact at call time; the iterator only slices it."""
         chunk_size = checks.validate_download_kernel(request, default_chunk=self.config.chunk_size)
         with self.database.read() as conn:
@@ -211,9 +203,7 @@ class UrzaHub:
     # Compile queue (Tezzeret)
 
     def claim_compile_job(self, request: urza_pb2.ClaimCompileJobRequest) -> urza_pb2.ClaimCompileJobResponse:
-        lease_seconds = checks.validate_claim_compile_job(
-            request, default_lease=self.config.default_lease_seconds
-        )
+        lease_seconds = checks.validate_claim_compile_job(request, default_lease=self.config.default_lease_seconds)
         now = self._now()
 
         def lease(conn: Connection) -> urza_pb2.ClaimCompileJobResponse:
@@ -236,9 +226,7 @@ class UrzaHub:
             logger.info("compile job %s leased to %s (attempt %d)", job.job_id, job.worker_id, job.attempts)
         return response
 
-    def complete_compile_job(
-        self, request: urza_pb2.CompleteCompileJobRequest
-    ) -> urza_pb2.CompleteCompileJobResponse:
+    def complete_compile_job(self, request: urza_pb2.CompleteCompileJobRequest) -> urza_pb2.CompleteCompileJobResponse:
         checks.validate_complete_compile_job(request)
         sha256 = hashlib.sha256(request.artifact).hexdigest()
         now = self._now()
@@ -273,9 +261,7 @@ class UrzaHub:
             return kernel
 
         kernel = self.database.transact(finish)
-        logger.info(
-            "compile job %s produced kernel %s (%d bytes)", request.job_id, kernel_id, kernel.size_bytes
-        )
+        logger.info("compile job %s produced kernel %s (%d bytes)", request.job_id, kernel_id, kernel.size_bytes)
         return urza_pb2.CompleteCompileJobResponse(kernel=kernel)
 
     def fail_compile_job(self, request: urza_pb2.FailCompileJobRequest) -> urza_pb2.FailCompileJobResponse:
@@ -311,21 +297,15 @@ class UrzaHub:
     def list_compile_jobs(self, request: urza_pb2.ListCompileJobsRequest) -> urza_pb2.ListCompileJobsResponse:
         page = checks.validate_list_compile_jobs(request)
         with self.database.read() as conn:
-            rows, more = catalog.list_job_rows(
-                conn, status=request.status, offset=page.offset, limit=page.size
-            )
+            rows, more = catalog.list_job_rows(conn, status=request.status, offset=page.offset, limit=page.size)
         return urza_pb2.ListCompileJobsResponse(
             jobs=[job_to_proto(row) for row in rows], next_page_token=_next_token(page, len(rows), more)
         )
 
     # Validation queue (Urabrask)
 
-    def claim_validation_job(
-        self, request: urza_pb2.ClaimValidationJobRequest
-    ) -> urza_pb2.ClaimValidationJobResponse:
-        lease_seconds = checks.validate_claim_validation_job(
-            request, default_lease=self.config.default_lease_seconds
-        )
+    def claim_validation_job(self, request: urza_pb2.ClaimValidationJobRequest) -> urza_pb2.ClaimValidationJobResponse:
+        lease_seconds = checks.validate_claim_validation_job(request, default_lease=self.config.default_lease_seconds)
         now = self._now()
 
         def lease(conn: Connection) -> urza_pb2.ClaimValidationJobResponse:

@@ -162,9 +162,7 @@ def validate_submit_validation_report(request: urza_pb2.SubmitValidationReportRe
         raise InvalidArgument.for_field("report", "is required")
     report = request.report
     if report.kernel_id and report.kernel_id != request.kernel_id:
-        raise InvalidArgument.for_field(
-            "report.kernel_id", f"is {report.kernel_id!r}, not {request.kernel_id!r}"
-        )
+        raise InvalidArgument.for_field("report.kernel_id", f"is {report.kernel_id!r}, not {request.kernel_id!r}")
     for name in (
         "latency_ms_mean",
         "latency_ms_p99",
@@ -213,9 +211,7 @@ def _lease_seconds(value: int, default: int) -> int:
     if value == 0:
         return default
     if value > MAX_LEASE_SECONDS:
-        raise InvalidArgument.for_field(
-            "lease_seconds", f"must be in [1, {MAX_LEASE_SECONDS}] (0 means {default})"
-        )
+        raise InvalidArgument.for_field("lease_seconds", f"must be in [1, {MAX_LEASE_SECONDS}] (0 means {default})")
     return value
 
 

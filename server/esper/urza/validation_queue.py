@@ -108,8 +108,6 @@ def record_report(
     if tags:
         conn.execute(kernel_tags.insert(), [{"kernel_id": kernel_id, "tag": tag} for tag in tags])
     status = _KERNEL.KERNEL_STATUS_VALIDATED if stored.passed else _KERNEL.KERNEL_STATUS_REJECTED
-    conn.execute(
-        update(kernels).where(kernels.c.kernel_id == kernel_id).values(status=status, update_us=now_us)
-    )
+    conn.execute(update(kernels).where(kernels.c.kernel_id == kernel_id).values(status=status, update_us=now_us))
     logger.info("kernel %s %s by %s", kernel_id, _KERNEL.Name(status), kernel["worker_id"])
     refresh_blueprint_status(conn, kernel["blueprint_id"], now_us)

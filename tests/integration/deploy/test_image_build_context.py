@@ -36,12 +36,31 @@ def test_the_copied_paths_build_a_complete_wheel(tmp_path: Path) -> None:
             shutil.copytree(source, context / path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(source, context / path)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "dist"), str(context)], check=True, cwd=tmp_path, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(context),
+        ],
+        check=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     (wheel,) = (tmp_path / "dist").glob("esper-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"esper/cli/main.py", "esper/leyline/v1/urza_pb2.py", "esper/clients/__init__.py",
-            "esper/mesh/ports.py"} <= names
+    assert {
+        "esper/cli/main.py",
+        "esper/leyline/v1/urza_pb2.py",
+        "esper/clients/__init__.py",
+        "esper/mesh/ports.py",
+    } <= names
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     assert "esper = esper.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -36,8 +36,9 @@ def test_every_manifest_is_rendered_into_the_esper_namespace(rendered: list[dict
 
 
 def test_generated_config_maps_hold_the_files_they_name(rendered: list[dict[str, Any]]) -> None:
-    config_maps = {doc["metadata"]["name"].rsplit("-", 1)[0]: doc.get("data", {})
-                   for doc in rendered if doc["kind"] == "ConfigMap"}
+    config_maps = {
+        doc["metadata"]["name"].rsplit("-", 1)[0]: doc.get("data", {}) for doc in rendered if doc["kind"] == "ConfigMap"
+    }
     for name, files in generated_config_maps().items():
         assert set(config_maps[name]) == set(files)
         for key, path in files.items():

@@ -46,10 +46,14 @@ def test_the_kubernetes_layout_passes_and_loads_every_rules_file(tmp_path: Path)
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    rendered = subprocess.run([kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=120,
-                              check=True).stdout
-    config_maps = {doc["metadata"]["name"].rsplit("-", 1)[0]: doc.get("data", {})
-                   for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "ConfigMap"}
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    config_maps = {
+        doc["metadata"]["name"].rsplit("-", 1)[0]: doc.get("data", {})
+        for doc in yaml.safe_load_all(rendered)
+        if doc and doc["kind"] == "ConfigMap"
+    }
     # The Prometheus Deployment mounts prometheus.yml at /etc/prometheus/ and the rules at /etc/prometheus/rules/.
     (tmp_path / "rules").mkdir()
     (tmp_path / "prometheus.yml").write_text(config_maps["prometheus-config"]["prometheus.yml"])
@@ -63,8 +67,10 @@ def test_a_broken_rules_file_fails_the_check(tmp_path: Path) -> None:
     shutil.copy(PROMETHEUS_CONFIG, tmp_path / "prometheus.yml")
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "broken.yml").write_text(
-        "groups:\n- name: broken\n  rules:\n  - alert: Broken\n    expr: up ==\n")
-    done = subprocess.run([PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")],
-                          capture_output=True, text=True, timeout=60)
+        "groups:\n- name: broken\n  rules:\n  - alert: Broken\n    expr: up ==\n"
+    )
+    done = subprocess.run(
+        [PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     assert "broken.yml" in done.stdout + done.stderr

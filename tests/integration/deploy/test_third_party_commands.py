@@ -81,8 +81,9 @@ def started(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def _popen(argv: list[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as stream:
-        return subprocess.Popen(argv, cwd=log.parent, stdout=stream, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})})
+        return subprocess.Popen(
+            argv, cwd=log.parent, stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
 
 
 def test_the_nats_command_serves_jetstream_and_its_health_check(
@@ -92,8 +93,9 @@ def test_the_nats_command_serves_jetstream_and_its_health_check(
     argv = [*nats["entrypoint"], *nats["command"]]
     monitor = nats["healthcheck"]["test"][-1]
     client_port, http_port = free_port(), free_port()
-    swapped = _swap(argv, {"--port": str(client_port), "--http_port": str(http_port),
-                           "--store_dir": str(tmp_path / "store")})
+    swapped = _swap(
+        argv, {"--port": str(client_port), "--http_port": str(http_port), "--store_dir": str(tmp_path / "store")}
+    )
     assert swapped[0] == "nats-server"
     started.append(_popen([str(TOOLS / "nats-server"), "-a", "127.0.0.1", *swapped[1:]], tmp_path / "nats.log"))
     url = monitor.replace("127.0.0.1:8222", f"127.0.0.1:{http_port}")
@@ -112,8 +114,7 @@ def test_the_s3_command_serves_the_bucket_urza_uses_with_the_configured_credenti
     argv = [*s3["entrypoint"], *s3["command"]]
     assert argv[0].endswith("/weed")
     ports = dict(zip(("s3", "master", "volume", "filer", "admin"), _free_port_pairs(5), strict=True))
-    swapped = _swap(argv[1:], {"-s3.port": str(ports["s3"]), "-dir": str(tmp_path / "data"),
-                               "-ip.bind": "127.0.0.1"})
+    swapped = _swap(argv[1:], {"-s3.port": str(ports["s3"]), "-dir": str(tmp_path / "data"), "-ip.bind": "127.0.0.1"})
     (tmp_path / "data").mkdir()
     extra = [f"-{name}.port={port}" for name, port in ports.items() if name != "s3"]
     credentials = {"AWS_ACCESS_KEY_ID": "deploy-check", "AWS_SECRET_ACCESS_KEY": "deploy-check-secret"}
@@ -124,9 +125,13 @@ def test_the_s3_command_serves_the_bucket_urza_uses_with_the_configured_credenti
 
     urza = compose_launches()["urza"].parsed()
     bucket = urza.store.removeprefix("s3://").split("/")[0]
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{ports['s3']}", region_name="us-east-1",
-                          aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{ports['s3']}",
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+    )
     deadline = time.monotonic() + _START_TIMEOUT_SECONDS
     while True:
         names = [b["Name"] for b in client.list_buckets().get("Buckets", [])]

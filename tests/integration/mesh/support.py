@@ -29,10 +29,17 @@ def fast_config(root: Path, assets: str, **tamiyo: Any) -> Path:
     """
     config = {
         "assets": {"data_dir": str(root / assets), "template_ids": ["conv3x3_relu"]},
-        "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5,
-                    "fine_tuning_min_steps": 5},
-        "tamiyo": {"warmup_epochs": 1, "patience": 1, "min_delta": 0.5, "min_epochs_to_finish": 1,
-                   "min_eval_gain": -1.0, "fossilize_min_improvement": 0.0, "harm_threshold": 1.0, **tamiyo},
+        "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5, "fine_tuning_min_steps": 5},
+        "tamiyo": {
+            "warmup_epochs": 1,
+            "patience": 1,
+            "min_delta": 0.5,
+            "min_epochs_to_finish": 1,
+            "min_eval_gain": -1.0,
+            "fossilize_min_improvement": 0.0,
+            "harm_threshold": 1.0,
+            **tamiyo,
+        },
     }
     path = root / f"fast-{assets}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -54,15 +61,17 @@ def stored_report_ids(simic_address: str, run_id: str, *, page_size: int = 1000)
     with SimicClient(ClientConfig(address=simic_address)) as simic:
         while True:
             page = simic.list_field_reports(
-                simic_pb2.ListFieldReportsRequest(run_id=run_id, page_size=page_size, page_token=token))
+                simic_pb2.ListFieldReportsRequest(run_id=run_id, page_size=page_size, page_token=token)
+            )
             found.extend(report.report_id for report in page.reports)
             token = page.next_page_token
             if not token:
                 return found
 
 
-def wait_for_stored_reports(simic_address: str, run_id: str, expected: int, *, page_size: int = 1000,
-                            timeout: float = 60.0) -> list[str]:
+def wait_for_stored_reports(
+    simic_address: str, run_id: str, expected: int, *, page_size: int = 1000, timeout: float = 60.0
+) -> list[str]:
     """The report ids Simic stores for the run once it holds `expected` of them (or after `timeout`)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -156,8 +156,14 @@ def _restart_nats(mesh: DrillMesh, command: list[str]) -> None:
     again = list(command)
     again[again.index("-p") + 1] = str(port)
     with (mesh.directory / "logs" / "nats.log").open("ab") as log:
-        process = subprocess.Popen(again, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=mesh.directory, start_new_session=True)
+        process = subprocess.Popen(
+            again,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=mesh.directory,
+            start_new_session=True,
+        )
     mesh.started.append(process)
     _bounded(f"serving NATS on port {port} again", lambda: process.poll() is None and _greets(port))
     # `esper down` stops what the mesh files name: the new pid replaces the killed one.
@@ -189,16 +195,39 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
     out, log = mesh.root / "run", mesh.root / "run.log"
     with log.open("wb") as sink:
         run = subprocess.Popen(
-            [*ESPER, "run", "--mesh", str(mesh.directory / "mesh.json"), "--dataset", "digits", "--epochs",
-             str(EPOCHS), "--seed", "3", "--out", str(out), "--config", str(mesh.config), "--no-baseline",
-             "--quiet"], stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+            [
+                *ESPER,
+                "run",
+                "--mesh",
+                str(mesh.directory / "mesh.json"),
+                "--dataset",
+                "digits",
+                "--epochs",
+                str(EPOCHS),
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--config",
+                str(mesh.config),
+                "--no-baseline",
+                "--quiet",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     try:
         _wait("a first field report", lambda: bool(_report_ids(_events(out))), run, log)
         command = _kill_nats(mesh)
         written_before_outage = len(_events(out))
         outage_began = time.monotonic()
-        _wait("a field report while NATS is down", lambda: bool(_report_ids(_events(out)[written_before_outage:])),
-              run, log)
+        _wait(
+            "a field report while NATS is down",
+            lambda: bool(_report_ids(_events(out)[written_before_outage:])),
+            run,
+            log,
+        )
         time.sleep(max(0.0, MIN_OUTAGE_SECONDS - (time.monotonic() - outage_began)))
         _restart_nats(mesh, command)
         code = run.wait(WAIT_SECONDS)
@@ -220,8 +249,12 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
     # Count only once Simic's consumer has acked every message JetStream holds, including a delivery
     # whose ack the killed server never wrote down: that one comes again after the consumer's ack wait.
     nats_url = mesh.document()["nats"]["url"]
-    _bounded("every field report acked by Simic's consumer", lambda: _jetstream_view(nats_url)[1] == 0,
-             seconds=180.0, poll=0.5)
+    _bounded(
+        "every field report acked by Simic's consumer",
+        lambda: _jetstream_view(nats_url)[1] == 0,
+        seconds=180.0,
+        poll=0.5,
+    )
     # Paging one report at a time walks every page of the run's reports.
     stored = stored_report_ids(simic, run_id, page_size=1)
     held = _jetstream_view(nats_url, run_id)[0]

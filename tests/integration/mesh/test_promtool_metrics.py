@@ -56,16 +56,20 @@ class Call:
 
 # A cheap rpc on each server; the unknown blueprint and run are refused (NOT_FOUND or INVALID_ARGUMENT).
 TRAFFIC: dict[str, list[Call]] = {
-    "urza": [Call("UrzaService", "ListBlueprints", urza_pb2.ListBlueprintsRequest()),
-             Call("UrzaService", "GetBlueprint", urza_pb2.GetBlueprintRequest(blueprint_id="bp-0123456789abcdef"))],
+    "urza": [
+        Call("UrzaService", "ListBlueprints", urza_pb2.ListBlueprintsRequest()),
+        Call("UrzaService", "GetBlueprint", urza_pb2.GetBlueprintRequest(blueprint_id="bp-0123456789abcdef")),
+    ],
     "tezzeret": [Call("TezzeretService", "GetWorkerStatus", tezzeret_pb2.GetWorkerStatusRequest())],
     "urabrask": [Call("UrabraskService", "ListValidationReports", urabrask_pb2.ListValidationReportsRequest())],
     "karn": [Call("KarnService", "ListTemplates", karn_pb2.ListTemplatesRequest())],
     "tamiyo": [Call("TamiyoService", "GetStatus", tamiyo_pb2.GetStatusRequest())],
     "simic": [Call("SimicService", "ListFieldReports", simic_pb2.ListFieldReportsRequest())],
     "nissa": [Call("NissaService", "ListAlerts", nissa_pb2.ListAlertsRequest())],
-    "tolaria": [Call("TolariaService", "ListRuns", tolaria_pb2.ListRunsRequest()),
-                Call("TolariaService", "GetRun", tolaria_pb2.GetRunRequest(run_id="no-such-run"))],
+    "tolaria": [
+        Call("TolariaService", "ListRuns", tolaria_pb2.ListRunsRequest()),
+        Call("TolariaService", "GetRun", tolaria_pb2.GetRunRequest(run_id="no-such-run")),
+    ],
 }
 
 
@@ -100,8 +104,7 @@ def _scrape(address: str) -> str:
 
 
 def _promtool(exposition: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=60)
 
 
 def test_every_servable_subsystem_is_in_the_mesh_with_a_metrics_address(mesh: MeshAddresses) -> None:
@@ -122,8 +125,10 @@ def test_promtool_check_metrics_passes_on_the_servers_output(mesh: MeshAddresses
     assert checked.returncode == 0, f"promtool on {name}'s /metrics:\n{checked.stdout}{checked.stderr}"
     assert (checked.stdout + checked.stderr).strip() == ""
     for call, code in zip(TRAFFIC[name], codes, strict=True):
-        recorded = (f'esper_rpc_server_duration_seconds_count{{grpc_code="{code.name}",grpc_method="{call.method}",'
-                    f'grpc_service="esper.leyline.v1.{call.service}"}}')
+        recorded = (
+            f'esper_rpc_server_duration_seconds_count{{grpc_code="{code.name}",grpc_method="{call.method}",'
+            f'grpc_service="esper.leyline.v1.{call.service}"}}'
+        )
         assert recorded in exposition, f"{name} did not record {call.path} ({code.name})"
     assert "esper_build_info{" in exposition and "process_start_time_seconds" in exposition
 

@@ -32,8 +32,14 @@ pytestmark = pytest.mark.integration
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 CHROMIUM = Path("/usr/bin/chromium")
 SERVICES = {
-    "urza": "UrzaService", "tezzeret": "TezzeretService", "urabrask": "UrabraskService", "karn": "KarnService",
-    "tamiyo": "TamiyoService", "simic": "SimicService", "nissa": "NissaService", "tolaria": "TolariaService",
+    "urza": "UrzaService",
+    "tezzeret": "TezzeretService",
+    "urabrask": "UrabraskService",
+    "karn": "KarnService",
+    "tamiyo": "TamiyoService",
+    "simic": "SimicService",
+    "nissa": "NissaService",
+    "tolaria": "TolariaService",
 }
 # Ten epochs see a seed through to a terminal stage, so the run also produces field reports.
 EPOCHS = 10
@@ -86,8 +92,9 @@ def test_up_writes_every_address_and_every_server_is_serving(mesh: MeshUnderTest
 @pytest.mark.parametrize("name", SUBSYSTEMS)
 def test_grpcurl_lists_the_service_health_and_reflection(mesh: MeshUnderTest, name: str) -> None:
     address = mesh.document()[name]["grpc"]
-    listed = subprocess.run([str(GRPCURL), "-plaintext", address, "list"], capture_output=True, text=True,
-                            timeout=30, check=True).stdout.split()
+    listed = subprocess.run(
+        [str(GRPCURL), "-plaintext", address, "list"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
     assert f"esper.leyline.v1.{SERVICES[name]}" in listed
     assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(listed)
     if name == "tolaria":
@@ -102,8 +109,10 @@ def _stored_subjects(url: str, stream: str) -> list[str]:
             info = await js.stream_info(stream)
             if not info.state.messages:
                 return []
-            return [(await js.get_msg(stream, seq)).subject or "" for seq in
-                    range(info.state.first_seq, info.state.last_seq + 1)]
+            return [
+                (await js.get_msg(stream, seq)).subject or ""
+                for seq in range(info.state.first_seq, info.state.last_seq + 1)
+            ]
         finally:
             await connection.close()
 
@@ -121,15 +130,25 @@ def test_a_mesh_run_writes_the_run_folder_and_matches_the_embedded_run(mesh: Mes
     out = mesh.root / "run"
     done = esper("run", "--mesh", str(mesh.file), *RUN_ARGS, "--out", str(out), "--config", str(mesh.config))
     summary = json.loads(done.stdout)
-    for name in ("summary.json", "metrics.jsonl", "events.jsonl", "lineage.json", "model.pt", "report.png",
-                 "config.json"):
+    for name in (
+        "summary.json",
+        "metrics.jsonl",
+        "events.jsonl",
+        "lineage.json",
+        "model.pt",
+        "report.png",
+        "config.json",
+    ):
         assert (out / name).is_file(), name
     assert summary["epochs"] == EPOCHS and summary["seeds_germinated"] >= 1
     events = lines(out / "events.jsonl")
     assert "mesh: urza" in events[0]["notice"]
     # Kasmina published each boundary's seed telemetry on Oona.
-    telemetry = [s for s in _stored_subjects(mesh.document()["nats"]["url"], "ESPER_TELEMETRY")
-                 if s.startswith(f"esper.telemetry.{summary['run_id']}.seed.")]
+    telemetry = [
+        s
+        for s in _stored_subjects(mesh.document()["nats"]["url"], "ESPER_TELEMETRY")
+        if s.startswith(f"esper.telemetry.{summary['run_id']}.seed.")
+    ]
     assert len(telemetry) >= EPOCHS
     # The run's field reports reached Simic over JetStream, each stored once.
     reports = {e["field_report"]["report_id"] for e in events if e["kind"] == "field_report"}
@@ -156,9 +175,11 @@ def _run_id(mesh: MeshUnderTest) -> str:
 def _germination_trace(mesh: MeshUnderTest, run_id: str) -> dict[str, Any] | None:
     traces = json.loads(esper("traces", "--mesh", str(mesh.file), "--run", run_id, "--json").stdout)["traces"]
     for trace in traces:
-        if any(span["name"] == "kasmina.apply_command"
-               and span["attributes"].get("esper.command_type") == "COMMAND_TYPE_REQUEST_GERMINATION"
-               for span in trace["spans"]):
+        if any(
+            span["name"] == "kasmina.apply_command"
+            and span["attributes"].get("esper.command_type") == "COMMAND_TYPE_REQUEST_GERMINATION"
+            for span in trace["spans"]
+        ):
             found: dict[str, Any] = trace
             return found
     return None
@@ -170,8 +191,14 @@ def test_a_germination_is_one_trace_from_tamiyo_s_decision_to_kasmina_s_graft(me
     spans = {span["span_id"]: span for span in trace["spans"]}
     assert {"tolaria", "tamiyo", "urza"} <= {span["service_name"] for span in spans.values()}
     names = {span["name"] for span in spans.values()}
-    assert {"tolaria.epoch", "tolaria.hook", "tamiyo.step", "kasmina.apply_command", "kasmina.kernel_fetch",
-            "kasmina.graft"} <= names
+    assert {
+        "tolaria.epoch",
+        "tolaria.hook",
+        "tamiyo.step",
+        "kasmina.apply_command",
+        "kasmina.kernel_fetch",
+        "kasmina.graft",
+    } <= names
 
     def parent(span: dict[str, Any]) -> dict[str, Any]:
         return spans[span["parent_span_id"]]
@@ -203,9 +230,21 @@ def test_nissa_summarizes_the_run_and_mission_control_shows_it(mesh: MeshUnderTe
     if not CHROMIUM.exists():
         pytest.skip("needs /usr/bin/chromium (Debian package chromium) for the page")
     url = mesh.document()["nissa"]["web"] + "?transport=poll"
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", url]
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        url,
+    ]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
     assert run_id in dom and "Waiting for a run" not in dom
 

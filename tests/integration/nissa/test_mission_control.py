@@ -46,22 +46,44 @@ CURVE_COLOURS = ((0x1F, 0x7F, 0xB0), (0x4F, 0xB3, 0xD9))
 
 def _fast_config(tmp_path: Path) -> EsperConfig:
     """One template, a short lifecycle and an eager Tamiyo, so 10 epochs see seeds fossilize."""
-    return config_from_dict({
-        "run": {"dataset": "digits", "epochs": 10, "seed": 3, "out": str(tmp_path / "run")},
-        "assets": {"data_dir": str(tmp_path / "assets"), "template_ids": ["conv3x3_relu"], "pipelines": ["fast"],
-                   "compile_workers": 2},
-        "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5,
-                    "fine_tuning_min_steps": 5},
-        "tamiyo": {"warmup_epochs": 1, "patience": 1, "min_delta": 0.5, "min_epochs_to_finish": 1,
-                   "min_eval_gain": -1.0, "fossilize_min_improvement": 0.0, "harm_threshold": 1.0},
-    })
+    return config_from_dict(
+        {
+            "run": {"dataset": "digits", "epochs": 10, "seed": 3, "out": str(tmp_path / "run")},
+            "assets": {
+                "data_dir": str(tmp_path / "assets"),
+                "template_ids": ["conv3x3_relu"],
+                "pipelines": ["fast"],
+                "compile_workers": 2,
+            },
+            "kasmina": {
+                "ramp_steps": 10,
+                "training_min_steps": 5,
+                "stabilization_steps": 5,
+                "fine_tuning_min_steps": 5,
+            },
+            "tamiyo": {
+                "warmup_epochs": 1,
+                "patience": 1,
+                "min_delta": 0.5,
+                "min_epochs_to_finish": 1,
+                "min_eval_gain": -1.0,
+                "fossilize_min_improvement": 0.0,
+                "harm_threshold": 1.0,
+            },
+        }
+    )
 
 
 def _firing_alert() -> alert_pb2.Alert:
     alert = alert_pb2.Alert(
-        alert_id="training_latency_high-1", name="training_latency_high",
-        severity=alert_pb2.ALERT_SEVERITY_WARNING, state=alert_pb2.ALERT_STATE_FIRING,
-        summary="p95 epoch-end hook 0.031 s > 0.018 s", labels={"job": "tolaria"}, value=0.031, threshold=0.018,
+        alert_id="training_latency_high-1",
+        name="training_latency_high",
+        severity=alert_pb2.ALERT_SEVERITY_WARNING,
+        state=alert_pb2.ALERT_STATE_FIRING,
+        summary="p95 epoch-end hook 0.031 s > 0.018 s",
+        labels={"job": "tolaria"},
+        value=0.031,
+        threshold=0.018,
     )
     alert.start_time.GetCurrentTime()
     return alert
@@ -105,10 +127,20 @@ def mission_control(board_of_a_real_run: RunBoard) -> Iterator[int]:
 
 def _chromium(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
     command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,900",
-        "--virtual-time-budget=5000", *args, url,
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1280,900",
+        "--virtual-time-budget=5000",
+        *args,
+        url,
     ]
     # Its own process group, so that on a hang the browser and its helpers are stopped together.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -138,9 +170,7 @@ def _expected_texts(board: RunBoard) -> dict[str, str]:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (Debian package chromium)")
-def test_the_page_shows_the_real_run_live(
-    board_of_a_real_run: RunBoard, mission_control: int, tmp_path: Path
-) -> None:
+def test_the_page_shows_the_real_run_live(board_of_a_real_run: RunBoard, mission_control: int, tmp_path: Path) -> None:
     run = board_of_a_real_run.snapshot()["runs"][0]
     assert run["run_id"] == RUN_ID and run["epochs_seen"] == 10 and run["counts"].get("fossilized", 0) >= 1
     url = f"http://127.0.0.1:{mission_control}/?transport=poll"
@@ -168,7 +198,8 @@ def _assert_screenshot_shows_the_page(shot: Path) -> None:
     colours = image.getcolors(maxcolors=1 << 20) or []
     assert len(colours) > 200, "the screenshot is (nearly) blank"
     curve_pixels = sum(
-        count for count, colour in colours
+        count
+        for count, colour in colours
         if any(sum(abs(a - b) for a, b in zip(colour, curve, strict=True)) < 30 for curve in CURVE_COLOURS)
     )
     assert curve_pixels > 500, "no accuracy curve drawn"

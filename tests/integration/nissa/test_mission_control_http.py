@@ -26,8 +26,13 @@ def observe(board: RunBoard, sequence: int, **payload: Any) -> None:
 
 
 def alert(name: str, severity: int, state: int = alert_pb2.ALERT_STATE_FIRING, start: int = 0) -> alert_pb2.Alert:
-    made = alert_pb2.Alert(alert_id=f"{name}-1", name=name, severity=severity, state=state,  # type: ignore[arg-type]
-                           summary=f"{name} summary")
+    made = alert_pb2.Alert(
+        alert_id=f"{name}-1",
+        name=name,
+        severity=severity,
+        state=state,  # type: ignore[arg-type]
+        summary=f"{name} summary",
+    )
     made.start_time.FromSeconds(1_700_000_000 + start)
     return made
 
@@ -96,7 +101,8 @@ def test_state_holds_the_runs_and_only_firing_alerts_most_severe_first(served: i
     assert [run["run_id"] for run in state["runs"]] == [RUN]
     assert state["runs"][0]["latest"]["val_accuracy"] == 0.5
     assert [(a["name"], a["severity"]) for a in state["alerts"]] == [
-        ("tamiyo_unavailable", "CRITICAL"), ("oona_queue_depth", "WARNING"),
+        ("tamiyo_unavailable", "CRITICAL"),
+        ("oona_queue_depth", "WARNING"),
     ]
     assert state["alerts_error"] is None
 
@@ -123,9 +129,9 @@ def read_event(response: http.client.HTTPResponse) -> dict[str, Any]:
             raise EOFError("the event stream ended")
         line = line.rstrip("\n")
         if line.startswith("event: "):
-            name = line[len("event: "):]
+            name = line[len("event: ") :]
         elif line.startswith("data: "):
-            data = line[len("data: "):]
+            data = line[len("data: ") :]
         elif not line and name == "state":
             parsed: dict[str, Any] = json.loads(data)
             return parsed

@@ -71,9 +71,15 @@ def make_bus(nats_server: NatsServer) -> Iterator[BusFactory]:
 
     def make(*, alerts: list[BusAlert] | None = None, **overrides: object) -> JetStreamBus:
         settings: dict[str, object] = {
-            "url": nats_server.url, "hmac_secret": SECRET, "hmac_key_id": "k1", "ack_wait_seconds": 1.0,
-            "max_deliver": 3, "redelivery_delay_seconds": 0.05, "fetch_wait_seconds": 0.2,
-            "reconnect_wait_seconds": 0.1, "publish_timeout_seconds": 1.0,
+            "url": nats_server.url,
+            "hmac_secret": SECRET,
+            "hmac_key_id": "k1",
+            "ack_wait_seconds": 1.0,
+            "max_deliver": 3,
+            "redelivery_delay_seconds": 0.05,
+            "fetch_wait_seconds": 0.2,
+            "reconnect_wait_seconds": 0.1,
+            "publish_timeout_seconds": 1.0,
         }
         settings.update(overrides)
         bus = JetStreamBus(OonaConfig(**settings), on_alert=alerts.append if alerts is not None else None)  # type: ignore[arg-type]
@@ -222,10 +228,14 @@ def test_forged_unknown_and_newer_envelopes_are_dead_lettered_and_counted(make_b
     assert wait_until(lambda: recorder.count() == 1 and bus.stats().dead_lettered_total == 3)
     assert recorder.keys == ["good"]
     assert bus.stats().dead_lettered == {
-        "BAD_SIGNATURE": 1, "SCHEMA_VERSION_UNSUPPORTED": 1, "UNKNOWN_MESSAGE_TYPE": 1,
+        "BAD_SIGNATURE": 1,
+        "SCHEMA_VERSION_UNSUPPORTED": 1,
+        "UNKNOWN_MESSAGE_TYPE": 1,
     }
     assert sorted(letter.reason for letter in bus.dead_letters()) == [
-        "BAD_SIGNATURE", "SCHEMA_VERSION_UNSUPPORTED", "UNKNOWN_MESSAGE_TYPE",
+        "BAD_SIGNATURE",
+        "SCHEMA_VERSION_UNSUPPORTED",
+        "UNKNOWN_MESSAGE_TYPE",
     ]
     assert bus.stats().handler_failures == 0  # rejected envelopes never reach the handler
 
@@ -266,7 +276,8 @@ def test_publishes_during_an_outage_are_buffered_and_arrive_once_in_order_after_
     stats = bus.stats()
     assert (stats.flushed, stats.dropped, stats.pending_publish) == (40, 0, 0)
     assert [a.kind for a in alerts if a.kind in (AlertKind.DISCONNECTED, AlertKind.RECONNECTED)] == [
-        AlertKind.DISCONNECTED, AlertKind.RECONNECTED,
+        AlertKind.DISCONNECTED,
+        AlertKind.RECONNECTED,
     ]
     recorder_by_subject = {REPORTS: Recorder(), other: Recorder()}
     for subject, recorder in recorder_by_subject.items():
@@ -279,9 +290,7 @@ def test_publishes_during_an_outage_are_buffered_and_arrive_once_in_order_after_
     assert len(stream_subjects(nats_server.url, "ESPER_FIELD_REPORTS")) == 41
 
 
-def test_a_full_buffer_drops_counts_and_alerts_without_blocking(
-    make_bus: BusFactory, nats_server: NatsServer
-) -> None:
+def test_a_full_buffer_drops_counts_and_alerts_without_blocking(make_bus: BusFactory, nats_server: NatsServer) -> None:
     alerts: list[BusAlert] = []
     bus = make_bus(alerts=alerts, buffer_max_messages=5)
     nats_server.stop()

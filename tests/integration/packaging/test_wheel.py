@@ -12,8 +12,18 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def build_wheel(out_dir: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out_dir), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out_dir),
+            str(ROOT),
+        ],
         check=True,
         cwd=out_dir,
     )

@@ -46,7 +46,10 @@ def run_pipeline(
     template = TemplateCatalog.default().get_template(template_id)
     created = hub.create_blueprint(
         urza_pb2.CreateBlueprintRequest(
-            ir=template.ir, template_id=template_id, name=template.name, tier=template.tier,
+            ir=template.ir,
+            template_id=template_id,
+            name=template.name,
+            tier=template.tier,
             pipelines=pipelines,  # type: ignore[arg-type]
         )
     )

@@ -41,8 +41,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> 
 
 def _config(nats_server: NatsServer, name: str) -> OonaConfig:
     return OonaConfig(
-        url=nats_server.url, client_name=name, hmac_secret=SECRET, hmac_key_id=KEY_ID,
-        fetch_wait_seconds=0.2, reconnect_wait_seconds=0.1, publish_timeout_seconds=1.0,
+        url=nats_server.url,
+        client_name=name,
+        hmac_secret=SECRET,
+        hmac_key_id=KEY_ID,
+        fetch_wait_seconds=0.2,
+        reconnect_wait_seconds=0.1,
+        publish_timeout_seconds=1.0,
     )
 
 
@@ -133,8 +138,15 @@ def test_nats_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
     secret_file = tmp_path / "bus.secret"
     secret_file.write_bytes(SECRET)
     server = esper_serve(
-        "simic", "--data-dir", str(tmp_path / "simic"), "--nats", nats_server.url,
-        "--bus-secret-file", str(secret_file), "--bus-key-id", KEY_ID,
+        "simic",
+        "--data-dir",
+        str(tmp_path / "simic"),
+        "--nats",
+        nats_server.url,
+        "--bus-secret-file",
+        str(secret_file),
+        "--bus-key-id",
+        KEY_ID,
     )
     reports = field_reports(60, run_id="run-outage")
     for report in reports[:20]:
@@ -155,6 +167,7 @@ def test_nats_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
     assert publisher.flush(WAIT_SECONDS)
 
     with SimicClient(ClientConfig(address=server.address, deadline_seconds=10.0)) as client:
+
         def stored() -> int:
             return client.list_field_reports(simic_pb2.ListFieldReportsRequest(run_id="run-outage")).total_size
 

@@ -107,9 +107,7 @@ def _observe_telemetry(client: TamiyoClient, nats_server: NatsServer) -> tamiyo_
         time.sleep(0.05)
 
 
-def test_steps_publish_commands_and_field_reports_exactly_once(
-    nats_server: NatsServer, tamiyo: RunningServed
-) -> None:
+def test_steps_publish_commands_and_field_reports_exactly_once(nats_server: NatsServer, tamiyo: RunningServed) -> None:
     sim = _sim()
     responses = []
     with TamiyoClient(ClientConfig(address=tamiyo.address, deadline_seconds=30.0)) as client:

@@ -15,9 +15,19 @@ from esper.kasmina import load_model
 pytestmark = pytest.mark.integration
 
 SUMMARY_KEYS = {
-    "run_id", "final_test_accuracy", "best_val_accuracy", "params_initial", "params_final",
-    "seeds_germinated", "seeds_fossilized", "seeds_culled", "epochs", "wall_seconds", "hook_ms_p50",
-    "hook_ms_p95", "isolation_violations",
+    "run_id",
+    "final_test_accuracy",
+    "best_val_accuracy",
+    "params_initial",
+    "params_final",
+    "seeds_germinated",
+    "seeds_fossilized",
+    "seeds_culled",
+    "epochs",
+    "wall_seconds",
+    "hook_ms_p50",
+    "hook_ms_p95",
+    "isolation_violations",
 }
 
 
@@ -25,10 +35,16 @@ def _fast_config(tmp_path: Path) -> Path:
     """One template, a short lifecycle and an eager Tamiyo, so 10 epochs see a seed through."""
     config = {
         "assets": {"data_dir": str(tmp_path / "assets"), "template_ids": ["conv3x3_relu"]},
-        "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5,
-                    "fine_tuning_min_steps": 5},
-        "tamiyo": {"warmup_epochs": 1, "patience": 1, "min_delta": 0.5, "min_epochs_to_finish": 1,
-                   "min_eval_gain": -1.0, "fossilize_min_improvement": 0.0, "harm_threshold": 1.0},
+        "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5, "fine_tuning_min_steps": 5},
+        "tamiyo": {
+            "warmup_epochs": 1,
+            "patience": 1,
+            "min_delta": 0.5,
+            "min_epochs_to_finish": 1,
+            "min_eval_gain": -1.0,
+            "fossilize_min_improvement": 0.0,
+            "harm_threshold": 1.0,
+        },
     }
     path = tmp_path / "fast.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -39,10 +55,22 @@ def _fast_config(tmp_path: Path) -> Path:
 def run_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     tmp_path = tmp_path_factory.mktemp("esper-run")
     out = tmp_path / "run"
-    code = main([
-        "run", "--dataset", "digits", "--epochs", "10", "--seed", "3", "--out", str(out),
-        "--config", str(_fast_config(tmp_path)), "--quiet",
-    ])
+    code = main(
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "10",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--config",
+            str(_fast_config(tmp_path)),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out, json.loads((out / "summary.json").read_text())
 

@@ -45,9 +45,7 @@ def _list_all(client: KarnClient, page_size: int, **filters: object) -> list[blu
     templates: list[blueprint_pb2.BlueprintTemplate] = []
     token = ""
     while True:
-        page = client.list_templates(
-            karn_pb2.ListTemplatesRequest(page_size=page_size, page_token=token, **filters)
-        )
+        page = client.list_templates(karn_pb2.ListTemplatesRequest(page_size=page_size, page_token=token, **filters))
         assert len(page.templates) <= page_size
         templates.extend(page.templates)
         assert page.total_size >= len(templates)
@@ -148,9 +146,7 @@ def test_field_reports_are_deduplicated_by_id(client: KarnClient, karn: KarnServ
         karn_pb2.SubmitFieldReportsRequest(reports=[_report("a"), _report("b"), _report("a")])
     )
     assert (first.accepted_count, first.duplicate_count) == (2, 1)
-    again = client.submit_field_reports(
-        karn_pb2.SubmitFieldReportsRequest(reports=[_report("b"), _report("c")])
-    )
+    again = client.submit_field_reports(karn_pb2.SubmitFieldReportsRequest(reports=[_report("b"), _report("c")]))
     assert (again.accepted_count, again.duplicate_count) == (1, 1)
     assert [r.report_id for r in karn.field_reports()] == ["a", "b", "c"]
 

@@ -87,9 +87,7 @@ def test_invalid_argument_names_the_field_in_bad_request(channel: grpc.Channel) 
     assert isinstance(info, error_details_pb2.ErrorInfo)
     assert isinstance(bad_request, error_details_pb2.BadRequest)
     assert info.reason == "INVALID_FIELD"
-    assert [(v.field, v.description) for v in bad_request.field_violations] == [
-        ("template_id", "is not allowed here")
-    ]
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [("template_id", "is not allowed here")]
 
 
 def test_retry_after_becomes_retry_info(channel: grpc.Channel) -> None:

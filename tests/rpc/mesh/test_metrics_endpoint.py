@@ -71,8 +71,9 @@ def test_every_other_path_is_not_found(server: ServerThread, path: str) -> None:
 
 
 def test_stopping_the_server_closes_the_metrics_port() -> None:
-    server = ServerThread([karn_registration(ScriptedKarn())],
-                          ServerConfig(service_name="karn", grace_seconds=0.0, metrics_port=0))
+    server = ServerThread(
+        [karn_registration(ScriptedKarn())], ServerConfig(service_name="karn", grace_seconds=0.0, metrics_port=0)
+    )
     port = server.running.metrics_port
     assert port is not None and _get(port, "/metrics")[0] == 200
     server.stop()
@@ -117,8 +118,9 @@ def test_serve_forever_writes_the_metrics_port_file_first_and_removes_both(tmp_p
 
     async def main() -> None:
         config = ServerConfig(service_name="karn", grace_seconds=0.0, metrics_port=0)
-        await serve_forever(config, [karn_registration(ScriptedKarn())], port_file, background=[scraper],
-                            metrics_port_file=metrics_file)
+        await serve_forever(
+            config, [karn_registration(ScriptedKarn())], port_file, background=[scraper], metrics_port_file=metrics_file
+        )
 
     asyncio.run(main())
     assert seen == {"metrics_file_first": True, "scrape": (200, True)}

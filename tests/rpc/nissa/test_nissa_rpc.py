@@ -116,13 +116,15 @@ def test_a_page_token_of_another_state_filter_is_refused(nissa_client: Callable[
 
 
 def test_a_run_summary_comes_from_the_board_with_the_runs_alerts(nissa_client: Callable[..., NissaClient]) -> None:
-    alerts = FakeAlerts([
-        _alert(1, run_id="run-1"),
-        _alert(2, run_id="run-2"),
-        _alert(3, RESOLVED, started=1500.0),
-        _alert(4, started=500.0),
-        _alert(5, RESOLVED, run_id="run-1"),
-    ])
+    alerts = FakeAlerts(
+        [
+            _alert(1, run_id="run-1"),
+            _alert(2, run_id="run-2"),
+            _alert(3, RESOLVED, started=1500.0),
+            _alert(4, started=500.0),
+            _alert(5, RESOLVED, run_id="run-1"),
+        ]
+    )
     client = nissa_client(FakeBoard(), alerts, run_window=lambda run_id: (1000.0, None))
     answer = client.get_run_summary(nissa_pb2.GetRunSummaryRequest(run_id="run-1"))
     assert (answer.run_id, answer.last_epoch, answer.summary.seeds_germinated) == ("run-1", 4, 2)

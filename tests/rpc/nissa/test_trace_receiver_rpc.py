@@ -216,9 +216,9 @@ def test_a_full_forward_queue_drops_at_once_instead_of_blocking_the_receiver(
     grpc_server: ServerFactory, start_nissa: Callable[..., Nissa]
 ) -> None:
     collector = _StuckCollector()
-    stuck = grpc_server([
-        ServiceRegistration(collector, trace_service_pb2_grpc.add_TraceServiceServicer_to_server, TRACE_SERVICE_NAME)
-    ])
+    stuck = grpc_server(
+        [ServiceRegistration(collector, trace_service_pb2_grpc.add_TraceServiceServicer_to_server, TRACE_SERVICE_NAME)]
+    )
     forwarder = SpanForwarder(ForwarderConfig(endpoint=stuck.address, queue_size=1, timeout_seconds=WAIT_SECONDS))
     nissa = start_nissa(forwarder)
     try:

@@ -124,6 +124,4 @@ def test_errors_arrive_as_domain_errors_with_their_reason_and_field(client: Tami
         client.step(request)
     assert unsupported.value.reason == "SCHEMA_VERSION_UNSUPPORTED"
 
-    assert (
-        client.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="heuristic-v1")).policy_id == "heuristic-v1"
-    )
+    assert client.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="heuristic-v1")).policy_id == "heuristic-v1"

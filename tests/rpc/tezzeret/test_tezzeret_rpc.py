@@ -49,7 +49,10 @@ def remote_urza(grpc_server: ServerFactory, hub: UrzaHub) -> Iterator[UrzaClient
 
 def _config(tmp_path: Path, **overrides: object) -> TezzeretConfig:
     return TezzeretConfig(
-        worker_id="tezzeret-rpc", wal_dir=tmp_path / "wal", work_dir=tmp_path / "work", **overrides  # type: ignore[arg-type]
+        worker_id="tezzeret-rpc",
+        wal_dir=tmp_path / "wal",
+        work_dir=tmp_path / "work",
+        **overrides,  # type: ignore[arg-type]
     )
 
 

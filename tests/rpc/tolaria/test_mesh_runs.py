@@ -35,8 +35,15 @@ from tests.fixtures.servers import ServerThread
 TEMPLATE = "conv3x3_relu"
 FAST = {
     "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5, "fine_tuning_min_steps": 5},
-    "tamiyo": {"warmup_epochs": 1, "patience": 1, "min_delta": 0.5, "min_epochs_to_finish": 1,
-               "min_eval_gain": -1.0, "fossilize_min_improvement": 0.0, "harm_threshold": 1.0},
+    "tamiyo": {
+        "warmup_epochs": 1,
+        "patience": 1,
+        "min_delta": 0.5,
+        "min_epochs_to_finish": 1,
+        "min_eval_gain": -1.0,
+        "fossilize_min_improvement": 0.0,
+        "harm_threshold": 1.0,
+    },
 }
 
 
@@ -48,14 +55,16 @@ class Mesh:
 
     def config(self, out: Path, epochs: int, seed: int = 3) -> EsperConfig:
         data = {**FAST, "assets": {"data_dir": str(self.assets_dir), "template_ids": [TEMPLATE]}}
-        return parse_config(yaml.safe_dump(data), {"run.dataset": "digits", "run.epochs": epochs,
-                                                   "run.seed": seed, "run.out": str(out)})
+        return parse_config(
+            yaml.safe_dump(data), {"run.dataset": "digits", "run.epochs": epochs, "run.seed": seed, "run.out": str(out)}
+        )
 
     def tamiyo(self, port: int = 0) -> ServerThread:
         urza = UrzaClient(ClientConfig(address=self.urza.address, deadline_seconds=5.0))
         controller = TamiyoController(None, self.config(Path("/unused"), 1).tamiyo, kernels=urza)
-        return ServerThread([tamiyo_registration(controller)], ServerConfig(service_name="tamiyo", port=port,
-                                                                            grace_seconds=0.0))
+        return ServerThread(
+            [tamiyo_registration(controller)], ServerConfig(service_name="tamiyo", port=port, grace_seconds=0.0)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +108,10 @@ def test_a_mesh_run_repeats_the_embedded_run_of_the_same_seed(mesh: Mesh, tmp_pa
     assert remote.summary["final_test_accuracy"] == embedded.summary["final_test_accuracy"]
     assert remote.summary["params_final"] == embedded.summary["params_final"]
     # Reasons quote measured kernel latencies; the transitions themselves must match.
-    moves = [[(t["seed_id"], t["from_stage"], t["to_stage"], t["epoch"]) for t in _transitions(result)]
-             for result in (remote, embedded)]
+    moves = [
+        [(t["seed_id"], t["from_stage"], t["to_stage"], t["epoch"]) for t in _transitions(result)]
+        for result in (remote, embedded)
+    ]
     assert moves[0] == moves[1]
 
 
@@ -114,8 +125,9 @@ class UrzaDiesOnGermination:
 
     def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
         response = self._remote.step(request)
-        germinating = [c.kernel_id for c in response.commands
-                       if c.command_type == lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION]
+        germinating = [
+            c.kernel_id for c in response.commands if c.command_type == lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION
+        ]
         if germinating and not self.germinations:
             self.germinations.extend(germinating)
             self._stop_urza()

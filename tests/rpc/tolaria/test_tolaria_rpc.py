@@ -51,15 +51,15 @@ class Tolaria:
 
 def _yaml(tmp: Path) -> str:
     # One template, compiled in the background: the runs do not wait for kernels.
-    return yaml.safe_dump({"assets": {"data_dir": str(tmp / "assets"), "template_ids": ["conv3x3_relu"],
-                                      "wait_for_kernels": False}})
+    return yaml.safe_dump(
+        {"assets": {"data_dir": str(tmp / "assets"), "template_ids": ["conv3x3_relu"], "wait_for_kernels": False}}
+    )
 
 
 @pytest.fixture
 def tolaria(grpc_server: ServerFactory, tmp_path: Path) -> Iterator[Tolaria]:
     manager = RunManager(RunManagerConfig(runs_dir=tmp_path / "runs", max_concurrent_runs=2))
-    server = grpc_server([tolaria_registration(manager), kasmina_registration(manager.kasmina)],
-                         service_name="tolaria")
+    server = grpc_server([tolaria_registration(manager), kasmina_registration(manager.kasmina)], service_name="tolaria")
     config = ClientConfig(address=server.address, deadline_seconds=30.0)
     with TolariaClient(config) as client, KasminaClient(config) as kasmina:
         yield Tolaria(client, kasmina, tmp_path / "runs", tmp_path)
@@ -133,8 +133,9 @@ def test_list_runs_pages_newest_first_and_filters_by_status(tolaria: Tolaria) ->
     done = tolaria.client.list_runs(tolaria_pb2.ListRunsRequest(status=run_pb2.RUN_STATUS_SUCCEEDED)).runs
     assert [run.run_id for run in done] == ["r2", "r1", "r0"]
     with pytest.raises(InvalidArgument) as wrong_filter:
-        tolaria.client.list_runs(tolaria_pb2.ListRunsRequest(page_size=2, page_token=_first_token(tolaria),
-                                                             status=run_pb2.RUN_STATUS_FAILED))
+        tolaria.client.list_runs(
+            tolaria_pb2.ListRunsRequest(page_size=2, page_token=_first_token(tolaria), status=run_pb2.RUN_STATUS_FAILED)
+        )
     assert wrong_filter.value.reason == "INVALID_PAGE_TOKEN"
     with pytest.raises(InvalidArgument) as bad_size:
         tolaria.client.list_runs(tolaria_pb2.ListRunsRequest(page_size=1001))

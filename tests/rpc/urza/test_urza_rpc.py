@@ -86,9 +86,7 @@ def test_unknown_ids_are_not_found_with_their_reason(client: UrzaClient) -> None
         client.get_kernel(urza_pb2.GetKernelRequest(kernel_id="0123456789ab-cpu-fast-01234567"))
     assert caught.value.reason == "KERNEL_NOT_FOUND"
     with pytest.raises(NotFound) as caught:
-        list(
-            client.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id="0123456789ab-cpu-fast-01234567"))
-        )
+        list(client.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id="0123456789ab-cpu-fast-01234567")))
     assert caught.value.reason == "KERNEL_NOT_FOUND"
     with pytest.raises(NotFound) as caught:
         client.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id="bp-0000000000000000"))

@@ -37,8 +37,9 @@ def test_a_wrong_type_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_an_npz_with_a_missing_array_is_refused_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "d.npz"
-    np.savez(data, x_train=np.zeros((10, 3), np.float32), y_train=np.zeros(10, np.int64),
-             x_test=np.zeros((4, 3), np.float32))
+    np.savez(
+        data, x_train=np.zeros((10, 3), np.float32), y_train=np.zeros(10, np.int64), x_test=np.zeros((4, 3), np.float32)
+    )
     code, err = _run(capsys, "--dataset", f"npz:{data}", "--out", str(tmp_path / "o"), "--static")
     assert code != 0
     assert "y_test" in err
@@ -50,8 +51,9 @@ def test_an_npz_with_nan_features_is_refused_naming_the_array(
     x_train = np.zeros((10, 3), np.float32)
     x_train[2, 1] = np.nan
     data = tmp_path / "d.npz"
-    np.savez(data, x_train=x_train, y_train=np.arange(10) % 2, x_test=np.zeros((4, 3), np.float32),
-             y_test=np.arange(4) % 2)
+    np.savez(
+        data, x_train=x_train, y_train=np.arange(10) % 2, x_test=np.zeros((4, 3), np.float32), y_test=np.arange(4) % 2
+    )
     code, err = _run(capsys, "--dataset", f"npz:{data}", "--out", str(tmp_path / "o"), "--static")
     assert code != 0
     assert "x_train" in err and "NaN" in err

@@ -203,8 +203,10 @@ def k8s_launches() -> dict[str, Launch]:
                 continue
             env = {item["name"]: item.get("value") for item in container.get("env", [])}
             volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
-            mounts = {mount["mountPath"]: _volume_source(volumes.get(mount["name"], {}))
-                      for mount in container.get("volumeMounts", [])}
+            mounts = {
+                mount["mountPath"]: _volume_source(volumes.get(mount["name"], {}))
+                for mount in container.get("volumeMounts", [])
+            }
             launches[name] = Launch(
                 where=f"Kubernetes workload {name}",
                 argv=tuple(container.get("command", [])[1:]) + tuple(container.get("args", [])),

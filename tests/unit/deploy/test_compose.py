@@ -114,7 +114,9 @@ def test_postgres_holds_the_databases_the_servers_use() -> None:
         databases |= {line.split()[2].rstrip(";") for line in text.splitlines() if line.startswith("CREATE DATABASE")}
     for name in ("urza", "simic"):
         url = compose_launches()[name].parsed().db
-        assert url.startswith(f"postgresql+psycopg://{postgres['environment']['POSTGRES_USER']}@postgres:{POSTGRES_PORT}/")
+        assert url.startswith(
+            f"postgresql+psycopg://{postgres['environment']['POSTGRES_USER']}@postgres:{POSTGRES_PORT}/"
+        )
         assert url.rsplit("/", 1)[1] in databases
         # No password in the URL (it would show in `ps`): libpq reads PGPASSWORD.
         assert ":" not in url.split("://", 1)[1].split("@", 1)[0]
@@ -130,7 +132,9 @@ def test_urza_stores_artifacts_in_the_bucket_the_s3_server_creates() -> None:
     assert f"-bucket={args.store.removeprefix('s3://').split('/')[0]}" in s3_args
     s3_env, urza_env = services["s3"]["environment"], services["urza"]["environment"]
     assert (urza_env["AWS_ACCESS_KEY_ID"], urza_env["AWS_SECRET_ACCESS_KEY"]) == (
-        s3_env["AWS_ACCESS_KEY_ID"], s3_env["AWS_SECRET_ACCESS_KEY"])
+        s3_env["AWS_ACCESS_KEY_ID"],
+        s3_env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def test_secrets_come_from_the_environment_and_must_be_set() -> None:
@@ -140,7 +144,8 @@ def test_secrets_come_from_the_environment_and_must_be_set() -> None:
         assert f"${{{variable}:-" not in text, f"{variable} must have no default"
     example = (COMPOSE_FILE.parent / "env.example").read_text(encoding="utf-8")
     assert {"POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY"} <= {
-        line.split("=")[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
+        line.split("=")[0] for line in example.splitlines() if "=" in line and not line.startswith("#")
+    }
 
 
 def test_the_collector_and_prometheus_read_the_files_checked_here() -> None:

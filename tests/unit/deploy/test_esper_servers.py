@@ -88,8 +88,11 @@ def test_spans_go_to_the_collector_under_the_subsystem_name(source: str, name: s
 def test_state_that_must_survive_a_restart_lives_on_a_volume(source: str, name: str) -> None:
     server = launch(source, name)
     args = server.parsed()
-    volumes = [PurePosixPath(path) for path, what in server.mounts.items()
-               if not what.startswith(("configMap", "emptyDir")) and not what.startswith("..")]
+    volumes = [
+        PurePosixPath(path)
+        for path, what in server.mounts.items()
+        if not what.startswith(("configMap", "emptyDir")) and not what.startswith("..")
+    ]
     for flag in PERSISTENT[name]:
         path = PurePosixPath(getattr(args, flag))
         assert any(path.is_relative_to(volume) for volume in volumes), f"{name} --{flag} {path} is on no volume"
@@ -112,4 +115,5 @@ def test_compose_and_kubernetes_start_each_server_the_same_way(name: str) -> Non
     assert {key: compose.env[key] for key in literal} == {key: k8s.env[key] for key in literal}
     # A value taken from a secret in one place is a secret in the other too.
     assert {key for key, value in compose.env.items() if value is None} == {
-        key for key, value in k8s.env.items() if value is None}
+        key for key, value in k8s.env.items() if value is None
+    }

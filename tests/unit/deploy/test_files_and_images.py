@@ -43,8 +43,13 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_deploy_holds_the_expected_yaml() -> None:
     names = {path.relative_to(ROOT).as_posix() for path in yaml_files()}
-    assert {"deploy/compose/compose.yaml", "deploy/otel/collector.yaml", "deploy/prometheus/prometheus.yml",
-            "deploy/kustomization.yaml", "deploy/k8s/urza.yaml"} <= names
+    assert {
+        "deploy/compose/compose.yaml",
+        "deploy/otel/collector.yaml",
+        "deploy/prometheus/prometheus.yml",
+        "deploy/kustomization.yaml",
+        "deploy/k8s/urza.yaml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", yaml_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -88,8 +93,9 @@ def test_the_dockerfile_base_images_are_pinned() -> None:
 
 def test_the_esper_image_tag_is_the_project_version_everywhere() -> None:
     version = _project_version()
-    esper_images = {image for path in yaml_files() for doc in load_all(path) for image in images_in(doc)
-                    if is_esper_image(image)}
+    esper_images = {
+        image for path in yaml_files() for doc in load_all(path) for image in images_in(doc) if is_esper_image(image)
+    }
     assert esper_images == {f"esper:{version}"}
     assert f"docker build -t esper:{version} ." in DOCKERFILE.read_text(encoding="utf-8")
 
@@ -99,8 +105,9 @@ def test_compose_and_kubernetes_run_the_same_image_for_each_component() -> None:
     compose_images = {name: service["image"] for name, service in compose_services().items()}
     k8s_images = {name: {c["image"] for c in pod_spec(workload)["containers"]} for name, workload in workloads.items()}
     assert set(compose_images) == set(k8s_images)
-    mismatched = {name: (image, k8s_images[name]) for name, image in compose_images.items()
-                  if k8s_images[name] != {image}}
+    mismatched = {
+        name: (image, k8s_images[name]) for name, image in compose_images.items() if k8s_images[name] != {image}
+    }
     assert not mismatched
 
 
@@ -126,8 +133,11 @@ def test_the_image_entry_point_is_esper() -> None:
 
 
 def test_every_path_the_dockerfile_copies_exists_and_is_in_the_build_context() -> None:
-    ignored = {line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     sources = []
     for instruction, args in _dockerfile_instructions():
         if instruction == "COPY" and not args.startswith("--from"):

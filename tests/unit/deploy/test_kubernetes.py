@@ -53,8 +53,9 @@ def _containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _selected_workload(service: dict[str, Any]) -> dict[str, Any]:
     selector = service["spec"]["selector"]
-    matches = [w for w in k8s_workloads().values()
-               if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()]
+    matches = [
+        w for w in k8s_workloads().values() if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+    ]
     assert len(matches) == 1, f"Service {service['metadata']['name']} selects {len(matches)} workloads"
     return matches[0]
 

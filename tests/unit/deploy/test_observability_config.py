@@ -21,8 +21,10 @@ from tests.unit.deploy.manifests import (
 
 def _scrape_targets() -> dict[str, list[str]]:
     config = load_one(PROMETHEUS_CONFIG)
-    return {job["job_name"]: [t for group in job["static_configs"] for t in group["targets"]]
-            for job in config["scrape_configs"]}
+    return {
+        job["job_name"]: [t for group in job["static_configs"] for t in group["targets"]]
+        for job in config["scrape_configs"]
+    }
 
 
 def _collector() -> dict[str, Any]:
@@ -87,5 +89,6 @@ def test_the_deploy_mesh_file_names_every_server_at_its_well_known_ports() -> No
     assert mesh.nats_url == f"nats://nats:{NATS_PORT}"
     document = json.loads(MESH_FILE.read_text(encoding="utf-8"))
     assert {name: document[name]["metrics"] for name in METRICS_PORTS} == {
-        name: f"{name}:{port}" for name, port in METRICS_PORTS.items()}
+        name: f"{name}:{port}" for name, port in METRICS_PORTS.items()
+    }
     assert dict(mesh.metrics) == {name: f"{name}:{port}" for name, port in METRICS_PORTS.items()}

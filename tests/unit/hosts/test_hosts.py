@@ -43,9 +43,7 @@ def test_default_cnn_for_images() -> None:
     ("kind", "shape"),
     [(blueprint_pb2.INPUT_KIND_FEATURES, (2,)), (blueprint_pb2.INPUT_KIND_IMAGE, (3, 9, 9))],
 )
-def test_seed_sites_are_the_hidden_relus_in_order(
-    kind: blueprint_pb2.InputKind, shape: tuple[int, ...]
-) -> None:
+def test_seed_sites_are_the_hidden_relus_in_order(kind: blueprint_pb2.InputKind, shape: tuple[int, ...]) -> None:
     host = build_host(default_host_spec(kind, shape, 3, 4, depth=3))
     relus = [name for name, module in host.named_modules() if type(module).__name__ == "ReLU"]
     assert relus == list(host.seed_sites) == list(default_seed_sites(host.spec)) == ["act1", "act2", "act3"]

@@ -128,9 +128,7 @@ def test_example_input_is_deterministic() -> None:
 def test_exports_with_a_dynamic_batch() -> None:
     ir = every_op_ir()
     module = build_module(ir)
-    program = export(
-        module, (example_input(ir, 2),), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)
-    ).module()
+    program = export(module, (example_input(ir, 2),), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)).module()
     for batch in (1, 2, 7):
         x = example_input(ir, batch, seed=batch)
         torch.testing.assert_close(program(x), module(x))

@@ -26,25 +26,19 @@ def test_unknown_or_unspecified_op(op_type: int) -> None:
 def test_missing_attribute() -> None:
     ir = mlp_ir()
     del node(ir, "linear_1").attributes["out_features"]
-    expect_invalid(
-        ir, f"ir.nodes[{node_index(ir, 'linear_1')}].attributes.out_features", "'linear_1'", "missing"
-    )
+    expect_invalid(ir, f"ir.nodes[{node_index(ir, 'linear_1')}].attributes.out_features", "'linear_1'", "missing")
 
 
 def test_unknown_attribute() -> None:
     ir = mlp_ir()
     node(ir, "relu_0").attributes["slope"].float_value = 0.1
-    expect_invalid(
-        ir, f"ir.nodes[{node_index(ir, 'relu_0')}].attributes.slope", "'relu_0'", "unknown attribute"
-    )
+    expect_invalid(ir, f"ir.nodes[{node_index(ir, 'relu_0')}].attributes.slope", "'relu_0'", "unknown attribute")
 
 
 def test_ill_typed_attribute() -> None:
     ir = mlp_ir()
     node(ir, "linear_0").attributes["out_features"].float_value = 16.0
-    expect_invalid(
-        ir, f"ir.nodes[{node_index(ir, 'linear_0')}].attributes.out_features", "'linear_0'", "int_value"
-    )
+    expect_invalid(ir, f"ir.nodes[{node_index(ir, 'linear_0')}].attributes.out_features", "'linear_0'", "int_value")
 
 
 def test_out_of_range_attribute() -> None:
@@ -154,9 +148,7 @@ def test_declared_output_shape_mismatch() -> None:
 def test_declared_input_shape_mismatch() -> None:
     ir = mlp_ir()
     node(ir, "linear_1").input_shapes[0].dims[0] = 15
-    expect_invalid(
-        ir, f"ir.nodes[{node_index(ir, 'linear_1')}].input_shapes[0]", "'linear_1'", "shape mismatch"
-    )
+    expect_invalid(ir, f"ir.nodes[{node_index(ir, 'linear_1')}].input_shapes[0]", "'linear_1'", "shape mismatch")
 
 
 def test_inferred_shape_mismatch_between_inputs() -> None:

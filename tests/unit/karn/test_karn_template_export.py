@@ -16,9 +16,7 @@ _CATALOG = TemplateCatalog.default()
 def test_template_exports_with_a_dynamic_batch(template_id: str) -> None:
     ir = _CATALOG.get_template(template_id).ir
     module = build_module(ir)
-    program = export(
-        module, (example_input(ir, 2),), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)
-    ).module()
+    program = export(module, (example_input(ir, 2),), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)).module()
     for batch in (2, 7):
         x = example_input(ir, batch, seed=batch)
         torch.testing.assert_close(program(x), module(x), rtol=1e-5, atol=1e-6)

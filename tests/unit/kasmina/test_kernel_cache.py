@@ -39,8 +39,11 @@ class FakeUrza:
 
     def add(self, kernel_id: str, data: bytes, *, status: int = VALIDATED) -> kernel_pb2.KernelArtifact:
         kernel = kernel_pb2.KernelArtifact(
-            kernel_id=kernel_id, pipeline=FAST, status=status,  # type: ignore[arg-type]
-            sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+            kernel_id=kernel_id,
+            pipeline=FAST,
+            status=status,  # type: ignore[arg-type]
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
         )
         self.kernels[kernel_id] = (kernel, data)
         return kernel
@@ -50,9 +53,7 @@ class FakeUrza:
             raise NotFound(f"no kernel {request.kernel_id}", reason="KERNEL_NOT_FOUND")
         return urza_pb2.GetKernelResponse(kernel=self.kernels[request.kernel_id][0])
 
-    def download_kernel(
-        self, request: urza_pb2.DownloadKernelRequest
-    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+    def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> Iterator[urza_pb2.DownloadKernelResponse]:
         self.downloads += 1
         if self.gate is not None:
             self.gate.wait(10)
@@ -65,8 +66,10 @@ class FakeUrza:
             data = data[: len(data) // 2]
         for offset in range(0, len(data), CHUNK):
             yield urza_pb2.DownloadKernelResponse(
-                chunk_data=data[offset : offset + CHUNK], offset=offset,
-                total_size=kernel.size_bytes, sha256=kernel.sha256,
+                chunk_data=data[offset : offset + CHUNK],
+                offset=offset,
+                total_size=kernel.size_bytes,
+                sha256=kernel.sha256,
             )
 
 

@@ -20,8 +20,10 @@ def test_loading_at_a_later_boundary_continues_the_germination_trace(spans: InMe
         germinate(operator, "1", "k-mlp", tag="a")
     with tracer.start_as_current_span("boundary-1") as later_boundary:
         advance(operator, "1", lc.LOADING, "a-load")
-    finished = {span.name + ":" + str((span.attributes or {}).get("esper.command_id", "")): span
-                for span in spans.get_finished_spans()}
+    finished = {
+        span.name + ":" + str((span.attributes or {}).get("esper.command_id", "")): span
+        for span in spans.get_finished_spans()
+    }
     germination = finished["kasmina.apply_command:a-germ"]
     load = finished["kasmina.apply_command:a-load"]
     boundary_0 = finished["boundary-0:"]

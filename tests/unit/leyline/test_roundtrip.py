@@ -135,9 +135,7 @@ def test_every_domain_error_default_reason_is_an_error_reason_value() -> None:
     from esper.leyline.v1 import errors_pb2
 
     reasons = {name.removeprefix("ERROR_REASON_") for name in errors_pb2.ErrorReason.keys()}
-    classes = [
-        cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.EsperError)
-    ]
+    classes = [cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.EsperError)]
     assert len(classes) > 5
     for cls in classes:
         assert cls.reason in reasons, f"{cls.__name__}.reason {cls.reason!r} is not an ErrorReason"

@@ -28,33 +28,51 @@ def opened(message: Message, source: str = "tolaria") -> OpenedEnvelope:
 
 def event(sequence: int, run_id: str = RUN, when: float | None = None, **payload: object) -> run_pb2.RunEvent:
     result = run_pb2.RunEvent(run_id=run_id, sequence=sequence, **payload)  # type: ignore[arg-type]
-    result.event_time.FromNanoseconds(int(((when if when is not None else T0 + sequence)) * 1e9))
+    result.event_time.FromNanoseconds(int((when if when is not None else T0 + sequence) * 1e9))
     return result
 
 
-def epoch(sequence: int, number: int, val: float, *, params: int = 100, hook: float = 1.0,
-          run_id: str = RUN, **stages: str) -> run_pb2.RunEvent:
+def epoch(
+    sequence: int, number: int, val: float, *, params: int = 100, hook: float = 1.0, run_id: str = RUN, **stages: str
+) -> run_pb2.RunEvent:
     metrics = run_pb2.EpochMetrics(
-        epoch=number, train_loss=1.0 / (number + 1), train_accuracy=val - 0.05, val_loss=1.1 / (number + 1),
-        val_accuracy=val, parameter_count=params, hook_ms=hook, seed_stages=stages,
+        epoch=number,
+        train_loss=1.0 / (number + 1),
+        train_accuracy=val - 0.05,
+        val_loss=1.1 / (number + 1),
+        val_accuracy=val,
+        parameter_count=params,
+        hook_ms=hook,
+        seed_stages=stages,
     )
     return event(sequence, run_id=run_id, epoch_completed=metrics)
 
 
 def transition(sequence: int, seed: str, to: int, at: int, reason: str = "why") -> run_pb2.RunEvent:
-    return event(sequence, seed_transition=run_pb2.SeedTransition(
-        seed_id=seed, from_stage=lifecycle_pb2.SEED_STAGE_DORMANT, to_stage=to, reason=reason, epoch=at))  # type: ignore[arg-type]
+    return event(
+        sequence,
+        seed_transition=run_pb2.SeedTransition(
+            seed_id=seed, from_stage=lifecycle_pb2.SEED_STAGE_DORMANT, to_stage=to, reason=reason, epoch=at
+        ),
+    )  # type: ignore[arg-type]
 
 
 def decision(sequence: int, at: int, reason: str, seed: str = "") -> run_pb2.RunEvent:
     return event(sequence, decision=control_pb2.AdaptationDecision(epoch=at, seed_id=seed, reason=reason))
 
 
-def telemetry(seed: str, at: int, stage: int, alpha: float = 0.0, *, run_id: str = RUN,
-              violations: int = 0, kernel: str = "") -> telemetry_pb2.SeedTelemetry:
+def telemetry(
+    seed: str, at: int, stage: int, alpha: float = 0.0, *, run_id: str = RUN, violations: int = 0, kernel: str = ""
+) -> telemetry_pb2.SeedTelemetry:
     report = telemetry_pb2.SeedTelemetry(
-        run_id=run_id, seed_id=seed, epoch=at, global_step=10 * (at + 1), stage=stage, alpha=alpha,  # type: ignore[arg-type]
-        isolation_violations=violations, kernel_id=kernel,
+        run_id=run_id,
+        seed_id=seed,
+        epoch=at,
+        global_step=10 * (at + 1),
+        stage=stage,
+        alpha=alpha,  # type: ignore[arg-type]
+        isolation_violations=violations,
+        kernel_id=kernel,
     )
     report.report_time.FromSeconds(T0 + at)
     return report
@@ -76,8 +94,12 @@ def a_run() -> list[Message]:
         telemetry("net.2", 1, lifecycle_pb2.SEED_STAGE_DORMANT),  # reported before the boundary's transition
         decision(8, 2, "GRAFTING done: alpha reached 1.00; stabilize", seed="net.2"),
         transition(9, "net.2", lifecycle_pb2.SEED_STAGE_FOSSILIZED, 2, "measured improvement"),
-        event(10, field_report=control_pb2.FieldReport(
-            report_id="r1", run_id=RUN, seed_id="net.2", blueprint_id="bp-1234", kernel_id="k-1")),
+        event(
+            10,
+            field_report=control_pb2.FieldReport(
+                report_id="r1", run_id=RUN, seed_id="net.2", blueprint_id="bp-1234", kernel_id="k-1"
+            ),
+        ),
         epoch(11, 2, 0.35, params=300, hook=4.0, **{"net.0": "DORMANT", "net.2": "FOSSILIZED"}),
         telemetry("net.0", 2, lifecycle_pb2.SEED_STAGE_DORMANT),
         telemetry("net.2", 2, lifecycle_pb2.SEED_STAGE_GRAFTING, alpha=0.75, violations=0, kernel="k-1"),
@@ -104,7 +126,8 @@ def test_a_run_shows_its_curve_seeds_by_layer_decisions_and_status() -> None:
     assert run["last_epoch"] == 2
     # Layers follow the order Kasmina reports its seeds in.
     assert [(layer["layer"], [s["seed_id"] for s in layer["seeds"]]) for layer in run["layers"]] == [
-        (0, ["net.0"]), (1, ["net.2"]),
+        (0, ["net.0"]),
+        (1, ["net.2"]),
     ]
     seed = run["layers"][1]["seeds"][0]
     # The FOSSILIZED transition of epoch 2 is later than that epoch's telemetry (GRAFTING).
@@ -112,7 +135,9 @@ def test_a_run_shows_its_curve_seeds_by_layer_decisions_and_status() -> None:
     assert seed["blueprint_id"] == "bp-1234" and seed["kernel_id"] == "k-1"
     assert seed["last_reason"] == "measured improvement"
     assert [d["reason"] for d in run["decisions"]] == [
-        "GRAFTING done: alpha reached 1.00; stabilize", "germinate: plateau", "no germination during warm-up",
+        "GRAFTING done: alpha reached 1.00; stabilize",
+        "germinate: plateau",
+        "no germination during warm-up",
     ]
     assert run["decisions"][0]["seed_id"] == "net.2" and run["decisions"][2]["command_type"] == "WAIT"
     assert [(m["epoch"], m["to_stage"]) for m in run["marks"]] == [(1, "GERMINATED"), (2, "FOSSILIZED")]
@@ -174,8 +199,12 @@ def test_a_later_status_wins_whatever_the_delivery_order() -> None:
 
 
 def test_run_alerts_keep_the_latest_state_of_each_alert() -> None:
-    firing = alert_pb2.Alert(alert_id="a1", name="kasmina_isolation_violation",
-                             severity=alert_pb2.ALERT_SEVERITY_CRITICAL, state=alert_pb2.ALERT_STATE_FIRING)
+    firing = alert_pb2.Alert(
+        alert_id="a1",
+        name="kasmina_isolation_violation",
+        severity=alert_pb2.ALERT_SEVERITY_CRITICAL,
+        state=alert_pb2.ALERT_STATE_FIRING,
+    )
     resolved = alert_pb2.Alert()
     resolved.CopyFrom(firing)
     resolved.state = alert_pb2.ALERT_STATE_RESOLVED
@@ -251,11 +280,22 @@ def test_summary_fills_what_the_bus_shows() -> None:
 
 def test_a_state_packet_gives_a_curve_point_and_per_seed_state_when_its_layout_matches() -> None:
     board = RunBoard()
-    feed(board, [telemetry("net.0", 0, lifecycle_pb2.SEED_STAGE_DORMANT),
-                 telemetry("net.2", 0, lifecycle_pb2.SEED_STAGE_DORMANT)])
+    feed(
+        board,
+        [
+            telemetry("net.0", 0, lifecycle_pb2.SEED_STAGE_DORMANT),
+            telemetry("net.2", 0, lifecycle_pb2.SEED_STAGE_DORMANT),
+        ],
+    )
     packet = telemetry_pb2.SystemStatePacket(
-        schema_version=1, run_id=RUN, epoch=1, global_step=20, training_loss=0.9, validation_loss=0.8,
-        validation_accuracy=0.5, layout_hash=layout_hash(["net.0", "net.2"]),
+        schema_version=1,
+        run_id=RUN,
+        epoch=1,
+        global_step=20,
+        training_loss=0.9,
+        validation_loss=0.8,
+        validation_accuracy=0.5,
+        layout_hash=layout_hash(["net.0", "net.2"]),
         seed_stages=[lifecycle_pb2.SEED_STAGE_DORMANT, lifecycle_pb2.SEED_STAGE_GRAFTING],
         seed_alpha_bp=[0, 2500],
     )
@@ -274,7 +314,10 @@ def test_a_packet_of_another_layout_leaves_the_seeds_alone() -> None:
     board = RunBoard()
     feed(board, [telemetry("net.0", 0, lifecycle_pb2.SEED_STAGE_DORMANT)])
     packet = telemetry_pb2.SystemStatePacket(
-        run_id=RUN, epoch=1, layout_hash=layout_hash(["other"]), seed_stages=[lifecycle_pb2.SEED_STAGE_CULLED],
+        run_id=RUN,
+        epoch=1,
+        layout_hash=layout_hash(["other"]),
+        seed_stages=[lifecycle_pb2.SEED_STAGE_CULLED],
     )
     feed(board, [packet])
     run = board.snapshot()["runs"][0]
@@ -283,8 +326,17 @@ def test_a_packet_of_another_layout_leaves_the_seeds_alone() -> None:
 
 def test_non_finite_numbers_become_null_in_the_snapshot() -> None:
     board = RunBoard()
-    feed(board, [event(1, epoch_completed=run_pb2.EpochMetrics(epoch=0, train_loss=float("nan"),
-                                                               val_loss=float("inf"), val_accuracy=0.1))])
+    feed(
+        board,
+        [
+            event(
+                1,
+                epoch_completed=run_pb2.EpochMetrics(
+                    epoch=0, train_loss=float("nan"), val_loss=float("inf"), val_accuracy=0.1
+                ),
+            )
+        ],
+    )
     text = json.dumps(board.snapshot(), allow_nan=False)
     assert '"train_loss":null' in text.replace(" ", "")
 
@@ -306,8 +358,11 @@ def test_the_intake_feeds_the_board_and_acks_what_it_cannot_use() -> None:
         nameless = telemetry("net.0", 0, lifecycle_pb2.SEED_STAGE_DORMANT, run_id="")
         bus.publish(telemetry_subject(RUN, "net.0"), bus.seal(nameless, source="tolaria"))
         for message in a_run():
-            subject = (run_event_subject(RUN) if isinstance(message, run_pb2.RunEvent)
-                       else telemetry_subject(RUN, message.seed_id))  # type: ignore[attr-defined]
+            subject = (
+                run_event_subject(RUN)
+                if isinstance(message, run_pb2.RunEvent)
+                else telemetry_subject(RUN, message.seed_id)
+            )  # type: ignore[attr-defined]
             bus.publish(subject, bus.seal(message, source="tolaria"))
         assert bus.flush(5)
         stats = bus.stats()

@@ -95,9 +95,7 @@ def _long_run_id(span: trace_pb2.Span) -> None:
         (_long_run_id, "attributes[1].value"),
     ],
 )
-def test_a_malformed_span_is_invalid_naming_its_field_path(
-    spoil: Callable[[trace_pb2.Span], None], field: str
-) -> None:
+def test_a_malformed_span_is_invalid_naming_its_field_path(spoil: Callable[[trace_pb2.Span], None], field: str) -> None:
     bad = otlp_span(2, 2)
     spoil(bad)
     request = export_request(("a", [otlp_span(1, 1)]), ("b", [otlp_span(2, 1), bad]))

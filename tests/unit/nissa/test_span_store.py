@@ -31,12 +31,14 @@ def _trace_ids(found: list[StoredTrace]) -> list[str]:
 
 
 def test_a_trace_matches_when_any_span_carries_the_run_and_comes_with_all_its_spans(store: SpanStore) -> None:
-    store.add([
-        stored(1, 2, parent=1, start=50, service="kasmina"),
-        stored(1, 1, start=0, service="tamiyo", attributes={RUN_ID: "run-a"}),
-        stored(1, 3, parent=2, start=70, service="urza", attributes={"rpc.method": "GetKernel"}),
-        stored(2, 9, start=0, attributes={RUN_ID: "run-b"}),
-    ])
+    store.add(
+        [
+            stored(1, 2, parent=1, start=50, service="kasmina"),
+            stored(1, 1, start=0, service="tamiyo", attributes={RUN_ID: "run-a"}),
+            stored(1, 3, parent=2, start=70, service="urza", attributes={"rpc.method": "GetKernel"}),
+            stored(2, 9, start=0, attributes={RUN_ID: "run-b"}),
+        ]
+    )
     [trace] = store.find_traces(run_id="run-a")
     assert trace.trace_id == trace_id(1).hex()
     assert [(s.span_id, s.parent_span_id, s.service_name) for s in trace.spans] == [
@@ -50,12 +52,14 @@ def test_a_trace_matches_when_any_span_carries_the_run_and_comes_with_all_its_sp
 
 @pytest.mark.parametrize(("key", "query"), [(SEED_ID, "seed_id"), (COMMAND_ID, "command_id"), (RUN_ID, "run_id")])
 def test_each_esper_id_finds_its_traces_and_only_those(store: SpanStore, key: str, query: str) -> None:
-    store.add([
-        stored(1, 1, attributes={key: "wanted"}),
-        stored(2, 2, attributes={key: "other"}),
-        stored(3, 3, start=5, attributes={key: "wanted"}),
-        stored(4, 4, attributes={"esper.epoch": "wanted"}),
-    ])
+    store.add(
+        [
+            stored(1, 1, attributes={key: "wanted"}),
+            stored(2, 2, attributes={key: "other"}),
+            stored(3, 3, start=5, attributes={key: "wanted"}),
+            stored(4, 4, attributes={"esper.epoch": "wanted"}),
+        ]
+    )
     wanted: dict[str, Any] = {query: "wanted"}
     missing: dict[str, Any] = {query: "missing"}
     assert _trace_ids(store.find_traces(**wanted)) == [trace_id(3).hex(), trace_id(1).hex()]
@@ -63,12 +67,14 @@ def test_each_esper_id_finds_its_traces_and_only_those(store: SpanStore, key: st
 
 
 def test_several_ids_select_traces_that_carry_each_of_them(store: SpanStore) -> None:
-    store.add([
-        stored(1, 1, attributes={RUN_ID: "run"}),
-        stored(1, 2, attributes={SEED_ID: "seed-7"}),
-        stored(2, 3, attributes={RUN_ID: "run"}),
-        stored(3, 4, attributes={SEED_ID: "seed-7"}),
-    ])
+    store.add(
+        [
+            stored(1, 1, attributes={RUN_ID: "run"}),
+            stored(1, 2, attributes={SEED_ID: "seed-7"}),
+            stored(2, 3, attributes={RUN_ID: "run"}),
+            stored(3, 4, attributes={SEED_ID: "seed-7"}),
+        ]
+    )
     assert _trace_ids(store.find_traces(run_id="run", seed_id="seed-7")) == [trace_id(1).hex()]
 
 
@@ -122,8 +128,12 @@ def test_concurrent_adds_keep_every_span_and_the_bound() -> None:
 
     def add(worker: int) -> None:
         for n in range(20):
-            store.add([stored(1000 * worker + n, 1, start=n, attributes={RUN_ID: "r"}),
-                       stored(1000 * worker + n, 2, parent=1, start=n + 1)])
+            store.add(
+                [
+                    stored(1000 * worker + n, 1, start=n, attributes={RUN_ID: "r"}),
+                    stored(1000 * worker + n, 2, parent=1, start=n + 1),
+                ]
+            )
 
     threads = [threading.Thread(target=add, args=(worker,)) for worker in range(1, 6)]
     for thread in threads:

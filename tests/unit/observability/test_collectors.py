@@ -28,8 +28,12 @@ class FakeBus:
     def stats(self) -> BusStats:
         if self.broken:
             raise ConnectionError("stats unavailable")
-        return BusStats(published=self.published, dropped=self.dropped, dead_lettered=dict(self.dead_lettered),
-                        queue_depths=dict(self.depths))
+        return BusStats(
+            published=self.published,
+            dropped=self.dropped,
+            dead_lettered=dict(self.dead_lettered),
+            queue_depths=dict(self.depths),
+        )
 
 
 @dataclass

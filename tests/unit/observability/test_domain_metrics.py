@@ -35,8 +35,13 @@ def hub(tmp_path: Path) -> Iterator[UrzaHub]:
 
 
 def _worker(hub: UrzaHub, tmp_path: Path, compiler: object) -> TezzeretWorker:
-    config = TezzeretConfig(worker_id="metrics-test", wal_dir=tmp_path / "wal", work_dir=tmp_path / "work",
-                            hardware_target="cpu_test", pipelines=(FAST,))
+    config = TezzeretConfig(
+        worker_id="metrics-test",
+        wal_dir=tmp_path / "wal",
+        work_dir=tmp_path / "work",
+        hardware_target="cpu_test",
+        pipelines=(FAST,),
+    )
     return TezzeretWorker(hub, config, compiler=compiler)  # type: ignore[arg-type]
 
 

@@ -50,12 +50,14 @@ def test_server_config_checks_the_metrics_port() -> None:
 
 
 def test_mesh_document_metrics_addresses_are_optional() -> None:
-    mesh = addresses_from_document({
-        "urza": {"grpc": "127.0.0.1:5001", "metrics": "127.0.0.1:9001", "pid": 10},
-        "karn": {"grpc": "127.0.0.1:5002", "pid": 11},
-        "tamiyo": "127.0.0.1:5003",
-        "nats": {"url": "nats://127.0.0.1:4222", "pid": 12},
-    })
+    mesh = addresses_from_document(
+        {
+            "urza": {"grpc": "127.0.0.1:5001", "metrics": "127.0.0.1:9001", "pid": 10},
+            "karn": {"grpc": "127.0.0.1:5002", "pid": 11},
+            "tamiyo": "127.0.0.1:5003",
+            "nats": {"url": "nats://127.0.0.1:4222", "pid": 12},
+        }
+    )
     assert dict(mesh.metrics) == {"urza": "127.0.0.1:9001"}
     assert mesh.address("karn") == "127.0.0.1:5002"
 

@@ -102,8 +102,9 @@ class _StuckExporter(SpanExporter):
 def test_a_full_queue_drops_and_counts_spans_and_never_waits_for_the_exporter() -> None:
     exporter = _StuckExporter()
     dropped: list[int] = []
-    config = TracingConfig("tolaria", endpoint="x:1", max_queue_size=4, max_export_batch_size=1,
-                           schedule_delay_seconds=0.05)
+    config = TracingConfig(
+        "tolaria", endpoint="x:1", max_queue_size=4, max_export_batch_size=1, schedule_delay_seconds=0.05
+    )
     provider, processor = build_provider(config, exporter, on_dropped=dropped.append)
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("first"):
@@ -128,8 +129,14 @@ def _closed_port() -> int:
 
 
 def test_spans_for_a_collector_that_is_down_are_dropped_and_counted() -> None:
-    config = TracingConfig("tolaria", endpoint=f"http://127.0.0.1:{_closed_port()}", export_timeout_seconds=0.5,
-                           max_queue_size=8, max_export_batch_size=8, schedule_delay_seconds=0.05)
+    config = TracingConfig(
+        "tolaria",
+        endpoint=f"http://127.0.0.1:{_closed_port()}",
+        export_timeout_seconds=0.5,
+        max_queue_size=8,
+        max_export_batch_size=8,
+        schedule_delay_seconds=0.05,
+    )
     provider, processor = build_provider(config)
     tracer = provider.get_tracer("test")
     for index in range(3):

@@ -44,8 +44,13 @@ def test_seal_then_open_round_trips_the_message_and_metadata() -> None:
     command = COMMAND
     trace = bus_pb2.TraceContext(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     envelope = seal(
-        command, source="tamiyo", priority=lifecycle_pb2.MESSAGE_PRIORITY_EMERGENCY, idempotency_key="cmd-1",
-        trace_context=trace, secret=SECRET, key_id="k1",
+        command,
+        source="tamiyo",
+        priority=lifecycle_pb2.MESSAGE_PRIORITY_EMERGENCY,
+        idempotency_key="cmd-1",
+        trace_context=trace,
+        secret=SECRET,
+        key_id="k1",
     )
     data = envelope.SerializeToString()
     opened = open_envelope(data, secret=SECRET, accepted_schema_version=1, key_id="k1")

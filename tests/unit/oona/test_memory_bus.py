@@ -185,11 +185,15 @@ def test_forged_unknown_and_newer_envelopes_are_dead_lettered_and_counted() -> N
     bus.flush()
     assert recorder.keys == ["good"]
     assert [letter.reason for letter in bus.dead_letters()] == [
-        "BAD_SIGNATURE", "SCHEMA_VERSION_UNSUPPORTED", "UNKNOWN_MESSAGE_TYPE",
+        "BAD_SIGNATURE",
+        "SCHEMA_VERSION_UNSUPPORTED",
+        "UNKNOWN_MESSAGE_TYPE",
     ]
     assert bus.dead_letters()[0].data == forged.SerializeToString()
     assert bus.stats().dead_lettered == {
-        "BAD_SIGNATURE": 1, "SCHEMA_VERSION_UNSUPPORTED": 1, "UNKNOWN_MESSAGE_TYPE": 1,
+        "BAD_SIGNATURE": 1,
+        "SCHEMA_VERSION_UNSUPPORTED": 1,
+        "UNKNOWN_MESSAGE_TYPE": 1,
     }
 
 

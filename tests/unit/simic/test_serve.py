@@ -37,9 +37,7 @@ def test_serve_simic_takes_a_database_url(tmp_path: Path) -> None:
 def test_a_bus_secret_without_nats_is_a_usage_error(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"0123456789abcdef")
-    args = build_parser().parse_args(
-        ["serve", "simic", "--data-dir", str(tmp_path), "--bus-secret-file", str(secret)]
-    )
+    args = build_parser().parse_args(["serve", "simic", "--data-dir", str(tmp_path), "--bus-secret-file", str(secret)])
     with pytest.raises(UsageError, match="--nats"):
         args.serve_target.build(args)
 
@@ -48,9 +46,16 @@ def test_a_short_bus_secret_is_a_usage_error(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"short")
     args = build_parser().parse_args(
-        ["serve", "simic", "--data-dir", str(tmp_path), "--nats", "nats://127.0.0.1:1",
-         "--bus-secret-file", str(secret)]
+        [
+            "serve",
+            "simic",
+            "--data-dir",
+            str(tmp_path),
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--bus-secret-file",
+            str(secret),
+        ]
     )
     with pytest.raises(UsageError, match="hmac_secret"):
         args.serve_target.build(args)
-

@@ -25,8 +25,14 @@ def test_sixteen_seed_packet_fits_the_byte_budget() -> None:
         for i in range(16)
     ]
     packet = pack_system_state(
-        run_id="run-5f0c2a9e", epoch=9999, global_step=2**34, training_loss=1.0,
-        validation_loss=1.0, validation_accuracy=1.0, epoch_ms=60_000, seeds=seeds,
+        run_id="run-5f0c2a9e",
+        epoch=9999,
+        global_step=2**34,
+        training_loss=1.0,
+        validation_loss=1.0,
+        validation_accuracy=1.0,
+        epoch_ms=60_000,
+        seeds=seeds,
     )
     assert len(packet.SerializeToString()) < PACKET_BUDGET_BYTES
 
@@ -50,8 +56,14 @@ def test_pack_then_unpack_recovers_features_within_quantization() -> None:
 def test_fractions_are_clamped_to_their_range() -> None:
     seed = telemetry_pb2.SeedTelemetry(seed_id="a", alpha=1.7, dead_node_ratio=-0.2, chunk_variance=1e9)
     packet = pack_system_state(
-        run_id="r", epoch=0, global_step=0, training_loss=0, validation_loss=0,
-        validation_accuracy=0, epoch_ms=0, seeds=[seed],
+        run_id="r",
+        epoch=0,
+        global_step=0,
+        training_loss=0,
+        validation_loss=0,
+        validation_accuracy=0,
+        epoch_ms=0,
+        seeds=[seed],
     )
     assert list(packet.seed_alpha_bp) == [10_000]
     assert list(packet.seed_dead_bp) == [0]

@@ -197,9 +197,7 @@ class SeedSimulator:
 
     def apply(self, commands: Sequence[control_pb2.AdaptationCommand]) -> None:
         """Apply a step's commands, then let CULLED/CANCELLED seeds return to DORMANT next boundary."""
-        returning = [
-            s for s in self.seeds.values() if s.stage in (S.SEED_STAGE_CULLED, S.SEED_STAGE_CANCELLED)
-        ]
+        returning = [s for s in self.seeds.values() if s.stage in (S.SEED_STAGE_CULLED, S.SEED_STAGE_CANCELLED)]
         for seed in returning:
             self._move(seed, S.SEED_STAGE_DORMANT)
             seed.kernel_id, seed.params = "", 0
@@ -273,9 +271,7 @@ def commands_by_epoch(responses: Sequence[tamiyo_pb2.StepResponse]) -> list[list
     for response in responses:
         step = []
         for command in response.commands:
-            label = (
-                f"{command.seed_id}:{S.CommandType.Name(command.command_type).removeprefix('COMMAND_TYPE_')}"
-            )
+            label = f"{command.seed_id}:{S.CommandType.Name(command.command_type).removeprefix('COMMAND_TYPE_')}"
             if command.target_stage:
                 label += ":" + S.SeedStage.Name(command.target_stage).removeprefix("SEED_STAGE_")
             step.append(label)

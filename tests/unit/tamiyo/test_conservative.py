@@ -61,9 +61,7 @@ def test_failures_on_distinct_slots_turn_conservative_mode_on_until_calm_epochs_
     assert responses[1].signal.conservative_mode  # epoch 12: 2 of 3 calm epochs
     off = responses[2]  # epoch 13: 3 calm epochs since epoch 10
     assert not off.signal.conservative_mode
-    assert "conservative mode off: 3 calm epochs since the last failure at epoch 10 (need 3)" in _run_level(
-        off
-    )
+    assert "conservative mode off: 3 calm epochs since the last failure at epoch 10 (need 3)" in _run_level(off)
     assert labels[2][0].endswith("REQUEST_GERMINATION")
 
 

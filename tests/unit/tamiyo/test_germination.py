@@ -105,9 +105,7 @@ def test_an_untracked_active_seed_holds_a_slot() -> None:
     sim.seeds["net.1"].stage = S.SEED_STAGE_TRAINING  # germinated by someone else
     responses = run_epochs(controller, sim, PLATEAU)
     assert commands_by_epoch(responses)[3] == []
-    assert any(
-        "Tamiyo did not germinate it" in d.reason for d in responses[3].decisions if d.seed_id == "net.1"
-    )
+    assert any("Tamiyo did not germinate it" in d.reason for d in responses[3].decisions if d.seed_id == "net.1")
     assert any("budget full" in r for r in _run_level(responses[3]))
 
 
@@ -167,9 +165,7 @@ def test_a_failing_kernel_query_waits_instead_of_failing_the_step() -> None:
     kernels.error = Unavailable("urza is down")
     responses = run_epochs(make_controller(kernels), _sim(), PLATEAU)
     assert not responses[3].commands
-    assert any(
-        "kernel query for FEATURES [32] failed: UNAVAILABLE" in d.reason for d in responses[3].decisions
-    )
+    assert any("kernel query for FEATURES [32] failed: UNAVAILABLE" in d.reason for d in responses[3].decisions)
 
 
 def test_preferred_tags_are_retried_without_tags_when_nothing_matches() -> None:
@@ -273,9 +269,7 @@ def test_tag_ladder_is_distinct_and_ends_without_tags() -> None:
 
 def test_after_a_recent_failure_conservative_tags_are_asked_for_first() -> None:
     kernels = FakeKernels([kernel("k1", tags=("numerically_stable",))])
-    controller = make_controller(
-        kernels, preferred_tags=("numerically_stable",), conservative_tags=("low_memory",)
-    )
+    controller = make_controller(kernels, preferred_tags=("numerically_stable",), conservative_tags=("low_memory",))
     state = tamiyo_pb2.TamiyoControllerState(
         run_id=RUN,
         best_val_accuracy=0.6,
@@ -301,7 +295,5 @@ def test_after_a_recent_failure_conservative_tags_are_asked_for_first() -> None:
     ],
 )
 def test_the_configured_grafting_strategy_goes_with_the_germination(strategy: str, value: int) -> None:
-    responses = run_epochs(
-        make_controller(FakeKernels([kernel("k1")]), grafting_strategy=strategy), _sim(), PLATEAU
-    )
+    responses = run_epochs(make_controller(FakeKernels([kernel("k1")]), grafting_strategy=strategy), _sim(), PLATEAU)
     assert responses[3].commands[0].grafting_strategy == value

@@ -116,9 +116,7 @@ def test_a_culled_blueprint_is_avoided_next_time() -> None:
     controller = make_controller(kernels)
     sim = _sim(eval_gain=-0.01)
     responses = run_epochs(controller, sim, [*PLATEAU, *([0.60] * 7)])
-    germinations = [
-        c for r in responses for c in r.commands if c.command_type == S.COMMAND_TYPE_REQUEST_GERMINATION
-    ]
+    germinations = [c for r in responses for c in r.commands if c.command_type == S.COMMAND_TYPE_REQUEST_GERMINATION]
     # The faster kernel first; once its blueprint is culled here, the other one.
     assert [(c.seed_id, c.kernel_id) for c in germinations] == [("net.3", "a"), ("net.1", "b")]
 
@@ -137,9 +135,7 @@ def test_harm_during_fine_tuning_culls_a_seed_no_longer_holding_accuracy_up() ->
     assert commands_by_epoch(responses)[9] == ["net.3:CULL"]
     assert "harm: accuracy 0.5500 fell 0.0500 below 0.6000" in responses[9].commands[0].reason
     reports = [report for response in responses for report in response.field_reports]
-    assert [(r.outcome, r.post_metric) for r in reports] == [
-        (S.ADAPTATION_OUTCOME_CULLED, pytest.approx(0.55))
-    ]
+    assert [(r.outcome, r.post_metric) for r in reports] == [(S.ADAPTATION_OUTCOME_CULLED, pytest.approx(0.55))]
 
 
 def test_harm_during_fine_tuning_keeps_a_seed_that_holds_accuracy_up() -> None:
@@ -272,9 +268,7 @@ def test_every_command_has_a_reason_and_a_matching_decision_and_reports_are_uniq
     controller = make_controller(kernels, max_concurrent_seeds=2)
     sim = _sim(eval_gain=-0.01, kernel_params={"b": 0})
     responses = run_epochs(controller, sim, [*PLATEAU, *([0.60] * 16)])
-    germinations = [
-        c for r in responses for c in r.commands if c.command_type == S.COMMAND_TYPE_REQUEST_GERMINATION
-    ]
+    germinations = [c for r in responses for c in r.commands if c.command_type == S.COMMAND_TYPE_REQUEST_GERMINATION]
     reports = [report for response in responses for report in response.field_reports]
     assert len(germinations) >= 3
     assert len({r.report_id for r in reports}) == len(reports)

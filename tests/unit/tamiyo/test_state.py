@@ -226,10 +226,7 @@ def test_unknown_runs_and_policies_are_not_found() -> None:
         controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="simic-v3"))
     assert raised.value.reason == "POLICY_NOT_FOUND"
     assert "Simic" in raised.value.message
-    assert (
-        controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="heuristic-v1")).policy_id
-        == "heuristic-v1"
-    )
+    assert controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="heuristic-v1")).policy_id == "heuristic-v1"
 
 
 def test_the_model_counts_parameters_when_the_request_does_not() -> None:

@@ -121,9 +121,7 @@ def _adaptation(**fields: object) -> tamiyo_pb2.ActiveAdaptation:
             "state.active_adaptations[0].kernel_id",
         ),
         (
-            tamiyo_pb2.TamiyoControllerState(
-                run_id=RUN, active_adaptations=[_adaptation(stage_entry_epoch=1)]
-            ),
+            tamiyo_pb2.TamiyoControllerState(run_id=RUN, active_adaptations=[_adaptation(stage_entry_epoch=1)]),
             "state.active_adaptations[0].stage_entry_epoch",
         ),
         (
@@ -183,7 +181,4 @@ def test_bad_config_is_refused(overrides: dict[str, object]) -> None:
 def test_grafting_strategy_names() -> None:
     assert TamiyoConfig().grafting_strategy_value == S.GRAFTING_STRATEGY_LINEAR_RAMP
     assert grafting_strategy_from_name("cosine_ramp") == S.GRAFTING_STRATEGY_COSINE_RAMP
-    assert (
-        grafting_strategy_from_name("GRAFTING_STRATEGY_DRIFT_CONTROLLED")
-        == S.GRAFTING_STRATEGY_DRIFT_CONTROLLED
-    )
+    assert grafting_strategy_from_name("GRAFTING_STRATEGY_DRIFT_CONTROLLED") == S.GRAFTING_STRATEGY_DRIFT_CONTROLLED

@@ -29,9 +29,7 @@ def program_bytes(make_config: ConfigFactory) -> bytes:
     return passes.save_program(passes.export_program(module, torch.randn(4, 8), make_config()))
 
 
-def _rewrite(
-    data: bytes, change: Callable[[str, bytes], bytes | None], extra: dict[str, bytes] | None = None
-) -> bytes:
+def _rewrite(data: bytes, change: Callable[[str, bytes], bytes | None], extra: dict[str, bytes] | None = None) -> bytes:
     """A copy of the archive with each member passed through `change` (None drops it)."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:

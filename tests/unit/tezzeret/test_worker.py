@@ -49,9 +49,7 @@ def _drain(worker: TezzeretWorker, limit: int = 20) -> int:
     raise AssertionError("the queue never drained")
 
 
-def test_worker_compiles_every_queued_job_into_loadable_kernels(
-    hub: UrzaHub, make_config: ConfigFactory
-) -> None:
+def test_worker_compiles_every_queued_job_into_loadable_kernels(hub: UrzaHub, make_config: ConfigFactory) -> None:
     ir = mlp_ir()
     blueprint_id = submit(hub, ir, FAST, STANDARD)
     worker = TezzeretWorker(hub, make_config())
@@ -138,9 +136,7 @@ def test_a_worker_killed_at_any_stage_recovers_with_no_duplicate(
     assert (job.attempts, restarted.state.status().jobs_recovered, len(compiler.calls)) == expected[stage]
 
 
-def test_files_the_log_does_not_vouch_for_are_removed_at_start(
-    make_config: ConfigFactory, hub: UrzaHub
-) -> None:
+def test_files_the_log_does_not_vouch_for_are_removed_at_start(make_config: ConfigFactory, hub: UrzaHub) -> None:
     config = make_config()
     config.artifacts_dir.mkdir(parents=True)
     (config.artifacts_dir / ".0123-fast.pt2.tmp").write_bytes(b"half")
@@ -236,9 +232,7 @@ def test_status_and_job_listing_describe_the_work_without_lease_tokens(
 
     status = service.get_worker_status(tezzeret_pb2.GetWorkerStatusRequest())
     first = service.list_worker_jobs(tezzeret_pb2.ListWorkerJobsRequest(page_size=2))
-    rest = service.list_worker_jobs(
-        tezzeret_pb2.ListWorkerJobsRequest(page_size=2, page_token=first.next_page_token)
-    )
+    rest = service.list_worker_jobs(tezzeret_pb2.ListWorkerJobsRequest(page_size=2, page_token=first.next_page_token))
 
     assert (status.worker_id, status.jobs_succeeded, status.toolchain_hash) == (
         "tezzeret-test",
@@ -259,9 +253,7 @@ def test_status_and_job_listing_describe_the_work_without_lease_tokens(
     assert bad_size.value.violations[0].field == "page_size"
 
 
-def test_a_kernel_urza_refuses_fails_the_job_with_urzas_reason(
-    hub: UrzaHub, make_config: ConfigFactory
-) -> None:
+def test_a_kernel_urza_refuses_fails_the_job_with_urzas_reason(hub: UrzaHub, make_config: ConfigFactory) -> None:
     def wrong_ir_hash(ir: object, pipeline: int, config: object, **kwargs: str) -> CompiledKernel:
         kernel = kernel_pb2.KernelArtifact(
             kernel_id=f"{'0' * 12}-cpu_test-fast-{kwargs['toolchain'][:8]}", hardware_target="cpu_test"

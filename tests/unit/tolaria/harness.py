@@ -25,12 +25,23 @@ from tests.unit.tamiyo.scenario import FakeKernels
 RUN_ID = "run-tolaria-test"
 WIDTH = 16
 KASMINA = KasminaConfig(
-    target_module_types=("ReLU",), ramp_steps=8, training_min_steps=8, stabilization_steps=4,
-    fine_tuning_min_steps=4, isolation_check_every=5,
+    target_module_types=("ReLU",),
+    ramp_steps=8,
+    training_min_steps=8,
+    stabilization_steps=4,
+    fine_tuning_min_steps=4,
+    isolation_check_every=5,
 )
 TAMIYO = TamiyoConfig(
-    warmup_epochs=1, patience=1, min_delta=0.5, max_concurrent_seeds=2, min_training_epochs=1,
-    fine_tune_epochs=1, min_eval_gain=-1.0, fossilize_min_improvement=0.0, harm_threshold=1.0,
+    warmup_epochs=1,
+    patience=1,
+    min_delta=0.5,
+    max_concurrent_seeds=2,
+    min_training_epochs=1,
+    fine_tune_epochs=1,
+    min_eval_gain=-1.0,
+    fossilize_min_improvement=0.0,
+    harm_threshold=1.0,
     min_epochs_to_finish=1,
 )
 
@@ -41,8 +52,12 @@ def spirals() -> Dataset:
 
 def kernel_artifact(kernel_id: str, ir: blueprint_pb2.BlueprintIR, params: int) -> kernel_pb2.KernelArtifact:
     artifact = kernel_pb2.KernelArtifact(
-        kernel_id=kernel_id, blueprint_id=f"bp-{kernel_id}", status=kernel_pb2.KERNEL_STATUS_VALIDATED,
-        tags=["numerically_stable"], input_kind=ir.input_kind, parameter_count=params,
+        kernel_id=kernel_id,
+        blueprint_id=f"bp-{kernel_id}",
+        status=kernel_pb2.KERNEL_STATUS_VALIDATED,
+        tags=["numerically_stable"],
+        input_kind=ir.input_kind,
+        parameter_count=params,
     )
     artifact.input_shape.CopyFrom(ir.input_shape)
     artifact.validation_report.passed = True
@@ -64,8 +79,14 @@ class Setup:
     def trainer(self, epochs: int, *, checkpoint: Path | None = None, **config: Any) -> TolariaTrainer:
         settings = TolariaConfig(epochs=epochs, batch_size=64, learning_rate=1e-2, seed=0, **config)
         return TolariaTrainer(
-            self.model, self.controller, settings, data=self.data, kasmina=self.operator, run_id=RUN_ID,
-            events=self.events, checkpoint_path=checkpoint,
+            self.model,
+            self.controller,
+            settings,
+            data=self.data,
+            kasmina=self.operator,
+            run_id=RUN_ID,
+            events=self.events,
+            checkpoint_path=checkpoint,
         )
 
 
@@ -90,8 +111,11 @@ def transitions(events: RunEventLog) -> list[tuple[int, str, str]]:
         return lifecycle_pb2.SeedStage.Name(stage).removeprefix("SEED_STAGE_")
 
     return [
-        (e.seed_transition.epoch, e.seed_transition.seed_id,
-         f"{name(e.seed_transition.from_stage)}->{name(e.seed_transition.to_stage)}")
+        (
+            e.seed_transition.epoch,
+            e.seed_transition.seed_id,
+            f"{name(e.seed_transition.from_stage)}->{name(e.seed_transition.to_stage)}",
+        )
         for e in events.events()
         if e.WhichOneof("payload") == "seed_transition"
     ]
@@ -103,8 +127,13 @@ def notices(events: RunEventLog) -> list[str]:
 
 def metrics_rows(trainer: TolariaTrainer) -> list[tuple[float, float, float, float, int]]:
     return [
-        (r.metrics.train_loss, r.metrics.train_accuracy, r.metrics.val_loss, r.metrics.val_accuracy,
-         r.metrics.parameter_count)
+        (
+            r.metrics.train_loss,
+            r.metrics.train_accuracy,
+            r.metrics.val_loss,
+            r.metrics.val_accuracy,
+            r.metrics.parameter_count,
+        )
         for r in trainer.history.epochs
     ]
 

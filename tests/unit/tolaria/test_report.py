@@ -57,18 +57,31 @@ def write_synthetic_run(folder: Path, *, epochs: int = 20, static: bool = False)
         lift = 0.0 if static or epoch < 6 else 0.03 * (1 - math.exp(-(epoch - 6) / 3))
         val = 0.9 - 0.5 * math.exp(-epoch / 2) + lift
         metrics = run_pb2.EpochMetrics(
-            epoch=epoch, train_loss=2.0 * math.exp(-epoch / 4) + 0.1, train_accuracy=min(1.0, val + 0.04),
-            val_loss=2.1 * math.exp(-epoch / 4) + 0.2 - lift, val_accuracy=val, parameter_count=params,
+            epoch=epoch,
+            train_loss=2.0 * math.exp(-epoch / 4) + 0.1,
+            train_accuracy=min(1.0, val + 0.04),
+            val_loss=2.1 * math.exp(-epoch / 4) + 0.2 - lift,
+            val_accuracy=val,
+            parameter_count=params,
             hook_ms=1.0 + 0.1 * epoch,
         )
         run.append_metrics(metrics, elapsed_seconds=0.5 * (epoch + 1))
     summary = run_pb2.RunSummary(
-        final_test_accuracy=0.9 if static else 0.925, best_val_accuracy=0.93, params_initial=1482,
-        params_final=params, seeds_germinated=0 if static else 2, seeds_fossilized=0 if static else 1,
-        seeds_culled=0 if static else 1, epochs=epochs, wall_seconds=10.5, hook_ms_p50=1.2, hook_ms_p95=2.9,
+        final_test_accuracy=0.9 if static else 0.925,
+        best_val_accuracy=0.93,
+        params_initial=1482,
+        params_final=params,
+        seeds_germinated=0 if static else 2,
+        seeds_fossilized=0 if static else 1,
+        seeds_culled=0 if static else 1,
+        epochs=epochs,
+        wall_seconds=10.5,
+        hook_ms_p50=1.2,
+        hook_ms_p95=2.9,
     )
-    run.write_summary(summary, run_id="r-static" if static else "r-test", dataset="digits", static=static,
-                      hook_budget_ms=18.0)
+    run.write_summary(
+        summary, run_id="r-static" if static else "r-test", dataset="digits", static=static, hook_budget_ms=18.0
+    )
     return run
 
 
@@ -98,8 +111,10 @@ def test_transitions_are_read_from_events(tmp_path: Path) -> None:
     run = write_synthetic_run(tmp_path / "run")
     found = _transitions(run.read_events())
     assert found == [
-        (5.0, "SEED_STAGE_GERMINATED"), (5.0, "SEED_STAGE_GERMINATED"),
-        (9.0, "SEED_STAGE_CULLED"), (12.0, "SEED_STAGE_FOSSILIZED"),
+        (5.0, "SEED_STAGE_GERMINATED"),
+        (5.0, "SEED_STAGE_GERMINATED"),
+        (9.0, "SEED_STAGE_CULLED"),
+        (12.0, "SEED_STAGE_FOSSILIZED"),
     ]
     assert {stage for _, stage in found} <= set(MARKS)
 
@@ -133,7 +148,11 @@ def test_format_summary_against_static_baseline(
 
 def test_format_summary_uses_a_recorded_baseline_and_shows_rollbacks() -> None:
     summary = {
-        "run_id": "r", "dataset": "spirals", "final_test_accuracy": 0.97, "params_final": 900, "rollbacks": 1,
+        "run_id": "r",
+        "dataset": "spirals",
+        "final_test_accuracy": 0.97,
+        "params_final": 900,
+        "rollbacks": 1,
         "baseline": {"final_test_accuracy": 0.93, "params_final": 371},
     }
     text = format_summary(summary)

@@ -41,17 +41,19 @@ def test_metrics_lines_keep_field_names_numbers_and_extras(tmp_path: Path) -> No
     assert list(first)[:3] == ["epoch", "train_loss", "train_accuracy"]
     # Non-finite values stay strict JSON, as the proto JSON mapping writes them.
     assert second["train_loss"] == "NaN" and second["val_loss"] == "Infinity"
-    parsed = json_format.ParseDict(
-        {k: v for k, v in second.items() if k != "elapsed_seconds"}, run_pb2.EpochMetrics()
-    )
+    parsed = json_format.ParseDict({k: v for k, v in second.items() if k != "elapsed_seconds"}, run_pb2.EpochMetrics())
     assert parsed.epoch == 1 and parsed.parameter_count == 12_345_678_901
 
 
 def test_events_are_appended_in_order_with_their_kind_and_reason(tmp_path: Path) -> None:
     run = RunFolder(tmp_path)
     transition = run_pb2.SeedTransition(
-        seed_id="act1", from_stage="SEED_STAGE_DORMANT", to_stage="SEED_STAGE_GERMINATED",
-        reason="plateau: val acc +0.001 over 2 epochs", command_id="c-1", epoch=4,
+        seed_id="act1",
+        from_stage="SEED_STAGE_DORMANT",
+        to_stage="SEED_STAGE_GERMINATED",
+        reason="plateau: val acc +0.001 over 2 epochs",
+        command_id="c-1",
+        epoch=4,
     )
     decision = control_pb2.AdaptationDecision(epoch=4, seed_id="act1", reason="waiting: warm-up")
     events = [

@@ -78,9 +78,7 @@ def test_checkpoint_then_resume_reaches_the_same_states_and_metrics(tmp_path: Pa
     checkpoint = tmp_path / "last.pt"
     kept = tmp_path / "after-epoch-5.pt"
     trainer = full.trainer(epochs=10, checkpoint=checkpoint)
-    trainer.on_epoch = lambda record, _: (
-        shutil.copy(checkpoint, kept) if record.metrics.epoch == 5 else None
-    )
+    trainer.on_epoch = lambda record, _: shutil.copy(checkpoint, kept) if record.metrics.epoch == 5 else None
     trainer.train()
 
     resumed = setup()
@@ -190,8 +188,11 @@ def test_an_illegal_command_is_refused_logged_and_the_run_goes_on() -> None:
     class Reckless:
         def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
             command = control_pb2.AdaptationCommand(
-                command_id=f"c{request.packet.epoch}", run_id=RUN_ID, seed_id="act1",
-                command_type=lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, reason="no reason at all",
+                command_id=f"c{request.packet.epoch}",
+                run_id=RUN_ID,
+                seed_id="act1",
+                command_type=lifecycle_pb2.COMMAND_TYPE_FOSSILIZE,
+                reason="no reason at all",
             )
             return tamiyo_pb2.StepResponse(commands=[command])
 

@@ -25,9 +25,7 @@ def hub_at(tmp_path: Path) -> Iterator[UrzaHub]:
         hub.close()
 
 
-def add_compiled_kernels(
-    hub: UrzaHub, count: int, *, target: str = TARGET
-) -> list[kernel_pb2.KernelArtifact]:
+def add_compiled_kernels(hub: UrzaHub, count: int, *, target: str = TARGET) -> list[kernel_pb2.KernelArtifact]:
     """`count` COMPILED kernels of distinct blueprints, oldest first."""
     kernels = []
     for index in range(count):

@@ -14,8 +14,12 @@ from esper.urabrask.probe import ProbeSettings, probe
 from tests.fixtures.kernels import compile_kernel, nan_artifact, residual_ir, static_batch_artifact
 
 SETTINGS = ProbeSettings(
-    check_batch_sizes=(1, 7, 32), benchmark_batch_size=32, warmup=1, iterations=5,
-    drift_tolerance=1e-4, input_seed=0,
+    check_batch_sizes=(1, 7, 32),
+    benchmark_batch_size=32,
+    warmup=1,
+    iterations=5,
+    drift_tolerance=1e-4,
+    input_seed=0,
 )
 IR = residual_ir(init_seed=0)
 

@@ -58,9 +58,7 @@ def test_get_report_of_a_validated_kernel(hub: UrzaHub, validated: list[kernel_p
     assert report.passed
 
 
-def test_kernel_without_a_report_is_not_found(
-    hub: UrzaHub, validated: list[kernel_pb2.KernelArtifact]
-) -> None:
+def test_kernel_without_a_report_is_not_found(hub: UrzaHub, validated: list[kernel_pb2.KernelArtifact]) -> None:
     service = UrabraskService(hub)
     with pytest.raises(NotFound) as caught:
         service.get_validation_report(urabrask_pb2.GetValidationReportRequest(kernel_id=validated[4].kernel_id))
@@ -102,9 +100,7 @@ def test_page_token_is_bound_to_its_filter(hub: UrzaHub, validated: list[kernel_
         urabrask_pb2.ListValidationReportsRequest(page_size=1, passed=True)
     ).next_page_token
     with pytest.raises(InvalidArgument) as caught:
-        service.list_validation_reports(
-            urabrask_pb2.ListValidationReportsRequest(page_size=1, page_token=token)
-        )
+        service.list_validation_reports(urabrask_pb2.ListValidationReportsRequest(page_size=1, page_token=token))
     assert caught.value.reason == "INVALID_PAGE_TOKEN"
     with pytest.raises(InvalidArgument) as garbage:
         service.list_validation_reports(urabrask_pb2.ListValidationReportsRequest(page_token="garbage!"))
@@ -114,7 +110,5 @@ def test_page_token_is_bound_to_its_filter(hub: UrzaHub, validated: list[kernel_
 @pytest.mark.parametrize("page_size", [-1, 1001])
 def test_page_size_out_of_range(hub: UrzaHub, page_size: int) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        UrabraskService(hub).list_validation_reports(
-            urabrask_pb2.ListValidationReportsRequest(page_size=page_size)
-        )
+        UrabraskService(hub).list_validation_reports(urabrask_pb2.ListValidationReportsRequest(page_size=page_size))
     assert caught.value.violations[0].field == "page_size"

@@ -51,8 +51,11 @@ def test_percentile_rank_counts_ties_as_half() -> None:
 @pytest.mark.parametrize(
     ("latency", "speed_tag"),
     [
-        (0.5, "high_speed"), (3.5, "high_speed"), (5.5, "medium_speed"),
-        (7.5, "low_speed"), (99.0, "low_speed"),
+        (0.5, "high_speed"),
+        (3.5, "high_speed"),
+        (5.5, "medium_speed"),
+        (7.5, "low_speed"),
+        (99.0, "low_speed"),
     ],
 )
 def test_latency_band_among_peers(latency: float, speed_tag: str) -> None:

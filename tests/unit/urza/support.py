@@ -46,9 +46,7 @@ def sample_ir(width: int = 16, *, seed: int = 0) -> blueprint_pb2.BlueprintIR:
     return builder.build(builder.add_(builder.input, hidden))
 
 
-def make_hub(
-    database_url: str, store: ObjectStore | Path, clock: FakeClock | None = None, **config: Any
-) -> UrzaHub:
+def make_hub(database_url: str, store: ObjectStore | Path, clock: FakeClock | None = None, **config: Any) -> UrzaHub:
     if isinstance(store, Path):
         store = FolderObjectStore(store)
     settings = UrzaConfig(database_url=database_url, store="unused-by-tests", **config)
@@ -60,9 +58,7 @@ def kernel_id_for(job: kernel_pb2.CompileJob, *, toolchain: str = "0123abcd", ta
     return f"{ir_sha256(job.ir)[:12]}-{target}-{PIPELINE_NAMES[job.pipeline]}-{toolchain}"
 
 
-def submit(
-    api: UrzaApi, ir: blueprint_pb2.BlueprintIR | None = None, **fields: Any
-) -> blueprint_pb2.Blueprint:
+def submit(api: UrzaApi, ir: blueprint_pb2.BlueprintIR | None = None, **fields: Any) -> blueprint_pb2.Blueprint:
     request = urza_pb2.CreateBlueprintRequest(ir=ir if ir is not None else sample_ir(), **fields)
     return api.create_blueprint(request).blueprint
 

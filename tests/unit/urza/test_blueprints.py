@@ -121,9 +121,7 @@ def test_malformed_ir_is_refused_naming_the_node_and_nothing_is_stored(
         ({"tags": ["ok", "not ok"]}, "tags[1]"),
     ],
 )
-def test_bad_create_request_names_the_field(
-    hub: UrzaHub, request_fields: dict[str, object], field: str
-) -> None:
+def test_bad_create_request_names_the_field(hub: UrzaHub, request_fields: dict[str, object], field: str) -> None:
     request = urza_pb2.CreateBlueprintRequest(**request_fields)  # type: ignore[arg-type]
     if field != "ir":
         request.ir.CopyFrom(sample_ir())

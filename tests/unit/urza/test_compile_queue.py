@@ -170,9 +170,7 @@ def test_a_restarted_worker_resumes_its_own_job(hub: UrzaHub) -> None:
     complete(hub, after)
 
 
-def test_a_job_whose_last_attempt_was_abandoned_fails(
-    database_url: str, tmp_path: Path, clock: FakeClock
-) -> None:
+def test_a_job_whose_last_attempt_was_abandoned_fails(database_url: str, tmp_path: Path, clock: FakeClock) -> None:
     hub = make_hub(database_url, tmp_path / "store", clock, compile_max_attempts=1)
     blueprint = submit(hub, pipelines=[FAST])
     assert claim(hub, "w1", lease=5) is not None
@@ -242,9 +240,7 @@ def test_an_artifact_id_is_written_once(hub: UrzaHub) -> None:
     ],
     ids=["format", "ir-hash", "pipeline"],
 )
-def test_a_kernel_id_must_name_the_jobs_ir_and_pipeline(
-    hub: UrzaHub, kernel_id: str | None, field: str
-) -> None:
+def test_a_kernel_id_must_name_the_jobs_ir_and_pipeline(hub: UrzaHub, kernel_id: str | None, field: str) -> None:
     submit(hub, pipelines=[FAST])
     job = claim(hub)
     assert job is not None
@@ -299,9 +295,7 @@ def test_list_compile_jobs_pages_in_queue_order_and_filters_by_status(hub: UrzaH
             break
     assert len(listed) == 6 and len(set(listed)) == 6
     assert listed[0] == claimed.job_id
-    running = hub.list_compile_jobs(
-        urza_pb2.ListCompileJobsRequest(status=JOB.COMPILE_JOB_STATUS_RUNNING)
-    ).jobs
+    running = hub.list_compile_jobs(urza_pb2.ListCompileJobsRequest(status=JOB.COMPILE_JOB_STATUS_RUNNING)).jobs
     assert [job.job_id for job in running] == [claimed.job_id]
 
 

@@ -71,9 +71,7 @@ def test_a_finished_job_shows_no_lease() -> None:
 
 
 def test_kernel_round_trip_with_tags_and_report() -> None:
-    report = kernel_pb2.UrabraskValidationReport(
-        kernel_id="k", passed=True, latency_ms_mean=0.25, tags=["fast"]
-    )
+    report = kernel_pb2.UrabraskValidationReport(kernel_id="k", passed=True, latency_ms_mean=0.25, tags=["fast"])
     kernel = kernel_pb2.KernelArtifact(
         kernel_id="0123456789ab-cpu_x86_64-fast-01234567",
         blueprint_id="bp-0123456789abcdef",

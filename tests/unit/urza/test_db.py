@@ -16,9 +16,9 @@ from tests.unit.urza.support import make_hub, submit
 def test_an_empty_database_gets_the_current_schema(database_url: str) -> None:
     database = UrzaDatabase.open(database_url)
     with database.read() as conn:
-        assert conn.execute(
-            text("SELECT version FROM schema_meta WHERE component = 'urza'")
-        ).scalar_one() == (SCHEMA_VERSION)
+        assert conn.execute(text("SELECT version FROM schema_meta WHERE component = 'urza'")).scalar_one() == (
+            SCHEMA_VERSION
+        )
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
     database.close()
 

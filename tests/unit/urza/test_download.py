@@ -30,12 +30,8 @@ def _stored_file(tmp_path: Path, kernel: kernel_pb2.KernelArtifact) -> Path:
     return path
 
 
-def test_chunks_cover_the_artifact_and_carry_its_checksum(
-    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact
-) -> None:
-    chunks = list(
-        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=4096))
-    )
+def test_chunks_cover_the_artifact_and_carry_its_checksum(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact) -> None:
+    chunks = list(hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=4096)))
     assert [chunk.offset for chunk in chunks] == [0, 4096, 8192]
     assert [len(chunk.chunk_data) for chunk in chunks] == [4096, 4096, 2048]
     assert {chunk.sha256 for chunk in chunks} == {hashlib.sha256(ARTIFACT).hexdigest()}
@@ -49,17 +45,13 @@ def test_default_chunk_is_one_mebibyte(hub: UrzaHub, kernel: kernel_pb2.KernelAr
 
 
 @pytest.mark.parametrize("chunk_size", [100, 4095, 4 * 1024 * 1024 + 1])
-def test_chunk_size_out_of_range_is_refused(
-    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, chunk_size: int
-) -> None:
+def test_chunk_size_out_of_range_is_refused(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, chunk_size: int) -> None:
     with pytest.raises(InvalidArgument) as caught:
         hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=chunk_size))
     assert caught.value.violations[0].field == "chunk_size"
 
 
-def test_corrupted_stored_bytes_are_data_loss(
-    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path
-) -> None:
+def test_corrupted_stored_bytes_are_data_loss(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path) -> None:
     path = _stored_file(tmp_path, kernel)
     corrupted = bytearray(path.read_bytes())
     corrupted[100] ^= 0xFF
@@ -69,9 +61,7 @@ def test_corrupted_stored_bytes_are_data_loss(
     assert caught.value.reason == "CHECKSUM_MISMATCH"
 
 
-def test_missing_stored_bytes_are_data_loss(
-    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path
-) -> None:
+def test_missing_stored_bytes_are_data_loss(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path) -> None:
     _stored_file(tmp_path, kernel).unlink()
     with pytest.raises(DataLoss):
         hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id))
@@ -117,9 +107,7 @@ class _TamperingApi:
     def get_kernel(self, request: urza_pb2.GetKernelRequest) -> urza_pb2.GetKernelResponse:
         return self._hub.get_kernel(request)
 
-    def download_kernel(
-        self, request: urza_pb2.DownloadKernelRequest
-    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+    def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> Iterator[urza_pb2.DownloadKernelResponse]:
         for index, chunk in enumerate(self._hub.download_kernel(request)):
             if index == 1:
                 chunk.chunk_data = bytes([chunk.chunk_data[0] ^ 1]) + chunk.chunk_data[1:]
@@ -127,9 +115,7 @@ class _TamperingApi:
 
 
 class _TruncatingApi(_TamperingApi):
-    def download_kernel(
-        self, request: urza_pb2.DownloadKernelRequest
-    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+    def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> Iterator[urza_pb2.DownloadKernelResponse]:
         yield next(iter(self._hub.download_kernel(request)))
 
 

@@ -60,9 +60,7 @@ def _ids(hub: UrzaHub, **query: object) -> list[str]:
     return [kernel.kernel_id for kernel in result.kernels]
 
 
-def test_no_filter_returns_every_kernel_but_rejected_ones_newest_first(
-    hub: UrzaHub, library: Library
-) -> None:
+def test_no_filter_returns_every_kernel_but_rejected_ones_newest_first(hub: UrzaHub, library: Library) -> None:
     assert _ids(hub) == [library.b_fast, library.c_fast, library.a_fast]
 
 
@@ -146,9 +144,7 @@ def test_a_token_from_another_query_is_refused(hub: UrzaHub) -> None:
             "query.tags_all[0]",
         ),
         (
-            urza_pb2.QueryKernelsRequest(
-                query=kernel_pb2.KernelQuery(input_shape=blueprint_pb2.TensorShape(dims=[0]))
-            ),
+            urza_pb2.QueryKernelsRequest(query=kernel_pb2.KernelQuery(input_shape=blueprint_pb2.TensorShape(dims=[0]))),
             "query.input_shape.dims[0]",
         ),
         (urza_pb2.QueryKernelsRequest(query=kernel_pb2.KernelQuery(status=42)), "query.status"),  # type: ignore[arg-type]

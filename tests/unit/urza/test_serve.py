@@ -35,9 +35,7 @@ def test_flags_choose_database_and_store(tmp_path: Path, monkeypatch: pytest.Mon
     served.close()
 
 
-def test_s3_credentials_come_from_the_standard_variables(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_s3_credentials_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     captured: list[object] = []
 
     def fake_open(config: object) -> object:

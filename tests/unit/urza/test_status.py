@@ -54,9 +54,7 @@ def kernel(status: int, reason: str = "", kernel_id: str = "k1") -> KernelFacts:
         ),
     ],
 )
-def test_status_follows_jobs_and_kernels(
-    jobs: list[JobFacts], kernels: list[KernelFacts], expected: int
-) -> None:
+def test_status_follows_jobs_and_kernels(jobs: list[JobFacts], kernels: list[KernelFacts], expected: int) -> None:
     assert derive_blueprint_status(BP.BLUEPRINT_STATUS_SUBMITTED, jobs, kernels).status == expected
 
 

@@ -130,9 +130,7 @@ def inner_residual_mlp(activation: int, *, expansion: float) -> Body:
         dim = b.shape(b.input)[-1]
         width = hidden_width(dim, expansion)
         h = b.linear(b.input, width)
-        inner = b.linear(
-            b.activation(activation, b.linear(h, width)), width, init_scale=LAST_LAYER_INIT_SCALE
-        )
+        inner = b.linear(b.activation(activation, b.linear(h, width)), width, init_scale=LAST_LAYER_INIT_SCALE)
         return b.linear(b.add_(h, inner), dim, init_scale=LAST_LAYER_INIT_SCALE)
 
     return body

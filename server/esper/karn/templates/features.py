@@ -48,8 +48,7 @@ def _mlps() -> list[TemplateSpec]:
                 f"Residual MLP, ReLU, hidden {hidden}",
                 SAFE,
                 FEATURES,
-                f"Two-layer ReLU MLP with a fixed hidden width of {hidden}, whatever the host width. "
-                f"{_GENTLE}",
+                f"Two-layer ReLU MLP with a fixed hidden width of {hidden}, whatever the host width. {_GENTLE}",
                 ("mlp", "residual", "relu", "fixed_width"),
                 blocks.mlp(RELU, hidden=hidden),
             )
@@ -198,8 +197,7 @@ def _experimental() -> list[TemplateSpec]:
             "Feature gate",
             EXPERIMENTAL,
             FEATURES,
-            "x * sigmoid(Linear(x)) followed by a scale starting at 0.1: the block learns which features "
-            "to amplify.",
+            "x * sigmoid(Linear(x)) followed by a scale starting at 0.1: the block learns which features to amplify.",
             ("gated", "scale"),
             blocks.input_gate(),
         ),
@@ -239,8 +237,7 @@ def _adversarial() -> list[TemplateSpec]:
                 f"Deep linear chain, {depth} layers",
                 ADVERSARIAL,
                 FEATURES,
-                f"{depth} stacked D x D linear layers without activations: stresses gradient flow and "
-                "conditioning.",
+                f"{depth} stacked D x D linear layers without activations: stresses gradient flow and conditioning.",
                 ("deep", "linear", "stress"),
                 blocks.linear_chain(depth),
             )

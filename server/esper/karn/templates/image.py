@@ -34,8 +34,7 @@ def _safe() -> list[TemplateSpec]:
             f"Conv 3x3 pair, {ACTIVATION_NAMES[act]}",
             SAFE,
             IMAGE,
-            f"Two 3x3 convolutions with a {ACTIVATION_NAMES[act]} between them, the classic residual branch. "
-            f"{_GENTLE}",
+            f"Two 3x3 convolutions with a {ACTIVATION_NAMES[act]} between them, the classic residual branch. {_GENTLE}",
             ("conv", "residual", ACTIVATION_NAMES[act].lower()),
             conv_stack(act, 3),
         )
@@ -174,8 +173,7 @@ def _experimental() -> list[TemplateSpec]:
             "SE-ResNet branch, ratio 4",
             EXPERIMENTAL,
             IMAGE,
-            f"Conv 3x3 -> ReLU -> conv 3x3, rescaled per channel by its own squeeze-excitation gate. "
-            f"{_GENTLE}",
+            f"Conv 3x3 -> ReLU -> conv 3x3, rescaled per channel by its own squeeze-excitation gate. {_GENTLE}",
             ("conv", "squeeze_excitation", "gated", "residual"),
             se_conv(4),
         ),

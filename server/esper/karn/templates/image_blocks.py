@@ -14,9 +14,7 @@ def _channels(b: IRBuilder) -> int:
     return b.shape(b.input)[0]
 
 
-def conv_stack(
-    activation: int, kernel: int, depth: int = 2, *, width_factor: int = 1, init_scale: float = 1.0
-) -> Body:
+def conv_stack(activation: int, kernel: int, depth: int = 2, *, width_factor: int = 1, init_scale: float = 1.0) -> Body:
     """(conv k -> act) x (depth - 1), then conv k (small) back to C channels."""
 
     def body(b: IRBuilder) -> str:

@@ -36,9 +36,7 @@ def attention_stack(depth: int, num_heads: int) -> Body:
     def body(b: IRBuilder) -> str:
         x = b.input
         for layer in range(depth):
-            x = b.self_attention(
-                x, num_heads, init_scale=LAST_LAYER_INIT_SCALE if layer == depth - 1 else 1.0
-            )
+            x = b.self_attention(x, num_heads, init_scale=LAST_LAYER_INIT_SCALE if layer == depth - 1 else 1.0)
         return x
 
     return body

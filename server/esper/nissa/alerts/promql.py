@@ -55,9 +55,7 @@ def select(history: SampleHistory, name: str, matchers: Sequence[Matcher], now: 
     return found
 
 
-def increase(
-    history: SampleHistory, name: str, matchers: Sequence[Matcher], now: float, window: float
-) -> Vector:
+def increase(history: SampleHistory, name: str, matchers: Sequence[Matcher], now: float, window: float) -> Vector:
     """`increase(name{matchers}[window])`."""
     return _range_function(history, name, matchers, now, window, is_rate=False)
 

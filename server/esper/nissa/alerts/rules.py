@@ -69,7 +69,7 @@ class AlertRule:
 
     @property
     def severity_label(self) -> str:
-        """"critical", "warning" or "info": the Prometheus rule's severity label."""
+        """ "critical", "warning" or "info": the Prometheus rule's severity label."""
         return alert_pb2.AlertSeverity.Name(self.severity).removeprefix("ALERT_SEVERITY_").lower()
 
     def evaluate(self, history: SampleHistory, now: float) -> Vector:

@@ -34,7 +34,17 @@ def test_the_replay_sees_a_wrong_expectation() -> None:
 
 
 def test_the_replay_reads_promtools_expanding_notation() -> None:
-    assert expand_values("1 _ 0+2x2 5-1x1 _x2 3x1") == [1.0, expand_values("_")[0], 0.0, 2.0, 4.0, 5.0, 4.0,
-                                                        *expand_values("_x2"), 3.0, 3.0]
+    assert expand_values("1 _ 0+2x2 5-1x1 _x2 3x1") == [
+        1.0,
+        expand_values("_")[0],
+        0.0,
+        2.0,
+        4.0,
+        5.0,
+        4.0,
+        *expand_values("_x2"),
+        3.0,
+        3.0,
+    ]
     assert len(expand_values("stale")) == 1
     assert series_key('up{job="tamiyo", instance="a:1"}') == SeriesKey("up", (("instance", "a:1"), ("job", "tamiyo")))

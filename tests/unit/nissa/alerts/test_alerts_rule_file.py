@@ -73,5 +73,8 @@ def test_durations_and_numbers_print_as_prometheus_reads_them() -> None:
     assert [go_duration(s) for s in (15, 60, 90, 600, 3600, 1.5)] == ["15s", "1m", "90s", "10m", "1h", "1500ms"]
     assert [format_number(v) for v in (0, 5, 1000, 0.018)] == ["0", "5", "1000", "0.018"]
     assert [format_value(v) for v in (0.0240625, 8.000000000000002, 2500, float("nan"))] == [
-        "0.02406", "8", "2500", "NaN"
+        "0.02406",
+        "8",
+        "2500",
+        "NaN",
     ]

@@ -95,11 +95,8 @@ class TolariaTrainer:
         self.on_boundary = on_boundary
         self.generator = torch.Generator().manual_seed(self.config.seed)
         make = adam_factory(self.config.learning_rate, self.config.weight_decay)
-        self.optimizers = OptimizerSet(
-            self.model,
-            make,
-            adam_factory(self.config.seed_learning_rate, 0.0),  # type: ignore[arg-type]
-        )
+        seed_make = adam_factory(self.config.seed_learning_rate, 0.0)
+        self.optimizers = OptimizerSet(self.model, make, seed_make)  # type: ignore[arg-type]
         self.history = TrainingHistory()
         self.start_epoch = 0
         self._good: dict[str, Any] | None = None

@@ -12,16 +12,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SeedDescriptor(_message.Message):
-    __slots__ = ("seed_id", "layer_index", "input_kind", "input_shape")
+    __slots__ = ("seed_id", "layer_index", "input_kind", "input_shape", "growth_kind", "output_shape", "site", "output_site", "parent_seed_id", "layer_units")
     SEED_ID_FIELD_NUMBER: _ClassVar[int]
     LAYER_INDEX_FIELD_NUMBER: _ClassVar[int]
     INPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SITE_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SEED_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYER_UNITS_FIELD_NUMBER: _ClassVar[int]
     seed_id: str
     layer_index: int
     input_kind: _blueprint_pb2.InputKind
     input_shape: _blueprint_pb2.TensorShape
-    def __init__(self, seed_id: _Optional[str] = ..., layer_index: _Optional[int] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ...) -> None: ...
+    growth_kind: _blueprint_pb2.GrowthKind
+    output_shape: _blueprint_pb2.TensorShape
+    site: str
+    output_site: str
+    parent_seed_id: str
+    layer_units: int
+    def __init__(self, seed_id: _Optional[str] = ..., layer_index: _Optional[int] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., site: _Optional[str] = ..., output_site: _Optional[str] = ..., parent_seed_id: _Optional[str] = ..., layer_units: _Optional[int] = ...) -> None: ...
 
 class SeedState(_message.Message):
     __slots__ = ("descriptor", "stage", "kernel_id", "blueprint_id", "alpha", "stage_entry_epoch", "is_ready_for_transition", "embargo_until_epoch", "isolation_violations", "last_transition_reason", "parameter_count", "last_command_id")

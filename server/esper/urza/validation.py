@@ -77,10 +77,12 @@ def validate_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
     _check_enum("query.status", query.status, kernel_pb2.KernelStatus.values())
     _check_enum("query.pipeline", query.pipeline, kernel_pb2.CompilationPipeline.values())
     _check_enum("query.input_kind", query.input_kind, blueprint_pb2.InputKind.values())
+    _check_enum("query.growth_kind", query.growth_kind, blueprint_pb2.GrowthKind.values())
     _check_tags("query.tags_all", query.tags_all)
-    for index, dim in enumerate(query.input_shape.dims):
-        if not 1 <= dim <= MAX_DIM:
-            raise InvalidArgument.for_field(f"query.input_shape.dims[{index}]", f"must be in [1, {MAX_DIM}]")
+    for name in ("input_shape", "output_shape"):
+        for index, dim in enumerate(getattr(query, name).dims):
+            if not 1 <= dim <= MAX_DIM:
+                raise InvalidArgument.for_field(f"query.{name}.dims[{index}]", f"must be in [1, {MAX_DIM}]")
     if query.template_id and not TEMPLATE_ID_PATTERN.match(query.template_id):
         raise InvalidArgument.for_field("query.template_id", "must match [a-z0-9_]{1,64}")
     fingerprint = "kernels:" + query.SerializeToString(deterministic=True).hex()

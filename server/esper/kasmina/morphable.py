@@ -54,20 +54,28 @@ class MorphableModel(nn.Module):
         self._by_id: dict[str, KasminaSeed] = {}
         # Cached: step() runs after every optimizer step and must cost ~nothing when all seeds are dormant.
         self._seed_tuple: tuple[KasminaSeed, ...] = tuple(seed for seed in self.seeds if isinstance(seed, KasminaSeed))
-        host_ids = frozenset(id(param) for param in host.parameters())
         for seed in self._seed_tuple:
             if seed.seed_id in self._by_id:
                 raise InvalidArgument.for_field("seed_layout", f"seed {seed.seed_id!r} appears twice")
-            try:
-                target = host.get_submodule(seed.seed_id)
-            except AttributeError:
-                raise InvalidArgument.for_field("seed_layout", f"host has no module at path {seed.seed_id!r}") from None
-            seed.bind(target, host_ids, self._on_violation)
+            self._bind(seed)
             self._by_id[seed.seed_id] = seed
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.host(x)
         return out
+
+    def _bind(self, seed: KasminaSeed) -> None:
+        """Hook `seed` onto its host module(s); InvalidArgument naming the layout if the host lacks them."""
+        host_ids = frozenset(id(param) for param in self.host.parameters())
+        target = self._host_module(seed.site)
+        output_target = self._host_module(seed.descriptor.output_site) if seed.is_width else None
+        seed.bind(target, host_ids, self._on_violation, output_target=output_target)
+
+    def _host_module(self, path: str) -> nn.Module:
+        try:
+            return self.host.get_submodule(path) if path else self.host.get_submodule("-")
+        except AttributeError:
+            raise InvalidArgument.for_field("seed_layout", f"host has no module at path {path!r}") from None
 
     # Seeds
 

@@ -45,7 +45,7 @@ MAX_HOST_WIDTH = 4096
 class RunConfig:
     """One training run: data, length, seed and optimizer settings.
 
-    `dataset` is "digits", "mnist5k", "spirals" or "npz:PATH". `host_width` None picks
+    `dataset` is "digits", "mnist5k", "spirals", "products6" or "npz:PATH". `host_width` None picks
     the default host's small width. `static` trains the host without seeds (the
     baseline). `out` is the run folder, required by `esper run` (see `require_out`).
     `validation_fraction` of the training rows is held out for validation.
@@ -123,11 +123,13 @@ class TolariaConfig:
 
 
 def _default_kasmina() -> KasminaConfig:
-    # Esper's default hosts put a seed after every hidden ReLU. Lifecycle step counts
-    # suit the bundled data sets (tens of steps per epoch at batch 64): a seed trains
-    # two epochs or so, ramps in over about one and a half, and settles in one.
+    # Esper's default hosts put a depth seed after every hidden ReLU and a width seed on
+    # every hidden layer. Lifecycle step counts suit the bundled data sets (tens of steps
+    # per epoch at batch 64): a seed trains two epochs or so, ramps in over about one and
+    # a half, and settles in one.
     return KasminaConfig(
         target_module_types=("ReLU",),
+        width_seeds=True,
         ramp_steps=30,
         training_min_steps=40,
         stabilization_steps=18,

@@ -115,7 +115,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", help="digits (default), mnist5k, spirals or npz:PATH")
+    parser.add_argument("--dataset", help="digits (default), mnist5k, spirals, products6 or npz:PATH")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int, help="one seed makes a run repeatable on the same machine")
     parser.add_argument("--host-width", type=int, help="hidden width (MLP) or channels (CNN) of the host")

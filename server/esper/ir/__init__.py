@@ -23,6 +23,7 @@ from esper.ir.validate import (
     ir_output_shape,
     parameter_count,
     validate_ir,
+    width_units,
 )
 
 if TYPE_CHECKING:
@@ -58,4 +59,5 @@ __all__ = [
     "op_name",
     "parameter_count",
     "validate_ir",
+    "width_units",
 ]

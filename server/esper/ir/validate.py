@@ -71,6 +71,26 @@ def ir_output_shape(ir: blueprint_pb2.BlueprintIR) -> tuple[int, ...]:
     return tuple(int(dim) for dim in ir.output_shape.dims)
 
 
+def width_units(ir: blueprint_pb2.BlueprintIR) -> int:
+    """Units a width block adds to its layer: the features or channels of the first layer reading its input.
+
+    0 for a depth block, or a width block whose input feeds no LINEAR or CONV2D node.
+    """
+    if ir.growth_kind != blueprint_pb2.GROWTH_KIND_WIDTH:
+        return 0
+    readers = {edge.target_node_id for edge in ir.edges if edge.source_node_id == _input_node_id(ir)}
+    layers = (blueprint_pb2.OP_TYPE_LINEAR, blueprint_pb2.OP_TYPE_CONV2D)
+    for node in ir.nodes:
+        if node.node_id in readers and node.op_type in layers:
+            dims = node.output_shape.dims
+            return int(dims[0] if node.op_type == blueprint_pb2.OP_TYPE_CONV2D else dims[-1])
+    return 0
+
+
+def _input_node_id(ir: blueprint_pb2.BlueprintIR) -> str:
+    return next((node.node_id for node in ir.nodes if node.op_type == blueprint_pb2.OP_TYPE_INPUT), "")
+
+
 def growth_kind(ir: blueprint_pb2.BlueprintIR) -> int:
     """GROWTH_KIND_DEPTH or GROWTH_KIND_WIDTH; an IR that does not say is a depth block."""
     return ir.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH

@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from esper.ir import IRBuilder, build_module, example_input, growth_kind, infer_shapes, parameter_count, validate_ir
+from esper.ir import (
+    IRBuilder,
+    build_module,
+    example_input,
+    growth_kind,
+    infer_shapes,
+    parameter_count,
+    validate_ir,
+    width_units,
+)
 from esper.leyline.v1 import blueprint_pb2
 from tests.unit.ir.irs import OPS, expect_invalid, mlp_ir, node, node_index, width_conv_ir
 
@@ -74,3 +83,8 @@ def test_width_features_block() -> None:
     assert list(ir.output_shape.dims) == [4]
     assert parameter_count(ir) == 2 * 6 + 2 + 4 * 2
     assert build_module(ir)(example_input(ir, batch_size=3)).shape == (3, 4)
+
+
+def test_width_units_counts_the_new_units() -> None:
+    assert width_units(width_conv_ir(units=3)) == 3
+    assert width_units(mlp_ir()) == 0

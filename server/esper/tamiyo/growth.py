@@ -14,7 +14,9 @@ each) are considered together. For each layer with a free dormant seed:
          plateau asks for more computation on them.
 
 Widening comes first, narrowest layer first (layout order breaks ties); layers
-that get a depth seed follow by bottleneck score. A layer with an adaptation
+that get a depth seed follow by bottleneck score. When no validated kernel fits
+any of those, each layer's other kind of growth is tried, in layout order. When no validated kernel fits
+any of those, each layer's other kind of growth is tried, in layout order. A layer with an adaptation
 under way waits, so each measured gain belongs to one change. The layer's health
 is read from a width seed's telemetry (it watches the layer's own output) or, at a
 layer without one, from its depth seed's.
@@ -90,6 +92,7 @@ def growth_options(
         by_layer.setdefault(view.descriptor.layer_index, []).append(view)
     widen: list[GrowthOption] = []
     deepen: list[GrowthOption] = []
+    fallbacks: list[GrowthOption] = []
     for layer, views in by_layer.items():
         if any(view.seed_id in state.adaptations or view.stage in ACTIVE_STAGES for view in views):
             continue
@@ -97,22 +100,23 @@ def growth_options(
         depth_seed = next((v for v in views if not is_width(v) and v.seed_id in free), None)
         health = layer_health(layer, views)
         why = width_reasons(config, health)
-        if width_seed is not None and (why or depth_seed is None):
-            reason = "; ".join(why) if why else "no depth seed free here"
-            widen.append(GrowthOption(width_seed, health, f"widen layer {layer} ({health.describe()}): {reason}"))
-        elif depth_seed is not None:
-            deepen.append(
-                GrowthOption(
-                    depth_seed,
-                    health,
-                    f"deepen layer {layer} ({health.describe()}): healthy units, "
-                    f"not narrow (>= {config.width_below_units})",
-                )
-            )
+        widening = deepening = None
+        if width_seed is not None:
+            because = "; ".join(why) if why else "no depth seed free"
+            widening = GrowthOption(width_seed, health, f"widen layer {layer} ({health.describe()}): {because}")
+        if depth_seed is not None:
+            because = "no width seed free" if why else f"healthy units, not narrow (>= {config.width_below_units})"
+            deepening = GrowthOption(depth_seed, health, f"deepen layer {layer} ({health.describe()}): {because}")
+        first, second = (widening, deepening) if why or deepening is None else (deepening, widening)
+        if first is not None:
+            (widen if first.widens else deepen).append(first)
+        if second is not None:
+            fallbacks.append(second)  # tried only when no kernel fits any layer's preferred growth
     order = {view.seed_id: index for index, view in enumerate(observation.seeds)}
     widen.sort(key=lambda option: (option.health.width, order[option.view.seed_id]))
     deepen.sort(key=lambda option: (-(option.health.dead + option.health.correlation), order[option.view.seed_id]))
-    return [*widen, *deepen]
+    fallbacks.sort(key=lambda option: order[option.view.seed_id])
+    return [*widen, *deepen, *fallbacks]
 
 
 def layer_health(layer: int, views: Sequence[SeedView]) -> LayerHealth:

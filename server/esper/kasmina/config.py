@@ -28,6 +28,7 @@ class KernelCacheConfig:
 
 
 GRAFTING_STRATEGIES = ("LINEAR_RAMP", "COSINE_RAMP", "DRIFT_CONTROLLED")
+WIDTH_INITS = ("ir", "live")
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,15 @@ class KasminaConfig:
     pattern up to the next such layer a width template repeats exactly
     (esper.kasmina.wrapping). A fossilized seed's site gets a dormant child seed
     (so the site can grow again) while the model has fewer than `max_seeds` seeds.
+    `width_init` is how a width seed's new units start: "live" (fresh weights of
+    their own, biases centred on the first batch, esper.kasmina.units) or "ir" (the
+    kernel's compiled initial weights).
     """
 
     target_module_types: tuple[str, ...] = ()
     target_module_paths: tuple[str, ...] = ()
     width_seeds: bool = False
+    width_init: str = "live"
     max_seeds: int = 32
     grafting_strategy: str = "LINEAR_RAMP"
     ramp_steps: int = 100
@@ -72,6 +77,8 @@ class KasminaConfig:
         if self.grafting_strategy not in GRAFTING_STRATEGIES:
             choices = ", ".join(GRAFTING_STRATEGIES)
             raise ValueError(f"grafting_strategy must be one of {choices}, got {self.grafting_strategy!r}")
+        if self.width_init not in WIDTH_INITS:
+            raise ValueError(f"width_init must be one of {', '.join(WIDTH_INITS)}, got {self.width_init!r}")
         if not 0.0 <= self.drift_smoothing < 1.0:
             raise ValueError(f"drift_smoothing must be in [0, 1), got {self.drift_smoothing}")
         if not 0.0 < self.training_blend_alpha <= 1.0:

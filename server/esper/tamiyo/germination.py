@@ -216,7 +216,7 @@ class Germination:
             if option.widens and model > 0:
                 step = max(1, int(self._config.width_step_fraction * model))
                 cap = min(search.max_parameter_count, step) if search.max_parameter_count else step
-                option_search = dataclasses.replace(search, max_parameter_count=cap)
+                option_search = dataclasses.replace(search, max_parameter_count=cap, by_size=True)
             budget = (
                 f"<= {option_search.max_parameter_count} params" if option_search.max_parameter_count else "any size"
             )

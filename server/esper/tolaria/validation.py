@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from esper.config import MAX_EPOCHS, MAX_HOST_WIDTH, EsperConfig, parse_config
+from esper.config import EsperConfig, parse_config
 from esper.data.loading import BUILT_IN, NPZ_PREFIX
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.paging import decode_page_token, validate_page_size
+from esper.tolaria.config import MAX_EPOCHS, MAX_HOST_WIDTH
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_CONFIG_YAML_BYTES = 1024 * 1024

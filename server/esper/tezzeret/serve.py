@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from esper import pipelines
 from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
 from esper.leyline.v1 import kernel_pb2
@@ -30,11 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = "tezzeret-data"
-_PIPELINES = {
-    "fast": kernel_pb2.COMPILATION_PIPELINE_FAST,
-    "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
-    "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
-}
 
 
 def default_worker_id() -> str:
@@ -65,7 +61,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pipelines",
         type=_parse_pipelines,
-        default=tuple(_PIPELINES.values()),
+        default=tuple(pipelines.BY_NAME.values()),
         help="comma-separated pipelines this worker runs (default: fast,standard,aggressive)",
     )
     parser.add_argument(
@@ -185,11 +181,11 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 
 def _parse_pipelines(text: str) -> tuple[kernel_pb2.CompilationPipeline, ...]:
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in _PIPELINES]
+    unknown = [name for name in names if name not in pipelines.BY_NAME]
     if unknown or not names:
-        known = ", ".join(_PIPELINES)
+        known = ", ".join(pipelines.BY_NAME)
         raise argparse.ArgumentTypeError(f"unknown pipelines {unknown or text!r}; use {known}")
-    return tuple(_PIPELINES[name] for name in names)
+    return tuple(pipelines.BY_NAME[name] for name in names)
 
 
 TEZZERET = ServeTarget(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from esper import checks
 
-DEFAULT_DB = "nissa-spans.db"
+DEFAULT_DB = ".esper/nissa/spans.db"
 DEFAULT_MAX_SPANS = 100_000
 MEMORY_DB = ":memory:"
 

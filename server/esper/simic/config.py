@@ -8,7 +8,7 @@ from pathlib import Path
 from esper import checks
 from esper.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-DEFAULT_DATA_DIR = "simic-data"
+DEFAULT_DATA_DIR = ".esper/simic"
 DATABASE_FILE = "simic.db"
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from esper import pipelines
 from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
+from esper.home import default_help, state_dir
 from esper.leyline.v1 import kernel_pb2
 from esper.mesh.server import BackgroundTask
 
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from esper.tezzeret.worker import TezzeretWorker
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_DATA_DIR = "tezzeret-data"
 
 
 def default_worker_id() -> str:
@@ -50,13 +49,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--wal-dir",
         type=Path,
         default=None,
-        help=f"write-ahead log folder (default: ./{DEFAULT_DATA_DIR}/wal)",
+        help=f"write-ahead log folder (default: {default_help('tezzeret', 'wal')})",
     )
     parser.add_argument(
         "--work-dir",
         type=Path,
         default=None,
-        help=f"folder for artifacts waiting to be uploaded (default: ./{DEFAULT_DATA_DIR}/work)",
+        help=f"folder for artifacts waiting to be uploaded (default: {default_help('tezzeret', 'work')})",
     )
     parser.add_argument(
         "--pipelines",
@@ -102,8 +101,8 @@ def _build(args: argparse.Namespace) -> Served:
     try:
         config = TezzeretConfig(
             worker_id=args.worker_id or default_worker_id(),
-            wal_dir=args.wal_dir or Path(DEFAULT_DATA_DIR) / "wal",
-            work_dir=args.work_dir or Path(DEFAULT_DATA_DIR) / "work",
+            wal_dir=args.wal_dir or state_dir("tezzeret") / "wal",
+            work_dir=args.work_dir or state_dir("tezzeret") / "work",
             pipelines=args.pipelines,
             **overrides,
         )

@@ -11,7 +11,7 @@ from esper.leyline.v1 import kernel_pb2
 MIB = 1024 * 1024
 MIN_CHUNK_BYTES = 4096
 MAX_CHUNK_BYTES = 4 * MIB
-DEFAULT_DATA_DIR = "urza-data"
+DEFAULT_DATA_DIR = ".esper/urza"
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,15 @@ class KasminaConfig:
     isolation check and the seed's gradient statistics (the first step of each epoch
     is always checked). Correlation telemetry uses at most `correlation_max_units`
     units and `correlation_max_rows` rows per batch.
+    `width_seeds` also places a width seed on every Linear or 3x3 conv layer whose
+    pattern up to the next such layer a width template repeats exactly
+    (esper.kasmina.wrapping). A fossilized seed's site gets a dormant child seed
+    (so the site can grow again) while the model has fewer than `max_seeds` seeds.
     """
 
     target_module_types: tuple[str, ...] = ()
     target_module_paths: tuple[str, ...] = ()
+    width_seeds: bool = False
     max_seeds: int = 32
     grafting_strategy: str = "LINEAR_RAMP"
     ramp_steps: int = 100

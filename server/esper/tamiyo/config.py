@@ -43,6 +43,19 @@ class TamiyoConfig:
     failure the `conservative_tags` are asked for first.
     `grafting_strategy` is a GraftingStrategy name ("LINEAR_RAMP", "COSINE_RAMP",
     "DRIFT_CONTROLLED"). `step_budget_ms` only makes a slow step log a warning.
+
+    Growth (width or depth, esper.tamiyo.growth): the model never grows past
+    `max_parameters` (0: no budget): a germination whose kernel would take it there is
+    never issued. Growth goes on while it pays: once the last `gain_window`
+    fossilized adaptations together bought less than `min_gain_per_kparam` of
+    validation accuracy (a fraction) per 1,000 parameters they added, no more seeds
+    germinate (0 disables the check). Where a layer has a width seed, it is widened
+    rather than deepened when it is narrow (fewer than `width_below_units` units,
+    its own and those width seeds added), when at least `width_dead_ratio` of its
+    units never fire, or when they are redundant (mean |correlation| at least
+    `width_correlation`); healthy units get a depth seed. A width kernel adds at most
+    `width_step_fraction` x the model's parameters, so the model grows in steps of at
+    most that fraction and the smallest layers are not flooded at once.
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -70,6 +83,13 @@ class TamiyoConfig:
     step_budget_ms: float = 12.0
     kernel_page_size: int = 100
     max_kernel_candidates: int = 500
+    max_parameters: int = 0
+    min_gain_per_kparam: float = 0.01
+    gain_window: int = 2
+    width_below_units: int = 16
+    width_dead_ratio: float = 0.25
+    width_correlation: float = 0.6
+    width_step_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.policy_id != HEURISTIC_POLICY_ID:
@@ -86,7 +106,9 @@ class TamiyoConfig:
             "trouble_window_epochs",
             "kernel_page_size",
             "max_kernel_candidates",
+            "gain_window",
         ):
+<<<<<<< HEAD
             checks.positive(f"tamiyo.{name}", getattr(self, name))
         for name in ("warmup_epochs", "embargo_epochs", "calm_epochs", "max_seed_parameters", "min_epochs_to_finish"):
             checks.non_negative(f"tamiyo.{name}", getattr(self, name))
@@ -102,6 +124,36 @@ class TamiyoConfig:
         )
         # Urza's page limit.
         checks.at_most("tamiyo.kernel_page_size", self.kernel_page_size, 1000)
+=======
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in (
+            "warmup_epochs",
+            "embargo_epochs",
+            "calm_epochs",
+            "max_seed_parameters",
+            "min_epochs_to_finish",
+            "max_parameters",
+            "width_below_units",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("min_delta", "fossilize_min_improvement", "harm_threshold"):
+            _check_fraction(name, getattr(self, name), low=0.0)
+        _check_fraction("min_eval_gain", self.min_eval_gain, low=-1.0)
+        for name in ("width_dead_ratio", "width_correlation", "min_gain_per_kparam"):
+            _check_fraction(name, getattr(self, name), low=0.0)
+        if not (math.isfinite(self.width_step_fraction) and self.width_step_fraction > 0):
+            raise ValueError("width_step_fraction must be finite and > 0")
+        if not (math.isfinite(self.max_seed_parameter_fraction) and self.max_seed_parameter_fraction >= 0):
+            raise ValueError("max_seed_parameter_fraction must be finite and >= 0")
+        if not (math.isfinite(self.step_budget_ms) and self.step_budget_ms > 0):
+            raise ValueError("step_budget_ms must be finite and > 0")
+        if self.stage_timeout_epochs < max(self.min_training_epochs, self.fine_tune_epochs):
+            raise ValueError("stage_timeout_epochs must be >= min_training_epochs and fine_tune_epochs")
+        if self.kernel_page_size > 1000:
+            raise ValueError("kernel_page_size must be <= 1000 (Urza's page limit)")
+>>>>>>> growth-width
         for name in ("preferred_tags", "conservative_tags"):
             tags = getattr(self, name)
             if not isinstance(tags, tuple) or any(not isinstance(tag, str) or not tag for tag in tags):

@@ -181,7 +181,7 @@ def _morphogenetic_trainer(
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:
-        sites = [SeedSite(d.input_kind, tuple(d.input_shape.dims)) for d in model.seed_layout()]
+        sites = [SeedSite.of(d) for d in model.seed_layout()]
         blueprint_ids = submit_templates(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
         events.notice(
             f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"

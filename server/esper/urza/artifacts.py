@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from esper.errors import InvalidArgument
+<<<<<<< HEAD
 from esper.ids import MINTED_KERNEL_ID
+=======
+from esper.ir import growth_kind
+>>>>>>> growth-width
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.pipelines import pipeline_name
 from esper.urza.convert import Row, ir_from_row, kernel_values, timestamp_from_us
@@ -24,7 +28,7 @@ def new_kernel_row(
     request: urza_pb2.CompleteCompileJobRequest, job: Row, blueprint: Row, *, sha256: str, now_us: int
 ) -> dict[str, Any]:
     """The kernel row to insert: Urza sets status, sha256 and size, and takes blueprint, pipeline,
-    input kind and shape from the job and its IR; the worker supplies the rest."""
+    input kind, growth kind and shapes from the job and its IR; the worker supplies the rest."""
     submitted = request.kernel
     check_kernel_identity(submitted, job, blueprint)
     ir = ir_from_row(blueprint)
@@ -38,6 +42,8 @@ def new_kernel_row(
         status=kernel_pb2.KERNEL_STATUS_COMPILED,
         input_kind=ir.input_kind,
         input_shape=ir.input_shape,
+        growth_kind=growth_kind(ir),  # type: ignore[arg-type]
+        output_shape=ir.output_shape,
         parameter_count=submitted.parameter_count or blueprint["parameter_estimate"],
         toolchain_hash=submitted.toolchain_hash or submitted.kernel_id.rsplit("-", 1)[1],
         compile_duration=submitted.compile_duration,

@@ -66,9 +66,11 @@ def validate_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
     _check_enum("query.status", query.status, kernel_pb2.KernelStatus.values())
     _check_enum("query.pipeline", query.pipeline, kernel_pb2.CompilationPipeline.values())
     _check_enum("query.input_kind", query.input_kind, blueprint_pb2.InputKind.values())
+    _check_enum("query.growth_kind", query.growth_kind, blueprint_pb2.GrowthKind.values())
     _check_tags("query.tags_all", query.tags_all)
-    for index, dim in enumerate(query.input_shape.dims):
-        checks.in_range(f"query.input_shape.dims[{index}]", dim, 1, MAX_DIM)
+    for name in ("input_shape", "output_shape"):
+        for index, dim in enumerate(getattr(query, name).dims):
+            checks.in_range(f"query.{name}.dims[{index}]", dim, 1, MAX_DIM)
     ids.TEMPLATE.check("query.template_id", query.template_id, required=False)
     fingerprint = "kernels:" + query.SerializeToString(deterministic=True).hex()
     return _page(request.page_size, request.page_token, fingerprint)

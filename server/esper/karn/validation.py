@@ -76,22 +76,12 @@ def validate_query_templates(
         request.limit, field="limit", default=config.default_query_limit, maximum=config.max_query_limit
     )
     _check_enum(request.input_kind, _INPUT_KINDS, "input_kind", "an InputKind")
-<<<<<<< HEAD
-    dims = tuple(request.input_shape.dims)
-    if len(dims) > MAX_SHAPE_RANK:
-        raise InvalidArgument.for_field(
-            "input_shape.dims", f"has rank {len(dims)}; a site's shape has rank 1 to {MAX_SHAPE_RANK}"
-        )
-    for i, dim in enumerate(dims):
-        checks.in_range(f"input_shape.dims[{i}]", dim, MIN_DIM, MAX_DIM)
-=======
     _check_enum(request.growth_kind, _GROWTH_KINDS, "growth_kind", "a GrowthKind")
     dims = _check_shape(tuple(request.input_shape.dims), "input_shape")
     output = _check_shape(tuple(request.output_shape.dims), "output_shape")
     width = request.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
     if width and dims and not output:
         raise InvalidArgument.for_field("output_shape", "is required for a width site with an input_shape")
->>>>>>> growth-width
     for i, tier in enumerate(request.tiers):
         if tier == blueprint_pb2.BLUEPRINT_TIER_UNSPECIFIED:
             raise InvalidArgument.for_field(f"tiers[{i}]", "must name a tier, not BLUEPRINT_TIER_UNSPECIFIED")

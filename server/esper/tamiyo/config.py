@@ -108,25 +108,7 @@ class TamiyoConfig:
             "max_kernel_candidates",
             "gain_window",
         ):
-<<<<<<< HEAD
             checks.positive(f"tamiyo.{name}", getattr(self, name))
-        for name in ("warmup_epochs", "embargo_epochs", "calm_epochs", "max_seed_parameters", "min_epochs_to_finish"):
-            checks.non_negative(f"tamiyo.{name}", getattr(self, name))
-        for name in ("min_delta", "fossilize_min_improvement", "harm_threshold"):
-            checks.in_range(f"tamiyo.{name}", getattr(self, name), 0.0, 1.0)
-        checks.in_range("tamiyo.min_eval_gain", self.min_eval_gain, -1.0, 1.0)
-        checks.non_negative("tamiyo.max_seed_parameter_fraction", self.max_seed_parameter_fraction)
-        checks.positive("tamiyo.step_budget_ms", self.step_budget_ms)
-        checks.at_least(
-            "tamiyo.stage_timeout_epochs",
-            self.stage_timeout_epochs,
-            max(self.min_training_epochs, self.fine_tune_epochs),
-        )
-        # Urza's page limit.
-        checks.at_most("tamiyo.kernel_page_size", self.kernel_page_size, 1000)
-=======
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in (
             "warmup_epochs",
             "embargo_epochs",
@@ -136,24 +118,27 @@ class TamiyoConfig:
             "max_parameters",
             "width_below_units",
         ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("min_delta", "fossilize_min_improvement", "harm_threshold"):
-            _check_fraction(name, getattr(self, name), low=0.0)
-        _check_fraction("min_eval_gain", self.min_eval_gain, low=-1.0)
-        for name in ("width_dead_ratio", "width_correlation", "min_gain_per_kparam"):
-            _check_fraction(name, getattr(self, name), low=0.0)
-        if not (math.isfinite(self.width_step_fraction) and self.width_step_fraction > 0):
-            raise ValueError("width_step_fraction must be finite and > 0")
-        if not (math.isfinite(self.max_seed_parameter_fraction) and self.max_seed_parameter_fraction >= 0):
-            raise ValueError("max_seed_parameter_fraction must be finite and >= 0")
-        if not (math.isfinite(self.step_budget_ms) and self.step_budget_ms > 0):
-            raise ValueError("step_budget_ms must be finite and > 0")
-        if self.stage_timeout_epochs < max(self.min_training_epochs, self.fine_tune_epochs):
-            raise ValueError("stage_timeout_epochs must be >= min_training_epochs and fine_tune_epochs")
-        if self.kernel_page_size > 1000:
-            raise ValueError("kernel_page_size must be <= 1000 (Urza's page limit)")
->>>>>>> growth-width
+            checks.non_negative(f"tamiyo.{name}", getattr(self, name))
+        for name in (
+            "min_delta",
+            "fossilize_min_improvement",
+            "harm_threshold",
+            "width_dead_ratio",
+            "width_correlation",
+            "min_gain_per_kparam",
+        ):
+            checks.in_range(f"tamiyo.{name}", getattr(self, name), 0.0, 1.0)
+        checks.in_range("tamiyo.min_eval_gain", self.min_eval_gain, -1.0, 1.0)
+        checks.positive("tamiyo.width_step_fraction", self.width_step_fraction)
+        checks.non_negative("tamiyo.max_seed_parameter_fraction", self.max_seed_parameter_fraction)
+        checks.positive("tamiyo.step_budget_ms", self.step_budget_ms)
+        checks.at_least(
+            "tamiyo.stage_timeout_epochs",
+            self.stage_timeout_epochs,
+            max(self.min_training_epochs, self.fine_tune_epochs),
+        )
+        # Urza's page limit.
+        checks.at_most("tamiyo.kernel_page_size", self.kernel_page_size, 1000)
         for name in ("preferred_tags", "conservative_tags"):
             tags = getattr(self, name)
             if not isinstance(tags, tuple) or any(not isinstance(tag, str) or not tag for tag in tags):

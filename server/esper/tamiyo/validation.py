@@ -102,17 +102,12 @@ def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerState
             )
         if adaptation.stage_entry_epoch < adaptation.germination_epoch:
             raise InvalidArgument.for_field(f"{prefix}.stage_entry_epoch", "is before the germination epoch")
-<<<<<<< HEAD
         checks.in_range(f"{prefix}.pre_metric", adaptation.pre_metric, 0.0, 1.0)
         checks.in_range(f"{prefix}.eval_gain", adaptation.eval_gain, -1.0, 1.0)
-=======
-        _check_range(f"{prefix}.pre_metric", adaptation.pre_metric, 0.0, 1.0)
-        _check_range(f"{prefix}.eval_gain", adaptation.eval_gain, -1.0, 1.0)
     for index, step in enumerate(state.growth_steps):
         prefix = f"state.growth_steps[{index}]"
-        _check_id(f"{prefix}.seed_id", step.seed_id)
-        _check_range(f"{prefix}.accuracy_gain", step.accuracy_gain, -1.0, 1.0)
->>>>>>> growth-width
+        ids.SEED.check(f"{prefix}.seed_id", step.seed_id)
+        checks.in_range(f"{prefix}.accuracy_gain", step.accuracy_gain, -1.0, 1.0)
 
 
 def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str]:

@@ -21,7 +21,7 @@ MAX_HOST_WIDTH = 4096
 class RunConfig:
     """One training run: data, length, seed and optimizer settings.
 
-    `dataset` is "digits", "mnist5k", "spirals" or "npz:PATH". `host_width` None picks
+    `dataset` is "digits", "mnist5k", "spirals", "products6" or "npz:PATH". `host_width` None picks
     the default host's small width. `static` trains the host without seeds (the
     baseline). `out` is the run folder, required by `esper run` (see `require_out`).
     `validation_fraction` of the training rows is held out for validation.

@@ -10,11 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from esper.errors import InvalidArgument
-<<<<<<< HEAD
 from esper.ids import MINTED_KERNEL_ID
-=======
 from esper.ir import growth_kind
->>>>>>> growth-width
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.pipelines import pipeline_name
 from esper.urza.convert import Row, ir_from_row, kernel_values, timestamp_from_us

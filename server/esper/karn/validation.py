@@ -8,16 +8,15 @@ never re-derive them.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
+from esper import checks, ids
 from esper.errors import InvalidArgument
 from esper.ir.limits import MAX_DIM, MIN_DIM
 from esper.karn.config import KarnConfig
 from esper.leyline.v1 import blueprint_pb2, karn_pb2
 from esper.paging import decode_page_token, validate_page_size
 
-MAX_ID_LENGTH = 64
 MAX_TAG_LENGTH = 64
 MAX_SHAPE_RANK = 3
 
@@ -66,11 +65,7 @@ def validate_list_templates(request: karn_pb2.ListTemplatesRequest, config: Karn
 
 
 def validate_get_template(request: karn_pb2.GetTemplateRequest) -> str:
-    if not request.template_id:
-        raise InvalidArgument.for_field("template_id", "is required")
-    if len(request.template_id) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field("template_id", f"is longer than {MAX_ID_LENGTH} characters")
-    return request.template_id
+    return ids.TEMPLATE.check("template_id", request.template_id)
 
 
 def validate_query_templates(
@@ -120,9 +115,7 @@ def validate_submit_field_reports(
         if not report.report_id:
             raise InvalidArgument.for_field(f"reports[{i}].report_id", "is required")
         for name in ("pre_metric", "post_metric"):
-            value = getattr(report, name)
-            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise InvalidArgument.for_field(f"reports[{i}].{name}", f"must be in [0, 1], got {value}")
+            checks.in_range(f"reports[{i}].{name}", getattr(report, name), 0.0, 1.0)
 
 
 def _check_shape(dims: tuple[int, ...], field: str) -> tuple[int, ...]:

@@ -24,10 +24,11 @@ from torch import Tensor, nn
 from esper.errors import InvalidArgument
 from esper.ir import build_module, example_input, growth_kind, ir_input_shape, ir_output_shape, ir_sha256
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
+from esper.pipelines import pipeline_name
 from esper.tezzeret import passes
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tezzeret.config import AGGRESSIVE, FAST, STANDARD, TezzeretConfig
-from esper.tezzeret.toolchain import kernel_id, pipeline_name, toolchain_hash
+from esper.tezzeret.toolchain import kernel_id, toolchain_hash
 
 logger = logging.getLogger(__name__)
 

@@ -212,9 +212,12 @@ class Germination:
         paid = growth_paid(self._config, state)
         for option in options:
             view = option.view
+            if option.held:
+                out.wait(view.seed_id, f"{plateau}; {option.reason}; held: {option.held}")
+                continue
             option_search = search
-            if option.widens and model > 0:
-                step = max(1, int(self._config.width_step_fraction * model))
+            if model > 0:
+                step = max(1, int(self._config.growth_step_fraction * model))
                 cap = min(search.max_parameter_count, step) if search.max_parameter_count else step
                 option_search = dataclasses.replace(search, max_parameter_count=cap, by_size=True)
             budget = (

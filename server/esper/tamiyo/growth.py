@@ -24,6 +24,10 @@ under way waits, so each measured gain belongs to one change. The layer's health
 is read from a width seed's telemetry (it watches the layer's own output) or, at a
 layer without one, from its depth seed's.
 
+A layer whose last growth of a kind bought less than `growth_focus` times what
+the best-paying one did is held back, so a free concurrency slot waits for the
+layer where growth pays rather than going where it hardly does.
+
 Growth pays while the last `gain_window` fossilized adaptations bought at least
 `min_gain_per_kparam` of validation accuracy per 1,000 parameters they added
 (accuracy at fossilization minus at germination); once they did not, the run
@@ -32,6 +36,7 @@ stops growing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,6 +80,8 @@ class GrowthOption:
     view: SeedView
     health: LayerHealth
     reason: str
+    # Why the option waits for better-paying growth elsewhere; empty when it may grow.
+    held: str = ""
 
     @property
     def widens(self) -> bool:
@@ -120,7 +127,20 @@ def growth_options(
     widen.sort(key=lambda o: (*_explored(paid, o), o.health.width, order[o.view.seed_id]))
     deepen.sort(key=lambda o: (*_explored(paid, o), -(o.health.dead + o.health.correlation), order[o.view.seed_id]))
     fallbacks.sort(key=lambda option: order[option.view.seed_id])
-    return [*widen, *deepen, *fallbacks]
+    return [_focused(config, paid, option) for option in (*widen, *deepen, *fallbacks)]
+
+
+def _focused(config: TamiyoConfig, paid: dict[tuple[int, int], float], option: GrowthOption) -> GrowthOption:
+    """The option, held back when its layer's last growth of that kind paid far less than the best."""
+    best = max(paid.values(), default=0.0)
+    key = (option.view.descriptor.layer_index, WIDTH if option.widens else DEPTH)
+    if best <= 0 or key not in paid or paid[key] >= config.growth_focus * best:
+        return option
+    held = (
+        f"its last growth bought {100 * paid[key]:.2f} points per 1,000 parameters, under "
+        f"{config.growth_focus} x the best layer's {100 * best:.2f}"
+    )
+    return dataclasses.replace(option, held=held)
 
 
 def _paid_per_kparam(state: RunState, observation: Observation) -> dict[tuple[int, int], float]:

@@ -84,7 +84,7 @@ def test_healthy_wide_units_get_a_depth_seed_and_dead_ones_a_width_seed() -> Non
 
 
 def test_one_adaptation_per_layer_and_the_narrowest_layer_first() -> None:
-    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    sim = SeedSimulator(layout=_layout(4), parameter_count=300)
     sim.added_units["wide-done"] = 8
     sim.seeds["w:fc1"].stage, sim.seeds["w:fc1"].kernel_id = S.SEED_STAGE_FOSSILIZED, "wide-done"
     controller = make_controller(_kernels(4), max_concurrent_seeds=2, patience=2)
@@ -96,6 +96,33 @@ def test_one_adaptation_per_layer_and_the_narrowest_layer_first() -> None:
     # not exist in this layout, so its depth seed deepens it instead.
     assert _germinated(responses)[1] == "act1"
     assert "no width seed free" in responses[5].commands[0].reason
+
+
+def test_every_kernel_is_at_most_a_step_of_the_model_and_the_largest_that_fits_is_taken() -> None:
+    sim = SeedSimulator(layout=_layout(32), parameter_count=250)
+    kernels = FakeKernels([kernel(f"deep-{p}", params=p, dims=(32,)) for p in (50, 200, 240, 600)])
+    responses = run_epochs(make_controller(kernels), sim, PLATEAU)
+    assert responses[3].commands[0].kernel_id == "deep-240"
+    assert kernels.queries[-1].query.max_parameter_count == 250
+
+
+def test_a_layer_where_growth_hardly_paid_waits_for_the_one_where_it_paid() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=200)
+    controller = make_controller(_kernels(4), max_concurrent_seeds=2, patience=2)
+    run_epochs(controller, sim, [0.5, 0.6])
+    state = controller._runs["run-1"]  # the controller's own memory of the run
+    state.growth_steps.extend(
+        [
+            GrowthStep("w:fc1", blueprint_pb2.GROWTH_KIND_WIDTH, 44, 0.20, 1),  # 4.5 points per parameter
+            GrowthStep("w:fc2", blueprint_pb2.GROWTH_KIND_WIDTH, 56, 0.02, 1),  # 0.4
+        ]
+    )
+    sim.seeds["w:fc1"].stage = S.SEED_STAGE_TRAINING  # layer 0 busy
+    responses = run_epochs(controller, sim, [0.6, 0.6], start=2)
+    # Not another width step at layer 1; depth there is untried, so that is what it tries.
+    assert _germinated(responses) == ["act2"]
+    held = [d.reason for d in responses[1].decisions if d.seed_id == "w:fc2"]
+    assert held and "held: its last growth bought 35.71 points per 1,000 parameters, under 0.25" in held[0]
 
 
 def test_without_a_width_kernel_the_layer_is_deepened() -> None:

@@ -391,7 +391,7 @@ class KasminaSeed(nn.Module):
         if alpha == 0.0:
             return h
         self._begin_sample(kernel)
-        return h + alpha * kernel(source)
+        return h + alpha * kernel(_dense(source))
 
     def _training_forward(self, h: Tensor, x: Tensor, kernel: nn.Module) -> Tensor:
         if not torch.is_grad_enabled() and self._stats is None:
@@ -436,7 +436,7 @@ class KasminaSeed(nn.Module):
     def _training_output(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """(output, kernel output) of the straight-through blend; the kernel reads `x` detached."""
         assert self.kernel is not None
-        s = self.kernel(x.detach())
+        s = self.kernel(_dense(x.detach()))
         return straight_through(h, s, self.config.training_blend_alpha), s
 
     def _begin_sample(self, kernel: nn.Module) -> GradientSample | None:
@@ -517,3 +517,10 @@ class KasminaSeed(nn.Module):
         result = self(output, captured)
         stats.record_latency(time.perf_counter() - start)
         return result
+
+
+def _dense(x: Tensor) -> Tensor:
+    """`x` in contiguous memory: an exported kernel traced on contiguous examples may `view` its input,
+    and a host's activations can arrive in another layout (a convolution over a one-channel image
+    may answer in channels-last strides)."""
+    return x.contiguous()

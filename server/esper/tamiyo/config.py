@@ -58,7 +58,8 @@ class TamiyoConfig:
     so the model grows in steps of at most that fraction, and once every layer has
     been grown, a layer whose last growth bought less than `growth_focus` x what the
     best-paying layer's did waits for better ones (a second concurrent slot does not
-    go to a layer where growth hardly pays).
+    go to a layer where growth hardly pays). With `widen_without_plateau`, a layer
+    short of working units is widened without waiting for a plateau (after the warm-up).
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -94,6 +95,7 @@ class TamiyoConfig:
     width_correlation: float = 0.6
     growth_step_fraction: float = 1.0
     growth_focus: float = 0.25
+    widen_without_plateau: bool = True
 
     def __post_init__(self) -> None:
         if self.policy_id != HEURISTIC_POLICY_ID:

@@ -24,6 +24,9 @@ under way waits, so each measured gain belongs to one change. The layer's health
 is read from a width seed's telemetry (it watches the layer's own output) or, at a
 layer without one, from its depth seed's.
 
+A layer short of working units is widened as soon as the warm-up is over, without
+waiting for a plateau (`widen_without_plateau`); any other growth waits for one.
+
 A layer whose last growth of a kind bought less than `growth_focus` times what
 the best-paying one did is held back, so a free concurrency slot waits for the
 layer where growth pays rather than going where it hardly does.
@@ -82,6 +85,8 @@ class GrowthOption:
     reason: str
     # Why the option waits for better-paying growth elsewhere; empty when it may grow.
     held: str = ""
+    # The layer is short of working units (narrow, dead or redundant) and this widens it.
+    bound: bool = False
 
     @property
     def widens(self) -> bool:
@@ -113,7 +118,9 @@ def growth_options(
         widening = deepening = None
         if width_seed is not None:
             because = "; ".join(why) if why else "no depth seed free"
-            widening = GrowthOption(width_seed, health, f"widen layer {layer} ({health.describe()}): {because}")
+            widening = GrowthOption(
+                width_seed, health, f"widen layer {layer} ({health.describe()}): {because}", bound=bool(why)
+            )
         if depth_seed is not None:
             because = "no width seed free" if why else f"healthy units, not narrow (>= {config.width_below_units})"
             deepening = GrowthOption(depth_seed, health, f"deepen layer {layer} ({health.describe()}): {because}")

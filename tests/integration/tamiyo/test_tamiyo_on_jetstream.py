@@ -13,8 +13,8 @@ import nats
 import pytest
 
 from esper.cli.main import build_parser
+from esper.clients import TamiyoClient
 from esper.clients.base import ClientConfig
-from esper.clients.tamiyo import TamiyoClient
 from esper.errors import NotFound
 from esper.leyline.v1 import bus_pb2, control_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2, urza_pb2_grpc
 from esper.mesh.server import ServiceRegistration

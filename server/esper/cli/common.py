@@ -34,8 +34,8 @@ def parse_shape(text: str, flag: str) -> tuple[int, ...]:
 
 @contextmanager
 def urza_client(args: argparse.Namespace) -> Iterator[Any]:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
 
     client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.timeout))
     try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.protobuf import json_format
@@ -31,7 +31,6 @@ from torch import nn
 from esper.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from esper.kasmina import convert
 from esper.kasmina import lifecycle as lc
-from esper.kasmina.api import KasminaEvents
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.records import Adaptation, IsolationViolation
@@ -66,7 +65,7 @@ class KasminaOperator:
         config: KasminaConfig | None = None,
         *,
         run_id: str,
-        events: KasminaEvents | None = None,
+        on_isolation_violation: Callable[[IsolationViolation], None] | None = None,
     ) -> None:
         if not run_id:
             raise ValueError("run_id must be set")
@@ -74,7 +73,7 @@ class KasminaOperator:
         self.config = config if config is not None else model.config
         self.run_id = run_id
         self._kernels = kernels
-        self._events = events
+        self._on_violation = on_isolation_violation
         self._lock = threading.RLock()
         self._boundary_epoch = 0
         self._last_accuracy = 0.0
@@ -422,9 +421,9 @@ class KasminaOperator:
         with self._lock:
             if seed.stage == lc.TRAINING:
                 self._finish(seed, lc.CULLED, reason=reason, epoch=violation.epoch)
-        if self._events is not None:
+        if self._on_violation is not None:
             try:
-                self._events.isolation_violation(violation)
+                self._on_violation(violation)
             except Exception:
                 logger.exception("seed %s: the event sink failed on an isolation violation", seed.seed_id)
 

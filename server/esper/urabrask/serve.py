@@ -36,10 +36,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
+    from esper.leyline.v1.services import URABRASK_SERVICE
+    from esper.mesh.hosting import host
     from esper.urabrask.service import UrabraskService
-    from esper.urabrask.servicer import urabrask_registration
     from esper.urabrask.validator import UrabraskValidator
 
     config = UrabraskConfig(
@@ -54,7 +55,7 @@ def _build(args: argparse.Namespace) -> Served:
         if not args.no_validate:
             background.append(thread_task(UrabraskValidator(urza, config).run_forever, name="urabrask-validator"))
         return Served.owning(
-            opened, registrations=[urabrask_registration(UrabraskService(urza))], background=background
+            opened, registrations=[host(URABRASK_SERVICE.bind(UrabraskService(urza)))], background=background
         )
 
 

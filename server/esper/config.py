@@ -97,10 +97,18 @@ class TolariaConfig:
 
     Field names follow `esper.tolaria.settings.TolariaConfig`, which the trainer takes
     (built from this section and `run`). Seeds train with `seed_learning_rate`. A
-    checkpoint is kept every `checkpoint_every` epochs. A non-finite loss, or a
-    validation loss above `divergence_factor` times the larger of the best and the first
-    epoch's, restores the last good checkpoint, at most `max_rollbacks` times per run. `hook_budget_ms` is
-    the epoch-end hook's budget; exceeding it is reported.
+    checkpoint is kept every `checkpoint_every` epochs. `hook_budget_ms` is the
+    epoch-end hook's budget; exceeding it is reported.
+
+    Never worse than static: a non-finite loss, or a training or validation loss above
+    `divergence_factor` times the median of the last `divergence_window` epochs' (and
+    above `divergence_factor` x `divergence_min_loss`), diverged: the run goes back to
+    the checkpoint taken before the earliest graft still blending in (or the last good
+    one) and retries the epoch, at most `max_rollbacks` times per run. With
+    `graft_rollback`, a seed culled after its graft began takes the run back to the
+    checkpoint taken just before that graft whenever that checkpoint validated better
+    than the model without the seed. With `keep_best_state`, a run whose final state
+    validates worse than its best epoch ends with (and saves) that best state.
     """
 
     seed_learning_rate: float = 1e-2
@@ -108,6 +116,10 @@ class TolariaConfig:
     divergence_factor: float = 4.0
     max_rollbacks: int = 3
     hook_budget_ms: float = 18.0
+    divergence_window: int = 3
+    divergence_min_loss: float = 0.1
+    graft_rollback: bool = True
+    keep_best_state: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.seed_learning_rate) and self.seed_learning_rate > 0):
@@ -120,6 +132,10 @@ class TolariaConfig:
             raise ValueError(f"max_rollbacks must be >= 0, got {self.max_rollbacks}")
         if not (math.isfinite(self.hook_budget_ms) and self.hook_budget_ms > 0):
             raise ValueError(f"hook_budget_ms must be finite and > 0, got {self.hook_budget_ms}")
+        if self.divergence_window < 1:
+            raise ValueError(f"divergence_window must be >= 1, got {self.divergence_window}")
+        if not (math.isfinite(self.divergence_min_loss) and self.divergence_min_loss >= 0):
+            raise ValueError(f"divergence_min_loss must be finite and >= 0, got {self.divergence_min_loss}")
 
 
 def _default_kasmina() -> KasminaConfig:

@@ -61,6 +61,10 @@ def trainer_settings(config: EsperConfig) -> TolariaConfig:
         divergence_factor=tolaria.divergence_factor,
         max_rollbacks=tolaria.max_rollbacks,
         hook_budget_ms=tolaria.hook_budget_ms,
+        divergence_window=tolaria.divergence_window,
+        divergence_min_loss=tolaria.divergence_min_loss,
+        graft_rollback=tolaria.graft_rollback,
+        keep_best_state=tolaria.keep_best_state,
     )
 
 

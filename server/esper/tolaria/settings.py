@@ -19,3 +19,8 @@ class TolariaConfig:
     divergence_factor: float = 4.0
     max_rollbacks: int = 3
     hook_budget_ms: float = 18.0
+    # Never worse than static (see esper.config.TolariaConfig for what each does).
+    divergence_window: int = 3
+    divergence_min_loss: float = 0.1
+    graft_rollback: bool = True
+    keep_best_state: bool = True

@@ -2,8 +2,17 @@
 
 One epoch: train -> validate (gathering seed telemetry) -> measure evaluating seeds
 -> epoch-end hook (Tamiyo decides, Kasmina applies) -> optimizers follow the seeds
--> checkpoint. A non-finite or diverging epoch is rolled back to the last good
-checkpoint, and the seeds that were adapting are locked ROLLED_BACK.
+-> checkpoint.
+
+Never worse than static (esper.tolaria.safety):
+- A non-finite epoch, or one whose loss jumps far above the median of the last few,
+  is rolled back (to the checkpoint taken before the earliest graft still blending in,
+  or to the last good one) and retried.
+- The checkpoint taken just before each graft begins is kept while the seed blends
+  in. When the seed is culled and that checkpoint validated better than the model
+  without it, host, optimizers, seeds and Tamiyo go back to it and the run goes on.
+- After either rollback, the seeds adapting in the restored state are locked ROLLED_BACK.
+- The run ends with its best validated deployable state if the final one is worse.
 """
 
 from __future__ import annotations
@@ -28,6 +37,16 @@ from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
 from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
 from esper.tolaria.metrics import SEED_CENSUS, observe_epoch, observe_hook
 from esper.tolaria.optimizers import OptimizerSet, adam_factory
+from esper.tolaria.safety import (
+    DIVERGENCE,
+    GRAFT,
+    BestState,
+    GraftCheckpoint,
+    GraftCheckpoints,
+    LossHistory,
+    RollbackRecord,
+    SavedState,
+)
 from esper.tolaria.settings import TolariaConfig
 
 logger = logging.getLogger(__name__)
@@ -55,6 +74,8 @@ class TrainingHistory:
     rollbacks: int = 0
     best_val_accuracy: float = 0.0
     cancelled: bool = False
+    rollback_log: list[RollbackRecord] = field(default_factory=list)
+    saved: SavedState | None = None
 
     def hook_ms(self) -> list[float]:
         return [record.hook.total_ms for record in self.epochs if record.hook is not None]
@@ -101,8 +122,11 @@ class TolariaTrainer:
         self.start_epoch = 0
         self._good: dict[str, Any] | None = None
         self._last_controller_state: tamiyo_pb2.TamiyoControllerState | None = None
-        self._best_val_loss = float("inf")
-        self._first_val_loss = float("inf")
+        self._losses = LossHistory(
+            self.config.divergence_window, self.config.divergence_factor, self.config.divergence_min_loss
+        )
+        self._grafts = GraftCheckpoints()
+        self._best = BestState()
 
     # The loop
 
@@ -117,6 +141,7 @@ class TolariaTrainer:
         finally:
             SEED_CENSUS.forget(self.run_id)
         self.history.cancelled = self.should_stop() and epoch < self.config.epochs
+        self.history.saved = self._settle_on_best_state()
         if self.kasmina is not None:
             self.kasmina.close()
         return self.model, self.history
@@ -151,12 +176,13 @@ class TolariaTrainer:
         if failure:
             self._roll_back(epoch, failure)
             return False
+        self._losses.record(train_stats.loss, val_stats.loss)
+        self._offer_best(epoch, val_stats)
         epoch_ms = int((time.perf_counter() - started) * 1e3)
         hook = self._epoch_boundary(epoch, train_stats, val_stats, epoch_ms) if self.kasmina else None
         self.history.best_val_accuracy = max(self.history.best_val_accuracy, val_stats.accuracy)
-        self._best_val_loss = min(self._best_val_loss, val_stats.loss)
-        if self._first_val_loss == float("inf"):
-            self._first_val_loss = val_stats.loss
+        if hook is not None:
+            self._judge_culled_grafts(epoch)
         record = EpochRecord(
             metrics=self._metrics(epoch, train_stats, val_stats, hook),
             wall_seconds=time.perf_counter() - started,
@@ -167,8 +193,10 @@ class TolariaTrainer:
         SEED_CENSUS.update(self.run_id, record.metrics.seed_stages)
         self.events.emit(epoch_completed=record.metrics)
         self._good = snapshot(self._checkpoint_state(epoch))
+        if self.kasmina is not None:
+            self._track_grafts(epoch, val_stats.accuracy)
         if self.checkpoint_path is not None and (epoch + 1) % self.config.checkpoint_every == 0:
-            save_checkpoint(self.checkpoint_path, self._good)
+            save_checkpoint(self.checkpoint_path, {**self._good, **self._side_state()})
         if self.on_epoch is not None:
             self.on_epoch(record, self.history)
         return True
@@ -234,30 +262,140 @@ class TolariaTrainer:
     def _failure(self, train_stats: EpochStats, val_stats: EpochStats) -> str:
         if not (train_stats.finite and val_stats.finite):
             return "non-finite loss"
-        # Measured against the larger of the best and the first validation loss: once the best
-        # is tiny, ordinary fluctuation is many times it without anything diverging.
-        scale = max(self._best_val_loss, self._first_val_loss)
-        limit = self.config.divergence_factor * scale
-        if scale < float("inf") and val_stats.loss > limit:
-            return f"validation loss {val_stats.loss:.3f} diverged (> {limit:.3f})"
-        return ""
+        return self._losses.judge(train_stats.loss, val_stats.loss)
 
     def _roll_back(self, epoch: int, reason: str) -> None:
-        self.history.rollbacks += 1
-        if self.history.rollbacks > self.config.max_rollbacks:
+        """A failed epoch: back to before the earliest graft still blending in (or the last good state); retried."""
+        failures = sum(record.kind == DIVERGENCE for record in self.history.rollback_log) + 1
+        if failures > self.config.max_rollbacks:
             raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.config.max_rollbacks} rollbacks")
-        suspects = self.kasmina.active_seed_ids() if self.kasmina is not None else []
-        assert self._good is not None
-        self._restore(snapshot(self._good))
-        if suspects:
-            self.kasmina.roll_back(suspects, reason=f"emergency rollback at epoch {epoch}: {reason}")
-            for transition in self.kasmina.drain_transitions():
-                self.events.transition(transition)
-            self.optimizers.sync()
-        self.events.notice(
-            f"epoch {epoch}: {reason}; restored the last good checkpoint"
-            + (f" and locked {', '.join(suspects)} ROLLED_BACK" if suspects else "")
+        earliest = self._grafts.earliest()
+        if earliest is not None:
+            seed_id, kept = earliest
+            target, to_epoch = kept.state, kept.epoch
+            where = f"the checkpoint taken before {seed_id}'s graft (after epoch {to_epoch})"
+        else:
+            assert self._good is not None
+            target, to_epoch, where = self._good, int(self._good["epoch"]), "the last good checkpoint"
+        locked = self._restore_and_lock(target, epoch, f"emergency rollback at epoch {epoch}: {reason}")
+        self._record_rollback(RollbackRecord(epoch, DIVERGENCE, to_epoch, reason, tuple(locked)), where)
+
+    def _judge_culled_grafts(self, epoch: int) -> None:
+        """Seeds culled at this boundary after their graft began: go back to before the graft if that was better.
+
+        The host learned beside the seed while it blended in; once the seed is gone, that
+        learning may be worth less than the state before the graft. Both are measured on
+        the validation set: the model as it is now, without the seed, and the checkpoint.
+        """
+        culled = [
+            seed_id for seed_id in self._grafts.by_seed if self._stage(seed_id) == lifecycle_pb2.SEED_STAGE_CULLED
+        ]
+        if not culled:
+            return
+        earliest = self._grafts.earliest(culled)
+        assert earliest is not None
+        seed_id, kept = earliest
+        for seed in culled:
+            self._grafts.by_seed.pop(seed, None)
+        if not self.config.graft_rollback:
+            return
+        now = evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
+        names = ", ".join(culled)
+        if now >= kept.val_accuracy:
+            self.events.notice(
+                f"epoch {epoch}: {names} culled after grafting; the model without it validates {now:.4f}, "
+                f"not below {kept.val_accuracy:.4f} before its graft (after epoch {kept.epoch}): no rollback"
+            )
+            return
+        reason = (
+            f"{names} culled after grafting; the model without it validates {now:.4f}, "
+            f"below {kept.val_accuracy:.4f} before {seed_id}'s graft"
         )
+        locked = self._restore_and_lock(kept.state, epoch, f"graft rollback at epoch {epoch}: {reason}")
+        where = f"the checkpoint taken before {seed_id}'s graft (after epoch {kept.epoch})"
+        self._record_rollback(RollbackRecord(epoch, GRAFT, kept.epoch, reason, tuple(locked)), where)
+
+    def _track_grafts(self, epoch: int, val_accuracy: float) -> None:
+        """A seed whose graft began at this boundary gets this boundary's checkpoint; finished seeds drop theirs."""
+        blending = set(self.kasmina.blending_seed_ids())
+        self._grafts.keep_only(blending)
+        assert self._good is not None
+        for seed_id in sorted(blending - set(self._grafts.by_seed)):
+            if self._stage(seed_id) == lifecycle_pb2.SEED_STAGE_GRAFTING:
+                self._grafts.by_seed[seed_id] = GraftCheckpoint(epoch, val_accuracy, self._good)
+
+    def _restore_and_lock(self, state: Mapping[str, Any], epoch: int, reason: str) -> list[str]:
+        """Restore `state`; the seeds adapting in it are locked ROLLED_BACK. Returns them."""
+        self._restore(snapshot(dict(state)))
+        self._grafts = GraftCheckpoints()
+        if self.kasmina is None:
+            return []
+        locked = self.kasmina.active_seed_ids()
+        if locked:
+            self.kasmina.roll_back(locked, reason=reason, epoch=epoch)
+            self.optimizers.sync()
+        for transition in self.kasmina.drain_transitions():
+            self.events.transition(transition)
+        return locked
+
+    def _record_rollback(self, record: RollbackRecord, where: str) -> None:
+        self.history.rollbacks += 1
+        self.history.rollback_log.append(record)
+        self.events.notice(
+            f"epoch {record.epoch}: {record.reason}; restored {where}"
+            + (f" and locked {', '.join(record.locked_seeds)} ROLLED_BACK" if record.locked_seeds else "")
+        )
+        # The restored state is the new last good point: a failure next epoch must not return past it.
+        self._good = snapshot(self._checkpoint_state(record.to_epoch))
+
+    def _stage(self, seed_id: str) -> int:
+        return int(self.model.seed(seed_id).stage)
+
+    # The state the run ends with
+
+    def _deployable_accuracy(self, val_stats: EpochStats) -> float:
+        """Validation accuracy of what `esper.save_model` would write now: adaptations in flight blended out."""
+        in_flight = self.kasmina.blending_seed_ids() if self.kasmina is not None else []
+        if not in_flight:
+            return val_stats.accuracy
+        with self.model.forced_alpha(0.0, in_flight):
+            return evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
+
+    def _offer_best(self, epoch: int, val_stats: EpochStats) -> None:
+        if not self.config.keep_best_state:
+            return
+        accuracy = self._deployable_accuracy(val_stats)
+        if self._best.improves(accuracy):
+            self._best = BestState(epoch, accuracy, snapshot(self._model_state()))
+
+    def _settle_on_best_state(self) -> SavedState | None:
+        """End with the best validated state when the final one validates worse; say which."""
+        if not self.history.epochs:
+            return None
+        final = self._deployable_accuracy(evaluate(self.model, self.data.x_val, self.data.y_val))
+        last = self.history.epochs[-1].metrics.epoch
+        if self.config.keep_best_state and self._best.state is not None and self._best.accuracy > final:
+            self._load_model_state(snapshot(self._best.state))
+            reason = (
+                f"the final state validates {final:.4f}, below {self._best.accuracy:.4f} after epoch "
+                f"{self._best.epoch}: the run ends with that best state"
+            )
+            self.events.notice(f"epoch {last}: {reason}")
+            return SavedState(self._best.epoch, self._best.accuracy, final, reason)
+        reason = "the final state validates best" if self.config.keep_best_state else "keep_best_state is off"
+        return SavedState(last, final, final, reason)
+
+    def _model_state(self) -> dict[str, Any]:
+        if self.kasmina is None:
+            return {"model": self.model.state_dict()}
+        return {"kasmina": self.kasmina.state_dict()}
+
+    def _load_model_state(self, state: Mapping[str, Any]) -> None:
+        if self.kasmina is None:
+            self.model.load_state_dict(state["model"])
+        else:
+            self.kasmina.load_state_dict(state["kasmina"])
+        self.optimizers.sync()
 
     # Checkpoints
 
@@ -269,9 +407,9 @@ class TolariaTrainer:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "best_val_accuracy": self.history.best_val_accuracy,
-            "best_val_loss": self._best_val_loss,
-            "first_val_loss": self._first_val_loss,
+            "losses": self._losses.state_dict(),
             "rollbacks": self.history.rollbacks,
+            "rollback_log": [record.to_dict() for record in self.history.rollback_log],
         }
         if self.kasmina is None:
             state["model"] = self.model.state_dict()
@@ -313,14 +451,21 @@ class TolariaTrainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history.best_val_accuracy = float(state["best_val_accuracy"])
-        self._best_val_loss = float(state["best_val_loss"])
-        self._first_val_loss = float(state["first_val_loss"])
+        self._losses.load_state_dict(state.get("losses", {}))
+
+    def _side_state(self) -> dict[str, Any]:
+        """What the file checkpoint keeps beside the training state (never restored by a rollback)."""
+        return {"graft_checkpoints": self._grafts.state_dict(), "best_state": self._best.state_dict()}
 
     def resume(self, path: Path) -> int:
         """Continue from a checkpoint file; returns the first epoch still to train."""
         state = load_checkpoint(path)
         self._restore(state)
         self.history.rollbacks = int(state["rollbacks"])
+        self.history.rollback_log = [RollbackRecord.from_dict(item) for item in state.get("rollback_log", [])]
+        self._grafts.load_state_dict(state.get("graft_checkpoints", {}))
+        if "best_state" in state:
+            self._best.load_state_dict(state["best_state"])
         self.start_epoch = int(state["epoch"]) + 1
         self.events.notice(f"resumed from {path} after epoch {state['epoch']}")
         return self.start_epoch

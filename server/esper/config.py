@@ -107,19 +107,23 @@ class TolariaConfig:
     one) and retries the epoch, at most `max_rollbacks` times per run. With
     `graft_rollback`, a seed culled after its graft began takes the run back to the
     checkpoint taken just before that graft whenever that checkpoint validated better
-    than the model without the seed. With `keep_best_state`, a run whose final state
-    validates worse than its best epoch ends with (and saves) that best state.
+    than the model without the seed. With `retrain_discarded_epochs`, the epochs a
+    rollback discards are trained again (the run grows by at most `run.epochs`), so the
+    host trains as many kept epochs as its static twin. With `keep_best_state`, a run
+    whose final state validates worse than its best epoch ends with (and saves) that
+    best state.
     """
 
     seed_learning_rate: float = 1e-2
     checkpoint_every: int = 1
-    divergence_factor: float = 4.0
+    divergence_factor: float = 3.0
     max_rollbacks: int = 3
     hook_budget_ms: float = 18.0
     divergence_window: int = 3
     divergence_min_loss: float = 0.1
     graft_rollback: bool = True
     keep_best_state: bool = True
+    retrain_discarded_epochs: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.seed_learning_rate) and self.seed_learning_rate > 0):

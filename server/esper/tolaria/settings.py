@@ -16,7 +16,7 @@ class TolariaConfig:
     seed_learning_rate: float = 1e-2
     seed: int = 0
     checkpoint_every: int = 1
-    divergence_factor: float = 4.0
+    divergence_factor: float = 3.0
     max_rollbacks: int = 3
     hook_budget_ms: float = 18.0
     # Never worse than static (see esper.config.TolariaConfig for what each does).
@@ -24,3 +24,4 @@ class TolariaConfig:
     divergence_min_loss: float = 0.1
     graft_rollback: bool = True
     keep_best_state: bool = True
+    retrain_discarded_epochs: bool = True

@@ -127,6 +127,12 @@ class TolariaTrainer:
         )
         self._grafts = GraftCheckpoints()
         self._best = BestState()
+        self._extra_epochs = 0
+
+    @property
+    def planned_epochs(self) -> int:
+        """The configured epochs plus those trained again because a rollback discarded them."""
+        return self.config.epochs + self._extra_epochs
 
     # The loop
 
@@ -135,12 +141,12 @@ class TolariaTrainer:
         self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
         epoch = self.start_epoch
         try:
-            while epoch < self.config.epochs and not self.should_stop():
+            while epoch < self.planned_epochs and not self.should_stop():
                 if self._run_epoch(epoch):
                     epoch += 1
         finally:
             SEED_CENSUS.forget(self.run_id)
-        self.history.cancelled = self.should_stop() and epoch < self.config.epochs
+        self.history.cancelled = self.should_stop() and epoch < self.planned_epochs
         self.history.saved = self._settle_on_best_state()
         if self.kasmina is not None:
             self.kasmina.close()
@@ -224,7 +230,7 @@ class TolariaTrainer:
             validation_accuracy=val_stats.accuracy,
             epoch_ms=epoch_ms,
             parameter_count=count_parameters(self.model),
-            final_epoch=self.config.epochs - 1,
+            final_epoch=self.planned_epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
         )
@@ -341,6 +347,11 @@ class TolariaTrainer:
     def _record_rollback(self, record: RollbackRecord, where: str) -> None:
         self.history.rollbacks += 1
         self.history.rollback_log.append(record)
+        # Epochs after the restored checkpoint no longer count (a failed epoch is retried anyway):
+        # the host gets as many kept epochs as its static twin, up to twice the configured run.
+        discarded = record.epoch - record.to_epoch - (1 if record.kind == DIVERGENCE else 0)
+        if self.config.retrain_discarded_epochs and discarded > 0:
+            self._extra_epochs = min(self._extra_epochs + discarded, self.config.epochs)
         self.events.notice(
             f"epoch {record.epoch}: {record.reason}; restored {where}"
             + (f" and locked {', '.join(record.locked_seeds)} ROLLED_BACK" if record.locked_seeds else "")
@@ -455,7 +466,11 @@ class TolariaTrainer:
 
     def _side_state(self) -> dict[str, Any]:
         """What the file checkpoint keeps beside the training state (never restored by a rollback)."""
-        return {"graft_checkpoints": self._grafts.state_dict(), "best_state": self._best.state_dict()}
+        return {
+            "graft_checkpoints": self._grafts.state_dict(),
+            "best_state": self._best.state_dict(),
+            "extra_epochs": self._extra_epochs,
+        }
 
     def resume(self, path: Path) -> int:
         """Continue from a checkpoint file; returns the first epoch still to train."""
@@ -466,6 +481,7 @@ class TolariaTrainer:
         self._grafts.load_state_dict(state.get("graft_checkpoints", {}))
         if "best_state" in state:
             self._best.load_state_dict(state["best_state"])
+        self._extra_epochs = int(state.get("extra_epochs", 0))
         self.start_epoch = int(state["epoch"]) + 1
         self.events.notice(f"resumed from {path} after epoch {state['epoch']}")
         return self.start_epoch
@@ -495,6 +511,13 @@ class TolariaTrainer:
     def in_flight_seed_ids(self) -> list[str]:
         """Seeds whose adaptation had not finished when training stopped."""
         return list(self.kasmina.active_seed_ids()) if self.kasmina is not None else []
+
+    def saved_parameter_count(self) -> int:
+        """Parameters of the model that is saved: the host and FOSSILIZED seeds, not adaptations in flight."""
+        in_flight = sum(
+            p.numel() for seed_id in self.in_flight_seed_ids() for p in self.model.seed(seed_id).kernel_parameters()
+        )
+        return count_parameters(self.model) - in_flight
 
     def test_accuracy(self) -> EpochStats:
         """Accuracy on the held-out test split of the model that is saved; called once, after training.

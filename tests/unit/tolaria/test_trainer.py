@@ -106,12 +106,14 @@ def test_a_non_finite_epoch_is_rolled_back_and_the_run_goes_on() -> None:
     trainer.on_epoch = poison
     _, history = trainer.train()
     assert history.rollbacks == 1
-    assert [r.metrics.epoch for r in history.epochs] == list(range(8))
+    [record] = history.rollback_log
+    assert (record.epoch, record.kind, record.reason) == (5, "divergence", "non-finite loss")
+    # Epoch 5 is retried; the epochs between the restored checkpoint and it are trained again.
+    discarded = record.epoch - record.to_epoch - 1
+    assert [r.metrics.epoch for r in history.epochs] == list(range(8 + discarded))
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
     texts = notices(run.events)
     assert any("non-finite loss" in text and "restored the" in text for text in texts)
-    [record] = history.rollback_log
-    assert (record.epoch, record.kind, record.reason) == (5, "divergence", "non-finite loss")
 
 
 def test_seeds_adapting_at_a_rollback_are_locked_rolled_back() -> None:

@@ -358,6 +358,7 @@ class TolariaTrainer:
         )
         # The restored state is the new last good point: a failure next epoch must not return past it.
         self._good = snapshot(self._checkpoint_state(record.to_epoch))
+        self._rebase_best(record.to_epoch)
 
     def _stage(self, seed_id: str) -> int:
         return int(self.model.seed(seed_id).stage)
@@ -378,6 +379,19 @@ class TolariaTrainer:
         accuracy = self._deployable_accuracy(val_stats)
         if self._best.improves(accuracy):
             self._best = BestState(epoch, accuracy, snapshot(self._model_state()))
+
+    def _rebase_best(self, to_epoch: int) -> None:
+        """After a rollback: a best state from the discarded epochs cannot be restored as validated.
+
+        Its fossils may be seeds the rollback locked; the restored state takes its place.
+        """
+        if not self.config.keep_best_state:
+            return
+        if self._best.epoch > to_epoch:
+            self._best = BestState()
+        accuracy = self._deployable_accuracy(evaluate(self.model, self.data.x_val, self.data.y_val))
+        if self._best.improves(accuracy):
+            self._best = BestState(to_epoch, accuracy, snapshot(self._model_state()))
 
     def _settle_on_best_state(self) -> SavedState | None:
         """End with the best validated state when the final one validates worse; say which."""

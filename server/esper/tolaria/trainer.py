@@ -4,15 +4,9 @@ One epoch: train -> validate (gathering seed telemetry) -> measure evaluating se
 -> epoch-end hook (Tamiyo decides, Kasmina applies) -> optimizers follow the seeds
 -> checkpoint.
 
-Never worse than static (esper.tolaria.safety):
-- A non-finite epoch, or one whose loss jumps far above the median of the last few,
-  is rolled back (to the checkpoint taken before the earliest graft still blending in,
-  or to the last good one) and retried.
-- The checkpoint taken just before each graft begins is kept while the seed blends
-  in. When the seed is culled and that checkpoint validated better than the model
-  without it, host, optimizers, seeds and Tamiyo go back to it and the run goes on.
-- After either rollback, the seeds adapting in the restored state are locked ROLLED_BACK.
-- The run ends with its best validated deployable state if the final one is worse.
+Never worse than static (esper.tolaria.never_worse): a diverging epoch, or a culled
+graft that left the model worse than before it, goes back to a checkpoint; the run
+ends with its best validated state.
 """
 
 from __future__ import annotations
@@ -36,25 +30,15 @@ from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
 from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
 from esper.tolaria.metrics import SEED_CENSUS, observe_epoch, observe_hook
+from esper.tolaria.never_worse import NeverWorseThanStatic, TrainingFailed
 from esper.tolaria.optimizers import OptimizerSet, adam_factory
-from esper.tolaria.safety import (
-    DIVERGENCE,
-    GRAFT,
-    BestState,
-    GraftCheckpoint,
-    GraftCheckpoints,
-    LossHistory,
-    RollbackRecord,
-    SavedState,
-)
+from esper.tolaria.safety import BestState, GraftCheckpoints, LossHistory, RollbackRecord, SavedState
 from esper.tolaria.settings import TolariaConfig
+
+__all__ = ["EpochRecord", "TolariaTrainer", "TrainingFailed", "TrainingHistory"]
 
 logger = logging.getLogger(__name__)
 _TRACER = tracer(__name__)
-
-
-class TrainingFailed(RuntimeError):
-    """Training cannot go on (it kept diverging after rollbacks)."""
 
 
 @dataclass
@@ -81,7 +65,7 @@ class TrainingHistory:
         return [record.hook.total_ms for record in self.epochs if record.hook is not None]
 
 
-class TolariaTrainer:
+class TolariaTrainer(NeverWorseThanStatic):
     """Trains `model` with `controller` steering its seeds through `kasmina`.
 
     Without `kasmina` (a static baseline) the model trains as is and the hook is skipped.
@@ -262,165 +246,6 @@ class TolariaTrainer:
                 f"epoch {epoch}: epoch-end hook took {outcome.total_ms:.1f} ms "
                 f"(budget {self.config.hook_budget_ms:.0f} ms)"
             )
-
-    # Failure and rollback
-
-    def _failure(self, train_stats: EpochStats, val_stats: EpochStats) -> str:
-        if not (train_stats.finite and val_stats.finite):
-            return "non-finite loss"
-        return self._losses.judge(train_stats.loss, val_stats.loss)
-
-    def _roll_back(self, epoch: int, reason: str) -> None:
-        """A failed epoch: back to before the earliest graft still blending in (or the last good state); retried."""
-        failures = sum(record.kind == DIVERGENCE for record in self.history.rollback_log) + 1
-        if failures > self.config.max_rollbacks:
-            raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.config.max_rollbacks} rollbacks")
-        earliest = self._grafts.earliest()
-        if earliest is not None:
-            seed_id, kept = earliest
-            target, to_epoch = kept.state, kept.epoch
-            where = f"the checkpoint taken before {seed_id}'s graft (after epoch {to_epoch})"
-        else:
-            assert self._good is not None
-            target, to_epoch, where = self._good, int(self._good["epoch"]), "the last good checkpoint"
-        locked = self._restore_and_lock(target, epoch, f"emergency rollback at epoch {epoch}: {reason}")
-        self._record_rollback(RollbackRecord(epoch, DIVERGENCE, to_epoch, reason, tuple(locked)), where)
-
-    def _judge_culled_grafts(self, epoch: int) -> None:
-        """Seeds culled at this boundary after their graft began: go back to before the graft if that was better.
-
-        The host learned beside the seed while it blended in; once the seed is gone, that
-        learning may be worth less than the state before the graft. Both are measured on
-        the validation set: the model as it is now, without the seed, and the checkpoint.
-        """
-        culled = [
-            seed_id for seed_id in self._grafts.by_seed if self._stage(seed_id) == lifecycle_pb2.SEED_STAGE_CULLED
-        ]
-        if not culled:
-            return
-        earliest = self._grafts.earliest(culled)
-        assert earliest is not None
-        seed_id, kept = earliest
-        for seed in culled:
-            self._grafts.by_seed.pop(seed, None)
-        if not self.config.graft_rollback:
-            return
-        now = evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
-        names = ", ".join(culled)
-        if now >= kept.val_accuracy:
-            self.events.notice(
-                f"epoch {epoch}: {names} culled after grafting; the model without it validates {now:.4f}, "
-                f"not below {kept.val_accuracy:.4f} before its graft (after epoch {kept.epoch}): no rollback"
-            )
-            return
-        reason = (
-            f"{names} culled after grafting; the model without it validates {now:.4f}, "
-            f"below {kept.val_accuracy:.4f} before {seed_id}'s graft"
-        )
-        locked = self._restore_and_lock(kept.state, epoch, f"graft rollback at epoch {epoch}: {reason}")
-        where = f"the checkpoint taken before {seed_id}'s graft (after epoch {kept.epoch})"
-        self._record_rollback(RollbackRecord(epoch, GRAFT, kept.epoch, reason, tuple(locked)), where)
-
-    def _track_grafts(self, epoch: int, val_accuracy: float) -> None:
-        """A seed whose graft began at this boundary gets this boundary's checkpoint; finished seeds drop theirs."""
-        blending = set(self.kasmina.blending_seed_ids())
-        self._grafts.keep_only(blending)
-        assert self._good is not None
-        for seed_id in sorted(blending - set(self._grafts.by_seed)):
-            if self._stage(seed_id) == lifecycle_pb2.SEED_STAGE_GRAFTING:
-                self._grafts.by_seed[seed_id] = GraftCheckpoint(epoch, val_accuracy, self._good)
-
-    def _restore_and_lock(self, state: Mapping[str, Any], epoch: int, reason: str) -> list[str]:
-        """Restore `state`; the seeds adapting in it are locked ROLLED_BACK. Returns them."""
-        self._restore(snapshot(dict(state)))
-        self._grafts = GraftCheckpoints()
-        if self.kasmina is None:
-            return []
-        locked = self.kasmina.active_seed_ids()
-        if locked:
-            self.kasmina.roll_back(locked, reason=reason, epoch=epoch)
-            self.optimizers.sync()
-        for transition in self.kasmina.drain_transitions():
-            self.events.transition(transition)
-        return locked
-
-    def _record_rollback(self, record: RollbackRecord, where: str) -> None:
-        self.history.rollbacks += 1
-        self.history.rollback_log.append(record)
-        # Epochs after the restored checkpoint no longer count (a failed epoch is retried anyway):
-        # the host gets as many kept epochs as its static twin, up to twice the configured run.
-        discarded = record.epoch - record.to_epoch - (1 if record.kind == DIVERGENCE else 0)
-        if self.config.retrain_discarded_epochs and discarded > 0:
-            self._extra_epochs = min(self._extra_epochs + discarded, self.config.epochs)
-        self.events.notice(
-            f"epoch {record.epoch}: {record.reason}; restored {where}"
-            + (f" and locked {', '.join(record.locked_seeds)} ROLLED_BACK" if record.locked_seeds else "")
-        )
-        # The restored state is the new last good point: a failure next epoch must not return past it.
-        self._good = snapshot(self._checkpoint_state(record.to_epoch))
-        self._rebase_best(record.to_epoch)
-
-    def _stage(self, seed_id: str) -> int:
-        return int(self.model.seed(seed_id).stage)
-
-    # The state the run ends with
-
-    def _deployable_accuracy(self, val_stats: EpochStats) -> float:
-        """Validation accuracy of what `esper.save_model` would write now: adaptations in flight blended out."""
-        in_flight = self.kasmina.blending_seed_ids() if self.kasmina is not None else []
-        if not in_flight:
-            return val_stats.accuracy
-        with self.model.forced_alpha(0.0, in_flight):
-            return evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
-
-    def _offer_best(self, epoch: int, val_stats: EpochStats) -> None:
-        if not self.config.keep_best_state:
-            return
-        accuracy = self._deployable_accuracy(val_stats)
-        if self._best.improves(accuracy):
-            self._best = BestState(epoch, accuracy, snapshot(self._model_state()))
-
-    def _rebase_best(self, to_epoch: int) -> None:
-        """After a rollback: a best state from the discarded epochs cannot be restored as validated.
-
-        Its fossils may be seeds the rollback locked; the restored state takes its place.
-        """
-        if not self.config.keep_best_state:
-            return
-        if self._best.epoch > to_epoch:
-            self._best = BestState()
-        accuracy = self._deployable_accuracy(evaluate(self.model, self.data.x_val, self.data.y_val))
-        if self._best.improves(accuracy):
-            self._best = BestState(to_epoch, accuracy, snapshot(self._model_state()))
-
-    def _settle_on_best_state(self) -> SavedState | None:
-        """End with the best validated state when the final one validates worse; say which."""
-        if not self.history.epochs:
-            return None
-        final = self._deployable_accuracy(evaluate(self.model, self.data.x_val, self.data.y_val))
-        last = self.history.epochs[-1].metrics.epoch
-        if self.config.keep_best_state and self._best.state is not None and self._best.accuracy > final:
-            self._load_model_state(snapshot(self._best.state))
-            reason = (
-                f"the final state validates {final:.4f}, below {self._best.accuracy:.4f} after epoch "
-                f"{self._best.epoch}: the run ends with that best state"
-            )
-            self.events.notice(f"epoch {last}: {reason}")
-            return SavedState(self._best.epoch, self._best.accuracy, final, reason)
-        reason = "the final state validates best" if self.config.keep_best_state else "keep_best_state is off"
-        return SavedState(last, final, final, reason)
-
-    def _model_state(self) -> dict[str, Any]:
-        if self.kasmina is None:
-            return {"model": self.model.state_dict()}
-        return {"kasmina": self.kasmina.state_dict()}
-
-    def _load_model_state(self, state: Mapping[str, Any]) -> None:
-        if self.kasmina is None:
-            self.model.load_state_dict(state["model"])
-        else:
-            self.kasmina.load_state_dict(state["kasmina"])
-        self.optimizers.sync()
 
     # Checkpoints
 

@@ -220,6 +220,16 @@ def test_fixed_function_kernel_skips_training_and_fossilizes_at_evaluating() -> 
     assert report.eval_metrics["params_added"] == 0
 
 
+def test_a_fixed_function_kernel_without_improvement_over_germination_is_culled() -> None:
+    controller = make_controller(FakeKernels([kernel("k0", params=0)]))
+    sim = _sim(layout=ONE_SEED, kernel_params={"k0": 0})  # positive eval gain, flat accuracy
+    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60])
+    assert commands_by_epoch(responses)[7] == ["net.3:CULL"]
+    assert "no improvement" in responses[7].commands[0].reason
+    [report] = [r for response in responses for r in response.field_reports]
+    assert report.outcome == S.ADAPTATION_OUTCOME_CULLED
+
+
 def test_no_improvement_after_fine_tuning_culls() -> None:
     controller = make_controller(FakeKernels([kernel("k1")]), fossilize_min_improvement=0.01)
     sim = _sim(layout=ONE_SEED, eval_gain=0.02)

@@ -14,11 +14,14 @@ plus fossilize_min_improvement, and an eval gain (accuracy with the seed on minu
 it blended out, alpha 0) above min_eval_gain. A seed that holds up a model worse than
 before it germinated is not an improvement.
 Harm (accuracy more than harm_threshold below the germination accuracy) culls from
-EVALUATING on, whatever the seed's eval gain: Tolaria then takes the run back to the
-checkpoint taken before the graft when that validated better, so the host does not
-keep what it learned around a harmful seed. CULL is not a legal command while
-GRAFTING or STABILIZATION (seed lifecycle, Appendix B), so harm seen there is recorded
-and acted on at EVALUATING, which then culls without waiting for readiness.
+EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (seed
+lifecycle, Appendix B), so harm seen there is recorded and acted on at EVALUATING,
+which then culls without waiting for readiness. A drop is not blamed on a seed whose
+measured eval gain is positive: the model then depends on it, and the host is often
+still settling around the new block (measured: such dips recover during fine-tuning).
+Such a seed fine-tunes and must then show a measured improvement like any other;
+otherwise it is culled, and Tolaria takes the run back to the checkpoint taken before
+its graft when that validated better, so a drop that does not recover is undone.
 
 A seed that Kasmina ended on its own (a load failure or an isolation violation culls
 it; a rollback locks it) finishes with the matching outcome.
@@ -235,7 +238,8 @@ class LifecycleGates:
 
     def _evaluating(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
         config, n = self._config, a.epochs_in_stage(obs.epoch)
-        harm = self._harm_text(obs, a)
+        measured = view.telemetry.eval_gain if view.ready and view.telemetry is not None else None
+        harm, excused = self._harm(obs, a, measured)
         if harm:
             return _Verdict(_CULL, f"harm: {harm}")
         if not view.ready or view.telemetry is None:
@@ -264,17 +268,17 @@ class LifecycleGates:
             return _Verdict(_CULL, f"fixed-function kernel: {numbers} but no improvement: {improvement}")
         return _Verdict(
             _ADVANCE,
-            f"positive evaluation: {numbers}; fine-tune {params} params on the task loss",
+            f"positive evaluation: {numbers}; fine-tune {params} params on the task loss{excused}",
             lifecycle_pb2.SEED_STAGE_FINE_TUNING,
         )
 
     def _fine_tuning(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
         config, n = self._config, a.epochs_in_stage(obs.epoch)
-        harm = self._harm_text(obs, a)
+        harm, excused = self._harm(obs, a, a.eval_gain)
         if harm:
             return _Verdict(_CULL, f"harm: {harm}")
         if n < config.fine_tune_epochs:
-            return _Verdict(None, f"FINE_TUNING epoch {n} of {config.fine_tune_epochs}")
+            return _Verdict(None, f"FINE_TUNING epoch {n} of {config.fine_tune_epochs}{excused}")
         target = a.pre_metric + config.fossilize_min_improvement
         numbers = (
             f"accuracy {obs.accuracy:.4f} vs {target:.4f} (at germination {a.pre_metric:.4f} + "
@@ -284,6 +288,13 @@ class LifecycleGates:
         if obs.accuracy >= target and a.eval_gain > config.min_eval_gain:
             return _Verdict(lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, f"measured improvement after {n} epochs: {numbers}")
         return _Verdict(_CULL, f"no improvement after {n} epochs of fine-tuning: {numbers}")
+
+    def _harm(self, obs: Observation, a: Adaptation, eval_gain: float | None) -> tuple[str, str]:
+        """(why to cull on harm, or ""; a note when a drop is excused by the seed's positive eval gain)."""
+        harm = self._harm_text(obs, a)
+        if harm and eval_gain is not None and eval_gain > self._config.min_eval_gain:
+            return "", f"; {harm}, but the seed's eval gain is {eval_gain:+.4f}: it holds accuracy up, keep it for now"
+        return harm, ""
 
     def _harm_text(self, obs: Observation, a: Adaptation) -> str:
         drop = a.pre_metric - obs.accuracy

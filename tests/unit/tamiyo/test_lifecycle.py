@@ -138,14 +138,16 @@ def test_harm_during_fine_tuning_culls_a_seed_no_longer_holding_accuracy_up() ->
     assert [(r.outcome, r.post_metric) for r in reports] == [(S.ADAPTATION_OUTCOME_CULLED, pytest.approx(0.55))]
 
 
-def test_harm_during_fine_tuning_culls_even_a_seed_that_holds_accuracy_up() -> None:
-    # The model leans on the seed (eval gain +0.02) but is worse than before it germinated:
-    # that is no improvement. Tolaria takes the run back to before the graft.
-    controller = make_controller(FakeKernels([kernel("k1")]), harm_threshold=0.02)
-    sim = _sim(layout=ONE_SEED)
-    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55])
-    assert commands_by_epoch(responses)[9] == ["net.3:CULL"]
-    assert "harm: accuracy 0.5500 fell 0.0500 below 0.6000" in responses[9].commands[0].reason
+def test_harm_during_fine_tuning_keeps_a_seed_that_holds_accuracy_up_until_fine_tuning_ends() -> None:
+    controller = make_controller(FakeKernels([kernel("k1")]), harm_threshold=0.02, fine_tune_epochs=2)
+    sim = _sim(layout=ONE_SEED)  # its measured eval gain stays +0.02: blending it out would cost more now
+    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55, 0.55])
+    assert "net.3:CULL" not in commands_by_epoch(responses)[9]
+    [decision] = [d for d in responses[9].decisions if d.seed_id == "net.3"]
+    assert "fell 0.0500 below 0.6000" in decision.reason and "holds accuracy up, keep it for now" in decision.reason
+    # Fine-tuning over and still below the accuracy at germination: no improvement, culled.
+    assert commands_by_epoch(responses)[10] == ["net.3:CULL"]
+    assert "no improvement after 2 epochs" in responses[10].commands[0].reason
 
 
 def test_a_seed_holding_up_a_model_no_better_than_at_germination_is_culled_not_fossilized() -> None:

@@ -65,7 +65,7 @@ from esper.data.bundle import Dataset  # noqa: E402
 from esper.hosts import build_host, default_host_spec  # noqa: E402
 from esper.hosts.spec import HostSpec  # noqa: E402
 from esper.tolaria.loop import count_parameters  # noqa: E402
-from esper.tolaria.session import run_training, trainer_settings  # noqa: E402
+from esper.tolaria.session import run_training  # noqa: E402
 from esper.tolaria.trainer import TolariaTrainer  # noqa: E402
 
 
@@ -82,10 +82,18 @@ def _config(task: Task, seed: int, args: argparse.Namespace, **extra: Any) -> Es
     return load_config(None, overrides)
 
 
+def _static_trainer(model: nn.Module, data: Dataset, config: EsperConfig) -> TolariaTrainer:
+    try:  # an older Tolaria (measured for before/after figures) took one merged settings object
+        from esper.tolaria.session import trainer_settings  # type: ignore[attr-defined]
+    except ImportError:
+        return TolariaTrainer(model, None, config.run, config.tolaria, data=data)
+    return TolariaTrainer(model, None, trainer_settings(config), data=data)  # type: ignore[arg-type]
+
+
 def _train_static(model: nn.Module, data: Dataset, config: EsperConfig) -> dict[str, Any]:
     """Train a fixed architecture as `esper run --static` does; the saved (best validated) state is tested."""
     started = time.perf_counter()
-    trainer = TolariaTrainer(model, None, trainer_settings(config), data=data)
+    trainer = _static_trainer(model, data, config)
     _, history = trainer.train()
     wall = time.perf_counter() - started
     # Older Tolarias (before keep_best_state) end with their final state: measure it as such.

@@ -21,6 +21,7 @@ from typing import Any
 from esper.data.bundle import Dataset
 from esper.leyline.v1 import lifecycle_pb2
 from esper.tolaria.checkpoint import snapshot
+from esper.tolaria.config import RunConfig, TolariaConfig
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.loop import EpochStats, evaluate
 from esper.tolaria.optimizers import OptimizerSet
@@ -34,7 +35,6 @@ from esper.tolaria.safety import (
     RollbackRecord,
     SavedState,
 )
-from esper.tolaria.settings import TolariaConfig
 
 
 class TrainingFailed(RuntimeError):
@@ -44,7 +44,8 @@ class TrainingFailed(RuntimeError):
 class NeverWorseThanStatic:
     """Rollbacks, graft checkpoints and the best state, over the trainer's model, seeds and controller."""
 
-    config: TolariaConfig
+    run: RunConfig
+    tolaria: TolariaConfig
     model: Any
     kasmina: Any
     data: Dataset
@@ -73,8 +74,8 @@ class NeverWorseThanStatic:
     def _roll_back(self, epoch: int, reason: str) -> None:
         """A failed epoch: back to before the earliest graft still blending in (or the last good state); retried."""
         failures = sum(record.kind == DIVERGENCE for record in self.history.rollback_log) + 1
-        if failures > self.config.max_rollbacks:
-            raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.config.max_rollbacks} rollbacks")
+        if failures > self.tolaria.max_rollbacks:
+            raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.tolaria.max_rollbacks} rollbacks")
         earliest = self._grafts.earliest()
         if earliest is not None:
             seed_id, kept = earliest
@@ -103,7 +104,7 @@ class NeverWorseThanStatic:
         seed_id, kept = earliest
         for seed in culled:
             self._grafts.by_seed.pop(seed, None)
-        if not self.config.graft_rollback:
+        if not self.tolaria.graft_rollback:
             return
         now = evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
         names = ", ".join(culled)
@@ -150,8 +151,8 @@ class NeverWorseThanStatic:
         # Epochs after the restored checkpoint no longer count (a failed epoch is retried anyway):
         # the host gets as many kept epochs as its static twin, up to twice the configured run.
         discarded = record.epoch - record.to_epoch - (1 if record.kind == DIVERGENCE else 0)
-        if self.config.retrain_discarded_epochs and discarded > 0:
-            self._extra_epochs = min(self._extra_epochs + discarded, self.config.epochs)
+        if self.tolaria.retrain_discarded_epochs and discarded > 0:
+            self._extra_epochs = min(self._extra_epochs + discarded, self.run.epochs)
         self.events.notice(
             f"epoch {record.epoch}: {record.reason}; restored {where}"
             + (f" and locked {', '.join(record.locked_seeds)} ROLLED_BACK" if record.locked_seeds else "")
@@ -174,7 +175,7 @@ class NeverWorseThanStatic:
             return evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
 
     def _offer_best(self, epoch: int, val_stats: EpochStats) -> None:
-        if not self.config.keep_best_state:
+        if not self.tolaria.keep_best_state:
             return
         accuracy = self._deployable_accuracy(val_stats)
         if self._best.improves(accuracy):
@@ -185,7 +186,7 @@ class NeverWorseThanStatic:
 
         Its fossils may be seeds the rollback locked; the restored state takes its place.
         """
-        if not self.config.keep_best_state:
+        if not self.tolaria.keep_best_state:
             return
         if self._best.epoch > to_epoch:
             self._best = BestState()
@@ -199,7 +200,7 @@ class NeverWorseThanStatic:
             return None
         final = self._deployable_accuracy(evaluate(self.model, self.data.x_val, self.data.y_val))
         last = self.history.epochs[-1].metrics.epoch
-        if self.config.keep_best_state and self._best.state is not None and self._best.accuracy > final:
+        if self.tolaria.keep_best_state and self._best.state is not None and self._best.accuracy > final:
             self._load_model_state(snapshot(self._best.state))
             reason = (
                 f"the final state validates {final:.4f}, below {self._best.accuracy:.4f} after epoch "
@@ -207,7 +208,7 @@ class NeverWorseThanStatic:
             )
             self.events.notice(f"epoch {last}: {reason}")
             return SavedState(self._best.epoch, self._best.accuracy, final, reason)
-        reason = "the final state validates best" if self.config.keep_best_state else "keep_best_state is off"
+        reason = "the final state validates best" if self.tolaria.keep_best_state else "keep_best_state is off"
         return SavedState(last, final, final, reason)
 
     def _model_state(self) -> dict[str, Any]:

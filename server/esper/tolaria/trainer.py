@@ -26,6 +26,7 @@ from esper.errors import DeadlineExceeded, NotFound, Unavailable
 from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability.spans import esper_attributes, tracer
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
+from esper.tolaria.config import RunConfig, TolariaConfig
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
 from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
@@ -33,7 +34,6 @@ from esper.tolaria.metrics import SEED_CENSUS, observe_epoch, observe_hook
 from esper.tolaria.never_worse import NeverWorseThanStatic, TrainingFailed
 from esper.tolaria.optimizers import OptimizerSet, adam_factory
 from esper.tolaria.safety import BestState, GraftCheckpoints, LossHistory, RollbackRecord, SavedState
-from esper.tolaria.settings import TolariaConfig
 
 __all__ = ["EpochRecord", "TolariaTrainer", "TrainingFailed", "TrainingHistory"]
 
@@ -68,14 +68,17 @@ class TrainingHistory:
 class TolariaTrainer(NeverWorseThanStatic):
     """Trains `model` with `controller` steering its seeds through `kasmina`.
 
-    Without `kasmina` (a static baseline) the model trains as is and the hook is skipped.
+    `run` and `tolaria` are the config's sections of those names (their defaults when
+    None). Without `kasmina` (a static baseline) the model trains as is and the hook is
+    skipped.
     """
 
     def __init__(
         self,
         model: nn.Module,
         controller: Any = None,
-        config: TolariaConfig | None = None,
+        run: RunConfig | None = None,
+        tolaria: TolariaConfig | None = None,
         *,
         data: Dataset,
         kasmina: Any = None,
@@ -87,7 +90,8 @@ class TolariaTrainer(NeverWorseThanStatic):
         on_boundary: Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
         | None = None,
     ) -> None:
-        self.config = config if config is not None else TolariaConfig()
+        self.run = run if run is not None else RunConfig()
+        self.tolaria = tolaria if tolaria is not None else TolariaConfig()
         self.model: Any = model if kasmina is not None else _as_trainable(model)
         self.controller = controller
         self.kasmina = kasmina
@@ -98,16 +102,16 @@ class TolariaTrainer(NeverWorseThanStatic):
         self.on_epoch = on_epoch
         self.should_stop = should_stop or (lambda: False)
         self.on_boundary = on_boundary
-        self.generator = torch.Generator().manual_seed(self.config.seed)
-        make = adam_factory(self.config.learning_rate, self.config.weight_decay)
-        seed_make = adam_factory(self.config.seed_learning_rate, 0.0)
+        self.generator = torch.Generator().manual_seed(self.run.seed)
+        make = adam_factory(self.run.learning_rate, self.run.weight_decay)
+        seed_make = adam_factory(self.tolaria.seed_learning_rate, 0.0)
         self.optimizers = OptimizerSet(self.model, make, seed_make)  # type: ignore[arg-type]
         self.history = TrainingHistory()
         self.start_epoch = 0
         self._good: dict[str, Any] | None = None
         self._last_controller_state: tamiyo_pb2.TamiyoControllerState | None = None
         self._losses = LossHistory(
-            self.config.divergence_window, self.config.divergence_factor, self.config.divergence_min_loss
+            self.tolaria.divergence_window, self.tolaria.divergence_factor, self.tolaria.divergence_min_loss
         )
         self._grafts = GraftCheckpoints()
         self._best = BestState()
@@ -116,7 +120,7 @@ class TolariaTrainer(NeverWorseThanStatic):
     @property
     def planned_epochs(self) -> int:
         """The configured epochs plus those trained again because a rollback discarded them."""
-        return self.config.epochs + self._extra_epochs
+        return self.run.epochs + self._extra_epochs
 
     # The loop
 
@@ -155,7 +159,7 @@ class TolariaTrainer(NeverWorseThanStatic):
                 self.optimizers,
                 self.data.x_train,
                 self.data.y_train,
-                batch_size=self.config.batch_size,
+                batch_size=self.run.batch_size,
                 generator=self.generator,
                 after_step=after_step,
                 should_stop=self.should_stop,
@@ -185,7 +189,7 @@ class TolariaTrainer(NeverWorseThanStatic):
         self._good = snapshot(self._checkpoint_state(epoch))
         if self.kasmina is not None:
             self._track_grafts(epoch, val_stats.accuracy)
-        if self.checkpoint_path is not None and (epoch + 1) % self.config.checkpoint_every == 0:
+        if self.checkpoint_path is not None and (epoch + 1) % self.tolaria.checkpoint_every == 0:
             save_checkpoint(self.checkpoint_path, {**self._good, **self._side_state()})
         if self.on_epoch is not None:
             self.on_epoch(record, self.history)
@@ -241,10 +245,10 @@ class TolariaTrainer(NeverWorseThanStatic):
             self.events.transition(transition)
         for report in outcome.field_reports:
             self.events.field_report(report)
-        if outcome.total_ms > self.config.hook_budget_ms:
+        if outcome.total_ms > self.tolaria.hook_budget_ms:
             self.events.notice(
                 f"epoch {epoch}: epoch-end hook took {outcome.total_ms:.1f} ms "
-                f"(budget {self.config.hook_budget_ms:.0f} ms)"
+                f"(budget {self.tolaria.hook_budget_ms:.0f} ms)"
             )
 
     # Checkpoints

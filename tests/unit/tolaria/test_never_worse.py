@@ -18,7 +18,7 @@ from esper.leyline.v1 import kernel_pb2, lifecycle_pb2
 from esper.tamiyo import TamiyoController
 from esper.tamiyo.config import TamiyoConfig
 from esper.tezzeret.artifacts import load_kernel_module
-from esper.tolaria.settings import TolariaConfig
+from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 from tests.fixtures.kernels import harmful_artifact
 from tests.unit.kasmina.support import FakeKernelSource, template_ir
@@ -41,8 +41,8 @@ GROWING = TamiyoConfig(
 NOISE = 0.01
 
 
-def _settings(**overrides: Any) -> TolariaConfig:
-    return TolariaConfig(epochs=EPOCHS, batch_size=64, learning_rate=1e-2, seed=0, **overrides)
+def _run_config() -> RunConfig:
+    return RunConfig(epochs=EPOCHS, batch_size=64, learning_rate=1e-2, seed=0)
 
 
 def _harmful_run(kind: str) -> Setup:
@@ -57,7 +57,7 @@ def _harmful_run(kind: str) -> Setup:
 @pytest.fixture(scope="module")
 def static_accuracy() -> float:
     static = setup()
-    trainer = TolariaTrainer(static.model, None, _settings(), data=static.data)
+    trainer = TolariaTrainer(static.model, None, _run_config(), data=static.data)
     trainer.train()
     return trainer.test_accuracy().accuracy
 
@@ -132,7 +132,7 @@ def test_a_loss_jump_from_a_harmful_graft_is_caught_at_once_and_the_run_ends_wit
 
 def _spoil_after_last_epoch(run: Setup, trainer: TolariaTrainer) -> None:
     def spoil(record: EpochRecord, history: TrainingHistory) -> None:
-        if record.metrics.epoch == trainer.config.epochs - 1:
+        if record.metrics.epoch == trainer.run.epochs - 1:
             with torch.no_grad():
                 run.model.host.classifier.weight.mul_(-1.0)  # after validation: no rollback sees it
 

@@ -56,7 +56,7 @@ TASKS: dict[str, Task] = {
         Task("products6-w4", "products6", 4, "under capacity: products6 features from an MLP of 2 x 4"),
     )
 }
-DEFAULT_TASKS = ("digits", "mnist5k", "spirals", "spirals-w3", "digits-w2")
+DEFAULT_TASKS = ("digits", "mnist5k", "spirals", "products6-w4", "spirals-w3", "digits-w2")
 
 
 # --- parameter counts of Esper's default hosts (esper.hosts), without building them ----------

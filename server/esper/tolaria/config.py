@@ -126,8 +126,10 @@ def _default_kasmina() -> KasminaConfig:
 
 
 def _default_tamiyo() -> TamiyoConfig:
-    # Two adaptations at a time, each seed trained two epochs before it blends in.
-    return TamiyoConfig(max_concurrent_seeds=2, min_training_epochs=2)
+    # Two adaptations at a time, each seed trained two epochs before it blends in; an
+    # adaptation takes about eight epochs from germination to fossilization, and one
+    # still in flight when the run ends is not part of the saved model.
+    return TamiyoConfig(max_concurrent_seeds=2, min_training_epochs=2, min_epochs_to_finish=9)
 
 
 @dataclass(frozen=True)

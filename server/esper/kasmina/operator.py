@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 _CMD = lifecycle_pb2.CommandType
 STATE_FORMAT = 1
 _MEASURED_STAGES = frozenset({lc.EVALUATING, lc.FINE_TUNING})
+_IN_FLIGHT_BLENDING = lc.BLENDING_STAGES & lc.ACTIVE_STAGES
 
 
 class KasminaOperator:
@@ -182,17 +183,26 @@ class KasminaOperator:
                 )
             seed.adaptation.eval_gain = float(gain)
 
-    def roll_back(self, seed_ids: Iterable[str], *, reason: str, command_id: str = "") -> None:
-        """Lock these seeds as ROLLED_BACK (after an emergency rollback); the lock survives restores."""
+    def roll_back(
+        self, seed_ids: Iterable[str], *, reason: str, command_id: str = "", epoch: int | None = None
+    ) -> None:
+        """Lock these seeds as ROLLED_BACK (after a rollback); the lock survives restores.
+
+        `epoch` stamps the transitions when the restored state's boundary is older than now.
+        """
         with self._lock:
             for seed_id in seed_ids:
                 seed = self.model.seed(seed_id)
                 if seed.stage != lc.ROLLED_BACK:
-                    self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command_id)
+                    self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command_id, epoch=epoch)
 
     def active_seed_ids(self) -> list[str]:
         """Seeds with an adaptation under way (those an emergency rollback locks)."""
         return [seed.seed_id for seed in self.model.seed_list() if seed.stage in lc.ACTIVE_STAGES]
+
+    def blending_seed_ids(self) -> list[str]:
+        """Seeds under way whose output reaches the model (GRAFTING to FINE_TUNING): not yet part of it."""
+        return [seed.seed_id for seed in self.model.seed_list() if seed.stage in _IN_FLIGHT_BLENDING]
 
     def drain_transitions(self) -> list[run_pb2.SeedTransition]:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from esper.kasmina import load_model, save_model
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, tamiyo_pb2
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import TolariaTrainer, TrainingFailed
+from tests.unit.kasmina.support import command
 from tests.unit.tolaria.harness import (
     RUN_ID,
+    TAMIYO,
+    WIDTH,
     export_state,
     metrics_rows,
     notices,
@@ -263,3 +267,57 @@ def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -
     assert trainer._failure(before, before) == ""
     assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
     assert "training loss 4.310 diverged" in trainer._failure(jumped, before)
+
+
+WIDEN = dataclasses.replace(TAMIYO, width_below_units=64, growth_step_fraction=4.0, min_gain_per_kparam=0.0)
+
+
+def test_width_growth_merges_into_the_host_and_a_resume_across_it_matches(tmp_path: Path) -> None:
+    full = setup(tamiyo=WIDEN, widen=True)
+    checkpoint = tmp_path / "last.pt"
+    kept = tmp_path / "after-epoch-3.pt"
+    trainer = full.trainer(epochs=12, checkpoint=checkpoint)
+    trainer.on_epoch = lambda record, _: shutil.copy(checkpoint, kept) if record.metrics.epoch == 3 else None
+    trainer.train()
+    merged = [seed.seed_id for seed in full.model.seed_list() if seed.merged]
+    assert merged, transitions(full.events)
+    # The host grew: its first or second hidden layer has more than 16 units, and its optimizer follows.
+    assert max(full.model.host.fc1.out_features, full.model.host.fc2.out_features) > WIDTH
+    assert {id(p) for p in trainer.optimizers.host.param_groups[0]["params"]} == {
+        id(p) for p in full.model.host.parameters()
+    }
+
+    resumed = setup(tamiyo=WIDEN, widen=True)
+    second = resumed.trainer(epochs=12, checkpoint=tmp_path / "resumed.pt")
+    assert second.resume(kept) == 4
+    second.train()
+    assert metrics_rows(second) == metrics_rows(trainer)[4:]
+    assert seed_stages(resumed.model) == seed_stages(full.model)
+    for key, value in full.model.host.state_dict().items():
+        assert torch.equal(value, resumed.model.host.state_dict()[key]), key
+
+
+def test_the_host_optimizer_carries_its_state_into_grown_layers() -> None:
+    from esper.tolaria.optimizers import OptimizerSet, adam_factory
+
+    run = setup(widen=True)
+    model = run.model
+    optimizers = OptimizerSet(model, adam_factory(1e-2, 0.0), adam_factory(1e-2, 0.0))
+    x, y = run.data.x_train[:64], run.data.y_train[:64]
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizers.step()
+    old = optimizers.host.state[model.host.fc1.weight]["exp_avg"].clone()
+    S = lifecycle_pb2
+    steps = [(S.COMMAND_TYPE_REQUEST_GERMINATION, 0)] + [
+        (S.COMMAND_TYPE_ADVANCE, stage)
+        for stage in (S.SEED_STAGE_LOADING, S.SEED_STAGE_GRAFTING, S.SEED_STAGE_STABILIZATION, S.SEED_STAGE_EVALUATING)
+    ]
+    for index, (kind, stage) in enumerate([*steps, (S.COMMAND_TYPE_FOSSILIZE, 0)]):
+        run.operator.apply_command(
+            command(kind, "w:fc1", command_id=f"c{index}", kernel_id="k-w1", target_stage=stage, run_id=RUN_ID)
+        )
+    assert model.seed("w:fc1").merged
+    assert optimizers.sync()
+    grown = optimizers.host.state[model.host.fc1.weight]["exp_avg"]
+    assert grown.shape == (WIDTH + 4, 2)
+    assert torch.equal(grown[:WIDTH], old) and not grown[WIDTH:].any()

@@ -120,23 +120,46 @@ def test_a_non_finite_epoch_is_rolled_back_and_the_run_goes_on() -> None:
     assert any("non-finite loss" in text and "restored the" in text for text in texts)
 
 
-def test_seeds_adapting_at_a_rollback_are_locked_rolled_back() -> None:
+def test_seeds_blending_in_at_a_rollback_are_locked_rolled_back() -> None:
     run = setup()
     trainer = run.trainer(epochs=10)
-    state = {"poisoned": False}
+    state: dict[str, object] = {"poisoned": False}
 
-    def poison_when_active(record: object, history: object) -> None:
-        if not state["poisoned"] and run.operator.active_seed_ids():
+    def poison_when_blending(record: object, history: object) -> None:
+        if not state["poisoned"] and run.operator.blending_seed_ids():
             state["poisoned"] = True
+            state["blending"] = set(run.operator.blending_seed_ids())
             with torch.no_grad():
                 next(run.model.host.parameters()).fill_(float("inf"))
 
-    trainer.on_epoch = poison_when_active
+    trainer.on_epoch = poison_when_blending
     trainer.train()
     assert state["poisoned"]
     locked = [seed for _, seed, step in transitions(run.events) if step.endswith("->ROLLED_BACK")]
-    assert locked
+    assert locked and set(locked) <= state["blending"]  # type: ignore[operator]
     assert all(seed_stages(run.model)[seed] == lifecycle_pb2.SEED_STAGE_ROLLED_BACK for seed in locked)
+
+
+def test_a_seed_only_training_at_a_rollback_goes_on_from_the_checkpoint() -> None:
+    # A TRAINING seed's forward is the identity: it cannot have caused the failure.
+    run = setup()
+    trainer = run.trainer(epochs=6)
+    state: dict[str, object] = {"poisoned": False}
+
+    def poison_while_training(record: object, history: object) -> None:
+        training = [seed.seed_id for seed in run.model.seed_list() if seed.stage == lifecycle_pb2.SEED_STAGE_TRAINING]
+        if not state["poisoned"] and training and not run.operator.blending_seed_ids():
+            state["poisoned"], state["training"] = True, training
+            with torch.no_grad():
+                next(run.model.host.parameters()).fill_(float("nan"))
+
+    trainer.on_epoch = poison_while_training
+    _, history = trainer.train()
+    assert state["poisoned"] and history.rollbacks == 1
+    assert history.rollback_log[0].locked_seeds == ()
+    assert not any(step.endswith("->ROLLED_BACK") for _, _, step in transitions(run.events))
+    for seed in state["training"]:  # type: ignore[attr-defined]
+        assert seed_stages(run.model)[seed] != lifecycle_pb2.SEED_STAGE_ROLLED_BACK
 
 
 def test_training_that_keeps_diverging_fails_after_the_rollback_budget() -> None:

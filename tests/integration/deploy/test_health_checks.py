@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from esper.mesh.ports import GRPC_PORTS
-from tests.fixtures.servers import EsperServeProcess
-from tests.unit.deploy.manifests import compose_services
+from tests.support.deploy import compose_services
+from tests.support.servers import EsperServeProcess
 
 pytestmark = pytest.mark.integration
 

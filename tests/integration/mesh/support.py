@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.waiting import eventually
 
 ESPER = [sys.executable, "-m", "esper.cli.main"]
 TIMEOUT = 600
@@ -72,10 +73,10 @@ def stored_report_ids(simic_address: str, run_id: str, *, page_size: int = 1000)
 def wait_for_stored_reports(
     simic_address: str, run_id: str, expected: int, *, page_size: int = 1000, timeout: float = 60.0
 ) -> list[str]:
-    """The report ids Simic stores for the run once it holds `expected` of them (or after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = stored_report_ids(simic_address, run_id, page_size=page_size)
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+    """The report ids Simic stores for the run once it holds `expected` of them."""
+    return eventually(
+        lambda: stored_report_ids(simic_address, run_id, page_size=page_size),
+        until=lambda found: len(found) >= expected,
+        timeout=timeout,
+        what=f"{expected} stored field reports of {run_id}",
+    )

@@ -18,9 +18,9 @@ from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.service import UrabraskService
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.fixtures.servers import ServerFactory
-from tests.unit.urabrask.support import FakeSandbox, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET
+from tests.support.servers import ServerFactory
+from tests.support.urabrask import FakeSandbox, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET
 
 
 @pytest.fixture

@@ -18,8 +18,16 @@ from esper.kasmina.seed import KasminaSeed
 from esper.kasmina.widening import resize_to
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import blueprint_pb2
-
-from .support import CATALOG, RUN_ID, FakeKernelSource, RecordingEvents, bring_to, cnn_host, mlp_host, train_steps
+from tests.support.kasmina import (
+    CATALOG,
+    RUN_ID,
+    FakeKernelSource,
+    RecordingEvents,
+    bring_to,
+    cnn_host,
+    mlp_host,
+    train_steps,
+)
 
 WIDTH = KasminaConfig(target_module_types=("ReLU",), width_seeds=True, isolation_check_every=1)
 

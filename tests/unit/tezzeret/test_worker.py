@@ -18,8 +18,7 @@ from esper.tezzeret.service import TezzeretService
 from esper.tezzeret.worker import FAULT_EXIT_STATUS, TezzeretWorker
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.unit.tezzeret.conftest import ConfigFactory
-from tests.unit.tezzeret.support import (
+from tests.support.tezzeret import (
     ManualClock,
     RecordingUrza,
     StubCompiler,
@@ -29,6 +28,7 @@ from tests.unit.tezzeret.support import (
     stored_objects,
     submit,
 )
+from tests.unit.tezzeret.conftest import ConfigFactory
 
 JOB = kernel_pb2.CompileJobStatus
 

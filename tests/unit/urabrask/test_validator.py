@@ -13,8 +13,8 @@ from esper.urabrask import report as reports
 from esper.urabrask.config import TaggingPolicy, UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.unit.urabrask.support import FakeSandbox, StepClock, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET
+from tests.support.urabrask import FakeSandbox, StepClock, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET
 
 VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
 REJECTED = kernel_pb2.KERNEL_STATUS_REJECTED

@@ -13,7 +13,7 @@ from esper.errors import AlreadyExists, EsperError, FailedPrecondition, InvalidA
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
 from esper.urza.store import FolderObjectStore
-from tests.unit.urza.support import (
+from tests.support.urza import (
     FakeClock,
     claim,
     complete,

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from esper.errors import FailedPrecondition
 from esper.leyline.v1 import blueprint_pb2
 from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
-from tests.unit.urza.support import make_hub, submit
+from tests.support.urza import make_hub, submit
 
 
 def test_an_empty_database_gets_the_current_schema(database_url: str) -> None:

@@ -12,7 +12,7 @@ from esper.errors import DataLoss, InvalidArgument, NotFound
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import claim, complete, submit
+from tests.support.urza import claim, complete, submit
 
 ARTIFACT = bytes(range(256)) * 40  # 10240 bytes
 

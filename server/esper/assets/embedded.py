@@ -1,9 +1,15 @@
 """Urza, Tezzeret and Urabrask in one process, over SQLite and a local folder.
 
-Compilation and characterization run in background threads, so training never
-waits for a compiler: it only sees kernels once Urabrask has validated them. At
-start a run submits the Karn catalog's SAFE tier (or the configured templates),
-instantiated at the activation shape of every seed site (esper.assets.pipeline).
+Training never waits for a compiler and never shares torch.export's process-wide
+state with one: every compile runs in a child process forked from a warm fork server
+(esper.tezzeret.forked), and every characterization in a sandbox process forked
+from another (esper.urabrask.sandbox.ForkedSandbox).
+The threads here only claim jobs, write logs and move bytes. At start a run submits
+the Karn catalog's SAFE tier (or the configured templates), instantiated at the
+activation shape of every seed site (esper.assets.pipeline), and names them in the
+order its Tamiyo would take them (`prioritize`): the compile workers take those
+first, FAST kernels before any better pipeline. `prefetch` keeps loading what is
+validated into the kernel cache while the run trains.
 """
 
 from __future__ import annotations
@@ -11,18 +17,21 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from esper import pipelines
 from esper.assets.config import AssetsConfig
-from esper.assets.pipeline import SeedSite, prefetch_kernels
+from esper.assets.pipeline import SeedSite, follow_kernels
 from esper.errors import FailedPrecondition
+from esper.forkserver import ForkServer
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.tezzeret.config import TezzeretConfig
+from esper.tezzeret.forked import ForkedCompiler, compile_server
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urabrask.config import UrabraskConfig
+from esper.urabrask.sandbox import ForkedSandbox
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
@@ -48,20 +57,36 @@ class EmbeddedAssets:
         self._threads: list[threading.Thread] = []
         self._workers: list[TezzeretWorker] = []
         self._root = root
+        self._compile_forks: ForkServer | None = None
+        self._sandbox: ForkedSandbox | None = None
+        self._preferred: tuple[str, ...] = ()
 
     def start(self) -> None:
-        """Start the compile and validation workers in background threads."""
+        """Start the compile and validation workers in background threads; returns at once."""
+        self._compile_forks = compile_server(f"tezzeret-forks-{os.getpid()}")
+        self._compile_forks.start()
         for _ in range(self.config.compile_workers):
-            worker = self._claim_compile_slot()
+            worker = self._claim_compile_slot(self._compile_forks)
             self._workers.append(worker)
             self._spawn(worker.config.worker_id, worker.run_forever)
+        self._sandbox = ForkedSandbox(f"urabrask-forks-{os.getpid()}")
+        self._sandbox.start()
         for index in range(self.config.validation_workers):
             validator = UrabraskValidator(
-                self.urza, UrabraskConfig(worker_id=f"embedded-urabrask-{os.getpid()}-{index}")
+                self.urza,
+                UrabraskConfig(worker_id=f"embedded-urabrask-{os.getpid()}-{index}"),
+                characterize=self._sandbox,
             )
             self._spawn(f"urabrask-{index}", validator.run_forever)
 
-    def _claim_compile_slot(self) -> TezzeretWorker:
+    def prioritize(self, blueprint_ids: Sequence[str]) -> None:
+        """Compile these blueprints before any other, in this order (FAST kernels of all of them first)."""
+        self._preferred = tuple(dict.fromkeys(blueprint_ids))[:1000]
+
+    def _preferred_ids(self) -> Sequence[str]:
+        return self._preferred
+
+    def _claim_compile_slot(self, forks: ForkServer) -> TezzeretWorker:
         """A worker on the first free slot: its write-ahead log is locked while the run lasts.
 
         Slots keep worker ids stable across runs (a crashed run's job is resumed by the
@@ -70,14 +95,20 @@ class EmbeddedAssets:
         for slot in range(_MAX_COMPILE_SLOTS):
             if any(worker.config.worker_id.endswith(f"-{slot}") for worker in self._workers):
                 continue
+            slot_dir = self._root / "tezzeret" / f"slot-{slot}"
             config = TezzeretConfig(
                 worker_id=f"embedded-tezzeret-{slot}",
-                wal_dir=self._root / "tezzeret" / f"slot-{slot}",
-                work_dir=self._root / "tezzeret" / f"slot-{slot}" / "work",
+                wal_dir=slot_dir,
+                work_dir=slot_dir / "work",
                 poll_interval_seconds=0.2,
             )
             try:
-                return TezzeretWorker(self.urza, config)
+                return TezzeretWorker(
+                    self.urza,
+                    config,
+                    compiler=ForkedCompiler(forks, slot_dir / "requests"),
+                    preferred=self._preferred_ids,
+                )
             except FailedPrecondition:
                 continue  # another run holds this slot
         raise FailedPrecondition(f"all {_MAX_COMPILE_SLOTS} compile slots under {self._root} are in use")
@@ -89,15 +120,24 @@ class EmbeddedAssets:
         return thread
 
     def prefetch(self, sites: Iterable[SeedSite]) -> threading.Thread:
-        """Warm the kernel cache for `sites` in the background, off the training path."""
+        """Keep the kernel cache warm for `sites` in the background, off the training path, until `stop`."""
         chosen = list(sites)
-        return self._spawn("kernel-prefetch", lambda stop: prefetch_kernels(self.urza, self.kernel_cache, chosen, stop))
+        return self._spawn("kernel-prefetch", lambda stop: follow_kernels(self.urza, self.kernel_cache, chosen, stop))
 
     def stop(self) -> None:
+        """Stop every worker; a compile in flight is cut short and queued again for the next run.
+
+        A characterization in flight (a second or two from a warm fork) is let finish, so its
+        kernel is not left leased to a validator that is gone.
+        """
         self._stop.set()
+        if self._compile_forks is not None:
+            self._compile_forks.close()
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        if self._sandbox is not None:
+            self._sandbox.close()
         for worker in self._workers:
             worker.close()
         self._workers.clear()

@@ -36,6 +36,8 @@ class RunServices:
     close: Callable[[], None]
     description: str = "embedded"
     publish_event: EventPublisher | None = None
+    # Names the run's blueprints, best first, so compile workers that serve this run take them first.
+    prioritize: Callable[[Sequence[str]], None] | None = None
 
 
 ServicesFactory = Callable[[EsperConfig], RunServices]
@@ -59,4 +61,5 @@ def embedded_services(config: EsperConfig) -> RunServices:
         publish=_ignore,
         prefetch=assets.prefetch,
         close=assets.stop,
+        prioritize=assets.prioritize,
     )

@@ -2,7 +2,8 @@
 
 data -> host -> (seeds, asset pipeline, Tamiyo) -> Tolaria -> run folder with
 metrics, events, lineage, the model, a summary and report.png. Everything runs in
-this process; kernels compile in background threads of the embedded asset pipeline.
+this process except compiles and characterizations, which the embedded asset pipeline
+runs in child processes while training goes on.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.checkpoint import load_checkpoint
 from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.events import RunEventLog
+from esper.tolaria.loop import count_parameters
 from esper.tolaria.report import render_report
 from esper.tolaria.runfolder import RunFolder
 from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
@@ -171,25 +173,33 @@ def _morphogenetic_trainer(
     folder: RunFolder,
     make_services: ServicesFactory,
 ) -> tuple[TolariaTrainer, RunServices, float]:
-    from esper.assets import SeedSite, submit_templates, wait_until_settled
+    from esper.assets import SeedSite, wait_until_settled
+    from esper.assets.pipeline import submit_blueprints
     from esper.karn.catalog import TemplateCatalog
     from esper.kasmina import KasminaOperator, wrap
     from esper.kasmina.source import CachedKernelSource
+    from esper.tamiyo.germination import WantedBlueprint, compile_priority
 
     model = wrap(build_host(spec), config.kasmina, example_input=data.x_train[:2])
+    started = time.perf_counter()
     services = make_services(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:
         sites = [SeedSite.of(d) for d in model.seed_layout()]
-        blueprint_ids = submit_templates(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
+        submitted = submit_blueprints(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
+        blueprint_ids = list(dict.fromkeys(entry.blueprint_id for entry in submitted))
+        if services.prioritize is not None:
+            wanted = [
+                WantedBlueprint(e.blueprint_id, e.growth_kind, e.parameter_estimate, e.site_index) for e in submitted
+            ]
+            services.prioritize(compile_priority(config.tamiyo, wanted, count_parameters(model)))
         events.notice(
             f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"
         )
-        waited = 0.0
         if config.assets.wait_for_kernels:
-            # Before the first epoch, not on the training path: the run then sees the same
-            # kernels whatever the machine's load, which keeps a seed's run repeatable.
+            # The deterministic mode: the run then sees the same kernels whatever the
+            # machine's load, so a seed's run repeats exactly.
             waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
             events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
         services.prefetch(sites)
@@ -211,7 +221,7 @@ def _morphogenetic_trainer(
     except BaseException:
         services.close()
         raise
-    return trainer, services, waited
+    return trainer, services, time.perf_counter() - started
 
 
 def _metrics_writer(folder: RunFolder) -> EpochCallback:
@@ -261,6 +271,7 @@ def _summary(
         "epochs": len(history.epochs),
         "wall_seconds": wall_seconds,
         "asset_wait_seconds": asset_wait,
+        "first_germination_epoch": _first_germination_epoch(events),
         "hook_ms_p50": statistics.median(hook_ms),
         "hook_ms_p95": _percentile(hook_ms, 95),
         "hook_budget_ms": config.tolaria.hook_budget_ms,
@@ -295,6 +306,17 @@ def _stage_counts(events: RunEventLog) -> dict[str, int]:
         if event.WhichOneof("payload") == "seed_transition" and event.seed_transition.to_stage in entered:
             counts[entered[event.seed_transition.to_stage]] += 1
     return counts
+
+
+def _first_germination_epoch(events: RunEventLog) -> int | None:
+    """The epoch whose boundary germinated the run's first seed; None if none germinated."""
+    for event in events.events():
+        if (
+            event.WhichOneof("payload") == "seed_transition"
+            and event.seed_transition.to_stage == lifecycle_pb2.SEED_STAGE_GERMINATED
+        ):
+            return int(event.seed_transition.epoch)
+    return None
 
 
 def _isolation_violations(trainer: TolariaTrainer) -> int:

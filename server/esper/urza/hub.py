@@ -213,6 +213,7 @@ class UrzaHub:
                 pipelines=list(request.pipelines),
                 lease_us=lease_seconds * US_PER_SECOND,
                 now_us=now,
+                preferred=list(request.preferred_blueprint_ids),
             )
             response = urza_pb2.ClaimCompileJobResponse(queue_depth=compile_queue.queue_depth(conn))
             if row is not None:
@@ -276,6 +277,7 @@ class UrzaHub:
                 message=request.error_message,
                 retryable=request.retryable,
                 now_us=now,
+                interrupted=request.interrupted,
             )
             return job_to_proto(row)
 

@@ -21,6 +21,7 @@ MAX_ARTIFACT_BYTES = 32 * MIB
 MAX_TAGS = 64
 MAX_NAME_LENGTH = 256
 MAX_LEASE_SECONDS = 3600
+MAX_PREFERRED_BLUEPRINTS = 1000
 MAX_DIM = 65536
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
@@ -94,6 +95,13 @@ def validate_claim_compile_job(request: urza_pb2.ClaimCompileJobRequest, *, defa
     ids.WORKER.check("worker_id", request.worker_id)
     for index, pipeline in enumerate(request.pipelines):
         _check_pipeline(f"pipelines[{index}]", pipeline)
+    if len(request.preferred_blueprint_ids) > MAX_PREFERRED_BLUEPRINTS:
+        raise InvalidArgument.for_field(
+            "preferred_blueprint_ids",
+            f"holds {len(request.preferred_blueprint_ids)} ids, at most {MAX_PREFERRED_BLUEPRINTS}",
+        )
+    for index, blueprint_id in enumerate(request.preferred_blueprint_ids):
+        ids.BLUEPRINT.check(f"preferred_blueprint_ids[{index}]", blueprint_id)
     return _lease_seconds(request.lease_seconds, default_lease)
 
 

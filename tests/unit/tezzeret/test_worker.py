@@ -269,3 +269,29 @@ def test_a_kernel_urza_refuses_fails_the_job_with_urzas_reason(hub: UrzaHub, mak
     assert (job.status, job.attempts) == (JOB.COMPILE_JOB_STATUS_FAILED, 1)
     assert job.last_error.startswith("Urza refused the kernel: kernel.kernel_id: IR hash part")
     assert files_in(worker.config.artifacts_dir) == []
+
+
+def test_the_worker_compiles_its_run_s_blueprints_first(hub: UrzaHub, make_config: ConfigFactory) -> None:
+    other = submit(hub, mlp_ir(init_seed=1), FAST, STANDARD)
+    mine = submit(hub, mlp_ir(init_seed=2), FAST, STANDARD)
+    compiler = StubCompiler()
+    worker = TezzeretWorker(hub, make_config(), compiler=compiler, preferred=lambda: [mine])
+    _drain(worker)
+    assert compiler.calls == [(mine, FAST), (mine, STANDARD), (other, FAST), (other, STANDARD)]
+
+
+def test_an_interrupted_compile_is_queued_again_without_using_an_attempt(
+    hub: UrzaHub, make_config: ConfigFactory
+) -> None:
+    from esper.tezzeret.pipelines import CompileInterrupted
+
+    def stopping(*args: object, **kwargs: object) -> CompiledKernel:
+        raise CompileInterrupted("compile child stopped: stopped with its fork server")
+
+    blueprint_id = submit(hub, mlp_ir(), FAST)
+    worker = TezzeretWorker(hub, make_config(), compiler=stopping)
+    for _ in range(4):  # more than the hub's three attempts
+        assert worker.run_once()
+    job = blueprint(hub, blueprint_id).compile_jobs[0]
+    assert job.status == JOB.COMPILE_JOB_STATUS_QUEUED and job.attempts == 0
+    assert worker.pending_jobs == {}

@@ -10,6 +10,9 @@ activation shape of every seed site (esper.assets.pipeline), and names them in t
 order its Tamiyo would take them (`prioritize`): the compile workers take those
 first, FAST kernels before any better pipeline. `prefetch` keeps loading what is
 validated into the kernel cache while the run trains.
+
+Kernels are built, measured and loaded for the run's device (`device`): the compile
+and sandbox children build and run them there, and the store is that device kind's.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from esper.forkserver import ForkServer
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.tezzeret.config import TezzeretConfig
+from esper.tezzeret.config import TezzeretConfig, check_device, hardware_target_for
 from esper.tezzeret.forked import ForkedCompiler, compile_server
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urabrask.config import UrabraskConfig
@@ -44,10 +47,14 @@ _MAX_COMPILE_SLOTS = 64
 class EmbeddedAssets:
     """The asset pipeline of one embedded run; `with EmbeddedAssets(config) as assets: ...`."""
 
-    def __init__(self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None) -> None:
+    def __init__(self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None, device: str = "cpu") -> None:
         self.config = config
         self.catalog = catalog if catalog is not None else TemplateCatalog.default()
-        root = config.data_path
+        self.device = check_device("device", device)
+        self.hardware_target = hardware_target_for(device)
+        # One store per kind of device: a blueprint's compile jobs do not name a target, so a
+        # store shared by CPU and GPU runs would compile each blueprint for one of them only.
+        root = config.data_path if device == "cpu" else config.data_path / self.hardware_target
         root.mkdir(parents=True, exist_ok=True)
         self.urza = UrzaHub.open(
             UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines))
@@ -74,7 +81,11 @@ class EmbeddedAssets:
         for index in range(self.config.validation_workers):
             validator = UrabraskValidator(
                 self.urza,
-                UrabraskConfig(worker_id=f"embedded-urabrask-{os.getpid()}-{index}"),
+                UrabraskConfig(
+                    worker_id=f"embedded-urabrask-{os.getpid()}-{index}",
+                    hardware_target=self.hardware_target,
+                    device=self.device,
+                ),
                 characterize=self._sandbox,
             )
             self._spawn(f"urabrask-{index}", validator.run_forever)
@@ -101,6 +112,8 @@ class EmbeddedAssets:
                 wal_dir=slot_dir,
                 work_dir=slot_dir / "work",
                 poll_interval_seconds=0.2,
+                hardware_target=self.hardware_target,
+                device=self.device,
             )
             try:
                 return TezzeretWorker(
@@ -122,7 +135,12 @@ class EmbeddedAssets:
     def prefetch(self, sites: Iterable[SeedSite]) -> threading.Thread:
         """Keep the kernel cache warm for `sites` in the background, off the training path, until `stop`."""
         chosen = list(sites)
-        return self._spawn("kernel-prefetch", lambda stop: follow_kernels(self.urza, self.kernel_cache, chosen, stop))
+        return self._spawn(
+            "kernel-prefetch",
+            lambda stop: follow_kernels(
+                self.urza, self.kernel_cache, chosen, stop, hardware_target=self.hardware_target
+            ),
+        )
 
     def stop(self) -> None:
         """Stop every worker; a compile in flight is cut short and queued again for the next run.

@@ -169,6 +169,7 @@ def follow_kernels(
     stop: threading.Event,
     *,
     poll_seconds: float = 1.0,
+    hardware_target: str = "",
 ) -> None:
     """Load each kernel that fits `sites` into the cache as soon as it is validated, until `stop` is set.
 
@@ -178,12 +179,18 @@ def follow_kernels(
     chosen = distinct_sites(sites)
     loaded: set[str] = set()
     while not stop.is_set():
-        _load_validated(urza, cache, chosen, stop, loaded=loaded)
+        _load_validated(urza, cache, chosen, stop, loaded=loaded, hardware_target=hardware_target)
         stop.wait(poll_seconds)
 
 
 def _load_validated(
-    urza: UrzaServiceApi, cache: KernelCache, sites: Sequence[SeedSite], stop: threading.Event, *, loaded: set[str]
+    urza: UrzaServiceApi,
+    cache: KernelCache,
+    sites: Sequence[SeedSite],
+    stop: threading.Event,
+    *,
+    loaded: set[str],
+    hardware_target: str = "",
 ) -> None:
     """Load what fits `sites` and is not in `loaded` (ids are added, failures too: they are not retried)."""
     for site in sites:
@@ -193,6 +200,7 @@ def _load_validated(
             input_shape=blueprint_pb2.TensorShape(dims=site.input_shape),
             growth_kind=site.growth_kind,
             output_shape=blueprint_pb2.TensorShape(dims=site.kernel_output_shape),
+            hardware_target=hardware_target,
         )
         try:
             response = urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000))

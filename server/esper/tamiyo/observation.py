@@ -84,6 +84,8 @@ class Observation:
     seeds: tuple[SeedView, ...]
     model_parameters: int
     final_epoch: int = 0
+    # The run's hardware target: only kernels built for it are candidates ("" = any).
+    hardware_target: str = ""
 
     @property
     def epoch(self) -> int:

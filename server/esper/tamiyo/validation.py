@@ -9,6 +9,7 @@ decoded against the request's seed layout, so the controller never decodes twice
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from esper import checks, ids
@@ -17,6 +18,8 @@ from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.state import SeedFeatures, unpack_seed_features
 from esper.state.packet import SCHEMA_VERSION
 from esper.tamiyo.observation import ACTIVE_STAGES
+
+_HARDWARE_TARGET = re.compile(r"[a-z0-9_]{1,128}")
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 MAX_SEEDS = 4096
@@ -43,6 +46,10 @@ def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
             reason="SCHEMA_VERSION_UNSUPPORTED",
         )
     ids.RUN.check("packet.run_id", packet.run_id)
+    if request.hardware_target and not _HARDWARE_TARGET.fullmatch(request.hardware_target):
+        raise InvalidArgument.for_field(
+            "hardware_target", f"must match {_HARDWARE_TARGET.pattern}, got {request.hardware_target[:64]!r}"
+        )
     accuracy = packet.validation_accuracy
     if math.isfinite(accuracy) and not 0.0 <= accuracy <= 1.0:
         raise InvalidArgument.for_field("packet.validation_accuracy", f"must be in [0, 1], got {accuracy}")

@@ -22,10 +22,37 @@ _HARDWARE_TARGET = re.compile(r"[a-z0-9_]{1,32}")
 _WORKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]{1,2})?")
+
+
 def default_hardware_target() -> str:
     """`cpu_<machine>` for this host, e.g. "cpu_x86_64"; '-' separates kernel-id parts, so '_' here."""
     machine = re.sub(r"[^a-z0-9_]", "_", platform.machine().lower()) or "unknown"
     return f"cpu_{machine}"
+
+
+def check_device(name: str, device: str) -> str:
+    """`device` if it names a device kernels can be built for ("cpu", "cuda", "cuda:N"); ValueError otherwise."""
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return device
+
+
+def hardware_target_for(device: str) -> str:
+    """The hardware target kernels for `device` are built for: "cpu_x86_64", or "cuda_sm<major><minor>".
+
+    A kernel runs where it was built: the target is part of its id, so a run on one
+    kind of device never loads a kernel compiled and measured on another.
+    """
+    check_device("device", device)
+    if device == "cpu":
+        return default_hardware_target()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"cuda_sm{major}{minor}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,10 @@ class TezzeretConfig:
     of each of `numerics_batch_sizes`; a max absolute difference above
     `numerics_tolerance` fails the compile. A negative tolerance fails every check:
     that is a drill facility for the failure path, not a setting for production.
+
+    `device` is where kernels are built and checked ("cpu", "cuda", "cuda:N"); the
+    `hardware_target` recorded in their ids must be the one it has
+    (`hardware_target_for(device)`).
 
     `fault_exit_after` is a test and drill facility: naming a stage of
     FAULT_STAGES makes the process exit with status 3 right after that stage of its
@@ -65,6 +96,7 @@ class TezzeretConfig:
     inductor_compile_threads: int = 1
     recent_jobs_limit: int = 1000
     fault_exit_after: str | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "wal_dir", Path(self.wal_dir))
@@ -87,6 +119,7 @@ class TezzeretConfig:
         self._check_batches()
         checks.positive("inductor_compile_threads", self.inductor_compile_threads)
         checks.positive("recent_jobs_limit", self.recent_jobs_limit)
+        check_device("device", self.device)
         if self.fault_exit_after is not None and self.fault_exit_after not in FAULT_STAGES:
             raise ValueError(f"fault_exit_after must be one of {FAULT_STAGES}, got {self.fault_exit_after!r}")
 

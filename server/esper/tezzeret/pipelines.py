@@ -76,8 +76,8 @@ def compile_blueprint(
     """Compile `ir` with `pipeline`; CompileError (not retryable for an invalid IR) on failure."""
     started = time.perf_counter()
     try:
-        module = build_module(ir)
-        example = example_input(ir, config.example_batch_size, seed=config.numerics_seed)
+        module = build_module(ir).to(config.device)
+        example = example_input(ir, config.example_batch_size, seed=config.numerics_seed).to(config.device)
     except InvalidArgument as exc:
         raise CompileError(f"invalid IR: {exc}", retryable=False) from exc
     compiled = compile_module(module, example, pipeline, config)
@@ -143,7 +143,7 @@ def check_numerics(kernel: nn.Module, reference: nn.Module, example: Tensor, con
     worst = 0.0
     with torch.no_grad():
         for batch in config.numerics_batch_sizes:
-            x = torch.randn((batch, *example.shape[1:]), generator=generator)
+            x = torch.randn((batch, *example.shape[1:]), generator=generator).to(example.device)
             got, want = kernel(x), reference(x)
             if got.shape != want.shape:
                 raise CompileError(

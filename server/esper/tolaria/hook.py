@@ -57,6 +57,8 @@ class BoundaryState:
     final_epoch: int
     seed_layout: Sequence[telemetry_pb2.SeedDescriptor]
     telemetry: Sequence[telemetry_pb2.SeedTelemetry]
+    # Where the run trains, as kernels name it (esper.tezzeret.config.hardware_target_for).
+    hardware_target: str = ""
 
 
 @dataclass
@@ -110,6 +112,7 @@ def _run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarg
         telemetry=state.telemetry,
         parameter_count=state.parameter_count,
         final_epoch=state.final_epoch,
+        hardware_target=state.hardware_target,
     )
     assembled = time.perf_counter()
     outcome.assemble_ms = (assembled - start) * 1e3

@@ -47,12 +47,22 @@ def _ignore(telemetry: Sequence[telemetry_pb2.SeedTelemetry], reports: Sequence[
     """Embedded runs keep telemetry and field reports in their run folder only."""
 
 
+def run_device(config: EsperConfig) -> str:
+    """The device the run trains on, as kernels are built for it: "cpu", or "cuda" for a GPU run."""
+    wanted = str(getattr(config.run, "device", "cpu"))
+    if wanted == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if wanted.startswith("cuda") else "cpu"
+
+
 def embedded_services(config: EsperConfig) -> RunServices:
     """Urza + Tezzeret + Urabrask in-process over SQLite and a folder; Tamiyo as a local object."""
     from esper.assets.embedded import EmbeddedAssets
     from esper.tamiyo import TamiyoController
 
-    assets = EmbeddedAssets(config.assets)
+    assets = EmbeddedAssets(config.assets, device=run_device(config))
     assets.start()
     return RunServices(
         urza=assets.urza,

@@ -116,6 +116,7 @@ class TolariaTrainer(NeverWorseThanStatic):
         self._grafts = GraftCheckpoints()
         self._best = BestState()
         self._extra_epochs = 0
+        self.hardware_target = hardware_target_of(self.model)
 
     @property
     def planned_epochs(self) -> int:
@@ -221,6 +222,7 @@ class TolariaTrainer(NeverWorseThanStatic):
             final_epoch=self.planned_epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
+            hardware_target=self.hardware_target,
         )
         outcome = run_hook(state, self.controller, self.kasmina)
         observe_hook(outcome)
@@ -373,6 +375,19 @@ class TolariaTrainer(NeverWorseThanStatic):
             return evaluate(self.model, self.data.x_test, self.data.y_test)
         with self.model.forced_alpha(0.0, in_flight):
             return evaluate(self.model, self.data.x_test, self.data.y_test)
+
+
+def hardware_target_of(model: nn.Module) -> str:
+    """The hardware target of the device `model` lives on: the kernels its seeds may take are built for it."""
+    from esper.tezzeret.config import hardware_target_for
+
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    if device.type == "cpu":
+        return hardware_target_for("cpu")
+    if device.type == "cuda":
+        return hardware_target_for(f"cuda:{device.index or 0}")
+    return ""  # no kernels are built for it: any target
 
 
 def _as_trainable(model: nn.Module) -> nn.Module:

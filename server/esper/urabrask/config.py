@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from esper import checks
 from esper.leyline.v1 import kernel_pb2
-from esper.tezzeret.config import default_hardware_target
+from esper.tezzeret.config import check_device, default_hardware_target
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class UrabraskConfig:
     `drift_tolerance` is the largest absolute difference from the eager build a
     pipeline may show. The sandbox is killed after `sandbox_timeout_seconds`
     (start-up with the torch import included) and runs with `sandbox_threads` threads.
+    `device` is where kernels run and are measured; `hardware_target` must be its
+    (esper.tezzeret.config.hardware_target_for), and the validator only claims kernels
+    built for it.
     """
 
     worker_id: str = "urabrask-0"
@@ -87,10 +90,12 @@ class UrabraskConfig:
     recent_reports: int = 100
     input_seed: int = 0
     tagging: TaggingPolicy = field(default_factory=TaggingPolicy)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not self.worker_id:
             raise ValueError("worker_id must be set")
+        check_device("device", self.device)
         if not self.check_batch_sizes or min(self.check_batch_sizes) < 1:
             raise ValueError(f"check_batch_sizes must be non-empty and >= 1, got {self.check_batch_sizes}")
         checks.positive("benchmark_batch_size", self.benchmark_batch_size)

@@ -161,6 +161,7 @@ def _settings(kernel: kernel_pb2.KernelArtifact, config: UrabraskConfig) -> dict
         "iterations": config.iterations,
         "drift_tolerance": config.tolerance_for(kernel.pipeline),
         "input_seed": config.input_seed,
+        "device": config.device,
         "threads": config.sandbox_threads,
     }
 

@@ -103,6 +103,8 @@ def kernel_query_conditions(query: kernel_pb2.KernelQuery) -> list[ColumnElement
         conditions.append(c.parameter_count <= query.max_parameter_count)
     if query.template_id:
         conditions.append(c.template_id == query.template_id)
+    if query.hardware_target:
+        conditions.append(c.hardware_target == query.hardware_target)
     return conditions
 
 

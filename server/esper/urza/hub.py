@@ -312,7 +312,11 @@ class UrzaHub:
 
         def lease(conn: Connection) -> urza_pb2.ClaimValidationJobResponse:
             row = validation_queue.claim_kernel(
-                conn, worker_id=request.worker_id, lease_us=lease_seconds * US_PER_SECOND, now_us=now
+                conn,
+                worker_id=request.worker_id,
+                lease_us=lease_seconds * US_PER_SECOND,
+                now_us=now,
+                hardware_target=request.hardware_target,
             )
             if row is None:
                 return urza_pb2.ClaimValidationJobResponse()

@@ -23,6 +23,7 @@ MAX_NAME_LENGTH = 256
 MAX_LEASE_SECONDS = 3600
 MAX_PREFERRED_BLUEPRINTS = 1000
 MAX_DIM = 65536
+HARDWARE_TARGET_PATTERN = re.compile(r"[a-z0-9_]{1,128}")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
@@ -73,6 +74,7 @@ def validate_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
         for index, dim in enumerate(getattr(query, name).dims):
             checks.in_range(f"query.{name}.dims[{index}]", dim, 1, MAX_DIM)
     ids.TEMPLATE.check("query.template_id", query.template_id, required=False)
+    _check_hardware_target("query.hardware_target", query.hardware_target)
     fingerprint = "kernels:" + query.SerializeToString(deterministic=True).hex()
     return _page(request.page_size, request.page_token, fingerprint)
 
@@ -146,7 +148,14 @@ def validate_list_compile_jobs(request: urza_pb2.ListCompileJobsRequest) -> Page
 def validate_claim_validation_job(request: urza_pb2.ClaimValidationJobRequest, *, default_lease: int) -> int:
     """The effective lease length in seconds."""
     ids.WORKER.check("worker_id", request.worker_id)
+    _check_hardware_target("hardware_target", request.hardware_target)
     return _lease_seconds(request.lease_seconds, default_lease)
+
+
+def _check_hardware_target(name: str, value: str) -> None:
+    """Empty (any target) or a target as Tezzeret names one: [a-z0-9_], at most 128 characters."""
+    if value and not HARDWARE_TARGET_PATTERN.fullmatch(value):
+        raise InvalidArgument.for_field(name, f"must match {HARDWARE_TARGET_PATTERN.pattern}, got {value[:64]!r}")
 
 
 def validate_submit_validation_report(request: urza_pb2.SubmitValidationReportRequest) -> None:

@@ -180,3 +180,34 @@ def test_unknown_kernel_is_not_found(hub: UrzaHub) -> None:
     with pytest.raises(NotFound) as caught:
         hub.get_kernel(urza_pb2.GetKernelRequest(kernel_id="0123456789ab-cpu-fast-01234567"))
     assert caught.value.reason == "KERNEL_NOT_FOUND"
+
+
+def test_kernels_are_found_and_validated_by_hardware_target(hub: UrzaHub) -> None:
+    from tests.support.urza import claim, complete, kernel_id_for
+
+    submit(hub, sample_ir(16), pipelines=[FAST])
+    submit(hub, sample_ir(24), pipelines=[FAST])
+    first, second = claim(hub, "w1"), claim(hub, "w2")
+    assert first is not None and second is not None
+    cpu = complete(hub, first, hardware_target="cpu_x86_64", kernel_id=kernel_id_for(first, target="cpu_x86_64"))
+    gpu = complete(hub, second, hardware_target="cuda_sm80", kernel_id=kernel_id_for(second, target="cuda_sm80"))
+    # A validator measuring on a GPU takes the GPU kernel only, and leaves the CPU one to a CPU validator.
+    claimed = hub.claim_validation_job(urza_pb2.ClaimValidationJobRequest(worker_id="gpu", hardware_target="cuda_sm80"))
+    assert claimed.kernel.kernel_id == gpu.kernel_id
+    none_left = hub.claim_validation_job(
+        urza_pb2.ClaimValidationJobRequest(worker_id="gpu-2", hardware_target="cuda_sm80")
+    )
+    assert not none_left.HasField("kernel")
+    assert _ids(hub, hardware_target="cpu_x86_64") == [cpu.kernel_id]
+    assert _ids(hub, hardware_target="cuda_sm80") == [gpu.kernel_id]
+    assert sorted(_ids(hub)) == sorted([cpu.kernel_id, gpu.kernel_id])
+
+
+@pytest.mark.parametrize("target", ["CUDA", "cpu-x86", "x" * 129])
+def test_a_malformed_hardware_target_is_refused_naming_the_field(hub: UrzaHub, target: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _ids(hub, hardware_target=target)
+    assert "query.hardware_target" in str(caught.value)
+    with pytest.raises(InvalidArgument) as caught:
+        hub.claim_validation_job(urza_pb2.ClaimValidationJobRequest(worker_id="v", hardware_target=target))
+    assert "hardware_target" in str(caught.value)

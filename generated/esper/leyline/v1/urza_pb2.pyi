@@ -205,12 +205,14 @@ class ListCompileJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[_kernel_pb2.CompileJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ClaimValidationJobRequest(_message.Message):
-    __slots__ = ("worker_id", "lease_seconds")
+    __slots__ = ("worker_id", "lease_seconds", "hardware_target")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_TARGET_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     lease_seconds: int
-    def __init__(self, worker_id: _Optional[str] = ..., lease_seconds: _Optional[int] = ...) -> None: ...
+    hardware_target: str
+    def __init__(self, worker_id: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., hardware_target: _Optional[str] = ...) -> None: ...
 
 class ClaimValidationJobResponse(_message.Message):
     __slots__ = ("kernel", "ir", "lease_token")

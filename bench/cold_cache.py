@@ -98,9 +98,7 @@ def main() -> None:
         ]
     print(f"\n### Asset wait, cold vs warm cache ({args.dataset}, {args.epochs} epochs, seed {args.seed})\n")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end\n")
-    print(
-        "| run | asset wait (s) | first germination (epoch) | seeds germinated | wall (s) | kernels validated |"
-    )
+    print("| run | asset wait (s) | first germination (epoch) | seeds germinated | wall (s) | kernels validated |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, summary in rows:
         first = summary.get("first_germination_epoch")

@@ -45,6 +45,7 @@ def _run(args: argparse.Namespace, root: Path, name: str, *, wait: bool) -> dict
         sys.executable,
         "-m",
         "esper.cli.main",
+        "-v",
         "run",
         "--dataset",
         args.dataset,
@@ -58,11 +59,13 @@ def _run(args: argparse.Namespace, root: Path, name: str, *, wait: bool) -> dict
         str(root / name),
         "--config",
         str(config),
+        "--quiet",
     ]
     if args.host_width:
         command += ["--host-width", str(args.host_width)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
+    (root / f"{name}.stderr").write_text(done.stderr, encoding="utf-8")
     if done.returncode != 0:
         raise SystemExit(f"{name} run failed:\n{done.stderr[-3000:]}")
     summary: dict[str, Any] = json.loads(done.stdout)

@@ -27,11 +27,11 @@ from esper.assets.config import AssetsConfig
 from esper.assets.pipeline import SeedSite, follow_kernels
 from esper.errors import FailedPrecondition
 from esper.forkserver import ForkServer
-from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.tezzeret.config import TezzeretConfig, check_device, hardware_target_for
 from esper.tezzeret.forked import ForkedCompiler, compile_server
+from esper.tezzeret.pipelines import CompileError, CompileInterrupted
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.sandbox import ForkedSandbox
@@ -47,9 +47,8 @@ _MAX_COMPILE_SLOTS = 64
 class EmbeddedAssets:
     """The asset pipeline of one embedded run; `with EmbeddedAssets(config) as assets: ...`."""
 
-    def __init__(self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None, device: str = "cpu") -> None:
+    def __init__(self, config: AssetsConfig, *, device: str = "cpu") -> None:
         self.config = config
-        self.catalog = catalog if catalog is not None else TemplateCatalog.default()
         self.device = check_device("device", device)
         self.hardware_target = hardware_target_for(device)
         # One store per kind of device: a blueprint's compile jobs do not name a target, so a
@@ -67,15 +66,19 @@ class EmbeddedAssets:
         self._compile_forks: ForkServer | None = None
         self._sandbox: ForkedSandbox | None = None
         self._preferred: tuple[str, ...] = ()
+        self._slots = threading.Lock()
+        self._toolchain_hash: str | None = None
 
     def start(self) -> None:
-        """Start the compile and validation workers in background threads; returns at once."""
+        """Start the compile and validation workers in background threads; returns at once.
+
+        Each compile worker takes its slot and learns its toolchain hash in its own thread
+        (the hash is computed in a child: it imports Inductor), so the run starts at once.
+        """
         self._compile_forks = compile_server(f"tezzeret-forks-{os.getpid()}")
         self._compile_forks.start()
-        for _ in range(self.config.compile_workers):
-            worker = self._claim_compile_slot(self._compile_forks)
-            self._workers.append(worker)
-            self._spawn(worker.config.worker_id, worker.run_forever)
+        for index in range(self.config.compile_workers):
+            self._spawn(f"tezzeret-{index}", self._compile)
         self._sandbox = ForkedSandbox(f"urabrask-forks-{os.getpid()}")
         self._sandbox.start()
         for index in range(self.config.validation_workers):
@@ -97,34 +100,63 @@ class EmbeddedAssets:
     def _preferred_ids(self) -> Sequence[str]:
         return self._preferred
 
+    def _compile(self, stop: threading.Event) -> None:
+        """A compile worker's thread: take a slot, then claim and compile until `stop`."""
+        assert self._compile_forks is not None
+        try:
+            worker = self._claim_compile_slot(self._compile_forks)
+        except CompileInterrupted:
+            return  # stopped before the worker was ready
+        except (FailedPrecondition, CompileError) as exc:
+            logger.warning("no compile worker for this run: %s", exc)
+            return
+        if not stop.is_set():
+            worker.run_forever(stop)
+
     def _claim_compile_slot(self, forks: ForkServer) -> TezzeretWorker:
         """A worker on the first free slot: its write-ahead log is locked while the run lasts.
 
         Slots keep worker ids stable across runs (a crashed run's job is resumed by the
         next run on the same slot) while concurrent runs on one cache get distinct slots.
         """
-        for slot in range(_MAX_COMPILE_SLOTS):
-            if any(worker.config.worker_id.endswith(f"-{slot}") for worker in self._workers):
-                continue
-            slot_dir = self._root / "tezzeret" / f"slot-{slot}"
-            config = TezzeretConfig(
-                worker_id=f"embedded-tezzeret-{slot}",
-                wal_dir=slot_dir,
-                work_dir=slot_dir / "work",
-                poll_interval_seconds=0.2,
-                hardware_target=self.hardware_target,
-                device=self.device,
-            )
-            try:
-                return TezzeretWorker(
-                    self.urza,
-                    config,
-                    compiler=ForkedCompiler(forks, slot_dir / "requests"),
-                    preferred=self._preferred_ids,
-                )
-            except FailedPrecondition:
-                continue  # another run holds this slot
+        with self._slots:
+            for slot in range(_MAX_COMPILE_SLOTS):
+                if any(worker.config.worker_id.endswith(f"-{slot}") for worker in self._workers):
+                    continue
+                worker = self._worker_on_slot(forks, slot)
+                if worker is not None:
+                    self._workers.append(worker)
+                    return worker
         raise FailedPrecondition(f"all {_MAX_COMPILE_SLOTS} compile slots under {self._root} are in use")
+
+    def _worker_on_slot(self, forks: ForkServer, slot: int) -> TezzeretWorker | None:
+        """A worker holding `slot`, or None when another run holds it."""
+        slot_dir = self._root / "tezzeret" / f"slot-{slot}"
+        config = TezzeretConfig(
+            worker_id=f"embedded-tezzeret-{slot}",
+            wal_dir=slot_dir,
+            work_dir=slot_dir / "work",
+            poll_interval_seconds=0.2,
+            hardware_target=self.hardware_target,
+            device=self.device,
+        )
+        compiler = ForkedCompiler(forks, slot_dir / "requests")
+        try:
+            return TezzeretWorker(
+                self.urza,
+                config,
+                compiler=compiler,
+                preferred=self._preferred_ids,
+                toolchain=self._toolchain(compiler, config),
+            )
+        except FailedPrecondition:
+            return None  # another run holds this slot
+
+    def _toolchain(self, compiler: ForkedCompiler, config: TezzeretConfig) -> str:
+        """The workers' toolchain hash, computed once in a child (Inductor's import stays out of here)."""
+        if self._toolchain_hash is None:
+            self._toolchain_hash = compiler.toolchain_hash(config)
+        return self._toolchain_hash
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> threading.Thread:
         thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
@@ -156,9 +188,10 @@ class EmbeddedAssets:
         self._threads.clear()
         if self._sandbox is not None:
             self._sandbox.close()
-        for worker in self._workers:
-            worker.close()
-        self._workers.clear()
+        with self._slots:
+            for worker in self._workers:
+                worker.close()
+            self._workers.clear()
         self.urza.close()
 
     def __enter__(self) -> EmbeddedAssets:

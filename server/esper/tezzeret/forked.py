@@ -30,13 +30,30 @@ from esper.tezzeret.pipelines import CompiledKernel, CompileError, CompileInterr
 logger = logging.getLogger(__name__)
 
 # What the zygote imports once so a child starts compiling at once.
-PRELOAD = ("esper.tezzeret.forked", "esper.tezzeret.pipelines", "torch._dynamo", "torch.export")
+PRELOAD = (
+    "esper.tezzeret.forked",
+    "esper.tezzeret.pipelines",
+    "esper.tezzeret.toolchain",
+    "torch._dynamo",
+    "torch._inductor",
+    "torch._inductor.codecache",
+    "torch._inductor.constant_folding",
+    "torch._inductor.cpp_builder",
+    "torch.export",
+    "torch.export._trace",
+    "torch.export._unlift",
+    "torch.export.pt2_archive",
+    "torch._export.serde.serialize",
+    "torch._functorch.aot_autograd",
+    "torch.fx.experimental.symbolic_shapes",
+)
 IR_FILE = "ir.binpb"
 REQUEST_FILE = "request.json"
 ARTIFACT_FILE = "artifact.pt2"
 KERNEL_FILE = "kernel.binpb"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
+TOOLCHAIN_FILE = "toolchain.txt"
 STDERR_FILE = "stderr.txt"
 _STDERR_TAIL_CHARS = 600
 
@@ -85,6 +102,24 @@ class ForkedCompiler:
                 f"{__name__}:compile_request", [str(folder)], stderr=folder / STDERR_FILE, timeout=timeout
             )
             return _answer(folder, ended.describe(), interrupted=ended.stopped)
+
+    def toolchain_hash(self, config: TezzeretConfig) -> str:
+        """The worker's toolchain hash, computed in a child (it imports Inductor to find the C++ compiler).
+
+        Raises CompileInterrupted if the fork server is closed meanwhile, CompileError if the child fails.
+        """
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="toolchain-", dir=self.scratch) as name:
+            folder = Path(name)
+            (folder / REQUEST_FILE).write_text(json.dumps({"config": config_to_json(config)}), encoding="utf-8")
+            ended = self.server.run(
+                f"{__name__}:toolchain_request", [str(folder)], stderr=folder / STDERR_FILE, timeout=600.0
+            )
+            if (folder / TOOLCHAIN_FILE).exists():
+                return (folder / TOOLCHAIN_FILE).read_text(encoding="utf-8").strip()
+            if ended.stopped:
+                raise CompileInterrupted(f"toolchain child stopped: {ended.describe()}")
+            raise CompileError(f"toolchain child {ended.describe()} without a hash")
 
 
 def _answer(folder: Path, how_it_ended: str, *, interrupted: bool) -> CompiledKernel:
@@ -146,6 +181,16 @@ def compile_request(folder_name: str) -> int:
     result = {"seconds": compiled.compile_seconds, "notes": list(compiled.notes), "pid": os.getpid()}
     # Written last: its presence says the other files are whole.
     _write(folder / RESULT_FILE, json.dumps(result).encode())
+    return 0
+
+
+def toolchain_request(folder_name: str) -> int:
+    """Child side: write the toolchain hash of the request's worker settings."""
+    from esper.tezzeret.toolchain import toolchain_hash
+
+    folder = Path(folder_name)
+    request = json.loads((folder / REQUEST_FILE).read_text(encoding="utf-8"))
+    _write(folder / TOOLCHAIN_FILE, toolchain_hash(TezzeretConfig(**request["config"])).encode())
     return 0
 
 

@@ -57,12 +57,15 @@ class TezzeretWorker:
         compiler: Compiler = compile_blueprint,
         exit_process: Callable[[int], None] = os._exit,
         preferred: Callable[[], Sequence[str]] | None = None,
+        toolchain: str | None = None,
     ) -> None:
         self.urza = urza
         self.config = config
         # The blueprints to compile before any other (a run's own, best first), asked at every claim.
         self._preferred = preferred
-        self.toolchain = toolchain_hash(config)
+        # The hash reads the C++ compiler through Inductor, whose import takes seconds: a caller
+        # that must not pay for it here computes it elsewhere (ForkedCompiler.toolchain_hash).
+        self.toolchain = toolchain if toolchain is not None else toolchain_hash(config)
         self.state = WorkerState(
             config.worker_id,
             self.toolchain,

@@ -47,7 +47,22 @@ REPORT_FILE = "report.binpb"
 STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
 # What the fork server imports once: torch and the probe, nothing a kernel could have touched.
-PRELOAD = ("esper.urabrask.probe",)
+PRELOAD = (
+    "esper.urabrask.probe",
+    # What loading and running an exported program imports on first use (seconds, paid once here).
+    "torch._dynamo",
+    "torch._inductor",
+    "torch._inductor.codecache",
+    "torch._inductor.sizevars",
+    "torch.export._trace",
+    "torch.export._unlift",
+    "torch.export.pt2_archive",
+    "torch._export.serde.serialize",
+    "torch._export.passes",
+    "torch._functorch.aot_autograd",
+    "torch.fx.experimental.symbolic_shapes",
+    "torch.fx.experimental.proxy_tensor",
+)
 _STDERR_TAIL_CHARS = 600
 
 Report = kernel_pb2.UrabraskValidationReport

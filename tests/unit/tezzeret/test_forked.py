@@ -57,3 +57,12 @@ def test_a_compile_cut_short_by_closing_the_server_is_an_interruption(
     closed.close()
     with pytest.raises(CompileInterrupted):
         ForkedCompiler(closed, tmp_path)(residual_ir(), FAST, make_config())
+
+
+def test_the_toolchain_hash_from_a_child_is_this_process_s(
+    server: ForkServer, make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    from esper.tezzeret.toolchain import toolchain_hash
+
+    config = make_config()
+    assert ForkedCompiler(server, tmp_path).toolchain_hash(config) == toolchain_hash(config)

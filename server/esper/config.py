@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from esper.assets.config import AssetsConfig
 from esper.errors import InvalidArgument
 from esper.kasmina.config import KasminaConfig
 from esper.tamiyo.config import TamiyoConfig
+from esper.trust.inputs import clip, load_yaml, quote, read_yaml_file
 
 __all__ = [
     "AssetsConfig",
@@ -154,24 +153,6 @@ class EsperConfig:
 # --- loading -------------------------------------------------------------------------------------
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `3e-3` as a float (YAML 1.2); PyYAML's 1.1 needs `3.0e-3`."""
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
     """Read the YAML config at `path` (None: defaults only), then apply `overrides`.
 
@@ -179,22 +160,16 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     (`{"run": {"epochs": 5}}`) to values; None values are skipped, so unset
     command-line flags can be passed through as they are.
     """
-    text = ""
-    if path is not None:
-        file = Path(path).expanduser()
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidArgument.for_field("config", f"cannot read {str(file)!r}: {exc.strerror}") from exc
-    return parse_config(text, overrides)
+    data = read_yaml_file(path) if path is not None else None
+    return _config_from_document(data, overrides)
 
 
 def parse_config(text: str, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
     """Like `load_config`, from YAML text (e.g. RunConfig.config_yaml)."""
-    try:
-        data = yaml.load(text, Loader=_Yaml12Loader) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise InvalidArgument.for_field("config", f"not valid YAML: {exc}") from exc
+    return _config_from_document(load_yaml(text), overrides)
+
+
+def _config_from_document(data: Any, overrides: Mapping[str, Any] | None) -> EsperConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -249,7 +224,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None
         dotted = f"{prefix}{key}"
         if not isinstance(key, str) or key not in base:
             known = ", ".join(sorted(base))
-            raise InvalidArgument.for_field(dotted, f"unknown key; known keys here: {known}")
+            raise InvalidArgument.for_field(clip(dotted), f"unknown key; known keys here: {known}")
         if isinstance(base[key], dict):
             if not isinstance(value, Mapping):
                 raise InvalidArgument.for_field(dotted, f"expected a mapping, got {_type_name(value)}")
@@ -306,7 +281,7 @@ def _coerce(hint: Any, value: Any, dotted: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is typing.Literal:
         if value not in args:
-            raise InvalidArgument.for_field(dotted, f"must be one of {list(args)}, got {value!r}")
+            raise InvalidArgument.for_field(dotted, f"must be one of {list(args)}, got {quote(value)}")
         return value
     return _coerce_scalar(hint, value, dotted)
 
@@ -338,7 +313,7 @@ def _coerce_scalar(hint: Any, value: Any, dotted: str) -> Any:
 
 
 def _wrong_type(dotted: str, expected: str, value: Any) -> InvalidArgument:
-    return InvalidArgument.for_field(dotted, f"expected {expected}, got {_type_name(value)} ({value!r})")
+    return InvalidArgument.for_field(dotted, f"expected {expected}, got {_type_name(value)} ({quote(value)})")
 
 
 def _type_name(value: Any) -> str:

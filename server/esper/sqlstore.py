@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -29,6 +29,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -65,6 +66,8 @@ class Schema:
     # PostgreSQL advisory lock key: serializes schema creation between processes sharing the database.
     lock_key: int
     sqlite_foreign_keys: bool = False
+    # version N -> the step that turns a database at version N into one at N + 1, in place.
+    upgrades: Mapping[int, Callable[[Connection], None]] = field(default_factory=dict)
 
 
 class SqlDatabase:
@@ -144,6 +147,9 @@ class SqlDatabase:
                     f"(expected schema version {schema.version})",
                     reason="SCHEMA_VERSION_UNSUPPORTED",
                 )
+            if stored is not None and stored < schema.version and _upgradable(schema, stored):
+                _upgrade(conn, schema, stored, self.safe_url)
+                stored = schema.version
             if stored is not None and stored != schema.version:
                 raise FailedPrecondition(
                     f"database {self.safe_url} holds {schema.title} schema version {stored}, this server "
@@ -191,6 +197,18 @@ def _sqlite_engine(url: str, *, title: str, foreign_keys: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _upgradable(schema: Schema, stored: int) -> bool:
+    return all(version in schema.upgrades for version in range(stored, schema.version))
+
+
+def _upgrade(conn: Connection, schema: Schema, stored: int, where: str) -> None:
+    """Apply every upgrade step from `stored` to the current version, in the caller's transaction."""
+    for version in range(stored, schema.version):
+        schema.upgrades[version](conn)
+        logger.info("upgraded %s schema in %s from version %d to %d", schema.title, where, version, version + 1)
+    conn.execute(update(schema_meta).where(schema_meta.c.component == schema.component).values(version=schema.version))
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -8,7 +8,7 @@ in `FrozenKernel`: inference only, no parameters, no autograd.
 
 torch.export.load falls back to unrestricted unpickling for payloads an archive
 marks as pickled, and for sample inputs that weights_only loading refuses. Those
-paths are never reached here: `check_artifact` (esper.tezzeret.artifact_format)
+paths are never reached here: `check_artifact` (esper.trust.artifact_format)
 opens the archive first and refuses duplicate entry names, any pickled payload or
 non-empty sample inputs, any custom-object constant, and any entry outside the
 layout its pipeline produces (no native code in a program archive, no program in
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from esper.tezzeret.artifact_format import PROGRAM_PIPELINES, check_artifact_format
 from esper.tezzeret.export_lock import EXPORT_LOCK
+from esper.trust.artifact_format import PROGRAM_PIPELINES, check_artifact_format
 
 
 class FrozenKernel(nn.Module):
@@ -53,5 +53,5 @@ def load_kernel_module(data: bytes, pipeline: int) -> nn.Module:
 
 
 def check_artifact(data: bytes, pipeline: int) -> None:
-    """Refuse bytes that are not a clean archive of `pipeline`'s layout (esper.tezzeret.artifact_format)."""
+    """Refuse bytes that are not a clean archive of `pipeline`'s layout (esper.trust.artifact_format)."""
     check_artifact_format(data, pipeline)

@@ -23,6 +23,7 @@ from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
 from esper.leyline.v1 import kernel_pb2
 from esper.mesh.server import BackgroundTask
+from esper.trust.flags import add_signing_key_argument, signing_key
 
 if TYPE_CHECKING:
     from esper.tezzeret.worker import TezzeretWorker
@@ -76,6 +77,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lease-seconds", type=int, default=None, help="compile lease (default: 300)")
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds between empty polls")
+    add_signing_key_argument(parser, default=Path(DEFAULT_DATA_DIR) / "signing.key")
     parser.add_argument(
         "--fault-exit-after",
         default=None,
@@ -114,17 +116,19 @@ def _build(args: argparse.Namespace) -> Served:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     # Uploads carry whole artifacts: allow them more than a metadata call.
+    signer = signing_key(args)
     urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))
     try:
-        worker = TezzeretWorker(urza, config)
+        worker = TezzeretWorker(urza, config, signer=signer)
     except BaseException:
         urza.close()
         raise
     logger.info(
-        "Tezzeret worker %s (toolchain %s) compiling for Urza at %s",
+        "Tezzeret worker %s (toolchain %s) compiling for Urza at %s, signing with key %s",
         config.worker_id,
         worker.toolchain[:8],
         args.urza,
+        signer.key_id,
     )
     # The worker's log stays locked to the end: its thread may still be inside a compile,
     # and the process exit releases the lock.

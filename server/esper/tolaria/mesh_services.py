@@ -31,6 +31,7 @@ from esper.observability import metrics
 from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.tolaria.services import RunServices
+from esper.trust.kernel_signing import TrustedSigners
 
 logger = logging.getLogger(__name__)
 
@@ -159,11 +160,17 @@ class MeshServices:
     """ServicesFactory over a mesh; `close()` when the process stops (it owns the bus)."""
 
     def __init__(
-        self, addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
+        self,
+        addresses: MeshAddresses,
+        config: MeshServicesConfig | None = None,
+        *,
+        bus: Bus | None = None,
+        trust: TrustedSigners | None = None,
     ) -> None:
         self.addresses = addresses
         self.config = config if config is not None else MeshServicesConfig()
         self._bus = bus
+        self._trust = trust
         self._urza = addresses.address("urza")
         self._tamiyo = addresses.address("tamiyo")
 
@@ -173,7 +180,7 @@ class MeshServices:
             ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds), pipelines
         )
         tamiyo = self._tamiyo_client()
-        cache = KernelCache(urza, KernelCacheConfig())
+        cache = KernelCache(urza, KernelCacheConfig(), trust=self._trust)
         metrics.KERNEL_CACHE.register(cache)
         stop = threading.Event()
         prefetchers: list[threading.Thread] = []
@@ -261,7 +268,11 @@ def _unpublished(telemetry: Sequence[Any], reports: Sequence[Any]) -> None:
 
 
 def mesh_services(
-    addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
+    addresses: MeshAddresses,
+    config: MeshServicesConfig | None = None,
+    *,
+    bus: Bus | None = None,
+    trust: TrustedSigners | None = None,
 ) -> MeshServices:
     """The ServicesFactory of runs trained through `addresses` (see MeshServices)."""
-    return MeshServices(addresses, config, bus=bus)
+    return MeshServices(addresses, config, bus=bus, trust=trust)

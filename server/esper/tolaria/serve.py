@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from esper.cli.bus import add_bus_arguments, bus_config, open_bus
 from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 
 if TYPE_CHECKING:
     from esper.mesh.addresses import MeshAddresses
@@ -49,6 +50,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="runs training at once; later ones wait PENDING (default: 1)",
     )
     add_bus_arguments(parser, role="publish seed telemetry and field reports")
+    add_trusted_signers_argument(parser, role="runs may graft (mesh runs)")
     parser.add_argument(
         "--tamiyo-step-deadline",
         type=_positive_float,
@@ -120,7 +122,7 @@ def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshSe
         args.nats = addresses.nats_url
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
-    return mesh_services(addresses, settings, bus=bus)
+    return mesh_services(addresses, settings, bus=bus, trust=trusted_signers(args))
 
 
 def _positive_int(text: str) -> int:

@@ -79,7 +79,15 @@ class KernelSigner:
         """The key in `path`, created (owner-only) if there is none: how an embedded run gets its key."""
         path = Path(path)
         if not path.exists():
-            write_private_key(path, Ed25519PrivateKey.generate())
+            # Two runs starting at once on one cache: the first link wins and both use its key.
+            scratch = path.with_name(f".{path.name}.{os.getpid()}.new")
+            write_private_key(scratch, Ed25519PrivateKey.generate())
+            try:
+                os.link(scratch, path)
+            except FileExistsError:
+                pass
+            finally:
+                scratch.unlink(missing_ok=True)
         return cls.from_file(path)
 
     def sign(self, kernel: kernel_pb2.KernelArtifact, sha256: str) -> kernel_pb2.KernelSignature:

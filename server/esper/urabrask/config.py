@@ -70,7 +70,11 @@ class UrabraskConfig:
     "cpu_x86_64"); kernels built for another target are rejected, not benchmarked.
     `drift_tolerance` is the largest absolute difference from the eager build a
     pipeline may show. The sandbox is killed after `sandbox_timeout_seconds`
-    (start-up with the torch import included) and runs with `sandbox_threads` threads.
+    (start-up with the torch import included) and runs with `sandbox_threads` threads,
+    an empty environment, its own temporary folder and the resource limits below
+    (CPU seconds, largest file it may write, open files; no core dumps).
+    `require_signature` rejects kernels without a signature by a trusted compile
+    worker before they reach the sandbox; turning it off is for tests.
     """
 
     worker_id: str = "urabrask-0"
@@ -88,6 +92,9 @@ class UrabraskConfig:
     recent_reports: int = 100
     input_seed: int = 0
     tagging: TaggingPolicy = field(default_factory=TaggingPolicy)
+    require_signature: bool = True
+    sandbox_max_file_bytes: int = 512 * 1024 * 1024
+    sandbox_max_open_files: int = 256
 
     def __post_init__(self) -> None:
         if not self.worker_id:
@@ -110,6 +117,8 @@ class UrabraskConfig:
             raise ValueError("peer_window and recent_reports must be >= 1")
         if any(tolerance < 0 for tolerance in self.drift_tolerance.values()):
             raise ValueError("drift tolerances must be >= 0")
+        if self.sandbox_max_file_bytes < 1 or self.sandbox_max_open_files < 16:
+            raise ValueError("sandbox_max_file_bytes must be >= 1 and sandbox_max_open_files >= 16")
 
     def tolerance_for(self, pipeline: int) -> float:
         """Largest drift allowed for `pipeline`; the tightest configured one if it is unknown."""

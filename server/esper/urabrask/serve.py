@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from esper.cli.serve import Served, ServeTarget
 from esper.mesh.server import BackgroundTask
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 from esper.urabrask.config import UrabraskConfig
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.sandbox_timeout_seconds,
         help=f"seconds one kernel's sandbox may run (default: {defaults.sandbox_timeout_seconds:g})",
     )
+    add_trusted_signers_argument(parser, role="may run in the sandbox")
     parser.add_argument(
         "--no-validate",
         action="store_true",
@@ -56,7 +58,8 @@ def _build(args: argparse.Namespace) -> Served:
     )
     # Downloads stream whole artifacts: allow them more than a metadata call.
     urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))
-    background = [] if args.no_validate else [_validator_task(UrabraskValidator(urza, config))]
+    trust = trusted_signers(args)
+    background = [] if args.no_validate else [_validator_task(UrabraskValidator(urza, config, trust=trust))]
     return Served(
         registrations=[urabrask_registration(UrabraskService(urza))],
         background=background,

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -18,13 +19,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    select,
+    text,
+    update,
 )
 
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.sqlstore import Schema, SqlDatabase
 from esper.sqlstore import schema_meta as schema_meta
 
-SCHEMA_VERSION = 1
+# 2: kernels carry their compile worker's signature.
+SCHEMA_VERSION = 2
 COMPONENT = "urza"
+_JOB = kernel_pb2.CompileJobStatus
 
 metadata = MetaData()
 
@@ -92,6 +99,9 @@ kernels = Table(
     Column("lease_expire_us", BigInteger, nullable=False),
     Column("create_us", BigInteger, nullable=False),
     Column("update_us", BigInteger, nullable=False),
+    # KernelSignature: Ed25519 signature and signing key id; empty for kernels stored unsigned.
+    Column("signature", LargeBinary, nullable=False),
+    Column("signing_key_id", String(64), nullable=False),
     Index("ix_kernels_blueprint", "blueprint_id"),
     Index("ix_kernels_status_create", "status", "create_us"),
     Index("ix_kernels_worker", "worker_id", "status"),
@@ -118,6 +128,48 @@ validation_reports = Table(
 URZA_TABLES = ("blueprints", "compile_jobs", "kernels", "kernel_tags", "validation_reports")
 
 
+def _add_kernel_signatures(conn: Connection) -> None:
+    """Version 1 -> 2: kernels get signature columns, and every kernel stored so far (unsigned,
+    so nothing would load it) is REJECTED and its compile job queued again, so the next
+    compile worker stores a signed kernel in its place (under a new id: the artifact format
+    is part of the toolchain hash)."""
+    binary = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    empty = "''::bytea" if conn.dialect.name == "postgresql" else "x''"
+    conn.execute(text(f"ALTER TABLE kernels ADD COLUMN signature {binary} NOT NULL DEFAULT {empty}"))
+    conn.execute(text("ALTER TABLE kernels ADD COLUMN signing_key_id VARCHAR(64) NOT NULL DEFAULT ''"))
+    unsigned = select(kernels.c.kernel_id).where(kernels.c.signing_key_id == "")
+    job = compile_jobs.c
+    requeued = conn.execute(
+        select(job.blueprint_id).where(job.kernel_id.in_(unsigned), job.status == _JOB.COMPILE_JOB_STATUS_SUCCEEDED)
+    ).scalars()
+    blueprint_ids = sorted(set(requeued))
+    conn.execute(
+        update(compile_jobs)
+        .where(job.kernel_id.in_(unsigned), job.status == _JOB.COMPILE_JOB_STATUS_SUCCEEDED)
+        .values(
+            status=_JOB.COMPILE_JOB_STATUS_QUEUED,
+            attempts=0,
+            kernel_id="",
+            worker_id="",
+            lease_token="",
+            lease_expire_us=0,
+            last_error="queued again: its kernel was stored before kernels were signed",
+        )
+    )
+    conn.execute(
+        update(kernels)
+        .where(kernels.c.signing_key_id == "")
+        .values(status=kernel_pb2.KERNEL_STATUS_REJECTED, worker_id="", lease_token="", lease_expire_us=0)
+    )
+    if blueprint_ids:
+        # VALIDATED is never left on its own; these blueprints have no loadable kernel any more.
+        conn.execute(
+            update(blueprints)
+            .where(blueprints.c.blueprint_id.in_(blueprint_ids))
+            .values(status=blueprint_pb2.BLUEPRINT_STATUS_SUBMITTED, failure_reason="")
+        )
+
+
 class UrzaDatabase(SqlDatabase):
     """Urza's database: blueprints, compile jobs, kernels and validation reports."""
 
@@ -129,4 +181,5 @@ class UrzaDatabase(SqlDatabase):
         marker_tables=URZA_TABLES,
         lock_key=0x75727A61,
         sqlite_foreign_keys=True,
+        upgrades={1: _add_kernel_signatures},
     )

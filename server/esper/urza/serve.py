@@ -10,6 +10,7 @@ import argparse
 import os
 
 from esper.cli.serve import Served, ServeTarget
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 from esper.urza.config import DEFAULT_DATA_DIR
 
 
@@ -44,6 +45,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="S3 access key (default: $AWS_ACCESS_KEY_ID; prefer the variable)",
     )
+    add_trusted_signers_argument(parser, role="are stored (unsigned or other uploads are refused)")
     parser.add_argument(
         "--s3-secret-key",
         default=None,
@@ -66,7 +68,7 @@ def _build(args: argparse.Namespace) -> Served:
         s3_secret_key=args.s3_secret_key or env.get("AWS_SECRET_ACCESS_KEY"),
         s3_region=args.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
-    hub = UrzaHub.open(config)
+    hub = UrzaHub.open(config, trust=trusted_signers(args))
     return Served(registrations=[urza_registration(hub)], close=hub.close)
 
 

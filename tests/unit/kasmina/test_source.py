@@ -19,6 +19,7 @@ from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
 from tests.fixtures.kernels import compile_kernel
+from tests.fixtures.signing import TEST_TRUST
 from tests.unit.urza.support import claim, make_hub, submit, validate
 
 from .support import RUN_ID, advance, bring_to, germinate, mlp_host, template_ir, train_steps
@@ -55,7 +56,7 @@ def test_a_compiled_kernel_trains_in_isolation_grafts_fossilizes_and_reloads(hub
     host = mlp_host()
     reference = copy.deepcopy(host)
     model = wrap(host, config, example_input=torch.randn(2, 8))
-    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig()), hub)
+    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST), hub)
     operator = KasminaOperator(model, source, config, run_id=RUN_ID)
 
     bring_to(operator, "1", lc.TRAINING, kernel_id=kernel_id)
@@ -78,7 +79,7 @@ def test_a_kernel_for_another_shape_is_culled_at_load(hub: UrzaHub, tmp_path: Pa
     kernel_id = _store_validated_kernel(hub, tmp_path / "tezzeret")
     config = KasminaConfig(target_module_types=("Linear",))  # activations of [16], [16] and [3]
     model = wrap(mlp_host(), config, example_input=torch.randn(2, 8))
-    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig()), hub)
+    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST), hub)
     operator = KasminaOperator(model, source, config, run_id=RUN_ID)
     germinate(operator, "4", kernel_id)
     assert advance(operator, "4", lc.LOADING, "load").stage == lc.CULLED

@@ -44,6 +44,26 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where runs created without a folder go (default: ./{DEFAULT_RUNS_DIR})",
     )
     parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where npz: datasets may be read from (default: none; npz: datasets are refused)",
+    )
+    parser.add_argument(
+        "--assets-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where embedded runs keep their kernel caches (default: beside --runs-dir; unused with a mesh's Urza)",
+    )
+    parser.add_argument(
+        "--max-pending-runs",
+        type=_positive_int,
+        default=16,
+        help="runs that may wait for a training slot; more are refused (default: 16)",
+    )
+    parser.add_argument(
         "--max-concurrent-runs",
         type=_positive_int,
         default=1,
@@ -74,8 +94,18 @@ def _build(args: argparse.Namespace) -> Served:
         mesh = _mesh_services(args, addresses)
         services = mesh
     router = KasminaRouter()
+    runs_dir = args.runs_dir.expanduser().resolve()
+    assets_root = None
+    if mesh is None:
+        assets_root = (args.assets_root or runs_dir.parent / "assets").expanduser().resolve()
     manager = RunManager(
-        RunManagerConfig(runs_dir=args.runs_dir.expanduser().resolve(), max_concurrent_runs=args.max_concurrent_runs),
+        RunManagerConfig(
+            runs_dir=runs_dir,
+            max_concurrent_runs=args.max_concurrent_runs,
+            max_pending_runs=args.max_pending_runs,
+            data_root=args.data_root.expanduser().resolve() if args.data_root else None,
+            assets_root=assets_root,
+        ),
         services,
         kasmina=router,
     )

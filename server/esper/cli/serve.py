@@ -158,6 +158,12 @@ def register(subparsers: Any) -> None:
         help="write the bound /metrics port here once serving (atomically, before --port-file); removed on exit",
     )
     common.add_argument(
+        "--max-concurrent-rpcs",
+        type=_positive_int,
+        default=256,
+        help="calls in flight (streams included) past which new ones get RESOURCE_EXHAUSTED (default: 256)",
+    )
+    common.add_argument(
         "--grace-seconds",
         type=_non_negative_float,
         default=5.0,
@@ -187,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         grace_seconds=args.grace_seconds,
         metrics_port=None if args.no_metrics else args.metrics_port,
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
     )
     # Spans go where OTEL_* says (`esper up` points them at Nissa); the queue is flushed on the way out.
     with process_tracing(args.serve_name):

@@ -14,7 +14,8 @@ class ServerConfig:
     `port` 0 asks the OS for a free port (the bound one is returned by build_server).
     `grace_seconds` is how long in-flight rpcs may finish after a stop is requested.
     `metrics_port` is where Prometheus /metrics is served on the same host: None for
-    no endpoint, 0 for a free port.
+    no endpoint, 0 for a free port. Past `max_concurrent_rpcs` calls in flight (streams
+    included) a new call is refused with RESOURCE_EXHAUSTED; None means no bound.
     """
 
     service_name: str
@@ -23,6 +24,7 @@ class ServerConfig:
     grace_seconds: float = 5.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     metrics_port: int | None = None
+    max_concurrent_rpcs: int | None = 256
 
     def __post_init__(self) -> None:
         if not self.service_name:
@@ -33,6 +35,8 @@ class ServerConfig:
             raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
         if self.max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be > 0, got {self.max_message_bytes}")
+        if self.max_concurrent_rpcs is not None and self.max_concurrent_rpcs < 1:
+            raise ValueError(f"max_concurrent_rpcs must be None or >= 1, got {self.max_concurrent_rpcs}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port must be None or in [0, 65535], got {self.metrics_port}")
 

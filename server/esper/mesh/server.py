@@ -97,6 +97,7 @@ async def build_server(
             # Without this two servers could silently share one port.
             ("grpc.so_reuseport", 0),
         ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     names = [registration.service_name for registration in registrations]
     for registration in registrations:

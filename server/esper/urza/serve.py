@@ -11,7 +11,7 @@ import os
 
 from esper.cli.serve import Served, ServeTarget
 from esper.trust.flags import add_trusted_signers_argument, trusted_signers
-from esper.urza.config import DEFAULT_DATA_DIR
+from esper.urza.config import DEFAULT_DATA_DIR, DOWNLOAD_DEADLINE_SECONDS
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +47,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_trusted_signers_argument(parser, role="are stored (unsigned or other uploads are refused)")
     parser.add_argument(
+        "--download-deadline",
+        type=float,
+        default=DOWNLOAD_DEADLINE_SECONDS,
+        metavar="SECONDS",
+        help=f"a kernel download taking longer is ended (default: {DOWNLOAD_DEADLINE_SECONDS:g})",
+    )
+    parser.add_argument(
         "--s3-secret-key",
         default=None,
         help="S3 secret key (default: $AWS_SECRET_ACCESS_KEY; prefer the variable, flags show in `ps`)",
@@ -69,7 +76,9 @@ def _build(args: argparse.Namespace) -> Served:
         s3_region=args.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
     hub = UrzaHub.open(config, trust=trusted_signers(args))
-    return Served(registrations=[urza_registration(hub)], close=hub.close)
+    return Served(
+        registrations=[urza_registration(hub, download_deadline_seconds=args.download_deadline)], close=hub.close
+    )
 
 
 URZA = ServeTarget(

@@ -166,9 +166,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "EsperNissa"
 
     def setup(self) -> None:
-        # BaseHTTPRequestHandler applies `timeout` to the connection's every read and write.
-        self.timeout = self.server.mission.socket_timeout_seconds
         super().setup()
+        # Every later read and write of this connection times out (what `timeout` would set, per server).
+        self.connection.settimeout(self.server.mission.socket_timeout_seconds)
 
     def do_GET(self) -> None:
         mission = self.server.mission

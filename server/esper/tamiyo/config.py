@@ -42,6 +42,9 @@ class TamiyoConfig:
     failure the `conservative_tags` are asked for first.
     `grafting_strategy` is a GraftingStrategy name ("LINEAR_RAMP", "COSINE_RAMP",
     "DRIFT_CONTROLLED"). `step_budget_ms` only makes a slow step log a warning.
+    Bounds on what callers make Tamiyo remember: a run presents at most
+    `max_seeds_per_run` seeds (in one step, and embargoed over its life), and Tamiyo
+    keeps the state of the `max_tracked_runs` most recently stepped runs.
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -69,6 +72,8 @@ class TamiyoConfig:
     step_budget_ms: float = 12.0
     kernel_page_size: int = 100
     max_kernel_candidates: int = 500
+    max_seeds_per_run: int = 16_384
+    max_tracked_runs: int = 1024
 
     def __post_init__(self) -> None:
         if self.policy_id != HEURISTIC_POLICY_ID:
@@ -83,6 +88,8 @@ class TamiyoConfig:
             "trouble_window_epochs",
             "kernel_page_size",
             "max_kernel_candidates",
+            "max_seeds_per_run",
+            "max_tracked_runs",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -3,8 +3,10 @@
 Everything lives under one folder: `mesh.json` (the addresses, written once every
 server is SERVING), `pids.json` (every process as soon as it is started, so a
 half-started mesh can still be stopped), `logs/NAME.log`, `run/NAME.port` and
-`run/NAME.metrics.port` (its Prometheus /metrics port), and one working folder per
-server. Servers start in tiers: NATS, then Urza, then the
+`run/NAME.metrics.port` (its Prometheus /metrics port), `pki/` (the bus key every
+server signs and checks Oona envelopes with, the compile worker's kernel signing key
+and the trust file of the servers that load kernels; see esper.trust.pki), and one
+working folder per server. Servers start in tiers: NATS, then Urza, then the
 servers that only need Urza and NATS (in parallel), then Tolaria. They stop in the
 reverse order, so Tolaria cancels its runs while its collaborators still answer.
 Every process's command line names the folder, which is how `esper down` makes
@@ -26,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from esper.cli.processes import POLL_SECONDS, command_line, health, log_tail, process_alive, wait_gone
-from esper.mesh.addresses import MESH_FILE, NATS, write_mesh
+from esper.mesh.addresses import MESH_FILE, NATS, PKI, write_mesh
+from esper.trust.pki import BUS_KEY, KERNEL_SIGNERS, KERNEL_SIGNING_KEY, ensure_bus_key, ensure_kernel_signing
 
 PIDS_FILE = "pids.json"
+PKI_DIR = "pki"
+BUS_KEY_ID = "mesh"
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 NISSA_ALERT_INTERVAL_SECONDS = 2.0
 _PER_SERVER_OTEL = frozenset(
@@ -56,6 +61,25 @@ class LaunchContext:
     def run_file(self, name: str) -> str:
         return str(self.directory / "run" / name)
 
+    def pki(self, name: str) -> str:
+        return str(self.directory / PKI_DIR / name)
+
+    def bus(self, name: str) -> list[str]:
+        """`--nats` and the signing flags: every envelope signed with the mesh's bus key, checked on receipt."""
+        return [
+            "--nats",
+            self.nats_url,
+            "--bus-secret-file",
+            self.pki(BUS_KEY),
+            "--bus-key-id",
+            BUS_KEY_ID,
+            "--bus-state-dir",
+            self.work(name, "oona"),
+        ]
+
+    def trusted_signers(self) -> list[str]:
+        return ["--trusted-signers", self.pki(KERNEL_SIGNERS)]
+
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -67,7 +91,7 @@ class ServerSpec:
 
 
 def _tamiyo_flags(ctx: LaunchContext) -> list[str]:
-    flags = ["--urza", ctx.grpc["urza"], "--nats", ctx.nats_url]
+    flags = ["--urza", ctx.grpc["urza"], *ctx.bus("tamiyo")]
     return [*flags, "--config", str(ctx.config)] if ctx.config is not None else flags
 
 
@@ -76,8 +100,7 @@ def _nissa_flags(ctx: LaunchContext) -> list[str]:
     flags = [
         "--db",
         ctx.work("nissa", "spans.db"),
-        "--nats",
-        ctx.nats_url,
+        *ctx.bus("nissa"),
         "--mesh",
         str(ctx.directory / MESH_FILE),
         "--alert-interval",
@@ -107,7 +130,7 @@ def server_environment(name: str, ctx: LaunchContext, base: Mapping[str, str]) -
 # Every server of the mesh; a new subsystem joins with one line.
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("nissa", 1, _nissa_flags),
-    ServerSpec("urza", 2, lambda ctx: ["--data-dir", ctx.work("urza", "data")]),
+    ServerSpec("urza", 2, lambda ctx: ["--data-dir", ctx.work("urza", "data"), *ctx.trusted_signers()]),
     ServerSpec(
         "tezzeret",
         3,
@@ -118,12 +141,14 @@ SERVERS: tuple[ServerSpec, ...] = (
             ctx.work("tezzeret", "wal"),
             "--work-dir",
             ctx.work("tezzeret", "work"),
+            "--signing-key",
+            ctx.pki(KERNEL_SIGNING_KEY),
         ],
     ),
-    ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"]]),
-    ServerSpec("karn", 3, lambda ctx: ["--nats", ctx.nats_url]),
+    ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"], *ctx.trusted_signers()]),
+    ServerSpec("karn", 3, lambda ctx: ctx.bus("karn")),
     ServerSpec("tamiyo", 3, _tamiyo_flags),
-    ServerSpec("simic", 3, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
+    ServerSpec("simic", 3, lambda ctx: [*ctx.bus("simic"), "--data-dir", ctx.work("simic", "data")]),
     ServerSpec(
         "tolaria",
         4,
@@ -132,10 +157,12 @@ SERVERS: tuple[ServerSpec, ...] = (
             ctx.grpc["urza"],
             "--tamiyo",
             ctx.grpc["tamiyo"],
-            "--nats",
-            ctx.nats_url,
+            *ctx.bus("tolaria"),
+            *ctx.trusted_signers(),
             "--runs-dir",
             ctx.work("tolaria", "runs"),
+            "--data-root",
+            ctx.work("tolaria", "data"),
         ],
     ),
 )
@@ -177,8 +204,9 @@ class LocalMesh:
                 f"stop it with `esper down --dir {self.directory}`"
             )
         self._clear()
-        for folder in (self.logs, self.run_dir):
+        for folder in (self.logs, self.run_dir, self.directory / "tolaria" / "data"):
             folder.mkdir(parents=True, exist_ok=True)
+        self._ensure_keys()
         deadline = time.monotonic() + timeout
         launched: list[Launched] = []
         try:
@@ -203,6 +231,12 @@ class LocalMesh:
             _terminate(reversed(launched))
             self._clear()
             raise
+
+    def _ensure_keys(self) -> None:
+        """The mesh's keys under DIR/pki, created on the first `up` and reused after."""
+        pki = self.directory / PKI_DIR
+        ensure_bus_key(pki)
+        ensure_kernel_signing(pki)
 
     def _start_nats(self, deadline: float) -> Launched:
         store, ports = self.directory / NATS, self.run_dir / "nats-ports"
@@ -295,6 +329,7 @@ class LocalMesh:
                 document[server.name] = {"grpc": server.address, "metrics": server.metrics, "pid": server.process.pid}
         if ctx.config is not None and "tamiyo" in document:
             document["tamiyo"]["config"] = str(ctx.config)
+        document[PKI] = {"bus_key": ctx.pki(BUS_KEY), "kernel_signers": ctx.pki(KERNEL_SIGNERS)}
         if "nissa" in document:
             web = Path(ctx.run_file("nissa.web.port"))
             if web.exists():
@@ -391,7 +426,9 @@ class LocalMesh:
 def _context_of(directory: Path, document: Mapping[str, Any]) -> LaunchContext:
     """The launch context a running mesh was started with, read back from its mesh.json."""
     grpc_addresses = {
-        name: entry["grpc"] for name, entry in document.items() if isinstance(entry, dict) and "grpc" in entry
+        name: entry["grpc"]
+        for name, entry in document.items()
+        if name != PKI and isinstance(entry, dict) and "grpc" in entry
     }
     nats = document.get(NATS, {})
     tamiyo, nissa = document.get("tamiyo", {}), document.get("nissa", {})

@@ -66,8 +66,13 @@ class OonaConfig:
     Past `conservative_queue_depth` messages waiting for this client's consumers the
     bus reports conservative mode. The in-process bus keeps the last
     `memory_retention_messages` of each stream for consumers created later.
-    `hmac_secret` signs what `seal` builds and makes
-    consumers reject envelopes whose HMAC does not verify; None = unsigned.
+    `hmac_secret` signs what `seal` builds (and binds it to its subject when it is
+    published) and makes consumers reject envelopes whose HMAC does not verify, that
+    were signed for another subject, or whose publish time is more than
+    `max_age_seconds` from when the stream stored them; None = unsigned. With a
+    `state_dir`, each consumer keeps the idempotency keys it handled in a file there
+    (for `max_age_seconds` and a margin), so a message replayed under a handled key is
+    dead-lettered after a restart too.
     """
 
     url: str = "nats://127.0.0.1:4222"
@@ -97,6 +102,8 @@ class OonaConfig:
     hmac_secret: bytes | None = field(default=None, repr=False)
     hmac_key_id: str = ""
     schema_version: int = SCHEMA_VERSION
+    max_age_seconds: float = 300.0
+    state_dir: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
@@ -119,6 +126,7 @@ class OonaConfig:
             "fetch_wait_seconds",
             "priority_probe_seconds",
             "dead_letter_max_age_seconds",
+            "max_age_seconds",
         )
         _require_positive(
             self,

@@ -41,7 +41,7 @@ from esper.oona.config import OonaConfig
 from esper.oona.consumer import PullConsumer
 from esper.oona.counters import Alerts, BusCounters
 from esper.oona.dead_letters import MSG_ID_HEADER, DeadLetterQueue
-from esper.oona.envelope import ConfigSealing
+from esper.oona.envelope import ConfigSealing, sign_for_subject
 from esper.oona.loop import LoopThread
 from esper.oona.outbox import Outbox, OutgoingMessage
 from esper.oona.sender import Sender
@@ -137,6 +137,8 @@ class JetStreamBus(ConfigSealing, Bus):
         if subject not in self._known_subjects:
             stream_for_subject(self._config.streams, subject)
             self._known_subjects.add(subject)
+        if self._config.hmac_secret is not None:
+            sign_for_subject(envelope, subject, self._config.hmac_secret, self._config.hmac_key_id)
         message = OutgoingMessage(
             subject,
             envelope.SerializeToString(),

@@ -87,6 +87,12 @@ def _report_ids(events: list[dict[str, Any]]) -> list[str]:
     return [event["field_report"]["report_id"] for event in events if event["kind"] == "field_report"]
 
 
+def _live_folder(mesh: DrillMesh) -> Path:
+    """The folder the mesh's Tolaria is writing the run into (under its runs root; --out gets a copy at the end)."""
+    folders = sorted((mesh.directory / "tolaria" / "runs").glob("run-*"), key=lambda path: path.stat().st_mtime)
+    return folders[-1] if folders else mesh.directory / "tolaria" / "runs" / "none-yet"
+
+
 def _events(out: Path) -> list[dict[str, Any]]:
     """The run's events so far: complete lines only (the run may be writing the last one)."""
     path = out / "events.jsonl"
@@ -218,13 +224,13 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait("a first field report", lambda: bool(_report_ids(_events(out))), run, log)
+        _wait("a first field report", lambda: bool(_report_ids(_events(_live_folder(mesh)))), run, log)
         command = _kill_nats(mesh)
-        written_before_outage = len(_events(out))
+        written_before_outage = len(_events(_live_folder(mesh)))
         outage_began = time.monotonic()
         _wait(
             "a field report while NATS is down",
-            lambda: bool(_report_ids(_events(out)[written_before_outage:])),
+            lambda: bool(_report_ids(_events(_live_folder(mesh))[written_before_outage:])),
             run,
             log,
         )

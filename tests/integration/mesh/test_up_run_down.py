@@ -81,7 +81,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
 
 def test_up_writes_every_address_and_every_server_is_serving(mesh: MeshUnderTest) -> None:
     document = mesh.document()
-    assert set(document) == {*SUBSYSTEMS, "nats"}
+    assert set(document) == {*SUBSYSTEMS, "nats", "pki"}
     assert document["nats"]["url"].startswith("nats://127.0.0.1:")
     for name in SUBSYSTEMS:
         assert document[name]["grpc"].startswith("127.0.0.1:") and process_alive(document[name]["pid"])

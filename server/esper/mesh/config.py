@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from esper.trust.identity import TlsIdentity
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -16,6 +18,9 @@ class ServerConfig:
     `metrics_port` is where Prometheus /metrics is served on the same host: None for
     no endpoint, 0 for a free port. Past `max_concurrent_rpcs` calls in flight (streams
     included) a new call is refused with RESOURCE_EXHAUSTED; None means no bound.
+    With `tls` the server speaks mTLS only (esper.mesh.tls) and authorizes every call
+    by the role of its caller's certificate; without it, plaintext and no authorization
+    (`--insecure`, for development).
     """
 
     service_name: str
@@ -25,6 +30,7 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     metrics_port: int | None = None
     max_concurrent_rpcs: int | None = 256
+    tls: TlsIdentity | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.service_name:

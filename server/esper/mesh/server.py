@@ -28,6 +28,7 @@ from esper.fsutil import atomic_write
 from esper.mesh.config import ServerConfig
 from esper.mesh.interceptors import ErrorInterceptor
 from esper.mesh.metrics import MetricsInterceptor
+from esper.mesh.tls import server_credentials
 from esper.mesh.tracing import tracing_server_interceptor
 from esper.observability.http import MetricsServer, start_metrics_server
 
@@ -200,7 +201,10 @@ def write_port_file(path: Path, port: int) -> None:
 
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     try:
-        port = server.add_insecure_port(config.address)
+        if config.tls is not None:
+            port = server.add_secure_port(config.address, server_credentials(config.tls))
+        else:
+            port = server.add_insecure_port(config.address)
     except RuntimeError as exc:
         raise Unavailable(f"cannot listen on {config.address}: {exc}") from exc
     if port == 0:

@@ -21,7 +21,6 @@ import datetime
 import ipaddress
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -29,62 +28,41 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from esper.trust.identity import (
+    CA_CERT,
+    LOOPBACK_HOSTS,
+    OPERATOR,
+    TRUST_DOMAIN,
+    TlsFiles,
+    TlsIdentity,
+    identity_files,
+    identity_from_uri,
+    spiffe_id,
+)
 from esper.trust.kernel_signing import KernelSigner, write_key_file
 
-TRUST_DOMAIN = "esper.local"
-OPERATOR = "operator"
-CA_CERT = "ca.pem"
+__all__ = [
+    "OPERATOR",
+    "TRUST_DOMAIN",
+    "TlsFiles",
+    "TlsIdentity",
+    "certificate_identity",
+    "ensure_authority",
+    "ensure_bus_key",
+    "ensure_identities",
+    "ensure_kernel_signing",
+    "identity_files",
+    "identity_from_uri",
+    "issue_identity",
+    "spiffe_id",
+]
+
 CA_KEY = "ca.key"
 BUS_KEY = "bus.key"
 KERNEL_SIGNING_KEY = "tezzeret-signing.key"
 KERNEL_SIGNERS = "kernel-signers.pem"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 _VALID_DAYS = 365
 _CA_VALID_DAYS = 3650
-
-
-def spiffe_id(name: str, trust_domain: str = TRUST_DOMAIN) -> str:
-    return f"spiffe://{trust_domain}/{name}"
-
-
-def identity_from_uri(uri: str, trust_domain: str = TRUST_DOMAIN) -> str | None:
-    """The identity name a SPIFFE URI of this trust domain names, or None for any other URI."""
-    prefix = f"spiffe://{trust_domain}/"
-    if not uri.startswith(prefix):
-        return None
-    name = uri[len(prefix) :]
-    return name if name and "/" not in name else None
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """Where one identity's TLS material is: the CA to trust, its certificate and its key."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-    def read(self) -> TlsIdentity:
-        try:
-            return TlsIdentity(self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes())
-        except OSError as exc:
-            raise ValueError(f"cannot read TLS material {exc.filename}: {exc.strerror}") from None
-
-
-@dataclass(frozen=True, repr=False)
-class TlsIdentity:
-    """One identity's TLS material in PEM: the CA certificate(s) to trust, its chain and its key."""
-
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
-
-    def __repr__(self) -> str:  # never show the key
-        return "TlsIdentity(...)"
-
-
-def identity_files(directory: Path, name: str) -> TlsFiles:
-    return TlsFiles(ca=directory / CA_CERT, cert=directory / f"{name}.pem", key=directory / f"{name}.key")
 
 
 def ensure_authority(directory: Path, *, trust_domain: str = TRUST_DOMAIN) -> None:

@@ -61,7 +61,7 @@ class DrillMesh:
     def pids(self) -> dict[str, int]:
         """Every pid the mesh files name."""
         pids = {name: pid for name, pid in self.document("pids.json").items()}
-        return pids | {name: entry["pid"] for name, entry in self.document().items()}
+        return pids | {name: entry["pid"] for name, entry in self.document().items() if "pid" in entry}
 
 
 @pytest.fixture

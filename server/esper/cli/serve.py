@@ -22,6 +22,7 @@ from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
 from esper.cli.common import UsageError, process_tracing
 from esper.mesh.config import ServerConfig
 from esper.mesh.server import BackgroundTask, ServiceRegistration, serve_forever
+from esper.trust.identity import TlsFiles, TlsIdentity
 
 if TYPE_CHECKING:
     from esper.karn.api import KarnApi
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from esper.oona.envelope import OpenedEnvelope
 
 logger = logging.getLogger(__name__)
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,20 @@ def register(subparsers: Any) -> None:
         default=256,
         help="calls in flight (streams included) past which new ones get RESOURCE_EXHAUSTED (default: 256)",
     )
+    tls = common.add_argument_group(
+        "mTLS",
+        "With all three, the server speaks mTLS only, requires a client certificate of that CA and "
+        "authorizes every call by its caller's role; its own calls to other servers use the same identity. "
+        "Without them it serves plaintext, which a non-loopback --host allows only with --insecure.",
+    )
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="this server's certificate (PEM)")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="its private key (PEM, owner-only)")
+    tls.add_argument("--tls-ca", type=Path, default=None, metavar="FILE", help="the mesh's CA certificate (PEM)")
+    tls.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve plaintext with no authorization on any --host (development only)",
+    )
     common.add_argument(
         "--grace-seconds",
         type=_non_negative_float,
@@ -180,13 +197,16 @@ def register(subparsers: Any) -> None:
         target = load_target(name)
         parser = names.add_parser(name, parents=[common], help=target.help, description=target.help)
         target.add_arguments(parser)
-        parser.set_defaults(handler=_serve, serve_target=target)
+        parser.set_defaults(handler=_serve, serve_target=target, client_tls=None)
 
 
 def _serve(args: argparse.Namespace) -> int:
     target: ServeTarget = args.serve_target
     if args.no_metrics and args.metrics_port_file is not None:
         raise UsageError("--metrics-port-file: there is no /metrics endpoint with --no-metrics")
+    tls = serve_tls(args)
+    # The server's own calls to other servers (Urza, Tamiyo) go out as the same identity.
+    args.client_tls = tls
     config = ServerConfig(
         service_name=args.serve_name,
         host=args.host,
@@ -194,6 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
         grace_seconds=args.grace_seconds,
         metrics_port=None if args.no_metrics else args.metrics_port,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
+        tls=tls,
     )
     # Spans go where OTEL_* says (`esper up` points them at Nissa); the queue is flushed on the way out.
     with process_tracing(args.serve_name):
@@ -212,6 +233,29 @@ def _serve(args: argparse.Namespace) -> int:
             if served.close is not None:
                 served.close()
     return 0
+
+
+def serve_tls(args: argparse.Namespace) -> TlsIdentity | None:
+    """The identity --tls-cert/--tls-key/--tls-ca name, or None for plaintext (refused off loopback
+    without --insecure)."""
+    given = [flag for flag in ("tls_cert", "tls_key", "tls_ca") if getattr(args, flag) is not None]
+    if given and len(given) < 3:
+        raise UsageError("--tls-cert, --tls-key and --tls-ca go together")
+    if given:
+        if args.insecure:
+            raise UsageError("--insecure: the --tls-* flags make the server speak mTLS; drop one or the other")
+        try:
+            return TlsFiles(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key).read()
+        except ValueError as exc:
+            raise UsageError(f"--tls-*: {exc}") from None
+    if not args.insecure and args.host not in LOOPBACK:
+        raise UsageError(
+            f"--host {args.host}: a server reachable from elsewhere speaks mTLS (--tls-cert/--tls-key/--tls-ca); "
+            "--insecure serves plaintext anyway"
+        )
+    if args.insecure:
+        logger.warning("serving plaintext with no authorization (--insecure): for development only")
+    return None
 
 
 def _port(text: str) -> int:

@@ -1,6 +1,7 @@
 """Build, run and stop an Esper gRPC server.
 
 Every server gets the tracing, metrics and error interceptors (outermost first),
+and, when it speaks mTLS, the authorization check of esper.mesh.authorization;
 grpc.health.v1 and server reflection, so `grpcurl` works against it with no .proto
 at hand. `build_server` is separate from `serve_forever` so tests start a real
 server on port 0 in-process. With `ServerConfig.metrics_port` set, `start_server`
@@ -25,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from esper.errors import Unavailable
 from esper.fsutil import atomic_write
+from esper.mesh.authorization import AuthorizationInterceptor
 from esper.mesh.config import ServerConfig
 from esper.mesh.interceptors import ErrorInterceptor
 from esper.mesh.metrics import MetricsInterceptor
@@ -88,10 +90,14 @@ async def build_server(
     start_server does that for you.
     """
     health = health if health is not None else HealthServicer()
+    # Outermost first: the span covers everything, the metrics see the status code an authorization
+    # refusal or ErrorInterceptor made of a domain error, and no refused call reaches a handler.
+    interceptors: list[grpc.aio.ServerInterceptor] = [tracing_server_interceptor(), MetricsInterceptor()]
+    if config.tls is not None:
+        interceptors.append(AuthorizationInterceptor())
+    interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
-        # Outermost first: the span covers everything, and the metrics see the status code
-        # ErrorInterceptor made of a domain error.
-        interceptors=[tracing_server_interceptor(), MetricsInterceptor(), ErrorInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),

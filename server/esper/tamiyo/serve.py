@@ -69,7 +69,7 @@ def _build(args: argparse.Namespace) -> Served:
     oona = bus_config(args, "tamiyo")
     urza = None
     if args.urza:
-        urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline))
+        urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline, tls=args.client_tls))
     controller = TamiyoController(None, settings, kernels=urza)
     if oona is None:
         return Served(

@@ -117,7 +117,7 @@ def _build(args: argparse.Namespace) -> Served:
         raise UsageError(str(exc)) from None
     # Uploads carry whole artifacts: allow them more than a metadata call.
     signer = signing_key(args)
-    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))
+    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0, tls=args.client_tls))
     try:
         worker = TezzeretWorker(urza, config, signer=signer)
     except BaseException:

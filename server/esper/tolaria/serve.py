@@ -152,7 +152,7 @@ def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshSe
         args.nats = addresses.nats_url
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
-    return mesh_services(addresses, settings, bus=bus, trust=trusted_signers(args))
+    return mesh_services(addresses, settings, bus=bus, trust=trusted_signers(args), tls=args.client_tls)
 
 
 def _positive_int(text: str) -> int:

@@ -57,7 +57,7 @@ def _build(args: argparse.Namespace) -> Served:
         sandbox_timeout_seconds=args.sandbox_timeout,
     )
     # Downloads stream whole artifacts: allow them more than a metadata call.
-    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))
+    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0, tls=args.client_tls))
     trust = trusted_signers(args)
     background = [] if args.no_validate else [_validator_task(UrabraskValidator(urza, config, trust=trust))]
     return Served(

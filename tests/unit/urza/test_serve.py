@@ -15,8 +15,8 @@ def test_flags_choose_database_and_store(tmp_path: Path, monkeypatch: pytest.Mon
     opened: list[UrzaHub] = []
     real_open = UrzaHub.open
 
-    def spy(config: object) -> UrzaHub:
-        hub = real_open(config)  # type: ignore[arg-type]
+    def spy(config: object, **options: object) -> UrzaHub:
+        hub = real_open(config, **options)  # type: ignore[arg-type]
         opened.append(hub)
         return hub
 
@@ -38,7 +38,7 @@ def test_flags_choose_database_and_store(tmp_path: Path, monkeypatch: pytest.Mon
 def test_s3_credentials_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     captured: list[object] = []
 
-    def fake_open(config: object) -> object:
+    def fake_open(config: object, **options: object) -> object:
         captured.append(config)
         raise RuntimeError("stop here")
 

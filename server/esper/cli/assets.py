@@ -242,7 +242,10 @@ def _command(
     group: Any, name: str, handler: Callable[[argparse.Namespace], int], help_text: str
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--urza", required=True, metavar="HOST:PORT", help="address of a running Urza")
+    parser.add_argument("--urza", metavar="HOST:PORT", help="address of a running Urza (plaintext)")
+    parser.add_argument(
+        "--mesh", metavar="FILE", help="the mesh.json of `esper up`: its Urza, as the mesh's operator identity"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call in seconds")
     add_json_flag(parser)
     parser.set_defaults(handler=handler)

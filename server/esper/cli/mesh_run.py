@@ -45,7 +45,11 @@ class MeshRuns:
         from esper.clients.tolaria import TolariaClient
 
         self.addresses: MeshAddresses = load_mesh(mesh_file)
-        self._client = TolariaClient(ClientConfig(address=self.addresses.address("tolaria"), deadline_seconds=30.0))
+        self._client = TolariaClient(
+            ClientConfig(
+                address=self.addresses.address("tolaria"), deadline_seconds=30.0, tls=self.addresses.operator_tls()
+            )
+        )
         self._progress = progress
 
     def close(self) -> None:

@@ -1,8 +1,10 @@
 """`esper up / status / down --dir DIR`: the local mesh, NATS JetStream and every server on loopback.
 
 `up` starts `nats-server -js` and every `esper serve NAME` on free loopback ports,
-writes DIR/mesh.json with every address once each health check is SERVING, and
-returns (the servers keep running). `status` shows each one's health. `down`
+each speaking mTLS with its own identity from DIR/pki (created on the first `up`;
+`--insecure` for plaintext), writes DIR/mesh.json with every address and where the
+operator identity is once each health check is SERVING, and returns (the servers
+keep running). `status` shows each one's health. `down`
 stops them all by process id and checks that none is left.
 """
 
@@ -48,7 +50,7 @@ def _up(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     try:
-        document = mesh.start(timeout=args.timeout, config=config, progress=progress)
+        document = mesh.start(timeout=args.timeout, config=config, progress=progress, insecure=args.insecure)
     except MeshStartFailed as exc:
         print(f"esper up: {exc}", file=sys.stderr)
         return 1
@@ -67,9 +69,10 @@ def _status(args: argparse.Namespace) -> int:
     if not mesh.mesh_file.exists():
         raise UsageError(f"no {mesh.mesh_file}: start a mesh with `esper up --dir {args.dir}`")
     addresses = load_mesh(mesh.mesh_file)
+    tls = addresses.operator_tls()
     rows: dict[str, dict[str, Any]] = {}
     for name, address in addresses.grpc.items():
-        rows[name] = {"address": address, "health": health(address, timeout=args.timeout)}
+        rows[name] = {"address": address, "health": health(address, timeout=args.timeout, tls=tls)}
     if addresses.nats_url:
         rows["nats"] = {"address": addresses.nats_url, "health": _nats_health(addresses.nats_url, args.timeout)}
     for name, row in rows.items():
@@ -146,6 +149,11 @@ def register(subparsers: Any) -> None:
     up.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every server (default: 180)")
     up.add_argument("--config", help="Esper YAML whose tamiyo section the mesh's Tamiyo uses")
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="start every server plaintext, with no certificates and no authorization (development only)",
+    )
     add_json_flag(up)
     up.set_defaults(handler=_up)
     status = subparsers.add_parser("status", help="health of every server of the local mesh")

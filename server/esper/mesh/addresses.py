@@ -20,6 +20,7 @@ from typing import Any
 
 from esper.errors import FailedPrecondition, InvalidArgument
 from esper.fsutil import atomic_write
+from esper.trust.identity import TlsFiles, TlsIdentity
 
 MESH_FILE = "mesh.json"
 NATS = "nats"
@@ -51,6 +52,18 @@ class MeshAddresses:
         if not self.nats_url:
             raise FailedPrecondition("the mesh has no NATS server")
         return self.nats_url
+
+    def operator_tls(self) -> TlsIdentity | None:
+        """The operator identity `esper` commands present to this mesh; None for a plaintext mesh."""
+        pki = self.pki
+        if pki is None or pki.ca is None:
+            return None
+        if pki.operator_cert is None or pki.operator_key is None:
+            raise FailedPrecondition("the mesh's pki names a CA but no operator_cert and operator_key")
+        try:
+            return TlsFiles(ca=pki.ca, cert=pki.operator_cert, key=pki.operator_key).read()
+        except ValueError as exc:
+            raise FailedPrecondition(f"the mesh's operator identity: {exc}") from None
 
 
 @dataclass(frozen=True)

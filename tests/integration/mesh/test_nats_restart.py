@@ -33,6 +33,7 @@ from tests.integration.mesh.support import (
     ESPER,
     esper,
     fast_config,
+    operator_tls,
     stored_report_ids,
     wait_for_stored_reports,
 )
@@ -251,7 +252,7 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
     assert _report_ids(events[:written_before_outage]), "a report was published before the outage"
     assert _report_ids(events[written_before_outage:]), "a report was produced while NATS was down"
     run_id, simic = summary["run_id"], mesh.document()["simic"]["grpc"]
-    wait_for_stored_reports(simic, run_id, len(reported))
+    wait_for_stored_reports(simic, run_id, len(reported), tls=operator_tls(mesh.directory / "mesh.json"))
     # Count only once Simic's consumer has acked every message JetStream holds, including a delivery
     # whose ack the killed server never wrote down: that one comes again after the consumer's ack wait.
     nats_url = mesh.document()["nats"]["url"]
@@ -262,7 +263,7 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
         poll=0.5,
     )
     # Paging one report at a time walks every page of the run's reports.
-    stored = stored_report_ids(simic, run_id, page_size=1)
+    stored = stored_report_ids(simic, run_id, page_size=1, tls=operator_tls(mesh.directory / "mesh.json"))
     held = _jetstream_view(nats_url, run_id)[0]
     print(f"field reports: {len(reported)} in the run folder, {len(stored)} at Simic, {held} on JetStream")
     assert len(stored) == len(set(stored)), f"Simic stored a report twice: {sorted(stored)}"

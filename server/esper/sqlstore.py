@@ -4,7 +4,9 @@ SQLite (a file; WAL journal, busy timeout, write transactions taken with
 `BEGIN IMMEDIATE` so concurrent writers queue instead of failing) by default,
 PostgreSQL through `postgresql+psycopg://...` when deployed. Several components
 may share one database: each records its schema version in `schema_meta`, one row
-per component, and checks it before use.
+per component, and checks it before use. A database at an older version is brought
+up to date by the component's migrations, one version at a time, in the transaction
+that checks the version.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -29,7 +32,6 @@ from sqlalchemy import (
     inspect,
     select,
     text,
-    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -66,8 +68,8 @@ class Schema:
     # PostgreSQL advisory lock key: serializes schema creation between processes sharing the database.
     lock_key: int
     sqlite_foreign_keys: bool = False
-    # version N -> the step that turns a database at version N into one at N + 1, in place.
-    upgrades: Mapping[int, Callable[[Connection], None]] = field(default_factory=dict)
+    # From-version -> the step that brings a database at that version to the next one.
+    migrations: Mapping[int, Callable[[Connection], None]] = dataclass_field(default_factory=dict)
 
 
 class SqlDatabase:
@@ -147,8 +149,15 @@ class SqlDatabase:
                     f"(expected schema version {schema.version})",
                     reason="SCHEMA_VERSION_UNSUPPORTED",
                 )
-            if stored is not None and stored < schema.version and _upgradable(schema, stored):
-                _upgrade(conn, schema, stored, self.safe_url)
+            if stored is not None and stored < schema.version and _can_migrate(schema, stored):
+                for version in range(stored, schema.version):
+                    schema.migrations[version](conn)
+                    logger.info("migrated %s schema %d -> %d in %s", schema.title, version, version + 1, self.safe_url)
+                conn.execute(
+                    schema_meta.update()
+                    .where(schema_meta.c.component == schema.component)
+                    .values(version=schema.version)
+                )
                 stored = schema.version
             if stored is not None and stored != schema.version:
                 raise FailedPrecondition(
@@ -199,16 +208,8 @@ def _sqlite_engine(url: str, *, title: str, foreign_keys: bool) -> Engine:
     return engine
 
 
-def _upgradable(schema: Schema, stored: int) -> bool:
-    return all(version in schema.upgrades for version in range(stored, schema.version))
-
-
-def _upgrade(conn: Connection, schema: Schema, stored: int, where: str) -> None:
-    """Apply every upgrade step from `stored` to the current version, in the caller's transaction."""
-    for version in range(stored, schema.version):
-        schema.upgrades[version](conn)
-        logger.info("upgraded %s schema in %s from version %d to %d", schema.title, where, version, version + 1)
-    conn.execute(update(schema_meta).where(schema_meta.c.component == schema.component).values(version=schema.version))
+def _can_migrate(schema: Schema, stored: int) -> bool:
+    return all(version in schema.migrations for version in range(stored, schema.version))
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -13,13 +13,13 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 
+from esper import pipelines
 from esper.assets.config import AssetsConfig
 from esper.assets.pipeline import SeedSite, prefetch_kernels
 from esper.errors import FailedPrecondition
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.leyline.v1 import kernel_pb2
 from esper.tezzeret.config import TezzeretConfig
 from esper.tezzeret.worker import TezzeretWorker
 from esper.trust.kernel_signing import KernelSigner, TrustedSigners
@@ -30,11 +30,6 @@ from esper.urza.hub import UrzaHub
 
 logger = logging.getLogger(__name__)
 
-_PIPELINES = {
-    "fast": kernel_pb2.COMPILATION_PIPELINE_FAST,
-    "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
-    "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
-}
 _MAX_COMPILE_SLOTS = 64
 SIGNING_KEY_FILE = "pki/tezzeret-signing.key"
 
@@ -51,7 +46,7 @@ class EmbeddedAssets:
         self.signer = KernelSigner.load_or_create(root / SIGNING_KEY_FILE)
         self.trust = TrustedSigners.of(self.signer)
         self.urza = UrzaHub.open(
-            UrzaConfig(data_dir=str(root), default_pipelines=tuple(_PIPELINES[p] for p in config.pipelines)),
+            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines)),
             trust=self.trust,
         )
         self.kernel_cache = KernelCache(self.urza, KernelCacheConfig(), trust=self.trust)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from esper import checks
 from esper.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-DEFAULT_DATA_DIR = "simic-data"
+DEFAULT_DATA_DIR = ".esper/simic"
 DATABASE_FILE = "simic.db"
 
 
@@ -28,10 +29,8 @@ class SimicConfig:
     def __post_init__(self) -> None:
         if not self.data_dir and not self.database_url:
             raise ValueError("data_dir or database_url must be set")
-        if not 1 <= self.default_page_size <= self.max_page_size:
-            raise ValueError("need 1 <= default_page_size <= max_page_size")
-        if self.max_reports_per_request < 1:
-            raise ValueError("max_reports_per_request must be >= 1")
+        checks.in_range("default_page_size", self.default_page_size, 1, self.max_page_size)
+        checks.positive("max_reports_per_request", self.max_reports_per_request)
 
     @property
     def resolved_database_url(self) -> str:

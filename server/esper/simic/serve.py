@@ -12,7 +12,7 @@ import logging
 
 from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
 from esper.cli.serve import Served, ServeTarget
-from esper.simic.config import DEFAULT_DATA_DIR
+from esper.home import default_help, state_dir
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help=f"folder for the default SQLite file (default: ./{DEFAULT_DATA_DIR})",
+        default=None,
+        help=f"folder for the default SQLite file (default: {default_help('simic')})",
     )
     parser.add_argument(
         "--db",
@@ -40,7 +40,7 @@ def _build(args: argparse.Namespace) -> Served:
     from esper.simic.servicer import simic_registration
 
     oona = bus_config(args, "simic")
-    simic = SimicService.open(SimicConfig(data_dir=args.data_dir, database_url=args.db))
+    simic = SimicService.open(SimicConfig(data_dir=str(args.data_dir or state_dir("simic")), database_url=args.db))
     if oona is None:
         logger.info("no --nats: field reports arrive through RecordFieldReports only")
         return Served(registrations=[simic_registration(simic)], close=simic.close)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from esper.cli.bus import add_bus_arguments, bus_config, open_bus
 from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
+from esper.home import default_help, state_dir
 from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from esper.tolaria.mesh_services import MeshServices
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_RUNS_DIR = "tolaria-runs"
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +39,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs-dir",
         type=Path,
-        default=Path(DEFAULT_RUNS_DIR),
-        help=f"where runs created without a folder go (default: ./{DEFAULT_RUNS_DIR})",
+        default=None,
+        help=f"where runs created without a folder go (default: {default_help('tolaria', 'runs')})",
     )
     parser.add_argument(
         "--data-root",
@@ -94,7 +93,7 @@ def _build(args: argparse.Namespace) -> Served:
         mesh = _mesh_services(args, addresses)
         services = mesh
     router = KasminaRouter()
-    runs_dir = args.runs_dir.expanduser().resolve()
+    runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
     assets_root = None
     if mesh is None:
         assets_root = (args.assets_root or runs_dir.parent / "assets").expanduser().resolve()

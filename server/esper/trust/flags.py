@@ -10,7 +10,10 @@ import argparse
 from pathlib import Path
 
 from esper.errors import InvalidArgument
+from esper.home import default_help, state_dir
 from esper.trust.kernel_signing import KernelSigner, TrustedSigners
+
+SIGNING_KEY = "signing.key"
 
 
 def add_trusted_signers_argument(parser: argparse.ArgumentParser, *, role: str) -> None:
@@ -35,19 +38,20 @@ def trusted_signers(args: argparse.Namespace) -> TrustedSigners | None:
         raise InvalidArgument.for_field("--trusted-signers", str(exc)) from None
 
 
-def add_signing_key_argument(parser: argparse.ArgumentParser, *, default: Path) -> None:
+def add_signing_key_argument(parser: argparse.ArgumentParser, *, server: str) -> None:
     parser.add_argument(
         "--signing-key",
         type=Path,
-        default=default,
+        default=None,
         metavar="FILE",
-        help=f"Ed25519 private key (PEM, owner-only) that signs every kernel (default: {default}, created "
-        "with its public key beside it as .pub if missing)",
+        help=f"Ed25519 private key (PEM, owner-only) that signs every kernel (default: "
+        f"{default_help(server, SIGNING_KEY)}, created with its public key beside it as .pub if missing)",
     )
+    parser.set_defaults(signing_server=server)
 
 
 def signing_key(args: argparse.Namespace) -> KernelSigner:
-    path: Path = args.signing_key.expanduser()
+    path: Path = (args.signing_key or state_dir(args.signing_server) / SIGNING_KEY).expanduser()
     try:
         signer = KernelSigner.load_or_create(path)
     except (OSError, ValueError) as exc:

@@ -28,8 +28,9 @@ from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.sqlstore import Schema, SqlDatabase
 from esper.sqlstore import schema_meta as schema_meta
 
-# 2: kernels carry their compile worker's signature.
-SCHEMA_VERSION = 2
+# 2: kernels record their growth kind and output shape (width kernels change the shape).
+# 3: kernels carry their compile worker's signature.
+SCHEMA_VERSION = 3
 COMPONENT = "urza"
 _JOB = kernel_pb2.CompileJobStatus
 
@@ -90,6 +91,9 @@ kernels = Table(
     Column("input_kind", Integer, nullable=False),
     # Canonical "d1,d2,..." so an exact-shape query is one string comparison.
     Column("input_shape", String(256), nullable=False),
+    # GrowthKind, DEPTH (1) for kernels whose IR does not say; and the output shape like input_shape.
+    Column("growth_kind", Integer, nullable=False),
+    Column("output_shape", String(256), nullable=False),
     Column("parameter_count", BigInteger, nullable=False),
     Column("toolchain_hash", String(128), nullable=False),
     Column("compile_duration_us", BigInteger, nullable=False),
@@ -128,8 +132,15 @@ validation_reports = Table(
 URZA_TABLES = ("blueprints", "compile_jobs", "kernels", "kernel_tags", "validation_reports")
 
 
+def _kernels_record_growth(conn: Connection) -> None:
+    """Schema 1 -> 2: every kernel stored before width kernels is a depth kernel keeping its shape."""
+    conn.execute(text("ALTER TABLE kernels ADD COLUMN growth_kind INTEGER NOT NULL DEFAULT 1"))
+    conn.execute(text("ALTER TABLE kernels ADD COLUMN output_shape VARCHAR(256) NOT NULL DEFAULT ''"))
+    conn.execute(text("UPDATE kernels SET output_shape = input_shape"))
+
+
 def _add_kernel_signatures(conn: Connection) -> None:
-    """Version 1 -> 2: kernels get signature columns, and every kernel stored so far (unsigned,
+    """Schema 2 -> 3: kernels get signature columns, and every kernel stored so far (unsigned,
     so nothing would load it) is REJECTED and its compile job queued again, so the next
     compile worker stores a signed kernel in its place (under a new id: the artifact format
     is part of the toolchain hash)."""
@@ -181,5 +192,5 @@ class UrzaDatabase(SqlDatabase):
         marker_tables=URZA_TABLES,
         lock_key=0x75727A61,
         sqlite_foreign_keys=True,
-        upgrades={1: _add_kernel_signatures},
+        migrations={1: _kernels_record_growth, 2: _add_kernel_signatures},
     )

@@ -10,15 +10,16 @@ import argparse
 import os
 
 from esper.cli.serve import Served, ServeTarget
+from esper.home import default_help, state_dir
 from esper.trust.flags import add_trusted_signers_argument, trusted_signers
-from esper.urza.config import DEFAULT_DATA_DIR, DOWNLOAD_DEADLINE_SECONDS
+from esper.urza.config import DOWNLOAD_DEADLINE_SECONDS
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help=f"folder for the default SQLite file and artifact folder (default: ./{DEFAULT_DATA_DIR})",
+        default=None,
+        help=f"folder for the default SQLite file and artifact folder (default: {default_help('urza')})",
     )
     parser.add_argument(
         "--db",
@@ -67,7 +68,7 @@ def _build(args: argparse.Namespace) -> Served:
 
     env = os.environ
     config = UrzaConfig(
-        data_dir=args.data_dir,
+        data_dir=str(args.data_dir or state_dir("urza")),
         database_url=args.db,
         store=args.store,
         s3_endpoint_url=args.s3_endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),

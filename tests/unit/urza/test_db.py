@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from esper.errors import FailedPrecondition
@@ -92,7 +92,34 @@ def test_a_transaction_the_database_aborted_is_run_again(database_url: str) -> N
     database.close()
 
 
-def test_a_version_1_database_is_upgraded_and_its_unsigned_kernels_are_compiled_again(
+def test_a_schema_1_database_is_migrated_and_its_kernels_read_as_depth_kernels(database_url: str) -> None:
+    database = UrzaDatabase.open(database_url)
+    with database.write() as conn:
+        # Schema 1 had no growth kind or output shape on kernels, nor signatures.
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN growth_kind"))
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN output_shape"))
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN signature"))
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN signing_key_id"))
+        conn.execute(update(schema_meta).values(version=1))
+        conn.execute(text("INSERT INTO blueprints VALUES ('bp-1', 'aa', x'00', '', 'n', 1, 4, '', 10, '', 1, 0, 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO kernels (kernel_id, blueprint_id, pipeline, hardware_target, sha256, size_bytes, "
+                "object_key, status, input_kind, input_shape, parameter_count, toolchain_hash, "
+                "compile_duration_us, template_id, worker_id, lease_token, lease_expire_us, create_us, update_us) "
+                "VALUES ('k1', 'bp-1', 2, 'cpu', 'ff', 1, 'o', 3, 1, '16', 10, 't', 0, '', '', '', 0, 0, 0)"
+            )
+        )
+    database.close()
+    migrated = UrzaDatabase.open(database_url)
+    with migrated.read() as conn:
+        assert conn.execute(select(schema_meta.c.version)).scalar_one() == SCHEMA_VERSION
+        row = conn.execute(text("SELECT growth_kind, output_shape FROM kernels")).one()
+    assert tuple(row) == (blueprint_pb2.GROWTH_KIND_DEPTH, "16")
+    migrated.close()
+
+
+def test_a_schema_2_database_is_migrated_and_its_unsigned_kernels_are_compiled_again(
     database_url: str, tmp_path: Path
 ) -> None:
     hub = make_hub(database_url, tmp_path / "store")
@@ -101,10 +128,10 @@ def test_a_version_1_database_is_upgraded_and_its_unsigned_kernels_are_compiled_
     validate(hub)
     hub.close()
     database = UrzaDatabase.open(database_url)
-    with database.write() as conn:  # back to what version 1 stored
+    with database.write() as conn:  # back to what schema 2 stored
         conn.execute(text("ALTER TABLE kernels DROP COLUMN signature"))
         conn.execute(text("ALTER TABLE kernels DROP COLUMN signing_key_id"))
-        conn.execute(update(schema_meta).values(version=1))
+        conn.execute(update(schema_meta).values(version=2))
     database.close()
     upgraded = make_hub(database_url, tmp_path / "store")
     got = upgraded.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=blueprint.blueprint_id))

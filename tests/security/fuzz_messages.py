@@ -65,7 +65,7 @@ def fill(draw: st.DrawFn, message: Message, depth: int) -> None:
             continue
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             _fill_map(draw, message, field, depth)
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             for _ in range(draw(st.integers(0, MAX_ITEMS))):
                 if field.message_type is not None:
                     fill(draw, getattr(message, field.name).add(), depth + 1)

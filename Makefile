@@ -50,6 +50,7 @@ bench: setup
 	$(PY) bench/compile_bench.py
 	$(PY) bench/mesh_bench.py
 	$(PY) bench/tracing_bench.py
+	$(PY) bench/tls_bench.py
 	$(PY) bench/efficacy.py
 
 wheel: setup

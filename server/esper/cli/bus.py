@@ -73,6 +73,7 @@ def bus_config(args: argparse.Namespace, client_name: str) -> OonaConfig | None:
         except OSError as error:
             raise UsageError(f"--bus-secret-file: cannot read {args.bus_secret_file}: {error}") from None
     state_dir = args.bus_state_dir.expanduser() / client_name if args.bus_state_dir is not None else None
+    tls = _nats_tls(args)
     try:
         return OonaConfig(
             url=args.nats,
@@ -81,9 +82,23 @@ def bus_config(args: argparse.Namespace, client_name: str) -> OonaConfig | None:
             hmac_key_id=args.bus_key_id,
             state_dir=str(state_dir) if state_dir is not None else None,
             max_age_seconds=args.bus_max_age if args.bus_max_age is not None else OonaConfig.max_age_seconds,
+            tls_ca=tls.get("tls_ca"),
+            tls_cert=tls.get("tls_cert"),
+            tls_key=tls.get("tls_key"),
         )
     except ValueError as error:
         raise UsageError(f"--nats/--bus-secret-file/--bus-max-age: {error}") from None
+
+
+def _nats_tls(args: argparse.Namespace) -> dict[str, str]:
+    """A `tls://` NATS is reached as the server's own identity (its --tls-* files)."""
+    if not str(args.nats).startswith("tls://"):
+        return {}
+    files = {"tls_ca": getattr(args, "tls_ca", None), "tls_cert": getattr(args, "tls_cert", None)}
+    files["tls_key"] = getattr(args, "tls_key", None)
+    if files["tls_ca"] is None:
+        raise UsageError("--nats tls://...: the server needs --tls-ca (and --tls-cert/--tls-key) to reach it")
+    return {name: str(path) for name, path in files.items() if path is not None}
 
 
 def open_bus(config: OonaConfig) -> JetStreamBus:

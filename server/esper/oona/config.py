@@ -72,7 +72,9 @@ class OonaConfig:
     `max_age_seconds` from when the stream stored them; None = unsigned. With a
     `state_dir`, each consumer keeps the idempotency keys it handled in a file there
     (for `max_age_seconds` and a margin), so a message replayed under a handled key is
-    dead-lettered after a restart too.
+    dead-lettered after a restart too. With `tls_ca` (and `tls_cert`/`tls_key` for a
+    server that verifies clients, as the deployed NATS does to map each service to its
+    own permissions) the connection to a `tls://` URL is TLS.
     """
 
     url: str = "nats://127.0.0.1:4222"
@@ -104,6 +106,9 @@ class OonaConfig:
     schema_version: int = SCHEMA_VERSION
     max_age_seconds: float = 300.0
     state_dir: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
@@ -140,6 +145,10 @@ class OonaConfig:
             "memory_retention_messages",
         )
         checks.non_negative("redelivery_delay_seconds", self.redelivery_delay_seconds)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ValueError("tls_cert needs tls_ca (the CA that issued the NATS server's certificate)")
         if self.hmac_secret is not None and len(self.hmac_secret) < 16:
             raise ValueError("hmac_secret must be at least 16 bytes")
 

@@ -25,7 +25,7 @@ def _init(args: argparse.Namespace) -> int:
 
     directory = Path(args.dir).expanduser()
     made: dict[str, Any] = {}
-    for name in (*SERVERS, "nats", OPERATOR):
+    for name in (*SERVERS, "nats", "otel-collector", OPERATOR):
         hosts = [*LOOPBACK_HOSTS, *args.host]
         if name != OPERATOR:
             hosts.append(name)

@@ -139,6 +139,25 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server at ADDRESS is SERVING (asked over mTLS with the --tls-* identity)."""
+    from esper.cli.local_mesh import health
+    from esper.trust.identity import TlsFiles
+
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if any(given) and not all(given):
+        raise UsageError("--tls-cert, --tls-key and --tls-ca go together")
+    tls = None
+    if all(given):
+        try:
+            tls = TlsFiles(ca=Path(args.tls_ca), cert=Path(args.tls_cert), key=Path(args.tls_key)).read()
+        except ValueError as exc:
+            raise UsageError(f"--tls-*: {exc}") from None
+    state = health(args.address, timeout=args.timeout, tls=tls)
+    print(state)
+    return 0 if state == "SERVING" else 1
+
+
 def register(subparsers: Any) -> None:
     up = subparsers.add_parser(
         "up",
@@ -174,6 +193,16 @@ def register(subparsers: Any) -> None:
     )
     add_json_flag(restart)
     restart.set_defaults(handler=_restart)
+    check = subparsers.add_parser(
+        "health",
+        help="one server's grpc.health.v1 status (exit 1 unless SERVING): container and probe checks",
+    )
+    check.add_argument("address", metavar="HOST:PORT")
+    check.add_argument("--tls-cert", metavar="FILE", help="the identity to ask as (a mesh certificate)")
+    check.add_argument("--tls-key", metavar="FILE")
+    check.add_argument("--tls-ca", metavar="FILE")
+    check.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    check.set_defaults(handler=_health)
     down = subparsers.add_parser("down", help="stop every process of the local mesh, by pid")
     down.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
     down.add_argument(

@@ -117,11 +117,17 @@ def read_yaml_file(path: str | Path, *, field: str = "config", max_bytes: int = 
 def confine(path: str | Path, root: Path, *, field: str) -> Path:
     """`path` resolved (symbolic links followed; relative to `root`), refused unless strictly inside `root`.
 
-    The message names the root, never what exists outside it.
+    The message names the root, never what exists outside it. A caller's "~" is a name
+    like any other (whose home would it be?), and a NUL or an unresolvable path is refused.
     """
     base = root.expanduser().resolve()
-    candidate = Path(path).expanduser()
-    resolved = (candidate if candidate.is_absolute() else base / candidate).resolve()
+    if "\x00" in str(path):
+        raise InvalidArgument.for_field(field, "must not contain a NUL character")
+    candidate = Path(path)
+    try:
+        resolved = (candidate if candidate.is_absolute() else base / candidate).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InvalidArgument.for_field(field, f"{quote(str(path))} is not a usable path: {exc}") from None
     if base not in resolved.parents:
         raise InvalidArgument.for_field(field, f"{quote(str(path))} is outside {base}; paths must stay inside it")
     return resolved

@@ -41,11 +41,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3 or AWS)",
     )
     parser.add_argument("--s3-region", default=None, help="S3 region (default: $AWS_REGION or us-east-1)")
-    parser.add_argument(
-        "--s3-access-key",
-        default=None,
-        help="S3 access key (default: $AWS_ACCESS_KEY_ID; prefer the variable)",
-    )
+    # S3 credentials come from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY only: a flag would show in `ps`.
     add_trusted_signers_argument(parser, role="are stored (unsigned or other uploads are refused)")
     parser.add_argument(
         "--download-deadline",
@@ -53,11 +49,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DOWNLOAD_DEADLINE_SECONDS,
         metavar="SECONDS",
         help=f"a kernel download taking longer is ended (default: {DOWNLOAD_DEADLINE_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--s3-secret-key",
-        default=None,
-        help="S3 secret key (default: $AWS_SECRET_ACCESS_KEY; prefer the variable, flags show in `ps`)",
     )
 
 
@@ -72,8 +63,8 @@ def _build(args: argparse.Namespace) -> Served:
         database_url=args.db,
         store=args.store,
         s3_endpoint_url=args.s3_endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
-        s3_access_key=args.s3_access_key or env.get("AWS_ACCESS_KEY_ID"),
-        s3_secret_key=args.s3_secret_key or env.get("AWS_SECRET_ACCESS_KEY"),
+        s3_access_key=env.get("AWS_ACCESS_KEY_ID"),
+        s3_secret_key=env.get("AWS_SECRET_ACCESS_KEY"),
         s3_region=args.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
     hub = UrzaHub.open(config, trust=trusted_signers(args))

@@ -78,3 +78,9 @@ def test_confine_keeps_paths_inside_their_root(tmp_path: Path) -> None:
     (root / "link").symlink_to(tmp_path)
     with pytest.raises(InvalidArgument, match="outside"):
         confine("link/secret", root, field="out_dir")
+
+
+def test_confine_refuses_a_nul_and_reads_a_tilde_as_a_name(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="NUL"):
+        confine("a\x00b", tmp_path, field="out_dir")
+    assert confine("~nobody-here", tmp_path, field="out_dir") == (tmp_path / "~nobody-here").resolve()

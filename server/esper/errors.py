@@ -129,6 +129,10 @@ class ResourceExhausted(EsperError):
     reason = "RESOURCE_EXHAUSTED"
 
 
+class UsageError(Exception):
+    """A command-line argument is wrong; the message names it (the CLI exits with status 2)."""
+
+
 @dataclass
 class ErrorDetails:
     """What a client decodes from a status: used to rebuild the domain error."""

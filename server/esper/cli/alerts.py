@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from esper.cli.common import UsageError, add_json_flag, print_json
-from esper.errors import FailedPrecondition, InvalidArgument
+from esper.cli.common import add_json_flag, print_json
+from esper.errors import FailedPrecondition, InvalidArgument, UsageError
 from esper.leyline.v1 import alert_pb2, nissa_pb2
 
 DEFAULT_TIMEOUT_SECONDS = 10.0

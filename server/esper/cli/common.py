@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-
-class UsageError(Exception):
-    """A command-line argument is wrong; the message names it."""
+from esper.errors import UsageError
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from esper.cli.common import UsageError, add_json_flag, print_json, process_tracing
+from esper.cli.common import add_json_flag, print_json, process_tracing
+from esper.errors import UsageError
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from esper.cli.common import UsageError, add_json_flag, print_json
-from esper.errors import FailedPrecondition, InvalidArgument
+from esper.cli.common import add_json_flag, print_json
+from esper.errors import FailedPrecondition, InvalidArgument, UsageError
 from esper.leyline.v1 import nissa_pb2
 
 DEFAULT_TIMEOUT_SECONDS = 10.0

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import ExitStack
 
-from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
-from esper.cli.serve import Served, ServeTarget
 from esper.home import default_help, state_dir
+from esper.mesh.target import Served, ServeTarget
+from esper.oona.flags import add_bus_arguments, bus_config, consumer_task, open_bus
 
 logger = logging.getLogger(__name__)
 
@@ -40,35 +41,31 @@ def _build(args: argparse.Namespace) -> Served:
     from esper.simic.servicer import simic_registration
 
     oona = bus_config(args, "simic")
-    simic = SimicService.open(SimicConfig(data_dir=str(args.data_dir or state_dir("simic")), database_url=args.db))
-    if oona is None:
-        logger.info("no --nats: field reports arrive through RecordFieldReports only")
-        return Served(registrations=[simic_registration(simic)], close=simic.close)
-    try:
+    with ExitStack() as opened:
+        simic = SimicService.open(SimicConfig(data_dir=str(args.data_dir or state_dir("simic")), database_url=args.db))
+        opened.callback(simic.close)
+        if oona is None:
+            logger.info("no --nats: field reports arrive through RecordFieldReports only")
+            return Served.owning(opened, registrations=[simic_registration(simic)])
         bus = open_bus(oona)
-    except BaseException:
-        simic.close()
-        raise
-    intake = FieldReportIntake(simic)
+        intake = FieldReportIntake(simic)
 
-    def status() -> str:
-        stored, counts, stats = simic.status(), intake.counts(), bus.stats()
-        return (
-            f"simic: {stored.stored} field reports stored ({counts.stored} from the bus since start), "
-            f"{counts.duplicates + stats.duplicates_dropped} duplicates dropped, "
-            f"{counts.refused} refused, {stats.dead_lettered_total} dead-lettered"
+        def status() -> str:
+            stored, counts, stats = simic.status(), intake.counts(), bus.stats()
+            return (
+                f"simic: {stored.stored} field reports stored ({counts.stored} from the bus since start), "
+                f"{counts.duplicates + stats.duplicates_dropped} duplicates dropped, "
+                f"{counts.refused} refused, {stats.dead_lettered_total} dead-lettered"
+            )
+
+        # Last opened, first closed: the bus, then the final status line, then the store.
+        opened.callback(lambda: logger.info("%s", status()))
+        opened.callback(bus.close)
+        return Served.owning(
+            opened,
+            registrations=[simic_registration(simic)],
+            background=[consumer_task(bus, intake.subscribe, status=status)],
         )
-
-    def close() -> None:
-        bus.close()
-        logger.info("%s", status())
-        simic.close()
-
-    return Served(
-        registrations=[simic_registration(simic)],
-        background=[consumer_task(bus, intake.subscribe, status=status)],
-        close=close,
-    )
 
 
 SIMIC = ServeTarget(

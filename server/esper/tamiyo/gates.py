@@ -90,15 +90,19 @@ class LifecycleGates:
     ) -> None:
         """End an adaptation: forget it, score its blueprint, embargo a failed slot, report it once.
 
-        A fossilization is also a growth step: what it added and the accuracy gained
-        since germination, from which Tamiyo judges whether growth still pays.
+        A fossilization is also a growth step: what it added and what it bought (the
+        lesser of its eval gain and the accuracy gained since germination), from which
+        Tamiyo judges whether growth still pays and which layer pays best.
         """
         state.adaptations.pop(adaptation.seed_id, None)
         state.score_blueprint(adaptation.blueprint_id, OUTCOME_SCORE[outcome])
         if outcome in _FAILURES:
             state.record_failure(adaptation.seed_id, observation.epoch, self._config.embargo_epochs)
         if outcome == lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED:
-            gain = max(-1.0, min(1.0, observation.accuracy - adaptation.pre_metric))
+            gain = observation.accuracy - adaptation.pre_metric
+            if adaptation.eval_gain:
+                gain = min(gain, adaptation.eval_gain)
+            gain = max(-1.0, min(1.0, gain))
             state.growth_steps.append(
                 GrowthStep(adaptation.seed_id, growth_kind, parameter_count or 0, gain, observation.epoch)
             )

@@ -41,6 +41,9 @@ class KernelSearch:
     max_parameter_count: int
     page_size: int
     max_candidates: int
+    # Rank by size before the blueprint's run score (culled blueprints still last): a width
+    # seed's kernel is sized to the step the model should take, whichever blueprint worked before.
+    by_size: bool = False
 
 
 class KernelQueryFailed(Exception):
@@ -78,7 +81,7 @@ def choose_kernel(
     for tags in search.tag_ladder:
         candidates = _query(search, descriptor, tags)
         if candidates:
-            ranked = sorted(candidates, key=lambda kernel: _rank(kernel, blueprint_scores))
+            ranked = sorted(candidates, key=lambda kernel: _rank(kernel, blueprint_scores, by_size=search.by_size))
             best = ranked[0]
             return KernelChoice(kernel=best, tags=tags, reason=_reason(best, len(ranked), tags, blueprint_scores))
     return None
@@ -146,8 +149,13 @@ def _capacity(kernel: kernel_pb2.KernelArtifact) -> int:
     return int(math.log2(1 + kernel.parameter_count))
 
 
-def _rank(kernel: kernel_pb2.KernelArtifact, scores: Mapping[str, int]) -> tuple[int, int, float, str]:
-    return (-scores.get(kernel.blueprint_id, 0), -_capacity(kernel), _latency(kernel), kernel.kernel_id)
+def _rank(
+    kernel: kernel_pb2.KernelArtifact, scores: Mapping[str, int], *, by_size: bool = False
+) -> tuple[int, int, float, str]:
+    score = scores.get(kernel.blueprint_id, 0)
+    if by_size:
+        return (int(score < 0), -kernel.parameter_count, _latency(kernel), kernel.kernel_id)
+    return (-score, -_capacity(kernel), _latency(kernel), kernel.kernel_id)
 
 
 def _reason(

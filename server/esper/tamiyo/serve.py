@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from contextlib import ExitStack, closing
 from typing import TYPE_CHECKING
 
-from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
-from esper.cli.serve import Served, ServeTarget
+from esper.mesh.flags import positive_float
+from esper.mesh.target import Served, ServeTarget
+from esper.oona.flags import add_bus_arguments, bus_config, consumer_task, open_bus
 
 if TYPE_CHECKING:
-    from esper.clients.urza import UrzaClient
+    from esper.mesh.server import BackgroundTask, ServiceRegistration
     from esper.oona.jetstream import JetStreamBus
     from esper.tamiyo.controller import TamiyoController
 
@@ -28,7 +30,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--urza-deadline",
-        type=_positive_seconds,
+        type=positive_float,
         default=2.0,
         metavar="SECONDS",
         help="deadline of one kernel query, retries included (default: 2)",
@@ -45,16 +47,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _build(args: argparse.Namespace) -> Served:
     from esper.clients.base import ClientConfig
     from esper.clients.urza import UrzaClient
@@ -67,25 +59,23 @@ def _build(args: argparse.Namespace) -> Served:
     if args.conservative:
         settings = dataclasses.replace(settings, conservative_mode=True)
     oona = bus_config(args, "tamiyo")
-    urza = None
-    if args.urza:
-        urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline, tls=args.client_tls))
-    controller = TamiyoController(None, settings, kernels=urza)
-    if oona is None:
-        return Served(
-            registrations=[tamiyo_registration(controller)],
-            close=urza.close if urza is not None else None,
-        )
-    try:
+    with ExitStack() as opened:
+        urza = None
+        if args.urza:
+            client = UrzaClient(
+                ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline, tls=args.client_tls)
+            )
+            urza = opened.enter_context(closing(client))
+        controller = TamiyoController(None, settings, kernels=urza)
+        if oona is None:
+            return Served.owning(opened, registrations=[tamiyo_registration(controller)])
         bus = open_bus(oona)
-    except BaseException:
-        if urza is not None:
-            urza.close()
-        raise
-    return _served_on_bus(controller, bus, urza)
+        opened.callback(bus.close)
+        return Served.owning(opened, *_on_bus(controller, bus))
 
 
-def _served_on_bus(controller: TamiyoController, bus: JetStreamBus, urza: UrzaClient | None) -> Served:
+def _on_bus(controller: TamiyoController, bus: JetStreamBus) -> tuple[list[ServiceRegistration], list[BackgroundTask]]:
+    """Tamiyo publishing what it decides, and consuming seed telemetry, on Oona."""
     from esper.tamiyo.bus import PublishingTamiyo, TelemetryIntake
     from esper.tamiyo.servicer import tamiyo_registration
 
@@ -100,15 +90,9 @@ def _served_on_bus(controller: TamiyoController, bus: JetStreamBus, urza: UrzaCl
             f"{stats.dead_lettered_total} dead-lettered"
         )
 
-    def close() -> None:
-        bus.close()
-        if urza is not None:
-            urza.close()
-
-    return Served(
-        registrations=[tamiyo_registration(tamiyo)],
-        background=[consumer_task(bus, TelemetryIntake(controller).subscribe, status=status)],
-        close=close,
+    return (
+        [tamiyo_registration(tamiyo)],
+        [consumer_task(bus, TelemetryIntake(controller).subscribe, status=status)],
     )
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from esper.cli.bus import add_bus_arguments, bus_config, open_bus
-from esper.cli.common import UsageError
-from esper.cli.serve import Served, ServeTarget
+from esper.errors import UsageError
 from esper.home import default_help, state_dir
+from esper.mesh.flags import positive_float, positive_int
+from esper.mesh.target import Served, ServeTarget
+from esper.oona.flags import add_bus_arguments, bus_config, open_bus
 from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 
 if TYPE_CHECKING:
@@ -58,13 +60,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-pending-runs",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         help="runs that may wait for a training slot; more are refused (default: 16)",
     )
     parser.add_argument(
         "--max-concurrent-runs",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="runs training at once; later ones wait PENDING (default: 1)",
     )
@@ -72,7 +74,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trusted_signers_argument(parser, role="runs may graft (mesh runs)")
     parser.add_argument(
         "--tamiyo-step-deadline",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="deadline of one epoch-end Step, tried once (default: 0.25)",
@@ -87,39 +89,36 @@ def _build(args: argparse.Namespace) -> Served:
     from esper.tolaria.services import ServicesFactory, embedded_services
 
     addresses = _addresses(args)
-    mesh = None
-    services: ServicesFactory = embedded_services
-    if addresses is not None:
-        mesh = _mesh_services(args, addresses)
-        services = mesh
-    router = KasminaRouter()
-    runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
-    assets_root = None
-    if mesh is None:
-        assets_root = (args.assets_root or runs_dir.parent / "assets").expanduser().resolve()
-    manager = RunManager(
-        RunManagerConfig(
-            runs_dir=runs_dir,
-            max_concurrent_runs=args.max_concurrent_runs,
-            max_pending_runs=args.max_pending_runs,
-            data_root=args.data_root.expanduser().resolve() if args.data_root else None,
-            assets_root=assets_root,
-        ),
-        services,
-        kasmina=router,
-    )
-    logger.info(
-        "Tolaria: runs %s, folders under %s",
-        mesh.description if mesh is not None else "embedded",
-        manager.config.runs_dir,
-    )
-
-    def close() -> None:
-        manager.close()
-        if mesh is not None:
-            mesh.close()
-
-    return Served(registrations=[tolaria_registration(manager), kasmina_registration(router)], close=close)
+    with ExitStack() as opened:
+        mesh = None
+        services: ServicesFactory = embedded_services
+        if addresses is not None:
+            mesh = _mesh_services(args, addresses)
+            opened.callback(mesh.close)
+            services = mesh
+        router = KasminaRouter()
+        runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
+        assets_root = None
+        if mesh is None:
+            assets_root = (args.assets_root or runs_dir.parent / "assets").expanduser().resolve()
+        manager = RunManager(
+            RunManagerConfig(
+                runs_dir=runs_dir,
+                max_concurrent_runs=args.max_concurrent_runs,
+                max_pending_runs=args.max_pending_runs,
+                data_root=args.data_root.expanduser().resolve() if args.data_root else None,
+                assets_root=assets_root,
+            ),
+            services,
+            kasmina=router,
+        )
+        opened.callback(manager.close)
+        logger.info(
+            "Tolaria: runs %s, folders under %s",
+            mesh.description if mesh is not None else "embedded",
+            manager.config.runs_dir,
+        )
+        return Served.owning(opened, registrations=[tolaria_registration(manager), kasmina_registration(router)])
 
 
 def _addresses(args: argparse.Namespace) -> MeshAddresses | None:
@@ -152,26 +151,6 @@ def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshSe
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
     return mesh_services(addresses, settings, bus=bus, trust=trusted_signers(args), tls=args.client_tls)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 TOLARIA = ServeTarget(

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from esper.assets.pipeline import SeedSite
-from esper.config import EsperConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.leyline.v1 import control_pb2, run_pb2, telemetry_pb2
+from esper.tolaria.config import EsperConfig
 from esper.urza.api import UrzaApi
 
 # (seed telemetry of the boundary, field reports Tamiyo produced) -> published where observers read them.

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from esper.config import EsperConfig, config_to_dict
 from esper.data import load_dataset
 from esper.data.bundle import Dataset
 from esper.hosts import build_host, default_host_spec
@@ -25,6 +24,7 @@ from esper.hosts.spec import HostSpec
 from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.checkpoint import load_checkpoint
+from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.report import render_report
 from esper.tolaria.runfolder import RunFolder

@@ -16,12 +16,11 @@ from typing import Protocol
 
 from esper import checks, ids
 from esper.assets.config import DEFAULT_ASSETS_DIR
-from esper.config import EsperConfig, parse_config
 from esper.data.loading import BUILT_IN, NPZ_PREFIX
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.paging import decode_page_token, validate_page_size
-from esper.tolaria.config import MAX_EPOCHS, MAX_HOST_WIDTH
+from esper.tolaria.config import MAX_EPOCHS, MAX_HOST_WIDTH, EsperConfig, parse_config
 from esper.trust.inputs import confine, quote
 
 MAX_CONFIG_YAML_BYTES = 1024 * 1024

@@ -6,18 +6,11 @@ Imported when the CLI parser is built, so heavy imports wait for `build`.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import threading
-from typing import TYPE_CHECKING
+from contextlib import ExitStack, closing
 
-from esper.cli.serve import Served, ServeTarget
-from esper.mesh.server import BackgroundTask
+from esper.mesh.target import Served, ServeTarget, thread_task
 from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 from esper.urabrask.config import UrabraskConfig
-
-if TYPE_CHECKING:
-    from esper.urabrask.validator import UrabraskValidator
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,34 +49,17 @@ def _build(args: argparse.Namespace) -> Served:
         poll_interval_seconds=args.poll_interval,
         sandbox_timeout_seconds=args.sandbox_timeout,
     )
-    # Downloads stream whole artifacts: allow them more than a metadata call.
-    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0, tls=args.client_tls))
-    trust = trusted_signers(args)
-    background = [] if args.no_validate else [_validator_task(UrabraskValidator(urza, config, trust=trust))]
-    return Served(
-        registrations=[urabrask_registration(UrabraskService(urza))],
-        background=background,
-        close=urza.close,
-    )
-
-
-def _validator_task(validator: UrabraskValidator) -> BackgroundTask:
-    """A background task running the validator's blocking loop in a thread until the server stops."""
-
-    async def run(stopping: asyncio.Event) -> None:
-        stop = threading.Event()
-        loop_done = asyncio.ensure_future(asyncio.to_thread(validator.run_forever, stop))
-        stop_requested = asyncio.ensure_future(stopping.wait())
-        try:
-            await asyncio.wait({loop_done, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.set()
-            stop_requested.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stop_requested
-        await loop_done
-
-    return run
+    with ExitStack() as opened:
+        # Downloads stream whole artifacts: allow them more than a metadata call.
+        client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0, tls=args.client_tls))
+        urza = opened.enter_context(closing(client))
+        background = []
+        if not args.no_validate:
+            validator = UrabraskValidator(urza, config, trust=trusted_signers(args))
+            background.append(thread_task(validator.run_forever, name="urabrask-validator"))
+        return Served.owning(
+            opened, registrations=[urabrask_registration(UrabraskService(urza))], background=background
+        )
 
 
 URABRASK = ServeTarget(

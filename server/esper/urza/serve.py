@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from esper.cli.serve import Served, ServeTarget
 from esper.home import default_help, state_dir
+from esper.mesh.target import Served, ServeTarget
 from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 from esper.urza.config import DOWNLOAD_DEADLINE_SECONDS
 

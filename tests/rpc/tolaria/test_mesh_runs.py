@@ -54,8 +54,8 @@ class Mesh:
     assets: EmbeddedAssets
     urza: ServerThread
 
-    def config(self, out: Path, epochs: int, seed: int = 3) -> EsperConfig:
-        data = {**FAST, "assets": {"data_dir": str(self.assets_dir), "template_ids": [TEMPLATE]}}
+    def config(self, out: Path, epochs: int, seed: int = 3, templates: tuple[str, ...] = (TEMPLATE,)) -> EsperConfig:
+        data = {**FAST, "assets": {"data_dir": str(self.assets_dir), "template_ids": list(templates)}}
         return parse_config(
             yaml.safe_dump(data), {"run.dataset": "digits", "run.epochs": epochs, "run.seed": seed, "run.out": str(out)}
         )
@@ -116,6 +116,29 @@ def test_a_mesh_run_repeats_the_embedded_run_of_the_same_seed(mesh: Mesh, tmp_pa
         for result in (remote, embedded)
     ]
     assert moves[0] == moves[1]
+
+
+@pytest.mark.slow
+def test_a_mesh_run_that_widens_and_regrows_repeats_the_embedded_run(mesh: Mesh, tmp_path: Path) -> None:
+    templates = (TEMPLATE, "widen_conv3_k2")
+    tamiyo = mesh.tamiyo()
+    try:
+        remote = run_training(
+            mesh.config(tmp_path / "mesh", epochs=12, templates=templates), services=_services(mesh.urza, tamiyo)
+        )
+    finally:
+        tamiyo.stop()
+    embedded = run_training(mesh.config(tmp_path / "embedded", epochs=12, templates=templates))
+    moves = [
+        [(t["seed_id"], t.get("from_stage"), t["to_stage"], t["epoch"]) for t in _transitions(result)]
+        for result in (remote, embedded)
+    ]
+    fossils = [seed for seed, _, to, _ in moves[0] if to == "SEED_STAGE_FOSSILIZED"]
+    assert any(seed.startswith("w:") for seed in fossils), moves[0]
+    assert any("/" in seed for seed, _, _, _ in moves[0]), "a fossilized site should have grown a child"
+    assert moves[0] == moves[1]
+    assert remote.summary["final_test_accuracy"] == embedded.summary["final_test_accuracy"]
+    assert remote.summary["params_final"] == embedded.summary["params_final"]
 
 
 class UrzaDiesOnGermination:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from esper.cli.common import UsageError
 from esper.cli.main import build_parser
+from esper.errors import UsageError
 from esper.nissa.receiver import TRACE_SERVICE_NAME
 from esper.nissa.servicer import NISSA_SERVICE_NAME, NissaServicer
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from esper.cli.common import UsageError
 from esper.cli.main import build_parser
+from esper.errors import UsageError
 from esper.simic.servicer import SIMIC_SERVICE_NAME, SimicServicer
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from esper.cli.main import build_parser
-from esper.cli.serve import load_target
+from esper.tamiyo.serve import TAMIYO
 from esper.tamiyo.servicer import TAMIYO_SERVICE_NAME, TamiyoServicer
 
 
 def test_serve_tamiyo_hosts_the_tamiyo_service_with_an_urza_directory() -> None:
     args = build_parser().parse_args(["serve", "tamiyo", "--urza", "127.0.0.1:1", "--conservative"])
-    assert args.serve_target is load_target("tamiyo")
+    assert args.serve_target is TAMIYO
     served = args.serve_target.build(args)
     try:
         [registration] = served.registrations
@@ -23,10 +23,13 @@ def test_serve_tamiyo_hosts_the_tamiyo_service_with_an_urza_directory() -> None:
             served.close()
 
 
-def test_serve_tamiyo_without_urza_has_nothing_to_close() -> None:
+def test_serve_tamiyo_without_urza_or_nats_runs_nothing_beside_its_rpcs() -> None:
     args = build_parser().parse_args(["serve", "tamiyo"])
     assert args.urza is None and not args.conservative
-    assert args.serve_target.build(args).close is None
+    served = args.serve_target.build(args)
+    assert served.background == ()
+    if served.close is not None:
+        served.close()
 
 
 @pytest.mark.parametrize("deadline", ["0", "-1", "soon"])

@@ -81,6 +81,15 @@ def _inject(url: str, subject: str, data: bytes, msg_id: str) -> None:
     asyncio.run(publish())
 
 
+def _until(check: Callable[[], bool]) -> None:
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def _dead_letter_reasons(bus: JetStreamBus, count: int) -> list[str]:
     import time
 
@@ -102,6 +111,7 @@ def test_replayed_moved_and_stale_envelopes_are_dead_lettered(bus_for: BusFactor
     publisher.publish(REPORTS, envelope)
     assert publisher.flush(WAIT) and handled.wait_for(1)
     captured = envelope.SerializeToString()
+    _until(lambda: consumer.stats().handled == 1)  # recorded and acked, not merely handed to the handler
     # The consumer restarts: its record of handled messages is on disk.
     subscription.stop()
     consumer.close(timeout=1.0)

@@ -109,21 +109,20 @@ def main() -> None:
 
         hub = UrzaHub.open(UrzaConfig(data_dir=str(Path(tmp) / "urza")))
         config = TamiyoConfig(warmup_epochs=0, patience=1, min_delta=1.0)
-        tamiyo_servers = {
-            "plaintext": serve([tamiyo_registration(TamiyoController(None, config, kernels=hub))], None),
-            "mtls": serve([tamiyo_registration(TamiyoController(None, config, kernels=hub))], identity("tamiyo")),
-        }
-        tamiyo_clients = {
-            "plaintext": TamiyoClient(ClientConfig(address=tamiyo_servers["plaintext"].address, deadline_seconds=1.0)),
-            "mtls": TamiyoClient(
-                ClientConfig(address=tamiyo_servers["mtls"].address, deadline_seconds=1.0, tls=identity("tolaria"))
-            ),
-        }
-        hook = alternate(lambda client: _hook_samples(client, args.boundaries + 20), tamiyo_clients, args.rounds)
-        for client in tamiyo_clients.values():
-            client.close()
-        for server in tamiyo_servers.values():
-            server.stop()
+        tls = {"plaintext": (None, None), "mtls": (identity("tamiyo"), identity("tolaria"))}
+
+        def hook_round(variant: str) -> list[float]:
+            # A controller refuses an epoch it has stepped: every round gets a fresh Tamiyo.
+            server_tls, client_tls = tls[variant]
+            server = serve([tamiyo_registration(TamiyoController(None, config, kernels=hub))], server_tls)
+            client = TamiyoClient(ClientConfig(address=server.address, deadline_seconds=1.0, tls=client_tls))
+            try:
+                return _hook_samples(client, args.boundaries + 20)
+            finally:
+                client.close()
+                server.stop()
+
+        hook = alternate(hook_round, {name: name for name in tls}, args.rounds)
         hub.close()
     print("| measure | mTLS | plaintext | ratio | target |")
     print("|---|---:|---:|---:|---|")

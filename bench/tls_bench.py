@@ -26,19 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mesh_bench import _hook_samples
 
+from esper.clients import KarnClient, TamiyoClient
 from esper.clients.base import ClientConfig
-from esper.clients.karn import KarnClient
-from esper.clients.tamiyo import TamiyoClient
 from esper.karn.config import KarnConfig
 from esper.karn.service import KarnService
-from esper.karn.servicer import karn_registration
 from esper.leyline.v1 import karn_pb2
+from esper.leyline.v1.services import KARN_SERVICE, TAMIYO_SERVICE
 from esper.mesh.config import ServerConfig
+from esper.mesh.hosting import host
 from esper.mesh.server import ServiceRegistration
 from esper.mesh.threaded import ServerThread
 from esper.tamiyo import TamiyoController
 from esper.tamiyo.config import TamiyoConfig
-from esper.tamiyo.servicer import tamiyo_registration
 from esper.trust.identity import TlsIdentity, identity_files
 from esper.trust.pki import ensure_identities
 from esper.urza.config import UrzaConfig
@@ -92,8 +91,8 @@ def main() -> None:
 
         karn = KarnService.default(KarnConfig())
         servers = {
-            "plaintext": serve([karn_registration(karn)], None),
-            "mtls": serve([karn_registration(karn)], identity("karn")),
+            "plaintext": serve([host(KARN_SERVICE.bind(karn))], None),
+            "mtls": serve([host(KARN_SERVICE.bind(karn))], identity("karn")),
         }
         clients = {
             "plaintext": KarnClient(ClientConfig(address=servers["plaintext"].address)),
@@ -114,7 +113,7 @@ def main() -> None:
         def hook_round(variant: str) -> list[float]:
             # A controller refuses an epoch it has stepped: every round gets a fresh Tamiyo.
             server_tls, client_tls = tls[variant]
-            server = serve([tamiyo_registration(TamiyoController(None, config, kernels=hub))], server_tls)
+            server = serve([host(TAMIYO_SERVICE.bind(TamiyoController(None, config, kernels=hub)))], server_tls)
             client = TamiyoClient(ClientConfig(address=server.address, deadline_seconds=1.0, tls=client_tls))
             try:
                 return _hook_samples(client, args.boundaries + 20)

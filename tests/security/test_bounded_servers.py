@@ -10,24 +10,20 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from esper.cli.main import main
-from esper.clients.karn import KarnClient
-from esper.clients.simic import SimicClient
-from esper.clients.tolaria import TolariaClient
+from esper.clients import KarnClient, SimicClient, TolariaClient
 from esper.errors import InvalidArgument, PermissionDenied
 from esper.karn.config import KarnConfig
 from esper.karn.service import KarnService
-from esper.karn.servicer import karn_registration
 from esper.leyline.v1 import karn_pb2, run_pb2, simic_pb2, tolaria_pb2
+from esper.leyline.v1.services import KARN_SERVICE, SIMIC_SERVICE, TOLARIA_SERVICE
+from esper.mesh.hosting import host
 from esper.mesh.tls import secure_channel
 from esper.nissa.config import SpanStoreConfig, database_url
-from esper.nissa.receiver import trace_registration
 from esper.nissa.spans import RUN_ID, SpanStore
-from esper.nissa.trace_intake import SpanIntake
+from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 from esper.simic.config import SimicConfig
 from esper.simic.service import SimicService
-from esper.simic.servicer import simic_registration
 from esper.tolaria.runs import RunManager, RunManagerConfig
-from esper.tolaria.servicer import tolaria_registration
 from tests.security.conftest import Pki, TlsServerFactory
 from tests.unit.nissa.trace_support import export_request, otlp_span
 from tests.unit.simic.reports import field_reports
@@ -38,7 +34,7 @@ from tests.unit.trust.test_inputs import alias_bomb
 def tolaria(tls_server: TlsServerFactory, tmp_path: Path) -> Iterator[tuple[str, RunManager, Path]]:
     roots = RunManagerConfig(runs_dir=tmp_path / "runs", data_root=tmp_path / "data", assets_root=tmp_path / "assets")
     manager = RunManager(roots)
-    server = tls_server([tolaria_registration(manager)], "tolaria")
+    server = tls_server([host(TOLARIA_SERVICE.bind(manager))], "tolaria")
     yield server.address, manager, tmp_path
     manager.close()
 
@@ -105,8 +101,8 @@ def test_npz_existence_outside_the_data_root_is_not_revealed(tolaria: tuple[str,
 def test_forged_field_reports_over_grpc_are_denied(tls_server: TlsServerFactory, pki: Pki, tmp_path: Path) -> None:
     simic = SimicService.open(SimicConfig(data_dir=str(tmp_path / "simic")))
     karn = KarnService.default(KarnConfig())
-    simic_address = tls_server([simic_registration(simic)], "simic").address
-    karn_address = tls_server([karn_registration(karn)], "karn").address
+    simic_address = tls_server([host(SIMIC_SERVICE.bind(simic))], "simic").address
+    karn_address = tls_server([host(KARN_SERVICE.bind(karn))], "karn").address
     reports = field_reports(2)
     for forger in ("operator", "karn", "nissa"):
         with SimicClient(pki.client(simic_address, forger)) as client, pytest.raises(PermissionDenied):
@@ -125,7 +121,7 @@ def test_an_oversized_span_is_cut_and_an_oversized_export_refused(tls_server: Tl
     import grpc
 
     store = SpanStore.open(SpanStoreConfig(url=database_url(":memory:")))
-    address = tls_server([trace_registration(SpanIntake(store))], "nissa").address
+    address = tls_server([host(TRACE_SERVICE.bind(SpanIntake(store)))], "nissa").address
     attributes = {RUN_ID: "oversized", **{f"k{i}": "v" for i in range(14_000)}}
     span = otlp_span(1, 1, name="n" * 5_000_000, attributes=attributes)
     with secure_channel(address, pki.identity("tamiyo")) as channel:

@@ -22,33 +22,35 @@ from hypothesis import strategies as st
 
 from esper.karn.config import KarnConfig
 from esper.karn.service import KarnService
-from esper.karn.servicer import karn_registration
-from esper.kasmina.servicer import kasmina_registration
 from esper.leyline.v1 import run_pb2
+from esper.leyline.v1.services import (
+    KARN_SERVICE,
+    KASMINA_SERVICE,
+    NISSA_SERVICE,
+    SIMIC_SERVICE,
+    TAMIYO_SERVICE,
+    TEZZERET_SERVICE,
+    TOLARIA_SERVICE,
+    URABRASK_SERVICE,
+)
 from esper.mesh.config import ServerConfig
+from esper.mesh.hosting import host
 from esper.mesh.threaded import ServerThread
 from esper.nissa.board import RunBoard
 from esper.nissa.config import SpanStoreConfig, database_url
-from esper.nissa.receiver import trace_registration
 from esper.nissa.service import NissaService
-from esper.nissa.servicer import nissa_registration
 from esper.nissa.spans import SpanStore
-from esper.nissa.trace_intake import SpanIntake
+from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 from esper.simic.config import SimicConfig
 from esper.simic.service import SimicService
-from esper.simic.servicer import simic_registration
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.controller import TamiyoController
-from esper.tamiyo.servicer import tamiyo_registration
 from esper.tezzeret.service import TezzeretService
-from esper.tezzeret.servicer import tezzeret_registration
 from esper.tezzeret.state import WorkerState
 from esper.tolaria.runs import RunManager, RunManagerConfig
-from esper.tolaria.servicer import tolaria_registration
 from esper.trust.access import leyline_methods
 from esper.urabrask.service import UrabraskService
-from esper.urabrask.servicer import urabrask_registration
-from esper.urza.servicer import urza_registration
+from esper.urza.serve import urza_registration
 from tests.fixtures.signing import TEST_TRUST
 from tests.security.fuzz_messages import draw_message
 from tests.unit.urza.support import make_hub
@@ -86,17 +88,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     runs = NoTraining(RunManagerConfig(runs_dir=root / "runs", data_root=root / "data", assets_root=root / "assets"))
     registrations = [
         urza_registration(hub, download_deadline_seconds=CALL_SECONDS),
-        tezzeret_registration(
-            TezzeretService(WorkerState("fuzz", "0" * 64, recent_limit=10, conservative_threshold=8))
+        host(
+            TEZZERET_SERVICE.bind(
+                TezzeretService(WorkerState("fuzz", "0" * 64, recent_limit=10, conservative_threshold=8))
+            )
         ),
-        urabrask_registration(UrabraskService(hub)),
-        karn_registration(KarnService.default(KarnConfig())),
-        tamiyo_registration(TamiyoController(None, TamiyoConfig(), kernels=hub)),
-        simic_registration(simic),
-        nissa_registration(NissaService(store, RunBoard())),
-        trace_registration(SpanIntake(store)),
-        tolaria_registration(runs),
-        kasmina_registration(runs.kasmina),
+        host(URABRASK_SERVICE.bind(UrabraskService(hub))),
+        host(KARN_SERVICE.bind(KarnService.default(KarnConfig()))),
+        host(TAMIYO_SERVICE.bind(TamiyoController(None, TamiyoConfig(), kernels=hub))),
+        host(SIMIC_SERVICE.bind(simic)),
+        host(NISSA_SERVICE.bind(NissaService(store, RunBoard().summary))),
+        host(TRACE_SERVICE.bind(SpanIntake(store))),
+        host(TOLARIA_SERVICE.bind(runs)),
+        host(KASMINA_SERVICE.bind(runs.kasmina)),
     ]
     started = ServerThread(registrations, ServerConfig(service_name="fuzz", grace_seconds=0.0))
     yield started

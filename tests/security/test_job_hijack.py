@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from esper.clients.urza import UrzaClient
+from esper.clients import UrzaClient
 from esper.errors import InvalidArgument, PermissionDenied
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import urza_registration
+from esper.urza.serve import urza_registration
 from tests.fixtures.signing import OTHER_SIGNER, TEST_TRUST, signed
 from tests.security.conftest import Pki, TlsServerFactory
 from tests.unit.urza.support import kernel_id_for, make_hub, program_archive, submit

@@ -12,11 +12,11 @@ import grpc
 import psutil
 import pytest
 
-from esper.clients.urza import UrzaClient
+from esper.clients import UrzaClient
 from esper.leyline.v1 import kernel_pb2, urza_pb2, urza_pb2_grpc
 from esper.mesh.tls import secure_channel
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import urza_registration
+from esper.urza.serve import urza_registration
 from tests.fixtures.servers import EsperServeProcess
 from tests.security.conftest import Pki, TlsServerFactory
 from tests.unit.urza.support import claim, complete, make_hub, submit

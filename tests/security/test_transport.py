@@ -11,12 +11,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from esper.clients.karn import KarnClient
+from esper.clients import KarnClient
 from esper.errors import PermissionDenied, Unavailable
 from esper.karn.config import KarnConfig
 from esper.karn.service import KarnService
-from esper.karn.servicer import karn_registration
 from esper.leyline.v1 import control_pb2, karn_pb2
+from esper.leyline.v1.services import KARN_SERVICE
+from esper.mesh.hosting import host
 from esper.mesh.tls import channel_credentials
 from tests.security.conftest import Pki, TlsServerFactory
 
@@ -29,14 +30,19 @@ class CountingKarn:
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
-        self.calls += 1
-        return getattr(self._karn, name)
+        method = getattr(self._karn, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return method(*args, **kwargs)
+
+        return counted
 
 
 @pytest.fixture
 def karn(tls_server: TlsServerFactory) -> tuple[str, CountingKarn]:
     domain = CountingKarn()
-    server = tls_server([karn_registration(domain)], "karn")  # type: ignore[arg-type]
+    server = tls_server([host(KARN_SERVICE.bind(domain))], "karn")  # type: ignore[arg-type]
     return server.address, domain
 
 

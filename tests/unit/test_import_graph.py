@@ -27,17 +27,6 @@ TRANSPORT_EDGES = {
     "esper.oona.streams": "the NATS JetStream bus",
     "esper.nissa.forwarder": "forwards OTLP exports to another collector over gRPC",
     "esper.tolaria.mesh_services": "a mesh run's channel to Tamiyo, watched for reconnects",
-    # Hand-written servicers, until they come from the service descriptors.
-    "esper.karn.servicer": "",
-    "esper.kasmina.servicer": "",
-    "esper.nissa.receiver": "",
-    "esper.nissa.servicer": "",
-    "esper.simic.servicer": "",
-    "esper.tamiyo.servicer": "",
-    "esper.tezzeret.servicer": "",
-    "esper.tolaria.servicer": "",
-    "esper.urabrask.servicer": "",
-    "esper.urza.servicer": "",
 }
 
 

@@ -66,8 +66,8 @@ def _alerts(args: argparse.Namespace) -> int:
         raise UsageError("--mesh FILE is required (or --render-rules)")
     if not args.timeout > 0:
         raise UsageError(f"--timeout: must be > 0 seconds, got {args.timeout}")
+    from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.nissa import NissaClient
     from esper.mesh.addresses import load_mesh
 
     try:

@@ -35,8 +35,8 @@ def parse_shape(text: str, flag: str) -> tuple[int, ...]:
 @contextmanager
 def urza_client(args: argparse.Namespace) -> Iterator[Any]:
     """An Urza client: `--urza` (plaintext), or the Urza of `--mesh` as the mesh's operator identity."""
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
     from esper.mesh.addresses import load_mesh
 
     address, tls = args.urza, None

@@ -41,8 +41,8 @@ class MeshRuns:
     """Trains runs on the Tolaria server of a mesh file; `train` stands in for the embedded one."""
 
     def __init__(self, mesh_file: str, progress: Progress) -> None:
+        from esper.clients import TolariaClient
         from esper.clients.base import ClientConfig
-        from esper.clients.tolaria import TolariaClient
 
         self.addresses: MeshAddresses = load_mesh(mesh_file)
         self._client = TolariaClient(

@@ -56,8 +56,8 @@ def register(subparsers: Any) -> None:
 
 
 def _traces(args: argparse.Namespace) -> int:
+    from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.nissa import NissaClient
     from esper.mesh.addresses import load_mesh
     from esper.nissa.validation import validate_find_traces
 

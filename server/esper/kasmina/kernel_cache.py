@@ -1,7 +1,7 @@
 """Kasmina's kernel cache: verified kernel artifacts, loaded once, kept in an LRU.
 
 A miss fetches the artifact from Urza (in-process or over gRPC, through the
-`UrzaApi` protocol), verifies its SHA-256 and its compile worker's Ed25519
+`UrzaServiceApi` protocol), verifies its SHA-256 and its compile worker's Ed25519
 signature against the trusted keys before anything reads it (an unsigned kernel,
 or one signed by a key not trusted here, is refused: Urza only stores what it is
 sent), loads it with `esper.tezzeret.artifacts.load_kernel_module` (format check,
@@ -31,9 +31,9 @@ from torch import nn
 from esper.errors import DataLoss, EsperError, FailedPrecondition
 from esper.kasmina.config import KernelCacheConfig
 from esper.leyline.v1 import kernel_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.trust.kernel_signing import KernelSignatureError, TrustedSigners
-from esper.urza.api import UrzaApi
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class KernelCache:
     """LRU of loaded kernels, bounded by count and bytes; thread-safe, one fetch per kernel at a time."""
 
     def __init__(
-        self, urza: UrzaApi, config: KernelCacheConfig | None = None, *, trust: TrustedSigners | None = None
+        self, urza: UrzaServiceApi, config: KernelCacheConfig | None = None, *, trust: TrustedSigners | None = None
     ) -> None:
         self._urza = urza
         self.config = config if config is not None else KernelCacheConfig()

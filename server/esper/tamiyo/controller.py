@@ -25,7 +25,6 @@ from esper.errors import FailedPrecondition, NotFound, ResourceExhausted
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability import metrics
 from esper.observability.spans import esper_attributes, tracer
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.convert import (
     observation_from_request,
@@ -33,6 +32,7 @@ from esper.tamiyo.convert import (
     state_from_proto,
     state_to_proto,
 )
+from esper.tamiyo.kernels import KernelDirectory
 from esper.tamiyo.observation import ACTIVE_STAGES
 from esper.tamiyo.policy import HeuristicPolicy, Policy
 from esper.tamiyo.state import RunState

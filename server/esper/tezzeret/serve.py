@@ -76,11 +76,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
+    from esper.leyline.v1.services import TEZZERET_SERVICE
+    from esper.mesh.hosting import host
     from esper.tezzeret.config import TezzeretConfig
     from esper.tezzeret.service import TezzeretService
-    from esper.tezzeret.servicer import tezzeret_registration
     from esper.tezzeret.worker import TezzeretWorker
 
     overrides = {
@@ -124,9 +125,9 @@ def _build(args: argparse.Namespace) -> Served:
             name="tezzeret-worker",
             on_cancel="stopping during a compile; the write-ahead log resumes the job next start",
         )
-        return Served.owning(
-            opened, registrations=[tezzeret_registration(TezzeretService(worker.state))], background=[task]
-        )
+        # Its rpcs only copy the worker's state under a short lock: they run on the event loop.
+        status = host(TEZZERET_SERVICE.bind(TezzeretService(worker.state)), on_loop=True)
+        return Served.owning(opened, registrations=[status], background=[task])
 
 
 def _parse_pipelines(text: str) -> tuple[kernel_pb2.CompilationPipeline, ...]:

@@ -18,9 +18,8 @@ from typing import Any
 import grpc
 
 from esper.assets.pipeline import SeedSite, prefetch_kernels
+from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.tamiyo import TamiyoClient
-from esper.clients.urza import UrzaClient
 from esper.errors import EsperError
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from esper.tolaria.mesh_services import MeshServices
 
 logger = logging.getLogger(__name__)
+
+STREAM_WORKERS = 64
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,10 +85,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
-    from esper.kasmina.servicer import kasmina_registration
+    from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
+    from esper.mesh.hosting import host
     from esper.tolaria.kasmina_router import KasminaRouter
     from esper.tolaria.runs import RunManager, RunManagerConfig
-    from esper.tolaria.servicer import tolaria_registration
     from esper.tolaria.services import ServicesFactory, embedded_services
 
     addresses = _addresses(args)
@@ -118,7 +121,16 @@ def _build(args: argparse.Namespace) -> Served:
             mesh.description if mesh is not None else "embedded",
             manager.config.runs_dir,
         )
-        return Served.owning(opened, registrations=[tolaria_registration(manager), kasmina_registration(router)])
+        # An event stream waits in a thread of its own pool for the run's next event (an epoch can
+        # take minutes), so open streams never take the threads that unary calls need.
+        streams = ThreadPoolExecutor(max_workers=STREAM_WORKERS, thread_name_prefix="run-events")
+        opened.callback(streams.shutdown, wait=False, cancel_futures=True)
+        registrations = [
+            host(TOLARIA_SERVICE.bind(manager), executors={"StreamRunEvents": streams}),
+            # Seed commands take the operator's lock, which training holds at epoch boundaries.
+            host(KASMINA_SERVICE.bind(router)),
+        ]
+        return Served.owning(opened, registrations=registrations)
 
 
 def _addresses(args: argparse.Namespace) -> MeshAddresses | None:

@@ -38,10 +38,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
+    from esper.leyline.v1.services import URABRASK_SERVICE
+    from esper.mesh.hosting import host
     from esper.urabrask.service import UrabraskService
-    from esper.urabrask.servicer import urabrask_registration
     from esper.urabrask.validator import UrabraskValidator
 
     config = UrabraskConfig(
@@ -58,7 +59,7 @@ def _build(args: argparse.Namespace) -> Served:
             validator = UrabraskValidator(urza, config, trust=trusted_signers(args))
             background.append(thread_task(validator.run_forever, name="urabrask-validator"))
         return Served.owning(
-            opened, registrations=[urabrask_registration(UrabraskService(urza))], background=background
+            opened, registrations=[host(URABRASK_SERVICE.bind(UrabraskService(urza)))], background=background
         )
 
 

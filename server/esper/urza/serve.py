@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from esper.home import default_help, state_dir
 from esper.mesh.target import Served, ServeTarget
 from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 from esper.urza.config import DOWNLOAD_DEADLINE_SECONDS
+
+if TYPE_CHECKING:
+    from esper.leyline.v1.services import UrzaServiceApi
+    from esper.mesh.server import ServiceRegistration
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +60,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _build(args: argparse.Namespace) -> Served:
     from esper.urza.config import UrzaConfig
     from esper.urza.hub import UrzaHub
-    from esper.urza.servicer import urza_registration
 
     env = os.environ
     config = UrzaConfig(
@@ -71,6 +75,16 @@ def _build(args: argparse.Namespace) -> Served:
     return Served(
         registrations=[urza_registration(hub, download_deadline_seconds=args.download_deadline)], close=hub.close
     )
+
+
+def urza_registration(
+    hub: UrzaServiceApi, *, download_deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS
+) -> ServiceRegistration:
+    """UrzaService over `hub`; a kernel download ends with DEADLINE_EXCEEDED after `download_deadline_seconds`."""
+    from esper.leyline.v1.services import URZA_SERVICE
+    from esper.mesh.hosting import host
+
+    return host(URZA_SERVICE.bind(hub), stream_deadlines={"DownloadKernel": download_deadline_seconds})
 
 
 URZA = ServeTarget(

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
+from esper.clients import TolariaClient
 from esper.clients.base import ClientConfig
-from esper.clients.tolaria import TolariaClient
 from esper.errors import NotFound, ResourceExhausted
 from esper.leyline.v1 import run_pb2, tolaria_pb2
+from esper.leyline.v1.services import TOLARIA_SERVICE
+from esper.mesh.hosting import host
 from esper.tolaria.runs import RunManager, RunManagerConfig
-from esper.tolaria.servicer import tolaria_registration
 from tests.fixtures.servers import ServerFactory
 
 LONG = 10_000
@@ -29,7 +30,7 @@ def start(grpc_server: ServerFactory, tmp_path: Path) -> Iterator[Start]:
     def start_with(**limits: Any) -> TolariaClient:
         manager = RunManager(RunManagerConfig(runs_dir=tmp_path / "runs", assets_root=tmp_path, **limits))
         managers.append(manager)
-        server = grpc_server([tolaria_registration(manager)], service_name="tolaria")
+        server = grpc_server([host(TOLARIA_SERVICE.bind(manager))], service_name="tolaria")
         # One attempt: a RESOURCE_EXHAUSTED with RetryInfo must reach the test, not be retried.
         clients.append(TolariaClient(ClientConfig(address=server.address, deadline_seconds=30.0, max_attempts=1)))
         return clients[-1]

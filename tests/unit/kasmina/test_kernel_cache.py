@@ -18,9 +18,9 @@ from esper.kasmina import kernel_cache as kernel_cache_module
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache, private_copy
 from esper.leyline.v1 import kernel_pb2, urza_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.tezzeret.pipelines import CompiledKernel
 from esper.trust.kernel_signing import KernelSigner
-from esper.urza.api import UrzaApi
 from tests.fixtures.kernels import compile_kernel, residual_ir
 from tests.fixtures.signing import OTHER_SIGNER, TEST_SIGNER, TEST_TRUST, signed
 
@@ -30,7 +30,7 @@ CHUNK = 4096
 
 
 class FakeUrza:
-    """The two UrzaApi calls the cache makes, over an in-memory table; can corrupt what it sends."""
+    """The two UrzaServiceApi calls the cache makes, over an in-memory table; can corrupt what it sends."""
 
     def __init__(self) -> None:
         self.kernels: dict[str, tuple[kernel_pb2.KernelArtifact, bytes]] = {}
@@ -95,7 +95,7 @@ def urza(compiled: CompiledKernel) -> FakeUrza:
 
 
 def make_cache(urza: FakeUrza, **config: Any) -> KernelCache:
-    return KernelCache(cast(UrzaApi, urza), KernelCacheConfig(**config), trust=TEST_TRUST)
+    return KernelCache(cast(UrzaServiceApi, urza), KernelCacheConfig(**config), trust=TEST_TRUST)
 
 
 def test_miss_then_hits(urza: FakeUrza) -> None:
@@ -316,7 +316,7 @@ def test_unsigned_and_untrusted_kernels_are_refused_before_they_load(
             cache.load(kernel_id)
         assert caught.value.reason == "BAD_SIGNATURE"
         assert kernel_id not in cache
-    no_trust = KernelCache(cast(UrzaApi, urza), KernelCacheConfig())
+    no_trust = KernelCache(cast(UrzaServiceApi, urza), KernelCacheConfig())
     with pytest.raises(FailedPrecondition, match="no trusted signing key"):
         no_trust.load("a")
     assert loads == []

@@ -354,7 +354,7 @@ def main() -> None:
         parser.error(f"unknown sections {unknown}; known: {sorted(SECTIONS)}")
     # The tests' nats-server launcher (free port, tmp store, stop by pid), importable from the repo root.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fixtures.nats import NatsServer
+    from tests.support.nats import NatsServer
 
     with tempfile.TemporaryDirectory(prefix="esper-mesh-bench-") as workdir:
         server = NatsServer(Path(workdir))

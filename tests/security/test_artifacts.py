@@ -26,11 +26,11 @@ from esper.trust.kernel_signing import KernelSigner
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.fixtures.crafted import duplicate_config_artifact
-from tests.fixtures.kernels import compile_kernel, residual_ir
-from tests.fixtures.signing import OTHER_SIGNER, TEST_SIGNER, TEST_TRUST, signed
-from tests.unit.kasmina.support import RUN_ID, advance, germinate, mlp_host
-from tests.unit.urza.support import claim, make_hub, submit, validate
+from tests.support.crafted import duplicate_config_artifact
+from tests.support.kasmina import RUN_ID, advance, germinate, mlp_host
+from tests.support.kernels import compile_kernel, residual_ir
+from tests.support.signing import OTHER_SIGNER, TEST_SIGNER, TEST_TRUST, signed
+from tests.support.urza import claim, make_hub, submit, validate
 
 IR = residual_ir(width=16, init_seed=0)
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST

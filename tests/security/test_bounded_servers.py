@@ -25,9 +25,9 @@ from esper.simic.config import SimicConfig
 from esper.simic.service import SimicService
 from esper.tolaria.runs import RunManager, RunManagerConfig
 from tests.security.conftest import Pki, TlsServerFactory
-from tests.unit.nissa.trace_support import export_request, otlp_span
-from tests.unit.simic.reports import field_reports
-from tests.unit.trust.test_inputs import alias_bomb
+from tests.support.crafted import alias_bomb
+from tests.support.field_reports import field_reports
+from tests.support.otlp import export_request, otlp_span
 
 
 @pytest.fixture

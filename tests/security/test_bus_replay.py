@@ -19,7 +19,7 @@ from esper.oona.config import OonaConfig
 from esper.oona.envelope import OpenedEnvelope, signature
 from esper.oona.jetstream import JetStreamBus
 from esper.state.samples import sample_field_report
-from tests.fixtures.nats import NatsServer
+from tests.support.nats import NatsServer
 
 pytestmark = pytest.mark.integration
 

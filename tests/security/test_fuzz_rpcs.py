@@ -51,9 +51,9 @@ from esper.tolaria.runs import RunManager, RunManagerConfig
 from esper.trust.access import leyline_methods
 from esper.urabrask.service import UrabraskService
 from esper.urza.serve import urza_registration
-from tests.fixtures.signing import TEST_TRUST
 from tests.security.fuzz_messages import draw_message
-from tests.unit.urza.support import make_hub
+from tests.support.signing import TEST_TRUST
+from tests.support.urza import make_hub
 
 METHODS = sorted(leyline_methods(), key=lambda item: item[0])
 CALL_SECONDS = 5.0

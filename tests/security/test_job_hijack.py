@@ -15,9 +15,9 @@ from esper.errors import InvalidArgument, PermissionDenied
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
 from esper.urza.serve import urza_registration
-from tests.fixtures.signing import OTHER_SIGNER, TEST_TRUST, signed
 from tests.security.conftest import Pki, TlsServerFactory
-from tests.unit.urza.support import kernel_id_for, make_hub, program_archive, submit
+from tests.support.signing import OTHER_SIGNER, TEST_TRUST, signed
+from tests.support.urza import kernel_id_for, make_hub, program_archive, submit
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 

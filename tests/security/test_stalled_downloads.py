@@ -17,9 +17,9 @@ from esper.leyline.v1 import kernel_pb2, urza_pb2, urza_pb2_grpc
 from esper.mesh.tls import secure_channel
 from esper.urza.hub import UrzaHub
 from esper.urza.serve import urza_registration
-from tests.fixtures.servers import EsperServeProcess
 from tests.security.conftest import Pki, TlsServerFactory
-from tests.unit.urza.support import claim, complete, make_hub, submit
+from tests.support.servers import EsperServeProcess
+from tests.support.urza import claim, complete, make_hub, submit
 
 MIB = 1024 * 1024
 ARTIFACT_MIB = 24

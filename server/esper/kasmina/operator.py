@@ -259,7 +259,8 @@ class KasminaOperator:
                     continue
                 snapshot = convert.snapshot_from_dict(state["seeds"][seed.seed_id])
                 kernel = None
-                if snapshot.stage in lc.KERNEL_STAGES:
+                merged = snapshot.adaptation is not None and snapshot.adaptation.merged
+                if snapshot.stage in lc.KERNEL_STAGES and not merged:
                     assert snapshot.adaptation is not None
                     kernel = on_device_of(self._kernels.instantiate(snapshot.adaptation.kernel_id), self.model.host)
                 seed.restore(snapshot, kernel)
@@ -376,6 +377,13 @@ class KasminaOperator:
         """Move to an outcome stage (FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK) with its reason."""
         self._transition(seed, outcome, reason=reason, command_id=command_id, epoch=epoch)
         if outcome == lc.FOSSILIZED:
+            if seed.is_width and self.config.merge_width_fossils and self.model.merge_width_seed(seed.seed_id):
+                logger.info(
+                    "seed %s: its units are now rows of %s and columns of %s",
+                    seed.seed_id,
+                    seed.site,
+                    seed.descriptor.output_site,
+                )
             self._grow_child(seed, command_id=command_id)
         return f"{lc.stage_name(outcome)}: {reason}"
 

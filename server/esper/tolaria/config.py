@@ -82,7 +82,9 @@ class TolariaConfig:
     blending in (or the last good one) and retries the epoch, at most `max_rollbacks`
     times per run. With `graft_rollback`, a seed culled after its graft began takes the
     run back to the checkpoint taken just before that graft whenever that checkpoint
-    validated better than the model without the seed. With `retrain_discarded_epochs`,
+    validated more than `graft_rollback_margin` (a fraction of accuracy) better than the
+    model without the seed. After a rollback, the seeds blending into the model in the
+    restored state are locked ROLLED_BACK. With `retrain_discarded_epochs`,
     the epochs a rollback discards are trained again (the run grows by at most
     `run.epochs`), so the host trains as many kept epochs as its static twin. With
     `keep_best_state`, a run whose final state validates worse than its best epoch ends
@@ -97,6 +99,7 @@ class TolariaConfig:
     divergence_window: int = 3
     divergence_min_loss: float = 0.1
     graft_rollback: bool = True
+    graft_rollback_margin: float = 0.01
     keep_best_state: bool = True
     retrain_discarded_epochs: bool = True
 
@@ -108,6 +111,7 @@ class TolariaConfig:
         checks.positive("tolaria.hook_budget_ms", self.hook_budget_ms)
         checks.positive("tolaria.divergence_window", self.divergence_window)
         checks.non_negative("tolaria.divergence_min_loss", self.divergence_min_loss)
+        checks.in_range("tolaria.graft_rollback_margin", self.graft_rollback_margin, 0.0, 1.0)
 
 
 def _default_kasmina() -> KasminaConfig:

@@ -6,8 +6,10 @@
 - A seed culled after its graft began takes the run back to the checkpoint taken just
   before that graft (host, optimizers, seeds, Tamiyo) when that checkpoint validated
   better than the model without the seed; the run goes on from there.
-- After either rollback the seeds adapting in the restored state are locked ROLLED_BACK,
-  and the epochs it discarded are trained again.
+- After either rollback the seeds blending into the model in the restored state (the
+  graft's seed among them) are locked ROLLED_BACK, and the epochs it discarded are
+  trained again. Seeds that were only TRAINING then never touched the host (their
+  forward is the identity): they go on from their state in the checkpoint.
 - The run ends with its best validated deployable state when the final one is worse.
 
 `NeverWorseThanStatic` is a mixin of `TolariaTrainer`, which owns the attributes declared here.
@@ -108,10 +110,12 @@ class NeverWorseThanStatic:
             return
         now = evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
         names = ", ".join(culled)
-        if now >= kept.val_accuracy:
+        margin = self.tolaria.graft_rollback_margin
+        if now >= kept.val_accuracy - margin:
             self.events.notice(
                 f"epoch {epoch}: {names} culled after grafting; the model without it validates {now:.4f}, "
-                f"not below {kept.val_accuracy:.4f} before its graft (after epoch {kept.epoch}): no rollback"
+                f"not more than {margin:g} below {kept.val_accuracy:.4f} before its graft (after epoch "
+                f"{kept.epoch}): no rollback"
             )
             return
         reason = (
@@ -132,12 +136,12 @@ class NeverWorseThanStatic:
                 self._grafts.by_seed[seed_id] = GraftCheckpoint(epoch, val_accuracy, self._good)
 
     def _restore_and_lock(self, state: Mapping[str, Any], epoch: int, reason: str) -> list[str]:
-        """Restore `state`; the seeds adapting in it are locked ROLLED_BACK. Returns them."""
+        """Restore `state`; the seeds blending into the model in it are locked ROLLED_BACK. Returns them."""
         self._restore(snapshot(dict(state)))
         self._grafts = GraftCheckpoints()
         if self.kasmina is None:
             return []
-        locked = self.kasmina.active_seed_ids()
+        locked = self.kasmina.blending_seed_ids()
         if locked:
             self.kasmina.roll_back(locked, reason=reason, epoch=epoch)
             self.optimizers.sync()

@@ -12,8 +12,8 @@ import pytest
 
 from esper.mesh.ports import GRPC_PORTS
 from esper.trust.pki import ensure_identities
-from tests.fixtures.servers import EsperServeProcess
-from tests.unit.deploy.manifests import compose_services
+from tests.support.deploy import compose_services
+from tests.support.servers import EsperServeProcess
 
 pytestmark = pytest.mark.integration
 

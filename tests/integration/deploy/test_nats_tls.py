@@ -18,7 +18,7 @@ import pytest
 from nats.errors import Error as NatsError
 
 from esper.trust.pki import ensure_identities
-from tests.fixtures.nats import NATS_SERVER, free_port
+from tests.support.nats import NATS_SERVER, free_port
 
 pytestmark = pytest.mark.integration
 

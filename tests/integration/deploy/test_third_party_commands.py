@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.nats import free_port
-from tests.fixtures.seaweedfs import _free_port_pairs
-from tests.unit.deploy.manifests import compose_launches, compose_services
+from tests.support.deploy import compose_launches, compose_services
+from tests.support.nats import free_port
+from tests.support.seaweedfs import _free_port_pairs
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -56,14 +56,17 @@ def _http_status(url: str) -> int:
 
 
 def _wait_for_status(url: str, process: subprocess.Popen[bytes], log: Path) -> int:
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        status = _http_status(url)
-        if status == 200:
-            return status
-        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
-        time.sleep(0.2)
-    return _http_status(url)
+    """200 once the component answers; the last status if it never does; at once if it exits."""
+
+    def status() -> int:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        return _http_status(url)
+
+    try:
+        return eventually(status, until=lambda code: code == 200, timeout=_START_TIMEOUT_SECONDS)
+    except AssertionError:
+        return _http_status(url)
 
 
 @pytest.fixture
@@ -141,12 +144,10 @@ def test_the_s3_command_serves_the_bucket_urza_uses_with_the_configured_credenti
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
     )
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    while True:
-        names = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
-        if bucket in names or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert bucket in names
+    eventually(
+        lambda: [b["Name"] for b in client.list_buckets().get("Buckets", [])],
+        until=lambda names: bucket in names,
+        timeout=_START_TIMEOUT_SECONDS,
+    )
     client.put_object(Bucket=bucket, Key="check", Body=b"kernel bytes")
     assert client.get_object(Bucket=bucket, Key="check")["Body"].read() == b"kernel bytes"

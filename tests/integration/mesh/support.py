@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from esper.trust.identity import TlsIdentity
+from tests.support.waiting import eventually
 
 ESPER = [sys.executable, "-m", "esper.cli.main"]
 TIMEOUT = 600
@@ -89,10 +89,10 @@ def wait_for_stored_reports(
     timeout: float = 60.0,
     tls: TlsIdentity | None = None,
 ) -> list[str]:
-    """The report ids Simic stores for the run once it holds `expected` of them (or after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = stored_report_ids(simic_address, run_id, page_size=page_size, tls=tls)
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+    """The report ids Simic stores for the run once it holds `expected` of them."""
+    return eventually(
+        lambda: stored_report_ids(simic_address, run_id, page_size=page_size, tls=tls),
+        until=lambda found: len(found) >= expected,
+        timeout=timeout,
+        what=f"{expected} stored field reports of {run_id}",
+    )

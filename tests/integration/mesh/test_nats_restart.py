@@ -37,6 +37,7 @@ from tests.integration.mesh.support import (
     stored_report_ids,
     wait_for_stored_reports,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,6 @@ EPOCHS = 18
 # NATS stays down at least this long (and until the second report is in the run folder).
 MIN_OUTAGE_SECONDS = 3.0
 WAIT_SECONDS = 300.0
-_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -102,14 +102,17 @@ def _events(out: Path) -> list[dict[str, Any]]:
 
 
 def _wait(what: str, done: Callable[[], bool], run: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll `done` until it holds; fail naming `what` if the run ends first or the wait runs out."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not done():
+    """Wait until `done` holds; fail naming `what` at once if the run ends first, or when the wait runs out."""
+
+    def check() -> bool:
         if run.poll() is not None:
-            raise AssertionError(f"the run exited {run.returncode} before {what}:\n{log.read_text()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {WAIT_SECONDS:.0f} s:\n{log.read_text()}")
-        time.sleep(_POLL_SECONDS)
+            raise RuntimeError(f"the run exited {run.returncode} before {what}:\n{log.read_text()}")
+        return done()
+
+    try:
+        eventually(check, timeout=WAIT_SECONDS, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{log.read_text()}") from None
 
 
 def _nats_port(url: str) -> int:
@@ -136,12 +139,8 @@ def _refuses(port: int) -> bool:
         return False
 
 
-def _bounded(what: str, done: Callable[[], bool], seconds: float = 60.0, poll: float = _POLL_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {seconds:.0f} s")
-        time.sleep(poll)
+def _bounded(what: str, done: Callable[[], bool], seconds: float = 60.0) -> None:
+    eventually(done, timeout=seconds, what=what)
 
 
 def _kill_nats(mesh: DrillMesh) -> list[str]:
@@ -260,7 +259,6 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
         "every field report acked by Simic's consumer",
         lambda: _jetstream_view(nats_url)[1] == 0,
         seconds=180.0,
-        poll=0.5,
     )
     # Paging one report at a time walks every page of the run's reports.
     stored = stored_report_ids(simic, run_id, page_size=1, tls=operator_tls(mesh.directory / "mesh.json"))

@@ -26,6 +26,7 @@ import pytest
 from esper.cli.local_mesh import process_alive
 from esper.mesh.addresses import SUBSYSTEMS
 from tests.integration.mesh.support import esper, fast_config, lines, operator_tls, wait_for_stored_reports
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +190,7 @@ def _germination_trace(mesh: MeshUnderTest, run_id: str) -> dict[str, Any] | Non
 
 def test_a_germination_is_one_trace_from_tamiyo_s_decision_to_kasmina_s_graft(mesh: MeshUnderTest) -> None:
     run_id = _run_id(mesh)
-    trace = _until(lambda: _germination_trace(mesh, run_id), "a germination trace in Nissa")
+    trace = eventually(lambda: _germination_trace(mesh, run_id), timeout=60, what="a germination trace in Nissa")
     spans = {span["span_id"]: span for span in trace["spans"]}
     assert {"tolaria", "tamiyo", "urza"} <= {span["service_name"] for span in spans.values()}
     names = {span["name"] for span in spans.values()}
@@ -251,16 +252,6 @@ def test_nissa_summarizes_the_run_and_mission_control_shows_it(mesh: MeshUnderTe
     assert run_id in dom and "Waiting for a run" not in dom
 
 
-def _until(probe: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            assert found, f"no {what} within {timeout:.0f} s"
-            return found
-        time.sleep(1.0)
-
-
 def _alert_states(mesh: MeshUnderTest, name: str) -> list[str]:
     alerts = json.loads(esper("alerts", "--mesh", str(mesh.file), "--json").stdout)["alerts"]
     return [alert["state"] for alert in alerts if alert["name"] == name]
@@ -269,9 +260,7 @@ def _alert_states(mesh: MeshUnderTest, name: str) -> list[str]:
 def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: MeshUnderTest) -> None:
     tamiyo = mesh.document()["tamiyo"]["pid"]
     os.kill(tamiyo, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while process_alive(tamiyo) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: not process_alive(tamiyo), timeout=60, what="Tamiyo to exit")
     assert esper("status", "--dir", str(mesh.directory), check=False).returncode == 1
     out = mesh.root / "no-tamiyo"
     done = esper("run", "--mesh", str(mesh.file), *RUN_ARGS, "--out", str(out), "--config", str(mesh.config))
@@ -283,9 +272,9 @@ def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: M
 
 
 def test_tamiyo_down_fires_tamiyo_unavailable_and_a_restart_resolves_it(mesh: MeshUnderTest) -> None:
-    assert _until(lambda: "FIRING" in _alert_states(mesh, "tamiyo_unavailable"), "firing tamiyo_unavailable")
+    eventually(lambda: "FIRING" in _alert_states(mesh, "tamiyo_unavailable"), timeout=60, what="a firing alert")
     esper("restart", "tamiyo", "--dir", str(mesh.directory))
-    assert _until(lambda: _alert_states(mesh, "tamiyo_unavailable") == ["RESOLVED"], "resolved tamiyo_unavailable")
+    eventually(lambda: _alert_states(mesh, "tamiyo_unavailable") == ["RESOLVED"], timeout=60, what="a resolved alert")
     status = json.loads(esper("status", "--dir", str(mesh.directory), "--json").stdout)
     assert status["healthy"]
 

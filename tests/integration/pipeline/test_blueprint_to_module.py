@@ -23,7 +23,7 @@ from esper.urabrask.tagging import HIGH_SPEED, LOW_SPEED, MEDIUM_SPEED
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
-from tests.fixtures.signing import TEST_SIGNER, TEST_TRUST
+from tests.support.signing import TEST_SIGNER, TEST_TRUST
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 STANDARD = kernel_pb2.COMPILATION_PIPELINE_STANDARD

@@ -13,9 +13,9 @@ from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
 from esper.urza.store import S3ObjectStore, open_object_store
-from tests.fixtures.seaweedfs import S3Server
-from tests.unit.urza.store_contract import check_object_store_contract
-from tests.unit.urza.support import claim, complete, make_hub, program_archive, run_core_flow, submit
+from tests.support.seaweedfs import S3Server
+from tests.support.store_contract import check_object_store_contract
+from tests.support.urza import claim, complete, make_hub, program_archive, run_core_flow, submit
 
 pytestmark = pytest.mark.integration
 

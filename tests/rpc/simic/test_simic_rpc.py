@@ -17,8 +17,8 @@ from esper.leyline.v1.services import SIMIC_SERVICE
 from esper.mesh.hosting import host
 from esper.simic.config import SimicConfig
 from esper.simic.service import SimicService
-from tests.fixtures.servers import ServerFactory, ServerThread
-from tests.unit.simic.reports import field_reports
+from tests.support.field_reports import field_reports
+from tests.support.servers import ServerFactory, ServerThread
 
 
 @pytest.fixture

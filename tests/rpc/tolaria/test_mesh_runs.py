@@ -31,7 +31,7 @@ from esper.tolaria.services import RunServices
 from esper.tolaria.session import RunResult, run_training
 from esper.tolaria.trainer import EpochRecord, TrainingHistory
 from esper.trust.kernel_signing import TrustedSigners
-from tests.fixtures.servers import ServerThread
+from tests.support.servers import ServerThread
 
 TEMPLATE = "conv3x3_relu"
 FAST = {

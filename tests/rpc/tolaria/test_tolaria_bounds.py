@@ -16,7 +16,7 @@ from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.leyline.v1.services import TOLARIA_SERVICE
 from esper.mesh.hosting import host
 from esper.tolaria.runs import RunManager, RunManagerConfig
-from tests.fixtures.servers import ServerFactory
+from tests.support.servers import ServerFactory
 
 LONG = 10_000
 Start = Callable[..., TolariaClient]

@@ -21,7 +21,7 @@ from esper.leyline.v1 import kasmina_pb2, run_pb2, tolaria_pb2
 from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
 from esper.mesh.hosting import host
 from esper.tolaria.runs import RunManager, RunManagerConfig
-from tests.fixtures.servers import ServerFactory
+from tests.support.servers import ServerFactory
 
 LONG = 10_000  # epochs: a run that stays RUNNING until it is cancelled
 STREAM_SECONDS = 120.0

@@ -18,10 +18,10 @@ from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.service import UrabraskService
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.fixtures.servers import ServerFactory
-from tests.fixtures.signing import TEST_TRUST
-from tests.unit.urabrask.support import FakeSandbox, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET, program_archive
+from tests.support.servers import ServerFactory
+from tests.support.signing import TEST_TRUST
+from tests.support.urabrask import FakeSandbox, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET, program_archive
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from esper.leyline.v1.services import URZA_SERVICE
 from esper.mesh.hosting import host
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.fixtures.servers import ServerFactory
-from tests.unit.urza.support import (
+from tests.support.servers import ServerFactory
+from tests.support.urza import (
     claim,
     complete,
     fail,

@@ -13,9 +13,9 @@ from esper.cli.main import main
 from esper.leyline.v1 import kernel_pb2
 from esper.tezzeret.pipelines import CompiledKernel
 from esper.trust.kernel_signing import KernelSigner
-from tests.fixtures.crafted import duplicate_config_artifact
-from tests.fixtures.kernels import compile_kernel, residual_ir
-from tests.fixtures.signing import OTHER_SIGNER, TEST_SIGNER, signed
+from tests.support.crafted import duplicate_config_artifact
+from tests.support.kernels import compile_kernel, residual_ir
+from tests.support.signing import OTHER_SIGNER, TEST_SIGNER, signed
 
 
 @pytest.fixture(scope="module")

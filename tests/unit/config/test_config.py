@@ -131,6 +131,7 @@ def test_ints_are_accepted_for_floats() -> None:
         ("tolaria:\n  divergence_window: 0\n", "tolaria.divergence_window"),
         ("tolaria:\n  divergence_min_loss: -1\n", "tolaria.divergence_min_loss"),
         ("tolaria:\n  graft_rollback: 1\n", "tolaria.graft_rollback"),
+        ("tolaria:\n  graft_rollback_margin: 2\n", "tolaria.graft_rollback_margin"),
         ("tolaria:\n  keep_best_state: yes please\n", "tolaria.keep_best_state"),
         ("kasmina:\n  ramp_steps: 0\n", "kasmina.ramp_steps"),
         ("tamiyo:\n  patience: 0\n", "tamiyo.patience"),

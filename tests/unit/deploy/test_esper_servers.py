@@ -10,7 +10,7 @@ import pytest
 
 from esper.mesh.ports import GRPC_PORTS, METRICS_PORTS, MISSION_CONTROL_PORT, NATS_PORT, OTLP_GRPC_PORT
 from esper.observability.tracing import TracingConfig
-from tests.unit.deploy.manifests import Launch, compose_launches, host_ports, k8s_launches, parse_serve
+from tests.support.deploy import Launch, compose_launches, host_ports, k8s_launches, parse_serve
 
 SOURCES = {"compose": compose_launches, "k8s": k8s_launches}
 CASES = [(source, name) for source in SOURCES for name in GRPC_PORTS]

@@ -18,7 +18,7 @@ from esper.mesh.ports import (
     PROMETHEUS_PORT,
     S3_PORT,
 )
-from tests.unit.deploy.manifests import (
+from tests.support.deploy import (
     DEPLOY,
     K8S_DIR,
     WORKLOAD_KINDS,

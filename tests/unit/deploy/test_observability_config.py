@@ -8,7 +8,7 @@ from typing import Any
 
 from esper.mesh.addresses import load_mesh
 from esper.mesh.ports import GRPC_PORTS, METRICS_PORTS, NATS_PORT, OTLP_GRPC_PORT
-from tests.unit.deploy.manifests import (
+from tests.support.deploy import (
     COLLECTOR_CONFIG,
     MESH_FILE,
     PROMETHEUS_CONFIG,

@@ -21,8 +21,8 @@ from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.tezzeret.pipelines import CompiledKernel
 from esper.trust.kernel_signing import KernelSigner
-from tests.fixtures.kernels import compile_kernel, residual_ir
-from tests.fixtures.signing import OTHER_SIGNER, TEST_SIGNER, TEST_TRUST, signed
+from tests.support.kernels import compile_kernel, residual_ir
+from tests.support.signing import OTHER_SIGNER, TEST_SIGNER, TEST_TRUST, signed
 
 VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
@@ -268,7 +268,7 @@ def test_private_copy_keeps_structure_and_hooks_separate() -> None:
 
 
 def test_with_a_real_hub_corrupted_storage_is_data_loss(tmp_path: Path, compiled: CompiledKernel) -> None:
-    from tests.unit.urza.support import claim, make_hub, submit, validate
+    from tests.support.urza import claim, make_hub, submit, validate
 
     hub = make_hub(f"sqlite:///{tmp_path / 'urza.db'}", tmp_path / "artifacts")
     try:

@@ -18,11 +18,10 @@ from esper.kasmina.source import CachedKernelSource
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
-from tests.fixtures.kernels import compile_kernel
-from tests.fixtures.signing import TEST_TRUST
-from tests.unit.urza.support import claim, make_hub, submit, validate
-
-from .support import RUN_ID, advance, bring_to, germinate, mlp_host, template_ir, train_steps
+from tests.support.kasmina import RUN_ID, advance, bring_to, germinate, mlp_host, template_ir, train_steps
+from tests.support.kernels import compile_kernel
+from tests.support.signing import TEST_TRUST
+from tests.support.urza import claim, make_hub, submit, validate
 
 IR = template_ir("mlp_relu_e1", [16], init_seed=11)
 

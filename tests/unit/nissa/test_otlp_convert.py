@@ -15,7 +15,7 @@ from esper.nissa.otlp_convert import attribute_text, spans_from_export
 from esper.nissa.spans import RUN_ID, SpanStore
 from esper.nissa.trace_intake import SpanIntake
 from esper.observability import metrics
-from tests.unit.nissa.trace_support import BASE_NS, export_request, otlp_span, span_id, trace_id
+from tests.support.otlp import BASE_NS, export_request, otlp_span, span_id, trace_id
 
 BAD_SPAN = "resource_spans[1].scope_spans[0].spans[1]"
 

@@ -10,7 +10,7 @@ from esper.errors import FailedPrecondition, InvalidArgument, NotFound
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2
 from esper.tamiyo import TamiyoConfig
 from esper.tamiyo.config import grafting_strategy_from_name
-from tests.unit.tamiyo.scenario import LAYOUT, RUN, SeedSimulator, make_controller
+from tests.support.tamiyo import LAYOUT, RUN, SeedSimulator, make_controller
 
 S = lifecycle_pb2
 Mutation = Callable[[tamiyo_pb2.StepRequest], None]

@@ -18,9 +18,8 @@ from esper.tezzeret.service import TezzeretService
 from esper.tezzeret.worker import FAULT_EXIT_STATUS, TezzeretWorker
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.fixtures.signing import TEST_SIGNER, TEST_TRUST
-from tests.unit.tezzeret.conftest import ConfigFactory
-from tests.unit.tezzeret.support import (
+from tests.support.signing import TEST_SIGNER, TEST_TRUST
+from tests.support.tezzeret import (
     ManualClock,
     RecordingUrza,
     StubCompiler,
@@ -30,6 +29,7 @@ from tests.unit.tezzeret.support import (
     stored_objects,
     submit,
 )
+from tests.unit.tezzeret.conftest import ConfigFactory
 
 JOB = kernel_pb2.CompileJobStatus
 

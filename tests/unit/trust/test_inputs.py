@@ -9,15 +9,7 @@ import pytest
 from esper.config import load_config, parse_config
 from esper.errors import InvalidArgument
 from esper.trust.inputs import MAX_YAML_BYTES, confine, load_yaml, quote
-
-
-def alias_bomb(levels: int = 9) -> str:
-    """The billion-laughs document: each level is a list of ten aliases of the one above."""
-    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for level in range(1, levels):
-        refs = ",".join(f"*a{level - 1}" for _ in range(10))
-        lines.append(f"a{level}: &a{level} [{refs}]")
-    return "\n".join(lines) + "\n"
+from tests.support.crafted import alias_bomb
 
 
 def test_the_alias_bomb_is_small_and_refused_at_its_first_anchor() -> None:

@@ -14,9 +14,9 @@ from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.service import UrabraskService
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.fixtures.signing import TEST_TRUST
-from tests.unit.urabrask.support import FakeSandbox, StepClock, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET
+from tests.support.signing import TEST_TRUST
+from tests.support.urabrask import FakeSandbox, StepClock, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET
 
 CONFIG = UrabraskConfig(hardware_target=TARGET)
 

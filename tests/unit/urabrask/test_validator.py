@@ -13,9 +13,9 @@ from esper.urabrask import report as reports
 from esper.urabrask.config import TaggingPolicy, UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.fixtures.signing import TEST_TRUST
-from tests.unit.urabrask.support import FakeSandbox, StepClock, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET, program_archive
+from tests.support.signing import TEST_TRUST
+from tests.support.urabrask import FakeSandbox, StepClock, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET, program_archive
 
 VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
 REJECTED = kernel_pb2.KERNEL_STATUS_REJECTED

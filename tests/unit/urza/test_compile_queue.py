@@ -13,8 +13,8 @@ from esper.errors import AlreadyExists, EsperError, FailedPrecondition, InvalidA
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
 from esper.urza.store import FolderObjectStore
-from tests.fixtures.signing import OTHER_SIGNER, TEST_TRUST, signed
-from tests.unit.urza.support import (
+from tests.support.signing import OTHER_SIGNER, TEST_TRUST, signed
+from tests.support.urza import (
     FakeClock,
     claim,
     complete,

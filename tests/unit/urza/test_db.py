@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from esper.errors import FailedPrecondition
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
-from tests.unit.urza.support import claim, compile_all, complete, kernel_id_for, make_hub, submit, validate
+from tests.support.urza import claim, compile_all, complete, kernel_id_for, make_hub, submit, validate
 
 
 def test_an_empty_database_gets_the_current_schema(database_url: str) -> None:

@@ -12,7 +12,7 @@ from esper.errors import DataLoss, InvalidArgument, NotFound
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import claim, complete, program_archive, submit
+from tests.support.urza import claim, complete, program_archive, submit
 
 PAYLOAD = bytes(range(256)) * 40
 ARTIFACT = program_archive(PAYLOAD)  # a little over 10240 bytes

@@ -16,7 +16,7 @@ from esper.urza.config import UrzaConfig
 from esper.urza.db import UrzaDatabase
 from esper.urza.hub import UrzaHub
 from esper.urza.store import FolderObjectStore, ObjectStore
-from tests.fixtures.signing import TEST_SIGNER
+from tests.support.signing import TEST_SIGNER
 
 START_US = 1_700_000_000_000_000
 TARGET = "cpu_x86_64"

@@ -8,9 +8,11 @@ builds the StepRequest (packet + telemetry) Tolaria would send.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import grpc
 from google.protobuf import timestamp_pb2
 
 from esper.kasmina.lifecycle import is_legal
@@ -22,8 +24,10 @@ from esper.leyline.v1 import (
     tamiyo_pb2,
     telemetry_pb2,
     urza_pb2,
+    urza_pb2_grpc,
 )
 from esper.leyline.v1.services import TamiyoServiceApi
+from esper.mesh.server import ServiceRegistration
 from esper.state import pack_system_state
 from esper.tamiyo import TamiyoConfig, TamiyoController
 
@@ -294,3 +298,24 @@ def make_controller(kernels: FakeKernels | None = None, **config: object) -> Tam
 
 # A plateau from epoch 3 on (patience 2 after the best 0.60 at epoch 1).
 PLATEAU = [0.50, 0.60, 0.60, 0.60]
+
+
+class _KernelListUrza(urza_pb2_grpc.UrzaServiceServicer):
+    """An Urza that only answers QueryKernels (the other rpcs are UNIMPLEMENTED)."""
+
+    def __init__(self, kernels: FakeKernels) -> None:
+        self._kernels = kernels
+
+    async def QueryKernels(
+        self, request: urza_pb2.QueryKernelsRequest, context: grpc.aio.ServicerContext
+    ) -> urza_pb2.QueryKernelsResponse:
+        return await asyncio.to_thread(self._kernels.query_kernels, request)
+
+
+def kernel_list_urza(kernels: FakeKernels) -> ServiceRegistration:
+    """A small Urza server for a remote Tamiyo's kernel directory: QueryKernels from `kernels`."""
+    fake = _KernelListUrza(kernels)
+    return ServiceRegistration(
+        service_name=urza_pb2.DESCRIPTOR.services_by_name["UrzaService"].full_name,
+        add_to_server=lambda server: urza_pb2_grpc.add_UrzaServiceServicer_to_server(fake, server),
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.urabrask.config import UrabraskConfig
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import TARGET, claim, complete, make_hub, sample_ir, submit
+from tests.support.urza import TARGET, claim, complete, make_hub, sample_ir, submit
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 

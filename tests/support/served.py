@@ -9,7 +9,7 @@ import threading
 
 from esper.mesh.config import ServerConfig
 from esper.mesh.target import Served
-from tests.fixtures.servers import ServerThread
+from tests.support.servers import ServerThread
 
 _TIMEOUT_SECONDS = 30.0
 

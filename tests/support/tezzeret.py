@@ -13,7 +13,7 @@ from esper.tezzeret.config import TezzeretConfig
 from esper.tezzeret.pipelines import CompiledKernel, compile_blueprint
 from esper.tezzeret.toolchain import kernel_id
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import program_archive
+from tests.support.urza import program_archive
 
 START_US = 1_700_000_000_000_000
 

@@ -83,6 +83,7 @@ class ChildExit:
 class _Job:
     process: subprocess.Popen[bytes]
     done: threading.Event = field(default_factory=threading.Event)
+    forked: threading.Event = field(default_factory=threading.Event)
     pid: int | None = None
     returncode: int | None = None
     error: str = ""
@@ -182,6 +183,8 @@ class ForkServer:
                 return ChildExit(None, error=f"{self.name}: the fork server is gone ({exc})")
         if job.done.wait(timeout):
             return ChildExit(job.returncode, error=job.error, stopped=job.stopped)
+        # The child may be forked but not yet announced: kill it once its pid is known.
+        job.forked.wait(_REAP_GRACE_SECONDS)
         self._kill(job)
         job.done.wait(_REAP_GRACE_SECONDS)
         return ChildExit(job.returncode, timed_out=True)
@@ -251,6 +254,7 @@ class ForkServer:
                     continue
                 if "pid" in message:
                     job.pid = int(message["pid"])
+                    job.forked.set()
                     continue
                 self._jobs.pop(message["job"], None)
             job.returncode = message.get("returncode")

@@ -78,3 +78,11 @@ def test_a_run_after_close_is_stopped_not_failed() -> None:
     forks.close()
     done = forks.run(f"{JOBS}:exit_with", ["0"])
     assert done.stopped and not done.ok and done.describe() == "stopped with its fork server"
+
+
+def test_a_timeout_shorter_than_the_fork_still_kills_the_child(server: ForkServer, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    done = server.run(f"{JOBS}:sleep_forever", [str(pid_file)], timeout=0.0001)
+    assert done.timed_out and not done.ok
+    if pid_file.exists():  # it may have been killed before it wrote its pid
+        assert not Path(f"/proc/{int(pid_file.read_text())}").exists()

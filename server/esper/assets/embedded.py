@@ -33,6 +33,7 @@ from esper.tezzeret.config import TezzeretConfig, check_device, hardware_target_
 from esper.tezzeret.forked import ForkedCompiler, compile_server
 from esper.tezzeret.pipelines import CompileError, CompileInterrupted
 from esper.tezzeret.worker import TezzeretWorker
+from esper.trust.kernel_signing import KernelSigner, TrustedSigners
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.sandbox import ForkedSandbox
 from esper.urabrask.validator import UrabraskValidator
@@ -42,6 +43,7 @@ from esper.urza.hub import UrzaHub
 logger = logging.getLogger(__name__)
 
 _MAX_COMPILE_SLOTS = 64
+SIGNING_KEY_FILE = "pki/tezzeret-signing.key"
 
 
 class EmbeddedAssets:
@@ -55,10 +57,14 @@ class EmbeddedAssets:
         # store shared by CPU and GPU runs would compile each blueprint for one of them only.
         root = config.data_path if device == "cpu" else config.data_path / self.hardware_target
         root.mkdir(parents=True, exist_ok=True)
+        # The cache's own compile worker key: every kernel here is signed by it and nothing else is loaded.
+        self.signer = KernelSigner.load_or_create(root / SIGNING_KEY_FILE)
+        self.trust = TrustedSigners.of(self.signer)
         self.urza = UrzaHub.open(
-            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines))
+            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines)),
+            trust=self.trust,
         )
-        self.kernel_cache = KernelCache(self.urza, KernelCacheConfig())
+        self.kernel_cache = KernelCache(self.urza, KernelCacheConfig(), trust=self.trust)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._workers: list[TezzeretWorker] = []
@@ -79,7 +85,7 @@ class EmbeddedAssets:
         self._compile_forks.start()
         for index in range(self.config.compile_workers):
             self._spawn(f"tezzeret-{index}", self._compile)
-        self._sandbox = ForkedSandbox(f"urabrask-forks-{os.getpid()}")
+        self._sandbox = ForkedSandbox(name=f"urabrask-forks-{os.getpid()}")
         self._sandbox.start()
         for index in range(self.config.validation_workers):
             validator = UrabraskValidator(
@@ -90,6 +96,7 @@ class EmbeddedAssets:
                     device=self.device,
                 ),
                 characterize=self._sandbox,
+                trust=self.trust,
             )
             self._spawn(f"urabrask-{index}", validator.run_forever)
 
@@ -146,6 +153,7 @@ class EmbeddedAssets:
                 self.urza,
                 config,
                 compiler=compiler,
+                signer=self.signer,
                 preferred=self._preferred_ids,
                 toolchain=self._toolchain(compiler, config),
             )

@@ -202,7 +202,9 @@ def _morphogenetic_trainer(
             # machine's load, so a seed's run repeats exactly.
             waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
             events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
-        services.prefetch(sites)
+        # What the run spent on its kernels before training: the pipeline's start, the
+        # submissions and, in the deterministic mode, the wait. Building the trainer is not.
+        asset_wait = time.perf_counter() - started
         operator = KasminaOperator(
             model, CachedKernelSource(services.kernel_cache, services.urza), config.kasmina, run_id=run_id
         )
@@ -218,10 +220,13 @@ def _morphogenetic_trainer(
             checkpoint_path=folder.path / CHECKPOINT_FILE,
             on_boundary=services.publish,
         )
+        # Only now: the trainer's first optimizer imports torch._dynamo, and so does a kernel
+        # load; two threads importing it at once can fail with a circular import.
+        services.prefetch(sites)
     except BaseException:
         services.close()
         raise
-    return trainer, services, time.perf_counter() - started
+    return trainer, services, asset_wait
 
 
 def _metrics_writer(folder: RunFolder) -> EpochCallback:

@@ -8,11 +8,20 @@ clean, as with multiprocessing's spawn), and reads back the report the child wro
 A child that dies (non-zero exit without a report, a signal) or outlives the timeout
 yields a failed report naming how it ended.
 
+The child starts with an empty environment (only what it needs to find Python and
+Esper, its thread count, and its own temporary and home folder inside the request
+folder, which is also its working folder), and its first act, before torch is
+imported or a byte of the kernel is read, is to lower its resource limits for good:
+CPU seconds, the largest file it may write, open files, and no core dumps.
+
 `ForkedSandbox` gives every kernel the same fresh process of its own without paying
 for a new interpreter and the torch import each time (seconds, far more on a loaded
-machine): its children fork from a warm fork server (esper.forkserver) that has
-imported the probe and nothing else, and run `probe_request` exactly as the
-command-line child does.
+machine): its children fork from a warm fork server (esper.forkserver) that runs in
+the sandbox's empty environment, lowered the file, open-file and core-dump limits
+before it imported anything (its children inherit them), and imported torch and the
+probe but never touched a kernel. Each child then lowers its CPU seconds (counted
+from its fork), takes the request folder as home, temporary and working folder, and
+runs `probe_request` exactly as the command-line child does.
 
 Request folder: `artifact.pt2`, `kernel.binpb` (KernelArtifact), `ir.binpb`
 (BlueprintIR), `settings.json`. Answer: `report.binpb` (UrabraskValidationReport
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -32,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import esper
+from esper import forkserver
 from esper.forkserver import ForkServer
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.urabrask import report as reports
@@ -87,10 +98,24 @@ class SandboxStopped(Exception):
 
 
 class ForkedSandbox:
-    """`run_sandbox` with every child forked from a warm fork server; `close()` kills what still runs."""
+    """`run_sandbox` with every child forked from a warm fork server; `close()` kills what still runs.
 
-    def __init__(self, name: str = "urabrask-forks") -> None:
-        self._server = ForkServer(PRELOAD, name=name)
+    `config` gives the limits the fork server lowers for itself and every child (file
+    size, open files, core dumps) and the children's thread count; each call's config
+    gives that child's CPU seconds and timeout.
+    """
+
+    def __init__(self, config: UrabraskConfig | None = None, *, name: str = "urabrask-forks") -> None:
+        settings = config if config is not None else UrabraskConfig()
+        inherited = {key: value for key, value in _limits(settings).items() if key != "RLIMIT_CPU"}
+        self._server = ForkServer(
+            PRELOAD,
+            env=base_environment(settings.sandbox_threads),
+            cwd=Path(tempfile.gettempdir()),
+            limits=inherited,
+            name=name,
+        )
+        self._threads = settings.sandbox_threads
 
     def start(self) -> None:
         """Start the fork server now (it imports torch and the probe in the background)."""
@@ -109,14 +134,19 @@ class ForkedSandbox:
         self._server.close()
 
     def _fork(self, request: Path, config: UrabraskConfig) -> Report:
+        (request / "tmp").mkdir()
         ended = self._server.run(
             f"{__name__}:probe_in_child",
             [str(request)],
             cwd=request,
+            env=child_environment(request, self._threads),
+            limits={"RLIMIT_CPU": _limits(config)["RLIMIT_CPU"]},
             stdout=request / STDOUT_FILE,
             stderr=request / STDERR_FILE,
             timeout=config.sandbox_timeout_seconds,
         )
+        if ended.timed_out:
+            return _failed(f"sandbox timed out after {config.sandbox_timeout_seconds:g} s")
         report = _read_report(request)
         if report is not None:
             return report
@@ -128,8 +158,6 @@ class ForkedSandbox:
             if (request / STDERR_FILE).exists()
             else ""
         )
-        if ended.timed_out:
-            return _failed(f"sandbox timed out after {config.sandbox_timeout_seconds:g} s")
         logger.warning("sandbox ended without a report (%s): %s", ended.describe(), stderr[-2000:])
         return _failed(f"sandbox {ended.describe()}{_tail(stderr)}")
 
@@ -178,15 +206,29 @@ def _settings(kernel: kernel_pb2.KernelArtifact, config: UrabraskConfig) -> dict
         "input_seed": config.input_seed,
         "device": config.device,
         "threads": config.sandbox_threads,
+        "limits": _limits(config),
+    }
+
+
+def _limits(config: UrabraskConfig) -> dict[str, int]:
+    """The child's resource limits, soft and hard alike, so it cannot raise them again."""
+    return {
+        "RLIMIT_CPU": math.ceil(config.sandbox_timeout_seconds) + 5,
+        "RLIMIT_FSIZE": config.sandbox_max_file_bytes,
+        "RLIMIT_NOFILE": config.sandbox_max_open_files,
+        "RLIMIT_CORE": 0,
     }
 
 
 def _spawn(request: Path, config: UrabraskConfig) -> Report:
     command = [sys.executable, "-m", "esper.urabrask.sandbox", str(request)]
+    (request / "tmp").mkdir()
     try:
         finished = subprocess.run(
             command,
-            env=_child_env(config.sandbox_threads),
+            env=child_environment(request, config.sandbox_threads),
+            cwd=request,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=config.sandbox_timeout_seconds,
             check=False,
@@ -202,13 +244,34 @@ def _spawn(request: Path, config: UrabraskConfig) -> Report:
     return _failed(f"{_describe_exit(finished.returncode)}{_tail(stderr)}")
 
 
-def _child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
+def child_environment(request: Path, threads: int) -> dict[str, str]:
+    """Everything the sandbox's environment holds: nothing of the validator's own (no credentials,
+    no proxies, no OTEL endpoint), only where Python finds Esper and where to write."""
+    scratch = str(request / "tmp")
+    return {
+        **base_environment(threads),
+        "HOME": str(request),
+        "TMPDIR": scratch,
+        "TORCHINDUCTOR_CACHE_DIR": os.path.join(scratch, "inductor"),
+    }
+
+
+def base_environment(threads: int) -> dict[str, str]:
+    """The sandbox's environment before a request gives it a folder: where Python finds Esper, its threads."""
     roots = [str(Path(path).parent) for path in esper.__path__]
-    env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, [env.get("PYTHONPATH")])])
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {
+        "PATH": os.defpath,
+        "PYTHONPATH": os.pathsep.join(roots),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": str(threads),
+    }
+
+
+def apply_limits(limits: dict[str, int]) -> None:
+    """Lower this process's resource limits, soft and hard, for good."""
+    forkserver.apply_limits(limits)
 
 
 def _describe_exit(returncode: int) -> str:
@@ -241,5 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     return probe_request(Path(args[0]))
 
 
+def _enter_sandbox(argv: list[str]) -> None:
+    """Limits first: before torch is imported, before the kernel's bytes are read."""
+    if len(argv) == 1:
+        settings = json.loads((Path(argv[0]) / SETTINGS_FILE).read_text(encoding="utf-8"))
+        apply_limits(settings.pop("limits", {}))
+
+
 if __name__ == "__main__":
+    _enter_sandbox(sys.argv[1:])
     sys.exit(main())

@@ -37,7 +37,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
         "corrupt": lambda: run_sandbox(b"PK\x03\x04 not really a zip archive", kernel, ir, CONFIG),
         "timeout": lambda: run_sandbox(good.artifact, kernel, ir, hasty),
     }
-    forked = ForkedSandbox("test-urabrask-forks")
+    forked = ForkedSandbox(name="test-urabrask-forks")
     cases.update(
         {
             "forked good": lambda: forked(good.artifact, kernel, ir, CONFIG),

@@ -251,7 +251,7 @@ def _summary(
         "static": config.run.static,
         "seed": config.run.seed,
         "final_test_accuracy": test_accuracy,
-        "best_val_accuracy": history.best_val_accuracy,
+        "best_val_accuracy": history.best_val_score,
         "params_initial": params[0] if params else 0,
         # The saved model's (host and fossilized seeds): the model final_test_accuracy measures.
         "params_final": trainer.saved_parameter_count(),

@@ -20,9 +20,9 @@ from esper.tamiyo.config import TamiyoConfig
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
-from tests.fixtures.kernels import harmful_artifact
-from tests.unit.kasmina.support import FakeKernelSource, template_ir
-from tests.unit.tamiyo.scenario import FakeKernels
+from tests.support.kasmina import FakeKernelSource, template_ir
+from tests.support.kernels import harmful_artifact
+from tests.support.tamiyo import FakeKernels
 from tests.unit.tolaria.harness import RUN_ID, WIDTH, Setup, kernel_artifact, notices, setup, transitions
 
 EPOCHS = 20
@@ -147,11 +147,11 @@ def test_a_run_whose_final_state_is_worse_ends_with_its_best_validated_state() -
     saved = history.saved
     # The spoiled weights came after epoch 5's validation: epoch 5 is the best, and what the run ends with.
     assert saved is not None and saved.epoch == 5
-    assert saved.val_accuracy > saved.final_val_accuracy + 0.3
+    assert saved.val_metric > saved.final_val_metric + 0.3
     assert "ends with that best state" in saved.reason
     from esper.tolaria.loop import evaluate
 
-    assert evaluate(run.model, run.data.x_val, run.data.y_val).accuracy == pytest.approx(saved.val_accuracy)
+    assert evaluate(run.model, run.data.x_val, run.data.y_val).accuracy == pytest.approx(saved.val_metric)
     assert any("ends with that best state" in text for text in notices(run.events))
 
 

@@ -15,7 +15,7 @@ from esper.kasmina import load_model, save_model
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, tamiyo_pb2
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import TolariaTrainer, TrainingFailed
-from tests.unit.kasmina.support import command
+from tests.support.kasmina import command
 from tests.unit.tolaria.harness import (
     RUN_ID,
     TAMIYO,
@@ -271,9 +271,9 @@ def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
 
     for loss in (0.01, 0.008, 0.012):  # a long run that fit well
         trainer._losses.record(loss, loss)
-    fine = EpochStats(loss=0.1, accuracy=0.9, steps=10, finite=True)
+    fine = EpochStats(loss=0.1, metric=0.9, steps=10, finite=True)
     assert trainer._failure(fine, fine) == ""
-    exploded = EpochStats(loss=5.0, accuracy=0.1, steps=10, finite=True)
+    exploded = EpochStats(loss=5.0, metric=0.1, steps=10, finite=True)
     assert "diverged" in trainer._failure(fine, exploded)
 
 
@@ -285,8 +285,8 @@ def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -
 
     for loss in (2.3, 1.1, 0.7, 0.62, 0.60):
         trainer._losses.record(loss, loss)
-    before = EpochStats(loss=0.6, accuracy=0.8, steps=10, finite=True)
-    jumped = EpochStats(loss=4.31, accuracy=0.1, steps=10, finite=True)
+    before = EpochStats(loss=0.6, metric=0.8, steps=10, finite=True)
+    jumped = EpochStats(loss=4.31, metric=0.1, steps=10, finite=True)
     assert trainer._failure(before, before) == ""
     assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
     assert "training loss 4.310 diverged" in trainer._failure(jumped, before)

@@ -100,7 +100,7 @@ def _train_static(model: nn.Module, data: Dataset, config: EsperConfig) -> dict[
     saved = getattr(history, "saved", None)
     val = saved.val_accuracy if saved is not None else history.epochs[-1].metrics.val_accuracy
     return {
-        "test_accuracy": trainer.test_accuracy().accuracy,
+        "test_accuracy": trainer.test_accuracy().metric,
         "val_accuracy": val,
         "params": count_parameters(trainer.model),
         "wall_seconds": wall,

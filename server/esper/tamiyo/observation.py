@@ -90,13 +90,17 @@ class Observation:
         return self.boundary.epoch
 
     @property
-    def accuracy(self) -> float:
-        return self.boundary.validation_accuracy
+    def score(self) -> float:
+        """The validation metric, higher is better (see Boundary)."""
+        return self.boundary.score
+
+    def shown(self, score: float) -> str:
+        return self.boundary.shown(score)
 
     @property
     def finite(self) -> bool:
-        """Losses and accuracy are all finite; otherwise the run needs a rollback."""
-        values = (self.training_loss, self.validation_loss, self.boundary.validation_accuracy)
+        """Losses and the metric are all finite; otherwise the run needs a rollback."""
+        values = (self.training_loss, self.validation_loss, self.boundary.score)
         return all(math.isfinite(value) for value in values)
 
 

@@ -43,11 +43,6 @@ class EpochStats:
     def score(self) -> float:
         return self.metric if self.higher_is_better else -self.metric
 
-    @property
-    def accuracy(self) -> float:
-        """The metric, under the name the classification objective gives it."""
-        return self.metric
-
 
 class _Sums:
     """Loss and metric sums and their weight, kept on the device until the epoch ends."""

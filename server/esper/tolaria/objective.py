@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from esper.errors import InvalidArgument
+from esper.leyline.v1 import lifecycle_pb2
 
 LossFn = Callable[[Any, Any], Tensor]
 MetricFn = Callable[[Any, Any], Any]
@@ -111,6 +112,20 @@ class Objective:
     @property
     def higher_is_better(self) -> bool:
         return self.metric.higher_is_better
+
+    @property
+    def is_accuracy(self) -> bool:
+        """The metric is accuracy: it fills the accuracy fields, and Tamiyo reads it as such."""
+        return self.metric is ACCURACY
+
+    @property
+    def metric_direction(self) -> lifecycle_pb2.MetricDirection:
+        """How the boundary packet names this metric: UNSPECIFIED for accuracy (the packet's own field)."""
+        if self.is_accuracy:
+            return lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+        if self.higher_is_better:
+            return lifecycle_pb2.METRIC_DIRECTION_HIGHER_IS_BETTER
+        return lifecycle_pb2.METRIC_DIRECTION_LOWER_IS_BETTER
 
     def weight(self, targets: Any) -> int:
         """What the batch's means are over: every class index for the built-in loss, else the batch's rows."""

@@ -26,6 +26,8 @@ from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.checkpoint import load_checkpoint
 from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.events import RunEventLog
+from esper.tolaria.loop import EpochStats
+from esper.tolaria.objective import Objective
 from esper.tolaria.report import render_report
 from esper.tolaria.runfolder import RunFolder
 from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
@@ -90,7 +92,7 @@ def run_training(
         if on_trainer is not None:
             on_trainer(trainer)
         _, history = trainer.train()
-        test = trainer.test_accuracy()
+        test = trainer.test_stats()
         save_model(trainer.model, out, host_spec=spec)
     finally:
         if running is not None:
@@ -102,7 +104,7 @@ def run_training(
         data,
         spec,
         history,
-        test.accuracy,
+        test,
         trainer,
         events,
         time.perf_counter() - started,
@@ -117,18 +119,27 @@ def _write_results(
 ) -> None:
     """summary.json (compared with the static baseline's when there is one) and report.png."""
     baseline = RunFolder(baseline_dir).read_summary() if baseline_dir is not None else None
-    if baseline is not None:
-        summary["baseline"] = {
-            "final_test_accuracy": baseline.get("final_test_accuracy"),
-            "params_final": baseline.get("params_final"),
-            "out_dir": str(baseline_dir),
-        }
-        summary["growth_beat_static"] = bool(
-            summary["final_test_accuracy"] > float(baseline.get("final_test_accuracy", 1.0))
-        )
+    if baseline is not None and baseline_dir is not None:
+        summary.update(baseline_comparison(summary, baseline, baseline_dir))
     extra = {key: value for key, value in summary.items() if key not in _SUMMARY_FIELDS}
     folder.write_summary(_run_summary(summary), run_id=summary["run_id"], dataset=dataset, static=static, **extra)
     render_report(folder.path, baseline_metrics=baseline_dir)
+
+
+def baseline_comparison(summary: dict[str, Any], baseline: dict[str, Any], baseline_dir: Path) -> dict[str, Any]:
+    """The summary's `baseline` entry and whether growth beat it on the test metric (either direction)."""
+    lower = summary.get("metric_direction") == "METRIC_DIRECTION_LOWER_IS_BETTER"
+    ours = float(summary.get("final_test_metric", summary.get("final_test_accuracy", 0.0)))
+    theirs = float(baseline.get("final_test_metric", baseline.get("final_test_accuracy", 0.0)))
+    return {
+        "baseline": {
+            "final_test_accuracy": baseline.get("final_test_accuracy"),
+            "final_test_metric": theirs,
+            "params_final": baseline.get("params_final"),
+            "out_dir": str(baseline_dir),
+        },
+        "growth_beat_static": bool(ours < theirs if lower else ours > theirs),
+    }
 
 
 def _prepare_folder(
@@ -236,7 +247,7 @@ def _summary(
     data: Dataset,
     spec: HostSpec,
     history: TrainingHistory,
-    test_accuracy: float,
+    test: EpochStats | None,
     trainer: TolariaTrainer,
     events: RunEventLog,
     wall_seconds: float,
@@ -246,12 +257,11 @@ def _summary(
     hook_ms = history.hook_ms() or [0.0]
     stages = _stage_counts(events)
     return {
+        **metric_summary(trainer.objective, history, test),
         "run_id": run_id,
         "dataset": data.name,
         "static": config.run.static,
         "seed": config.run.seed,
-        "final_test_accuracy": test_accuracy,
-        "best_val_accuracy": history.best_val_score,
         "params_initial": params[0] if params else 0,
         # The saved model's (host and fossilized seeds): the model final_test_accuracy measures.
         "params_final": trainer.saved_parameter_count(),
@@ -272,6 +282,29 @@ def _summary(
         "cancelled": history.cancelled,
         "host": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
         "config": config_to_dict(config),
+    }
+
+
+def metric_summary(objective: Objective, history: TrainingHistory, test: EpochStats | None) -> dict[str, Any]:
+    """The summary's metric fields: its name and direction, the best validation and the test figure.
+
+    `final_test_accuracy` and `best_val_accuracy` are filled for an accuracy run only.
+    """
+    metric = objective.metric
+    best = metric.score(history.best_val_score) if history.epochs else 0.0
+    test_metric = test.metric if test is not None else float("nan")
+    direction = (
+        lifecycle_pb2.METRIC_DIRECTION_HIGHER_IS_BETTER
+        if metric.higher_is_better
+        else lifecycle_pb2.METRIC_DIRECTION_LOWER_IS_BETTER
+    )
+    return {
+        "final_test_accuracy": test_metric if objective.is_accuracy else 0.0,
+        "best_val_accuracy": best if objective.is_accuracy else 0.0,
+        "metric_name": metric.name,
+        "metric_direction": lifecycle_pb2.MetricDirection.Name(direction),
+        "final_test_metric": test_metric,
+        "best_val_metric": best,
     }
 
 

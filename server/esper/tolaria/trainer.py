@@ -225,14 +225,16 @@ class TolariaTrainer(NeverWorseThanStatic):
         return stats
 
     def _epoch_boundary(self, epoch: int, train_stats: EpochStats, val_stats: EpochStats, epoch_ms: int) -> HookOutcome:
-        telemetry = self.kasmina.on_epoch_end(epoch, validation_accuracy=val_stats.accuracy)
+        telemetry = self.kasmina.on_epoch_end(epoch, validation_score=val_stats.score)
         state = BoundaryState(
             run_id=self.run_id,
             epoch=epoch,
             global_step=self.model.global_step,
             training_loss=train_stats.loss,
             validation_loss=val_stats.loss,
-            validation_accuracy=val_stats.accuracy,
+            validation_accuracy=val_stats.metric if self.objective.is_accuracy else 0.0,
+            validation_metric=0.0 if self.objective.is_accuracy else val_stats.metric,
+            metric_direction=self.objective.metric_direction,
             epoch_ms=epoch_ms,
             parameter_count=count_parameters(self.model),
             final_epoch=self.planned_epochs - 1,
@@ -354,9 +356,11 @@ class TolariaTrainer(NeverWorseThanStatic):
         metrics = run_pb2.EpochMetrics(
             epoch=epoch,
             train_loss=train_stats.loss,
-            train_accuracy=train_stats.accuracy,
+            train_accuracy=train_stats.metric if self.objective.is_accuracy else 0.0,
             val_loss=val_stats.loss,
-            val_accuracy=val_stats.accuracy,
+            val_accuracy=val_stats.metric if self.objective.is_accuracy else 0.0,
+            train_metric=train_stats.metric,
+            val_metric=val_stats.metric,
             parameter_count=count_parameters(self.model),
             hook_ms=hook.total_ms if hook is not None else 0.0,
         )

@@ -250,7 +250,7 @@ def test_test_accuracy_is_that_of_the_saved_model(tmp_path: Path) -> None:
     reloaded = load_model(tmp_path).eval()
     with torch.no_grad():
         correct = (reloaded(run.data.x_test).argmax(1) == run.data.y_test).sum().item()
-    assert trainer.test_accuracy().accuracy == correct / len(run.data.y_test)
+    assert trainer.test_accuracy().metric == correct / len(run.data.y_test)
 
 
 def test_a_plain_module_trains_as_a_static_baseline() -> None:

@@ -140,7 +140,7 @@ class TolariaTrainer(NeverWorseThanStatic):
 
     def train(self) -> tuple[nn.Module, TrainingHistory]:
         """Train for the configured epochs; returns the (grown) model and its history."""
-        self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
+        self.begin()
         epoch = self.start_epoch
         try:
             while epoch < self.planned_epochs and not self.should_stop():
@@ -148,11 +148,20 @@ class TolariaTrainer(NeverWorseThanStatic):
                     epoch += 1
         finally:
             SEED_CENSUS.forget(self.run_id)
-        self.history.cancelled = self.should_stop() and epoch < self.planned_epochs
+        self.finish(cancelled=self.should_stop() and epoch < self.planned_epochs)
+        return self.model, self.history
+
+    def begin(self) -> None:
+        """Before the first epoch: the state a failure in it goes back to."""
+        self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
+
+    def finish(self, *, cancelled: bool = False) -> TrainingHistory:
+        """After the last epoch: settle on the best validated state and release the seeds' resources."""
+        self.history.cancelled = cancelled
         self.history.saved = self._settle_on_best_state()
         if self.kasmina is not None:
             self.kasmina.close()
-        return self.model, self.history
+        return self.history
 
     def _run_epoch(self, epoch: int) -> bool:
         """One epoch as the root span `tolaria.epoch` of its trace (the boundary's decisions are inside)."""
@@ -177,6 +186,15 @@ class TolariaTrainer(NeverWorseThanStatic):
                 after_step=after_step,
                 should_stop=self.should_stop,
             )
+        return self.close_epoch(epoch, train_stats, started)
+
+    def close_epoch(self, epoch: int, train_stats: EpochStats, started: float) -> bool:
+        """Everything after an epoch's training: validate, judge, the boundary hook, checkpoint.
+
+        `started` is the epoch's `time.perf_counter()` start. False when the epoch was
+        rolled back (the model, optimizers and seeds are back at a checkpoint) and must be
+        trained again. A loop of the caller's own (esper.sdk.EsperSession) calls it too.
+        """
         with _TRACER.start_as_current_span("tolaria.validate"):
             val_stats = self._validate()
         failure = self._failure(train_stats, val_stats)

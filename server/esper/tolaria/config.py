@@ -115,12 +115,12 @@ class TolariaConfig:
 
 
 def _default_kasmina() -> KasminaConfig:
-    # Esper's default hosts put a depth seed after every hidden ReLU and a width seed on
-    # every hidden layer. Lifecycle step counts suit the bundled data sets (tens of steps
-    # per epoch at batch 64): a seed trains two epochs or so, ramps in over about one and
-    # a half, and settles in one.
+    # No targets: esper.wrap's default sites, which on Esper's hosts are a depth seed after
+    # every hidden ReLU (MLP, CNN) or after every block (transformer, residual CNN), and a
+    # width seed on every hidden layer it can widen exactly. Lifecycle step counts suit
+    # the bundled data sets (tens of steps per epoch at batch 64): a seed trains two
+    # epochs or so, ramps in over about one and a half, and settles in one.
     return KasminaConfig(
-        target_module_types=("ReLU",),
         width_seeds=True,
         ramp_steps=30,
         training_min_steps=40,

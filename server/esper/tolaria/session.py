@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from esper.data import load_dataset
 from esper.data.bundle import Dataset
 from esper.hosts import build_host, default_host_spec
@@ -25,6 +27,7 @@ from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.checkpoint import load_checkpoint
 from esper.tolaria.config import EsperConfig, config_to_dict
+from esper.tolaria.devices import resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.loop import EpochStats
 from esper.tolaria.objective import Objective
@@ -74,16 +77,17 @@ def run_training(
     folder = RunFolder(out)
     run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
     data = load_dataset(config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction)
-    spec = default_host_spec(
-        data.input_kind, data.input_shape, data.num_classes, config.run.host_width, init_seed=config.run.seed
-    )
+    spec = run_host_spec(config, data)
+    device = resolve_device(config.run.device, "run.device")
     events = _prepare_folder(folder, config, run_id, resume=resume, events=events)
     started = time.perf_counter()
     if config.run.static:
-        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder), 0.0
+        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder, device), 0.0
         running: RunServices | None = None
     else:
-        trainer, running, asset_wait = _morphogenetic_trainer(config, spec, data, run_id, events, folder, services)
+        trainer, running, asset_wait = _morphogenetic_trainer(
+            config, spec, data, run_id, events, folder, services, device
+        )
     try:
         trainer.on_epoch = _chain(_metrics_writer(folder), on_epoch)
         trainer.should_stop = should_stop or (lambda: False)
@@ -154,13 +158,37 @@ def _prepare_folder(
     return events
 
 
+def run_host_spec(config: EsperConfig, data: Dataset) -> HostSpec:
+    """The host `config.run` asks for (`host`, `host_width`, `host_depth`) over `data`'s inputs."""
+    return default_host_spec(
+        data.input_kind,
+        data.input_shape,
+        data.num_classes,
+        config.run.host_width,
+        depth=config.run.host_depth,
+        init_seed=config.run.seed,
+        kind=config.run.host,
+    )
+
+
+def dataset_objective(data: Dataset) -> Objective:
+    """Cross-entropy, judged by the data set's metric (accuracy, or bits per character for text)."""
+    return Objective(metric=data.metric)
+
+
 def _static_trainer(
-    config: EsperConfig, spec: HostSpec, data: Dataset, run_id: str, events: RunEventLog, folder: RunFolder
+    config: EsperConfig,
+    spec: HostSpec,
+    data: Dataset,
+    run_id: str,
+    events: RunEventLog,
+    folder: RunFolder,
+    device: torch.device,
 ) -> TolariaTrainer:
     from esper.kasmina import MorphableModel
 
     # A morphable model with no seeds: the same host, saved and reloaded like a grown one.
-    model = MorphableModel(build_host(spec), [], config.kasmina)
+    model = MorphableModel(build_host(spec), [], config.kasmina).to(device)
     return TolariaTrainer(
         model,
         None,
@@ -170,6 +198,8 @@ def _static_trainer(
         run_id=run_id,
         events=events,
         checkpoint_path=folder.path / CHECKPOINT_FILE,
+        objective=dataset_objective(data),
+        device=device,
     )
 
 
@@ -181,13 +211,14 @@ def _morphogenetic_trainer(
     events: RunEventLog,
     folder: RunFolder,
     make_services: ServicesFactory,
+    device: torch.device,
 ) -> tuple[TolariaTrainer, RunServices, float]:
     from esper.assets import SeedSite, submit_templates, wait_until_settled
     from esper.karn.catalog import TemplateCatalog
     from esper.kasmina import KasminaOperator, wrap
     from esper.kasmina.source import CachedKernelSource
 
-    model = wrap(build_host(spec), config.kasmina, example_input=data.x_train[:2])
+    model = wrap(build_host(spec).to(device), config.kasmina, example_input=data.x_train[:2].to(device))
     services = make_services(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
@@ -218,6 +249,8 @@ def _morphogenetic_trainer(
             events=events,
             checkpoint_path=folder.path / CHECKPOINT_FILE,
             on_boundary=services.publish,
+            objective=dataset_objective(data),
+            device=device,
         )
     except BaseException:
         services.close()

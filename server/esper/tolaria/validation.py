@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esper import checks, ids
-from esper.data.loading import BUILT_IN, NPZ_PREFIX
+from esper.data.loading import BUILT_IN, DATASET_NAMES, NPZ_PREFIX
+from esper.data.text import TEXT_NAME, TEXT_PREFIX
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.paging import decode_page_token, validate_page_size
@@ -128,14 +129,19 @@ def _overrides(run: run_pb2.RunConfig) -> dict[str, object]:
 
 def _check_dataset(dataset: str, field: str) -> None:
     spec = dataset.strip()
-    if spec in BUILT_IN:
+    if spec in BUILT_IN or spec == TEXT_NAME:
         return
     if spec.startswith(NPZ_PREFIX):
         path = Path(spec[len(NPZ_PREFIX) :]).expanduser()
         if not path.is_file():
             raise InvalidArgument.for_field(field, f"dataset {spec!r}: no such file on the Tolaria server")
         return
-    valid = ", ".join([*BUILT_IN, f"{NPZ_PREFIX}PATH"])
+    if spec.startswith(TEXT_PREFIX):
+        path = Path(spec[len(TEXT_PREFIX) :]).expanduser()
+        if not path.exists():
+            raise InvalidArgument.for_field(field, f"dataset {spec!r}: no such file or folder on the Tolaria server")
+        return
+    valid = ", ".join(DATASET_NAMES)
     raise InvalidArgument.for_field(field, f"unknown dataset {spec!r}; valid: {valid}")
 
 

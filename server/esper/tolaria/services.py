@@ -14,6 +14,7 @@ from typing import Any
 
 from esper.assets.pipeline import SeedSite
 from esper.kasmina.kernel_cache import KernelCache
+from esper.kasmina.source import KernelSource
 from esper.leyline.v1 import control_pb2, run_pb2, telemetry_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.tolaria.config import EsperConfig
@@ -26,7 +27,11 @@ EventPublisher = Callable[[run_pb2.RunEvent], None]
 
 @dataclass
 class RunServices:
-    """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote)."""
+    """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote).
+
+    Kasmina loads kernels from `kernel_source` when given, else from `kernel_cache` with
+    their IRs from `urza`.
+    """
 
     urza: UrzaServiceApi
     kernel_cache: KernelCache
@@ -36,6 +41,7 @@ class RunServices:
     close: Callable[[], None]
     description: str = "embedded"
     publish_event: EventPublisher | None = None
+    kernel_source: KernelSource | None = None
 
 
 ServicesFactory = Callable[[EsperConfig], RunServices]

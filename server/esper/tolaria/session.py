@@ -7,7 +7,6 @@ this process; kernels compile in background threads of the embedded asset pipeli
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import statistics
 import time
@@ -25,12 +24,14 @@ from esper.hosts import build_host, default_host_spec
 from esper.hosts.spec import HostSpec
 from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
+from esper.tolaria.batches import RunData
 from esper.tolaria.checkpoint import load_checkpoint
 from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.devices import resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.loop import EpochStats
 from esper.tolaria.objective import Objective
+from esper.tolaria.optimizers import OptimizerFactory
 from esper.tolaria.report import render_report
 from esper.tolaria.runfolder import RunFolder
 from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
@@ -79,7 +80,7 @@ def run_training(
     data = load_dataset(config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction)
     spec = run_host_spec(config, data)
     device = resolve_device(config.run.device, "run.device")
-    events = _prepare_folder(folder, config, run_id, resume=resume, events=events)
+    events = prepare_folder(folder, config, run_id, resume=resume, events=events)
     started = time.perf_counter()
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder, device), 0.0
@@ -89,7 +90,7 @@ def run_training(
             config, spec, data, run_id, events, folder, services, device
         )
     try:
-        trainer.on_epoch = _chain(_metrics_writer(folder), on_epoch)
+        trainer.on_epoch = chain(metrics_writer(folder), on_epoch)
         trainer.should_stop = should_stop or (lambda: False)
         if resume and (out / CHECKPOINT_FILE).exists():
             trainer.resume(out / CHECKPOINT_FILE)
@@ -102,11 +103,11 @@ def run_training(
         if running is not None:
             running.close()
         events.close()
-    summary = _summary(
+    summary = run_summary_dict(
         run_id,
         config,
-        data,
-        spec,
+        data.name,
+        spec.to_dict(),
         history,
         test,
         trainer,
@@ -114,11 +115,11 @@ def run_training(
         time.perf_counter() - started,
         asset_wait,
     )
-    _write_results(folder, summary, data.name, config.run.static, baseline_dir)
+    write_results(folder, summary, data.name, config.run.static, baseline_dir)
     return RunResult(run_id=run_id, out_dir=out, summary=summary)
 
 
-def _write_results(
+def write_results(
     folder: RunFolder, summary: dict[str, Any], dataset: str, static: bool, baseline_dir: Path | None
 ) -> None:
     """summary.json (compared with the static baseline's when there is one) and report.png."""
@@ -146,7 +147,7 @@ def baseline_comparison(summary: dict[str, Any], baseline: dict[str, Any], basel
     }
 
 
-def _prepare_folder(
+def prepare_folder(
     folder: RunFolder, config: EsperConfig, run_id: str, *, resume: bool, events: RunEventLog | None
 ) -> RunEventLog:
     """A fresh run folder (kept as is when resuming) with its config, and the event log writing into it."""
@@ -213,12 +214,46 @@ def _morphogenetic_trainer(
     make_services: ServicesFactory,
     device: torch.device,
 ) -> tuple[TolariaTrainer, RunServices, float]:
-    from esper.assets import SeedSite, submit_templates, wait_until_settled
-    from esper.karn.catalog import TemplateCatalog
-    from esper.kasmina import KasminaOperator, wrap
-    from esper.kasmina.source import CachedKernelSource
+    from esper.kasmina import wrap
 
     model = wrap(build_host(spec).to(device), config.kasmina, example_input=data.x_train[:2].to(device))
+    return growing_trainer(
+        model,
+        config,
+        data,
+        run_id=run_id,
+        events=events,
+        checkpoint_path=folder.path / CHECKPOINT_FILE,
+        make_services=make_services,
+        objective=dataset_objective(data),
+        device=device,
+    )
+
+
+def growing_trainer(
+    model: Any,
+    config: EsperConfig,
+    data: Dataset | RunData,
+    *,
+    run_id: str,
+    events: RunEventLog,
+    checkpoint_path: Path | None,
+    make_services: ServicesFactory,
+    objective: Objective,
+    device: torch.device,
+    optimizer: OptimizerFactory | None = None,
+) -> tuple[TolariaTrainer, RunServices, float]:
+    """A trainer that grows `model` (a wrapped MorphableModel on `device`): assets, Kasmina, Tamiyo.
+
+    Submits the catalog's templates at the model's seed sites, waits for them when
+    `config.assets.wait_for_kernels` says so, and returns the trainer, the services to
+    close after training and the seconds waited.
+    """
+    from esper.assets import SeedSite, submit_templates, wait_until_settled
+    from esper.karn.catalog import TemplateCatalog
+    from esper.kasmina import KasminaOperator
+    from esper.kasmina.source import CachedKernelSource
+
     services = make_services(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
@@ -235,9 +270,8 @@ def _morphogenetic_trainer(
             waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
             events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
         services.prefetch(sites)
-        operator = KasminaOperator(
-            model, CachedKernelSource(services.kernel_cache, services.urza), config.kasmina, run_id=run_id
-        )
+        source = services.kernel_source or CachedKernelSource(services.kernel_cache, services.urza)
+        operator = KasminaOperator(model, source, config.kasmina, run_id=run_id)
         trainer = TolariaTrainer(
             model,
             services.make_controller(model),
@@ -247,9 +281,10 @@ def _morphogenetic_trainer(
             kasmina=operator,
             run_id=run_id,
             events=events,
-            checkpoint_path=folder.path / CHECKPOINT_FILE,
+            checkpoint_path=checkpoint_path,
             on_boundary=services.publish,
-            objective=dataset_objective(data),
+            objective=objective,
+            optimizer=optimizer,
             device=device,
         )
     except BaseException:
@@ -258,14 +293,14 @@ def _morphogenetic_trainer(
     return trainer, services, waited
 
 
-def _metrics_writer(folder: RunFolder) -> EpochCallback:
+def metrics_writer(folder: RunFolder) -> EpochCallback:
     def write(record: EpochRecord, history: TrainingHistory) -> None:
         folder.append_metrics(record.metrics, wall_seconds=round(record.wall_seconds, 4))
 
     return write
 
 
-def _chain(*callbacks: EpochCallback | None) -> EpochCallback:
+def chain(*callbacks: EpochCallback | None) -> EpochCallback:
     def call(record: EpochRecord, history: TrainingHistory) -> None:
         for callback in callbacks:
             if callback is not None:
@@ -274,11 +309,11 @@ def _chain(*callbacks: EpochCallback | None) -> EpochCallback:
     return call
 
 
-def _summary(
+def run_summary_dict(
     run_id: str,
     config: EsperConfig,
-    data: Dataset,
-    spec: HostSpec,
+    dataset: str,
+    host: dict[str, Any] | None,
     history: TrainingHistory,
     test: EpochStats | None,
     trainer: TolariaTrainer,
@@ -286,13 +321,14 @@ def _summary(
     wall_seconds: float,
     asset_wait: float,
 ) -> dict[str, Any]:
+    """What summary.json holds (its RunSummary fields and the rest), for any run of a TolariaTrainer."""
     params = [record.metrics.parameter_count for record in history.epochs]
     hook_ms = history.hook_ms() or [0.0]
     stages = _stage_counts(events)
     return {
         **metric_summary(trainer.objective, history, test),
         "run_id": run_id,
-        "dataset": data.name,
+        "dataset": dataset,
         "static": config.run.static,
         "seed": config.run.seed,
         "params_initial": params[0] if params else 0,
@@ -313,7 +349,7 @@ def _summary(
         "rollback_events": [record.to_dict() for record in history.rollback_log],
         "saved": history.saved.to_dict() if history.saved is not None else None,
         "cancelled": history.cancelled,
-        "host": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
+        "host": host or {},
         "config": config_to_dict(config),
     }
 

@@ -66,6 +66,7 @@ def kernel(
         tags=list(tags),
         input_kind=blueprint_pb2.INPUT_KIND_FEATURES,
         parameter_count=params,
+        hardware_target="cpu_test",
     )
     artifact.input_shape.dims.extend(dims)
     if output_dims:

@@ -20,7 +20,7 @@ from esper.errors import FailedPrecondition
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.tezzeret.config import TezzeretConfig
+from esper.tezzeret.config import TezzeretConfig, default_hardware_target
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
@@ -35,10 +35,15 @@ _MAX_COMPILE_SLOTS = 64
 class EmbeddedAssets:
     """The asset pipeline of one embedded run; `with EmbeddedAssets(config) as assets: ...`."""
 
-    def __init__(self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None) -> None:
+    def __init__(
+        self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None, device_kind: str = "cpu"
+    ) -> None:
         self.config = config
         self.catalog = catalog if catalog is not None else TemplateCatalog.default()
-        root = config.data_path
+        # Kernels for another kind of device live in their own cache: compile jobs are per
+        # blueprint and pipeline, so one Urza serves one hardware target.
+        root = config.data_path if device_kind == "cpu" else config.data_path / device_kind
+        self.device_kind = device_kind
         root.mkdir(parents=True, exist_ok=True)
         self.urza = UrzaHub.open(
             UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines))
@@ -57,7 +62,11 @@ class EmbeddedAssets:
             self._spawn(worker.config.worker_id, worker.run_forever)
         for index in range(self.config.validation_workers):
             validator = UrabraskValidator(
-                self.urza, UrabraskConfig(worker_id=f"embedded-urabrask-{os.getpid()}-{index}")
+                self.urza,
+                UrabraskConfig(
+                    worker_id=f"embedded-urabrask-{os.getpid()}-{index}",
+                    hardware_target=default_hardware_target(self.device_kind),
+                ),
             )
             self._spawn(f"urabrask-{index}", validator.run_forever)
 
@@ -75,6 +84,7 @@ class EmbeddedAssets:
                 wal_dir=self._root / "tezzeret" / f"slot-{slot}",
                 work_dir=self._root / "tezzeret" / f"slot-{slot}" / "work",
                 poll_interval_seconds=0.2,
+                device=self.device_kind,
             )
             try:
                 return TezzeretWorker(self.urza, config)

@@ -23,7 +23,7 @@ from esper.kasmina.morphable import MorphableModel
 from esper.tamiyo.config import HEURISTIC_POLICY_ID
 from esper.tolaria.batches import Batch, IterableData, first_input, to_device
 from esper.tolaria.config import EsperConfig
-from esper.tolaria.devices import resolve_device
+from esper.tolaria.devices import device_kind, resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.objective import Objective
 from esper.tolaria.runfolder import RunFolder, message_to_json
@@ -72,8 +72,12 @@ class SdkRun:
         seed: int,
         services: ServicesFactory = embedded_services,
     ) -> None:
-        self.config = check_arguments(policy=policy, epochs=epochs, seed=seed, config=config, out=out)
         self.device = resolve_device(device)
+        self.config = check_arguments(policy=policy, epochs=epochs, seed=seed, config=config, out=out)
+        # The asset pipeline builds kernels for the kind of device the model trains on.
+        self.config = dataclasses.replace(
+            self.config, run=dataclasses.replace(self.config.run, device=device_kind(self.device))
+        )
         self.objective = Objective(loss_fn, metric)
         self.data = IterableData(train_data if train_data is not None else [], val_data, test_data)
         self.folder = RunFolder(Path(out).expanduser()) if out is not None else None

@@ -41,6 +41,7 @@ def observation_from_request(
         seeds=seeds,
         model_parameters=int(request.parameter_count) or model_parameters,
         final_epoch=int(request.final_epoch),
+        device_kind=request.device_kind,
     )
 
 

@@ -269,6 +269,7 @@ class Germination:
             max_parameter_count=self._parameter_budget(observation.model_parameters),
             page_size=config.kernel_page_size,
             max_candidates=config.max_kernel_candidates,
+            device_kind=observation.device_kind,
         )
 
     def _parameter_budget(self, model_parameters: int) -> int:

@@ -76,7 +76,8 @@ class SeedView:
 
 @dataclass(frozen=True)
 class Observation:
-    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown."""
+    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown,
+    `device_kind` "" when the caller did not say."""
 
     boundary: Boundary
     training_loss: float
@@ -84,6 +85,7 @@ class Observation:
     seeds: tuple[SeedView, ...]
     model_parameters: int
     final_epoch: int = 0
+    device_kind: str = ""
 
     @property
     def epoch(self) -> int:

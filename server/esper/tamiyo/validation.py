@@ -64,6 +64,8 @@ def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
         features = unpack_seed_features(packet, seed_ids)
     except ValueError as exc:
         raise InvalidArgument.for_field("packet.layout_hash", f"{exc} (seed_layout in request)") from exc
+    if request.device_kind and request.device_kind not in ("cpu", "cuda"):
+        raise InvalidArgument.for_field("device_kind", f"must be cpu or cuda, got {request.device_kind!r}")
     accuracy_run = packet.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
     _validate_telemetry(request.telemetry, packet.run_id, set(seed_ids), accuracy_run=accuracy_run)
     return features

@@ -60,6 +60,7 @@ class BoundaryState:
     telemetry: Sequence[telemetry_pb2.SeedTelemetry]
     validation_metric: float = 0.0
     metric_direction: lifecycle_pb2.MetricDirection = lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+    device_kind: str = ""
 
 
 @dataclass
@@ -115,6 +116,7 @@ def _run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarg
         telemetry=state.telemetry,
         parameter_count=state.parameter_count,
         final_epoch=state.final_epoch,
+        device_kind=state.device_kind,
     )
     assembled = time.perf_counter()
     outcome.assemble_ms = (assembled - start) * 1e3

@@ -18,6 +18,7 @@ from esper.kasmina.source import KernelSource
 from esper.leyline.v1 import control_pb2, run_pb2, telemetry_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.tolaria.config import EsperConfig
+from esper.tolaria.devices import device_kind, resolve_device
 
 # (seed telemetry of the boundary, field reports Tamiyo produced) -> published where observers read them.
 BoundaryPublisher = Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
@@ -56,7 +57,7 @@ def embedded_services(config: EsperConfig) -> RunServices:
     from esper.assets.embedded import EmbeddedAssets
     from esper.tamiyo import TamiyoController
 
-    assets = EmbeddedAssets(config.assets)
+    assets = EmbeddedAssets(config.assets, device_kind=device_kind(resolve_device(config.run.device, "run.device")))
     assets.start()
     return RunServices(
         urza=assets.urza,

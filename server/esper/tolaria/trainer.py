@@ -30,6 +30,7 @@ from esper.observability.spans import esper_attributes, tracer
 from esper.tolaria.batches import Batch, RunData, TensorData
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.config import RunConfig, TolariaConfig
+from esper.tolaria.devices import device_kind
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
 from esper.tolaria.loop import EpochStats, count_parameters, evaluate_batches, train_epoch
@@ -258,6 +259,7 @@ class TolariaTrainer(NeverWorseThanStatic):
             final_epoch=self.planned_epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
+            device_kind=device_kind(self.device),
         )
         outcome = run_hook(state, self.controller, self.kasmina)
         observe_hook(outcome)

@@ -124,7 +124,7 @@ class KernelArtifact(_message.Message):
     def __init__(self, kernel_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., hardware_target: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., tags: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., parameter_count: _Optional[int] = ..., toolchain_hash: _Optional[str] = ..., compile_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., validation_report: _Optional[_Union[UrabraskValidationReport, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ...) -> None: ...
 
 class KernelQuery(_message.Message):
-    __slots__ = ("blueprint_id", "status", "pipeline", "tags_all", "input_kind", "input_shape", "max_parameter_count", "template_id", "growth_kind", "output_shape")
+    __slots__ = ("blueprint_id", "status", "pipeline", "tags_all", "input_kind", "input_shape", "max_parameter_count", "template_id", "growth_kind", "output_shape", "device_kind")
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class KernelQuery(_message.Message):
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KIND_FIELD_NUMBER: _ClassVar[int]
     blueprint_id: str
     status: KernelStatus
     pipeline: CompilationPipeline
@@ -145,7 +146,8 @@ class KernelQuery(_message.Message):
     template_id: str
     growth_kind: _blueprint_pb2.GrowthKind
     output_shape: _blueprint_pb2.TensorShape
-    def __init__(self, blueprint_id: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., max_parameter_count: _Optional[int] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ...) -> None: ...
+    device_kind: str
+    def __init__(self, blueprint_id: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., max_parameter_count: _Optional[int] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., device_kind: _Optional[str] = ...) -> None: ...
 
 class KernelQueryResult(_message.Message):
     __slots__ = ("kernels", "next_page_token", "total_size")

@@ -11,8 +11,8 @@ order its Tamiyo would take them (`prioritize`): the compile workers take those
 first, FAST kernels before any better pipeline. `prefetch` keeps loading what is
 validated into the kernel cache while the run trains.
 
-Kernels are built, measured and loaded for the run's device (`device`): the compile
-and sandbox children build and run them there, and the store is that device kind's.
+Kernels are built, measured and loaded for the run's kind of device (`device_kind`):
+the compile and sandbox children build and run them there, and the store is that kind's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from esper.errors import FailedPrecondition
 from esper.forkserver import ForkServer
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.tezzeret.config import TezzeretConfig, check_device, hardware_target_for
+from esper.tezzeret.config import DEVICE_KINDS, TezzeretConfig, default_hardware_target
 from esper.tezzeret.forked import ForkedCompiler, compile_server
 from esper.tezzeret.pipelines import CompileError, CompileInterrupted
 from esper.tezzeret.worker import TezzeretWorker
@@ -49,13 +49,15 @@ SIGNING_KEY_FILE = "pki/tezzeret-signing.key"
 class EmbeddedAssets:
     """The asset pipeline of one embedded run; `with EmbeddedAssets(config) as assets: ...`."""
 
-    def __init__(self, config: AssetsConfig, *, device: str = "cpu") -> None:
+    def __init__(self, config: AssetsConfig, *, device_kind: str = "cpu") -> None:
+        if device_kind not in DEVICE_KINDS:
+            raise ValueError(f"device_kind must be one of {DEVICE_KINDS}, got {device_kind!r}")
         self.config = config
-        self.device = check_device("device", device)
-        self.hardware_target = hardware_target_for(device)
-        # One store per kind of device: a blueprint's compile jobs do not name a target, so a
-        # store shared by CPU and GPU runs would compile each blueprint for one of them only.
-        root = config.data_path if device == "cpu" else config.data_path / self.hardware_target
+        self.device_kind = device_kind
+        self.hardware_target = default_hardware_target(device_kind)
+        # Kernels for another kind of device live in their own cache: compile jobs are per
+        # blueprint and pipeline, so one Urza serves one hardware target.
+        root = config.data_path if device_kind == "cpu" else config.data_path / device_kind
         root.mkdir(parents=True, exist_ok=True)
         # The cache's own compile worker key: every kernel here is signed by it and nothing else is loaded.
         self.signer = KernelSigner.load_or_create(root / SIGNING_KEY_FILE)
@@ -93,7 +95,7 @@ class EmbeddedAssets:
                 UrabraskConfig(
                     worker_id=f"embedded-urabrask-{os.getpid()}-{index}",
                     hardware_target=self.hardware_target,
-                    device=self.device,
+                    device=self.device_kind,
                 ),
                 characterize=self._sandbox,
                 trust=self.trust,
@@ -145,7 +147,7 @@ class EmbeddedAssets:
             work_dir=slot_dir / "work",
             poll_interval_seconds=0.2,
             hardware_target=self.hardware_target,
-            device=self.device,
+            device=self.device_kind,
         )
         compiler = ForkedCompiler(forks, slot_dir / "requests")
         try:
@@ -177,9 +179,7 @@ class EmbeddedAssets:
         chosen = list(sites)
         return self._spawn(
             "kernel-prefetch",
-            lambda stop: follow_kernels(
-                self.urza, self.kernel_cache, chosen, stop, hardware_target=self.hardware_target
-            ),
+            lambda stop: follow_kernels(self.urza, self.kernel_cache, chosen, stop, device_kind=self.device_kind),
         )
 
     def stop(self) -> None:

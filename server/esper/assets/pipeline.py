@@ -169,7 +169,7 @@ def follow_kernels(
     stop: threading.Event,
     *,
     poll_seconds: float = 1.0,
-    hardware_target: str = "",
+    device_kind: str = "",
 ) -> None:
     """Load each kernel that fits `sites` into the cache as soon as it is validated, until `stop` is set.
 
@@ -179,7 +179,7 @@ def follow_kernels(
     chosen = distinct_sites(sites)
     loaded: set[str] = set()
     while not stop.is_set():
-        _load_validated(urza, cache, chosen, stop, loaded=loaded, hardware_target=hardware_target)
+        _load_validated(urza, cache, chosen, stop, loaded=loaded, device_kind=device_kind)
         stop.wait(poll_seconds)
 
 
@@ -190,7 +190,7 @@ def _load_validated(
     stop: threading.Event,
     *,
     loaded: set[str],
-    hardware_target: str = "",
+    device_kind: str = "",
 ) -> None:
     """Load what fits `sites` and is not in `loaded` (ids are added, failures too: they are not retried)."""
     for site in sites:
@@ -200,7 +200,7 @@ def _load_validated(
             input_shape=blueprint_pb2.TensorShape(dims=site.input_shape),
             growth_kind=site.growth_kind,
             output_shape=blueprint_pb2.TensorShape(dims=site.kernel_output_shape),
-            hardware_target=hardware_target,
+            device_kind=device_kind,
         )
         try:
             response = urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000))

@@ -76,8 +76,8 @@ def compile_blueprint(
     """Compile `ir` with `pipeline`; CompileError (not retryable for an invalid IR) on failure."""
     started = time.perf_counter()
     try:
-        module = build_module(ir).to(config.device)
-        example = example_input(ir, config.example_batch_size, seed=config.numerics_seed).to(config.device)
+        module = build_module(ir)
+        example = example_input(ir, config.example_batch_size, seed=config.numerics_seed)
     except InvalidArgument as exc:
         raise CompileError(f"invalid IR: {exc}", retryable=False) from exc
     compiled = compile_module(module, example, pipeline, config)
@@ -106,6 +106,8 @@ def compile_module(module: nn.Module, example: Tensor, pipeline: int, config: Te
         name = pipeline_name(pipeline)
         raise CompileError(f"pipeline {name} is not enabled on this worker", retryable=False)
     stage = "export"
+    if config.device != "cpu":
+        module, example = module.to(config.device), example.to(config.device)
     try:
         program = passes.export_program(module, example, config)
         notes = [f"exported {len(passes.program_ops(program))} ops, batch dynamic in [1, {config.max_batch}]"]

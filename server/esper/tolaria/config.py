@@ -21,22 +21,32 @@ from esper.tamiyo.config import TamiyoConfig
 
 MAX_EPOCHS = 10_000
 MAX_HOST_WIDTH = 4096
+MAX_HOST_DEPTH = 8
+HOSTS = ("auto", "mlp", "cnn", "rescnn", "transformer")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One training run: data, length, seed and optimizer settings.
 
-    `dataset` is "digits", "mnist5k", "spirals", "products6" or "npz:PATH". `host_width` None picks
-    the default host's small width. `static` trains the host without seeds (the
-    baseline). `out` is the run folder, required by `esper run` (see `require_out`).
-    `validation_fraction` of the training rows is held out for validation.
+    `dataset` is "digits", "mnist5k", "spirals", "products6", "npz:PATH", or "text" /
+    "text:PATH" (character-level language modelling, judged in bits per character).
+    `host` is the host architecture: "auto" (an MLP for features, a CNN for images, a
+    transformer for text), "mlp", "cnn", "rescnn" or "transformer"; `host_width` and
+    `host_depth` None pick its small defaults. `device` is "auto" (CUDA when there is one),
+    "cpu" or "cuda". `static` trains the host without seeds (the baseline). `out` is the
+    run folder, required by `esper run` (see `require_out`). `validation_fraction` of the
+    training rows is held out for validation.
     """
 
     dataset: str = "digits"
     epochs: int = 40
     seed: int = 0
+    host: str = "auto"
     host_width: int | None = None
+    host_depth: int | None = None
+    device: str = "auto"
     static: bool = False
     out: str | None = None
     batch_size: int = 64
@@ -53,6 +63,12 @@ class RunConfig:
         checks.non_negative("run.seed", self.seed)
         if self.host_width is not None:
             checks.in_range("run.host_width", self.host_width, 1, MAX_HOST_WIDTH)
+        if self.host_depth == 0:
+            object.__setattr__(self, "host_depth", None)
+        if self.host_depth is not None:
+            checks.in_range("run.host_depth", self.host_depth, 1, MAX_HOST_DEPTH)
+        checks.one_of("run.host", self.host, HOSTS)
+        checks.one_of("run.device", self.device, DEVICES)
         checks.positive("run.batch_size", self.batch_size)
         checks.positive("run.learning_rate", self.learning_rate)
         checks.non_negative("run.weight_decay", self.weight_decay)
@@ -115,12 +131,12 @@ class TolariaConfig:
 
 
 def _default_kasmina() -> KasminaConfig:
-    # Esper's default hosts put a depth seed after every hidden ReLU and a width seed on
-    # every hidden layer. Lifecycle step counts suit the bundled data sets (tens of steps
-    # per epoch at batch 64): a seed trains two epochs or so, ramps in over about one and
-    # a half, and settles in one.
+    # No targets: esper.wrap's default sites, which on Esper's hosts are a depth seed after
+    # every hidden ReLU (MLP, CNN) or after every block (transformer, residual CNN), and a
+    # width seed on every hidden layer it can widen exactly. Lifecycle step counts suit
+    # the bundled data sets (tens of steps per epoch at batch 64): a seed trains two
+    # epochs or so, ramps in over about one and a half, and settles in one.
     return KasminaConfig(
-        target_module_types=("ReLU",),
         width_seeds=True,
         ramp_steps=30,
         training_min_steps=40,

@@ -14,9 +14,11 @@ from typing import Any
 
 from esper.assets.pipeline import SeedSite
 from esper.kasmina.kernel_cache import KernelCache
+from esper.kasmina.source import KernelSource
 from esper.leyline.v1 import control_pb2, run_pb2, telemetry_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.tolaria.config import EsperConfig
+from esper.tolaria.devices import device_kind, resolve_device
 
 # (seed telemetry of the boundary, field reports Tamiyo produced) -> published where observers read them.
 BoundaryPublisher = Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
@@ -26,7 +28,11 @@ EventPublisher = Callable[[run_pb2.RunEvent], None]
 
 @dataclass
 class RunServices:
-    """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote)."""
+    """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote).
+
+    Kasmina loads kernels from `kernel_source` when given, else from `kernel_cache` with
+    their IRs from `urza`.
+    """
 
     urza: UrzaServiceApi
     kernel_cache: KernelCache
@@ -38,6 +44,7 @@ class RunServices:
     publish_event: EventPublisher | None = None
     # Names the run's blueprints, best first, so compile workers that serve this run take them first.
     prioritize: Callable[[Sequence[str]], None] | None = None
+    kernel_source: KernelSource | None = None
 
 
 ServicesFactory = Callable[[EsperConfig], RunServices]
@@ -47,22 +54,12 @@ def _ignore(telemetry: Sequence[telemetry_pb2.SeedTelemetry], reports: Sequence[
     """Embedded runs keep telemetry and field reports in their run folder only."""
 
 
-def run_device(config: EsperConfig) -> str:
-    """The device the run trains on, as kernels are built for it: "cpu", or "cuda" for a GPU run."""
-    wanted = str(getattr(config.run, "device", "cpu"))
-    if wanted == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if wanted.startswith("cuda") else "cpu"
-
-
 def embedded_services(config: EsperConfig) -> RunServices:
     """Urza + Tezzeret + Urabrask in-process over SQLite and a folder; Tamiyo as a local object."""
     from esper.assets.embedded import EmbeddedAssets
     from esper.tamiyo import TamiyoController
 
-    assets = EmbeddedAssets(config.assets, device=run_device(config))
+    assets = EmbeddedAssets(config.assets, device_kind=device_kind(resolve_device(config.run.device, "run.device")))
     assets.start()
     return RunServices(
         urza=assets.urza,

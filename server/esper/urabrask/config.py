@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from esper import checks
 from esper.leyline.v1 import kernel_pb2
-from esper.tezzeret.config import check_device, default_hardware_target
+from esper.tezzeret.config import DEVICE_KINDS, default_hardware_target
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,13 @@ class UrabraskConfig:
     (CPU seconds, largest file it may write, open files; no core dumps).
     `require_signature` rejects kernels without a signature by a trusted compile
     worker before they reach the sandbox; turning it off is for tests.
-    `device` is where kernels run and are measured; `hardware_target` must be its
-    (esper.tezzeret.config.hardware_target_for), and the validator only claims kernels
-    built for it.
+    `device` ("cpu", "cuda") is where kernels run and are measured; `hardware_target`
+    must be its (esper.tezzeret.config.default_hardware_target(device)), and the
+    validator only claims kernels built for it.
     """
 
     worker_id: str = "urabrask-0"
-    hardware_target: str = field(default_factory=default_hardware_target)
+    hardware_target: str = field(default_factory=default_hardware_target)  # see default_hardware_target(device)
     check_batch_sizes: tuple[int, ...] = (1, 7, 32)
     benchmark_batch_size: int = 32
     warmup: int = 10
@@ -102,7 +102,8 @@ class UrabraskConfig:
     def __post_init__(self) -> None:
         if not self.worker_id:
             raise ValueError("worker_id must be set")
-        check_device("device", self.device)
+        if self.device not in DEVICE_KINDS:
+            raise ValueError(f"device must be one of {DEVICE_KINDS}, got {self.device!r}")
         if not self.check_batch_sizes or min(self.check_batch_sizes) < 1:
             raise ValueError(f"check_batch_sizes must be non-empty and >= 1, got {self.check_batch_sizes}")
         checks.positive("benchmark_batch_size", self.benchmark_batch_size)

@@ -42,7 +42,7 @@ def test_defaults() -> None:
     assert (config.run.epochs, config.run.seed, config.run.batch_size) == (40, 0, 64)
     assert config.run.learning_rate == 1e-2 and config.run.host_width is None and config.run.static is False
     assert config.tolaria.checkpoint_every == 1 and config.tolaria.hook_budget_ms == 18.0
-    assert config.kasmina.target_module_types == ("ReLU",)
+    assert config.kasmina.target_module_types == () and config.kasmina.target_module_paths == ()  # default sites
     assert config.assets.pipelines == ("fast", "standard") and config.assets.template_ids == ()
     assert config.assets.wait_for_kernels is False, "a run never waits for compiles unless asked to"
     assert config.assets.data_path == Path("~/.cache/esper/assets").expanduser()
@@ -65,7 +65,7 @@ def test_nested_sections_of_other_components() -> None:
         "assets:\n  pipelines: [standard]\n  wait_for_kernels: true\n"
     )
     assert config.kasmina.ramp_steps == 20 and config.kasmina.target_module_paths == ("act1",)
-    assert config.kasmina.target_module_types == ("ReLU",)  # the run default, not KasminaConfig's own
+    assert config.kasmina.width_seeds is True  # the run default, not KasminaConfig's own
     assert config.tamiyo.patience == 4 and config.tamiyo.preferred_tags == ()
     assert config.assets.pipelines == ("standard",) and config.assets.wait_for_kernels is True
 

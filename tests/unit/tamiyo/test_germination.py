@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from esper.errors import Unavailable
@@ -256,18 +254,6 @@ def test_a_blueprint_counts_once_by_its_best_pipeline() -> None:
     choice = choose_kernel(_search(FakeKernels([fast, standard])), LAYOUT[0], {})
     assert choice is not None and choice.kernel.kernel_id == "bp1-standard", "STANDARD wins, whatever the latency"
     assert "best of 1 validated" in choice.reason
-
-
-def test_only_kernels_built_for_the_run_s_hardware_target_are_candidates() -> None:
-    gpu = kernel("a-gpu-large", params=5_000)
-    gpu.hardware_target = "cuda_sm80"
-    cpu = kernel("b-cpu-small", params=50)
-    cpu.hardware_target = "cpu_x86_64"
-    search = dataclasses.replace(_search(FakeKernels([gpu, cpu])), hardware_target="cpu_x86_64")
-    choice = choose_kernel(search, LAYOUT[0], {})
-    assert choice is not None and choice.kernel.kernel_id == "b-cpu-small"
-    only_gpu = dataclasses.replace(_search(FakeKernels([gpu])), hardware_target="cpu_x86_64")
-    assert choose_kernel(only_gpu, LAYOUT[0], {}) is None
 
 
 def test_kernel_without_a_latency_report_ranks_after_measured_ones() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytest
@@ -53,7 +54,7 @@ def _duplicate_seed(request: tamiyo_pb2.StepRequest) -> None:
         (lambda r: setattr(r.telemetry[1], "seed_id", "net.1"), "telemetry[1].seed_id"),
         (lambda r: setattr(r.telemetry[0], "run_id", "other-run"), "telemetry[0].run_id"),
         (lambda r: setattr(r.telemetry[0], "eval_gain", 2.0), "telemetry[0].eval_gain"),
-        (lambda r: setattr(r, "hardware_target", "GPU-0"), "hardware_target"),
+        (lambda r: setattr(r, "device_kind", "gpu"), "device_kind"),
     ],
 )
 def test_invalid_step_names_the_field(mutate: Mutation, field: str) -> None:
@@ -101,7 +102,7 @@ def _adaptation(**fields: object) -> tamiyo_pb2.ActiveAdaptation:
     [
         (None, "state"),
         (tamiyo_pb2.TamiyoControllerState(), "state.run_id"),
-        (tamiyo_pb2.TamiyoControllerState(run_id=RUN, best_val_accuracy=1.2), "state.best_val_accuracy"),
+        (tamiyo_pb2.TamiyoControllerState(run_id=RUN, best_val_accuracy=math.nan), "state.best_val_accuracy"),
         (tamiyo_pb2.TamiyoControllerState(run_id=RUN, embargo_until={"": 3}), "state.embargo_until"),
         (
             tamiyo_pb2.TamiyoControllerState(run_id=RUN, active_adaptations=[_adaptation(seed_id="")]),
@@ -126,7 +127,7 @@ def _adaptation(**fields: object) -> tamiyo_pb2.ActiveAdaptation:
             "state.active_adaptations[0].stage_entry_epoch",
         ),
         (
-            tamiyo_pb2.TamiyoControllerState(run_id=RUN, active_adaptations=[_adaptation(pre_metric=-0.1)]),
+            tamiyo_pb2.TamiyoControllerState(run_id=RUN, active_adaptations=[_adaptation(pre_metric=math.inf)]),
             "state.active_adaptations[0].pre_metric",
         ),
     ],

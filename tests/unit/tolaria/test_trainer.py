@@ -251,7 +251,7 @@ def test_test_accuracy_is_that_of_the_saved_model(tmp_path: Path) -> None:
     reloaded = load_model(tmp_path).eval()
     with torch.no_grad():
         correct = (reloaded(run.data.x_test).argmax(1) == run.data.y_test).sum().item()
-    assert trainer.test_accuracy().accuracy == correct / len(run.data.y_test)
+    assert trainer.test_accuracy().metric == correct / len(run.data.y_test)
 
 
 def test_a_plain_module_trains_as_a_static_baseline() -> None:
@@ -272,9 +272,9 @@ def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
 
     for loss in (0.01, 0.008, 0.012):  # a long run that fit well
         trainer._losses.record(loss, loss)
-    fine = EpochStats(loss=0.1, accuracy=0.9, steps=10, finite=True)
+    fine = EpochStats(loss=0.1, metric=0.9, steps=10, finite=True)
     assert trainer._failure(fine, fine) == ""
-    exploded = EpochStats(loss=5.0, accuracy=0.1, steps=10, finite=True)
+    exploded = EpochStats(loss=5.0, metric=0.1, steps=10, finite=True)
     assert "diverged" in trainer._failure(fine, exploded)
 
 
@@ -286,8 +286,8 @@ def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -
 
     for loss in (2.3, 1.1, 0.7, 0.62, 0.60):
         trainer._losses.record(loss, loss)
-    before = EpochStats(loss=0.6, accuracy=0.8, steps=10, finite=True)
-    jumped = EpochStats(loss=4.31, accuracy=0.1, steps=10, finite=True)
+    before = EpochStats(loss=0.6, metric=0.8, steps=10, finite=True)
+    jumped = EpochStats(loss=4.31, metric=0.1, steps=10, finite=True)
     assert trainer._failure(before, before) == ""
     assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
     assert "training loss 4.310 diverged" in trainer._failure(jumped, before)
@@ -347,9 +347,7 @@ def test_the_host_optimizer_carries_its_state_into_grown_layers() -> None:
     assert torch.equal(grown[:WIDTH], old) and not grown[WIDTH:].any()
 
 
-def test_the_boundary_tells_tamiyo_the_run_s_hardware_target() -> None:
-    from esper.tezzeret.config import default_hardware_target
-
+def test_the_boundary_tells_tamiyo_the_run_s_kind_of_device() -> None:
     seen: list[str] = []
     run = setup()
 
@@ -361,10 +359,10 @@ def test_the_boundary_tells_tamiyo_the_run_s_hardware_target() -> None:
             return getattr(self.inner, name)
 
         def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
-            seen.append(request.hardware_target)
+            seen.append(request.device_kind)
             response: tamiyo_pb2.StepResponse = self.inner.step(request)
             return response
 
     run.controller = Recording(run.controller)
     run.trainer(epochs=2).train()
-    assert seen == [default_hardware_target()] * 2
+    assert seen == ["cpu"] * 2

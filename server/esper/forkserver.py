@@ -350,6 +350,10 @@ def _fork(request: dict[str, Any]) -> int:
     pid = os.fork()
     if pid == 0:
         _child(request)
+    # The child makes itself a group leader too, but a kill may come before it gets there:
+    # set here, its group exists before its pid is announced, so killpg never misses it.
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
     return pid
 
 

@@ -41,6 +41,12 @@ lint: setup
 	$(BIN)/ruff check server clients tests bench tools
 	$(BIN)/ruff format --check server clients tests bench tools
 	$(BIN)/mypy server clients
+	@# Unused code in server/ and clients/: unused anywhere, tests and benchmarks included.
+	@dead="$$($(PY) -m vulture server clients tests bench tools generated/esper/leyline/v1/services.py \
+	  --min-confidence 60 | grep -E '^(server|clients)/' || true)"; \
+	if [ -n "$$dead" ]; then \
+	  echo "lint: unused code (delete it, or name its caller in tools/vulture_whitelist.py):"; echo "$$dead"; exit 1; \
+	fi
 
 bench: setup
 	$(PY) bench/leyline_bench.py

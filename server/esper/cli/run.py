@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: bool, train: Any) -> int:
-    from esper.tolaria.report import format_summary
+    from esper.tolaria.run_report import format_summary
     from esper.tolaria.runfolder import RunFolder
 
     baseline_dir: Path | None = None

@@ -20,6 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from esper import checks
 from esper.leyline.v1 import alert_pb2
 from esper.nissa.board import RunBoard
 from esper.nissa.board_view import alert_view
@@ -62,8 +63,8 @@ class MissionControl:
         refresh_seconds: float = 1.0,
         keepalive_seconds: float = 15.0,
     ) -> None:
-        if not refresh_seconds > 0 or not keepalive_seconds > 0:
-            raise ValueError("refresh_seconds and keepalive_seconds must be > 0")
+        checks.positive("refresh_seconds", refresh_seconds)
+        checks.positive("keepalive_seconds", keepalive_seconds)
         self.board = board
         self._alerts = alerts
         self._address = (host, port)

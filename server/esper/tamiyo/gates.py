@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.issued import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
 from esper.tamiyo.observation import Observation, SeedView, StepOutcome, stage_name
-from esper.tamiyo.reports import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
 from esper.tamiyo.state import Adaptation, GrowthStep, RunState, SeedStage
 
 _OBSERVED_OUTCOMES: dict[SeedStage, Outcome] = {

@@ -87,11 +87,6 @@ class TezzeretWorker:
         """Release the write-ahead log; call once the worker loop has stopped."""
         self.wal.close()
 
-    @property
-    def pending_jobs(self) -> dict[str, PendingJob]:
-        """Jobs claimed and not yet finished, as the write-ahead log has them."""
-        return dict(self._pending)
-
     def run_forever(self, stop: threading.Event) -> None:
         """Claim and compile until `stop` is set; Urza being unreachable only slows the polling."""
         poll = self.config.poll_interval_seconds

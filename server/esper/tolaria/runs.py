@@ -3,7 +3,7 @@
 A run is PENDING from CreateRun until its trainer is built (waiting for a training
 slot, loading data, settling kernels), RUNNING while it trains, then SUCCEEDED,
 FAILED or CANCELLED with its summary. Every run trains through `run_training`
-with the manager's services factory, so an embedded factory and a mesh one run the
+with the manager's collaborators factory, so an embedded factory and a mesh one run the
 same code. Runs and their events live in memory for the life of the process; the
 run folder on disk is the durable record.
 """
@@ -17,24 +17,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from esper import checks
 from esper.errors import AlreadyExists, FailedPrecondition, NotFound
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
+from esper.tolaria.collaborators import CollaboratorsFactory, embedded_collaborators
 from esper.tolaria.config import EsperConfig
 from esper.tolaria.events import RunEventLog, timestamp_now
 from esper.tolaria.kasmina_router import KasminaRouter
-from esper.tolaria.services import ServicesFactory, embedded_services
+from esper.tolaria.requests import (
+    check_cancel_run,
+    check_create_run,
+    check_get_run,
+    check_list_runs,
+    check_stream_run_events,
+    list_filter_fingerprint,
+)
 from esper.tolaria.session import RunResult, new_run_id, run_training
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
-from esper.tolaria.validation import (
-    list_filter_fingerprint,
-    validate_cancel_run,
-    validate_create_run,
-    validate_get_run,
-    validate_list_runs,
-    validate_stream_run_events,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,7 @@ class RunManagerConfig:
     max_concurrent_runs: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_concurrent_runs < 1:
-            raise ValueError(f"max_concurrent_runs must be >= 1, got {self.max_concurrent_runs}")
+        checks.positive("max_concurrent_runs", self.max_concurrent_runs)
 
 
 class RunEventFeed:
@@ -135,13 +135,13 @@ class RunManager:
     def __init__(
         self,
         config: RunManagerConfig,
-        services: ServicesFactory = embedded_services,
+        collaborators: CollaboratorsFactory = embedded_collaborators,
         *,
         kasmina: KasminaRouter | None = None,
     ) -> None:
         self.config = config
         self.kasmina = kasmina if kasmina is not None else KasminaRouter()
-        self._services = services
+        self._collaborators = collaborators
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
@@ -151,7 +151,7 @@ class RunManager:
     # TolariaService
 
     def create_run(self, request: tolaria_pb2.CreateRunRequest) -> tolaria_pb2.CreateRunResponse:
-        plan = validate_create_run(request)
+        plan = check_create_run(request)
         key = request.SerializeToString(deterministic=True)
         with self._lock:
             if self._closed:
@@ -186,12 +186,12 @@ class RunManager:
             return tolaria_pb2.CreateRunResponse(run=_copy(entry.run))
 
     def get_run(self, request: tolaria_pb2.GetRunRequest) -> tolaria_pb2.GetRunResponse:
-        run_id = validate_get_run(request)
+        run_id = check_get_run(request)
         with self._lock:
             return tolaria_pb2.GetRunResponse(run=_copy(self._find(run_id).run))
 
     def list_runs(self, request: tolaria_pb2.ListRunsRequest) -> tolaria_pb2.ListRunsResponse:
-        page = validate_list_runs(request)
+        page = check_list_runs(request)
         with self._lock:
             newest_first = sorted(self._runs.values(), key=lambda entry: entry.number, reverse=True)
             chosen = [
@@ -207,7 +207,7 @@ class RunManager:
         return response
 
     def cancel_run(self, request: tolaria_pb2.CancelRunRequest) -> tolaria_pb2.CancelRunResponse:
-        run_id = validate_cancel_run(request)
+        run_id = check_cancel_run(request)
         with self._lock:
             entry = self._find(run_id)
             if entry.run.status in _LIVE and not entry.stop.is_set():
@@ -216,7 +216,7 @@ class RunManager:
             return tolaria_pb2.CancelRunResponse(run=_copy(entry.run))
 
     def stream_run_events(self, request: tolaria_pb2.StreamRunEventsRequest) -> RunEventStream:
-        run_id, from_sequence = validate_stream_run_events(request)
+        run_id, from_sequence = check_stream_run_events(request)
         with self._lock:
             feed = self._find(run_id).feed
         return feed.stream(from_sequence)
@@ -249,7 +249,7 @@ class RunManager:
                 result = run_training(
                     entry.config,
                     run_id=run_id,
-                    services=self._services,
+                    collaborators=self._collaborators,
                     events=log,
                     should_stop=entry.stop.is_set,
                     on_epoch=self._progress(entry),

@@ -24,7 +24,7 @@ from esper.oona.flags import add_bus_arguments, bus_config, open_bus
 
 if TYPE_CHECKING:
     from esper.mesh.addresses import MeshAddresses
-    from esper.tolaria.mesh_services import MeshServices
+    from esper.tolaria.mesh_collaborators import MeshCollaborators
 
 logger = logging.getLogger(__name__)
 
@@ -65,23 +65,23 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _build(args: argparse.Namespace) -> Served:
     from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
     from esper.mesh.hosting import host
+    from esper.tolaria.collaborators import CollaboratorsFactory, embedded_collaborators
     from esper.tolaria.kasmina_router import KasminaRouter
     from esper.tolaria.runs import RunManager, RunManagerConfig
-    from esper.tolaria.services import ServicesFactory, embedded_services
 
     addresses = _addresses(args)
     with ExitStack() as opened:
         mesh = None
-        services: ServicesFactory = embedded_services
+        collaborators: CollaboratorsFactory = embedded_collaborators
         if addresses is not None:
-            mesh = _mesh_services(args, addresses)
+            mesh = _mesh_collaborators(args, addresses)
             opened.callback(mesh.close)
-            services = mesh
+            collaborators = mesh
         router = KasminaRouter()
         runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
         manager = RunManager(
             RunManagerConfig(runs_dir=runs_dir, max_concurrent_runs=args.max_concurrent_runs),
-            services,
+            collaborators,
             kasmina=router,
         )
         opened.callback(manager.close)
@@ -120,18 +120,18 @@ def _addresses(args: argparse.Namespace) -> MeshAddresses | None:
     return MeshAddresses(grpc=grpc, nats_url=nats)
 
 
-def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshServices:
-    from esper.tolaria.mesh_services import MeshServicesConfig, mesh_services
+def _mesh_collaborators(args: argparse.Namespace, addresses: MeshAddresses) -> MeshCollaborators:
+    from esper.tolaria.mesh_collaborators import MeshCollaboratorsConfig, mesh_collaborators
 
-    settings = MeshServicesConfig()
+    settings = MeshCollaboratorsConfig()
     if args.tamiyo_step_deadline is not None:
-        settings = MeshServicesConfig(tamiyo_step_deadline_seconds=args.tamiyo_step_deadline)
+        settings = MeshCollaboratorsConfig(tamiyo_step_deadline_seconds=args.tamiyo_step_deadline)
     bus = None
     if addresses.nats_url:
         args.nats = addresses.nats_url
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
-    return mesh_services(addresses, settings, bus=bus)
+    return mesh_collaborators(addresses, settings, bus=bus)
 
 
 TOLARIA = ServeTarget(

@@ -24,11 +24,11 @@ from esper.hosts.spec import HostSpec
 from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.checkpoint import load_checkpoint
+from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
 from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.events import RunEventLog
-from esper.tolaria.report import render_report
+from esper.tolaria.run_report import render_report
 from esper.tolaria.runfolder import RunFolder
-from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     baseline_dir: Path | None = None,
-    services: ServicesFactory = embedded_services,
+    collaborators: CollaboratorsFactory = embedded_collaborators,
     events: RunEventLog | None = None,
     on_trainer: Callable[[TolariaTrainer], None] | None = None,
 ) -> RunResult:
@@ -79,9 +79,9 @@ def run_training(
     started = time.perf_counter()
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder), 0.0
-        running: RunServices | None = None
+        running: RunCollaborators | None = None
     else:
-        trainer, running, asset_wait = _morphogenetic_trainer(config, spec, data, run_id, events, folder, services)
+        trainer, running, asset_wait = _morphogenetic_trainer(config, spec, data, run_id, events, folder, collaborators)
     try:
         trainer.on_epoch = _chain(_metrics_writer(folder), on_epoch)
         trainer.should_stop = should_stop or (lambda: False)
@@ -169,15 +169,15 @@ def _morphogenetic_trainer(
     run_id: str,
     events: RunEventLog,
     folder: RunFolder,
-    make_services: ServicesFactory,
-) -> tuple[TolariaTrainer, RunServices, float]:
+    make_collaborators: CollaboratorsFactory,
+) -> tuple[TolariaTrainer, RunCollaborators, float]:
     from esper.assets import SeedSite, submit_templates, wait_until_settled
     from esper.karn.catalog import TemplateCatalog
     from esper.kasmina import KasminaOperator, wrap
     from esper.kasmina.source import CachedKernelSource
 
     model = wrap(build_host(spec), config.kasmina, example_input=data.x_train[:2])
-    services = make_services(config)
+    services = make_collaborators(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from esper.errors import DataLoss, EsperError
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.kernels import Report, reports_with_status
 from esper.urabrask.sandbox import run_sandbox

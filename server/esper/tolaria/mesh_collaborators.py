@@ -1,6 +1,6 @@
 """A run's collaborators across the mesh: Urza and Tamiyo over gRPC, Oona on NATS JetStream.
 
-`MeshServices(addresses)` is a `ServicesFactory`: each run gets its own Urza and
+`MeshCollaborators(addresses)` is a `CollaboratorsFactory`: each run gets its own Urza and
 Tamiyo clients (closed with the run), a kernel cache over that Urza, and a
 publisher that puts the boundary's seed telemetry and field reports on JetStream
 through the process's one bus. This is wiring, not domain logic: it is the one
@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from esper import checks
 from esper.assets.pipeline import SeedSite, prefetch_kernels
 from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
@@ -29,8 +30,8 @@ from esper.observability import metrics
 from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.pipelines import BY_NAME
+from esper.tolaria.collaborators import RunCollaborators
 from esper.tolaria.config import EsperConfig
-from esper.tolaria.services import RunServices
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ PUBLISH_SOURCE = "tolaria"
 
 
 @dataclass(frozen=True)
-class MeshServicesConfig:
+class MeshCollaboratorsConfig:
     """Deadlines of a mesh run's calls.
 
     `tamiyo_step_deadline_seconds` bounds one epoch-end Step, tried once. The hook's
@@ -65,8 +66,7 @@ class MeshServicesConfig:
             "urza_deadline_seconds",
             "max_reconnect_backoff_seconds",
         ):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            checks.positive(name, getattr(self, name))
 
 
 class RemoteTamiyo:
@@ -150,19 +150,19 @@ class BoundaryPublisher:
             logger.warning("publishing run event %d to Oona failed: %s", event.sequence, exc)
 
 
-class MeshServices:
-    """ServicesFactory over a mesh; `close()` when the process stops (it owns the bus)."""
+class MeshCollaborators:
+    """CollaboratorsFactory over a mesh; `close()` when the process stops (it owns the bus)."""
 
     def __init__(
-        self, addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
+        self, addresses: MeshAddresses, config: MeshCollaboratorsConfig | None = None, *, bus: Bus | None = None
     ) -> None:
         self.addresses = addresses
-        self.config = config if config is not None else MeshServicesConfig()
+        self.config = config if config is not None else MeshCollaboratorsConfig()
         self._bus = bus
         self._urza = addresses.address("urza")
         self._tamiyo = addresses.address("tamiyo")
 
-    def __call__(self, config: EsperConfig) -> RunServices:
+    def __call__(self, config: EsperConfig) -> RunCollaborators:
         pipelines = [BY_NAME[name] for name in config.assets.pipelines]
         urza = RunUrzaClient(
             ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds), pipelines
@@ -191,7 +191,7 @@ class MeshServices:
             metrics.KERNEL_CACHE.unregister(cache)
 
         remote = RemoteTamiyo(tamiyo, self.config.tamiyo_step_deadline_seconds)
-        return RunServices(
+        return RunCollaborators(
             urza=urza,
             kernel_cache=cache,
             make_controller=lambda model: remote,
@@ -255,8 +255,8 @@ def _unpublished(telemetry: Sequence[Any], reports: Sequence[Any]) -> None:
     """A mesh with no NATS: telemetry and field reports stay in the run folder."""
 
 
-def mesh_services(
-    addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
-) -> MeshServices:
-    """The ServicesFactory of runs trained through `addresses` (see MeshServices)."""
-    return MeshServices(addresses, config, bus=bus)
+def mesh_collaborators(
+    addresses: MeshAddresses, config: MeshCollaboratorsConfig | None = None, *, bus: Bus | None = None
+) -> MeshCollaborators:
+    """The CollaboratorsFactory of runs trained through `addresses` (see MeshCollaborators)."""
+    return MeshCollaborators(addresses, config, bus=bus)

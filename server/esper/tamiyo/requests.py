@@ -1,8 +1,8 @@
-"""Validation of every Tamiyo request, in one place.
+"""Checks of every Tamiyo request, in one place.
 
-Each `validate_<rpc>` raises InvalidArgument naming the offending field (or
+Each `check_<rpc>` raises InvalidArgument naming the offending field (or
 FailedPrecondition with reason SCHEMA_VERSION_UNSUPPORTED for a packet from another
-Leyline schema version). `validate_step` returns the packet's per-seed features,
+Leyline schema version). `check_step` returns the packet's per-seed features,
 decoded against the request's seed layout, so the controller never decodes twice.
 """
 
@@ -32,7 +32,7 @@ _PACKET_ARRAYS = (
 )
 
 
-def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
+def check_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
     if not request.HasField("packet"):
         raise InvalidArgument.for_field("packet", "is required")
     packet = request.packet
@@ -46,7 +46,7 @@ def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
     accuracy = packet.validation_accuracy
     if math.isfinite(accuracy) and not 0.0 <= accuracy <= 1.0:
         raise InvalidArgument.for_field("packet.validation_accuracy", f"must be in [0, 1], got {accuracy}")
-    seed_ids = _validate_layout(request.seed_layout)
+    seed_ids = _check_layout(request.seed_layout)
     for name in _PACKET_ARRAYS:
         length = len(getattr(packet, name))
         if length != len(seed_ids):
@@ -60,23 +60,23 @@ def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
         features = unpack_seed_features(packet, seed_ids)
     except ValueError as exc:
         raise InvalidArgument.for_field("packet.layout_hash", f"{exc} (seed_layout in request)") from exc
-    _validate_telemetry(request.telemetry, packet.run_id, set(seed_ids))
+    _check_telemetry(request.telemetry, packet.run_id, set(seed_ids))
     return features
 
 
-def validate_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
+def check_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
     ids.RUN.check("run_id", request.run_id, required=False)
 
 
-def validate_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
+def check_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
     ids.POLICY.check("policy_id", request.policy_id)
 
 
-def validate_export_controller_state(request: tamiyo_pb2.ExportControllerStateRequest) -> None:
+def check_export_controller_state(request: tamiyo_pb2.ExportControllerStateRequest) -> None:
     ids.RUN.check("run_id", request.run_id)
 
 
-def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateRequest) -> None:
+def check_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateRequest) -> None:
     """The state must be one Tamiyo could have exported. Deprecated per-seed maps are ignored."""
     if not request.HasField("state"):
         raise InvalidArgument.for_field("state", "is required")
@@ -110,7 +110,7 @@ def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerState
         checks.in_range(f"{prefix}.accuracy_gain", step.accuracy_gain, -1.0, 1.0)
 
 
-def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str]:
+def _check_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str]:
     if len(layout) > MAX_SEEDS:
         raise InvalidArgument.for_field("seed_layout", f"holds {len(layout)} seeds; at most {MAX_SEEDS}")
     seed_ids: list[str] = []
@@ -122,7 +122,7 @@ def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str
     return seed_ids
 
 
-def _validate_telemetry(telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str]) -> None:
+def _check_telemetry(telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str]) -> None:
     seen: set[str] = set()
     for index, report in enumerate(telemetry):
         prefix = f"telemetry[{index}]"

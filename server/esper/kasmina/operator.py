@@ -8,8 +8,8 @@ SeedTransition, which Tolaria drains. FieldReports are Tamiyo's: she reports eve
 finished adaptation, including those Kasmina ends on its own (seen in the packet).
 A kernel that fails to load, for any reason, culls its seed: the run goes on.
 
-Regrowth: when a seed fossilizes, its site gets a new dormant child seed (seed 004,
-Appendix C.3: CONTAINS / CHILD_OF), so the site can grow again as long as growth
+Regrowth: when a seed fossilizes, its site gets a new dormant child seed (a CHILD_OF
+edge in the seed graph, docs/lifecycle.md), so the site can grow again as long as growth
 pays: a depth child stacks its block on its parent's output, a width child adds
 more units to the same layer. The child's birth is recorded as a transition into
 DORMANT. Checkpoints carry the layout, so a restore puts back the seeds that

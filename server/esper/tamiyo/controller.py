@@ -1,7 +1,7 @@
 """The strategic controller: the TamiyoService API in process.
 
-`TamiyoController(model_or_none, config, *, kernels=None)` is the SDK shape of the
-HLD (Appendix F.2). It keeps one RunState per run id (from the packet), so one
+`TamiyoController(model_or_none, config, *, kernels=None)` is the SDK's controller
+(README.md, "The SDK"). It keeps one RunState per run id (from the packet), so one
 controller serves several runs. A step is a transaction: the policy works on a copy
 of the run's state, which replaces the old one only once the answer is complete.
 

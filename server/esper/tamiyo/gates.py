@@ -9,8 +9,8 @@ A seed signals readiness; Tamiyo decides. Per stage:
                  without trainable parameters), else CULL; culled after the timeout.
   FINE_TUNING    after fine_tune_epochs: FOSSILIZE on measured improvement, else CULL.
 Harm (accuracy more than harm_threshold below the germination accuracy) culls from
-EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (seed
-lifecycle, Appendix B), so harm seen there is recorded and acted on at EVALUATING,
+EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (the seed
+lifecycle, docs/lifecycle.md), so harm seen there is recorded and acted on at EVALUATING,
 which then culls without waiting for readiness. A drop is not blamed on a seed whose
 measured eval gain is positive: the model then depends on it, and blending it out
 would cost more than the drop (measured: culling such seeds lost up to 15 points).

@@ -42,6 +42,8 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
         bar.set_postfix_str(
             f"val {metrics.val_accuracy:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
         )
+        if bar.n >= bar.total:  # epochs a rollback discarded are trained again
+            bar.total = bar.n + 1
         bar.update(1)
 
     return bar, update

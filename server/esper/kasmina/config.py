@@ -49,13 +49,16 @@ class KasminaConfig:
     (so the site can grow again) while the model has fewer than `max_seeds` seeds.
     `width_init` is how a width seed's new units start: "live" (fresh weights of
     their own, biases centred on the first batch, esper.kasmina.units) or "ir" (the
-    kernel's compiled initial weights).
+    kernel's compiled initial weights). With `merge_width_fossils`, a fossilized width
+    seed's units are written into the host's layers (esper.kasmina.widening), so from
+    then on they connect to every unit around them.
     """
 
     target_module_types: tuple[str, ...] = ()
     target_module_paths: tuple[str, ...] = ()
     width_seeds: bool = False
     width_init: str = "live"
+    merge_width_fossils: bool = True
     max_seeds: int = 32
     grafting_strategy: str = "LINEAR_RAMP"
     ramp_steps: int = 100

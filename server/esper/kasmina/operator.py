@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 _CMD = lifecycle_pb2.CommandType
 STATE_FORMAT = 1
 _MEASURED_STAGES = frozenset({lc.EVALUATING, lc.FINE_TUNING})
+_IN_FLIGHT_BLENDING = lc.BLENDING_STAGES & lc.ACTIVE_STAGES
 
 
 class KasminaOperator:
@@ -182,17 +183,26 @@ class KasminaOperator:
                 )
             seed.adaptation.eval_gain = float(gain)
 
-    def roll_back(self, seed_ids: Iterable[str], *, reason: str, command_id: str = "") -> None:
-        """Lock these seeds as ROLLED_BACK (after an emergency rollback); the lock survives restores."""
+    def roll_back(
+        self, seed_ids: Iterable[str], *, reason: str, command_id: str = "", epoch: int | None = None
+    ) -> None:
+        """Lock these seeds as ROLLED_BACK (after a rollback); the lock survives restores.
+
+        `epoch` stamps the transitions when the restored state's boundary is older than now.
+        """
         with self._lock:
             for seed_id in seed_ids:
                 seed = self.model.seed(seed_id)
                 if seed.stage != lc.ROLLED_BACK:
-                    self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command_id)
+                    self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command_id, epoch=epoch)
 
     def active_seed_ids(self) -> list[str]:
         """Seeds with an adaptation under way (those an emergency rollback locks)."""
         return [seed.seed_id for seed in self.model.seed_list() if seed.stage in lc.ACTIVE_STAGES]
+
+    def blending_seed_ids(self) -> list[str]:
+        """Seeds under way whose output reaches the model (GRAFTING to FINE_TUNING): not yet part of it."""
+        return [seed.seed_id for seed in self.model.seed_list() if seed.stage in _IN_FLIGHT_BLENDING]
 
     def drain_transitions(self) -> list[run_pb2.SeedTransition]:
         with self._lock:
@@ -249,7 +259,8 @@ class KasminaOperator:
                     continue
                 snapshot = convert.snapshot_from_dict(state["seeds"][seed.seed_id])
                 kernel = None
-                if snapshot.stage in lc.KERNEL_STAGES:
+                merged = snapshot.adaptation is not None and snapshot.adaptation.merged
+                if snapshot.stage in lc.KERNEL_STAGES and not merged:
                     assert snapshot.adaptation is not None
                     kernel = on_device_of(self._kernels.instantiate(snapshot.adaptation.kernel_id), self.model.host)
                 seed.restore(snapshot, kernel)
@@ -366,6 +377,13 @@ class KasminaOperator:
         """Move to an outcome stage (FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK) with its reason."""
         self._transition(seed, outcome, reason=reason, command_id=command_id, epoch=epoch)
         if outcome == lc.FOSSILIZED:
+            if seed.is_width and self.config.merge_width_fossils and self.model.merge_width_seed(seed.seed_id):
+                logger.info(
+                    "seed %s: its units are now rows of %s and columns of %s",
+                    seed.seed_id,
+                    seed.site,
+                    seed.descriptor.output_site,
+                )
             self._grow_child(seed, command_id=command_id)
         return f"{lc.stage_name(outcome)}: {reason}"
 

@@ -30,6 +30,8 @@ class Adaptation:
     eval_gain: float | None = None
     parameter_count: int = 0
     ir: blueprint_pb2.BlueprintIR | None = None
+    # A fossilized width seed whose units were written into the host's layers (esper.kasmina.widening).
+    merged: bool = False
     # The germinating command's span context (an opentelemetry SpanContext); not checkpointed.
     trace_parent: Any = None
 

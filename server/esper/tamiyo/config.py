@@ -26,8 +26,8 @@ class TamiyoConfig:
     by more than `min_delta`; nothing germinates before epoch `warmup_epochs`.
     Lifecycle gates: `min_training_epochs` in TRAINING before grafting; an evaluation
     gain above `min_eval_gain` to keep a seed after EVALUATING; `fine_tune_epochs` in
-    FINE_TUNING, then fossilize if accuracy reached the germination accuracy plus
-    `fossilize_min_improvement` (or the last gain still beats `min_eval_gain`).
+    FINE_TUNING, then fossilize only if accuracy reached the germination accuracy plus
+    `fossilize_min_improvement` and the last gain (seed on vs off) still beats `min_eval_gain`.
     A seed stuck `stage_timeout_epochs` in TRAINING is cancelled, in EVALUATING culled.
     No germination when fewer than `min_epochs_to_finish` epochs remain (the request's
     `final_epoch` tells how many): an adaptation that cannot finish never joins the model.

@@ -24,7 +24,9 @@ under way waits, so each measured gain belongs to one change. The layer's health
 is read from a width seed's telemetry (it watches the layer's own output) or, at a
 layer without one, from its depth seed's.
 
-A layer short of working units is widened as soon as the warm-up is over, without
+A layer is not widened while every unit of the layer before it is dead: its new
+units would read nothing. A layer short of working units is widened as soon as the
+warm-up is over, without
 waiting for a plateau (`widen_without_plateau`); any other growth waits for one.
 
 A layer whose last growth of a kind bought less than `growth_focus` times what
@@ -49,6 +51,8 @@ from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedView
 from esper.tamiyo.state import RunState
 
 WIDTH = blueprint_pb2.GROWTH_KIND_WIDTH
+# A layer whose units fire on no validation input at all.
+DEAD_INPUT = 0.999
 DEPTH = blueprint_pb2.GROWTH_KIND_DEPTH
 
 
@@ -108,18 +112,27 @@ def growth_options(
     widen: list[GrowthOption] = []
     deepen: list[GrowthOption] = []
     fallbacks: list[GrowthOption] = []
+    healths = {layer: layer_health(layer, views) for layer, views in by_layer.items()}
     for layer, views in by_layer.items():
         if any(view.seed_id in state.adaptations or view.stage in ACTIVE_STAGES for view in views):
             continue
         width_seed = next((v for v in views if is_width(v) and v.seed_id in free), None)
         depth_seed = next((v for v in views if not is_width(v) and v.seed_id in free), None)
-        health = layer_health(layer, views)
+        health = healths[layer]
         why = width_reasons(config, health)
         widening = deepening = None
         if width_seed is not None:
             because = "; ".join(why) if why else "no depth seed free"
+            before = healths.get(layer - 1)
+            # New units read what enters the layer: the previous layer's own units. All dead, they
+            # would read nothing (measured: such width seeds culled with an eval gain of exactly 0).
+            dead_input = before is not None and before.dead >= DEAD_INPUT
             widening = GrowthOption(
-                width_seed, health, f"widen layer {layer} ({health.describe()}): {because}", bound=bool(why)
+                width_seed,
+                health,
+                f"widen layer {layer} ({health.describe()}): {because}",
+                held=f"what enters it is dead: every unit of layer {layer - 1} never fires" if dead_input else "",
+                bound=bool(why),
             )
         if depth_seed is not None:
             because = "no width seed free" if why else f"healthy units, not narrow (>= {config.width_below_units})"
@@ -139,6 +152,8 @@ def growth_options(
 
 def _focused(config: TamiyoConfig, paid: dict[tuple[int, int], float], option: GrowthOption) -> GrowthOption:
     """The option, held back when its layer's last growth of that kind paid far less than the best."""
+    if option.held:
+        return option
     best = max(paid.values(), default=0.0)
     key = (option.view.descriptor.layer_index, WIDTH if option.widens else DEPTH)
     if best <= 0 or key not in paid or paid[key] >= config.growth_focus * best:

@@ -190,3 +190,14 @@ def test_fossilizations_are_recorded_as_growth_steps_and_survive_a_checkpoint() 
     assert (step.seed_id, step.growth_kind, step.parameter_count) == ("w:fc1", blueprint_pb2.GROWTH_KIND_WIDTH, 44)
     assert step.accuracy_gain > 0
     assert state_to_proto(state_from_proto(state)) == state
+
+
+def test_a_layer_whose_input_is_dead_is_not_widened() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    for seed_id in ("w:fc1", "act1"):
+        sim.seeds[seed_id].dead = 1.0  # every unit of layer 0 dead: layer 1's new units would read zeros
+    controller = make_controller(_kernels(4), max_concurrent_seeds=2)
+    responses = run_epochs(controller, sim, [0.5, 0.5, 0.5, 0.5])
+    assert _germinated(responses) == ["w:fc1"]
+    held = [d.reason for r in responses for d in r.decisions if d.seed_id == "w:fc2"]
+    assert held and "held: what enters it is dead: every unit of layer 0 never fires" in held[-1]

@@ -1,4 +1,5 @@
-"""A run's configuration: Tolaria's `run` and `tolaria` sections, and the whole `EsperConfig`.
+"""Tolaria's configuration: a run's `run` and `tolaria` sections, the whole `EsperConfig`, and
+the Tolaria server's (`RunManagerConfig`, `MeshCollaboratorsConfig`).
 
 Every section is validated when it is built, so a trainer built from the SDK refuses
 what `esper run --config` refuses, with the same dotted key (`tolaria.checkpoint_every`).
@@ -112,6 +113,48 @@ class TolariaConfig:
         checks.positive("tolaria.divergence_window", self.divergence_window)
         checks.non_negative("tolaria.divergence_min_loss", self.divergence_min_loss)
         checks.in_range("tolaria.graft_rollback_margin", self.graft_rollback_margin, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RunManagerConfig:
+    """The Tolaria server's runs: where those without a folder of their own go, and how many train
+    at once (the others wait)."""
+
+    runs_dir: Path
+    max_concurrent_runs: int = 1
+
+    def __post_init__(self) -> None:
+        checks.positive("max_concurrent_runs", self.max_concurrent_runs)
+
+
+@dataclass(frozen=True)
+class MeshCollaboratorsConfig:
+    """Deadlines of a mesh run's calls.
+
+    `tamiyo_step_deadline_seconds` bounds one epoch-end Step, tried once. The hook's
+    budget is 18 ms and a Step on loopback takes a few; the deadline is there for a
+    Tamiyo that hangs, not to enforce the budget (a run whose Step misses its
+    deadline goes conservative for that epoch, and that must stay rare, or a mesh run
+    would stop repeating its embedded twin). 0.25 s is far above a healthy Step and
+    well below an epoch. It is not retried: UNAVAILABLE means Tamiyo is down or
+    restarting, which a retry tens of milliseconds later would not change, and the
+    next epoch asks again anyway. `tamiyo_deadline_seconds` bounds the checkpoint
+    export and restore. Urza calls carry whole kernel artifacts and are retried.
+    """
+
+    tamiyo_step_deadline_seconds: float = 0.25
+    tamiyo_deadline_seconds: float = 2.0
+    urza_deadline_seconds: float = 30.0
+    max_reconnect_backoff_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "tamiyo_step_deadline_seconds",
+            "tamiyo_deadline_seconds",
+            "urza_deadline_seconds",
+            "max_reconnect_backoff_seconds",
+        ):
+            checks.positive(name, getattr(self, name))
 
 
 def _default_kasmina() -> KasminaConfig:

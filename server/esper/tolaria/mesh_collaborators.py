@@ -12,12 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from esper import checks
 from esper.assets.pipeline import SeedSite, prefetch_kernels
 from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
@@ -31,42 +29,12 @@ from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.pipelines import BY_NAME
 from esper.tolaria.collaborators import RunCollaborators
-from esper.tolaria.config import EsperConfig
+from esper.tolaria.config import EsperConfig, MeshCollaboratorsConfig
 
 logger = logging.getLogger(__name__)
 
 _PREFETCH_JOIN_SECONDS = 5.0
 PUBLISH_SOURCE = "tolaria"
-
-
-@dataclass(frozen=True)
-class MeshCollaboratorsConfig:
-    """Deadlines of a mesh run's calls.
-
-    `tamiyo_step_deadline_seconds` bounds one epoch-end Step, tried once. The hook's
-    budget is 18 ms and a Step on loopback takes a few; the deadline is there for a
-    Tamiyo that hangs, not to enforce the budget (a run whose Step misses its
-    deadline goes conservative for that epoch, and that must stay rare, or a mesh run
-    would stop repeating its embedded twin). 0.25 s is far above a healthy Step and
-    well below an epoch. It is not retried: UNAVAILABLE means Tamiyo is down or
-    restarting, which a retry tens of milliseconds later would not change, and the
-    next epoch asks again anyway. `tamiyo_deadline_seconds` bounds the checkpoint
-    export and restore. Urza calls carry whole kernel artifacts and are retried.
-    """
-
-    tamiyo_step_deadline_seconds: float = 0.25
-    tamiyo_deadline_seconds: float = 2.0
-    urza_deadline_seconds: float = 30.0
-    max_reconnect_backoff_seconds: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in (
-            "tamiyo_step_deadline_seconds",
-            "tamiyo_deadline_seconds",
-            "urza_deadline_seconds",
-            "max_reconnect_backoff_seconds",
-        ):
-            checks.positive(name, getattr(self, name))
 
 
 class RemoteTamiyo:

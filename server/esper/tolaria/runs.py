@@ -17,13 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from esper import checks
 from esper.errors import AlreadyExists, FailedPrecondition, NotFound
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
 from esper.tolaria.collaborators import CollaboratorsFactory, embedded_collaborators
-from esper.tolaria.config import EsperConfig
+from esper.tolaria.config import EsperConfig, RunManagerConfig
 from esper.tolaria.events import RunEventLog, timestamp_now
 from esper.tolaria.kasmina_router import KasminaRouter
 from esper.tolaria.requests import (
@@ -42,17 +41,6 @@ logger = logging.getLogger(__name__)
 _LIVE = (run_pb2.RUN_STATUS_PENDING, run_pb2.RUN_STATUS_RUNNING)
 _STATUSES = tuple(status for status in run_pb2.RunStatus.values() if status != run_pb2.RUN_STATUS_UNSPECIFIED)
 _JOIN_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class RunManagerConfig:
-    """Where runs without a folder of their own go, and how many train at once (the others wait)."""
-
-    runs_dir: Path
-    max_concurrent_runs: int = 1
-
-    def __post_init__(self) -> None:
-        checks.positive("max_concurrent_runs", self.max_concurrent_runs)
 
 
 class RunEventFeed:

@@ -66,8 +66,9 @@ def _build(args: argparse.Namespace) -> Served:
     from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
     from esper.mesh.hosting import host
     from esper.tolaria.collaborators import CollaboratorsFactory, embedded_collaborators
+    from esper.tolaria.config import RunManagerConfig
     from esper.tolaria.kasmina_router import KasminaRouter
-    from esper.tolaria.runs import RunManager, RunManagerConfig
+    from esper.tolaria.runs import RunManager
 
     addresses = _addresses(args)
     with ExitStack() as opened:
@@ -121,7 +122,8 @@ def _addresses(args: argparse.Namespace) -> MeshAddresses | None:
 
 
 def _mesh_collaborators(args: argparse.Namespace, addresses: MeshAddresses) -> MeshCollaborators:
-    from esper.tolaria.mesh_collaborators import MeshCollaboratorsConfig, mesh_collaborators
+    from esper.tolaria.config import MeshCollaboratorsConfig
+    from esper.tolaria.mesh_collaborators import mesh_collaborators
 
     settings = MeshCollaboratorsConfig()
     if args.tamiyo_step_deadline is not None:

@@ -28,3 +28,5 @@ exc_type
 exc_info
 # A task is kept referenced so the event loop does not collect it while it runs.
 _._resuming
+# MeshPki's fields are read and written by name, from _PKI_FILES.
+_.bus_key

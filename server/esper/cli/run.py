@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.mesh:
         from esper.cli.mesh_run import MeshRuns
 
-        # The mesh's Tolaria writes the folder: give it a path that means the same there.
+        # The mesh's Tolaria writes under its runs root; the folder is copied here afterwards.
         out = out.expanduser().resolve()
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=str(out)))
         mesh = MeshRuns(args.mesh, _progress)

@@ -70,12 +70,13 @@ def _traces(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout: must be > 0 seconds, got {args.timeout}")
     try:
         check_find_traces(request)
-        address = load_mesh(args.mesh).address("nissa")
+        mesh = load_mesh(args.mesh)
+        address, tls = mesh.address("nissa"), mesh.operator_tls()
     except InvalidArgument as error:
         raise _usage_error(error) from None
     except FailedPrecondition as error:
         raise UsageError(f"--mesh: {args.mesh}: {error.message}") from None
-    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout)) as nissa:
+    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout, tls=tls)) as nissa:
         try:
             response = nissa.find_traces(request)
         except InvalidArgument as error:

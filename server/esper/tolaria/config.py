@@ -117,14 +117,32 @@ class TolariaConfig:
 
 @dataclass(frozen=True)
 class RunManagerConfig:
-    """The Tolaria server's runs: where those without a folder of their own go, and how many train
-    at once (the others wait)."""
+    """The Tolaria server's runs: where they go and what the server lets callers ask for.
+
+    `runs_dir` is the runs root: a run's folder (its `out_dir`, relative to the root or
+    absolute) must resolve inside it; runs without one get `runs_dir/<run id>`.
+    `data_root` is where `npz:` datasets may be read (None: `npz:` is refused), and
+    `assets_root` where a run's embedded asset cache may live (None: not checked, for
+    a server whose runs take kernels from a mesh's Urza). `max_concurrent_runs` train
+    at once, at most `max_pending_runs` more wait; a finished run is kept
+    `retention_seconds`, and at most `max_finished_runs` of them.
+    """
 
     runs_dir: Path
     max_concurrent_runs: int = 1
+    data_root: Path | None = None
+    assets_root: Path | None = None
+    max_pending_runs: int = 16
+    max_finished_runs: int = 1000
+    retention_seconds: float = 24 * 3600.0
+    max_streams_per_run: int = 8
+    max_streams: int = 48
 
     def __post_init__(self) -> None:
-        checks.positive("max_concurrent_runs", self.max_concurrent_runs)
+        for name in ("max_concurrent_runs", "max_pending_runs", "max_finished_runs", "max_streams_per_run"):
+            checks.positive(name, getattr(self, name))
+        checks.at_least("max_streams", self.max_streams, self.max_streams_per_run)
+        checks.positive("retention_seconds", self.retention_seconds)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from esper.home import default_help, state_dir
 from esper.mesh.flags import positive_float, positive_int
 from esper.mesh.target import Served, ServeTarget
 from esper.oona.flags import add_bus_arguments, bus_config, open_bus
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 
 if TYPE_CHECKING:
     from esper.mesh.addresses import MeshAddresses
@@ -47,12 +48,33 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where runs created without a folder go (default: {default_help('tolaria', 'runs')})",
     )
     parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where npz: datasets may be read from (default: none; npz: datasets are refused)",
+    )
+    parser.add_argument(
+        "--assets-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where embedded runs keep their kernel caches (default: beside --runs-dir; unused with a mesh's Urza)",
+    )
+    parser.add_argument(
+        "--max-pending-runs",
+        type=positive_int,
+        default=16,
+        help="runs that may wait for a training slot; more are refused (default: 16)",
+    )
+    parser.add_argument(
         "--max-concurrent-runs",
         type=positive_int,
         default=1,
         help="runs training at once; later ones wait PENDING (default: 1)",
     )
     add_bus_arguments(parser, role="publish seed telemetry and field reports")
+    add_trusted_signers_argument(parser, role="runs may graft (mesh runs)")
     parser.add_argument(
         "--tamiyo-step-deadline",
         type=positive_float,
@@ -80,8 +102,17 @@ def _build(args: argparse.Namespace) -> Served:
             collaborators = mesh
         router = KasminaRouter()
         runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
+        assets_root = None
+        if mesh is None:
+            assets_root = (args.assets_root or runs_dir.parent / "assets").expanduser().resolve()
         manager = RunManager(
-            RunManagerConfig(runs_dir=runs_dir, max_concurrent_runs=args.max_concurrent_runs),
+            RunManagerConfig(
+                runs_dir=runs_dir,
+                max_concurrent_runs=args.max_concurrent_runs,
+                max_pending_runs=args.max_pending_runs,
+                data_root=args.data_root.expanduser().resolve() if args.data_root else None,
+                assets_root=assets_root,
+            ),
             collaborators,
             kasmina=router,
         )
@@ -133,7 +164,7 @@ def _mesh_collaborators(args: argparse.Namespace, addresses: MeshAddresses) -> M
         args.nats = addresses.nats_url
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
-    return mesh_collaborators(addresses, settings, bus=bus)
+    return mesh_collaborators(addresses, settings, bus=bus, trust=trusted_signers(args), tls=args.client_tls)
 
 
 TOLARIA = ServeTarget(

@@ -22,6 +22,7 @@ from esper.ir import ir_sha256, parameter_count
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
+from esper.trust.caller import CALLER
 from esper.urza import catalog, compile_queue, validation_queue
 from esper.urza import requests as checks
 from esper.urza.artifacts import check_uploaded_artifact, new_kernel_row
@@ -36,6 +37,7 @@ from esper.urza.convert import (
 )
 from esper.urza.db import UrzaDatabase, blueprints, compile_jobs
 from esper.urza.leases import US_PER_SECOND
+from esper.urza.quota import SubmissionQuota
 from esper.urza.store import ObjectMissing, ObjectStore, open_object_store
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class UrzaHub:
         self.config = config
         self._now = clock
         self._trust = trust
+        self._quota = SubmissionQuota(config.blueprint_quota, config.blueprint_quota_window_seconds, clock)
         metrics.URZA_COMPILE_JOBS.register(self)
 
     @classmethod
@@ -103,6 +106,7 @@ class UrzaHub:
             existing = _find_blueprint(conn, blueprint_id)
         if existing is not None:
             return self._existing_blueprint(existing, digest)
+        self._quota.charge(CALLER.get())
         now = self._now()
         blueprint = blueprint_pb2.Blueprint(
             blueprint_id=blueprint_id,

@@ -104,7 +104,7 @@ def board_of_a_real_run(tmp_path_factory: pytest.TempPathFactory) -> RunBoard:
 
     events = RunEventLog(RUN_ID)
     try:
-        run_training(_fast_config(tmp_path), run_id=RUN_ID, services=services, events=events)
+        run_training(_fast_config(tmp_path), run_id=RUN_ID, collaborators=services, events=events)
         # As the Tolaria server ends a run: a closed log still hands events to its sinks.
         events.emit(status_change=run_pb2.RUN_STATUS_SUCCEEDED)
         assert bus.flush(30)

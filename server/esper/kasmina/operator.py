@@ -399,6 +399,7 @@ class KasminaOperator:
         descriptor.parent_seed_id = parent.seed_id
         descriptor.site = parent.site
         self.model.add_seed(descriptor)
+        self.model.follow_host_shapes()
         reason = f"grew at {parent.site} from fossilized {parent.seed_id} (CHILD_OF {parent.seed_id})"
         self._transitions.append(
             convert.seed_transition(

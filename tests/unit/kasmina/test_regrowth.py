@@ -170,3 +170,17 @@ def test_merges_keep_the_function_and_older_seeds_read_and_write_the_units_they_
     assert list(model.seed("w:2").descriptor.input_shape.dims) == [16]
     with torch.no_grad():
         assert torch.equal(model(x), original)
+
+
+def test_a_width_kernel_chosen_before_the_host_grew_still_fits() -> None:
+    operator = _setup()
+    model = operator.model
+    x = torch.randn(16, 8)
+    _fossilize_checked(operator, "w:0", "k-w4", x)  # layer 2 now reads 20 inputs
+    assert list(model.seed("w:2").descriptor.input_shape.dims) == [20]
+    # Tamiyo chose this kernel for 16 inputs in the step that grew the host: the seed takes it.
+    bring_to(operator, "w:2", lc.TRAINING, "k-w4b")
+    seed = model.seed("w:2")
+    assert seed.stage == lc.TRAINING
+    assert list(seed.descriptor.input_shape.dims) == [16]
+    train_steps(model, 2)

@@ -31,6 +31,7 @@ proto-check: setup
 	$(BIN)/buf lint
 	bash tools/proto_breaking.sh
 	$(MAKE) --no-print-directory proto
+	$(PY) tools/check_rpc_access.py
 	@changed="$$(git status --porcelain -- generated/)"; \
 	if [ -n "$$changed" ]; then \
 	  echo "proto-check: generated/ is stale; run 'make proto' and commit:"; echo "$$changed"; exit 1; \
@@ -43,12 +44,16 @@ lint: setup
 	$(BIN)/mypy server clients
 
 bench: setup
+	@# gromo (the growth peer) is bench-only; torch stays pinned on the same line so pip never upgrades it.
+	$(PY) -m pip install --quiet -r bench/requirements.txt torch==2.13.0
 	$(PY) bench/leyline_bench.py
 	$(PY) bench/overhead.py
 	$(PY) bench/assets_bench.py
 	$(PY) bench/compile_bench.py
 	$(PY) bench/mesh_bench.py
 	$(PY) bench/tracing_bench.py
+	$(PY) bench/tls_bench.py
+	@# Hours on two cores; resumable: it skips the cells already in runs/efficacy/results.json.
 	$(PY) bench/efficacy.py
 
 wheel: setup

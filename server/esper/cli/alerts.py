@@ -66,16 +66,17 @@ def _alerts(args: argparse.Namespace) -> int:
         raise UsageError("--mesh FILE is required (or --render-rules)")
     if not args.timeout > 0:
         raise UsageError(f"--timeout: must be > 0 seconds, got {args.timeout}")
+    from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.nissa import NissaClient
     from esper.mesh.addresses import load_mesh
 
     try:
-        address = load_mesh(args.mesh).address("nissa")
+        mesh = load_mesh(args.mesh)
+        address, tls = mesh.address("nissa"), mesh.operator_tls()
     except (InvalidArgument, FailedPrecondition) as error:
         raise UsageError(f"--mesh: {args.mesh}: {error.message}") from None
     state = STATES[args.state] if args.state else alert_pb2.ALERT_STATE_UNSPECIFIED
-    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout)) as nissa:
+    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout, tls=tls)) as nissa:
         alerts = list(all_alerts(nissa, state))
     if args.json:
         from esper.nissa.alerts.convert import alert_to_json

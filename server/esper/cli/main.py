@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "esper.cli.assets",
     "esper.cli.traces",
     "esper.cli.alerts",
+    "esper.cli.pki",
 )
 
 

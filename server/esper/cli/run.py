@@ -42,6 +42,8 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
         bar.set_postfix_str(
             f"val {metrics.val_accuracy:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
         )
+        if bar.n >= bar.total:  # epochs a rollback discarded are trained again
+            bar.total = bar.n + 1
         bar.update(1)
 
     return bar, update
@@ -74,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.mesh:
         from esper.cli.mesh_run import MeshRuns
 
-        # The mesh's Tolaria writes the folder: give it a path that means the same there.
+        # The mesh's Tolaria writes under its runs root; the folder is copied here afterwards.
         out = out.expanduser().resolve()
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=str(out)))
         mesh = MeshRuns(args.mesh, _progress)

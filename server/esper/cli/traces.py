@@ -56,8 +56,8 @@ def register(subparsers: Any) -> None:
 
 
 def _traces(args: argparse.Namespace) -> int:
+    from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.nissa import NissaClient
     from esper.mesh.addresses import load_mesh
     from esper.nissa.validation import validate_find_traces
 
@@ -70,12 +70,13 @@ def _traces(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout: must be > 0 seconds, got {args.timeout}")
     try:
         validate_find_traces(request)
-        address = load_mesh(args.mesh).address("nissa")
+        mesh = load_mesh(args.mesh)
+        address, tls = mesh.address("nissa"), mesh.operator_tls()
     except InvalidArgument as error:
         raise _usage_error(error) from None
     except FailedPrecondition as error:
         raise UsageError(f"--mesh: {args.mesh}: {error.message}") from None
-    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout)) as nissa:
+    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout, tls=tls)) as nissa:
         try:
             response = nissa.find_traces(request)
         except InvalidArgument as error:

@@ -39,21 +39,24 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _build(args: argparse.Namespace) -> Served:
     from esper.karn.config import KarnConfig
     from esper.karn.service import KarnService
-    from esper.karn.servicer import karn_registration
+    from esper.leyline.v1.services import KARN_SERVICE
+    from esper.mesh.hosting import host
 
     overrides: dict[str, Any] = {}
     if args.max_field_reports is not None:
         overrides["max_field_reports"] = args.max_field_reports
     oona = bus_config(args, "karn")
     karn = KarnService.default(KarnConfig(**overrides))
+    # A query builds IRs for the site's shape: it runs in a worker thread, as every Karn rpc does.
+    registration = host(KARN_SERVICE.bind(karn))
     if oona is None:
-        return Served(registrations=[karn_registration(karn)])
+        return Served(registrations=[registration])
     with ExitStack() as opened:
         bus = open_bus(oona)
         opened.callback(bus.close)
         return Served.owning(
             opened,
-            registrations=[karn_registration(karn)],
+            registrations=[registration],
             background=[consumer_task(bus, field_report_intake(karn))],
         )
 

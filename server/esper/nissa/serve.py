@@ -85,14 +85,27 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write the mission-control port here once serving (atomically); removed on exit",
     )
+    web.add_argument(
+        "--web-allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the page answers to besides localhost and --host (repeatable), e.g. its DNS name",
+    )
+    web.add_argument(
+        "--web-max-connections",
+        type=positive_int,
+        default=32,
+        help="connections the page serves at once; more get 503 (default: 32)",
+    )
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.leyline.v1.services import NISSA_SERVICE
+    from esper.mesh.hosting import host
     from esper.nissa.alerts.task import alert_task
-    from esper.nissa.receiver import trace_registration
     from esper.nissa.service import NissaService
-    from esper.nissa.servicer import nissa_registration
-    from esper.nissa.trace_intake import SpanIntake
+    from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 
     if args.no_web and args.web_port_file is not None:
         raise UsageError("--web-port-file needs the mission-control page (drop --no-web)")
@@ -105,8 +118,12 @@ def _build(args: argparse.Namespace) -> Served:
         background = [*bus_tasks, alert_task(engine, args.alert_interval)]
         if not args.no_web:
             _start_web(args, board, engine, opened)
-        nissa = NissaService(store, board, engine, run_window=board.run_window)
-        registrations = [nissa_registration(nissa), trace_registration(SpanIntake(store, forward=forward))]
+        nissa = NissaService(store, board.summary, engine.alerts, run_window=board.run_window)
+        registrations = [
+            host(NISSA_SERVICE.bind(nissa)),
+            # Storing an export writes to the database: off the event loop, as every rpc here.
+            host(TRACE_SERVICE.bind(SpanIntake(store, forward=forward))),
+        ]
         return Served.owning(opened, registrations=registrations, background=background)
 
 
@@ -180,7 +197,14 @@ def _start_web(args: argparse.Namespace, board: RunBoard, engine: AlertEngine, o
     def firing() -> Sequence[alert_pb2.Alert]:
         return engine.alerts(alert_pb2.ALERT_STATE_FIRING)
 
-    web = MissionControl(board, firing, args.host, args.web_port)
+    web = MissionControl(
+        board,
+        firing,
+        args.host,
+        args.web_port,
+        max_connections=args.web_max_connections,
+        allowed_hosts=args.web_allowed_host,
+    )
     try:
         bound = web.start()
     except OSError as error:

@@ -1,8 +1,8 @@
 """Nissa's OTLP trace intake in process: check and store an export, then pass it on.
 
-The domain behind the OpenTelemetry collector TraceService (esper.nissa.receiver is
-its gRPC edge): `export` takes the ExportTraceServiceRequest and returns the
-ExportTraceServiceResponse, like every Esper domain API. A malformed request is
+The domain behind the OpenTelemetry collector TraceService (`TRACE_SERVICE`, hosted
+like every Leyline service): `export` takes the ExportTraceServiceRequest and
+returns the ExportTraceServiceResponse, like every Esper domain API. A malformed request is
 refused whole (InvalidArgument naming the field) and stores nothing.
 """
 
@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from esper.leyline.v1.services import Service
+from esper.nissa.config import SpanLimits
 from esper.nissa.otlp_convert import spans_from_export
 from esper.nissa.spans import SpanStore
 from esper.observability import metrics
@@ -25,9 +27,10 @@ ExportSink = Callable[[ExportRequest], object]
 class SpanIntake:
     """Accepts OTLP trace exports into a SpanStore, and hands each accepted one to `forward`."""
 
-    def __init__(self, store: SpanStore, forward: ExportSink | None = None) -> None:
+    def __init__(self, store: SpanStore, forward: ExportSink | None = None, limits: SpanLimits | None = None) -> None:
         self._store = store
         self._forward = forward
+        self._limits = limits if limits is not None else SpanLimits()
         self._lock = threading.Lock()
         self._received_spans = 0
 
@@ -37,7 +40,7 @@ class SpanIntake:
         return self._received_spans
 
     def export(self, request: ExportRequest) -> trace_service_pb2.ExportTraceServiceResponse:
-        spans = spans_from_export(request)
+        spans = spans_from_export(request, self._limits)
         if spans:
             self._store.add(spans)
             with self._lock:
@@ -47,3 +50,7 @@ class SpanIntake:
                 self._forward(request)
         # No partial_success: a request is either stored whole or refused.
         return trace_service_pb2.ExportTraceServiceResponse()
+
+
+# The OpenTelemetry collector's TraceService, typed by what answers its one rpc.
+TRACE_SERVICE: Service[SpanIntake] = Service(trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"])

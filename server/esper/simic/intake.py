@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import control_pb2, simic_pb2
+from esper.leyline.v1.services import SimicServiceApi
 from esper.oona.api import Bus, ConsumerSpec, Subscription
 from esper.oona.envelope import OpenedEnvelope
-from esper.simic.api import SimicApi
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ class IntakeCounts:
 
 
 class FieldReportIntake:
-    """Consumes field reports from a bus into a SimicApi (in process: the SimicService)."""
+    """Consumes field reports from a bus into a SimicServiceApi (in process: the SimicService)."""
 
-    def __init__(self, simic: SimicApi, *, durable: str = DURABLE) -> None:
+    def __init__(self, simic: SimicServiceApi, *, durable: str = DURABLE) -> None:
         self._simic = simic
         self.spec = ConsumerSpec(durable, (FIELD_REPORTS_FILTER,))
         self._lock = threading.Lock()

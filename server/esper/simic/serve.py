@@ -35,10 +35,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.leyline.v1.services import SIMIC_SERVICE
+    from esper.mesh.hosting import host
     from esper.simic.config import SimicConfig
     from esper.simic.intake import FieldReportIntake
     from esper.simic.service import SimicService
-    from esper.simic.servicer import simic_registration
 
     oona = bus_config(args, "simic")
     with ExitStack() as opened:
@@ -46,7 +47,7 @@ def _build(args: argparse.Namespace) -> Served:
         opened.callback(simic.close)
         if oona is None:
             logger.info("no --nats: field reports arrive through RecordFieldReports only")
-            return Served.owning(opened, registrations=[simic_registration(simic)])
+            return Served.owning(opened, registrations=[host(SIMIC_SERVICE.bind(simic))])
         bus = open_bus(oona)
         intake = FieldReportIntake(simic)
 
@@ -63,7 +64,7 @@ def _build(args: argparse.Namespace) -> Served:
         opened.callback(bus.close)
         return Served.owning(
             opened,
-            registrations=[simic_registration(simic)],
+            registrations=[host(SIMIC_SERVICE.bind(simic))],
             background=[consumer_task(bus, intake.subscribe, status=status)],
         )
 

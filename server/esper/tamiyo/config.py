@@ -26,8 +26,8 @@ class TamiyoConfig:
     by more than `min_delta`; nothing germinates before epoch `warmup_epochs`.
     Lifecycle gates: `min_training_epochs` in TRAINING before grafting; an evaluation
     gain above `min_eval_gain` to keep a seed after EVALUATING; `fine_tune_epochs` in
-    FINE_TUNING, then fossilize if accuracy reached the germination accuracy plus
-    `fossilize_min_improvement` (or the last gain still beats `min_eval_gain`).
+    FINE_TUNING, then fossilize only if accuracy reached the germination accuracy plus
+    `fossilize_min_improvement` and the last gain (seed on vs off) still beats `min_eval_gain`.
     A seed stuck `stage_timeout_epochs` in TRAINING is cancelled, in EVALUATING culled.
     No germination when fewer than `min_epochs_to_finish` epochs remain (the request's
     `final_epoch` tells how many): an adaptation that cannot finish never joins the model.
@@ -60,6 +60,9 @@ class TamiyoConfig:
     best-paying layer's did waits for better ones (a second concurrent slot does not
     go to a layer where growth hardly pays). With `widen_without_plateau`, a layer
     short of working units is widened without waiting for a plateau (after the warm-up).
+    Bounds on what callers make Tamiyo remember: a run presents at most
+    `max_seeds_per_run` seeds (in one step, and embargoed over its life), and Tamiyo
+    keeps the state of the `max_tracked_runs` most recently stepped runs.
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -96,6 +99,8 @@ class TamiyoConfig:
     growth_step_fraction: float = 1.0
     growth_focus: float = 0.25
     widen_without_plateau: bool = True
+    max_seeds_per_run: int = 16_384
+    max_tracked_runs: int = 1024
 
     def __post_init__(self) -> None:
         if self.policy_id != HEURISTIC_POLICY_ID:
@@ -113,6 +118,8 @@ class TamiyoConfig:
             "kernel_page_size",
             "max_kernel_candidates",
             "gain_window",
+            "max_seeds_per_run",
+            "max_tracked_runs",
         ):
             checks.positive(f"tamiyo.{name}", getattr(self, name))
         for name in (

@@ -21,11 +21,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from esper.errors import FailedPrecondition, NotFound
+from esper.errors import FailedPrecondition, NotFound, ResourceExhausted
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability import metrics
 from esper.observability.spans import esper_attributes, tracer
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.convert import (
     observation_from_request,
@@ -33,6 +32,7 @@ from esper.tamiyo.convert import (
     state_from_proto,
     state_to_proto,
 )
+from esper.tamiyo.kernels import KernelDirectory
 from esper.tamiyo.observation import ACTIVE_STAGES
 from esper.tamiyo.policy import HeuristicPolicy, Policy
 from esper.tamiyo.state import RunState
@@ -111,7 +111,7 @@ class TamiyoController:
 
     def _step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
         step_started = time.perf_counter()
-        features = validate_step(request)
+        features = validate_step(request, max_seeds=self.config.max_seeds_per_run)
         run_id, epoch = request.packet.run_id, request.packet.epoch
         key = request.SerializeToString(deterministic=True)
         with self._lock:
@@ -132,9 +132,13 @@ class TamiyoController:
             outcome = self._policy.decide(state, observation, self._kernels)
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             state.commands_issued += len(outcome.commands)
+            if len(state.embargo_until) > self.config.max_seeds_per_run:
+                raise ResourceExhausted(
+                    f"run {run_id!r} has presented more than {self.config.max_seeds_per_run} seeds; "
+                    "Tamiyo remembers at most that many per run"
+                )
             response = response_from_outcome(outcome, conservative_mode=state.conservative_mode)
-            self._runs[run_id] = state
-            self._last_step[run_id] = (key, _copy(response))
+            self._remember(run_id, state, (key, _copy(response)))
         if elapsed_ms > self.config.step_budget_ms:
             logger.warning(
                 "run %s epoch %d: step took %.1f ms (budget %.1f ms)",
@@ -234,10 +238,26 @@ class TamiyoController:
         validate_restore_controller_state(request)
         state = state_from_proto(request.state)
         with self._lock:
-            self._runs[state.run_id] = state
-            self._last_step.pop(state.run_id, None)
+            self._remember(state.run_id, state, None)
         logger.info("run %s: controller state restored at epoch %d", state.run_id, state.last_epoch)
         return tamiyo_pb2.RestoreControllerStateResponse(run_id=state.run_id)
+
+    def _remember(self, run_id: str, state: RunState, last: tuple[bytes, tamiyo_pb2.StepResponse] | None) -> None:
+        """Keep the run's state as the most recent; forget the least recently stepped past the bound.
+
+        A forgotten run that steps again starts afresh (a restored checkpoint brings its state back).
+        Lock held.
+        """
+        self._runs.pop(run_id, None)
+        self._last_step.pop(run_id, None)
+        self._runs[run_id] = state
+        if last is not None:
+            self._last_step[run_id] = last
+        while len(self._runs) > self.config.max_tracked_runs:
+            oldest = next(iter(self._runs))
+            del self._runs[oldest]
+            self._last_step.pop(oldest, None)
+            logger.info("run %s forgotten: Tamiyo keeps the %d most recent runs", oldest, self.config.max_tracked_runs)
 
     def _run(self, run_id: str) -> RunState:
         state = self._runs.get(run_id)

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from esper.leyline.v1 import kernel_pb2, lifecycle_pb2
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.growth import GrowthOption, growth_options, growth_paid, growth_stopped, has_width_seeds
 from esper.tamiyo.kernels import (
     KernelChoice,
+    KernelDirectory,
     KernelQueryFailed,
     KernelSearch,
     choose_kernel,

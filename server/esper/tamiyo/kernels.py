@@ -15,12 +15,23 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from esper.errors import EsperError
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, telemetry_pb2, urza_pb2
-from esper.tamiyo.api import KernelDirectory
 
 logger = logging.getLogger(__name__)
+
+
+class KernelDirectory(Protocol):
+    """Where validated kernels are found: Urza's QueryKernels, from the in-process hub or a client.
+
+    The one Urza rpc Tamiyo uses, so the controller depends on neither implementation.
+    """
+
+    def query_kernels(self, request: urza_pb2.QueryKernelsRequest, /) -> urza_pb2.QueryKernelsResponse:
+        """Kernels matching a KernelQuery, newest first, paged."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
     from esper.config import load_config
+    from esper.leyline.v1.services import TAMIYO_SERVICE
+    from esper.mesh.hosting import host
     from esper.tamiyo.config import TamiyoConfig
     from esper.tamiyo.controller import TamiyoController
-    from esper.tamiyo.servicer import tamiyo_registration
 
     settings = load_config(args.config).tamiyo if args.config else TamiyoConfig()
     if args.conservative:
@@ -62,11 +63,13 @@ def _build(args: argparse.Namespace) -> Served:
     with ExitStack() as opened:
         urza = None
         if args.urza:
-            client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline))
+            client = UrzaClient(
+                ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline, tls=args.client_tls)
+            )
             urza = opened.enter_context(closing(client))
         controller = TamiyoController(None, settings, kernels=urza)
         if oona is None:
-            return Served.owning(opened, registrations=[tamiyo_registration(controller)])
+            return Served.owning(opened, registrations=[host(TAMIYO_SERVICE.bind(controller))])
         bus = open_bus(oona)
         opened.callback(bus.close)
         return Served.owning(opened, *_on_bus(controller, bus))
@@ -74,8 +77,9 @@ def _build(args: argparse.Namespace) -> Served:
 
 def _on_bus(controller: TamiyoController, bus: JetStreamBus) -> tuple[list[ServiceRegistration], list[BackgroundTask]]:
     """Tamiyo publishing what it decides, and consuming seed telemetry, on Oona."""
+    from esper.leyline.v1.services import TAMIYO_SERVICE
+    from esper.mesh.hosting import host
     from esper.tamiyo.bus import PublishingTamiyo, TelemetryIntake
-    from esper.tamiyo.servicer import tamiyo_registration
 
     tamiyo = PublishingTamiyo(controller, bus)
 
@@ -89,7 +93,7 @@ def _on_bus(controller: TamiyoController, bus: JetStreamBus) -> tuple[list[Servi
         )
 
     return (
-        [tamiyo_registration(tamiyo)],
+        [host(TAMIYO_SERVICE.bind(tamiyo))],
         [consumer_task(bus, TelemetryIntake(controller).subscribe, status=status)],
     )
 

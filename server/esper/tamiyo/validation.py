@@ -17,9 +17,10 @@ from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.state import SeedFeatures, unpack_seed_features
 from esper.state.packet import SCHEMA_VERSION
 from esper.tamiyo.observation import ACTIVE_STAGES
+from esper.trust.inputs import quote
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
-MAX_SEEDS = 4096
+MAX_SEEDS = 16_384
 
 _STAGES = frozenset(lifecycle_pb2.SeedStage.values()) - {lifecycle_pb2.SEED_STAGE_UNSPECIFIED}
 _PACKET_ARRAYS = (
@@ -32,7 +33,7 @@ _PACKET_ARRAYS = (
 )
 
 
-def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
+def validate_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS) -> list[SeedFeatures]:
     if not request.HasField("packet"):
         raise InvalidArgument.for_field("packet", "is required")
     packet = request.packet
@@ -46,7 +47,7 @@ def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
     accuracy = packet.validation_accuracy
     if math.isfinite(accuracy) and not 0.0 <= accuracy <= 1.0:
         raise InvalidArgument.for_field("packet.validation_accuracy", f"must be in [0, 1], got {accuracy}")
-    seed_ids = _validate_layout(request.seed_layout)
+    seed_ids = _validate_layout(request.seed_layout, max_seeds)
     for name in _PACKET_ARRAYS:
         length = len(getattr(packet, name))
         if length != len(seed_ids):
@@ -110,14 +111,18 @@ def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerState
         checks.in_range(f"{prefix}.accuracy_gain", step.accuracy_gain, -1.0, 1.0)
 
 
-def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str]:
-    if len(layout) > MAX_SEEDS:
-        raise InvalidArgument.for_field("seed_layout", f"holds {len(layout)} seeds; at most {MAX_SEEDS}")
+def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor], max_seeds: int) -> list[str]:
+    if len(layout) > max_seeds:
+        raise InvalidArgument.for_field("seed_layout", f"holds {len(layout)} seeds; at most {max_seeds} per run")
     seed_ids: list[str] = []
+    seen: set[str] = set()
     for index, descriptor in enumerate(layout):
         ids.SEED.check(f"seed_layout[{index}].seed_id", descriptor.seed_id)
-        if descriptor.seed_id in seed_ids:
-            raise InvalidArgument.for_field(f"seed_layout[{index}].seed_id", f"{descriptor.seed_id!r} appears twice")
+        if descriptor.seed_id in seen:
+            raise InvalidArgument.for_field(
+                f"seed_layout[{index}].seed_id", f"{quote(descriptor.seed_id)} appears twice"
+            )
+        seen.add(descriptor.seed_id)
         seed_ids.append(descriptor.seed_id)
     return seed_ids
 

@@ -28,8 +28,8 @@ from esper.tezzeret.config import TezzeretConfig
 
 logger = logging.getLogger(__name__)
 
-# Bumped when the pipelines change what they emit for the same settings.
-ARTIFACT_FORMAT_VERSION = 1
+# Bumped when the pipelines change what they emit for the same settings (2: signed kernels).
+ARTIFACT_FORMAT_VERSION = 2
 DECOMPOSITION_TABLE = "core_aten"
 # Options handed to Inductor for AGGRESSIVE; `freezing` bakes the weights into the kernel.
 INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True, "aot_inductor.package_constants_in_so": True}

@@ -1,4 +1,4 @@
-"""The compile worker: claim a job from Urza, compile it, upload the artifact, log every step.
+"""The compile worker: claim a job from Urza, compile it, sign and upload the artifact, log every step.
 
 Every step is in the write-ahead log before the worker relies on it, and artifacts
 reach their final name only by an atomic rename after an fsync. A worker killed at
@@ -25,6 +25,7 @@ from esper.errors import AlreadyExists, EsperError, FailedPrecondition, InvalidA
 from esper.fsutil import fsync_directory
 from esper.ir import ir_sha256
 from esper.leyline.v1 import kernel_pb2, urza_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.observability import metrics
 from esper.observability.spans import tracer
 from esper.pipelines import pipeline_name
@@ -33,7 +34,7 @@ from esper.tezzeret.pipelines import CompiledKernel, CompileError, compile_bluep
 from esper.tezzeret.state import WorkerState
 from esper.tezzeret.toolchain import kernel_id, toolchain_hash
 from esper.tezzeret.wal import PendingJob, WriteAheadLog
-from esper.urza.api import UrzaApi
+from esper.trust.kernel_signing import KernelSigner
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
@@ -51,14 +52,16 @@ class TezzeretWorker:
 
     def __init__(
         self,
-        urza: UrzaApi,
+        urza: UrzaServiceApi,
         config: TezzeretConfig,
         *,
         compiler: Compiler = compile_blueprint,
         exit_process: Callable[[int], None] = os._exit,
+        signer: KernelSigner | None = None,
     ) -> None:
         self.urza = urza
         self.config = config
+        self.signer = signer
         self.toolchain = toolchain_hash(config)
         self.state = WorkerState(
             config.worker_id,
@@ -255,6 +258,9 @@ class TezzeretWorker:
         request = urza_pb2.CompleteCompileJobRequest(
             job_id=job.job_id, lease_token=job.lease_token, kernel=kernel, artifact=data
         )
+        if self.signer is not None:
+            # Ed25519 is deterministic: signing again after a restart gives the same signature.
+            request.kernel.signature.CopyFrom(self.signer.sign(kernel, hashlib.sha256(data).hexdigest()))
         try:
             try:
                 self.urza.complete_compile_job(request)

@@ -72,17 +72,36 @@ class TolariaConfig:
     """The training academy: seed optimizer, checkpoints, rollback, hook budget.
 
     Seeds train with `seed_learning_rate`. A checkpoint is kept every
-    `checkpoint_every` epochs. A non-finite loss, or a validation loss above
-    `divergence_factor` times the larger of the best and the first epoch's, restores
-    the last good checkpoint, at most `max_rollbacks` times per run.
-    `hook_budget_ms` is the epoch-end hook's budget; exceeding it is reported.
+    `checkpoint_every` epochs. `hook_budget_ms` is the epoch-end hook's budget;
+    exceeding it is reported.
+
+    Never worse than static (esper.tolaria.never_worse): a non-finite loss, or a
+    training or validation loss above `divergence_factor` times the median of the last
+    `divergence_window` epochs' (and above `divergence_factor` x `divergence_min_loss`),
+    diverged: the run goes back to the checkpoint taken before the earliest graft still
+    blending in (or the last good one) and retries the epoch, at most `max_rollbacks`
+    times per run. With `graft_rollback`, a seed culled after its graft began takes the
+    run back to the checkpoint taken just before that graft whenever that checkpoint
+    validated more than `graft_rollback_margin` (a fraction of accuracy) better than the
+    model without the seed. After a rollback, the seeds blending into the model in the
+    restored state are locked ROLLED_BACK. With `retrain_discarded_epochs`,
+    the epochs a rollback discards are trained again (the run grows by at most
+    `run.epochs`), so the host trains as many kept epochs as its static twin. With
+    `keep_best_state`, a run whose final state validates worse than its best epoch ends
+    with (and saves) that best state.
     """
 
     seed_learning_rate: float = 1e-2
     checkpoint_every: int = 1
-    divergence_factor: float = 4.0
+    divergence_factor: float = 3.0
     max_rollbacks: int = 3
     hook_budget_ms: float = 18.0
+    divergence_window: int = 3
+    divergence_min_loss: float = 0.1
+    graft_rollback: bool = True
+    graft_rollback_margin: float = 0.01
+    keep_best_state: bool = True
+    retrain_discarded_epochs: bool = True
 
     def __post_init__(self) -> None:
         checks.positive("tolaria.seed_learning_rate", self.seed_learning_rate)
@@ -90,6 +109,9 @@ class TolariaConfig:
         checks.above("tolaria.divergence_factor", self.divergence_factor, 1.0)
         checks.non_negative("tolaria.max_rollbacks", self.max_rollbacks)
         checks.positive("tolaria.hook_budget_ms", self.hook_budget_ms)
+        checks.positive("tolaria.divergence_window", self.divergence_window)
+        checks.non_negative("tolaria.divergence_min_loss", self.divergence_min_loss)
+        checks.in_range("tolaria.graft_rollback_margin", self.graft_rollback_margin, 0.0, 1.0)
 
 
 def _default_kasmina() -> KasminaConfig:

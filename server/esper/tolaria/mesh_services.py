@@ -18,20 +18,22 @@ from typing import Any
 import grpc
 
 from esper.assets.pipeline import SeedSite, prefetch_kernels
+from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.tamiyo import TamiyoClient
-from esper.clients.urza import UrzaClient
 from esper.errors import EsperError
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.leyline.v1 import control_pb2, kernel_pb2, run_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2
 from esper.mesh.addresses import MeshAddresses
+from esper.mesh.tls import secure_channel
 from esper.observability import metrics
 from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.pipelines import BY_NAME
 from esper.tolaria.config import EsperConfig
 from esper.tolaria.services import RunServices
+from esper.trust.identity import TlsIdentity
+from esper.trust.kernel_signing import TrustedSigners
 
 logger = logging.getLogger(__name__)
 
@@ -155,21 +157,30 @@ class MeshServices:
     """ServicesFactory over a mesh; `close()` when the process stops (it owns the bus)."""
 
     def __init__(
-        self, addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
+        self,
+        addresses: MeshAddresses,
+        config: MeshServicesConfig | None = None,
+        *,
+        bus: Bus | None = None,
+        trust: TrustedSigners | None = None,
+        tls: TlsIdentity | None = None,
     ) -> None:
         self.addresses = addresses
         self.config = config if config is not None else MeshServicesConfig()
         self._bus = bus
+        self._trust = trust
+        self._tls = tls
         self._urza = addresses.address("urza")
         self._tamiyo = addresses.address("tamiyo")
 
     def __call__(self, config: EsperConfig) -> RunServices:
         pipelines = [BY_NAME[name] for name in config.assets.pipelines]
         urza = RunUrzaClient(
-            ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds), pipelines
+            ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds, tls=self._tls),
+            pipelines,
         )
         tamiyo = self._tamiyo_client()
-        cache = KernelCache(urza, KernelCacheConfig())
+        cache = KernelCache(urza, KernelCacheConfig(), trust=self._trust)
         metrics.KERNEL_CACHE.register(cache)
         stop = threading.Event()
         prefetchers: list[threading.Thread] = []
@@ -216,16 +227,23 @@ class MeshServices:
         # A Tamiyo that was down must be found again within seconds of its return, not
         # after gRPC's default reconnect backoff (up to two minutes).
         backoff_ms = int(self.config.max_reconnect_backoff_seconds * 1000)
-        channel = grpc.insecure_channel(
-            self._tamiyo,
-            options=[
-                ("grpc.enable_retries", 0),
-                ("grpc.initial_reconnect_backoff_ms", min(250, backoff_ms)),
-                ("grpc.max_reconnect_backoff_ms", backoff_ms),
-            ],
+        options: list[tuple[str, object]] = [
+            ("grpc.enable_retries", 0),
+            ("grpc.initial_reconnect_backoff_ms", min(250, backoff_ms)),
+            ("grpc.max_reconnect_backoff_ms", backoff_ms),
+        ]
+        channel = (
+            secure_channel(self._tamiyo, self._tls, options)
+            if self._tls is not None
+            else grpc.insecure_channel(self._tamiyo, options=options)
         )
         client = ChannelTamiyoClient(
-            ClientConfig(address=self._tamiyo, deadline_seconds=self.config.tamiyo_deadline_seconds, max_attempts=1),
+            ClientConfig(
+                address=self._tamiyo,
+                deadline_seconds=self.config.tamiyo_deadline_seconds,
+                max_attempts=1,
+                tls=self._tls,
+            ),
             channel,
         )
         # Connect before the first epoch, so the first Step does not pay for the handshake.
@@ -257,7 +275,12 @@ def _unpublished(telemetry: Sequence[Any], reports: Sequence[Any]) -> None:
 
 
 def mesh_services(
-    addresses: MeshAddresses, config: MeshServicesConfig | None = None, *, bus: Bus | None = None
+    addresses: MeshAddresses,
+    config: MeshServicesConfig | None = None,
+    *,
+    bus: Bus | None = None,
+    trust: TrustedSigners | None = None,
+    tls: TlsIdentity | None = None,
 ) -> MeshServices:
     """The ServicesFactory of runs trained through `addresses` (see MeshServices)."""
-    return MeshServices(addresses, config, bus=bus)
+    return MeshServices(addresses, config, bus=bus, trust=trust, tls=tls)

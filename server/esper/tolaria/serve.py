@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,12 +21,15 @@ from esper.home import default_help, state_dir
 from esper.mesh.flags import positive_float, positive_int
 from esper.mesh.target import Served, ServeTarget
 from esper.oona.flags import add_bus_arguments, bus_config, open_bus
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 
 if TYPE_CHECKING:
     from esper.mesh.addresses import MeshAddresses
     from esper.tolaria.mesh_services import MeshServices
 
 logger = logging.getLogger(__name__)
+
+STREAM_WORKERS = 64
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,12 +48,33 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where runs created without a folder go (default: {default_help('tolaria', 'runs')})",
     )
     parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where npz: datasets may be read from (default: none; npz: datasets are refused)",
+    )
+    parser.add_argument(
+        "--assets-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where embedded runs keep their kernel caches (default: beside --runs-dir; unused with a mesh's Urza)",
+    )
+    parser.add_argument(
+        "--max-pending-runs",
+        type=positive_int,
+        default=16,
+        help="runs that may wait for a training slot; more are refused (default: 16)",
+    )
+    parser.add_argument(
         "--max-concurrent-runs",
         type=positive_int,
         default=1,
         help="runs training at once; later ones wait PENDING (default: 1)",
     )
     add_bus_arguments(parser, role="publish seed telemetry and field reports")
+    add_trusted_signers_argument(parser, role="runs may graft (mesh runs)")
     parser.add_argument(
         "--tamiyo-step-deadline",
         type=positive_float,
@@ -60,10 +85,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
-    from esper.kasmina.servicer import kasmina_registration
+    from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
+    from esper.mesh.hosting import host
     from esper.tolaria.kasmina_router import KasminaRouter
     from esper.tolaria.runs import RunManager, RunManagerConfig
-    from esper.tolaria.servicer import tolaria_registration
     from esper.tolaria.services import ServicesFactory, embedded_services
 
     addresses = _addresses(args)
@@ -76,8 +101,17 @@ def _build(args: argparse.Namespace) -> Served:
             services = mesh
         router = KasminaRouter()
         runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
+        assets_root = None
+        if mesh is None:
+            assets_root = (args.assets_root or runs_dir.parent / "assets").expanduser().resolve()
         manager = RunManager(
-            RunManagerConfig(runs_dir=runs_dir, max_concurrent_runs=args.max_concurrent_runs),
+            RunManagerConfig(
+                runs_dir=runs_dir,
+                max_concurrent_runs=args.max_concurrent_runs,
+                max_pending_runs=args.max_pending_runs,
+                data_root=args.data_root.expanduser().resolve() if args.data_root else None,
+                assets_root=assets_root,
+            ),
             services,
             kasmina=router,
         )
@@ -87,7 +121,16 @@ def _build(args: argparse.Namespace) -> Served:
             mesh.description if mesh is not None else "embedded",
             manager.config.runs_dir,
         )
-        return Served.owning(opened, registrations=[tolaria_registration(manager), kasmina_registration(router)])
+        # An event stream waits in a thread of its own pool for the run's next event (an epoch can
+        # take minutes), so open streams never take the threads that unary calls need.
+        streams = ThreadPoolExecutor(max_workers=STREAM_WORKERS, thread_name_prefix="run-events")
+        opened.callback(streams.shutdown, wait=False, cancel_futures=True)
+        registrations = [
+            host(TOLARIA_SERVICE.bind(manager), executors={"StreamRunEvents": streams}),
+            # Seed commands take the operator's lock, which training holds at epoch boundaries.
+            host(KASMINA_SERVICE.bind(router)),
+        ]
+        return Served.owning(opened, registrations=registrations)
 
 
 def _addresses(args: argparse.Namespace) -> MeshAddresses | None:
@@ -119,7 +162,7 @@ def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshSe
         args.nats = addresses.nats_url
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
-    return mesh_services(addresses, settings, bus=bus)
+    return mesh_services(addresses, settings, bus=bus, trust=trusted_signers(args), tls=args.client_tls)
 
 
 TOLARIA = ServeTarget(

@@ -291,7 +291,8 @@ def _summary(
         "final_test_accuracy": test_accuracy,
         "best_val_accuracy": history.best_val_accuracy,
         "params_initial": params[0] if params else 0,
-        "params_final": params[-1] if params else 0,
+        # The saved model's (host and fossilized seeds): the model final_test_accuracy measures.
+        "params_final": trainer.saved_parameter_count(),
         "seeds_germinated": stages["germinated"],
         "seeds_fossilized": stages["fossilized"],
         "seeds_culled": stages["culled"],
@@ -304,6 +305,8 @@ def _summary(
         "isolation_violations": _isolation_violations(trainer),
         "seeds_in_flight_at_end": trainer.in_flight_seed_ids(),
         "rollbacks": history.rollbacks,
+        "rollback_events": [record.to_dict() for record in history.rollback_log],
+        "saved": history.saved.to_dict() if history.saved is not None else None,
         "cancelled": history.cancelled,
         "host": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
         "config": config_to_dict(config),

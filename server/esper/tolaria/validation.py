@@ -10,15 +10,18 @@ defaults say").
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from esper import checks, ids
+from esper.assets.config import DEFAULT_ASSETS_DIR
 from esper.data.loading import BUILT_IN, NPZ_PREFIX
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.paging import decode_page_token, validate_page_size
 from esper.tolaria.config import MAX_EPOCHS, MAX_HOST_WIDTH, EsperConfig, parse_config
+from esper.trust.inputs import confine, quote
 
 MAX_CONFIG_YAML_BYTES = 1024 * 1024
 MAX_SEED = 2**63 - 1
@@ -40,10 +43,26 @@ class RunPlan:
     """A CreateRun request made concrete: the run id asked for ("" = any) and the full config.
 
     `config.run.out` is None when neither the request nor its YAML names a folder.
+    `out_field` and `dataset_field` name where the folder and the dataset came from.
     """
 
     run_id: str
     config: EsperConfig
+    out_field: str = "config.out_dir"
+    dataset_field: str = "config.dataset"
+
+
+class ServerRoots(Protocol):
+    """Where a Tolaria server lets runs write and read (esper.tolaria.runs.RunManagerConfig)."""
+
+    @property
+    def runs_dir(self) -> Path: ...
+
+    @property
+    def data_root(self) -> Path | None: ...
+
+    @property
+    def assets_root(self) -> Path | None: ...
 
 
 @dataclass(frozen=True)
@@ -68,11 +87,39 @@ def validate_create_run(request: tolaria_pb2.CreateRunRequest) -> RunPlan:
         raise _renamed(exc, overrides) from None
     dataset_field = "config.dataset" if run.dataset else "config.config_yaml"
     _check_dataset(config.run.dataset, dataset_field)
-    out = config.run.out
-    if out is not None and not Path(out).expanduser().is_absolute():
-        field = "config.out_dir" if run.out_dir else "config.config_yaml"
-        raise InvalidArgument.for_field(field, f"the run folder must be an absolute path, got {out!r}")
-    return RunPlan(run_id=request.run_id, config=config)
+    out_field = "config.out_dir" if run.out_dir else "config.config_yaml"
+    return RunPlan(run_id=request.run_id, config=config, out_field=out_field, dataset_field=dataset_field)
+
+
+def confine_run(plan: RunPlan, roots: ServerRoots, run_id: str) -> EsperConfig:
+    """The plan's config with every path it names resolved inside the server's roots.
+
+    The run folder goes under the runs root (`<root>/<run id>` when none is named); an
+    `npz:` dataset must be a file under the data root; the embedded asset cache must
+    be under the assets root. A path elsewhere is refused naming the root, never saying
+    what exists outside it.
+    """
+    config = plan.config
+    out = config.run.out if config.run.out is not None else run_id
+    folder = confine(out, roots.runs_dir, field=plan.out_field)
+    run = replace(config.run, out=str(folder))
+    spec = config.run.dataset.strip()
+    if spec.startswith(NPZ_PREFIX):
+        if roots.data_root is None:
+            raise InvalidArgument.for_field(plan.dataset_field, "this Tolaria serves no npz: datasets (no data root)")
+        path = confine(spec[len(NPZ_PREFIX) :], roots.data_root, field=plan.dataset_field)
+        if not path.is_file():
+            raise InvalidArgument.for_field(
+                plan.dataset_field, f"dataset {quote(spec)}: no such file under {roots.data_root}"
+            )
+        run = replace(run, dataset=f"{NPZ_PREFIX}{path}")
+    assets = config.assets
+    if roots.assets_root is not None:
+        # A run that names no cache of its own shares the server's.
+        named = assets.data_dir if assets.data_dir != DEFAULT_ASSETS_DIR else "shared"
+        cache = confine(named, roots.assets_root, field="config.config_yaml")
+        assets = replace(assets, data_dir=str(cache))
+    return replace(config, run=run, assets=assets)
 
 
 def validate_get_run(request: tolaria_pb2.GetRunRequest) -> str:
@@ -128,15 +175,10 @@ def _overrides(run: run_pb2.RunConfig) -> dict[str, object]:
 
 def _check_dataset(dataset: str, field: str) -> None:
     spec = dataset.strip()
-    if spec in BUILT_IN:
-        return
-    if spec.startswith(NPZ_PREFIX):
-        path = Path(spec[len(NPZ_PREFIX) :]).expanduser()
-        if not path.is_file():
-            raise InvalidArgument.for_field(field, f"dataset {spec!r}: no such file on the Tolaria server")
+    if spec in BUILT_IN or spec.startswith(NPZ_PREFIX):
         return
     valid = ", ".join([*BUILT_IN, f"{NPZ_PREFIX}PATH"])
-    raise InvalidArgument.for_field(field, f"unknown dataset {spec!r}; valid: {valid}")
+    raise InvalidArgument.for_field(field, f"unknown dataset {quote(spec)}; valid: {valid}")
 
 
 def _renamed(error: InvalidArgument, overrides: dict[str, object]) -> InvalidArgument:

@@ -70,6 +70,7 @@ def probe_request(folder: Path) -> int:
     """
     settings_json = json.loads((folder / sandbox.SETTINGS_FILE).read_text(encoding="utf-8"))
     torch.set_num_threads(int(settings_json.pop("threads")))
+    settings_json.pop("limits", None)
     settings_json["check_batch_sizes"] = tuple(settings_json["check_batch_sizes"])
     settings = ProbeSettings(**settings_json)
     kernel = kernel_pb2.KernelArtifact.FromString((folder / sandbox.KERNEL_FILE).read_bytes())

@@ -28,6 +28,10 @@ SHAPE_MISMATCH = "shape_mismatch"
 HARDWARE_MISMATCH = "hardware_mismatch"
 # The stored artifact's bytes do not match their SHA-256; they were never loaded.
 CHECKSUM_MISMATCH = "checksum_mismatch"
+# The kernel is unsigned, or signed by a key this validator does not trust; it was never loaded.
+BAD_SIGNATURE = "bad_signature"
+# The artifact failed its format check (unexpected or duplicate entries, pickled payloads); never loaded.
+UNSAFE_ARTIFACT = "unsafe_artifact"
 
 FAILURE_CATEGORIES = (
     CRASH,
@@ -36,6 +40,8 @@ FAILURE_CATEGORIES = (
     SHAPE_MISMATCH,
     HARDWARE_MISMATCH,
     CHECKSUM_MISMATCH,
+    BAD_SIGNATURE,
+    UNSAFE_ARTIFACT,
 )
 
 

@@ -12,6 +12,8 @@ MIB = 1024 * 1024
 MIN_CHUNK_BYTES = 4096
 MAX_CHUNK_BYTES = 4 * MIB
 DEFAULT_DATA_DIR = ".esper/urza"
+# A kernel download that takes longer is ended by the server, however slowly its client reads.
+DOWNLOAD_DEADLINE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +24,7 @@ from esper.observability import metrics
 from esper.paging import encode_page_token
 from esper.urza import catalog, compile_queue, validation_queue
 from esper.urza import validation as checks
-from esper.urza.artifacts import new_kernel_row
+from esper.urza.artifacts import check_uploaded_artifact, new_kernel_row
 from esper.urza.config import UrzaConfig
 from esper.urza.convert import (
     Row,
@@ -36,6 +37,9 @@ from esper.urza.convert import (
 from esper.urza.db import UrzaDatabase, blueprints, compile_jobs
 from esper.urza.leases import US_PER_SECOND
 from esper.urza.store import ObjectMissing, ObjectStore, open_object_store
+
+if TYPE_CHECKING:
+    from esper.trust.kernel_signing import TrustedSigners
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ def system_clock_us() -> int:
 
 
 class UrzaHub:
-    """Implements UrzaApi: blueprints, kernels and the compile and validation queues."""
+    """Implements UrzaServiceApi: blueprints, kernels and the compile and validation queues."""
 
     def __init__(
         self,
@@ -59,16 +63,23 @@ class UrzaHub:
         config: UrzaConfig,
         *,
         clock: Clock = system_clock_us,
+        trust: TrustedSigners | None = None,
     ) -> None:
         self.database = database
         self.store = store
         self.config = config
         self._now = clock
+        self._trust = trust
         metrics.URZA_COMPILE_JOBS.register(self)
 
     @classmethod
-    def open(cls, config: UrzaConfig, *, clock: Clock = system_clock_us) -> UrzaHub:
-        """Connect to the database (checking or creating its schema) and open the store."""
+    def open(
+        cls, config: UrzaConfig, *, clock: Clock = system_clock_us, trust: TrustedSigners | None = None
+    ) -> UrzaHub:
+        """Connect to the database (checking or creating its schema) and open the store.
+
+        With `trust`, a completed compile job must carry a signature by one of its keys.
+        """
         database = UrzaDatabase.open(config.database_url)
         try:
             store = open_object_store(config)
@@ -76,7 +87,7 @@ class UrzaHub:
             database.close()
             raise
         logger.info("Urza on %s, artifacts in %s", database.safe_url, config.store)
-        return cls(database, store, config, clock=clock)
+        return cls(database, store, config, clock=clock, trust=trust)
 
     def close(self) -> None:
         metrics.URZA_COMPILE_JOBS.unregister(self)
@@ -174,31 +185,48 @@ class UrzaHub:
         return urza_pb2.GetKernelResponse(kernel=kernel)
 
     def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> Iterator[urza_pb2.DownloadKernelResponse]:
-        """Validates, reads and verifies the artifact at call time; the iterator only slices it."""
+        """Validates the request and checks the stored size at call time; the iterator then reads
+        the artifact from the store one chunk at a time (a download never holds the artifact whole)
+        and hashes it on the way: the last chunk is sent only once the SHA-256 matches, DataLoss
+        instead."""
         chunk_size = checks.validate_download_kernel(request, default_chunk=self.config.chunk_size)
         with self.database.read() as conn:
             row = catalog.get_kernel_row(conn, request.kernel_id)
             (kernel,) = catalog.kernel_protos(conn, [row])
-        data = self._verified_artifact(row)
-        metrics.URZA_KERNEL_DOWNLOADS.inc()
-        return _chunks(data, chunk_size, kernel)
-
-    def _verified_artifact(self, row: Row) -> bytes:
         try:
-            data = self.store.get(row["object_key"])
+            size = self.store.size(row["object_key"])
         except ObjectMissing as exc:
-            raise DataLoss(
-                f"kernel {row['kernel_id']}: its artifact is missing from the store",
-                reason="CHECKSUM_MISMATCH",
-            ) from exc
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != row["sha256"] or len(data) != row["size_bytes"]:
+            raise _corrupted(row, "its artifact is missing from the store") from exc
+        if size != row["size_bytes"]:
+            raise _corrupted(row, f"the store holds {size} bytes, expected {row['size_bytes']}")
+        metrics.URZA_KERNEL_DOWNLOADS.inc()
+        return self._stream(row, kernel, chunk_size)
+
+    def _stream(
+        self, row: Row, kernel: kernel_pb2.KernelArtifact, chunk_size: int
+    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+        digest = hashlib.sha256()
+        held: urza_pb2.DownloadKernelResponse | None = None
+        offset = 0
+        try:
+            for piece in self.store.read_chunks(row["object_key"], chunk_size):
+                if held is not None:
+                    yield held
+                digest.update(piece)
+                held = urza_pb2.DownloadKernelResponse(
+                    chunk_data=piece, offset=offset, total_size=kernel.size_bytes, sha256=kernel.sha256
+                )
+                if offset == 0:
+                    held.kernel.CopyFrom(kernel)
+                offset += len(piece)
+        except ObjectMissing as exc:
+            raise _corrupted(row, "its artifact is missing from the store") from exc
+        actual = digest.hexdigest()
+        if actual != row["sha256"] or offset != row["size_bytes"]:
             logger.error("kernel %s: stored bytes are corrupted (sha256 %s)", row["kernel_id"], actual)
-            raise DataLoss(
-                f"kernel {row['kernel_id']}: stored bytes have sha256 {actual}, expected {row['sha256']}",
-                reason="CHECKSUM_MISMATCH",
-            )
-        return data
+            raise _corrupted(row, f"stored bytes have sha256 {actual}, expected {row['sha256']}")
+        if held is not None:
+            yield held
 
     # Compile queue (Tezzeret)
 
@@ -235,6 +263,7 @@ class UrzaHub:
             job = compile_queue.get_job(conn, request.job_id)
             blueprint = catalog.get_blueprint_row(conn, job["blueprint_id"])
             kernel_row = new_kernel_row(request, job, blueprint, sha256=sha256, now_us=now)
+            check_uploaded_artifact(request, job["pipeline"], sha256, self._trust)
             outcome = compile_queue.completion_outcome(
                 job,
                 compile_queue.find_kernel_row(conn, kernel_id),
@@ -353,14 +382,5 @@ def _next_token(page: checks.Page, returned: int, more: bool) -> str:
     return encode_page_token(page.offset + returned, page.fingerprint) if more else ""
 
 
-def _chunks(
-    data: bytes, chunk_size: int, kernel: kernel_pb2.KernelArtifact
-) -> Iterator[urza_pb2.DownloadKernelResponse]:
-    total = len(data)
-    for offset in range(0, total, chunk_size):
-        chunk = urza_pb2.DownloadKernelResponse(
-            chunk_data=data[offset : offset + chunk_size], offset=offset, total_size=total, sha256=kernel.sha256
-        )
-        if offset == 0:
-            chunk.kernel.CopyFrom(kernel)
-        yield chunk
+def _corrupted(row: Row, detail: str) -> DataLoss:
+    return DataLoss(f"kernel {row['kernel_id']}: {detail}", reason="CHECKSUM_MISMATCH")

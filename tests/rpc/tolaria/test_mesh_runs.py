@@ -17,20 +17,21 @@ import yaml
 
 from esper.assets.config import AssetsConfig
 from esper.assets.embedded import EmbeddedAssets
+from esper.clients import UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.urza import UrzaClient
 from esper.config import EsperConfig, parse_config
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2
+from esper.leyline.v1.services import TAMIYO_SERVICE, URZA_SERVICE
 from esper.mesh.addresses import MeshAddresses
 from esper.mesh.config import ServerConfig
+from esper.mesh.hosting import host
 from esper.tamiyo.controller import TamiyoController
-from esper.tamiyo.servicer import tamiyo_registration
 from esper.tolaria.mesh_services import MeshServices, RemoteTamiyo
 from esper.tolaria.services import RunServices
 from esper.tolaria.session import RunResult, run_training
 from esper.tolaria.trainer import EpochRecord, TrainingHistory
-from esper.urza.servicer import urza_registration
-from tests.fixtures.servers import ServerThread
+from esper.trust.kernel_signing import TrustedSigners
+from tests.support.servers import ServerThread
 
 TEMPLATE = "conv3x3_relu"
 FAST = {
@@ -63,7 +64,7 @@ class Mesh:
         urza = UrzaClient(ClientConfig(address=self.urza.address, deadline_seconds=5.0))
         controller = TamiyoController(None, self.config(Path("/unused"), 1).tamiyo, kernels=urza)
         return ServerThread(
-            [tamiyo_registration(controller)], ServerConfig(service_name="tamiyo", port=port, grace_seconds=0.0)
+            [host(TAMIYO_SERVICE.bind(controller))], ServerConfig(service_name="tamiyo", port=port, grace_seconds=0.0)
         )
 
 
@@ -72,7 +73,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     root = tmp_path_factory.mktemp("mesh-runs")
     assets = EmbeddedAssets(AssetsConfig(data_dir=str(root / "assets"), template_ids=(TEMPLATE,)))
     assets.start()
-    urza = ServerThread([urza_registration(assets.urza)], ServerConfig(service_name="urza", grace_seconds=0.0))
+    urza = ServerThread([host(URZA_SERVICE.bind(assets.urza))], ServerConfig(service_name="urza", grace_seconds=0.0))
     try:
         yield Mesh(root / "assets", assets, urza)
     finally:
@@ -80,9 +81,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         assets.stop()
 
 
-def _services(urza: ServerThread, tamiyo: ServerThread | str) -> MeshServices:
+def _services(urza: ServerThread, tamiyo: ServerThread | str, trust: TrustedSigners) -> MeshServices:
     tamiyo_address = tamiyo if isinstance(tamiyo, str) else tamiyo.address
-    return MeshServices(MeshAddresses(grpc={"urza": urza.address, "tamiyo": tamiyo_address}))
+    return MeshServices(MeshAddresses(grpc={"urza": urza.address, "tamiyo": tamiyo_address}), trust=trust)
 
 
 def _transitions(result: RunResult) -> list[dict[str, Any]]:
@@ -100,7 +101,9 @@ def _notices(result: RunResult) -> list[str]:
 def test_a_mesh_run_repeats_the_embedded_run_of_the_same_seed(mesh: Mesh, tmp_path: Path) -> None:
     tamiyo = mesh.tamiyo()
     try:
-        remote = run_training(mesh.config(tmp_path / "mesh", epochs=5), services=_services(mesh.urza, tamiyo))
+        remote = run_training(
+            mesh.config(tmp_path / "mesh", epochs=5), services=_services(mesh.urza, tamiyo, mesh.assets.trust)
+        )
     finally:
         tamiyo.stop()
     embedded = run_training(mesh.config(tmp_path / "embedded", epochs=5))
@@ -164,10 +167,10 @@ def test_urza_down_during_a_germination_culls_the_seed_with_the_reason_and_the_r
     mesh: Mesh, tmp_path: Path
 ) -> None:
     # An Urza of its own over the same hub, so stopping it leaves the module's Urza up (Tamiyo uses that one).
-    doomed = ServerThread([urza_registration(mesh.assets.urza)], ServerConfig(service_name="urza-doomed"))
+    doomed = ServerThread([host(URZA_SERVICE.bind(mesh.assets.urza))], ServerConfig(service_name="urza-doomed"))
     tamiyo = mesh.tamiyo()
     controllers: list[UrzaDiesOnGermination] = []
-    services = _services(doomed, tamiyo)
+    services = _services(doomed, tamiyo, mesh.assets.trust)
 
     def factory(config: EsperConfig) -> RunServices:
         run = services(config)
@@ -197,7 +200,7 @@ def test_tamiyo_down_runs_conservatively_until_it_is_back(mesh: Mesh, tmp_path: 
     tamiyo = mesh.tamiyo()
     port = tamiyo.port
     tamiyo.stop()
-    services = _services(mesh.urza, f"127.0.0.1:{port}")
+    services = _services(mesh.urza, f"127.0.0.1:{port}", mesh.assets.trust)
     controllers: list[RemoteTamiyo] = []
 
     def factory(config: EsperConfig) -> RunServices:

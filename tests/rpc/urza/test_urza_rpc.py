@@ -9,19 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from esper.clients import UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.urza import UrzaClient
 from esper.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.leyline.v1.services import URZA_SERVICE
+from esper.mesh.hosting import host
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import urza_registration
-from tests.fixtures.servers import ServerFactory
-from tests.unit.urza.support import (
+from tests.support.servers import ServerFactory
+from tests.support.urza import (
     claim,
     complete,
     fail,
     make_hub,
+    program_archive,
     run_core_flow,
     sample_ir,
     submit,
@@ -40,7 +42,7 @@ def hub(tmp_path: Path) -> Iterator[UrzaHub]:
 
 @pytest.fixture
 def client(hub: UrzaHub, grpc_server: ServerFactory) -> Iterator[UrzaClient]:
-    server = grpc_server([urza_registration(hub)], service_name="urza")
+    server = grpc_server([host(URZA_SERVICE.bind(hub))], service_name="urza")
     with UrzaClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 
@@ -52,8 +54,9 @@ def test_blueprint_to_downloaded_kernel_round_trip(client: UrzaClient) -> None:
     job = claim(client, "tezzeret-1")
     assert job is not None and job.ir == created.blueprint.ir
     # The largest artifact Urza accepts travels in one message.
-    artifact = bytes(range(256)) * (32 * 1024 * 1024 // 256)
-    kernel = complete(client, job, artifact)
+    payload = bytes(range(256)) * (32 * 1024 * 1024 // 256 - 4)
+    artifact = program_archive(payload)
+    kernel = complete(client, job, payload)
     assert kernel.sha256 == hashlib.sha256(artifact).hexdigest()
     validated = validate(client, tags=("high_speed",))
     assert validated.status == kernel_pb2.KERNEL_STATUS_VALIDATED

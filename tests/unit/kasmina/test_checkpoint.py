@@ -14,8 +14,7 @@ from esper.kasmina.operator import KasminaOperator
 from esper.kasmina.records import Adaptation, SeedSnapshot
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, telemetry_pb2
-
-from .support import (
+from tests.support.kasmina import (
     RUN_ID,
     bring_to,
     command,

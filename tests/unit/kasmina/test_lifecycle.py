@@ -10,8 +10,7 @@ from esper.errors import EsperError, FailedPrecondition, InvalidArgument
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.leyline.v1 import lifecycle_pb2
-
-from .support import command, mlp_setup
+from tests.support.kasmina import command, mlp_setup
 
 STAGES = sorted(lc.ALL_STAGES)
 
@@ -112,8 +111,7 @@ def _seed_view(seed: object) -> tuple[object, ...]:
 @given(st.lists(_COMMANDS, min_size=1, max_size=14))
 def test_random_command_sequences_stay_inside_the_table(steps: list[tuple[int, int, str]]) -> None:
     from esper.errors import NotFound
-
-    from .support import features_source
+    from tests.support.kasmina import features_source
 
     source = features_source()
     source.errors["k-bad"] = NotFound("no such kernel", reason="KERNEL_NOT_FOUND")

@@ -11,8 +11,7 @@ from esper.errors import AlreadyExists, DataLoss, FailedPrecondition, InvalidArg
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2
-
-from .support import (
+from tests.support.kasmina import (
     RUN_ID,
     FakeKernelSource,
     advance,

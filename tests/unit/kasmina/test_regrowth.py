@@ -14,8 +14,7 @@ from esper.kasmina.config import KasminaConfig
 from esper.kasmina.operator import KasminaOperator
 from esper.kasmina.persistence import LINEAGE_FILE, load_model, save_model
 from esper.kasmina.wrapping import wrap
-
-from .support import CATALOG, RUN_ID, FakeKernelSource, bring_to, mlp_host, template_ir, train_steps
+from tests.support.kasmina import CATALOG, RUN_ID, FakeKernelSource, bring_to, mlp_host, template_ir, train_steps
 
 CONFIG = KasminaConfig(target_module_types=("ReLU",), width_seeds=True, ramp_steps=2)
 

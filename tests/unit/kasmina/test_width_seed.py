@@ -18,8 +18,16 @@ from esper.kasmina.seed import KasminaSeed
 from esper.kasmina.widening import resize_to
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import blueprint_pb2
-
-from .support import CATALOG, RUN_ID, FakeKernelSource, RecordingEvents, bring_to, cnn_host, mlp_host, train_steps
+from tests.support.kasmina import (
+    CATALOG,
+    RUN_ID,
+    FakeKernelSource,
+    RecordingEvents,
+    bring_to,
+    cnn_host,
+    mlp_host,
+    train_steps,
+)
 
 WIDTH = KasminaConfig(target_module_types=("ReLU",), width_seeds=True, isolation_check_every=1)
 
@@ -32,7 +40,11 @@ def _mlp(config: KasminaConfig = WIDTH) -> tuple[MorphableModel, KasminaOperator
     model = wrap(mlp_host(), config, example_input=torch.randn(4, 8))
     source = FakeKernelSource(irs={"k-w4": _width_ir("widen_k4", [8], [16]), "k-w2": _width_ir("widen_k2", [16], [3])})
     events = RecordingEvents()
-    return model, KasminaOperator(model, source, config, run_id=RUN_ID, events=events), events
+    return (
+        model,
+        KasminaOperator(model, source, config, run_id=RUN_ID, on_isolation_violation=events.isolation_violation),
+        events,
+    )
 
 
 def test_wrap_places_width_seeds_where_the_pattern_is_exact() -> None:

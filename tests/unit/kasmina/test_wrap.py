@@ -10,8 +10,7 @@ from esper.errors import InvalidArgument
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import blueprint_pb2
-
-from .support import cnn_host, mlp_host
+from tests.support.kasmina import cnn_host, mlp_host
 
 
 def _layout(model: nn.Module, config: KasminaConfig, example: Tensor) -> list[tuple[str, int, int, list[int]]]:

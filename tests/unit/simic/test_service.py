@@ -13,7 +13,7 @@ from esper.leyline.v1 import control_pb2, simic_pb2
 from esper.simic.config import SimicConfig
 from esper.simic.db import SimicDatabase
 from esper.simic.service import SimicService
-from tests.unit.simic.reports import field_report, field_reports
+from tests.support.field_reports import field_report, field_reports
 
 Record = simic_pb2.RecordFieldReportsRequest
 List = simic_pb2.ListFieldReportsRequest

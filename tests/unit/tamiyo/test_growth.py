@@ -9,7 +9,7 @@ from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.convert import state_from_proto, state_to_proto
 from esper.tamiyo.growth import growth_stopped
 from esper.tamiyo.state import GrowthStep, RunState
-from tests.unit.tamiyo.scenario import (
+from tests.support.tamiyo import (
     PLATEAU,
     FakeKernels,
     SeedSimulator,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from esper.cli.main import build_parser
+from esper.leyline.v1.services import TAMIYO_SERVICE
+from esper.tamiyo.controller import TamiyoController
 from esper.tamiyo.serve import TAMIYO
-from esper.tamiyo.servicer import TAMIYO_SERVICE_NAME, TamiyoServicer
 
 
 def test_serve_tamiyo_hosts_the_tamiyo_service_with_an_urza_directory() -> None:
@@ -15,8 +16,8 @@ def test_serve_tamiyo_hosts_the_tamiyo_service_with_an_urza_directory() -> None:
     served = args.serve_target.build(args)
     try:
         [registration] = served.registrations
-        assert registration.service_name == TAMIYO_SERVICE_NAME == "esper.leyline.v1.TamiyoService"
-        assert isinstance(registration.servicer, TamiyoServicer)
+        assert registration.service_name == TAMIYO_SERVICE.full_name == "esper.leyline.v1.TamiyoService"
+        assert isinstance(registration.domain, TamiyoController)
         assert served.close is not None
     finally:
         if served.close is not None:

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from esper.errors import FailedPrecondition, InvalidArgument
+from esper.errors import FailedPrecondition, InvalidArgument, NotFound
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2
 from esper.tamiyo import TamiyoConfig
 from esper.tamiyo.config import grafting_strategy_from_name
-from tests.unit.tamiyo.scenario import LAYOUT, RUN, SeedSimulator, make_controller
+from tests.support.tamiyo import LAYOUT, RUN, SeedSimulator, make_controller
 
 S = lifecycle_pb2
 Mutation = Callable[[tamiyo_pb2.StepRequest], None]
@@ -182,3 +182,24 @@ def test_grafting_strategy_names() -> None:
     assert TamiyoConfig().grafting_strategy_value == S.GRAFTING_STRATEGY_LINEAR_RAMP
     assert grafting_strategy_from_name("cosine_ramp") == S.GRAFTING_STRATEGY_COSINE_RAMP
     assert grafting_strategy_from_name("GRAFTING_STRATEGY_DRIFT_CONTROLLED") == S.GRAFTING_STRATEGY_DRIFT_CONTROLLED
+
+
+def test_a_run_with_more_seeds_than_the_cap_is_refused() -> None:
+    controller = make_controller(None, max_seeds_per_run=len(LAYOUT) - 1)
+    with pytest.raises(InvalidArgument, match="at most 1 per run") as raised:
+        controller.step(_request())
+    assert raised.value.violations[0].field == "seed_layout"
+
+
+def test_only_the_most_recently_stepped_runs_are_remembered() -> None:
+    controller = make_controller(None, max_tracked_runs=2)
+    for run_id in ("a", "b", "c"):
+        request = _request()
+        request.packet.run_id = run_id
+        for telemetry in request.telemetry:
+            telemetry.run_id = run_id
+        controller.step(request)
+    assert controller.get_status(tamiyo_pb2.GetStatusRequest()).tracked_runs == 2
+    with pytest.raises(NotFound):
+        controller.export_controller_state(tamiyo_pb2.ExportControllerStateRequest(run_id="a"))
+    assert controller.export_controller_state(tamiyo_pb2.ExportControllerStateRequest(run_id="c")).state.run_id == "c"

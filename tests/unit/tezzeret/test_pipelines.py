@@ -17,8 +17,8 @@ from esper.tezzeret.artifacts import FrozenKernel, load_kernel_module
 from esper.tezzeret.config import AGGRESSIVE, FAST, STANDARD
 from esper.tezzeret.pipelines import CompileError, compile_blueprint, compile_module
 from esper.tezzeret.toolchain import is_kernel_id, toolchain_hash
+from tests.support.tezzeret import attention_ir, conv_ir, mlp_ir
 from tests.unit.tezzeret.conftest import ConfigFactory
-from tests.unit.tezzeret.support import attention_ir, conv_ir, mlp_ir
 
 IRS = {"mlp": mlp_ir, "conv": conv_ir, "attention": attention_ir}
 

@@ -20,8 +20,8 @@ from esper.tamiyo.config import TamiyoConfig
 from esper.tolaria.config import RunConfig, TolariaConfig
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.trainer import TolariaTrainer
-from tests.unit.kasmina.support import CATALOG, FakeKernelSource, template_ir
-from tests.unit.tamiyo.scenario import FakeKernels
+from tests.support.kasmina import CATALOG, FakeKernelSource, template_ir
+from tests.support.tamiyo import FakeKernels
 
 RUN_ID = "run-tolaria-test"
 WIDTH = 16

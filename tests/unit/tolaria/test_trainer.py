@@ -15,7 +15,7 @@ from esper.kasmina import load_model, save_model
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, tamiyo_pb2
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import TolariaTrainer, TrainingFailed
-from tests.unit.kasmina.support import command
+from tests.support.kasmina import command
 from tests.unit.tolaria.harness import (
     RUN_ID,
     TAMIYO,
@@ -110,29 +110,56 @@ def test_a_non_finite_epoch_is_rolled_back_and_the_run_goes_on() -> None:
     trainer.on_epoch = poison
     _, history = trainer.train()
     assert history.rollbacks == 1
-    assert [r.metrics.epoch for r in history.epochs] == list(range(8))
+    [record] = history.rollback_log
+    assert (record.epoch, record.kind, record.reason) == (5, "divergence", "non-finite loss")
+    # Epoch 5 is retried; the epochs between the restored checkpoint and it are trained again.
+    discarded = record.epoch - record.to_epoch - 1
+    assert [r.metrics.epoch for r in history.epochs] == list(range(8 + discarded))
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
     texts = notices(run.events)
-    assert any("non-finite loss" in text and "restored the last good checkpoint" in text for text in texts)
+    assert any("non-finite loss" in text and "restored the" in text for text in texts)
 
 
-def test_seeds_adapting_at_a_rollback_are_locked_rolled_back() -> None:
+def test_seeds_blending_in_at_a_rollback_are_locked_rolled_back() -> None:
     run = setup()
     trainer = run.trainer(epochs=10)
-    state = {"poisoned": False}
+    state: dict[str, object] = {"poisoned": False}
 
-    def poison_when_active(record: object, history: object) -> None:
-        if not state["poisoned"] and run.operator.active_seed_ids():
+    def poison_when_blending(record: object, history: object) -> None:
+        if not state["poisoned"] and run.operator.blending_seed_ids():
             state["poisoned"] = True
+            state["blending"] = set(run.operator.blending_seed_ids())
             with torch.no_grad():
                 next(run.model.host.parameters()).fill_(float("inf"))
 
-    trainer.on_epoch = poison_when_active
+    trainer.on_epoch = poison_when_blending
     trainer.train()
     assert state["poisoned"]
     locked = [seed for _, seed, step in transitions(run.events) if step.endswith("->ROLLED_BACK")]
-    assert locked
+    assert locked and set(locked) <= state["blending"]  # type: ignore[operator]
     assert all(seed_stages(run.model)[seed] == lifecycle_pb2.SEED_STAGE_ROLLED_BACK for seed in locked)
+
+
+def test_a_seed_only_training_at_a_rollback_goes_on_from_the_checkpoint() -> None:
+    # A TRAINING seed's forward is the identity: it cannot have caused the failure.
+    run = setup()
+    trainer = run.trainer(epochs=6)
+    state: dict[str, object] = {"poisoned": False}
+
+    def poison_while_training(record: object, history: object) -> None:
+        training = [seed.seed_id for seed in run.model.seed_list() if seed.stage == lifecycle_pb2.SEED_STAGE_TRAINING]
+        if not state["poisoned"] and training and not run.operator.blending_seed_ids():
+            state["poisoned"], state["training"] = True, training
+            with torch.no_grad():
+                next(run.model.host.parameters()).fill_(float("nan"))
+
+    trainer.on_epoch = poison_while_training
+    _, history = trainer.train()
+    assert state["poisoned"] and history.rollbacks == 1
+    assert history.rollback_log[0].locked_seeds == ()
+    assert not any(step.endswith("->ROLLED_BACK") for _, _, step in transitions(run.events))
+    for seed in state["training"]:  # type: ignore[attr-defined]
+        assert seed_stages(run.model)[seed] != lifecycle_pb2.SEED_STAGE_ROLLED_BACK
 
 
 def test_training_that_keeps_diverging_fails_after_the_rollback_budget() -> None:
@@ -240,13 +267,29 @@ def test_a_plain_module_trains_as_a_static_baseline() -> None:
 def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
     run = setup()
     trainer = run.trainer(epochs=3)
-    trainer._first_val_loss, trainer._best_val_loss = 1.1, 0.008  # a long run that fit well
     from esper.tolaria.loop import EpochStats
 
+    for loss in (0.01, 0.008, 0.012):  # a long run that fit well
+        trainer._losses.record(loss, loss)
     fine = EpochStats(loss=0.1, accuracy=0.9, steps=10, finite=True)
     assert trainer._failure(fine, fine) == ""
     exploded = EpochStats(loss=5.0, accuracy=0.1, steps=10, finite=True)
     assert "diverged" in trainer._failure(fine, exploded)
+
+
+def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -> None:
+    # The failure the old rule missed: 0.60 -> 4.31, after a first loss of 2.3.
+    run = setup()
+    trainer = run.trainer(epochs=3)
+    from esper.tolaria.loop import EpochStats
+
+    for loss in (2.3, 1.1, 0.7, 0.62, 0.60):
+        trainer._losses.record(loss, loss)
+    before = EpochStats(loss=0.6, accuracy=0.8, steps=10, finite=True)
+    jumped = EpochStats(loss=4.31, accuracy=0.1, steps=10, finite=True)
+    assert trainer._failure(before, before) == ""
+    assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
+    assert "training loss 4.310 diverged" in trainer._failure(jumped, before)
 
 
 WIDEN = dataclasses.replace(TAMIYO, width_below_units=64, growth_step_fraction=4.0, min_gain_per_kparam=0.0)

@@ -10,7 +10,7 @@ from esper.errors import InvalidArgument, NotFound
 from esper.ir import IRBuilder
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import compile_all, sample_ir, submit, validate
+from tests.support.urza import compile_all, sample_ir, submit, validate
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 STANDARD = kernel_pb2.COMPILATION_PIPELINE_STANDARD

@@ -221,7 +221,9 @@ class _KernelSupply:
 
     New sites get their templates submitted and, with `assets.wait_for_kernels`, are
     awaited at the boundary, before Tamiyo next asks: the run then sees the same kernels
-    whatever the machine's load, which keeps a seed's run repeatable.
+    whatever the machine's load, which keeps a seed's run repeatable. Their kernels are
+    loaded into the cache there too, not by a thread beside training: part of torch's
+    tracing state is process-wide, and a load beside a training step can break the step.
     """
 
     def __init__(self, services: RunServices, config: EsperConfig, events: RunEventLog, sites: Any) -> None:
@@ -249,7 +251,11 @@ class _KernelSupply:
             f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown host, "
             f"characterized after {waited:.1f} s"
         )
-        self._services.prefetch(sites)
+        import threading
+
+        from esper.assets.pipeline import prefetch_kernels
+
+        prefetch_kernels(urza, self._services.kernel_cache, sites, threading.Event())
 
 
 def _metrics_writer(folder: RunFolder) -> EpochCallback:

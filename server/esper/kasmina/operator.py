@@ -364,12 +364,29 @@ class KasminaOperator:
         return f"kernel {adaptation.kernel_id} loaded; {lc.stage_name(target)}"
 
     def _instantiate(self, seed: KasminaSeed, adaptation: Adaptation) -> nn.Module:
+        if seed.is_width:
+            self._fit_width_seed_to_kernel(seed, self._kernels.describe(adaptation.kernel_id).artifact)
         kernel, description = load_checked_kernel(self._kernels, adaptation.kernel_id, self.model.host, seed.descriptor)
         adaptation.blueprint_id = adaptation.blueprint_id or description.artifact.blueprint_id
         adaptation.template_id = description.template_id or description.artifact.template_id
         adaptation.ir = description.ir
         adaptation.parameter_count = sum(p.numel() for p in kernel.parameters())
         return kernel
+
+    @staticmethod
+    def _fit_width_seed_to_kernel(seed: KasminaSeed, artifact: Any) -> None:
+        """A kernel chosen for the shapes the seed had when Tamiyo decided, before a width fossil in the
+        same step grew the host around it, still fits: the seed then reads and writes the units the kernel
+        was built for, the first ones of its grown layers."""
+        built = (list(artifact.input_shape.dims), list(artifact.output_shape.dims))
+        now = (list(seed.descriptor.input_shape.dims), list(seed.descriptor.output_shape.dims))
+        if not all(built) or built == now:
+            return
+        fits = all(len(b) == len(n) and b[1:] == n[1:] and 1 <= b[0] <= n[0] for b, n in zip(built, now, strict=True))
+        if fits:
+            del seed.descriptor.input_shape.dims[:], seed.descriptor.output_shape.dims[:]
+            seed.descriptor.input_shape.dims.extend(built[0])
+            seed.descriptor.output_shape.dims.extend(built[1])
 
     def _finish(
         self, seed: KasminaSeed, outcome: int, *, reason: str, command_id: str = "", epoch: int | None = None
@@ -408,6 +425,7 @@ class KasminaOperator:
         descriptor.parent_seed_id = parent.seed_id
         descriptor.site = parent.site
         self.model.add_seed(descriptor)
+        self.model.follow_host_shapes()
         reason = f"grew at {parent.site} from fossilized {parent.seed_id} (CHILD_OF {parent.seed_id})"
         self._transitions.append(
             convert.seed_transition(

@@ -193,6 +193,7 @@ def _morphogenetic_trainer(
             waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
             events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
         services.prefetch(sites)
+        supply = _KernelSupply(services, config, events, sites)
         operator = KasminaOperator(
             model, CachedKernelSource(services.kernel_cache, services.urza), config.kasmina, run_id=run_id
         )
@@ -207,11 +208,54 @@ def _morphogenetic_trainer(
             events=events,
             checkpoint_path=folder.path / CHECKPOINT_FILE,
             on_boundary=services.publish,
+            on_layout=supply,
         )
     except BaseException:
         services.close()
         raise
     return trainer, services, waited
+
+
+class _KernelSupply:
+    """Kernels for seed sites that appear during the run (dormant width seeds follow a growing host).
+
+    New sites get their templates submitted and, with `assets.wait_for_kernels`, are
+    awaited at the boundary, before Tamiyo next asks: the run then sees the same kernels
+    whatever the machine's load, which keeps a seed's run repeatable. Their kernels are
+    loaded into the cache there too, not by a thread beside training: part of torch's
+    tracing state is process-wide, and a load beside a training step can break the step.
+    """
+
+    def __init__(self, services: RunServices, config: EsperConfig, events: RunEventLog, sites: Any) -> None:
+        self._services = services
+        self._config = config
+        self._events = events
+        self._known = set(sites)
+
+    def __call__(self, layout: Any) -> None:
+        from esper.assets import SeedSite, submit_templates, wait_until_settled
+        from esper.karn.catalog import TemplateCatalog
+
+        sites = [site for site in dict.fromkeys(SeedSite.of(d) for d in layout) if site not in self._known]
+        if not sites:
+            return
+        self._known.update(sites)
+        urza, assets = self._services.urza, self._config.assets
+        blueprint_ids = submit_templates(urza, TemplateCatalog.default(), assets.template_ids, sites)
+        waited = (
+            wait_until_settled(urza, blueprint_ids, timeout=assets.wait_timeout_seconds)
+            if assets.wait_for_kernels
+            else 0.0
+        )
+        self._events.notice(
+            f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown host, "
+            f"characterized after {waited:.1f} s"
+        )
+        import threading
+
+        from esper.assets.pipeline import prefetch_kernels
+
+        prefetch_kernels(urza, self._services.kernel_cache, sites, threading.Event())
 
 
 def _metrics_writer(folder: RunFolder) -> EpochCallback:

@@ -89,6 +89,7 @@ class TolariaTrainer(NeverWorseThanStatic):
         should_stop: Callable[[], bool] | None = None,
         on_boundary: Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
         | None = None,
+        on_layout: Callable[[Sequence[telemetry_pb2.SeedDescriptor]], None] | None = None,
     ) -> None:
         self.run = run if run is not None else RunConfig()
         self.tolaria = tolaria if tolaria is not None else TolariaConfig()
@@ -102,6 +103,9 @@ class TolariaTrainer(NeverWorseThanStatic):
         self.on_epoch = on_epoch
         self.should_stop = should_stop or (lambda: False)
         self.on_boundary = on_boundary
+        # Sees the seed layout before training and after each boundary: when the host grew, dormant
+        # width seeds have new shapes, and their kernels are made (and awaited) before Tamiyo asks.
+        self.on_layout = on_layout
         self.generator = torch.Generator().manual_seed(self.run.seed)
         make = adam_factory(self.run.learning_rate, self.run.weight_decay)
         seed_make = adam_factory(self.tolaria.seed_learning_rate, 0.0)
@@ -126,6 +130,8 @@ class TolariaTrainer(NeverWorseThanStatic):
 
     def train(self) -> tuple[nn.Module, TrainingHistory]:
         """Train for the configured epochs; returns the (grown) model and its history."""
+        if self.on_layout is not None and self.kasmina is not None:
+            self.on_layout(self.model.seed_layout())
         self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
         epoch = self.start_epoch
         try:
@@ -227,6 +233,8 @@ class TolariaTrainer(NeverWorseThanStatic):
         self._record_boundary(epoch, outcome)
         if self.on_boundary is not None:
             self.on_boundary(telemetry, outcome.field_reports)
+        if self.on_layout is not None:
+            self.on_layout(self.model.seed_layout())
         if self.optimizers.sync():
             logger.debug("epoch %d: optimizers follow the seeds' new parameter sets", epoch)
         return outcome

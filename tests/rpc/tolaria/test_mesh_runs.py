@@ -124,7 +124,8 @@ def test_a_mesh_run_that_widens_and_regrows_repeats_the_embedded_run(mesh: Mesh,
     tamiyo = mesh.tamiyo()
     try:
         remote = run_training(
-            mesh.config(tmp_path / "mesh", epochs=12, templates=templates), collaborators=_services(mesh.urza, tamiyo)
+            mesh.config(tmp_path / "mesh", epochs=12, templates=templates),
+            collaborators=_services(mesh.urza, tamiyo, mesh.assets.trust),
         )
     finally:
         tamiyo.stop()

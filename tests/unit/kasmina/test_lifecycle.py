@@ -111,7 +111,6 @@ def _seed_view(seed: object) -> tuple[object, ...]:
 @given(st.lists(_COMMANDS, min_size=1, max_size=14))
 def test_random_command_sequences_stay_inside_the_table(steps: list[tuple[int, int, str]]) -> None:
     from esper.errors import NotFound
-
     from tests.support.kasmina import features_source
 
     source = features_source()

@@ -20,9 +20,9 @@ from esper.tamiyo.config import TamiyoConfig
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
-from tests.fixtures.kernels import harmful_artifact
-from tests.unit.kasmina.support import FakeKernelSource, template_ir
-from tests.unit.tamiyo.scenario import FakeKernels
+from tests.support.kasmina import FakeKernelSource, template_ir
+from tests.support.kernels import harmful_artifact
+from tests.support.tamiyo import FakeKernels
 from tests.unit.tolaria.harness import RUN_ID, WIDTH, Setup, kernel_artifact, notices, setup, transitions
 
 EPOCHS = 20

@@ -15,7 +15,7 @@ from esper.kasmina import load_model, save_model
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, tamiyo_pb2
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import TolariaTrainer, TrainingFailed
-from tests.unit.kasmina.support import command
+from tests.support.kasmina import command
 from tests.unit.tolaria.harness import (
     RUN_ID,
     TAMIYO,

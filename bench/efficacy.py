@@ -188,8 +188,13 @@ def run_grown_from_scratch(task: Task, seed: int, args: argparse.Namespace, espe
 
     run_dir = Path(esper["detail"]["run_dir"])
     model = load_model(run_dir)
-    fresh_host = build_host(HostSpec.from_dict(_lineage_spec(run_dir)))
-    _fresh_weights(model.host, fresh_host, seed)
+    # The host may have grown (width fossils are written into its layers): fresh default
+    # initial weights at its saved shapes.
+    torch.manual_seed(seed)
+    for module in model.host.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
     for seed_module in model.seed_list():
         if seed_module.stage == lc.FOSSILIZED and seed_module.kernel_parameters():
             assert seed_module.adaptation is not None and seed_module.adaptation.ir is not None
@@ -202,25 +207,6 @@ def run_grown_from_scratch(task: Task, seed: int, args: argparse.Namespace, espe
     result = _train_static(plain, data, config)
     assert count_parameters(plain) == result["params"]
     return {**result, "detail": {"from": str(run_dir)}}
-
-
-def _fresh_weights(host: nn.Module, fresh: nn.Module, seed: int) -> None:
-    """The initial host's weights where the layer kept its size; a default init for layers width seeds widened."""
-    initial = fresh.state_dict()
-    torch.manual_seed(seed)
-    for path, module in host.named_modules():
-        weight = initial.get(f"{path}.weight")
-        if weight is not None and hasattr(module, "weight") and module.weight.shape != weight.shape:
-            module.reset_parameters()  # type: ignore[operator]
-    kept = {key: value for key, value in initial.items() if host.state_dict()[key].shape == value.shape}
-    host.load_state_dict(kept, strict=False)
-
-
-def _lineage_spec(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    spec: dict[str, Any] = json.loads((run_dir / "lineage.json").read_text())["host"]["spec"]
-    return spec
 
 
 def run_gromo(task: Task, seed: int, args: argparse.Namespace, esper: dict[str, Any]) -> dict[str, Any]:

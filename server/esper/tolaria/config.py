@@ -84,8 +84,9 @@ class TolariaConfig:
     times per run. With `graft_rollback`, a seed culled after its graft began takes the
     run back to the checkpoint taken just before that graft whenever that checkpoint
     validated more than `graft_rollback_margin` (a fraction of accuracy) better than the
-    model without the seed. After a rollback, the seeds blending into the model in the
-    restored state are locked ROLLED_BACK. With `retrain_discarded_epochs`,
+    model without the seed; the culled seeds are locked ROLLED_BACK and every other seed
+    goes on from its state in that checkpoint. After a divergence, the seeds blending
+    into the model in the restored state are locked. With `retrain_discarded_epochs`,
     the epochs a rollback discards are trained again (the run grows by at most
     `run.epochs`), so the host trains as many kept epochs as its static twin. With
     `keep_best_state`, a run whose final state validates worse than its best epoch ends

@@ -42,12 +42,19 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
-def load(cls: type[C], path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> C:
+def load(
+    cls: type[C],
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> C:
     """Read the YAML config at `path` (None: defaults only), then apply `overrides`.
 
     `overrides` maps dotted keys (`{"run.epochs": 5}`) or nested sections
     (`{"run": {"epochs": 5}}`) to values; None values are skipped, so unset
-    command-line flags can be passed through as they are.
+    command-line flags can be passed through as they are. `defaults` (the same shape)
+    replace `cls()`'s own defaults beneath the file and the overrides.
     """
     text = ""
     if path is not None:
@@ -56,10 +63,12 @@ def load(cls: type[C], path: str | Path | None = None, overrides: Mapping[str, A
             text = file.read_text(encoding="utf-8")
         except OSError as exc:
             raise InvalidArgument.for_field("config", f"cannot read {str(file)!r}: {exc.strerror}") from exc
-    return parse(cls, text, overrides)
+    return parse(cls, text, overrides, defaults=defaults)
 
 
-def parse(cls: type[C], text: str, overrides: Mapping[str, Any] | None = None) -> C:
+def parse(
+    cls: type[C], text: str, overrides: Mapping[str, Any] | None = None, *, defaults: Mapping[str, Any] | None = None
+) -> C:
     """Like `load`, from YAML text (e.g. RunConfig.config_yaml)."""
     try:
         data = yaml.load(text, Loader=_Yaml12Loader) if text.strip() else None
@@ -69,12 +78,20 @@ def parse(cls: type[C], text: str, overrides: Mapping[str, Any] | None = None) -
         data = {}
     if not isinstance(data, dict):
         raise InvalidArgument.for_field("config", f"expected a mapping of sections, got {_type_name(data)}")
-    return from_dict(cls, data, overrides)
+    return from_dict(cls, data, overrides, defaults=defaults)
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> C:
-    """Build a `cls` from nested plain data over its defaults, checking every key."""
+def from_dict(
+    cls: type[C],
+    data: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> C:
+    """Build a `cls` from nested plain data over its defaults (and `defaults`), checking every key."""
     merged = to_dict(cls())
+    for key, value in _nested(defaults or {}).items():
+        _merge(merged, {key: value}, "")
     _merge(merged, data, "")
     for key, value in _nested(overrides or {}).items():
         _merge(merged, {key: value}, "")

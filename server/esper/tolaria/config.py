@@ -163,14 +163,40 @@ class EsperConfig:
     assets: AssetsConfig = field(default_factory=AssetsConfig)
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
+# A character-level language model judged in bits per character: Tamiyo's thresholds are
+# in bits, and the run long enough for a layer or two to grow. The metric keeps improving
+# slowly for long, so a plateau is an epoch that gains less than 0.03 bits; an adaptation
+# then takes about six epochs from germination to fossilization.
+LANGUAGE_MODEL_DEFAULTS: dict[str, Any] = {
+    "run.epochs": 24,
+    "tamiyo.warmup_epochs": 2,
+    "tamiyo.patience": 1,
+    "tamiyo.min_delta": 0.03,
+    "tamiyo.min_training_epochs": 1,
+    "tamiyo.fine_tune_epochs": 1,
+    "tamiyo.min_epochs_to_finish": 6,
+}
+PROFILES: dict[str, Mapping[str, Any]] = {"classification": {}, "language_model": LANGUAGE_MODEL_DEFAULTS}
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, profile: str | None = None
+) -> EsperConfig:
     """Read the YAML config at `path` (None: defaults only), then apply `overrides`.
 
     `overrides` maps dotted keys (`{"run.epochs": 5}`) or nested sections
     (`{"run": {"epochs": 5}}`) to values; None values are skipped, so unset
-    command-line flags can be passed through as they are.
+    command-line flags can be passed through as they are. `profile` picks the defaults
+    beneath the file: "classification" (EsperConfig's own) or "language_model"
+    (`LANGUAGE_MODEL_DEFAULTS`); None picks by the data set the file and overrides name
+    (text is a language model).
     """
-    return configfile.load(EsperConfig, path, overrides)
+    if profile is None:
+        dataset = configfile.load(EsperConfig, path, overrides).run.dataset
+        profile = "language_model" if dataset == "text" or dataset.startswith("text:") else "classification"
+    if profile not in PROFILES:
+        raise InvalidArgument.for_field("profile", f"must be one of {', '.join(PROFILES)}, got {profile!r}")
+    return configfile.load(EsperConfig, path, overrides, defaults=PROFILES[profile])
 
 
 def parse_config(text: str, overrides: Mapping[str, Any] | None = None) -> EsperConfig:

@@ -160,7 +160,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def render(results: dict[str, dict[str, Any]]) -> str:
     """The table: one row per method, means and standard deviations over the seeds that have every method."""
     seeds = sorted(
-        {key.split("/")[1] for key in results} - {s for s in {k.split("/")[1] for k in results} if not _complete(results, s)},
+        {key.split("/")[1] for key in results}
+        - {s for s in {k.split("/")[1] for k in results} if not _complete(results, s)},
         key=int,
     )
     lines = [
@@ -173,7 +174,9 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         cells = [results[f"{method}/{seed}"] for seed in seeds]
         if not cells:
             continue
-        rows[method] = {key: _mean_std([float(c[key]) for c in cells]) for key in ("val_bpc", "test_bpc", "params", "wall_seconds")}
+        rows[method] = {
+            key: _mean_std([float(c[key]) for c in cells]) for key in ("val_bpc", "test_bpc", "params", "wall_seconds")
+        }
         row = rows[method]
         lines.append(
             f"| {method} | {row['val_bpc'][0]:.4f} ± {row['val_bpc'][1]:.4f} | {row['test_bpc'][0]:.4f} ± "

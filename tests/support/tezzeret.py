@@ -13,6 +13,7 @@ from esper.tezzeret.config import TezzeretConfig
 from esper.tezzeret.pipelines import CompiledKernel, compile_blueprint
 from esper.tezzeret.toolchain import kernel_id
 from esper.urza.hub import UrzaHub
+from tests.support.urza import program_archive
 
 START_US = 1_700_000_000_000_000
 
@@ -59,7 +60,7 @@ def attention_ir(tokens: int = 4, dim: int = 16, *, init_seed: int = 0) -> bluep
 
 class StubCompiler:
     """Stands in for compile_blueprint where the artifact's content does not matter (Urza stores
-    any bytes); counts calls. With `real=True` it runs the real pipelines and still counts."""
+    any bytes in a well-formed archive); counts calls. With `real=True` it runs the real pipelines and still counts."""
 
     def __init__(self, *, real: bool = False, before: Callable[[], None] | None = None) -> None:
         self.calls: list[tuple[str, int]] = []
@@ -84,7 +85,7 @@ class StubCompiler:
             toolchain_hash=toolchain,
             parameter_count=1,
         )
-        return CompiledKernel(f"stub artifact {kid}".encode(), kernel, 0.001, ("stub",))
+        return CompiledKernel(program_archive(f"stub artifact {kid}".encode()), kernel, 0.001, ("stub",))
 
 
 class RecordingUrza:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from esper.ir import IRBuilder, ir_sha256
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
+from esper.trust.kernel_signing import KernelSigner, TrustedSigners
 from esper.urza.config import UrzaConfig
 from esper.urza.db import UrzaDatabase
 from esper.urza.hub import UrzaHub
 from esper.urza.store import FolderObjectStore, ObjectStore
+from tests.support.signing import TEST_SIGNER
 
 START_US = 1_700_000_000_000_000
 TARGET = "cpu_x86_64"
@@ -46,12 +51,19 @@ def sample_ir(width: int = 16, *, seed: int = 0) -> blueprint_pb2.BlueprintIR:
     return builder.build(builder.add_(builder.input, hidden))
 
 
-def make_hub(database_url: str, store: ObjectStore | Path, clock: FakeClock | None = None, **config: Any) -> UrzaHub:
+def make_hub(
+    database_url: str,
+    store: ObjectStore | Path,
+    clock: FakeClock | None = None,
+    *,
+    trust: TrustedSigners | None = None,
+    **config: Any,
+) -> UrzaHub:
     if isinstance(store, Path):
         store = FolderObjectStore(store)
     settings = UrzaConfig(database_url=database_url, store="unused-by-tests", **config)
     database = UrzaDatabase.open(database_url)
-    return UrzaHub(database, store, settings, clock=clock or FakeClock())
+    return UrzaHub(database, store, settings, clock=clock or FakeClock(), trust=trust)
 
 
 def kernel_id_for(job: kernel_pb2.CompileJob, *, toolchain: str = "0123abcd", target: str = TARGET) -> str:
@@ -72,17 +84,43 @@ def claim(
     return response.job if response.HasField("job") else None
 
 
+def program_archive(payload: bytes) -> bytes:
+    """The smallest archive that passes the artifact format check, carrying `payload` as its program.
+
+    Deterministic: the same payload gives the same bytes (so the same SHA-256).
+    """
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, content in (
+            ("archive/archive_format", b"pt2"),
+            ("archive/models/model.json", payload),
+            ("archive/data/weights/model_weights_config.json", b'{"config": {}}'),
+            ("archive/data/sample_inputs/model.pt", b""),
+        ):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), content)
+    return out.getvalue()
+
+
 def complete(
-    api: UrzaServiceApi, job: kernel_pb2.CompileJob, artifact: bytes = b"pt2-bytes", **kernel_fields: Any
+    api: UrzaServiceApi,
+    job: kernel_pb2.CompileJob,
+    artifact: bytes = b"pt2-bytes",
+    *,
+    signer: KernelSigner | None = TEST_SIGNER,
+    **kernel_fields: Any,
 ) -> kernel_pb2.KernelArtifact:
+    """Complete `job` with `artifact` wrapped in a program archive (`program_archive`), signed by `signer`."""
     kernel_fields.setdefault("kernel_id", kernel_id_for(job))
     kernel_fields.setdefault("hardware_target", "cpu-x86_64")
+    kernel_fields.setdefault("pipeline", job.pipeline)
     request = urza_pb2.CompleteCompileJobRequest(
         job_id=job.job_id,
         lease_token=job.lease_token,
         kernel=kernel_pb2.KernelArtifact(**kernel_fields),
-        artifact=artifact,
+        artifact=program_archive(artifact),
     )
+    if signer is not None:
+        request.kernel.signature.CopyFrom(signer.sign(request.kernel, hashlib.sha256(request.artifact).hexdigest()))
     return api.complete_compile_job(request).kernel
 
 
@@ -155,5 +193,5 @@ def run_core_flow(api: UrzaServiceApi) -> None:
     result = api.query_kernels(urza_pb2.QueryKernelsRequest(query=query)).result
     assert ([k.kernel_id for k in result.kernels], result.total_size) == ([kernel.kernel_id], 1)
     chunks = list(api.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id)))
-    assert b"".join(chunk.chunk_data for chunk in chunks) == b"fast artifact bytes"
+    assert b"".join(chunk.chunk_data for chunk in chunks) == program_archive(b"fast artifact bytes")
     assert chunks[0].sha256 == kernel.sha256

@@ -22,6 +22,7 @@ from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.tezzeret.config import TezzeretConfig, default_hardware_target
 from esper.tezzeret.worker import TezzeretWorker
+from esper.trust.kernel_signing import KernelSigner, TrustedSigners
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.config import UrzaConfig
@@ -30,6 +31,7 @@ from esper.urza.hub import UrzaHub
 logger = logging.getLogger(__name__)
 
 _MAX_COMPILE_SLOTS = 64
+SIGNING_KEY_FILE = "pki/tezzeret-signing.key"
 
 
 class EmbeddedAssets:
@@ -45,10 +47,14 @@ class EmbeddedAssets:
         root = config.data_path if device_kind == "cpu" else config.data_path / device_kind
         self.device_kind = device_kind
         root.mkdir(parents=True, exist_ok=True)
+        # The cache's own compile worker key: every kernel here is signed by it and nothing else is loaded.
+        self.signer = KernelSigner.load_or_create(root / SIGNING_KEY_FILE)
+        self.trust = TrustedSigners.of(self.signer)
         self.urza = UrzaHub.open(
-            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines))
+            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines)),
+            trust=self.trust,
         )
-        self.kernel_cache = KernelCache(self.urza, KernelCacheConfig())
+        self.kernel_cache = KernelCache(self.urza, KernelCacheConfig(), trust=self.trust)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._workers: list[TezzeretWorker] = []
@@ -67,6 +73,7 @@ class EmbeddedAssets:
                     worker_id=f"embedded-urabrask-{os.getpid()}-{index}",
                     hardware_target=default_hardware_target(self.device_kind),
                 ),
+                trust=self.trust,
             )
             self._spawn(f"urabrask-{index}", validator.run_forever)
 
@@ -87,7 +94,7 @@ class EmbeddedAssets:
                 device=self.device_kind,
             )
             try:
-                return TezzeretWorker(self.urza, config)
+                return TezzeretWorker(self.urza, config, signer=self.signer)
             except FailedPrecondition:
                 continue  # another run holds this slot
         raise FailedPrecondition(f"all {_MAX_COMPILE_SLOTS} compile slots under {self._root} are in use")

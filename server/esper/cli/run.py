@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.mesh:
         from esper.cli.mesh_run import MeshRuns
 
-        # The mesh's Tolaria writes the folder: give it a path that means the same there.
+        # The mesh's Tolaria writes under its runs root; the folder is copied here afterwards.
         out = out.expanduser().resolve()
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=str(out)))
         mesh = MeshRuns(args.mesh, _progress)
@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: bool, train: Any) -> int:
-    from esper.tolaria.report import format_summary
+    from esper.tolaria.run_report import format_summary
     from esper.tolaria.runfolder import RunFolder
 
     baseline_dir: Path | None = None

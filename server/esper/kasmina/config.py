@@ -16,11 +16,14 @@ class KernelCacheConfig:
     An entry's size is its artifact's byte size (weights plus the serialized graph),
     a stable proxy for what the loaded module holds. `require_validated` refuses
     kernels Urabrask has not passed: Kasmina grafts only VALIDATED kernels.
+    `require_signature` refuses kernels without a signature by a trusted compile
+    worker; turning it off is for tests of what happens after that check.
     """
 
     max_entries: int = 128
     max_bytes: int = 512 * MIB
     require_validated: bool = True
+    require_signature: bool = True
 
     def __post_init__(self) -> None:
         checks.positive("max_entries", self.max_entries)

@@ -59,9 +59,8 @@ class MorphableModel(nn.Module):
         self.epoch = 0
         self.global_step = 0
         self.isolation_handler: IsolationHandler | None = None
-        # Bumped when host layers are replaced (a width seed merged, or a load resized them);
+        # When host layers are replaced (a width seed merged, or a load resized them),
         # `host_growth` maps each new host parameter to the one it grew from, for the optimizer.
-        self.host_version = 0
         self.host_growth: dict[Tensor, Tensor] = {}
         self._by_id: dict[str, KasminaSeed] = {}
         # Cached: step() runs after every optimizer step and must cost ~nothing when all seeds are dormant.
@@ -135,7 +134,6 @@ class MorphableModel(nn.Module):
             seed.unbind()
         for seed in self._seed_tuple:
             self._bind(seed)
-        self.host_version += 1
 
     def add_seed(self, descriptor: telemetry_pb2.SeedDescriptor) -> KasminaSeed:
         """A new dormant seed at the end of the layout; InvalidArgument if its id is taken or its site missing."""

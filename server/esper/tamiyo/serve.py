@@ -63,7 +63,9 @@ def _build(args: argparse.Namespace) -> Served:
     with ExitStack() as opened:
         urza = None
         if args.urza:
-            client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline))
+            client = UrzaClient(
+                ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline, tls=args.client_tls)
+            )
             urza = opened.enter_context(closing(client))
         controller = TamiyoController(None, settings, kernels=urza)
         if oona is None:

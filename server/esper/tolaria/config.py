@@ -1,4 +1,5 @@
-"""A run's configuration: Tolaria's `run` and `tolaria` sections, and the whole `EsperConfig`.
+"""Tolaria's configuration: a run's `run` and `tolaria` sections, the whole `EsperConfig`, and
+the Tolaria server's (`RunManagerConfig`, `MeshCollaboratorsConfig`).
 
 Every section is validated when it is built, so a trainer built from the SDK refuses
 what `esper run --config` refuses, with the same dotted key (`tolaria.checkpoint_every`).
@@ -128,6 +129,66 @@ class TolariaConfig:
         checks.positive("tolaria.divergence_window", self.divergence_window)
         checks.non_negative("tolaria.divergence_min_loss", self.divergence_min_loss)
         checks.in_range("tolaria.graft_rollback_margin", self.graft_rollback_margin, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RunManagerConfig:
+    """The Tolaria server's runs: where they go and what the server lets callers ask for.
+
+    `runs_dir` is the runs root: a run's folder (its `out_dir`, relative to the root or
+    absolute) must resolve inside it; runs without one get `runs_dir/<run id>`.
+    `data_root` is where `npz:` datasets may be read (None: `npz:` is refused), and
+    `assets_root` where a run's embedded asset cache may live (None: not checked, for
+    a server whose runs take kernels from a mesh's Urza). `max_concurrent_runs` train
+    at once, at most `max_pending_runs` more wait; a finished run is kept
+    `retention_seconds`, and at most `max_finished_runs` of them.
+    """
+
+    runs_dir: Path
+    max_concurrent_runs: int = 1
+    data_root: Path | None = None
+    assets_root: Path | None = None
+    max_pending_runs: int = 16
+    max_finished_runs: int = 1000
+    retention_seconds: float = 24 * 3600.0
+    max_streams_per_run: int = 8
+    max_streams: int = 48
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrent_runs", "max_pending_runs", "max_finished_runs", "max_streams_per_run"):
+            checks.positive(name, getattr(self, name))
+        checks.at_least("max_streams", self.max_streams, self.max_streams_per_run)
+        checks.positive("retention_seconds", self.retention_seconds)
+
+
+@dataclass(frozen=True)
+class MeshCollaboratorsConfig:
+    """Deadlines of a mesh run's calls.
+
+    `tamiyo_step_deadline_seconds` bounds one epoch-end Step, tried once. The hook's
+    budget is 18 ms and a Step on loopback takes a few; the deadline is there for a
+    Tamiyo that hangs, not to enforce the budget (a run whose Step misses its
+    deadline goes conservative for that epoch, and that must stay rare, or a mesh run
+    would stop repeating its embedded twin). 0.25 s is far above a healthy Step and
+    well below an epoch. It is not retried: UNAVAILABLE means Tamiyo is down or
+    restarting, which a retry tens of milliseconds later would not change, and the
+    next epoch asks again anyway. `tamiyo_deadline_seconds` bounds the checkpoint
+    export and restore. Urza calls carry whole kernel artifacts and are retried.
+    """
+
+    tamiyo_step_deadline_seconds: float = 0.25
+    tamiyo_deadline_seconds: float = 2.0
+    urza_deadline_seconds: float = 30.0
+    max_reconnect_backoff_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "tamiyo_step_deadline_seconds",
+            "tamiyo_deadline_seconds",
+            "urza_deadline_seconds",
+            "max_reconnect_backoff_seconds",
+        ):
+            checks.positive(name, getattr(self, name))
 
 
 def _default_kasmina() -> KasminaConfig:

@@ -26,15 +26,15 @@ from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.batches import RunData
 from esper.tolaria.checkpoint import load_checkpoint
+from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
 from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.devices import resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.loop import EpochStats
 from esper.tolaria.objective import Objective
 from esper.tolaria.optimizers import OptimizerFactory
-from esper.tolaria.report import render_report
+from esper.tolaria.run_report import render_report
 from esper.tolaria.runfolder import RunFolder
-from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     baseline_dir: Path | None = None,
-    services: ServicesFactory = embedded_services,
+    collaborators: CollaboratorsFactory = embedded_collaborators,
     events: RunEventLog | None = None,
     on_trainer: Callable[[TolariaTrainer], None] | None = None,
 ) -> RunResult:
@@ -84,10 +84,10 @@ def run_training(
     started = time.perf_counter()
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder, device), 0.0
-        running: RunServices | None = None
+        running: RunCollaborators | None = None
     else:
         trainer, running, asset_wait = _morphogenetic_trainer(
-            config, spec, data, run_id, events, folder, services, device
+            config, spec, data, run_id, events, folder, collaborators, device
         )
     try:
         trainer.on_epoch = chain(metrics_writer(folder), on_epoch)
@@ -211,9 +211,9 @@ def _morphogenetic_trainer(
     run_id: str,
     events: RunEventLog,
     folder: RunFolder,
-    make_services: ServicesFactory,
+    make_collaborators: CollaboratorsFactory,
     device: torch.device,
-) -> tuple[TolariaTrainer, RunServices, float]:
+) -> tuple[TolariaTrainer, RunCollaborators, float]:
     from esper.kasmina import wrap
 
     model = wrap(build_host(spec).to(device), config.kasmina, example_input=data.x_train[:2].to(device))
@@ -224,7 +224,7 @@ def _morphogenetic_trainer(
         run_id=run_id,
         events=events,
         checkpoint_path=folder.path / CHECKPOINT_FILE,
-        make_services=make_services,
+        make_collaborators=make_collaborators,
         objective=dataset_objective(data),
         device=device,
     )
@@ -238,11 +238,11 @@ def growing_trainer(
     run_id: str,
     events: RunEventLog,
     checkpoint_path: Path | None,
-    make_services: ServicesFactory,
+    make_collaborators: CollaboratorsFactory,
     objective: Objective,
     device: torch.device,
     optimizer: OptimizerFactory | None = None,
-) -> tuple[TolariaTrainer, RunServices, float]:
+) -> tuple[TolariaTrainer, RunCollaborators, float]:
     """A trainer that grows `model` (a wrapped MorphableModel on `device`): assets, Kasmina, Tamiyo.
 
     Submits the catalog's templates at the model's seed sites, waits for them when
@@ -254,7 +254,7 @@ def growing_trainer(
     from esper.kasmina import KasminaOperator
     from esper.kasmina.source import CachedKernelSource
 
-    services = make_services(config)
+    services = make_collaborators(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:

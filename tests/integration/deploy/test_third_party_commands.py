@@ -23,6 +23,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 TOOLS = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[3]
 _START_TIMEOUT_SECONDS = 60.0
 _STOP_TIMEOUT_SECONDS = 10.0
 
@@ -92,19 +93,27 @@ def _popen(argv: list[str], log: Path, env: Mapping[str, str] | None = None) -> 
 def test_the_nats_command_serves_jetstream_and_its_health_check(
     tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
+    from esper.trust.pki import ensure_identities
+
     nats = compose_services()["nats"]
     argv = [*nats["entrypoint"], *nats["command"]]
     monitor = nats["healthcheck"]["test"][-1]
+    assert argv[:2] == ["nats-server", "--config"]
+    # The config file as mounted, with the mounted paths pointing at this test's folders.
+    pki = tmp_path / "pki"
+    ensure_identities(pki, ["nats"])
+    (pki / "nats.pem").rename(pki / "identity.pem")
+    (pki / "nats.key").rename(pki / "identity.key")
+    config = (ROOT / "deploy" / "nats" / "nats.conf").read_text(encoding="utf-8")
+    local = tmp_path / "nats.conf"
+    local.write_text(config.replace("/etc/esper/pki", str(pki)).replace('"/data"', f'"{tmp_path / "store"}"'))
     client_port, http_port = free_port(), free_port()
-    swapped = _swap(
-        argv, {"--port": str(client_port), "--http_port": str(http_port), "--store_dir": str(tmp_path / "store")}
-    )
-    assert swapped[0] == "nats-server"
-    started.append(_popen([str(TOOLS / "nats-server"), "-a", "127.0.0.1", *swapped[1:]], tmp_path / "nats.log"))
+    command = [str(TOOLS / "nats-server"), "--config", str(local), "-a", "127.0.0.1", "-p", str(client_port)]
+    started.append(_popen([*command, "-m", str(http_port)], tmp_path / "nats.log"))
     url = monitor.replace("127.0.0.1:8222", f"127.0.0.1:{http_port}")
     assert url != monitor and "js-enabled-only=true" in url
     assert _wait_for_status(url, started[0], tmp_path / "nats.log") == 200
-    # The store folder the command names is where JetStream keeps its streams.
+    # The store folder the config names is where JetStream keeps its streams.
     assert (tmp_path / "store" / "jetstream").is_dir()
 
 

@@ -33,6 +33,7 @@ from tests.integration.mesh.support import (
     ESPER,
     esper,
     fast_config,
+    operator_tls,
     stored_report_ids,
     wait_for_stored_reports,
 )
@@ -61,7 +62,7 @@ class DrillMesh:
     def pids(self) -> dict[str, int]:
         """Every pid the mesh files name."""
         pids = {name: pid for name, pid in self.document("pids.json").items()}
-        return pids | {name: entry["pid"] for name, entry in self.document().items()}
+        return pids | {name: entry["pid"] for name, entry in self.document().items() if "pid" in entry}
 
 
 @pytest.fixture
@@ -85,6 +86,12 @@ def mesh(tmp_path: Path) -> Iterator[DrillMesh]:
 
 def _report_ids(events: list[dict[str, Any]]) -> list[str]:
     return [event["field_report"]["report_id"] for event in events if event["kind"] == "field_report"]
+
+
+def _live_folder(mesh: DrillMesh) -> Path:
+    """The folder the mesh's Tolaria is writing the run into (under its runs root; --out gets a copy at the end)."""
+    folders = sorted((mesh.directory / "tolaria" / "runs").glob("run-*"), key=lambda path: path.stat().st_mtime)
+    return folders[-1] if folders else mesh.directory / "tolaria" / "runs" / "none-yet"
 
 
 def _events(out: Path) -> list[dict[str, Any]]:
@@ -217,13 +224,13 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait("a first field report", lambda: bool(_report_ids(_events(out))), run, log)
+        _wait("a first field report", lambda: bool(_report_ids(_events(_live_folder(mesh)))), run, log)
         command = _kill_nats(mesh)
-        written_before_outage = len(_events(out))
+        written_before_outage = len(_events(_live_folder(mesh)))
         outage_began = time.monotonic()
         _wait(
             "a field report while NATS is down",
-            lambda: bool(_report_ids(_events(out)[written_before_outage:])),
+            lambda: bool(_report_ids(_events(_live_folder(mesh))[written_before_outage:])),
             run,
             log,
         )
@@ -244,7 +251,7 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
     assert _report_ids(events[:written_before_outage]), "a report was published before the outage"
     assert _report_ids(events[written_before_outage:]), "a report was produced while NATS was down"
     run_id, simic = summary["run_id"], mesh.document()["simic"]["grpc"]
-    wait_for_stored_reports(simic, run_id, len(reported))
+    wait_for_stored_reports(simic, run_id, len(reported), tls=operator_tls(mesh.directory / "mesh.json"))
     # Count only once Simic's consumer has acked every message JetStream holds, including a delivery
     # whose ack the killed server never wrote down: that one comes again after the consumer's ack wait.
     nats_url = mesh.document()["nats"]["url"]
@@ -254,7 +261,7 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
         seconds=180.0,
     )
     # Paging one report at a time walks every page of the run's reports.
-    stored = stored_report_ids(simic, run_id, page_size=1)
+    stored = stored_report_ids(simic, run_id, page_size=1, tls=operator_tls(mesh.directory / "mesh.json"))
     held = _jetstream_view(nats_url, run_id)[0]
     print(f"field reports: {len(reported)} in the run folder, {len(stored)} at Simic, {held} on JetStream")
     assert len(stored) == len(set(stored)), f"Simic stored a report twice: {sorted(stored)}"

@@ -33,6 +33,8 @@ from esper.leyline.v1 import (
     urza_pb2,
 )
 from esper.mesh.addresses import SUBSYSTEMS, MeshAddresses, load_mesh
+from esper.mesh.tls import secure_channel
+from esper.trust.identity import TlsIdentity
 from tests.integration.mesh.support import esper
 from tests.support.waiting import eventually
 
@@ -88,8 +90,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshAddresses]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _call(address: str, call: Call) -> grpc.StatusCode:
-    with grpc.insecure_channel(address) as channel:
+def _call(address: str, call: Call, tls: TlsIdentity | None) -> grpc.StatusCode:
+    with secure_channel(address, tls) if tls is not None else grpc.insecure_channel(address) as channel:
         rpc = channel.unary_unary(call.path, request_serializer=None, response_deserializer=None)
         try:
             rpc(call.request.SerializeToString(), timeout=15)
@@ -117,7 +119,7 @@ def test_every_servable_subsystem_is_in_the_mesh_with_a_metrics_address(mesh: Me
 
 @pytest.mark.parametrize("name", SUBSYSTEMS)
 def test_promtool_check_metrics_passes_on_the_servers_output(mesh: MeshAddresses, name: str) -> None:
-    codes = [_call(mesh.address(name), call) for call in TRAFFIC[name]]
+    codes = [_call(mesh.address(name), call, mesh.operator_tls()) for call in TRAFFIC[name]]
     assert codes[0] == grpc.StatusCode.OK
     assert all(code != grpc.StatusCode.OK for code in codes[1:])
     recorded = [

@@ -159,11 +159,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def render(results: dict[str, dict[str, Any]]) -> str:
     """The table: one row per method, means and standard deviations over the seeds that have every method."""
-    seeds = sorted(
-        {key.split("/")[1] for key in results}
-        - {s for s in {k.split("/")[1] for k in results} if not _complete(results, s)},
-        key=int,
-    )
+    seeds = sorted({key.split("/")[1] for key in results if _complete(results, key.split("/")[1])}, key=int)
     lines = [
         f"seeds: {', '.join(seeds) or 'none complete'}",
         "| method | val bits/char | test bits/char | parameters | wall s (training) |",

@@ -253,16 +253,25 @@ def load_config(
     (text is a language model).
     """
     if profile is None:
-        dataset = configfile.load(EsperConfig, path, overrides).run.dataset
-        profile = "language_model" if dataset == "text" or dataset.startswith("text:") else "classification"
-    if profile not in PROFILES:
-        raise InvalidArgument.for_field("profile", f"must be one of {', '.join(PROFILES)}, got {profile!r}")
-    return configfile.load(EsperConfig, path, overrides, defaults=PROFILES[profile])
+        profile = profile_for(configfile.load(EsperConfig, path, overrides).run.dataset)
+    return configfile.load(EsperConfig, path, overrides, defaults=_profile(profile))
+
+
+def profile_for(dataset: str) -> str:
+    """The defaults a data set's runs start from: text is a language model, anything else a classifier."""
+    return "language_model" if dataset == "text" or dataset.startswith("text:") else "classification"
+
+
+def _profile(name: str) -> Mapping[str, Any]:
+    if name not in PROFILES:
+        raise InvalidArgument.for_field("profile", f"must be one of {', '.join(PROFILES)}, got {name!r}")
+    return PROFILES[name]
 
 
 def parse_config(text: str, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
-    """Like `load_config`, from YAML text (e.g. RunConfig.config_yaml)."""
-    return configfile.parse(EsperConfig, text, overrides)
+    """Like `load_config`, from YAML text (e.g. RunConfig.config_yaml), its profile picked by its data set."""
+    profile = profile_for(configfile.parse(EsperConfig, text, overrides).run.dataset)
+    return configfile.parse(EsperConfig, text, overrides, defaults=_profile(profile))
 
 
 def config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> EsperConfig:

@@ -61,6 +61,8 @@ bench: setup
 	$(PY) bench/tls_bench.py
 	@# Hours on two cores; resumable: it skips the cells already in runs/efficacy/results.json.
 	$(PY) bench/efficacy.py
+	@# The transformer on the text corpus, 3 seeds; resumable like efficacy (runs/lm/results.json).
+	$(PY) bench/lm.py
 
 wheel: setup
 	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .

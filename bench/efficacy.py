@@ -100,7 +100,7 @@ def _train_static(model: nn.Module, data: Dataset, config: EsperConfig) -> dict[
     saved = getattr(history, "saved", None)
     val = saved.val_accuracy if saved is not None else history.epochs[-1].metrics.val_accuracy
     return {
-        "test_accuracy": trainer.test_accuracy().accuracy,
+        "test_accuracy": trainer.test_accuracy().metric,
         "val_accuracy": val,
         "params": count_parameters(trainer.model),
         "wall_seconds": wall,
@@ -128,7 +128,7 @@ def run_esper(task: Task, seed: int, args: argparse.Namespace) -> dict[str, Any]
     saved = summary.get("saved") or {}
     return {
         "test_accuracy": summary["final_test_accuracy"],
-        "val_accuracy": saved.get("val_accuracy", summary["best_val_accuracy"]),
+        "val_accuracy": saved.get("val_metric", summary["best_val_accuracy"]),
         "params": summary["params_final"],
         # Kernel compilation before the first epoch is the asset pipeline's, cached across runs.
         "wall_seconds": summary["wall_seconds"] - summary["asset_wait_seconds"],

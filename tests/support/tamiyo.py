@@ -66,6 +66,7 @@ def kernel(
         tags=list(tags),
         input_kind=blueprint_pb2.INPUT_KIND_FEATURES,
         parameter_count=params,
+        hardware_target="cpu_test",
     )
     artifact.input_shape.dims.extend(dims)
     if output_dims:
@@ -138,6 +139,8 @@ class SeedSimulator:
     run_id: str = RUN
     parameter_count: int = 10_000
     added_units: dict[str, int] = field(default_factory=dict)
+    # UNSPECIFIED: the scripted numbers are accuracies; LOWER_IS_BETTER sends `1 - accuracy` as the metric.
+    metric_direction: int = S.METRIC_DIRECTION_UNSPECIFIED
     seeds: dict[str, SimSeed] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -195,9 +198,11 @@ class SeedSimulator:
             global_step=10 * (epoch + 1),
             training_loss=loss,
             validation_loss=loss,
-            validation_accuracy=accuracy,
+            validation_accuracy=accuracy if self.metric_direction == S.METRIC_DIRECTION_UNSPECIFIED else 0.0,
             epoch_ms=7,
             seeds=telemetry,
+            validation_metric=self.metric(accuracy),
+            metric_direction=self.metric_direction,  # type: ignore[arg-type]
         )
         packet.packet_time.CopyFrom(timestamp_pb2.Timestamp(seconds=1_700_000_000 + epoch))
         return tamiyo_pb2.StepRequest(
@@ -207,6 +212,14 @@ class SeedSimulator:
             parameter_count=self.parameter_count if parameter_count is None else parameter_count,
             final_epoch=self.final_epoch,
         )
+
+    def metric(self, accuracy: float) -> float:
+        """The packet's validation_metric for a scripted accuracy."""
+        if self.metric_direction == S.METRIC_DIRECTION_LOWER_IS_BETTER:
+            return 1.0 - accuracy
+        if self.metric_direction == S.METRIC_DIRECTION_HIGHER_IS_BETTER:
+            return accuracy
+        return 0.0
 
     def apply(self, commands: Sequence[control_pb2.AdaptationCommand]) -> None:
         """Apply a step's commands, then let CULLED/CANCELLED seeds return to DORMANT next boundary."""

@@ -20,7 +20,7 @@ from esper.errors import FailedPrecondition
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.tezzeret.config import TezzeretConfig
+from esper.tezzeret.config import TezzeretConfig, default_hardware_target
 from esper.tezzeret.worker import TezzeretWorker
 from esper.trust.kernel_signing import KernelSigner, TrustedSigners
 from esper.urabrask.config import UrabraskConfig
@@ -37,10 +37,15 @@ SIGNING_KEY_FILE = "pki/tezzeret-signing.key"
 class EmbeddedAssets:
     """The asset pipeline of one embedded run; `with EmbeddedAssets(config) as assets: ...`."""
 
-    def __init__(self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None) -> None:
+    def __init__(
+        self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None, device_kind: str = "cpu"
+    ) -> None:
         self.config = config
         self.catalog = catalog if catalog is not None else TemplateCatalog.default()
-        root = config.data_path
+        # Kernels for another kind of device live in their own cache: compile jobs are per
+        # blueprint and pipeline, so one Urza serves one hardware target.
+        root = config.data_path if device_kind == "cpu" else config.data_path / device_kind
+        self.device_kind = device_kind
         root.mkdir(parents=True, exist_ok=True)
         # The cache's own compile worker key: every kernel here is signed by it and nothing else is loaded.
         self.signer = KernelSigner.load_or_create(root / SIGNING_KEY_FILE)
@@ -63,7 +68,12 @@ class EmbeddedAssets:
             self._spawn(worker.config.worker_id, worker.run_forever)
         for index in range(self.config.validation_workers):
             validator = UrabraskValidator(
-                self.urza, UrabraskConfig(worker_id=f"embedded-urabrask-{os.getpid()}-{index}"), trust=self.trust
+                self.urza,
+                UrabraskConfig(
+                    worker_id=f"embedded-urabrask-{os.getpid()}-{index}",
+                    hardware_target=default_hardware_target(self.device_kind),
+                ),
+                trust=self.trust,
             )
             self._spawn(f"urabrask-{index}", validator.run_forever)
 
@@ -81,6 +91,7 @@ class EmbeddedAssets:
                 wal_dir=self._root / "tezzeret" / f"slot-{slot}",
                 work_dir=self._root / "tezzeret" / f"slot-{slot}" / "work",
                 poll_interval_seconds=0.2,
+                device=self.device_kind,
             )
             try:
                 return TezzeretWorker(self.urza, config, signer=self.signer)

@@ -26,7 +26,7 @@ from esper.config import EsperConfig, config_to_dict, load_config
 from esper.errors import DeadlineExceeded, EsperError, FailedPrecondition, Unavailable
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.mesh.addresses import MeshAddresses, load_mesh
-from esper.tolaria.session import RunResult, new_run_id
+from esper.tolaria.session import RunResult, baseline_comparison, new_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -170,17 +170,7 @@ def _record_baseline(out: Path, baseline_dir: Path, summary: dict[str, Any]) -> 
     baseline = RunFolder(baseline_dir).read_summary()
     if baseline is None:
         return summary
-    summary = {
-        **summary,
-        "baseline": {
-            "final_test_accuracy": baseline.get("final_test_accuracy"),
-            "params_final": baseline.get("params_final"),
-            "out_dir": str(baseline_dir),
-        },
-        "growth_beat_static": bool(
-            float(summary.get("final_test_accuracy", 0.0)) > float(baseline.get("final_test_accuracy", 1.0))
-        ),
-    }
+    summary = {**summary, **baseline_comparison(summary, baseline, baseline_dir)}
     try:
         RunFolder(out).write_summary(summary)
         render_report(out, baseline_metrics=baseline_dir)

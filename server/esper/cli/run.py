@@ -23,7 +23,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "run.dataset": args.dataset,
         "run.epochs": args.epochs,
         "run.seed": args.seed,
+        "run.host": args.host,
         "run.host_width": args.host_width,
+        "run.host_depth": args.host_depth,
+        "run.device": args.device,
         "run.out": args.out,
         "run.static": True if args.static else None,
         "tamiyo.max_parameters": args.max_params,
@@ -40,7 +43,7 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
         stages = Counter(metrics.seed_stages.values())
         shown = " ".join(f"{name[:4].lower()}:{count}" for name, count in sorted(stages.items()))
         bar.set_postfix_str(
-            f"val {metrics.val_accuracy:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
+            f"val {metrics.val_metric:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
         )
         if bar.n >= bar.total:  # epochs a rollback discarded are trained again
             bar.total = bar.n + 1
@@ -119,10 +122,25 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", help="digits (default), mnist5k, spirals, products6 or npz:PATH")
+    parser.add_argument(
+        "--dataset",
+        help="digits (default), mnist5k, spirals, products6, npz:PATH, or text / text:PATH "
+        "(character-level language modelling; text is the Python standard library's source)",
+    )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int, help="one seed makes a run repeatable on the same machine")
-    parser.add_argument("--host-width", type=int, help="hidden width (MLP) or channels (CNN) of the host")
+    parser.add_argument(
+        "--host",
+        choices=("auto", "mlp", "cnn", "rescnn", "transformer"),
+        help="host architecture (default auto: mlp for features, cnn for images, transformer for text)",
+    )
+    parser.add_argument(
+        "--host-width", type=int, help="hidden width (MLP), channels (CNN, residual CNN) or model width (transformer)"
+    )
+    parser.add_argument("--host-depth", type=int, help="hidden layers, conv or residual blocks, or transformer blocks")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: CUDA when there is one)"
+    )
     parser.add_argument(
         "--max-params",
         type=int,

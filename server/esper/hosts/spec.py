@@ -8,19 +8,22 @@ from typing import Any, Literal
 from esper import checks
 from esper.errors import InvalidArgument
 
-HostKind = Literal["mlp", "cnn"]
-HOST_KINDS: tuple[HostKind, ...] = ("mlp", "cnn")
+HostKind = Literal["mlp", "cnn", "transformer", "rescnn"]
+HOST_KINDS: tuple[HostKind, ...] = ("mlp", "cnn", "transformer", "rescnn")
 MAX_WIDTH = 4096
 MAX_DEPTH = 8
 
 
 @dataclass(frozen=True)
 class HostSpec:
-    """One default host: an MLP over features or a small CNN over images.
+    """One default host: an MLP over features, a small CNN or residual CNN over images, or a
+    causal transformer over token ids.
 
-    `width` is the hidden width (MLP) or the channel count of every conv block (CNN);
-    `depth` the number of hidden layers or conv blocks. `init_seed` fixes the
-    initial weights. Recorded in lineage.json, so a saved model can be rebuilt.
+    `width` is the hidden width (MLP), the channel count of every conv block (CNN,
+    residual CNN) or the model width (transformer); `depth` the number of hidden layers,
+    conv blocks, residual blocks or transformer blocks. A transformer's `input_shape` is
+    `[context]` (tokens per sequence) and `num_classes` its vocabulary. `init_seed` fixes
+    the initial weights. Recorded in lineage.json, so a saved model can be rebuilt.
     """
 
     kind: HostKind
@@ -48,6 +51,14 @@ class HostSpec:
         if self.kind == "mlp" and len(self.input_shape) != 1:
             raise InvalidArgument.for_field(
                 "host.input_shape", f"an mlp takes [features], got {list(self.input_shape)}"
+            )
+        if self.kind == "transformer" and len(self.input_shape) != 1:
+            raise InvalidArgument.for_field(
+                "host.input_shape", f"a transformer takes [context] token ids, got {list(self.input_shape)}"
+            )
+        if self.kind == "rescnn" and len(self.input_shape) != 3:
+            raise InvalidArgument.for_field(
+                "host.input_shape", f"a rescnn takes [channels, height, width], got {list(self.input_shape)}"
             )
         if self.kind == "cnn":
             if len(self.input_shape) != 3:

@@ -14,7 +14,7 @@ from esper import checks, ids
 from esper.errors import InvalidArgument
 from esper.ir.limits import MAX_DIM, MIN_DIM
 from esper.karn.config import KarnConfig
-from esper.leyline.v1 import blueprint_pb2, karn_pb2
+from esper.leyline.v1 import blueprint_pb2, control_pb2, karn_pb2, lifecycle_pb2
 from esper.paging import decode_page_token, validate_page_size
 
 MAX_TAG_LENGTH = 64
@@ -110,8 +110,7 @@ def check_submit_field_reports(request: karn_pb2.SubmitFieldReportsRequest, conf
     for i, report in enumerate(request.reports):
         if not report.report_id:
             raise InvalidArgument.for_field(f"reports[{i}].report_id", "is required")
-        for name in ("pre_metric", "post_metric"):
-            checks.in_range(f"reports[{i}].{name}", getattr(report, name), 0.0, 1.0)
+        _check_report_metrics(report, f"reports[{i}]")
 
 
 def _check_shape(dims: tuple[int, ...], field: str) -> tuple[int, ...]:
@@ -132,3 +131,13 @@ def _check_enum(value: int, known: frozenset[int], field: str, what: str) -> Non
 def _check_tag(tag: str, field: str) -> None:
     if len(tag) > MAX_TAG_LENGTH:
         raise InvalidArgument.for_field(field, f"is longer than {MAX_TAG_LENGTH} characters")
+
+
+def _check_report_metrics(report: control_pb2.FieldReport, path: str) -> None:
+    """Accuracies in [0, 1]; another metric (a report naming its direction) only finite."""
+    accuracy = report.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+    for name in ("pre_metric", "post_metric"):
+        if accuracy:
+            checks.in_range(f"{path}.{name}", getattr(report, name), 0.0, 1.0)
+        else:
+            checks.finite(f"{path}.{name}", getattr(report, name))

@@ -77,7 +77,7 @@ class KasminaOperator:
         self._on_violation = on_isolation_violation
         self._lock = threading.RLock()
         self._boundary_epoch = 0
-        self._last_accuracy = 0.0
+        self._last_score = 0.0
         self._commands: OrderedDict[str, tuple[str, kasmina_pb2.ApplyCommandResponse]] = OrderedDict()
         self._transitions: list[run_pb2.SeedTransition] = []
         self._hub = TelemetryHub()
@@ -131,18 +131,19 @@ class KasminaOperator:
 
     # Tolaria
 
-    def on_epoch_end(
-        self, epoch: int, *, validation_accuracy: float | None = None
-    ) -> list[telemetry_pb2.SeedTelemetry]:
+    def on_epoch_end(self, epoch: int, *, validation_score: float | None = None) -> list[telemetry_pb2.SeedTelemetry]:
         """Boundary bookkeeping after `epoch` (and its validation pass): returns every seed's report.
+
+        `validation_score` (the run's metric, higher is better) becomes the `pre_metric`
+        of the next germination.
 
         CULLED and CANCELLED seeds return to DORMANT; reports are built from the last
         `collecting_telemetry()` pass and the sampled gradients, and streamed.
         """
         with self._lock:
             self._boundary_epoch = epoch
-            if validation_accuracy is not None:
-                self._last_accuracy = validation_accuracy
+            if validation_score is not None:
+                self._last_score = validation_score
             for seed in self.model.seed_list():
                 if seed.stage in lc.RETURNING_STAGES:
                     self._transition(seed, lc.DORMANT, reason="returned to DORMANT at the epoch boundary")
@@ -174,7 +175,7 @@ class KasminaOperator:
         return [seed.seed_id for seed in self.model.seed_list() if seed.stage in _MEASURED_STAGES]
 
     def record_eval_gain(self, seed_id: str, gain: float) -> None:
-        """Validation accuracy with the seed blended minus with alpha=0; makes an EVALUATING seed ready."""
+        """Validation score with the seed blended minus with alpha=0; makes an EVALUATING seed ready."""
         with self._lock:
             seed = self.model.seed(seed_id)
             if seed.stage not in _MEASURED_STAGES or seed.adaptation is None:
@@ -227,7 +228,7 @@ class KasminaOperator:
                 "format": STATE_FORMAT,
                 "run_id": self.run_id,
                 "boundary_epoch": self._boundary_epoch,
-                "last_accuracy": self._last_accuracy,
+                "last_score": self._last_score,
                 "epoch": self.model.epoch,
                 "global_step": self.model.global_step,
                 "layout": [json_format.MessageToDict(seed.descriptor) for seed in self.model.seed_list()],
@@ -272,7 +273,7 @@ class KasminaOperator:
             self.model.epoch = int(state["epoch"])
             self.model.global_step = int(state["global_step"])
             self._boundary_epoch = int(state["boundary_epoch"])
-            self._last_accuracy = float(state["last_accuracy"])
+            self._last_score = float(state.get("last_score", state.get("last_accuracy", 0.0)))
             self._commands = OrderedDict(
                 (
                     command_id,
@@ -334,7 +335,7 @@ class KasminaOperator:
             selected_for_tags=tuple(command.selected_for_tags),
             germination_command_id=command.command_id,
             germination_epoch=self._boundary_epoch,
-            pre_metric=self._last_accuracy,
+            pre_metric=self._last_score,
             trace_parent=germination_parent(),
         )
         return f"germinated with kernel {command.kernel_id}"

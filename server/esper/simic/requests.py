@@ -51,8 +51,7 @@ def check_field_report(report: control_pb2.FieldReport, path: str = "report") ->
     ids.BLUEPRINT.check(f"{path}.blueprint_id", report.blueprint_id, required=False)
     if report.outcome not in _OUTCOMES:
         raise InvalidArgument.for_field(f"{path}.outcome", f"{report.outcome} is not an AdaptationOutcome")
-    for name in ("pre_metric", "post_metric"):
-        checks.in_range(f"{path}.{name}", getattr(report, name), 0.0, 1.0)
+    _check_report_metrics(report, path)
 
 
 def check_list_field_reports(request: simic_pb2.ListFieldReportsRequest, config: SimicConfig) -> ReportPageRequest:
@@ -75,3 +74,13 @@ def check_get_policy(request: simic_pb2.GetPolicyRequest) -> None:
 
 def check_list_policies(request: simic_pb2.ListPoliciesRequest, config: SimicConfig) -> None:
     validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
+
+
+def _check_report_metrics(report: control_pb2.FieldReport, path: str) -> None:
+    """Accuracies in [0, 1]; another metric (a report naming its direction) only finite."""
+    accuracy = report.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+    for name in ("pre_metric", "post_metric"):
+        if accuracy:
+            checks.in_range(f"{path}.{name}", getattr(report, name), 0.0, 1.0)
+        else:
+            checks.finite(f"{path}.{name}", getattr(report, name))

@@ -205,7 +205,9 @@ class TamiyoController:
             return tamiyo_pb2.GetStatusResponse(
                 policy_id=self._policy.policy_id,
                 current_epoch=max(state.last_epoch, observed_epoch),
-                validation_accuracy=state.last_val_accuracy,
+                validation_accuracy=state.last_val_score
+                if state.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+                else 0.0,
                 active_adaptations=len(state.adaptations),
                 conservative_mode=state.conservative_mode,
                 tracked_runs=tracked,

@@ -108,7 +108,7 @@ class Germination:
             )
             return
         progress = (
-            f"best accuracy {state.best_val_accuracy:.4f}, {state.epochs_since_improvement} of "
+            f"best {observation.shown(state.best_val_score)}, {state.epochs_since_improvement} of "
             f"{config.patience} epochs without a gain > {config.min_delta}"
         )
         on_plateau = state.epochs_since_improvement >= config.patience
@@ -269,6 +269,7 @@ class Germination:
             max_parameter_count=self._parameter_budget(observation.model_parameters),
             page_size=config.kernel_page_size,
             max_candidates=config.max_kernel_candidates,
+            device_kind=observation.device_kind,
         )
 
     def _parameter_budget(self, model_parameters: int) -> int:
@@ -327,7 +328,7 @@ class Germination:
             kernel_id=kernel.kernel_id,
             blueprint_id=kernel.blueprint_id,
             germination_epoch=observation.epoch,
-            pre_metric=observation.accuracy,
+            pre_metric=observation.score,
             selected_for_tags=choice.tags,
             kernel_report=_copy_report(kernel),
             last_stage=lifecycle_pb2.SEED_STAGE_GERMINATED,

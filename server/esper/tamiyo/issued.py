@@ -49,12 +49,33 @@ def report_id(run_id: str, seed_id: str, germination_command_id: str) -> str:
 
 @dataclass(frozen=True)
 class Boundary:
-    """The epoch boundary a step decides at."""
+    """The epoch boundary a step decides at.
+
+    `score` is the run's validation metric oriented so that higher is better: the
+    accuracy while `metric_direction` is UNSPECIFIED, else the metric (negated when
+    lower is better). Every rule compares scores, so one rule serves every metric.
+    """
 
     run_id: str
     epoch: int
-    validation_accuracy: float
+    score: float
     time: timestamp_pb2.Timestamp
+    metric_direction: lifecycle_pb2.MetricDirection = lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+
+    def metric(self, score: float) -> float:
+        """A score back in the metric's own units."""
+        return -score if self.metric_direction == lifecycle_pb2.METRIC_DIRECTION_LOWER_IS_BETTER else score
+
+    @property
+    def metric_word(self) -> str:
+        return "accuracy" if self.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED else "the metric"
+
+    def shown(self, score: float) -> str:
+        """A score for a reason: "accuracy 0.9120" or "metric 2.3104 (lower is better)"."""
+        if self.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED:
+            return f"accuracy {score:.4f}"
+        lower = self.metric_direction == lifecycle_pb2.METRIC_DIRECTION_LOWER_IS_BETTER
+        return f"metric {self.metric(score):.4f} ({'lower' if lower else 'higher'} is better)"
 
 
 def make_command(
@@ -97,7 +118,7 @@ def field_report(
     metrics = {
         "eval_gain": adaptation.eval_gain,
         "epochs_active": float(epochs_active),
-        "accuracy_delta": boundary.validation_accuracy - adaptation.pre_metric,
+        "accuracy_delta": boundary.score - adaptation.pre_metric,
     }
     if parameter_count is not None:
         kept = outcome == lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED
@@ -110,8 +131,9 @@ def field_report(
         blueprint_id=adaptation.blueprint_id,
         kernel_id=adaptation.kernel_id,
         outcome=outcome,
-        pre_metric=adaptation.pre_metric,
-        post_metric=boundary.validation_accuracy,
+        pre_metric=boundary.metric(adaptation.pre_metric),
+        post_metric=boundary.metric(boundary.score),
+        metric_direction=boundary.metric_direction,
         eval_metrics=metrics,
         epochs_active=epochs_active,
         germination_command_id=adaptation.germination_command_id,

@@ -76,7 +76,8 @@ class SeedView:
 
 @dataclass(frozen=True)
 class Observation:
-    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown."""
+    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown,
+    `device_kind` "" when the caller did not say."""
 
     boundary: Boundary
     training_loss: float
@@ -84,19 +85,24 @@ class Observation:
     seeds: tuple[SeedView, ...]
     model_parameters: int
     final_epoch: int = 0
+    device_kind: str = ""
 
     @property
     def epoch(self) -> int:
         return self.boundary.epoch
 
     @property
-    def accuracy(self) -> float:
-        return self.boundary.validation_accuracy
+    def score(self) -> float:
+        """The validation metric, higher is better (see Boundary)."""
+        return self.boundary.score
+
+    def shown(self, score: float) -> str:
+        return self.boundary.shown(score)
 
     @property
     def finite(self) -> bool:
-        """Losses and accuracy are all finite; otherwise the run needs a rollback."""
-        values = (self.training_loss, self.validation_loss, self.boundary.validation_accuracy)
+        """Losses and the metric are all finite; otherwise the run needs a rollback."""
+        values = (self.training_loss, self.validation_loss, self.boundary.score)
         return all(math.isfinite(value) for value in values)
 
 

@@ -23,6 +23,7 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 MAX_SEEDS = 16_384
 
 _STAGES = frozenset(lifecycle_pb2.SeedStage.values()) - {lifecycle_pb2.SEED_STAGE_UNSPECIFIED}
+_DIRECTIONS = frozenset(lifecycle_pb2.MetricDirection.values())
 _PACKET_ARRAYS = (
     "seed_stages",
     "seed_alpha_bp",
@@ -47,6 +48,9 @@ def check_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS) -
     accuracy = packet.validation_accuracy
     if math.isfinite(accuracy) and not 0.0 <= accuracy <= 1.0:
         raise InvalidArgument.for_field("packet.validation_accuracy", f"must be in [0, 1], got {accuracy}")
+    if packet.metric_direction not in _DIRECTIONS:
+        direction = packet.metric_direction
+        raise InvalidArgument.for_field("packet.metric_direction", f"{direction} is not a MetricDirection")
     seed_ids = _check_layout(request.seed_layout, max_seeds)
     for name in _PACKET_ARRAYS:
         length = len(getattr(packet, name))
@@ -61,7 +65,10 @@ def check_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS) -
         features = unpack_seed_features(packet, seed_ids)
     except ValueError as exc:
         raise InvalidArgument.for_field("packet.layout_hash", f"{exc} (seed_layout in request)") from exc
-    _check_telemetry(request.telemetry, packet.run_id, set(seed_ids))
+    if request.device_kind and request.device_kind not in ("cpu", "cuda"):
+        raise InvalidArgument.for_field("device_kind", f"must be cpu or cuda, got {request.device_kind!r}")
+    accuracy_run = packet.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+    _check_telemetry(request.telemetry, packet.run_id, set(seed_ids), accuracy_run=accuracy_run)
     return features
 
 
@@ -83,7 +90,8 @@ def check_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateReq
         raise InvalidArgument.for_field("state", "is required")
     state = request.state
     ids.RUN.check("state.run_id", state.run_id)
-    checks.in_range("state.best_val_accuracy", state.best_val_accuracy, 0.0, 1.0)
+    # Scores of any metric (a negated loss too): finite is all that holds for every run.
+    checks.finite("state.best_val_accuracy", state.best_val_accuracy)
     for seed_id in state.embargo_until:
         ids.SEED.check("state.embargo_until", seed_id)
     for blueprint_id in state.blueprint_scores:
@@ -103,12 +111,12 @@ def check_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateReq
             )
         if adaptation.stage_entry_epoch < adaptation.germination_epoch:
             raise InvalidArgument.for_field(f"{prefix}.stage_entry_epoch", "is before the germination epoch")
-        checks.in_range(f"{prefix}.pre_metric", adaptation.pre_metric, 0.0, 1.0)
-        checks.in_range(f"{prefix}.eval_gain", adaptation.eval_gain, -1.0, 1.0)
+        checks.finite(f"{prefix}.pre_metric", adaptation.pre_metric)
+        checks.finite(f"{prefix}.eval_gain", adaptation.eval_gain)
     for index, step in enumerate(state.growth_steps):
         prefix = f"state.growth_steps[{index}]"
         ids.SEED.check(f"{prefix}.seed_id", step.seed_id)
-        checks.in_range(f"{prefix}.accuracy_gain", step.accuracy_gain, -1.0, 1.0)
+        checks.finite(f"{prefix}.accuracy_gain", step.accuracy_gain)
 
 
 def _check_layout(layout: Sequence[telemetry_pb2.SeedDescriptor], max_seeds: int) -> list[str]:
@@ -127,7 +135,9 @@ def _check_layout(layout: Sequence[telemetry_pb2.SeedDescriptor], max_seeds: int
     return seed_ids
 
 
-def _check_telemetry(telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str]) -> None:
+def _check_telemetry(
+    telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str], *, accuracy_run: bool
+) -> None:
     seen: set[str] = set()
     for index, report in enumerate(telemetry):
         prefix = f"telemetry[{index}]"
@@ -138,4 +148,7 @@ def _check_telemetry(telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: s
         seen.add(report.seed_id)
         if report.run_id and report.run_id != run_id:
             raise InvalidArgument.for_field(f"{prefix}.run_id", f"is {report.run_id!r}, the packet's is {run_id!r}")
-        checks.in_range(f"{prefix}.eval_gain", report.eval_gain, -1.0, 1.0)
+        if accuracy_run:
+            checks.in_range(f"{prefix}.eval_gain", report.eval_gain, -1.0, 1.0)
+        else:
+            checks.finite(f"{prefix}.eval_gain", report.eval_gain)

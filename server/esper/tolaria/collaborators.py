@@ -14,9 +14,11 @@ from typing import Any
 
 from esper.assets.pipeline import SeedSite
 from esper.kasmina.kernel_cache import KernelCache
+from esper.kasmina.source import KernelSource
 from esper.leyline.v1 import control_pb2, run_pb2, telemetry_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.tolaria.config import EsperConfig
+from esper.tolaria.devices import device_kind, resolve_device
 
 # (seed telemetry of the boundary, field reports Tamiyo produced) -> published where observers read them.
 BoundaryPublisher = Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
@@ -26,7 +28,11 @@ EventPublisher = Callable[[run_pb2.RunEvent], None]
 
 @dataclass
 class RunCollaborators:
-    """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote)."""
+    """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote).
+
+    Kasmina loads kernels from `kernel_source` when given, else from `kernel_cache` with
+    their IRs from `urza`.
+    """
 
     urza: UrzaServiceApi
     kernel_cache: KernelCache
@@ -36,6 +42,7 @@ class RunCollaborators:
     close: Callable[[], None]
     description: str = "embedded"
     publish_event: EventPublisher | None = None
+    kernel_source: KernelSource | None = None
 
 
 CollaboratorsFactory = Callable[[EsperConfig], RunCollaborators]
@@ -50,7 +57,7 @@ def embedded_collaborators(config: EsperConfig) -> RunCollaborators:
     from esper.assets.embedded import EmbeddedAssets
     from esper.tamiyo import TamiyoController
 
-    assets = EmbeddedAssets(config.assets)
+    assets = EmbeddedAssets(config.assets, device_kind=device_kind(resolve_device(config.run.device, "run.device")))
     assets.start()
     return RunCollaborators(
         urza=assets.urza,

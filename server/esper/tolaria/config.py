@@ -22,22 +22,32 @@ from esper.tamiyo.config import TamiyoConfig
 
 MAX_EPOCHS = 10_000
 MAX_HOST_WIDTH = 4096
+MAX_HOST_DEPTH = 8
+HOSTS = ("auto", "mlp", "cnn", "rescnn", "transformer")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One training run: data, length, seed and optimizer settings.
 
-    `dataset` is "digits", "mnist5k", "spirals", "products6" or "npz:PATH". `host_width` None picks
-    the default host's small width. `static` trains the host without seeds (the
-    baseline). `out` is the run folder, required by `esper run` (see `require_out`).
-    `validation_fraction` of the training rows is held out for validation.
+    `dataset` is "digits", "mnist5k", "spirals", "products6", "npz:PATH", or "text" /
+    "text:PATH" (character-level language modelling, judged in bits per character).
+    `host` is the host architecture: "auto" (an MLP for features, a CNN for images, a
+    transformer for text), "mlp", "cnn", "rescnn" or "transformer"; `host_width` and
+    `host_depth` None pick its small defaults. `device` is "auto" (CUDA when there is one),
+    "cpu" or "cuda". `static` trains the host without seeds (the baseline). `out` is the
+    run folder, required by `esper run` (see `require_out`). `validation_fraction` of the
+    training rows is held out for validation.
     """
 
     dataset: str = "digits"
     epochs: int = 40
     seed: int = 0
+    host: str = "auto"
     host_width: int | None = None
+    host_depth: int | None = None
+    device: str = "auto"
     static: bool = False
     out: str | None = None
     batch_size: int = 64
@@ -54,6 +64,12 @@ class RunConfig:
         checks.non_negative("run.seed", self.seed)
         if self.host_width is not None:
             checks.in_range("run.host_width", self.host_width, 1, MAX_HOST_WIDTH)
+        if self.host_depth == 0:
+            object.__setattr__(self, "host_depth", None)
+        if self.host_depth is not None:
+            checks.in_range("run.host_depth", self.host_depth, 1, MAX_HOST_DEPTH)
+        checks.one_of("run.host", self.host, HOSTS)
+        checks.one_of("run.device", self.device, DEVICES)
         checks.positive("run.batch_size", self.batch_size)
         checks.positive("run.learning_rate", self.learning_rate)
         checks.non_negative("run.weight_decay", self.weight_decay)
@@ -177,12 +193,12 @@ class MeshCollaboratorsConfig:
 
 
 def _default_kasmina() -> KasminaConfig:
-    # Esper's default hosts put a depth seed after every hidden ReLU and a width seed on
-    # every hidden layer. Lifecycle step counts suit the bundled data sets (tens of steps
-    # per epoch at batch 64): a seed trains two epochs or so, ramps in over about one and
-    # a half, and settles in one.
+    # No targets: esper.wrap's default sites, which on Esper's hosts are a depth seed after
+    # every hidden ReLU (MLP, CNN) or after every block (transformer, residual CNN), and a
+    # width seed on every hidden layer it can widen exactly. Lifecycle step counts suit
+    # the bundled data sets (tens of steps per epoch at batch 64): a seed trains two
+    # epochs or so, ramps in over about one and a half, and settles in one.
     return KasminaConfig(
-        target_module_types=("ReLU",),
         width_seeds=True,
         ramp_steps=30,
         training_min_steps=40,
@@ -209,19 +225,54 @@ class EsperConfig:
     assets: AssetsConfig = field(default_factory=AssetsConfig)
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
+# A character-level language model judged in bits per character: Tamiyo's thresholds are
+# in bits, and the run long enough for a layer or two to grow. The metric keeps improving
+# slowly for long, so a plateau is an epoch that gains less than 0.03 bits; an adaptation
+# then takes about six epochs from germination to fossilization.
+LANGUAGE_MODEL_DEFAULTS: dict[str, Any] = {
+    "run.epochs": 24,
+    "tamiyo.warmup_epochs": 2,
+    "tamiyo.patience": 1,
+    "tamiyo.min_delta": 0.03,
+    "tamiyo.min_training_epochs": 1,
+    "tamiyo.fine_tune_epochs": 1,
+    "tamiyo.min_epochs_to_finish": 6,
+}
+PROFILES: dict[str, Mapping[str, Any]] = {"classification": {}, "language_model": LANGUAGE_MODEL_DEFAULTS}
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, profile: str | None = None
+) -> EsperConfig:
     """Read the YAML config at `path` (None: defaults only), then apply `overrides`.
 
     `overrides` maps dotted keys (`{"run.epochs": 5}`) or nested sections
     (`{"run": {"epochs": 5}}`) to values; None values are skipped, so unset
-    command-line flags can be passed through as they are.
+    command-line flags can be passed through as they are. `profile` picks the defaults
+    beneath the file: "classification" (EsperConfig's own) or "language_model"
+    (`LANGUAGE_MODEL_DEFAULTS`); None picks by the data set the file and overrides name
+    (text is a language model).
     """
-    return configfile.load(EsperConfig, path, overrides)
+    if profile is None:
+        profile = profile_for(configfile.load(EsperConfig, path, overrides).run.dataset)
+    return configfile.load(EsperConfig, path, overrides, defaults=_profile(profile))
+
+
+def profile_for(dataset: str) -> str:
+    """The defaults a data set's runs start from: text is a language model, anything else a classifier."""
+    return "language_model" if dataset == "text" or dataset.startswith("text:") else "classification"
+
+
+def _profile(name: str) -> Mapping[str, Any]:
+    if name not in PROFILES:
+        raise InvalidArgument.for_field("profile", f"must be one of {', '.join(PROFILES)}, got {name!r}")
+    return PROFILES[name]
 
 
 def parse_config(text: str, overrides: Mapping[str, Any] | None = None) -> EsperConfig:
-    """Like `load_config`, from YAML text (e.g. RunConfig.config_yaml)."""
-    return configfile.parse(EsperConfig, text, overrides)
+    """Like `load_config`, from YAML text (e.g. RunConfig.config_yaml), its profile picked by its data set."""
+    profile = profile_for(configfile.parse(EsperConfig, text, overrides).run.dataset)
+    return configfile.parse(EsperConfig, text, overrides, defaults=_profile(profile))
 
 
 def config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> EsperConfig:

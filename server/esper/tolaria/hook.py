@@ -20,6 +20,7 @@ from esper.errors import DeadlineExceeded, EsperError, Unavailable
 from esper.leyline.v1 import (
     control_pb2,
     kasmina_pb2,
+    lifecycle_pb2,
     tamiyo_pb2,
     telemetry_pb2,
 )
@@ -57,6 +58,9 @@ class BoundaryState:
     final_epoch: int
     seed_layout: Sequence[telemetry_pb2.SeedDescriptor]
     telemetry: Sequence[telemetry_pb2.SeedTelemetry]
+    validation_metric: float = 0.0
+    metric_direction: lifecycle_pb2.MetricDirection = lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+    device_kind: str = ""
 
 
 @dataclass
@@ -105,11 +109,14 @@ def _run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarg
             validation_accuracy=state.validation_accuracy,
             epoch_ms=state.epoch_ms,
             seeds=state.telemetry,
+            validation_metric=state.validation_metric,
+            metric_direction=state.metric_direction,
         ),
         seed_layout=state.seed_layout,
         telemetry=state.telemetry,
         parameter_count=state.parameter_count,
         final_epoch=state.final_epoch,
+        device_kind=state.device_kind,
     )
     assembled = time.perf_counter()
     outcome.assemble_ms = (assembled - start) * 1e3

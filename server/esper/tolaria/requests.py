@@ -16,7 +16,8 @@ from typing import Protocol
 
 from esper import checks, ids
 from esper.assets.config import DEFAULT_ASSETS_DIR
-from esper.data.loading import BUILT_IN, NPZ_PREFIX
+from esper.data.loading import BUILT_IN, DATASET_NAMES, NPZ_PREFIX
+from esper.data.text import TEXT_NAME, TEXT_PREFIX
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.paging import decode_page_token, validate_page_size
@@ -175,9 +176,9 @@ def _overrides(run: run_pb2.RunConfig) -> dict[str, object]:
 
 def _check_dataset(dataset: str, field: str) -> None:
     spec = dataset.strip()
-    if spec in BUILT_IN or spec.startswith(NPZ_PREFIX):
+    if spec in BUILT_IN or spec == TEXT_NAME or spec.startswith((NPZ_PREFIX, TEXT_PREFIX)):
         return
-    valid = ", ".join([*BUILT_IN, f"{NPZ_PREFIX}PATH"])
+    valid = ", ".join(DATASET_NAMES)
     raise InvalidArgument.for_field(field, f"unknown dataset {quote(spec)}; valid: {valid}")
 
 

@@ -91,14 +91,51 @@ def _load_baseline(baseline: Rows | str | Path | None) -> Rows | None:
     return read_jsonl(folder / "metrics.jsonl" if folder.is_dir() else folder)
 
 
+@dataclass(frozen=True)
+class _MetricView:
+    """How a run's metric is shown: accuracy in percent, anything else as it is."""
+
+    name: str
+    lower_is_better: bool
+
+    @property
+    def is_accuracy(self) -> bool:
+        return self.name == "accuracy"
+
+    def scaled(self, value: float) -> float:
+        return 100 * value if self.is_accuracy else value
+
+    def text(self, value: Any) -> str:
+        number = _number(value)
+        if not math.isfinite(number):
+            return "n/a"
+        return f"{100 * number:.2f} %" if self.is_accuracy else f"{number:.4f}"
+
+    @property
+    def label(self) -> str:
+        return "accuracy (%)" if self.is_accuracy else self.name.replace("_", " ")
+
+
+def _metric_view(summary: Mapping[str, Any] | None) -> _MetricView:
+    summary = summary or {}
+    lower = summary.get("metric_direction") == "METRIC_DIRECTION_LOWER_IS_BETTER"
+    return _MetricView(str(summary.get("metric_name") or "accuracy"), lower)
+
+
+def _test_metric(summary: Mapping[str, Any]) -> float:
+    # A summary written before runs named their metric has only the accuracy.
+    return _number(summary.get("final_test_metric" if summary.get("metric_name") else "final_test_accuracy"))
+
+
 def _title(summary: Mapping[str, Any] | None, folder: Path) -> str:
     if not summary:
         return folder.name
     mode = "static baseline" if summary.get("static") else "morphogenetic"
     parts = [str(summary.get("run_id") or folder.name), str(summary.get("dataset", "")), mode]
-    test = _number(summary.get("final_test_accuracy"))
+    view = _metric_view(summary)
+    test = _test_metric(summary)
     if math.isfinite(test):
-        parts.append(f"final test accuracy {100 * test:.2f} %")
+        parts.append(f"final test {view.name.replace('_', ' ')} {view.text(test)}")
     return "  ·  ".join(p for p in parts if p)
 
 
@@ -109,27 +146,36 @@ BASELINE_STYLE: dict[str, Any] = {"color": "#7f7f7f", "linestyle": "--", "linewi
 
 
 def _accuracy_panel(ax: Axes, metrics: Rows, baseline: Rows | None, summary: Mapping[str, Any] | None) -> None:
-    curves = (("train_accuracy", "train", TRAIN_COLOR), ("val_accuracy", "validation", VAL_COLOR))
-    for key, label, color in curves:
+    view = _metric_view(summary)
+    # Runs written before the metric fields existed only have the accuracy ones.
+    train_key, val_key = (
+        ("train_metric", "val_metric")
+        if metrics and "val_metric" in metrics[0]
+        else (
+            "train_accuracy",
+            "val_accuracy",
+        )
+    )
+    for key, label, color in ((train_key, "train", TRAIN_COLOR), (val_key, "validation", VAL_COLOR)):
         xs, ys = _series(metrics, key)
-        ax.plot(xs, [100 * y for y in ys], color=color, linewidth=2, label=label)
+        ax.plot(xs, [view.scaled(y) for y in ys], color=color, linewidth=2, label=label)
     if baseline:
-        xs, ys = _series(baseline, "val_accuracy")
-        ax.plot(xs, [100 * y for y in ys], **BASELINE_STYLE, label="static baseline (validation)")
-    test = _number((summary or {}).get("final_test_accuracy"))
+        xs, ys = _series(baseline, val_key)
+        ax.plot(xs, [view.scaled(y) for y in ys], **BASELINE_STYLE, label="static baseline (validation)")
+    test = _test_metric(summary or {})
     if metrics and math.isfinite(test):
         last = _number(metrics[-1].get("epoch"), len(metrics) - 1)
         ax.plot(
             [last],
-            [100 * test],
+            [view.scaled(test)],
             marker="*",
             color="black",
             markersize=12,
             linestyle="none",
-            label=f"final test {100 * test:.1f} %",
+            label=f"final test {view.text(test)}",
         )
-    ax.set_title("Accuracy", pad=TITLE_PAD)
-    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy" if view.is_accuracy else view.name.replace("_", " ").capitalize(), pad=TITLE_PAD)
+    ax.set_ylabel(view.label)
 
 
 def _loss_panel(ax: Axes, metrics: Rows, baseline: Rows | None) -> None:
@@ -201,21 +247,20 @@ def _count(value: Any) -> str:
 
 
 def _baseline_line(summary: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
-    ours, theirs = _number(summary.get("final_test_accuracy")), _number(baseline.get("final_test_accuracy"))
+    view = _metric_view(summary)
+    ours, theirs = _test_metric(summary), _test_metric(baseline)
     if not (math.isfinite(ours) and math.isfinite(theirs)):
-        return "vs static baseline     n/a (missing test accuracy)"
-    points = 100 * (ours - theirs)
+        return f"vs static baseline     n/a (missing test {view.name})"
     params = f"{_count(summary.get('params_final'))} vs {_count(baseline.get('params_final'))} parameters"
-    if abs(points) < 0.005:
+    better = (theirs - ours) if view.lower_is_better else (ours - theirs)
+    shown = f"{100 * better:+.2f} points" if view.is_accuracy else f"{better:+.4f}"
+    if abs(better) < 0.00005:
         verdict = "tied with"
-    elif points > 0:
+    elif better > 0:
         verdict = "BEAT"
     else:
         verdict = "did not beat"
-    return (
-        f"vs static baseline     growth {verdict} it by {points:+.2f} points "
-        f"({_percent(ours)} vs {_percent(theirs)}; {params})"
-    )
+    return f"vs static baseline     growth {verdict} it by {shown} ({view.text(ours)} vs {view.text(theirs)}; {params})"
 
 
 def format_summary(summary: Mapping[str, Any], baseline: Mapping[str, Any] | None = None) -> str:
@@ -235,10 +280,12 @@ def format_summary(summary: Mapping[str, Any], baseline: Mapping[str, Any] | Non
     hook = f"p50 {p50:.2f} ms, p95 {p95:.2f} ms"
     if math.isfinite(budget):
         hook += f" (budget {budget:g} ms)"
+    view = _metric_view(summary)
+    best = summary.get("best_val_metric" if summary.get("metric_name") else "best_val_accuracy")
     lines = [
         header,
-        f"final test accuracy    {_percent(summary.get('final_test_accuracy'))}",
-        f"best val accuracy      {_percent(summary.get('best_val_accuracy'))}",
+        f"{'final test ' + view.name.replace('_', ' '):<23}{view.text(_test_metric(summary))}",
+        f"{'best val ' + view.name.replace('_', ' '):<23}{view.text(best)}",
         f"parameters             {_count(initial)} -> {_count(final)}{growth}",
         f"seeds                  germinated {_count(summary.get('seeds_germinated', 0))}, "
         f"fossilized {_count(summary.get('seeds_fossilized', 0))}, "

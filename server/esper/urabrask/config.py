@@ -77,7 +77,7 @@ class UrabraskConfig:
     """
 
     worker_id: str = "urabrask-0"
-    hardware_target: str = field(default_factory=default_hardware_target)
+    hardware_target: str = field(default_factory=default_hardware_target)  # see default_hardware_target(device)
     check_batch_sizes: tuple[int, ...] = (1, 7, 32)
     benchmark_batch_size: int = 32
     warmup: int = 10

@@ -103,6 +103,9 @@ def kernel_query_conditions(query: kernel_pb2.KernelQuery) -> list[ColumnElement
         conditions.append(c.parameter_count <= query.max_parameter_count)
     if query.template_id:
         conditions.append(c.template_id == query.template_id)
+    if query.device_kind:
+        # Targets are "<kind>_<detail>" (cpu_x86_64, cuda_sm80); the kind is validated, no wildcard in it.
+        conditions.append(c.hardware_target.startswith(f"{query.device_kind}_"))
     return conditions
 
 

@@ -60,6 +60,9 @@ def check_list_blueprints(request: urza_pb2.ListBlueprintsRequest) -> Page:
     return _page(request.page_size, request.page_token, f"blueprints:status={int(request.status)}")
 
 
+DEVICE_KINDS = ("cpu", "cuda")
+
+
 def check_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
     query = request.query
     ids.BLUEPRINT.check("query.blueprint_id", query.blueprint_id, required=False)
@@ -72,6 +75,8 @@ def check_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
         for index, dim in enumerate(getattr(query, name).dims):
             checks.in_range(f"query.{name}.dims[{index}]", dim, 1, MAX_DIM)
     ids.TEMPLATE.check("query.template_id", query.template_id, required=False)
+    if query.device_kind:
+        checks.one_of("query.device_kind", query.device_kind, DEVICE_KINDS)
     fingerprint = "kernels:" + query.SerializeToString(deterministic=True).hex()
     return _page(request.page_size, request.page_token, fingerprint)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytest
@@ -100,7 +101,7 @@ def _adaptation(**fields: object) -> tamiyo_pb2.ActiveAdaptation:
     [
         (None, "state"),
         (tamiyo_pb2.TamiyoControllerState(), "state.run_id"),
-        (tamiyo_pb2.TamiyoControllerState(run_id=RUN, best_val_accuracy=1.2), "state.best_val_accuracy"),
+        (tamiyo_pb2.TamiyoControllerState(run_id=RUN, best_val_accuracy=math.nan), "state.best_val_accuracy"),
         (tamiyo_pb2.TamiyoControllerState(run_id=RUN, embargo_until={"": 3}), "state.embargo_until"),
         (
             tamiyo_pb2.TamiyoControllerState(run_id=RUN, active_adaptations=[_adaptation(seed_id="")]),
@@ -125,7 +126,7 @@ def _adaptation(**fields: object) -> tamiyo_pb2.ActiveAdaptation:
             "state.active_adaptations[0].stage_entry_epoch",
         ),
         (
-            tamiyo_pb2.TamiyoControllerState(run_id=RUN, active_adaptations=[_adaptation(pre_metric=-0.1)]),
+            tamiyo_pb2.TamiyoControllerState(run_id=RUN, active_adaptations=[_adaptation(pre_metric=math.inf)]),
             "state.active_adaptations[0].pre_metric",
         ),
     ],

@@ -59,6 +59,7 @@ def kernel_artifact(kernel_id: str, ir: blueprint_pb2.BlueprintIR, params: int) 
         tags=["numerically_stable"],
         input_kind=ir.input_kind,
         parameter_count=params,
+        hardware_target="cpu_test",
     )
     artifact.input_shape.CopyFrom(ir.input_shape)
     artifact.growth_kind = ir.growth_kind

@@ -59,7 +59,7 @@ def static_accuracy() -> float:
     static = setup()
     trainer = TolariaTrainer(static.model, None, _run_config(), data=static.data)
     trainer.train()
-    return trainer.test_accuracy().accuracy
+    return trainer.test_accuracy().metric
 
 
 class _HostRecorder:
@@ -107,7 +107,7 @@ def test_a_harmful_graft_is_rolled_back_exactly_and_the_run_ends_with_its_static
     assert any("culled after grafting" in text and "restored the checkpoint" in text for text in notices(run.events))
     # The discarded epochs were trained again: the host got as many kept epochs as its twin.
     assert len(history.epochs) > EPOCHS
-    assert abs(trainer.test_accuracy().accuracy - static_accuracy) <= NOISE
+    assert abs(trainer.test_accuracy().metric - static_accuracy) <= NOISE
 
 
 def test_a_loss_jump_from_a_harmful_graft_is_caught_at_once_and_the_run_ends_with_its_static_twin(
@@ -127,7 +127,7 @@ def test_a_loss_jump_from_a_harmful_graft_is_caught_at_once_and_the_run_ends_wit
     )
     assert first.epoch == graft_epoch + 1 and first.to_epoch == graft_epoch
     assert "diverged" in first.reason
-    assert abs(trainer.test_accuracy().accuracy - static_accuracy) <= NOISE
+    assert abs(trainer.test_accuracy().metric - static_accuracy) <= NOISE
 
 
 def _spoil_after_last_epoch(run: Setup, trainer: TolariaTrainer) -> None:
@@ -147,11 +147,11 @@ def test_a_run_whose_final_state_is_worse_ends_with_its_best_validated_state() -
     saved = history.saved
     # The spoiled weights came after epoch 5's validation: epoch 5 is the best, and what the run ends with.
     assert saved is not None and saved.epoch == 5
-    assert saved.val_accuracy > saved.final_val_accuracy + 0.3
+    assert saved.val_metric > saved.final_val_metric + 0.3
     assert "ends with that best state" in saved.reason
     from esper.tolaria.loop import evaluate
 
-    assert evaluate(run.model, run.data.x_val, run.data.y_val).accuracy == pytest.approx(saved.val_accuracy)
+    assert evaluate(run.model, run.data.x_val, run.data.y_val).metric == pytest.approx(saved.val_metric)
     assert any("ends with that best state" in text for text in notices(run.events))
 
 

@@ -250,7 +250,7 @@ def test_test_accuracy_is_that_of_the_saved_model(tmp_path: Path) -> None:
     reloaded = load_model(tmp_path).eval()
     with torch.no_grad():
         correct = (reloaded(run.data.x_test).argmax(1) == run.data.y_test).sum().item()
-    assert trainer.test_accuracy().accuracy == correct / len(run.data.y_test)
+    assert trainer.test_accuracy().metric == correct / len(run.data.y_test)
 
 
 def test_a_plain_module_trains_as_a_static_baseline() -> None:
@@ -271,9 +271,9 @@ def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
 
     for loss in (0.01, 0.008, 0.012):  # a long run that fit well
         trainer._losses.record(loss, loss)
-    fine = EpochStats(loss=0.1, accuracy=0.9, steps=10, finite=True)
+    fine = EpochStats(loss=0.1, metric=0.9, steps=10, finite=True)
     assert trainer._failure(fine, fine) == ""
-    exploded = EpochStats(loss=5.0, accuracy=0.1, steps=10, finite=True)
+    exploded = EpochStats(loss=5.0, metric=0.1, steps=10, finite=True)
     assert "diverged" in trainer._failure(fine, exploded)
 
 
@@ -285,8 +285,8 @@ def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -
 
     for loss in (2.3, 1.1, 0.7, 0.62, 0.60):
         trainer._losses.record(loss, loss)
-    before = EpochStats(loss=0.6, accuracy=0.8, steps=10, finite=True)
-    jumped = EpochStats(loss=4.31, accuracy=0.1, steps=10, finite=True)
+    before = EpochStats(loss=0.6, metric=0.8, steps=10, finite=True)
+    jumped = EpochStats(loss=4.31, metric=0.1, steps=10, finite=True)
     assert trainer._failure(before, before) == ""
     assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
     assert "training loss 4.310 diverged" in trainer._failure(jumped, before)

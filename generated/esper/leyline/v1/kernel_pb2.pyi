@@ -134,7 +134,7 @@ class KernelSignature(_message.Message):
     def __init__(self, signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class KernelQuery(_message.Message):
-    __slots__ = ("blueprint_id", "status", "pipeline", "tags_all", "input_kind", "input_shape", "max_parameter_count", "template_id", "growth_kind", "output_shape")
+    __slots__ = ("blueprint_id", "status", "pipeline", "tags_all", "input_kind", "input_shape", "max_parameter_count", "template_id", "growth_kind", "output_shape", "device_kind")
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,7 @@ class KernelQuery(_message.Message):
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KIND_FIELD_NUMBER: _ClassVar[int]
     blueprint_id: str
     status: KernelStatus
     pipeline: CompilationPipeline
@@ -155,7 +156,8 @@ class KernelQuery(_message.Message):
     template_id: str
     growth_kind: _blueprint_pb2.GrowthKind
     output_shape: _blueprint_pb2.TensorShape
-    def __init__(self, blueprint_id: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., max_parameter_count: _Optional[int] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ...) -> None: ...
+    device_kind: str
+    def __init__(self, blueprint_id: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., max_parameter_count: _Optional[int] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., device_kind: _Optional[str] = ...) -> None: ...
 
 class KernelQueryResult(_message.Message):
     __slots__ = ("kernels", "next_page_token", "total_size")

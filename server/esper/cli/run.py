@@ -16,6 +16,7 @@ from typing import Any
 
 from esper.cli.common import add_json_flag, print_json, process_tracing
 from esper.errors import UsageError
+from esper.tolaria.config import DEVICES
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,9 +139,7 @@ def register(subparsers: Any) -> None:
         "--host-width", type=int, help="hidden width (MLP), channels (CNN, residual CNN) or model width (transformer)"
     )
     parser.add_argument("--host-depth", type=int, help="hidden layers, conv or residual blocks, or transformer blocks")
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: CUDA when there is one)"
-    )
+    parser.add_argument("--device", choices=DEVICES, help="where to train (default auto: CUDA when there is one)")
     parser.add_argument(
         "--max-params",
         type=int,

@@ -305,7 +305,7 @@ class _KernelSupply:
     tracing state is process-wide, and a load beside a training step can break the step.
     """
 
-    def __init__(self, services: RunServices, config: EsperConfig, events: RunEventLog, sites: Any) -> None:
+    def __init__(self, services: RunCollaborators, config: EsperConfig, events: RunEventLog, sites: Any) -> None:
         self._services = services
         self._config = config
         self._events = events

@@ -188,8 +188,13 @@ def run_grown_from_scratch(task: Task, seed: int, args: argparse.Namespace, espe
 
     run_dir = Path(esper["detail"]["run_dir"])
     model = load_model(run_dir)
-    fresh_host = build_host(HostSpec.from_dict(_lineage_spec(run_dir)))
-    model.host.load_state_dict(fresh_host.state_dict())
+    # The host may have grown (width fossils are written into its layers): fresh default
+    # initial weights at its saved shapes.
+    torch.manual_seed(seed)
+    for module in model.host.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
     for seed_module in model.seed_list():
         if seed_module.stage == lc.FOSSILIZED and seed_module.kernel_parameters():
             assert seed_module.adaptation is not None and seed_module.adaptation.ir is not None
@@ -202,13 +207,6 @@ def run_grown_from_scratch(task: Task, seed: int, args: argparse.Namespace, espe
     result = _train_static(plain, data, config)
     assert count_parameters(plain) == result["params"]
     return {**result, "detail": {"from": str(run_dir)}}
-
-
-def _lineage_spec(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    spec: dict[str, Any] = json.loads((run_dir / "lineage.json").read_text())["host"]["spec"]
-    return spec
 
 
 def run_gromo(task: Task, seed: int, args: argparse.Namespace, esper: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Esper: neural networks that grow their own architecture while they learn.
 
-`import esper` is the researcher's SDK (HLD Appendix F.2). The `esper` namespace
+`import esper` is the researcher's SDK (README.md, "The SDK"). The `esper` namespace
 is spread over three source folders: `generated/` (Leyline contracts),
 `server/` (domain logic, serving) and `clients/` (typed clients); this
 package extends its path so all three import as one.

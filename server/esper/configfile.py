@@ -23,33 +23,52 @@ from esper.trust.inputs import clip, load_yaml, quote, read_yaml_file
 C = TypeVar("C")
 
 
-def load(cls: type[C], path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> C:
+def load(
+    cls: type[C],
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> C:
     """Read the YAML config at `path` (None: defaults only), then apply `overrides`.
 
     `overrides` maps dotted keys (`{"run.epochs": 5}`) or nested sections
     (`{"run": {"epochs": 5}}`) to values; None values are skipped, so unset
-    command-line flags can be passed through as they are.
+    command-line flags can be passed through as they are. `defaults` (the same shape)
+    replace `cls()`'s own defaults beneath the file and the overrides.
     """
     data = read_yaml_file(path) if path is not None else None
-    return _from_document(cls, data, overrides)
+    return _from_document(cls, data, overrides, defaults)
 
 
-def parse(cls: type[C], text: str, overrides: Mapping[str, Any] | None = None) -> C:
+def parse(
+    cls: type[C], text: str, overrides: Mapping[str, Any] | None = None, *, defaults: Mapping[str, Any] | None = None
+) -> C:
     """Like `load`, from YAML text (e.g. RunConfig.config_yaml)."""
-    return _from_document(cls, load_yaml(text), overrides)
+    return _from_document(cls, load_yaml(text), overrides, defaults)
 
 
-def _from_document(cls: type[C], data: Any, overrides: Mapping[str, Any] | None) -> C:
+def _from_document(
+    cls: type[C], data: Any, overrides: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None
+) -> C:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise InvalidArgument.for_field("config", f"expected a mapping of sections, got {_type_name(data)}")
-    return from_dict(cls, data, overrides)
+    return from_dict(cls, data, overrides, defaults=defaults)
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> C:
-    """Build a `cls` from nested plain data over its defaults, checking every key."""
+def from_dict(
+    cls: type[C],
+    data: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> C:
+    """Build a `cls` from nested plain data over its defaults (and `defaults`), checking every key."""
     merged = to_dict(cls())
+    for key, value in _nested(defaults or {}).items():
+        _merge(merged, {key: value}, "")
     _merge(merged, data, "")
     for key, value in _nested(overrides or {}).items():
         _merge(merged, {key: value}, "")

@@ -73,6 +73,12 @@ class FakeKernelSource:
         artifact = kernel_pb2.KernelArtifact(
             kernel_id=kernel_id, blueprint_id=f"bp-{kernel_id}", template_id=f"tpl-{kernel_id}"
         )
+        ir = self.irs.get(kernel_id)
+        if ir is not None:
+            artifact.input_kind = ir.input_kind
+            artifact.growth_kind = ir.growth_kind
+            artifact.input_shape.CopyFrom(ir.input_shape)
+            artifact.output_shape.CopyFrom(ir.output_shape)
         return KernelDescription(artifact=artifact, ir=self.irs.get(kernel_id), template_id=f"tpl-{kernel_id}")
 
     def instantiate(self, kernel_id: str) -> nn.Module:

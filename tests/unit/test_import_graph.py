@@ -26,7 +26,7 @@ TRANSPORT_EDGES = {
     "esper.oona.dead_letters": "the NATS JetStream bus",
     "esper.oona.streams": "the NATS JetStream bus",
     "esper.nissa.forwarder": "forwards OTLP exports to another collector over gRPC",
-    "esper.tolaria.mesh_services": "a mesh run's channel to Tamiyo, watched for reconnects",
+    "esper.tolaria.mesh_collaborators": "a mesh run's channel to Tamiyo, watched for reconnects",
 }
 
 

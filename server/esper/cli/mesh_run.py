@@ -164,7 +164,7 @@ def _local_summary(out: Path, run: run_pb2.Run) -> dict[str, Any]:
 
 def _record_baseline(out: Path, baseline_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """What an embedded run records of its baseline: in summary.json and as report.png's dashed line."""
-    from esper.tolaria.report import render_report
+    from esper.tolaria.run_report import render_report
     from esper.tolaria.runfolder import RunFolder
 
     baseline = RunFolder(baseline_dir).read_summary()

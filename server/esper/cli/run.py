@@ -16,6 +16,7 @@ from typing import Any
 
 from esper.cli.common import add_json_flag, print_json, process_tracing
 from esper.errors import UsageError
+from esper.tolaria.config import DEVICES
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: bool, train: Any) -> int:
-    from esper.tolaria.report import format_summary
+    from esper.tolaria.run_report import format_summary
     from esper.tolaria.runfolder import RunFolder
 
     baseline_dir: Path | None = None
@@ -138,9 +139,7 @@ def register(subparsers: Any) -> None:
         "--host-width", type=int, help="hidden width (MLP), channels (CNN, residual CNN) or model width (transformer)"
     )
     parser.add_argument("--host-depth", type=int, help="hidden layers, conv or residual blocks, or transformer blocks")
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto: CUDA when there is one)"
-    )
+    parser.add_argument("--device", choices=DEVICES, help="where to train (default auto: CUDA when there is one)")
     parser.add_argument(
         "--max-params",
         type=int,

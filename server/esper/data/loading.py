@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from esper import checks
 from esper.data.bundle import Dataset
 from esper.data.npz import load_npz
 from esper.data.sources import RawSplit, load_digits, load_mnist5k, load_products6, load_spirals
@@ -56,10 +57,8 @@ def load_dataset(
     never move. FEATURES inputs are standardized with the statistics of the remaining
     training rows; IMAGE inputs stay in their [0, 1] pixel scale.
     """
-    if not 0.0 < validation_fraction < 1.0:
-        raise InvalidArgument.for_field("validation_fraction", f"must be in (0, 1), got {validation_fraction}")
-    if seed < 0:
-        raise InvalidArgument.for_field("seed", f"must be >= 0, got {seed}")
+    checks.in_range("validation_fraction", validation_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    checks.non_negative("seed", seed)
     if is_text(spec.strip()):
         return _text_dataset(spec.strip())
     raw = _raw_split(spec.strip())
@@ -69,8 +68,7 @@ def load_dataset(
             "dataset", f"labels run up to {num_classes - 1}; at most {MAX_CLASSES} classes are supported"
         )
     split_seed = VALIDATION_SPLIT_SEED if validation_seed is None else validation_seed
-    if split_seed < 0:
-        raise InvalidArgument.for_field("validation_seed", f"must be >= 0, got {split_seed}")
+    checks.non_negative("validation_seed", split_seed)
     keep, held = split_indices(raw.y_train, validation_fraction, split_seed)
     x_train, x_val, x_test = raw.x_train[keep], raw.x_train[held], raw.x_test
     mean: torch.Tensor | None = None

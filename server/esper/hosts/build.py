@@ -22,7 +22,7 @@ DEFAULT_MLP_WIDTH = 16
 # side, residual conv blocks lift such a host clearly on digits and mnist5k (bench/efficacy.py).
 DEFAULT_CNN_WIDTH = 3
 DEFAULT_RESCNN_WIDTH = 8
-DEFAULT_TRANSFORMER_WIDTH = 32
+DEFAULT_TRANSFORMER_WIDTH = 16
 SEED_SITE_TYPE = "ReLU"
 
 
@@ -108,7 +108,7 @@ def default_host_spec(
     `kind` "auto" picks by input kind; "mlp", "cnn", "rescnn" or "transformer" asks for
     one (InvalidArgument naming `host.kind` if it cannot take the inputs). `width` None
     (or 0, as RunConfig.host_width sends it) picks the small default: 16 hidden units, 3
-    channels (CNN), 8 channels (residual CNN) or a width of 32 (transformer); `depth` None
+    channels (CNN), 8 channels (residual CNN) or a width of 16 (transformer); `depth` None
     picks 2 layers, or one transformer block.
     """
     chosen = kind if kind != "auto" else _AUTO_KINDS.get(input_kind, "")

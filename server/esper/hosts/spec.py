@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from esper import checks
 from esper.errors import InvalidArgument
 
 HostKind = Literal["mlp", "cnn", "transformer", "rescnn"]
@@ -36,14 +37,10 @@ class HostSpec:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         if self.kind not in HOST_KINDS:
             raise InvalidArgument.for_field("host.kind", f"must be one of {HOST_KINDS}, got {self.kind!r}")
-        if not 1 <= self.width <= MAX_WIDTH:
-            raise InvalidArgument.for_field("host.width", f"must be in [1, {MAX_WIDTH}], got {self.width}")
-        if not 1 <= self.depth <= MAX_DEPTH:
-            raise InvalidArgument.for_field("host.depth", f"must be in [1, {MAX_DEPTH}], got {self.depth}")
-        if self.num_classes < 2:
-            raise InvalidArgument.for_field("host.num_classes", f"must be >= 2, got {self.num_classes}")
-        if self.init_seed < 0:
-            raise InvalidArgument.for_field("host.init_seed", f"must be >= 0, got {self.init_seed}")
+        checks.in_range("host.width", self.width, 1, MAX_WIDTH)
+        checks.in_range("host.depth", self.depth, 1, MAX_DEPTH)
+        checks.at_least("host.num_classes", self.num_classes, 2)
+        checks.non_negative("host.init_seed", self.init_seed)
         if any(d < 1 for d in self.input_shape):
             raise InvalidArgument.for_field(
                 "host.input_shape", f"dimensions must be >= 1, got {list(self.input_shape)}"

@@ -173,9 +173,6 @@ def _dry_forward(model: nn.Module, example_input: Any, handles: list[Any]) -> An
             module.training = modes.get(name, module.training)
 
 
-SEQUENCE_MIXING = ("auto", "causal", "bidirectional")
-
-
 def sequence_mixing(model: nn.Module, paths: list[str], example_input: Any, config: KasminaConfig) -> dict[str, bool]:
     """Path -> True when the [tokens, features] site at `path` is causal (see `wrap`)."""
     if not paths or config.sequence_mixing != "auto":

@@ -26,6 +26,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from esper import checks
 from esper.leyline.v1 import alert_pb2
 from esper.nissa.board import RunBoard
 from esper.nissa.board_view import alert_view
@@ -73,10 +74,10 @@ class MissionControl:
         socket_timeout_seconds: float = 30.0,
         allowed_hosts: Sequence[str] = (),
     ) -> None:
-        if not refresh_seconds > 0 or not keepalive_seconds > 0:
-            raise ValueError("refresh_seconds and keepalive_seconds must be > 0")
-        if max_connections < 1 or not socket_timeout_seconds > 0:
-            raise ValueError("max_connections must be >= 1 and socket_timeout_seconds > 0")
+        checks.positive("refresh_seconds", refresh_seconds)
+        checks.positive("keepalive_seconds", keepalive_seconds)
+        checks.positive("max_connections", max_connections)
+        checks.positive("socket_timeout_seconds", socket_timeout_seconds)
         self.max_connections = max_connections
         self.socket_timeout_seconds = socket_timeout_seconds
         self.allowed_hosts = frozenset(

@@ -179,13 +179,6 @@ class InProcessBus(ConfigSealing, Bus):
                 self._work.wait(remaining)
         return True
 
-    def deliver(self) -> int:
-        """Deliver pending messages in the calling thread until none is left; returns how many."""
-        delivered = 0
-        while self._deliver_one():
-            delivered += 1
-        return delivered
-
     def dead_letters(self) -> list[DeadLetter]:
         with self._work:
             return list(self._dead_letters)

@@ -22,12 +22,12 @@ from esper.errors import InvalidArgument
 from esper.kasmina.morphable import MorphableModel
 from esper.tamiyo.config import HEURISTIC_POLICY_ID
 from esper.tolaria.batches import Batch, IterableData, first_input, to_device
+from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
 from esper.tolaria.config import EsperConfig
 from esper.tolaria.devices import device_kind, resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.objective import Objective
 from esper.tolaria.runfolder import RunFolder, message_to_json
-from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
 from esper.tolaria.session import new_run_id, prepare_folder
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
@@ -70,7 +70,7 @@ class SdkRun:
         test_data: Iterable[Batch] | None,
         example_input: Any,
         seed: int,
-        services: ServicesFactory = embedded_services,
+        services: CollaboratorsFactory = embedded_collaborators,
     ) -> None:
         self.device = resolve_device(device)
         self.config = check_arguments(policy=policy, epochs=epochs, seed=seed, config=config, out=out)
@@ -88,13 +88,15 @@ class SdkRun:
         torch.manual_seed(seed)
         example = to_device(example_input if example_input is not None else first_input(self.data), self.device)
         self._started = time.perf_counter()
-        self.services: RunServices | None = None
+        self.services: RunCollaborators | None = None
         self.asset_wait = 0.0
         self.trainer = self._trainer(model, example, optimizer, services)
         if self.folder is not None:
             self.trainer.on_epoch = _append_metrics(self.folder)
 
-    def _trainer(self, model: nn.Module, example: Any, optimizer: Any, services: ServicesFactory) -> TolariaTrainer:
+    def _trainer(
+        self, model: nn.Module, example: Any, optimizer: Any, services: CollaboratorsFactory
+    ) -> TolariaTrainer:
         from esper.kasmina import wrap
         from esper.tolaria.session import CHECKPOINT_FILE, growing_trainer
 
@@ -126,7 +128,7 @@ class SdkRun:
             run_id=self.run_id,
             events=self.events,
             checkpoint_path=checkpoint,
-            make_services=services,
+            make_collaborators=services,
             objective=self.objective,
             device=self.device,
             optimizer=optimizer,

@@ -13,14 +13,14 @@ from esper.leyline.v1 import simic_pb2
 from esper.paging import encode_page_token
 from esper.simic.config import SimicConfig
 from esper.simic.db import SimicDatabase
-from esper.simic.store import FieldReportStore
-from esper.simic.validation import (
-    validate_get_policy,
-    validate_list_field_reports,
-    validate_list_policies,
-    validate_record_field_reports,
-    validate_train_policy,
+from esper.simic.requests import (
+    check_get_policy,
+    check_list_field_reports,
+    check_list_policies,
+    check_record_field_reports,
+    check_train_policy,
 )
+from esper.simic.store import FieldReportStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class SimicService:
     def record_field_reports(
         self, request: simic_pb2.RecordFieldReportsRequest
     ) -> simic_pb2.RecordFieldReportsResponse:
-        validate_record_field_reports(request, self._config)
+        check_record_field_reports(request, self._config)
         recorded = self._store.add(request.reports, int(self._clock() * 1_000_000))
         with self._lock:
             self._accepted += recorded.accepted
@@ -77,7 +77,7 @@ class SimicService:
         )
 
     def list_field_reports(self, request: simic_pb2.ListFieldReportsRequest) -> simic_pb2.ListFieldReportsResponse:
-        page_request = validate_list_field_reports(request, self._config)
+        page_request = check_list_field_reports(request, self._config)
         page = self._store.page(run_id=page_request.run_id, before=page_request.before, limit=page_request.page_size)
         token = encode_page_token(page.cursor, page_request.fingerprint) if page.more else ""
         return simic_pb2.ListFieldReportsResponse(
@@ -87,15 +87,15 @@ class SimicService:
         )
 
     def train_policy(self, request: simic_pb2.TrainPolicyRequest) -> simic_pb2.TrainPolicyResponse:
-        validate_train_policy(request)
+        check_train_policy(request)
         raise Unimplemented(f"TrainPolicy: {POLICY_TRAINING_PENDING}")
 
     def get_policy(self, request: simic_pb2.GetPolicyRequest) -> simic_pb2.GetPolicyResponse:
-        validate_get_policy(request)
+        check_get_policy(request)
         raise Unimplemented(f"GetPolicy: {POLICY_TRAINING_PENDING}")
 
     def list_policies(self, request: simic_pb2.ListPoliciesRequest) -> simic_pb2.ListPoliciesResponse:
-        validate_list_policies(request, self._config)
+        check_list_policies(request, self._config)
         raise Unimplemented(f"ListPolicies: {POLICY_TRAINING_PENDING}")
 
     def status(self) -> SimicStatus:

@@ -2,7 +2,7 @@
 
 The packet is a structure of arrays aligned with the run's seed layout, and its
 fractions travel as basis points, so sixteen seeds fit in under 280 bytes
-(HLD budget). Quantization loses at most half a basis point (5e-5) per value.
+(the budget in docs/benchmarks.md). Quantization loses at most half a basis point (5e-5) per value.
 """
 
 from __future__ import annotations

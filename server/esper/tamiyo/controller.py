@@ -1,7 +1,7 @@
 """The strategic controller: the TamiyoService API in process.
 
-`TamiyoController(model_or_none, config, *, kernels=None)` is the SDK shape of the
-HLD (Appendix F.2). It keeps one RunState per run id (from the packet), so one
+`TamiyoController(model_or_none, config, *, kernels=None)` is the SDK's controller
+(README.md, "The SDK"). It keeps one RunState per run id (from the packet), so one
 controller serves several runs. A step is a transaction: the policy works on a copy
 of the run's state, which replaces the old one only once the answer is complete.
 
@@ -35,14 +35,14 @@ from esper.tamiyo.convert import (
 from esper.tamiyo.kernels import KernelDirectory
 from esper.tamiyo.observation import ACTIVE_STAGES
 from esper.tamiyo.policy import HeuristicPolicy, Policy
-from esper.tamiyo.state import RunState
-from esper.tamiyo.validation import (
-    validate_export_controller_state,
-    validate_get_status,
-    validate_load_policy,
-    validate_restore_controller_state,
-    validate_step,
+from esper.tamiyo.requests import (
+    check_export_controller_state,
+    check_get_status,
+    check_load_policy,
+    check_restore_controller_state,
+    check_step,
 )
+from esper.tamiyo.state import RunState
 
 logger = logging.getLogger(__name__)
 _TRACER = tracer(__name__)
@@ -111,7 +111,7 @@ class TamiyoController:
 
     def _step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
         step_started = time.perf_counter()
-        features = validate_step(request, max_seeds=self.config.max_seeds_per_run)
+        features = check_step(request, max_seeds=self.config.max_seeds_per_run)
         run_id, epoch = request.packet.run_id, request.packet.epoch
         key = request.SerializeToString(deterministic=True)
         with self._lock:
@@ -181,7 +181,7 @@ class TamiyoController:
             return [_copy_telemetry(seeds[seed_id]) for seed_id in sorted(seeds)]
 
     def get_status(self, request: tamiyo_pb2.GetStatusRequest) -> tamiyo_pb2.GetStatusResponse:
-        validate_get_status(request)
+        check_get_status(request)
         with self._lock:
             tracked = len(self._runs.keys() | self._observed.keys())
             if not request.run_id:
@@ -215,7 +215,7 @@ class TamiyoController:
 
     def load_policy(self, request: tamiyo_pb2.LoadPolicyRequest) -> tamiyo_pb2.LoadPolicyResponse:
         """Only the built-in heuristic exists until Simic publishes trained policies."""
-        validate_load_policy(request)
+        check_load_policy(request)
         if request.policy_id != HEURISTIC_POLICY_ID:
             raise NotFound(
                 f"policy {request.policy_id!r} not found: only {HEURISTIC_POLICY_ID!r} is built in "
@@ -230,14 +230,14 @@ class TamiyoController:
     def export_controller_state(
         self, request: tamiyo_pb2.ExportControllerStateRequest
     ) -> tamiyo_pb2.ExportControllerStateResponse:
-        validate_export_controller_state(request)
+        check_export_controller_state(request)
         with self._lock:
             return tamiyo_pb2.ExportControllerStateResponse(state=state_to_proto(self._run(request.run_id)))
 
     def restore_controller_state(
         self, request: tamiyo_pb2.RestoreControllerStateRequest
     ) -> tamiyo_pb2.RestoreControllerStateResponse:
-        validate_restore_controller_state(request)
+        check_restore_controller_state(request)
         state = state_from_proto(request.state)
         with self._lock:
             self._remember(state.run_id, state, None)

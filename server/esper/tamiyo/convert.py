@@ -8,8 +8,8 @@ from google.protobuf import timestamp_pb2
 
 from esper.leyline.v1 import control_pb2, kernel_pb2, lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.state import SeedFeatures
+from esper.tamiyo.issued import Boundary
 from esper.tamiyo.observation import Observation, SeedView, StepOutcome
-from esper.tamiyo.reports import Boundary
 from esper.tamiyo.state import Adaptation, GrowthStep, RunState
 
 

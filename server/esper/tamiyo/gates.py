@@ -14,8 +14,8 @@ plus fossilize_min_improvement, and an eval gain (accuracy with the seed on minu
 it blended out, alpha 0) above min_eval_gain. A seed that holds up a model worse than
 before it germinated is not an improvement.
 Harm (accuracy more than harm_threshold below the germination accuracy) culls from
-EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (seed
-lifecycle, Appendix B), so harm seen there is recorded and acted on at EVALUATING,
+EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (the seed
+lifecycle, docs/lifecycle.md), so harm seen there is recorded and acted on at EVALUATING,
 which then culls without waiting for readiness. A drop is not blamed on a seed whose
 measured eval gain is positive: the model then depends on it, and the host is often
 still settling around the new block (measured: such dips recover during fine-tuning).
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.issued import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
 from esper.tamiyo.observation import Observation, SeedView, StepOutcome, stage_name
-from esper.tamiyo.reports import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
 from esper.tamiyo.state import Adaptation, GrowthStep, RunState, SeedStage
 
 _OBSERVED_OUTCOMES: dict[SeedStage, Outcome] = {

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.growth import GrowthOption, growth_options, growth_paid, growth_stopped, has_width_seeds
+from esper.tamiyo.issued import make_command
 from esper.tamiyo.kernels import (
     KernelChoice,
     KernelDirectory,
@@ -39,7 +40,6 @@ from esper.tamiyo.kernels import (
     tag_ladder,
 )
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedView, StepOutcome
-from esper.tamiyo.reports import make_command
 from esper.tamiyo.state import Adaptation, RunState
 
 logger = logging.getLogger(__name__)

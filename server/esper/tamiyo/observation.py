@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, telemetry_pb2
 from esper.state import SeedFeatures
-from esper.tamiyo.reports import Boundary, CommandType
+from esper.tamiyo.issued import Boundary, CommandType
 
 SeedStage = lifecycle_pb2.SeedStage
 

@@ -32,7 +32,7 @@ class Policy(Protocol):
 
 
 class HeuristicPolicy:
-    """Threshold rules over the packet and telemetry (HLD: the v1.0 heuristic policy)."""
+    """Threshold rules over the packet and telemetry (heuristic-v1, docs/lifecycle.md)."""
 
     def __init__(self, config: TamiyoConfig) -> None:
         self._config = config

@@ -6,8 +6,6 @@ import torch
 
 from esper.errors import FailedPrecondition, InvalidArgument
 
-DEVICE_NAMES = ("auto", "cpu", "cuda")
-
 
 def resolve_device(name: str | torch.device, field: str = "device") -> torch.device:
     """The torch device `name` means here; FailedPrecondition when it asks for CUDA on a machine without it."""

@@ -1,6 +1,6 @@
 """The epoch-end hook: state packet -> Tamiyo -> Kasmina, timed against the 18 ms budget.
 
-Budget (HLD): state assembly 3.5 ms + Tamiyo 12 ms + adaptation 1.5 ms + guard 1 ms.
+Budget (docs/benchmarks.md): state assembly 3.5 ms + Tamiyo 12 ms + adaptation 1.5 ms + guard 1 ms.
 The validation pass that produces the telemetry runs before the hook and is not
 part of it. When Tamiyo cannot answer (down, or past its deadline), the hook gives
 up on this boundary: no commands, the run goes on conservatively and says so.

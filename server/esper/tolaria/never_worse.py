@@ -6,10 +6,12 @@
 - A seed culled after its graft began takes the run back to the checkpoint taken just
   before that graft (host, optimizers, seeds, Tamiyo) when that checkpoint validated
   better than the model without the seed; the run goes on from there.
-- After either rollback the seeds blending into the model in the restored state (the
-  graft's seed among them) are locked ROLLED_BACK, and the epochs it discarded are
-  trained again. Seeds that were only TRAINING then never touched the host (their
-  forward is the identity): they go on from their state in the checkpoint.
+- After a graft rollback the culled seeds are locked ROLLED_BACK (seed 004, Appendix B:
+  the failed seed is disabled); every other seed goes on from its state in the
+  checkpoint, where it was adapting before the harmful graft began. After a divergence
+  the culprit is unknown: every seed blending into the model in the restored state is
+  locked; a seed only TRAINING never touched the host (its forward is the identity) and
+  goes on. Either way the epochs the rollback discarded are trained again.
 - The run ends with its best validated deployable state when the final one is worse.
 
 `NeverWorseThanStatic` is a mixin of `TolariaTrainer`, which owns the attributes declared here.
@@ -125,7 +127,9 @@ class NeverWorseThanStatic:
             f"{names} culled after grafting; the model without it validates {self._shown(now)}, "
             f"worse than {self._shown(kept.val_score)} before {seed_id}'s graft"
         )
-        locked = self._restore_and_lock(kept.state, epoch, f"graft rollback at epoch {epoch}: {reason}")
+        locked = self._restore_and_lock(
+            kept.state, epoch, f"graft rollback at epoch {epoch}: {reason}", culprits=culled
+        )
         where = f"the checkpoint taken before {seed_id}'s graft (after epoch {kept.epoch})"
         self._record_rollback(RollbackRecord(epoch, GRAFT, kept.epoch, reason, tuple(locked)), where)
 
@@ -138,13 +142,31 @@ class NeverWorseThanStatic:
             if self._stage(seed_id) == lifecycle_pb2.SEED_STAGE_GRAFTING:
                 self._grafts.by_seed[seed_id] = GraftCheckpoint(epoch, val_score, self._good)
 
-    def _restore_and_lock(self, state: Mapping[str, Any], epoch: int, reason: str) -> list[str]:
-        """Restore `state`; the seeds blending into the model in it are locked ROLLED_BACK. Returns them."""
+    def _restore_and_lock(
+        self, state: Mapping[str, Any], epoch: int, reason: str, *, culprits: list[str] | None = None
+    ) -> list[str]:
+        """Restore `state` and lock ROLLED_BACK the `culprits` under way in it (None: every seed blending in).
+
+        Graft checkpoints older than `state` stay with their seeds if those still blend in:
+        they predate the restored state. Returns the locked seeds.
+        """
         self._restore(snapshot(dict(state)))
+        older = self._grafts.by_seed
         self._grafts = GraftCheckpoints()
         if self.kasmina is None:
             return []
-        locked = self.kasmina.blending_seed_ids()
+        blending = self.kasmina.blending_seed_ids()
+        if culprits is None:
+            locked = blending
+        else:
+            active = set(self.kasmina.active_seed_ids())
+            locked = [seed_id for seed_id in culprits if seed_id in active]
+        restored_epoch = int(state["epoch"])
+        self._grafts.by_seed = {
+            seed_id: kept
+            for seed_id, kept in older.items()
+            if kept.epoch < restored_epoch and seed_id in blending and seed_id not in locked
+        }
         if locked:
             self.kasmina.roll_back(locked, reason=reason, epoch=epoch)
             self.optimizers.sync()

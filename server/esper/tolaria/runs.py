@@ -3,7 +3,7 @@
 A run is PENDING from CreateRun until its trainer is built (waiting for a training
 slot, loading data, settling kernels), RUNNING while it trains, then SUCCEEDED,
 FAILED or CANCELLED with its summary. Every run trains through `run_training`
-with the manager's services factory, so an embedded factory and a mesh one run the
+with the manager's collaborators factory, so an embedded factory and a mesh one run the
 same code. Runs and their events live in memory while they are kept (finished runs
 are forgotten after a retention period, the oldest first past a count); the run
 folder on disk is the durable record.
@@ -29,60 +29,27 @@ from esper.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceEx
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
-from esper.tolaria.config import EsperConfig
+from esper.tolaria.collaborators import CollaboratorsFactory, embedded_collaborators
+from esper.tolaria.config import EsperConfig, RunManagerConfig
 from esper.tolaria.events import RunEventLog, timestamp_now
 from esper.tolaria.kasmina_router import KasminaRouter
-from esper.tolaria.services import ServicesFactory, embedded_services
-from esper.tolaria.session import RunResult, new_run_id, run_training
-from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
-from esper.tolaria.validation import (
+from esper.tolaria.requests import (
+    check_cancel_run,
+    check_create_run,
+    check_get_run,
+    check_list_runs,
+    check_stream_run_events,
     confine_run,
     list_filter_fingerprint,
-    validate_cancel_run,
-    validate_create_run,
-    validate_get_run,
-    validate_list_runs,
-    validate_stream_run_events,
 )
+from esper.tolaria.session import RunResult, new_run_id, run_training
+from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
 logger = logging.getLogger(__name__)
 
 _LIVE = (run_pb2.RUN_STATUS_PENDING, run_pb2.RUN_STATUS_RUNNING)
 _STATUSES = tuple(status for status in run_pb2.RunStatus.values() if status != run_pb2.RUN_STATUS_UNSPECIFIED)
 _JOIN_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class RunManagerConfig:
-    """Where runs go and what the server lets callers ask for.
-
-    `runs_dir` is the runs root: a run's folder (its `out_dir`, relative to the root or
-    absolute) must resolve inside it; runs without one get `runs_dir/<run id>`.
-    `data_root` is where `npz:` datasets may be read (None: `npz:` is refused), and
-    `assets_root` where a run's embedded asset cache may live (None: not checked, for
-    a server whose runs take kernels from a mesh's Urza). `max_concurrent_runs` train
-    at once, at most `max_pending_runs` more wait; a finished run is kept
-    `retention_seconds`, and at most `max_finished_runs` of them.
-    """
-
-    runs_dir: Path
-    max_concurrent_runs: int = 1
-    data_root: Path | None = None
-    assets_root: Path | None = None
-    max_pending_runs: int = 16
-    max_finished_runs: int = 1000
-    retention_seconds: float = 24 * 3600.0
-    max_streams_per_run: int = 8
-    max_streams: int = 48
-
-    def __post_init__(self) -> None:
-        for name in ("max_concurrent_runs", "max_pending_runs", "max_finished_runs", "max_streams_per_run"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_streams < self.max_streams_per_run:
-            raise ValueError(f"max_streams must be >= max_streams_per_run, got {self.max_streams}")
-        if not self.retention_seconds > 0:
-            raise ValueError(f"retention_seconds must be > 0, got {self.retention_seconds}")
 
 
 class RunEventFeed:
@@ -173,13 +140,13 @@ class RunManager:
     def __init__(
         self,
         config: RunManagerConfig,
-        services: ServicesFactory = embedded_services,
+        collaborators: CollaboratorsFactory = embedded_collaborators,
         *,
         kasmina: KasminaRouter | None = None,
     ) -> None:
         self.config = config
         self.kasmina = kasmina if kasmina is not None else KasminaRouter()
-        self._services = services
+        self._collaborators = collaborators
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
@@ -190,7 +157,7 @@ class RunManager:
     # TolariaService
 
     def create_run(self, request: tolaria_pb2.CreateRunRequest) -> tolaria_pb2.CreateRunResponse:
-        plan = validate_create_run(request)
+        plan = check_create_run(request)
         key = request.SerializeToString(deterministic=True)
         with self._lock:
             if self._closed:
@@ -227,13 +194,13 @@ class RunManager:
             return tolaria_pb2.CreateRunResponse(run=_copy(entry.run))
 
     def get_run(self, request: tolaria_pb2.GetRunRequest) -> tolaria_pb2.GetRunResponse:
-        run_id = validate_get_run(request)
+        run_id = check_get_run(request)
         with self._lock:
             self._forget_expired()
             return tolaria_pb2.GetRunResponse(run=_copy(self._find(run_id).run))
 
     def list_runs(self, request: tolaria_pb2.ListRunsRequest) -> tolaria_pb2.ListRunsResponse:
-        page = validate_list_runs(request)
+        page = check_list_runs(request)
         with self._lock:
             self._forget_expired()
             newest_first = sorted(self._runs.values(), key=lambda entry: entry.number, reverse=True)
@@ -250,7 +217,7 @@ class RunManager:
         return response
 
     def cancel_run(self, request: tolaria_pb2.CancelRunRequest) -> tolaria_pb2.CancelRunResponse:
-        run_id = validate_cancel_run(request)
+        run_id = check_cancel_run(request)
         with self._lock:
             entry = self._find(run_id)
             if entry.run.status in _LIVE and not entry.stop.is_set():
@@ -259,7 +226,7 @@ class RunManager:
             return tolaria_pb2.CancelRunResponse(run=_copy(entry.run))
 
     def stream_run_events(self, request: tolaria_pb2.StreamRunEventsRequest) -> RunEventStream:
-        run_id, from_sequence = validate_stream_run_events(request)
+        run_id, from_sequence = check_stream_run_events(request)
         with self._lock:
             feed = self._find(run_id).feed
             if feed.open_streams >= self.config.max_streams_per_run:
@@ -311,7 +278,7 @@ class RunManager:
                 result = run_training(
                     entry.config,
                     run_id=run_id,
-                    services=self._services,
+                    collaborators=self._collaborators,
                     events=log,
                     should_stop=entry.stop.is_set,
                     on_epoch=self._progress(entry),

@@ -27,15 +27,15 @@ from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.batches import RunData
 from esper.tolaria.checkpoint import load_checkpoint
+from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
 from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.devices import resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.loop import EpochStats, count_parameters
 from esper.tolaria.objective import Objective
 from esper.tolaria.optimizers import OptimizerFactory
-from esper.tolaria.report import render_report
+from esper.tolaria.run_report import render_report
 from esper.tolaria.runfolder import RunFolder
-from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     baseline_dir: Path | None = None,
-    services: ServicesFactory = embedded_services,
+    collaborators: CollaboratorsFactory = embedded_collaborators,
     events: RunEventLog | None = None,
     on_trainer: Callable[[TolariaTrainer], None] | None = None,
 ) -> RunResult:
@@ -85,10 +85,10 @@ def run_training(
     started = time.perf_counter()
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder, device), 0.0
-        running: RunServices | None = None
+        running: RunCollaborators | None = None
     else:
         trainer, running, asset_wait = _morphogenetic_trainer(
-            config, spec, data, run_id, events, folder, services, device
+            config, spec, data, run_id, events, folder, collaborators, device
         )
     try:
         trainer.on_epoch = chain(metrics_writer(folder), on_epoch)
@@ -212,9 +212,9 @@ def _morphogenetic_trainer(
     run_id: str,
     events: RunEventLog,
     folder: RunFolder,
-    make_services: ServicesFactory,
+    make_collaborators: CollaboratorsFactory,
     device: torch.device,
-) -> tuple[TolariaTrainer, RunServices, float]:
+) -> tuple[TolariaTrainer, RunCollaborators, float]:
     from esper.kasmina import wrap
 
     model = wrap(build_host(spec).to(device), config.kasmina, example_input=data.x_train[:2].to(device))
@@ -225,7 +225,7 @@ def _morphogenetic_trainer(
         run_id=run_id,
         events=events,
         checkpoint_path=folder.path / CHECKPOINT_FILE,
-        make_services=make_services,
+        make_collaborators=make_collaborators,
         objective=dataset_objective(data),
         device=device,
     )
@@ -239,11 +239,11 @@ def growing_trainer(
     run_id: str,
     events: RunEventLog,
     checkpoint_path: Path | None,
-    make_services: ServicesFactory,
+    make_collaborators: CollaboratorsFactory,
     objective: Objective,
     device: torch.device,
     optimizer: OptimizerFactory | None = None,
-) -> tuple[TolariaTrainer, RunServices, float]:
+) -> tuple[TolariaTrainer, RunCollaborators, float]:
     """A trainer that grows `model` (a wrapped MorphableModel on `device`): assets, Kasmina, Tamiyo.
 
     Submits the catalog's templates at the model's seed sites, names them to the compile
@@ -259,7 +259,7 @@ def growing_trainer(
     from esper.tamiyo.germination import WantedBlueprint, compile_priority
 
     started = time.perf_counter()
-    services = make_services(config)
+    services = make_collaborators(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:
@@ -282,6 +282,7 @@ def growing_trainer(
         # What the run spent on its kernels before training: the pipeline's start, the
         # submissions and, in the deterministic mode, the wait. Building the trainer is not.
         asset_wait = time.perf_counter() - started
+        supply = _KernelSupply(services, config, events, sites)
         source = services.kernel_source or CachedKernelSource(services.kernel_cache, services.urza)
         operator = KasminaOperator(model, source, config.kasmina, run_id=run_id)
         trainer = TolariaTrainer(
@@ -295,6 +296,7 @@ def growing_trainer(
             events=events,
             checkpoint_path=checkpoint_path,
             on_boundary=services.publish,
+            on_layout=supply,
             objective=objective,
             optimizer=optimizer,
             device=device,
@@ -306,6 +308,48 @@ def growing_trainer(
         services.close()
         raise
     return trainer, services, asset_wait
+
+
+class _KernelSupply:
+    """Kernels for seed sites that appear during the run (dormant width seeds follow a growing host).
+
+    New sites get their templates submitted and, with `assets.wait_for_kernels`, are
+    awaited at the boundary, before Tamiyo next asks: the run then sees the same kernels
+    whatever the machine's load, which keeps a seed's run repeatable. Their kernels are
+    loaded into the cache there too, not by a thread beside training: part of torch's
+    tracing state is process-wide, and a load beside a training step can break the step.
+    """
+
+    def __init__(self, services: RunCollaborators, config: EsperConfig, events: RunEventLog, sites: Any) -> None:
+        self._services = services
+        self._config = config
+        self._events = events
+        self._known = set(sites)
+
+    def __call__(self, layout: Any) -> None:
+        from esper.assets import SeedSite, submit_templates, wait_until_settled
+        from esper.karn.catalog import TemplateCatalog
+
+        sites = [site for site in dict.fromkeys(SeedSite.of(d) for d in layout) if site not in self._known]
+        if not sites:
+            return
+        self._known.update(sites)
+        urza, assets = self._services.urza, self._config.assets
+        blueprint_ids = submit_templates(urza, TemplateCatalog.default(), assets.template_ids, sites)
+        waited = (
+            wait_until_settled(urza, blueprint_ids, timeout=assets.wait_timeout_seconds)
+            if assets.wait_for_kernels
+            else 0.0
+        )
+        self._events.notice(
+            f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown host, "
+            f"characterized after {waited:.1f} s"
+        )
+        import threading
+
+        from esper.assets.pipeline import prefetch_kernels
+
+        prefetch_kernels(urza, self._services.kernel_cache, sites, threading.Event())
 
 
 def metrics_writer(folder: RunFolder) -> EpochCallback:

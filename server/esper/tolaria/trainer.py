@@ -102,6 +102,7 @@ class TolariaTrainer(NeverWorseThanStatic):
         should_stop: Callable[[], bool] | None = None,
         on_boundary: Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
         | None = None,
+        on_layout: Callable[[Sequence[telemetry_pb2.SeedDescriptor]], None] | None = None,
     ) -> None:
         self.run = run if run is not None else RunConfig()
         self.tolaria = tolaria if tolaria is not None else TolariaConfig()
@@ -117,6 +118,9 @@ class TolariaTrainer(NeverWorseThanStatic):
         self.on_epoch = on_epoch
         self.should_stop = should_stop or (lambda: False)
         self.on_boundary = on_boundary
+        # Sees the seed layout before training and after each boundary: when the host grew, dormant
+        # width seeds have new shapes, and their kernels are made (and awaited) before Tamiyo asks.
+        self.on_layout = on_layout
         self.generator = torch.Generator().manual_seed(self.run.seed)
         make = optimizer or adam_factory(self.run.learning_rate, self.run.weight_decay)
         seed_make = optimizer or adam_factory(self.tolaria.seed_learning_rate, 0.0)
@@ -153,7 +157,9 @@ class TolariaTrainer(NeverWorseThanStatic):
         return self.model, self.history
 
     def begin(self) -> None:
-        """Before the first epoch: the state a failure in it goes back to."""
+        """Before the first epoch: kernels for the seed sites, and the state a failure in it goes back to."""
+        if self.on_layout is not None and self.kasmina is not None:
+            self.on_layout(self.model.seed_layout())
         self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
 
     def finish(self, *, cancelled: bool = False) -> TrainingHistory:
@@ -266,6 +272,8 @@ class TolariaTrainer(NeverWorseThanStatic):
         self._record_boundary(epoch, outcome)
         if self.on_boundary is not None:
             self.on_boundary(telemetry, outcome.field_reports)
+        if self.on_layout is not None:
+            self.on_layout(self.model.seed_layout())
         if self.optimizers.sync():
             logger.debug("epoch %d: optimizers follow the seeds' new parameter sets", epoch)
         return outcome

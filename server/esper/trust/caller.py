@@ -10,7 +10,3 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 CALLER: ContextVar[str | None] = ContextVar("esper_caller", default=None)
-
-
-def current_caller() -> str | None:
-    return CALLER.get()

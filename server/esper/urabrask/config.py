@@ -11,7 +11,7 @@ from esper.tezzeret.config import DEVICE_KINDS, default_hardware_target
 
 @dataclass(frozen=True)
 class TaggingPolicy:
-    """How tags are assigned (HLD Appendix E.3).
+    """How tags are assigned (docs/assets.md, "Tags").
 
     With at least `min_population` validated peers on the same hardware target, a kernel
     is tagged by the percentile its metric falls at among them: latency at or below

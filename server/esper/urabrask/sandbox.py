@@ -45,7 +45,7 @@ import esper
 from esper import forkserver
 from esper.forkserver import ForkServer
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.trust.artifact_format import UnsafeArtifact, check_artifact_format
 from esper.trust.kernel_signing import KernelSignatureError, TrustedSigners
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.kernels import Report, reports_with_status
 from esper.urabrask.sandbox import run_sandbox

@@ -57,7 +57,7 @@ def new_kernel_row(
 
 
 def check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint: Row) -> None:
-    """The kernel id must name the job's IR and pipeline (HLD Appendix J.3)."""
+    """The kernel id must name the job's IR and pipeline (docs/assets.md, "Kernel ids")."""
     match = MINTED_KERNEL_ID.fullmatch(kernel.kernel_id)
     if match is None:
         raise InvalidArgument.for_field("kernel.kernel_id", "must be <12 hex>-<target>-<pipeline>-<8 hex>")

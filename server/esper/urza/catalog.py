@@ -121,11 +121,6 @@ def query_kernel_rows(
     return rows, more, int(total)
 
 
-def blueprint_exists_for_ir(conn: Connection, ir_sha256: str) -> Row | None:
-    query = select(blueprints).where(blueprints.c.ir_sha256 == ir_sha256)
-    return conn.execute(query).mappings().first()
-
-
 def _page(conn: Connection, query: Select[Any], offset: int, limit: int) -> tuple[list[Row], bool]:
     rows: list[Row] = list(conn.execute(query.offset(offset).limit(limit + 1)).mappings())
     return rows[:limit], len(rows) > limit

@@ -22,8 +22,9 @@ from esper.ir import ir_sha256, parameter_count
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
+from esper.trust.caller import CALLER
 from esper.urza import catalog, compile_queue, validation_queue
-from esper.urza import validation as checks
+from esper.urza import requests as checks
 from esper.urza.artifacts import check_uploaded_artifact, new_kernel_row
 from esper.urza.config import UrzaConfig
 from esper.urza.convert import (
@@ -36,6 +37,7 @@ from esper.urza.convert import (
 )
 from esper.urza.db import UrzaDatabase, blueprints, compile_jobs
 from esper.urza.leases import US_PER_SECOND
+from esper.urza.quota import SubmissionQuota
 from esper.urza.store import ObjectMissing, ObjectStore, open_object_store
 
 if TYPE_CHECKING:
@@ -70,6 +72,7 @@ class UrzaHub:
         self.config = config
         self._now = clock
         self._trust = trust
+        self._quota = SubmissionQuota(config.blueprint_quota, config.blueprint_quota_window_seconds, clock)
         metrics.URZA_COMPILE_JOBS.register(self)
 
     @classmethod
@@ -96,13 +99,14 @@ class UrzaHub:
     # Blueprints
 
     def create_blueprint(self, request: urza_pb2.CreateBlueprintRequest) -> urza_pb2.CreateBlueprintResponse:
-        checks.validate_create_blueprint(request)
+        checks.check_create_blueprint(request)
         digest = ir_sha256(request.ir)
         blueprint_id = "bp-" + digest[:16]
         with self.database.read() as conn:
             existing = _find_blueprint(conn, blueprint_id)
         if existing is not None:
             return self._existing_blueprint(existing, digest)
+        self._quota.charge(CALLER.get())
         now = self._now()
         blueprint = blueprint_pb2.Blueprint(
             blueprint_id=blueprint_id,
@@ -150,7 +154,7 @@ class UrzaHub:
         return urza_pb2.CreateBlueprintResponse(blueprint=blueprint_to_proto(row), created=False)
 
     def get_blueprint(self, request: urza_pb2.GetBlueprintRequest) -> urza_pb2.GetBlueprintResponse:
-        checks.validate_get_blueprint(request)
+        checks.check_get_blueprint(request)
         with self.database.read() as conn:
             row = catalog.get_blueprint_row(conn, request.blueprint_id)
             kernels = catalog.kernel_protos(conn, catalog.kernel_rows_of(conn, request.blueprint_id))
@@ -158,7 +162,7 @@ class UrzaHub:
         return urza_pb2.GetBlueprintResponse(blueprint=blueprint_to_proto(row), kernels=kernels, compile_jobs=jobs)
 
     def list_blueprints(self, request: urza_pb2.ListBlueprintsRequest) -> urza_pb2.ListBlueprintsResponse:
-        page = checks.validate_list_blueprints(request)
+        page = checks.check_list_blueprints(request)
         with self.database.read() as conn:
             rows, more = catalog.list_blueprint_rows(conn, status=request.status, offset=page.offset, limit=page.size)
         return urza_pb2.ListBlueprintsResponse(
@@ -169,7 +173,7 @@ class UrzaHub:
     # Kernels
 
     def query_kernels(self, request: urza_pb2.QueryKernelsRequest) -> urza_pb2.QueryKernelsResponse:
-        page = checks.validate_query_kernels(request)
+        page = checks.check_query_kernels(request)
         with self.database.read() as conn:
             rows, more, total = catalog.query_kernel_rows(conn, request.query, offset=page.offset, limit=page.size)
             kernels = catalog.kernel_protos(conn, rows)
@@ -179,7 +183,7 @@ class UrzaHub:
         return urza_pb2.QueryKernelsResponse(result=result)
 
     def get_kernel(self, request: urza_pb2.GetKernelRequest) -> urza_pb2.GetKernelResponse:
-        checks.validate_get_kernel(request)
+        checks.check_get_kernel(request)
         with self.database.read() as conn:
             (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, request.kernel_id)])
         return urza_pb2.GetKernelResponse(kernel=kernel)
@@ -189,7 +193,7 @@ class UrzaHub:
         the artifact from the store one chunk at a time (a download never holds the artifact whole)
         and hashes it on the way: the last chunk is sent only once the SHA-256 matches, DataLoss
         instead."""
-        chunk_size = checks.validate_download_kernel(request, default_chunk=self.config.chunk_size)
+        chunk_size = checks.check_download_kernel(request, default_chunk=self.config.chunk_size)
         with self.database.read() as conn:
             row = catalog.get_kernel_row(conn, request.kernel_id)
             (kernel,) = catalog.kernel_protos(conn, [row])
@@ -231,7 +235,7 @@ class UrzaHub:
     # Compile queue (Tezzeret)
 
     def claim_compile_job(self, request: urza_pb2.ClaimCompileJobRequest) -> urza_pb2.ClaimCompileJobResponse:
-        lease_seconds = checks.validate_claim_compile_job(request, default_lease=self.config.default_lease_seconds)
+        lease_seconds = checks.check_claim_compile_job(request, default_lease=self.config.default_lease_seconds)
         now = self._now()
 
         def lease(conn: Connection) -> urza_pb2.ClaimCompileJobResponse:
@@ -256,7 +260,7 @@ class UrzaHub:
         return response
 
     def complete_compile_job(self, request: urza_pb2.CompleteCompileJobRequest) -> urza_pb2.CompleteCompileJobResponse:
-        checks.validate_complete_compile_job(request)
+        checks.check_complete_compile_job(request)
         sha256 = hashlib.sha256(request.artifact).hexdigest()
         now = self._now()
         kernel_id = request.kernel.kernel_id
@@ -295,7 +299,7 @@ class UrzaHub:
         return urza_pb2.CompleteCompileJobResponse(kernel=kernel)
 
     def fail_compile_job(self, request: urza_pb2.FailCompileJobRequest) -> urza_pb2.FailCompileJobResponse:
-        checks.validate_fail_compile_job(request)
+        checks.check_fail_compile_job(request)
         now = self._now()
 
         def record(conn: Connection) -> kernel_pb2.CompileJob:
@@ -320,13 +324,13 @@ class UrzaHub:
         return {_JOB_STATE.Name(state).removeprefix("COMPILE_JOB_STATUS_"): counts.get(state, 0) for state in states}
 
     def get_compile_job(self, request: urza_pb2.GetCompileJobRequest) -> urza_pb2.GetCompileJobResponse:
-        checks.validate_get_compile_job(request)
+        checks.check_get_compile_job(request)
         with self.database.read() as conn:
             row = compile_queue.get_job(conn, request.job_id)
         return urza_pb2.GetCompileJobResponse(job=job_to_proto(row))
 
     def list_compile_jobs(self, request: urza_pb2.ListCompileJobsRequest) -> urza_pb2.ListCompileJobsResponse:
-        page = checks.validate_list_compile_jobs(request)
+        page = checks.check_list_compile_jobs(request)
         with self.database.read() as conn:
             rows, more = catalog.list_job_rows(conn, status=request.status, offset=page.offset, limit=page.size)
         return urza_pb2.ListCompileJobsResponse(
@@ -336,7 +340,7 @@ class UrzaHub:
     # Validation queue (Urabrask)
 
     def claim_validation_job(self, request: urza_pb2.ClaimValidationJobRequest) -> urza_pb2.ClaimValidationJobResponse:
-        lease_seconds = checks.validate_claim_validation_job(request, default_lease=self.config.default_lease_seconds)
+        lease_seconds = checks.check_claim_validation_job(request, default_lease=self.config.default_lease_seconds)
         now = self._now()
 
         def lease(conn: Connection) -> urza_pb2.ClaimValidationJobResponse:
@@ -361,7 +365,7 @@ class UrzaHub:
     def submit_validation_report(
         self, request: urza_pb2.SubmitValidationReportRequest
     ) -> urza_pb2.SubmitValidationReportResponse:
-        checks.validate_submit_validation_report(request)
+        checks.check_submit_validation_report(request)
         now = self._now()
 
         def record(conn: Connection) -> kernel_pb2.KernelArtifact:

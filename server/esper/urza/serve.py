@@ -49,6 +49,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     # S3 credentials come from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY only: a flag would show in `ps`.
     add_trusted_signers_argument(parser, role="are stored (unsigned or other uploads are refused)")
     parser.add_argument(
+        "--blueprint-quota",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="new blueprints each mesh identity may submit per quota window (default: 1000)",
+    )
+    parser.add_argument(
+        "--blueprint-quota-window",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="the window over which --blueprint-quota refills (default: 3600)",
+    )
+    parser.add_argument(
         "--download-deadline",
         type=float,
         default=DOWNLOAD_DEADLINE_SECONDS,
@@ -70,6 +84,8 @@ def _build(args: argparse.Namespace) -> Served:
         s3_access_key=env.get("AWS_ACCESS_KEY_ID"),
         s3_secret_key=env.get("AWS_SECRET_ACCESS_KEY"),
         s3_region=args.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        blueprint_quota=args.blueprint_quota,
+        blueprint_quota_window_seconds=args.blueprint_quota_window,
     )
     hub = UrzaHub.open(config, trust=trusted_signers(args))
     return Served(

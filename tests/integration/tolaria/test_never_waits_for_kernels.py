@@ -13,8 +13,8 @@ from esper.config import EsperConfig, config_from_dict
 from esper.ir import growth_kind
 from esper.leyline.v1 import blueprint_pb2, urza_pb2
 from esper.tamiyo import TamiyoController
+from esper.tolaria.collaborators import RunCollaborators
 from esper.tolaria.runfolder import RunFolder
-from esper.tolaria.services import RunServices
 from esper.tolaria.session import run_training
 
 pytestmark = pytest.mark.integration
@@ -38,14 +38,14 @@ class IdleAssets:
     def __init__(self) -> None:
         self.prioritized: list[str] = []
 
-    def __call__(self, config: EsperConfig) -> RunServices:
+    def __call__(self, config: EsperConfig) -> RunCollaborators:
         assets = EmbeddedAssets(config.assets)
 
         def prioritize(blueprint_ids: Sequence[str]) -> None:
             self.prioritized = list(blueprint_ids)
             assets.prioritize(blueprint_ids)
 
-        return RunServices(
+        return RunCollaborators(
             urza=assets.urza,
             kernel_cache=assets.kernel_cache,
             make_controller=lambda model: TamiyoController(model, config.tamiyo, kernels=assets.urza),
@@ -58,7 +58,7 @@ class IdleAssets:
 
 def test_a_run_trains_every_epoch_while_no_kernel_is_ready(tmp_path: Path) -> None:
     idle = IdleAssets()
-    result = run_training(_config(tmp_path), services=idle)
+    result = run_training(_config(tmp_path), collaborators=idle)
     summary = result.summary
     assert summary["epochs"] == EPOCHS and summary["seeds_germinated"] == 0
     assert summary["first_germination_epoch"] is None

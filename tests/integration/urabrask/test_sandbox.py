@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from esper.leyline.v1 import kernel_pb2
-from esper.urabrask import report as reports
 from esper.urabrask import sandbox
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.sandbox import ForkedSandbox, run_sandbox
 from tests.support.kernels import compile_kernel, residual_ir

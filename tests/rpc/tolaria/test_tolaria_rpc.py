@@ -20,7 +20,8 @@ from esper.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Not
 from esper.leyline.v1 import kasmina_pb2, run_pb2, tolaria_pb2
 from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
 from esper.mesh.hosting import host
-from esper.tolaria.runs import RunManager, RunManagerConfig
+from esper.tolaria.config import RunManagerConfig
+from esper.tolaria.runs import RunManager
 from tests.support.servers import ServerFactory
 
 LONG = 10_000  # epochs: a run that stays RUNNING until it is cancelled

@@ -190,3 +190,20 @@ def test_every_section_is_a_frozen_dataclass() -> None:
         with pytest.raises(dataclasses.FrozenInstanceError):
             value.__setattr__(dataclasses.fields(value)[0].name, None)
     assert isinstance(config.kasmina, KasminaConfig)
+
+
+def test_a_text_run_takes_the_language_model_defaults_beneath_its_file_and_flags(tmp_path: Path) -> None:
+    from esper.tolaria.config import LANGUAGE_MODEL_DEFAULTS
+
+    text = load_config(overrides={"run.dataset": "text"})
+    assert text.tamiyo.min_delta == LANGUAGE_MODEL_DEFAULTS["tamiyo.min_delta"] != EsperConfig().tamiyo.min_delta
+    assert text.run.epochs == LANGUAGE_MODEL_DEFAULTS["run.epochs"]
+    path = tmp_path / "lm.yaml"
+    path.write_text("run:\n  dataset: text:/corpus.txt\ntamiyo:\n  min_delta: 0.01\n")
+    mine = load_config(path, {"run.epochs": 7})
+    assert (mine.tamiyo.min_delta, mine.run.epochs, mine.tamiyo.patience) == (0.01, 7, 1)
+    assert load_config(overrides={"run.dataset": "digits"}) == EsperConfig(run=RunConfig(dataset="digits"))
+    assert load_config(overrides={"run.dataset": "text"}, profile="classification").tamiyo == EsperConfig().tamiyo
+    with pytest.raises(InvalidArgument) as info:
+        load_config(profile="vision")
+    assert info.value.violations[0].field == "profile"

@@ -108,12 +108,12 @@ def test_bad_specs_refused_naming_the_field(data: dict[str, object], field: str)
 
 def test_the_default_host_for_token_sequences_is_a_small_causal_transformer() -> None:
     spec = default_host_spec(blueprint_pb2.INPUT_KIND_SEQUENCE, (16,), 40)
-    assert (spec.kind, spec.width, spec.depth) == ("transformer", 32, 1)
+    assert (spec.kind, spec.width, spec.depth) == ("transformer", 16, 1)
     host = build_host(spec)
     tokens = torch.randint(0, 40, (3, 16))
     logits = host(tokens)
     assert logits.shape == (3, 16, 40)
-    assert _params(host) == transformer_parameters(40, 16, 32, 1)
+    assert _params(host) == transformer_parameters(40, 16, 16, 1)
     later = tokens.clone()
     later[:, 9:] = (later[:, 9:] + 1) % 40
     with torch.no_grad():

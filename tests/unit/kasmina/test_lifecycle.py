@@ -1,4 +1,4 @@
-"""The seed lifecycle: Appendix B's table, enforced by the seed and by the operator."""
+"""The seed lifecycle: the table of docs/lifecycle.md, enforced by the seed and by the operator."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.support.kasmina import command, mlp_setup
 
 STAGES = sorted(lc.ALL_STAGES)
 
-# Appendix B, B.2/B.3, written out independently of the module under test.
+# The legal transitions of docs/lifecycle.md, written out independently of the module under test.
 APPENDIX_B = {
     ("DORMANT", "GERMINATED"),
     ("GERMINATED", "LOADING"),

@@ -231,7 +231,7 @@ def _quiet_config(tmp_path: Path) -> Any:
 def _services_with_ready_kernels(tmp_path: Path) -> Any:
     """esper run's embedded services, with Tamiyo and the kernel cache over a stand-in Urza of ready kernels."""
     from esper.tamiyo import TamiyoController
-    from esper.tolaria.services import RunServices
+    from esper.tolaria.collaborators import RunCollaborators
     from tests.support.tamiyo import FakeKernels
     from tests.unit.tolaria.harness import kernel_artifact
 
@@ -240,8 +240,8 @@ def _services_with_ready_kernels(tmp_path: Path) -> Any:
     params = sum(p.numel() for p in source.instantiate("k-mlp").parameters())
     kernels = FakeKernels([kernel_artifact("k-mlp", irs["k-mlp"], params)])
 
-    def make(config: Any) -> RunServices:
-        return RunServices(
+    def make(config: Any) -> RunCollaborators:
+        return RunCollaborators(
             urza=_NoBlueprints(),  # type: ignore[arg-type]
             kernel_cache=None,  # type: ignore[arg-type]
             kernel_source=source,

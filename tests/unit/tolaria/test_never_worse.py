@@ -179,3 +179,48 @@ class _NoGrowth:
 
     def restore_controller_state(self, request: Any) -> None:
         return None
+
+
+_NEXT = {  # stage -> (command, target stage) that moves a seed on along the main path
+    lifecycle_pb2.SEED_STAGE_DORMANT: (lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION, 0),
+    lifecycle_pb2.SEED_STAGE_GERMINATED: (lifecycle_pb2.COMMAND_TYPE_ADVANCE, lifecycle_pb2.SEED_STAGE_LOADING),
+    lifecycle_pb2.SEED_STAGE_TRAINING: (lifecycle_pb2.COMMAND_TYPE_ADVANCE, lifecycle_pb2.SEED_STAGE_GRAFTING),
+    lifecycle_pb2.SEED_STAGE_GRAFTING: (lifecycle_pb2.COMMAND_TYPE_ADVANCE, lifecycle_pb2.SEED_STAGE_STABILIZATION),
+}
+
+
+def bring_to(operator: Any, seed_id: str, stage: int, kernel_id: str) -> None:
+    """Command a seed on (germinate, load to TRAINING, graft, stabilize) until it is at `stage`."""
+    from tests.support.kasmina import command
+
+    seed = operator.model.seed(seed_id)
+    while seed.stage != stage:
+        kind, target = _NEXT[seed.stage]
+        operator.apply_command(
+            command(
+                kind,
+                seed_id,
+                command_id=f"{seed_id}-{seed.stage}-{seed.version}",
+                kernel_id=kernel_id if target == 0 else "",
+                target_stage=target,
+                run_id=RUN_ID,
+            )
+        )
+
+
+def test_a_graft_rollback_locks_the_culled_seed_and_the_others_go_on_from_the_checkpoint() -> None:
+    run = setup()
+    trainer = run.trainer(4)
+    bring_to(run.operator, "act1", lifecycle_pb2.SEED_STAGE_GRAFTING, "k-mlp")
+    bring_to(run.operator, "act2", lifecycle_pb2.SEED_STAGE_TRAINING, "k-mlp")
+    checkpoint = trainer._checkpoint_state(3)
+    # Later both have moved on; act1 is culled and the run goes back to before its graft.
+    bring_to(run.operator, "act2", lifecycle_pb2.SEED_STAGE_STABILIZATION, "k-mlp")
+    locked = trainer._restore_and_lock(checkpoint, 7, "graft rollback at epoch 7: test", culprits=["act1"])
+    assert locked == ["act1"]
+    stages = {seed.seed_id: seed.stage for seed in run.model.seed_list()}
+    assert stages["act1"] == lifecycle_pb2.SEED_STAGE_ROLLED_BACK
+    assert stages["act2"] == lifecycle_pb2.SEED_STAGE_TRAINING  # back where it was, adapting on
+    # A divergence does not know its culprit: every seed blending in is locked; TRAINING ones go on.
+    bring_to(run.operator, "act2", lifecycle_pb2.SEED_STAGE_GRAFTING, "k-mlp")
+    assert trainer._restore_and_lock(trainer._checkpoint_state(8), 9, "emergency rollback: test") == ["act2"]

@@ -9,7 +9,7 @@ import pytest
 
 from esper.errors import InvalidArgument, NotFound
 from esper.leyline.v1 import kernel_pb2, urabrask_pb2
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.service import UrabraskService
 from esper.urabrask.validator import UrabraskValidator

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from esper.leyline.v1 import kernel_pb2, urza_pb2
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import TaggingPolicy, UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub

@@ -67,11 +67,15 @@ def _safe() -> list[TemplateSpec]:
         )
         for heads in (1, 2)
     ]
-    specs += [
+    return specs
+
+
+def _experimental() -> list[TemplateSpec]:
+    specs = [
         template(
             f"causal_prenorm_mlp_gelu_e{expansion}",
             f"Token-wise pre-norm MLP, gelu, hidden {expansion}x",
-            SAFE,
+            EXPERIMENTAL,
             CAUSAL_SEQUENCE,
             f"LayerNorm, then a two-layer GELU MLP on every token's features alone, hidden width "
             f"{expansion} x D. {_GENTLE}",
@@ -80,11 +84,8 @@ def _safe() -> list[TemplateSpec]:
         )
         for expansion in (2, 4)
     ]
-    return specs
-
-
-def _experimental() -> list[TemplateSpec]:
     return [
+        *specs,
         template(
             "causal_attn_h2",
             "Causal self-attention, 2 heads",

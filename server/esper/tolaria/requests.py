@@ -1,6 +1,6 @@
-"""Validation of every TolariaService request, in one place.
+"""Checks of every TolariaService request, in one place.
 
-Each `validate_<rpc>` raises InvalidArgument naming the offending field and returns
+Each `check_<rpc>` raises InvalidArgument naming the offending field and returns
 the request's effective values, so the run manager never re-derives them. A
 CreateRun's `RunConfig` becomes a full `EsperConfig` here: `config_yaml` first, then
 the explicit fields on top (a zero or empty field means "as the YAML or the
@@ -75,7 +75,7 @@ class RunPage:
     status: int
 
 
-def validate_create_run(request: tolaria_pb2.CreateRunRequest) -> RunPlan:
+def check_create_run(request: tolaria_pb2.CreateRunRequest) -> RunPlan:
     ids.RUN.check("run_id", request.run_id, required=False)
     if not request.HasField("config"):
         raise InvalidArgument.for_field("config", "required: the run's options")
@@ -123,15 +123,15 @@ def confine_run(plan: RunPlan, roots: ServerRoots, run_id: str) -> EsperConfig:
     return replace(config, run=run, assets=assets)
 
 
-def validate_get_run(request: tolaria_pb2.GetRunRequest) -> str:
+def check_get_run(request: tolaria_pb2.GetRunRequest) -> str:
     return _run_id(request.run_id)
 
 
-def validate_cancel_run(request: tolaria_pb2.CancelRunRequest) -> str:
+def check_cancel_run(request: tolaria_pb2.CancelRunRequest) -> str:
     return _run_id(request.run_id)
 
 
-def validate_stream_run_events(request: tolaria_pb2.StreamRunEventsRequest) -> tuple[str, int]:
+def check_stream_run_events(request: tolaria_pb2.StreamRunEventsRequest) -> tuple[str, int]:
     """The run id and the first sequence number to send (0 means 1)."""
     return _run_id(request.run_id), max(1, request.from_sequence)
 
@@ -141,7 +141,7 @@ def list_filter_fingerprint(request: tolaria_pb2.ListRunsRequest) -> str:
     return json.dumps(["tolaria.ListRuns", int(request.status)])
 
 
-def validate_list_runs(request: tolaria_pb2.ListRunsRequest) -> RunPage:
+def check_list_runs(request: tolaria_pb2.ListRunsRequest) -> RunPage:
     page_size = validate_page_size(request.page_size)
     if request.status not in _STATUSES:
         raise InvalidArgument.for_field("status", f"unknown RunStatus value {request.status}")

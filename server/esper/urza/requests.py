@@ -1,4 +1,4 @@
-"""Request validation for every UrzaService rpc: one `validate_<rpc>` per request type.
+"""Request checks for every UrzaService rpc: one `check_<rpc>` per request type.
 
 Each raises InvalidArgument naming the offending field. List requests return the
 effective `Page` (size, offset and the filter fingerprint its tokens are bound to).
@@ -36,7 +36,7 @@ class Page:
     fingerprint: str
 
 
-def validate_create_blueprint(request: urza_pb2.CreateBlueprintRequest) -> None:
+def check_create_blueprint(request: urza_pb2.CreateBlueprintRequest) -> None:
     if not request.HasField("ir"):
         raise InvalidArgument.for_field("ir", "is required")
     validate_ir(request.ir, field_prefix="ir")
@@ -53,11 +53,11 @@ def validate_create_blueprint(request: urza_pb2.CreateBlueprintRequest) -> None:
     _check_tags("tags", request.tags)
 
 
-def validate_get_blueprint(request: urza_pb2.GetBlueprintRequest) -> None:
+def check_get_blueprint(request: urza_pb2.GetBlueprintRequest) -> None:
     ids.BLUEPRINT.check("blueprint_id", request.blueprint_id)
 
 
-def validate_list_blueprints(request: urza_pb2.ListBlueprintsRequest) -> Page:
+def check_list_blueprints(request: urza_pb2.ListBlueprintsRequest) -> Page:
     _check_enum("status", request.status, blueprint_pb2.BlueprintStatus.values())
     return _page(request.page_size, request.page_token, f"blueprints:status={int(request.status)}")
 
@@ -65,7 +65,7 @@ def validate_list_blueprints(request: urza_pb2.ListBlueprintsRequest) -> Page:
 DEVICE_KINDS = ("cpu", "cuda")
 
 
-def validate_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
+def check_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
     query = request.query
     ids.BLUEPRINT.check("query.blueprint_id", query.blueprint_id, required=False)
     _check_enum("query.status", query.status, kernel_pb2.KernelStatus.values())
@@ -83,11 +83,11 @@ def validate_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
     return _page(request.page_size, request.page_token, fingerprint)
 
 
-def validate_get_kernel(request: urza_pb2.GetKernelRequest) -> None:
+def check_get_kernel(request: urza_pb2.GetKernelRequest) -> None:
     ids.KERNEL.check("kernel_id", request.kernel_id)
 
 
-def validate_download_kernel(request: urza_pb2.DownloadKernelRequest, *, default_chunk: int) -> int:
+def check_download_kernel(request: urza_pb2.DownloadKernelRequest, *, default_chunk: int) -> int:
     """The effective chunk size."""
     ids.KERNEL.check("kernel_id", request.kernel_id)
     if request.chunk_size == 0:
@@ -96,7 +96,7 @@ def validate_download_kernel(request: urza_pb2.DownloadKernelRequest, *, default
     return request.chunk_size
 
 
-def validate_claim_compile_job(request: urza_pb2.ClaimCompileJobRequest, *, default_lease: int) -> int:
+def check_claim_compile_job(request: urza_pb2.ClaimCompileJobRequest, *, default_lease: int) -> int:
     """The effective lease length in seconds."""
     ids.WORKER.check("worker_id", request.worker_id)
     for index, pipeline in enumerate(request.pipelines):
@@ -111,7 +111,7 @@ def validate_claim_compile_job(request: urza_pb2.ClaimCompileJobRequest, *, defa
     return _lease_seconds(request.lease_seconds, default_lease)
 
 
-def validate_complete_compile_job(request: urza_pb2.CompleteCompileJobRequest) -> None:
+def check_complete_compile_job(request: urza_pb2.CompleteCompileJobRequest) -> None:
     ids.JOB.check("job_id", request.job_id)
     ids.LEASE.check("lease_token", request.lease_token)
     if not request.HasField("kernel"):
@@ -133,23 +133,23 @@ def validate_complete_compile_job(request: urza_pb2.CompleteCompileJobRequest) -
         raise InvalidArgument.for_field("artifact", f"is larger than {MAX_ARTIFACT_BYTES} bytes")
 
 
-def validate_fail_compile_job(request: urza_pb2.FailCompileJobRequest) -> None:
+def check_fail_compile_job(request: urza_pb2.FailCompileJobRequest) -> None:
     ids.JOB.check("job_id", request.job_id)
     ids.LEASE.check("lease_token", request.lease_token)
     if not request.error_message.strip():
         raise InvalidArgument.for_field("error_message", "is required (the compiler's message)")
 
 
-def validate_get_compile_job(request: urza_pb2.GetCompileJobRequest) -> None:
+def check_get_compile_job(request: urza_pb2.GetCompileJobRequest) -> None:
     ids.JOB.check("job_id", request.job_id)
 
 
-def validate_list_compile_jobs(request: urza_pb2.ListCompileJobsRequest) -> Page:
+def check_list_compile_jobs(request: urza_pb2.ListCompileJobsRequest) -> Page:
     _check_enum("status", request.status, kernel_pb2.CompileJobStatus.values())
     return _page(request.page_size, request.page_token, f"compile_jobs:status={int(request.status)}")
 
 
-def validate_claim_validation_job(request: urza_pb2.ClaimValidationJobRequest, *, default_lease: int) -> int:
+def check_claim_validation_job(request: urza_pb2.ClaimValidationJobRequest, *, default_lease: int) -> int:
     """The effective lease length in seconds."""
     ids.WORKER.check("worker_id", request.worker_id)
     _check_hardware_target("hardware_target", request.hardware_target)
@@ -162,7 +162,7 @@ def _check_hardware_target(name: str, value: str) -> None:
         raise InvalidArgument.for_field(name, f"must match {HARDWARE_TARGET_PATTERN.pattern}, got {value[:64]!r}")
 
 
-def validate_submit_validation_report(request: urza_pb2.SubmitValidationReportRequest) -> None:
+def check_submit_validation_report(request: urza_pb2.SubmitValidationReportRequest) -> None:
     ids.KERNEL.check("kernel_id", request.kernel_id)
     ids.LEASE.check("lease_token", request.lease_token)
     if not request.HasField("report"):

@@ -7,10 +7,10 @@ from esper.leyline.v1 import urabrask_pb2
 from esper.paging import validate_page_size
 
 
-def validate_get_validation_report(request: urabrask_pb2.GetValidationReportRequest) -> None:
+def check_get_validation_report(request: urabrask_pb2.GetValidationReportRequest) -> None:
     ids.KERNEL.check("kernel_id", request.kernel_id)
 
 
-def validate_list_validation_reports(request: urabrask_pb2.ListValidationReportsRequest) -> int:
+def check_list_validation_reports(request: urabrask_pb2.ListValidationReportsRequest) -> int:
     """Checks the request; returns the effective page size (the page token is checked when decoded)."""
     return validate_page_size(request.page_size)

@@ -1,8 +1,8 @@
-"""Validation of every Tamiyo request, in one place.
+"""Checks of every Tamiyo request, in one place.
 
-Each `validate_<rpc>` raises InvalidArgument naming the offending field (or
+Each `check_<rpc>` raises InvalidArgument naming the offending field (or
 FailedPrecondition with reason SCHEMA_VERSION_UNSUPPORTED for a packet from another
-Leyline schema version). `validate_step` returns the packet's per-seed features,
+Leyline schema version). `check_step` returns the packet's per-seed features,
 decoded against the request's seed layout, so the controller never decodes twice.
 """
 
@@ -34,7 +34,7 @@ _PACKET_ARRAYS = (
 )
 
 
-def validate_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS) -> list[SeedFeatures]:
+def check_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS) -> list[SeedFeatures]:
     if not request.HasField("packet"):
         raise InvalidArgument.for_field("packet", "is required")
     packet = request.packet
@@ -51,7 +51,7 @@ def validate_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS
     if packet.metric_direction not in _DIRECTIONS:
         direction = packet.metric_direction
         raise InvalidArgument.for_field("packet.metric_direction", f"{direction} is not a MetricDirection")
-    seed_ids = _validate_layout(request.seed_layout, max_seeds)
+    seed_ids = _check_layout(request.seed_layout, max_seeds)
     for name in _PACKET_ARRAYS:
         length = len(getattr(packet, name))
         if length != len(seed_ids):
@@ -68,23 +68,23 @@ def validate_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS
     if request.device_kind and request.device_kind not in ("cpu", "cuda"):
         raise InvalidArgument.for_field("device_kind", f"must be cpu or cuda, got {request.device_kind!r}")
     accuracy_run = packet.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
-    _validate_telemetry(request.telemetry, packet.run_id, set(seed_ids), accuracy_run=accuracy_run)
+    _check_telemetry(request.telemetry, packet.run_id, set(seed_ids), accuracy_run=accuracy_run)
     return features
 
 
-def validate_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
+def check_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
     ids.RUN.check("run_id", request.run_id, required=False)
 
 
-def validate_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
+def check_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
     ids.POLICY.check("policy_id", request.policy_id)
 
 
-def validate_export_controller_state(request: tamiyo_pb2.ExportControllerStateRequest) -> None:
+def check_export_controller_state(request: tamiyo_pb2.ExportControllerStateRequest) -> None:
     ids.RUN.check("run_id", request.run_id)
 
 
-def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateRequest) -> None:
+def check_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateRequest) -> None:
     """The state must be one Tamiyo could have exported. Deprecated per-seed maps are ignored."""
     if not request.HasField("state"):
         raise InvalidArgument.for_field("state", "is required")
@@ -119,7 +119,7 @@ def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerState
         checks.finite(f"{prefix}.accuracy_gain", step.accuracy_gain)
 
 
-def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor], max_seeds: int) -> list[str]:
+def _check_layout(layout: Sequence[telemetry_pb2.SeedDescriptor], max_seeds: int) -> list[str]:
     if len(layout) > max_seeds:
         raise InvalidArgument.for_field("seed_layout", f"holds {len(layout)} seeds; at most {max_seeds} per run")
     seed_ids: list[str] = []
@@ -135,7 +135,7 @@ def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor], max_seeds: 
     return seed_ids
 
 
-def _validate_telemetry(
+def _check_telemetry(
     telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id: str, seed_ids: set[str], *, accuracy_run: bool
 ) -> None:
     seen: set[str] = set()

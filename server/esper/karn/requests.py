@@ -1,6 +1,6 @@
-"""Validation of every Karn request, in one place.
+"""Checks of every Karn request, in one place.
 
-Each `validate_<rpc>` raises InvalidArgument naming the offending field, and returns
+Each `check_<rpc>` raises InvalidArgument naming the offending field, and returns
 the request's effective values (defaults applied, page token decoded) so callers
 never re-derive them.
 """
@@ -53,7 +53,7 @@ def list_filter_fingerprint(request: karn_pb2.ListTemplatesRequest) -> str:
     return json.dumps(["karn.ListTemplates", request.tier, request.tag, request.input_kind, request.growth_kind])
 
 
-def validate_list_templates(request: karn_pb2.ListTemplatesRequest, config: KarnConfig | None = None) -> TemplatePage:
+def check_list_templates(request: karn_pb2.ListTemplatesRequest, config: KarnConfig | None = None) -> TemplatePage:
     config = config or KarnConfig()
     page_size = validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
     _check_enum(request.tier, _TIERS, "tier", "a BlueprintTier")
@@ -64,13 +64,11 @@ def validate_list_templates(request: karn_pb2.ListTemplatesRequest, config: Karn
     return TemplatePage(decode_page_token(request.page_token, fingerprint), page_size, fingerprint)
 
 
-def validate_get_template(request: karn_pb2.GetTemplateRequest) -> str:
+def check_get_template(request: karn_pb2.GetTemplateRequest) -> str:
     return ids.TEMPLATE.check("template_id", request.template_id)
 
 
-def validate_query_templates(
-    request: karn_pb2.QueryTemplatesRequest, config: KarnConfig | None = None
-) -> TemplateQuery:
+def check_query_templates(request: karn_pb2.QueryTemplatesRequest, config: KarnConfig | None = None) -> TemplateQuery:
     config = config or KarnConfig()
     limit = validate_page_size(
         request.limit, field="limit", default=config.default_query_limit, maximum=config.max_query_limit
@@ -103,9 +101,7 @@ def validate_query_templates(
     )
 
 
-def validate_submit_field_reports(
-    request: karn_pb2.SubmitFieldReportsRequest, config: KarnConfig | None = None
-) -> None:
+def check_submit_field_reports(request: karn_pb2.SubmitFieldReportsRequest, config: KarnConfig | None = None) -> None:
     config = config or KarnConfig()
     if len(request.reports) > config.max_reports_per_request:
         raise InvalidArgument.for_field(
@@ -123,8 +119,7 @@ def _check_shape(dims: tuple[int, ...], field: str) -> tuple[int, ...]:
             f"{field}.dims", f"has rank {len(dims)}; a site's shape has rank 1 to {MAX_SHAPE_RANK}"
         )
     for i, dim in enumerate(dims):
-        if not MIN_DIM <= dim <= MAX_DIM:
-            raise InvalidArgument.for_field(f"{field}.dims[{i}]", f"must be in [{MIN_DIM}, {MAX_DIM}], got {dim}")
+        checks.in_range(f"{field}.dims[{i}]", dim, MIN_DIM, MAX_DIM)
     return dims
 
 

@@ -1,4 +1,4 @@
-"""Deterministic ids, commands and field reports.
+"""What Tamiyo issues: commands and field reports, with deterministic ids.
 
 Ids are UUIDv5 of what identifies the thing, so a run replayed from the same
 inputs issues the same command ids (Kasmina applies a command id at most once) and

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from esper.leyline.v1 import control_pb2, run_pb2
-from esper.tolaria.report import MARKS, _transitions, format_summary, render_report
+from esper.tolaria.run_report import MARKS, _transitions, format_summary, render_report
 from esper.tolaria.runfolder import RunFolder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

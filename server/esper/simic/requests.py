@@ -1,6 +1,6 @@
-"""Validation of every Simic request, in one place.
+"""Checks of every Simic request, in one place.
 
-Each `validate_<rpc>` raises InvalidArgument naming the offending field, and returns
+Each `check_<rpc>` raises InvalidArgument naming the offending field, and returns
 the request's effective values (defaults applied, page token decoded).
 """
 
@@ -34,16 +34,16 @@ def report_filter_fingerprint(run_id: str) -> str:
     return json.dumps(["simic.ListFieldReports", run_id])
 
 
-def validate_record_field_reports(request: simic_pb2.RecordFieldReportsRequest, config: SimicConfig) -> None:
+def check_record_field_reports(request: simic_pb2.RecordFieldReportsRequest, config: SimicConfig) -> None:
     if len(request.reports) > config.max_reports_per_request:
         raise InvalidArgument.for_field(
             "reports", f"holds {len(request.reports)}; at most {config.max_reports_per_request} per request"
         )
     for i, report in enumerate(request.reports):
-        validate_field_report(report, f"reports[{i}]")
+        check_field_report(report, f"reports[{i}]")
 
 
-def validate_field_report(report: control_pb2.FieldReport, path: str = "report") -> None:
+def check_field_report(report: control_pb2.FieldReport, path: str = "report") -> None:
     """One report Simic can store: an id, ids that fit their columns, a known outcome, metrics in [0, 1]."""
     ids.REPORT.check(f"{path}.report_id", report.report_id)
     ids.RUN.check(f"{path}.run_id", report.run_id, required=False)
@@ -54,7 +54,7 @@ def validate_field_report(report: control_pb2.FieldReport, path: str = "report")
     _check_report_metrics(report, path)
 
 
-def validate_list_field_reports(request: simic_pb2.ListFieldReportsRequest, config: SimicConfig) -> ReportPageRequest:
+def check_list_field_reports(request: simic_pb2.ListFieldReportsRequest, config: SimicConfig) -> ReportPageRequest:
     page_size = validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
     ids.RUN.check("run_id", request.run_id, required=False)
     fingerprint = report_filter_fingerprint(request.run_id)
@@ -62,17 +62,17 @@ def validate_list_field_reports(request: simic_pb2.ListFieldReportsRequest, conf
     return ReportPageRequest(before=before, page_size=page_size, run_id=request.run_id, fingerprint=fingerprint)
 
 
-def validate_train_policy(request: simic_pb2.TrainPolicyRequest) -> None:
+def check_train_policy(request: simic_pb2.TrainPolicyRequest) -> None:
     if request.max_steps:
         checks.in_range("max_steps", request.max_steps, 1, MAX_POLICY_STEPS, note="(0 means the default)")
     ids.POLICY.check("base_policy_id", request.base_policy_id, required=False)
 
 
-def validate_get_policy(request: simic_pb2.GetPolicyRequest) -> None:
+def check_get_policy(request: simic_pb2.GetPolicyRequest) -> None:
     ids.POLICY.check("policy_id", request.policy_id)
 
 
-def validate_list_policies(request: simic_pb2.ListPoliciesRequest, config: SimicConfig) -> None:
+def check_list_policies(request: simic_pb2.ListPoliciesRequest, config: SimicConfig) -> None:
     validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
 
 

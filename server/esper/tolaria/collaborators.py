@@ -1,6 +1,6 @@
 """Where a morphogenetic run's collaborators live: in this process, or across the mesh.
 
-The session builds a run against `RunServices` only, so the embedded run and the
+The session builds a run against `RunCollaborators` only, so the embedded run and the
 mesh run share one code path: the embedded factory wires Urza, Tezzeret and
 Urabrask in-process and Tamiyo as a local object; a mesh factory hands in gRPC
 clients and publishes to NATS JetStream instead.
@@ -27,7 +27,7 @@ EventPublisher = Callable[[run_pb2.RunEvent], None]
 
 
 @dataclass
-class RunServices:
+class RunCollaborators:
     """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote).
 
     Kasmina loads kernels from `kernel_source` when given, else from `kernel_cache` with
@@ -47,21 +47,21 @@ class RunServices:
     kernel_source: KernelSource | None = None
 
 
-ServicesFactory = Callable[[EsperConfig], RunServices]
+CollaboratorsFactory = Callable[[EsperConfig], RunCollaborators]
 
 
 def _ignore(telemetry: Sequence[telemetry_pb2.SeedTelemetry], reports: Sequence[control_pb2.FieldReport]) -> None:
     """Embedded runs keep telemetry and field reports in their run folder only."""
 
 
-def embedded_services(config: EsperConfig) -> RunServices:
+def embedded_collaborators(config: EsperConfig) -> RunCollaborators:
     """Urza + Tezzeret + Urabrask in-process over SQLite and a folder; Tamiyo as a local object."""
     from esper.assets.embedded import EmbeddedAssets
     from esper.tamiyo import TamiyoController
 
     assets = EmbeddedAssets(config.assets, device_kind=device_kind(resolve_device(config.run.device, "run.device")))
     assets.start()
-    return RunServices(
+    return RunCollaborators(
         urza=assets.urza,
         kernel_cache=assets.kernel_cache,
         make_controller=lambda model: TamiyoController(model, config.tamiyo, kernels=assets.urza),

@@ -236,11 +236,6 @@ def render_report(run_dir: str | Path, *, baseline_metrics: Rows | str | Path | 
 # --- text summary ---------------------------------------------------------------------------------
 
 
-def _percent(value: Any) -> str:
-    number = _number(value)
-    return f"{100 * number:.2f} %" if math.isfinite(number) else "n/a"
-
-
 def _count(value: Any) -> str:
     number = _number(value)
     return f"{int(number):,}" if math.isfinite(number) else "n/a"

@@ -10,17 +10,17 @@ from esper.paging import validate_page_size
 _ALERT_STATES = frozenset(alert_pb2.AlertState.values())
 
 
-def validate_list_alerts(request: nissa_pb2.ListAlertsRequest) -> None:
+def check_list_alerts(request: nissa_pb2.ListAlertsRequest) -> None:
     validate_page_size(request.page_size)
     if request.state not in _ALERT_STATES:
         raise InvalidArgument.for_field("state", f"{request.state} is not an AlertState")
 
 
-def validate_get_run_summary(request: nissa_pb2.GetRunSummaryRequest) -> None:
+def check_get_run_summary(request: nissa_pb2.GetRunSummaryRequest) -> None:
     ids.RUN.check("run_id", request.run_id)
 
 
-def validate_find_traces(request: nissa_pb2.FindTracesRequest) -> None:
+def check_find_traces(request: nissa_pb2.FindTracesRequest) -> None:
     if not (request.run_id or request.seed_id or request.command_id):
         raise InvalidArgument.for_field("run_id", "set at least one of run_id, seed_id, command_id")
     ids.RUN.check("run_id", request.run_id, required=False)

@@ -1,4 +1,4 @@
-"""Validation of TezzeretService requests: one function per rpc, raising InvalidArgument."""
+"""Checks of TezzeretService requests: one function per rpc, raising InvalidArgument."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ class Page:
     size: int
 
 
-def validate_get_worker_status(request: tezzeret_pb2.GetWorkerStatusRequest) -> None:
+def check_get_worker_status(request: tezzeret_pb2.GetWorkerStatusRequest) -> None:
     """The request has no fields; nothing can be wrong with it."""
 
 
-def validate_list_worker_jobs(request: tezzeret_pb2.ListWorkerJobsRequest) -> Page:
+def check_list_worker_jobs(request: tezzeret_pb2.ListWorkerJobsRequest) -> Page:
     size = validate_page_size(request.page_size)
     offset = decode_page_token(request.page_token, WORKER_JOBS_LISTING)
     return Page(offset=offset, size=size)

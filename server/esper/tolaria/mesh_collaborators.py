@@ -1,6 +1,6 @@
 """A run's collaborators across the mesh: Urza and Tamiyo over gRPC, Oona on NATS JetStream.
 
-`MeshServices(addresses)` is a `ServicesFactory`: each run gets its own Urza and
+`MeshCollaborators(addresses)` is a `CollaboratorsFactory`: each run gets its own Urza and
 Tamiyo clients (closed with the run), a kernel cache over that Urza, and a
 publisher that puts the boundary's seed telemetry and field reports on JetStream
 through the process's one bus. This is wiring, not domain logic: it is the one
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,8 +29,8 @@ from esper.observability import metrics
 from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.pipelines import BY_NAME
-from esper.tolaria.config import EsperConfig
-from esper.tolaria.services import RunServices
+from esper.tolaria.collaborators import RunCollaborators
+from esper.tolaria.config import EsperConfig, MeshCollaboratorsConfig
 from esper.trust.identity import TlsIdentity
 from esper.trust.kernel_signing import TrustedSigners
 
@@ -39,37 +38,6 @@ logger = logging.getLogger(__name__)
 
 _PREFETCH_JOIN_SECONDS = 5.0
 PUBLISH_SOURCE = "tolaria"
-
-
-@dataclass(frozen=True)
-class MeshServicesConfig:
-    """Deadlines of a mesh run's calls.
-
-    `tamiyo_step_deadline_seconds` bounds one epoch-end Step, tried once. The hook's
-    budget is 18 ms and a Step on loopback takes a few; the deadline is there for a
-    Tamiyo that hangs, not to enforce the budget (a run whose Step misses its
-    deadline goes conservative for that epoch, and that must stay rare, or a mesh run
-    would stop repeating its embedded twin). 0.25 s is far above a healthy Step and
-    well below an epoch. It is not retried: UNAVAILABLE means Tamiyo is down or
-    restarting, which a retry tens of milliseconds later would not change, and the
-    next epoch asks again anyway. `tamiyo_deadline_seconds` bounds the checkpoint
-    export and restore. Urza calls carry whole kernel artifacts and are retried.
-    """
-
-    tamiyo_step_deadline_seconds: float = 0.25
-    tamiyo_deadline_seconds: float = 2.0
-    urza_deadline_seconds: float = 30.0
-    max_reconnect_backoff_seconds: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in (
-            "tamiyo_step_deadline_seconds",
-            "tamiyo_deadline_seconds",
-            "urza_deadline_seconds",
-            "max_reconnect_backoff_seconds",
-        ):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 class RemoteTamiyo:
@@ -153,27 +121,27 @@ class BoundaryPublisher:
             logger.warning("publishing run event %d to Oona failed: %s", event.sequence, exc)
 
 
-class MeshServices:
-    """ServicesFactory over a mesh; `close()` when the process stops (it owns the bus)."""
+class MeshCollaborators:
+    """CollaboratorsFactory over a mesh; `close()` when the process stops (it owns the bus)."""
 
     def __init__(
         self,
         addresses: MeshAddresses,
-        config: MeshServicesConfig | None = None,
+        config: MeshCollaboratorsConfig | None = None,
         *,
         bus: Bus | None = None,
         trust: TrustedSigners | None = None,
         tls: TlsIdentity | None = None,
     ) -> None:
         self.addresses = addresses
-        self.config = config if config is not None else MeshServicesConfig()
+        self.config = config if config is not None else MeshCollaboratorsConfig()
         self._bus = bus
         self._trust = trust
         self._tls = tls
         self._urza = addresses.address("urza")
         self._tamiyo = addresses.address("tamiyo")
 
-    def __call__(self, config: EsperConfig) -> RunServices:
+    def __call__(self, config: EsperConfig) -> RunCollaborators:
         pipelines = [BY_NAME[name] for name in config.assets.pipelines]
         urza = RunUrzaClient(
             ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds, tls=self._tls),
@@ -203,7 +171,7 @@ class MeshServices:
             metrics.KERNEL_CACHE.unregister(cache)
 
         remote = RemoteTamiyo(tamiyo, self.config.tamiyo_step_deadline_seconds)
-        return RunServices(
+        return RunCollaborators(
             urza=urza,
             kernel_cache=cache,
             make_controller=lambda model: remote,
@@ -274,13 +242,13 @@ def _unpublished(telemetry: Sequence[Any], reports: Sequence[Any]) -> None:
     """A mesh with no NATS: telemetry and field reports stay in the run folder."""
 
 
-def mesh_services(
+def mesh_collaborators(
     addresses: MeshAddresses,
-    config: MeshServicesConfig | None = None,
+    config: MeshCollaboratorsConfig | None = None,
     *,
     bus: Bus | None = None,
     trust: TrustedSigners | None = None,
     tls: TlsIdentity | None = None,
-) -> MeshServices:
-    """The ServicesFactory of runs trained through `addresses` (see MeshServices)."""
-    return MeshServices(addresses, config, bus=bus, trust=trust, tls=tls)
+) -> MeshCollaborators:
+    """The CollaboratorsFactory of runs trained through `addresses` (see MeshCollaborators)."""
+    return MeshCollaborators(addresses, config, bus=bus, trust=trust, tls=tls)

@@ -1,6 +1,6 @@
-"""Validation of every Kasmina request, in one place.
+"""Checks of every Kasmina request, in one place.
 
-Each `validate_<rpc>` raises InvalidArgument naming the offending field. Whether
+Each `check_<rpc>` raises InvalidArgument naming the offending field. Whether
 the run and seeds exist, and whether a transition is legal, is the operator's call.
 """
 
@@ -29,7 +29,7 @@ class SeedPage:
     fingerprint: str
 
 
-def validate_apply_command(request: kasmina_pb2.ApplyCommandRequest) -> None:
+def check_apply_command(request: kasmina_pb2.ApplyCommandRequest) -> None:
     if not request.HasField("command"):
         raise InvalidArgument.for_field("command", "is required")
     command = request.command
@@ -59,7 +59,7 @@ def seed_list_fingerprint(request: kasmina_pb2.ListSeedStatesRequest) -> str:
     return json.dumps(["kasmina.ListSeedStates", request.run_id])
 
 
-def validate_list_seed_states(request: kasmina_pb2.ListSeedStatesRequest) -> SeedPage:
+def check_list_seed_states(request: kasmina_pb2.ListSeedStatesRequest) -> SeedPage:
     ids.RUN.check("run_id", request.run_id)
     page_size = validate_page_size(request.page_size)
     fingerprint = seed_list_fingerprint(request)
@@ -67,7 +67,7 @@ def validate_list_seed_states(request: kasmina_pb2.ListSeedStatesRequest) -> See
     return SeedPage(offset=offset, page_size=page_size, fingerprint=fingerprint)
 
 
-def validate_stream_telemetry(request: kasmina_pb2.StreamTelemetryRequest) -> None:
+def check_stream_telemetry(request: kasmina_pb2.StreamTelemetryRequest) -> None:
     ids.RUN.check("run_id", request.run_id)
     for index, seed_id in enumerate(request.seed_ids):
         ids.SEED.check(f"seed_ids[{index}]", seed_id)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from esper.leyline.v1 import kernel_pb2
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 
 
 def test_failure_reason_carries_a_stable_category() -> None:

@@ -70,3 +70,23 @@ def embedded_collaborators(config: EsperConfig) -> RunCollaborators:
         close=assets.stop,
         prioritize=assets.prioritize,
     )
+
+
+def reader_collaborators(config: EsperConfig) -> RunCollaborators:
+    """The embedded asset store as another rank of a data-parallel run reads it.
+
+    No compile or validation worker (rank 0's pipeline fills the store), the same signed
+    kernels; its Tamiyo is never asked (rank 0 decides for every rank).
+    """
+    from esper.assets.embedded import EmbeddedAssets
+
+    assets = EmbeddedAssets(config.assets, device_kind=device_kind(resolve_device(config.run.device, "run.device")))
+    return RunCollaborators(
+        urza=assets.urza,
+        kernel_cache=assets.kernel_cache,
+        make_controller=lambda model: None,
+        publish=_ignore,
+        prefetch=assets.prefetch,
+        close=assets.stop,
+        description="embedded, read by a data-parallel rank",
+    )

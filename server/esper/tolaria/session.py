@@ -27,8 +27,14 @@ from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.batches import RunData
 from esper.tolaria.checkpoint import load_checkpoint
-from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
+from esper.tolaria.collaborators import (
+    CollaboratorsFactory,
+    RunCollaborators,
+    embedded_collaborators,
+    reader_collaborators,
+)
 from esper.tolaria.config import EsperConfig, config_to_dict
+from esper.tolaria.data_parallel import DataParallel, ranks_summary
 from esper.tolaria.devices import resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.loop import EpochStats, count_parameters
@@ -68,30 +74,50 @@ def run_training(
     collaborators: CollaboratorsFactory = embedded_collaborators,
     events: RunEventLog | None = None,
     on_trainer: Callable[[TolariaTrainer], None] | None = None,
+    ranks: DataParallel | None = None,
 ) -> RunResult:
     """Train one run into `config.run.out`; `resume` continues from its last checkpoint.
 
     `events` lets a host process (the Tolaria server) hold the run's event log to
     stream it; `on_trainer` hands it the trainer before training starts (for example
-    to serve the run's Kasmina operator over gRPC).
+    to serve the run's Kasmina operator over gRPC). With `ranks` this process is one
+    rank of a data-parallel run (esper.tolaria.data_parallel): rank 0 writes the run
+    folder and its checkpoints and runs the asset pipeline; the other ranks keep their
+    events in memory, read kernels from the same asset store, and resume from rank 0's
+    checkpoint.
     """
     out = config.run.require_out()
     folder = RunFolder(out)
+    writes = ranks is None or ranks.is_main
     run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
+    if ranks is not None:
+        run_id = ranks.broadcast(run_id)
+        if not writes and collaborators is embedded_collaborators:
+            collaborators = reader_collaborators
     data = load_dataset(config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction)
     spec = run_host_spec(config, data)
-    device = resolve_device(config.run.device, "run.device")
-    events = prepare_folder(folder, config, run_id, resume=resume, events=events)
+    device = ranks.device if ranks is not None else resolve_device(config.run.device, "run.device")
+    if writes:
+        events = prepare_folder(folder, config, run_id, resume=resume, events=events)
+    else:
+        events = events if events is not None else RunEventLog(run_id)
+    checkpoint = folder.path / CHECKPOINT_FILE if writes else None
     started = time.perf_counter()
+    if ranks is not None and not writes:
+        ranks.barrier()  # rank 0 creates the asset store (its database, its signing key) first
     if config.run.static:
-        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder, device), 0.0
+        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, checkpoint, device), 0.0
         running: RunCollaborators | None = None
     else:
         trainer, running, asset_wait = _morphogenetic_trainer(
-            config, spec, data, run_id, events, folder, collaborators, device
+            config, spec, data, run_id, events, checkpoint, collaborators, device
         )
+    if ranks is not None and writes:
+        ranks.barrier()
     try:
-        trainer.on_epoch = chain(metrics_writer(folder), on_epoch)
+        if ranks is not None:
+            trainer.join_data_parallel(ranks)
+        trainer.on_epoch = chain(metrics_writer(folder), on_epoch) if writes else on_epoch
         trainer.should_stop = should_stop or (lambda: False)
         if resume and (out / CHECKPOINT_FILE).exists():
             trainer.resume(out / CHECKPOINT_FILE)
@@ -99,7 +125,8 @@ def run_training(
             on_trainer(trainer)
         _, history = trainer.train()
         test = trainer.test_stats()
-        save_model(trainer.model, out, host_spec=spec)
+        if writes:
+            save_model(trainer.model, out, host_spec=spec)
     finally:
         if running is not None:
             running.close()
@@ -116,7 +143,9 @@ def run_training(
         time.perf_counter() - started,
         asset_wait,
     )
-    write_results(folder, summary, data.name, config.run.static, baseline_dir)
+    summary.update(ranks_summary(ranks, events.events(), trainer.model))
+    if writes:
+        write_results(folder, summary, data.name, config.run.static, baseline_dir)
     return RunResult(run_id=run_id, out_dir=out, summary=summary)
 
 
@@ -184,7 +213,7 @@ def _static_trainer(
     data: Dataset,
     run_id: str,
     events: RunEventLog,
-    folder: RunFolder,
+    checkpoint: Path | None,
     device: torch.device,
 ) -> TolariaTrainer:
     from esper.kasmina import MorphableModel
@@ -199,7 +228,7 @@ def _static_trainer(
         data=data,
         run_id=run_id,
         events=events,
-        checkpoint_path=folder.path / CHECKPOINT_FILE,
+        checkpoint_path=checkpoint,
         objective=dataset_objective(data),
         device=device,
     )
@@ -211,7 +240,7 @@ def _morphogenetic_trainer(
     data: Dataset,
     run_id: str,
     events: RunEventLog,
-    folder: RunFolder,
+    checkpoint: Path | None,
     make_collaborators: CollaboratorsFactory,
     device: torch.device,
 ) -> tuple[TolariaTrainer, RunCollaborators, float]:
@@ -224,7 +253,7 @@ def _morphogenetic_trainer(
         data,
         run_id=run_id,
         events=events,
-        checkpoint_path=folder.path / CHECKPOINT_FILE,
+        checkpoint_path=checkpoint,
         make_collaborators=make_collaborators,
         objective=dataset_objective(data),
         device=device,

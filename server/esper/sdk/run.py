@@ -25,8 +25,8 @@ from esper.tolaria.batches import Batch, IterableData, first_input, to_device
 from esper.tolaria.collaborators import (
     CollaboratorsFactory,
     RunCollaborators,
+    collaborators_for_rank,
     embedded_collaborators,
-    reader_collaborators,
 )
 from esper.tolaria.config import EsperConfig
 from esper.tolaria.data_parallel import DataParallel, join, ranks_summary
@@ -85,8 +85,6 @@ class SdkRun:
             self.device = self.ranks.device
         # Rank 0 writes the run folder and runs the asset pipeline; other ranks read its store.
         writes = self.ranks is None or self.ranks.is_main
-        if not writes and services is embedded_collaborators:
-            services = reader_collaborators
         self.config = check_arguments(policy=policy, epochs=epochs, seed=seed, config=config, out=out)
         # The asset pipeline builds kernels for the kind of device the model trains on.
         self.config = dataclasses.replace(
@@ -104,12 +102,10 @@ class SdkRun:
         self._started = time.perf_counter()
         self.services: RunCollaborators | None = None
         self.asset_wait = 0.0
-        if self.ranks is not None and not writes:
-            self.ranks.barrier()  # rank 0 creates the asset store (its database, its signing key) first
+        if self.ranks is not None:
+            services = collaborators_for_rank(self.ranks, self.config, services)
         self.trainer = self._trainer(model, example, optimizer, services)
         if self.ranks is not None:
-            if writes:
-                self.ranks.barrier()
             self.trainer.join_data_parallel(self.ranks)
         if self.folder is not None:
             self.trainer.on_epoch = _append_metrics(self.folder)

@@ -30,8 +30,8 @@ from esper.tolaria.checkpoint import load_checkpoint
 from esper.tolaria.collaborators import (
     CollaboratorsFactory,
     RunCollaborators,
+    collaborators_for_rank,
     embedded_collaborators,
-    reader_collaborators,
 )
 from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.data_parallel import DataParallel, ranks_summary
@@ -92,8 +92,7 @@ def run_training(
     run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
     if ranks is not None:
         run_id = ranks.broadcast(run_id)
-        if not writes and collaborators is embedded_collaborators:
-            collaborators = reader_collaborators
+        collaborators = collaborators_for_rank(ranks, config, collaborators)
     data = load_dataset(config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction)
     spec = run_host_spec(config, data)
     device = ranks.device if ranks is not None else resolve_device(config.run.device, "run.device")
@@ -103,8 +102,6 @@ def run_training(
         events = events if events is not None else RunEventLog(run_id)
     checkpoint = folder.path / CHECKPOINT_FILE if writes else None
     started = time.perf_counter()
-    if ranks is not None and not writes:
-        ranks.barrier()  # rank 0 creates the asset store (its database, its signing key) first
     if config.run.static:
         trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, checkpoint, device), 0.0
         running: RunCollaborators | None = None
@@ -112,8 +109,6 @@ def run_training(
         trainer, running, asset_wait = _morphogenetic_trainer(
             config, spec, data, run_id, events, checkpoint, collaborators, device
         )
-    if ranks is not None and writes:
-        ranks.barrier()
     try:
         if ranks is not None:
             trainer.join_data_parallel(ranks)
@@ -280,12 +275,9 @@ def growing_trainer(
     mode (`config.assets.wait_for_kernels`), and returns the trainer, the services to close
     after training and the seconds the asset pipeline took before training.
     """
-    from esper.assets import SeedSite, wait_until_settled
-    from esper.assets.pipeline import submit_blueprints
-    from esper.karn.catalog import TemplateCatalog
+    from esper.assets import SeedSite
     from esper.kasmina import KasminaOperator
     from esper.kasmina.source import CachedKernelSource
-    from esper.tamiyo.germination import WantedBlueprint, compile_priority
 
     started = time.perf_counter()
     services = make_collaborators(config)
@@ -293,21 +285,8 @@ def growing_trainer(
         events.add_sink(services.publish_event, replay=True)
     try:
         sites = [SeedSite.of(d) for d in model.seed_layout()]
-        submitted = submit_blueprints(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
-        blueprint_ids = list(dict.fromkeys(entry.blueprint_id for entry in submitted))
-        if services.prioritize is not None:
-            wanted = [
-                WantedBlueprint(e.blueprint_id, e.growth_kind, e.parameter_estimate, e.site_index) for e in submitted
-            ]
-            services.prioritize(compile_priority(config.tamiyo, wanted, count_parameters(model)))
-        events.notice(
-            f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"
-        )
-        if config.assets.wait_for_kernels:
-            # The deterministic mode: the run then sees the same kernels whatever the
-            # machine's load, so a seed's run repeats exactly.
-            waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
-            events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
+        if not services.reads_only:
+            _request_kernels(services, config, events, sites, count_parameters(model))
         # What the run spent on its kernels before training: the pipeline's start, the
         # submissions and, in the deterministic mode, the wait. Building the trainer is not.
         asset_wait = time.perf_counter() - started
@@ -339,6 +318,31 @@ def growing_trainer(
     return trainer, services, asset_wait
 
 
+def _request_kernels(
+    services: RunCollaborators, config: EsperConfig, events: RunEventLog, sites: list[Any], parameters: int
+) -> None:
+    """Submit the catalog's templates at `sites`, name them to the compile workers in the order
+    Tamiyo would take them, and in the deterministic mode wait until they are characterized."""
+    from esper.assets import wait_until_settled
+    from esper.assets.pipeline import submit_blueprints
+    from esper.karn.catalog import TemplateCatalog
+    from esper.tamiyo.germination import WantedBlueprint, compile_priority
+
+    submitted = submit_blueprints(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
+    blueprint_ids = list(dict.fromkeys(entry.blueprint_id for entry in submitted))
+    if services.prioritize is not None:
+        wanted = [WantedBlueprint(e.blueprint_id, e.growth_kind, e.parameter_estimate, e.site_index) for e in submitted]
+        services.prioritize(compile_priority(config.tamiyo, wanted, parameters))
+    events.notice(
+        f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"
+    )
+    if config.assets.wait_for_kernels:
+        # The deterministic mode: the run then sees the same kernels whatever the
+        # machine's load, so a seed's run repeats exactly.
+        waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
+        events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
+
+
 class _KernelSupply:
     """Kernels for seed sites that appear during the run (dormant width seeds follow a growing host).
 
@@ -364,16 +368,17 @@ class _KernelSupply:
             return
         self._known.update(sites)
         urza, assets = self._services.urza, self._config.assets
-        blueprint_ids = submit_templates(urza, TemplateCatalog.default(), assets.template_ids, sites)
-        waited = (
-            wait_until_settled(urza, blueprint_ids, timeout=assets.wait_timeout_seconds)
-            if assets.wait_for_kernels
-            else 0.0
-        )
-        self._events.notice(
-            f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown host, "
-            f"characterized after {waited:.1f} s"
-        )
+        if not self._services.reads_only:
+            blueprint_ids = submit_templates(urza, TemplateCatalog.default(), assets.template_ids, sites)
+            waited = (
+                wait_until_settled(urza, blueprint_ids, timeout=assets.wait_timeout_seconds)
+                if assets.wait_for_kernels
+                else 0.0
+            )
+            self._events.notice(
+                f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown "
+                f"host, characterized after {waited:.1f} s"
+            )
         import threading
 
         from esper.assets.pipeline import prefetch_kernels

@@ -43,6 +43,7 @@ ranks is skipped on every rank.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -98,12 +99,6 @@ class DataParallel:
         found: list[Any] = [None] * self.world_size
         dist.all_gather_object(found, value)
         return found
-
-    def sum(self, values: Sequence[float]) -> list[float]:
-        """`values` summed over the ranks (float64)."""
-        tensor = torch.tensor(list(values), dtype=torch.float64, device=self._collective_device)
-        dist.all_reduce(tensor)
-        return [float(v) for v in tensor.cpu()]
 
     # The training step
 
@@ -261,6 +256,9 @@ def join(device: torch.device) -> DataParallel | None:
         backend = "nccl"
     else:
         backend = "gloo"
+    # torch._dynamo imported after the group exists (by a first optimizer step, a kernel load)
+    # makes about one exit in five abort ("terminate called without an active exception").
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend=backend, rank=rank, world_size=world)
     logger.info("rank %d of %d on %s (%s)", rank, world, device, backend)
     return DataParallel(rank, world, device, backend)

@@ -118,28 +118,48 @@ class DataParallel:
         Each rank's loss is already scaled by its share of the global batch, so the sums are
         the global batch's gradient and mean loss. A gradient no rank produced stays None
         (an optimizer skips it, as in one process); one only some ranks produced counts as
-        zeros elsewhere.
+        zeros elsewhere. One all-reduce per dtype: which gradients exist, and the loss, ride
+        at the end of the float32 (or float64) buffer.
         """
         params = [p for p in model.parameters() if p.requires_grad]
         signature = tuple(id(p) for p in params)
         if signature != self._signature:
             self._signature, self._settle = signature, True
-        present = torch.zeros(len(params) + 1, dtype=torch.float64, device=self._collective_device)
-        for index, param in enumerate(params):
-            if param.grad is not None:
-                if param.grad.is_sparse:
-                    raise InvalidArgument.for_field("model", "sparse gradients are not supported in data-parallel runs")
-                present[index] = 1.0
-        present[-1] = loss.detach().to(present.device, torch.float64)
-        dist.all_reduce(present)
-        produced = present[:-1].tolist()
-        by_dtype: dict[torch.dtype, list[nn.Parameter]] = {}
-        for param, count in zip(params, produced, strict=True):
-            if count:
-                by_dtype.setdefault(param.dtype, []).append(param)
-        for group in by_dtype.values():
-            _all_reduce_gradients(group, self._collective_device)
-        return present[-1].to(loss.device, loss.dtype)
+        groups: dict[torch.dtype, list[nn.Parameter]] = {}
+        for param in params:
+            if param.grad is not None and param.grad.is_sparse:
+                raise InvalidArgument.for_field("model", "sparse gradients are not supported in data-parallel runs")
+            groups.setdefault(param.dtype, []).append(param)
+        carrier = next((dtype for dtype in (torch.float32, torch.float64) if dtype in groups), torch.float64)
+        present = torch.tensor([p.grad is not None for p in params], dtype=carrier, device=loss.device)
+        meta = torch.cat([present, loss.detach().reshape(1).to(carrier)])
+        flats = {}
+        for dtype, group in groups.items():
+            parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group]
+            if dtype == carrier:
+                parts.append(meta.to(parts[0].device))
+            flats[dtype] = self._all_reduce(torch.cat(parts))
+        meta = flats[carrier][-len(meta) :] if carrier in flats else self._all_reduce(meta)
+        produced = meta[:-1].tolist()
+        position = {id(p): index for index, p in enumerate(params)}
+        for dtype, group in groups.items():
+            flat, offset = flats[dtype], 0
+            for param in group:
+                count = param.numel()
+                if produced[position[id(param)]]:
+                    value = flat[offset : offset + count].view_as(param).to(param.device)
+                    if param.grad is None:
+                        param.grad = value.clone()
+                    else:
+                        param.grad.copy_(value)
+                offset += count
+        return meta[-1].to(loss.device, loss.dtype)
+
+    def _all_reduce(self, tensor: Tensor) -> Tensor:
+        """`tensor` summed over the ranks, on the collective's device."""
+        reduced = tensor.to(self._collective_device)
+        dist.all_reduce(reduced)
+        return reduced
 
     def settle(self, model: nn.Module) -> None:
         """After a step on a new set of trainable parameters: every rank takes rank 0's values.
@@ -198,23 +218,6 @@ class DataParallel:
 
 class RanksDisagree(RuntimeError):
     """The ranks of a data-parallel run no longer hold the same model; training cannot go on."""
-
-
-def _all_reduce_gradients(params: Sequence[nn.Parameter], device: torch.device) -> None:
-    """Sum these parameters' gradients (one dtype) over the ranks in one flat buffer."""
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-    reduced = flat.to(device)
-    dist.all_reduce(reduced)
-    reduced = reduced.to(flat.device)
-    offset = 0
-    for param in params:
-        count = param.numel()
-        value = reduced[offset : offset + count].view_as(param)
-        if param.grad is None:
-            param.grad = value.clone()
-        else:
-            param.grad.copy_(value)
-        offset += count
 
 
 def _broadcast_tensor(tensor: Tensor, device: torch.device) -> None:

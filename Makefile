@@ -59,6 +59,8 @@ bench: setup
 	$(PY) bench/mesh_bench.py
 	$(PY) bench/tracing_bench.py
 	$(PY) bench/tls_bench.py
+	$(PY) bench/cold_cache.py
+	$(PY) bench/ddp.py
 	@# Hours on two cores; resumable: it skips the cells already in runs/efficacy/results.json.
 	$(PY) bench/efficacy.py
 	@# The transformer on the text corpus, 3 seeds; resumable like efficacy (runs/lm/results.json).

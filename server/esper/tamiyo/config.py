@@ -42,6 +42,10 @@ class TamiyoConfig:
     failure the `conservative_tags` are asked for first.
     `grafting_strategy` is a GraftingStrategy name ("LINEAR_RAMP", "COSINE_RAMP",
     "DRIFT_CONTROLLED"). `step_budget_ms` only makes a slow step log a warning.
+    `policy_id` names the policy that decides: "heuristic-v1", a shipped learned policy
+    ("gnn-v1"), a Simic policy id, or the path of a policy file (`<id>.pt` with its card
+    `<id>.json` beside it). A learned policy slower than `policy_timeout_ms` at a
+    boundary is overruled by heuristic-v1 for that boundary.
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -69,10 +73,13 @@ class TamiyoConfig:
     step_budget_ms: float = 12.0
     kernel_page_size: int = 100
     max_kernel_candidates: int = 500
+    policy_timeout_ms: float = 250.0
 
     def __post_init__(self) -> None:
-        if self.policy_id != HEURISTIC_POLICY_ID:
-            raise ValueError(f"policy_id must be {HEURISTIC_POLICY_ID!r} (the only built-in policy)")
+        if not self.policy_id.strip() or len(self.policy_id) > 1024:
+            raise ValueError("policy_id must name a policy (at most 1024 characters)")
+        if not (math.isfinite(self.policy_timeout_ms) and self.policy_timeout_ms > 0):
+            raise ValueError("policy_timeout_ms must be finite and > 0")
         for name in (
             "patience",
             "max_concurrent_seeds",

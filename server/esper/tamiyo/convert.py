@@ -40,6 +40,7 @@ def observation_from_request(
         seeds=seeds,
         model_parameters=int(request.parameter_count) or model_parameters,
         final_epoch=int(request.final_epoch),
+        host_layers=tuple(request.host_layers),
     )
 
 

@@ -58,11 +58,30 @@ class LifecycleGates:
         self._config = config
 
     def run(self, state: RunState, observation: Observation, out: StepOutcome) -> None:
-        in_layout = {view.seed_id for view in observation.seeds}
         for view in observation.seeds:
             adaptation = state.adaptations.get(view.seed_id)
             if adaptation is not None:
                 self._gate(state, observation, view, adaptation, out)
+        self._forget_removed(state, observation, out)
+
+    def track(self, state: RunState, observation: Observation, out: StepOutcome) -> list[tuple[SeedView, Adaptation]]:
+        """`run`'s bookkeeping without its decisions: adaptations Kasmina ended are finished and
+        reported, the others see their stage and measured gain; returns those still under way."""
+        active = []
+        for view in observation.seeds:
+            adaptation = state.adaptations.get(view.seed_id)
+            if adaptation is None:
+                continue
+            if view.stage in _OBSERVED_OUTCOMES or view.stage == lifecycle_pb2.SEED_STAGE_DORMANT:
+                self._observed_end(state, observation, view, adaptation, out)
+                continue
+            self._observe(view, adaptation, observation.epoch)
+            active.append((view, adaptation))
+        self._forget_removed(state, observation, out)
+        return active
+
+    def _forget_removed(self, state: RunState, observation: Observation, out: StepOutcome) -> None:
+        in_layout = {view.seed_id for view in observation.seeds}
         for seed_id in sorted(set(state.adaptations) - in_layout):
             reason = f"seed {seed_id} is no longer in the run's seed layout"
             self.finish(
@@ -109,13 +128,7 @@ class LifecycleGates:
         if stage in _OBSERVED_OUTCOMES or stage == lifecycle_pb2.SEED_STAGE_DORMANT:
             self._observed_end(state, observation, view, adaptation, out)
             return
-        adaptation.observe_stage(stage, observation.epoch)
-        # The gain is measured during EVALUATING (valid once the seed is ready) and may be re-measured later.
-        measured = stage == lifecycle_pb2.SEED_STAGE_FINE_TUNING or (
-            stage == lifecycle_pb2.SEED_STAGE_EVALUATING and view.ready
-        )
-        if view.telemetry is not None and measured:
-            adaptation.eval_gain = view.telemetry.eval_gain
+        self._observe(view, adaptation, observation.epoch)
         decide = _STAGE_GATES.get(stage)
         if decide is None:
             out.wait(view.seed_id, f"kernel {adaptation.kernel_id} is {stage_name(stage)}; waiting")
@@ -144,6 +157,16 @@ class LifecycleGates:
                 out,
                 parameter_count=_parameter_count(view),
             )
+
+    def _observe(self, view: SeedView, adaptation: Adaptation, epoch: int) -> None:
+        stage = view.stage
+        adaptation.observe_stage(stage, epoch)
+        # The gain is measured during EVALUATING (valid once the seed is ready) and may be re-measured later.
+        measured = stage == lifecycle_pb2.SEED_STAGE_FINE_TUNING or (
+            stage == lifecycle_pb2.SEED_STAGE_EVALUATING and view.ready
+        )
+        if view.telemetry is not None and measured:
+            adaptation.eval_gain = view.telemetry.eval_gain
 
     def _observed_end(
         self,

@@ -73,6 +73,16 @@ def choose_kernel(
     return None
 
 
+def validated_kernels(
+    search: KernelSearch, descriptor: telemetry_pb2.SeedDescriptor
+) -> list[kernel_pb2.KernelArtifact]:
+    """Every validated kernel for the seed's site within the search's parameter budget, by kernel id.
+
+    Raises KernelQueryFailed when the directory fails.
+    """
+    return sorted(_query(search, descriptor, ()), key=lambda kernel: kernel.kernel_id)
+
+
 def tag_ladder(*tag_sets: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     """Distinct tag sets in the order given, always ending with no tags."""
     ladder: list[tuple[str, ...]] = []

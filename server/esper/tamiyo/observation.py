@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, telemetry_pb2
 from esper.state import SeedFeatures
 from esper.tamiyo.reports import Boundary, CommandType
+
+if TYPE_CHECKING:
+    from esper.tamiyo.context import DecisionRecord
 
 SeedStage = lifecycle_pb2.SeedStage
 
@@ -75,8 +82,35 @@ class SeedView:
 
 
 @dataclass(frozen=True)
+class SeedLayout:
+    """Where the seeds sit, as arrays in layout order: what every policy step reads of the layout."""
+
+    seed_ids: tuple[str, ...]
+    rows: dict[str, int]
+    layer_index: np.ndarray  # int64
+    input_kind: np.ndarray  # int64
+    width: np.ndarray  # float64: activation size without batch
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, seeds: tuple[SeedView, ...]) -> SeedLayout:
+        descriptors = [view.descriptor for view in seeds]
+        seed_ids = tuple(d.seed_id for d in descriptors)
+        shapes = tuple(tuple(d.input_shape.dims) for d in descriptors)
+        return cls(
+            seed_ids=seed_ids,
+            rows={seed_id: row for row, seed_id in enumerate(seed_ids)},
+            layer_index=np.fromiter((d.layer_index for d in descriptors), dtype=np.int64, count=len(descriptors)),
+            input_kind=np.fromiter((d.input_kind for d in descriptors), dtype=np.int64, count=len(descriptors)),
+            width=np.fromiter((math.prod(shape) for shape in shapes), dtype=np.float64, count=len(shapes)),
+            shapes=shapes,
+        )
+
+
+@dataclass(frozen=True)
 class Observation:
-    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown."""
+    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown; `host_layers`
+    empty when the caller did not describe the host."""
 
     boundary: Boundary
     training_loss: float
@@ -84,6 +118,7 @@ class Observation:
     seeds: tuple[SeedView, ...]
     model_parameters: int
     final_epoch: int = 0
+    host_layers: tuple[telemetry_pb2.HostLayer, ...] = ()
 
     @property
     def epoch(self) -> int:
@@ -92,6 +127,21 @@ class Observation:
     @property
     def accuracy(self) -> float:
         return self.boundary.validation_accuracy
+
+    @cached_property
+    def layout(self) -> SeedLayout:
+        """The seed layout as arrays, computed once per observation."""
+        return SeedLayout.of(self.seeds)
+
+    @cached_property
+    def stages(self) -> np.ndarray:
+        """Each seed's stage, in layout order (int64)."""
+        return np.fromiter((view.features.stage for view in self.seeds), dtype=np.int64, count=len(self.seeds))
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Each seed's row in layout order, by seed id."""
+        return self.layout.rows
 
     @property
     def finite(self) -> bool:
@@ -102,7 +152,11 @@ class Observation:
 
 @dataclass
 class StepOutcome:
-    """The answer being built: commands in order, decisions, field reports, run-level signal."""
+    """The answer being built: commands in order, decisions, field reports, run-level signal.
+
+    A learned policy also leaves the `record` of what it saw and chose (for its
+    transition), or the `fallback_reason` when heuristic-v1 decided in its place.
+    """
 
     epoch: int
     commands: list[control_pb2.AdaptationCommand] = field(default_factory=list)
@@ -112,6 +166,8 @@ class StepOutcome:
     emergency_rollback: bool = False
     optimizer_rebuild: bool = False
     signal_reasons: list[str] = field(default_factory=list)
+    record: DecisionRecord | None = None
+    fallback_reason: str = ""
 
     def act(self, command: control_pb2.AdaptationCommand) -> None:
         """Issue `command`, recording the decision with its reason."""

@@ -156,7 +156,8 @@ def test_other_requests_name_the_field(call: Callable[[object], object], field: 
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"policy_id": "gnn-v2"},
+        {"policy_id": " "},
+        {"policy_timeout_ms": 0.0},
         {"patience": 0},
         {"max_concurrent_seeds": 0},
         {"warmup_epochs": -1},

@@ -4,7 +4,9 @@ One boundary's action has three parts, each a categorical over legal choices onl
   decisions  each seed that is not open to germination picks among its legal
              WAIT / ADVANCE / CULL / FOSSILIZE (a seed with one legal action adds nothing);
   location   "germinate nowhere" or one seed open to germination (at most one
-             germination per boundary, as heuristic-v1);
+             germination per boundary, as heuristic-v1), only when a concurrency
+             slot is free after the decisions (each seed culled or fossilized frees
+             one); otherwise nowhere, with certainty;
   kernel     when a seed was chosen, one of the candidate kernels that fit it and
              are in budget.
 The log-probability of the action is the sum of the three parts' and its entropy the
@@ -15,7 +17,8 @@ cloning and PPO differentiate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +29,7 @@ from torch_geometric.utils import scatter
 
 from esper.tamiyo.gnn import Encoded, TamiyoNet
 from esper.tamiyo.graph import FITS, GLOBAL, KERNEL, SEED, ObservationGraph
-from esper.tamiyo.masks import GERMINATE, WAIT
+from esper.tamiyo.masks import CULL, FOSSILIZE, GERMINATE, WAIT
 
 _NEG = float("-inf")
 
@@ -45,6 +48,7 @@ class GraphTensors:
     num_graphs: int
     mask: Tensor  # [seeds, 5] bool
     kernel_mask: Tensor  # [kernels] bool
+    free_slots: Tensor  # [graphs] int64: concurrency slots free before the decisions
 
     @property
     def fits(self) -> Tensor:
@@ -52,7 +56,10 @@ class GraphTensors:
 
 
 def graph_tensors(
-    graphs: Sequence[ObservationGraph], masks: Sequence[np.ndarray], kernel_masks: Sequence[np.ndarray]
+    graphs: Sequence[ObservationGraph],
+    masks: Sequence[np.ndarray],
+    kernel_masks: Sequence[np.ndarray],
+    free_slots: Sequence[int],
 ) -> GraphTensors:
     """Batch graphs (torch_geometric's Batch offsets every node index) with their masks."""
     data = Batch.from_data_list([graph.to_hetero_data() for graph in graphs])
@@ -66,10 +73,13 @@ def graph_tensors(
         kernel_mask=torch.from_numpy(
             np.concatenate([np.asarray(k, dtype=np.bool_).reshape(-1) for k in kernel_masks], axis=0)
         ),
+        free_slots=torch.tensor(list(free_slots), dtype=torch.long),
     )
 
 
-def single_graph_tensors(graph: ObservationGraph, mask: np.ndarray, kernel_mask: np.ndarray) -> GraphTensors:
+def single_graph_tensors(
+    graph: ObservationGraph, mask: np.ndarray, kernel_mask: np.ndarray, free_slots: int = 1
+) -> GraphTensors:
     """One graph without Batch's bookkeeping (the acting path, where latency counts)."""
     x = {t: torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32)) for t, f in graph.features.items()}
     edge_index = {e: torch.from_numpy(np.ascontiguousarray(i, dtype=np.int64)) for e, i in graph.edges.items()}
@@ -81,6 +91,7 @@ def single_graph_tensors(graph: ObservationGraph, mask: np.ndarray, kernel_mask:
         num_graphs=1,
         mask=torch.from_numpy(np.asarray(mask, dtype=np.bool_)),
         kernel_mask=torch.from_numpy(np.asarray(kernel_mask, dtype=np.bool_).reshape(-1)),
+        free_slots=torch.tensor([free_slots], dtype=torch.long),
     )
 
 
@@ -157,18 +168,46 @@ def _check(enc: Encoded) -> None:
             raise PolicyOutputError(f"the network's {name} are not finite")
 
 
-@torch.no_grad()
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread for a while.
+
+    A decision over a graph of this size gains nothing from more threads, and on a
+    machine busy with training their spin-waits made a 7 ms step take 290 ms.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def act(
     net: TamiyoNet,
     graph: ObservationGraph,
     mask: np.ndarray,
     kernel_mask: np.ndarray,
     *,
+    free_slots: int = 1,
     sample: bool = False,
     generator: torch.Generator | None = None,
 ) -> Action:
     """One graph's action: sampled, or the most likely choice of each part (deterministic)."""
-    t = single_graph_tensors(graph, mask, kernel_mask)
+    with one_thread(), torch.no_grad():
+        return _act(net, graph, mask, kernel_mask, free_slots, sample, generator)
+
+
+def _act(
+    net: TamiyoNet,
+    graph: ObservationGraph,
+    mask: np.ndarray,
+    kernel_mask: np.ndarray,
+    free_slots: int,
+    sample: bool,
+    generator: torch.Generator | None,
+) -> Action:
+    t = single_graph_tensors(graph, mask, kernel_mask, free_slots)
     enc = encode(net, t)
     _check(enc)
     parts = _parts(enc, t)
@@ -179,9 +218,11 @@ def act(
     entropy = _entropy(parts.decision_logp).sum()
     seed_probability = probs.gather(1, choice.unsqueeze(1)).squeeze(1) if seeds else torch.zeros(0)
     location_probs = parts.location_logp.exp()
-    where = int(_pick(location_probs.unsqueeze(0), sample, generator)[0])
-    log_prob = log_prob + parts.location_logp[where]
-    entropy = entropy + _entropy(parts.location_logp.unsqueeze(0)).sum()
+    where = 0
+    if free_slots + int(_ending(choice).sum()) > 0:
+        where = int(_pick(location_probs.unsqueeze(0), sample, generator)[0])
+        log_prob = log_prob + parts.location_logp[where]
+        entropy = entropy + _entropy(parts.location_logp.unsqueeze(0)).sum()
     kernel_row, kernel_probability = -1, 1.0
     seed_actions = choice.clone()
     if where > 0:
@@ -209,6 +250,11 @@ def act(
         seed_probability=seed_probability.numpy(),
         kernel_probability=kernel_probability,
     )
+
+
+def _ending(actions: Tensor) -> Tensor:
+    """Seeds whose action ends their adaptation now, freeing a concurrency slot."""
+    return (actions == CULL) | (actions == FOSSILIZE)
 
 
 def _pick(probs: Tensor, sample: bool, generator: torch.Generator | None) -> Tensor:
@@ -246,15 +292,14 @@ def evaluate(net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs
     entropy = scatter(_entropy(parts.decision_logp), seed_graph, dim=0, dim_size=graphs, reduce="sum")
     germinated = seed_actions == GERMINATE
     has_germination = scatter(germinated.long(), seed_graph, dim=0, dim_size=graphs, reduce="sum") > 0
-    chosen = torch.cat([~has_germination, germinated[parts.eligible_rows]])
+    freed = scatter(_ending(seed_actions).long(), seed_graph, dim=0, dim_size=graphs, reduce="sum")
+    location_open = (t.free_slots + freed > 0)[parts.location_group]
+    chosen = torch.cat([~has_germination, germinated[parts.eligible_rows]]) & location_open
+    zeros = torch.zeros_like(parts.location_logp)
     log_prob = log_prob + scatter(
-        torch.where(chosen, parts.location_logp, torch.zeros_like(parts.location_logp)),
-        parts.location_group,
-        dim=0,
-        dim_size=graphs,
-        reduce="sum",
+        torch.where(chosen, parts.location_logp, zeros), parts.location_group, dim=0, dim_size=graphs, reduce="sum"
     )
-    location_entropy = -(parts.location_logp.exp() * parts.location_logp)
+    location_entropy = torch.where(location_open, -(parts.location_logp.exp() * parts.location_logp), zeros)
     entropy = entropy + scatter(location_entropy, parts.location_group, dim=0, dim_size=graphs, reduce="sum")
     fits = t.fits
     relevant = torch.nonzero(germinated[fits[1]] & t.kernel_mask[fits[0]], as_tuple=False).flatten()

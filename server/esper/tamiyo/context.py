@@ -23,7 +23,7 @@ from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import kernel_parameter_budget
 from esper.tamiyo.graph import KernelCandidate, ObservationGraph, build_graph, max_parameters
 from esper.tamiyo.kernels import KernelQueryFailed, KernelSearch, validated_kernels
-from esper.tamiyo.masks import action_mask, germinable_rows
+from esper.tamiyo.masks import action_mask, germinable_rows, germination_window
 from esper.tamiyo.observation import Observation, StepOutcome
 from esper.tamiyo.policy import note_untracked, update_conservative
 from esper.tamiyo.state import RunState
@@ -36,14 +36,17 @@ class DecisionContext:
     """What a policy chooses from at one boundary.
 
     `mask` [seeds, 5] holds the legal actions (masks.py); `kernel_mask` [kernels]
-    the candidates within the whole-model parameter budget. `query_error` says why
-    no kernel could be asked for, when that happened.
+    the candidates within the whole-model parameter budget; `free_slots` the
+    concurrency slots free before this boundary's decisions (a germination needs
+    one; each seed ended now frees one). `query_error` says why no kernel could be
+    asked for, when that happened.
     """
 
     graph: ObservationGraph
     mask: np.ndarray
     candidates: tuple[KernelCandidate, ...]
     kernel_mask: np.ndarray
+    free_slots: int = 0
     finished: frozenset[str] = field(default_factory=frozenset)
     query_error: str = ""
 
@@ -119,6 +122,7 @@ def decision_context(
         mask=mask,
         candidates=tuple(candidates),
         kernel_mask=kernel_mask,
+        free_slots=germination_window(state, observation, config).free_slots,
         finished=finished,
         query_error=error,
     )

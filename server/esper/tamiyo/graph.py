@@ -580,7 +580,7 @@ def graph_from_proto(message: policy_pb2.ObservationGraph) -> ObservationGraph:
     for node_set in message.node_sets:
         if node_set.node_type not in FEATURE_DIMS:
             raise ValueError(f"node_sets: unknown node type {node_set.node_type!r}")
-        array = tensor_from_proto(node_set.features)
+        array = _tensor(node_set.features, f"node_sets[{node_set.node_type}].features")
         if array.ndim != 2 or array.shape[1] != FEATURE_DIMS[node_set.node_type]:
             raise ValueError(
                 f"node_sets[{node_set.node_type}].features: shape {list(array.shape)}, "
@@ -596,7 +596,7 @@ def graph_from_proto(message: policy_pb2.ObservationGraph) -> ObservationGraph:
         edge_type = (edge_set.source_type, edge_set.relation, edge_set.target_type)
         if edge_type not in edges:
             raise ValueError(f"edge_sets: unknown relation {edge_type}")
-        index = tensor_from_proto(edge_set.edge_index).astype(np.int64, copy=False)
+        index = _tensor(edge_set.edge_index, f"edge_sets[{edge_set.relation}].edge_index").astype(np.int64, copy=False)
         if index.ndim != 2 or index.shape[0] != 2:
             raise ValueError(f"edge_sets[{edge_set.relation}].edge_index: shape {list(index.shape)}, want [2, edges]")
         if index.size and (
@@ -614,6 +614,13 @@ _ELEMENT_TYPES: Mapping[int, Any] = {
     policy_pb2.TENSOR_ELEMENT_TYPE_INT64: np.dtype("<i8"),
     policy_pb2.TENSOR_ELEMENT_TYPE_BOOL: np.dtype("?"),
 }
+
+
+def _tensor(message: policy_pb2.Tensor, where: str) -> np.ndarray:
+    try:
+        return tensor_from_proto(message)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def tensor_to_proto(array: np.ndarray) -> policy_pb2.Tensor:

@@ -33,7 +33,7 @@ from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import Germination
 from esper.tamiyo.gnn import TamiyoNet
 from esper.tamiyo.kernels import KernelChoice
-from esper.tamiyo.masks import ACTIONS, ADVANCE, CULL, FOSSILIZE, GERMINATE, WAIT
+from esper.tamiyo.masks import ACTIONS, ADVANCE, CULL, FOSSILIZE, GERMINATE, WAIT, actions_legal
 from esper.tamiyo.observation import Observation, StepOutcome, stage_name
 from esper.tamiyo.policy import HeuristicPolicy
 from esper.tamiyo.reports import CommandType, Outcome, make_command
@@ -147,9 +147,15 @@ class LearnedPolicy:
         if self._sample:
             generator = torch.Generator().manual_seed(_step_seed(self._seed, observation))
         action = act(
-            self._net, context.graph, context.mask, context.kernel_mask, sample=self._sample, generator=generator
+            self._net,
+            context.graph,
+            context.mask,
+            context.kernel_mask,
+            free_slots=context.free_slots,
+            sample=self._sample,
+            generator=generator,
         )
-        self._veto(action, context, observation)
+        veto(action, context)
         self._apply(state, observation, context, action, out)
         out.record = DecisionRecord(
             context=context,
@@ -161,22 +167,6 @@ class LearnedPolicy:
         state.last_epoch = observation.epoch
         state.stepped = True
         return out
-
-    def _veto(self, action: Action, context: DecisionContext, observation: Observation) -> None:
-        """Refuse any choice the mask, the lifecycle or the budgets forbid."""
-        rows = np.arange(len(action.seed_actions))
-        illegal = np.flatnonzero(~context.mask[rows, action.seed_actions])
-        if illegal.size:
-            row = int(illegal[0])
-            choice = int(action.seed_actions[row])
-            raise ForbiddenDecision(f"{ACTIONS[choice]} is not legal for seed {context.graph.seed_ids[row]}")
-        germinations = int((action.seed_actions == GERMINATE).sum())
-        if germinations > 1:
-            raise ForbiddenDecision(f"{germinations} germinations at one boundary")
-        if germinations and (action.kernel_row < 0 or not context.kernel_mask[action.kernel_row]):
-            raise ForbiddenDecision("a germination without a kernel in budget")
-        if germinations and action.germinate_row not in context.candidates[action.kernel_row].seed_rows:
-            raise ForbiddenDecision("the kernel does not fit the seed's site")
 
     def _apply(
         self,
@@ -249,6 +239,18 @@ class LearnedPolicy:
             view = observation.seeds[observation.rows[seed_id]]
             parameters = int(view.telemetry.parameter_count) if view.telemetry is not None else None
             self._gates.finish(state, observation, adaptation, outcome, why, out, parameter_count=parameters)
+
+
+def veto(action: Action, context: DecisionContext) -> None:
+    """Raise ForbiddenDecision for any choice the mask or the budgets forbid (the veto)."""
+    why = actions_legal(context.mask, context.free_slots, action.seed_actions)
+    if why:
+        raise ForbiddenDecision(why)
+    if GERMINATE in action.seed_actions:
+        if action.kernel_row < 0 or not context.kernel_mask[action.kernel_row]:
+            raise ForbiddenDecision("a germination without a kernel in budget")
+        if action.germinate_row not in context.candidates[action.kernel_row].seed_rows:
+            raise ForbiddenDecision("the kernel does not fit the seed's site")
 
 
 def _cause(error: Exception) -> str:

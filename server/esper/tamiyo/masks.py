@@ -5,8 +5,11 @@ is decided, the same way for every policy. Columns, in `SeedAction` order from
 WAIT: WAIT, GERMINATE, ADVANCE, CULL, FOSSILIZE.
 
   DORMANT        GERMINATE when germination is open (finite metrics, no conservative
-                 mode, past the warm-up, enough epochs left to finish, a free
-                 concurrency slot, the slot not embargoed, a kernel in budget).
+                 mode, past the warm-up, enough epochs left to finish, the parameter
+                 budget not spent, the slot not embargoed, a kernel in budget) and a
+                 concurrency slot is free once this boundary's decisions are taken:
+                 `free_slots` may be 0 or less, and each seed culled, cancelled or
+                 fossilized at the same boundary frees one (acting.py applies this).
   GERMINATED     ADVANCE (promote to LOADING again) or CULL (cancel).
   TRAINING       ADVANCE once the seed is ready after `min_training_epochs`; CULL (cancel).
   GRAFTING,      ADVANCE once ready. CULL is not a legal command here (Appendix B).
@@ -45,7 +48,8 @@ _ACTIVE = np.array(sorted(ACTIVE_STAGES), dtype=np.int64)
 
 @dataclass(frozen=True)
 class GerminationWindow:
-    """Whether germination is open at this boundary and, if not, why."""
+    """Whether germination is open at this boundary (concurrency aside) and, if not, why;
+    concurrency slots free before this boundary's decisions (may be 0 or less)."""
 
     open: bool
     reason: str
@@ -61,7 +65,7 @@ def germination_window(state: RunState, observation: Observation, config: Tamiyo
         if row is not None:
             active[row] = True
     busy = int(active.sum())
-    free = max(0, config.max_concurrent_seeds - busy)
+    free = config.max_concurrent_seeds - busy
     remaining = observation.final_epoch - epoch
     budget = max_parameters(config)
     checks = (
@@ -72,7 +76,6 @@ def germination_window(state: RunState, observation: Observation, config: Tamiyo
             not observation.final_epoch or remaining >= config.min_epochs_to_finish,
             f"{remaining} epoch(s) left, an adaptation needs {config.min_epochs_to_finish}",
         ),
-        (free > 0, f"concurrency budget full ({busy} of {config.max_concurrent_seeds})"),
         (not budget or observation.model_parameters < budget, f"parameter budget reached ({budget})"),
     )
     for ok, reason in checks:
@@ -180,3 +183,18 @@ def improved(a: Adaptation, observation: Observation, config: TamiyoConfig) -> b
     """The measured improvement that allows fossilizing."""
     target = a.pre_metric + config.fossilize_min_improvement
     return observation.accuracy >= target or a.eval_gain > config.min_eval_gain
+
+
+def actions_legal(mask: np.ndarray, free_slots: int, seed_actions: np.ndarray) -> str:
+    """Why these actions break the mask or the concurrency budget, or "" when they are legal."""
+    rows = np.arange(len(seed_actions))
+    illegal = np.flatnonzero(~mask[rows, seed_actions])
+    if illegal.size:
+        return f"action {int(seed_actions[illegal[0]])} is not legal for seed row {int(illegal[0])}"
+    germinations = int((seed_actions == GERMINATE).sum())
+    if germinations > 1:
+        return f"{germinations} germinations at one boundary"
+    freed = int(((seed_actions == CULL) | (seed_actions == FOSSILIZE)).sum())
+    if germinations and free_slots + freed <= 0:
+        return f"no concurrency slot free for a germination ({free_slots} free, {freed} freed now)"
+    return ""

@@ -10,15 +10,16 @@ Learned policies load lazily: torch_geometric is imported only when one is used.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from esper.errors import FailedPrecondition, NotFound
 from esper.leyline.v1 import control_pb2, simic_pb2
-from esper.tamiyo.artifact import PolicyArtifact, load_state_dict, read_policy
+from esper.tamiyo.artifact import PolicyArtifact, load_state_dict, make_card, read_policy, state_dict_bytes
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.policy import HeuristicPolicy, Policy
 
 if TYPE_CHECKING:
+    from esper.tamiyo.gnn import TamiyoNet
     from esper.tamiyo.learned import LearnedPolicy
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "policies"
@@ -93,6 +94,32 @@ def learned_policy(
             reason="POLICY_UNREADABLE",
         ) from exc
     return LearnedPolicy(config, net, policy_id=artifact.policy_id, version=artifact.version, sample=sample, seed=seed)
+
+
+def policy_artifact(
+    net: TamiyoNet,
+    policy_id: str,
+    *,
+    version: int = 1,
+    recipe: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
+    parent_policy_id: str = "",
+) -> PolicyArtifact:
+    """A network as a policy artifact: its weights-only state dict and its card."""
+    weights = state_dict_bytes(net.state_dict())
+    card = make_card(
+        policy_id=policy_id,
+        version=version,
+        weights=weights,
+        architecture=net.architecture.to_dict(),
+        feature_schema_version=net.architecture.feature_schema_version,
+        recipe=recipe or {},
+        data=data or {},
+        validation=validation or {},
+        parent_policy_id=parent_policy_id,
+    )
+    return PolicyArtifact(policy_id=policy_id, version=version, weights=weights, card=card)
 
 
 def make_policy(policy: str, config: TamiyoConfig, source: PolicySource | None = None) -> Policy:

@@ -132,6 +132,7 @@ def make_transition(
         validation_accuracy=observation.accuracy if np.isfinite(observation.accuracy) else 0.0,
         parameter_count=observation.model_parameters,
         final_epoch=observation.final_epoch,
+        free_slots=context.free_slots,
     )
     transition.transition_time.CopyFrom(boundary.time)
     return transition

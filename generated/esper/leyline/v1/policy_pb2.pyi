@@ -79,7 +79,7 @@ class ObservationGraph(_message.Message):
     def __init__(self, feature_schema_version: _Optional[int] = ..., node_sets: _Optional[_Iterable[_Union[GraphNodeSet, _Mapping]]] = ..., edge_sets: _Optional[_Iterable[_Union[GraphEdgeSet, _Mapping]]] = ...) -> None: ...
 
 class PolicyTransition(_message.Message):
-    __slots__ = ("transition_id", "run_id", "epoch", "policy_id", "policy_version", "observation", "action_mask", "kernel_mask", "seed_actions", "kernel_id", "log_prob", "value", "fallback", "fallback_reason", "validation_accuracy", "parameter_count", "final_epoch", "transition_time")
+    __slots__ = ("transition_id", "run_id", "epoch", "policy_id", "policy_version", "observation", "action_mask", "kernel_mask", "seed_actions", "kernel_id", "log_prob", "value", "fallback", "fallback_reason", "validation_accuracy", "parameter_count", "final_epoch", "transition_time", "free_slots")
     TRANSITION_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class PolicyTransition(_message.Message):
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     FINAL_EPOCH_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     transition_id: str
     run_id: str
     epoch: int
@@ -116,4 +117,5 @@ class PolicyTransition(_message.Message):
     parameter_count: int
     final_epoch: int
     transition_time: _timestamp_pb2.Timestamp
-    def __init__(self, transition_id: _Optional[str] = ..., run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., policy_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., observation: _Optional[_Union[ObservationGraph, _Mapping]] = ..., action_mask: _Optional[_Union[Tensor, _Mapping]] = ..., kernel_mask: _Optional[_Union[Tensor, _Mapping]] = ..., seed_actions: _Optional[_Iterable[_Union[SeedAction, str]]] = ..., kernel_id: _Optional[str] = ..., log_prob: _Optional[float] = ..., value: _Optional[float] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., validation_accuracy: _Optional[float] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    free_slots: int
+    def __init__(self, transition_id: _Optional[str] = ..., run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., policy_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., observation: _Optional[_Union[ObservationGraph, _Mapping]] = ..., action_mask: _Optional[_Union[Tensor, _Mapping]] = ..., kernel_mask: _Optional[_Union[Tensor, _Mapping]] = ..., seed_actions: _Optional[_Iterable[_Union[SeedAction, str]]] = ..., kernel_id: _Optional[str] = ..., log_prob: _Optional[float] = ..., value: _Optional[float] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., validation_accuracy: _Optional[float] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., free_slots: _Optional[int] = ...) -> None: ...

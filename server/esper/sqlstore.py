@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -65,6 +65,8 @@ class Schema:
     # PostgreSQL advisory lock key: serializes schema creation between processes sharing the database.
     lock_key: int
     sqlite_foreign_keys: bool = False
+    # Additive upgrades by the version they start from: upgrades[1] brings version 1 to 2.
+    upgrades: Mapping[int, Callable[[Connection], None]] = field(default_factory=dict)
 
 
 class SqlDatabase:
@@ -144,6 +146,13 @@ class SqlDatabase:
                     f"(expected schema version {schema.version})",
                     reason="SCHEMA_VERSION_UNSUPPORTED",
                 )
+            while stored is not None and stored < schema.version and stored in schema.upgrades:
+                schema.upgrades[stored](conn)
+                stored += 1
+                conn.execute(
+                    schema_meta.update().where(schema_meta.c.component == schema.component).values(version=stored)
+                )
+                logger.info("upgraded %s schema to version %d in %s", schema.title, stored, self.safe_url)
             if stored is not None and stored != schema.version:
                 raise FailedPrecondition(
                     f"database {self.safe_url} holds {schema.title} schema version {stored}, this server "

@@ -43,3 +43,15 @@ class SimicClient(ServiceClient):
     ) -> simic_pb2.ListPoliciesResponse:
         response: simic_pb2.ListPoliciesResponse = self.call("ListPolicies", request, timeout=timeout)
         return response
+
+    def record_transitions(
+        self, request: simic_pb2.RecordTransitionsRequest, *, timeout: float | None = None
+    ) -> simic_pb2.RecordTransitionsResponse:
+        response: simic_pb2.RecordTransitionsResponse = self.call("RecordTransitions", request, timeout=timeout)
+        return response
+
+    def get_training_job(
+        self, request: simic_pb2.GetTrainingJobRequest, *, timeout: float | None = None
+    ) -> simic_pb2.GetTrainingJobResponse:
+        response: simic_pb2.GetTrainingJobResponse = self.call("GetTrainingJob", request, timeout=timeout)
+        return response

@@ -67,7 +67,7 @@ class ServerSpec:
 
 
 def _tamiyo_flags(ctx: LaunchContext) -> list[str]:
-    flags = ["--urza", ctx.grpc["urza"], "--nats", ctx.nats_url]
+    flags = ["--urza", ctx.grpc["urza"], "--simic", ctx.grpc["simic"], "--nats", ctx.nats_url]
     return [*flags, "--config", str(ctx.config)] if ctx.config is not None else flags
 
 
@@ -123,7 +123,8 @@ SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"]]),
     ServerSpec("karn", 3, lambda ctx: ["--nats", ctx.nats_url]),
     ServerSpec("tamiyo", 3, _tamiyo_flags),
-    ServerSpec("simic", 3, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
+    # Before Tamiyo, which fetches Simic's published policies from it.
+    ServerSpec("simic", 2, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
     ServerSpec(
         "tolaria",
         4,

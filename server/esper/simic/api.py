@@ -20,14 +20,22 @@ class SimicApi(Protocol):
         """One page of stored reports, newest first, optionally of one run."""
         ...
 
+    def record_transitions(self, request: simic_pb2.RecordTransitionsRequest) -> simic_pb2.RecordTransitionsResponse:
+        """Store Tamiyo's decision transitions; repeats of a transition_id are counted, not stored."""
+        ...
+
     def train_policy(self, request: simic_pb2.TrainPolicyRequest) -> simic_pb2.TrainPolicyResponse:
-        """Start training a policy (Unimplemented until Simic's policy training exists)."""
+        """Start a training job (behaviour cloning or PPO), gated before it is published."""
+        ...
+
+    def get_training_job(self, request: simic_pb2.GetTrainingJobRequest) -> simic_pb2.GetTrainingJobResponse:
+        """A training job's state; NotFound (TRAINING_JOB_NOT_FOUND) for an unknown job."""
         ...
 
     def get_policy(self, request: simic_pb2.GetPolicyRequest) -> simic_pb2.GetPolicyResponse:
-        """One trained policy (Unimplemented until Simic's policy training exists)."""
+        """One trained policy, with its weights if asked; NotFound (POLICY_NOT_FOUND) otherwise."""
         ...
 
     def list_policies(self, request: simic_pb2.ListPoliciesRequest) -> simic_pb2.ListPoliciesResponse:
-        """Trained policies, newest first (Unimplemented until Simic's policy training exists)."""
+        """Trained policies, newest first."""
         ...

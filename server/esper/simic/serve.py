@@ -1,8 +1,11 @@
-"""`esper serve simic [--nats URL] [--db URL] [--data-dir DIR]`: the SimicService server.
+"""`esper serve simic [--nats URL] [--db URL] [--data-dir DIR] [--store S]`: the SimicService server.
 
-With --nats, the durable "simic" consumer stores every field report published on
-Oona; without it, reports arrive through RecordFieldReports only. Imported when
-the CLI parser is built, so heavy imports wait for `build`.
+With --nats, the durable "simic" consumer stores every field report and
+"simic_transitions" every transition published on Oona, and a policy that passes
+the validation gate is announced on `esper.policy.updates` (Tamiyo follows it);
+without it, reports and transitions arrive through their rpcs and policies are
+stored but announced to no one. Imported when the CLI parser is built, so heavy
+imports wait for `build`.
 """
 
 from __future__ import annotations
@@ -21,42 +24,69 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=DEFAULT_DATA_DIR,
-        help=f"folder for the default SQLite file (default: ./{DEFAULT_DATA_DIR})",
+        help=f"folder for the default SQLite file, objects and episode data (default: ./{DEFAULT_DATA_DIR})",
     )
     parser.add_argument(
         "--db",
         default="",
         metavar="URL",
-        help="field report database: sqlite:///FILE or postgresql+psycopg://USER:PASS@HOST:PORT/DB "
+        help="database: sqlite:///FILE or postgresql+psycopg://USER:PASS@HOST:PORT/DB "
         "(default: SQLite in the data dir)",
     )
-    add_bus_arguments(parser, role="consume field reports (durable consumer 'simic')")
+    parser.add_argument(
+        "--store",
+        default="",
+        metavar="DIR|s3://BUCKET[/PREFIX]",
+        help="object store for transition tensors and policy weights (default: objects/ in the data dir)",
+    )
+    parser.add_argument(
+        "--gate-suite",
+        default="validation",
+        help="task suite of the validation gate; '' stores trained policies without ever publishing them",
+    )
+    parser.add_argument("--gate-seeds", type=int, default=2, help="seeds per gate task (default: 2)")
+    parser.add_argument("--workers", type=int, default=1, help="episodes played at once (default: 1)")
+    parser.add_argument("--assets-dir", default="", help="embedded asset cache episodes use (default: Esper's)")
+    add_bus_arguments(parser, role="consume field reports and transitions, publish policy updates")
 
 
 def _build(args: argparse.Namespace) -> Served:
-    from esper.simic.config import SimicConfig
-    from esper.simic.intake import FieldReportIntake
+    from esper.simic.config import SimicConfig, TrainingConfig
+    from esper.simic.intake import FieldReportIntake, PolicyPublisher, TransitionIntake
     from esper.simic.service import SimicService
     from esper.simic.servicer import simic_registration
 
     oona = bus_config(args, "simic")
-    simic = SimicService.open(SimicConfig(data_dir=args.data_dir, database_url=args.db))
+    config = SimicConfig(
+        data_dir=args.data_dir,
+        database_url=args.db,
+        store=args.store,
+        training=TrainingConfig(
+            gate_suite=args.gate_suite,
+            gate_seeds=args.gate_seeds,
+            workers=args.workers,
+            assets_dir=args.assets_dir,
+        ),
+    )
     if oona is None:
-        logger.info("no --nats: field reports arrive through RecordFieldReports only")
+        logger.info("no --nats: reports and transitions arrive through their rpcs; policies are not announced")
+        simic = SimicService.open(config)
         return Served(registrations=[simic_registration(simic)], close=simic.close)
+    bus = open_bus(oona)
     try:
-        bus = open_bus(oona)
+        simic = SimicService.open(config, publish=PolicyPublisher(bus))
     except BaseException:
-        simic.close()
+        bus.close()
         raise
-    intake = FieldReportIntake(simic)
+    reports, transitions = FieldReportIntake(simic), TransitionIntake(simic)
 
     def status() -> str:
-        stored, counts, stats = simic.status(), intake.counts(), bus.stats()
+        stored, counts, moved, stats = simic.status(), reports.counts(), transitions.counts(), bus.stats()
         return (
             f"simic: {stored.stored} field reports stored ({counts.stored} from the bus since start), "
-            f"{counts.duplicates + stats.duplicates_dropped} duplicates dropped, "
-            f"{counts.refused} refused, {stats.dead_lettered_total} dead-lettered"
+            f"{moved.stored} transitions from the bus, "
+            f"{counts.duplicates + moved.duplicates + stats.duplicates_dropped} duplicates dropped, "
+            f"{counts.refused + moved.refused} refused, {stats.dead_lettered_total} dead-lettered"
         )
 
     def close() -> None:
@@ -66,13 +96,16 @@ def _build(args: argparse.Namespace) -> Served:
 
     return Served(
         registrations=[simic_registration(simic)],
-        background=[consumer_task(bus, intake.subscribe, status=status)],
+        background=[
+            consumer_task(bus, reports.subscribe, status=status),
+            consumer_task(bus, transitions.subscribe),
+        ],
         close=close,
     )
 
 
 SIMIC = ServeTarget(
-    help="Simic: the field-report replay buffer; policy training comes later (SimicService)",
+    help="Simic: the replay store, policy training (behaviour cloning, PPO) and policies (SimicService)",
     build=_build,
     add_arguments=_add_arguments,
 )

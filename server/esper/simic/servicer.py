@@ -47,6 +47,16 @@ class SimicServicer(simic_pb2_grpc.SimicServiceServicer):
     ) -> simic_pb2.ListPoliciesResponse:
         return await asyncio.to_thread(self._simic.list_policies, request)
 
+    async def RecordTransitions(
+        self, request: simic_pb2.RecordTransitionsRequest, context: grpc.aio.ServicerContext
+    ) -> simic_pb2.RecordTransitionsResponse:
+        return await asyncio.to_thread(self._simic.record_transitions, request)
+
+    async def GetTrainingJob(
+        self, request: simic_pb2.GetTrainingJobRequest, context: grpc.aio.ServicerContext
+    ) -> simic_pb2.GetTrainingJobResponse:
+        return await asyncio.to_thread(self._simic.get_training_job, request)
+
 
 def simic_registration(simic: SimicApi) -> ServiceRegistration:
     """What build_server needs to host `simic` as esper.leyline.v1.SimicService."""

@@ -11,12 +11,18 @@ import math
 from dataclasses import dataclass
 
 from esper.errors import InvalidArgument
-from esper.leyline.v1 import control_pb2, lifecycle_pb2, simic_pb2
+from esper.leyline.v1 import control_pb2, lifecycle_pb2, policy_pb2, simic_pb2
 from esper.paging import decode_page_token, validate_page_size
 from esper.simic.config import SimicConfig
 from esper.simic.db import MAX_ID_LENGTH
+from esper.tamiyo.artifact import POLICY_ID_PATTERN
+from esper.tamiyo.graph import graph_from_proto, tensor_from_proto
+
+POLICY_LISTING = json.dumps(["simic.ListPolicies"])
 
 MAX_POLICY_STEPS = 100_000
+MAX_PPO_ITERATIONS = 10_000
+_ALGORITHMS = frozenset(simic_pb2.TrainingAlgorithm.values())
 _OUTCOMES = frozenset(lifecycle_pb2.AdaptationOutcome.values())
 
 
@@ -71,15 +77,64 @@ def validate_list_field_reports(request: simic_pb2.ListFieldReportsRequest, conf
 def validate_train_policy(request: simic_pb2.TrainPolicyRequest) -> None:
     if request.max_steps > MAX_POLICY_STEPS:
         raise InvalidArgument.for_field("max_steps", f"must be in [1, {MAX_POLICY_STEPS}] (0 means the default)")
+    if request.iterations > MAX_PPO_ITERATIONS:
+        raise InvalidArgument.for_field("iterations", f"must be in [1, {MAX_PPO_ITERATIONS}] (0 means the default)")
+    if request.algorithm not in _ALGORITHMS:
+        raise InvalidArgument.for_field("algorithm", f"{request.algorithm} is not a TrainingAlgorithm")
     _check_id(request.base_policy_id, "base_policy_id", required=False)
+    if request.policy_id and not POLICY_ID_PATTERN.fullmatch(request.policy_id):
+        raise InvalidArgument.for_field(
+            "policy_id", f"must match {POLICY_ID_PATTERN.pattern}, got {request.policy_id!r}"
+        )
 
 
 def validate_get_policy(request: simic_pb2.GetPolicyRequest) -> None:
     _check_id(request.policy_id, "policy_id", required=True)
 
 
-def validate_list_policies(request: simic_pb2.ListPoliciesRequest, config: SimicConfig) -> None:
-    validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
+def validate_get_training_job(request: simic_pb2.GetTrainingJobRequest) -> None:
+    _check_id(request.job_id, "job_id", required=True)
+
+
+def validate_list_policies(request: simic_pb2.ListPoliciesRequest, config: SimicConfig) -> tuple[int, int]:
+    """(page size, seq to list before: 0 from the newest)."""
+    page_size = validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
+    return page_size, decode_page_token(request.page_token, POLICY_LISTING)
+
+
+def validate_record_transitions(request: simic_pb2.RecordTransitionsRequest, config: SimicConfig) -> None:
+    if len(request.transitions) > config.max_transitions_per_request:
+        raise InvalidArgument.for_field(
+            "transitions",
+            f"holds {len(request.transitions)}; at most {config.max_transitions_per_request} per request",
+        )
+    for i, transition in enumerate(request.transitions):
+        validate_transition(transition, f"transitions[{i}]")
+
+
+def validate_transition(transition: policy_pb2.PolicyTransition, path: str = "transition") -> None:
+    """A transition Simic can store: ids that fit their columns, an observation and masks that agree."""
+    for name in ("transition_id", "policy_id"):
+        if not getattr(transition, name):
+            raise InvalidArgument.for_field(f"{path}.{name}", "is required")
+    for name in ("transition_id", "run_id", "policy_id"):
+        if len(getattr(transition, name)) > MAX_ID_LENGTH:
+            raise InvalidArgument.for_field(f"{path}.{name}", f"is longer than {MAX_ID_LENGTH} characters")
+    try:
+        graph = graph_from_proto(transition.observation)
+        mask = tensor_from_proto(transition.action_mask)
+    except ValueError as exc:
+        raise InvalidArgument.for_field(f"{path}.observation", str(exc)) from None
+    seeds = graph.count("seed")
+    if mask.shape != (seeds, 5):
+        raise InvalidArgument.for_field(f"{path}.action_mask", f"shape {list(mask.shape)}, want [{seeds}, 5]")
+    if len(transition.seed_actions) != seeds:
+        raise InvalidArgument.for_field(
+            f"{path}.seed_actions", f"holds {len(transition.seed_actions)} actions for {seeds} seeds"
+        )
+    value = transition.validation_accuracy
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InvalidArgument.for_field(f"{path}.validation_accuracy", f"must be in [0, 1], got {value}")
 
 
 def _check_id(value: str, field: str, *, required: bool) -> None:

@@ -71,7 +71,9 @@ class TamiyoController:
 
     `model` is only used to count trainable parameters when a StepRequest carries no
     `parameter_count` (the kernel size budget is relative to it). `kernels` is where
-    validated kernels are queried; `attach_kernels` supplies it later.
+    validated kernels are queried; `attach_kernels` supplies it later. `policies` is
+    where Simic's policies are fetched, `transitions` where each step's transition
+    goes; `policy` overrides the configuration's (Simic's episodes explore with it).
     """
 
     def __init__(
@@ -82,13 +84,16 @@ class TamiyoController:
         kernels: KernelDirectory | None = None,
         policies: PolicySource | None = None,
         transitions: TransitionSink | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.config = config if config is not None else TamiyoConfig()
         self._model = model
         self._kernels = kernels
         self._policies = policies
         self._transitions = transitions
-        self._policy: Policy = make_policy(self.config.policy_id, self.config, policies)
+        self._policy: Policy = (
+            policy if policy is not None else make_policy(self.config.policy_id, self.config, policies)
+        )
         self._pinned = True
         self._fallbacks = 0
         self._runs: dict[str, RunState] = {}

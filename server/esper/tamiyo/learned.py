@@ -264,7 +264,7 @@ def _cause(error: Exception) -> str:
 
 
 def _step_seed(seed: int, observation: Observation) -> int:
-    """A sampling seed per run and epoch, so an exploring run repeats with its seed."""
+    """A sampling seed per epoch, so an exploring run repeats with its seed (run ids are random)."""
     import zlib
 
-    return zlib.crc32(f"{seed}/{observation.boundary.run_id}/{observation.epoch}".encode()) & 0x7FFFFFFF
+    return zlib.crc32(f"{seed}/{observation.epoch}".encode()) & 0x7FFFFFFF

@@ -70,6 +70,8 @@ def validate_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
 
 
 def validate_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
+    if request.follow_updates and not request.policy_id:
+        return
     _check_id("policy_id", request.policy_id)
 
 

@@ -23,10 +23,26 @@ def test_serve_tamiyo_hosts_the_tamiyo_service_with_an_urza_directory() -> None:
             served.close()
 
 
-def test_serve_tamiyo_without_urza_has_nothing_to_close() -> None:
+def test_serve_tamiyo_without_clients_still_builds_and_closes() -> None:
     args = build_parser().parse_args(["serve", "tamiyo"])
-    assert args.urza is None and not args.conservative
-    assert args.serve_target.build(args).close is None
+    assert args.urza is None and args.simic is None and not args.conservative
+    served = args.serve_target.build(args)
+    assert served.close is not None
+    served.close()
+
+
+def test_serve_tamiyo_starts_with_the_policy_it_is_given() -> None:
+    from esper.leyline.v1 import tamiyo_pb2
+
+    args = build_parser().parse_args(["serve", "tamiyo", "--simic", "127.0.0.1:1", "--policy", "heuristic-v1"])
+    served = args.serve_target.build(args)
+    try:
+        servicer = served.registrations[0].servicer
+        status = servicer._tamiyo.get_status(tamiyo_pb2.GetStatusRequest())
+        assert (status.policy_id, status.policy_pinned) == ("heuristic-v1", True)
+    finally:
+        assert served.close is not None
+        served.close()
 
 
 @pytest.mark.parametrize("deadline", ["0", "-1", "soon"])

@@ -1,0 +1,245 @@
+"""Episodes: real short Esper runs played for Simic, in child processes.
+
+An episode is `run_training` on one task with one seed and one policy: the embedded
+run of `esper run`, kernels from the embedded asset cache, the run folder in a scratch
+directory. Tamiyo records every boundary's transition in memory, and the episode
+returns them with the run's summary. `policy` is "heuristic-v1", a degenerate
+baseline ("never-germinate", "germinate-all"), a policy file path, or "static" for the
+static twin. With `explore`, a learned policy samples its actions (seeded by
+`explore_seed` and the epoch) instead of taking the most likely ones.
+
+`EpisodeWorkers` runs episodes in a pool of child processes (spawned, one torch thread
+each), so a crash, a hang or torch's process-wide state stays out of Simic.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import multiprocessing
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esper.leyline.v1 import policy_pb2
+from esper.simic.curriculum import Task
+
+logger = logging.getLogger(__name__)
+
+STATIC = "static"
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode. `assets_dir` is the embedded asset cache (empty: Esper's shared one)."""
+
+    task: Task
+    seed: int
+    policy: str
+    explore: bool = False
+    explore_seed: int = 0
+    record: bool = True
+    assets_dir: str = ""
+    tasks_dir: str = ""
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """What an episode measured. `transitions` are serialized PolicyTransitions in boundary order."""
+
+    task: str
+    seed: int
+    policy: str
+    best_val_accuracy: float
+    final_val_accuracy: float
+    test_accuracy: float
+    params_initial: int
+    params_final: int
+    germinated: int
+    fossilized: int
+    culled: int
+    rollbacks: int
+    fallbacks: int
+    wall_seconds: float
+    val_accuracies: tuple[float, ...]
+    transitions: tuple[bytes, ...] = field(default=(), repr=False)
+    error: str = ""
+
+    def parsed_transitions(self) -> list[policy_pb2.PolicyTransition]:
+        return [policy_pb2.PolicyTransition.FromString(data) for data in self.transitions]
+
+
+class _Collector:
+    """The transitions of one episode, in memory."""
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+
+    def record(self, transition: policy_pb2.PolicyTransition) -> None:
+        self.items.append(transition.SerializeToString(deterministic=True))
+
+
+def episode_config(spec: EpisodeSpec, out: Path) -> Any:
+    """The run config of an episode: Esper's defaults, the task, the seed, the policy."""
+    from esper.config import load_config
+
+    tasks_dir = Path(spec.tasks_dir or tempfile.gettempdir()) / "tasks"
+    overrides: dict[str, Any] = {
+        "run.dataset": spec.task.dataset(tasks_dir),
+        "run.epochs": spec.task.epochs,
+        "run.seed": spec.seed,
+        "run.host_width": spec.task.host_width,
+        "run.static": spec.policy == STATIC,
+        "run.out": str(out),
+    }
+    if spec.assets_dir:
+        overrides["assets.data_dir"] = spec.assets_dir
+    if spec.policy not in (STATIC,):
+        overrides["tamiyo.policy_id"] = spec.policy if _is_learned(spec.policy) else "heuristic-v1"
+    overrides.update(dict(spec.overrides))
+    return load_config(None, overrides)
+
+
+def _is_learned(policy: str) -> bool:
+    from esper.simic.baselines import BASELINES
+
+    return policy not in BASELINES and policy not in ("heuristic-v1", STATIC)
+
+
+def play(spec: EpisodeSpec) -> EpisodeResult:
+    """Play one episode in this process."""
+    from esper.tolaria.session import run_training
+
+    started = time.perf_counter()
+    collector = _Collector()
+    with tempfile.TemporaryDirectory(prefix="esper-episode-") as scratch:
+        out = Path(scratch) / "run"
+        config = episode_config(spec, out)
+        controllers: list[Any] = []
+        factory = _services(spec, collector if spec.record else None, controllers)
+        result = run_training(config, services=factory)
+        summary = result.summary
+        metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    fallbacks = 0
+    if controllers:
+        from esper.leyline.v1 import tamiyo_pb2
+
+        fallbacks = int(controllers[0].get_status(tamiyo_pb2.GetStatusRequest()).policy_fallbacks)
+    return EpisodeResult(
+        task=spec.task.name,
+        seed=spec.seed,
+        policy=spec.policy,
+        best_val_accuracy=float(summary["best_val_accuracy"]),
+        final_val_accuracy=float(metrics[-1]["val_accuracy"]) if metrics else 0.0,
+        test_accuracy=float(summary["final_test_accuracy"]),
+        params_initial=int(summary["params_initial"]),
+        params_final=int(summary["params_final"]),
+        germinated=int(summary["seeds_germinated"]),
+        fossilized=int(summary["seeds_fossilized"]),
+        culled=int(summary["seeds_culled"]),
+        rollbacks=len(summary.get("rollbacks") or []),
+        fallbacks=fallbacks,
+        wall_seconds=time.perf_counter() - started,
+        val_accuracies=tuple(float(row["val_accuracy"]) for row in metrics),
+        transitions=tuple(collector.items),
+    )
+
+
+def _services(spec: EpisodeSpec, sink: _Collector | None, controllers: list[Any]) -> Any:
+    """Esper's embedded services, with Tamiyo recording transitions and playing the episode's policy."""
+    from esper.simic.baselines import baseline_policy
+    from esper.tamiyo import TamiyoController
+    from esper.tamiyo.policies import find_artifact, learned_policy
+    from esper.tolaria.services import embedded_services
+
+    def factory(config: Any) -> Any:
+        services = embedded_services(config)
+        kernels = services.urza
+
+        def make_controller(model: Any) -> Any:
+            policy = baseline_policy(spec.policy, config.tamiyo)
+            if policy is None and _is_learned(spec.policy):
+                artifact = find_artifact(spec.policy)
+                if artifact is None:
+                    raise ValueError(f"episode policy {spec.policy!r} not found")
+                policy = learned_policy(artifact, config.tamiyo, sample=spec.explore, seed=spec.explore_seed)
+            controller = TamiyoController(model, config.tamiyo, kernels=kernels, transitions=sink, policy=policy)
+            controllers.append(controller)
+            return controller
+
+        def prefetch(sites: Any) -> object:
+            # Wait for it: a kernel load in the prefetch thread beside the training thread can break
+            # torch's process-wide fx annotation state (KeyError 'custom' in zero_grad, seen here).
+            thread = services.prefetch(sites)
+            join = getattr(thread, "join", None)
+            if join is not None:
+                join()
+            return thread
+
+        return dataclasses.replace(services, make_controller=make_controller, prefetch=prefetch)
+
+    return factory
+
+
+def _play_safely(spec: EpisodeSpec) -> EpisodeResult:
+    try:
+        return play(spec)
+    except Exception as exc:  # an episode that fails is reported, and the others go on
+        logger.exception("episode %s seed %d (%s) failed", spec.task.name, spec.seed, spec.policy)
+        return EpisodeResult(
+            task=spec.task.name,
+            seed=spec.seed,
+            policy=spec.policy,
+            best_val_accuracy=0.0,
+            final_val_accuracy=0.0,
+            test_accuracy=0.0,
+            params_initial=0,
+            params_final=0,
+            germinated=0,
+            fossilized=0,
+            culled=0,
+            rollbacks=0,
+            fallbacks=0,
+            wall_seconds=0.0,
+            val_accuracies=(),
+            error=f"{type(exc).__name__}: {exc}"[:500],
+        )
+
+
+def _initialize_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+class EpisodeWorkers:
+    """A pool of child processes that play episodes; results come back in the order of the specs."""
+
+    def __init__(self, workers: int = 1, *, timeout_seconds: float = 900.0) -> None:
+        self._timeout = timeout_seconds
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_initialize_worker,
+        )
+
+    def play(self, specs: Iterable[EpisodeSpec]) -> Iterator[EpisodeResult]:
+        futures = [self._pool.submit(_play_safely, spec) for spec in specs]
+        for future in futures:
+            yield future.result(timeout=self._timeout)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> EpisodeWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

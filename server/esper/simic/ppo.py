@@ -1,0 +1,304 @@
+"""PPO on episodes: Tamiyo's policy improved by playing short Esper runs.
+
+One iteration:
+  1. The current network is written as a policy file; Simic's workers play
+     `episodes_per_iteration` exploring episodes with it (tasks of the curriculum suite
+     in turn, run seeds from a fixed set whose static twins are played once).
+  2. Each episode is scored against its static twin (reward.py): shaping at every
+     boundary, the terminal reward at the last; GAE turns rewards and the values the
+     policy recorded into advantages and value targets.
+  3. `epochs` passes of minibatch updates on the clipped objective (ratio of the new to
+     the recorded probability of the whole masked action, clipped to 1 +- `clip`), a value
+     loss, an entropy bonus, and an entropy floor: a penalty when the mean entropy of the
+     decisions that had a choice falls below `entropy_floor`, which keeps the policy from
+     collapsing onto one action (the failure the seeds' authors saw).
+  4. Every `validate_every` iterations the greedy policy plays the validation suite; the
+     best-scoring iterate is the result (model selection never looks at the held-out suite).
+Boundaries where the policy fell back to heuristic-v1 train the value head only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from esper.simic.config import SimicConfig
+from esper.simic.curriculum import Task, suite
+from esper.simic.episodes import EpisodeResult, EpisodeSpec, EpisodeWorkers
+from esper.simic.gate import outcome, score_suite
+from esper.simic.reward import RewardConfig, advantages, episode_score, step_rewards
+from esper.simic.samples import Sample, batch, sample_from_transition
+from esper.simic.twins import StaticTwins
+from esper.tamiyo.acting import evaluate
+from esper.tamiyo.artifact import write_policy
+from esper.tamiyo.gnn import TamiyoNet
+
+logger = logging.getLogger(__name__)
+
+Observer = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class PpoConfig:
+    iterations: int = 24
+    episodes_per_iteration: int = 8
+    epochs: int = 4
+    minibatch: int = 64
+    learning_rate: float = 1e-3
+    clip: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    entropy_floor: float = 0.2
+    entropy_floor_coef: float = 1.0
+    gamma: float = 0.98
+    lam: float = 0.9
+    max_grad_norm: float = 0.5
+    run_seeds: int = 3
+    suite: str = "train"
+    validation_suite: str = "validation"
+    validation_seeds: int = 1
+    validate_every: int = 2
+    seed: int = 0
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "episodes_per_iteration", "epochs", "minibatch", "run_seeds", "validate_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class PpoResult:
+    net: TamiyoNet
+    metrics: dict[str, float]
+    recipe: dict[str, Any]
+    data: dict[str, Any]
+    transitions: int
+    history: list[dict[str, Any]]
+
+
+@dataclass
+class _Step:
+    sample: Sample
+    advantage: float
+    value_target: float
+    learn_policy: bool
+
+
+def train_ppo(
+    start: TamiyoNet,
+    ppo: PpoConfig,
+    *,
+    config: SimicConfig,
+    observe: Observer | None = None,
+    workers: EpisodeWorkers | None = None,
+) -> PpoResult:
+    """PPO from `start`; `observe` gets each iteration's figures (the training curve)."""
+    training = config.training
+    data_dir = Path(config.data_dir)
+    tasks = list(suite(ppo.suite))
+    validation = list(suite(ppo.validation_suite))
+    twins = StaticTwins(data_dir / "static-twins", assets_dir=training.assets_dir, tasks_dir=str(data_dir))
+    rng = random.Random(ppo.seed)
+    torch.manual_seed(ppo.seed)
+    net = TamiyoNet(start.architecture)
+    net.load_state_dict(start.state_dict())
+    optimizer = torch.optim.Adam(net.parameters(), lr=ppo.learning_rate)
+    own_workers = workers is None
+    pool = workers or EpisodeWorkers(training.workers, timeout_seconds=training.episode_timeout_seconds)
+    history: list[dict[str, Any]] = []
+    best_score, best_state, best_iteration = float("-inf"), _copy_state(net), 0
+    total_transitions = 0
+    episodes_played = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="simic-ppo-") as scratch:
+            pairs = [(task, seed) for task in tasks for seed in range(ppo.run_seeds)]
+            static = twins.results(pairs, pool)
+            for iteration in range(1, ppo.iterations + 1):
+                started = time.perf_counter()
+                policy_path = str(write_policy(Path(scratch) / f"it{iteration}", _artifact(net, iteration)))
+                chosen = [pairs[rng.randrange(len(pairs))] for _ in range(ppo.episodes_per_iteration)]
+                specs = [
+                    EpisodeSpec(
+                        task,
+                        seed,
+                        policy_path,
+                        explore=True,
+                        explore_seed=ppo.seed * 1_000_003 + iteration * 1009 + k,
+                        assets_dir=training.assets_dir,
+                        tasks_dir=str(data_dir),
+                    )
+                    for k, (task, seed) in enumerate(chosen)
+                ]
+                results = list(pool.play(specs))
+                episodes_played += len(results)
+                steps, scores, fallbacks = _rollout(results, static, ppo)
+                total_transitions += len(steps)
+                figures = _update(net, optimizer, steps, ppo, rng)
+                row: dict[str, Any] = {
+                    "iteration": iteration,
+                    "reward": statistics.mean(scores) if scores else float("nan"),
+                    "episodes": len(scores),
+                    "failed_episodes": sum(1 for r in results if r.error),
+                    "fallbacks": fallbacks,
+                    **figures,
+                }
+                if iteration % ppo.validate_every == 0 or iteration == ppo.iterations:
+                    path = str(write_policy(Path(scratch) / f"val{iteration}", _artifact(net, iteration)))
+                    score = score_suite(
+                        path,
+                        validation,
+                        list(range(ppo.validation_seeds)),
+                        workers=pool,
+                        twins=twins,
+                        reward=ppo.reward,
+                        assets_dir=training.assets_dir,
+                        tasks_dir=str(data_dir),
+                    )
+                    row["validation_score"] = score.mean
+                    row["validation_per_task"] = score.per_task
+                    if score.mean > best_score:
+                        best_score, best_state, best_iteration = score.mean, _copy_state(net), iteration
+                row["seconds"] = time.perf_counter() - started
+                history.append(row)
+                logger.info("ppo iteration %d: %s", iteration, json.dumps(_short(row)))
+                if observe is not None:
+                    observe(row)
+    finally:
+        if own_workers:
+            pool.close()
+    net.load_state_dict(best_state)
+    net.eval()
+    metrics = {
+        "ppo_iterations": float(ppo.iterations),
+        "ppo_best_iteration": float(best_iteration),
+        "validation_score": best_score,
+        "final_reward": float(history[-1]["reward"]) if history else float("nan"),
+        "final_entropy": float(history[-1].get("entropy", float("nan"))) if history else float("nan"),
+    }
+    recipe = {k: v for k, v in asdict(ppo).items() if k != "reward"}
+    recipe["reward"] = asdict(ppo.reward)
+    data = {
+        "suite": ppo.suite,
+        "tasks": [task.name for task in tasks],
+        "run_seeds": ppo.run_seeds,
+        "episodes": episodes_played,
+        "transitions": total_transitions,
+    }
+    return PpoResult(net, metrics, recipe, data, total_transitions, history)
+
+
+def _rollout(
+    results: list[EpisodeResult], static: dict[tuple[str, int], EpisodeResult], ppo: PpoConfig
+) -> tuple[list[_Step], list[float], int]:
+    """Every episode's transitions with advantages and value targets; the episodes' scores; fallbacks."""
+    steps: list[_Step] = []
+    scores: list[float] = []
+    fallbacks = 0
+    for result in results:
+        if result.error:
+            logger.warning("episode %s seed %d failed: %s", result.task, result.seed, result.error)
+            continue
+        transitions = result.parsed_transitions()
+        if not transitions:
+            continue
+        terminal = episode_score(outcome(result, static[(result.task, result.seed)]), ppo.reward)
+        scores.append(terminal)
+        accuracies = [t.validation_accuracy for t in transitions]
+        rewards = step_rewards(accuracies, terminal, ppo.reward)
+        values = np.array([t.value for t in transitions], dtype=np.float64)
+        advantage, returns = advantages(rewards, values, gamma=ppo.gamma, lam=ppo.lam)
+        for t, a, g in zip(transitions, advantage, returns, strict=True):
+            fallbacks += int(t.fallback)
+            try:
+                sample = sample_from_transition(t)
+            except ValueError as exc:
+                logger.debug("transition skipped: %s", exc)
+                continue
+            steps.append(_Step(sample, float(a), float(g), learn_policy=not t.fallback))
+    return steps, scores, fallbacks
+
+
+def _update(
+    net: TamiyoNet, optimizer: torch.optim.Optimizer, steps: list[_Step], ppo: PpoConfig, rng: random.Random
+) -> dict[str, float]:
+    if not steps:
+        return {}
+    adv = np.array([s.advantage for s in steps])
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    net.train()
+    figures: dict[str, list[float]] = {
+        "policy_loss": [],
+        "value_loss": [],
+        "entropy": [],
+        "approx_kl": [],
+        "clip_fraction": [],
+    }
+    order = list(range(len(steps)))
+    for _ in range(ppo.epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), ppo.minibatch):
+            chosen = order[start : start + ppo.minibatch]
+            group = [steps[i] for i in chosen]
+            data = batch([s.sample for s in group])
+            scored = evaluate(net, data.tensors, data.seed_actions, data.kernel_pairs)
+            old = torch.tensor([s.sample.log_prob for s in group], dtype=torch.float32)
+            advantage = torch.tensor(adv[chosen], dtype=torch.float32)
+            target = torch.tensor([s.value_target for s in group], dtype=torch.float32)
+            learn = torch.tensor([s.learn_policy for s in group], dtype=torch.bool)
+            ratio = torch.exp(scored.log_prob - old)
+            clipped = torch.clamp(ratio, 1 - ppo.clip, 1 + ppo.clip)
+            surrogate = torch.minimum(ratio * advantage, clipped * advantage)
+            weight = learn.float()
+            denominator = weight.sum().clamp(min=1.0)
+            policy_loss = -(surrogate * weight).sum() / denominator
+            value_loss = torch.nn.functional.smooth_l1_loss(scored.value, target)
+            entropy = (scored.entropy * weight).sum() / denominator
+            floor = torch.relu(ppo.entropy_floor - entropy)
+            loss = (
+                policy_loss + ppo.value_coef * value_loss - ppo.entropy_coef * entropy + ppo.entropy_floor_coef * floor
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), ppo.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                log_ratio = scored.log_prob - old
+                figures["approx_kl"].append(float((((ratio - 1) - log_ratio) * weight).sum() / denominator))
+                figures["clip_fraction"].append(
+                    float((((ratio - 1).abs() > ppo.clip).float() * weight).sum() / denominator)
+                )
+            figures["policy_loss"].append(float(policy_loss))
+            figures["value_loss"].append(float(value_loss))
+            figures["entropy"].append(float(entropy))
+    net.eval()
+    return {name: statistics.mean(values) for name, values in figures.items() if values}
+
+
+def _copy_state(net: TamiyoNet) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in net.state_dict().items()}
+
+
+def _artifact(net: TamiyoNet, iteration: int) -> Any:
+    from esper.tamiyo.policies import policy_artifact
+
+    return policy_artifact(net, f"ppo-it{iteration}", version=iteration)
+
+
+def _short(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "validation_per_task"}
+
+
+def task_names(tasks: list[Task]) -> list[str]:
+    return [task.name for task in tasks]

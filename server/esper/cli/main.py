@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "esper.cli.assets",
     "esper.cli.traces",
     "esper.cli.alerts",
+    "esper.cli.policy",
 )
 
 

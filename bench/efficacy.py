@@ -32,7 +32,7 @@ from esper.hosts.spec import HostSpec
 from esper.ir import build_module
 from esper.leyline.v1 import blueprint_pb2
 from esper.tolaria.loop import count_parameters
-from esper.tolaria.session import run_training, trainer_settings
+from esper.tolaria.session import run_training
 from esper.tolaria.trainer import TolariaTrainer
 
 METHODS = ("static", "esper", "grown-from-scratch")
@@ -68,7 +68,7 @@ def grown_from_scratch(run_dir: Path, config: EsperConfig) -> tuple[float, int, 
     model = GrownArchitecture(build_host(spec), blocks)
     data = load_dataset(config.run.dataset, seed=config.run.seed)
     started = time.perf_counter()
-    trainer = TolariaTrainer(model, None, trainer_settings(config), data=data)
+    trainer = TolariaTrainer(model, None, config.run, config.tolaria, data=data)
     trainer.train()
     return trainer.test_accuracy().accuracy, count_parameters(model), time.perf_counter() - started
 

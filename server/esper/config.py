@@ -8,7 +8,6 @@ value of the wrong type with an error naming the dotted key (`run.epochs`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import types
 import typing
@@ -23,6 +22,7 @@ from esper.assets.config import AssetsConfig
 from esper.errors import InvalidArgument
 from esper.kasmina.config import KasminaConfig
 from esper.tamiyo.config import TamiyoConfig
+from esper.tolaria.config import RunConfig, TolariaConfig
 
 __all__ = [
     "AssetsConfig",
@@ -37,97 +37,15 @@ __all__ = [
     "parse_config",
 ]
 
-MAX_EPOCHS = 10_000
-MAX_HOST_WIDTH = 4096
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One training run: data, length, seed and optimizer settings.
-
-    `dataset` is "digits", "mnist5k", "spirals" or "npz:PATH". `host_width` None picks
-    the default host's small width. `static` trains the host without seeds (the
-    baseline). `out` is the run folder, required by `esper run` (see `require_out`).
-    `validation_fraction` of the training rows is held out for validation.
-    """
-
-    dataset: str = "digits"
-    epochs: int = 40
-    seed: int = 0
-    host_width: int | None = None
-    static: bool = False
-    out: str | None = None
-    batch_size: int = 64
-    learning_rate: float = 1e-2
-    weight_decay: float = 0.0
-    validation_fraction: float = 0.15
-
-    def __post_init__(self) -> None:
-        if self.host_width == 0:  # the proto's "0 = default"
-            object.__setattr__(self, "host_width", None)
-        if not self.dataset.strip():
-            raise ValueError("dataset must name a dataset")
-        if not 1 <= self.epochs <= MAX_EPOCHS:
-            raise ValueError(f"epochs must be in [1, {MAX_EPOCHS}], got {self.epochs}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.host_width is not None and not 1 <= self.host_width <= MAX_HOST_WIDTH:
-            raise ValueError(f"host_width must be in [1, {MAX_HOST_WIDTH}], got {self.host_width}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.out is not None and not self.out.strip():
-            object.__setattr__(self, "out", None)
-
-    def require_out(self) -> Path:
-        """The run folder; a run without one is refused."""
-        if self.out is None:
-            raise InvalidArgument.for_field("run.out", "required: the folder to write the run into (--out)")
-        return Path(self.out).expanduser()
-
-
-@dataclass(frozen=True)
-class TolariaConfig:
-    """The training academy: seed optimizer, checkpoints, rollback, hook budget.
-
-    Field names follow `esper.tolaria.settings.TolariaConfig`, which the trainer takes
-    (built from this section and `run`). Seeds train with `seed_learning_rate`. A
-    checkpoint is kept every `checkpoint_every` epochs. A non-finite loss, or a
-    validation loss above `divergence_factor` times the larger of the best and the first
-    epoch's, restores the last good checkpoint, at most `max_rollbacks` times per run. `hook_budget_ms` is
-    the epoch-end hook's budget; exceeding it is reported.
-    """
-
-    seed_learning_rate: float = 1e-2
-    checkpoint_every: int = 1
-    divergence_factor: float = 4.0
-    max_rollbacks: int = 3
-    hook_budget_ms: float = 18.0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.seed_learning_rate) and self.seed_learning_rate > 0):
-            raise ValueError(f"seed_learning_rate must be finite and > 0, got {self.seed_learning_rate}")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1.0):
-            raise ValueError(f"divergence_factor must be finite and > 1, got {self.divergence_factor}")
-        if self.max_rollbacks < 0:
-            raise ValueError(f"max_rollbacks must be >= 0, got {self.max_rollbacks}")
-        if not (math.isfinite(self.hook_budget_ms) and self.hook_budget_ms > 0):
-            raise ValueError(f"hook_budget_ms must be finite and > 0, got {self.hook_budget_ms}")
-
 
 def _default_kasmina() -> KasminaConfig:
-    # Esper's default hosts put a seed after every hidden ReLU. Lifecycle step counts
-    # suit the bundled data sets (tens of steps per epoch at batch 64): a seed trains
-    # two epochs or so, ramps in over about one and a half, and settles in one.
+    # Esper's default hosts put a depth seed after every hidden ReLU and a width seed on
+    # every hidden layer. Lifecycle step counts suit the bundled data sets (tens of steps
+    # per epoch at batch 64): a seed trains two epochs or so, ramps in over about one and
+    # a half, and settles in one.
     return KasminaConfig(
         target_module_types=("ReLU",),
+        width_seeds=True,
         ramp_steps=30,
         training_min_steps=40,
         stabilization_steps=18,

@@ -46,8 +46,11 @@ class EsperError(Exception):
         return self.message
 
 
-class InvalidArgument(EsperError):
-    """A request failed validation; `violations` name the fields."""
+class InvalidArgument(EsperError, ValueError):
+    """A request or a config failed validation; `violations` name the fields.
+
+    Also a ValueError: a config object refuses a bad value the way Python code expects.
+    """
 
     code = "INVALID_ARGUMENT"
     reason = "INVALID_FIELD"

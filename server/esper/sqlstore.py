@@ -4,7 +4,9 @@ SQLite (a file; WAL journal, busy timeout, write transactions taken with
 `BEGIN IMMEDIATE` so concurrent writers queue instead of failing) by default,
 PostgreSQL through `postgresql+psycopg://...` when deployed. Several components
 may share one database: each records its schema version in `schema_meta`, one row
-per component, and checks it before use.
+per component, and checks it before use. A database at an older version is brought
+up to date by the component's migrations, one version at a time, in the transaction
+that checks the version.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -65,8 +68,8 @@ class Schema:
     # PostgreSQL advisory lock key: serializes schema creation between processes sharing the database.
     lock_key: int
     sqlite_foreign_keys: bool = False
-    # Additive upgrades by the version they start from: upgrades[1] brings version 1 to 2.
-    upgrades: Mapping[int, Callable[[Connection], None]] = field(default_factory=dict)
+    # From-version -> the step that brings a database at that version to the next one.
+    migrations: Mapping[int, Callable[[Connection], None]] = dataclass_field(default_factory=dict)
 
 
 class SqlDatabase:
@@ -146,13 +149,16 @@ class SqlDatabase:
                     f"(expected schema version {schema.version})",
                     reason="SCHEMA_VERSION_UNSUPPORTED",
                 )
-            while stored is not None and stored < schema.version and stored in schema.upgrades:
-                schema.upgrades[stored](conn)
-                stored += 1
+            if stored is not None and stored < schema.version and _can_migrate(schema, stored):
+                for version in range(stored, schema.version):
+                    schema.migrations[version](conn)
+                    logger.info("migrated %s schema %d -> %d in %s", schema.title, version, version + 1, self.safe_url)
                 conn.execute(
-                    schema_meta.update().where(schema_meta.c.component == schema.component).values(version=stored)
+                    schema_meta.update()
+                    .where(schema_meta.c.component == schema.component)
+                    .values(version=schema.version)
                 )
-                logger.info("upgraded %s schema to version %d in %s", schema.title, stored, self.safe_url)
+                stored = schema.version
             if stored is not None and stored != schema.version:
                 raise FailedPrecondition(
                     f"database {self.safe_url} holds {schema.title} schema version {stored}, this server "
@@ -200,6 +206,10 @@ def _sqlite_engine(url: str, *, title: str, foreign_keys: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _can_migrate(schema: Schema, stored: int) -> bool:
+    return all(version in schema.migrations for version in range(stored, schema.version))
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -21,6 +21,7 @@ from typing import Any, Self
 import grpc
 from grpc_status import rpc_status
 
+from esper import checks
 from esper.errors import DeadlineExceeded, EsperError, error_from_details
 from esper.mesh.errors import error_details_from_status
 from esper.mesh.tracing import traced_channel
@@ -48,12 +49,10 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if not self.address:
             raise ValueError("address must be set")
-        if self.deadline_seconds <= 0:
-            raise ValueError(f"deadline_seconds must be > 0, got {self.deadline_seconds}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.initial_backoff_seconds < 0 or self.max_backoff_seconds < self.initial_backoff_seconds:
-            raise ValueError("backoff must satisfy 0 <= initial_backoff_seconds <= max_backoff_seconds")
+        checks.positive("deadline_seconds", self.deadline_seconds)
+        checks.positive("max_attempts", self.max_attempts)
+        checks.non_negative("initial_backoff_seconds", self.initial_backoff_seconds)
+        checks.at_least("max_backoff_seconds", self.max_backoff_seconds, self.initial_backoff_seconds)
 
 
 def decode_rpc_error(error: grpc.RpcError) -> EsperError:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from esper import checks
+from esper.errors import InvalidArgument
+
 PIPELINES = ("fast", "standard", "aggressive")
 DEFAULT_ASSETS_DIR = "~/.cache/esper/assets"
 
@@ -32,16 +35,17 @@ class AssetsConfig:
 
     def __post_init__(self) -> None:
         if not self.data_dir.strip():
-            raise ValueError("data_dir must name a folder")
+            raise InvalidArgument.for_field("assets.data_dir", "must name a folder")
         unknown = [p for p in self.pipelines if p not in PIPELINES]
         if unknown or not self.pipelines:
-            raise ValueError(f"pipelines must be a non-empty subset of {PIPELINES}, got {list(self.pipelines)}")
+            raise InvalidArgument.for_field(
+                "assets.pipelines", f"must be a non-empty subset of {PIPELINES}, got {list(self.pipelines)}"
+            )
         if any(not t.strip() for t in self.template_ids):
-            raise ValueError("template_ids must not contain empty ids")
-        if self.compile_workers < 1 or self.validation_workers < 1:
-            raise ValueError("compile_workers and validation_workers must be >= 1")
-        if self.wait_timeout_seconds <= 0:
-            raise ValueError("wait_timeout_seconds must be > 0")
+            raise InvalidArgument.for_field("assets.template_ids", "must not contain empty ids")
+        checks.positive("assets.compile_workers", self.compile_workers)
+        checks.positive("assets.validation_workers", self.validation_workers)
+        checks.positive("assets.wait_timeout_seconds", self.wait_timeout_seconds)
 
     @property
     def data_path(self) -> Path:

@@ -13,13 +13,13 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 
+from esper import pipelines
 from esper.assets.config import AssetsConfig
 from esper.assets.pipeline import SeedSite, prefetch_kernels
 from esper.errors import FailedPrecondition
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.leyline.v1 import kernel_pb2
 from esper.tezzeret.config import TezzeretConfig
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urabrask.config import UrabraskConfig
@@ -29,11 +29,6 @@ from esper.urza.hub import UrzaHub
 
 logger = logging.getLogger(__name__)
 
-_PIPELINES = {
-    "fast": kernel_pb2.COMPILATION_PIPELINE_FAST,
-    "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
-    "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
-}
 _MAX_COMPILE_SLOTS = 64
 
 
@@ -46,7 +41,7 @@ class EmbeddedAssets:
         root = config.data_path
         root.mkdir(parents=True, exist_ok=True)
         self.urza = UrzaHub.open(
-            UrzaConfig(data_dir=str(root), default_pipelines=tuple(_PIPELINES[p] for p in config.pipelines))
+            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines))
         )
         self.kernel_cache = KernelCache(self.urza, KernelCacheConfig())
         self._stop = threading.Event()

@@ -1,7 +1,8 @@
 """The asset pipeline as seen by a run, over any UrzaApi (in-process hub or remote client).
 
-Submit the catalog's templates at every seed site's shape, wait until Tezzeret and
-Urabrask have settled them, and warm the kernel cache off the training path.
+Submit the catalog's templates at every seed site's shape (depth templates at depth
+sites, width templates at width sites' input and output shapes), wait until
+Tezzeret and Urabrask have settled them, and warm the kernel cache off the training path.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from esper.errors import EsperError, InvalidArgument
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.kernel_cache import KernelCache
-from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, telemetry_pb2, urza_pb2
 from esper.urza.api import UrzaApi
 
 logger = logging.getLogger(__name__)
@@ -29,29 +30,54 @@ _SETTLED = {
 
 @dataclass(frozen=True)
 class SeedSite:
-    """An activation a seed sits on: the kernels it can take must consume this shape."""
+    """Where a seed sits: the kernels it can take consume `input_shape` and, for a width seed,
+    produce `output_shape` (empty for a depth seed, whose kernels keep the shape)."""
 
     input_kind: blueprint_pb2.InputKind
     input_shape: tuple[int, ...]
+    growth_kind: blueprint_pb2.GrowthKind = blueprint_pb2.GROWTH_KIND_DEPTH
+    output_shape: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, descriptor: telemetry_pb2.SeedDescriptor) -> SeedSite:
+        width = descriptor.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+        return cls(
+            descriptor.input_kind,
+            tuple(descriptor.input_shape.dims),
+            blueprint_pb2.GROWTH_KIND_WIDTH if width else blueprint_pb2.GROWTH_KIND_DEPTH,
+            tuple(descriptor.output_shape.dims) if width else (),
+        )
+
+    @property
+    def is_width(self) -> bool:
+        return self.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+
+    @property
+    def kernel_output_shape(self) -> tuple[int, ...]:
+        return self.output_shape if self.is_width else self.input_shape
 
 
 def templates_for(
     catalog: TemplateCatalog, site: SeedSite, template_ids: Sequence[str]
 ) -> list[blueprint_pb2.BlueprintTemplate]:
-    """The configured templates (default: the SAFE tier) instantiated at the site's shape."""
+    """The configured templates of the site's kind (default: the SAFE tier) instantiated at its shapes."""
     if not template_ids:
         return catalog.query(
             input_kind=site.input_kind,
             input_shape=site.input_shape,
             tiers=[blueprint_pb2.BLUEPRINT_TIER_SAFE],
             limit=1000,
+            growth_kind=site.growth_kind,
+            output_shape=site.output_shape,
         )
     templates = []
     for template_id in template_ids:
+        if catalog.spec(template_id).is_width != site.is_width:
+            continue
         try:
-            templates.append(catalog.instantiate(template_id, site.input_shape))
+            templates.append(catalog.instantiate(template_id, site.input_shape, output_shape=site.output_shape or None))
         except InvalidArgument as exc:
-            logger.info("template %s does not fit %s: %s", template_id, site.input_shape, exc)
+            logger.info("template %s does not fit %s: %s", template_id, site, exc)
     return templates
 
 
@@ -60,7 +86,7 @@ def submit_templates(
 ) -> list[str]:
     """Submit the templates at every distinct site shape; returns the blueprint ids (idempotent)."""
     blueprint_ids: list[str] = []
-    for site in sorted(set(sites), key=lambda s: (s.input_kind, s.input_shape)):
+    for site in sorted(set(sites), key=lambda s: (s.growth_kind, s.input_kind, s.input_shape, s.output_shape)):
         for template in templates_for(catalog, site, template_ids):
             response = urza.create_blueprint(
                 urza_pb2.CreateBlueprintRequest(
@@ -102,11 +128,13 @@ def wait_until_settled(urza: UrzaApi, blueprint_ids: Sequence[str], *, timeout: 
 
 def prefetch_kernels(urza: UrzaApi, cache: KernelCache, sites: Iterable[SeedSite], stop: threading.Event) -> None:
     """Load the validated kernels that fit `sites` into the cache, so grafts hit a hot cache."""
-    for site in set(sites):
+    for site in sorted(set(sites), key=lambda s: (s.growth_kind, s.input_kind, s.input_shape, s.output_shape)):
         query = kernel_pb2.KernelQuery(
             status=kernel_pb2.KERNEL_STATUS_VALIDATED,
             input_kind=site.input_kind,
             input_shape=blueprint_pb2.TensorShape(dims=site.input_shape),
+            growth_kind=site.growth_kind,
+            output_shape=blueprint_pb2.TensorShape(dims=site.kernel_output_shape),
         )
         try:
             response = urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000))

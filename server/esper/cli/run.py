@@ -27,6 +27,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "run.out": args.out,
         "run.static": True if args.static else None,
         "tamiyo.policy_id": args.policy,
+        "tamiyo.max_parameters": args.max_params,
     }
 
 
@@ -131,10 +132,15 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", help="digits (default), mnist5k, spirals or npz:PATH")
+    parser.add_argument("--dataset", help="digits (default), mnist5k, spirals, products6 or npz:PATH")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int, help="one seed makes a run repeatable on the same machine")
     parser.add_argument("--host-width", type=int, help="hidden width (MLP) or channels (CNN) of the host")
+    parser.add_argument(
+        "--max-params",
+        type=int,
+        help="parameter budget: the model never grows past this many parameters (tamiyo.max_parameters)",
+    )
     parser.add_argument("--out", help="the run folder to write")
     parser.add_argument("--config", help="YAML config (unknown keys and wrong types are refused)")
     parser.add_argument("--static", action="store_true", help="train the host with no seeds (the baseline)")

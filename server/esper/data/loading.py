@@ -10,7 +10,7 @@ import torch
 
 from esper.data.bundle import Dataset
 from esper.data.npz import load_npz
-from esper.data.sources import RawSplit, load_digits, load_mnist5k, load_spirals
+from esper.data.sources import RawSplit, load_digits, load_mnist5k, load_products6, load_spirals
 from esper.data.splits import split_indices, standardization, standardize
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import blueprint_pb2
@@ -21,6 +21,7 @@ BUILT_IN: dict[str, Callable[[], RawSplit]] = {
     "digits": load_digits,
     "mnist5k": load_mnist5k,
     "spirals": load_spirals,
+    "products6": load_products6,
 }
 NPZ_PREFIX = "npz:"
 DATASET_NAMES = (*BUILT_IN, f"{NPZ_PREFIX}PATH")
@@ -45,7 +46,7 @@ def load_dataset(
 ) -> Dataset:
     """Load `spec` with its fixed test split and a validation split carved from training rows.
 
-    `spec` is "digits", "mnist5k", "spirals" or "npz:PATH". The validation rows are
+    `spec` is "digits", "mnist5k", "spirals", "products6" or "npz:PATH". The validation rows are
     drawn with `validation_seed` (stratified where every class has two rows or more),
     by default a fixed one: runs that differ only in `seed` then train and validate on
     the same rows, so comparing them measures the method, not the split. The test rows

@@ -45,6 +45,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 except ValueError as exc:  # object arrays need pickle, which is refused
                     raise _refuse(name, f"array {name!r} cannot be read without pickle: {exc}") from exc
             return arrays
+    except InvalidArgument:
+        raise
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
         raise InvalidArgument.for_field("dataset", f"cannot read npz file {str(path)!r}: {exc}") from exc
 

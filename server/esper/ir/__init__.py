@@ -1,7 +1,8 @@
 """Blueprint IR: validation, shape inference, parameter count, canonical hash, eager module.
 
 A blueprint IR (`esper.leyline.v1.BlueprintIR`) is a small typed op graph mapping
-an activation of `input_shape` (without batch) to the same shape. The op
+an activation of `input_shape` (without batch) to the same shape (a depth block),
+or what enters a layer to what it adds to the next layer's output (a width block). The op
 semantics are defined in `esper.ir.ops`; `build_module` is the reference eager
 implementation every compiled kernel is checked against.
 
@@ -15,7 +16,15 @@ from esper.ir.analysis import INVALID_IR, NODE_ID_PATTERN
 from esper.ir.builder import IRBuilder
 from esper.ir.canonical import canonical_bytes, canonical_ir, ir_sha256
 from esper.ir.ops import OP_SPECS, Shape, op_name
-from esper.ir.validate import infer_shapes, ir_input_shape, parameter_count, validate_ir
+from esper.ir.validate import (
+    growth_kind,
+    infer_shapes,
+    ir_input_shape,
+    ir_output_shape,
+    parameter_count,
+    validate_ir,
+    width_units,
+)
 
 if TYPE_CHECKING:
     from esper.ir.module import BlueprintModule, build_module, example_input
@@ -42,10 +51,13 @@ __all__ = [
     "canonical_bytes",
     "canonical_ir",
     "example_input",
+    "growth_kind",
     "infer_shapes",
     "ir_input_shape",
+    "ir_output_shape",
     "ir_sha256",
     "op_name",
     "parameter_count",
     "validate_ir",
+    "width_units",
 ]

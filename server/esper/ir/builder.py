@@ -22,9 +22,19 @@ class IRBuilder:
     """
 
     def __init__(
-        self, input_kind: int, input_shape: Sequence[int], *, init_seed: int = 0, input_node_id: str = "input"
+        self,
+        input_kind: int,
+        input_shape: Sequence[int],
+        *,
+        init_seed: int = 0,
+        input_node_id: str = "input",
+        growth_kind: int = blueprint_pb2.GROWTH_KIND_UNSPECIFIED,
     ) -> None:
-        self._ir = blueprint_pb2.BlueprintIR(input_kind=input_kind, init_seed=init_seed)  # type: ignore[arg-type]
+        self._ir = blueprint_pb2.BlueprintIR(
+            input_kind=input_kind,  # type: ignore[arg-type]
+            init_seed=init_seed,
+            growth_kind=growth_kind,  # type: ignore[arg-type]
+        )
         self._ir.input_shape.dims.extend(input_shape)
         self._shapes: dict[str, Shape] = {}
         self._counts: dict[str, int] = {}
@@ -140,6 +150,10 @@ class IRBuilder:
 
     def scale(self, x: str, init_value: float = 1.0) -> str:
         return self.add(_OPS.OP_TYPE_SCALE, x, init_value=init_value)
+
+    def max_pool2d(self, x: str, kernel_size: int, *, stride: int = 0) -> str:
+        """Max pooling; `stride` 0 means kernel_size."""
+        return self.add(_OPS.OP_TYPE_MAX_POOL2D, x, kernel_size=kernel_size, stride=stride)
 
 
 def _set_attribute(target: blueprint_pb2.AttributeValue, kind: AttrKind, value: AttrArg) -> None:

@@ -120,4 +120,7 @@ def _node_module(info: NodeInfo, shape: tuple[int, ...], generator: torch.Genera
         )
     if op == _OPS.OP_TYPE_SCALE:
         return torch_ops.Scale(shape, init_value=attrs.get_float("init_value"))
+    if op == _OPS.OP_TYPE_MAX_POOL2D:
+        kernel = attrs.get_int("kernel_size")
+        return torch_ops.MaxPool2d(kernel, attrs.get_int("stride") or kernel)
     raise AssertionError(f"no module for {info.describe()}")  # validate_ir refuses unknown ops

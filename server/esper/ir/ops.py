@@ -25,6 +25,8 @@ builder (`esper.ir.module`) follows exactly:
   (parameters 4*D*D + 4*D), scaled dot-product attention per head.
 - SCALE: a learnable per-channel factor on the last dim (rank 1, 2) or on C
   (rank 3), initialized to `init_value` (default 1).
+- MAX_POOL2D: [C, H, W] -> [C, H', W'] with H' = (H - k) // s + 1, no padding;
+  `stride` defaults to `kernel_size` (PyTorch's MaxPool2d(k) when 0).
 
 LINEAR, CONV2D and SELF_ATTENTION (its output projection) accept `init_scale`
 (default 1): the default initialization is multiplied by it, which lets a block
@@ -197,6 +199,16 @@ def _scale_parameters(shapes: Sequence[Shape], attrs: Attributes) -> int:
     return shape[0] if len(shape) == 3 else shape[-1]
 
 
+def _infer_max_pool2d(shapes: Sequence[Shape], attrs: Attributes) -> Shape:
+    _require_rank(shapes[0], (3,), "MAX_POOL2D")
+    channels, height, width = shapes[0]
+    kernel = attrs.get_int("kernel_size")
+    stride = attrs.get_int("stride") or kernel
+    if kernel > height or kernel > width:
+        raise OpError(f"MAX_POOL2D kernel {kernel} does not fit a {height}x{width} map")
+    return (channels, (height - kernel) // stride + 1, (width - kernel) // stride + 1)
+
+
 def _size(
     name: str, maximum: int = limits.MAX_DIM, *, required: bool = True, default: int | None = None
 ) -> AttributeSpec:
@@ -292,6 +304,17 @@ OP_SPECS: dict[int, OpSpec] = {
             ),
             _infer_scale,
             _scale_parameters,
+        ),
+        OpSpec(
+            _OPS.OP_TYPE_MAX_POOL2D,
+            "max_pool2d",
+            1,
+            (
+                _size("kernel_size", limits.MAX_KERNEL_SIZE),
+                # 0 (the default) means stride = kernel_size, as nn.MaxPool2d(k) does.
+                AttributeSpec("stride", AttrKind.INT, default=0, minimum=0, maximum=limits.MAX_STRIDE),
+            ),
+            _infer_max_pool2d,
         ),
     )
 }

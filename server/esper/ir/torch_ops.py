@@ -153,5 +153,16 @@ class Reshape(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
+class MaxPool2d(nn.Module):
+    """Max pooling on [batch, C, H, W], no padding."""
+
+    def __init__(self, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
 def global_avg_pool(x: Tensor) -> Tensor:
     return x.mean(dim=(-2, -1), keepdim=True)

@@ -12,8 +12,9 @@ def validate_ir(ir: blueprint_pb2.BlueprintIR, *, field_prefix: str = "ir") -> N
     """Raise InvalidArgument (reason INVALID_IR) naming the first problem of `ir`.
 
     On top of the structural and shape rules of `analyze`, the declared shapes of
-    every node must agree with inference, the block must map its input shape to
-    the same output shape, and the whole block must stay under the parameter limit.
+    every node must agree with inference, a depth block must map its input shape to
+    the same output shape (a width block may change it), and the whole block must
+    stay under the parameter limit.
     """
     validated_analysis(ir, field_prefix=field_prefix)
 
@@ -24,10 +25,13 @@ def validated_analysis(ir: blueprint_pb2.BlueprintIR, *, field_prefix: str = "ir
     input_shape = tuple(ir.input_shape.dims)
     output_shape = tuple(ir.output_shape.dims)
     check_shape(output_shape, f"{field_prefix}.output_shape", "output shape")
-    if output_shape != input_shape:
+    kind = ir.growth_kind
+    if kind not in _GROWTH_KINDS:
+        raise invalid_ir(f"{field_prefix}.growth_kind", f"unknown growth kind {kind}")
+    if kind != blueprint_pb2.GROWTH_KIND_WIDTH and output_shape != input_shape:
         raise invalid_ir(
             f"{field_prefix}.output_shape",
-            f"a seed block maps its input to the same shape: output_shape {list(output_shape)} "
+            f"a depth block maps its input to the same shape: output_shape {list(output_shape)} "
             f"!= input_shape {list(input_shape)}",
         )
     _check_declared_shapes(analysis, field_prefix)
@@ -43,6 +47,11 @@ def validated_analysis(ir: blueprint_pb2.BlueprintIR, *, field_prefix: str = "ir
     return analysis
 
 
+_GROWTH_KINDS = frozenset(
+    {blueprint_pb2.GROWTH_KIND_UNSPECIFIED, blueprint_pb2.GROWTH_KIND_DEPTH, blueprint_pb2.GROWTH_KIND_WIDTH}
+)
+
+
 def infer_shapes(ir: blueprint_pb2.BlueprintIR) -> dict[str, Shape]:
     """Each node's output shape (without batch), inferred from the graph alone."""
     return dict(analyze(ir).shapes)
@@ -56,6 +65,35 @@ def parameter_count(ir: blueprint_pb2.BlueprintIR) -> int:
 
 def ir_input_shape(ir: blueprint_pb2.BlueprintIR) -> tuple[int, ...]:
     return tuple(int(dim) for dim in ir.input_shape.dims)
+
+
+def ir_output_shape(ir: blueprint_pb2.BlueprintIR) -> tuple[int, ...]:
+    return tuple(int(dim) for dim in ir.output_shape.dims)
+
+
+def width_units(ir: blueprint_pb2.BlueprintIR) -> int:
+    """Units a width block adds to its layer: the features or channels of the first layer reading its input.
+
+    0 for a depth block, or a width block whose input feeds no LINEAR or CONV2D node.
+    """
+    if ir.growth_kind != blueprint_pb2.GROWTH_KIND_WIDTH:
+        return 0
+    readers = {edge.target_node_id for edge in ir.edges if edge.source_node_id == _input_node_id(ir)}
+    layers = (blueprint_pb2.OP_TYPE_LINEAR, blueprint_pb2.OP_TYPE_CONV2D)
+    for node in ir.nodes:
+        if node.node_id in readers and node.op_type in layers:
+            dims = node.output_shape.dims
+            return int(dims[0] if node.op_type == blueprint_pb2.OP_TYPE_CONV2D else dims[-1])
+    return 0
+
+
+def _input_node_id(ir: blueprint_pb2.BlueprintIR) -> str:
+    return next((node.node_id for node in ir.nodes if node.op_type == blueprint_pb2.OP_TYPE_INPUT), "")
+
+
+def growth_kind(ir: blueprint_pb2.BlueprintIR) -> int:
+    """GROWTH_KIND_DEPTH or GROWTH_KIND_WIDTH; an IR that does not say is a depth block."""
+    return ir.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH
 
 
 def _check_declared_shapes(analysis: Analysis, prefix: str) -> None:

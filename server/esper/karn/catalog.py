@@ -1,8 +1,9 @@
 """Karn's tiered catalog of blueprint templates.
 
-A template is a builder parametric in the site's input shape (see
+A template is a builder parametric in the site's shapes (see
 `esper.karn.templates`). The catalog entry shows the IR at the template's default
-shape; `instantiate` and `query` build it at a site's shape. Every
+shapes; `instantiate` and `query` build it at a site's. A depth site has one shape;
+a width site two: what enters the layer to widen and the next layer's output. Every
 `parameter_estimate` is computed from the IR, never typed in.
 """
 
@@ -23,7 +24,9 @@ logger = logging.getLogger(__name__)
 _UNSPECIFIED_TIER = blueprint_pb2.BLUEPRINT_TIER_UNSPECIFIED
 _UNSPECIFIED_KIND = blueprint_pb2.INPUT_KIND_UNSPECIFIED
 _DEFAULT_QUERY_LIMIT = 100
-_CacheKey = tuple[str, tuple[int, ...], int]
+_CacheKey = tuple[str, tuple[int, ...], tuple[int, ...], int]
+_DEPTH = blueprint_pb2.GROWTH_KIND_DEPTH
+_WIDTH = blueprint_pb2.GROWTH_KIND_WIDTH
 
 
 class TemplateCatalog:
@@ -59,7 +62,12 @@ class TemplateCatalog:
         return spec
 
     def list_templates(
-        self, *, tier: int = _UNSPECIFIED_TIER, tag: str = "", input_kind: int = _UNSPECIFIED_KIND
+        self,
+        *,
+        tier: int = _UNSPECIFIED_TIER,
+        tag: str = "",
+        input_kind: int = _UNSPECIFIED_KIND,
+        growth_kind: int = blueprint_pb2.GROWTH_KIND_UNSPECIFIED,
     ) -> list[blueprint_pb2.BlueprintTemplate]:
         """Entries at their default shape, sorted by id; unset filters match everything."""
         return [
@@ -68,6 +76,7 @@ class TemplateCatalog:
             if (tier == _UNSPECIFIED_TIER or entry.tier == tier)
             and (not tag or tag in entry.tags)
             and (input_kind == _UNSPECIFIED_KIND or entry.input_kind == input_kind)
+            and (not growth_kind or (entry.growth_kind or _DEPTH) == growth_kind)
         ]
 
     def get_template(self, template_id: str) -> blueprint_pb2.BlueprintTemplate:
@@ -75,13 +84,19 @@ class TemplateCatalog:
         return _copy(self._entries[template_id])
 
     def instantiate(
-        self, template_id: str, input_shape: Sequence[int], *, init_seed: int = 0
+        self,
+        template_id: str,
+        input_shape: Sequence[int],
+        *,
+        init_seed: int = 0,
+        output_shape: Sequence[int] | None = None,
     ) -> blueprint_pb2.BlueprintTemplate:
-        """The template with its IR and parameter estimate at `input_shape`.
+        """The template with its IR and parameter estimate at `input_shape` (and `output_shape`, for width).
 
-        InvalidArgument on `input_shape` if the template does not fit it.
+        InvalidArgument on `input_shape` if the template does not fit them.
         """
-        result = self._instantiate(self.spec(template_id), tuple(input_shape), init_seed)
+        out = tuple(output_shape) if output_shape else ()
+        result = self._instantiate(self.spec(template_id), tuple(input_shape), out, init_seed)
         if isinstance(result, str):
             raise InvalidArgument.for_field("input_shape", result)
         return _copy(result)
@@ -95,23 +110,31 @@ class TemplateCatalog:
         tags_all: Sequence[str] = (),
         max_parameter_estimate: int = 0,
         limit: int = _DEFAULT_QUERY_LIMIT,
+        growth_kind: int = blueprint_pb2.GROWTH_KIND_UNSPECIFIED,
+        output_shape: Sequence[int] | None = None,
     ) -> list[blueprint_pb2.BlueprintTemplate]:
         """Templates that fit a site, fewest parameters first, then by id.
 
-        With `input_shape` (non-empty) each template is instantiated at it and
-        skipped if it does not fit; otherwise entries are at their default shape.
+        `growth_kind` unset or DEPTH asks for depth templates, WIDTH for width ones.
+        With `input_shape` (non-empty) each template is instantiated at it (width
+        templates at `input_shape` -> `output_shape`, both required then) and
+        skipped if it does not fit; otherwise entries are at their default shapes.
         Empty `tiers` means SAFE only; `max_parameter_estimate` 0 and `limit` <= 0
         mean no budget and the default limit of 100.
         """
         allowed_tiers = set(tiers) or {blueprint_pb2.BLUEPRINT_TIER_SAFE}
         shape = tuple(input_shape) if input_shape else None
+        wanted = growth_kind or _DEPTH
+        out = tuple(output_shape) if output_shape and wanted == _WIDTH else ()
         matches: list[blueprint_pb2.BlueprintTemplate] = []
         for template_id, spec in self._specs.items():
             if spec.tier not in allowed_tiers or not set(tags_all) <= set(spec.tags):
                 continue
             if input_kind != _UNSPECIFIED_KIND and spec.input_kind != input_kind:
                 continue
-            entry = self._entries[template_id] if shape is None else self._instantiate(spec, shape, 0)
+            if (spec.growth_kind or _DEPTH) != wanted:
+                continue
+            entry = self._entries[template_id] if shape is None else self._instantiate(spec, shape, out, 0)
             if isinstance(entry, str):
                 continue
             if max_parameter_estimate and entry.parameter_estimate > max_parameter_estimate:
@@ -121,19 +144,19 @@ class TemplateCatalog:
         return [_copy(entry) for entry in matches[: limit if limit > 0 else _DEFAULT_QUERY_LIMIT]]
 
     def _default_entry(self, spec: TemplateSpec) -> blueprint_pb2.BlueprintTemplate:
-        return _entry(spec, spec.build(spec.default_input_shape))
+        return _entry(spec, spec.build(spec.default_input_shape, output_shape=spec.default_output_shape or None))
 
     def _instantiate(
-        self, spec: TemplateSpec, shape: tuple[int, ...], init_seed: int
+        self, spec: TemplateSpec, shape: tuple[int, ...], output_shape: tuple[int, ...], init_seed: int
     ) -> blueprint_pb2.BlueprintTemplate | str:
-        """The entry at `shape`, or why the template does not fit it; cached either way."""
-        key = (spec.template_id, shape, init_seed)
+        """The entry at its shapes, or why the template does not fit them; cached either way."""
+        key = (spec.template_id, shape, output_shape, init_seed)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
-        ir = spec.try_build(shape, init_seed)
+        ir = spec.try_build(shape, init_seed, output_shape=output_shape or None)
         result = ir if isinstance(ir, str) else _entry(spec, ir)
         with self._lock:
             self._cache[key] = result
@@ -152,6 +175,7 @@ def _entry(spec: TemplateSpec, ir: blueprint_pb2.BlueprintIR) -> blueprint_pb2.B
         ir=ir,
         parameter_estimate=parameter_count(ir),
         tags=spec.tags,
+        growth_kind=spec.growth_kind,  # type: ignore[arg-type]
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from esper import checks
 from esper.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
@@ -23,9 +24,7 @@ class KarnConfig:
     max_reports_per_request: int = 1000
 
     def __post_init__(self) -> None:
-        if not 1 <= self.default_page_size <= self.max_page_size:
-            raise ValueError("need 1 <= default_page_size <= max_page_size")
-        if not 1 <= self.default_query_limit <= self.max_query_limit:
-            raise ValueError("need 1 <= default_query_limit <= max_query_limit")
-        if self.max_field_reports < 1 or self.max_reports_per_request < 1:
-            raise ValueError("max_field_reports and max_reports_per_request must be >= 1")
+        checks.in_range("default_page_size", self.default_page_size, 1, self.max_page_size)
+        checks.in_range("default_query_limit", self.default_query_limit, 1, self.max_query_limit)
+        checks.positive("max_field_reports", self.max_field_reports)
+        checks.positive("max_reports_per_request", self.max_reports_per_request)

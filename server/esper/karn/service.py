@@ -36,7 +36,9 @@ class KarnService:
 
     def list_templates(self, request: karn_pb2.ListTemplatesRequest) -> karn_pb2.ListTemplatesResponse:
         page = validate_list_templates(request, self._config)
-        matching = self._catalog.list_templates(tier=request.tier, tag=request.tag, input_kind=request.input_kind)
+        matching = self._catalog.list_templates(
+            tier=request.tier, tag=request.tag, input_kind=request.input_kind, growth_kind=request.growth_kind
+        )
         templates = matching[page.offset : page.offset + page.page_size]
         next_offset = page.offset + len(templates)
         next_token = encode_page_token(next_offset, page.fingerprint) if next_offset < len(matching) else ""
@@ -55,6 +57,8 @@ class KarnService:
             tags_all=query.tags_all,
             max_parameter_estimate=query.max_parameter_estimate,
             limit=query.limit,
+            growth_kind=query.growth_kind,
+            output_shape=query.output_shape,
         )
         return karn_pb2.QueryTemplatesResponse(templates=templates)
 

@@ -8,21 +8,21 @@ never re-derive them.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
+from esper import checks, ids
 from esper.errors import InvalidArgument
 from esper.ir.limits import MAX_DIM, MIN_DIM
 from esper.karn.config import KarnConfig
 from esper.leyline.v1 import blueprint_pb2, karn_pb2
 from esper.paging import decode_page_token, validate_page_size
 
-MAX_ID_LENGTH = 64
 MAX_TAG_LENGTH = 64
 MAX_SHAPE_RANK = 3
 
 _TIERS = frozenset(blueprint_pb2.BlueprintTier.values())
 _INPUT_KINDS = frozenset(blueprint_pb2.InputKind.values())
+_GROWTH_KINDS = frozenset(blueprint_pb2.GrowthKind.values())
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,13 @@ class TemplateQuery:
     tags_all: tuple[str, ...]
     max_parameter_estimate: int
     limit: int
+    growth_kind: int = blueprint_pb2.GROWTH_KIND_UNSPECIFIED
+    output_shape: tuple[int, ...] = ()
 
 
 def list_filter_fingerprint(request: karn_pb2.ListTemplatesRequest) -> str:
     """Identity of a listing's filter; page tokens are only good for the same filter."""
-    return json.dumps(["karn.ListTemplates", request.tier, request.tag, request.input_kind])
+    return json.dumps(["karn.ListTemplates", request.tier, request.tag, request.input_kind, request.growth_kind])
 
 
 def validate_list_templates(request: karn_pb2.ListTemplatesRequest, config: KarnConfig | None = None) -> TemplatePage:
@@ -56,17 +58,14 @@ def validate_list_templates(request: karn_pb2.ListTemplatesRequest, config: Karn
     page_size = validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
     _check_enum(request.tier, _TIERS, "tier", "a BlueprintTier")
     _check_enum(request.input_kind, _INPUT_KINDS, "input_kind", "an InputKind")
+    _check_enum(request.growth_kind, _GROWTH_KINDS, "growth_kind", "a GrowthKind")
     _check_tag(request.tag, "tag")
     fingerprint = list_filter_fingerprint(request)
     return TemplatePage(decode_page_token(request.page_token, fingerprint), page_size, fingerprint)
 
 
 def validate_get_template(request: karn_pb2.GetTemplateRequest) -> str:
-    if not request.template_id:
-        raise InvalidArgument.for_field("template_id", "is required")
-    if len(request.template_id) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field("template_id", f"is longer than {MAX_ID_LENGTH} characters")
-    return request.template_id
+    return ids.TEMPLATE.check("template_id", request.template_id)
 
 
 def validate_query_templates(
@@ -77,14 +76,12 @@ def validate_query_templates(
         request.limit, field="limit", default=config.default_query_limit, maximum=config.max_query_limit
     )
     _check_enum(request.input_kind, _INPUT_KINDS, "input_kind", "an InputKind")
-    dims = tuple(request.input_shape.dims)
-    if len(dims) > MAX_SHAPE_RANK:
-        raise InvalidArgument.for_field(
-            "input_shape.dims", f"has rank {len(dims)}; a site's shape has rank 1 to {MAX_SHAPE_RANK}"
-        )
-    for i, dim in enumerate(dims):
-        if not MIN_DIM <= dim <= MAX_DIM:
-            raise InvalidArgument.for_field(f"input_shape.dims[{i}]", f"must be in [{MIN_DIM}, {MAX_DIM}], got {dim}")
+    _check_enum(request.growth_kind, _GROWTH_KINDS, "growth_kind", "a GrowthKind")
+    dims = _check_shape(tuple(request.input_shape.dims), "input_shape")
+    output = _check_shape(tuple(request.output_shape.dims), "output_shape")
+    width = request.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+    if width and dims and not output:
+        raise InvalidArgument.for_field("output_shape", "is required for a width site with an input_shape")
     for i, tier in enumerate(request.tiers):
         if tier == blueprint_pb2.BLUEPRINT_TIER_UNSPECIFIED:
             raise InvalidArgument.for_field(f"tiers[{i}]", "must name a tier, not BLUEPRINT_TIER_UNSPECIFIED")
@@ -101,6 +98,8 @@ def validate_query_templates(
         tags_all=tuple(request.tags_all),
         max_parameter_estimate=request.max_parameter_estimate,
         limit=limit,
+        growth_kind=request.growth_kind,
+        output_shape=output if width else (),
     )
 
 
@@ -116,9 +115,18 @@ def validate_submit_field_reports(
         if not report.report_id:
             raise InvalidArgument.for_field(f"reports[{i}].report_id", "is required")
         for name in ("pre_metric", "post_metric"):
-            value = getattr(report, name)
-            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise InvalidArgument.for_field(f"reports[{i}].{name}", f"must be in [0, 1], got {value}")
+            checks.in_range(f"reports[{i}].{name}", getattr(report, name), 0.0, 1.0)
+
+
+def _check_shape(dims: tuple[int, ...], field: str) -> tuple[int, ...]:
+    if len(dims) > MAX_SHAPE_RANK:
+        raise InvalidArgument.for_field(
+            f"{field}.dims", f"has rank {len(dims)}; a site's shape has rank 1 to {MAX_SHAPE_RANK}"
+        )
+    for i, dim in enumerate(dims):
+        if not MIN_DIM <= dim <= MAX_DIM:
+            raise InvalidArgument.for_field(f"{field}.dims[{i}]", f"must be in [{MIN_DIM}, {MAX_DIM}], got {dim}")
+    return dims
 
 
 def _check_enum(value: int, known: frozenset[int], field: str, what: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from esper import checks
+
 MIB = 1024 * 1024
 
 
@@ -21,10 +23,8 @@ class KernelCacheConfig:
     require_validated: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {self.max_entries}")
-        if self.max_bytes < 1:
-            raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
+        checks.positive("max_entries", self.max_entries)
+        checks.positive("max_bytes", self.max_bytes)
 
 
 GRAFTING_STRATEGIES = ("LINEAR_RAMP", "COSINE_RAMP", "DRIFT_CONTROLLED")
@@ -42,10 +42,15 @@ class KasminaConfig:
     isolation check and the seed's gradient statistics (the first step of each epoch
     is always checked). Correlation telemetry uses at most `correlation_max_units`
     units and `correlation_max_rows` rows per batch.
+    `width_seeds` also places a width seed on every Linear or 3x3 conv layer whose
+    pattern up to the next such layer a width template repeats exactly
+    (esper.kasmina.wrapping). A fossilized seed's site gets a dormant child seed
+    (so the site can grow again) while the model has fewer than `max_seeds` seeds.
     """
 
     target_module_types: tuple[str, ...] = ()
     target_module_paths: tuple[str, ...] = ()
+    width_seeds: bool = False
     max_seeds: int = 32
     grafting_strategy: str = "LINEAR_RAMP"
     ramp_steps: int = 100
@@ -64,13 +69,9 @@ class KasminaConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "target_module_types", tuple(self.target_module_types))
         object.__setattr__(self, "target_module_paths", tuple(self.target_module_paths))
-        if self.grafting_strategy not in GRAFTING_STRATEGIES:
-            choices = ", ".join(GRAFTING_STRATEGIES)
-            raise ValueError(f"grafting_strategy must be one of {choices}, got {self.grafting_strategy!r}")
-        if not 0.0 <= self.drift_smoothing < 1.0:
-            raise ValueError(f"drift_smoothing must be in [0, 1), got {self.drift_smoothing}")
-        if not 0.0 < self.training_blend_alpha <= 1.0:
-            raise ValueError(f"training_blend_alpha must be in (0, 1], got {self.training_blend_alpha}")
+        checks.one_of("kasmina.grafting_strategy", self.grafting_strategy, GRAFTING_STRATEGIES)
+        checks.in_range("kasmina.drift_smoothing", self.drift_smoothing, 0.0, 1.0, high_open=True)
+        checks.in_range("kasmina.training_blend_alpha", self.training_blend_alpha, 0.0, 1.0, low_open=True)
         at_least_one = (
             "max_seeds",
             "ramp_steps",
@@ -80,8 +81,7 @@ class KasminaConfig:
             "max_remembered_commands",
         )
         for name in at_least_one:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            checks.positive(f"kasmina.{name}", getattr(self, name))
         # 0 disables periodic sampling (isolation is still checked on each epoch's first step).
         at_least_zero = (
             "training_min_steps",
@@ -91,5 +91,4 @@ class KasminaConfig:
             "gradient_sample_every",
         )
         for name in at_least_zero:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            checks.non_negative(f"kasmina.{name}", getattr(self, name))

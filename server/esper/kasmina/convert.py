@@ -7,6 +7,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from esper.ir import width_units
 from esper.kasmina.records import Adaptation, SeedSnapshot
 from esper.kasmina.seed import KasminaSeed
 from esper.leyline.v1 import blueprint_pb2, run_pb2, telemetry_pb2
@@ -59,6 +60,7 @@ def seed_telemetry(
         eval_gain=(adaptation.eval_gain or 0.0) if adaptation is not None else 0.0,
         parameter_count=adaptation.parameter_count if adaptation is not None else 0,
         kernel_id=adaptation.kernel_id if adaptation is not None else "",
+        added_units=width_units(adaptation.ir) if adaptation is not None and adaptation.ir is not None else 0,
     )
     report.report_time.CopyFrom(report_time)
     return report

@@ -10,7 +10,9 @@ produces NaN or inf cannot reach the host's forward value (`s - s` would be NaN)
 The run-time check, on sampled steps, verifies the three ways isolation can break:
 the kernel sharing parameters with the host, the output differing from `x`, and the
 gradient handed back to the host differing from the one received (for instance a
-seed path that forgets to detach the kernel's input).
+seed path that forgets to detach the kernel's input). A width seed's kernel reads
+another tensor than the one it adds to (what enters the layer it widens); no
+gradient at all may reach the host through that input (`LeakProbe`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ def forward_mismatch(x: Tensor, out: Tensor) -> str | None:
         return None
     difference = (out.detach().double() - x.detach().double()).abs().nan_to_num(nan=float("inf"))
     return f"output differs from the host activation (max |difference| {difference.max().item():.3g})"
+
+
+class LeakProbe:
+    """Checks one backward pass: no gradient may reach `tap`, an alias of a host tensor only the seed reads.
+
+    On a violation the probe reports it and hands the host zeros instead.
+    """
+
+    def __init__(self, tap: Tensor, on_violation: Callable[[str], None]) -> None:
+        self._on_violation = on_violation
+        tap.register_hook(self._reached)
+
+    def _reached(self, grad: Tensor) -> Tensor | None:
+        if not bool(grad.any().item()):
+            return None
+        largest = grad.detach().double().abs().nan_to_num(nan=float("inf")).max().item()
+        self._on_violation(f"a gradient reached the host through the kernel's input (max |gradient| {largest:.3g})")
+        return torch.zeros_like(grad)
 
 
 class GradientProbe:

@@ -8,6 +8,12 @@ Training-loop contract (Tolaria): call `step(loss)` after every optimizer step (
 advances ramps and stage counters and arms the sampled checks), rebuild seed
 optimizers whenever `version` changes, and run the validation pass inside
 `collecting_telemetry()`.
+
+The layout can grow during a run: a fossilized seed's site gets a dormant child
+seed (`add_seed`), appended after every seed already there, so the state_dict keys
+of existing seeds never move. Several seeds at one site act in layout order (a
+child's block reads its parent's output). `set_layout` puts the model back to a
+checkpoint's layout.
 """
 
 from __future__ import annotations
@@ -54,20 +60,28 @@ class MorphableModel(nn.Module):
         self._by_id: dict[str, KasminaSeed] = {}
         # Cached: step() runs after every optimizer step and must cost ~nothing when all seeds are dormant.
         self._seed_tuple: tuple[KasminaSeed, ...] = tuple(seed for seed in self.seeds if isinstance(seed, KasminaSeed))
-        host_ids = frozenset(id(param) for param in host.parameters())
         for seed in self._seed_tuple:
             if seed.seed_id in self._by_id:
                 raise InvalidArgument.for_field("seed_layout", f"seed {seed.seed_id!r} appears twice")
-            try:
-                target = host.get_submodule(seed.seed_id)
-            except AttributeError:
-                raise InvalidArgument.for_field("seed_layout", f"host has no module at path {seed.seed_id!r}") from None
-            seed.bind(target, host_ids, self._on_violation)
+            self._bind(seed)
             self._by_id[seed.seed_id] = seed
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.host(x)
         return out
+
+    def _bind(self, seed: KasminaSeed) -> None:
+        """Hook `seed` onto its host module(s); InvalidArgument naming the layout if the host lacks them."""
+        host_ids = frozenset(id(param) for param in self.host.parameters())
+        target = self._host_module(seed.site)
+        output_target = self._host_module(seed.descriptor.output_site) if seed.is_width else None
+        seed.bind(target, host_ids, self._on_violation, output_target=output_target)
+
+    def _host_module(self, path: str) -> nn.Module:
+        try:
+            return self.host.get_submodule(path) if path else self.host.get_submodule("-")
+        except AttributeError:
+            raise InvalidArgument.for_field("seed_layout", f"host has no module at path {path!r}") from None
 
     # Seeds
 
@@ -86,6 +100,41 @@ class MorphableModel(nn.Module):
 
     def seed_layout(self) -> list[telemetry_pb2.SeedDescriptor]:
         return [seed.descriptor for seed in self.seed_list()]
+
+    def add_seed(self, descriptor: telemetry_pb2.SeedDescriptor) -> KasminaSeed:
+        """A new dormant seed at the end of the layout; InvalidArgument if its id is taken or its site missing."""
+        if descriptor.seed_id in self._by_id:
+            raise InvalidArgument.for_field("seed_layout", f"seed {descriptor.seed_id!r} appears twice")
+        seed = KasminaSeed(descriptor, self.config)
+        self._bind(seed)
+        self.seeds.append(seed)
+        self._seed_tuple = (*self._seed_tuple, seed)
+        self._by_id[seed.seed_id] = seed
+        return seed
+
+    def set_layout(self, layout: Sequence[telemetry_pb2.SeedDescriptor]) -> None:
+        """Make the seeds exactly `layout`, in its order: seeds already here are kept as they are
+        (their stage and kernel are restored separately), missing ones are added dormant, the
+        others leave the model with their hooks. Weights must be loaded afterwards."""
+        wanted = [descriptor.seed_id for descriptor in layout]
+        if wanted == [seed.seed_id for seed in self._seed_tuple]:
+            return
+        if len(set(wanted)) != len(wanted):
+            raise InvalidArgument.for_field("seed_layout", "a seed id appears twice")
+        keep = set(wanted)
+        for seed in self._seed_tuple:
+            if seed.seed_id not in keep:
+                seed.unbind()
+        seeds = []
+        for descriptor in layout:
+            kept = self._by_id.get(descriptor.seed_id)
+            if kept is None:
+                kept = KasminaSeed(descriptor, self.config)
+                self._bind(kept)
+            seeds.append(kept)
+        self.seeds = nn.ModuleList(seeds)
+        self._seed_tuple = tuple(seeds)
+        self._by_id = {seed.seed_id: seed for seed in seeds}
 
     # Parameters
 

@@ -7,6 +7,13 @@ seed optimizers when `model.version` changes. Every transition is recorded as a
 SeedTransition, which Tolaria drains. FieldReports are Tamiyo's: she reports every
 finished adaptation, including those Kasmina ends on its own (seen in the packet).
 A kernel that fails to load, for any reason, culls its seed: the run goes on.
+
+Regrowth: when a seed fossilizes, its site gets a new dormant child seed (seed 004,
+Appendix C.3: CONTAINS / CHILD_OF), so the site can grow again as long as growth
+pays: a depth child stacks its block on its parent's output, a width child adds
+more units to the same layer. The child's birth is recorded as a transition into
+DORMANT. Checkpoints carry the layout, so a restore puts back the seeds that
+existed then.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from torch import nn
 
@@ -213,6 +221,7 @@ class KasminaOperator:
                 "last_accuracy": self._last_accuracy,
                 "epoch": self.model.epoch,
                 "global_step": self.model.global_step,
+                "layout": [json_format.MessageToDict(seed.descriptor) for seed in self.model.seed_list()],
                 "seeds": {seed.seed_id: convert.snapshot_to_dict(seed.snapshot()) for seed in self.model.seed_list()},
                 "commands": [
                     [command_id, fingerprint, int(response.stage), response.reason]
@@ -225,11 +234,16 @@ class KasminaOperator:
         """Restore seeds (re-instantiating their kernels), the model's weights and command memory.
 
         Seeds locked ROLLED_BACK stay locked: the rollback that restores an earlier
-        checkpoint must not resurrect the adaptation it undid.
+        checkpoint must not resurrect the adaptation it undid. The seeds are those of
+        the checkpoint's layout: children grown since are removed, children grown before
+        (when resuming into a fresh model) are added.
         """
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"Kasmina state format {state.get('format')!r}, expected {STATE_FORMAT}")
         with self._lock:
+            if "layout" in state:
+                layout = [json_format.ParseDict(entry, telemetry_pb2.SeedDescriptor()) for entry in state["layout"]]
+                self.model.set_layout(layout)
             locked = {seed.seed_id for seed in self.model.seed_list() if seed.stage == lc.ROLLED_BACK}
             for seed in self.model.seed_list():
                 if seed.seed_id in locked:
@@ -352,7 +366,43 @@ class KasminaOperator:
     ) -> str:
         """Move to an outcome stage (FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK) with its reason."""
         self._transition(seed, outcome, reason=reason, command_id=command_id, epoch=epoch)
+        if outcome == lc.FOSSILIZED:
+            self._grow_child(seed, command_id=command_id)
         return f"{lc.stage_name(outcome)}: {reason}"
+
+    def _grow_child(self, parent: KasminaSeed, *, command_id: str) -> None:
+        """A dormant child seed at the fossilized parent's site, unless the model is at `max_seeds`."""
+        seeds = self.model.seed_list()
+        if len(seeds) >= self.config.max_seeds:
+            logger.info("seed %s fossilized; no child: the model has %d seeds (max_seeds)", parent.seed_id, len(seeds))
+            return
+        root, generation = parent.seed_id, 1
+        while True:
+            ancestor = self.model.seed(root).descriptor.parent_seed_id
+            if not ancestor:
+                break
+            root, generation = ancestor, generation + 1
+        child_id = f"{root}/{generation + 1}"
+        if child_id in self.model.seed_ids():
+            return
+        descriptor = telemetry_pb2.SeedDescriptor()
+        descriptor.CopyFrom(parent.descriptor)
+        descriptor.seed_id = child_id
+        descriptor.parent_seed_id = parent.seed_id
+        descriptor.site = parent.site
+        self.model.add_seed(descriptor)
+        reason = f"grew at {parent.site} from fossilized {parent.seed_id} (CHILD_OF {parent.seed_id})"
+        self._transitions.append(
+            convert.seed_transition(
+                child_id,
+                lifecycle_pb2.SEED_STAGE_UNSPECIFIED,
+                lc.DORMANT,
+                reason=reason,
+                command_id=command_id,
+                epoch=self._boundary_epoch,
+            )
+        )
+        logger.info("seed %s: %s", child_id, reason)
 
     def _transition(
         self, seed: KasminaSeed, to_stage: int, *, reason: str, command_id: str = "", epoch: int | None = None

@@ -3,8 +3,10 @@
 `model.pt` is a plain state_dict of tensors (host weights and every FOSSILIZED
 seed's kernel), readable with `torch.load(weights_only=True)`. `lineage.json`
 records the host (its class and, for Esper's own hosts, the spec that rebuilds it),
-the Kasmina config, and every seed: placement, stage, kernel, blueprint and
-template ids, the blueprint IR (protobuf JSON), alpha, epochs and eval gain.
+the Kasmina config, and every seed: placement (depth or width, its site, and the
+seed it grew from: the tree of regrowth, with each seed's `children`), stage,
+kernel, blueprint and template ids, the blueprint IR (protobuf JSON), alpha,
+epochs and eval gain.
 
 `load_model` rebuilds the host (from its spec, or the module you pass), places the
 seeds, builds each FOSSILIZED kernel eagerly from its IR with esper.ir.build_module
@@ -76,7 +78,7 @@ def save_model(model: MorphableModel, path: str | os.PathLike[str], *, host_spec
             "spec": _spec_dict(host_spec if host_spec is not None else getattr(model.host, "spec", None)),
         },
         "kasmina": _config_dict(model.config),
-        "seeds": [_seed_entry(seed) for seed in model.seed_list()],
+        "seeds": [_seed_entry(seed, _children(model, seed.seed_id)) for seed in model.seed_list()],
     }
     with atomic_writer(folder / MODEL_FILE) as handle:
         torch.save(weights, handle)
@@ -135,10 +137,15 @@ def _load_weights(model: MorphableModel, weights: dict[str, Any], from_ir: set[s
         raise InvalidArgument.for_field("model.pt", f"missing weights: {', '.join(missing)}")
 
 
-def _seed_entry(seed: Any) -> dict[str, Any]:
+def _children(model: MorphableModel, seed_id: str) -> list[str]:
+    return [seed.seed_id for seed in model.seed_list() if seed.descriptor.parent_seed_id == seed_id]
+
+
+def _seed_entry(seed: Any, children: list[str]) -> dict[str, Any]:
     adaptation = seed.adaptation
     return {
         "descriptor": json_format.MessageToDict(seed.descriptor),
+        "children": children,
         "stage": lc.stage_name(seed.stage),
         "alpha": seed.alpha,
         "embargo_until_epoch": seed.embargo_until_epoch,

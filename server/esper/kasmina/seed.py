@@ -1,20 +1,29 @@
-"""One seed slot: an adaptation site after one host module, and its forward by lifecycle stage.
+"""One seed slot: an adaptation site in the host, and its forward by lifecycle stage.
 
-Forward by stage:
-  DORMANT, GERMINATED, LOADING, CULLED, CANCELLED, ROLLED_BACK: the identity.
+A seed blends `h + alpha * kernel(x)` into the host: a depth seed at the output of
+one host module (h = x, that module's output), a width seed across two (x what
+enters the layer L it widens, h the output of the layer N after L). Forward by stage:
+  DORMANT, GERMINATED, LOADING, CULLED, CANCELLED, ROLLED_BACK: the identity (h).
   TRAINING: the straight-through blend (esper.kasmina.isolation): the value is
-    exactly the host activation x and the host's gradient exactly what it would be
-    without the seed, while the kernel learns from the task-loss gradient it would
-    get if grafted at `training_blend_alpha` (1.0 by default: the blend it reaches
-    at the end of the ramp, so what it learns is what it will be asked to do).
-  GRAFTING: x + alpha * kernel(x), alpha advanced each training step by the ramp.
-  STABILIZATION, EVALUATING: x + kernel(x) with the kernel frozen.
-  FINE_TUNING: x + kernel(x), the kernel trained on the task loss with the host.
-  FOSSILIZED: x + kernel(x), frozen for good.
+    exactly the host's h and the host's gradients exactly what they would be
+    without the seed (the kernel reads x detached), while the kernel learns from the
+    task-loss gradient it would get if grafted at `training_blend_alpha` (1.0 by
+    default: the blend it reaches at the end of the ramp, so what it learns is what
+    it will be asked to do).
+  GRAFTING: h + alpha * kernel(x), alpha advanced each training step by the ramp.
+  STABILIZATION, EVALUATING: h + kernel(x) with the kernel frozen.
+  FINE_TUNING: h + kernel(x), the kernel trained on the task loss with the host.
+  FOSSILIZED: h + kernel(x), frozen for good.
 
-The seed runs through a forward hook on its host module, attached only while it is
-not an identity or while telemetry is collected, so a dormant seed costs nothing.
-Stage changes go through `enter`, which refuses any transition the lifecycle forbids.
+A depth seed runs through a forward hook on its module. A width seed has two: one
+on L that keeps L's input (and observes L's output for telemetry), one on N that
+adds the kernel's output to N's; between them the host runs unchanged, so at alpha
+= 1 the model computes exactly what it would with L widened by the kernel's units
+(esper.karn.templates.width). Hooks are attached only while the seed is not an
+identity or while telemetry is collected, so a dormant seed costs nothing. The
+lifecycle, the straight-through TRAINING, the isolation checks and the grafting
+ramp are the same code for both kinds. Stage changes go through `enter`, which
+refuses any transition the lifecycle forbids.
 """
 
 from __future__ import annotations
@@ -33,11 +42,11 @@ from torch.utils.hooks import RemovableHandle
 from esper.errors import FailedPrecondition
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
-from esper.kasmina.isolation import GradientProbe, forward_mismatch, shared_parameters, straight_through
+from esper.kasmina.isolation import GradientProbe, LeakProbe, forward_mismatch, shared_parameters, straight_through
 from esper.kasmina.ramp import AlphaRamp, strategy_from_name
 from esper.kasmina.records import Adaptation, SeedSnapshot
 from esper.kasmina.telemetry import ActivationStats, ActivationSummary, GradientSample
-from esper.leyline.v1 import telemetry_pb2
+from esper.leyline.v1 import blueprint_pb2, telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +61,11 @@ class KasminaSeed(nn.Module):
 
     kernel: nn.Module | None
     _target: nn.Module | None
-    _handle: RemovableHandle | None
+    _output_target: nn.Module | None
+    _handles: tuple[RemovableHandle, ...]
     _host_ids: frozenset[int]
     _on_violation: ViolationHandler | None
+    _captured: Tensor | None
 
     def __init__(self, descriptor: telemetry_pb2.SeedDescriptor, config: KasminaConfig) -> None:
         super().__init__()
@@ -84,18 +95,52 @@ class KasminaSeed(nn.Module):
         self._check_armed = False
         self._sample_armed = False
         self._sample: GradientSample | None = None
-        # Plain attributes, not submodules: the host module must not appear under the seed.
+        # Plain attributes, not submodules: host modules must not appear under the seed.
         object.__setattr__(self, "_target", None)
-        object.__setattr__(self, "_handle", None)
+        object.__setattr__(self, "_output_target", None)
+        object.__setattr__(self, "_handles", ())
         object.__setattr__(self, "_host_ids", frozenset())
         object.__setattr__(self, "_on_violation", None)
+        # What entered a width seed's layer in the current forward, until the next layer uses it.
+        object.__setattr__(self, "_captured", None)
 
-    def bind(self, target: nn.Module, host_parameter_ids: frozenset[int], on_violation: ViolationHandler) -> None:
-        """Place the seed after `target`; `on_violation` must cull it (the model or the operator does)."""
+    @property
+    def is_width(self) -> bool:
+        return self.descriptor.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+
+    @property
+    def site(self) -> str:
+        """Host module path the seed acts at (a width seed: the layer it widens)."""
+        return self.descriptor.site or self.seed_id
+
+    def bind(
+        self,
+        target: nn.Module,
+        host_parameter_ids: frozenset[int],
+        on_violation: ViolationHandler,
+        *,
+        output_target: nn.Module | None = None,
+    ) -> None:
+        """Place the seed after `target` (a width seed: across `target` and `output_target`, the layer after it).
+
+        `on_violation` must cull the seed (the model or the operator does).
+        """
+        if self.is_width != (output_target is not None):
+            raise ValueError(f"seed {self.seed_id}: a width seed needs the layer after its own, a depth seed none")
         object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_output_target", output_target)
         object.__setattr__(self, "_host_ids", host_parameter_ids)
         object.__setattr__(self, "_on_violation", on_violation)
         self._refresh_hook()
+
+    def unbind(self) -> None:
+        """Take the seed's hooks off the host (the seed leaves the model)."""
+        for handle in self._handles:
+            handle.remove()
+        object.__setattr__(self, "_handles", ())
+        object.__setattr__(self, "_target", None)
+        object.__setattr__(self, "_output_target", None)
+        object.__setattr__(self, "_captured", None)
 
     # Lifecycle
 
@@ -327,49 +372,57 @@ class KasminaSeed(nn.Module):
         self.training = mode
         return self
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, h: Tensor, x: Tensor | None = None) -> Tensor:
+        """The blend at the seed's stage: `h` is the host value it adds to, `x` the kernel's input.
+
+        A depth seed passes only `h` (its kernel reads the activation it adds to).
+        """
+        source = h if x is None else x
         kernel = self.kernel
         if kernel is None or self.stage in lc.IDENTITY_STAGES:
-            return x
+            return h
         if self.stage == lc.TRAINING:
-            return self._training_forward(x, kernel)
+            return self._training_forward(h, source, kernel)
         alpha = self.alpha if self._forced_alpha is None else self._forced_alpha
         if alpha == 0.0:
-            return x
+            return h
         self._begin_sample(kernel)
-        return x + alpha * kernel(x)
+        return h + alpha * kernel(source)
 
-    def _training_forward(self, x: Tensor, kernel: nn.Module) -> Tensor:
+    def _training_forward(self, h: Tensor, x: Tensor, kernel: nn.Module) -> Tensor:
         if not torch.is_grad_enabled() and self._stats is None:
-            return x  # no gradient to learn from, and the value is x anyway
+            return h  # no gradient to learn from, and the value is h anyway
         sample = self._begin_sample(kernel)
         check = self._check_armed and torch.is_grad_enabled()
         if not check:
-            out, s = self._training_output(x)
+            out, s = self._training_output(h, x)
         else:
             self._check_armed = False
             shared = shared_parameters(kernel, self._host_ids)
             if shared:
                 self._violate("parameters", f"kernel shares host parameters: {', '.join(shared)}")
-                return x
-            # An alias used only by the seed: its gradient is exactly what the seed hands the host.
-            tap = x.view_as(x) if x.requires_grad else x
-            out, s = self._training_output(tap)
-            mismatch = forward_mismatch(x, out)
+                return h
+            # Aliases used only by the seed: their gradients are exactly what the seed hands the host.
+            tap = h.view_as(h) if h.requires_grad else h
+            source = tap if x is h else (x.view_as(x) if x.requires_grad else x)
+            out, s = self._training_output(tap, source)
+            mismatch = forward_mismatch(h, out)
             if mismatch is not None:
                 self._violate("forward", mismatch)
-                return x
-            if tap is not x:
+                return h
+            if tap is not h:
                 GradientProbe(tap, out, lambda detail: self._violate("gradient", detail))
+            if source is not tap and source is not x:
+                LeakProbe(source, lambda detail: self._violate("gradient", detail))
         if sample is not None and out.requires_grad:
             sample.watch_output(out, s, self.config.training_blend_alpha)
         return out
 
-    def _training_output(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(output, kernel output) of the straight-through blend."""
+    def _training_output(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(output, kernel output) of the straight-through blend; the kernel reads `x` detached."""
         assert self.kernel is not None
         s = self.kernel(x.detach())
-        return straight_through(x, s, self.config.training_blend_alpha), s
+        return straight_through(h, s, self.config.training_blend_alpha), s
 
     def _begin_sample(self, kernel: nn.Module) -> GradientSample | None:
         if not self._sample_armed or not torch.is_grad_enabled() or not self.training:
@@ -394,18 +447,28 @@ class KasminaSeed(nn.Module):
 
     def _refresh_hook(self) -> None:
         target: nn.Module | None = self._target
-        handle: RemovableHandle | None = self._handle
         if target is None:
             return
-        if self._needs_hook() and handle is None:
-            object.__setattr__(self, "_handle", target.register_forward_hook(self._hook))
-        elif not self._needs_hook() and handle is not None:
-            handle.remove()
-            object.__setattr__(self, "_handle", None)
+        handles: tuple[RemovableHandle, ...] = self._handles
+        if self._needs_hook() and not handles:
+            output_target: nn.Module | None = self._output_target
+            if output_target is None:
+                handles = (target.register_forward_hook(self._hook),)
+            else:
+                handles = (
+                    target.register_forward_hook(self._layer_hook),
+                    output_target.register_forward_hook(self._next_layer_hook),
+                )
+            object.__setattr__(self, "_handles", handles)
+        elif not self._needs_hook() and handles:
+            for handle in handles:
+                handle.remove()
+            object.__setattr__(self, "_handles", ())
+            object.__setattr__(self, "_captured", None)
 
     @property
     def hooked(self) -> bool:
-        return self._handle is not None
+        return bool(self._handles)
 
     def _hook(self, module: nn.Module, args: Any, output: Tensor) -> Tensor:
         stats = self._stats
@@ -415,5 +478,27 @@ class KasminaSeed(nn.Module):
         stats.observe(output)
         start = time.perf_counter()
         result = self(output)
+        stats.record_latency(time.perf_counter() - start)
+        return result
+
+    def _layer_hook(self, module: nn.Module, args: Any, output: Tensor) -> None:
+        """On the widened layer L: keep what entered it for the next layer's hook; observe L's units."""
+        if self._stats is not None:
+            self._stats.observe(output)
+        active = self.kernel is not None and self.stage not in lc.IDENTITY_STAGES
+        object.__setattr__(self, "_captured", args[0] if active else None)
+
+    def _next_layer_hook(self, module: nn.Module, args: Any, output: Tensor) -> Tensor:
+        """On the layer N after L: add the new units' contribution to N's output."""
+        captured: Tensor | None = self._captured
+        object.__setattr__(self, "_captured", None)
+        if captured is None:
+            return output
+        stats = self._stats
+        if stats is None:
+            result: Tensor = self(output, captured)
+            return result
+        start = time.perf_counter()
+        result = self(output, captured)
         stats.record_latency(time.perf_counter() - start)
         return result

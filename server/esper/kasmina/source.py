@@ -34,7 +34,7 @@ class KernelSource(Protocol):
         ...
 
     def instantiate(self, kernel_id: str) -> nn.Module:
-        """A private trainable module for one seed: [batch, *shape] -> [batch, *shape]."""
+        """A private trainable module for one seed: [batch, *input shape] -> [batch, *output shape]."""
         ...
 
 
@@ -70,9 +70,16 @@ def load_checked_kernel(
     """
     description = source.describe(kernel_id)
     shape = list(descriptor.input_shape.dims)
-    declared = list(description.artifact.input_shape.dims)
+    width = descriptor.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+    out_shape = list(descriptor.output_shape.dims) if width else shape
+    artifact = description.artifact
+    declared = list(artifact.input_shape.dims)
     if declared and declared != shape:
         raise ValueError(f"kernel takes [batch, {declared}], the seed sees [batch, {shape}]")
+    kernel_kind = artifact.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH
+    if artifact.growth_kind and kernel_kind != (descriptor.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH):
+        kind = blueprint_pb2.GrowthKind.Name(kernel_kind).removeprefix("GROWTH_KIND_").lower()
+        raise ValueError(f"kernel {kernel_id} is a {kind} kernel; the seed {descriptor.seed_id} is not")
     kernel = source.instantiate(kernel_id)
     if not isinstance(kernel, nn.Module):
         raise TypeError(f"the kernel source returned {type(kernel).__name__}, not a module")
@@ -83,9 +90,10 @@ def load_checked_kernel(
     probe = torch.zeros([2, *shape], device=_device_of(host))
     with torch.no_grad():
         out = kernel(probe)
-    if not isinstance(out, torch.Tensor) or list(out.shape) != [2, *shape]:
+    if not isinstance(out, torch.Tensor) or list(out.shape) != [2, *out_shape]:
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"kernel maps [batch, {shape}] to {got}, not to the same shape")
+        wanted = f"[batch, {out_shape}]" if width else "the same shape"
+        raise ValueError(f"kernel maps [batch, {shape}] to {got}, not to {wanted}")
     return kernel, description
 
 

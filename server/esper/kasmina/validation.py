@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from esper import ids
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2
 from esper.paging import decode_page_token, validate_page_size
-
-MAX_ID_LENGTH = 256
 
 _COMMAND_TYPES = frozenset(lifecycle_pb2.CommandType.values()) - {lifecycle_pb2.COMMAND_TYPE_UNSPECIFIED}
 _STAGES = frozenset(lifecycle_pb2.SeedStage.values()) - {lifecycle_pb2.SEED_STAGE_UNSPECIFIED}
@@ -30,26 +29,19 @@ class SeedPage:
     fingerprint: str
 
 
-def _require_id(value: str, field: str) -> None:
-    if not value:
-        raise InvalidArgument.for_field(field, "is required")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field(field, f"must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
-
-
 def validate_apply_command(request: kasmina_pb2.ApplyCommandRequest) -> None:
     if not request.HasField("command"):
         raise InvalidArgument.for_field("command", "is required")
     command = request.command
-    _require_id(command.command_id, "command.command_id")
-    _require_id(command.run_id, "command.run_id")
-    _require_id(command.seed_id, "command.seed_id")
+    ids.COMMAND.check("command.command_id", command.command_id)
+    ids.RUN.check("command.run_id", command.run_id)
+    ids.SEED.check("command.seed_id", command.seed_id)
     if command.command_type not in _COMMAND_TYPES:
         raise InvalidArgument.for_field(
             "command.command_type", f"must be set to a known command, got {command.command_type}"
         )
     if command.command_type == lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION:
-        _require_id(command.kernel_id, "command.kernel_id")
+        ids.KERNEL.check("command.kernel_id", command.kernel_id)
     if command.command_type == lifecycle_pb2.COMMAND_TYPE_ADVANCE and command.target_stage not in _STAGES:
         raise InvalidArgument.for_field(
             "command.target_stage", f"ADVANCE needs a known target stage, got {command.target_stage}"
@@ -68,7 +60,7 @@ def seed_list_fingerprint(request: kasmina_pb2.ListSeedStatesRequest) -> str:
 
 
 def validate_list_seed_states(request: kasmina_pb2.ListSeedStatesRequest) -> SeedPage:
-    _require_id(request.run_id, "run_id")
+    ids.RUN.check("run_id", request.run_id)
     page_size = validate_page_size(request.page_size)
     fingerprint = seed_list_fingerprint(request)
     offset = decode_page_token(request.page_token, fingerprint)
@@ -76,6 +68,6 @@ def validate_list_seed_states(request: kasmina_pb2.ListSeedStatesRequest) -> See
 
 
 def validate_stream_telemetry(request: kasmina_pb2.StreamTelemetryRequest) -> None:
-    _require_id(request.run_id, "run_id")
+    ids.RUN.check("run_id", request.run_id)
     for index, seed_id in enumerate(request.seed_ids):
-        _require_id(seed_id, f"seed_ids[{index}]")
+        ids.SEED.check(f"seed_ids[{index}]", seed_id)

@@ -1,8 +1,23 @@
-"""`wrap`: place Kasmina seeds after chosen modules of any PyTorch model."""
+"""`wrap`: place Kasmina seeds after chosen modules of any PyTorch model, and width seeds on its layers.
+
+A width seed widens a layer L by adding new units that read what enters L and feed
+the next layer N. Its kernel (esper.karn.templates.width) repeats the host's own
+pattern between L and N, so one is placed only where that pattern is one the width
+templates build, checked by module type and numerically on the example input:
+
+  Linear -> ReLU -> Linear
+  Conv2d 3x3 -> ReLU [-> MaxPool2d(2)] -> Conv2d 3x3        (stride 1, padding 1, one group)
+  Conv2d 3x3 -> ReLU -> MaxPool2d(2) -> Flatten -> Linear
+
+"Numerically": applying the modules seen between L and N to L's output must give
+exactly what N received, so an operation done in `forward` without a module (an
+F.relu, a torch.flatten) cannot hide between them and make the widening inexact.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,12 +44,20 @@ def wrap(model: nn.Module, config: KasminaConfig, *, example_input: Tensor) -> M
     path is in `config.target_module_paths`. One forward of `example_input` (a batch,
     run without gradients in eval mode, the model's modes restored after) records
     each target's output shape, which fixes the seed's input kind and shape, and the
-    order activations flow through them, which is the seed layout.
+    order activations flow through them, which is the seed layout. With
+    `config.width_seeds`, a second such forward finds the layers a width seed can
+    widen; each joins the layout just before the first seed after its layer.
     """
     paths = target_paths(model, config)
     shapes = activation_shapes(model, paths, example_input)
     layout = [descriptor(path, index, shape) for index, (path, shape) in enumerate(shapes.items())]
-    logger.info("wrapped %s with %d seeds: %s", type(model).__name__, len(layout), ", ".join(shapes))
+    if config.width_seeds:
+        layout = _with_width_seeds(layout, width_sites(model, example_input, list(shapes)))
+        if len(layout) > config.max_seeds:
+            raise InvalidArgument.for_field(
+                "kasmina.max_seeds", f"{len(layout)} seeds (depth and width) are more than {config.max_seeds}"
+            )
+    logger.info("wrapped %s with %d seeds: %s", type(model).__name__, len(layout), ", ".join(d.seed_id for d in layout))
     return MorphableModel(model, layout, config)
 
 
@@ -117,6 +140,209 @@ def descriptor(path: str, layer_index: int, shape: list[int]) -> telemetry_pb2.S
             f"module {path!r} outputs [batch, {', '.join(map(str, shape))}]; "
             "seeds take activations of rank 1, 2 or 3 (without batch)",
         )
-    result = telemetry_pb2.SeedDescriptor(seed_id=path, layer_index=layer_index, input_kind=kind)
+    units = shape[0] if kind == blueprint_pb2.INPUT_KIND_IMAGE else shape[-1]
+    result = telemetry_pb2.SeedDescriptor(
+        seed_id=path,
+        layer_index=layer_index,
+        input_kind=kind,
+        growth_kind=blueprint_pb2.GROWTH_KIND_DEPTH,
+        site=path,
+        layer_units=units,
+    )
     result.input_shape.dims.extend(shape)
     return result
+
+
+WIDTH_SEED_PREFIX = "w:"
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call of a leaf module in the dry forward: its position, first input and output (copies)."""
+
+    order: int
+    path: str
+    module: nn.Module
+    input: Tensor | None
+    output: Tensor | None
+
+
+@dataclass(frozen=True)
+class WidthSite:
+    """A layer a width seed can widen: L at `layer`, N at `next_layer`, and where it ran among the targets."""
+
+    layer: str
+    next_layer: str
+    input_shape: list[int]
+    output_shape: list[int]
+    units: int
+    targets_before: int
+
+
+def width_sites(model: nn.Module, example_input: Tensor, targets: list[str]) -> list[WidthSite]:
+    """The layers of `model` whose pattern up to the next layer a width template repeats exactly."""
+    calls = _leaf_calls(model, example_input, targets)
+    leaves = [call for call in calls if not list(call.module.children())]
+    counts: dict[str, int] = {}
+    for call in leaves:
+        counts[call.path] = counts.get(call.path, 0) + 1
+    target_orders = [call.order for call in calls if call.path in targets]
+    sites = []
+    for index, layer in enumerate(leaves):
+        if not _widenable(layer.module) or counts[layer.path] > 1:
+            continue
+        following = leaves[index + 1 :]
+        nxt = next((i for i, call in enumerate(following) if isinstance(call.module, nn.Linear | nn.Conv2d)), None)
+        if nxt is None or counts[following[nxt].path] > 1:
+            continue
+        between, after = following[:nxt], following[nxt]
+        if not _pattern(layer.module, [call.module for call in between], after.module):
+            continue
+        if not _exact(layer, between, after):
+            continue
+        assert layer.input is not None and after.output is not None
+        module = layer.module
+        units = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+        assert isinstance(units, int)
+        sites.append(
+            WidthSite(
+                layer=layer.path,
+                next_layer=after.path,
+                input_shape=list(layer.input.shape[1:]),
+                output_shape=list(after.output.shape[1:]),
+                units=units,
+                targets_before=sum(order < layer.order for order in target_orders),
+            )
+        )
+    return sites
+
+
+def width_descriptor(site: WidthSite, layer_index: int) -> telemetry_pb2.SeedDescriptor:
+    kind = blueprint_pb2.INPUT_KIND_FEATURES if len(site.input_shape) == 1 else blueprint_pb2.INPUT_KIND_IMAGE
+    result = telemetry_pb2.SeedDescriptor(
+        seed_id=f"{WIDTH_SEED_PREFIX}{site.layer}",
+        layer_index=layer_index,
+        input_kind=kind,
+        growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH,
+        site=site.layer,
+        output_site=site.next_layer,
+        layer_units=site.units,
+    )
+    result.input_shape.dims.extend(site.input_shape)
+    result.output_shape.dims.extend(site.output_shape)
+    return result
+
+
+def _with_width_seeds(
+    depth: list[telemetry_pb2.SeedDescriptor], sites: list[WidthSite]
+) -> list[telemetry_pb2.SeedDescriptor]:
+    """Width seeds inserted before the first depth seed that runs after their layer, in forward order."""
+    layout: list[telemetry_pb2.SeedDescriptor] = []
+    pending = sorted(sites, key=lambda site: site.targets_before)
+    for index, seed in enumerate(depth):
+        while pending and pending[0].targets_before <= index:
+            layout.append(width_descriptor(pending.pop(0), index))
+        layout.append(seed)
+    layout.extend(width_descriptor(site, len(depth)) for site in pending)
+    return layout
+
+
+def _leaf_calls(model: nn.Module, example_input: Tensor, targets: list[str]) -> list[_Call]:
+    """Every call of a leaf module (and of every target) in one dry forward, in the order they finished."""
+    calls: list[_Call] = []
+    handles = []
+    watched = {path for path, module in model.named_modules() if path and not list(module.children())}
+    for path in sorted(watched | set(targets)):
+        handles.append(model.get_submodule(path).register_forward_hook(_call_recorder(path, calls)))
+    modes = {name: module.training for name, module in model.named_modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for name, module in model.named_modules():
+            module.training = modes.get(name, module.training)
+    return calls
+
+
+def _call_recorder(path: str, calls: list[_Call]) -> Any:
+    def record(module: nn.Module, args: Any, output: Any) -> None:
+        first = args[0] if args and isinstance(args[0], Tensor) else None
+        out = output if isinstance(output, Tensor) else None
+        # Copies: an in-place op later in the forward must not change what was recorded.
+        calls.append(
+            _Call(
+                len(calls),
+                path,
+                module,
+                first.detach().clone() if first is not None else None,
+                out.detach().clone() if out is not None else None,
+            )
+        )
+
+    return record
+
+
+def _is_relu(module: nn.Module) -> bool:
+    return type(module) is nn.ReLU
+
+
+def _is_conv3(module: nn.Module) -> bool:
+    return (
+        type(module) is nn.Conv2d
+        and module.kernel_size == (3, 3)
+        and module.stride == (1, 1)
+        and module.padding == (1, 1)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+    )
+
+
+def _is_pool2(module: nn.Module) -> bool:
+    return (
+        type(module) is nn.MaxPool2d
+        and module.kernel_size in (2, (2, 2))
+        and module.stride in (2, (2, 2))
+        and module.padding in (0, (0, 0))
+        and module.dilation in (1, (1, 1))
+        and not module.ceil_mode
+        and not module.return_indices
+    )
+
+
+def _widenable(module: nn.Module) -> bool:
+    return type(module) is nn.Linear or _is_conv3(module)
+
+
+def _pattern(layer: nn.Module, between: list[nn.Module], after: nn.Module) -> bool:
+    """The module types between L and N are a pattern the width templates build."""
+    if not between or not _is_relu(between[0]):
+        return False
+    rest = between[1:]
+    if type(layer) is nn.Linear:
+        return not rest and type(after) is nn.Linear
+    if _is_conv3(after):
+        return not rest or (len(rest) == 1 and _is_pool2(rest[0]))
+    if len(rest) != 2 or not _is_pool2(rest[0]) or type(after) is not nn.Linear:
+        return False
+    flatten = rest[1]
+    return isinstance(flatten, nn.Flatten) and (flatten.start_dim, flatten.end_dim) == (1, -1)
+
+
+def _exact(layer: _Call, between: list[_Call], after: _Call) -> bool:
+    """The modules between L and N, applied to L's output, give exactly what N received."""
+    if layer.input is None or layer.output is None or after.input is None or after.output is None:
+        return False
+    rank = layer.input.dim() - 1
+    if (type(layer.module) is nn.Linear and rank != 1) or (type(layer.module) is nn.Conv2d and rank != 3):
+        return False
+    value = layer.output.clone()
+    with torch.no_grad():
+        for call in between:
+            value = call.module(value)
+    if value.shape != after.input.shape:
+        return False
+    return bool(torch.equal(value, after.input))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from esper import checks
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -27,14 +29,11 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not self.service_name:
             raise ValueError("service_name must be set")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be in [0, 65535], got {self.port}")
-        if self.grace_seconds < 0:
-            raise ValueError(f"grace_seconds must be >= 0, got {self.grace_seconds}")
-        if self.max_message_bytes <= 0:
-            raise ValueError(f"max_message_bytes must be > 0, got {self.max_message_bytes}")
-        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
-            raise ValueError(f"metrics_port must be None or in [0, 65535], got {self.metrics_port}")
+        checks.in_range("port", self.port, 0, 65535)
+        checks.non_negative("grace_seconds", self.grace_seconds)
+        checks.positive("max_message_bytes", self.max_message_bytes)
+        if self.metrics_port is not None:
+            checks.in_range("metrics_port", self.metrics_port, 0, 65535, note="(or None: no endpoint)")
 
     @property
     def address(self) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DB = "nissa-spans.db"
+from esper import checks
+
+DEFAULT_DB = ".esper/nissa/spans.db"
 DEFAULT_MAX_SPANS = 100_000
 MEMORY_DB = ":memory:"
 
@@ -33,8 +35,7 @@ class SpanStoreConfig:
     def __post_init__(self) -> None:
         if not self.url:
             raise ValueError("url must be set")
-        if self.max_spans < 1:
-            raise ValueError(f"max_spans must be >= 1, got {self.max_spans}")
+        checks.positive("max_spans", self.max_spans)
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,7 @@ class ForwarderConfig:
     def __post_init__(self) -> None:
         if not self.endpoint:
             raise ValueError("endpoint must be set")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be >= 1, got {self.attempts}")
-        if not self.timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds must be > 0, got {self.timeout_seconds}")
-        if self.backoff_seconds < 0:
-            raise ValueError(f"backoff_seconds must be >= 0, got {self.backoff_seconds}")
+        checks.positive("queue_size", self.queue_size)
+        checks.positive("attempts", self.attempts)
+        checks.positive("timeout_seconds", self.timeout_seconds)
+        checks.non_negative("backoff_seconds", self.backoff_seconds)

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
 from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
+from esper.home import default_help, state_dir
 from esper.mesh.server import BackgroundTask, write_port_file
-from esper.nissa.config import DEFAULT_DB, DEFAULT_MAX_SPANS
+from esper.nissa.config import DEFAULT_MAX_SPANS
 
 if TYPE_CHECKING:
     from esper.nissa.alerts.engine import AlertEngine
@@ -36,10 +37,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     traces = parser.add_argument_group("traces")
     traces.add_argument(
         "--db",
-        default=DEFAULT_DB,
+        default=None,
         metavar="FILE|URL",
         help=f"span store: a SQLite file, ':memory:', sqlite:///FILE or postgresql+psycopg://USER@HOST/DB "
-        f"(default: ./{DEFAULT_DB})",
+        f"(default: {default_help('nissa', 'spans.db')})",
     )
     traces.add_argument(
         "--max-spans",
@@ -116,7 +117,8 @@ def _open_store(args: argparse.Namespace) -> SpanStore:
     from esper.nissa.spans import SpanStore
 
     try:
-        config = SpanStoreConfig(url=database_url(args.db), max_spans=args.max_spans)
+        db = args.db or str(state_dir("nissa") / "spans.db")
+        config = SpanStoreConfig(url=database_url(db), max_spans=args.max_spans)
         store = SpanStore.open(config)
     except ValueError as error:
         raise UsageError(f"--db: {error}") from None

@@ -1,12 +1,12 @@
-"""Validation of every Nissa request, in one place; each raises InvalidArgument naming the field."""
+"""Checks of every Nissa request, in one place; each raises InvalidArgument naming the field."""
 
 from __future__ import annotations
 
+from esper import ids
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import alert_pb2, nissa_pb2
 from esper.paging import validate_page_size
 
-MAX_ID_LENGTH = 256
 _ALERT_STATES = frozenset(alert_pb2.AlertState.values())
 
 
@@ -17,19 +17,13 @@ def validate_list_alerts(request: nissa_pb2.ListAlertsRequest) -> None:
 
 
 def validate_get_run_summary(request: nissa_pb2.GetRunSummaryRequest) -> None:
-    if not request.run_id:
-        raise InvalidArgument.for_field("run_id", "is required")
-    _check_length(request.run_id, "run_id")
+    ids.RUN.check("run_id", request.run_id)
 
 
 def validate_find_traces(request: nissa_pb2.FindTracesRequest) -> None:
     if not (request.run_id or request.seed_id or request.command_id):
         raise InvalidArgument.for_field("run_id", "set at least one of run_id, seed_id, command_id")
-    for name in ("run_id", "seed_id", "command_id"):
-        _check_length(getattr(request, name), name)
+    ids.RUN.check("run_id", request.run_id, required=False)
+    ids.SEED.check("seed_id", request.seed_id, required=False)
+    ids.COMMAND.check("command_id", request.command_id, required=False)
     validate_page_size(request.limit, field="limit")
-
-
-def _check_length(value: str, field: str) -> None:
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field(field, f"is longer than {MAX_ID_LENGTH} characters")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from esper import checks
 from esper.state.packet import SCHEMA_VERSION
 
 _STREAM_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
@@ -34,8 +35,7 @@ class StreamSpec:
         for subject in self.subjects:
             if not _SUBJECT_PATTERN.fullmatch(subject):
                 raise ValueError(f"stream {self.name}: {subject!r} is not a subject pattern")
-        if self.max_age_seconds <= 0:
-            raise ValueError(f"stream {self.name}: max_age_seconds must be > 0")
+        checks.positive(f"streams.{self.name}.max_age_seconds", self.max_age_seconds)
 
 
 DEFAULT_STREAMS: tuple[StreamSpec, ...] = (
@@ -132,8 +132,7 @@ class OonaConfig:
             "schema_version",
             "memory_retention_messages",
         )
-        if self.redelivery_delay_seconds < 0:
-            raise ValueError("redelivery_delay_seconds must be >= 0")
+        checks.non_negative("redelivery_delay_seconds", self.redelivery_delay_seconds)
         if self.hmac_secret is not None and len(self.hmac_secret) < 16:
             raise ValueError("hmac_secret must be at least 16 bytes")
 
@@ -144,5 +143,4 @@ class OonaConfig:
 
 def _require_positive(config: OonaConfig, *names: str) -> None:
     for name in names:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{name} must be > 0, got {getattr(config, name)!r}")
+        checks.positive(name, getattr(config, name))

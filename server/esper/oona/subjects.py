@@ -11,9 +11,10 @@ Layout (each prefix is captured by one stream, see `config.DEFAULT_STREAMS`):
     esper.policy.updates                    PolicyUpdate
     esper.transitions.<run>                 PolicyTransition
 
-Run ids and pipeline names are single subject tokens and are validated (letters,
-digits, '_' and '-'). Seed ids are host module paths ("blocks.0.mlp") and contain
-dots, so they are escaped into one token with `seed_token` (reversible).
+Run ids follow `esper.ids.RUN`, the rule every rpc checks them by, which makes each
+one subject token; pipeline names are checked the same way (letters, digits, '_'
+and '-'). Seed ids are host module paths ("blocks.0.mlp") and contain dots, so
+they are escaped into one token with `seed_token` (reversible).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, unquote
 
+from esper import ids
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import lifecycle_pb2
 from esper.oona.config import StreamSpec
@@ -38,10 +40,13 @@ def validate_token(value: str, what: str) -> str:
     return value
 
 
+def _run_token(run_id: str) -> str:
+    return ids.RUN.check("run_id", run_id)
+
+
 def seed_token(seed_id: str) -> str:
     """Escape a seed id into one subject token: percent-encoding, with '.' as %2E."""
-    if not seed_id:
-        raise InvalidArgument.for_field("seed_id", "must not be empty")
+    ids.SEED.check("seed_id", seed_id)
     return quote(seed_id, safe="").replace(".", "%2E")
 
 
@@ -50,26 +55,26 @@ def seed_id_from_token(token: str) -> str:
 
 
 def telemetry_subject(run_id: str, seed_id: str) -> str:
-    return f"esper.telemetry.{validate_token(run_id, 'run_id')}.seed.{seed_token(seed_id)}"
+    return f"esper.telemetry.{_run_token(run_id)}.seed.{seed_token(seed_id)}"
 
 
 def system_state_subject(run_id: str) -> str:
-    return f"esper.telemetry.{validate_token(run_id, 'run_id')}.state"
+    return f"esper.telemetry.{_run_token(run_id)}.state"
 
 
 def run_event_subject(run_id: str) -> str:
-    return f"esper.telemetry.{validate_token(run_id, 'run_id')}.events"
+    return f"esper.telemetry.{_run_token(run_id)}.events"
 
 
 def run_telemetry_filter(run_id: str) -> str:
     """Every telemetry subject of one run (a consumer filter)."""
-    return f"esper.telemetry.{validate_token(run_id, 'run_id')}.>"
+    return f"esper.telemetry.{_run_token(run_id)}.>"
 
 
 def command_subject(run_id: str, priority: lifecycle_pb2.MessagePriority) -> str:
     """Where an AdaptationCommand of that priority goes; UNSPECIFIED counts as NORMAL."""
     lane = _EMERGENCY if priority == lifecycle_pb2.MESSAGE_PRIORITY_EMERGENCY else _NORMAL
-    return f"esper.control.{lane}.{validate_token(run_id, 'run_id')}"
+    return f"esper.control.{lane}.{_run_token(run_id)}"
 
 
 def command_subjects(run_id: str) -> tuple[str, str]:
@@ -81,7 +86,7 @@ def command_subjects(run_id: str) -> tuple[str, str]:
 
 
 def field_report_subject(run_id: str) -> str:
-    return f"esper.field_reports.{validate_token(run_id, 'run_id')}"
+    return f"esper.field_reports.{_run_token(run_id)}"
 
 
 def compile_job_subject(pipeline: str) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from esper import checks
 from esper.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-DEFAULT_DATA_DIR = "simic-data"
+DEFAULT_DATA_DIR = ".esper/simic"
 DATABASE_FILE = "simic.db"
 OBJECTS_DIR = "objects"
 
@@ -45,14 +45,10 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         for name in ("bc_steps", "batch_size", "max_transitions", "min_transitions", "gate_seeds", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate}")
-        if not (math.isfinite(self.gate_tolerance) and self.gate_tolerance >= 0):
-            raise ValueError(f"gate_tolerance must be finite and >= 0, got {self.gate_tolerance}")
-        if not self.episode_timeout_seconds > 0:
-            raise ValueError("episode_timeout_seconds must be > 0")
+            checks.positive(f"training.{name}", getattr(self, name))
+        checks.positive("training.learning_rate", self.learning_rate)
+        checks.non_negative("training.gate_tolerance", self.gate_tolerance)
+        checks.positive("training.episode_timeout_seconds", self.episode_timeout_seconds)
 
 
 @dataclass(frozen=True)
@@ -81,10 +77,9 @@ class SimicConfig:
     def __post_init__(self) -> None:
         if not self.data_dir and not (self.database_url and self.store):
             raise ValueError("data_dir must be set unless database_url and store both are")
-        if not 1 <= self.default_page_size <= self.max_page_size:
-            raise ValueError("need 1 <= default_page_size <= max_page_size")
-        if self.max_reports_per_request < 1 or self.max_transitions_per_request < 1:
-            raise ValueError("max_reports_per_request and max_transitions_per_request must be >= 1")
+        checks.in_range("default_page_size", self.default_page_size, 1, self.max_page_size)
+        checks.positive("max_reports_per_request", self.max_reports_per_request)
+        checks.positive("max_transitions_per_request", self.max_transitions_per_request)
         if self.store.startswith("s3://") and not self.store[len("s3://") :].split("/", 1)[0]:
             raise ValueError(f"store {self.store!r} names no bucket")
 

@@ -118,5 +118,5 @@ class SimicDatabase(SqlDatabase):
         metadata=metadata,
         marker_tables=("field_reports",),
         lock_key=0x73696D63,
-        upgrades={1: _upgrade_from_1},
+        migrations={1: _upgrade_from_1},
     )

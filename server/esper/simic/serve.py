@@ -15,7 +15,7 @@ import logging
 
 from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
 from esper.cli.serve import Served, ServeTarget
-from esper.simic.config import DEFAULT_DATA_DIR
+from esper.home import default_help, state_dir
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help=f"folder for the default SQLite file, objects and episode data (default: ./{DEFAULT_DATA_DIR})",
+        default=None,
+        help=f"folder for the default SQLite file, objects and episode data (default: {default_help('simic')})",
     )
     parser.add_argument(
         "--db",
@@ -58,7 +58,7 @@ def _build(args: argparse.Namespace) -> Served:
 
     oona = bus_config(args, "simic")
     config = SimicConfig(
-        data_dir=args.data_dir,
+        data_dir=str(args.data_dir or state_dir("simic")),
         database_url=args.db,
         store=args.store,
         training=TrainingConfig(

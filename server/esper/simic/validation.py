@@ -7,15 +7,13 @@ the request's effective values (defaults applied, page token decoded).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
+from esper import checks, ids
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, policy_pb2, simic_pb2
 from esper.paging import decode_page_token, validate_page_size
 from esper.simic.config import SimicConfig
-from esper.simic.db import MAX_ID_LENGTH
-from esper.tamiyo.artifact import POLICY_ID_PATTERN
 from esper.tamiyo.graph import graph_from_proto, tensor_from_proto
 
 POLICY_LISTING = json.dumps(["simic.ListPolicies"])
@@ -52,48 +50,40 @@ def validate_record_field_reports(request: simic_pb2.RecordFieldReportsRequest, 
 
 def validate_field_report(report: control_pb2.FieldReport, path: str = "report") -> None:
     """One report Simic can store: an id, ids that fit their columns, a known outcome, metrics in [0, 1]."""
-    if not report.report_id:
-        raise InvalidArgument.for_field(f"{path}.report_id", "is required")
-    for name in ("report_id", "run_id", "seed_id", "blueprint_id"):
-        if len(getattr(report, name)) > MAX_ID_LENGTH:
-            raise InvalidArgument.for_field(f"{path}.{name}", f"is longer than {MAX_ID_LENGTH} characters")
+    ids.REPORT.check(f"{path}.report_id", report.report_id)
+    ids.RUN.check(f"{path}.run_id", report.run_id, required=False)
+    ids.SEED.check(f"{path}.seed_id", report.seed_id, required=False)
+    ids.BLUEPRINT.check(f"{path}.blueprint_id", report.blueprint_id, required=False)
     if report.outcome not in _OUTCOMES:
         raise InvalidArgument.for_field(f"{path}.outcome", f"{report.outcome} is not an AdaptationOutcome")
     for name in ("pre_metric", "post_metric"):
-        value = getattr(report, name)
-        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            raise InvalidArgument.for_field(f"{path}.{name}", f"must be in [0, 1], got {value}")
+        checks.in_range(f"{path}.{name}", getattr(report, name), 0.0, 1.0)
 
 
 def validate_list_field_reports(request: simic_pb2.ListFieldReportsRequest, config: SimicConfig) -> ReportPageRequest:
     page_size = validate_page_size(request.page_size, default=config.default_page_size, maximum=config.max_page_size)
-    if len(request.run_id) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field("run_id", f"is longer than {MAX_ID_LENGTH} characters")
+    ids.RUN.check("run_id", request.run_id, required=False)
     fingerprint = report_filter_fingerprint(request.run_id)
     before = decode_page_token(request.page_token, fingerprint)
     return ReportPageRequest(before=before, page_size=page_size, run_id=request.run_id, fingerprint=fingerprint)
 
 
 def validate_train_policy(request: simic_pb2.TrainPolicyRequest) -> None:
-    if request.max_steps > MAX_POLICY_STEPS:
-        raise InvalidArgument.for_field("max_steps", f"must be in [1, {MAX_POLICY_STEPS}] (0 means the default)")
-    if request.iterations > MAX_PPO_ITERATIONS:
-        raise InvalidArgument.for_field("iterations", f"must be in [1, {MAX_PPO_ITERATIONS}] (0 means the default)")
-    if request.algorithm not in _ALGORITHMS:
-        raise InvalidArgument.for_field("algorithm", f"{request.algorithm} is not a TrainingAlgorithm")
-    _check_id(request.base_policy_id, "base_policy_id", required=False)
-    if request.policy_id and not POLICY_ID_PATTERN.fullmatch(request.policy_id):
-        raise InvalidArgument.for_field(
-            "policy_id", f"must match {POLICY_ID_PATTERN.pattern}, got {request.policy_id!r}"
-        )
+    if request.max_steps:
+        checks.in_range("max_steps", request.max_steps, 1, MAX_POLICY_STEPS, note="(0 means the default)")
+    if request.iterations:
+        checks.in_range("iterations", request.iterations, 1, MAX_PPO_ITERATIONS, note="(0 means the default)")
+    checks.one_of("algorithm", request.algorithm, sorted(_ALGORITHMS))
+    ids.POLICY.check("base_policy_id", request.base_policy_id, required=False)
+    ids.POLICY.check("policy_id", request.policy_id, required=False)
 
 
 def validate_get_policy(request: simic_pb2.GetPolicyRequest) -> None:
-    _check_id(request.policy_id, "policy_id", required=True)
+    ids.POLICY.check("policy_id", request.policy_id)
 
 
 def validate_get_training_job(request: simic_pb2.GetTrainingJobRequest) -> None:
-    _check_id(request.job_id, "job_id", required=True)
+    ids.JOB.check("job_id", request.job_id)
 
 
 def validate_list_policies(request: simic_pb2.ListPoliciesRequest, config: SimicConfig) -> tuple[int, int]:
@@ -114,12 +104,9 @@ def validate_record_transitions(request: simic_pb2.RecordTransitionsRequest, con
 
 def validate_transition(transition: policy_pb2.PolicyTransition, path: str = "transition") -> None:
     """A transition Simic can store: ids that fit their columns, an observation and masks that agree."""
-    for name in ("transition_id", "policy_id"):
-        if not getattr(transition, name):
-            raise InvalidArgument.for_field(f"{path}.{name}", "is required")
-    for name in ("transition_id", "run_id", "policy_id"):
-        if len(getattr(transition, name)) > MAX_ID_LENGTH:
-            raise InvalidArgument.for_field(f"{path}.{name}", f"is longer than {MAX_ID_LENGTH} characters")
+    ids.REPORT.check(f"{path}.transition_id", transition.transition_id)
+    ids.RUN.check(f"{path}.run_id", transition.run_id, required=False)
+    ids.POLICY.check(f"{path}.policy_id", transition.policy_id)
     try:
         graph = graph_from_proto(transition.observation)
         mask = tensor_from_proto(transition.action_mask)
@@ -132,13 +119,4 @@ def validate_transition(transition: policy_pb2.PolicyTransition, path: str = "tr
         raise InvalidArgument.for_field(
             f"{path}.seed_actions", f"holds {len(transition.seed_actions)} actions for {seeds} seeds"
         )
-    value = transition.validation_accuracy
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise InvalidArgument.for_field(f"{path}.validation_accuracy", f"must be in [0, 1], got {value}")
-
-
-def _check_id(value: str, field: str, *, required: bool) -> None:
-    if required and not value:
-        raise InvalidArgument.for_field(field, "is required")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field(field, f"is longer than {MAX_ID_LENGTH} characters")
+    checks.in_range(f"{path}.validation_accuracy", transition.validation_accuracy, 0.0, 1.0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from esper import checks
+from esper.errors import InvalidArgument
 from esper.leyline.v1 import lifecycle_pb2
 
 HEURISTIC_POLICY_ID = "heuristic-v1"
@@ -46,6 +47,19 @@ class TamiyoConfig:
     ("gnn-v1"), a Simic policy id, or the path of a policy file (`<id>.pt` with its card
     `<id>.json` beside it). A learned policy slower than `policy_timeout_ms` at a
     boundary is overruled by heuristic-v1 for that boundary.
+
+    Growth (width or depth, esper.tamiyo.growth): the model never grows past
+    `max_parameters` (0: no budget): a germination whose kernel would take it there is
+    never issued. Growth goes on while it pays: once the last `gain_window`
+    fossilized adaptations together bought less than `min_gain_per_kparam` of
+    validation accuracy (a fraction) per 1,000 parameters they added, no more seeds
+    germinate (0 disables the check). Where a layer has a width seed, it is widened
+    rather than deepened when it is narrow (fewer than `width_below_units` units,
+    its own and those width seeds added), when at least `width_dead_ratio` of its
+    units never fire, or when they are redundant (mean |correlation| at least
+    `width_correlation`); healthy units get a depth seed. A width kernel adds at most
+    `width_step_fraction` x the model's parameters, so the model grows in steps of at
+    most that fraction and the smallest layers are not flooded at once.
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -73,13 +87,19 @@ class TamiyoConfig:
     step_budget_ms: float = 12.0
     kernel_page_size: int = 100
     max_kernel_candidates: int = 500
+    max_parameters: int = 0
+    min_gain_per_kparam: float = 0.01
+    gain_window: int = 2
+    width_below_units: int = 16
+    width_dead_ratio: float = 0.25
+    width_correlation: float = 0.6
+    width_step_fraction: float = 1.0
     policy_timeout_ms: float = 250.0
 
     def __post_init__(self) -> None:
         if not self.policy_id.strip() or len(self.policy_id) > 1024:
-            raise ValueError("policy_id must name a policy (at most 1024 characters)")
-        if not (math.isfinite(self.policy_timeout_ms) and self.policy_timeout_ms > 0):
-            raise ValueError("policy_timeout_ms must be finite and > 0")
+            raise InvalidArgument.for_field("tamiyo.policy_id", "must name a policy (at most 1024 characters)")
+        checks.positive("tamiyo.policy_timeout_ms", self.policy_timeout_ms)
         for name in (
             "patience",
             "max_concurrent_seeds",
@@ -90,27 +110,43 @@ class TamiyoConfig:
             "trouble_window_epochs",
             "kernel_page_size",
             "max_kernel_candidates",
+            "gain_window",
         ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "embargo_epochs", "calm_epochs", "max_seed_parameters", "min_epochs_to_finish"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("min_delta", "fossilize_min_improvement", "harm_threshold"):
-            _check_fraction(name, getattr(self, name), low=0.0)
-        _check_fraction("min_eval_gain", self.min_eval_gain, low=-1.0)
-        if not (math.isfinite(self.max_seed_parameter_fraction) and self.max_seed_parameter_fraction >= 0):
-            raise ValueError("max_seed_parameter_fraction must be finite and >= 0")
-        if not (math.isfinite(self.step_budget_ms) and self.step_budget_ms > 0):
-            raise ValueError("step_budget_ms must be finite and > 0")
-        if self.stage_timeout_epochs < max(self.min_training_epochs, self.fine_tune_epochs):
-            raise ValueError("stage_timeout_epochs must be >= min_training_epochs and fine_tune_epochs")
-        if self.kernel_page_size > 1000:
-            raise ValueError("kernel_page_size must be <= 1000 (Urza's page limit)")
+            checks.positive(f"tamiyo.{name}", getattr(self, name))
+        for name in (
+            "warmup_epochs",
+            "embargo_epochs",
+            "calm_epochs",
+            "max_seed_parameters",
+            "min_epochs_to_finish",
+            "max_parameters",
+            "width_below_units",
+        ):
+            checks.non_negative(f"tamiyo.{name}", getattr(self, name))
+        for name in (
+            "min_delta",
+            "fossilize_min_improvement",
+            "harm_threshold",
+            "width_dead_ratio",
+            "width_correlation",
+            "min_gain_per_kparam",
+        ):
+            checks.in_range(f"tamiyo.{name}", getattr(self, name), 0.0, 1.0)
+        checks.in_range("tamiyo.min_eval_gain", self.min_eval_gain, -1.0, 1.0)
+        checks.positive("tamiyo.width_step_fraction", self.width_step_fraction)
+        checks.non_negative("tamiyo.max_seed_parameter_fraction", self.max_seed_parameter_fraction)
+        checks.positive("tamiyo.step_budget_ms", self.step_budget_ms)
+        checks.at_least(
+            "tamiyo.stage_timeout_epochs",
+            self.stage_timeout_epochs,
+            max(self.min_training_epochs, self.fine_tune_epochs),
+        )
+        # Urza's page limit.
+        checks.at_most("tamiyo.kernel_page_size", self.kernel_page_size, 1000)
         for name in ("preferred_tags", "conservative_tags"):
             tags = getattr(self, name)
             if not isinstance(tags, tuple) or any(not isinstance(tag, str) or not tag for tag in tags):
-                raise ValueError(f"{name} must be a tuple of non-empty strings")
+                raise InvalidArgument.for_field(f"tamiyo.{name}", "must be a list of non-empty strings")
         grafting_strategy_from_name(self.grafting_strategy)
 
     @property
@@ -123,10 +159,5 @@ def grafting_strategy_from_name(name: str) -> lifecycle_pb2.GraftingStrategy:
     """GraftingStrategy value for "LINEAR_RAMP" or "GRAFTING_STRATEGY_LINEAR_RAMP" (any case)."""
     strategy = _STRATEGIES.get(name.upper().removeprefix(_STRATEGY_PREFIX))
     if strategy is None:
-        raise ValueError(f"grafting_strategy {name!r} is not one of {sorted(_STRATEGIES)}")
+        raise InvalidArgument.for_field("tamiyo.grafting_strategy", f"{name!r} is not one of {sorted(_STRATEGIES)}")
     return strategy
-
-
-def _check_fraction(name: str, value: float, *, low: float) -> None:
-    if not (math.isfinite(value) and low <= value <= 1.0):
-        raise ValueError(f"{name} must be in [{low}, 1], got {value}")

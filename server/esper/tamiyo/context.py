@@ -133,9 +133,9 @@ def _candidates(
 ) -> list[KernelCandidate]:
     """One query per distinct site among `rows`; each kernel fits every seed row of its site."""
     layout = observation.layout
-    sites: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
+    sites: dict[tuple[int, tuple[int, ...], int, tuple[int, ...]], list[int]] = defaultdict(list)
     for row in rows:
-        sites[(int(layout.input_kind[row]), layout.shapes[row])].append(row)
+        sites[layout.sites[row]].append(row)
     search = KernelSearch(
         directory=kernels,
         tag_ladder=((),),

@@ -10,7 +10,7 @@ from esper.leyline.v1 import control_pb2, kernel_pb2, tamiyo_pb2
 from esper.state import SeedFeatures
 from esper.tamiyo.observation import Observation, SeedView, StepOutcome
 from esper.tamiyo.reports import Boundary
-from esper.tamiyo.state import Adaptation, RunState
+from esper.tamiyo.state import Adaptation, GrowthStep, RunState
 
 
 def observation_from_request(
@@ -104,6 +104,27 @@ def state_to_proto(state: RunState) -> tamiyo_pb2.TamiyoControllerState:
         conservative_mode=state.conservative_mode,
         active_adaptations=[adaptation_to_proto(state.adaptations[seed]) for seed in sorted(state.adaptations)],
         blueprint_scores=state.blueprint_scores,
+        growth_steps=[growth_step_to_proto(step) for step in state.growth_steps],
+    )
+
+
+def growth_step_to_proto(step: GrowthStep) -> tamiyo_pb2.GrowthStep:
+    return tamiyo_pb2.GrowthStep(
+        seed_id=step.seed_id,
+        growth_kind=step.growth_kind,  # type: ignore[arg-type]
+        parameter_count=step.parameter_count,
+        accuracy_gain=step.accuracy_gain,
+        epoch=step.epoch,
+    )
+
+
+def growth_step_from_proto(message: tamiyo_pb2.GrowthStep) -> GrowthStep:
+    return GrowthStep(
+        seed_id=message.seed_id,
+        growth_kind=message.growth_kind,
+        parameter_count=message.parameter_count,
+        accuracy_gain=message.accuracy_gain,
+        epoch=message.epoch,
     )
 
 
@@ -121,4 +142,5 @@ def state_from_proto(message: tamiyo_pb2.TamiyoControllerState) -> RunState:
         blueprint_scores=dict(message.blueprint_scores),
         last_val_accuracy=message.best_val_accuracy,
         stepped=True,
+        growth_steps=[growth_step_from_proto(step) for step in message.growth_steps],
     )

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from esper.leyline.v1 import lifecycle_pb2
+from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.observation import Observation, SeedView, StepOutcome, stage_name
 from esper.tamiyo.reports import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
-from esper.tamiyo.state import Adaptation, RunState, SeedStage
+from esper.tamiyo.state import Adaptation, GrowthStep, RunState, SeedStage
 
 _OBSERVED_OUTCOMES: dict[SeedStage, Outcome] = {
     lifecycle_pb2.SEED_STAGE_FOSSILIZED: lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED,
@@ -105,12 +105,22 @@ class LifecycleGates:
         out: StepOutcome,
         *,
         parameter_count: int | None,
+        growth_kind: int = blueprint_pb2.GROWTH_KIND_DEPTH,
     ) -> None:
-        """End an adaptation: forget it, score its blueprint, embargo a failed slot, report it once."""
+        """End an adaptation: forget it, score its blueprint, embargo a failed slot, report it once.
+
+        A fossilization is also a growth step: what it added and the accuracy gained
+        since germination, from which Tamiyo judges whether growth still pays.
+        """
         state.adaptations.pop(adaptation.seed_id, None)
         state.score_blueprint(adaptation.blueprint_id, OUTCOME_SCORE[outcome])
         if outcome in _FAILURES:
             state.record_failure(adaptation.seed_id, observation.epoch, self._config.embargo_epochs)
+        if outcome == lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED:
+            gain = max(-1.0, min(1.0, observation.accuracy - adaptation.pre_metric))
+            state.growth_steps.append(
+                GrowthStep(adaptation.seed_id, growth_kind, parameter_count or 0, gain, observation.epoch)
+            )
         out.finished_seeds.add(adaptation.seed_id)
         out.field_reports.append(
             field_report(observation.boundary, adaptation, outcome, reason, parameter_count=parameter_count)
@@ -156,6 +166,7 @@ class LifecycleGates:
                 verdict.reason,
                 out,
                 parameter_count=_parameter_count(view),
+                growth_kind=_growth_kind(view),
             )
 
     def _observe(self, view: SeedView, adaptation: Adaptation, epoch: int) -> None:
@@ -190,7 +201,16 @@ class LifecycleGates:
             reason = f"Kasmina reports the seed {stage_name(stage)} (last seen {was})"
             if view.telemetry is not None and view.telemetry.isolation_violations:
                 reason += f"; {view.telemetry.isolation_violations} gradient-isolation violations"
-        self.finish(state, observation, adaptation, outcome, reason, out, parameter_count=_parameter_count(view))
+        self.finish(
+            state,
+            observation,
+            adaptation,
+            outcome,
+            reason,
+            out,
+            parameter_count=_parameter_count(view),
+            growth_kind=_growth_kind(view),
+        )
         out.wait(view.seed_id, reason)
 
     def _germinated(self, state: RunState, obs: Observation, view: SeedView, a: Adaptation) -> _Verdict:
@@ -326,6 +346,10 @@ class _Verdict:
     command_type: CommandType | None
     reason: str
     target: SeedStage = lifecycle_pb2.SEED_STAGE_UNSPECIFIED
+
+
+def _growth_kind(view: SeedView) -> int:
+    return view.descriptor.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH
 
 
 def _parameter_count(view: SeedView) -> int | None:

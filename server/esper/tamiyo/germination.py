@@ -11,10 +11,16 @@ seeds (a feature equal on all of them scores 0), so layers of different scale co
   chunk_variance    low  = collapsed features (scored as (max - v) / (max - min)).
 Ties go to the earlier seed in layout order. If no validated kernel fits the chosen
 seed's site, the next seed with a different site is tried.
+
+When the layout has width seeds, layers are chosen by the growth rules instead
+(esper.tamiyo.growth): widen narrow or unhealthy layers, deepen healthy ones. In
+every case the model never grows past `max_parameters`, and nothing germinates once
+growth has stopped paying.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from esper.leyline.v1 import kernel_pb2, lifecycle_pb2
 from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.growth import GrowthOption, growth_options, growth_paid, growth_stopped, has_width_seeds
 from esper.tamiyo.kernels import (
     KernelChoice,
     KernelQueryFailed,
@@ -111,6 +118,17 @@ class Germination:
         if state.conservative_mode:
             out.wait("", f"{plateau}; conservative mode: no new germination")
             return
+        stopped = growth_stopped(config, state)
+        if stopped:
+            out.wait("", f"{plateau}; {stopped}: no new germination")
+            return
+        if config.max_parameters and observation.model_parameters >= config.max_parameters:
+            out.wait(
+                "",
+                f"{plateau}; parameter budget reached: the model has {observation.model_parameters} of "
+                f"{config.max_parameters} parameters",
+            )
+            return
         busy = self._busy_seeds(state, observation, out)
         if len(busy) >= config.max_concurrent_seeds:
             out.wait(
@@ -149,6 +167,11 @@ class Germination:
         out: StepOutcome,
     ) -> None:
         search = self._search(state, observation, kernels)
+        if has_width_seeds(observation):
+            self._grow_best(
+                state, observation, search, growth_options(self._config, state, observation, candidates), plateau, out
+            )
+            return
         budget = f"<= {search.max_parameter_count} params" if search.max_parameter_count else "any size"
         tried: set[str] = set()
         for ranked in bottleneck_ranking(candidates):
@@ -170,6 +193,52 @@ class Germination:
                 )
                 continue
             self.germinate(state, observation, view, choice, f"{plateau}; seed {ranked.describe()}", out)
+            return
+
+    def _grow_best(
+        self,
+        state: RunState,
+        observation: Observation,
+        search: KernelSearch,
+        options: list[GrowthOption],
+        plateau: str,
+        out: StepOutcome,
+    ) -> None:
+        """Germinate the first option a validated kernel fits (widening first, see esper.tamiyo.growth)."""
+        if not options:
+            out.wait("", f"{plateau}; every layer with a free seed has an adaptation under way")
+            return
+        model = observation.model_parameters
+        paid = growth_paid(self._config, state)
+        for option in options:
+            view = option.view
+            option_search = search
+            if option.widens and model > 0:
+                step = max(1, int(self._config.width_step_fraction * model))
+                cap = min(search.max_parameter_count, step) if search.max_parameter_count else step
+                option_search = dataclasses.replace(search, max_parameter_count=cap)
+            budget = (
+                f"<= {option_search.max_parameter_count} params" if option_search.max_parameter_count else "any size"
+            )
+            try:
+                choice = choose_kernel(option_search, view.descriptor, state.blueprint_scores)
+            except KernelQueryFailed as exc:
+                logger.warning("run %s: kernel query failed: %s", observation.boundary.run_id, exc)
+                out.wait(
+                    view.seed_id, f"{plateau}; waiting: kernel query for {site_label(view.descriptor)} failed: {exc}"
+                )
+                return
+            if choice is None:
+                out.wait(
+                    view.seed_id,
+                    f"{plateau}; {option.reason}; but no validated kernel for {site_label(view.descriptor)} ({budget})",
+                )
+                continue
+            size = f"model {model} -> {model + choice.kernel.parameter_count} params"
+            if self._config.max_parameters:
+                size += f" (budget {self._config.max_parameters})"
+            why = f"{plateau}; {option.reason}; {size}" + (f"; {paid}" if paid else "")
+            self.germinate(state, observation, view, choice, why, out)
             return
 
     def _search(self, state: RunState, observation: Observation, kernels: KernelDirectory) -> KernelSearch:
@@ -250,12 +319,14 @@ class Germination:
 
 
 def kernel_parameter_budget(config: TamiyoConfig, model_parameters: int) -> int:
-    """Largest kernel allowed, 0 for no limit."""
+    """Largest kernel allowed, 0 for no limit; never more than what `max_parameters` leaves."""
     limits = []
     if config.max_seed_parameters > 0:
         limits.append(config.max_seed_parameters)
     if config.max_seed_parameter_fraction > 0 and model_parameters > 0:
         limits.append(max(1, int(config.max_seed_parameter_fraction * model_parameters)))
+    if config.max_parameters > 0:
+        limits.append(max(1, config.max_parameters - model_parameters))
     return min(limits, default=0)
 
 

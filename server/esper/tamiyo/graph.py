@@ -117,6 +117,9 @@ SEED_FEATURES: tuple[str, ...] = (
     "bottleneck_collapsed",
     "is_child",
     "has_telemetry",
+    "growth_width",
+    "log_output_width",
+    "log_layer_units",
 )
 LAYER_FEATURES: tuple[str, ...] = (
     "type_linear",
@@ -240,7 +243,7 @@ def build_graph(
     last boundary's validation accuracy (None at the first). `parents` maps a nested
     seed's id to its parent's (CONTAINS / CHILD_OF).
     """
-    parents = parents or {}
+    parents = {**observation.layout.parents, **(parents or {})}
     layers, monitors = _layers(observation)
     seed_rows = observation.rows
     seed_x = _seed_features(observation, state, parents)
@@ -342,6 +345,9 @@ def _seed_features(observation: Observation, state: RunState, parents: Mapping[s
             "relative_depth": layout.layer_index / depth,
             "log_width": np.log2(np.maximum(1.0, layout.width)) / 10.0,
             "has_telemetry": telemetry[:, 0],
+            "growth_width": (layout.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH).astype(np.float64),
+            "log_output_width": np.log2(np.maximum(1.0, layout.output_width)) / 10.0,
+            "log_layer_units": np.log2(1.0 + layout.layer_units) / 10.0,
         }
     for name, column in columns.items():
         rows[:, _SEED_COLUMN[name]] = column
@@ -503,7 +509,7 @@ def _kernel_features(candidates: Sequence[KernelCandidate], state: RunState, mod
             float(report.passed),
             float(has_report),
             _clip(state.blueprint_scores.get(kernel.blueprint_id, 0) / 3.0, -1.0, 1.0),
-            0.0,
+            float((kernel.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH) == blueprint_pb2.GROWTH_KIND_WIDTH),
         )
     return rows
 
@@ -520,7 +526,7 @@ def template_family_bucket(template_id: str) -> int:
 
 def max_parameters(config: TamiyoConfig) -> int:
     """The model's parameter budget when the configuration sets one, else 0."""
-    return int(getattr(config, "max_parameters", 0) or 0)
+    return int(config.max_parameters)
 
 
 # --- edges ------------------------------------------------------------------------------------

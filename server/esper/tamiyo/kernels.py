@@ -48,9 +48,20 @@ class KernelQueryFailed(Exception):
 
 
 def site_label(descriptor: telemetry_pb2.SeedDescriptor) -> str:
-    """E.g. "FEATURES [64]", for reasons."""
+    """E.g. "FEATURES [64]", or "width FEATURES [6] -> [4]", for reasons."""
     kind = blueprint_pb2.InputKind.Name(descriptor.input_kind).removeprefix("INPUT_KIND_")
+    if is_width(descriptor):
+        return f"width {kind} {list(descriptor.input_shape.dims)} -> {list(descriptor.output_shape.dims)}"
     return f"{kind} {list(descriptor.input_shape.dims)}"
+
+
+def is_width(descriptor: telemetry_pb2.SeedDescriptor) -> bool:
+    return descriptor.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+
+
+def kernel_output_shape(descriptor: telemetry_pb2.SeedDescriptor) -> blueprint_pb2.TensorShape:
+    """What the seed's kernels must produce: a width seed's output shape, a depth seed's own shape."""
+    return descriptor.output_shape if is_width(descriptor) else descriptor.input_shape
 
 
 def choose_kernel(
@@ -101,8 +112,10 @@ def _query(
         tags_all=tags,
         input_kind=descriptor.input_kind,
         max_parameter_count=search.max_parameter_count,
+        growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH if is_width(descriptor) else blueprint_pb2.GROWTH_KIND_DEPTH,
     )
     query.input_shape.CopyFrom(descriptor.input_shape)
+    query.output_shape.CopyFrom(kernel_output_shape(descriptor))
     found: list[kernel_pb2.KernelArtifact] = []
     page_token = ""
     while len(found) < search.max_candidates:
@@ -120,10 +133,13 @@ def _query(
 
 def _fits(kernel: kernel_pb2.KernelArtifact, query: kernel_pb2.KernelQuery) -> bool:
     """The query's filter again, so a directory that ignores part of it cannot hand over a misfit."""
+    kernel_output = kernel.output_shape.dims or kernel.input_shape.dims
     return (
         kernel.status == kernel_pb2.KERNEL_STATUS_VALIDATED
         and kernel.input_kind == query.input_kind
         and list(kernel.input_shape.dims) == list(query.input_shape.dims)
+        and (kernel.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH) == query.growth_kind
+        and list(kernel_output) == list(query.output_shape.dims)
         and set(query.tags_all) <= set(kernel.tags)
         and (query.max_parameter_count == 0 or kernel.parameter_count <= query.max_parameter_count)
     )

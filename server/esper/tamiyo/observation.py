@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from esper.leyline.v1 import control_pb2, lifecycle_pb2, telemetry_pb2
+from esper.leyline.v1 import blueprint_pb2, control_pb2, lifecycle_pb2, telemetry_pb2
 from esper.state import SeedFeatures
 from esper.tamiyo.reports import Boundary, CommandType
 
@@ -89,21 +89,40 @@ class SeedLayout:
     rows: dict[str, int]
     layer_index: np.ndarray  # int64
     input_kind: np.ndarray  # int64
-    width: np.ndarray  # float64: activation size without batch
+    growth_kind: np.ndarray  # int64, GROWTH_KIND_DEPTH where unset
+    width: np.ndarray  # float64: what the seed reads, without batch
+    output_width: np.ndarray  # float64: what a width seed adds into (a depth seed: its input)
+    layer_units: np.ndarray  # float64: units of the layer at the seed's site, 0 when unknown
     shapes: tuple[tuple[int, ...], ...]
+    sites: tuple[tuple[int, tuple[int, ...], int, tuple[int, ...]], ...]  # kind, input, growth, output
+    parents: dict[str, str]  # nested seed -> the fossilized seed it grew from
 
     @classmethod
     def of(cls, seeds: tuple[SeedView, ...]) -> SeedLayout:
         descriptors = [view.descriptor for view in seeds]
+        n = len(descriptors)
         seed_ids = tuple(d.seed_id for d in descriptors)
         shapes = tuple(tuple(d.input_shape.dims) for d in descriptors)
+        growth = tuple(d.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH for d in descriptors)
+        outputs = tuple(
+            tuple(d.output_shape.dims) if kind == blueprint_pb2.GROWTH_KIND_WIDTH else shape
+            for d, kind, shape in zip(descriptors, growth, shapes, strict=True)
+        )
         return cls(
             seed_ids=seed_ids,
             rows={seed_id: row for row, seed_id in enumerate(seed_ids)},
-            layer_index=np.fromiter((d.layer_index for d in descriptors), dtype=np.int64, count=len(descriptors)),
-            input_kind=np.fromiter((d.input_kind for d in descriptors), dtype=np.int64, count=len(descriptors)),
-            width=np.fromiter((math.prod(shape) for shape in shapes), dtype=np.float64, count=len(shapes)),
+            layer_index=np.fromiter((d.layer_index for d in descriptors), dtype=np.int64, count=n),
+            input_kind=np.fromiter((d.input_kind for d in descriptors), dtype=np.int64, count=n),
+            growth_kind=np.asarray(growth, dtype=np.int64).reshape(n),
+            width=np.fromiter((math.prod(shape) for shape in shapes), dtype=np.float64, count=n),
+            output_width=np.fromiter((math.prod(shape) for shape in outputs), dtype=np.float64, count=n),
+            layer_units=np.fromiter((d.layer_units for d in descriptors), dtype=np.float64, count=n),
             shapes=shapes,
+            sites=tuple(
+                (int(d.input_kind), shape, int(kind), output)
+                for d, shape, kind, output in zip(descriptors, shapes, growth, outputs, strict=True)
+            ),
+            parents={d.seed_id: d.parent_seed_id for d in descriptors if d.parent_seed_id},
         )
 
 

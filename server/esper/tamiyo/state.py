@@ -48,6 +48,17 @@ class Adaptation:
         return max(0, epoch - self.germination_epoch)
 
 
+@dataclass(frozen=True)
+class GrowthStep:
+    """One fossilized adaptation: what it added to the model and what it bought."""
+
+    seed_id: str
+    growth_kind: int
+    parameter_count: int
+    accuracy_gain: float
+    epoch: int
+
+
 @dataclass
 class RunState:
     """Tamiyo's memory of one run.
@@ -68,6 +79,7 @@ class RunState:
     blueprint_scores: dict[str, int] = field(default_factory=dict)
     last_val_accuracy: float = 0.0
     stepped: bool = False
+    growth_steps: list[GrowthStep] = field(default_factory=list)
 
     def observe_accuracy(self, accuracy: float, min_delta: float) -> bool:
         """Track the best accuracy; True when this epoch improved on it by more than min_delta."""

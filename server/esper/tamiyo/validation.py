@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from esper import checks, ids
 from esper.errors import FailedPrecondition, InvalidArgument
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.state import SeedFeatures, unpack_seed_features
@@ -18,7 +19,6 @@ from esper.state.packet import SCHEMA_VERSION
 from esper.tamiyo.observation import ACTIVE_STAGES
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
-MAX_ID_LENGTH = 256
 MAX_SEEDS = 4096
 
 _STAGES = frozenset(lifecycle_pb2.SeedStage.values()) - {lifecycle_pb2.SEED_STAGE_UNSPECIFIED}
@@ -42,7 +42,7 @@ def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
             f"packet.schema_version {packet.schema_version} is not supported (supported: {supported})",
             reason="SCHEMA_VERSION_UNSUPPORTED",
         )
-    _check_id("packet.run_id", packet.run_id)
+    ids.RUN.check("packet.run_id", packet.run_id)
     accuracy = packet.validation_accuracy
     if math.isfinite(accuracy) and not 0.0 <= accuracy <= 1.0:
         raise InvalidArgument.for_field("packet.validation_accuracy", f"must be in [0, 1], got {accuracy}")
@@ -65,18 +65,16 @@ def validate_step(request: tamiyo_pb2.StepRequest) -> list[SeedFeatures]:
 
 
 def validate_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
-    if request.run_id:
-        _check_id("run_id", request.run_id)
+    ids.RUN.check("run_id", request.run_id, required=False)
 
 
 def validate_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
-    if request.follow_updates and not request.policy_id:
-        return
-    _check_id("policy_id", request.policy_id)
+    # Only ids: a Tamiyo server never opens a file named by a caller.
+    ids.POLICY.check("policy_id", request.policy_id, required=not request.follow_updates)
 
 
 def validate_export_controller_state(request: tamiyo_pb2.ExportControllerStateRequest) -> None:
-    _check_id("run_id", request.run_id)
+    ids.RUN.check("run_id", request.run_id)
 
 
 def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerStateRequest) -> None:
@@ -84,29 +82,33 @@ def validate_restore_controller_state(request: tamiyo_pb2.RestoreControllerState
     if not request.HasField("state"):
         raise InvalidArgument.for_field("state", "is required")
     state = request.state
-    _check_id("state.run_id", state.run_id)
-    _check_range("state.best_val_accuracy", state.best_val_accuracy, 0.0, 1.0)
+    ids.RUN.check("state.run_id", state.run_id)
+    checks.in_range("state.best_val_accuracy", state.best_val_accuracy, 0.0, 1.0)
     for seed_id in state.embargo_until:
-        _check_id("state.embargo_until", seed_id)
+        ids.SEED.check("state.embargo_until", seed_id)
     for blueprint_id in state.blueprint_scores:
-        _check_id("state.blueprint_scores", blueprint_id)
+        ids.BLUEPRINT.check("state.blueprint_scores", blueprint_id)
     seen: set[str] = set()
     for index, adaptation in enumerate(state.active_adaptations):
         prefix = f"state.active_adaptations[{index}]"
-        _check_id(f"{prefix}.seed_id", adaptation.seed_id)
+        ids.SEED.check(f"{prefix}.seed_id", adaptation.seed_id)
         if adaptation.seed_id in seen:
             raise InvalidArgument.for_field(f"{prefix}.seed_id", f"{adaptation.seed_id!r} appears twice")
         seen.add(adaptation.seed_id)
-        _check_id(f"{prefix}.germination_command_id", adaptation.germination_command_id)
-        _check_id(f"{prefix}.kernel_id", adaptation.kernel_id)
+        ids.COMMAND.check(f"{prefix}.germination_command_id", adaptation.germination_command_id)
+        ids.KERNEL.check(f"{prefix}.kernel_id", adaptation.kernel_id)
         if adaptation.last_stage not in ACTIVE_STAGES:
             raise InvalidArgument.for_field(
                 f"{prefix}.last_stage", "must be a stage between germination and an outcome"
             )
         if adaptation.stage_entry_epoch < adaptation.germination_epoch:
             raise InvalidArgument.for_field(f"{prefix}.stage_entry_epoch", "is before the germination epoch")
-        _check_range(f"{prefix}.pre_metric", adaptation.pre_metric, 0.0, 1.0)
-        _check_range(f"{prefix}.eval_gain", adaptation.eval_gain, -1.0, 1.0)
+        checks.in_range(f"{prefix}.pre_metric", adaptation.pre_metric, 0.0, 1.0)
+        checks.in_range(f"{prefix}.eval_gain", adaptation.eval_gain, -1.0, 1.0)
+    for index, step in enumerate(state.growth_steps):
+        prefix = f"state.growth_steps[{index}]"
+        ids.SEED.check(f"{prefix}.seed_id", step.seed_id)
+        checks.in_range(f"{prefix}.accuracy_gain", step.accuracy_gain, -1.0, 1.0)
 
 
 def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str]:
@@ -114,7 +116,7 @@ def _validate_layout(layout: Sequence[telemetry_pb2.SeedDescriptor]) -> list[str
         raise InvalidArgument.for_field("seed_layout", f"holds {len(layout)} seeds; at most {MAX_SEEDS}")
     seed_ids: list[str] = []
     for index, descriptor in enumerate(layout):
-        _check_id(f"seed_layout[{index}].seed_id", descriptor.seed_id)
+        ids.SEED.check(f"seed_layout[{index}].seed_id", descriptor.seed_id)
         if descriptor.seed_id in seed_ids:
             raise InvalidArgument.for_field(f"seed_layout[{index}].seed_id", f"{descriptor.seed_id!r} appears twice")
         seed_ids.append(descriptor.seed_id)
@@ -132,16 +134,4 @@ def _validate_telemetry(telemetry: Sequence[telemetry_pb2.SeedTelemetry], run_id
         seen.add(report.seed_id)
         if report.run_id and report.run_id != run_id:
             raise InvalidArgument.for_field(f"{prefix}.run_id", f"is {report.run_id!r}, the packet's is {run_id!r}")
-        _check_range(f"{prefix}.eval_gain", report.eval_gain, -1.0, 1.0)
-
-
-def _check_id(field: str, value: str) -> None:
-    if not value:
-        raise InvalidArgument.for_field(field, "is required")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument.for_field(field, f"is longer than {MAX_ID_LENGTH} characters")
-
-
-def _check_range(field: str, value: float, low: float, high: float) -> None:
-    if not (math.isfinite(value) and low <= value <= high):
-        raise InvalidArgument.for_field(field, f"must be in [{low}, {high}], got {value}")
+        checks.in_range(f"{prefix}.eval_gain", report.eval_gain, -1.0, 1.0)

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from esper import checks
 from esper.leyline.v1 import kernel_pb2
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
@@ -80,17 +81,12 @@ class TezzeretConfig:
             )
         if len(set(self.pipelines)) != len(self.pipelines):
             raise ValueError(f"pipelines must not repeat: {self.pipelines}")
-        if self.conservative_queue_threshold < 0:
-            raise ValueError(f"conservative_queue_threshold must be >= 0, got {self.conservative_queue_threshold}")
-        if not 1 <= self.lease_seconds <= 3600:
-            raise ValueError(f"lease_seconds must be in [1, 3600], got {self.lease_seconds}")
-        if self.poll_interval_seconds <= 0:
-            raise ValueError(f"poll_interval_seconds must be > 0, got {self.poll_interval_seconds}")
+        checks.non_negative("conservative_queue_threshold", self.conservative_queue_threshold)
+        checks.in_range("lease_seconds", self.lease_seconds, 1, 3600)
+        checks.positive("poll_interval_seconds", self.poll_interval_seconds)
         self._check_batches()
-        if self.inductor_compile_threads < 1:
-            raise ValueError(f"inductor_compile_threads must be >= 1, got {self.inductor_compile_threads}")
-        if self.recent_jobs_limit < 1:
-            raise ValueError(f"recent_jobs_limit must be >= 1, got {self.recent_jobs_limit}")
+        checks.positive("inductor_compile_threads", self.inductor_compile_threads)
+        checks.positive("recent_jobs_limit", self.recent_jobs_limit)
         if self.fault_exit_after is not None and self.fault_exit_after not in FAULT_STAGES:
             raise ValueError(f"fault_exit_after must be one of {FAULT_STAGES}, got {self.fault_exit_after!r}")
 

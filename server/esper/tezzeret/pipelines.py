@@ -22,12 +22,13 @@ from google.protobuf import duration_pb2
 from torch import Tensor, nn
 
 from esper.errors import InvalidArgument
-from esper.ir import build_module, example_input, ir_input_shape, ir_sha256
+from esper.ir import build_module, example_input, growth_kind, ir_input_shape, ir_output_shape, ir_sha256
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
+from esper.pipelines import pipeline_name
 from esper.tezzeret import passes
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tezzeret.config import AGGRESSIVE, FAST, STANDARD, TezzeretConfig
-from esper.tezzeret.toolchain import kernel_id, pipeline_name, toolchain_hash
+from esper.tezzeret.toolchain import kernel_id, toolchain_hash
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ def compile_blueprint(
         hardware_target=config.hardware_target,
         input_kind=ir.input_kind,
         input_shape=blueprint_pb2.TensorShape(dims=ir_input_shape(ir)),
+        growth_kind=growth_kind(ir),  # type: ignore[arg-type]
+        output_shape=blueprint_pb2.TensorShape(dims=ir_output_shape(ir)),
         parameter_count=compiled.parameter_count,
         toolchain_hash=toolchain,
         template_id=template_id,

@@ -19,8 +19,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from esper import pipelines
 from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
+from esper.home import default_help, state_dir
 from esper.leyline.v1 import kernel_pb2
 from esper.mesh.server import BackgroundTask
 
@@ -28,13 +30,6 @@ if TYPE_CHECKING:
     from esper.tezzeret.worker import TezzeretWorker
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_DATA_DIR = "tezzeret-data"
-_PIPELINES = {
-    "fast": kernel_pb2.COMPILATION_PIPELINE_FAST,
-    "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
-    "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
-}
 
 
 def default_worker_id() -> str:
@@ -54,18 +49,18 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--wal-dir",
         type=Path,
         default=None,
-        help=f"write-ahead log folder (default: ./{DEFAULT_DATA_DIR}/wal)",
+        help=f"write-ahead log folder (default: {default_help('tezzeret', 'wal')})",
     )
     parser.add_argument(
         "--work-dir",
         type=Path,
         default=None,
-        help=f"folder for artifacts waiting to be uploaded (default: ./{DEFAULT_DATA_DIR}/work)",
+        help=f"folder for artifacts waiting to be uploaded (default: {default_help('tezzeret', 'work')})",
     )
     parser.add_argument(
         "--pipelines",
         type=_parse_pipelines,
-        default=tuple(_PIPELINES.values()),
+        default=tuple(pipelines.BY_NAME.values()),
         help="comma-separated pipelines this worker runs (default: fast,standard,aggressive)",
     )
     parser.add_argument(
@@ -106,8 +101,8 @@ def _build(args: argparse.Namespace) -> Served:
     try:
         config = TezzeretConfig(
             worker_id=args.worker_id or default_worker_id(),
-            wal_dir=args.wal_dir or Path(DEFAULT_DATA_DIR) / "wal",
-            work_dir=args.work_dir or Path(DEFAULT_DATA_DIR) / "work",
+            wal_dir=args.wal_dir or state_dir("tezzeret") / "wal",
+            work_dir=args.work_dir or state_dir("tezzeret") / "work",
             pipelines=args.pipelines,
             **overrides,
         )
@@ -185,11 +180,11 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 
 def _parse_pipelines(text: str) -> tuple[kernel_pb2.CompilationPipeline, ...]:
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in _PIPELINES]
+    unknown = [name for name in names if name not in pipelines.BY_NAME]
     if unknown or not names:
-        known = ", ".join(_PIPELINES)
+        known = ", ".join(pipelines.BY_NAME)
         raise argparse.ArgumentTypeError(f"unknown pipelines {unknown or text!r}; use {known}")
-    return tuple(_PIPELINES[name] for name in names)
+    return tuple(pipelines.BY_NAME[name] for name in names)
 
 
 TEZZERET = ServeTarget(

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from esper.leyline.v1 import kernel_pb2
+from esper.ids import MINTED_KERNEL_ID
+from esper.pipelines import pipeline_name
 from esper.tezzeret.config import TezzeretConfig
 
 logger = logging.getLogger(__name__)
@@ -32,16 +33,6 @@ ARTIFACT_FORMAT_VERSION = 1
 DECOMPOSITION_TABLE = "core_aten"
 # Options handed to Inductor for AGGRESSIVE; `freezing` bakes the weights into the kernel.
 INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True, "aot_inductor.package_constants_in_so": True}
-
-_KERNEL_ID = re.compile(
-    r"(?P<ir>[0-9a-f]{12})-(?P<target>[a-z0-9_]+)-(?P<pipeline>fast|standard|aggressive)-"
-    r"(?P<toolchain>[0-9a-f]{8})"
-)
-
-
-def pipeline_name(pipeline: int) -> str:
-    """The pipeline's lowercase name: fast, standard or aggressive."""
-    return kernel_pb2.CompilationPipeline.Name(pipeline).removeprefix("COMPILATION_PIPELINE_").lower()
 
 
 def toolchain_settings(config: TezzeretConfig) -> dict[str, Any]:
@@ -76,7 +67,7 @@ def kernel_id(ir_sha256: str, hardware_target: str, pipeline: int, toolchain: st
 
 
 def is_kernel_id(value: str) -> bool:
-    return _KERNEL_ID.fullmatch(value) is not None
+    return MINTED_KERNEL_ID.fullmatch(value) is not None
 
 
 @functools.cache

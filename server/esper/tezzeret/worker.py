@@ -27,10 +27,11 @@ from esper.ir import ir_sha256
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.observability import metrics
 from esper.observability.spans import tracer
+from esper.pipelines import pipeline_name
 from esper.tezzeret.config import FAST, TezzeretConfig
 from esper.tezzeret.pipelines import CompiledKernel, CompileError, compile_blueprint
 from esper.tezzeret.state import WorkerState
-from esper.tezzeret.toolchain import kernel_id, pipeline_name, toolchain_hash
+from esper.tezzeret.toolchain import kernel_id, toolchain_hash
 from esper.tezzeret.wal import PendingJob, WriteAheadLog
 from esper.urza.api import UrzaApi
 from esper.urza.fetch import download_kernel_bytes

@@ -30,15 +30,11 @@ from esper.mesh.addresses import MeshAddresses
 from esper.observability import metrics
 from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
+from esper.pipelines import BY_NAME
 from esper.tolaria.services import RunServices
 
 logger = logging.getLogger(__name__)
 
-_PIPELINES = {
-    "fast": kernel_pb2.COMPILATION_PIPELINE_FAST,
-    "standard": kernel_pb2.COMPILATION_PIPELINE_STANDARD,
-    "aggressive": kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE,
-}
 _PREFETCH_JOIN_SECONDS = 5.0
 PUBLISH_SOURCE = "tolaria"
 
@@ -168,7 +164,7 @@ class MeshServices:
         self._tamiyo = addresses.address("tamiyo")
 
     def __call__(self, config: EsperConfig) -> RunServices:
-        pipelines = [_PIPELINES[name] for name in config.assets.pipelines]
+        pipelines = [BY_NAME[name] for name in config.assets.pipelines]
         urza = RunUrzaClient(
             ClientConfig(address=self._urza, deadline_seconds=self.config.urza_deadline_seconds), pipelines
         )

@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING
 from esper.cli.bus import add_bus_arguments, bus_config, open_bus
 from esper.cli.common import UsageError
 from esper.cli.serve import Served, ServeTarget
+from esper.home import default_help, state_dir
 
 if TYPE_CHECKING:
     from esper.mesh.addresses import MeshAddresses
     from esper.tolaria.mesh_services import MeshServices
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_RUNS_DIR = "tolaria-runs"
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +38,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs-dir",
         type=Path,
-        default=Path(DEFAULT_RUNS_DIR),
-        help=f"where runs created without a folder go (default: ./{DEFAULT_RUNS_DIR})",
+        default=None,
+        help=f"where runs created without a folder go (default: {default_help('tolaria', 'runs')})",
     )
     parser.add_argument(
         "--max-concurrent-runs",
@@ -72,8 +71,9 @@ def _build(args: argparse.Namespace) -> Served:
         mesh = _mesh_services(args, addresses)
         services = mesh
     router = KasminaRouter()
+    runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
     manager = RunManager(
-        RunManagerConfig(runs_dir=args.runs_dir.expanduser().resolve(), max_concurrent_runs=args.max_concurrent_runs),
+        RunManagerConfig(runs_dir=runs_dir, max_concurrent_runs=args.max_concurrent_runs),
         services,
         kasmina=router,
     )

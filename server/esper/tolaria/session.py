@@ -29,7 +29,6 @@ from esper.tolaria.events import RunEventLog
 from esper.tolaria.report import render_report
 from esper.tolaria.runfolder import RunFolder
 from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
-from esper.tolaria.settings import TolariaConfig
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
 logger = logging.getLogger(__name__)
@@ -45,23 +44,6 @@ class RunResult:
     run_id: str
     out_dir: Path
     summary: dict[str, Any]
-
-
-def trainer_settings(config: EsperConfig) -> TolariaConfig:
-    """The training-loop settings of one run, from its `run` and `tolaria` sections."""
-    run, tolaria = config.run, config.tolaria
-    return TolariaConfig(
-        epochs=run.epochs,
-        batch_size=run.batch_size,
-        learning_rate=run.learning_rate,
-        weight_decay=run.weight_decay,
-        seed=run.seed,
-        seed_learning_rate=tolaria.seed_learning_rate,
-        checkpoint_every=tolaria.checkpoint_every,
-        divergence_factor=tolaria.divergence_factor,
-        max_rollbacks=tolaria.max_rollbacks,
-        hook_budget_ms=tolaria.hook_budget_ms,
-    )
 
 
 def new_run_id() -> str:
@@ -171,7 +153,8 @@ def _static_trainer(
     return TolariaTrainer(
         model,
         None,
-        trainer_settings(config),
+        config.run,
+        config.tolaria,
         data=data,
         run_id=run_id,
         events=events,
@@ -198,7 +181,7 @@ def _morphogenetic_trainer(
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:
-        sites = [SeedSite(d.input_kind, tuple(d.input_shape.dims)) for d in model.seed_layout()]
+        sites = [SeedSite.of(d) for d in model.seed_layout()]
         blueprint_ids = submit_templates(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
         events.notice(
             f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"
@@ -216,7 +199,8 @@ def _morphogenetic_trainer(
         trainer = TolariaTrainer(
             model,
             services.make_controller(model),
-            trainer_settings(config),
+            config.run,
+            config.tolaria,
             data=data,
             kasmina=operator,
             run_id=run_id,

@@ -23,12 +23,12 @@ from esper.errors import DeadlineExceeded, NotFound, Unavailable
 from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability.spans import esper_attributes, tracer
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
+from esper.tolaria.config import RunConfig, TolariaConfig
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
 from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
 from esper.tolaria.metrics import SEED_CENSUS, observe_epoch, observe_hook
 from esper.tolaria.optimizers import OptimizerSet, adam_factory
-from esper.tolaria.settings import TolariaConfig
 
 logger = logging.getLogger(__name__)
 _TRACER = tracer(__name__)
@@ -63,14 +63,17 @@ class TrainingHistory:
 class TolariaTrainer:
     """Trains `model` with `controller` steering its seeds through `kasmina`.
 
-    Without `kasmina` (a static baseline) the model trains as is and the hook is skipped.
+    `run` and `tolaria` are the config's sections of those names (their defaults when
+    None). Without `kasmina` (a static baseline) the model trains as is and the hook is
+    skipped.
     """
 
     def __init__(
         self,
         model: nn.Module,
         controller: Any = None,
-        config: TolariaConfig | None = None,
+        run: RunConfig | None = None,
+        tolaria: TolariaConfig | None = None,
         *,
         data: Dataset,
         kasmina: Any = None,
@@ -82,7 +85,8 @@ class TolariaTrainer:
         on_boundary: Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
         | None = None,
     ) -> None:
-        self.config = config if config is not None else TolariaConfig()
+        self.run = run if run is not None else RunConfig()
+        self.tolaria = tolaria if tolaria is not None else TolariaConfig()
         self.model: Any = model if kasmina is not None else _as_trainable(model)
         self.controller = controller
         self.kasmina = kasmina
@@ -93,9 +97,9 @@ class TolariaTrainer:
         self.on_epoch = on_epoch
         self.should_stop = should_stop or (lambda: False)
         self.on_boundary = on_boundary
-        self.generator = torch.Generator().manual_seed(self.config.seed)
-        make = adam_factory(self.config.learning_rate, self.config.weight_decay)
-        seed_make = adam_factory(self.config.seed_learning_rate, 0.0)
+        self.generator = torch.Generator().manual_seed(self.run.seed)
+        make = adam_factory(self.run.learning_rate, self.run.weight_decay)
+        seed_make = adam_factory(self.tolaria.seed_learning_rate, 0.0)
         self.optimizers = OptimizerSet(self.model, make, seed_make)  # type: ignore[arg-type]
         self.history = TrainingHistory()
         self.start_epoch = 0
@@ -111,12 +115,12 @@ class TolariaTrainer:
         self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
         epoch = self.start_epoch
         try:
-            while epoch < self.config.epochs and not self.should_stop():
+            while epoch < self.run.epochs and not self.should_stop():
                 if self._run_epoch(epoch):
                     epoch += 1
         finally:
             SEED_CENSUS.forget(self.run_id)
-        self.history.cancelled = self.should_stop() and epoch < self.config.epochs
+        self.history.cancelled = self.should_stop() and epoch < self.run.epochs
         if self.kasmina is not None:
             self.kasmina.close()
         return self.model, self.history
@@ -140,7 +144,7 @@ class TolariaTrainer:
                 self.optimizers,
                 self.data.x_train,
                 self.data.y_train,
-                batch_size=self.config.batch_size,
+                batch_size=self.run.batch_size,
                 generator=self.generator,
                 after_step=after_step,
                 should_stop=self.should_stop,
@@ -167,7 +171,7 @@ class TolariaTrainer:
         SEED_CENSUS.update(self.run_id, record.metrics.seed_stages)
         self.events.emit(epoch_completed=record.metrics)
         self._good = snapshot(self._checkpoint_state(epoch))
-        if self.checkpoint_path is not None and (epoch + 1) % self.config.checkpoint_every == 0:
+        if self.checkpoint_path is not None and (epoch + 1) % self.tolaria.checkpoint_every == 0:
             save_checkpoint(self.checkpoint_path, self._good)
         if self.on_epoch is not None:
             self.on_epoch(record, self.history)
@@ -196,7 +200,7 @@ class TolariaTrainer:
             validation_accuracy=val_stats.accuracy,
             epoch_ms=epoch_ms,
             parameter_count=count_parameters(self.model),
-            final_epoch=self.config.epochs - 1,
+            final_epoch=self.run.epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
         )
@@ -223,10 +227,10 @@ class TolariaTrainer:
             self.events.transition(transition)
         for report in outcome.field_reports:
             self.events.field_report(report)
-        if outcome.total_ms > self.config.hook_budget_ms:
+        if outcome.total_ms > self.tolaria.hook_budget_ms:
             self.events.notice(
                 f"epoch {epoch}: epoch-end hook took {outcome.total_ms:.1f} ms "
-                f"(budget {self.config.hook_budget_ms:.0f} ms)"
+                f"(budget {self.tolaria.hook_budget_ms:.0f} ms)"
             )
 
     # Failure and rollback
@@ -237,15 +241,15 @@ class TolariaTrainer:
         # Measured against the larger of the best and the first validation loss: once the best
         # is tiny, ordinary fluctuation is many times it without anything diverging.
         scale = max(self._best_val_loss, self._first_val_loss)
-        limit = self.config.divergence_factor * scale
+        limit = self.tolaria.divergence_factor * scale
         if scale < float("inf") and val_stats.loss > limit:
             return f"validation loss {val_stats.loss:.3f} diverged (> {limit:.3f})"
         return ""
 
     def _roll_back(self, epoch: int, reason: str) -> None:
         self.history.rollbacks += 1
-        if self.history.rollbacks > self.config.max_rollbacks:
-            raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.config.max_rollbacks} rollbacks")
+        if self.history.rollbacks > self.tolaria.max_rollbacks:
+            raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.tolaria.max_rollbacks} rollbacks")
         suspects = self.kasmina.active_seed_ids() if self.kasmina is not None else []
         assert self._good is not None
         self._restore(snapshot(self._good))

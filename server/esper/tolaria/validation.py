@@ -10,17 +10,17 @@ defaults say").
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from esper.config import MAX_EPOCHS, MAX_HOST_WIDTH, EsperConfig, parse_config
+from esper import checks, ids
+from esper.config import EsperConfig, parse_config
 from esper.data.loading import BUILT_IN, NPZ_PREFIX
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.paging import decode_page_token, validate_page_size
+from esper.tolaria.config import MAX_EPOCHS, MAX_HOST_WIDTH
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_CONFIG_YAML_BYTES = 1024 * 1024
 MAX_SEED = 2**63 - 1
 _STATUSES = frozenset(run_pb2.RunStatus.values())
@@ -57,8 +57,7 @@ class RunPage:
 
 
 def validate_create_run(request: tolaria_pb2.CreateRunRequest) -> RunPlan:
-    if request.run_id and not RUN_ID_PATTERN.fullmatch(request.run_id):
-        raise InvalidArgument.for_field("run_id", f"must match {RUN_ID_PATTERN.pattern}, got {request.run_id!r}")
+    ids.RUN.check("run_id", request.run_id, required=False)
     if not request.HasField("config"):
         raise InvalidArgument.for_field("config", "required: the run's options")
     run = request.config
@@ -104,20 +103,15 @@ def validate_list_runs(request: tolaria_pb2.ListRunsRequest) -> RunPage:
 
 
 def _run_id(run_id: str) -> str:
-    if not run_id:
-        raise InvalidArgument.for_field("run_id", "required")
-    if not RUN_ID_PATTERN.fullmatch(run_id):
-        raise InvalidArgument.for_field("run_id", f"must match {RUN_ID_PATTERN.pattern}, got {run_id!r}")
-    return run_id
+    return ids.RUN.check("run_id", run_id)
 
 
 def _check_run_fields(run: run_pb2.RunConfig) -> None:
-    if run.epochs and not 1 <= run.epochs <= MAX_EPOCHS:
-        raise InvalidArgument.for_field("config.epochs", f"must be in [1, {MAX_EPOCHS}] (0 = the config's)")
-    if run.host_width > MAX_HOST_WIDTH:
-        raise InvalidArgument.for_field("config.host_width", f"must be in [1, {MAX_HOST_WIDTH}] (0 = default)")
-    if run.seed > MAX_SEED:
-        raise InvalidArgument.for_field("config.seed", f"must be at most {MAX_SEED}")
+    if run.epochs:
+        checks.in_range("config.epochs", run.epochs, 1, MAX_EPOCHS, note="(0 = the config's)")
+    if run.host_width:
+        checks.in_range("config.host_width", run.host_width, 1, MAX_HOST_WIDTH, note="(0 = default)")
+    checks.at_most("config.seed", run.seed, MAX_SEED)
     if len(run.config_yaml.encode("utf-8")) > MAX_CONFIG_YAML_BYTES:
         raise InvalidArgument.for_field("config.config_yaml", f"longer than {MAX_CONFIG_YAML_BYTES} bytes")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from esper import checks
 from esper.leyline.v1 import kernel_pb2
 from esper.tezzeret.config import default_hardware_target
 
@@ -34,8 +35,7 @@ class TaggingPolicy:
     stable_drift: float = 1e-6
 
     def __post_init__(self) -> None:
-        if self.min_population < 1:
-            raise ValueError(f"min_population must be >= 1, got {self.min_population}")
+        checks.positive("min_population", self.min_population)
         for low, high, what in (
             (self.fast_percentile, self.slow_percentile, "speed percentiles"),
             (self.low_memory_percentile, self.high_memory_percentile, "memory percentiles"),
@@ -46,8 +46,7 @@ class TaggingPolicy:
             raise ValueError("fixed latency thresholds must satisfy 0 < high_speed max < low_speed min")
         if not 0.0 < self.low_memory_max_mb < self.high_memory_min_mb:
             raise ValueError("fixed memory thresholds must satisfy 0 < low_memory max < high_memory min")
-        if self.stable_drift < 0:
-            raise ValueError(f"stable_drift must be >= 0, got {self.stable_drift}")
+        checks.non_negative("stable_drift", self.stable_drift)
 
 
 def _default_tolerances() -> dict[int, float]:
@@ -94,22 +93,17 @@ class UrabraskConfig:
             raise ValueError("worker_id must be set")
         if not self.check_batch_sizes or min(self.check_batch_sizes) < 1:
             raise ValueError(f"check_batch_sizes must be non-empty and >= 1, got {self.check_batch_sizes}")
-        if self.benchmark_batch_size < 1:
-            raise ValueError(f"benchmark_batch_size must be >= 1, got {self.benchmark_batch_size}")
-        if self.warmup < 0 or self.iterations < 1:
-            raise ValueError(f"need warmup >= 0 and iterations >= 1, got {self.warmup}, {self.iterations}")
-        if self.sandbox_timeout_seconds <= 0:
-            raise ValueError(f"sandbox_timeout_seconds must be > 0, got {self.sandbox_timeout_seconds}")
-        if self.sandbox_threads < 1:
-            raise ValueError(f"sandbox_threads must be >= 1, got {self.sandbox_threads}")
-        if not 1 <= self.lease_seconds <= 3600:
-            raise ValueError(f"lease_seconds must be in [1, 3600], got {self.lease_seconds}")
-        if self.poll_interval_seconds <= 0:
-            raise ValueError(f"poll_interval_seconds must be > 0, got {self.poll_interval_seconds}")
-        if self.peer_window < 1 or self.recent_reports < 1:
-            raise ValueError("peer_window and recent_reports must be >= 1")
-        if any(tolerance < 0 for tolerance in self.drift_tolerance.values()):
-            raise ValueError("drift tolerances must be >= 0")
+        checks.positive("benchmark_batch_size", self.benchmark_batch_size)
+        checks.non_negative("warmup", self.warmup)
+        checks.positive("iterations", self.iterations)
+        checks.positive("sandbox_timeout_seconds", self.sandbox_timeout_seconds)
+        checks.positive("sandbox_threads", self.sandbox_threads)
+        checks.in_range("lease_seconds", self.lease_seconds, 1, 3600)
+        checks.positive("poll_interval_seconds", self.poll_interval_seconds)
+        checks.positive("peer_window", self.peer_window)
+        checks.positive("recent_reports", self.recent_reports)
+        for pipeline, tolerance in self.drift_tolerance.items():
+            checks.non_negative(f"drift_tolerance[{pipeline}]", tolerance)
 
     def tolerance_for(self, pipeline: int) -> float:
         """Largest drift allowed for `pipeline`; the tightest configured one if it is unknown."""

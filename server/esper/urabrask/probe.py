@@ -123,8 +123,14 @@ def check_kernel(
             reports.SHAPE_MISMATCH,
             f"kernel declares input {list(declared)} but its IR takes {list(expected_in)}",
         )
-    eager = build_module(ir)
+    declared_out = tuple(kernel.output_shape.dims)
     output_shape = tuple(ir.output_shape.dims)
+    if declared_out and declared_out != output_shape:
+        raise GateFailure(
+            reports.SHAPE_MISMATCH,
+            f"kernel declares output {list(declared_out)} but its IR gives {list(output_shape)}",
+        )
+    eager = build_module(ir)
     drift = 0.0
     for batch_size in settings.check_batch_sizes:
         x = example_input(ir, batch_size, seed=settings.input_seed + batch_size)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from esper.errors import InvalidArgument
+from esper.ids import MINTED_KERNEL_ID
+from esper.ir import growth_kind
 from esper.leyline.v1 import kernel_pb2, urza_pb2
-from esper.urza import validation as checks
+from esper.pipelines import pipeline_name
 from esper.urza.convert import Row, ir_from_row, kernel_values, timestamp_from_us
 
 
@@ -23,7 +25,7 @@ def new_kernel_row(
     request: urza_pb2.CompleteCompileJobRequest, job: Row, blueprint: Row, *, sha256: str, now_us: int
 ) -> dict[str, Any]:
     """The kernel row to insert: Urza sets status, sha256 and size, and takes blueprint, pipeline,
-    input kind and shape from the job and its IR; the worker supplies the rest."""
+    input kind, growth kind and shapes from the job and its IR; the worker supplies the rest."""
     submitted = request.kernel
     check_kernel_identity(submitted, job, blueprint)
     ir = ir_from_row(blueprint)
@@ -37,6 +39,8 @@ def new_kernel_row(
         status=kernel_pb2.KERNEL_STATUS_COMPILED,
         input_kind=ir.input_kind,
         input_shape=ir.input_shape,
+        growth_kind=growth_kind(ir),  # type: ignore[arg-type]
+        output_shape=ir.output_shape,
         parameter_count=submitted.parameter_count or blueprint["parameter_estimate"],
         toolchain_hash=submitted.toolchain_hash or submitted.kernel_id.rsplit("-", 1)[1],
         compile_duration=submitted.compile_duration,
@@ -49,7 +53,7 @@ def new_kernel_row(
 
 def check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint: Row) -> None:
     """The kernel id must name the job's IR and pipeline (HLD Appendix J.3)."""
-    match = checks.KERNEL_ID_PATTERN.match(kernel.kernel_id)
+    match = MINTED_KERNEL_ID.fullmatch(kernel.kernel_id)
     if match is None:
         raise InvalidArgument.for_field("kernel.kernel_id", "must be <12 hex>-<target>-<pipeline>-<8 hex>")
     ir_part, _target, pipeline_part, _toolchain = match.groups()
@@ -59,11 +63,10 @@ def check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint
             f"IR hash part {ir_part} does not match blueprint {blueprint['blueprint_id']} "
             f"(ir_sha256 starts {blueprint['ir_sha256'][:12]})",
         )
-    if pipeline_part != checks.PIPELINE_NAMES[job["pipeline"]]:
+    if pipeline_part != pipeline_name(job["pipeline"]):
         raise InvalidArgument.for_field(
             "kernel.kernel_id",
-            f"pipeline part {pipeline_part!r} does not match job {job['job_id']} "
-            f"({checks.PIPELINE_NAMES[job['pipeline']]})",
+            f"pipeline part {pipeline_part!r} does not match job {job['job_id']} ({pipeline_name(job['pipeline'])})",
         )
     if kernel.blueprint_id and kernel.blueprint_id != job["blueprint_id"]:
         raise InvalidArgument.for_field("kernel.blueprint_id", f"job {job['job_id']} is for {job['blueprint_id']}")

@@ -95,6 +95,10 @@ def kernel_query_conditions(query: kernel_pb2.KernelQuery) -> list[ColumnElement
         conditions.append(c.input_kind == query.input_kind)
     if query.input_shape.dims:
         conditions.append(c.input_shape == shape_key(query.input_shape.dims))
+    if query.growth_kind:
+        conditions.append(c.growth_kind == query.growth_kind)
+    if query.output_shape.dims:
+        conditions.append(c.output_shape == shape_key(query.output_shape.dims))
     if query.max_parameter_count:
         conditions.append(c.parameter_count <= query.max_parameter_count)
     if query.template_id:

@@ -16,11 +16,11 @@ from sqlalchemy import Connection, func, select, update
 
 from esper.errors import AlreadyExists, NotFound
 from esper.leyline.v1 import kernel_pb2
+from esper.pipelines import pipeline_name
 from esper.urza.convert import Row
 from esper.urza.db import compile_jobs, kernels
 from esper.urza.leases import check_lease, claim_next, new_lease_token, same_token
 from esper.urza.status import refresh_blueprint_status
-from esper.urza.validation import PIPELINE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MAX_ERROR_LENGTH = 16384
 
 
 def job_id_for(blueprint_id: str, pipeline: int) -> str:
-    return f"job-{blueprint_id}-{PIPELINE_NAMES[pipeline]}"
+    return f"job-{blueprint_id}-{pipeline_name(pipeline)}"
 
 
 def new_job_values(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from esper import checks
 from esper.leyline.v1 import kernel_pb2
 
 MIB = 1024 * 1024
 MIN_CHUNK_BYTES = 4096
 MAX_CHUNK_BYTES = 4 * MIB
-DEFAULT_DATA_DIR = "urza-data"
+DEFAULT_DATA_DIR = ".esper/urza"
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,13 @@ class UrzaConfig:
             object.__setattr__(self, "database_url", f"sqlite:///{data_dir / 'urza.db'}")
         if not self.store:
             object.__setattr__(self, "store", str(data_dir / "artifacts"))
-        if self.compile_max_attempts < 1:
-            raise ValueError(f"compile_max_attempts must be >= 1, got {self.compile_max_attempts}")
-        if not 1 <= self.default_lease_seconds <= 3600:
-            raise ValueError(f"default_lease_seconds must be in [1, 3600], got {self.default_lease_seconds}")
+        checks.positive("compile_max_attempts", self.compile_max_attempts)
+        checks.in_range("default_lease_seconds", self.default_lease_seconds, 1, 3600)
         if not self.default_pipelines:
             raise ValueError("default_pipelines must name at least one pipeline")
         if kernel_pb2.COMPILATION_PIPELINE_UNSPECIFIED in self.default_pipelines:
             raise ValueError("default_pipelines must not contain COMPILATION_PIPELINE_UNSPECIFIED")
-        if not MIN_CHUNK_BYTES <= self.chunk_size <= MAX_CHUNK_BYTES:
-            raise ValueError(f"chunk_size must be in [{MIN_CHUNK_BYTES}, {MAX_CHUNK_BYTES}], got {self.chunk_size}")
+        checks.in_range("chunk_size", self.chunk_size, MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
         if self.store.startswith("s3://") and not self.store[len("s3://") :].split("/", 1)[0]:
             raise ValueError(f"store {self.store!r} names no bucket")
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -18,12 +19,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from esper.sqlstore import Schema, SqlDatabase
 from esper.sqlstore import schema_meta as schema_meta
 
-SCHEMA_VERSION = 1
+# 2: kernels record their growth kind and output shape (width kernels change the shape).
+SCHEMA_VERSION = 2
 COMPONENT = "urza"
 
 metadata = MetaData()
@@ -83,6 +86,9 @@ kernels = Table(
     Column("input_kind", Integer, nullable=False),
     # Canonical "d1,d2,..." so an exact-shape query is one string comparison.
     Column("input_shape", String(256), nullable=False),
+    # GrowthKind, DEPTH (1) for kernels whose IR does not say; and the output shape like input_shape.
+    Column("growth_kind", Integer, nullable=False),
+    Column("output_shape", String(256), nullable=False),
     Column("parameter_count", BigInteger, nullable=False),
     Column("toolchain_hash", String(128), nullable=False),
     Column("compile_duration_us", BigInteger, nullable=False),
@@ -118,6 +124,13 @@ validation_reports = Table(
 URZA_TABLES = ("blueprints", "compile_jobs", "kernels", "kernel_tags", "validation_reports")
 
 
+def _kernels_record_growth(conn: Connection) -> None:
+    """Schema 1 -> 2: every kernel stored before width kernels is a depth kernel keeping its shape."""
+    conn.execute(text("ALTER TABLE kernels ADD COLUMN growth_kind INTEGER NOT NULL DEFAULT 1"))
+    conn.execute(text("ALTER TABLE kernels ADD COLUMN output_shape VARCHAR(256) NOT NULL DEFAULT ''"))
+    conn.execute(text("UPDATE kernels SET output_shape = input_shape"))
+
+
 class UrzaDatabase(SqlDatabase):
     """Urza's database: blueprints, compile jobs, kernels and validation reports."""
 
@@ -129,4 +142,5 @@ class UrzaDatabase(SqlDatabase):
         marker_tables=URZA_TABLES,
         lock_key=0x75727A61,
         sqlite_foreign_keys=True,
+        migrations={1: _kernels_record_growth},
     )

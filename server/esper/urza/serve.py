@@ -10,14 +10,14 @@ import argparse
 import os
 
 from esper.cli.serve import Served, ServeTarget
-from esper.urza.config import DEFAULT_DATA_DIR
+from esper.home import default_help, state_dir
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help=f"folder for the default SQLite file and artifact folder (default: ./{DEFAULT_DATA_DIR})",
+        default=None,
+        help=f"folder for the default SQLite file and artifact folder (default: {default_help('urza')})",
     )
     parser.add_argument(
         "--db",
@@ -58,7 +58,7 @@ def _build(args: argparse.Namespace) -> Served:
 
     env = os.environ
     config = UrzaConfig(
-        data_dir=args.data_dir,
+        data_dir=str(args.data_dir or state_dir("urza")),
         database_url=args.db,
         store=args.store,
         s3_endpoint_url=args.s3_endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),

@@ -6,11 +6,11 @@ effective `Page` (size, offset and the filter fingerprint its tokens are bound t
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from esper import checks, ids, pipelines
 from esper.errors import InvalidArgument
 from esper.ir import validate_ir
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
@@ -18,21 +18,11 @@ from esper.paging import decode_page_token, validate_page_size
 from esper.urza.config import MAX_CHUNK_BYTES, MIB, MIN_CHUNK_BYTES
 
 MAX_ARTIFACT_BYTES = 32 * MIB
-MAX_ID_LENGTH = 256
 MAX_TAGS = 64
 MAX_NAME_LENGTH = 256
 MAX_LEASE_SECONDS = 3600
 MAX_DIM = 65536
-# "<ir hash 12>-<target>-<pipeline>-<toolchain hash 8>" (HLD Appendix J.3).
-KERNEL_ID_PATTERN = re.compile(r"^([0-9a-f]{12})-([a-z0-9_]+)-(fast|standard|aggressive)-([0-9a-f]{8})$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-TEMPLATE_ID_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
-_PRINTABLE_ID = re.compile(r"^[\x21-\x7e]+$")
-PIPELINE_NAMES: dict[int, str] = {
-    kernel_pb2.COMPILATION_PIPELINE_FAST: "fast",
-    kernel_pb2.COMPILATION_PIPELINE_STANDARD: "standard",
-    kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE: "aggressive",
-}
 
 
 @dataclass(frozen=True)
@@ -48,8 +38,7 @@ def validate_create_blueprint(request: urza_pb2.CreateBlueprintRequest) -> None:
     if not request.HasField("ir"):
         raise InvalidArgument.for_field("ir", "is required")
     validate_ir(request.ir, field_prefix="ir")
-    if request.template_id and not TEMPLATE_ID_PATTERN.match(request.template_id):
-        raise InvalidArgument.for_field("template_id", "must match [a-z0-9_]{1,64}")
+    ids.TEMPLATE.check("template_id", request.template_id, required=False)
     if len(request.name) > MAX_NAME_LENGTH:
         raise InvalidArgument.for_field("name", f"must be at most {MAX_NAME_LENGTH} characters")
     _check_enum("tier", request.tier, blueprint_pb2.BlueprintTier.values())
@@ -63,7 +52,7 @@ def validate_create_blueprint(request: urza_pb2.CreateBlueprintRequest) -> None:
 
 
 def validate_get_blueprint(request: urza_pb2.GetBlueprintRequest) -> None:
-    _check_id("blueprint_id", request.blueprint_id)
+    ids.BLUEPRINT.check("blueprint_id", request.blueprint_id)
 
 
 def validate_list_blueprints(request: urza_pb2.ListBlueprintsRequest) -> Page:
@@ -73,51 +62,48 @@ def validate_list_blueprints(request: urza_pb2.ListBlueprintsRequest) -> Page:
 
 def validate_query_kernels(request: urza_pb2.QueryKernelsRequest) -> Page:
     query = request.query
-    _check_id("query.blueprint_id", query.blueprint_id, required=False)
+    ids.BLUEPRINT.check("query.blueprint_id", query.blueprint_id, required=False)
     _check_enum("query.status", query.status, kernel_pb2.KernelStatus.values())
     _check_enum("query.pipeline", query.pipeline, kernel_pb2.CompilationPipeline.values())
     _check_enum("query.input_kind", query.input_kind, blueprint_pb2.InputKind.values())
+    _check_enum("query.growth_kind", query.growth_kind, blueprint_pb2.GrowthKind.values())
     _check_tags("query.tags_all", query.tags_all)
-    for index, dim in enumerate(query.input_shape.dims):
-        if not 1 <= dim <= MAX_DIM:
-            raise InvalidArgument.for_field(f"query.input_shape.dims[{index}]", f"must be in [1, {MAX_DIM}]")
-    if query.template_id and not TEMPLATE_ID_PATTERN.match(query.template_id):
-        raise InvalidArgument.for_field("query.template_id", "must match [a-z0-9_]{1,64}")
+    for name in ("input_shape", "output_shape"):
+        for index, dim in enumerate(getattr(query, name).dims):
+            checks.in_range(f"query.{name}.dims[{index}]", dim, 1, MAX_DIM)
+    ids.TEMPLATE.check("query.template_id", query.template_id, required=False)
     fingerprint = "kernels:" + query.SerializeToString(deterministic=True).hex()
     return _page(request.page_size, request.page_token, fingerprint)
 
 
 def validate_get_kernel(request: urza_pb2.GetKernelRequest) -> None:
-    _check_id("kernel_id", request.kernel_id)
+    ids.KERNEL.check("kernel_id", request.kernel_id)
 
 
 def validate_download_kernel(request: urza_pb2.DownloadKernelRequest, *, default_chunk: int) -> int:
     """The effective chunk size."""
-    _check_id("kernel_id", request.kernel_id)
+    ids.KERNEL.check("kernel_id", request.kernel_id)
     if request.chunk_size == 0:
         return default_chunk
-    if not MIN_CHUNK_BYTES <= request.chunk_size <= MAX_CHUNK_BYTES:
-        raise InvalidArgument.for_field(
-            "chunk_size", f"must be in [{MIN_CHUNK_BYTES}, {MAX_CHUNK_BYTES}] (0 means 1 MiB)"
-        )
+    checks.in_range("chunk_size", request.chunk_size, MIN_CHUNK_BYTES, MAX_CHUNK_BYTES, note="(0 means 1 MiB)")
     return request.chunk_size
 
 
 def validate_claim_compile_job(request: urza_pb2.ClaimCompileJobRequest, *, default_lease: int) -> int:
     """The effective lease length in seconds."""
-    _check_id("worker_id", request.worker_id)
+    ids.WORKER.check("worker_id", request.worker_id)
     for index, pipeline in enumerate(request.pipelines):
         _check_pipeline(f"pipelines[{index}]", pipeline)
     return _lease_seconds(request.lease_seconds, default_lease)
 
 
 def validate_complete_compile_job(request: urza_pb2.CompleteCompileJobRequest) -> None:
-    _check_id("job_id", request.job_id)
-    _check_id("lease_token", request.lease_token)
+    ids.JOB.check("job_id", request.job_id)
+    ids.LEASE.check("lease_token", request.lease_token)
     if not request.HasField("kernel"):
         raise InvalidArgument.for_field("kernel", "is required")
     kernel = request.kernel
-    if not KERNEL_ID_PATTERN.match(kernel.kernel_id):
+    if not ids.MINTED_KERNEL_ID.fullmatch(kernel.kernel_id):
         raise InvalidArgument.for_field(
             "kernel.kernel_id", "must be <12 hex>-<target [a-z0-9_]+>-<fast|standard|aggressive>-<8 hex>"
         )
@@ -134,14 +120,14 @@ def validate_complete_compile_job(request: urza_pb2.CompleteCompileJobRequest) -
 
 
 def validate_fail_compile_job(request: urza_pb2.FailCompileJobRequest) -> None:
-    _check_id("job_id", request.job_id)
-    _check_id("lease_token", request.lease_token)
+    ids.JOB.check("job_id", request.job_id)
+    ids.LEASE.check("lease_token", request.lease_token)
     if not request.error_message.strip():
         raise InvalidArgument.for_field("error_message", "is required (the compiler's message)")
 
 
 def validate_get_compile_job(request: urza_pb2.GetCompileJobRequest) -> None:
-    _check_id("job_id", request.job_id)
+    ids.JOB.check("job_id", request.job_id)
 
 
 def validate_list_compile_jobs(request: urza_pb2.ListCompileJobsRequest) -> Page:
@@ -151,13 +137,13 @@ def validate_list_compile_jobs(request: urza_pb2.ListCompileJobsRequest) -> Page
 
 def validate_claim_validation_job(request: urza_pb2.ClaimValidationJobRequest, *, default_lease: int) -> int:
     """The effective lease length in seconds."""
-    _check_id("worker_id", request.worker_id)
+    ids.WORKER.check("worker_id", request.worker_id)
     return _lease_seconds(request.lease_seconds, default_lease)
 
 
 def validate_submit_validation_report(request: urza_pb2.SubmitValidationReportRequest) -> None:
-    _check_id("kernel_id", request.kernel_id)
-    _check_id("lease_token", request.lease_token)
+    ids.KERNEL.check("kernel_id", request.kernel_id)
+    ids.LEASE.check("lease_token", request.lease_token)
     if not request.HasField("report"):
         raise InvalidArgument.for_field("report", "is required")
     report = request.report
@@ -171,21 +157,10 @@ def validate_submit_validation_report(request: urza_pb2.SubmitValidationReportRe
         "precision_drift_vs_fp32",
         "power_watts_avg",
     ):
-        value = getattr(report, name)
-        if not math.isfinite(value) or value < 0:
-            raise InvalidArgument.for_field(f"report.{name}", f"must be finite and >= 0, got {value}")
+        checks.non_negative(f"report.{name}", getattr(report, name))
     _check_tags("report.tags", report.tags)
     if len(report.hardware_target) > 128:
         raise InvalidArgument.for_field("report.hardware_target", "must be at most 128 characters")
-
-
-def _check_id(field: str, value: str, *, required: bool = True) -> None:
-    if not value:
-        if required:
-            raise InvalidArgument.for_field(field, "is required")
-        return
-    if len(value) > MAX_ID_LENGTH or not _PRINTABLE_ID.match(value):
-        raise InvalidArgument.for_field(field, f"must be 1-{MAX_ID_LENGTH} printable ASCII characters")
 
 
 def _check_enum(field: str, value: int, known: Iterable[int]) -> None:
@@ -194,7 +169,7 @@ def _check_enum(field: str, value: int, known: Iterable[int]) -> None:
 
 
 def _check_pipeline(field: str, pipeline: int) -> None:
-    if pipeline not in PIPELINE_NAMES:
+    if pipeline not in pipelines.NAMES:
         raise InvalidArgument.for_field(field, f"must be FAST, STANDARD or AGGRESSIVE, got {pipeline}")
 
 
@@ -210,8 +185,7 @@ def _check_tags(field: str, tags: Iterable[str]) -> None:
 def _lease_seconds(value: int, default: int) -> int:
     if value == 0:
         return default
-    if value > MAX_LEASE_SECONDS:
-        raise InvalidArgument.for_field("lease_seconds", f"must be in [1, {MAX_LEASE_SECONDS}] (0 means {default})")
+    checks.in_range("lease_seconds", value, 1, MAX_LEASE_SECONDS, note=f"(0 means {default})")
     return value
 
 

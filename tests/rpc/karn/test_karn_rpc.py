@@ -22,6 +22,7 @@ EXPERIMENTAL = blueprint_pb2.BLUEPRINT_TIER_EXPERIMENTAL
 ADVERSARIAL = blueprint_pb2.BLUEPRINT_TIER_ADVERSARIAL
 FEATURES = blueprint_pb2.INPUT_KIND_FEATURES
 IMAGE = blueprint_pb2.INPUT_KIND_IMAGE
+WIDTH = blueprint_pb2.GROWTH_KIND_WIDTH
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +131,22 @@ def test_query_fits_the_site_and_budget(client: KarnClient) -> None:
     assert estimates == sorted(estimates)
 
 
+def test_width_query_builds_width_templates_at_both_shapes(client: KarnClient) -> None:
+    request = karn_pb2.QueryTemplatesRequest(
+        input_kind=IMAGE,
+        input_shape=_shape(1, 8, 8),
+        growth_kind=WIDTH,
+        output_shape=_shape(10),
+    )
+    found = client.query_templates(request).templates
+    assert [t.template_id for t in found][:2] == ["widen_conv3_k1", "widen_conv3_k2"]
+    assert all(t.growth_kind == WIDTH and list(t.ir.output_shape.dims) == [10] for t in found)
+    widths = client.list_templates(karn_pb2.ListTemplatesRequest(growth_kind=WIDTH, page_size=100)).templates
+    assert {t.template_id for t in widths} == {t.template_id for t in found} | {
+        t.template_id.replace("conv3_", "") for t in found
+    }
+
+
 def test_query_without_tiers_means_safe_only_and_tags_all_must_match(client: KarnClient) -> None:
     request = karn_pb2.QueryTemplatesRequest(tags_all=["attention"], limit=1000)
     found = client.query_templates(request).templates
@@ -184,6 +201,10 @@ BAD_REQUESTS: list[tuple[str, Message, str, str]] = [
     ("query_templates", _Query(input_shape=_shape(8, 0)), "input_shape.dims[1]", _FIELD),
     ("query_templates", _Query(input_shape=_shape(1, 2, 3, 4)), "input_shape.dims", _FIELD),
     ("query_templates", _Query(tags_all=["ok", ""]), "tags_all[1]", _FIELD),
+    ("query_templates", _Query(growth_kind=9), "growth_kind", _FIELD),
+    ("query_templates", _Query(growth_kind=WIDTH, input_shape=_shape(6)), "output_shape", _FIELD),
+    ("query_templates", _Query(output_shape=_shape(0)), "output_shape.dims[0]", _FIELD),
+    ("list_templates", _List(growth_kind=9), "growth_kind", _FIELD),
     (
         "submit_field_reports",
         _Submit(reports=[_report("ok"), control_pb2.FieldReport()]),

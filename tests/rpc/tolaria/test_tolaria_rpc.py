@@ -159,7 +159,7 @@ def _first_token(tolaria: Tolaria) -> str:
         ({"config_yaml": "run:\n  epoch: 3\n"}, "", "config.config_yaml", "run.epoch"),
         ({"config_yaml": "tamiyo:\n  patience: -1\n"}, "", "config.config_yaml", "tamiyo.patience"),
         ({"config_yaml": "run: [1, 2]\n"}, "", "config.config_yaml", "run"),
-        ({}, "bad id!", "run_id", "must match"),
+        ({}, "bad id!", "run_id", "run id"),
     ],
 )
 def test_bad_options_are_refused_naming_the_field_and_start_nothing(

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from esper.data import Dataset, load_dataset
-from esper.data.sources import load_spirals
+from esper.data.sources import load_products6, load_spirals
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import blueprint_pb2
 
@@ -15,6 +15,7 @@ EXPECTED = {
     "digits": (blueprint_pb2.INPUT_KIND_IMAGE, (1, 8, 8), 10, 1797),
     "mnist5k": (blueprint_pb2.INPUT_KIND_IMAGE, (1, 28, 28), 10, 5000),
     "spirals": (blueprint_pb2.INPUT_KIND_FEATURES, (2,), 3, 1500),
+    "products6": (blueprint_pb2.INPUT_KIND_FEATURES, (6,), 2, 3000),
 }
 PARTS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
@@ -105,6 +106,15 @@ def test_spirals_are_generated_identically_whatever_the_run_seed() -> None:
     assert not torch.equal(a.y_val, b.y_val) or not torch.allclose(_raw(a, a.x_val), _raw(b, b.x_val))
 
 
+def test_products6_labels_are_the_sign_of_the_three_products() -> None:
+    raw = load_products6()
+    assert np.array_equal(raw.x_train, load_products6().x_train)
+    for x, y in ((raw.x_train, raw.y_train), (raw.x_test, raw.y_test)):
+        votes = x[:, 0] * x[:, 1] + x[:, 2] * x[:, 3] + x[:, 4] * x[:, 5]
+        assert np.array_equal(y, (votes > 0).astype(np.int64))
+    assert 0.4 < raw.y_train.mean() < 0.6
+
+
 def test_validation_fraction_is_respected_and_stratified() -> None:
     data = load_dataset("digits", seed=0, validation_fraction=0.25)
     pool = data.y_train.shape[0] + data.y_val.shape[0]
@@ -118,7 +128,7 @@ def test_unknown_dataset_lists_the_valid_ones() -> None:
     with pytest.raises(InvalidArgument) as info:
         load_dataset("cifar", seed=0)
     assert info.value.violations[0].field == "dataset"
-    for name in ("cifar", "digits", "mnist5k", "spirals", "npz:PATH"):
+    for name in ("cifar", "digits", "mnist5k", "spirals", "products6", "npz:PATH"):
         assert name in str(info.value)
 
 

@@ -58,3 +58,10 @@ def expect_invalid(ir: blueprint_pb2.BlueprintIR, field: str, *message_parts: st
     for part in message_parts:
         assert part in violation.description, violation.description
     return error
+
+
+def width_conv_ir(channels: int = 2, units: int = 3, out_channels: int = 4) -> blueprint_pb2.BlueprintIR:
+    """A width block: [channels, 8, 8] -> conv 3x3 -> relu -> max pool 2 -> conv 3x3 -> [out_channels, 4, 4]."""
+    b = IRBuilder(blueprint_pb2.INPUT_KIND_IMAGE, [channels, 8, 8], growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH)
+    x = b.max_pool2d(b.activation(OPS.OP_TYPE_RELU, b.conv2d(b.input, units, 3)), 2)
+    return b.build(b.conv2d(x, out_channels, 3, bias=False))

@@ -94,7 +94,7 @@ def test_blocks_start_gently(catalog: TemplateCatalog) -> None:
 
 def test_safe_templates_fit_every_default_host_shape(catalog: TemplateCatalog) -> None:
     unfit = []
-    for template in catalog.list_templates(tier=SAFE):
+    for template in catalog.list_templates(tier=SAFE, growth_kind=blueprint_pb2.GROWTH_KIND_DEPTH):
         for shape in HOST_SHAPES[template.input_kind]:
             try:
                 catalog.instantiate(template.template_id, shape)
@@ -105,7 +105,7 @@ def test_safe_templates_fit_every_default_host_shape(catalog: TemplateCatalog) -
 
 def test_every_template_fits_a_mid_sized_host(catalog: TemplateCatalog) -> None:
     shapes = {FEATURES: (128,), IMAGE: (32, 14, 14), SEQUENCE: (16, 64)}
-    for template in catalog.list_templates():
+    for template in catalog.list_templates(growth_kind=blueprint_pb2.GROWTH_KIND_DEPTH):
         instance = catalog.instantiate(template.template_id, shapes[template.input_kind])
         validate_ir(instance.ir)
 
@@ -195,7 +195,8 @@ def test_query_defaults_to_safe_and_orders_by_parameters(catalog: TemplateCatalo
     assert results and all(t.tier == SAFE and t.input_kind == FEATURES for t in results)
     keys = [(t.parameter_estimate, t.template_id) for t in results]
     assert keys == sorted(keys)
-    assert len(results) == len(catalog.list_templates(tier=SAFE, input_kind=FEATURES))
+    depth = blueprint_pb2.GROWTH_KIND_DEPTH
+    assert len(results) == len(catalog.list_templates(tier=SAFE, input_kind=FEATURES, growth_kind=depth))
 
 
 def test_query_instantiates_at_the_site_shape_and_skips_what_does_not_fit(catalog: TemplateCatalog) -> None:

@@ -24,10 +24,10 @@ CHECK_EVERY_STEP = KasminaConfig(target_module_types=("ReLU",), isolation_check_
 def _leak_gradient(seed: KasminaSeed) -> None:
     """A seed path that forgets to detach the kernel's input: the value is right, the gradient leaks."""
 
-    def leaky(self: KasminaSeed, x: Tensor) -> tuple[Tensor, Tensor]:
+    def leaky(self: KasminaSeed, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         assert self.kernel is not None
         s = self.kernel(x)
-        return straight_through(x, s, 1.0), s
+        return straight_through(h, s, 1.0), s
 
     seed._training_output = types.MethodType(leaky, seed)  # type: ignore[method-assign]
 
@@ -35,10 +35,10 @@ def _leak_gradient(seed: KasminaSeed) -> None:
 def _leak_forward(seed: KasminaSeed) -> None:
     """A seed path that blends while TRAINING: the host's output changes."""
 
-    def blending(self: KasminaSeed, x: Tensor) -> tuple[Tensor, Tensor]:
+    def blending(self: KasminaSeed, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         assert self.kernel is not None
         s = self.kernel(x.detach())
-        return x + 0.5 * s, s
+        return h + 0.5 * s, s
 
     seed._training_output = types.MethodType(blending, seed)  # type: ignore[method-assign]
 

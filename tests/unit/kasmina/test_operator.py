@@ -148,8 +148,15 @@ def test_full_adaptation_yields_transitions_and_its_adaptation_record() -> None:
         "EVALUATING",
         "FINE_TUNING",
         "FOSSILIZED",
+        "DORMANT",  # the site's child seed, born dormant
     ]
-    germinated, fossilized = transitions[0], transitions[-1]
+    germinated, fossilized, child = transitions[0], transitions[-2], transitions[-1]
+    assert (child.seed_id, child.from_stage, child.command_id) == (
+        "1/2",
+        lc.Stage.Value("SEED_STAGE_UNSPECIFIED"),
+        "fossil",
+    )
+    assert "CHILD_OF 1" in child.reason
     assert (germinated.command_id, germinated.epoch) == ("germ", 0)
     assert (fossilized.from_stage, fossilized.command_id, fossilized.epoch) == (lc.FINE_TUNING, "fossil", 2)
     adaptation = model.seed("1").adaptation

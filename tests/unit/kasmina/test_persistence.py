@@ -60,7 +60,7 @@ def test_fossilized_model_reloads_to_the_same_outputs(tmp_path: Path) -> None:
     assert seed.stage == lc.FOSSILIZED and seed.alpha == 1.0
     assert all(not p.requires_grad for p in seed.kernel_parameters())
     assert loaded.seed("3").stage == lc.DORMANT and not loaded.seed("3").hooked
-    assert [d.seed_id for d in loaded.seed_layout()] == ["1", "3"]
+    assert [d.seed_id for d in loaded.seed_layout()] == ["1", "3", "1/2"]
 
 
 def test_model_file_is_a_plain_state_dict_and_lineage_records_the_growth(tmp_path: Path) -> None:

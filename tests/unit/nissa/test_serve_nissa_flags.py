@@ -20,7 +20,7 @@ def _args(*flags: str) -> argparse.Namespace:
 def test_flags_parse_with_their_defaults() -> None:
     args = _args("--max-spans", "7", "--forward", "jaeger:4317", "--alert-for", "tamiyo_unavailable=3")
     assert (args.db, args.max_spans, args.forward, args.alert_for) == (
-        "nissa-spans.db",
+        None,
         7,
         "jaeger:4317",
         ["tamiyo_unavailable=3"],

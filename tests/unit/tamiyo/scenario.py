@@ -51,7 +51,9 @@ def kernel(
     latency_ms: float = 0.5,
     dims: Sequence[int] = SHAPE,
     status: kernel_pb2.KernelStatus = kernel_pb2.KERNEL_STATUS_VALIDATED,
+    output_dims: Sequence[int] = (),
 ) -> kernel_pb2.KernelArtifact:
+    """A depth kernel at `dims`, or a width kernel from `dims` to `output_dims`."""
     artifact = kernel_pb2.KernelArtifact(
         kernel_id=kernel_id,
         blueprint_id=blueprint_id or f"bp-{kernel_id}",
@@ -61,6 +63,9 @@ def kernel(
         parameter_count=params,
     )
     artifact.input_shape.dims.extend(dims)
+    if output_dims:
+        artifact.growth_kind = blueprint_pb2.GROWTH_KIND_WIDTH
+        artifact.output_shape.dims.extend(output_dims)
     artifact.validation_report.kernel_id = kernel_id
     artifact.validation_report.passed = True
     artifact.validation_report.latency_ms_mean = latency_ms
@@ -126,6 +131,8 @@ class SeedSimulator:
     send_telemetry: bool = True
     final_epoch: int = 0
     run_id: str = RUN
+    parameter_count: int = 10_000
+    added_units: dict[str, int] = field(default_factory=dict)
     seeds: dict[str, SimSeed] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -168,12 +175,13 @@ class SeedSimulator:
                     eval_gain=self.eval_gain if measured else 0.0,
                     parameter_count=seed.params,
                     kernel_id=seed.kernel_id,
+                    added_units=self.added_units.get(seed.kernel_id, 0),
                 )
             )
         return reports
 
     def request(
-        self, epoch: int, accuracy: float, *, loss: float = 0.5, parameter_count: int = 10_000
+        self, epoch: int, accuracy: float, *, loss: float = 0.5, parameter_count: int | None = None
     ) -> tamiyo_pb2.StepRequest:
         telemetry = self.telemetry(epoch)
         packet = pack_system_state(
@@ -191,7 +199,7 @@ class SeedSimulator:
             packet=packet,
             seed_layout=self.layout,
             telemetry=telemetry if self.send_telemetry else [],
-            parameter_count=parameter_count,
+            parameter_count=self.parameter_count if parameter_count is None else parameter_count,
             final_epoch=self.final_epoch,
         )
 

@@ -156,16 +156,20 @@ def test_the_veto_refuses_what_the_mask_or_the_budget_forbids() -> None:
         veto(action([GERMINATE, WAIT]), context)
 
 
-def test_policies_load_by_path_and_unknown_ones_are_not_found(tmp_path: Path) -> None:
+def test_load_policy_takes_ids_only_and_unknown_ones_are_not_found(tmp_path: Path) -> None:
     path = _write(tmp_path, TamiyoNet(Architecture(hidden=8)), "gnn-path")
     controller = _controller("heuristic-v1")
-    loaded = controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id=path))
-    assert (loaded.policy_id, loaded.policy_version, loaded.pinned) == ("gnn-path", 3, True)
-    with pytest.raises(NotFound) as raised:
+    # A Tamiyo server never opens a file a caller names; files are for the run's own config.
+    with pytest.raises(InvalidArgument) as raised:
+        controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id=path))
+    assert [v.field for v in raised.value.violations] == ["policy_id"]
+    with pytest.raises(NotFound) as missing:
         controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id="simic-99"))
-    assert raised.value.reason == "POLICY_NOT_FOUND"
+    assert missing.value.reason == "POLICY_NOT_FOUND"
+    followed = controller.load_policy(tamiyo_pb2.LoadPolicyRequest(follow_updates=True))
+    assert (followed.policy_id, followed.pinned) == ("heuristic-v1", False)
     with pytest.raises(InvalidArgument):
-        controller.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id=str(tmp_path / "missing.pt")))
+        _controller(str(tmp_path / "missing.pt"))
 
 
 def test_an_artifact_round_trips_and_its_card_says_what_it_is(tmp_path: Path) -> None:

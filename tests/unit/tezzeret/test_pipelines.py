@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from esper.ir import build_module, ir_sha256, parameter_count
+from esper.ir import IRBuilder, build_module, ir_sha256, parameter_count
 from esper.leyline.v1 import blueprint_pb2
 from esper.tezzeret import passes
 from esper.tezzeret.artifacts import FrozenKernel, load_kernel_module
@@ -60,6 +60,20 @@ def test_kernel_metadata_follows_appendix_j3(make_config: ConfigFactory) -> None
     assert kernel.input_kind == blueprint_pb2.INPUT_KIND_FEATURES
     assert list(kernel.input_shape.dims) == [16]
     assert kernel.compile_duration.ToNanoseconds() > 0
+
+
+def test_a_width_kernel_keeps_its_kind_and_output_shape(make_config: ConfigFactory) -> None:
+    builder = IRBuilder(blueprint_pb2.INPUT_KIND_IMAGE, [2, 8, 8], growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH)
+    hidden = builder.max_pool2d(builder.activation(blueprint_pb2.OP_TYPE_RELU, builder.conv2d(builder.input, 3, 3)), 2)
+    ir = builder.build(builder.linear(builder.reshape(hidden, (48,)), 10, bias=False))
+
+    compiled = compile_blueprint(ir, STANDARD, make_config(), blueprint_id="bp-w")
+
+    assert compiled.kernel.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+    assert list(compiled.kernel.output_shape.dims) == [10]
+    kernel = load_kernel_module(compiled.artifact, STANDARD)
+    for batch in (1, 7):
+        assert _max_diff(kernel, ir, batch) <= 1e-6
 
 
 def test_toolchain_settings_change_the_kernel_id(make_config: ConfigFactory) -> None:

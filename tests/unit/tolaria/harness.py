@@ -16,8 +16,8 @@ from esper.kasmina.config import KasminaConfig
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, tamiyo_pb2
 from esper.tamiyo import TamiyoController
 from esper.tamiyo.config import TamiyoConfig
+from esper.tolaria.config import RunConfig, TolariaConfig
 from esper.tolaria.events import RunEventLog
-from esper.tolaria.settings import TolariaConfig
 from esper.tolaria.trainer import TolariaTrainer
 from tests.unit.kasmina.support import FakeKernelSource, template_ir
 from tests.unit.tamiyo.scenario import FakeKernels
@@ -77,11 +77,11 @@ class Setup:
     events: RunEventLog = field(default_factory=lambda: RunEventLog(RUN_ID))
 
     def trainer(self, epochs: int, *, checkpoint: Path | None = None, **config: Any) -> TolariaTrainer:
-        settings = TolariaConfig(epochs=epochs, batch_size=64, learning_rate=1e-2, seed=0, **config)
         return TolariaTrainer(
             self.model,
             self.controller,
-            settings,
+            RunConfig(epochs=epochs, batch_size=64, learning_rate=1e-2, seed=0),
+            TolariaConfig(**config),
             data=self.data,
             kasmina=self.operator,
             run_id=RUN_ID,

@@ -12,7 +12,7 @@ from torch import nn
 from esper.errors import Unavailable
 from esper.kasmina import load_model, save_model
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, tamiyo_pb2
-from esper.tolaria.settings import TolariaConfig
+from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import TolariaTrainer, TrainingFailed
 from tests.unit.tolaria.harness import (
     RUN_ID,
@@ -66,7 +66,7 @@ def test_the_host_trains_identically_while_its_seeds_only_train(tmp_path: Path) 
     assert any("->TRAINING" in step for _, _, step in transitions(grown.events))
     static = setup()
     static_trainer = TolariaTrainer(
-        static.model, None, TolariaConfig(epochs=6, batch_size=64, learning_rate=1e-2, seed=0), data=static.data
+        static.model, None, RunConfig(epochs=6, batch_size=64, learning_rate=1e-2, seed=0), data=static.data
     )
     static_trainer.train()
     for key, value in static.model.host.state_dict().items():
@@ -226,7 +226,7 @@ def test_a_plain_module_trains_as_a_static_baseline() -> None:
     data = spirals()
     torch.manual_seed(0)
     host = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
-    trainer = TolariaTrainer(host, None, TolariaConfig(epochs=5, learning_rate=1e-2), data=data)
+    trainer = TolariaTrainer(host, None, RunConfig(epochs=5, learning_rate=1e-2), data=data)
     _, history = trainer.train()
     assert len(history.epochs) == 5
     assert history.epochs[-1].metrics.train_loss < history.epochs[0].metrics.train_loss

@@ -87,3 +87,19 @@ def test_declared_shape_must_match_the_ir(good: CompiledKernel) -> None:
     report = probe(kernel, good.artifact, IR, SETTINGS)
     assert not report.passed
     assert reports.failure_category(report.failure_reason) == reports.SHAPE_MISMATCH
+
+
+def test_a_width_kernel_passes_and_its_declared_output_shape_is_checked(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from tests.unit.ir.irs import width_conv_ir
+
+    ir = width_conv_ir()
+    compiled = compile_kernel(ir, tmp_path_factory.mktemp("width"))
+    assert probe(compiled.kernel, compiled.artifact, ir, SETTINGS).passed
+    kernel = kernel_pb2.KernelArtifact()
+    kernel.CopyFrom(compiled.kernel)
+    kernel.output_shape.CopyFrom(blueprint_pb2.TensorShape(dims=[2, 8, 8]))
+    report = probe(kernel, compiled.artifact, ir, SETTINGS)
+    assert reports.failure_category(report.failure_reason) == reports.SHAPE_MISMATCH
+    assert "output" in report.failure_reason

@@ -83,6 +83,8 @@ def test_kernel_round_trip_with_tags_and_report() -> None:
         tags=["fast", "low_memory"],
         input_kind=blueprint_pb2.INPUT_KIND_IMAGE,
         input_shape=blueprint_pb2.TensorShape(dims=[16, 8, 8]),
+        growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH,
+        output_shape=blueprint_pb2.TensorShape(dims=[10]),
         parameter_count=2048,
         toolchain_hash="01234567",
         validation_report=report,
@@ -95,6 +97,12 @@ def test_kernel_round_trip_with_tags_and_report() -> None:
     assert row["object_key"] == "kernels/x/y.pt2"
     rebuilt = kernel_to_proto(row, tags=["low_memory", "fast"], report=report.SerializeToString())
     assert rebuilt == kernel
+
+
+def test_a_kernel_that_does_not_say_is_stored_as_a_depth_kernel_keeping_its_shape() -> None:
+    kernel = kernel_pb2.KernelArtifact(kernel_id="k", input_shape=blueprint_pb2.TensorShape(dims=[16]))
+    row = kernel_values(kernel, object_key="o")
+    assert (row["growth_kind"], row["output_shape"]) == (blueprint_pb2.GROWTH_KIND_DEPTH, "16")
 
 
 def test_times_and_shapes() -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from esper.errors import FailedPrecondition
+from esper.leyline.v1 import blueprint_pb2
 from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
 from tests.unit.urza.support import make_hub, submit
 
@@ -89,3 +90,28 @@ def test_a_transaction_the_database_aborted_is_run_again(database_url: str) -> N
     with pytest.raises(DBAPIError):
         database.transact(broken)
     database.close()
+
+
+def test_a_schema_1_database_is_migrated_and_its_kernels_read_as_depth_kernels(database_url: str) -> None:
+    database = UrzaDatabase.open(database_url)
+    with database.write() as conn:
+        # Schema 1 had no growth kind or output shape on kernels.
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN growth_kind"))
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN output_shape"))
+        conn.execute(update(schema_meta).values(version=1))
+        conn.execute(text("INSERT INTO blueprints VALUES ('bp-1', 'aa', x'00', '', 'n', 1, 4, '', 10, '', 1, 0, 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO kernels (kernel_id, blueprint_id, pipeline, hardware_target, sha256, size_bytes, "
+                "object_key, status, input_kind, input_shape, parameter_count, toolchain_hash, "
+                "compile_duration_us, template_id, worker_id, lease_token, lease_expire_us, create_us, update_us) "
+                "VALUES ('k1', 'bp-1', 2, 'cpu', 'ff', 1, 'o', 3, 1, '16', 10, 't', 0, '', '', '', 0, 0, 0)"
+            )
+        )
+    database.close()
+    migrated = UrzaDatabase.open(database_url)
+    with migrated.read() as conn:
+        assert conn.execute(select(schema_meta.c.version)).scalar_one() == SCHEMA_VERSION
+        row = conn.execute(text("SELECT growth_kind, output_shape FROM kernels")).one()
+    assert tuple(row) == (blueprint_pb2.GROWTH_KIND_DEPTH, "16")
+    migrated.close()

@@ -90,6 +90,26 @@ def test_filter_by_input_kind_and_exact_shape(hub: UrzaHub, library: Library) ->
     assert _ids(hub, input_shape=blueprint_pb2.TensorShape(dims=[4, 8])) == []
 
 
+def width_ir() -> blueprint_pb2.BlueprintIR:
+    """New units for a Linear layer reading [16] features, adding into a [10] output."""
+    builder = IRBuilder(blueprint_pb2.INPUT_KIND_FEATURES, [16], growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH)
+    hidden = builder.activation(blueprint_pb2.OP_TYPE_RELU, builder.linear(builder.input, 2))
+    return builder.build(builder.linear(hidden, 10, bias=False))
+
+
+def test_filter_by_growth_kind_and_output_shape(hub: UrzaHub, library: Library) -> None:
+    submit(hub, width_ir(), template_id="widen_k2", pipelines=[FAST])
+    (width,) = compile_all(hub)
+    assert (width.growth_kind, list(width.output_shape.dims)) == (blueprint_pb2.GROWTH_KIND_WIDTH, [10])
+    depth = blueprint_pb2.GROWTH_KIND_DEPTH
+    same_input = blueprint_pb2.TensorShape(dims=[16])
+    assert _ids(hub, input_shape=same_input) == [width.kernel_id, library.a_fast]
+    assert _ids(hub, input_shape=same_input, growth_kind=depth) == [library.a_fast]
+    assert _ids(hub, input_shape=same_input, output_shape=same_input) == [library.a_fast]
+    assert _ids(hub, growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH) == [width.kernel_id]
+    assert _ids(hub, output_shape=blueprint_pb2.TensorShape(dims=[10])) == [width.kernel_id]
+
+
 def test_filter_by_parameter_budget(hub: UrzaHub, library: Library) -> None:
     assert _ids(hub, max_parameter_count=library.a_parameters) == [library.c_fast, library.a_fast]
 

@@ -29,6 +29,13 @@ class OpType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OP_TYPE_RESHAPE: _ClassVar[OpType]
     OP_TYPE_SELF_ATTENTION: _ClassVar[OpType]
     OP_TYPE_SCALE: _ClassVar[OpType]
+    OP_TYPE_MAX_POOL2D: _ClassVar[OpType]
+
+class GrowthKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GROWTH_KIND_UNSPECIFIED: _ClassVar[GrowthKind]
+    GROWTH_KIND_DEPTH: _ClassVar[GrowthKind]
+    GROWTH_KIND_WIDTH: _ClassVar[GrowthKind]
 
 class BlueprintTier(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -70,6 +77,10 @@ OP_TYPE_GLOBAL_AVG_POOL: OpType
 OP_TYPE_RESHAPE: OpType
 OP_TYPE_SELF_ATTENTION: OpType
 OP_TYPE_SCALE: OpType
+OP_TYPE_MAX_POOL2D: OpType
+GROWTH_KIND_UNSPECIFIED: GrowthKind
+GROWTH_KIND_DEPTH: GrowthKind
+GROWTH_KIND_WIDTH: GrowthKind
 BLUEPRINT_TIER_UNSPECIFIED: BlueprintTier
 BLUEPRINT_TIER_SAFE: BlueprintTier
 BLUEPRINT_TIER_EXPERIMENTAL: BlueprintTier
@@ -140,7 +151,7 @@ class IREdge(_message.Message):
     def __init__(self, source_node_id: _Optional[str] = ..., target_node_id: _Optional[str] = ..., target_port: _Optional[int] = ...) -> None: ...
 
 class BlueprintIR(_message.Message):
-    __slots__ = ("input_kind", "input_shape", "output_shape", "nodes", "edges", "output_node_id", "init_seed")
+    __slots__ = ("input_kind", "input_shape", "output_shape", "nodes", "edges", "output_node_id", "init_seed", "growth_kind")
     INPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +159,7 @@ class BlueprintIR(_message.Message):
     EDGES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     INIT_SEED_FIELD_NUMBER: _ClassVar[int]
+    GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
     input_kind: InputKind
     input_shape: TensorShape
     output_shape: TensorShape
@@ -155,10 +167,11 @@ class BlueprintIR(_message.Message):
     edges: _containers.RepeatedCompositeFieldContainer[IREdge]
     output_node_id: str
     init_seed: int
-    def __init__(self, input_kind: _Optional[_Union[InputKind, str]] = ..., input_shape: _Optional[_Union[TensorShape, _Mapping]] = ..., output_shape: _Optional[_Union[TensorShape, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[IRNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[IREdge, _Mapping]]] = ..., output_node_id: _Optional[str] = ..., init_seed: _Optional[int] = ...) -> None: ...
+    growth_kind: GrowthKind
+    def __init__(self, input_kind: _Optional[_Union[InputKind, str]] = ..., input_shape: _Optional[_Union[TensorShape, _Mapping]] = ..., output_shape: _Optional[_Union[TensorShape, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[IRNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[IREdge, _Mapping]]] = ..., output_node_id: _Optional[str] = ..., init_seed: _Optional[int] = ..., growth_kind: _Optional[_Union[GrowthKind, str]] = ...) -> None: ...
 
 class BlueprintTemplate(_message.Message):
-    __slots__ = ("template_id", "name", "tier", "description", "input_kind", "ir", "parameter_estimate", "tags")
+    __slots__ = ("template_id", "name", "tier", "description", "input_kind", "ir", "parameter_estimate", "tags", "growth_kind")
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +180,7 @@ class BlueprintTemplate(_message.Message):
     IR_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
     template_id: str
     name: str
     tier: BlueprintTier
@@ -175,7 +189,8 @@ class BlueprintTemplate(_message.Message):
     ir: BlueprintIR
     parameter_estimate: int
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, template_id: _Optional[str] = ..., name: _Optional[str] = ..., tier: _Optional[_Union[BlueprintTier, str]] = ..., description: _Optional[str] = ..., input_kind: _Optional[_Union[InputKind, str]] = ..., ir: _Optional[_Union[BlueprintIR, _Mapping]] = ..., parameter_estimate: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    growth_kind: GrowthKind
+    def __init__(self, template_id: _Optional[str] = ..., name: _Optional[str] = ..., tier: _Optional[_Union[BlueprintTier, str]] = ..., description: _Optional[str] = ..., input_kind: _Optional[_Union[InputKind, str]] = ..., ir: _Optional[_Union[BlueprintIR, _Mapping]] = ..., parameter_estimate: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., growth_kind: _Optional[_Union[GrowthKind, str]] = ...) -> None: ...
 
 class Blueprint(_message.Message):
     __slots__ = ("blueprint_id", "template_id", "name", "tier", "ir", "ir_sha256", "status", "failure_reason", "parameter_estimate", "tags", "create_time", "update_time")

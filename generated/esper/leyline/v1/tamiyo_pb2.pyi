@@ -1,3 +1,4 @@
+from esper.leyline.v1 import blueprint_pb2 as _blueprint_pb2
 from esper.leyline.v1 import control_pb2 as _control_pb2
 from esper.leyline.v1 import kernel_pb2 as _kernel_pb2
 from esper.leyline.v1 import lifecycle_pb2 as _lifecycle_pb2
@@ -85,7 +86,7 @@ class LoadPolicyResponse(_message.Message):
     def __init__(self, policy_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., pinned: _Optional[bool] = ...) -> None: ...
 
 class TamiyoControllerState(_message.Message):
-    __slots__ = ("run_id", "best_val_accuracy", "epochs_since_improvement", "last_epoch", "embargo_until", "pre_metric", "germination_epoch", "germination_command", "commands_issued", "conservative_mode", "eval_gain", "active_adaptations", "blueprint_scores")
+    __slots__ = ("run_id", "best_val_accuracy", "epochs_since_improvement", "last_epoch", "embargo_until", "pre_metric", "germination_epoch", "germination_command", "commands_issued", "conservative_mode", "eval_gain", "active_adaptations", "blueprint_scores", "growth_steps")
     class EmbargoUntilEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +142,7 @@ class TamiyoControllerState(_message.Message):
     EVAL_GAIN_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_ADAPTATIONS_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_SCORES_FIELD_NUMBER: _ClassVar[int]
+    GROWTH_STEPS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     best_val_accuracy: float
     epochs_since_improvement: int
@@ -154,7 +156,22 @@ class TamiyoControllerState(_message.Message):
     eval_gain: _containers.ScalarMap[str, float]
     active_adaptations: _containers.RepeatedCompositeFieldContainer[ActiveAdaptation]
     blueprint_scores: _containers.ScalarMap[str, int]
-    def __init__(self, run_id: _Optional[str] = ..., best_val_accuracy: _Optional[float] = ..., epochs_since_improvement: _Optional[int] = ..., last_epoch: _Optional[int] = ..., embargo_until: _Optional[_Mapping[str, int]] = ..., pre_metric: _Optional[_Mapping[str, float]] = ..., germination_epoch: _Optional[_Mapping[str, int]] = ..., germination_command: _Optional[_Mapping[str, str]] = ..., commands_issued: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., eval_gain: _Optional[_Mapping[str, float]] = ..., active_adaptations: _Optional[_Iterable[_Union[ActiveAdaptation, _Mapping]]] = ..., blueprint_scores: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    growth_steps: _containers.RepeatedCompositeFieldContainer[GrowthStep]
+    def __init__(self, run_id: _Optional[str] = ..., best_val_accuracy: _Optional[float] = ..., epochs_since_improvement: _Optional[int] = ..., last_epoch: _Optional[int] = ..., embargo_until: _Optional[_Mapping[str, int]] = ..., pre_metric: _Optional[_Mapping[str, float]] = ..., germination_epoch: _Optional[_Mapping[str, int]] = ..., germination_command: _Optional[_Mapping[str, str]] = ..., commands_issued: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., eval_gain: _Optional[_Mapping[str, float]] = ..., active_adaptations: _Optional[_Iterable[_Union[ActiveAdaptation, _Mapping]]] = ..., blueprint_scores: _Optional[_Mapping[str, int]] = ..., growth_steps: _Optional[_Iterable[_Union[GrowthStep, _Mapping]]] = ...) -> None: ...
+
+class GrowthStep(_message.Message):
+    __slots__ = ("seed_id", "growth_kind", "parameter_count", "accuracy_gain", "epoch")
+    SEED_ID_FIELD_NUMBER: _ClassVar[int]
+    GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_GAIN_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    seed_id: str
+    growth_kind: _blueprint_pb2.GrowthKind
+    parameter_count: int
+    accuracy_gain: float
+    epoch: int
+    def __init__(self, seed_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., parameter_count: _Optional[int] = ..., accuracy_gain: _Optional[float] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class ActiveAdaptation(_message.Message):
     __slots__ = ("seed_id", "germination_command_id", "kernel_id", "blueprint_id", "germination_epoch", "pre_metric", "selected_for_tags", "eval_gain", "kernel_report", "last_stage", "stage_entry_epoch")

@@ -12,16 +12,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SeedDescriptor(_message.Message):
-    __slots__ = ("seed_id", "layer_index", "input_kind", "input_shape")
+    __slots__ = ("seed_id", "layer_index", "input_kind", "input_shape", "growth_kind", "output_shape", "site", "output_site", "parent_seed_id", "layer_units")
     SEED_ID_FIELD_NUMBER: _ClassVar[int]
     LAYER_INDEX_FIELD_NUMBER: _ClassVar[int]
     INPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SITE_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SEED_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYER_UNITS_FIELD_NUMBER: _ClassVar[int]
     seed_id: str
     layer_index: int
     input_kind: _blueprint_pb2.InputKind
     input_shape: _blueprint_pb2.TensorShape
-    def __init__(self, seed_id: _Optional[str] = ..., layer_index: _Optional[int] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ...) -> None: ...
+    growth_kind: _blueprint_pb2.GrowthKind
+    output_shape: _blueprint_pb2.TensorShape
+    site: str
+    output_site: str
+    parent_seed_id: str
+    layer_units: int
+    def __init__(self, seed_id: _Optional[str] = ..., layer_index: _Optional[int] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., site: _Optional[str] = ..., output_site: _Optional[str] = ..., parent_seed_id: _Optional[str] = ..., layer_units: _Optional[int] = ...) -> None: ...
 
 class HostLayer(_message.Message):
     __slots__ = ("module_path", "layer_index", "module_type", "in_width", "out_width", "parameter_count", "seed_ids")
@@ -70,7 +82,7 @@ class SeedState(_message.Message):
     def __init__(self, descriptor: _Optional[_Union[SeedDescriptor, _Mapping]] = ..., stage: _Optional[_Union[_lifecycle_pb2.SeedStage, str]] = ..., kernel_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., alpha: _Optional[float] = ..., stage_entry_epoch: _Optional[int] = ..., is_ready_for_transition: _Optional[bool] = ..., embargo_until_epoch: _Optional[int] = ..., isolation_violations: _Optional[int] = ..., last_transition_reason: _Optional[str] = ..., parameter_count: _Optional[int] = ..., last_command_id: _Optional[str] = ...) -> None: ...
 
 class SeedTelemetry(_message.Message):
-    __slots__ = ("run_id", "seed_id", "epoch", "global_step", "stage", "chunk_variance", "dead_node_ratio", "avg_correlation", "activation_mean", "activation_std", "gradient_norm", "alpha", "epochs_since_graft", "is_ready_for_transition", "isolation_violations", "execution_latency_us", "seed_loss", "report_time", "eval_gain", "parameter_count", "kernel_id")
+    __slots__ = ("run_id", "seed_id", "epoch", "global_step", "stage", "chunk_variance", "dead_node_ratio", "avg_correlation", "activation_mean", "activation_std", "gradient_norm", "alpha", "epochs_since_graft", "is_ready_for_transition", "isolation_violations", "execution_latency_us", "seed_loss", "report_time", "eval_gain", "parameter_count", "kernel_id", "added_units")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +104,7 @@ class SeedTelemetry(_message.Message):
     EVAL_GAIN_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDED_UNITS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     seed_id: str
     epoch: int
@@ -113,7 +126,8 @@ class SeedTelemetry(_message.Message):
     eval_gain: float
     parameter_count: int
     kernel_id: str
-    def __init__(self, run_id: _Optional[str] = ..., seed_id: _Optional[str] = ..., epoch: _Optional[int] = ..., global_step: _Optional[int] = ..., stage: _Optional[_Union[_lifecycle_pb2.SeedStage, str]] = ..., chunk_variance: _Optional[float] = ..., dead_node_ratio: _Optional[float] = ..., avg_correlation: _Optional[float] = ..., activation_mean: _Optional[float] = ..., activation_std: _Optional[float] = ..., gradient_norm: _Optional[float] = ..., alpha: _Optional[float] = ..., epochs_since_graft: _Optional[int] = ..., is_ready_for_transition: _Optional[bool] = ..., isolation_violations: _Optional[int] = ..., execution_latency_us: _Optional[float] = ..., seed_loss: _Optional[float] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eval_gain: _Optional[float] = ..., parameter_count: _Optional[int] = ..., kernel_id: _Optional[str] = ...) -> None: ...
+    added_units: int
+    def __init__(self, run_id: _Optional[str] = ..., seed_id: _Optional[str] = ..., epoch: _Optional[int] = ..., global_step: _Optional[int] = ..., stage: _Optional[_Union[_lifecycle_pb2.SeedStage, str]] = ..., chunk_variance: _Optional[float] = ..., dead_node_ratio: _Optional[float] = ..., avg_correlation: _Optional[float] = ..., activation_mean: _Optional[float] = ..., activation_std: _Optional[float] = ..., gradient_norm: _Optional[float] = ..., alpha: _Optional[float] = ..., epochs_since_graft: _Optional[int] = ..., is_ready_for_transition: _Optional[bool] = ..., isolation_violations: _Optional[int] = ..., execution_latency_us: _Optional[float] = ..., seed_loss: _Optional[float] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eval_gain: _Optional[float] = ..., parameter_count: _Optional[int] = ..., kernel_id: _Optional[str] = ..., added_units: _Optional[int] = ...) -> None: ...
 
 class SystemStatePacket(_message.Message):
     __slots__ = ("schema_version", "run_id", "epoch", "global_step", "training_loss", "validation_loss", "validation_accuracy", "packet_time", "layout_hash", "seed_stages", "seed_alpha_bp", "seed_variance_bp", "seed_dead_bp", "seed_correlation_bp", "seed_epochs_since_graft", "ready_mask", "epoch_ms")

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from esper import checks
 from esper.errors import InvalidArgument
 from esper.nissa.alerts.rules import RULES_BY_NAME
 
@@ -47,16 +48,14 @@ class NissaAlertsConfig:
     max_resolved: int = DEFAULT_MAX_RESOLVED
 
     def __post_init__(self) -> None:
-        _positive("evaluation_interval_seconds", self.evaluation_interval_seconds)
-        _positive("scrape_timeout_seconds", self.scrape_timeout_seconds)
-        if self.max_resolved < 1:
-            raise InvalidArgument.for_field("max_resolved", f"must be >= 1, got {self.max_resolved}")
+        checks.positive("evaluation_interval_seconds", self.evaluation_interval_seconds)
+        checks.positive("scrape_timeout_seconds", self.scrape_timeout_seconds)
+        checks.positive("max_resolved", self.max_resolved)
         for target in self.static_targets:
             _check_target(target)
         for name, seconds in self.for_overrides.items():
             _check_rule_name(name, "for_overrides")
-            if not math.isfinite(seconds) or seconds < 0:
-                raise InvalidArgument.for_field(f"for_overrides.{name}", f"must be seconds >= 0, got {seconds}")
+            checks.non_negative(f"for_overrides.{name}", seconds)
         object.__setattr__(self, "static_targets", tuple(self.static_targets))
         object.__setattr__(self, "for_overrides", MappingProxyType(dict(self.for_overrides)))
 
@@ -115,8 +114,3 @@ def _check_target(target: ScrapeTarget) -> None:
             "static_targets",
             f"{target.job}: expected an http(s) URL such as http://host:port/metrics, got {target.url!r}",
         )
-
-
-def _positive(name: str, value: float) -> None:
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgument.for_field(name, f"must be > 0 seconds, got {value}")

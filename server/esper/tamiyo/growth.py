@@ -1,0 +1,173 @@
+"""Width or depth, and whether growth still pays: the heuristic's growth rules.
+
+A layer of the host can grow two ways: a width seed adds units to it, a depth seed
+adds a residual block after it. Seeds name their layer by `layer_index`, so the
+seeds at one layer (a width seed, a depth seed, and the children regrowth gives
+each) are considered together. For each layer with a free dormant seed:
+
+  width  when the layer is narrow (fewer than `width_below_units` units, counting
+         those its fossilized width seeds added), or its units are dead (at least
+         `width_dead_ratio` never fire), or redundant (mean |correlation| at least
+         `width_correlation`): the layer lacks working units, and a block after
+         it would still see the same few.
+  depth  when its units are healthy: they carry distinct, live features and the
+         plateau asks for more computation on them.
+
+Widening comes first, narrowest layer first (layout order breaks ties); layers
+that get a depth seed follow by bottleneck score. When no validated kernel fits
+any of those, each layer's other kind of growth is tried, in layout order. When no validated kernel fits
+any of those, each layer's other kind of growth is tried, in layout order. A layer with an adaptation
+under way waits, so each measured gain belongs to one change. The layer's health
+is read from a width seed's telemetry (it watches the layer's own output) or, at a
+layer without one, from its depth seed's.
+
+Growth pays while the last `gain_window` fossilized adaptations bought at least
+`min_gain_per_kparam` of validation accuracy per 1,000 parameters they added
+(accuracy at fossilization minus at germination); once they did not, the run
+stops growing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2
+from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedView
+from esper.tamiyo.state import RunState
+
+WIDTH = blueprint_pb2.GROWTH_KIND_WIDTH
+DEPTH = blueprint_pb2.GROWTH_KIND_DEPTH
+
+
+def is_width(view: SeedView) -> bool:
+    return view.descriptor.growth_kind == WIDTH
+
+
+@dataclass(frozen=True)
+class LayerHealth:
+    """What the seeds at one layer say about it."""
+
+    layer_index: int
+    units: int
+    added_units: int
+    dead: float
+    correlation: float
+
+    @property
+    def width(self) -> int:
+        """Units the layer computes now: its own and those fossilized width seeds added."""
+        return self.units + self.added_units
+
+    def describe(self) -> str:
+        added = f" ({self.units} + {self.added_units} grown)" if self.added_units else ""
+        return f"{self.width} units{added}, dead {self.dead:.2f}, correlation {self.correlation:.2f}"
+
+
+@dataclass(frozen=True)
+class GrowthOption:
+    """A seed to germinate and why: widen or deepen its layer."""
+
+    view: SeedView
+    health: LayerHealth
+    reason: str
+
+    @property
+    def widens(self) -> bool:
+        return is_width(self.view)
+
+
+def has_width_seeds(observation: Observation) -> bool:
+    return any(is_width(view) for view in observation.seeds)
+
+
+def growth_options(
+    config: TamiyoConfig, state: RunState, observation: Observation, candidates: Sequence[SeedView]
+) -> list[GrowthOption]:
+    """One option per layer that can grow now, in the order to try them."""
+    free = {view.seed_id for view in candidates}
+    by_layer: dict[int, list[SeedView]] = {}
+    for view in observation.seeds:
+        by_layer.setdefault(view.descriptor.layer_index, []).append(view)
+    widen: list[GrowthOption] = []
+    deepen: list[GrowthOption] = []
+    fallbacks: list[GrowthOption] = []
+    for layer, views in by_layer.items():
+        if any(view.seed_id in state.adaptations or view.stage in ACTIVE_STAGES for view in views):
+            continue
+        width_seed = next((v for v in views if is_width(v) and v.seed_id in free), None)
+        depth_seed = next((v for v in views if not is_width(v) and v.seed_id in free), None)
+        health = layer_health(layer, views)
+        why = width_reasons(config, health)
+        widening = deepening = None
+        if width_seed is not None:
+            because = "; ".join(why) if why else "no depth seed free"
+            widening = GrowthOption(width_seed, health, f"widen layer {layer} ({health.describe()}): {because}")
+        if depth_seed is not None:
+            because = "no width seed free" if why else f"healthy units, not narrow (>= {config.width_below_units})"
+            deepening = GrowthOption(depth_seed, health, f"deepen layer {layer} ({health.describe()}): {because}")
+        first, second = (widening, deepening) if why or deepening is None else (deepening, widening)
+        if first is not None:
+            (widen if first.widens else deepen).append(first)
+        if second is not None:
+            fallbacks.append(second)  # tried only when no kernel fits any layer's preferred growth
+    order = {view.seed_id: index for index, view in enumerate(observation.seeds)}
+    widen.sort(key=lambda option: (option.health.width, order[option.view.seed_id]))
+    deepen.sort(key=lambda option: (-(option.health.dead + option.health.correlation), order[option.view.seed_id]))
+    fallbacks.sort(key=lambda option: order[option.view.seed_id])
+    return [*widen, *deepen, *fallbacks]
+
+
+def layer_health(layer: int, views: Sequence[SeedView]) -> LayerHealth:
+    widths = [view for view in views if is_width(view)]
+    source = next((v for v in widths if v.telemetry is not None), None) or next(
+        (v for v in views if v.telemetry is not None), None
+    )
+    features = (source or views[0]).features
+    units = next((v.descriptor.layer_units for v in views if v.descriptor.layer_units), 0)
+    added = sum(
+        view.telemetry.added_units
+        for view in widths
+        if view.telemetry is not None and view.stage == lifecycle_pb2.SEED_STAGE_FOSSILIZED
+    )
+    return LayerHealth(layer, units, added, features.dead_node_ratio, features.avg_correlation)
+
+
+def width_reasons(config: TamiyoConfig, health: LayerHealth) -> list[str]:
+    """Why the layer should be widened; empty when its units are healthy and it is not narrow."""
+    reasons = []
+    if health.units and health.width < config.width_below_units:
+        reasons.append(f"narrow: {health.width} units < {config.width_below_units}")
+    if health.dead >= config.width_dead_ratio:
+        reasons.append(f"dead units: {health.dead:.2f} >= {config.width_dead_ratio}")
+    if health.correlation >= config.width_correlation:
+        reasons.append(f"redundant units: correlation {health.correlation:.2f} >= {config.width_correlation}")
+    return reasons
+
+
+def growth_stopped(config: TamiyoConfig, state: RunState) -> str:
+    """Why growth no longer pays, or "" while it does (or too little is known to tell)."""
+    window = state.growth_steps[-config.gain_window :]
+    if config.min_gain_per_kparam <= 0 or len(window) < config.gain_window:
+        return ""
+    added = sum(step.parameter_count for step in window)
+    gained = sum(step.accuracy_gain for step in window)
+    per_kparam = gained * 1000.0 / max(added, 1)
+    if per_kparam >= config.min_gain_per_kparam:
+        return ""
+    return (
+        f"growth stopped paying: the last {len(window)} fossilized adaptations "
+        f"({', '.join(step.seed_id for step in window)}) bought {100 * gained:+.2f} accuracy points for "
+        f"{added} parameters, {100 * per_kparam:.2f} points per 1,000 < {100 * config.min_gain_per_kparam:.2f}"
+    )
+
+
+def growth_paid(config: TamiyoConfig, state: RunState) -> str:
+    """The measured gain per parameter so far, for reasons; "" before any fossilization."""
+    window = state.growth_steps[-config.gain_window :]
+    if not window:
+        return ""
+    added = sum(step.parameter_count for step in window)
+    gained = sum(step.accuracy_gain for step in window)
+    return f"growth pays {100 * gained * 1000.0 / max(added, 1):.2f} points per 1,000 parameters"

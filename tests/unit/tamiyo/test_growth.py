@@ -1,0 +1,147 @@
+"""Width or depth, the parameter budget, and growth that stops when it no longer pays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2, tamiyo_pb2, telemetry_pb2
+from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.convert import state_from_proto, state_to_proto
+from esper.tamiyo.growth import growth_stopped
+from esper.tamiyo.state import GrowthStep, RunState
+from tests.unit.tamiyo.scenario import (
+    PLATEAU,
+    FakeKernels,
+    SeedSimulator,
+    commands_by_epoch,
+    kernel,
+    make_controller,
+    run_epochs,
+)
+
+S = lifecycle_pb2
+FEATURES = blueprint_pb2.INPUT_KIND_FEATURES
+
+
+def _seed(
+    seed_id: str, layer: int, units: int, *, width_in: Sequence[int] = (), width_out: Sequence[int] = ()
+) -> telemetry_pb2.SeedDescriptor:
+    message = telemetry_pb2.SeedDescriptor(seed_id=seed_id, layer_index=layer, input_kind=FEATURES, layer_units=units)
+    if width_in:
+        message.growth_kind = blueprint_pb2.GROWTH_KIND_WIDTH
+        message.input_shape.dims.extend(width_in)
+        message.output_shape.dims.extend(width_out)
+    else:
+        message.growth_kind = blueprint_pb2.GROWTH_KIND_DEPTH
+        message.input_shape.dims.append(units)
+    return message
+
+
+def _layout(units: int) -> tuple[telemetry_pb2.SeedDescriptor, ...]:
+    """An MLP 6 -> units -> units -> 2 with a width and a depth seed at each hidden layer."""
+    return (
+        _seed("w:fc1", 0, units, width_in=(6,), width_out=(units,)),
+        _seed("act1", 0, units),
+        _seed("w:fc2", 1, units, width_in=(units,), width_out=(2,)),
+        _seed("act2", 1, units),
+    )
+
+
+def _kernels(units: int) -> FakeKernels:
+    return FakeKernels(
+        [
+            kernel("wide1-small", params=44, dims=(6,), output_dims=(units,)),
+            kernel("wide1-big", params=400, dims=(6,), output_dims=(units,)),
+            kernel("wide2", params=56, dims=(units,), output_dims=(2,)),
+            kernel("deep", params=200, dims=(units,)),
+        ]
+    )
+
+
+def _germinated(responses: Sequence[tamiyo_pb2.StepResponse]) -> list[str]:
+    return [c.seed_id for r in responses for c in r.commands if c.command_type == S.COMMAND_TYPE_REQUEST_GERMINATION]
+
+
+def test_a_narrow_layer_is_widened_by_a_kernel_no_larger_than_the_model() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    responses = run_epochs(make_controller(_kernels(4)), sim, PLATEAU)
+    germinate = responses[3].commands[0]
+    assert (germinate.seed_id, germinate.kernel_id) == ("w:fc1", "wide1-small")
+    assert "widen layer 0 (4 units, dead 0.10, correlation 0.20): narrow: 4 units < 16" in germinate.reason
+    assert "model 58 -> 102 params" in germinate.reason
+
+
+def test_healthy_wide_units_get_a_depth_seed_and_dead_ones_a_width_seed() -> None:
+    sim = SeedSimulator(layout=_layout(32), parameter_count=10_000)
+    responses = run_epochs(make_controller(_kernels(32), max_concurrent_seeds=2, patience=2), sim, PLATEAU)
+    assert _germinated(responses) == ["act1"]
+    assert "deepen layer 0 (32 units, dead 0.10, correlation 0.20): healthy units" in responses[3].commands[0].reason
+    dead = SeedSimulator(layout=_layout(32), parameter_count=10_000)
+    dead.seeds["w:fc2"].dead = 0.5
+    responses = run_epochs(make_controller(_kernels(32)), dead, PLATEAU)
+    assert _germinated(responses) == ["w:fc2"]
+    assert "dead units: 0.50 >= 0.25" in responses[3].commands[0].reason
+
+
+def test_one_adaptation_per_layer_and_the_narrowest_layer_first() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    sim.added_units["wide-done"] = 8
+    sim.seeds["w:fc1"].stage, sim.seeds["w:fc1"].kernel_id = S.SEED_STAGE_FOSSILIZED, "wide-done"
+    controller = make_controller(_kernels(4), max_concurrent_seeds=2, patience=2)
+    responses = run_epochs(controller, sim, [*PLATEAU, 0.6, 0.6])
+    # Layer 0 now computes 12 units, layer 1 only 4: layer 1 is widened first.
+    assert _germinated(responses)[0] == "w:fc2"
+    assert "widen layer 1 (4 units" in responses[3].commands[0].reason
+    # Layer 1 is busy; layer 0 (12 units, still narrow) is widened by its child seed... which does
+    # not exist in this layout, so its depth seed deepens it instead.
+    assert _germinated(responses)[1] == "act1"
+    assert "no width seed free" in responses[5].commands[0].reason
+
+
+def test_without_a_width_kernel_the_layer_is_deepened() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    responses = run_epochs(make_controller(FakeKernels([kernel("deep", params=50, dims=(4,))])), sim, PLATEAU)
+    assert _germinated(responses) == ["act1"]
+    waits = [d.reason for d in responses[3].decisions if d.seed_id == "w:fc1"]
+    assert waits and "no validated kernel for width FEATURES [6] -> [4]" in waits[0]
+
+
+def test_the_parameter_budget_is_never_exceeded() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    kernels = _kernels(4)
+    responses = run_epochs(make_controller(kernels, max_parameters=100), sim, PLATEAU)
+    # 44 would take the model to 102 > 100: nothing at layer 0 fits; layer 1's 56 does not either.
+    assert _germinated(responses) == []
+    assert all(q.query.max_parameter_count <= 42 for q in kernels.queries)
+    full = SeedSimulator(layout=_layout(4), parameter_count=418)
+    responses = run_epochs(make_controller(_kernels(4), max_parameters=418), full, PLATEAU)
+    assert _germinated(responses) == []
+    assert any("parameter budget reached: the model has 418 of 418" in d.reason for d in responses[3].decisions)
+
+
+def test_growth_stops_when_it_no_longer_pays() -> None:
+    config = TamiyoConfig(min_gain_per_kparam=0.01, gain_window=2)
+    state = RunState("run")
+    assert growth_stopped(config, state) == ""
+    state.growth_steps.append(GrowthStep("w:fc1", 2, 100, 0.05, 4))
+    assert growth_stopped(config, state) == ""  # one step is not enough to judge
+    state.growth_steps.append(GrowthStep("act1", 1, 2_000, 0.002, 9))
+    # 5.2 points for 2,100 parameters: 2.48 per 1,000, above 1.
+    assert growth_stopped(config, state) == ""
+    state.growth_steps.append(GrowthStep("w:fc2", 2, 1_000, 0.001, 12))
+    reason = growth_stopped(config, state)
+    assert "bought +0.30 accuracy points for 3000 parameters, 0.10 points per 1,000 < 1.00" in reason
+    assert growth_stopped(TamiyoConfig(min_gain_per_kparam=0.0), state) == ""
+
+
+def test_fossilizations_are_recorded_as_growth_steps_and_survive_a_checkpoint() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58, kernel_params={"wide1-small": 44})
+    controller = make_controller(_kernels(4), min_training_epochs=1, fine_tune_epochs=1, max_concurrent_seeds=1)
+    accuracies = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.72, 0.75, 0.75]
+    responses = run_epochs(controller, sim, accuracies)
+    assert "w:fc1:FOSSILIZE" in [label for step in commands_by_epoch(responses) for label in step]
+    state = controller.export_controller_state(tamiyo_pb2.ExportControllerStateRequest(run_id="run-1")).state
+    (step,) = state.growth_steps[:1]
+    assert (step.seed_id, step.growth_kind, step.parameter_count) == ("w:fc1", blueprint_pb2.GROWTH_KIND_WIDTH, 44)
+    assert step.accuracy_gain > 0
+    assert state_to_proto(state_from_proto(state)) == state

@@ -3,8 +3,10 @@
 The loss is the negative log-likelihood of the heuristic's whole action (every seed's
 decision, where it germinated, which kernel) under the masked distribution the
 policy acts with, so the network learns the heuristic inside the same masks it will
-be held to. A fifth of the samples (by boundary) is held out to measure agreement:
-the share of boundaries where the network's most likely action is the heuristic's.
+be held to; label smoothing (`smoothing`) mixes in a uniform choice among the legal
+options, so the clone is never certain and PPO can still explore from it. A fifth of
+the samples (by boundary) is held out to measure agreement: the share of boundaries
+where the network's most likely action is the heuristic's.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def clone(
     seed: int = 0,
     net: TamiyoNet | None = None,
     progress: Progress | None = None,
+    smoothing: float = 0.1,
 ) -> CloningResult:
     """Train (a copy of `net`, or a fresh network) to imitate `samples`."""
     if not samples:
@@ -75,7 +78,9 @@ def clone(
         chosen = [train[rng.randrange(len(train))] for _ in range(min(batch_size, len(train)))]
         data = batch(chosen)
         scored = evaluate(model, data.tensors, data.seed_actions, data.kernel_pairs)
-        loss = -scored.log_prob.mean()
+        # Label smoothing keeps the clone from certainty (every legal option keeps about
+        # smoothing / options of probability), so PPO's exploration starts from somewhere.
+        loss = -((1 - smoothing) * scored.log_prob + smoothing * scored.uniform_log_prob).mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

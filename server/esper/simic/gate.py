@@ -69,6 +69,7 @@ def score_suite(
     reward: RewardConfig,
     assets_dir: str = "",
     tasks_dir: str = "",
+    label: str = "",
 ) -> SuiteScore:
     """Play `policy` greedily on every task and seed and score each episode against its twin."""
     pairs = [(task, seed) for task in tasks for seed in seeds]
@@ -87,7 +88,7 @@ def score_suite(
         scores.setdefault(task.name, []).append(episode_score(outcome(result, static[(task.name, seed)]), reward))
     per_task = {name: statistics.mean(values) for name, values in scores.items()}
     mean = statistics.mean(per_task.values()) if per_task else float("-inf")
-    return SuiteScore(policy=policy, mean=mean, per_task=per_task, episodes=results, failures=failures)
+    return SuiteScore(policy=label or policy, mean=mean, per_task=per_task, episodes=results, failures=failures)
 
 
 def validation_gate(
@@ -102,10 +103,12 @@ def validation_gate(
     tolerance: float,
     assets_dir: str = "",
     tasks_dir: str = "",
+    labels: tuple[str, str] = ("", ""),
 ) -> GateResult:
+    """`labels` name the candidate and the current policy in the result (default: what was played)."""
     common = {"workers": workers, "twins": twins, "reward": reward, "assets_dir": assets_dir, "tasks_dir": tasks_dir}
     return GateResult(
-        candidate=score_suite(candidate, tasks, seeds, **common),  # type: ignore[arg-type]
-        current=score_suite(current, tasks, seeds, **common),  # type: ignore[arg-type]
+        candidate=score_suite(candidate, tasks, seeds, label=labels[0], **common),  # type: ignore[arg-type]
+        current=score_suite(current, tasks, seeds, label=labels[1], **common),  # type: ignore[arg-type]
         tolerance=tolerance,
     )

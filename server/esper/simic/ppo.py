@@ -257,6 +257,7 @@ def _update(
             advantage = torch.tensor(adv[chosen], dtype=torch.float32)
             target = torch.tensor([s.value_target for s in group], dtype=torch.float32)
             learn = torch.tensor([s.learn_policy for s in group], dtype=torch.bool)
+            choice = torch.tensor([s.learn_policy and s.sample.has_choice for s in group], dtype=torch.bool)
             ratio = torch.exp(scored.log_prob - old)
             clipped = torch.clamp(ratio, 1 - ppo.clip, 1 + ppo.clip)
             surrogate = torch.minimum(ratio * advantage, clipped * advantage)
@@ -264,7 +265,9 @@ def _update(
             denominator = weight.sum().clamp(min=1.0)
             policy_loss = -(surrogate * weight).sum() / denominator
             value_loss = torch.nn.functional.smooth_l1_loss(scored.value, target)
-            entropy = (scored.entropy * weight).sum() / denominator
+            # Entropy of the boundaries that had a choice: the trivial ones would dilute the floor.
+            chose = choice.float()
+            entropy = (scored.entropy * chose).sum() / chose.sum().clamp(min=1.0)
             floor = torch.relu(ppo.entropy_floor - entropy)
             loss = (
                 policy_loss + ppo.value_coef * value_loss - ppo.entropy_coef * entropy + ppo.entropy_floor_coef * floor
@@ -279,9 +282,9 @@ def _update(
                 figures["clip_fraction"].append(
                     float((((ratio - 1).abs() > ppo.clip).float() * weight).sum() / denominator)
                 )
-            figures["policy_loss"].append(float(policy_loss))
-            figures["value_loss"].append(float(value_loss))
-            figures["entropy"].append(float(entropy))
+            figures["policy_loss"].append(float(policy_loss.detach()))
+            figures["value_loss"].append(float(value_loss.detach()))
+            figures["entropy"].append(float(entropy.detach()))
     net.eval()
     return {name: statistics.mean(values) for name, values in figures.items() if values}
 

@@ -44,6 +44,11 @@ class Sample:
     def germinates(self) -> bool:
         return bool((self.seed_actions == GERMINATE).any())
 
+    @property
+    def has_choice(self) -> bool:
+        """Some seed had more than one legal action, or a germination was possible."""
+        return bool((self.mask.sum(axis=1) > 1).any())
+
 
 def sample_from_transition(transition: policy_pb2.PolicyTransition) -> Sample:
     """The sample a transition holds; ValueError saying why it cannot be learned from."""

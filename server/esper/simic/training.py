@@ -207,11 +207,9 @@ class PolicyTrainer:
                 tolerance=training.gate_tolerance,
                 assets_dir=training.assets_dir,
                 tasks_dir=str(data),
+                labels=(artifact.policy_id, current.policy_id if current is not None else HEURISTIC),
             )
         note = result.describe()
-        if current is not None:
-            note = note.replace(current_policy, current.policy_id)
-        note = note.replace(candidate_path, artifact.policy_id)
         logger.info("%s", note)
         return note, result.passed
 

@@ -31,7 +31,8 @@ from esper.tamiyo.gnn import Encoded, TamiyoNet
 from esper.tamiyo.graph import FITS, GLOBAL, KERNEL, SEED, ObservationGraph
 from esper.tamiyo.masks import CULL, FOSSILIZE, GERMINATE, WAIT
 
-_NEG = float("-inf")
+# Masked logits: a large finite negative rather than -inf, so p * log p and its gradient stay 0, never NaN.
+_NEG = -1e9
 
 
 class PolicyOutputError(RuntimeError):
@@ -265,18 +266,20 @@ def _pick(probs: Tensor, sample: bool, generator: torch.Generator | None) -> Ten
 
 
 def _entropy(logp: Tensor) -> Tensor:
-    """Entropy of each row of log-probabilities (-inf entries count as zero probability)."""
-    p = logp.exp()
-    return -(torch.where(p > 0, p * logp, torch.zeros_like(p))).sum(dim=-1)
+    """Entropy of each row of log-probabilities (masked entries have probability 0)."""
+    return -(logp.exp() * logp).sum(dim=-1)
 
 
 @dataclass
 class Evaluation:
-    """Per graph: log-probability of the given action, entropy of the distribution, value."""
+    """Per graph: log-probability of the given action, entropy of the distribution, value, and the
+    mean log-probability of the legal options of each part of the action (summed over the parts:
+    the cross-entropy to a uniform choice, which label smoothing mixes in)."""
 
     log_prob: Tensor
     entropy: Tensor
     value: Tensor
+    uniform_log_prob: Tensor
 
 
 def evaluate(net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs: Tensor) -> Evaluation:
@@ -290,6 +293,16 @@ def evaluate(net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs
     taken = parts.decision_logp.gather(1, decided.unsqueeze(1)).squeeze(1)
     log_prob = scatter(taken, seed_graph, dim=0, dim_size=graphs, reduce="sum")
     entropy = scatter(_entropy(parts.decision_logp), seed_graph, dim=0, dim_size=graphs, reduce="sum")
+    legal = parts.decision_logp > _NEG / 2
+    options = legal.sum(dim=1)
+    mean_legal = torch.where(legal, parts.decision_logp, torch.zeros_like(parts.decision_logp)).sum(dim=1) / options
+    uniform = scatter(
+        torch.where(options > 1, mean_legal, torch.zeros_like(mean_legal)),
+        seed_graph,
+        dim=0,
+        dim_size=graphs,
+        reduce="sum",
+    )
     germinated = seed_actions == GERMINATE
     has_germination = scatter(germinated.long(), seed_graph, dim=0, dim_size=graphs, reduce="sum") > 0
     freed = scatter(_ending(seed_actions).long(), seed_graph, dim=0, dim_size=graphs, reduce="sum")
@@ -301,6 +314,13 @@ def evaluate(net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs
     )
     location_entropy = torch.where(location_open, -(parts.location_logp.exp() * parts.location_logp), zeros)
     entropy = entropy + scatter(location_entropy, parts.location_group, dim=0, dim_size=graphs, reduce="sum")
+    location_mean = scatter(parts.location_logp, parts.location_group, dim=0, dim_size=graphs, reduce="mean")
+    location_options = scatter(
+        torch.ones_like(parts.location_logp), parts.location_group, dim=0, dim_size=graphs, reduce="sum"
+    )
+    uniform = uniform + torch.where(
+        (t.free_slots + freed > 0) & (location_options > 1), location_mean, torch.zeros_like(location_mean)
+    )
     fits = t.fits
     relevant = torch.nonzero(germinated[fits[1]] & t.kernel_mask[fits[0]], as_tuple=False).flatten()
     if relevant.numel():
@@ -322,4 +342,5 @@ def evaluate(net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs
         entropy = entropy + scatter(
             -(kernel_logp.exp() * kernel_logp), pair_graph, dim=0, dim_size=graphs, reduce="sum"
         )
-    return Evaluation(log_prob=log_prob, entropy=entropy, value=enc.value)
+        uniform = uniform + scatter(kernel_logp, pair_graph, dim=0, dim_size=graphs, reduce="mean")
+    return Evaluation(log_prob=log_prob, entropy=entropy, value=enc.value, uniform_log_prob=uniform)

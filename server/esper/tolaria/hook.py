@@ -57,6 +57,7 @@ class BoundaryState:
     final_epoch: int
     seed_layout: Sequence[telemetry_pb2.SeedDescriptor]
     telemetry: Sequence[telemetry_pb2.SeedTelemetry]
+    host_layers: Sequence[telemetry_pb2.HostLayer] = ()
 
 
 @dataclass
@@ -110,6 +111,7 @@ def _run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarg
         telemetry=state.telemetry,
         parameter_count=state.parameter_count,
         final_epoch=state.final_epoch,
+        host_layers=state.host_layers,
     )
     assembled = time.perf_counter()
     outcome.assemble_ms = (assembled - start) * 1e3

@@ -20,6 +20,7 @@ from torch import nn
 
 from esper.data.bundle import Dataset
 from esper.errors import DeadlineExceeded, NotFound, Unavailable
+from esper.kasmina.layers import host_layers
 from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability.spans import esper_attributes, tracer
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
@@ -203,6 +204,7 @@ class TolariaTrainer:
             final_epoch=self.run.epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
+            host_layers=host_layers(self.model.host, self.model.seed_layout()),
         )
         outcome = run_hook(state, self.controller, self.kasmina)
         observe_hook(outcome)

@@ -1,8 +1,8 @@
 """`esper policy list|show|train`: Tamiyo's policies, built in, shipped and trained by Simic.
 
 Without --mesh (or --simic) the commands use the local replay store that `esper run`
-records into (--experience-dir, default ~/.cache/esper/simic); with them, the mesh's
-Simic. `train` runs a Simic training job (behaviour cloning from heuristic-v1's
+records into (--experience-dir, default $ESPER_HOME/simic, else ./.esper/simic); with
+them, the mesh's Simic. `train` runs a Simic training job (behaviour cloning from heuristic-v1's
 recorded decisions, or PPO on episodes), which gates the result on the validation
 suite before publishing it; a running Tamiyo that follows Simic's updates then picks
 it up between two boundaries.
@@ -21,17 +21,27 @@ from typing import Any
 
 from esper.cli.common import UsageError, add_json_flag, print_json
 
-DEFAULT_EXPERIENCE_DIR = "~/.cache/esper/simic"
 _ALGORITHMS = {"bc": "TRAINING_ALGORITHM_BEHAVIOUR_CLONING", "ppo": "TRAINING_ALGORITHM_PPO"}
 
 
 def add_experience_argument(parser: argparse.ArgumentParser) -> None:
+    from esper.home import default_help
+
     parser.add_argument(
         "--experience-dir",
-        default=DEFAULT_EXPERIENCE_DIR,
+        default=None,
         metavar="DIR",
-        help=f"local replay store and policies of embedded runs (default: {DEFAULT_EXPERIENCE_DIR})",
+        help=f"local replay store and policies of embedded runs (default: {default_help('simic')})",
     )
+
+
+def experience_dir(args: argparse.Namespace) -> str:
+    """The local replay store the arguments name: --experience-dir, or Simic's state folder."""
+    from pathlib import Path
+
+    from esper.home import state_dir
+
+    return str(Path(args.experience_dir).expanduser() if args.experience_dir else state_dir("simic"))
 
 
 def _add_simic_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +52,7 @@ def _add_simic_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def simic_for(args: argparse.Namespace, *, gate_suite: str = "") -> Iterator[Any]:
+def simic_for(args: argparse.Namespace, *, gate_suite: str = "validation") -> Iterator[Any]:
     """The Simic the arguments name: a client, or the local replay store's SimicService."""
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)
@@ -61,13 +71,11 @@ def simic_for(args: argparse.Namespace, *, gate_suite: str = "") -> Iterator[Any
         finally:
             client.close()
         return
-    from pathlib import Path
-
     from esper.simic.config import TrainingConfig
     from esper.simic.embedded import local_simic
 
     training = TrainingConfig(gate_suite=gate_suite, workers=getattr(args, "workers", 1))
-    simic = local_simic(str(Path(args.experience_dir).expanduser()), training=training)
+    simic = local_simic(experience_dir(args), training=training)
     try:
         yield simic
     finally:
@@ -214,8 +222,10 @@ def _train(args: argparse.Namespace) -> int:
         iterations=args.iterations or 0,
         algorithm=_ALGORITHMS[args.algorithm],
         policy_id=args.id or "",
+        gate_suite=args.gate_suite or "",
+        gate_seeds=args.gate_seeds or 0,
     )
-    with simic_for(args, gate_suite=args.gate_suite) as simic:
+    with simic_for(args) as simic:
         started = simic.train_policy(request)
         if not args.wait:
             job = simic.get_training_job(simic_pb2.GetTrainingJobRequest(job_id=started.job_id)).job
@@ -276,9 +286,11 @@ def register(subparsers: Any) -> None:
     train.add_argument("--id", metavar="ID", help="id of the new policy (default: simic-<version>)")
     train.add_argument(
         "--gate-suite",
-        default="validation",
-        help="local training only: the validation gate's task suite ('' stores without publishing)",
+        default=None,
+        help="the validation gate's task suite (default: Simic's, 'validation'; a local store without one "
+        "stores the policy without publishing it)",
     )
+    train.add_argument("--gate-seeds", type=_positive, help="seeds per gate task (default: Simic's)")
     train.add_argument("--workers", type=_positive, default=1, help="local training only: episodes at once")
     train.add_argument("--no-wait", dest="wait", action="store_false", help="return once the job is accepted")
     train.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait for the job (default: 7200)")

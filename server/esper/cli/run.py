@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from esper.cli.common import UsageError, add_json_flag, print_json, process_tracing
-from esper.cli.policy import add_experience_argument
+from esper.cli.policy import add_experience_argument, experience_dir
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, _overrides(args))
     out = config.run.require_out()
     quiet = args.json or args.quiet
-    experience = str(Path(args.experience_dir).expanduser()) if args.experience else None
+    experience = experience_dir(args) if args.experience else None
     train, mesh = _embedded(experience), None
     if args.mesh:
         from esper.cli.mesh_run import MeshRuns

@@ -146,7 +146,7 @@ class PolicyTrainer:
             config=self._config,
         )
         artifact = outcome.artifact
-        gate_note, passed = self._gate(artifact)
+        gate_note, passed = self._gate(artifact, request.gate_suite, request.gate_seeds)
         artifact.card["validation"] = {**artifact.card.get("validation", {}), **outcome.gate_card, "gate": gate_note}
         update_message = policy_update(artifact, outcome.metrics, transition_count=outcome.transitions, now=self._now())
         self._policies.add(update_message, artifact.weights, published=False, create_us=_us(self._now()))
@@ -172,10 +172,11 @@ class PolicyTrainer:
 
         return artifact_from_update(found, self._policies.weights(base_policy_id))
 
-    def _gate(self, artifact: PolicyArtifact) -> tuple[str, bool]:
+    def _gate(self, artifact: PolicyArtifact, gate_suite: str, gate_seeds: int) -> tuple[str, bool]:
         """(what the gate found, whether the policy may be published)."""
         training = self._config.training
-        if not training.gate_suite:
+        suite_name = gate_suite or training.gate_suite
+        if not suite_name:
             return "no validation gate configured: stored, not published", False
         from esper.simic.curriculum import suite
         from esper.simic.episodes import EpisodeWorkers
@@ -199,8 +200,8 @@ class PolicyTrainer:
             result = validation_gate(
                 candidate_path,
                 current_policy,
-                suite(training.gate_suite),
-                list(range(training.gate_seeds)),
+                suite(suite_name),
+                list(range(gate_seeds or training.gate_seeds)),
                 workers=workers,
                 twins=StaticTwins(data / "static-twins", assets_dir=training.assets_dir, tasks_dir=str(data)),
                 reward=RewardConfig(),

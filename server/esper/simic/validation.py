@@ -14,12 +14,14 @@ from esper.errors import InvalidArgument
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, policy_pb2, simic_pb2
 from esper.paging import decode_page_token, validate_page_size
 from esper.simic.config import SimicConfig
+from esper.simic.curriculum import SUITES
 from esper.tamiyo.graph import graph_from_proto, tensor_from_proto
 
 POLICY_LISTING = json.dumps(["simic.ListPolicies"])
 
 MAX_POLICY_STEPS = 100_000
 MAX_PPO_ITERATIONS = 10_000
+MAX_GATE_SEEDS = 20
 _ALGORITHMS = frozenset(simic_pb2.TrainingAlgorithm.values())
 _OUTCOMES = frozenset(lifecycle_pb2.AdaptationOutcome.values())
 
@@ -76,6 +78,10 @@ def validate_train_policy(request: simic_pb2.TrainPolicyRequest) -> None:
     checks.one_of("algorithm", request.algorithm, sorted(_ALGORITHMS))
     ids.POLICY.check("base_policy_id", request.base_policy_id, required=False)
     ids.POLICY.check("policy_id", request.policy_id, required=False)
+    if request.gate_suite:
+        checks.one_of("gate_suite", request.gate_suite, sorted(SUITES))
+    if request.gate_seeds:
+        checks.in_range("gate_seeds", request.gate_seeds, 1, MAX_GATE_SEEDS, note="(0 means the configured number)")
 
 
 def validate_get_policy(request: simic_pb2.GetPolicyRequest) -> None:

@@ -69,18 +69,22 @@ class ListFieldReportsResponse(_message.Message):
     def __init__(self, reports: _Optional[_Iterable[_Union[_control_pb2.FieldReport, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
 
 class TrainPolicyRequest(_message.Message):
-    __slots__ = ("base_policy_id", "max_steps", "algorithm", "iterations", "policy_id")
+    __slots__ = ("base_policy_id", "max_steps", "algorithm", "iterations", "policy_id", "gate_suite", "gate_seeds")
     BASE_POLICY_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    GATE_SUITE_FIELD_NUMBER: _ClassVar[int]
+    GATE_SEEDS_FIELD_NUMBER: _ClassVar[int]
     base_policy_id: str
     max_steps: int
     algorithm: TrainingAlgorithm
     iterations: int
     policy_id: str
-    def __init__(self, base_policy_id: _Optional[str] = ..., max_steps: _Optional[int] = ..., algorithm: _Optional[_Union[TrainingAlgorithm, str]] = ..., iterations: _Optional[int] = ..., policy_id: _Optional[str] = ...) -> None: ...
+    gate_suite: str
+    gate_seeds: int
+    def __init__(self, base_policy_id: _Optional[str] = ..., max_steps: _Optional[int] = ..., algorithm: _Optional[_Union[TrainingAlgorithm, str]] = ..., iterations: _Optional[int] = ..., policy_id: _Optional[str] = ..., gate_suite: _Optional[str] = ..., gate_seeds: _Optional[int] = ...) -> None: ...
 
 class TrainPolicyResponse(_message.Message):
     __slots__ = ("job_id", "status", "policy", "error_message", "create_time")

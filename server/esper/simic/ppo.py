@@ -51,7 +51,7 @@ Observer = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class PpoConfig:
-    iterations: int = 24
+    iterations: int = 20
     episodes_per_iteration: int = 8
     epochs: int = 4
     minibatch: int = 64
@@ -64,7 +64,7 @@ class PpoConfig:
     gamma: float = 0.98
     lam: float = 0.9
     max_grad_norm: float = 0.5
-    run_seeds: int = 3
+    run_seeds: int = 2
     suite: str = "train"
     validation_suite: str = "validation"
     validation_seeds: int = 1

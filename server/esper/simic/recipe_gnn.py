@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 class GnnRecipe:
     policy_id: str = "gnn-v1"
     version: int = 1
-    run_seeds: int = 3
+    run_seeds: int = 2
     bc_steps: int = 400
     bc_batch: int = 64
     bc_learning_rate: float = 3e-3

@@ -97,7 +97,7 @@ class PolicyTrainer:
             raise NotFound(f"training job {job_id!r} not found", reason="TRAINING_JOB_NOT_FOUND")
         return simic_pb2.TrainingJob.FromString(row.job)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 60.0) -> None:
         self._queue.put(None)
         self._thread.join(timeout=timeout)
 

@@ -34,7 +34,7 @@ def _no_gate() -> object:
     return TrainingConfig(gate_suite="", min_transitions=4)
 
 
-def _wait(simic: SimicService, job_id: str, timeout: float = 120.0) -> S.TrainingJob:
+def _wait(simic: SimicService, job_id: str, timeout: float = 600.0) -> S.TrainingJob:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = simic.get_training_job(S.GetTrainingJobRequest(job_id=job_id)).job

@@ -225,6 +225,8 @@ def _train(args: argparse.Namespace) -> int:
         gate_suite=args.gate_suite or "",
         gate_seeds=args.gate_seeds or 0,
     )
+    if not args.wait and not (args.mesh or args.simic):
+        raise UsageError("--no-wait needs --mesh or --simic: a local training job runs in this process")
     with simic_for(args) as simic:
         started = simic.train_policy(request)
         if not args.wait:
@@ -287,8 +289,8 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--gate-suite",
         default=None,
-        help="the validation gate's task suite (default: Simic's, 'validation'; a local store without one "
-        "stores the policy without publishing it)",
+        help="the validation gate's task suite (default: Simic's, 'validation'); 'none' skips the gate and "
+        "stores the policy without publishing it",
     )
     train.add_argument("--gate-seeds", type=_positive, help="seeds per gate task (default: Simic's)")
     train.add_argument("--workers", type=_positive, default=1, help="local training only: episodes at once")

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 Publisher = Callable[[control_pb2.PolicyUpdate], None]
 HEURISTIC = "heuristic-v1"
+# The gate suite that skips the gate; a policy that was not gated is never published.
+NO_GATE = "none"
 _S = simic_pb2
 
 
@@ -176,8 +178,8 @@ class PolicyTrainer:
         """(what the gate found, whether the policy may be published)."""
         training = self._config.training
         suite_name = gate_suite or training.gate_suite
-        if not suite_name:
-            return "no validation gate configured: stored, not published", False
+        if not suite_name or suite_name == NO_GATE:
+            return "no validation gate: stored, not published", False
         from esper.simic.curriculum import suite
         from esper.simic.episodes import EpisodeWorkers
         from esper.simic.gate import validation_gate

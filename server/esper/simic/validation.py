@@ -79,7 +79,7 @@ def validate_train_policy(request: simic_pb2.TrainPolicyRequest) -> None:
     ids.POLICY.check("base_policy_id", request.base_policy_id, required=False)
     ids.POLICY.check("policy_id", request.policy_id, required=False)
     if request.gate_suite:
-        checks.one_of("gate_suite", request.gate_suite, sorted(SUITES))
+        checks.one_of("gate_suite", request.gate_suite, [*sorted(SUITES), "none"])
     if request.gate_seeds:
         checks.in_range("gate_seeds", request.gate_seeds, 1, MAX_GATE_SEEDS, note="(0 means the configured number)")
 

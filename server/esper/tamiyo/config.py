@@ -46,7 +46,8 @@ class TamiyoConfig:
     `policy_id` names the policy that decides: "heuristic-v1", a shipped learned policy
     ("gnn-v1"), a Simic policy id, or the path of a policy file (`<id>.pt` with its card
     `<id>.json` beside it). A learned policy slower than `policy_timeout_ms` at a
-    boundary is overruled by heuristic-v1 for that boundary.
+    boundary is overruled by heuristic-v1 for that boundary. Urza's answers to kernel
+    queries are reused for `kernel_cache_seconds` (0: ask every time).
 
     Growth (width or depth, esper.tamiyo.growth): the model never grows past
     `max_parameters` (0: no budget): a germination whose kernel would take it there is
@@ -95,11 +96,13 @@ class TamiyoConfig:
     width_correlation: float = 0.6
     width_step_fraction: float = 1.0
     policy_timeout_ms: float = 250.0
+    kernel_cache_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.policy_id.strip() or len(self.policy_id) > 1024:
             raise InvalidArgument.for_field("tamiyo.policy_id", "must name a policy (at most 1024 characters)")
         checks.positive("tamiyo.policy_timeout_ms", self.policy_timeout_ms)
+        checks.non_negative("tamiyo.kernel_cache_seconds", self.kernel_cache_seconds)
         for name in (
             "patience",
             "max_concurrent_seeds",

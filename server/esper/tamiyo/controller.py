@@ -40,6 +40,7 @@ from esper.tamiyo.convert import (
     state_from_proto,
     state_to_proto,
 )
+from esper.tamiyo.kernels import RecentKernels
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, StepOutcome
 from esper.tamiyo.policies import PolicySource, artifact_from_update, learned_policy, make_policy
 from esper.tamiyo.policy import Policy
@@ -88,7 +89,7 @@ class TamiyoController:
     ) -> None:
         self.config = config if config is not None else TamiyoConfig()
         self._model = model
-        self._kernels = kernels
+        self._kernels = self._remembering(kernels)
         self._policies = policies
         self._transitions = transitions
         self._policy: Policy = (
@@ -104,7 +105,12 @@ class TamiyoController:
     def attach_kernels(self, directory: KernelDirectory) -> None:
         """Use `directory` to find kernels from the next step on."""
         with self._lock:
-            self._kernels = directory
+            self._kernels = self._remembering(directory)
+
+    def _remembering(self, directory: KernelDirectory | None) -> KernelDirectory | None:
+        if directory is None or self.config.kernel_cache_seconds <= 0:
+            return directory
+        return RecentKernels(directory, self.config.kernel_cache_seconds)
 
     def attach_transitions(self, sink: TransitionSink | None) -> None:
         """Send every step's transition to `sink` from the next step on (None: stop)."""

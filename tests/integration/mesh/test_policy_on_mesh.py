@@ -158,3 +158,47 @@ def test_run_with_a_policy_pins_it_on_the_mesh(mesh: Path, tmp_path: Path) -> No
         check=False,
     )
     assert refused.returncode != 0 and "POLICY_NOT_ON_MESH" in refused.stderr
+
+
+SERVICES = {
+    "urza": ("urza", "UrzaService"),
+    "tezzeret": ("tezzeret", "TezzeretService"),
+    "urabrask": ("urabrask", "UrabraskService"),
+    "karn": ("karn", "KarnService"),
+    "tamiyo": ("tamiyo", "TamiyoService"),
+    "simic": ("simic", "SimicService"),
+    "nissa": ("nissa", "NissaService"),
+    "tolaria": ("tolaria", "TolariaService"),
+}
+
+
+def test_no_rpc_of_the_mesh_answers_unimplemented(mesh: Path) -> None:
+    """Every rpc of every server, called with an empty request: any answer but UNIMPLEMENTED."""
+    import importlib
+
+    import grpc
+    from google.protobuf import message_factory
+
+    document = json.loads((mesh / "mesh.json").read_text())
+    targets = [(name, *SERVICES[name]) for name in SERVICES]
+    targets.append(("tolaria", "kasmina", "KasminaService"))
+    unimplemented = []
+    called = 0
+    for server, module, service_name in targets:
+        descriptor = importlib.import_module(f"esper.leyline.v1.{module}_pb2").DESCRIPTOR.services_by_name[service_name]
+        with grpc.insecure_channel(document[server]["grpc"]) as channel:
+            for method in descriptor.methods:
+                request = message_factory.GetMessageClass(method.input_type)()
+                path = f"/{descriptor.full_name}/{method.name}"
+                kind = channel.unary_stream if method.server_streaming else channel.unary_unary
+                call = kind(path, request_serializer=lambda m: m.SerializeToString(), response_deserializer=bytes)
+                called += 1
+                try:
+                    answer = call(request, timeout=10)
+                    if method.server_streaming:
+                        next(iter(answer), None)
+                except grpc.RpcError as error:
+                    if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                        unimplemented.append(f"{path}: {error.details()}")
+    assert called > 40
+    assert unimplemented == []

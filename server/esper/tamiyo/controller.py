@@ -32,6 +32,7 @@ from esper.errors import FailedPrecondition, InvalidArgument, NotFound
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, simic_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability import metrics
 from esper.observability.spans import esper_attributes, tracer
+from esper.state import SeedFeatures
 from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.convert import (
@@ -41,7 +42,7 @@ from esper.tamiyo.convert import (
     state_to_proto,
 )
 from esper.tamiyo.kernels import RecentKernels
-from esper.tamiyo.observation import ACTIVE_STAGES, Observation, StepOutcome
+from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedLayout, SeedView, StepOutcome
 from esper.tamiyo.policies import PolicySource, artifact_from_update, learned_policy, make_policy
 from esper.tamiyo.policy import Policy
 from esper.tamiyo.state import RunState
@@ -59,6 +60,7 @@ _TRACER = tracer(__name__)
 
 # Runs whose latest seed telemetry is kept (observe_telemetry); the least recently updated go first.
 MAX_OBSERVED_RUNS = 1024
+_NO_FEATURES = SeedFeatures("", lifecycle_pb2.SEED_STAGE_UNSPECIFIED, 0.0, 0.0, 0.0, 0.0, 0, False)
 
 
 class ParameterSource(Protocol):
@@ -99,6 +101,7 @@ class TamiyoController:
         self._fallbacks = 0
         self._runs: dict[str, RunState] = {}
         self._last_step: dict[str, tuple[bytes, tamiyo_pb2.StepResponse]] = {}
+        self._layouts: dict[str, tuple[tuple[int, int], SeedLayout]] = {}
         self._observed: OrderedDict[str, dict[str, telemetry_pb2.SeedTelemetry]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -158,7 +161,9 @@ class TamiyoController:
                 )
             state = copy.deepcopy(previous) if previous is not None else RunState(run_id=run_id)
             model_parameters = self._model_parameters() if request.parameter_count == 0 else 0
-            observation = observation_from_request(request, features, model_parameters=model_parameters)
+            observation = observation_from_request(
+                request, features, model_parameters=model_parameters, layout=self._layout(request)
+            )
             before = copy.deepcopy(state) if self._transitions is not None else None
             started = time.perf_counter()
             outcome = self._policy.decide(state, observation, self._kernels)
@@ -184,6 +189,20 @@ class TamiyoController:
             metrics.TAMIYO_DECISIONS.labels(action=decision_action(decision.command_type)).inc()
         metrics.TAMIYO_STEP_DURATION.observe(time.perf_counter() - step_started)
         return response
+
+    def _layout(self, request: tamiyo_pb2.StepRequest) -> SeedLayout | None:
+        """The run's layout as arrays, kept while its seeds stay the same (a layout is static
+        for a run: a seed id never changes place or shape; regrowth adds seeds, a new layout)."""
+        key = (request.packet.layout_hash, len(request.seed_layout))
+        known = self._layouts.get(request.packet.run_id)
+        if known is not None and known[0] == key:
+            return known[1]
+        seeds = tuple(SeedView(descriptor=d, features=_NO_FEATURES, telemetry=None) for d in request.seed_layout)
+        layout = SeedLayout.of(seeds)
+        self._layouts[request.packet.run_id] = (key, layout)
+        while len(self._layouts) > MAX_OBSERVED_RUNS:
+            self._layouts.pop(next(iter(self._layouts)))
+        return layout
 
     def _record_transition(self, before: RunState, observation: Observation, outcome: StepOutcome) -> None:
         """Hand the step's transition to the sink; a failure here is logged, never the step's."""

@@ -66,12 +66,15 @@ class LifecycleGates:
 
     def track(self, state: RunState, observation: Observation, out: StepOutcome) -> list[tuple[SeedView, Adaptation]]:
         """`run`'s bookkeeping without its decisions: adaptations Kasmina ended are finished and
-        reported, the others see their stage and measured gain; returns those still under way."""
+        reported, the others see their stage and measured gain; returns those still under way.
+
+        Only the tracked seeds are visited (in layout order): a run may have thousands of seeds.
+        """
+        rows = observation.rows
         active = []
-        for view in observation.seeds:
-            adaptation = state.adaptations.get(view.seed_id)
-            if adaptation is None:
-                continue
+        for seed_id in sorted((s for s in state.adaptations if s in rows), key=rows.__getitem__):
+            view = observation.seeds[rows[seed_id]]
+            adaptation = state.adaptations[seed_id]
             if view.stage in _OBSERVED_OUTCOMES or view.stage == lifecycle_pb2.SEED_STAGE_DORMANT:
                 self._observed_end(state, observation, view, adaptation, out)
                 continue
@@ -81,8 +84,7 @@ class LifecycleGates:
         return active
 
     def _forget_removed(self, state: RunState, observation: Observation, out: StepOutcome) -> None:
-        in_layout = {view.seed_id for view in observation.seeds}
-        for seed_id in sorted(set(state.adaptations) - in_layout):
+        for seed_id in sorted(set(state.adaptations) - observation.rows.keys()):
             reason = f"seed {seed_id} is no longer in the run's seed layout"
             self.finish(
                 state,

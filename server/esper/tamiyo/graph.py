@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from esper.leyline.v1 import blueprint_pb2, kernel_pb2, lifecycle_pb2, policy_pb2, telemetry_pb2
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, lifecycle_pb2, policy_pb2
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation
 from esper.tamiyo.state import RunState
@@ -173,7 +173,7 @@ KERNEL_FEATURES: tuple[str, ...] = (
 _SEED_COLUMN = {name: column for column, name in enumerate(SEED_FEATURES)}
 _STAGE_ARRAY = np.array(sorted(_STAGES), dtype=np.int64)
 _ACTIVE_ARRAY = np.array(sorted(ACTIVE_STAGES), dtype=np.int64)
-_NO_TELEMETRY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+_NO_TELEMETRY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 FEATURE_DIMS: Mapping[str, int] = {
     SEED: len(SEED_FEATURES),
@@ -253,7 +253,7 @@ def build_graph(
     edges = {
         SEQUENTIAL: _sequential_edges(observation),
         LAYER_FORWARD: _chain(len(layers)),
-        MONITORS: np.stack([np.arange(len(monitors)), np.asarray(monitors, dtype=np.int64)]).astype(np.int64),
+        MONITORS: np.stack([np.arange(len(monitors)), monitors]).astype(np.int64),
         CONTAINS: _pairs(
             [
                 (seed_rows[parent], seed_rows[child])
@@ -272,7 +272,7 @@ def build_graph(
         edges=edges,
         ids={
             SEED: observation.layout.seed_ids,
-            LAYER: tuple(layer.module_path for layer in layers),
+            LAYER: layers.paths,
             GLOBAL: (),
             KERNEL: tuple(candidate.kernel.kernel_id for candidate in candidates),
         },
@@ -290,21 +290,7 @@ def _seed_features(observation: Observation, state: RunState, parents: Mapping[s
     rows = np.zeros((n, len(SEED_FEATURES)), dtype=np.float32)
     if n == 0:
         return rows
-    packed = np.array(
-        [
-            (
-                v.features.stage,
-                v.features.alpha,
-                v.features.chunk_variance,
-                v.features.dead_node_ratio,
-                v.features.avg_correlation,
-                v.features.epochs_since_graft,
-                v.ready,
-            )
-            for v in seeds
-        ],
-        dtype=np.float64,
-    )
+    packed = _packed_columns(observation)
     telemetry = np.array(
         [
             (
@@ -315,6 +301,7 @@ def _seed_features(observation: Observation, state: RunState, parents: Mapping[s
                 t.eval_gain,
                 t.parameter_count,
                 t.isolation_violations,
+                t.is_ready_for_transition,
             )
             if (t := v.telemetry) is not None
             else _NO_TELEMETRY
@@ -322,6 +309,7 @@ def _seed_features(observation: Observation, state: RunState, parents: Mapping[s
         ],
         dtype=np.float64,
     )
+    packed[:, 6] = np.maximum(packed[:, 6], telemetry[:, 7])  # ready: the packet's mask or the telemetry
     first = len(_STAGES)
     stage_column = np.searchsorted(_STAGE_ARRAY, packed[:, 0].astype(np.int64))
     rows[np.arange(n), np.minimum(stage_column, first - 1)] = 1.0
@@ -362,6 +350,39 @@ def _seed_features(observation: Observation, state: RunState, parents: Mapping[s
     return rows
 
 
+def _packed_columns(observation: Observation) -> np.ndarray:
+    """[seeds, 7]: stage, alpha, variance, dead, correlation, epochs since graft, ready (packet's)."""
+    packed = observation.packed
+    if packed is not None:
+        return np.stack(
+            [
+                packed.stage.astype(np.float64),
+                packed.alpha,
+                packed.variance,
+                packed.dead,
+                packed.correlation,
+                packed.since_graft,
+                packed.ready.astype(np.float64),
+            ],
+            axis=1,
+        )
+    return np.array(
+        [
+            (
+                v.features.stage,
+                v.features.alpha,
+                v.features.chunk_variance,
+                v.features.dead_node_ratio,
+                v.features.avg_correlation,
+                v.features.epochs_since_graft,
+                v.features.is_ready_for_transition,
+            )
+            for v in observation.seeds
+        ],
+        dtype=np.float64,
+    ).reshape(len(observation.seeds), 7)
+
+
 def _run_state_columns(rows: np.ndarray, observation: Observation, state: RunState, parents: Mapping[str, str]) -> None:
     """What Tamiyo remembers: adaptations, embargoes and nesting touch few seeds, so only those rows."""
     epoch = observation.epoch
@@ -395,51 +416,69 @@ def _normalised(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
-def _layers(observation: Observation) -> tuple[list[telemetry_pb2.HostLayer], list[int]]:
+@dataclass(frozen=True)
+class _LayerTable:
+    """The host's layers as columns."""
+
+    paths: tuple[str, ...]
+    kind: np.ndarray  # column of the layer-type one-hot
+    in_width: np.ndarray
+    out_width: np.ndarray
+    parameters: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _layers(observation: Observation) -> tuple[_LayerTable, np.ndarray]:
     """The host's layers and, per seed row, the layer it monitors.
 
     Without host layers in the request, each distinct seed layer index stands for one layer.
     """
     layout = observation.layout
-    layers = list(observation.host_layers)
-    if layers:
-        by_seed: dict[str, int] = {}
-        for index, layer in enumerate(layers):
-            for seed_id in layer.seed_ids:
-                by_seed[seed_id] = index
-        last = len(layers) - 1
-        monitors = [
-            by_seed.get(seed_id, min(int(layer), last))
-            for seed_id, layer in zip(layout.seed_ids, layout.layer_index, strict=True)
-        ]
-        return layers, monitors
+    host = observation.host_layers
+    if host:
+        by_seed = {seed_id: index for index, layer in enumerate(host) for seed_id in layer.seed_ids}
+        last = len(host) - 1
+        monitors = np.fromiter(
+            (
+                by_seed.get(seed_id, min(int(layer), last))
+                for seed_id, layer in zip(layout.seed_ids, layout.layer_index, strict=True)
+            ),
+            dtype=np.int64,
+            count=len(layout.seed_ids),
+        )
+        table = _LayerTable(
+            paths=tuple(layer.module_path for layer in host),
+            kind=np.array([_LAYER_TYPES.index(h.module_type) if h.module_type in _LAYER_TYPES else 2 for h in host]),
+            in_width=np.array([h.in_width for h in host], dtype=np.float64),
+            out_width=np.array([h.out_width for h in host], dtype=np.float64),
+            parameters=np.array([h.parameter_count for h in host], dtype=np.float64),
+        )
+        return table, monitors
     indices, first, position = np.unique(layout.layer_index, return_index=True, return_inverse=True)
-    synthesized = []
-    for index, row in zip(indices.tolist(), first.tolist(), strict=True):
-        dims = layout.shapes[row]
-        width = dims[0] if dims else 0
-        synthesized.append(
-            telemetry_pb2.HostLayer(
-                module_path=f"layer{index}", layer_index=index, in_width=width, out_width=width, module_type=""
-            )
-        )
-    return synthesized, position.reshape(-1).tolist()
+    widths = np.array([layout.shapes[row][0] if layout.shapes[row] else 0 for row in first.tolist()], dtype=np.float64)
+    table = _LayerTable(
+        paths=tuple(f"layer{index}" for index in indices.tolist()),
+        kind=np.full(len(indices), 2, dtype=np.int64),
+        in_width=widths,
+        out_width=widths,
+        parameters=np.zeros(len(indices), dtype=np.float64),
+    )
+    return table, position.reshape(-1).astype(np.int64)
 
 
-def _layer_features(layers: Sequence[telemetry_pb2.HostLayer], monitors: Sequence[int]) -> np.ndarray:
-    rows = np.zeros((len(layers), len(LAYER_FEATURES)), dtype=np.float32)
-    watching = np.bincount(np.asarray(monitors, dtype=np.int64), minlength=len(layers)) if monitors else None
-    depth = max(1, len(layers) - 1)
-    for row, layer in enumerate(layers):
-        kind = _LAYER_TYPES.index(layer.module_type) if layer.module_type in _LAYER_TYPES else 2
-        rows[row, kind] = 1.0
-        rows[row, 3:8] = (
-            math.log2(max(1, layer.in_width)) / 10.0,
-            math.log2(max(1, layer.out_width)) / 10.0,
-            _log(float(layer.parameter_count)) / 10.0,
-            row / depth,
-            float(watching[row]) if watching is not None else 0.0,
-        )
+def _layer_features(layers: _LayerTable, monitors: np.ndarray) -> np.ndarray:
+    count = len(layers)
+    rows = np.zeros((count, len(LAYER_FEATURES)), dtype=np.float32)
+    if count == 0:
+        return rows
+    rows[np.arange(count), layers.kind] = 1.0
+    rows[:, 3] = np.log2(np.maximum(1.0, layers.in_width)) / 10.0
+    rows[:, 4] = np.log2(np.maximum(1.0, layers.out_width)) / 10.0
+    rows[:, 5] = np.log1p(layers.parameters) / 10.0
+    rows[:, 6] = np.arange(count) / max(1, count - 1)
+    rows[:, 7] = np.bincount(monitors, minlength=count)[:count] if monitors.size else 0.0
     return rows
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from esper.leyline.v1 import blueprint_pb2, control_pb2, lifecycle_pb2, telemetry_pb2
 from esper.state import SeedFeatures
+from esper.state.packet import BASIS_POINTS, READY_MASK_SEEDS
 from esper.tamiyo.reports import Boundary, CommandType
 
 if TYPE_CHECKING:
@@ -127,6 +128,38 @@ class SeedLayout:
 
 
 @dataclass(frozen=True)
+class PackedFeatures:
+    """The packet's per-seed arrays as numpy, in layout order (read at C speed, not seed by seed).
+
+    `ready` covers the packet's ready mask only (its first 32 seeds); telemetry says the rest.
+    """
+
+    stage: np.ndarray
+    alpha: np.ndarray
+    variance: np.ndarray
+    dead: np.ndarray
+    correlation: np.ndarray
+    since_graft: np.ndarray
+    ready: np.ndarray
+
+    @classmethod
+    def of(cls, packet: telemetry_pb2.SystemStatePacket) -> PackedFeatures:
+        n = len(packet.seed_stages)
+        bits = np.arange(min(n, READY_MASK_SEEDS))
+        ready = np.zeros(n, dtype=np.bool_)
+        ready[: bits.size] = (packet.ready_mask >> bits) & 1 == 1
+        return cls(
+            stage=np.asarray(packet.seed_stages, dtype=np.int64),
+            alpha=np.asarray(packet.seed_alpha_bp, dtype=np.float64) / BASIS_POINTS,
+            variance=np.asarray(packet.seed_variance_bp, dtype=np.float64) / BASIS_POINTS,
+            dead=np.asarray(packet.seed_dead_bp, dtype=np.float64) / BASIS_POINTS,
+            correlation=np.asarray(packet.seed_correlation_bp, dtype=np.float64) / BASIS_POINTS,
+            since_graft=np.asarray(packet.seed_epochs_since_graft, dtype=np.float64),
+            ready=ready,
+        )
+
+
+@dataclass(frozen=True)
 class Observation:
     """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown; `host_layers`
     empty when the caller did not describe the host."""
@@ -138,6 +171,10 @@ class Observation:
     model_parameters: int
     final_epoch: int = 0
     host_layers: tuple[telemetry_pb2.HostLayer, ...] = ()
+    # The packet's arrays and the run's layout when the caller has them (the controller does):
+    # a policy over thousands of seeds then never reads them seed by seed.
+    packed: PackedFeatures | None = field(default=None, compare=False, repr=False)
+    known_layout: SeedLayout | None = field(default=None, compare=False, repr=False)
 
     @property
     def epoch(self) -> int:
@@ -149,12 +186,14 @@ class Observation:
 
     @cached_property
     def layout(self) -> SeedLayout:
-        """The seed layout as arrays, computed once per observation."""
-        return SeedLayout.of(self.seeds)
+        """The seed layout as arrays: the known one, or computed once per observation."""
+        return self.known_layout if self.known_layout is not None else SeedLayout.of(self.seeds)
 
     @cached_property
     def stages(self) -> np.ndarray:
         """Each seed's stage, in layout order (int64)."""
+        if self.packed is not None:
+            return self.packed.stage
         return np.fromiter((view.features.stage for view in self.seeds), dtype=np.int64, count=len(self.seeds))
 
     @property

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
+
 from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import Germination
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, StepOutcome, stage_name
 from esper.tamiyo.state import RunState
+
+_ACTIVE = np.array(sorted(ACTIVE_STAGES), dtype=np.int64)
 
 
 class Policy(Protocol):
@@ -66,9 +70,10 @@ class HeuristicPolicy:
 
 def note_untracked(state: RunState, observation: Observation, out: StepOutcome) -> None:
     """A wait decision for each active seed Tamiyo did not germinate: it is left alone."""
-    for view in observation.seeds:
+    for row in np.flatnonzero(np.isin(observation.stages, _ACTIVE)).tolist():
+        view = observation.seeds[row]
         untracked = view.seed_id not in state.adaptations and view.seed_id not in out.finished_seeds
-        if view.stage in ACTIVE_STAGES and untracked:
+        if untracked:
             out.wait(
                 view.seed_id,
                 f"seed is {stage_name(view.stage)} but Tamiyo did not germinate it; "

@@ -18,7 +18,8 @@ from torch import Tensor
 
 from esper.leyline.v1 import policy_pb2
 from esper.tamiyo.acting import GraphTensors, graph_tensors
-from esper.tamiyo.graph import FEATURE_SCHEMA_VERSION, FITS, ObservationGraph, graph_from_proto, tensor_from_proto
+from esper.tamiyo.graph import FEATURE_SCHEMA_VERSION, FITS, ObservationGraph
+from esper.tamiyo.graph_proto import graph_from_proto, tensor_from_proto
 from esper.tamiyo.masks import GERMINATE, actions_legal
 from esper.tamiyo.transitions import seed_actions_from_proto
 

@@ -15,7 +15,7 @@ from esper.leyline.v1 import control_pb2, lifecycle_pb2, policy_pb2, simic_pb2
 from esper.paging import decode_page_token, validate_page_size
 from esper.simic.config import SimicConfig
 from esper.simic.curriculum import SUITES
-from esper.tamiyo.graph import graph_from_proto, tensor_from_proto
+from esper.tamiyo.graph_proto import graph_from_proto, tensor_from_proto
 
 POLICY_LISTING = json.dumps(["simic.ListPolicies"])
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from esper.leyline.v1 import lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
-from esper.tamiyo.graph import max_parameters
+from esper.tamiyo.features import max_parameters
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedView
 from esper.tamiyo.state import Adaptation, RunState
 

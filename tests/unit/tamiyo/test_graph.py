@@ -20,19 +20,16 @@ from esper.tamiyo.graph import (
     FITTED_BY,
     GLOBAL,
     KERNEL,
-    KERNEL_FEATURES,
     LAYER,
     LAYER_FORWARD,
     MONITORS,
     SEED,
-    SEED_FEATURES,
     SEQUENTIAL,
     build_graph,
-    graph_from_proto,
-    graph_to_proto,
-    tensor_to_proto,
 )
+from esper.tamiyo.graph_proto import graph_from_proto, graph_to_proto, tensor_to_proto
 from esper.tamiyo.observation import Observation
+from esper.tamiyo.schema import KERNEL_FEATURES, SEED_FEATURES
 from esper.tamiyo.state import Adaptation, RunState
 from esper.tamiyo.validation import validate_step
 from tests.unit.tamiyo.scenario import FakeKernels, SeedSimulator, descriptor, kernel

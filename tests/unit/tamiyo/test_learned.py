@@ -96,7 +96,7 @@ def test_a_learned_policy_only_ever_issues_legal_commands(tmp_path: Path) -> Non
 
 
 def _mask(transition: policy_pb2.PolicyTransition) -> np.ndarray:
-    from esper.tamiyo.graph import tensor_from_proto
+    from esper.tamiyo.graph_proto import tensor_from_proto
 
     return tensor_from_proto(transition.action_mask)
 

@@ -163,7 +163,7 @@ class _Recorder:
 
 def test_every_heuristic_decision_is_legal_under_the_masks() -> None:
     """Behaviour cloning learns the heuristic inside the masks: none of its choices may fall outside them."""
-    from esper.tamiyo.graph import graph_from_proto, tensor_from_proto
+    from esper.tamiyo.graph_proto import graph_from_proto, tensor_from_proto
     from esper.tamiyo.transitions import seed_actions_from_proto
 
     recorder = _Recorder()

@@ -47,6 +47,9 @@ from esper.tamiyo.gnn import TamiyoNet
 logger = logging.getLogger(__name__)
 
 Observer = Callable[[dict[str, Any]], None]
+# Exploring episodes must not have their decisions cut by a busy machine: a time-out
+# fallback would replace the policy's action with the heuristic's.
+EXPLORING = (("tamiyo.policy_timeout_ms", 10_000.0),)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class PpoResult:
 
 
 @dataclass
-class _Step:
+class Step:
     sample: Sample
     advantage: float
     value_target: float
@@ -138,14 +141,15 @@ def train_ppo(
                         explore_seed=ppo.seed * 1_000_003 + iteration * 1009 + k,
                         assets_dir=training.assets_dir,
                         tasks_dir=str(data_dir),
+                        overrides=EXPLORING,
                     )
                     for k, (task, seed) in enumerate(chosen)
                 ]
                 results = list(pool.play(specs))
                 episodes_played += len(results)
-                steps, scores, fallbacks = _rollout(results, static, ppo)
+                steps, scores, fallbacks = rollout(results, static, ppo)
                 total_transitions += len(steps)
-                figures = _update(net, optimizer, steps, ppo, rng)
+                figures = ppo_update(net, optimizer, steps, ppo, rng)
                 row: dict[str, Any] = {
                     "iteration": iteration,
                     "reward": statistics.mean(scores) if scores else float("nan"),
@@ -199,11 +203,11 @@ def train_ppo(
     return PpoResult(net, metrics, recipe, data, total_transitions, history)
 
 
-def _rollout(
+def rollout(
     results: list[EpisodeResult], static: dict[tuple[str, int], EpisodeResult], ppo: PpoConfig
-) -> tuple[list[_Step], list[float], int]:
+) -> tuple[list[Step], list[float], int]:
     """Every episode's transitions with advantages and value targets; the episodes' scores; fallbacks."""
-    steps: list[_Step] = []
+    steps: list[Step] = []
     scores: list[float] = []
     fallbacks = 0
     for result in results:
@@ -226,12 +230,12 @@ def _rollout(
             except ValueError as exc:
                 logger.debug("transition skipped: %s", exc)
                 continue
-            steps.append(_Step(sample, float(a), float(g), learn_policy=not t.fallback))
+            steps.append(Step(sample, float(a), float(g), learn_policy=not t.fallback))
     return steps, scores, fallbacks
 
 
-def _update(
-    net: TamiyoNet, optimizer: torch.optim.Optimizer, steps: list[_Step], ppo: PpoConfig, rng: random.Random
+def ppo_update(
+    net: TamiyoNet, optimizer: torch.optim.Optimizer, steps: list[Step], ppo: PpoConfig, rng: random.Random
 ) -> dict[str, float]:
     if not steps:
         return {}

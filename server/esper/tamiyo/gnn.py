@@ -3,7 +3,7 @@
     global features -> g                                   [graphs, H]
     seed / layer / kernel features ++ g -> h               [nodes, H]
     `layers` rounds of HeteroConv over the graph's relations (SAGEConv, or GATv2Conv),
-    each added to h (a residual), so a relation with no edges leaves h as it was
+    each added to h (a residual); every relation runs, with or without edges
     seed head    [h_seed ++ g]          -> 5 logits: WAIT, GERMINATE, ADVANCE, CULL, FOSSILIZE
     stay head    [g ++ mean h_seed]     -> the logit of germinating nowhere this boundary
     kernel head  [h_seed ++ h_kernel ++ g] per (candidate, seed) pair -> its score
@@ -116,10 +116,10 @@ class TamiyoNet(nn.Module):
             node_type: torch.relu(self.encoders[node_type](torch.cat([x[node_type], g[batch[node_type]]], dim=1)))
             for node_type in (SEED, LAYER, KERNEL)
         }
-        edges = {edge_type: index for edge_type, index in edge_index.items() if index.numel() > 0}
+        # Every relation runs even without edges (its root term then still applies), so a graph's
+        # reading does not depend on which relations the other graphs of a batch have.
+        edges = {edge_type: edge_index[edge_type] for edge_type in EDGE_TYPES if edge_type in edge_index}
         for conv in self.convs:
-            if not edges:
-                break
             out = conv(h, edges)
             h = {
                 node_type: h[node_type] + torch.relu(out[node_type]) if node_type in out else h[node_type]

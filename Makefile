@@ -43,12 +43,15 @@ lint: setup
 	$(BIN)/mypy server clients
 
 bench: setup
+	@# gromo (the growth peer) is bench-only; torch stays pinned on the same line so pip never upgrades it.
+	$(PY) -m pip install --quiet -r bench/requirements.txt torch==2.13.0
 	$(PY) bench/leyline_bench.py
 	$(PY) bench/overhead.py
 	$(PY) bench/assets_bench.py
 	$(PY) bench/compile_bench.py
 	$(PY) bench/mesh_bench.py
 	$(PY) bench/tracing_bench.py
+	@# Hours on two cores; resumable: it skips the cells already in runs/efficacy/results.json.
 	$(PY) bench/efficacy.py
 	$(PY) bench/policy.py
 

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import torch
 
+from esper.clients import UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.urza import UrzaClient
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.leyline.v1 import kernel_pb2, urza_pb2
+from esper.leyline.v1.services import URZA_SERVICE
 from esper.mesh.config import ServerConfig
+from esper.mesh.hosting import host
 from esper.mesh.threaded import ServerThread
 from esper.tezzeret.config import TezzeretConfig
 from esper.tezzeret.pipelines import compile_blueprint
@@ -38,7 +40,6 @@ from esper.urabrask.validator import UrabraskValidator
 from esper.urza.config import UrzaConfig
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import urza_registration
 
 # (template, activation shape): artifacts from a few KB up to about 1 MB.
 KERNELS = [
@@ -81,7 +82,7 @@ def build_kernels(hub: UrzaHub, work: Path) -> list[kernel_pb2.KernelArtifact]:
 
 
 def fetch_table(hub: UrzaHub, kernels: list[kernel_pb2.KernelArtifact], iterations: int) -> list[str]:
-    server = ServerThread([urza_registration(hub)], ServerConfig(service_name="urza-bench"))
+    server = ServerThread([host(URZA_SERVICE.bind(hub))], ServerConfig(service_name="urza-bench"))
     client = UrzaClient(ClientConfig(address=server.address))
     rows = []
     try:

@@ -32,6 +32,8 @@ import nats
 from nats.aio.client import __version__ as nats_py_version
 
 from esper.leyline.v1 import bus_pb2
+from esper.leyline.v1.services import TAMIYO_SERVICE, URZA_SERVICE
+from esper.mesh.hosting import host
 from esper.oona.config import OonaConfig
 from esper.oona.envelope import seal
 from esper.oona.jetstream import JetStreamBus
@@ -229,13 +231,12 @@ def epoch_hook_section(context: BenchContext) -> list[Row]:
     Tamiyo queries a real (empty) Urza for kernels at every plateau, so each boundary carries
     a decision and, over gRPC, a full Step round trip on loopback.
     """
+    from esper.clients import TamiyoClient
     from esper.clients.base import ClientConfig
-    from esper.clients.tamiyo import TamiyoClient
     from esper.mesh.config import ServerConfig
     from esper.mesh.threaded import ServerThread
     from esper.tamiyo import TamiyoController
     from esper.tamiyo.config import TamiyoConfig
-    from esper.tamiyo.servicer import tamiyo_registration
     from esper.urza.config import UrzaConfig
     from esper.urza.hub import UrzaHub
 
@@ -245,7 +246,8 @@ def epoch_hook_section(context: BenchContext) -> list[Row]:
         config = TamiyoConfig(warmup_epochs=0, patience=1, min_delta=1.0)
         embedded = _hook_samples(TamiyoController(None, config, kernels=hub), boundaries)
         server = ServerThread(
-            [tamiyo_registration(TamiyoController(None, config, kernels=hub))], ServerConfig(service_name="tamiyo")
+            [host(TAMIYO_SERVICE.bind(TamiyoController(None, config, kernels=hub)))],
+            ServerConfig(service_name="tamiyo"),
         )
         client = TamiyoClient(ClientConfig(address=server.address, deadline_seconds=1.0))
         try:
@@ -277,21 +279,20 @@ def kernel_fetch_section(context: BenchContext) -> list[Row]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from assets_bench import build_kernels, timed_ms
 
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
     from esper.mesh.config import ServerConfig
     from esper.mesh.threaded import ServerThread
     from esper.urza.config import UrzaConfig
     from esper.urza.fetch import download_kernel_bytes
     from esper.urza.hub import UrzaHub
-    from esper.urza.servicer import urza_registration
 
     iterations = 50 * context.args.rounds
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         hub = UrzaHub.open(UrzaConfig(data_dir=str(Path(tmp) / "urza")))
         kernels = build_kernels(hub, Path(tmp))
-        server = ServerThread([urza_registration(hub)], ServerConfig(service_name="urza"))
+        server = ServerThread([host(URZA_SERVICE.bind(hub))], ServerConfig(service_name="urza"))
         client = UrzaClient(ClientConfig(address=server.address))
         try:
             for kernel in (kernels[0], kernels[-1]):

@@ -26,11 +26,11 @@ from pathlib import Path
 from opentelemetry import trace
 
 from esper.mesh.config import ServerConfig
+from esper.mesh.hosting import host
 from esper.mesh.server import start_server
 from esper.nissa.config import SpanStoreConfig
-from esper.nissa.receiver import trace_registration
 from esper.nissa.spans import SpanStore
-from esper.nissa.trace_intake import SpanIntake
+from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 from esper.observability.spans import esper_attributes
 from esper.observability.tracing import BoundedSpanProcessor, TracingConfig, build_provider
 
@@ -66,7 +66,7 @@ def _live_receiver(folder: Path) -> tuple[int, Callable[[], None]]:
     threading.Thread(target=loop.run_forever, daemon=True).start()
     config = ServerConfig(service_name="nissa")
     running = asyncio.run_coroutine_threadsafe(
-        start_server(config, [trace_registration(SpanIntake(store))]), loop
+        start_server(config, [host(TRACE_SERVICE.bind(SpanIntake(store)))]), loop
     ).result(30)
 
     def stop() -> None:

@@ -2,7 +2,7 @@
 
 `import esper` is the researcher's SDK (HLD Appendix F.2). The `esper` namespace
 is spread over three source folders: `generated/` (Leyline contracts),
-`server/` (domain logic and servicers) and `clients/` (typed clients); this
+`server/` (domain logic, serving) and `clients/` (typed clients); this
 package extends its path so all three import as one.
 """
 

@@ -110,6 +110,10 @@ class DeadlineExceeded(EsperError):
     reason = "DEPENDENCY_UNAVAILABLE"
 
 
+class UsageError(Exception):
+    """A command-line argument is wrong; the message names it (the CLI exits with status 2)."""
+
+
 @dataclass
 class ErrorDetails:
     """What a client decodes from a status: used to rebuild the domain error."""

@@ -1,5 +1,9 @@
 """The client base every typed Esper client is built on.
 
+A typed client is this base plus the generated calls of one service
+(`esper.leyline.v1.services.<Service>Calls`): the generated methods name the rpc
+and its response type, the base makes the call.
+
 Every call carries a deadline. Only what is safe to retry is retried: UNAVAILABLE
 (exponential backoff with full jitter, bounded attempts, never past the deadline)
 and statuses whose RetryInfo says when to come back. Every other failure is decoded
@@ -16,19 +20,23 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import Message
 from grpc_status import rpc_status
 
 from esper import checks
 from esper.errors import DeadlineExceeded, EsperError, error_from_details
+from esper.leyline.v1.services import Calls
 from esper.mesh.errors import error_details_from_status
 from esper.mesh.tracing import traced_channel
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+R = TypeVar("R", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,12 @@ def decode_rpc_error(error: grpc.RpcError) -> EsperError:
     return error_from_details(error_details_from_status(code, message, status))
 
 
-class ServiceClient:
-    """A sync client for one service: a channel, a stub, deadlines, retries, error decoding."""
+class ServiceClient(Calls):
+    """A sync client for one service (`SERVICE`): a channel, deadlines, retries, error decoding."""
 
     def __init__(
         self,
         config: ClientConfig,
-        stub_class: Callable[[grpc.Channel], Any],
         *,
         channel: grpc.Channel | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -82,7 +89,7 @@ class ServiceClient:
         self._owns_channel = channel is None
         self._channel = channel if channel is not None else self._open_channel(config)
         # Every call is a client span and carries the trace context in its metadata.
-        self._stub = stub_class(traced_channel(self._channel))
+        self._rpcs = _multicallables(self.SERVICE, traced_channel(self._channel))
         self._sleep = sleep
 
     @staticmethod
@@ -96,6 +103,15 @@ class ServiceClient:
                 ("grpc.enable_retries", 0),
             ],
         )
+
+    def _unary(self, method: str, request: Message, response_type: type[R], timeout: float | None) -> R:
+        response = self.call(method, request, timeout=timeout)
+        if not isinstance(response, response_type):
+            raise TypeError(f"{method} answered {type(response).__name__}, not {response_type.__name__}")
+        return response
+
+    def _stream(self, method: str, request: Message, response_type: type[R], timeout: float | None) -> Iterator[R]:
+        return self.stream(method, request, timeout=timeout)
 
     def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
         """Call unary rpc `method` (its proto name, e.g. "ListTemplates") and return its response."""
@@ -161,9 +177,9 @@ class ServiceClient:
         self.close()
 
     def _method(self, method: str) -> Any:
-        multicallable = getattr(self._stub, method, None)
+        multicallable = self._rpcs.get(method)
         if multicallable is None:
-            raise ValueError(f"{type(self._stub).__name__} has no rpc {method!r}")
+            raise ValueError(f"{self.SERVICE.full_name} has no rpc {method!r}")
         return multicallable
 
     def _retry_delay(self, error: EsperError, attempt: int) -> float | None:
@@ -177,6 +193,23 @@ class ServiceClient:
         backoff = self.config.initial_backoff_seconds * 2 ** (attempt - 1)
         ceiling = min(self.config.max_backoff_seconds, backoff)
         return random.uniform(0.0, ceiling)
+
+
+def _multicallables(service: Any, channel: Any) -> dict[str, Any]:
+    """Each rpc of `service` as a callable on `channel`, by its proto name."""
+    rpcs: dict[str, Any] = {}
+    for method in service.methods:
+        path = f"/{service.full_name}/{method.name}"
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        make = channel.unary_stream if method.server_streaming else channel.unary_unary
+        rpcs[method.name] = make(
+            path,
+            request_serializer=request.SerializeToString,
+            response_deserializer=response.FromString,
+            _registered_method=True,
+        )
+    return rpcs
 
 
 def _deadline_exceeded(method: str) -> EsperError:

@@ -1,4 +1,4 @@
-"""The asset pipeline as seen by a run, over any UrzaApi (in-process hub or remote client).
+"""The asset pipeline as seen by a run, over any UrzaServiceApi (in-process hub or remote client).
 
 Submit the catalog's templates at every seed site's shape (depth templates at depth
 sites, width templates at width sites' input and output shapes), wait until
@@ -17,7 +17,7 @@ from esper.errors import EsperError, InvalidArgument
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.kernel_cache import KernelCache
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, telemetry_pb2, urza_pb2
-from esper.urza.api import UrzaApi
+from esper.leyline.v1.services import UrzaServiceApi
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def templates_for(
 
 
 def submit_templates(
-    urza: UrzaApi, catalog: TemplateCatalog, template_ids: Sequence[str], sites: Iterable[SeedSite]
+    urza: UrzaServiceApi, catalog: TemplateCatalog, template_ids: Sequence[str], sites: Iterable[SeedSite]
 ) -> list[str]:
     """Submit the templates at every distinct site shape; returns the blueprint ids (idempotent)."""
     blueprint_ids: list[str] = []
@@ -102,7 +102,7 @@ def submit_templates(
     return blueprint_ids
 
 
-def pending_blueprints(urza: UrzaApi, blueprint_ids: Sequence[str]) -> list[str]:
+def pending_blueprints(urza: UrzaServiceApi, blueprint_ids: Sequence[str]) -> list[str]:
     """The blueprints not yet VALIDATED, FAILED or REJECTED."""
     waiting = []
     for blueprint_id in blueprint_ids:
@@ -112,7 +112,9 @@ def pending_blueprints(urza: UrzaApi, blueprint_ids: Sequence[str]) -> list[str]
     return waiting
 
 
-def wait_until_settled(urza: UrzaApi, blueprint_ids: Sequence[str], *, timeout: float, poll: float = 0.25) -> float:
+def wait_until_settled(
+    urza: UrzaServiceApi, blueprint_ids: Sequence[str], *, timeout: float, poll: float = 0.25
+) -> float:
     """Block until every blueprint is settled or `timeout` passes; returns seconds waited."""
     start = time.monotonic()
     waiting = list(blueprint_ids)
@@ -126,7 +128,9 @@ def wait_until_settled(urza: UrzaApi, blueprint_ids: Sequence[str], *, timeout: 
     return time.monotonic() - start
 
 
-def prefetch_kernels(urza: UrzaApi, cache: KernelCache, sites: Iterable[SeedSite], stop: threading.Event) -> None:
+def prefetch_kernels(
+    urza: UrzaServiceApi, cache: KernelCache, sites: Iterable[SeedSite], stop: threading.Event
+) -> None:
     """Load the validated kernels that fit `sites` into the cache, so grafts hit a hot cache."""
     for site in sorted(set(sites), key=lambda s: (s.growth_kind, s.input_kind, s.input_shape, s.output_shape)):
         query = kernel_pb2.KernelQuery(

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from esper.cli.common import UsageError, add_json_flag, print_json
-from esper.errors import FailedPrecondition, InvalidArgument
+from esper.cli.common import add_json_flag, print_json
+from esper.errors import FailedPrecondition, InvalidArgument, UsageError
 from esper.leyline.v1 import alert_pb2, nissa_pb2
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -66,8 +66,8 @@ def _alerts(args: argparse.Namespace) -> int:
         raise UsageError("--mesh FILE is required (or --render-rules)")
     if not args.timeout > 0:
         raise UsageError(f"--timeout: must be > 0 seconds, got {args.timeout}")
+    from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.nissa import NissaClient
     from esper.mesh.addresses import load_mesh
 
     try:

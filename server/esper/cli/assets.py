@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from esper.cli.common import add_json_flag, parse_shape, print_json, urza_client
+from esper.cli.common import UsageError, add_json_flag, parse_shape, print_json, urza_client
 from esper.errors import InvalidArgument
 from esper.fsutil import atomic_write
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
@@ -50,6 +50,8 @@ def kernel_to_dict(kernel: kernel_pb2.KernelArtifact) -> dict[str, Any]:
         "size_bytes": kernel.size_bytes,
         "parameter_count": kernel.parameter_count,
         "input_shape": list(kernel.input_shape.dims),
+        "growth_kind": _enum_name(blueprint_pb2.GrowthKind, kernel.growth_kind or blueprint_pb2.GROWTH_KIND_DEPTH),
+        "output_shape": list(kernel.output_shape.dims or kernel.input_shape.dims),
         "tags": list(kernel.tags),
         "latency_ms_mean": report.latency_ms_mean if kernel.HasField("validation_report") else None,
         "failure_reason": report.failure_reason if kernel.HasField("validation_report") else "",
@@ -67,6 +69,7 @@ def blueprint_to_dict(
         "failure_reason": blueprint.failure_reason,
         "parameter_estimate": blueprint.parameter_estimate,
         "input_shape": list(blueprint.ir.input_shape.dims),
+        "output_shape": list(blueprint.ir.output_shape.dims),
         "tags": list(blueprint.tags),
     }
     if kernels is not None:
@@ -79,7 +82,14 @@ def _submit(args: argparse.Namespace) -> int:
 
     catalog = TemplateCatalog.default()
     shape = parse_shape(args.input_shape, "--input-shape") if args.input_shape else None
-    template = catalog.instantiate(args.template, shape) if shape is not None else catalog.get_template(args.template)
+    output = parse_shape(args.output_shape, "--output-shape") if args.output_shape else None
+    if output is not None and shape is None:
+        raise UsageError("--output-shape needs --input-shape")
+    template = (
+        catalog.instantiate(args.template, shape, output_shape=output)
+        if shape is not None
+        else catalog.get_template(args.template)
+    )
     request = urza_pb2.CreateBlueprintRequest(
         ir=template.ir,
         template_id=template.template_id,
@@ -186,6 +196,11 @@ def register(subparsers: Any) -> None:
     )
     submit.add_argument(
         "--input-shape", metavar="DIMS", help="instantiate the template at this activation shape, e.g. 64 or 16,8,8"
+    )
+    submit.add_argument(
+        "--output-shape",
+        metavar="DIMS",
+        help="for a width template (widen_*): the next layer's output shape the new units add into, e.g. 10",
     )
     get = _command(blueprint_commands, "get", _get, "show a blueprint's status, compile jobs and kernels")
     get.add_argument("blueprint_id", metavar="BLUEPRINT_ID")

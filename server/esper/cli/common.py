@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-
-class UsageError(Exception):
-    """A command-line argument is wrong; the message names it."""
+from esper.errors import UsageError
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +34,8 @@ def parse_shape(text: str, flag: str) -> tuple[int, ...]:
 
 @contextmanager
 def urza_client(args: argparse.Namespace) -> Iterator[Any]:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
 
     client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.timeout))
     try:

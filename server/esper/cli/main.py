@@ -13,8 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from esper.cli.common import UsageError
-from esper.errors import EsperError
+from esper.errors import EsperError, UsageError
 
 # Command modules, in help order. A module adds its commands in `register`.
 COMMAND_MODULES = (

@@ -40,8 +40,8 @@ class MeshRuns:
     """Trains runs on the Tolaria server of a mesh file; `train` stands in for the embedded one."""
 
     def __init__(self, mesh_file: str, progress: Progress) -> None:
+        from esper.clients import TolariaClient
         from esper.clients.base import ClientConfig
-        from esper.clients.tolaria import TolariaClient
 
         self.addresses: MeshAddresses = load_mesh(mesh_file)
         self._client = TolariaClient(ClientConfig(address=self.addresses.address("tolaria"), deadline_seconds=30.0))
@@ -52,8 +52,8 @@ class MeshRuns:
 
     def load_policy(self, policy: str) -> None:
         """Have the mesh's Tamiyo decide with `policy` (pinned): an id it or its Simic knows."""
+        from esper.clients import TamiyoClient
         from esper.clients.base import ClientConfig
-        from esper.clients.tamiyo import TamiyoClient
         from esper.leyline.v1 import tamiyo_pb2
         from esper.tamiyo.policies import is_path
 

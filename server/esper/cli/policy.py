@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from esper.cli.common import UsageError, add_json_flag, print_json
+from esper.cli.common import add_json_flag, print_json
+from esper.errors import UsageError
 
 _ALGORITHMS = {"bc": "TRAINING_ALGORITHM_BEHAVIOUR_CLONING", "ppo": "TRAINING_ALGORITHM_PPO"}
 
@@ -62,8 +63,8 @@ def simic_for(args: argparse.Namespace, *, gate_suite: str = "validation") -> It
 
         address = load_mesh(args.mesh).address("simic")
     if address:
+        from esper.clients import SimicClient
         from esper.clients.base import ClientConfig
-        from esper.clients.simic import SimicClient
 
         client = SimicClient(ClientConfig(address=address, deadline_seconds=30.0))
         try:

@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from esper.cli.common import UsageError, add_json_flag, print_json, process_tracing
+from esper.cli.common import add_json_flag, print_json, process_tracing
 from esper.cli.policy import add_experience_argument, experience_dir
+from esper.errors import UsageError
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -43,6 +44,8 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
         bar.set_postfix_str(
             f"val {metrics.val_accuracy:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
         )
+        if bar.n >= bar.total:  # epochs a rollback discarded are trained again
+            bar.total = bar.n + 1
         bar.update(1)
 
     return bar, update

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from esper.cli.common import UsageError, add_json_flag, print_json
-from esper.errors import FailedPrecondition, InvalidArgument
+from esper.cli.common import add_json_flag, print_json
+from esper.errors import FailedPrecondition, InvalidArgument, UsageError
 from esper.leyline.v1 import nissa_pb2
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -56,8 +56,8 @@ def register(subparsers: Any) -> None:
 
 
 def _traces(args: argparse.Namespace) -> int:
+    from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.nissa import NissaClient
     from esper.mesh.addresses import load_mesh
     from esper.nissa.validation import validate_find_traces
 

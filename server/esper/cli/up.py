@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from esper.cli.common import UsageError, add_json_flag, print_json
+from esper.cli.common import add_json_flag, print_json
+from esper.errors import UsageError
 from esper.mesh.addresses import SUBSYSTEMS
 
 DEFAULT_DIR = "esper-mesh"

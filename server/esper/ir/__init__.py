@@ -23,6 +23,7 @@ from esper.ir.validate import (
     ir_output_shape,
     parameter_count,
     validate_ir,
+    width_input_layer,
     width_units,
 )
 
@@ -59,5 +60,6 @@ __all__ = [
     "op_name",
     "parameter_count",
     "validate_ir",
+    "width_input_layer",
     "width_units",
 ]

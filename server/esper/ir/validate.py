@@ -76,15 +76,20 @@ def width_units(ir: blueprint_pb2.BlueprintIR) -> int:
 
     0 for a depth block, or a width block whose input feeds no LINEAR or CONV2D node.
     """
-    if ir.growth_kind != blueprint_pb2.GROWTH_KIND_WIDTH:
+    node = width_input_layer(ir)
+    if node is None:
         return 0
+    dims = node.output_shape.dims
+    return int(dims[0] if node.op_type == blueprint_pb2.OP_TYPE_CONV2D else dims[-1])
+
+
+def width_input_layer(ir: blueprint_pb2.BlueprintIR) -> blueprint_pb2.IRNode | None:
+    """The LINEAR or CONV2D node of a width block that reads its input: the new units; None otherwise."""
+    if ir.growth_kind != blueprint_pb2.GROWTH_KIND_WIDTH:
+        return None
     readers = {edge.target_node_id for edge in ir.edges if edge.source_node_id == _input_node_id(ir)}
     layers = (blueprint_pb2.OP_TYPE_LINEAR, blueprint_pb2.OP_TYPE_CONV2D)
-    for node in ir.nodes:
-        if node.node_id in readers and node.op_type in layers:
-            dims = node.output_shape.dims
-            return int(dims[0] if node.op_type == blueprint_pb2.OP_TYPE_CONV2D else dims[-1])
-    return 0
+    return next((node for node in ir.nodes if node.node_id in readers and node.op_type in layers), None)
 
 
 def _input_node_id(ir: blueprint_pb2.BlueprintIR) -> str:

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 class KarnService:
-    """The in-process Karn (implements KarnApi). Safe to call from several threads."""
+    """The in-process Karn (implements KarnServiceApi). Safe to call from several threads."""
 
     def __init__(self, catalog: TemplateCatalog, config: KarnConfig | None = None) -> None:
         self._catalog = catalog

@@ -28,6 +28,7 @@ class KernelCacheConfig:
 
 
 GRAFTING_STRATEGIES = ("LINEAR_RAMP", "COSINE_RAMP", "DRIFT_CONTROLLED")
+WIDTH_INITS = ("ir", "live")
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,15 @@ class KasminaConfig:
     pattern up to the next such layer a width template repeats exactly
     (esper.kasmina.wrapping). A fossilized seed's site gets a dormant child seed
     (so the site can grow again) while the model has fewer than `max_seeds` seeds.
+    `width_init` is how a width seed's new units start: "live" (fresh weights of
+    their own, biases centred on the first batch, esper.kasmina.units) or "ir" (the
+    kernel's compiled initial weights).
     """
 
     target_module_types: tuple[str, ...] = ()
     target_module_paths: tuple[str, ...] = ()
     width_seeds: bool = False
+    width_init: str = "live"
     max_seeds: int = 32
     grafting_strategy: str = "LINEAR_RAMP"
     ramp_steps: int = 100
@@ -70,6 +75,7 @@ class KasminaConfig:
         object.__setattr__(self, "target_module_types", tuple(self.target_module_types))
         object.__setattr__(self, "target_module_paths", tuple(self.target_module_paths))
         checks.one_of("kasmina.grafting_strategy", self.grafting_strategy, GRAFTING_STRATEGIES)
+        checks.one_of("kasmina.width_init", self.width_init, WIDTH_INITS)
         checks.in_range("kasmina.drift_smoothing", self.drift_smoothing, 0.0, 1.0, high_open=True)
         checks.in_range("kasmina.training_blend_alpha", self.training_blend_alpha, 0.0, 1.0, low_open=True)
         at_least_one = (

@@ -1,7 +1,7 @@
 """Kasmina's kernel cache: verified kernel artifacts, loaded once, kept in an LRU.
 
 A miss fetches the artifact from Urza (in-process or over gRPC, through the
-`UrzaApi` protocol), verifies its SHA-256 before anything reads it, loads it with
+`UrzaServiceApi` protocol), verifies its SHA-256 before anything reads it, loads it with
 `esper.tezzeret.artifacts.load_kernel_module` (torch.export, never pickle) and keeps
 the loaded module: loading costs tens of milliseconds, which the training path must
 not pay twice. Entries are evicted least recently used first, bounded both by count
@@ -27,8 +27,8 @@ from torch import nn
 from esper.errors import DataLoss, EsperError, FailedPrecondition
 from esper.kasmina.config import KernelCacheConfig
 from esper.leyline.v1 import kernel_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.tezzeret.artifacts import load_kernel_module
-from esper.urza.api import UrzaApi
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class _Flight:
 class KernelCache:
     """LRU of loaded kernels, bounded by count and bytes; thread-safe, one fetch per kernel at a time."""
 
-    def __init__(self, urza: UrzaApi, config: KernelCacheConfig | None = None) -> None:
+    def __init__(self, urza: UrzaServiceApi, config: KernelCacheConfig | None = None) -> None:
         self._urza = urza
         self.config = config if config is not None else KernelCacheConfig()
         self._lock = threading.Lock()

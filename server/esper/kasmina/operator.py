@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.protobuf import json_format
@@ -31,7 +31,6 @@ from torch import nn
 from esper.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from esper.kasmina import convert
 from esper.kasmina import lifecycle as lc
-from esper.kasmina.api import KasminaEvents
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.records import Adaptation, IsolationViolation
@@ -54,6 +53,7 @@ logger = logging.getLogger(__name__)
 _CMD = lifecycle_pb2.CommandType
 STATE_FORMAT = 1
 _MEASURED_STAGES = frozenset({lc.EVALUATING, lc.FINE_TUNING})
+_IN_FLIGHT_BLENDING = lc.BLENDING_STAGES & lc.ACTIVE_STAGES
 
 
 class KasminaOperator:
@@ -66,7 +66,7 @@ class KasminaOperator:
         config: KasminaConfig | None = None,
         *,
         run_id: str,
-        events: KasminaEvents | None = None,
+        on_isolation_violation: Callable[[IsolationViolation], None] | None = None,
     ) -> None:
         if not run_id:
             raise ValueError("run_id must be set")
@@ -74,7 +74,7 @@ class KasminaOperator:
         self.config = config if config is not None else model.config
         self.run_id = run_id
         self._kernels = kernels
-        self._events = events
+        self._on_violation = on_isolation_violation
         self._lock = threading.RLock()
         self._boundary_epoch = 0
         self._last_accuracy = 0.0
@@ -183,17 +183,26 @@ class KasminaOperator:
                 )
             seed.adaptation.eval_gain = float(gain)
 
-    def roll_back(self, seed_ids: Iterable[str], *, reason: str, command_id: str = "") -> None:
-        """Lock these seeds as ROLLED_BACK (after an emergency rollback); the lock survives restores."""
+    def roll_back(
+        self, seed_ids: Iterable[str], *, reason: str, command_id: str = "", epoch: int | None = None
+    ) -> None:
+        """Lock these seeds as ROLLED_BACK (after a rollback); the lock survives restores.
+
+        `epoch` stamps the transitions when the restored state's boundary is older than now.
+        """
         with self._lock:
             for seed_id in seed_ids:
                 seed = self.model.seed(seed_id)
                 if seed.stage != lc.ROLLED_BACK:
-                    self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command_id)
+                    self._finish(seed, lc.ROLLED_BACK, reason=reason, command_id=command_id, epoch=epoch)
 
     def active_seed_ids(self) -> list[str]:
         """Seeds with an adaptation under way (those an emergency rollback locks)."""
         return [seed.seed_id for seed in self.model.seed_list() if seed.stage in lc.ACTIVE_STAGES]
+
+    def blending_seed_ids(self) -> list[str]:
+        """Seeds under way whose output reaches the model (GRAFTING to FINE_TUNING): not yet part of it."""
+        return [seed.seed_id for seed in self.model.seed_list() if seed.stage in _IN_FLIGHT_BLENDING]
 
     def drain_transitions(self) -> list[run_pb2.SeedTransition]:
         with self._lock:
@@ -422,9 +431,9 @@ class KasminaOperator:
         with self._lock:
             if seed.stage == lc.TRAINING:
                 self._finish(seed, lc.CULLED, reason=reason, epoch=violation.epoch)
-        if self._events is not None:
+        if self._on_violation is not None:
             try:
-                self._events.isolation_violation(violation)
+                self._on_violation(violation)
             except Exception:
                 logger.exception("seed %s: the event sink failed on an isolation violation", seed.seed_id)
 

@@ -46,6 +46,7 @@ from esper.kasmina.isolation import GradientProbe, LeakProbe, forward_mismatch, 
 from esper.kasmina.ramp import AlphaRamp, strategy_from_name
 from esper.kasmina.records import Adaptation, SeedSnapshot
 from esper.kasmina.telemetry import ActivationStats, ActivationSummary, GradientSample
+from esper.kasmina.units import init_live_units
 from esper.leyline.v1 import blueprint_pb2, telemetry_pb2
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class KasminaSeed(nn.Module):
         self._check_armed = False
         self._sample_armed = False
         self._sample: GradientSample | None = None
+        self._units_initialized = False
         # Plain attributes, not submodules: host modules must not appear under the seed.
         object.__setattr__(self, "_target", None)
         object.__setattr__(self, "_output_target", None)
@@ -158,6 +160,7 @@ class KasminaSeed(nn.Module):
             )
         previous, self.stage = self.stage, stage
         self.steps_in_stage = 0
+        self._units_initialized = False
         self.gradient_norm = 0.0  # a gradient of the previous stage says nothing about this one
         self.stage_entry_epoch = epoch
         self.last_transition_reason = reason
@@ -300,6 +303,7 @@ class KasminaSeed(nn.Module):
         self.last_command_id = snapshot.last_command_id
         self.gradient_norm = snapshot.gradient_norm
         self._check_armed = self._sample_armed = False
+        self._units_initialized = False
         self._refresh_hook()
 
     # Training steps and sampling
@@ -387,11 +391,13 @@ class KasminaSeed(nn.Module):
         if alpha == 0.0:
             return h
         self._begin_sample(kernel)
-        return h + alpha * kernel(source)
+        return h + alpha * kernel(_dense(source))
 
     def _training_forward(self, h: Tensor, x: Tensor, kernel: nn.Module) -> Tensor:
         if not torch.is_grad_enabled() and self._stats is None:
             return h  # no gradient to learn from, and the value is h anyway
+        if self.is_width and self.steps_in_stage == 0 and torch.is_grad_enabled() and not self._units_initialized:
+            self._initialize_units(kernel, x)
         sample = self._begin_sample(kernel)
         check = self._check_armed and torch.is_grad_enabled()
         if not check:
@@ -418,10 +424,19 @@ class KasminaSeed(nn.Module):
             sample.watch_output(out, s, self.config.training_blend_alpha)
         return out
 
+    def _initialize_units(self, kernel: nn.Module, x: Tensor) -> None:
+        """Before a width seed's first TRAINING step: its new units start alive and its own (units.py)."""
+        self._units_initialized = True
+        adaptation = self.adaptation
+        if self.config.width_init != "live" or adaptation is None or adaptation.ir is None:
+            return
+        key = f"{self.seed_id}/{adaptation.kernel_id}/{adaptation.germination_epoch}"
+        init_live_units(kernel, adaptation.ir, x, key=key)
+
     def _training_output(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """(output, kernel output) of the straight-through blend; the kernel reads `x` detached."""
         assert self.kernel is not None
-        s = self.kernel(x.detach())
+        s = self.kernel(_dense(x.detach()))
         return straight_through(h, s, self.config.training_blend_alpha), s
 
     def _begin_sample(self, kernel: nn.Module) -> GradientSample | None:
@@ -504,3 +519,10 @@ class KasminaSeed(nn.Module):
         result = self(output, captured)
         stats.record_latency(time.perf_counter() - start)
         return result
+
+
+def _dense(x: Tensor) -> Tensor:
+    """`x` in contiguous memory: an exported kernel traced on contiguous examples may `view` its input,
+    and a host's activations can arrive in another layout (a convolution over a one-channel image
+    may answer in channels-last strides)."""
+    return x.contiguous()

@@ -14,7 +14,7 @@ from esper.leyline.v1 import blueprint_pb2, kernel_pb2, telemetry_pb2, urza_pb2
 
 if TYPE_CHECKING:
     from esper.kasmina.kernel_cache import KernelCache
-    from esper.urza.api import UrzaApi
+    from esper.leyline.v1.services import UrzaServiceApi
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class KernelSource(Protocol):
 class CachedKernelSource:
     """Kernels from Kasmina's kernel cache; their blueprint IRs from Urza (for lineage.json)."""
 
-    def __init__(self, cache: KernelCache, urza: UrzaApi) -> None:
+    def __init__(self, cache: KernelCache, urza: UrzaServiceApi) -> None:
         self._cache = cache
         self._urza = urza
 

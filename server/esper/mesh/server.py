@@ -44,11 +44,12 @@ BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 @dataclass(frozen=True)
 class ServiceRegistration:
-    """One gRPC service to host: its servicer, the generated add-function and its full name."""
+    """One gRPC service to host: its full name, how it adds its handlers to a server, and the
+    domain object behind it (esper.mesh.hosting.host builds one from a service descriptor)."""
 
-    servicer: object
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
     service_name: str
+    add_to_server: Callable[[grpc.aio.Server], None]
+    domain: object = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ async def build_server(
     )
     names = [registration.service_name for registration in registrations]
     for registration in registrations:
-        registration.add_to_server(registration.servicer, server)
+        registration.add_to_server(server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection([*names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], server)
     for name in ["", *names]:

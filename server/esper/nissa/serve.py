@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
-from esper.cli.common import UsageError
-from esper.cli.serve import Served, ServeTarget
+from esper.errors import UsageError
 from esper.home import default_help, state_dir
+from esper.mesh.flags import port, positive_float, positive_int
 from esper.mesh.server import BackgroundTask, write_port_file
+from esper.mesh.target import Served, ServeTarget
 from esper.nissa.config import DEFAULT_MAX_SPANS
+from esper.oona.flags import add_bus_arguments, bus_config, consumer_task, open_bus
 
 if TYPE_CHECKING:
     from esper.nissa.alerts.engine import AlertEngine
@@ -44,7 +46,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     traces.add_argument(
         "--max-spans",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_SPANS,
         help=f"spans kept; past it whole oldest traces are evicted (default: {DEFAULT_MAX_SPANS})",
     )
@@ -61,7 +63,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     alerts.add_argument(
         "--alert-interval",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="time between scrape-and-evaluate cycles (default: the alert config's)",
@@ -74,7 +76,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long rule NAME must hold before it fires (repeatable)",
     )
     web = parser.add_argument_group("mission control")
-    web.add_argument("--web-port", type=_port, default=0, help="mission-control HTTP port (default 0: a free one)")
+    web.add_argument("--web-port", type=port, default=0, help="mission-control HTTP port (default 0: a free one)")
     web.add_argument("--no-web", action="store_true", help="do not serve the mission-control page")
     web.add_argument(
         "--web-port-file",
@@ -86,30 +88,30 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.leyline.v1.services import NISSA_SERVICE
+    from esper.mesh.hosting import host
     from esper.nissa.alerts.task import alert_task
-    from esper.nissa.receiver import trace_registration
     from esper.nissa.service import NissaService
-    from esper.nissa.servicer import nissa_registration
-    from esper.nissa.trace_intake import SpanIntake
+    from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 
     if args.no_web and args.web_port_file is not None:
         raise UsageError("--web-port-file needs the mission-control page (drop --no-web)")
-    closers: list[Callable[[], None]] = []
-    try:
+    with ExitStack() as opened:
         store = _open_store(args)
-        closers.append(store.close)
-        forward = _open_forwarder(args, closers)
+        opened.callback(store.close)
+        forward = _open_forwarder(args, opened)
         engine = _alert_engine(args)
-        board, bus_tasks = _run_board(args, closers)
+        board, bus_tasks = _run_board(args, opened)
         background = [*bus_tasks, alert_task(engine, args.alert_interval)]
         if not args.no_web:
-            _start_web(args, board, engine, closers)
-        nissa = NissaService(store, board, engine, run_window=board.run_window)
-        registrations = [nissa_registration(nissa), trace_registration(SpanIntake(store, forward=forward))]
-    except BaseException:
-        _close_all(closers)
-        raise
-    return Served(registrations=registrations, background=background, close=lambda: _close_all(closers))
+            _start_web(args, board, engine, opened)
+        nissa = NissaService(store, board.summary, engine.alerts, run_window=board.run_window)
+        registrations = [
+            host(NISSA_SERVICE.bind(nissa)),
+            # Storing an export writes to the database: off the event loop, as every rpc here.
+            host(TRACE_SERVICE.bind(SpanIntake(store, forward=forward))),
+        ]
+        return Served.owning(opened, registrations=registrations, background=background)
 
 
 def _open_store(args: argparse.Namespace) -> SpanStore:
@@ -126,7 +128,7 @@ def _open_store(args: argparse.Namespace) -> SpanStore:
     return store
 
 
-def _open_forwarder(args: argparse.Namespace, closers: list[Callable[[], None]]) -> ExportSink | None:
+def _open_forwarder(args: argparse.Namespace, opened: ExitStack) -> ExportSink | None:
     if not args.forward:
         return None
     from esper.nissa.config import ForwarderConfig
@@ -136,7 +138,7 @@ def _open_forwarder(args: argparse.Namespace, closers: list[Callable[[], None]])
         forwarder = SpanForwarder(ForwarderConfig(endpoint=args.forward))
     except ValueError as error:
         raise UsageError(f"--forward: {error}") from None
-    closers.append(forwarder.close)
+    opened.callback(forwarder.close)
     return forwarder.submit
 
 
@@ -159,9 +161,7 @@ def _alert_engine(args: argparse.Namespace) -> AlertEngine:
     return AlertEngine(config)
 
 
-def _run_board(
-    args: argparse.Namespace, closers: list[Callable[[], None]]
-) -> tuple[RunBoard, Sequence[BackgroundTask]]:
+def _run_board(args: argparse.Namespace, opened: ExitStack) -> tuple[RunBoard, Sequence[BackgroundTask]]:
     """The run board, fed from the bus when --nats is given (empty otherwise)."""
     from esper.nissa.board import RunBoard, board_intake
 
@@ -171,13 +171,11 @@ def _run_board(
         logger.info("no --nats: the run board stays empty")
         return board, ()
     bus = open_bus(oona)
-    closers.append(bus.close)
+    opened.callback(bus.close)
     return board, (consumer_task(bus, board_intake(board)),)
 
 
-def _start_web(
-    args: argparse.Namespace, board: RunBoard, engine: AlertEngine, closers: list[Callable[[], None]]
-) -> None:
+def _start_web(args: argparse.Namespace, board: RunBoard, engine: AlertEngine, opened: ExitStack) -> None:
     """Serve mission control from now until Nissa closes. Its port file is written before the gRPC
     server's, so a reader that waits for --port-file finds --web-port-file too."""
     from esper.leyline.v1 import alert_pb2
@@ -188,52 +186,14 @@ def _start_web(
 
     web = MissionControl(board, firing, args.host, args.web_port)
     try:
-        port = web.start()
+        bound = web.start()
     except OSError as error:
         raise UsageError(f"--web-port: cannot listen on {args.host}:{args.web_port}: {error.strerror}") from None
-    closers.append(web.stop)
+    opened.callback(web.stop)
     port_file: Path | None = args.web_port_file
     if port_file is not None:
-        write_port_file(port_file, port)
-        closers.append(lambda: port_file.unlink(missing_ok=True))
-
-
-def _close_all(closers: list[Callable[[], None]]) -> None:
-    for close in reversed(closers):
-        try:
-            close()
-        except Exception:
-            logger.exception("closing a Nissa part failed")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in [0, 65535], got {value}")
-    return value
+        write_port_file(port_file, bound)
+        opened.callback(port_file.unlink, missing_ok=True)
 
 
 NISSA = ServeTarget(

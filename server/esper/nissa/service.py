@@ -1,4 +1,4 @@
-"""Nissa in process: stored traces, alerts and run summaries (implements NissaApi).
+"""Nissa in process: stored traces, alerts and run summaries (the NissaService rpcs).
 
 Composed from its parts: the span store answers FindTraces, the alert engine
 ListAlerts, the run board GetRunSummary (with the run's alerts added). A part that
@@ -13,7 +13,6 @@ from google.protobuf import timestamp_pb2
 
 from esper.errors import Unimplemented
 from esper.leyline.v1 import alert_pb2, nissa_pb2
-from esper.nissa.api import AlertSource, BoardApi
 from esper.nissa.spans import SpanStore, StoredSpan, StoredTrace
 from esper.nissa.validation import validate_find_traces, validate_get_run_summary, validate_list_alerts
 from esper.paging import decode_page_token, encode_page_token, validate_page_size
@@ -21,10 +20,17 @@ from esper.paging import decode_page_token, encode_page_token, validate_page_siz
 RUN_ID_LABEL = "run_id"
 # (start, end) of a run in seconds since the epoch; end None while it runs. None when not known.
 RunWindow = Callable[[str], tuple[float, float | None] | None]
+# A run's summary as observed on the bus, its alerts left empty; NotFound for an unknown run (RunBoard.summary).
+Summaries = Callable[[str], nissa_pb2.GetRunSummaryResponse]
+# Alerts in a state (every state when unspecified), newest first (AlertEngine.alerts).
+Alerts = Callable[..., list[alert_pb2.Alert]]
 
 
 class NissaService:
     """The in-process Nissa over a span store, an optional run board and an optional alert engine.
+
+    `board` gives a run's summary (RunBoard.summary), `alerts` the alerts in a state
+    (AlertEngine.alerts).
 
     `run_window`, when given, says when a run started and ended, so GetRunSummary also
     lists alerts without a run_id label that fired while the run was going.
@@ -33,8 +39,8 @@ class NissaService:
     def __init__(
         self,
         spans: SpanStore | None,
-        board: BoardApi | None = None,
-        alerts: AlertSource | None = None,
+        board: Summaries | None = None,
+        alerts: Alerts | None = None,
         *,
         run_window: RunWindow | None = None,
     ) -> None:
@@ -50,7 +56,7 @@ class NissaService:
         page_size = validate_page_size(request.page_size)
         fingerprint = f"alerts:state={request.state}"
         offset = decode_page_token(request.page_token, fingerprint)
-        alerts = self._alerts.alerts(request.state)
+        alerts = self._alerts(request.state)
         page = alerts[offset : offset + page_size]
         following = offset + len(page)
         return nissa_pb2.ListAlertsResponse(
@@ -64,11 +70,11 @@ class NissaService:
             raise Unimplemented("GetRunSummary: this Nissa follows no runs (no run board: start it with --nats)")
         # A copy: the board's answer may be shared, and its alerts are replaced here.
         response = nissa_pb2.GetRunSummaryResponse()
-        response.CopyFrom(self._board.summary(request.run_id))
+        response.CopyFrom(self._board(request.run_id))
         if self._alerts is not None:
             window = self._run_window(request.run_id) if self._run_window is not None else None
             del response.alerts[:]
-            response.alerts.extend(alerts_of_run(self._alerts.alerts(), request.run_id, window))
+            response.alerts.extend(alerts_of_run(self._alerts(), request.run_id, window))
         return response
 
     def find_traces(self, request: nissa_pb2.FindTracesRequest) -> nissa_pb2.FindTracesResponse:

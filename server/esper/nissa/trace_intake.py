@@ -1,8 +1,8 @@
 """Nissa's OTLP trace intake in process: check and store an export, then pass it on.
 
-The domain behind the OpenTelemetry collector TraceService (esper.nissa.receiver is
-its gRPC edge): `export` takes the ExportTraceServiceRequest and returns the
-ExportTraceServiceResponse, like every Esper domain API. A malformed request is
+The domain behind the OpenTelemetry collector TraceService (`TRACE_SERVICE`, hosted
+like every Leyline service): `export` takes the ExportTraceServiceRequest and
+returns the ExportTraceServiceResponse, like every Esper domain API. A malformed request is
 refused whole (InvalidArgument naming the field) and stores nothing.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from esper.leyline.v1.services import Service
 from esper.nissa.otlp_convert import spans_from_export
 from esper.nissa.spans import SpanStore
 from esper.observability import metrics
@@ -47,3 +48,7 @@ class SpanIntake:
                 self._forward(request)
         # No partial_success: a request is either stored whole or refused.
         return trace_service_pb2.ExportTraceServiceResponse()
+
+
+# The OpenTelemetry collector's TraceService, typed by what answers its one rpc.
+TRACE_SERVICE: Service[SpanIntake] = Service(trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"])

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.context import decision_context
 from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import Germination
-from esper.tamiyo.kernels import KernelChoice
+from esper.tamiyo.kernels import KernelChoice, KernelDirectory
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, StepOutcome
 from esper.tamiyo.policy import HeuristicPolicy, Policy, note_untracked, update_conservative
 from esper.tamiyo.state import RunState

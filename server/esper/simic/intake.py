@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import control_pb2, policy_pb2, simic_pb2
+from esper.leyline.v1.services import SimicServiceApi
 from esper.oona.api import Bus, ConsumerSpec, Subscription
 from esper.oona.envelope import OpenedEnvelope
 from esper.oona.subjects import policy_subject
-from esper.simic.api import SimicApi
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ class IntakeCounts:
 
 
 class FieldReportIntake:
-    """Consumes field reports from a bus into a SimicApi (in process: the SimicService)."""
+    """Consumes field reports from a bus into a SimicServiceApi (in process: the SimicService)."""
 
-    def __init__(self, simic: SimicApi, *, durable: str = DURABLE) -> None:
+    def __init__(self, simic: SimicServiceApi, *, durable: str = DURABLE) -> None:
         self._simic = simic
         self.spec = ConsumerSpec(durable, (FIELD_REPORTS_FILTER,))
         self._lock = threading.Lock()
@@ -90,7 +90,7 @@ TRANSITIONS_FILTER = "esper.transitions.>"
 class TransitionIntake:
     """Consumes Tamiyo's transitions from a bus into a SimicApi; the same contract as FieldReportIntake."""
 
-    def __init__(self, simic: SimicApi, *, durable: str = TRANSITIONS_DURABLE) -> None:
+    def __init__(self, simic: SimicServiceApi, *, durable: str = TRANSITIONS_DURABLE) -> None:
         self._simic = simic
         self.spec = ConsumerSpec(durable, (TRANSITIONS_FILTER,))
         self._lock = threading.Lock()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from contextlib import ExitStack
 
-from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
-from esper.cli.serve import Served, ServeTarget
 from esper.home import default_help, state_dir
+from esper.mesh.target import Served, ServeTarget
+from esper.oona.flags import add_bus_arguments, bus_config, consumer_task, open_bus
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +52,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.leyline.v1.services import SIMIC_SERVICE
+    from esper.mesh.hosting import host
     from esper.simic.config import SimicConfig, TrainingConfig
     from esper.simic.intake import FieldReportIntake, PolicyPublisher, TransitionIntake
     from esper.simic.service import SimicService
-    from esper.simic.servicer import simic_registration
 
     oona = bus_config(args, "simic")
     config = SimicConfig(
@@ -68,40 +70,38 @@ def _build(args: argparse.Namespace) -> Served:
             assets_dir=args.assets_dir,
         ),
     )
-    if oona is None:
-        logger.info("no --nats: reports and transitions arrive through their rpcs; policies are not announced")
-        simic = SimicService.open(config)
-        return Served(registrations=[simic_registration(simic)], close=simic.close)
-    bus = open_bus(oona)
-    try:
+    with ExitStack() as opened:
+        if oona is None:
+            logger.info("no --nats: reports and transitions arrive through their rpcs; policies are not announced")
+            simic = SimicService.open(config)
+            opened.callback(simic.close)
+            return Served.owning(opened, registrations=[host(SIMIC_SERVICE.bind(simic))])
+        bus = open_bus(oona)
+        opened.callback(bus.close)
         simic = SimicService.open(config, publish=PolicyPublisher(bus))
-    except BaseException:
-        bus.close()
-        raise
-    reports, transitions = FieldReportIntake(simic), TransitionIntake(simic)
+        reports, transitions = FieldReportIntake(simic), TransitionIntake(simic)
 
-    def status() -> str:
-        stored, counts, moved, stats = simic.status(), reports.counts(), transitions.counts(), bus.stats()
-        return (
-            f"simic: {stored.stored} field reports stored ({counts.stored} from the bus since start), "
-            f"{moved.stored} transitions from the bus, "
-            f"{counts.duplicates + moved.duplicates + stats.duplicates_dropped} duplicates dropped, "
-            f"{counts.refused + moved.refused} refused, {stats.dead_lettered_total} dead-lettered"
+        def status() -> str:
+            stored, counts, moved, stats = simic.status(), reports.counts(), transitions.counts(), bus.stats()
+            return (
+                f"simic: {stored.stored} field reports stored ({counts.stored} from the bus since start), "
+                f"{moved.stored} transitions from the bus, "
+                f"{counts.duplicates + moved.duplicates + stats.duplicates_dropped} duplicates dropped, "
+                f"{counts.refused + moved.refused} refused, {stats.dead_lettered_total} dead-lettered"
+            )
+
+        # Last opened, first closed: the store (a job in progress may still publish), the final
+        # status line, then the bus.
+        opened.callback(lambda: logger.info("%s", status()))
+        opened.callback(simic.close)
+        return Served.owning(
+            opened,
+            registrations=[host(SIMIC_SERVICE.bind(simic))],
+            background=[
+                consumer_task(bus, reports.subscribe, status=status),
+                consumer_task(bus, transitions.subscribe),
+            ],
         )
-
-    def close() -> None:
-        bus.close()
-        logger.info("%s", status())
-        simic.close()
-
-    return Served(
-        registrations=[simic_registration(simic)],
-        background=[
-            consumer_task(bus, reports.subscribe, status=status),
-            consumer_task(bus, transitions.subscribe),
-        ],
-        close=close,
-    )
 
 
 SIMIC = ServeTarget(

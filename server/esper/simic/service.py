@@ -41,7 +41,7 @@ class SimicStatus:
 
 
 class SimicService:
-    """The in-process Simic (implements SimicApi). Safe to call from several threads."""
+    """The in-process Simic (implements SimicServiceApi). Safe to call from several threads."""
 
     def __init__(
         self,

@@ -4,8 +4,8 @@ The in-process API is `TamiyoController` (the TamiyoService rpcs as methods); th
 heuristic policy is `heuristic-v1`; kernels are found through a `KernelDirectory`.
 """
 
-from esper.tamiyo.api import KernelDirectory, TamiyoApi
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.controller import TamiyoController
+from esper.tamiyo.kernels import KernelDirectory
 
-__all__ = ["HEURISTIC_POLICY_ID", "KernelDirectory", "TamiyoApi", "TamiyoConfig", "TamiyoController"]
+__all__ = ["HEURISTIC_POLICY_ID", "KernelDirectory", "TamiyoConfig", "TamiyoController"]

@@ -1,6 +1,6 @@
 """Tamiyo on Oona: seed telemetry in, adaptation commands and field reports out.
 
-`PublishingTamiyo` wraps a TamiyoApi: after each step it publishes the step's
+`PublishingTamiyo` wraps a TamiyoServiceApi: after each step it publishes the step's
 commands on `command_subject(run, priority)` and its field reports on
 `field_report_subject(run)`, each sealed with its own id as the idempotency key
 (command_id, report_id), so a repeated step, or a report Tolaria also publishes,
@@ -30,10 +30,10 @@ from google.protobuf.message import Message
 
 from esper.errors import EsperError, FailedPrecondition, InvalidArgument, NotFound
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, policy_pb2, tamiyo_pb2, telemetry_pb2
+from esper.leyline.v1.services import TamiyoServiceApi
 from esper.oona.api import Bus, ConsumerSpec, Subscription
 from esper.oona.envelope import OpenedEnvelope
 from esper.oona.subjects import command_subject, field_report_subject, policy_subject, transition_subject
-from esper.tamiyo.api import TamiyoApi
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ class TelemetryObserver(Protocol):
 
 
 class PublishingTamiyo:
-    """A TamiyoApi that also publishes every step's commands and field reports (implements TamiyoApi)."""
+    """A TamiyoServiceApi that also publishes every step's commands and field reports (implements TamiyoServiceApi)."""
 
-    def __init__(self, tamiyo: TamiyoApi, bus: Bus, *, source: str = SOURCE) -> None:
+    def __init__(self, tamiyo: TamiyoServiceApi, bus: Bus, *, source: str = SOURCE) -> None:
         self._tamiyo = tamiyo
         self._bus = bus
         self._source = source

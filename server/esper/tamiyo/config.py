@@ -26,8 +26,8 @@ class TamiyoConfig:
     by more than `min_delta`; nothing germinates before epoch `warmup_epochs`.
     Lifecycle gates: `min_training_epochs` in TRAINING before grafting; an evaluation
     gain above `min_eval_gain` to keep a seed after EVALUATING; `fine_tune_epochs` in
-    FINE_TUNING, then fossilize if accuracy reached the germination accuracy plus
-    `fossilize_min_improvement` (or the last gain still beats `min_eval_gain`).
+    FINE_TUNING, then fossilize only if accuracy reached the germination accuracy plus
+    `fossilize_min_improvement` and the last gain (seed on vs off) still beats `min_eval_gain`.
     A seed stuck `stage_timeout_epochs` in TRAINING is cancelled, in EVALUATING culled.
     No germination when fewer than `min_epochs_to_finish` epochs remain (the request's
     `final_epoch` tells how many): an adaptation that cannot finish never joins the model.
@@ -58,9 +58,13 @@ class TamiyoConfig:
     rather than deepened when it is narrow (fewer than `width_below_units` units,
     its own and those width seeds added), when at least `width_dead_ratio` of its
     units never fire, or when they are redundant (mean |correlation| at least
-    `width_correlation`); healthy units get a depth seed. A width kernel adds at most
-    `width_step_fraction` x the model's parameters, so the model grows in steps of at
-    most that fraction and the smallest layers are not flooded at once.
+    `width_correlation`); healthy units get a depth seed. There, a kernel adds at most
+    `growth_step_fraction` x the model's parameters (the largest that fits is taken),
+    so the model grows in steps of at most that fraction, and once every layer has
+    been grown, a layer whose last growth bought less than `growth_focus` x what the
+    best-paying layer's did waits for better ones (a second concurrent slot does not
+    go to a layer where growth hardly pays). With `widen_without_plateau`, a layer
+    short of working units is widened without waiting for a plateau (after the warm-up).
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -94,7 +98,9 @@ class TamiyoConfig:
     width_below_units: int = 16
     width_dead_ratio: float = 0.25
     width_correlation: float = 0.6
-    width_step_fraction: float = 1.0
+    growth_step_fraction: float = 1.0
+    growth_focus: float = 0.25
+    widen_without_plateau: bool = True
     policy_timeout_ms: float = 250.0
     kernel_cache_seconds: float = 10.0
 
@@ -133,10 +139,11 @@ class TamiyoConfig:
             "width_dead_ratio",
             "width_correlation",
             "min_gain_per_kparam",
+            "growth_focus",
         ):
             checks.in_range(f"tamiyo.{name}", getattr(self, name), 0.0, 1.0)
         checks.in_range("tamiyo.min_eval_gain", self.min_eval_gain, -1.0, 1.0)
-        checks.positive("tamiyo.width_step_fraction", self.width_step_fraction)
+        checks.positive("tamiyo.growth_step_fraction", self.growth_step_fraction)
         checks.non_negative("tamiyo.max_seed_parameter_fraction", self.max_seed_parameter_fraction)
         checks.positive("tamiyo.step_budget_ms", self.step_budget_ms)
         checks.at_least(

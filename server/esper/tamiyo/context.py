@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.features import max_parameters
 from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import kernel_parameter_budget
 from esper.tamiyo.graph import KernelCandidate, ObservationGraph, build_graph
-from esper.tamiyo.kernels import KernelQueryFailed, KernelSearch, validated_kernels
+from esper.tamiyo.kernels import KernelDirectory, KernelQueryFailed, KernelSearch, validated_kernels
 from esper.tamiyo.masks import action_mask, germinable_rows, germination_window
 from esper.tamiyo.observation import Observation, StepOutcome
 from esper.tamiyo.policy import note_untracked, update_conservative

@@ -33,7 +33,6 @@ from esper.leyline.v1 import control_pb2, lifecycle_pb2, simic_pb2, tamiyo_pb2, 
 from esper.observability import metrics
 from esper.observability.spans import esper_attributes, tracer
 from esper.state import SeedFeatures
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.convert import (
     observation_from_request,
@@ -41,7 +40,7 @@ from esper.tamiyo.convert import (
     state_from_proto,
     state_to_proto,
 )
-from esper.tamiyo.kernels import RecentKernels
+from esper.tamiyo.kernels import KernelDirectory, RecentKernels
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedLayout, SeedView, StepOutcome
 from esper.tamiyo.policies import PolicySource, artifact_from_update, learned_policy, make_policy
 from esper.tamiyo.policy import Policy

@@ -6,14 +6,22 @@ A seed signals readiness; Tamiyo decides. Per stage:
   GRAFTING       ready (alpha reached 1) -> STABILIZATION.
   STABILIZATION  ready -> EVALUATING.
   EVALUATING     ready: eval gain > min_eval_gain -> FINE_TUNING (or FOSSILIZE for a kernel
-                 without trainable parameters), else CULL; culled after the timeout.
-  FINE_TUNING    after fine_tune_epochs: FOSSILIZE on measured improvement, else CULL.
+                 without trainable parameters, on the same terms as after fine-tuning),
+                 else CULL; culled after the timeout.
+  FINE_TUNING    after fine_tune_epochs: FOSSILIZE on a measured improvement, else CULL.
+A measured improvement is both: validation accuracy at least the accuracy at germination
+plus fossilize_min_improvement, and an eval gain (accuracy with the seed on minus with
+it blended out, alpha 0) above min_eval_gain. A seed that holds up a model worse than
+before it germinated is not an improvement.
 Harm (accuracy more than harm_threshold below the germination accuracy) culls from
 EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (seed
 lifecycle, Appendix B), so harm seen there is recorded and acted on at EVALUATING,
 which then culls without waiting for readiness. A drop is not blamed on a seed whose
-measured eval gain is positive: the model then depends on it, and blending it out
-would cost more than the drop (measured: culling such seeds lost up to 15 points).
+measured eval gain is positive: the model then depends on it, and the host is often
+still settling around the new block (measured: such dips recover during fine-tuning).
+Such a seed fine-tunes and must then show a measured improvement like any other;
+otherwise it is culled, and Tolaria takes the run back to the checkpoint taken before
+its graft when that validated better, so a drop that does not recover is undone.
 
 A seed that Kasmina ended on its own (a load failure or an isolation violation culls
 it; a rollback locks it) finishes with the matching outcome.
@@ -111,15 +119,19 @@ class LifecycleGates:
     ) -> None:
         """End an adaptation: forget it, score its blueprint, embargo a failed slot, report it once.
 
-        A fossilization is also a growth step: what it added and the accuracy gained
-        since germination, from which Tamiyo judges whether growth still pays.
+        A fossilization is also a growth step: what it added and what it bought (the
+        lesser of its eval gain and the accuracy gained since germination), from which
+        Tamiyo judges whether growth still pays and which layer pays best.
         """
         state.adaptations.pop(adaptation.seed_id, None)
         state.score_blueprint(adaptation.blueprint_id, OUTCOME_SCORE[outcome])
         if outcome in _FAILURES:
             state.record_failure(adaptation.seed_id, observation.epoch, self._config.embargo_epochs)
         if outcome == lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED:
-            gain = max(-1.0, min(1.0, observation.accuracy - adaptation.pre_metric))
+            gain = observation.accuracy - adaptation.pre_metric
+            if adaptation.eval_gain:
+                gain = min(gain, adaptation.eval_gain)
+            gain = max(-1.0, min(1.0, gain))
             state.growth_steps.append(
                 GrowthStep(adaptation.seed_id, growth_kind, parameter_count or 0, gain, observation.epoch)
             )
@@ -295,10 +307,14 @@ class LifecycleGates:
                 f"negative evaluation: {numbers} (accuracy {obs.accuracy:.4f}, at germination {a.pre_metric:.4f})",
             )
         if params == 0:
-            return _Verdict(
-                lifecycle_pb2.COMMAND_TYPE_FOSSILIZE,
-                f"positive evaluation of a fixed-function kernel: {numbers}; fossilize",
-            )
+            target = a.pre_metric + config.fossilize_min_improvement
+            improvement = f"accuracy {obs.accuracy:.4f} vs {target:.4f} (at germination {a.pre_metric:.4f} + margin)"
+            if obs.accuracy >= target:
+                return _Verdict(
+                    lifecycle_pb2.COMMAND_TYPE_FOSSILIZE,
+                    f"positive evaluation of a fixed-function kernel: {numbers}, {improvement}; fossilize",
+                )
+            return _Verdict(_CULL, f"fixed-function kernel: {numbers} but no improvement: {improvement}")
         return _Verdict(
             _ADVANCE,
             f"positive evaluation: {numbers}; fine-tune {params} params on the task loss{excused}",
@@ -318,17 +334,15 @@ class LifecycleGates:
             f"{config.fossilize_min_improvement}), eval gain {a.eval_gain:+.4f} "
             f"vs min {config.min_eval_gain:+.4f}"
         )
-        if obs.accuracy >= target or a.eval_gain > config.min_eval_gain:
-            return _Verdict(
-                lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, f"measured improvement after {n} epochs: {numbers}{excused}"
-            )
+        if obs.accuracy >= target and a.eval_gain > config.min_eval_gain:
+            return _Verdict(lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, f"measured improvement after {n} epochs: {numbers}")
         return _Verdict(_CULL, f"no improvement after {n} epochs of fine-tuning: {numbers}")
 
     def _harm(self, obs: Observation, a: Adaptation, eval_gain: float | None) -> tuple[str, str]:
         """(why to cull on harm, or ""; a note when a drop is excused by the seed's positive eval gain)."""
         harm = self._harm_text(obs, a)
         if harm and eval_gain is not None and eval_gain > self._config.min_eval_gain:
-            return "", f"; {harm}, but the seed's eval gain is {eval_gain:+.4f}: it holds accuracy up, keep it"
+            return "", f"; {harm}, but the seed's eval gain is {eval_gain:+.4f}: it holds accuracy up, keep it for now"
         return harm, ""
 
     def _harm_text(self, obs: Observation, a: Adaptation) -> str:

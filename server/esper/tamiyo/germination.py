@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from esper.leyline.v1 import kernel_pb2, lifecycle_pb2
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.growth import GrowthOption, growth_options, growth_paid, growth_stopped, has_width_seeds
 from esper.tamiyo.kernels import (
     KernelChoice,
+    KernelDirectory,
     KernelQueryFailed,
     KernelSearch,
     choose_kernel,
@@ -111,10 +111,11 @@ class Germination:
             f"best accuracy {state.best_val_accuracy:.4f}, {state.epochs_since_improvement} of "
             f"{config.patience} epochs without a gain > {config.min_delta}"
         )
-        if state.epochs_since_improvement < config.patience:
+        on_plateau = state.epochs_since_improvement >= config.patience
+        if not on_plateau and not (config.widen_without_plateau and has_width_seeds(observation)):
             out.wait("", f"no plateau: {progress}")
             return
-        plateau = f"plateau ({progress})"
+        plateau = f"plateau ({progress})" if on_plateau else f"no plateau yet ({progress})"
         if state.conservative_mode:
             out.wait("", f"{plateau}; conservative mode: no new germination")
             return
@@ -155,7 +156,7 @@ class Germination:
         if kernels is None:
             out.wait("", f"{plateau}; no kernel directory attached, cannot choose a kernel")
             return
-        self._germinate_best(state, observation, kernels, candidates, plateau, out)
+        self._germinate_best(state, observation, kernels, candidates, plateau, out, on_plateau=on_plateau)
 
     def _germinate_best(
         self,
@@ -165,12 +166,20 @@ class Germination:
         candidates: list[SeedView],
         plateau: str,
         out: StepOutcome,
+        *,
+        on_plateau: bool = True,
     ) -> None:
         search = self._search(state, observation, kernels)
         if has_width_seeds(observation):
-            self._grow_best(
-                state, observation, search, growth_options(self._config, state, observation, candidates), plateau, out
-            )
+            options = growth_options(self._config, state, observation, candidates)
+            if not on_plateau:
+                # Before a plateau only a layer short of working units grows: the curve may still be
+                # climbing, but those few units are the bottleneck whatever it does.
+                options = [option for option in options if option.bound]
+                if not options:
+                    out.wait("", f"{plateau}; no layer is short of units")
+                    return
+            self._grow_best(state, observation, search, options, plateau, out)
             return
         budget = f"<= {search.max_parameter_count} params" if search.max_parameter_count else "any size"
         tried: set[str] = set()
@@ -212,11 +221,14 @@ class Germination:
         paid = growth_paid(self._config, state)
         for option in options:
             view = option.view
+            if option.held:
+                out.wait(view.seed_id, f"{plateau}; {option.reason}; held: {option.held}")
+                continue
             option_search = search
-            if option.widens and model > 0:
-                step = max(1, int(self._config.width_step_fraction * model))
+            if model > 0:
+                step = max(1, int(self._config.growth_step_fraction * model))
                 cap = min(search.max_parameter_count, step) if search.max_parameter_count else step
-                option_search = dataclasses.replace(search, max_parameter_count=cap)
+                option_search = dataclasses.replace(search, max_parameter_count=cap, by_size=True)
             budget = (
                 f"<= {option_search.max_parameter_count} params" if option_search.max_parameter_count else "any size"
             )

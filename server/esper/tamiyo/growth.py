@@ -13,13 +13,25 @@ each) are considered together. For each layer with a free dormant seed:
   depth  when its units are healthy: they carry distinct, live features and the
          plateau asks for more computation on them.
 
-Widening comes first, narrowest layer first (layout order breaks ties); layers
-that get a depth seed follow by bottleneck score. When no validated kernel fits
-any of those, each layer's other kind of growth is tried, in layout order. When no validated kernel fits
+Widening comes first; layers that get a depth seed follow. Within each, a layer
+not yet grown that way comes first (narrowest first, then by bottleneck score for
+depth; layout order breaks ties), then layers by what their last growth of that
+kind bought per parameter, best first: once every layer has been tried, the run
+keeps growing where growth pays most. When no validated kernel fits any of those,
+each layer's other kind of growth is tried, in layout order. When no validated kernel fits
 any of those, each layer's other kind of growth is tried, in layout order. A layer with an adaptation
 under way waits, so each measured gain belongs to one change. The layer's health
 is read from a width seed's telemetry (it watches the layer's own output) or, at a
 layer without one, from its depth seed's.
+
+A layer is not widened while every unit of the layer before it is dead: its new
+units would read nothing. A layer short of working units is widened as soon as the
+warm-up is over, without
+waiting for a plateau (`widen_without_plateau`); any other growth waits for one.
+
+A layer whose last growth of a kind bought less than `growth_focus` times what
+the best-paying one did is held back, so a free concurrency slot waits for the
+layer where growth pays rather than going where it hardly does.
 
 Growth pays while the last `gain_window` fossilized adaptations bought at least
 `min_gain_per_kparam` of validation accuracy per 1,000 parameters they added
@@ -29,6 +41,7 @@ stops growing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +51,8 @@ from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedView
 from esper.tamiyo.state import RunState
 
 WIDTH = blueprint_pb2.GROWTH_KIND_WIDTH
+# A layer whose units fire on no validation input at all.
+DEAD_INPUT = 0.999
 DEPTH = blueprint_pb2.GROWTH_KIND_DEPTH
 
 
@@ -72,6 +87,10 @@ class GrowthOption:
     view: SeedView
     health: LayerHealth
     reason: str
+    # Why the option waits for better-paying growth elsewhere; empty when it may grow.
+    held: str = ""
+    # The layer is short of working units (narrow, dead or redundant) and this widens it.
+    bound: bool = False
 
     @property
     def widens(self) -> bool:
@@ -93,17 +112,28 @@ def growth_options(
     widen: list[GrowthOption] = []
     deepen: list[GrowthOption] = []
     fallbacks: list[GrowthOption] = []
+    healths = {layer: layer_health(layer, views) for layer, views in by_layer.items()}
     for layer, views in by_layer.items():
         if any(view.seed_id in state.adaptations or view.stage in ACTIVE_STAGES for view in views):
             continue
         width_seed = next((v for v in views if is_width(v) and v.seed_id in free), None)
         depth_seed = next((v for v in views if not is_width(v) and v.seed_id in free), None)
-        health = layer_health(layer, views)
+        health = healths[layer]
         why = width_reasons(config, health)
         widening = deepening = None
         if width_seed is not None:
             because = "; ".join(why) if why else "no depth seed free"
-            widening = GrowthOption(width_seed, health, f"widen layer {layer} ({health.describe()}): {because}")
+            before = healths.get(layer - 1)
+            # New units read what enters the layer: the previous layer's own units. All dead, they
+            # would read nothing (measured: such width seeds culled with an eval gain of exactly 0).
+            dead_input = before is not None and before.dead >= DEAD_INPUT
+            widening = GrowthOption(
+                width_seed,
+                health,
+                f"widen layer {layer} ({health.describe()}): {because}",
+                held=f"what enters it is dead: every unit of layer {layer - 1} never fires" if dead_input else "",
+                bound=bool(why),
+            )
         if depth_seed is not None:
             because = "no width seed free" if why else f"healthy units, not narrow (>= {config.width_below_units})"
             deepening = GrowthOption(depth_seed, health, f"deepen layer {layer} ({health.describe()}): {because}")
@@ -113,10 +143,44 @@ def growth_options(
         if second is not None:
             fallbacks.append(second)  # tried only when no kernel fits any layer's preferred growth
     order = {view.seed_id: index for index, view in enumerate(observation.seeds)}
-    widen.sort(key=lambda option: (option.health.width, order[option.view.seed_id]))
-    deepen.sort(key=lambda option: (-(option.health.dead + option.health.correlation), order[option.view.seed_id]))
+    paid = _paid_per_kparam(state, observation)
+    widen.sort(key=lambda o: (*_explored(paid, o), o.health.width, order[o.view.seed_id]))
+    deepen.sort(key=lambda o: (*_explored(paid, o), -(o.health.dead + o.health.correlation), order[o.view.seed_id]))
     fallbacks.sort(key=lambda option: order[option.view.seed_id])
-    return [*widen, *deepen, *fallbacks]
+    return [_focused(config, paid, option) for option in (*widen, *deepen, *fallbacks)]
+
+
+def _focused(config: TamiyoConfig, paid: dict[tuple[int, int], float], option: GrowthOption) -> GrowthOption:
+    """The option, held back when its layer's last growth of that kind paid far less than the best."""
+    if option.held:
+        return option
+    best = max(paid.values(), default=0.0)
+    key = (option.view.descriptor.layer_index, WIDTH if option.widens else DEPTH)
+    if best <= 0 or key not in paid or paid[key] >= config.growth_focus * best:
+        return option
+    held = (
+        f"its last growth bought {100 * paid[key]:.2f} points per 1,000 parameters, under "
+        f"{config.growth_focus} x the best layer's {100 * best:.2f}"
+    )
+    return dataclasses.replace(option, held=held)
+
+
+def _paid_per_kparam(state: RunState, observation: Observation) -> dict[tuple[int, int], float]:
+    """What the last fossilized growth of each (layer, kind) bought per 1,000 parameters."""
+    layers = {view.seed_id: view.descriptor.layer_index for view in observation.seeds}
+    paid: dict[tuple[int, int], float] = {}
+    for step in state.growth_steps:
+        if step.seed_id in layers:
+            key = (layers[step.seed_id], step.growth_kind or DEPTH)
+            paid[key] = step.accuracy_gain * 1000.0 / max(step.parameter_count, 1)
+    return paid
+
+
+def _explored(paid: dict[tuple[int, int], float], option: GrowthOption) -> tuple[int, float]:
+    """(0, 0) for a layer not yet grown this way; (1, -what it paid) for one that was."""
+    kind = WIDTH if option.widens else DEPTH
+    key = (option.view.descriptor.layer_index, kind)
+    return (1, -paid[key]) if key in paid else (0, 0.0)
 
 
 def layer_health(layer: int, views: Sequence[SeedView]) -> LayerHealth:

@@ -17,12 +17,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from esper.errors import EsperError
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, telemetry_pb2, urza_pb2
-from esper.tamiyo.api import KernelDirectory
 
 logger = logging.getLogger(__name__)
+
+
+class KernelDirectory(Protocol):
+    """Where validated kernels are found: Urza's QueryKernels, from the in-process hub or a client.
+
+    The one Urza rpc Tamiyo uses, so the controller depends on neither implementation.
+    """
+
+    def query_kernels(self, request: urza_pb2.QueryKernelsRequest, /) -> urza_pb2.QueryKernelsResponse:
+        """Kernels matching a KernelQuery, newest first, paged."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class KernelSearch:
     max_parameter_count: int
     page_size: int
     max_candidates: int
+    # Rank by size before the blueprint's run score (culled blueprints still last): a width
+    # seed's kernel is sized to the step the model should take, whichever blueprint worked before.
+    by_size: bool = False
 
 
 class KernelQueryFailed(Exception):
@@ -113,7 +127,7 @@ def choose_kernel(
     for tags in search.tag_ladder:
         candidates = _query(search, descriptor, tags)
         if candidates:
-            ranked = sorted(candidates, key=lambda kernel: _rank(kernel, blueprint_scores))
+            ranked = sorted(candidates, key=lambda kernel: _rank(kernel, blueprint_scores, by_size=search.by_size))
             best = ranked[0]
             return KernelChoice(kernel=best, tags=tags, reason=_reason(best, len(ranked), tags, blueprint_scores))
     return None
@@ -191,8 +205,13 @@ def _capacity(kernel: kernel_pb2.KernelArtifact) -> int:
     return int(math.log2(1 + kernel.parameter_count))
 
 
-def _rank(kernel: kernel_pb2.KernelArtifact, scores: Mapping[str, int]) -> tuple[int, int, float, str]:
-    return (-scores.get(kernel.blueprint_id, 0), -_capacity(kernel), _latency(kernel), kernel.kernel_id)
+def _rank(
+    kernel: kernel_pb2.KernelArtifact, scores: Mapping[str, int], *, by_size: bool = False
+) -> tuple[int, int, float, str]:
+    score = scores.get(kernel.blueprint_id, 0)
+    if by_size:
+        return (int(score < 0), -kernel.parameter_count, _latency(kernel), kernel.kernel_id)
+    return (-score, -_capacity(kernel), _latency(kernel), kernel.kernel_id)
 
 
 def _reason(

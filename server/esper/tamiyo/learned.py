@@ -26,13 +26,12 @@ from esper.kasmina.lifecycle import is_legal
 from esper.leyline.v1 import lifecycle_pb2
 from esper.observability import metrics
 from esper.tamiyo.acting import Action, PolicyOutputError, act
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.context import DecisionContext, DecisionRecord, decision_context, prepare_boundary
 from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import Germination
 from esper.tamiyo.gnn import TamiyoNet
-from esper.tamiyo.kernels import KernelChoice
+from esper.tamiyo.kernels import KernelChoice, KernelDirectory
 from esper.tamiyo.masks import ACTIONS, ADVANCE, CULL, FOSSILIZE, GERMINATE, WAIT, actions_legal
 from esper.tamiyo.observation import Observation, StepOutcome, stage_name
 from esper.tamiyo.policy import HeuristicPolicy

@@ -16,10 +16,10 @@ from typing import Protocol
 
 import numpy as np
 
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import Germination
+from esper.tamiyo.kernels import KernelDirectory
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, StepOutcome, stage_name
 from esper.tamiyo.state import RunState
 

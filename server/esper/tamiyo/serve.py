@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from contextlib import ExitStack, closing
+from typing import TYPE_CHECKING
 
-from esper.cli.bus import add_bus_arguments, bus_config, consumer_task, open_bus
-from esper.cli.serve import Served, ServeTarget
+from esper.mesh.flags import positive_float
+from esper.mesh.target import Served, ServeTarget
+from esper.oona.flags import add_bus_arguments, bus_config, consumer_task, open_bus
 
 if TYPE_CHECKING:
+    from esper.mesh.server import BackgroundTask, ServiceRegistration
     from esper.oona.jetstream import JetStreamBus
     from esper.tamiyo.controller import TamiyoController
 
@@ -31,7 +33,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--urza-deadline",
-        type=_positive_seconds,
+        type=positive_float,
         default=2.0,
         metavar="SECONDS",
         help="deadline of one kernel query, retries included (default: 2)",
@@ -51,28 +53,19 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Esper YAML config whose `tamiyo` section sets the policy's thresholds (default: TamiyoConfig's)",
     )
     add_bus_arguments(
-        parser, role="consume seed telemetry (durable consumer 'tamiyo'), publish commands and field reports"
+        parser,
+        role="consume seed telemetry (durable consumer 'tamiyo'), publish commands, field reports and transitions",
     )
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _build(args: argparse.Namespace) -> Served:
+    from esper.clients import SimicClient, UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.simic import SimicClient
-    from esper.clients.urza import UrzaClient
     from esper.config import load_config
+    from esper.leyline.v1.services import TAMIYO_SERVICE
+    from esper.mesh.hosting import host
     from esper.tamiyo.config import TamiyoConfig
     from esper.tamiyo.controller import TamiyoController
-    from esper.tamiyo.servicer import tamiyo_registration
 
     settings = load_config(args.config).tamiyo if args.config else TamiyoConfig()
     if args.conservative:
@@ -80,37 +73,30 @@ def _build(args: argparse.Namespace) -> Served:
     if args.policy:
         settings = dataclasses.replace(settings, policy_id=args.policy)
     oona = bus_config(args, "tamiyo")
-    clients: list[Any] = []
-    try:
-        urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline)) if args.urza else None
-        if urza is not None:
-            clients.append(urza)
-        simic = SimicClient(ClientConfig(address=args.simic, deadline_seconds=30.0)) if args.simic else None
-        if simic is not None:
-            clients.append(simic)
+    with ExitStack() as opened:
+        urza = simic = None
+        if args.urza:
+            urza = opened.enter_context(
+                closing(UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline)))
+            )
+        if args.simic:
+            simic = opened.enter_context(closing(SimicClient(ClientConfig(address=args.simic, deadline_seconds=30.0))))
         controller = TamiyoController(None, settings, kernels=urza, policies=simic)
-
-        def close_clients() -> None:
-            for client in clients:
-                client.close()
-
         if oona is None:
-            return Served(registrations=[tamiyo_registration(controller)], close=close_clients)
+            return Served.owning(opened, registrations=[host(TAMIYO_SERVICE.bind(controller))])
         bus = open_bus(oona)
-    except BaseException:
-        for client in clients:
-            client.close()
-        raise
-    follow = simic is not None and not args.pin
-    return _served_on_bus(controller, bus, close_clients, follow=follow)
+        opened.callback(bus.close)
+        return Served.owning(opened, *_on_bus(controller, bus, follow=simic is not None and not args.pin))
 
 
-def _served_on_bus(
-    controller: TamiyoController, bus: JetStreamBus, close_clients: Callable[[], None], *, follow: bool
-) -> Served:
+def _on_bus(
+    controller: TamiyoController, bus: JetStreamBus, *, follow: bool
+) -> tuple[list[ServiceRegistration], list[BackgroundTask]]:
+    """Tamiyo publishing what it decides and consuming seed telemetry (and Simic's policies) on Oona."""
     from esper.leyline.v1 import tamiyo_pb2
+    from esper.leyline.v1.services import TAMIYO_SERVICE
+    from esper.mesh.hosting import host
     from esper.tamiyo.bus import PolicyUpdateIntake, PublishingTamiyo, TelemetryIntake, TransitionPublisher
-    from esper.tamiyo.servicer import tamiyo_registration
 
     tamiyo = PublishingTamiyo(controller, bus)
     transitions = TransitionPublisher(bus)
@@ -130,14 +116,9 @@ def _served_on_bus(
             f"{stats.handled} messages handled, {stats.dead_lettered_total} dead-lettered"
         )
 
-    def close() -> None:
-        bus.close()
-        close_clients()
-
-    return Served(
-        registrations=[tamiyo_registration(tamiyo)],
-        background=[consumer_task(bus, TelemetryIntake(controller).subscribe, status=status), *background],
-        close=close,
+    return (
+        [host(TAMIYO_SERVICE.bind(tamiyo))],
+        [consumer_task(bus, TelemetryIntake(controller).subscribe, status=status), *background],
     )
 
 

@@ -23,11 +23,11 @@ from typing import Protocol
 import numpy as np
 
 from esper.leyline.v1 import lifecycle_pb2, policy_pb2
-from esper.tamiyo.api import KernelDirectory
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.context import DecisionContext, DecisionRecord, decision_context, prepare_boundary
 from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.graph_proto import graph_to_proto, tensor_to_proto
+from esper.tamiyo.kernels import KernelDirectory
 from esper.tamiyo.masks import ADVANCE, CULL, FOSSILIZE, GERMINATE, WAIT
 from esper.tamiyo.observation import Observation, StepOutcome
 from esper.tamiyo.state import RunState

@@ -1,6 +1,6 @@
 """Tezzeret, the compilation forge: blueprint IRs -> kernel artifacts, with WAL recovery.
 
-A `TezzeretWorker` claims compile jobs from Urza (through the `UrzaApi` protocol),
+A `TezzeretWorker` claims compile jobs from Urza (through the `UrzaServiceApi` protocol),
 runs the job's pipeline (`esper.tezzeret.pipelines`), and uploads the artifact;
 its write-ahead log (`esper.tezzeret.wal`) lets a worker killed mid-compile
 resume the job after a restart without a duplicate or half-written artifact.

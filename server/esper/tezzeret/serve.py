@@ -10,24 +10,17 @@ start resume that job. Imported when the CLI parser is built, so heavy imports
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import re
 import socket
-import threading
+from contextlib import ExitStack, closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from esper import pipelines
-from esper.cli.common import UsageError
-from esper.cli.serve import Served, ServeTarget
+from esper.errors import UsageError
 from esper.home import default_help, state_dir
 from esper.leyline.v1 import kernel_pb2
-from esper.mesh.server import BackgroundTask
-
-if TYPE_CHECKING:
-    from esper.tezzeret.worker import TezzeretWorker
+from esper.mesh.target import Served, ServeTarget, thread_task
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +74,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
+    from esper.leyline.v1.services import TEZZERET_SERVICE
+    from esper.mesh.hosting import host
     from esper.tezzeret.config import TezzeretConfig
     from esper.tezzeret.service import TezzeretService
-    from esper.tezzeret.servicer import tezzeret_registration
     from esper.tezzeret.worker import TezzeretWorker
 
     overrides = {
@@ -108,74 +102,27 @@ def _build(args: argparse.Namespace) -> Served:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    # Uploads carry whole artifacts: allow them more than a metadata call.
-    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))
-    try:
+    with ExitStack() as opened:
+        # Uploads carry whole artifacts: allow them more than a metadata call.
+        urza = opened.enter_context(closing(UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))))
         worker = TezzeretWorker(urza, config)
-    except BaseException:
-        urza.close()
-        raise
-    logger.info(
-        "Tezzeret worker %s (toolchain %s) compiling for Urza at %s",
-        config.worker_id,
-        worker.toolchain[:8],
-        args.urza,
-    )
-    # The worker's log stays locked to the end: its thread may still be inside a compile,
-    # and the process exit releases the lock.
-    return Served(
-        registrations=[tezzeret_registration(TezzeretService(worker.state))],
-        background=[worker_task(worker)],
-        close=urza.close,
-    )
-
-
-def worker_task(worker: TezzeretWorker) -> BackgroundTask:
-    """A background task running the worker loop in a daemon thread until the server stops.
-
-    The server cancels the task when its grace period ends; a compile still running
-    then dies with the process, and the write-ahead log resumes its job next start.
-    """
-
-    async def run(stopping: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Future[None] = loop.create_future()
-        stop = threading.Event()
-
-        def work() -> None:
-            try:
-                worker.run_forever(stop)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, finished, exc)
-            else:
-                loop.call_soon_threadsafe(_settle, finished, None)
-
-        threading.Thread(target=work, name="tezzeret-worker", daemon=True).start()
-        stop_requested: asyncio.Future[bool] = asyncio.ensure_future(stopping.wait())
-        waiting: set[asyncio.Future[Any]] = {finished, stop_requested}
-        try:
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.set()
-            stop_requested.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stop_requested
-        try:
-            await finished
-        except asyncio.CancelledError:
-            logger.warning("stopping during a compile; the write-ahead log resumes the job next start")
-            raise
-
-    return run
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+        logger.info(
+            "Tezzeret worker %s (toolchain %s) compiling for Urza at %s",
+            config.worker_id,
+            worker.toolchain[:8],
+            args.urza,
+        )
+        # The worker's log stays locked to the end: its thread may still be inside a compile,
+        # and the process exit releases the lock. A compile still running when the grace
+        # period ends dies with the process.
+        task = thread_task(
+            worker.run_forever,
+            name="tezzeret-worker",
+            on_cancel="stopping during a compile; the write-ahead log resumes the job next start",
+        )
+        # Its rpcs only copy the worker's state under a short lock: they run on the event loop.
+        status = host(TEZZERET_SERVICE.bind(TezzeretService(worker.state)), on_loop=True)
+        return Served.owning(opened, registrations=[status], background=[task])
 
 
 def _parse_pipelines(text: str) -> tuple[kernel_pb2.CompilationPipeline, ...]:

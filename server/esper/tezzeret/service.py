@@ -13,7 +13,7 @@ from esper.tezzeret.validation import (
 
 
 class TezzeretService:
-    """Implements TezzeretApi from the state a `TezzeretWorker` keeps (`worker.state`)."""
+    """Implements TezzeretServiceApi from the state a `TezzeretWorker` keeps (`worker.state`)."""
 
     def __init__(self, state: WorkerState) -> None:
         self._state = state

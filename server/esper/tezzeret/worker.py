@@ -25,6 +25,7 @@ from esper.errors import AlreadyExists, EsperError, FailedPrecondition, InvalidA
 from esper.fsutil import fsync_directory
 from esper.ir import ir_sha256
 from esper.leyline.v1 import kernel_pb2, urza_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.observability import metrics
 from esper.observability.spans import tracer
 from esper.pipelines import pipeline_name
@@ -33,7 +34,6 @@ from esper.tezzeret.pipelines import CompiledKernel, CompileError, compile_bluep
 from esper.tezzeret.state import WorkerState
 from esper.tezzeret.toolchain import kernel_id, toolchain_hash
 from esper.tezzeret.wal import PendingJob, WriteAheadLog
-from esper.urza.api import UrzaApi
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class TezzeretWorker:
 
     def __init__(
         self,
-        urza: UrzaApi,
+        urza: UrzaServiceApi,
         config: TezzeretConfig,
         *,
         compiler: Compiler = compile_blueprint,

@@ -11,23 +11,23 @@ import threading
 from collections.abc import Iterator
 
 from esper.errors import NotFound
-from esper.kasmina.api import KasminaApi
 from esper.kasmina.validation import (
     validate_apply_command,
     validate_list_seed_states,
     validate_stream_telemetry,
 )
 from esper.leyline.v1 import kasmina_pb2
+from esper.leyline.v1.services import KasminaServiceApi
 
 
 class KasminaRouter:
-    """The KasminaApi over the live runs of this process."""
+    """The KasminaServiceApi over the live runs of this process."""
 
     def __init__(self) -> None:
-        self._operators: dict[str, KasminaApi] = {}
+        self._operators: dict[str, KasminaServiceApi] = {}
         self._lock = threading.Lock()
 
-    def register(self, run_id: str, operator: KasminaApi) -> None:
+    def register(self, run_id: str, operator: KasminaServiceApi) -> None:
         with self._lock:
             self._operators[run_id] = operator
 
@@ -53,7 +53,7 @@ class KasminaRouter:
         validate_stream_telemetry(request)
         return self._operator(request.run_id, "run_id").stream_telemetry(request)
 
-    def _operator(self, run_id: str, field: str) -> KasminaApi:
+    def _operator(self, run_id: str, field: str) -> KasminaServiceApi:
         with self._lock:
             operator = self._operators.get(run_id)
         if operator is None:

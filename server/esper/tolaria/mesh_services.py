@@ -18,10 +18,8 @@ from typing import Any
 import grpc
 
 from esper.assets.pipeline import SeedSite, prefetch_kernels
+from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.tamiyo import TamiyoClient
-from esper.clients.urza import UrzaClient
-from esper.config import EsperConfig
 from esper.errors import EsperError
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
@@ -31,6 +29,7 @@ from esper.observability import metrics
 from esper.oona.api import Bus
 from esper.oona.subjects import field_report_subject, run_event_subject, telemetry_subject
 from esper.pipelines import BY_NAME
+from esper.tolaria.config import EsperConfig
 from esper.tolaria.services import RunServices
 
 logger = logging.getLogger(__name__)

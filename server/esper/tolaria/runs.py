@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from esper.config import EsperConfig
 from esper.errors import AlreadyExists, FailedPrecondition, NotFound
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
+from esper.tolaria.config import EsperConfig
 from esper.tolaria.events import RunEventLog, timestamp_now
 from esper.tolaria.kasmina_router import KasminaRouter
 from esper.tolaria.services import ServicesFactory, embedded_services

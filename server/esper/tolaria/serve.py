@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from esper.cli.bus import add_bus_arguments, bus_config, open_bus
-from esper.cli.common import UsageError
-from esper.cli.serve import Served, ServeTarget
+from esper.errors import UsageError
 from esper.home import default_help, state_dir
+from esper.mesh.flags import positive_float, positive_int
+from esper.mesh.target import Served, ServeTarget
+from esper.oona.flags import add_bus_arguments, bus_config, open_bus
 
 if TYPE_CHECKING:
     from esper.mesh.addresses import MeshAddresses
     from esper.tolaria.mesh_services import MeshServices
 
 logger = logging.getLogger(__name__)
+
+STREAM_WORKERS = 64
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,14 +48,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-concurrent-runs",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="runs training at once; later ones wait PENDING (default: 1)",
     )
     add_bus_arguments(parser, role="publish seed telemetry and field reports")
     parser.add_argument(
         "--tamiyo-step-deadline",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="deadline of one epoch-end Step, tried once (default: 0.25)",
@@ -58,37 +63,43 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
-    from esper.kasmina.servicer import kasmina_registration
+    from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
+    from esper.mesh.hosting import host
     from esper.tolaria.kasmina_router import KasminaRouter
     from esper.tolaria.runs import RunManager, RunManagerConfig
-    from esper.tolaria.servicer import tolaria_registration
     from esper.tolaria.services import ServicesFactory, embedded_services
 
     addresses = _addresses(args)
-    mesh = None
-    services: ServicesFactory = embedded_services
-    if addresses is not None:
-        mesh = _mesh_services(args, addresses)
-        services = mesh
-    router = KasminaRouter()
-    runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
-    manager = RunManager(
-        RunManagerConfig(runs_dir=runs_dir, max_concurrent_runs=args.max_concurrent_runs),
-        services,
-        kasmina=router,
-    )
-    logger.info(
-        "Tolaria: runs %s, folders under %s",
-        mesh.description if mesh is not None else "embedded",
-        manager.config.runs_dir,
-    )
-
-    def close() -> None:
-        manager.close()
-        if mesh is not None:
-            mesh.close()
-
-    return Served(registrations=[tolaria_registration(manager), kasmina_registration(router)], close=close)
+    with ExitStack() as opened:
+        mesh = None
+        services: ServicesFactory = embedded_services
+        if addresses is not None:
+            mesh = _mesh_services(args, addresses)
+            opened.callback(mesh.close)
+            services = mesh
+        router = KasminaRouter()
+        runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
+        manager = RunManager(
+            RunManagerConfig(runs_dir=runs_dir, max_concurrent_runs=args.max_concurrent_runs),
+            services,
+            kasmina=router,
+        )
+        opened.callback(manager.close)
+        logger.info(
+            "Tolaria: runs %s, folders under %s",
+            mesh.description if mesh is not None else "embedded",
+            manager.config.runs_dir,
+        )
+        # An event stream waits in a thread of its own pool for the run's next event (an epoch can
+        # take minutes), so open streams never take the threads that unary calls need.
+        streams = ThreadPoolExecutor(max_workers=STREAM_WORKERS, thread_name_prefix="run-events")
+        opened.callback(streams.shutdown, wait=False, cancel_futures=True)
+        registrations = [
+            host(TOLARIA_SERVICE.bind(manager), executors={"StreamRunEvents": streams}),
+            # Seed commands take the operator's lock, which training holds at epoch boundaries.
+            host(KASMINA_SERVICE.bind(router)),
+        ]
+        return Served.owning(opened, registrations=registrations)
 
 
 def _addresses(args: argparse.Namespace) -> MeshAddresses | None:
@@ -121,26 +132,6 @@ def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshSe
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
     return mesh_services(addresses, settings, bus=bus)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 TOLARIA = ServeTarget(

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from esper.assets.pipeline import SeedSite
-from esper.config import EsperConfig
 from esper.kasmina.kernel_cache import KernelCache
 from esper.leyline.v1 import control_pb2, run_pb2, telemetry_pb2
-from esper.urza.api import UrzaApi
+from esper.leyline.v1.services import UrzaServiceApi
+from esper.tolaria.config import EsperConfig
 
 # (seed telemetry of the boundary, field reports Tamiyo produced) -> published where observers read them.
 BoundaryPublisher = Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
@@ -28,7 +28,7 @@ EventPublisher = Callable[[run_pb2.RunEvent], None]
 class RunServices:
     """A run's collaborators. `make_controller(model)` returns a Tamiyo API (local or remote)."""
 
-    urza: UrzaApi
+    urza: UrzaServiceApi
     kernel_cache: KernelCache
     make_controller: Callable[[Any], Any]
     publish: BoundaryPublisher

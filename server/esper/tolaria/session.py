@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from esper.config import EsperConfig, config_to_dict
 from esper.data import load_dataset
 from esper.data.bundle import Dataset
 from esper.hosts import build_host, default_host_spec
@@ -25,6 +24,7 @@ from esper.hosts.spec import HostSpec
 from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.checkpoint import load_checkpoint
+from esper.tolaria.config import EsperConfig, config_to_dict
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.report import render_report
 from esper.tolaria.runfolder import RunFolder
@@ -253,7 +253,8 @@ def _summary(
         "final_test_accuracy": test_accuracy,
         "best_val_accuracy": history.best_val_accuracy,
         "params_initial": params[0] if params else 0,
-        "params_final": params[-1] if params else 0,
+        # The saved model's (host and fossilized seeds): the model final_test_accuracy measures.
+        "params_final": trainer.saved_parameter_count(),
         "seeds_germinated": stages["germinated"],
         "seeds_fossilized": stages["fossilized"],
         "seeds_culled": stages["culled"],
@@ -266,6 +267,8 @@ def _summary(
         "isolation_violations": _isolation_violations(trainer),
         "seeds_in_flight_at_end": trainer.in_flight_seed_ids(),
         "rollbacks": history.rollbacks,
+        "rollback_events": [record.to_dict() for record in history.rollback_log],
+        "saved": history.saved.to_dict() if history.saved is not None else None,
         "cancelled": history.cancelled,
         "host": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
         "config": config_to_dict(config),

@@ -2,8 +2,11 @@
 
 One epoch: train -> validate (gathering seed telemetry) -> measure evaluating seeds
 -> epoch-end hook (Tamiyo decides, Kasmina applies) -> optimizers follow the seeds
--> checkpoint. A non-finite or diverging epoch is rolled back to the last good
-checkpoint, and the seeds that were adapting are locked ROLLED_BACK.
+-> checkpoint.
+
+Never worse than static (esper.tolaria.never_worse): a diverging epoch, or a culled
+graft that left the model worse than before it, goes back to a checkpoint; the run
+ends with its best validated state.
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
 from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
 from esper.tolaria.metrics import SEED_CENSUS, observe_epoch, observe_hook
+from esper.tolaria.never_worse import NeverWorseThanStatic, TrainingFailed
 from esper.tolaria.optimizers import OptimizerSet, adam_factory
+from esper.tolaria.safety import BestState, GraftCheckpoints, LossHistory, RollbackRecord, SavedState
+
+__all__ = ["EpochRecord", "TolariaTrainer", "TrainingFailed", "TrainingHistory"]
 
 logger = logging.getLogger(__name__)
 _TRACER = tracer(__name__)
-
-
-class TrainingFailed(RuntimeError):
-    """Training cannot go on (it kept diverging after rollbacks)."""
 
 
 @dataclass
@@ -56,12 +59,14 @@ class TrainingHistory:
     rollbacks: int = 0
     best_val_accuracy: float = 0.0
     cancelled: bool = False
+    rollback_log: list[RollbackRecord] = field(default_factory=list)
+    saved: SavedState | None = None
 
     def hook_ms(self) -> list[float]:
         return [record.hook.total_ms for record in self.epochs if record.hook is not None]
 
 
-class TolariaTrainer:
+class TolariaTrainer(NeverWorseThanStatic):
     """Trains `model` with `controller` steering its seeds through `kasmina`.
 
     `run` and `tolaria` are the config's sections of those names (their defaults when
@@ -106,8 +111,17 @@ class TolariaTrainer:
         self.start_epoch = 0
         self._good: dict[str, Any] | None = None
         self._last_controller_state: tamiyo_pb2.TamiyoControllerState | None = None
-        self._best_val_loss = float("inf")
-        self._first_val_loss = float("inf")
+        self._losses = LossHistory(
+            self.tolaria.divergence_window, self.tolaria.divergence_factor, self.tolaria.divergence_min_loss
+        )
+        self._grafts = GraftCheckpoints()
+        self._best = BestState()
+        self._extra_epochs = 0
+
+    @property
+    def planned_epochs(self) -> int:
+        """The configured epochs plus those trained again because a rollback discarded them."""
+        return self.run.epochs + self._extra_epochs
 
     # The loop
 
@@ -116,12 +130,13 @@ class TolariaTrainer:
         self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
         epoch = self.start_epoch
         try:
-            while epoch < self.run.epochs and not self.should_stop():
+            while epoch < self.planned_epochs and not self.should_stop():
                 if self._run_epoch(epoch):
                     epoch += 1
         finally:
             SEED_CENSUS.forget(self.run_id)
-        self.history.cancelled = self.should_stop() and epoch < self.run.epochs
+        self.history.cancelled = self.should_stop() and epoch < self.planned_epochs
+        self.history.saved = self._settle_on_best_state()
         if self.kasmina is not None:
             self.kasmina.close()
         return self.model, self.history
@@ -156,12 +171,13 @@ class TolariaTrainer:
         if failure:
             self._roll_back(epoch, failure)
             return False
+        self._losses.record(train_stats.loss, val_stats.loss)
+        self._offer_best(epoch, val_stats)
         epoch_ms = int((time.perf_counter() - started) * 1e3)
         hook = self._epoch_boundary(epoch, train_stats, val_stats, epoch_ms) if self.kasmina else None
         self.history.best_val_accuracy = max(self.history.best_val_accuracy, val_stats.accuracy)
-        self._best_val_loss = min(self._best_val_loss, val_stats.loss)
-        if self._first_val_loss == float("inf"):
-            self._first_val_loss = val_stats.loss
+        if hook is not None:
+            self._judge_culled_grafts(epoch)
         record = EpochRecord(
             metrics=self._metrics(epoch, train_stats, val_stats, hook),
             wall_seconds=time.perf_counter() - started,
@@ -172,8 +188,10 @@ class TolariaTrainer:
         SEED_CENSUS.update(self.run_id, record.metrics.seed_stages)
         self.events.emit(epoch_completed=record.metrics)
         self._good = snapshot(self._checkpoint_state(epoch))
+        if self.kasmina is not None:
+            self._track_grafts(epoch, val_stats.accuracy)
         if self.checkpoint_path is not None and (epoch + 1) % self.tolaria.checkpoint_every == 0:
-            save_checkpoint(self.checkpoint_path, self._good)
+            save_checkpoint(self.checkpoint_path, {**self._good, **self._side_state()})
         if self.on_epoch is not None:
             self.on_epoch(record, self.history)
         return True
@@ -201,7 +219,7 @@ class TolariaTrainer:
             validation_accuracy=val_stats.accuracy,
             epoch_ms=epoch_ms,
             parameter_count=count_parameters(self.model),
-            final_epoch=self.run.epochs - 1,
+            final_epoch=self.planned_epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
             host_layers=host_layers(self.model.host, self.model.seed_layout()),
@@ -235,36 +253,6 @@ class TolariaTrainer:
                 f"(budget {self.tolaria.hook_budget_ms:.0f} ms)"
             )
 
-    # Failure and rollback
-
-    def _failure(self, train_stats: EpochStats, val_stats: EpochStats) -> str:
-        if not (train_stats.finite and val_stats.finite):
-            return "non-finite loss"
-        # Measured against the larger of the best and the first validation loss: once the best
-        # is tiny, ordinary fluctuation is many times it without anything diverging.
-        scale = max(self._best_val_loss, self._first_val_loss)
-        limit = self.tolaria.divergence_factor * scale
-        if scale < float("inf") and val_stats.loss > limit:
-            return f"validation loss {val_stats.loss:.3f} diverged (> {limit:.3f})"
-        return ""
-
-    def _roll_back(self, epoch: int, reason: str) -> None:
-        self.history.rollbacks += 1
-        if self.history.rollbacks > self.tolaria.max_rollbacks:
-            raise TrainingFailed(f"epoch {epoch}: {reason}; gave up after {self.tolaria.max_rollbacks} rollbacks")
-        suspects = self.kasmina.active_seed_ids() if self.kasmina is not None else []
-        assert self._good is not None
-        self._restore(snapshot(self._good))
-        if suspects:
-            self.kasmina.roll_back(suspects, reason=f"emergency rollback at epoch {epoch}: {reason}")
-            for transition in self.kasmina.drain_transitions():
-                self.events.transition(transition)
-            self.optimizers.sync()
-        self.events.notice(
-            f"epoch {epoch}: {reason}; restored the last good checkpoint"
-            + (f" and locked {', '.join(suspects)} ROLLED_BACK" if suspects else "")
-        )
-
     # Checkpoints
 
     def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
@@ -275,9 +263,9 @@ class TolariaTrainer:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "best_val_accuracy": self.history.best_val_accuracy,
-            "best_val_loss": self._best_val_loss,
-            "first_val_loss": self._first_val_loss,
+            "losses": self._losses.state_dict(),
             "rollbacks": self.history.rollbacks,
+            "rollback_log": [record.to_dict() for record in self.history.rollback_log],
         }
         if self.kasmina is None:
             state["model"] = self.model.state_dict()
@@ -319,14 +307,26 @@ class TolariaTrainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history.best_val_accuracy = float(state["best_val_accuracy"])
-        self._best_val_loss = float(state["best_val_loss"])
-        self._first_val_loss = float(state["first_val_loss"])
+        self._losses.load_state_dict(state.get("losses", {}))
+
+    def _side_state(self) -> dict[str, Any]:
+        """What the file checkpoint keeps beside the training state (never restored by a rollback)."""
+        return {
+            "graft_checkpoints": self._grafts.state_dict(),
+            "best_state": self._best.state_dict(),
+            "extra_epochs": self._extra_epochs,
+        }
 
     def resume(self, path: Path) -> int:
         """Continue from a checkpoint file; returns the first epoch still to train."""
         state = load_checkpoint(path)
         self._restore(state)
         self.history.rollbacks = int(state["rollbacks"])
+        self.history.rollback_log = [RollbackRecord.from_dict(item) for item in state.get("rollback_log", [])]
+        self._grafts.load_state_dict(state.get("graft_checkpoints", {}))
+        if "best_state" in state:
+            self._best.load_state_dict(state["best_state"])
+        self._extra_epochs = int(state.get("extra_epochs", 0))
         self.start_epoch = int(state["epoch"]) + 1
         self.events.notice(f"resumed from {path} after epoch {state['epoch']}")
         return self.start_epoch
@@ -356,6 +356,13 @@ class TolariaTrainer:
     def in_flight_seed_ids(self) -> list[str]:
         """Seeds whose adaptation had not finished when training stopped."""
         return list(self.kasmina.active_seed_ids()) if self.kasmina is not None else []
+
+    def saved_parameter_count(self) -> int:
+        """Parameters of the model that is saved: the host and FOSSILIZED seeds, not adaptations in flight."""
+        in_flight = sum(
+            p.numel() for seed_id in self.in_flight_seed_ids() for p in self.model.seed(seed_id).kernel_parameters()
+        )
+        return count_parameters(self.model) - in_flight
 
     def test_accuracy(self) -> EpochStats:
         """Accuracy on the held-out test split of the model that is saved; called once, after training.

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esper import checks, ids
-from esper.config import EsperConfig, parse_config
 from esper.data.loading import BUILT_IN, NPZ_PREFIX
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.paging import decode_page_token, validate_page_size
-from esper.tolaria.config import MAX_EPOCHS, MAX_HOST_WIDTH
+from esper.tolaria.config import MAX_EPOCHS, MAX_HOST_WIDTH, EsperConfig, parse_config
 
 MAX_CONFIG_YAML_BYTES = 1024 * 1024
 MAX_SEED = 2**63 - 1

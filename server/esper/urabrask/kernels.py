@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from esper.leyline.v1 import kernel_pb2, urza_pb2
-from esper.urza.api import UrzaApi
+from esper.leyline.v1.services import UrzaServiceApi
 
 _SCAN_PAGE_SIZE = 1000
 
@@ -13,7 +13,7 @@ Report = kernel_pb2.UrabraskValidationReport
 
 
 def iter_kernels(
-    urza: UrzaApi, query: kernel_pb2.KernelQuery, *, limit: int | None = None
+    urza: UrzaServiceApi, query: kernel_pb2.KernelQuery, *, limit: int | None = None
 ) -> Iterator[kernel_pb2.KernelArtifact]:
     """Kernels matching `query`, newest first, following Urza's pages, at most `limit` of them."""
     page_token = ""
@@ -32,7 +32,7 @@ def iter_kernels(
             return
 
 
-def reports_with_status(urza: UrzaApi, status: int, *, limit: int | None = None) -> list[Report]:
+def reports_with_status(urza: UrzaServiceApi, status: int, *, limit: int | None = None) -> list[Report]:
     """Validation reports of the kernels in `status`, newest kernel first."""
     query = kernel_pb2.KernelQuery(status=status)  # type: ignore[arg-type]
     return [

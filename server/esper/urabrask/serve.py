@@ -6,17 +6,10 @@ Imported when the CLI parser is built, so heavy imports wait for `build`.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import threading
-from typing import TYPE_CHECKING
+from contextlib import ExitStack, closing
 
-from esper.cli.serve import Served, ServeTarget
-from esper.mesh.server import BackgroundTask
+from esper.mesh.target import Served, ServeTarget, thread_task
 from esper.urabrask.config import UrabraskConfig
-
-if TYPE_CHECKING:
-    from esper.urabrask.validator import UrabraskValidator
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +36,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.urza import UrzaClient
+    from esper.leyline.v1.services import URABRASK_SERVICE
+    from esper.mesh.hosting import host
     from esper.urabrask.service import UrabraskService
-    from esper.urabrask.servicer import urabrask_registration
     from esper.urabrask.validator import UrabraskValidator
 
     config = UrabraskConfig(
@@ -54,33 +48,15 @@ def _build(args: argparse.Namespace) -> Served:
         poll_interval_seconds=args.poll_interval,
         sandbox_timeout_seconds=args.sandbox_timeout,
     )
-    # Downloads stream whole artifacts: allow them more than a metadata call.
-    urza = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))
-    background = [] if args.no_validate else [_validator_task(UrabraskValidator(urza, config))]
-    return Served(
-        registrations=[urabrask_registration(UrabraskService(urza))],
-        background=background,
-        close=urza.close,
-    )
-
-
-def _validator_task(validator: UrabraskValidator) -> BackgroundTask:
-    """A background task running the validator's blocking loop in a thread until the server stops."""
-
-    async def run(stopping: asyncio.Event) -> None:
-        stop = threading.Event()
-        loop_done = asyncio.ensure_future(asyncio.to_thread(validator.run_forever, stop))
-        stop_requested = asyncio.ensure_future(stopping.wait())
-        try:
-            await asyncio.wait({loop_done, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.set()
-            stop_requested.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stop_requested
-        await loop_done
-
-    return run
+    with ExitStack() as opened:
+        # Downloads stream whole artifacts: allow them more than a metadata call.
+        urza = opened.enter_context(closing(UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))))
+        background = []
+        if not args.no_validate:
+            background.append(thread_task(UrabraskValidator(urza, config).run_forever, name="urabrask-validator"))
+        return Served.owning(
+            opened, registrations=[host(URABRASK_SERVICE.bind(UrabraskService(urza)))], background=background
+        )
 
 
 URABRASK = ServeTarget(

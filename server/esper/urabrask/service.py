@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from esper.errors import NotFound
 from esper.leyline.v1 import kernel_pb2, urabrask_pb2, urza_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.paging import decode_page_token, encode_page_token
 from esper.urabrask.kernels import Report, reports_with_status
 from esper.urabrask.validation import validate_get_validation_report, validate_list_validation_reports
-from esper.urza.api import UrzaApi
 
 _VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
 _REJECTED = kernel_pb2.KERNEL_STATUS_REJECTED
 
 
 class UrabraskService:
-    """The Urabrask domain API over an UrzaApi (in-process hub or remote client)."""
+    """The Urabrask domain API over an UrzaServiceApi (in-process hub or remote client)."""
 
-    def __init__(self, urza: UrzaApi) -> None:
+    def __init__(self, urza: UrzaServiceApi) -> None:
         self._urza = urza
 
     def get_validation_report(

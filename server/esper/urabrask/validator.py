@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 
 from esper.errors import DataLoss, EsperError
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.urabrask import report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.kernels import Report, reports_with_status
 from esper.urabrask.sandbox import run_sandbox
 from esper.urabrask.tagging import assign_tags
-from esper.urza.api import UrzaApi
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
@@ -32,11 +32,11 @@ Characterize = Callable[[bytes, kernel_pb2.KernelArtifact, blueprint_pb2.Bluepri
 
 
 class UrabraskValidator:
-    """Validates kernels from an UrzaApi one at a time; keeps the latest reports it submitted."""
+    """Validates kernels from an UrzaServiceApi one at a time; keeps the latest reports it submitted."""
 
     def __init__(
         self,
-        urza: UrzaApi,
+        urza: UrzaServiceApi,
         config: UrabraskConfig,
         *,
         characterize: Characterize = run_sandbox,

@@ -1,4 +1,4 @@
-"""Fetch a whole kernel artifact through any UrzaApi, verified against its SHA-256.
+"""Fetch a whole kernel artifact through any UrzaServiceApi, verified against its SHA-256.
 
 Kasmina's kernel cache uses this both in-process (UrzaHub) and remotely (UrzaClient).
 """
@@ -9,11 +9,11 @@ import hashlib
 
 from esper.errors import DataLoss
 from esper.leyline.v1 import kernel_pb2, urza_pb2
-from esper.urza.api import UrzaApi
+from esper.leyline.v1.services import UrzaServiceApi
 
 
 def download_kernel_bytes(
-    api: UrzaApi, kernel_id: str, *, chunk_size: int = 0
+    api: UrzaServiceApi, kernel_id: str, *, chunk_size: int = 0
 ) -> tuple[bytes, kernel_pb2.KernelArtifact]:
     """The artifact's bytes and metadata; DataLoss (CHECKSUM_MISMATCH) if the chunks do not add
     up to the recorded size and SHA-256."""
@@ -42,7 +42,7 @@ def download_kernel_bytes(
     return b"".join(parts), kernel
 
 
-def _metadata(api: UrzaApi, kernel_id: str) -> kernel_pb2.KernelArtifact:
+def _metadata(api: UrzaServiceApi, kernel_id: str) -> kernel_pb2.KernelArtifact:
     kernel: kernel_pb2.KernelArtifact = api.get_kernel(urza_pb2.GetKernelRequest(kernel_id=kernel_id)).kernel
     return kernel
 

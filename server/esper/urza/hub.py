@@ -50,7 +50,7 @@ def system_clock_us() -> int:
 
 
 class UrzaHub:
-    """Implements UrzaApi: blueprints, kernels and the compile and validation queues."""
+    """Implements UrzaServiceApi: blueprints, kernels and the compile and validation queues."""
 
     def __init__(
         self,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from esper.cli.serve import Served, ServeTarget
 from esper.home import default_help, state_dir
+from esper.mesh.target import Served, ServeTarget
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +52,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> Served:
+    from esper.leyline.v1.services import URZA_SERVICE
+    from esper.mesh.hosting import host
     from esper.urza.config import UrzaConfig
     from esper.urza.hub import UrzaHub
-    from esper.urza.servicer import urza_registration
 
     env = os.environ
     config = UrzaConfig(
@@ -67,7 +68,7 @@ def _build(args: argparse.Namespace) -> Served:
         s3_region=args.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
     hub = UrzaHub.open(config)
-    return Served(registrations=[urza_registration(hub)], close=hub.close)
+    return Served(registrations=[host(URZA_SERVICE.bind(hub))], close=hub.close)
 
 
 URZA = ServeTarget(

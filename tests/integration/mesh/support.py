@@ -52,8 +52,8 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 def stored_report_ids(simic_address: str, run_id: str, *, page_size: int = 1000) -> list[str]:
     """Every report id Simic stores for the run, paging through ListFieldReports (repeats kept)."""
+    from esper.clients import SimicClient
     from esper.clients.base import ClientConfig
-    from esper.clients.simic import SimicClient
     from esper.leyline.v1 import simic_pb2
 
     found: list[str] = []

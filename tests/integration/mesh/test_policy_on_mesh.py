@@ -41,8 +41,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _status(directory: Path) -> object:
+    from esper.clients import TamiyoClient
     from esper.clients.base import ClientConfig
-    from esper.clients.tamiyo import TamiyoClient
     from esper.leyline.v1 import tamiyo_pb2
     from esper.mesh.addresses import load_mesh
 

@@ -219,8 +219,8 @@ def test_a_germination_is_one_trace_from_tamiyo_s_decision_to_kasmina_s_graft(me
 
 
 def test_nissa_summarizes_the_run_and_mission_control_shows_it(mesh: MeshUnderTest, tmp_path: Path) -> None:
+    from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
-    from esper.clients.nissa import NissaClient
     from esper.leyline.v1 import nissa_pb2
 
     run_id = _run_id(mesh)

@@ -7,8 +7,8 @@ import asyncio
 import concurrent.futures
 import threading
 
-from esper.cli.serve import Served
 from esper.mesh.config import ServerConfig
+from esper.mesh.target import Served
 from tests.fixtures.servers import ServerThread
 
 _TIMEOUT_SECONDS = 30.0

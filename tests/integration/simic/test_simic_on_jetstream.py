@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from esper.clients import SimicClient
 from esper.clients.base import ClientConfig
-from esper.clients.simic import SimicClient
 from esper.leyline.v1 import bus_pb2, control_pb2, simic_pb2
 from esper.oona.config import OonaConfig
 from esper.oona.envelope import seal, signature

@@ -13,8 +13,8 @@ import nats
 import pytest
 
 from esper.cli.main import build_parser
+from esper.clients import TamiyoClient
 from esper.clients.base import ClientConfig
-from esper.clients.tamiyo import TamiyoClient
 from esper.errors import NotFound
 from esper.leyline.v1 import bus_pb2, control_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2, urza_pb2_grpc
 from esper.mesh.server import ServiceRegistration
@@ -72,10 +72,10 @@ def read_stream(url: str, stream: str) -> list[Stored]:
 
 @pytest.fixture
 def urza_address(grpc_server: ServerFactory) -> str:
+    fake = KernelListUrza(_kernels())
     registration = ServiceRegistration(
-        servicer=KernelListUrza(_kernels()),
-        add_to_server=urza_pb2_grpc.add_UrzaServiceServicer_to_server,
         service_name=urza_pb2.DESCRIPTOR.services_by_name["UrzaService"].full_name,
+        add_to_server=lambda server: urza_pb2_grpc.add_UrzaServiceServicer_to_server(fake, server),
     )
     return grpc_server([registration], service_name="urza").address
 

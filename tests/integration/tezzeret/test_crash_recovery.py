@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from esper.clients import TezzeretClient, UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.tezzeret import TezzeretClient
-from esper.clients.urza import UrzaClient
 from esper.leyline.v1 import kernel_pb2, tezzeret_pb2, urza_pb2
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tezzeret.config import AGGRESSIVE, STANDARD

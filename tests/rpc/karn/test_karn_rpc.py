@@ -7,14 +7,15 @@ from collections.abc import Iterator
 import pytest
 from google.protobuf.message import Message
 
+from esper.clients import KarnClient
 from esper.clients.base import ClientConfig
-from esper.clients.karn import KarnClient
 from esper.errors import InvalidArgument, NotFound
 from esper.karn.catalog import TemplateCatalog
 from esper.karn.config import KarnConfig
 from esper.karn.service import KarnService
-from esper.karn.servicer import karn_registration
 from esper.leyline.v1 import blueprint_pb2, control_pb2, karn_pb2
+from esper.leyline.v1.services import KARN_SERVICE
+from esper.mesh.hosting import host
 from tests.fixtures.servers import ServerFactory
 
 SAFE = blueprint_pb2.BLUEPRINT_TIER_SAFE
@@ -37,7 +38,7 @@ def karn(catalog: TemplateCatalog) -> KarnService:
 
 @pytest.fixture
 def client(grpc_server: ServerFactory, karn: KarnService) -> Iterator[KarnClient]:
-    server = grpc_server([karn_registration(karn)], service_name="karn")
+    server = grpc_server([host(KARN_SERVICE.bind(karn))], service_name="karn")
     with KarnClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 

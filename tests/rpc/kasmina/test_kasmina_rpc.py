@@ -9,15 +9,16 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from esper.clients import KasminaClient
 from esper.clients.base import ClientConfig
-from esper.clients.kasmina import KasminaClient
 from esper.errors import FailedPrecondition, InvalidArgument, NotFound
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.operator import KasminaOperator
-from esper.kasmina.servicer import kasmina_registration
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2
+from esper.leyline.v1.services import KASMINA_SERVICE
+from esper.mesh.hosting import host
 from tests.fixtures.servers import ServerFactory
 from tests.unit.kasmina.support import RUN_ID, command, mlp_setup
 
@@ -32,7 +33,7 @@ def setup() -> tuple[MorphableModel, KasminaOperator]:
 
 @pytest.fixture
 def client(grpc_server: ServerFactory, setup: tuple[MorphableModel, KasminaOperator]) -> Iterator[KasminaClient]:
-    server = grpc_server([kasmina_registration(setup[1])], service_name="kasmina")
+    server = grpc_server([host(KASMINA_SERVICE.bind(setup[1]))], service_name="kasmina")
     with KasminaClient(ClientConfig(address=server.address, deadline_seconds=10.0)) as client:
         yield client
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -82,24 +83,21 @@ class ScriptedTolaria(tolaria_pb2_grpc.TolariaServiceServicer):
             raise NotFound("no run 'missing'", reason="RUN_NOT_FOUND")
 
 
+def raw_registration(name: str, servicer: object, add: Callable[[Any, grpc.aio.Server], None]) -> ServiceRegistration:
+    """A hand-written grpc servicer (these fakes use the servicer context) hosted as service `name`."""
+    return ServiceRegistration(service_name=name, add_to_server=lambda server: add(servicer, server), domain=servicer)
+
+
 def karn_registration(servicer: ScriptedKarn) -> ServiceRegistration:
-    return ServiceRegistration(
-        servicer=servicer,
-        add_to_server=karn_pb2_grpc.add_KarnServiceServicer_to_server,
-        service_name="esper.leyline.v1.KarnService",
-    )
+    return raw_registration("esper.leyline.v1.KarnService", servicer, karn_pb2_grpc.add_KarnServiceServicer_to_server)
 
 
 def streaming_registrations() -> list[ServiceRegistration]:
     return [
-        ServiceRegistration(
-            servicer=ScriptedUrza(),
-            add_to_server=urza_pb2_grpc.add_UrzaServiceServicer_to_server,
-            service_name="esper.leyline.v1.UrzaService",
+        raw_registration(
+            "esper.leyline.v1.UrzaService", ScriptedUrza(), urza_pb2_grpc.add_UrzaServiceServicer_to_server
         ),
-        ServiceRegistration(
-            servicer=ScriptedTolaria(),
-            add_to_server=tolaria_pb2_grpc.add_TolariaServiceServicer_to_server,
-            service_name="esper.leyline.v1.TolariaService",
+        raw_registration(
+            "esper.leyline.v1.TolariaService", ScriptedTolaria(), tolaria_pb2_grpc.add_TolariaServiceServicer_to_server
         ),
     ]

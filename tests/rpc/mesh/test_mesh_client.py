@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from esper.clients.base import ClientConfig, ServiceClient
-from esper.clients.karn import KarnClient
+from esper.clients import KarnClient, UrzaClient
+from esper.clients.base import ClientConfig
 from esper.errors import (
     DeadlineExceeded,
     EsperError,
@@ -17,7 +17,7 @@ from esper.errors import (
     NotFound,
     Unavailable,
 )
-from esper.leyline.v1 import karn_pb2, karn_pb2_grpc, urza_pb2, urza_pb2_grpc
+from esper.leyline.v1 import karn_pb2, urza_pb2
 from esper.mesh.errors import INTERNAL_MESSAGE
 from tests.fixtures.servers import ServerFactory, ServerThread
 from tests.rpc.mesh.fakes import ScriptedKarn, karn_registration, streaming_registrations
@@ -104,7 +104,7 @@ def test_no_server_means_unavailable_after_bounded_backoff() -> None:
     delays: list[float] = []
     config = ClientConfig(address=f"127.0.0.1:{port}", max_attempts=3, max_backoff_seconds=0.2)
     with (
-        ServiceClient(config, karn_pb2_grpc.KarnServiceStub, sleep=delays.append) as client,
+        KarnClient(config, sleep=delays.append) as client,
         pytest.raises(Unavailable),
     ):
         client.call("GetTemplate", karn_pb2.GetTemplateRequest(template_id="x"))
@@ -113,7 +113,7 @@ def test_no_server_means_unavailable_after_bounded_backoff() -> None:
 
 
 def test_stream_yields_then_raises_the_decoded_error(server: ServerThread) -> None:
-    with ServiceClient(ClientConfig(address=server.address), urza_pb2_grpc.UrzaServiceStub) as client:
+    with UrzaClient(ClientConfig(address=server.address)) as client:
         request = urza_pb2.DownloadKernelRequest(kernel_id="k", chunk_size=3)
         assert [chunk.offset for chunk in client.stream("DownloadKernel", request)] == [0, 1, 2]
         received = []

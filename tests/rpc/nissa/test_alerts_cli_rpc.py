@@ -10,9 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from esper.cli import alerts as alerts_cli
 from esper.cli.main import main
+from esper.leyline.v1.services import NISSA_SERVICE
+from esper.mesh.hosting import host
 from esper.nissa.alerts import AlertEngine, NissaAlertsConfig, parse_target
 from esper.nissa.service import NissaService
-from esper.nissa.servicer import nissa_registration
 from tests.fixtures.servers import ServerFactory
 from tests.unit.nissa.alerts.fake_targets import Clock, FakeTargets
 
@@ -36,7 +37,7 @@ def mesh_file(tmp_path: Path, grpc_server: ServerFactory) -> Path:
     targets.served[url("karn")] = CollectorRegistry()
     clock.advance(5)
     engine.scrape_and_evaluate()
-    server = grpc_server([nissa_registration(NissaService(None, None, engine))], service_name="nissa")
+    server = grpc_server([host(NISSA_SERVICE.bind(NissaService(None, None, engine.alerts)))], service_name="nissa")
     mesh = tmp_path / "mesh.json"
     mesh.write_text(json.dumps({"nissa": {"grpc": server.address, "pid": 1}}), encoding="utf-8")
     return mesh

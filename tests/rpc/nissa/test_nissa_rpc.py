@@ -11,17 +11,16 @@ from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from esper.clients import NissaClient
 from esper.clients.base import ClientConfig
-from esper.clients.nissa import NissaClient
 from esper.errors import InvalidArgument, NotFound, Unimplemented
 from esper.leyline.v1 import alert_pb2, nissa_pb2, run_pb2
-from esper.nissa.api import AlertSource, BoardApi
+from esper.leyline.v1.services import NISSA_SERVICE
+from esper.mesh.hosting import host
 from esper.nissa.config import SpanStoreConfig, database_url
-from esper.nissa.receiver import TRACE_SERVICE_NAME, trace_registration
 from esper.nissa.service import NissaService
-from esper.nissa.servicer import NISSA_SERVICE_NAME, nissa_registration
 from esper.nissa.spans import SpanStore
-from esper.nissa.trace_intake import SpanIntake
+from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 from tests.fixtures.servers import ServerFactory
 
 FIRING = alert_pb2.ALERT_STATE_FIRING
@@ -36,7 +35,7 @@ def _alert(n: int, state: int = FIRING, *, started: float = 0.0, **labels: str) 
 
 
 class FakeAlerts:
-    """An AlertSource holding a fixed list, newest first."""
+    """Alerts as an AlertEngine gives them: a fixed list a fixed list, newest first."""
 
     def __init__(self, alerts: list[alert_pb2.Alert]) -> None:
         self._alerts = alerts
@@ -48,7 +47,7 @@ class FakeAlerts:
 
 
 class FakeBoard:
-    """A BoardApi that knows one run."""
+    """Run summaries as a RunBoard gives them, for one run."""
 
     def summary(self, run_id: str) -> nissa_pb2.GetRunSummaryResponse:
         if run_id != "run-1":
@@ -67,17 +66,28 @@ def nissa_client(grpc_server: ServerFactory) -> Iterator[Callable[..., NissaClie
     stores: list[SpanStore] = []
 
     def start(
-        board: BoardApi | None = None,
-        alerts: AlertSource | None = None,
+        board: FakeBoard | None = None,
+        alerts: FakeAlerts | None = None,
         *,
         with_store: bool = True,
         run_window: Callable[[str], tuple[float, float | None] | None] | None = None,
     ) -> NissaClient:
         store = SpanStore.open(SpanStoreConfig(url=database_url(":memory:"))) if with_store else None
-        registrations = [nissa_registration(NissaService(store, board, alerts, run_window=run_window))]
+        registrations = [
+            host(
+                NISSA_SERVICE.bind(
+                    NissaService(
+                        store,
+                        board.summary if board is not None else None,
+                        alerts.alerts if alerts is not None else None,
+                        run_window=run_window,
+                    )
+                )
+            )
+        ]
         if store is not None:
             stores.append(store)
-            registrations.append(trace_registration(SpanIntake(store)))
+            registrations.append(host(TRACE_SERVICE.bind(SpanIntake(store))))
         server = grpc_server(registrations, service_name="nissa")
         client = NissaClient(ClientConfig(address=server.address, deadline_seconds=30.0))
         clients.append(client)
@@ -178,11 +188,12 @@ def test_a_bad_request_is_invalid_naming_the_field(
 def test_health_and_reflection_name_both_services(grpc_server: ServerFactory) -> None:
     store = SpanStore.open(SpanStoreConfig(url=database_url(":memory:")))
     server = grpc_server(
-        [nissa_registration(NissaService(store)), trace_registration(SpanIntake(store))], service_name="nissa"
+        [host(NISSA_SERVICE.bind(NissaService(store))), host(TRACE_SERVICE.bind(SpanIntake(store)))],
+        service_name="nissa",
     )
     with grpc.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for name in (NISSA_SERVICE_NAME, TRACE_SERVICE_NAME):
+        for name in (NISSA_SERVICE.full_name, TRACE_SERVICE.full_name):
             answer = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=30)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -190,5 +201,5 @@ def test_health_and_reflection_name_both_services(grpc_server: ServerFactory) ->
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=30
         )
         services = {service.name for service in response.list_services_response.service}
-    assert {NISSA_SERVICE_NAME, TRACE_SERVICE_NAME} <= services
+    assert {NISSA_SERVICE.full_name, TRACE_SERVICE.full_name} <= services
     store.close()

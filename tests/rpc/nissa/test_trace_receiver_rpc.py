@@ -21,18 +21,18 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from esper.clients import NissaClient
 from esper.clients.base import ClientConfig, decode_rpc_error
-from esper.clients.nissa import NissaClient
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import nissa_pb2
+from esper.leyline.v1.services import NISSA_SERVICE
+from esper.mesh.hosting import host
 from esper.mesh.server import ServiceRegistration
 from esper.nissa.config import ForwarderConfig, SpanStoreConfig, database_url
 from esper.nissa.forwarder import SpanForwarder, forward_target
-from esper.nissa.receiver import TRACE_SERVICE_NAME, trace_registration
 from esper.nissa.service import NissaService
-from esper.nissa.servicer import nissa_registration
 from esper.nissa.spans import RUN_ID, SEED_ID, SpanStore
-from esper.nissa.trace_intake import SpanIntake
+from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 from esper.observability import metrics
 from tests.fixtures.servers import ServerFactory, ServerThread
 from tests.unit.nissa.trace_support import export_request, otlp_span
@@ -59,7 +59,7 @@ def start_nissa(grpc_server: ServerFactory) -> Iterator[Callable[..., Nissa]]:
         store = SpanStore.open(SpanStoreConfig(url=database_url(":memory:")))
         intake = SpanIntake(store, forward=forwarder.submit if forwarder is not None else None)
         server = grpc_server(
-            [nissa_registration(NissaService(store)), trace_registration(intake)], service_name="nissa"
+            [host(NISSA_SERVICE.bind(NissaService(store))), host(TRACE_SERVICE.bind(intake))], service_name="nissa"
         )
         nissa = Nissa(server, store, NissaClient(ClientConfig(address=server.address, deadline_seconds=30.0)))
         opened.append(nissa)
@@ -217,7 +217,12 @@ def test_a_full_forward_queue_drops_at_once_instead_of_blocking_the_receiver(
 ) -> None:
     collector = _StuckCollector()
     stuck = grpc_server(
-        [ServiceRegistration(collector, trace_service_pb2_grpc.add_TraceServiceServicer_to_server, TRACE_SERVICE_NAME)]
+        [
+            ServiceRegistration(
+                TRACE_SERVICE.full_name,
+                lambda server: trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server),
+            )
+        ]
     )
     forwarder = SpanForwarder(ForwarderConfig(endpoint=stuck.address, queue_size=1, timeout_seconds=WAIT_SECONDS))
     nissa = start_nissa(forwarder)

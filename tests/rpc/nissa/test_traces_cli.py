@@ -16,13 +16,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from esper.cli.main import main
+from esper.leyline.v1.services import NISSA_SERVICE
 from esper.mesh.addresses import write_mesh
+from esper.mesh.hosting import host
 from esper.nissa.config import SpanStoreConfig, database_url
-from esper.nissa.receiver import trace_registration
 from esper.nissa.service import NissaService
-from esper.nissa.servicer import nissa_registration
 from esper.nissa.spans import RUN_ID, SpanStore
-from esper.nissa.trace_intake import SpanIntake
+from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 from tests.fixtures.servers import EsperServeProcess, ServerFactory
 from tests.unit.nissa.trace_support import export_request, otlp_span, span_id, trace_id
 
@@ -39,7 +39,7 @@ def mesh_file(grpc_server: ServerFactory, tmp_path: Path) -> Path:
             ("urza", [otlp_span(1, 3, parent=2, name="GetKernel", start=20, duration=5)]),
         )
     )
-    server = grpc_server([nissa_registration(NissaService(store)), trace_registration(intake)])
+    server = grpc_server([host(NISSA_SERVICE.bind(NissaService(store))), host(TRACE_SERVICE.bind(intake))])
     path = tmp_path / "mesh.json"
     write_mesh(path, {"nissa": {"grpc": server.address}, "urza": "127.0.0.1:1"})
     return path

@@ -9,13 +9,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from esper.clients import SimicClient
 from esper.clients.base import ClientConfig
-from esper.clients.simic import SimicClient
 from esper.errors import InvalidArgument, NotFound
 from esper.leyline.v1 import simic_pb2
+from esper.leyline.v1.services import SIMIC_SERVICE
+from esper.mesh.hosting import host
 from esper.simic.config import SimicConfig, TrainingConfig
 from esper.simic.service import SimicService
-from esper.simic.servicer import SIMIC_SERVICE_NAME, simic_registration
 from tests.fixtures.servers import ServerFactory, ServerThread
 from tests.unit.simic.reports import field_reports
 
@@ -23,7 +24,7 @@ from tests.unit.simic.reports import field_reports
 @pytest.fixture
 def server(grpc_server: ServerFactory, tmp_path: Path) -> Iterator[ServerThread]:
     simic = SimicService.open(SimicConfig(data_dir=str(tmp_path), training=TrainingConfig(gate_suite="")))
-    yield grpc_server([simic_registration(simic)], service_name="simic")
+    yield grpc_server([host(SIMIC_SERVICE.bind(simic))], service_name="simic")
     simic.close()
 
 
@@ -75,6 +76,6 @@ def test_a_bad_request_names_its_field(client: SimicClient) -> None:
 def test_health_reports_simic_serving(server: ServerThread) -> None:
     with grpc.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for service in ("", SIMIC_SERVICE_NAME):
+        for service in ("", SIMIC_SERVICE.full_name):
             answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING

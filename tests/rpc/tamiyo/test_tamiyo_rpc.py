@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.tamiyo import TamiyoClient
-from esper.clients.urza import UrzaClient
 from esper.errors import FailedPrecondition, InvalidArgument, NotFound
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, urza_pb2, urza_pb2_grpc
+from esper.leyline.v1.services import TAMIYO_SERVICE
+from esper.mesh.hosting import host
 from esper.mesh.server import ServiceRegistration
 from esper.tamiyo import TamiyoConfig, TamiyoController
-from esper.tamiyo.servicer import tamiyo_registration
 from tests.fixtures.servers import ServerFactory
 from tests.unit.tamiyo.scenario import (
     PLATEAU,
@@ -53,10 +53,10 @@ def _kernels() -> FakeKernels:
 
 @pytest.fixture
 def urza(grpc_server: ServerFactory) -> Iterator[UrzaClient]:
+    fake = KernelListUrza(_kernels())
     registration = ServiceRegistration(
-        servicer=KernelListUrza(_kernels()),
-        add_to_server=urza_pb2_grpc.add_UrzaServiceServicer_to_server,
         service_name=urza_pb2.DESCRIPTOR.services_by_name["UrzaService"].full_name,
+        add_to_server=lambda server: urza_pb2_grpc.add_UrzaServiceServicer_to_server(fake, server),
     )
     server = grpc_server([registration], service_name="urza")
     with UrzaClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
@@ -66,7 +66,7 @@ def urza(grpc_server: ServerFactory) -> Iterator[UrzaClient]:
 @pytest.fixture
 def client(grpc_server: ServerFactory, urza: UrzaClient) -> Iterator[TamiyoClient]:
     controller = TamiyoController(None, TamiyoConfig(), kernels=urza)
-    server = grpc_server([tamiyo_registration(controller)], service_name="tamiyo")
+    server = grpc_server([host(TAMIYO_SERVICE.bind(controller))], service_name="tamiyo")
     with TamiyoClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 

@@ -8,20 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from esper.clients import TezzeretClient, UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.tezzeret import TezzeretClient
-from esper.clients.urza import UrzaClient
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, tezzeret_pb2
+from esper.leyline.v1.services import TEZZERET_SERVICE, URZA_SERVICE
+from esper.mesh.hosting import host
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tezzeret.config import FAST, STANDARD, TezzeretConfig
 from esper.tezzeret.service import TezzeretService
-from esper.tezzeret.servicer import tezzeret_registration
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urza.config import UrzaConfig
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import urza_registration
 from tests.fixtures.servers import ServerFactory
 from tests.unit.tezzeret.support import ManualClock, StubCompiler, blueprint, mlp_ir, submit
 
@@ -42,7 +41,7 @@ def hub(tmp_path: Path, clock: ManualClock) -> Iterator[UrzaHub]:
 
 @pytest.fixture
 def remote_urza(grpc_server: ServerFactory, hub: UrzaHub) -> Iterator[UrzaClient]:
-    server = grpc_server([urza_registration(hub)], service_name="urza")
+    server = grpc_server([host(URZA_SERVICE.bind(hub))], service_name="urza")
     with UrzaClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 
@@ -63,7 +62,7 @@ def test_a_worker_compiles_for_a_remote_urza_and_reports_over_grpc(
     worker = TezzeretWorker(remote_urza, _config(tmp_path))
     while worker.run_once():
         pass
-    server = grpc_server([tezzeret_registration(TezzeretService(worker.state))], service_name="tezzeret")
+    server = grpc_server([host(TEZZERET_SERVICE.bind(TezzeretService(worker.state)))], service_name="tezzeret")
 
     with TezzeretClient(ClientConfig(address=server.address)) as client:
         status = client.get_worker_status(tezzeret_pb2.GetWorkerStatusRequest())

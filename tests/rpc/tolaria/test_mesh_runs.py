@@ -17,19 +17,19 @@ import yaml
 
 from esper.assets.config import AssetsConfig
 from esper.assets.embedded import EmbeddedAssets
+from esper.clients import UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.urza import UrzaClient
 from esper.config import EsperConfig, parse_config
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2
+from esper.leyline.v1.services import TAMIYO_SERVICE, URZA_SERVICE
 from esper.mesh.addresses import MeshAddresses
 from esper.mesh.config import ServerConfig
+from esper.mesh.hosting import host
 from esper.tamiyo.controller import TamiyoController
-from esper.tamiyo.servicer import tamiyo_registration
 from esper.tolaria.mesh_services import MeshServices, RemoteTamiyo
 from esper.tolaria.services import RunServices
 from esper.tolaria.session import RunResult, run_training
 from esper.tolaria.trainer import EpochRecord, TrainingHistory
-from esper.urza.servicer import urza_registration
 from tests.fixtures.servers import ServerThread
 
 TEMPLATE = "conv3x3_relu"
@@ -53,8 +53,8 @@ class Mesh:
     assets: EmbeddedAssets
     urza: ServerThread
 
-    def config(self, out: Path, epochs: int, seed: int = 3) -> EsperConfig:
-        data = {**FAST, "assets": {"data_dir": str(self.assets_dir), "template_ids": [TEMPLATE]}}
+    def config(self, out: Path, epochs: int, seed: int = 3, templates: tuple[str, ...] = (TEMPLATE,)) -> EsperConfig:
+        data = {**FAST, "assets": {"data_dir": str(self.assets_dir), "template_ids": list(templates)}}
         return parse_config(
             yaml.safe_dump(data), {"run.dataset": "digits", "run.epochs": epochs, "run.seed": seed, "run.out": str(out)}
         )
@@ -63,7 +63,7 @@ class Mesh:
         urza = UrzaClient(ClientConfig(address=self.urza.address, deadline_seconds=5.0))
         controller = TamiyoController(None, self.config(Path("/unused"), 1).tamiyo, kernels=urza)
         return ServerThread(
-            [tamiyo_registration(controller)], ServerConfig(service_name="tamiyo", port=port, grace_seconds=0.0)
+            [host(TAMIYO_SERVICE.bind(controller))], ServerConfig(service_name="tamiyo", port=port, grace_seconds=0.0)
         )
 
 
@@ -72,7 +72,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     root = tmp_path_factory.mktemp("mesh-runs")
     assets = EmbeddedAssets(AssetsConfig(data_dir=str(root / "assets"), template_ids=(TEMPLATE,)))
     assets.start()
-    urza = ServerThread([urza_registration(assets.urza)], ServerConfig(service_name="urza", grace_seconds=0.0))
+    urza = ServerThread([host(URZA_SERVICE.bind(assets.urza))], ServerConfig(service_name="urza", grace_seconds=0.0))
     try:
         yield Mesh(root / "assets", assets, urza)
     finally:
@@ -115,6 +115,29 @@ def test_a_mesh_run_repeats_the_embedded_run_of_the_same_seed(mesh: Mesh, tmp_pa
     assert moves[0] == moves[1]
 
 
+@pytest.mark.slow
+def test_a_mesh_run_that_widens_and_regrows_repeats_the_embedded_run(mesh: Mesh, tmp_path: Path) -> None:
+    templates = (TEMPLATE, "widen_conv3_k2")
+    tamiyo = mesh.tamiyo()
+    try:
+        remote = run_training(
+            mesh.config(tmp_path / "mesh", epochs=12, templates=templates), services=_services(mesh.urza, tamiyo)
+        )
+    finally:
+        tamiyo.stop()
+    embedded = run_training(mesh.config(tmp_path / "embedded", epochs=12, templates=templates))
+    moves = [
+        [(t["seed_id"], t.get("from_stage"), t["to_stage"], t["epoch"]) for t in _transitions(result)]
+        for result in (remote, embedded)
+    ]
+    fossils = [seed for seed, _, to, _ in moves[0] if to == "SEED_STAGE_FOSSILIZED"]
+    assert any(seed.startswith("w:") for seed in fossils), moves[0]
+    assert any("/" in seed for seed, _, _, _ in moves[0]), "a fossilized site should have grown a child"
+    assert moves[0] == moves[1]
+    assert remote.summary["final_test_accuracy"] == embedded.summary["final_test_accuracy"]
+    assert remote.summary["params_final"] == embedded.summary["params_final"]
+
+
 class UrzaDiesOnGermination:
     """Tamiyo as the trainer sees it, except that Urza stops right after Tamiyo orders a germination."""
 
@@ -141,7 +164,7 @@ def test_urza_down_during_a_germination_culls_the_seed_with_the_reason_and_the_r
     mesh: Mesh, tmp_path: Path
 ) -> None:
     # An Urza of its own over the same hub, so stopping it leaves the module's Urza up (Tamiyo uses that one).
-    doomed = ServerThread([urza_registration(mesh.assets.urza)], ServerConfig(service_name="urza-doomed"))
+    doomed = ServerThread([host(URZA_SERVICE.bind(mesh.assets.urza))], ServerConfig(service_name="urza-doomed"))
     tamiyo = mesh.tamiyo()
     controllers: list[UrzaDiesOnGermination] = []
     services = _services(doomed, tamiyo)

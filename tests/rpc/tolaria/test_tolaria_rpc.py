@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from esper.clients import KasminaClient, TolariaClient
 from esper.clients.base import ClientConfig
-from esper.clients.kasmina import KasminaClient
-from esper.clients.tolaria import TolariaClient
 from esper.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from esper.kasmina.servicer import kasmina_registration
 from esper.leyline.v1 import kasmina_pb2, run_pb2, tolaria_pb2
+from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
+from esper.mesh.hosting import host
 from esper.tolaria.runs import RunManager, RunManagerConfig
-from esper.tolaria.servicer import tolaria_registration
 from tests.fixtures.servers import ServerFactory
 
 LONG = 10_000  # epochs: a run that stays RUNNING until it is cancelled
@@ -59,7 +58,9 @@ def _yaml(tmp: Path) -> str:
 @pytest.fixture
 def tolaria(grpc_server: ServerFactory, tmp_path: Path) -> Iterator[Tolaria]:
     manager = RunManager(RunManagerConfig(runs_dir=tmp_path / "runs", max_concurrent_runs=2))
-    server = grpc_server([tolaria_registration(manager), kasmina_registration(manager.kasmina)], service_name="tolaria")
+    server = grpc_server(
+        [host(TOLARIA_SERVICE.bind(manager)), host(KASMINA_SERVICE.bind(manager.kasmina))], service_name="tolaria"
+    )
     config = ClientConfig(address=server.address, deadline_seconds=30.0)
     with TolariaClient(config) as client, KasminaClient(config) as kasmina:
         yield Tolaria(client, kasmina, tmp_path / "runs", tmp_path)

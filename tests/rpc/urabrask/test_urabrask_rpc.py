@@ -8,17 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from esper.clients import UrabraskClient, UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.urabrask import UrabraskClient
-from esper.clients.urza import UrzaClient
 from esper.errors import InvalidArgument, NotFound
 from esper.leyline.v1 import kernel_pb2, urabrask_pb2, urza_pb2
+from esper.leyline.v1.services import URABRASK_SERVICE, URZA_SERVICE
+from esper.mesh.hosting import host
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.service import UrabraskService
-from esper.urabrask.servicer import urabrask_registration
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import urza_registration
 from tests.fixtures.servers import ServerFactory
 from tests.unit.urabrask.support import FakeSandbox, add_compiled_kernels, hub_at
 from tests.unit.urza.support import TARGET
@@ -32,14 +31,14 @@ def hub(tmp_path: Path) -> Iterator[UrzaHub]:
 
 @pytest.fixture
 def urza(grpc_server: ServerFactory, hub: UrzaHub) -> Iterator[UrzaClient]:
-    server = grpc_server([urza_registration(hub)], service_name="urza")
+    server = grpc_server([host(URZA_SERVICE.bind(hub))], service_name="urza")
     with UrzaClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 
 
 @pytest.fixture
 def urabrask(grpc_server: ServerFactory, urza: UrzaClient) -> Iterator[UrabraskClient]:
-    server = grpc_server([urabrask_registration(UrabraskService(urza))], service_name="urabrask")
+    server = grpc_server([host(URABRASK_SERVICE.bind(UrabraskService(urza)))], service_name="urabrask")
     with UrabraskClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 

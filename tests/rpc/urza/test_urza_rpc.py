@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from esper.clients import UrzaClient
 from esper.clients.base import ClientConfig
-from esper.clients.urza import UrzaClient
 from esper.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
+from esper.leyline.v1.services import URZA_SERVICE
+from esper.mesh.hosting import host
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import urza_registration
 from tests.fixtures.servers import ServerFactory
 from tests.unit.urza.support import (
     claim,
@@ -40,7 +41,7 @@ def hub(tmp_path: Path) -> Iterator[UrzaHub]:
 
 @pytest.fixture
 def client(hub: UrzaHub, grpc_server: ServerFactory) -> Iterator[UrzaClient]:
-    server = grpc_server([urza_registration(hub)], service_name="urza")
+    server = grpc_server([host(URZA_SERVICE.bind(hub))], service_name="urza")
     with UrzaClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 

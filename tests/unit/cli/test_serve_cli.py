@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 
 from esper.cli.main import build_parser, main
-from esper.cli.serve import SERVE_TARGETS, ServeTarget, load_target
+from esper.cli.serve import SERVE_TARGETS
+from esper.karn.serve import KARN
+from esper.mesh.target import ServeTarget
 
 
 def test_every_registered_name_loads_a_serve_target() -> None:
     assert "karn" in SERVE_TARGETS
-    for name in SERVE_TARGETS:
-        assert isinstance(load_target(name), ServeTarget)
+    for target in SERVE_TARGETS.values():
+        assert isinstance(target, ServeTarget)
 
 
 def test_unknown_name_is_refused_listing_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,7 +38,7 @@ def test_common_and_subsystem_flags_parse() -> None:
         "::1",
         7,
     )
-    assert args.serve_target is load_target("karn")
+    assert args.serve_target is KARN
 
 
 @pytest.mark.parametrize(

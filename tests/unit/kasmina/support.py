@@ -107,7 +107,7 @@ def mlp_setup(
     model = wrap(mlp_host(), config, example_input=torch.randn(4, 8))
     source = source or features_source()
     events = RecordingEvents()
-    operator = KasminaOperator(model, source, config, run_id=RUN_ID, events=events)
+    operator = KasminaOperator(model, source, config, run_id=RUN_ID, on_isolation_violation=events.isolation_violation)
     return model, operator, source, events
 
 

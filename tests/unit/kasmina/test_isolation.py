@@ -139,7 +139,9 @@ def test_events_sink_failure_does_not_stop_the_cull() -> None:
             raise RuntimeError("alerting is down")
 
     model = wrap(mlp_host(), CHECK_EVERY_STEP, example_input=torch.randn(2, 8))
-    operator = KasminaOperator(model, features_source(), run_id=RUN_ID, events=Broken())
+    operator = KasminaOperator(
+        model, features_source(), run_id=RUN_ID, on_isolation_violation=Broken().isolation_violation
+    )
     bring_to(operator, "1", lc.TRAINING)
     _leak_forward(model.seed("1"))
     model(torch.randn(2, 8))

@@ -18,8 +18,8 @@ from esper.kasmina import kernel_cache as kernel_cache_module
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache, private_copy
 from esper.leyline.v1 import kernel_pb2, urza_pb2
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.tezzeret.pipelines import CompiledKernel
-from esper.urza.api import UrzaApi
 from tests.fixtures.kernels import compile_kernel, residual_ir
 
 VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
@@ -28,7 +28,7 @@ CHUNK = 4096
 
 
 class FakeUrza:
-    """The two UrzaApi calls the cache makes, over an in-memory table; can corrupt what it sends."""
+    """The two UrzaServiceApi calls the cache makes, over an in-memory table; can corrupt what it sends."""
 
     def __init__(self) -> None:
         self.kernels: dict[str, tuple[kernel_pb2.KernelArtifact, bytes]] = {}
@@ -90,7 +90,7 @@ def urza(compiled: CompiledKernel) -> FakeUrza:
 
 
 def make_cache(urza: FakeUrza, **config: Any) -> KernelCache:
-    return KernelCache(cast(UrzaApi, urza), KernelCacheConfig(**config))
+    return KernelCache(cast(UrzaServiceApi, urza), KernelCacheConfig(**config))
 
 
 def test_miss_then_hits(urza: FakeUrza) -> None:

@@ -31,7 +31,11 @@ def _mlp(config: KasminaConfig = WIDTH) -> tuple[MorphableModel, KasminaOperator
     model = wrap(mlp_host(), config, example_input=torch.randn(4, 8))
     source = FakeKernelSource(irs={"k-w4": _width_ir("widen_k4", [8], [16]), "k-w2": _width_ir("widen_k2", [16], [3])})
     events = RecordingEvents()
-    return model, KasminaOperator(model, source, config, run_id=RUN_ID, events=events), events
+    return (
+        model,
+        KasminaOperator(model, source, config, run_id=RUN_ID, on_isolation_violation=events.isolation_violation),
+        events,
+    )
 
 
 def test_wrap_places_width_seeds_where_the_pattern_is_exact() -> None:
@@ -218,3 +222,34 @@ def test_conv_width_seed_equals_a_widened_conv() -> None:
         wide[3].bias.copy_(host[3].bias)
         x = torch.randn(4, 1, 8, 8)
         torch.testing.assert_close(model(x), wide(x), rtol=0, atol=1e-5)
+
+
+def _first_step_units(config: KasminaConfig) -> tuple[Tensor, Tensor, Tensor]:
+    model, operator, _ = _mlp(config)
+    bring_to(operator, "w:2", lc.TRAINING, kernel_id="k-w2")
+    kernel = model.seed("w:2").kernel
+    assert kernel is not None
+    before = kernel.ops.n_linear_0.weight.detach().clone()
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(3))
+    F.cross_entropy(model(x), torch.zeros(64, dtype=torch.long)).backward()
+    hidden = torch.relu(model.host[0](x))  # what enters the widened layer "2"
+    with torch.no_grad():
+        pre = F.linear(hidden, kernel.ops.n_linear_0.weight, kernel.ops.n_linear_0.bias)
+    return before, kernel.ops.n_linear_0.weight.detach().clone(), pre
+
+
+def test_live_init_gives_the_new_units_their_own_weights_and_a_bias_that_makes_them_fire() -> None:
+    before, after, pre = _first_step_units(WIDTH)
+    assert not torch.equal(before, after)
+    # Each unit fires on about half of the first batch: none starts dead.
+    fire = (pre > 0).float().mean(dim=0)
+    assert torch.all((fire > 0.4) & (fire < 0.6)), fire
+    _, again, _ = _first_step_units(WIDTH)
+    assert torch.equal(after, again)  # the same run makes the same units
+
+
+def test_ir_init_keeps_the_compiled_weights() -> None:
+    before, after, _ = _first_step_units(
+        KasminaConfig(target_module_types=("ReLU",), width_seeds=True, width_init="ir")
+    )
+    assert torch.equal(before, after)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from esper.cli.common import UsageError
 from esper.cli.main import build_parser
-from esper.nissa.receiver import TRACE_SERVICE_NAME
-from esper.nissa.servicer import NISSA_SERVICE_NAME, NissaServicer
+from esper.errors import UsageError
+from esper.leyline.v1.services import NISSA_SERVICE
+from esper.nissa.service import NissaService
+from esper.nissa.trace_intake import TRACE_SERVICE
 
 
 def _args(*flags: str) -> argparse.Namespace:
@@ -32,9 +33,9 @@ def test_nissa_builds_both_services_and_the_alert_loop(tmp_path: Path) -> None:
     args = _args("--db", str(tmp_path / "spans.db"), "--no-web", "--alert-interval", "2")
     served = args.serve_target.build(args)
     try:
-        assert [r.service_name for r in served.registrations] == [NISSA_SERVICE_NAME, TRACE_SERVICE_NAME]
-        assert NISSA_SERVICE_NAME == "esper.leyline.v1.NissaService"
-        assert isinstance(served.registrations[0].servicer, NissaServicer)
+        assert [r.service_name for r in served.registrations] == [NISSA_SERVICE.full_name, TRACE_SERVICE.full_name]
+        assert NISSA_SERVICE.full_name == "esper.leyline.v1.NissaService"
+        assert isinstance(served.registrations[0].domain, NissaService)
         assert len(served.background) == 1
         assert (tmp_path / "spans.db").exists()
     finally:

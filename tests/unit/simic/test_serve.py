@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from esper.cli.common import UsageError
 from esper.cli.main import build_parser
-from esper.simic.servicer import SIMIC_SERVICE_NAME, SimicServicer
+from esper.errors import UsageError
+from esper.leyline.v1.services import SIMIC_SERVICE
+from esper.simic.service import SimicService
 
 
 def test_serve_simic_without_nats_hosts_simic_over_sqlite_in_the_data_dir(tmp_path: Path) -> None:
@@ -16,8 +17,8 @@ def test_serve_simic_without_nats_hosts_simic_over_sqlite_in_the_data_dir(tmp_pa
     served = args.serve_target.build(args)
     try:
         [registration] = served.registrations
-        assert registration.service_name == SIMIC_SERVICE_NAME == "esper.leyline.v1.SimicService"
-        assert isinstance(registration.servicer, SimicServicer)
+        assert registration.service_name == SIMIC_SERVICE.full_name == "esper.leyline.v1.SimicService"
+        assert isinstance(registration.domain, SimicService)
         assert served.background == ()
         assert (tmp_path / "data" / "simic.db").is_file()
     finally:

@@ -23,8 +23,9 @@ from esper.leyline.v1 import (
     telemetry_pb2,
     urza_pb2,
 )
+from esper.leyline.v1.services import TamiyoServiceApi
 from esper.state import pack_system_state
-from esper.tamiyo import TamiyoApi, TamiyoConfig, TamiyoController
+from esper.tamiyo import TamiyoConfig, TamiyoController
 
 S = lifecycle_pb2
 RUN = "run-1"
@@ -253,7 +254,7 @@ Accuracy = Callable[[int], float]
 
 
 def run_epochs(
-    controller: TamiyoApi,
+    controller: TamiyoServiceApi,
     sim: SeedSimulator,
     accuracies: Sequence[float],
     *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2, tamiyo_pb2, telemetry_pb2
+from esper.leyline.v1 import blueprint_pb2, control_pb2, lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.convert import state_from_proto, state_to_proto
 from esper.tamiyo.growth import growth_stopped
@@ -58,14 +58,18 @@ def _kernels(units: int) -> FakeKernels:
     )
 
 
+def _germinations(responses: Sequence[tamiyo_pb2.StepResponse]) -> list[control_pb2.AdaptationCommand]:
+    return [c for r in responses for c in r.commands if c.command_type == S.COMMAND_TYPE_REQUEST_GERMINATION]
+
+
 def _germinated(responses: Sequence[tamiyo_pb2.StepResponse]) -> list[str]:
-    return [c.seed_id for r in responses for c in r.commands if c.command_type == S.COMMAND_TYPE_REQUEST_GERMINATION]
+    return [c.seed_id for c in _germinations(responses)]
 
 
 def test_a_narrow_layer_is_widened_by_a_kernel_no_larger_than_the_model() -> None:
     sim = SeedSimulator(layout=_layout(4), parameter_count=58)
     responses = run_epochs(make_controller(_kernels(4)), sim, PLATEAU)
-    germinate = responses[3].commands[0]
+    germinate = _germinations(responses)[0]
     assert (germinate.seed_id, germinate.kernel_id) == ("w:fc1", "wide1-small")
     assert "widen layer 0 (4 units, dead 0.10, correlation 0.20): narrow: 4 units < 16" in germinate.reason
     assert "model 58 -> 102 params" in germinate.reason
@@ -80,22 +84,63 @@ def test_healthy_wide_units_get_a_depth_seed_and_dead_ones_a_width_seed() -> Non
     dead.seeds["w:fc2"].dead = 0.5
     responses = run_epochs(make_controller(_kernels(32)), dead, PLATEAU)
     assert _germinated(responses) == ["w:fc2"]
-    assert "dead units: 0.50 >= 0.25" in responses[3].commands[0].reason
+    assert "dead units: 0.50 >= 0.25" in _germinations(responses)[0].reason
 
 
 def test_one_adaptation_per_layer_and_the_narrowest_layer_first() -> None:
-    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    sim = SeedSimulator(layout=_layout(4), parameter_count=300)
     sim.added_units["wide-done"] = 8
     sim.seeds["w:fc1"].stage, sim.seeds["w:fc1"].kernel_id = S.SEED_STAGE_FOSSILIZED, "wide-done"
     controller = make_controller(_kernels(4), max_concurrent_seeds=2, patience=2)
     responses = run_epochs(controller, sim, [*PLATEAU, 0.6, 0.6])
-    # Layer 0 now computes 12 units, layer 1 only 4: layer 1 is widened first.
+    # Layer 0 now computes 12 units, layer 1 only 4: layer 1 is widened first, before any plateau.
     assert _germinated(responses)[0] == "w:fc2"
-    assert "widen layer 1 (4 units" in responses[3].commands[0].reason
-    # Layer 1 is busy; layer 0 (12 units, still narrow) is widened by its child seed... which does
-    # not exist in this layout, so its depth seed deepens it instead.
+    assert "widen layer 1 (4 units" in responses[2].commands[0].reason
+    # Layer 1 is busy; layer 0 (12 units, still narrow) has no width seed free in this layout, so
+    # at the plateau its depth seed deepens it.
     assert _germinated(responses)[1] == "act1"
-    assert "no width seed free" in responses[5].commands[0].reason
+    assert "no width seed free" in _germinations(responses)[1].reason
+    assert "plateau (" in _germinations(responses)[1].reason
+
+
+def test_a_narrow_layer_grows_before_a_plateau_and_nothing_else_does() -> None:
+    climbing = [0.5, 0.55, 0.6, 0.65, 0.7]
+    narrow = run_epochs(make_controller(_kernels(4)), SeedSimulator(layout=_layout(4), parameter_count=58), climbing)
+    assert _germinated(narrow) == ["w:fc1"]
+    assert "no plateau yet (" in _germinations(narrow)[0].reason
+    healthy = SeedSimulator(layout=_layout(32), parameter_count=10_000)
+    waits = run_epochs(make_controller(_kernels(32)), healthy, climbing)
+    assert _germinated(waits) == []
+    assert any("no layer is short of units" in d.reason for d in waits[3].decisions)
+    off = make_controller(_kernels(4), widen_without_plateau=False)
+    assert _germinated(run_epochs(off, SeedSimulator(layout=_layout(4), parameter_count=58), climbing)) == []
+
+
+def test_every_kernel_is_at_most_a_step_of_the_model_and_the_largest_that_fits_is_taken() -> None:
+    sim = SeedSimulator(layout=_layout(32), parameter_count=250)
+    kernels = FakeKernels([kernel(f"deep-{p}", params=p, dims=(32,)) for p in (50, 200, 240, 600)])
+    responses = run_epochs(make_controller(kernels), sim, PLATEAU)
+    assert responses[3].commands[0].kernel_id == "deep-240"
+    assert kernels.queries[-1].query.max_parameter_count == 250
+
+
+def test_a_layer_where_growth_hardly_paid_waits_for_the_one_where_it_paid() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=200)
+    controller = make_controller(_kernels(4), max_concurrent_seeds=2, patience=2)
+    run_epochs(controller, sim, [0.5, 0.6])
+    state = controller._runs["run-1"]  # the controller's own memory of the run
+    state.growth_steps.extend(
+        [
+            GrowthStep("w:fc1", blueprint_pb2.GROWTH_KIND_WIDTH, 44, 0.20, 1),  # 4.5 points per parameter
+            GrowthStep("w:fc2", blueprint_pb2.GROWTH_KIND_WIDTH, 56, 0.02, 1),  # 0.4
+        ]
+    )
+    sim.seeds["w:fc1"].stage = S.SEED_STAGE_TRAINING  # layer 0 busy
+    responses = run_epochs(controller, sim, [0.6, 0.6], start=2)
+    # Not another width step at layer 1; depth there is untried, so that is what it tries.
+    assert _germinated(responses) == ["act2"]
+    held = [d.reason for d in responses[1].decisions if d.seed_id == "w:fc2"]
+    assert held and "held: its last growth bought 35.71 points per 1,000 parameters, under 0.25" in held[0]
 
 
 def test_without_a_width_kernel_the_layer_is_deepened() -> None:
@@ -137,7 +182,7 @@ def test_growth_stops_when_it_no_longer_pays() -> None:
 def test_fossilizations_are_recorded_as_growth_steps_and_survive_a_checkpoint() -> None:
     sim = SeedSimulator(layout=_layout(4), parameter_count=58, kernel_params={"wide1-small": 44})
     controller = make_controller(_kernels(4), min_training_epochs=1, fine_tune_epochs=1, max_concurrent_seeds=1)
-    accuracies = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.72, 0.75, 0.75]
+    accuracies = [0.5, 0.6, 0.6, 0.62, 0.64, 0.66, 0.68, 0.7, 0.72, 0.74, 0.75, 0.75, 0.75]
     responses = run_epochs(controller, sim, accuracies)
     assert "w:fc1:FOSSILIZE" in [label for step in commands_by_epoch(responses) for label in step]
     state = controller.export_controller_state(tamiyo_pb2.ExportControllerStateRequest(run_id="run-1")).state
@@ -145,3 +190,14 @@ def test_fossilizations_are_recorded_as_growth_steps_and_survive_a_checkpoint() 
     assert (step.seed_id, step.growth_kind, step.parameter_count) == ("w:fc1", blueprint_pb2.GROWTH_KIND_WIDTH, 44)
     assert step.accuracy_gain > 0
     assert state_to_proto(state_from_proto(state)) == state
+
+
+def test_a_layer_whose_input_is_dead_is_not_widened() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    for seed_id in ("w:fc1", "act1"):
+        sim.seeds[seed_id].dead = 1.0  # every unit of layer 0 dead: layer 1's new units would read zeros
+    controller = make_controller(_kernels(4), max_concurrent_seeds=2)
+    responses = run_epochs(controller, sim, [0.5, 0.5, 0.5, 0.5])
+    assert _germinated(responses) == ["w:fc1"]
+    held = [d.reason for r in responses for d in r.decisions if d.seed_id == "w:fc2"]
+    assert held and "held: what enters it is dead: every unit of layer 0 never fires" in held[-1]

@@ -138,13 +138,41 @@ def test_harm_during_fine_tuning_culls_a_seed_no_longer_holding_accuracy_up() ->
     assert [(r.outcome, r.post_metric) for r in reports] == [(S.ADAPTATION_OUTCOME_CULLED, pytest.approx(0.55))]
 
 
-def test_harm_during_fine_tuning_keeps_a_seed_that_holds_accuracy_up() -> None:
-    controller = make_controller(FakeKernels([kernel("k1")]), harm_threshold=0.02)
-    sim = _sim(layout=ONE_SEED)  # its measured eval gain stays +0.02: blending it out would cost more
-    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55])
+def test_harm_during_fine_tuning_keeps_a_seed_that_holds_accuracy_up_until_fine_tuning_ends() -> None:
+    controller = make_controller(FakeKernels([kernel("k1")]), harm_threshold=0.02, fine_tune_epochs=2)
+    sim = _sim(layout=ONE_SEED)  # its measured eval gain stays +0.02: blending it out would cost more now
+    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55, 0.55])
     assert "net.3:CULL" not in commands_by_epoch(responses)[9]
     [decision] = [d for d in responses[9].decisions if d.seed_id == "net.3"]
-    assert "fell 0.0500 below 0.6000" in decision.reason and "holds accuracy up, keep it" in decision.reason
+    assert "fell 0.0500 below 0.6000" in decision.reason and "holds accuracy up, keep it for now" in decision.reason
+    # Fine-tuning over and still below the accuracy at germination: no improvement, culled.
+    assert commands_by_epoch(responses)[10] == ["net.3:CULL"]
+    assert "no improvement after 2 epochs" in responses[10].commands[0].reason
+
+
+def test_a_seed_holding_up_a_model_no_better_than_at_germination_is_culled_not_fossilized() -> None:
+    # Positive eval gain throughout, but accuracy never beats the germination accuracy.
+    controller = make_controller(FakeKernels([kernel("k1")]), fossilize_min_improvement=0.01)
+    sim = _sim(layout=ONE_SEED, eval_gain=0.05)
+    responses = run_epochs(controller, sim, [*PLATEAU, *([0.60] * 7)])
+    assert commands_by_epoch(responses)[10] == ["net.3:CULL"]
+    assert "no improvement after 2 epochs" in responses[10].commands[0].reason
+    assert "eval gain +0.0500" in responses[10].commands[0].reason
+
+
+def test_an_improvement_the_seed_does_not_carry_is_not_fossilized() -> None:
+    # Accuracy rose (the host kept learning), but blending the seed out costs nothing.
+    controller = make_controller(FakeKernels([kernel("k1")]))
+    sim = _sim(layout=ONE_SEED, eval_gain=0.02)
+
+    def gain_fades(epoch: int, sim: SeedSimulator) -> None:
+        if sim.seeds["net.3"].stage == S.SEED_STAGE_FINE_TUNING:
+            sim.eval_gain = 0.0
+
+    responses = run_epochs(
+        controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.65, 0.70], before_step=gain_fades
+    )
+    assert commands_by_epoch(responses)[10] == ["net.3:CULL"]
 
 
 def test_harm_while_grafting_waits_for_evaluating_then_culls_without_readiness() -> None:
@@ -180,7 +208,7 @@ def test_harm_at_evaluating_culls_before_the_seed_is_ready() -> None:
 def test_fixed_function_kernel_skips_training_and_fossilizes_at_evaluating() -> None:
     controller = make_controller(FakeKernels([kernel("k0", params=0)]))
     sim = _sim(layout=ONE_SEED, kernel_params={"k0": 0})
-    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60])
+    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.62])
     assert commands_by_epoch(responses)[3:] == [
         ["net.3:REQUEST_GERMINATION", "net.3:ADVANCE:LOADING"],
         [],  # GRAFTING straight after loading, alpha 0.5
@@ -192,6 +220,16 @@ def test_fixed_function_kernel_skips_training_and_fossilizes_at_evaluating() -> 
     assert report.outcome == S.ADAPTATION_OUTCOME_FOSSILIZED
     assert "fixed-function" in report.reason
     assert report.eval_metrics["params_added"] == 0
+
+
+def test_a_fixed_function_kernel_without_improvement_over_germination_is_culled() -> None:
+    controller = make_controller(FakeKernels([kernel("k0", params=0)]))
+    sim = _sim(layout=ONE_SEED, kernel_params={"k0": 0})  # positive eval gain, flat accuracy
+    responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60])
+    assert commands_by_epoch(responses)[7] == ["net.3:CULL"]
+    assert "no improvement" in responses[7].commands[0].reason
+    [report] = [r for response in responses for r in response.field_reports]
+    assert report.outcome == S.ADAPTATION_OUTCOME_CULLED
 
 
 def test_no_improvement_after_fine_tuning_culls() -> None:

@@ -5,30 +5,32 @@ from __future__ import annotations
 import pytest
 
 from esper.cli.main import build_parser
-from esper.cli.serve import load_target
-from esper.tamiyo.servicer import TAMIYO_SERVICE_NAME, TamiyoServicer
+from esper.leyline.v1.services import TAMIYO_SERVICE
+from esper.tamiyo.controller import TamiyoController
+from esper.tamiyo.serve import TAMIYO
 
 
 def test_serve_tamiyo_hosts_the_tamiyo_service_with_an_urza_directory() -> None:
     args = build_parser().parse_args(["serve", "tamiyo", "--urza", "127.0.0.1:1", "--conservative"])
-    assert args.serve_target is load_target("tamiyo")
+    assert args.serve_target is TAMIYO
     served = args.serve_target.build(args)
     try:
         [registration] = served.registrations
-        assert registration.service_name == TAMIYO_SERVICE_NAME == "esper.leyline.v1.TamiyoService"
-        assert isinstance(registration.servicer, TamiyoServicer)
+        assert registration.service_name == TAMIYO_SERVICE.full_name == "esper.leyline.v1.TamiyoService"
+        assert isinstance(registration.domain, TamiyoController)
         assert served.close is not None
     finally:
         if served.close is not None:
             served.close()
 
 
-def test_serve_tamiyo_without_clients_still_builds_and_closes() -> None:
+def test_serve_tamiyo_without_urza_or_nats_runs_nothing_beside_its_rpcs() -> None:
     args = build_parser().parse_args(["serve", "tamiyo"])
     assert args.urza is None and args.simic is None and not args.conservative
     served = args.serve_target.build(args)
-    assert served.close is not None
-    served.close()
+    assert served.background == ()
+    if served.close is not None:
+        served.close()
 
 
 def test_serve_tamiyo_starts_with_the_policy_it_is_given() -> None:
@@ -37,12 +39,11 @@ def test_serve_tamiyo_starts_with_the_policy_it_is_given() -> None:
     args = build_parser().parse_args(["serve", "tamiyo", "--simic", "127.0.0.1:1", "--policy", "heuristic-v1"])
     served = args.serve_target.build(args)
     try:
-        servicer = served.registrations[0].servicer
-        status = servicer._tamiyo.get_status(tamiyo_pb2.GetStatusRequest())
+        status = served.registrations[0].domain.get_status(tamiyo_pb2.GetStatusRequest())
         assert (status.policy_id, status.policy_pinned) == ("heuristic-v1", True)
     finally:
-        assert served.close is not None
-        served.close()
+        if served.close is not None:
+            served.close()
 
 
 @pytest.mark.parametrize("deadline", ["0", "-1", "soon"])

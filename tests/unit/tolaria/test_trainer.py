@@ -106,10 +106,14 @@ def test_a_non_finite_epoch_is_rolled_back_and_the_run_goes_on() -> None:
     trainer.on_epoch = poison
     _, history = trainer.train()
     assert history.rollbacks == 1
-    assert [r.metrics.epoch for r in history.epochs] == list(range(8))
+    [record] = history.rollback_log
+    assert (record.epoch, record.kind, record.reason) == (5, "divergence", "non-finite loss")
+    # Epoch 5 is retried; the epochs between the restored checkpoint and it are trained again.
+    discarded = record.epoch - record.to_epoch - 1
+    assert [r.metrics.epoch for r in history.epochs] == list(range(8 + discarded))
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
     texts = notices(run.events)
-    assert any("non-finite loss" in text and "restored the last good checkpoint" in text for text in texts)
+    assert any("non-finite loss" in text and "restored the" in text for text in texts)
 
 
 def test_seeds_adapting_at_a_rollback_are_locked_rolled_back() -> None:
@@ -236,10 +240,26 @@ def test_a_plain_module_trains_as_a_static_baseline() -> None:
 def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
     run = setup()
     trainer = run.trainer(epochs=3)
-    trainer._first_val_loss, trainer._best_val_loss = 1.1, 0.008  # a long run that fit well
     from esper.tolaria.loop import EpochStats
 
+    for loss in (0.01, 0.008, 0.012):  # a long run that fit well
+        trainer._losses.record(loss, loss)
     fine = EpochStats(loss=0.1, accuracy=0.9, steps=10, finite=True)
     assert trainer._failure(fine, fine) == ""
     exploded = EpochStats(loss=5.0, accuracy=0.1, steps=10, finite=True)
     assert "diverged" in trainer._failure(fine, exploded)
+
+
+def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -> None:
+    # The failure the old rule missed: 0.60 -> 4.31, after a first loss of 2.3.
+    run = setup()
+    trainer = run.trainer(epochs=3)
+    from esper.tolaria.loop import EpochStats
+
+    for loss in (2.3, 1.1, 0.7, 0.62, 0.60):
+        trainer._losses.record(loss, loss)
+    before = EpochStats(loss=0.6, accuracy=0.8, steps=10, finite=True)
+    jumped = EpochStats(loss=4.31, accuracy=0.1, steps=10, finite=True)
+    assert trainer._failure(before, before) == ""
+    assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
+    assert "training loss 4.310 diverged" in trainer._failure(jumped, before)

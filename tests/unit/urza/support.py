@@ -7,7 +7,7 @@ from typing import Any
 
 from esper.ir import IRBuilder, ir_sha256
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
-from esper.urza.api import UrzaApi
+from esper.leyline.v1.services import UrzaServiceApi
 from esper.urza.config import UrzaConfig
 from esper.urza.db import UrzaDatabase
 from esper.urza.hub import UrzaHub
@@ -58,13 +58,13 @@ def kernel_id_for(job: kernel_pb2.CompileJob, *, toolchain: str = "0123abcd", ta
     return f"{ir_sha256(job.ir)[:12]}-{target}-{PIPELINE_NAMES[job.pipeline]}-{toolchain}"
 
 
-def submit(api: UrzaApi, ir: blueprint_pb2.BlueprintIR | None = None, **fields: Any) -> blueprint_pb2.Blueprint:
+def submit(api: UrzaServiceApi, ir: blueprint_pb2.BlueprintIR | None = None, **fields: Any) -> blueprint_pb2.Blueprint:
     request = urza_pb2.CreateBlueprintRequest(ir=ir if ir is not None else sample_ir(), **fields)
     return api.create_blueprint(request).blueprint
 
 
 def claim(
-    api: UrzaApi, worker: str = "worker-a", *pipelines: kernel_pb2.CompilationPipeline, lease: int = 0
+    api: UrzaServiceApi, worker: str = "worker-a", *pipelines: kernel_pb2.CompilationPipeline, lease: int = 0
 ) -> kernel_pb2.CompileJob | None:
     response = api.claim_compile_job(
         urza_pb2.ClaimCompileJobRequest(worker_id=worker, pipelines=pipelines, lease_seconds=lease)
@@ -73,7 +73,7 @@ def claim(
 
 
 def complete(
-    api: UrzaApi, job: kernel_pb2.CompileJob, artifact: bytes = b"pt2-bytes", **kernel_fields: Any
+    api: UrzaServiceApi, job: kernel_pb2.CompileJob, artifact: bytes = b"pt2-bytes", **kernel_fields: Any
 ) -> kernel_pb2.KernelArtifact:
     kernel_fields.setdefault("kernel_id", kernel_id_for(job))
     kernel_fields.setdefault("hardware_target", "cpu-x86_64")
@@ -87,7 +87,7 @@ def complete(
 
 
 def fail(
-    api: UrzaApi, job: kernel_pb2.CompileJob, message: str = "boom", retryable: bool = True
+    api: UrzaServiceApi, job: kernel_pb2.CompileJob, message: str = "boom", retryable: bool = True
 ) -> kernel_pb2.CompileJob:
     request = urza_pb2.FailCompileJobRequest(
         job_id=job.job_id, lease_token=job.lease_token, error_message=message, retryable=retryable
@@ -96,7 +96,7 @@ def fail(
 
 
 def validate(
-    api: UrzaApi,
+    api: UrzaServiceApi,
     worker: str = "validator",
     *,
     passed: bool = True,
@@ -118,7 +118,7 @@ def validate(
     return api.submit_validation_report(request).kernel
 
 
-def compile_all(api: UrzaApi, artifact: bytes = b"pt2-bytes") -> list[kernel_pb2.KernelArtifact]:
+def compile_all(api: UrzaServiceApi, artifact: bytes = b"pt2-bytes") -> list[kernel_pb2.KernelArtifact]:
     """Claim and complete every queued job; the kernels produced."""
     produced = []
     while (job := claim(api)) is not None:
@@ -126,8 +126,8 @@ def compile_all(api: UrzaApi, artifact: bytes = b"pt2-bytes") -> list[kernel_pb2
     return produced
 
 
-def run_core_flow(api: UrzaApi) -> None:
-    """The asset pipeline end to end through any UrzaApi, asserting every step."""
+def run_core_flow(api: UrzaServiceApi) -> None:
+    """The asset pipeline end to end through any UrzaServiceApi, asserting every step."""
     created = api.create_blueprint(urza_pb2.CreateBlueprintRequest(ir=sample_ir(seed=7), template_id="mlp"))
     again = api.create_blueprint(urza_pb2.CreateBlueprintRequest(ir=sample_ir(seed=7)))
     assert created.created and not again.created

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from esper.cli.main import build_parser
+from esper.leyline.v1.services import URZA_SERVICE
 from esper.urza.hub import UrzaHub
-from esper.urza.servicer import URZA_SERVICE_NAME, UrzaServicer
 
 
 def test_flags_choose_database_and_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,8 +26,8 @@ def test_flags_choose_database_and_store(tmp_path: Path, monkeypatch: pytest.Mon
     )
     served = args.serve_target.build(args)
     (registration,) = served.registrations
-    assert registration.service_name == URZA_SERVICE_NAME
-    assert isinstance(registration.servicer, UrzaServicer)
+    assert registration.service_name == URZA_SERVICE.full_name
+    assert isinstance(registration.domain, UrzaHub)
     (hub,) = opened
     assert hub.config.database_url == f"sqlite:///{tmp_path / 'meta.db'}"
     assert hub.config.store == str(tmp_path / "objects")

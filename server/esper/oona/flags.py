@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from esper.cli.common import UsageError
-from esper.mesh.server import BackgroundTask
+from esper.errors import UsageError
 
 if TYPE_CHECKING:
+    from esper.mesh.server import BackgroundTask
     from esper.oona.api import Bus, Subscription
     from esper.oona.config import OonaConfig
     from esper.oona.jetstream import JetStreamBus

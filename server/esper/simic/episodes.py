@@ -70,6 +70,13 @@ class EpisodeResult:
     val_accuracies: tuple[float, ...]
     transitions: tuple[bytes, ...] = field(default=(), repr=False)
     error: str = ""
+    # Validation accuracy of the model the run delivers (its best validated state when the
+    # final one was worse); -1 when the run did not say.
+    delivered_val_accuracy: float = -1.0
+
+    @property
+    def delivered(self) -> float:
+        return self.delivered_val_accuracy if self.delivered_val_accuracy >= 0 else self.final_val_accuracy
 
     def parsed_transitions(self) -> list[policy_pb2.PolicyTransition]:
         return [policy_pb2.PolicyTransition.FromString(data) for data in self.transitions]
@@ -148,6 +155,7 @@ def play(spec: EpisodeSpec) -> EpisodeResult:
         wall_seconds=time.perf_counter() - started,
         val_accuracies=tuple(float(row["val_accuracy"]) for row in metrics),
         transitions=tuple(collector.items),
+        delivered_val_accuracy=float((summary.get("saved") or {}).get("val_accuracy", -1.0)),
     )
 
 

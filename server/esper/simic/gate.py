@@ -49,10 +49,10 @@ class GateResult:
 
 
 def outcome(result: EpisodeResult, twin: EpisodeResult) -> EpisodeOutcome:
-    """What the reward reads of an episode: the validation accuracy of the model each run ends with."""
+    """What the reward reads of an episode: the validation accuracy of the model each run delivers."""
     return EpisodeOutcome(
-        best_val_accuracy=result.final_val_accuracy,
-        static_best_val_accuracy=twin.final_val_accuracy,
+        best_val_accuracy=result.delivered,
+        static_best_val_accuracy=twin.delivered,
         params_initial=result.params_initial,
         params_final=result.params_final,
         culled=result.culled,

@@ -4,10 +4,9 @@ An episode is one short Esper run; its static twin is the same host, data, seed 
 epochs trained without seeds. Accuracies are validation accuracies (the test rows are
 never looked at while training policies); points are accuracy x 100.
 
-  gain       validation accuracy of the model the run ends with minus its static twin's,
-             in points (the model a run delivers, not its best epoch: a run that peaks and
-             then collapses has not helped). Growth exists to beat the static host; this
-             is the only term that pays.
+  gain       validation accuracy of the model the run delivers (its best validated state
+             when the final one was worse, as Tolaria saves it) minus its static twin's, in
+             points. Growth exists to beat the static host; this is the only term that pays.
   parameters minus `parameter_cost` points per doubling of the trainable parameters over
              the initial host (log2 of final / initial). Without it, germinating every seed
              with the largest kernel is free whenever it does not hurt; with it, capacity

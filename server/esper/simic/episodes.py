@@ -150,13 +150,20 @@ def play(spec: EpisodeSpec) -> EpisodeResult:
         germinated=int(summary["seeds_germinated"]),
         fossilized=int(summary["seeds_fossilized"]),
         culled=int(summary["seeds_culled"]),
-        rollbacks=len(summary.get("rollbacks") or []),
+        rollbacks=_count(summary.get("rollbacks")),
         fallbacks=fallbacks,
         wall_seconds=time.perf_counter() - started,
         val_accuracies=tuple(float(row["val_accuracy"]) for row in metrics),
         transitions=tuple(collector.items),
         delivered_val_accuracy=float((summary.get("saved") or {}).get("val_accuracy", -1.0)),
     )
+
+
+def _count(value: Any) -> int:
+    """A summary's count that is a number, or a list of what it counts."""
+    if isinstance(value, list | tuple):
+        return len(value)
+    return int(value or 0)
 
 
 def _services(spec: EpisodeSpec, sink: _Collector | None, controllers: list[Any]) -> Any:

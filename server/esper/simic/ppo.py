@@ -7,11 +7,12 @@ One iteration:
   2. Each episode is scored against its static twin (reward.py): shaping at every
      boundary, the terminal reward at the last; GAE turns rewards and the values the
      policy recorded into advantages and value targets.
-  3. `epochs` passes of minibatch updates on the clipped objective (ratio of the new to
-     the recorded probability of the whole masked action, clipped to 1 +- `clip`), a value
-     loss, an entropy bonus, and an entropy floor: a penalty when the mean entropy of the
-     decisions that had a choice falls below `entropy_floor`, which keeps the policy from
-     collapsing onto one action (the failure the seeds' authors saw).
+  3. up to `epochs` passes of minibatch updates on the clipped objective (ratio of the new
+     to the recorded probability of the whole masked action, clipped to 1 +- `clip`), a
+     value loss, an entropy bonus, and an entropy floor: a penalty when the mean entropy of
+     the decisions that had a choice falls below `entropy_floor`, which keeps the policy
+     from collapsing onto one action (the failure the seeds' authors saw). The passes stop
+     early once the approximate KL from the acting policy passes 1.5 x `target_kl`.
   4. Every `validate_every` iterations the greedy policy plays the validation suite; the
      best-scoring iterate is the result (model selection never looks at the held-out suite).
 Boundaries where the policy fell back to heuristic-v1 train the value head only.
@@ -58,8 +59,9 @@ class PpoConfig:
     episodes_per_iteration: int = 8
     epochs: int = 4
     minibatch: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-4
     clip: float = 0.2
+    target_kl: float = 0.05
     value_coef: float = 0.5
     entropy_coef: float = 0.01
     entropy_floor: float = 0.2
@@ -251,6 +253,10 @@ def ppo_update(
     }
     order = list(range(len(steps)))
     for _ in range(ppo.epochs):
+        # Stop early once the policy moved too far from the one that acted: the clipped
+        # objective only bounds each minibatch's step, not their sum over epochs.
+        if figures["approx_kl"] and statistics.mean(figures["approx_kl"][-3:]) > 1.5 * ppo.target_kl:
+            break
         rng.shuffle(order)
         for start in range(0, len(order), ppo.minibatch):
             chosen = order[start : start + ppo.minibatch]

@@ -6,7 +6,8 @@ directory. Tamiyo records every boundary's transition in memory, and the episode
 returns them with the run's summary. `policy` is "heuristic-v1", a degenerate
 baseline ("never-germinate", "germinate-all"), a policy file path, or "static" for the
 static twin. With `explore`, a learned policy samples its actions (seeded by
-`explore_seed` and the epoch) instead of taking the most likely ones.
+`explore_seed` and the epoch) instead of taking the most likely ones; without
+`explore_decisions` it samples only its germinations.
 
 `EpisodeWorkers` runs episodes in a pool of child processes (spawned, one torch thread
 each), so a crash, a hang or torch's process-wide state stays out of Simic.
@@ -42,6 +43,7 @@ class EpisodeSpec:
     seed: int
     policy: str
     explore: bool = False
+    explore_decisions: bool = True
     explore_seed: int = 0
     record: bool = True
     assets_dir: str = ""
@@ -183,7 +185,13 @@ def _services(spec: EpisodeSpec, sink: _Collector | None, controllers: list[Any]
                 artifact = find_artifact(spec.policy)
                 if artifact is None:
                     raise ValueError(f"episode policy {spec.policy!r} not found")
-                policy = learned_policy(artifact, config.tamiyo, sample=spec.explore, seed=spec.explore_seed)
+                policy = learned_policy(
+                    artifact,
+                    config.tamiyo,
+                    sample=spec.explore,
+                    sample_decisions=spec.explore_decisions,
+                    seed=spec.explore_seed,
+                )
             controller = TamiyoController(model, config.tamiyo, kernels=kernels, transitions=sink, policy=policy)
             controllers.append(controller)
             return controller

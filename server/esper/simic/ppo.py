@@ -3,7 +3,10 @@
 One iteration:
   1. The current network is written as a policy file; Simic's workers play
      `episodes_per_iteration` exploring episodes with it (tasks of the curriculum suite
-     in turn, run seeds from a fixed set whose static twins are played once).
+     in turn, run seeds from a fixed set whose static twins are played once). Unless
+     `explore_decisions`, only the germinations (when, where, which kernel) are sampled
+     and trained; the seeds' lifecycle decisions stay the cloned, most likely ones:
+     that is where growth is won or lost, and random culls and advances only add noise.
   2. Each episode is scored against its static twin (reward.py): shaping at every
      boundary, the terminal reward at the last; GAE turns rewards and the values the
      policy recorded into advantages and value targets.
@@ -63,9 +66,10 @@ class PpoConfig:
     clip: float = 0.2
     target_kl: float = 0.05
     value_coef: float = 0.5
-    entropy_coef: float = 0.01
-    entropy_floor: float = 0.2
+    entropy_coef: float = 0.003
+    entropy_floor: float = 0.1
     entropy_floor_coef: float = 1.0
+    explore_decisions: bool = False
     gamma: float = 0.98
     lam: float = 0.9
     max_grad_norm: float = 0.5
@@ -108,8 +112,14 @@ def train_ppo(
     config: SimicConfig,
     observe: Observer | None = None,
     workers: EpisodeWorkers | None = None,
+    baselines: dict[tuple[str, int], float] | None = None,
 ) -> PpoResult:
-    """PPO from `start`; `observe` gets each iteration's figures (the training curve)."""
+    """PPO from `start`; `observe` gets each iteration's figures (the training curve).
+
+    `baselines` are scores to beat by (task, seed) (heuristic-v1's on the same run): each is
+    taken off its episodes' terminal reward, a control variate that leaves the gradient's
+    expectation alone and removes the spread between tasks from its variance.
+    """
     training = config.training
     data_dir = Path(config.data_dir)
     tasks = list(suite(ppo.suite))
@@ -140,6 +150,7 @@ def train_ppo(
                         seed,
                         policy_path,
                         explore=True,
+                        explore_decisions=ppo.explore_decisions,
                         explore_seed=ppo.seed * 1_000_003 + iteration * 1009 + k,
                         assets_dir=training.assets_dir,
                         tasks_dir=str(data_dir),
@@ -149,12 +160,13 @@ def train_ppo(
                 ]
                 results = list(pool.play(specs))
                 episodes_played += len(results)
-                steps, scores, fallbacks = rollout(results, static, ppo)
+                steps, scores, fallbacks = rollout(results, static, ppo, baselines or {})
                 total_transitions += len(steps)
                 figures = ppo_update(net, optimizer, steps, ppo, rng)
                 row: dict[str, Any] = {
                     "iteration": iteration,
                     "reward": statistics.mean(scores) if scores else float("nan"),
+                    "reward_vs_baseline": _versus(results, scores, baselines),
                     "episodes": len(scores),
                     "failed_episodes": sum(1 for r in results if r.error),
                     "fallbacks": fallbacks,
@@ -206,7 +218,10 @@ def train_ppo(
 
 
 def rollout(
-    results: list[EpisodeResult], static: dict[tuple[str, int], EpisodeResult], ppo: PpoConfig
+    results: list[EpisodeResult],
+    static: dict[tuple[str, int], EpisodeResult],
+    ppo: PpoConfig,
+    baselines: dict[tuple[str, int], float] | None = None,
 ) -> tuple[list[Step], list[float], int]:
     """Every episode's transitions with advantages and value targets; the episodes' scores; fallbacks."""
     steps: list[Step] = []
@@ -222,7 +237,8 @@ def rollout(
         terminal = episode_score(outcome(result, static[(result.task, result.seed)]), ppo.reward)
         scores.append(terminal)
         accuracies = [t.validation_accuracy for t in transitions]
-        rewards = step_rewards(accuracies, terminal, ppo.reward)
+        baseline = (baselines or {}).get((result.task, result.seed), 0.0)
+        rewards = step_rewards(accuracies, terminal - baseline, ppo.reward)
         values = np.array([t.value for t in transitions], dtype=np.float64)
         advantage, returns = advantages(rewards, values, gamma=ppo.gamma, lam=ppo.lam)
         for t, a, g in zip(transitions, advantage, returns, strict=True):
@@ -262,7 +278,7 @@ def ppo_update(
             chosen = order[start : start + ppo.minibatch]
             group = [steps[i] for i in chosen]
             data = batch([s.sample for s in group])
-            scored = evaluate(net, data.tensors, data.seed_actions, data.kernel_pairs)
+            scored = evaluate(net, data.tensors, data.seed_actions, data.kernel_pairs, decisions=ppo.explore_decisions)
             old = torch.tensor([s.sample.log_prob for s in group], dtype=torch.float32)
             advantage = torch.tensor(adv[chosen], dtype=torch.float32)
             target = torch.tensor([s.value_target for s in group], dtype=torch.float32)
@@ -297,6 +313,16 @@ def ppo_update(
             figures["entropy"].append(float(entropy.detach()))
     net.eval()
     return {name: statistics.mean(values) for name, values in figures.items() if values}
+
+
+def _versus(results: list[EpisodeResult], scores: list[float], baselines: dict[tuple[str, int], float] | None) -> float:
+    """Mean score above the baseline of each episode's (task, seed); NaN without baselines."""
+    played = [r for r in results if not r.error and r.transitions]
+    if not baselines or not played:
+        return float("nan")
+    return statistics.mean(
+        score - baselines.get((r.task, r.seed), 0.0) for r, score in zip(played, scores, strict=True)
+    )
 
 
 def _copy_state(net: TamiyoNet) -> dict[str, torch.Tensor]:

@@ -3,8 +3,9 @@
   1. heuristic-v1 plays every task of the training curriculum with `run_seeds` seeds;
      its transitions are the behaviour-cloning data;
   2. behaviour cloning gives the starting network;
-  3. PPO improves it on exploring episodes of the same curriculum, keeping the iterate
-     with the best validation-suite score;
+  3. PPO improves it on exploring episodes of the same curriculum (heuristic-v1's score on
+     each task and seed as the baseline to beat), keeping the iterate with the best
+     validation-suite score;
   4. the result is gated against heuristic-v1 on the validation suite and written,
      weights and card, with the training curve (reward, entropy, validation score per
      iteration) as JSON lines and a plot.
@@ -24,9 +25,9 @@ from esper.simic.cloning import clone
 from esper.simic.config import SimicConfig, TrainingConfig
 from esper.simic.curriculum import suite
 from esper.simic.episodes import EpisodeSpec, EpisodeWorkers
-from esper.simic.gate import validation_gate
+from esper.simic.gate import outcome, validation_gate
 from esper.simic.ppo import PpoConfig, train_ppo
-from esper.simic.reward import RewardConfig
+from esper.simic.reward import RewardConfig, episode_score
 from esper.simic.samples import samples_from_transitions
 from esper.simic.twins import StaticTwins
 from esper.tamiyo.artifact import write_policy
@@ -88,7 +89,14 @@ def make_gnn(recipe: GnnRecipe, *, out_dir: Path, work_dir: Path, assets_dir: st
             with curve_path.open("a", encoding="utf-8") as file:
                 file.write(json.dumps(row, sort_keys=True) + "\n")
 
-        result = train_ppo(cloned.net, recipe.ppo, config=config, observe=observe, workers=workers)
+        twins = StaticTwins(work_dir / "static-twins", assets_dir=assets_dir, tasks_dir=str(work_dir))
+        static = twins.results([(task, seed) for task in tasks for seed in range(recipe.ppo.run_seeds)], workers)
+        baselines = {
+            (r.task, r.seed): episode_score(outcome(r, static[(r.task, r.seed)]), recipe.ppo.reward)
+            for r in heuristic
+            if (r.task, r.seed) in static
+        }
+        result = train_ppo(cloned.net, recipe.ppo, config=config, observe=observe, workers=workers, baselines=baselines)
         candidate = policy_artifact(result.net, recipe.policy_id, version=recipe.version)
         candidate_path = str(write_policy(work_dir / "candidate", candidate))
         gate = validation_gate(
@@ -97,7 +105,7 @@ def make_gnn(recipe: GnnRecipe, *, out_dir: Path, work_dir: Path, assets_dir: st
             list(suite(recipe.gate_suite)),
             list(range(recipe.gate_seeds)),
             workers=workers,
-            twins=StaticTwins(work_dir / "static-twins", assets_dir=assets_dir, tasks_dir=str(work_dir)),
+            twins=twins,
             reward=recipe.ppo.reward,
             tolerance=0.0,
             assets_dir=assets_dir,
@@ -164,8 +172,13 @@ def plot_curve(curve_path: Path, png: Path) -> None:
     figure = Figure(figsize=(13, 3.8), dpi=100, layout="constrained")
     panels = figure.subplots(1, 3)
     iterations = [row["iteration"] for row in rows]
-    panels[0].plot(iterations, [row.get("reward") for row in rows], marker="o")
-    panels[0].set_title("episode reward (points vs static twin)")
+    panels[0].plot(iterations, [row.get("reward") for row in rows], marker="o", label="score vs static twin")
+    panels[0].plot(
+        iterations, [row.get("reward_vs_baseline") for row in rows], marker="s", label="minus heuristic-v1's score"
+    )
+    panels[0].axhline(0.0, color="grey", linewidth=0.8)
+    panels[0].legend(fontsize=8)
+    panels[0].set_title("exploring episodes' reward (points)")
     panels[1].plot(iterations, [row.get("entropy") for row in rows], marker="o", color="tab:orange")
     panels[1].set_title("policy entropy (decisions with a choice)")
     validated = [row for row in rows if "validation_score" in row]

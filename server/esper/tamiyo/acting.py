@@ -192,11 +192,17 @@ def act(
     *,
     free_slots: int = 1,
     sample: bool = False,
+    sample_decisions: bool = True,
     generator: torch.Generator | None = None,
 ) -> Action:
-    """One graph's action: sampled, or the most likely choice of each part (deterministic)."""
+    """One graph's action: sampled, or the most likely choice of each part (deterministic).
+
+    With `sample` but not `sample_decisions`, the seeds' lifecycle decisions are the most
+    likely ones and only the germination (where, which kernel) is sampled; the action's
+    log-probability and entropy are then those of the germination alone (what PPO trains).
+    """
     with one_thread(), torch.no_grad():
-        return _act(net, graph, mask, kernel_mask, free_slots, sample, generator)
+        return _act(net, graph, mask, kernel_mask, free_slots, sample, sample_decisions, generator)
 
 
 def _act(
@@ -206,6 +212,7 @@ def _act(
     kernel_mask: np.ndarray,
     free_slots: int,
     sample: bool,
+    sample_decisions: bool,
     generator: torch.Generator | None,
 ) -> Action:
     t = single_graph_tensors(graph, mask, kernel_mask, free_slots)
@@ -214,9 +221,11 @@ def _act(
     parts = _parts(enc, t)
     seeds = mask.shape[0]
     probs = parts.decision_logp.exp()
-    choice = _pick(probs, sample, generator) if seeds else torch.zeros(0, dtype=torch.long)
+    choice = _pick(probs, sample and sample_decisions, generator) if seeds else torch.zeros(0, dtype=torch.long)
     log_prob = parts.decision_logp.gather(1, choice.unsqueeze(1)).sum() if seeds else torch.tensor(0.0)
     entropy = _entropy(parts.decision_logp).sum()
+    if sample and not sample_decisions:
+        log_prob, entropy = torch.tensor(0.0), torch.tensor(0.0)
     seed_probability = probs.gather(1, choice.unsqueeze(1)).squeeze(1) if seeds else torch.zeros(0)
     location_probs = parts.location_logp.exp()
     where = 0
@@ -282,9 +291,12 @@ class Evaluation:
     uniform_log_prob: Tensor
 
 
-def evaluate(net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs: Tensor) -> Evaluation:
+def evaluate(
+    net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs: Tensor, *, decisions: bool = True
+) -> Evaluation:
     """Score given actions. `seed_actions` [seeds] are column indices; `kernel_pairs` [graphs] the
-    index into `t.fits` of each graph's germination (kernel, seed) pair, -1 for none."""
+    index into `t.fits` of each graph's germination (kernel, seed) pair, -1 for none. Without
+    `decisions`, only the germination counts (see `act`'s `sample_decisions`)."""
     enc = encode(net, t)
     parts = _parts(enc, t)
     graphs = t.num_graphs
@@ -293,6 +305,8 @@ def evaluate(net: TamiyoNet, t: GraphTensors, seed_actions: Tensor, kernel_pairs
     taken = parts.decision_logp.gather(1, decided.unsqueeze(1)).squeeze(1)
     log_prob = scatter(taken, seed_graph, dim=0, dim_size=graphs, reduce="sum")
     entropy = scatter(_entropy(parts.decision_logp), seed_graph, dim=0, dim_size=graphs, reduce="sum")
+    if not decisions:
+        log_prob, entropy = torch.zeros_like(log_prob), torch.zeros_like(entropy)
     legal = parts.decision_logp > _NEG / 2
     options = legal.sum(dim=1)
     mean_legal = torch.where(legal, parts.decision_logp, torch.zeros_like(parts.decision_logp)).sum(dim=1) / options

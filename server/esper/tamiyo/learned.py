@@ -76,6 +76,7 @@ class LearnedPolicy:
         policy_id: str,
         version: int = 0,
         sample: bool = False,
+        sample_decisions: bool = True,
         seed: int = 0,
     ) -> None:
         self._config = config
@@ -83,6 +84,7 @@ class LearnedPolicy:
         self._policy_id = policy_id
         self.version = version
         self._sample = sample
+        self._sample_decisions = sample_decisions
         self._seed = seed
         self._gates = LifecycleGates(config)
         self._germination = Germination(config)
@@ -152,6 +154,7 @@ class LearnedPolicy:
             context.kernel_mask,
             free_slots=context.free_slots,
             sample=self._sample,
+            sample_decisions=self._sample_decisions,
             generator=generator,
         )
         veto(action, context)

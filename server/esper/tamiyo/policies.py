@@ -66,7 +66,12 @@ def artifact_from_update(update: control_pb2.PolicyUpdate, weights: bytes) -> Po
 
 
 def learned_policy(
-    artifact: PolicyArtifact, config: TamiyoConfig, *, sample: bool = False, seed: int = 0
+    artifact: PolicyArtifact,
+    config: TamiyoConfig,
+    *,
+    sample: bool = False,
+    sample_decisions: bool = True,
+    seed: int = 0,
 ) -> LearnedPolicy:
     """A LearnedPolicy from an artifact whose feature schema this Tamiyo builds."""
     from esper.tamiyo.gnn import Architecture, TamiyoNet
@@ -93,7 +98,15 @@ def learned_policy(
             f"policy {artifact.policy_id}: weights do not fit its architecture ({str(exc)[:200]})",
             reason="POLICY_UNREADABLE",
         ) from exc
-    return LearnedPolicy(config, net, policy_id=artifact.policy_id, version=artifact.version, sample=sample, seed=seed)
+    return LearnedPolicy(
+        config,
+        net,
+        policy_id=artifact.policy_id,
+        version=artifact.version,
+        sample=sample,
+        sample_decisions=sample_decisions,
+        seed=seed,
+    )
 
 
 def policy_artifact(

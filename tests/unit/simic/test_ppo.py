@@ -31,12 +31,14 @@ class Recorder:
         self.transitions.append(transition)
 
 
-def _explored(tmp_path: Path, net: TamiyoNet, seed: int) -> list[policy_pb2.PolicyTransition]:
+def _explored(
+    tmp_path: Path, net: TamiyoNet, seed: int, *, decisions: bool = True
+) -> list[policy_pb2.PolicyTransition]:
     path = write_policy(tmp_path, policy_artifact(net, "gnn-ppo"))
     config = TamiyoConfig(warmup_epochs=1, max_concurrent_seeds=2, policy_timeout_ms=60_000.0)
     artifact = find_artifact(str(path))
     assert artifact is not None
-    policy = learned_policy(artifact, config, sample=True, seed=seed)
+    policy = learned_policy(artifact, config, sample=True, sample_decisions=decisions, seed=seed)
     recorder = Recorder()
     kernels = FakeKernels([kernel("k-a", params=60), kernel("k-b", params=600), kernel("k-d", params=90, dims=(16,))])
     controller = TamiyoController(None, config, kernels=kernels, transitions=recorder, policy=policy)
@@ -44,15 +46,16 @@ def _explored(tmp_path: Path, net: TamiyoNet, seed: int) -> list[policy_pb2.Poli
     return recorder.transitions
 
 
-def test_evaluate_gives_back_the_log_probability_the_policy_acted_with(tmp_path: Path) -> None:
+@pytest.mark.parametrize("decisions", [True, False])
+def test_evaluate_gives_back_the_log_probability_the_policy_acted_with(tmp_path: Path, decisions: bool) -> None:
     torch.manual_seed(0)
     net = TamiyoNet(Architecture(hidden=16))
-    transitions = _explored(tmp_path, net, seed=3)
+    transitions = _explored(tmp_path, net, seed=3, decisions=decisions)
     samples, skipped = samples_from_transitions(transitions)
     assert not skipped and len(samples) == len(transitions)
     assert any(s.germinates for s in samples)
     data = batch(samples)
-    scored = evaluate(net.eval(), data.tensors, data.seed_actions, data.kernel_pairs)
+    scored = evaluate(net.eval(), data.tensors, data.seed_actions, data.kernel_pairs, decisions=decisions)
     np.testing.assert_allclose(scored.log_prob.detach().numpy(), [t.log_prob for t in transitions], atol=1e-4)
     np.testing.assert_allclose(scored.value.detach().numpy(), [t.value for t in transitions], atol=1e-4)
     assert (scored.entropy >= -1e-6).all()
@@ -68,7 +71,9 @@ def test_an_update_raises_the_probability_of_what_paid(tmp_path: Path) -> None:
     data = batch(chosen)
     before = evaluate(net, data.tensors, data.seed_actions, data.kernel_pairs).log_prob.detach()
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    figures = ppo_update(net, optimizer, steps, PpoConfig(epochs=4, minibatch=16), random.Random(0))
+    figures = ppo_update(
+        net, optimizer, steps, PpoConfig(epochs=4, minibatch=16, explore_decisions=True), random.Random(0)
+    )
     after = evaluate(net, data.tensors, data.seed_actions, data.kernel_pairs).log_prob.detach()
     assert all(np.isfinite(v) for v in figures.values())
     assert float(after.mean()) > float(before.mean())

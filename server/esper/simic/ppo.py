@@ -60,11 +60,11 @@ EXPLORING = (("tamiyo.policy_timeout_ms", 10_000.0),)
 class PpoConfig:
     iterations: int = 20
     episodes_per_iteration: int = 8
-    epochs: int = 4
+    epochs: int = 6
     minibatch: int = 64
-    learning_rate: float = 5e-4
+    learning_rate: float = 2e-3
     clip: float = 0.2
-    target_kl: float = 0.05
+    target_kl: float = 0.03
     value_coef: float = 0.5
     entropy_coef: float = 0.003
     entropy_floor: float = 0.1
@@ -257,8 +257,14 @@ def ppo_update(
 ) -> dict[str, float]:
     if not steps:
         return {}
+    # The boundaries the trained part of the policy chose at: every choice, or only the
+    # germinations when the lifecycle decisions are not explored. The others teach the value only.
+    chooses = [
+        s.learn_policy and (s.sample.has_choice if ppo.explore_decisions else s.sample.could_germinate) for s in steps
+    ]
     adv = np.array([s.advantage for s in steps])
-    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    chosen_adv = adv[np.array(chooses, dtype=bool)] if any(chooses) else adv
+    adv = (adv - chosen_adv.mean()) / (chosen_adv.std() + 1e-8)
     net.train()
     figures: dict[str, list[float]] = {
         "policy_loss": [],
@@ -282,18 +288,16 @@ def ppo_update(
             old = torch.tensor([s.sample.log_prob for s in group], dtype=torch.float32)
             advantage = torch.tensor(adv[chosen], dtype=torch.float32)
             target = torch.tensor([s.value_target for s in group], dtype=torch.float32)
-            learn = torch.tensor([s.learn_policy for s in group], dtype=torch.bool)
-            choice = torch.tensor([s.learn_policy and s.sample.has_choice for s in group], dtype=torch.bool)
+            choice = torch.tensor([chooses[i] for i in chosen], dtype=torch.bool)
             ratio = torch.exp(scored.log_prob - old)
             clipped = torch.clamp(ratio, 1 - ppo.clip, 1 + ppo.clip)
             surrogate = torch.minimum(ratio * advantage, clipped * advantage)
-            weight = learn.float()
+            # Averages over the boundaries with a choice: the others would dilute the gradient.
+            weight = choice.float()
             denominator = weight.sum().clamp(min=1.0)
             policy_loss = -(surrogate * weight).sum() / denominator
             value_loss = torch.nn.functional.smooth_l1_loss(scored.value, target)
-            # Entropy of the boundaries that had a choice: the trivial ones would dilute the floor.
-            chose = choice.float()
-            entropy = (scored.entropy * chose).sum() / chose.sum().clamp(min=1.0)
+            entropy = (scored.entropy * weight).sum() / denominator
             floor = torch.relu(ppo.entropy_floor - entropy)
             loss = (
                 policy_loss + ppo.value_coef * value_loss - ppo.entropy_coef * entropy + ppo.entropy_floor_coef * floor

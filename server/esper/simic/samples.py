@@ -50,6 +50,11 @@ class Sample:
         """Some seed had more than one legal action, or a germination was possible."""
         return bool((self.mask.sum(axis=1) > 1).any())
 
+    @property
+    def could_germinate(self) -> bool:
+        """Some seed was open to germination (the slot budget aside)."""
+        return bool(self.mask[:, GERMINATE].any())
+
 
 def sample_from_transition(transition: policy_pb2.PolicyTransition) -> Sample:
     """The sample a transition holds; ValueError saying why it cannot be learned from."""

@@ -31,6 +31,7 @@ proto-check: setup
 	$(BIN)/buf lint
 	bash tools/proto_breaking.sh
 	$(MAKE) --no-print-directory proto
+	$(PY) tools/check_rpc_access.py
 	@changed="$$(git status --porcelain -- generated/)"; \
 	if [ -n "$$changed" ]; then \
 	  echo "proto-check: generated/ is stale; run 'make proto' and commit:"; echo "$$changed"; exit 1; \
@@ -41,6 +42,12 @@ lint: setup
 	$(BIN)/ruff check server clients tests bench tools
 	$(BIN)/ruff format --check server clients tests bench tools
 	$(BIN)/mypy server clients
+	@# Unused code in server/ and clients/: unused anywhere, tests and benchmarks included.
+	@dead="$$($(PY) -m vulture server clients tests bench tools generated/esper/leyline/v1/services.py \
+	  --min-confidence 60 | grep -E '^(server|clients)/' || true)"; \
+	if [ -n "$$dead" ]; then \
+	  echo "lint: unused code (delete it, or name its caller in tools/vulture_whitelist.py):"; echo "$$dead"; exit 1; \
+	fi
 
 bench: setup
 	@# gromo (the growth peer) is bench-only; torch stays pinned on the same line so pip never upgrades it.
@@ -51,8 +58,11 @@ bench: setup
 	$(PY) bench/compile_bench.py
 	$(PY) bench/mesh_bench.py
 	$(PY) bench/tracing_bench.py
+	$(PY) bench/tls_bench.py
 	@# Hours on two cores; resumable: it skips the cells already in runs/efficacy/results.json.
 	$(PY) bench/efficacy.py
+	@# The transformer on the text corpus, 3 seeds; resumable like efficacy (runs/lm/results.json).
+	$(PY) bench/lm.py
 	$(PY) bench/policy.py
 
 # Reproduce the shipped learned policy gnn-v1 (weights, card, docs/policy-training.png) on 2 cores.

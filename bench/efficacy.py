@@ -100,7 +100,7 @@ def _train_static(model: nn.Module, data: Dataset, config: EsperConfig) -> dict[
     saved = getattr(history, "saved", None)
     val = saved.val_accuracy if saved is not None else history.epochs[-1].metrics.val_accuracy
     return {
-        "test_accuracy": trainer.test_accuracy().accuracy,
+        "test_accuracy": trainer.test_accuracy().metric,
         "val_accuracy": val,
         "params": count_parameters(trainer.model),
         "wall_seconds": wall,
@@ -128,7 +128,7 @@ def run_esper(task: Task, seed: int, args: argparse.Namespace) -> dict[str, Any]
     saved = summary.get("saved") or {}
     return {
         "test_accuracy": summary["final_test_accuracy"],
-        "val_accuracy": saved.get("val_accuracy", summary["best_val_accuracy"]),
+        "val_accuracy": saved.get("val_metric", summary["best_val_accuracy"]),
         "params": summary["params_final"],
         # Kernel compilation before the first epoch is the asset pipeline's, cached across runs.
         "wall_seconds": summary["wall_seconds"] - summary["asset_wait_seconds"],
@@ -188,8 +188,13 @@ def run_grown_from_scratch(task: Task, seed: int, args: argparse.Namespace, espe
 
     run_dir = Path(esper["detail"]["run_dir"])
     model = load_model(run_dir)
-    fresh_host = build_host(HostSpec.from_dict(_lineage_spec(run_dir)))
-    model.host.load_state_dict(fresh_host.state_dict())
+    # The host may have grown (width fossils are written into its layers): fresh default
+    # initial weights at its saved shapes.
+    torch.manual_seed(seed)
+    for module in model.host.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
     for seed_module in model.seed_list():
         if seed_module.stage == lc.FOSSILIZED and seed_module.kernel_parameters():
             assert seed_module.adaptation is not None and seed_module.adaptation.ir is not None
@@ -202,13 +207,6 @@ def run_grown_from_scratch(task: Task, seed: int, args: argparse.Namespace, espe
     result = _train_static(plain, data, config)
     assert count_parameters(plain) == result["params"]
     return {**result, "detail": {"from": str(run_dir)}}
-
-
-def _lineage_spec(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    spec: dict[str, Any] = json.loads((run_dir / "lineage.json").read_text())["host"]["spec"]
-    return spec
 
 
 def run_gromo(task: Task, seed: int, args: argparse.Namespace, esper: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Leyline serialization: encoded size and encode+decode time of the hot messages.
 
-Budgets (HLD): SystemStatePacket with 16 seeds < 280 B and < 80 us to encode +
+Budgets (docs/benchmarks.md): SystemStatePacket with 16 seeds < 280 B and < 80 us to encode +
 decode; our target is < 20 us. Prints a markdown table; never part of the tests.
 
     .venv/bin/python bench/leyline_bench.py [--iterations N]

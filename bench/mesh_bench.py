@@ -5,7 +5,7 @@ Sections (pick with --sections, default all):
 - oona: Oona publish latency (p50/p95, one message at a time, waiting for the
   JetStream ack) and throughput (batched: publish N, then flush), each beside a raw
   nats-py JetStream loop on the same server, stream and payload. Targets: p95
-  within 1.5x of raw; batched throughput >= 20,000 msg/s; HLD budget p95 < 25 ms.
+  within 1.5x of raw; batched throughput >= 20,000 msg/s; budget p95 < 25 ms (docs/benchmarks.md).
 - epoch_hook, kernel_fetch: extension points for the gRPC measurements (Tolaria's
   epoch-end hook through Tamiyo, Urza kernel fetch); see `SECTIONS`.
 
@@ -354,7 +354,7 @@ def main() -> None:
         parser.error(f"unknown sections {unknown}; known: {sorted(SECTIONS)}")
     # The tests' nats-server launcher (free port, tmp store, stop by pid), importable from the repo root.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fixtures.nats import NatsServer
+    from tests.support.nats import NatsServer
 
     with tempfile.TemporaryDirectory(prefix="esper-mesh-bench-") as workdir:
         server = NatsServer(Path(workdir))

@@ -132,8 +132,8 @@ def synthetic_observation(seeds: int, *, seed: int = 0) -> Any:
 
     from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2, telemetry_pb2
     from esper.state import SeedFeatures, pack_system_state
+    from esper.tamiyo.issued import Boundary
     from esper.tamiyo.observation import Observation, PackedFeatures, SeedLayout, SeedView
-    from esper.tamiyo.reports import Boundary
 
     rng = np.random.default_rng(seed)
     views = []
@@ -234,7 +234,7 @@ def latency(policy: str, sizes: list[int], repeats: int) -> list[dict[str, float
     rows = []
     for size in sizes:
         observation = synthetic_observation(size)
-        state = RunState(run_id="bench", stepped=True, best_val_accuracy=0.7, last_epoch=9)
+        state = RunState(run_id="bench", stepped=True, best_val_score=0.7, last_epoch=9)
         totals, graph_ms, net_ms = [], [], []
         first_boundary = []
         for _ in range(repeats):

@@ -1,9 +1,9 @@
-"""Shared pytest configuration. Fixture modules live in tests/fixtures/."""
+"""Shared pytest configuration. Fixtures and helpers every tier shares live in tests/support/."""
 
 pytest_plugins: list[str] = [
-    "tests.fixtures.servers",
-    "tests.fixtures.nats",
-    "tests.fixtures.postgres",
-    "tests.fixtures.seaweedfs",
-    "tests.fixtures.tracing",
+    "tests.support.servers",
+    "tests.support.nats",
+    "tests.support.postgres",
+    "tests.support.seaweedfs",
+    "tests.support.tracing",
 ]

@@ -1,6 +1,6 @@
 """Esper: neural networks that grow their own architecture while they learn.
 
-`import esper` is the researcher's SDK (HLD Appendix F.2). The `esper` namespace
+`import esper` is the researcher's SDK (README.md, "The SDK"). The `esper` namespace
 is spread over three source folders: `generated/` (Leyline contracts),
 `server/` (domain logic, serving) and `clients/` (typed clients); this
 package extends its path so all three import as one.
@@ -16,12 +16,16 @@ __path__ = extend_path(__path__, __name__)
 __version__ = "0.1.0"
 
 _SDK = {
-    "load_config": "esper.config",
     "wrap": "esper.kasmina",
-    "TolariaTrainer": "esper.tolaria.trainer",
-    "TamiyoController": "esper.tamiyo",
+    "Trainer": "esper.sdk.trainer",
+    "Session": "esper.sdk.session",
+    "FitResult": "esper.sdk.run",
+    "Metric": "esper.tolaria.objective",
     "save_model": "esper.kasmina",
     "load_model": "esper.kasmina",
+    "load_config": "esper.config",
+    "TolariaTrainer": "esper.tolaria.trainer",
+    "TamiyoController": "esper.tamiyo",
 }
 
 __all__ = list(_SDK)

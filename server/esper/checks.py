@@ -11,7 +11,7 @@ infinity are never a useful setting or field value.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sized
+from collections.abc import Collection
 
 from esper.errors import InvalidArgument
 
@@ -80,8 +80,3 @@ def required(field: str, value: str) -> None:
     """A string field that must be set."""
     if not value:
         raise InvalidArgument.for_field(field, "is required")
-
-
-def at_most_items(field: str, values: Sized, maximum: int) -> None:
-    if len(values) > maximum:
-        raise InvalidArgument.for_field(field, f"holds {len(values)}; at most {maximum}")

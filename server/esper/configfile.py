@@ -17,64 +17,58 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from esper.errors import InvalidArgument
+from esper.trust.inputs import clip, load_yaml, quote, read_yaml_file
 
 C = TypeVar("C")
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `3e-3` as a float (YAML 1.2); PyYAML's 1.1 needs `3.0e-3`."""
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load(cls: type[C], path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> C:
+def load(
+    cls: type[C],
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> C:
     """Read the YAML config at `path` (None: defaults only), then apply `overrides`.
 
     `overrides` maps dotted keys (`{"run.epochs": 5}`) or nested sections
     (`{"run": {"epochs": 5}}`) to values; None values are skipped, so unset
-    command-line flags can be passed through as they are.
+    command-line flags can be passed through as they are. `defaults` (the same shape)
+    replace `cls()`'s own defaults beneath the file and the overrides.
     """
-    text = ""
-    if path is not None:
-        file = Path(path).expanduser()
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidArgument.for_field("config", f"cannot read {str(file)!r}: {exc.strerror}") from exc
-    return parse(cls, text, overrides)
+    data = read_yaml_file(path) if path is not None else None
+    return _from_document(cls, data, overrides, defaults)
 
 
-def parse(cls: type[C], text: str, overrides: Mapping[str, Any] | None = None) -> C:
+def parse(
+    cls: type[C], text: str, overrides: Mapping[str, Any] | None = None, *, defaults: Mapping[str, Any] | None = None
+) -> C:
     """Like `load`, from YAML text (e.g. RunConfig.config_yaml)."""
-    try:
-        data = yaml.load(text, Loader=_Yaml12Loader) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise InvalidArgument.for_field("config", f"not valid YAML: {exc}") from exc
+    return _from_document(cls, load_yaml(text), overrides, defaults)
+
+
+def _from_document(
+    cls: type[C], data: Any, overrides: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None
+) -> C:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise InvalidArgument.for_field("config", f"expected a mapping of sections, got {_type_name(data)}")
-    return from_dict(cls, data, overrides)
+    return from_dict(cls, data, overrides, defaults=defaults)
 
 
-def from_dict(cls: type[C], data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> C:
-    """Build a `cls` from nested plain data over its defaults, checking every key."""
+def from_dict(
+    cls: type[C],
+    data: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+) -> C:
+    """Build a `cls` from nested plain data over its defaults (and `defaults`), checking every key."""
     merged = to_dict(cls())
+    for key, value in _nested(defaults or {}).items():
+        _merge(merged, {key: value}, "")
     _merge(merged, data, "")
     for key, value in _nested(overrides or {}).items():
         _merge(merged, {key: value}, "")
@@ -119,7 +113,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None
         dotted = f"{prefix}{key}"
         if not isinstance(key, str) or key not in base:
             known = ", ".join(sorted(base))
-            raise InvalidArgument.for_field(dotted, f"unknown key; known keys here: {known}")
+            raise InvalidArgument.for_field(clip(dotted), f"unknown key; known keys here: {known}")
         if isinstance(base[key], dict):
             if not isinstance(value, Mapping):
                 raise InvalidArgument.for_field(dotted, f"expected a mapping, got {_type_name(value)}")
@@ -176,7 +170,7 @@ def _coerce(hint: Any, value: Any, dotted: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is typing.Literal:
         if value not in args:
-            raise InvalidArgument.for_field(dotted, f"must be one of {list(args)}, got {value!r}")
+            raise InvalidArgument.for_field(dotted, f"must be one of {list(args)}, got {quote(value)}")
         return value
     return _coerce_scalar(hint, value, dotted)
 
@@ -208,7 +202,7 @@ def _coerce_scalar(hint: Any, value: Any, dotted: str) -> Any:
 
 
 def _wrong_type(dotted: str, expected: str, value: Any) -> InvalidArgument:
-    return InvalidArgument.for_field(dotted, f"expected {expected}, got {_type_name(value)} ({value!r})")
+    return InvalidArgument.for_field(dotted, f"expected {expected}, got {_type_name(value)} ({quote(value)})")
 
 
 def _type_name(value: Any) -> str:

@@ -110,6 +110,25 @@ class DeadlineExceeded(EsperError):
     reason = "DEPENDENCY_UNAVAILABLE"
 
 
+class PermissionDenied(EsperError):
+    """The caller is known but its role may not do this; the message names the roles that may."""
+
+    code = "PERMISSION_DENIED"
+    reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(EsperError):
+    code = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(EsperError):
+    """A bound was reached (runs, streams, submissions, concurrent calls); a later retry may pass."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "RESOURCE_EXHAUSTED"
+
+
 class UsageError(Exception):
     """A command-line argument is wrong; the message names it (the CLI exits with status 2)."""
 
@@ -137,6 +156,9 @@ _BY_CODE: dict[str, type[EsperError]] = {
         Unimplemented,
         DataLoss,
         DeadlineExceeded,
+        PermissionDenied,
+        Unauthenticated,
+        ResourceExhausted,
     )
 }
 

@@ -68,7 +68,7 @@ POLICY = IdRule(
 
 ALL: tuple[IdRule, ...] = (RUN, SEED, COMMAND, REPORT, BLUEPRINT, KERNEL, JOB, WORKER, LEASE, TEMPLATE, POLICY)
 
-# "<ir hash 12>-<target>-<pipeline>-<toolchain hash 8>" (seed 004, Appendix J.3).
+# "<ir hash 12>-<target>-<pipeline>-<toolchain hash 8>" (docs/assets.md, "Kernel ids").
 MINTED_KERNEL_ID = re.compile(
     r"(?P<ir>[0-9a-f]{12})-(?P<target>[a-z0-9_]+)-(?P<pipeline>fast|standard|aggressive)-(?P<toolchain>[0-9a-f]{8})"
 )

@@ -8,8 +8,8 @@ import pytest
 
 from esper import ids
 from esper.errors import InvalidArgument
-from esper.karn.validation import validate_get_template
-from esper.kasmina.validation import validate_apply_command, validate_list_seed_states, validate_stream_telemetry
+from esper.karn.requests import check_get_template
+from esper.kasmina.requests import check_apply_command, check_list_seed_states, check_stream_telemetry
 from esper.leyline.v1 import (
     control_pb2,
     karn_pb2,
@@ -23,14 +23,14 @@ from esper.leyline.v1 import (
     urabrask_pb2,
     urza_pb2,
 )
-from esper.nissa.validation import validate_find_traces, validate_get_run_summary
+from esper.nissa.requests import check_find_traces, check_get_run_summary
 from esper.oona.subjects import command_subject, field_report_subject, run_event_subject, telemetry_subject
 from esper.simic.config import SimicConfig
-from esper.simic.validation import validate_field_report, validate_get_policy, validate_list_field_reports
-from esper.tamiyo.validation import validate_export_controller_state, validate_get_status, validate_load_policy
-from esper.tolaria.validation import validate_cancel_run, validate_get_run, validate_stream_run_events
-from esper.urabrask.validation import validate_get_validation_report
-from esper.urza.validation import validate_get_kernel, validate_query_kernels
+from esper.simic.requests import check_field_report, check_get_policy, check_list_field_reports
+from esper.tamiyo.requests import check_export_controller_state, check_get_status, check_load_policy
+from esper.tolaria.requests import check_cancel_run, check_get_run, check_stream_run_events
+from esper.urabrask.requests import check_get_validation_report
+from esper.urza.requests import check_get_kernel, check_query_kernels
 
 Check = Callable[[str], object]
 
@@ -47,48 +47,48 @@ def _germinate(kernel_id: str) -> kasmina_pb2.ApplyCommandRequest:
 
 
 RUN_ID_USES: dict[str, Check] = {
-    "tolaria.GetRun": lambda v: validate_get_run(tolaria_pb2.GetRunRequest(run_id=v)),
-    "tolaria.CancelRun": lambda v: validate_cancel_run(tolaria_pb2.CancelRunRequest(run_id=v)),
-    "tolaria.StreamRunEvents": lambda v: validate_stream_run_events(tolaria_pb2.StreamRunEventsRequest(run_id=v)),
-    "kasmina.ListSeedStates": lambda v: validate_list_seed_states(kasmina_pb2.ListSeedStatesRequest(run_id=v)),
-    "kasmina.StreamTelemetry": lambda v: validate_stream_telemetry(kasmina_pb2.StreamTelemetryRequest(run_id=v)),
-    "tamiyo.GetStatus": lambda v: validate_get_status(tamiyo_pb2.GetStatusRequest(run_id=v or "r")),
-    "tamiyo.ExportControllerState": lambda v: validate_export_controller_state(
+    "tolaria.GetRun": lambda v: check_get_run(tolaria_pb2.GetRunRequest(run_id=v)),
+    "tolaria.CancelRun": lambda v: check_cancel_run(tolaria_pb2.CancelRunRequest(run_id=v)),
+    "tolaria.StreamRunEvents": lambda v: check_stream_run_events(tolaria_pb2.StreamRunEventsRequest(run_id=v)),
+    "kasmina.ListSeedStates": lambda v: check_list_seed_states(kasmina_pb2.ListSeedStatesRequest(run_id=v)),
+    "kasmina.StreamTelemetry": lambda v: check_stream_telemetry(kasmina_pb2.StreamTelemetryRequest(run_id=v)),
+    "tamiyo.GetStatus": lambda v: check_get_status(tamiyo_pb2.GetStatusRequest(run_id=v or "r")),
+    "tamiyo.ExportControllerState": lambda v: check_export_controller_state(
         tamiyo_pb2.ExportControllerStateRequest(run_id=v)
     ),
-    "simic.ListFieldReports": lambda v: validate_list_field_reports(
+    "simic.ListFieldReports": lambda v: check_list_field_reports(
         simic_pb2.ListFieldReportsRequest(run_id=v or "r"), SimicConfig(data_dir="unused")
     ),
-    "simic.FieldReport": lambda v: validate_field_report(control_pb2.FieldReport(report_id="r-1", run_id=v or "r")),
-    "nissa.GetRunSummary": lambda v: validate_get_run_summary(nissa_pb2.GetRunSummaryRequest(run_id=v)),
-    "nissa.FindTraces": lambda v: validate_find_traces(nissa_pb2.FindTracesRequest(run_id=v or "r")),
+    "simic.FieldReport": lambda v: check_field_report(control_pb2.FieldReport(report_id="r-1", run_id=v or "r")),
+    "nissa.GetRunSummary": lambda v: check_get_run_summary(nissa_pb2.GetRunSummaryRequest(run_id=v)),
+    "nissa.FindTraces": lambda v: check_find_traces(nissa_pb2.FindTracesRequest(run_id=v or "r")),
     "oona.telemetry_subject": lambda v: telemetry_subject(v, "blocks.0.mlp"),
     "oona.run_event_subject": run_event_subject,
     "oona.field_report_subject": field_report_subject,
     "oona.command_subject": lambda v: command_subject(v, lifecycle_pb2.MESSAGE_PRIORITY_NORMAL),
 }
 SEED_ID_USES: dict[str, Check] = {
-    "kasmina.StreamTelemetry": lambda v: validate_stream_telemetry(
+    "kasmina.StreamTelemetry": lambda v: check_stream_telemetry(
         kasmina_pb2.StreamTelemetryRequest(run_id="run-1", seed_ids=[v])
     ),
-    "simic.FieldReport": lambda v: validate_field_report(control_pb2.FieldReport(report_id="r-1", seed_id=v or "s")),
-    "nissa.FindTraces": lambda v: validate_find_traces(nissa_pb2.FindTracesRequest(seed_id=v or "s")),
+    "simic.FieldReport": lambda v: check_field_report(control_pb2.FieldReport(report_id="r-1", seed_id=v or "s")),
+    "nissa.FindTraces": lambda v: check_find_traces(nissa_pb2.FindTracesRequest(seed_id=v or "s")),
     "oona.telemetry_subject": lambda v: telemetry_subject("run-1", v),
 }
 KERNEL_ID_USES: dict[str, Check] = {
-    "kasmina.ApplyCommand": lambda v: validate_apply_command(_germinate(v)),
-    "urza.GetKernel": lambda v: validate_get_kernel(urza_pb2.GetKernelRequest(kernel_id=v)),
-    "urabrask.GetValidationReport": lambda v: validate_get_validation_report(
+    "kasmina.ApplyCommand": lambda v: check_apply_command(_germinate(v)),
+    "urza.GetKernel": lambda v: check_get_kernel(urza_pb2.GetKernelRequest(kernel_id=v)),
+    "urabrask.GetValidationReport": lambda v: check_get_validation_report(
         urabrask_pb2.GetValidationReportRequest(kernel_id=v)
     ),
 }
 POLICY_ID_USES: dict[str, Check] = {
-    "tamiyo.LoadPolicy": lambda v: validate_load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id=v)),
-    "simic.GetPolicy": lambda v: validate_get_policy(simic_pb2.GetPolicyRequest(policy_id=v)),
+    "tamiyo.LoadPolicy": lambda v: check_load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id=v)),
+    "simic.GetPolicy": lambda v: check_get_policy(simic_pb2.GetPolicyRequest(policy_id=v)),
 }
 TEMPLATE_ID_USES: dict[str, Check] = {
-    "karn.GetTemplate": lambda v: validate_get_template(karn_pb2.GetTemplateRequest(template_id=v)),
-    "urza.QueryKernels": lambda v: validate_query_kernels(
+    "karn.GetTemplate": lambda v: check_get_template(karn_pb2.GetTemplateRequest(template_id=v)),
+    "urza.QueryKernels": lambda v: check_query_kernels(
         urza_pb2.QueryKernelsRequest(query=kernel_pb2.KernelQuery(template_id=v or "t"))
     ),
 }

@@ -26,7 +26,7 @@ TRANSPORT_EDGES = {
     "esper.oona.dead_letters": "the NATS JetStream bus",
     "esper.oona.streams": "the NATS JetStream bus",
     "esper.nissa.forwarder": "forwards OTLP exports to another collector over gRPC",
-    "esper.tolaria.mesh_services": "a mesh run's channel to Tamiyo, watched for reconnects",
+    "esper.tolaria.mesh_collaborators": "a mesh run's channel to Tamiyo, watched for reconnects",
 }
 
 
@@ -148,3 +148,18 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
                         break
                 components.append(sorted(component))
     return components
+
+
+def test_test_tiers_share_code_only_through_tests_support() -> None:
+    tests = ROOT / "tests"
+    offenders: dict[str, list[str]] = {}
+    for path in tests.rglob("*.py"):
+        tier = path.relative_to(tests).parts[0]
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        imported = set(_imports(name, path))
+        # tests/support and top-level files import no tier; a tier imports only itself and tests/support.
+        others = [t for t in ("tests.unit", "tests.rpc", "tests.integration") if t != f"tests.{tier}"]
+        found = sorted(i for i in imported if any(_within(i, other) for other in others))
+        if found:
+            offenders[str(path.relative_to(ROOT))] = found
+    assert offenders == {}

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -31,7 +31,9 @@ from esper import checks
 from esper.errors import DeadlineExceeded, EsperError, error_from_details
 from esper.leyline.v1.services import Calls
 from esper.mesh.errors import error_details_from_status
+from esper.mesh.tls import secure_channel
 from esper.mesh.tracing import traced_channel
+from esper.trust.identity import TlsIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class ClientConfig:
     """How a client reaches one service.
 
     `deadline_seconds` bounds a whole call including its retries (for a stream: the
-    whole stream). `max_attempts` counts the first try.
+    whole stream). `max_attempts` counts the first try. With `tls` the channel speaks
+    mTLS as that identity (a mesh's servers accept nothing else); without, plaintext.
     """
 
     address: str
@@ -53,6 +56,7 @@ class ClientConfig:
     initial_backoff_seconds: float = 0.05
     max_backoff_seconds: float = 1.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    tls: TlsIdentity | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.address:
@@ -94,15 +98,15 @@ class ServiceClient(Calls):
 
     @staticmethod
     def _open_channel(config: ClientConfig) -> grpc.Channel:
-        return grpc.insecure_channel(
-            config.address,
-            options=[
-                ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                # Retries are ours (bounded, deadline-aware); keep the channel's own off.
-                ("grpc.enable_retries", 0),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            # Retries are ours (bounded, deadline-aware); keep the channel's own off.
+            ("grpc.enable_retries", 0),
+        ]
+        if config.tls is not None:
+            return secure_channel(config.address, config.tls, options)
+        return grpc.insecure_channel(config.address, options=options)
 
     def _unary(self, method: str, request: Message, response_type: type[R], timeout: float | None) -> R:
         response = self.call(method, request, timeout=timeout)

@@ -20,8 +20,9 @@ from esper.errors import FailedPrecondition
 from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.config import KernelCacheConfig
 from esper.kasmina.kernel_cache import KernelCache
-from esper.tezzeret.config import TezzeretConfig
+from esper.tezzeret.config import TezzeretConfig, default_hardware_target
 from esper.tezzeret.worker import TezzeretWorker
+from esper.trust.kernel_signing import KernelSigner, TrustedSigners
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.config import UrzaConfig
@@ -30,20 +31,30 @@ from esper.urza.hub import UrzaHub
 logger = logging.getLogger(__name__)
 
 _MAX_COMPILE_SLOTS = 64
+SIGNING_KEY_FILE = "pki/tezzeret-signing.key"
 
 
 class EmbeddedAssets:
     """The asset pipeline of one embedded run; `with EmbeddedAssets(config) as assets: ...`."""
 
-    def __init__(self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None) -> None:
+    def __init__(
+        self, config: AssetsConfig, *, catalog: TemplateCatalog | None = None, device_kind: str = "cpu"
+    ) -> None:
         self.config = config
         self.catalog = catalog if catalog is not None else TemplateCatalog.default()
-        root = config.data_path
+        # Kernels for another kind of device live in their own cache: compile jobs are per
+        # blueprint and pipeline, so one Urza serves one hardware target.
+        root = config.data_path if device_kind == "cpu" else config.data_path / device_kind
+        self.device_kind = device_kind
         root.mkdir(parents=True, exist_ok=True)
+        # The cache's own compile worker key: every kernel here is signed by it and nothing else is loaded.
+        self.signer = KernelSigner.load_or_create(root / SIGNING_KEY_FILE)
+        self.trust = TrustedSigners.of(self.signer)
         self.urza = UrzaHub.open(
-            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines))
+            UrzaConfig(data_dir=str(root), default_pipelines=tuple(pipelines.BY_NAME[p] for p in config.pipelines)),
+            trust=self.trust,
         )
-        self.kernel_cache = KernelCache(self.urza, KernelCacheConfig())
+        self.kernel_cache = KernelCache(self.urza, KernelCacheConfig(), trust=self.trust)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._workers: list[TezzeretWorker] = []
@@ -57,7 +68,12 @@ class EmbeddedAssets:
             self._spawn(worker.config.worker_id, worker.run_forever)
         for index in range(self.config.validation_workers):
             validator = UrabraskValidator(
-                self.urza, UrabraskConfig(worker_id=f"embedded-urabrask-{os.getpid()}-{index}")
+                self.urza,
+                UrabraskConfig(
+                    worker_id=f"embedded-urabrask-{os.getpid()}-{index}",
+                    hardware_target=default_hardware_target(self.device_kind),
+                ),
+                trust=self.trust,
             )
             self._spawn(f"urabrask-{index}", validator.run_forever)
 
@@ -75,9 +91,10 @@ class EmbeddedAssets:
                 wal_dir=self._root / "tezzeret" / f"slot-{slot}",
                 work_dir=self._root / "tezzeret" / f"slot-{slot}" / "work",
                 poll_interval_seconds=0.2,
+                device=self.device_kind,
             )
             try:
-                return TezzeretWorker(self.urza, config)
+                return TezzeretWorker(self.urza, config, signer=self.signer)
             except FailedPrecondition:
                 continue  # another run holds this slot
         raise FailedPrecondition(f"all {_MAX_COMPILE_SLOTS} compile slots under {self._root} are in use")

@@ -71,11 +71,12 @@ def _alerts(args: argparse.Namespace) -> int:
     from esper.mesh.addresses import load_mesh
 
     try:
-        address = load_mesh(args.mesh).address("nissa")
+        mesh = load_mesh(args.mesh)
+        address, tls = mesh.address("nissa"), mesh.operator_tls()
     except (InvalidArgument, FailedPrecondition) as error:
         raise UsageError(f"--mesh: {args.mesh}: {error.message}") from None
     state = STATES[args.state] if args.state else alert_pb2.ALERT_STATE_UNSPECIFIED
-    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout)) as nissa:
+    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout, tls=tls)) as nissa:
         alerts = list(all_alerts(nissa, state))
     if args.json:
         from esper.nissa.alerts.convert import alert_to_json

@@ -7,13 +7,16 @@ short human-readable view or, with `--json`, machine-readable output.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format
+
 from esper.cli.common import UsageError, add_json_flag, parse_shape, print_json, urza_client
-from esper.errors import InvalidArgument
+from esper.errors import DataLoss, InvalidArgument
 from esper.fsutil import atomic_write
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 
@@ -164,6 +167,8 @@ def _download(args: argparse.Namespace) -> int:
         data, kernel = download_kernel_bytes(urza, args.kernel_id)  # raises DataLoss on a bad checksum
     # Write beside the target and rename, so a failed download never leaves a partial file.
     atomic_write(target, data, suffix="", mode=0o600)
+    # The metadata with its signature, for `esper kernel verify` wherever the file goes next.
+    atomic_write(metadata_path(target), json_format.MessageToJson(kernel).encode("utf-8"), suffix="", mode=0o600)
     view = {"id": kernel.kernel_id, "path": str(target), "size_bytes": len(data), "sha256": kernel.sha256}
     if args.json:
         print_json(view)
@@ -172,11 +177,85 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def metadata_path(artifact: Path) -> Path:
+    """Where `esper kernel download` puts a kernel's metadata and signature beside its artifact."""
+    return artifact.with_name(artifact.name + ".kernel.json")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """The checks Kasmina runs before it loads a kernel, offline: checksum, signature, format."""
+    from esper.trust.artifact_format import MAX_UNCOMPRESSED_BYTES, check_artifact_format
+    from esper.trust.kernel_signing import KernelSignatureError
+
+    artifact = Path(args.file)
+    trust = _verify_trust(args)
+    try:
+        size = artifact.stat().st_size
+        if size > MAX_UNCOMPRESSED_BYTES:
+            raise InvalidArgument.for_field("FILE", f"{artifact} holds {size} bytes; no kernel is that large")
+        data = artifact.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument.for_field("FILE", f"cannot read {artifact}: {exc.strerror}") from None
+    kernel = _verify_metadata(Path(args.kernel) if args.kernel else metadata_path(artifact), artifact)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if kernel.sha256 and kernel.sha256 != sha256:
+        raise DataLoss(f"{artifact} has sha256 {sha256}; its metadata names {kernel.sha256}")
+    try:
+        signer = trust.verify(kernel, sha256)
+    except KernelSignatureError as exc:
+        raise KernelSignatureError(f"{artifact}: {exc.message}") from None
+    check_artifact_format(data, kernel.pipeline)
+    view = {"file": str(artifact), "kernel_id": kernel.kernel_id, "sha256": sha256, "signed_by": signer, "ok": True}
+    if args.json:
+        print_json(view)
+    else:
+        print(f"{artifact}: kernel {kernel.kernel_id} is signed by trusted key {signer} and passes the format check")
+    return 0
+
+
+def _verify_trust(args: argparse.Namespace) -> Any:
+    from esper.mesh.addresses import load_mesh
+    from esper.trust.kernel_signing import TrustedSigners
+
+    files = [Path(path) for path in args.trust or ()]
+    if args.mesh:
+        pki = load_mesh(args.mesh).pki
+        if pki is None or pki.kernel_signers is None:
+            raise InvalidArgument.for_field("--mesh", f"{args.mesh} names no trusted kernel signers (pki)")
+        files.append(pki.kernel_signers)
+    if not files:
+        raise UsageError("say whose signatures to trust: --mesh mesh.json or --trust KEYFILE")
+    try:
+        return TrustedSigners.from_files(files)
+    except ValueError as exc:
+        raise InvalidArgument.for_field("--trust", str(exc)) from None
+
+
+def _verify_metadata(path: Path, artifact: Path) -> kernel_pb2.KernelArtifact:
+    from esper.trust.kernel_signing import KernelSignatureError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KernelSignatureError(
+            f"{artifact}: unsigned: no kernel metadata with a signature at {path} (`esper kernel download` writes it)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument.for_field("--kernel", f"cannot read {path}: {exc}") from None
+    try:
+        return json_format.Parse(text, kernel_pb2.KernelArtifact())
+    except json_format.ParseError as exc:
+        raise InvalidArgument.for_field("--kernel", f"{path} is not a KernelArtifact in JSON: {exc}") from None
+
+
 def _command(
     group: Any, name: str, handler: Callable[[argparse.Namespace], int], help_text: str
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("--urza", required=True, metavar="HOST:PORT", help="address of a running Urza")
+    parser.add_argument("--urza", metavar="HOST:PORT", help="address of a running Urza (plaintext)")
+    parser.add_argument(
+        "--mesh", metavar="FILE", help="the mesh.json of `esper up`: its Urza, as the mesh's operator identity"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline per call in seconds")
     add_json_flag(parser)
     parser.set_defaults(handler=handler)
@@ -213,6 +292,24 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--status", choices=sorted(KERNEL_STATUSES))
     listing.add_argument("--pipeline", choices=sorted(PIPELINES))
     listing.add_argument("--tag", action="append", help="required tag (repeatable: all must match)")
-    download = _command(kernel_commands, "download", _download, "download a kernel and verify its SHA-256")
+    download = _command(
+        kernel_commands,
+        "download",
+        _download,
+        "download a kernel and verify its SHA-256; its metadata and signature go to FILE.kernel.json",
+    )
     download.add_argument("kernel_id", metavar="KERNEL_ID")
     download.add_argument("-o", "--output", required=True, metavar="FILE")
+    verify_help = (
+        "check a kernel artifact offline as Kasmina does before loading one: its SHA-256, its compile "
+        "worker's signature against trusted keys, and its format (exit 1 with the reason if any fails)"
+    )
+    verify = kernel_commands.add_parser("verify", help=verify_help, description=verify_help)
+    verify.add_argument("file", metavar="FILE", help="the .pt2 artifact")
+    verify.add_argument(
+        "--kernel", metavar="JSON", help="its metadata and signature (default: FILE.kernel.json, as downloaded)"
+    )
+    verify.add_argument("--mesh", metavar="FILE", help="trust the kernel signers of this mesh.json")
+    verify.add_argument("--trust", action="append", metavar="KEYFILE", help="PEM public keys to trust (repeatable)")
+    add_json_flag(verify)
+    verify.set_defaults(handler=_verify)

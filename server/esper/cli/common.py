@@ -34,10 +34,18 @@ def parse_shape(text: str, flag: str) -> tuple[int, ...]:
 
 @contextmanager
 def urza_client(args: argparse.Namespace) -> Iterator[Any]:
+    """An Urza client: `--urza` (plaintext), or the Urza of `--mesh` as the mesh's operator identity."""
     from esper.clients import UrzaClient
     from esper.clients.base import ClientConfig
+    from esper.mesh.addresses import load_mesh
 
-    client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.timeout))
+    address, tls = args.urza, None
+    if getattr(args, "mesh", None):
+        mesh = load_mesh(args.mesh)
+        address, tls = args.urza or mesh.address("urza"), mesh.operator_tls()
+    if not address:
+        raise UsageError("say which Urza: --urza HOST:PORT or --mesh mesh.json")
+    client = UrzaClient(ClientConfig(address=address, deadline_seconds=args.timeout, tls=tls))
     try:
         yield client
     finally:

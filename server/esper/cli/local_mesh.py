@@ -3,8 +3,12 @@
 Everything lives under one folder: `mesh.json` (the addresses, written once every
 server is SERVING), `pids.json` (every process as soon as it is started, so a
 half-started mesh can still be stopped), `logs/NAME.log`, `run/NAME.port` and
-`run/NAME.metrics.port` (its Prometheus /metrics port), and one working folder per
-server. Servers start in tiers: NATS, then Urza, then the
+`run/NAME.metrics.port` (its Prometheus /metrics port), `pki/` (a CA and one mTLS
+identity per server plus `operator`, the bus key every server signs and checks Oona
+envelopes with, the compile worker's kernel signing key and the trust file of the
+servers that load kernels; see esper.trust.pki), and one working folder per server.
+Every server speaks mTLS and authorizes each call by its caller's role; `--insecure`
+starts them plaintext, for development. Servers start in tiers: NATS, then Urza, then the
 servers that only need Urza and NATS (in parallel), then Tolaria. They stop in the
 reverse order, so Tolaria cancels its runs while its collaborators still answer.
 Every process's command line names the folder, which is how `esper down` makes
@@ -26,13 +30,33 @@ from pathlib import Path
 from typing import Any
 
 from esper.cli.processes import POLL_SECONDS, command_line, health, log_tail, process_alive, wait_gone
-from esper.mesh.addresses import MESH_FILE, NATS, write_mesh
+from esper.mesh.addresses import MESH_FILE, NATS, PKI, write_mesh
+from esper.trust.identity import CA_CERT, OPERATOR, TlsIdentity, identity_files
+from esper.trust.pki import (
+    BUS_KEY,
+    KERNEL_SIGNERS,
+    KERNEL_SIGNING_KEY,
+    ensure_bus_key,
+    ensure_identities,
+    ensure_kernel_signing,
+)
 
 PIDS_FILE = "pids.json"
+PKI_DIR = "pki"
+BUS_KEY_ID = "mesh"
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 NISSA_ALERT_INTERVAL_SECONDS = 2.0
 _PER_SERVER_OTEL = frozenset(
-    {"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"}
+    {
+        "OTEL_SERVICE_NAME",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_INSECURE",
+    }
 )
 
 
@@ -49,12 +73,45 @@ class LaunchContext:
     nats_url: str
     config: Path | None
     forward: str = ""
+    tls: bool = True
 
     def work(self, name: str, *parts: str) -> str:
         return str(self.directory.joinpath(name, *parts))
 
     def run_file(self, name: str) -> str:
         return str(self.directory / "run" / name)
+
+    def pki(self, name: str) -> str:
+        return str(self.directory / PKI_DIR / name)
+
+    def bus(self, name: str) -> list[str]:
+        """`--nats` and the signing flags: every envelope signed with the mesh's bus key, checked on receipt."""
+        return [
+            "--nats",
+            self.nats_url,
+            "--bus-secret-file",
+            self.pki(BUS_KEY),
+            "--bus-key-id",
+            BUS_KEY_ID,
+            "--bus-state-dir",
+            self.work(name, "oona"),
+        ]
+
+    def trusted_signers(self) -> list[str]:
+        return ["--trusted-signers", self.pki(KERNEL_SIGNERS)]
+
+    def identity(self, name: str) -> list[str]:
+        """The server's mTLS flags (none on an --insecure mesh)."""
+        if not self.tls:
+            return []
+        return [
+            "--tls-cert",
+            self.pki(f"{name}.pem"),
+            "--tls-key",
+            self.pki(f"{name}.key"),
+            "--tls-ca",
+            self.pki(CA_CERT),
+        ]
 
 
 @dataclass(frozen=True)
@@ -67,7 +124,7 @@ class ServerSpec:
 
 
 def _tamiyo_flags(ctx: LaunchContext) -> list[str]:
-    flags = ["--urza", ctx.grpc["urza"], "--simic", ctx.grpc["simic"], "--nats", ctx.nats_url]
+    flags = ["--urza", ctx.grpc["urza"], "--simic", ctx.grpc["simic"], *ctx.bus("tamiyo")]
     return [*flags, "--config", str(ctx.config)] if ctx.config is not None else flags
 
 
@@ -76,8 +133,7 @@ def _nissa_flags(ctx: LaunchContext) -> list[str]:
     flags = [
         "--db",
         ctx.work("nissa", "spans.db"),
-        "--nats",
-        ctx.nats_url,
+        *ctx.bus("nissa"),
         "--mesh",
         str(ctx.directory / MESH_FILE),
         "--alert-interval",
@@ -99,15 +155,22 @@ def server_environment(name: str, ctx: LaunchContext, base: Mapping[str, str]) -
     if name == "nissa":
         env["OTEL_TRACES_EXPORTER"] = "none"
     elif "nissa" in ctx.grpc:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{ctx.grpc['nissa']}"
         env.setdefault("OTEL_TRACES_EXPORTER", "otlp")
+        if ctx.tls:
+            # Spans go to Nissa over mTLS as the server's own identity.
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"https://{ctx.grpc['nissa']}"
+            env["OTEL_EXPORTER_OTLP_CERTIFICATE"] = ctx.pki(CA_CERT)
+            env["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] = ctx.pki(f"{name}.pem")
+            env["OTEL_EXPORTER_OTLP_CLIENT_KEY"] = ctx.pki(f"{name}.key")
+        else:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://{ctx.grpc['nissa']}"
     return env
 
 
 # Every server of the mesh; a new subsystem joins with one line.
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("nissa", 1, _nissa_flags),
-    ServerSpec("urza", 2, lambda ctx: ["--data-dir", ctx.work("urza", "data")]),
+    ServerSpec("urza", 2, lambda ctx: ["--data-dir", ctx.work("urza", "data"), *ctx.trusted_signers()]),
     ServerSpec(
         "tezzeret",
         3,
@@ -118,13 +181,15 @@ SERVERS: tuple[ServerSpec, ...] = (
             ctx.work("tezzeret", "wal"),
             "--work-dir",
             ctx.work("tezzeret", "work"),
+            "--signing-key",
+            ctx.pki(KERNEL_SIGNING_KEY),
         ],
     ),
-    ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"]]),
-    ServerSpec("karn", 3, lambda ctx: ["--nats", ctx.nats_url]),
+    ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"], *ctx.trusted_signers()]),
+    ServerSpec("karn", 3, lambda ctx: ctx.bus("karn")),
     ServerSpec("tamiyo", 3, _tamiyo_flags),
     # Before Tamiyo, which fetches Simic's published policies from it.
-    ServerSpec("simic", 2, lambda ctx: ["--nats", ctx.nats_url, "--data-dir", ctx.work("simic", "data")]),
+    ServerSpec("simic", 2, lambda ctx: [*ctx.bus("simic"), "--data-dir", ctx.work("simic", "data")]),
     ServerSpec(
         "tolaria",
         4,
@@ -133,10 +198,12 @@ SERVERS: tuple[ServerSpec, ...] = (
             ctx.grpc["urza"],
             "--tamiyo",
             ctx.grpc["tamiyo"],
-            "--nats",
-            ctx.nats_url,
+            *ctx.bus("tolaria"),
+            *ctx.trusted_signers(),
             "--runs-dir",
             ctx.work("tolaria", "runs"),
+            "--data-root",
+            ctx.work("tolaria", "data"),
         ],
     ),
 )
@@ -164,13 +231,20 @@ class LocalMesh:
         self.pids_file = self.directory / PIDS_FILE
         self.logs = self.directory / "logs"
         self.run_dir = self.directory / "run"
+        self._operator: TlsIdentity | None = None
 
     # Start
 
     def start(
-        self, *, timeout: float, config: Path | None = None, progress: Callable[[str], None] = print
+        self,
+        *,
+        timeout: float,
+        config: Path | None = None,
+        progress: Callable[[str], None] = print,
+        insecure: bool = False,
     ) -> dict[str, Any]:
-        """Start everything; returns the mesh.json document. On failure stops what it started."""
+        """Start everything (mTLS unless `insecure`); returns the mesh.json document. On failure stops
+        what it started."""
         live = self.live_pids()
         if live:
             raise MeshStartFailed(
@@ -178,8 +252,9 @@ class LocalMesh:
                 f"stop it with `esper down --dir {self.directory}`"
             )
         self._clear()
-        for folder in (self.logs, self.run_dir):
+        for folder in (self.logs, self.run_dir, self.directory / "tolaria" / "data"):
             folder.mkdir(parents=True, exist_ok=True)
+        self._ensure_keys(tls=not insecure)
         deadline = time.monotonic() + timeout
         launched: list[Launched] = []
         try:
@@ -189,7 +264,7 @@ class LocalMesh:
             forward = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
                 "OTEL_EXPORTER_OTLP_ENDPOINT", ""
             )
-            ctx = LaunchContext(self.directory, {}, nats.address, config, forward)
+            ctx = LaunchContext(self.directory, {}, nats.address, config, forward, tls=not insecure)
             for tier in sorted({spec.tier for spec in SERVERS}):
                 started = [self._spawn(spec, ctx) for spec in SERVERS if spec.tier == tier]
                 launched.extend(started)
@@ -204,6 +279,17 @@ class LocalMesh:
             _terminate(reversed(launched))
             self._clear()
             raise
+
+    def _ensure_keys(self, *, tls: bool) -> None:
+        """The mesh's keys under DIR/pki, created on the first `up` and reused after."""
+        pki = self.directory / PKI_DIR
+        if tls:
+            ensure_identities(pki, [*(spec.name for spec in SERVERS), OPERATOR])
+            self._operator = identity_files(pki, OPERATOR).read()
+        else:
+            self._operator = None
+        ensure_bus_key(pki)
+        ensure_kernel_signing(pki)
 
     def _start_nats(self, deadline: float) -> Launched:
         store, ports = self.directory / NATS, self.run_dir / "nats-ports"
@@ -256,6 +342,7 @@ class LocalMesh:
             "--metrics-port-file",
             str(metrics_port_file),
             *spec.flags(ctx),
+            *ctx.identity(spec.name),
         ]
         if spec.name == "nissa":
             command += ["--web-port", str(ports[2])]
@@ -273,7 +360,7 @@ class LocalMesh:
                     continue
                 server.address = f"127.0.0.1:{int(server.port_file.read_text(encoding='ascii'))}"
                 server.metrics = f"127.0.0.1:{int(server.metrics_port_file.read_text(encoding='ascii'))}"
-                if health(server.address, timeout=1.0) == "SERVING":
+                if health(server.address, timeout=1.0, tls=self._operator) == "SERVING":
                     waiting.remove(server)
             time.sleep(POLL_SECONDS)
         return list(started)
@@ -296,6 +383,11 @@ class LocalMesh:
                 document[server.name] = {"grpc": server.address, "metrics": server.metrics, "pid": server.process.pid}
         if ctx.config is not None and "tamiyo" in document:
             document["tamiyo"]["config"] = str(ctx.config)
+        document[PKI] = {"bus_key": ctx.pki(BUS_KEY), "kernel_signers": ctx.pki(KERNEL_SIGNERS)}
+        if ctx.tls:
+            document[PKI].update(
+                ca=ctx.pki(CA_CERT), operator_cert=ctx.pki(f"{OPERATOR}.pem"), operator_key=ctx.pki(f"{OPERATOR}.key")
+            )
         if "nissa" in document:
             web = Path(ctx.run_file("nissa.web.port"))
             if web.exists():
@@ -322,6 +414,7 @@ class LocalMesh:
             if wait_gone({name: entry["pid"]}, timeout):
                 os.kill(entry["pid"], signal.SIGKILL)
         ctx = _context_of(self.directory, document)
+        self._operator = identity_files(self.directory / PKI_DIR, OPERATOR).read() if ctx.tls else None
         ports = (_port_of(entry["grpc"]), _port_of(entry.get("metrics", "")), _port_of(entry.get("web", "")))
         server = self._spawn(spec, ctx, ports=ports)
         self._record([server])
@@ -392,12 +485,15 @@ class LocalMesh:
 def _context_of(directory: Path, document: Mapping[str, Any]) -> LaunchContext:
     """The launch context a running mesh was started with, read back from its mesh.json."""
     grpc_addresses = {
-        name: entry["grpc"] for name, entry in document.items() if isinstance(entry, dict) and "grpc" in entry
+        name: entry["grpc"]
+        for name, entry in document.items()
+        if name != PKI and isinstance(entry, dict) and "grpc" in entry
     }
     nats = document.get(NATS, {})
     tamiyo, nissa = document.get("tamiyo", {}), document.get("nissa", {})
     config = Path(tamiyo["config"]) if "config" in tamiyo else None
-    return LaunchContext(directory, grpc_addresses, nats.get("url", ""), config, nissa.get("forward", ""))
+    tls = "ca" in document.get(PKI, {})
+    return LaunchContext(directory, grpc_addresses, nats.get("url", ""), config, nissa.get("forward", ""), tls=tls)
 
 
 def _port_of(address: str) -> int:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from esper.errors import EsperError, UsageError
@@ -23,6 +24,7 @@ COMMAND_MODULES = (
     "esper.cli.assets",
     "esper.cli.traces",
     "esper.cli.alerts",
+    "esper.cli.pki",
     "esper.cli.policy",
 )
 
@@ -38,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Libraries' deprecation notices (torch's in every compile and load) tell a user of
+    # `esper` nothing they can act on; they stay visible to the SDK and the tests.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -3,15 +3,16 @@
 The run is created with CreateRun (the fully resolved config travels as YAML, so
 the server trains exactly what `esper run` would), followed through
 StreamRunEvents to drive the progress bar, and its run folder is written by the
-Tolaria server. On loopback that folder is the one named by --out, so the command
-then reads it like an embedded run, and records the static baseline it trained
-in the mesh beside it.
+Tolaria server under its runs root (a server writes nowhere else). On loopback the
+command then copies that folder to --out and reads it like an embedded run, and
+records the static baseline it trained in the mesh beside it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from esper.config import EsperConfig, config_to_dict, load_config
 from esper.errors import DeadlineExceeded, EsperError, FailedPrecondition, Unavailable
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.mesh.addresses import MeshAddresses, load_mesh
-from esper.tolaria.session import RunResult, new_run_id
+from esper.tolaria.session import RunResult, baseline_comparison, new_run_id
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,11 @@ class MeshRuns:
         from esper.clients.base import ClientConfig
 
         self.addresses: MeshAddresses = load_mesh(mesh_file)
-        self._client = TolariaClient(ClientConfig(address=self.addresses.address("tolaria"), deadline_seconds=30.0))
+        self._client = TolariaClient(
+            ClientConfig(
+                address=self.addresses.address("tolaria"), deadline_seconds=30.0, tls=self.addresses.operator_tls()
+            )
+        )
         self._progress = progress
 
     def close(self) -> None:
@@ -97,7 +102,7 @@ class MeshRuns:
             bar.close()
         if run.status == run_pb2.RUN_STATUS_FAILED:
             raise FailedPrecondition(f"run {run_id} failed on the mesh's Tolaria: {run.error_message}")
-        out = Path(run.out_dir)
+        out = _fetch_folder(Path(run.out_dir), Path(str(config.run.require_out())).expanduser().resolve())
         summary = _local_summary(out, run)
         if baseline_dir is not None and (out / "summary.json").exists():
             summary = _record_baseline(out, baseline_dir, summary)
@@ -128,17 +133,25 @@ class MeshRuns:
 
 
 def _run_config(config: EsperConfig) -> run_pb2.RunConfig:
-    out = str(Path(str(config.run.require_out())).expanduser().resolve())
-    resolved = dataclasses.replace(config, run=dataclasses.replace(config.run, out=out))
+    """The run as CreateRun takes it; the server picks the folder (<runs root>/<run id>)."""
+    resolved = dataclasses.replace(config, run=dataclasses.replace(config.run, out=None))
     return run_pb2.RunConfig(
         dataset=config.run.dataset,
         epochs=config.run.epochs,
         seed=config.run.seed,
         host_width=config.run.host_width or 0,
         static=config.run.static,
-        out_dir=out,
         config_yaml=yaml.safe_dump(config_to_dict(resolved), sort_keys=False),
     )
+
+
+def _fetch_folder(server_folder: Path, out: Path) -> Path:
+    """The run folder at `out`, copied from where the server wrote it when that is on this machine;
+    the server's path when it is not here either (the summary then comes from the Run)."""
+    if server_folder.is_dir() and server_folder.resolve() != out:
+        shutil.copytree(server_folder, out, dirs_exist_ok=True)
+        return out
+    return out if out.is_dir() else server_folder
 
 
 def _tamiyo_config_file(mesh_file: str) -> str | None:
@@ -170,23 +183,13 @@ def _local_summary(out: Path, run: run_pb2.Run) -> dict[str, Any]:
 
 def _record_baseline(out: Path, baseline_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
     """What an embedded run records of its baseline: in summary.json and as report.png's dashed line."""
-    from esper.tolaria.report import render_report
+    from esper.tolaria.run_report import render_report
     from esper.tolaria.runfolder import RunFolder
 
     baseline = RunFolder(baseline_dir).read_summary()
     if baseline is None:
         return summary
-    summary = {
-        **summary,
-        "baseline": {
-            "final_test_accuracy": baseline.get("final_test_accuracy"),
-            "params_final": baseline.get("params_final"),
-            "out_dir": str(baseline_dir),
-        },
-        "growth_beat_static": bool(
-            float(summary.get("final_test_accuracy", 0.0)) > float(baseline.get("final_test_accuracy", 1.0))
-        ),
-    }
+    summary = {**summary, **baseline_comparison(summary, baseline, baseline_dir)}
     try:
         RunFolder(out).write_summary(summary)
         render_report(out, baseline_metrics=baseline_dir)

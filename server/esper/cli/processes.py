@@ -9,13 +9,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from esper.mesh.tls import secure_channel
+from esper.trust.identity import TlsIdentity
+
 POLL_SECONDS = 0.1
 _LOG_TAIL_LINES = 30
 
 
-def health(address: str, *, timeout: float) -> str:
-    """grpc.health.v1 status of the whole server ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE"."""
-    with grpc.insecure_channel(address) as channel:
+def health(address: str, *, timeout: float, tls: TlsIdentity | None = None) -> str:
+    """grpc.health.v1 status of the whole server ("SERVING", "NOT_SERVING", ...) or "UNREACHABLE".
+
+    With `tls`, asked over mTLS as that identity (any identity of the mesh may ask).
+    """
+    with secure_channel(address, tls) if tls is not None else grpc.insecure_channel(address) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError:

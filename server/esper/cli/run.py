@@ -17,6 +17,7 @@ from typing import Any
 from esper.cli.common import add_json_flag, print_json, process_tracing
 from esper.cli.policy import add_experience_argument, experience_dir
 from esper.errors import UsageError
+from esper.tolaria.config import DEVICES
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -24,7 +25,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "run.dataset": args.dataset,
         "run.epochs": args.epochs,
         "run.seed": args.seed,
+        "run.host": args.host,
         "run.host_width": args.host_width,
+        "run.host_depth": args.host_depth,
+        "run.device": args.device,
         "run.out": args.out,
         "run.static": True if args.static else None,
         "tamiyo.policy_id": args.policy,
@@ -42,7 +46,7 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
         stages = Counter(metrics.seed_stages.values())
         shown = " ".join(f"{name[:4].lower()}:{count}" for name, count in sorted(stages.items()))
         bar.set_postfix_str(
-            f"val {metrics.val_accuracy:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
+            f"val {metrics.val_metric:.3f}  params {metrics.parameter_count:,}" + (f"  {shown}" if shown else "")
         )
         if bar.n >= bar.total:  # epochs a rollback discarded are trained again
             bar.total = bar.n + 1
@@ -55,17 +59,19 @@ def _embedded(experience_dir: str | None) -> Any:
     """`esper run` in this process; with `experience_dir`, transitions are recorded into its replay store."""
 
     def train(config: Any, label: str, *, quiet: bool, resume: bool, baseline_dir: Path | None) -> Any:
-        from esper.tolaria.services import embedded_services
+        from esper.tolaria.collaborators import embedded_collaborators
         from esper.tolaria.session import run_training
 
-        services: Any = embedded_services
+        collaborators: Any = embedded_collaborators
         if experience_dir is not None and not config.run.static:
-            from esper.simic.embedded import recording_services
+            from esper.simic.embedded import recording_collaborators
 
-            services = recording_services(embedded_services, experience_dir)
+            collaborators = recording_collaborators(embedded_collaborators, experience_dir)
         bar, update = _progress(config.run.epochs, label, enabled=not quiet)
         try:
-            return run_training(config, on_epoch=update, resume=resume, baseline_dir=baseline_dir, services=services)
+            return run_training(
+                config, on_epoch=update, resume=resume, baseline_dir=baseline_dir, collaborators=collaborators
+            )
         finally:
             bar.close()
 
@@ -90,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.mesh:
         from esper.cli.mesh_run import MeshRuns
 
-        # The mesh's Tolaria writes the folder: give it a path that means the same there.
+        # The mesh's Tolaria writes under its runs root; the folder is copied here afterwards.
         out = out.expanduser().resolve()
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=str(out)))
         mesh = MeshRuns(args.mesh, _progress)
@@ -108,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: bool, train: Any) -> int:
-    from esper.tolaria.report import format_summary
+    from esper.tolaria.run_report import format_summary
     from esper.tolaria.runfolder import RunFolder
 
     baseline_dir: Path | None = None
@@ -135,10 +141,23 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", help="digits (default), mnist5k, spirals, products6 or npz:PATH")
+    parser.add_argument(
+        "--dataset",
+        help="digits (default), mnist5k, spirals, products6, npz:PATH, or text / text:PATH "
+        "(character-level language modelling; text is the Python standard library's source)",
+    )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int, help="one seed makes a run repeatable on the same machine")
-    parser.add_argument("--host-width", type=int, help="hidden width (MLP) or channels (CNN) of the host")
+    parser.add_argument(
+        "--host",
+        choices=("auto", "mlp", "cnn", "rescnn", "transformer"),
+        help="host architecture (default auto: mlp for features, cnn for images, transformer for text)",
+    )
+    parser.add_argument(
+        "--host-width", type=int, help="hidden width (MLP), channels (CNN, residual CNN) or model width (transformer)"
+    )
+    parser.add_argument("--host-depth", type=int, help="hidden layers, conv or residual blocks, or transformer blocks")
+    parser.add_argument("--device", choices=DEVICES, help="where to train (default auto: CUDA when there is one)")
     parser.add_argument(
         "--max-params",
         type=int,

@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
     for name, target in SERVE_TARGETS.items():
         parser = names.add_parser(name, parents=[common], help=target.help, description=target.help)
         target.add_arguments(parser)
-        parser.set_defaults(handler=_serve, serve_target=target)
+        parser.set_defaults(handler=_serve, serve_target=target, client_tls=None)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -65,6 +65,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_metrics and args.metrics_port_file is not None:
         raise UsageError("--metrics-port-file: there is no /metrics endpoint with --no-metrics")
     config = server_config(args.serve_name, args)
+    # The server's own calls to other servers (Urza, Tamiyo) go out as the same identity.
+    args.client_tls = config.tls
     # Spans go where OTEL_* says (`esper up` points them at Nissa); the queue is flushed on the way out.
     with process_tracing(args.serve_name):
         served = target.build(args)

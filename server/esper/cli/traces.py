@@ -59,7 +59,7 @@ def _traces(args: argparse.Namespace) -> int:
     from esper.clients import NissaClient
     from esper.clients.base import ClientConfig
     from esper.mesh.addresses import load_mesh
-    from esper.nissa.validation import validate_find_traces
+    from esper.nissa.requests import check_find_traces
 
     request = nissa_pb2.FindTracesRequest(
         run_id=args.run or "", seed_id=args.seed or "", command_id=args.command_id or "", limit=args.limit
@@ -69,13 +69,14 @@ def _traces(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         raise UsageError(f"--timeout: must be > 0 seconds, got {args.timeout}")
     try:
-        validate_find_traces(request)
-        address = load_mesh(args.mesh).address("nissa")
+        check_find_traces(request)
+        mesh = load_mesh(args.mesh)
+        address, tls = mesh.address("nissa"), mesh.operator_tls()
     except InvalidArgument as error:
         raise _usage_error(error) from None
     except FailedPrecondition as error:
         raise UsageError(f"--mesh: {args.mesh}: {error.message}") from None
-    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout)) as nissa:
+    with NissaClient(ClientConfig(address=address, deadline_seconds=args.timeout, tls=tls)) as nissa:
         try:
             response = nissa.find_traces(request)
         except InvalidArgument as error:

@@ -1,8 +1,10 @@
 """`esper up / status / down --dir DIR`: the local mesh, NATS JetStream and every server on loopback.
 
 `up` starts `nats-server -js` and every `esper serve NAME` on free loopback ports,
-writes DIR/mesh.json with every address once each health check is SERVING, and
-returns (the servers keep running). `status` shows each one's health. `down`
+each speaking mTLS with its own identity from DIR/pki (created on the first `up`;
+`--insecure` for plaintext), writes DIR/mesh.json with every address and where the
+operator identity is once each health check is SERVING, and returns (the servers
+keep running). `status` shows each one's health. `down`
 stops them all by process id and checks that none is left.
 """
 
@@ -49,7 +51,7 @@ def _up(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
 
     try:
-        document = mesh.start(timeout=args.timeout, config=config, progress=progress)
+        document = mesh.start(timeout=args.timeout, config=config, progress=progress, insecure=args.insecure)
     except MeshStartFailed as exc:
         print(f"esper up: {exc}", file=sys.stderr)
         return 1
@@ -68,9 +70,10 @@ def _status(args: argparse.Namespace) -> int:
     if not mesh.mesh_file.exists():
         raise UsageError(f"no {mesh.mesh_file}: start a mesh with `esper up --dir {args.dir}`")
     addresses = load_mesh(mesh.mesh_file)
+    tls = addresses.operator_tls()
     rows: dict[str, dict[str, Any]] = {}
     for name, address in addresses.grpc.items():
-        rows[name] = {"address": address, "health": health(address, timeout=args.timeout)}
+        rows[name] = {"address": address, "health": health(address, timeout=args.timeout, tls=tls)}
     if addresses.nats_url:
         rows["nats"] = {"address": addresses.nats_url, "health": _nats_health(addresses.nats_url, args.timeout)}
     for name, row in rows.items():
@@ -137,6 +140,25 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server at ADDRESS is SERVING (asked over mTLS with the --tls-* identity)."""
+    from esper.cli.local_mesh import health
+    from esper.trust.identity import TlsFiles
+
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if any(given) and not all(given):
+        raise UsageError("--tls-cert, --tls-key and --tls-ca go together")
+    tls = None
+    if all(given):
+        try:
+            tls = TlsFiles(ca=Path(args.tls_ca), cert=Path(args.tls_cert), key=Path(args.tls_key)).read()
+        except ValueError as exc:
+            raise UsageError(f"--tls-*: {exc}") from None
+    state = health(args.address, timeout=args.timeout, tls=tls)
+    print(state)
+    return 0 if state == "SERVING" else 1
+
+
 def register(subparsers: Any) -> None:
     up = subparsers.add_parser(
         "up",
@@ -147,6 +169,11 @@ def register(subparsers: Any) -> None:
     up.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every server (default: 180)")
     up.add_argument("--config", help="Esper YAML whose tamiyo section the mesh's Tamiyo uses")
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="start every server plaintext, with no certificates and no authorization (development only)",
+    )
     add_json_flag(up)
     up.set_defaults(handler=_up)
     status = subparsers.add_parser("status", help="health of every server of the local mesh")
@@ -167,6 +194,16 @@ def register(subparsers: Any) -> None:
     )
     add_json_flag(restart)
     restart.set_defaults(handler=_restart)
+    check = subparsers.add_parser(
+        "health",
+        help="one server's grpc.health.v1 status (exit 1 unless SERVING): container and probe checks",
+    )
+    check.add_argument("address", metavar="HOST:PORT")
+    check.add_argument("--tls-cert", metavar="FILE", help="the identity to ask as (a mesh certificate)")
+    check.add_argument("--tls-key", metavar="FILE")
+    check.add_argument("--tls-ca", metavar="FILE")
+    check.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    check.set_defaults(handler=_health)
     down = subparsers.add_parser("down", help="stop every process of the local mesh, by pid")
     down.add_argument("--dir", default=DEFAULT_DIR, help=f"the mesh's folder (default: ./{DEFAULT_DIR})")
     down.add_argument(

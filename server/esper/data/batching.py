@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import torch
 
+from esper import checks
+
 
 def batches(
     x: torch.Tensor,
@@ -20,8 +22,7 @@ def batches(
     worker processes, no collation. With `shuffle`, the order comes from `generator`
     only, so the same generator state gives the same batches.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    checks.positive("batch_size", batch_size)
     rows = x.shape[0]
     if y.shape[0] != rows:
         raise ValueError(f"x has {rows} rows but y has {y.shape[0]}")

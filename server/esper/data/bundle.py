@@ -14,7 +14,10 @@ from esper.leyline.v1 import blueprint_pb2
 class Dataset:
     """Train, validation and test splits of one dataset, ready for training.
 
-    Features are float32 and labels int64 class indices in [0, num_classes).
+    Features are float32 and labels int64 class indices in [0, num_classes). A text
+    dataset (`metric` "bits_per_character") holds int64 character ids [N, context] as
+    inputs and the next characters [N, context] as labels; `num_classes` is the size of
+    its `vocabulary`.
     `input_shape` is one sample's shape without the batch dimension: `(D,)` for
     FEATURES, `(C, H, W)` for IMAGE. The validation rows come from the training
     data only; the test rows are never seen before the final evaluation.
@@ -35,6 +38,8 @@ class Dataset:
     y_test: torch.Tensor
     feature_mean: torch.Tensor | None = None
     feature_std: torch.Tensor | None = None
+    metric: str = "accuracy"
+    vocabulary: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """Sizes and shapes, for the run folder's summary."""
@@ -46,4 +51,5 @@ class Dataset:
             "train_size": int(self.y_train.shape[0]),
             "val_size": int(self.y_val.shape[0]),
             "test_size": int(self.y_test.shape[0]),
+            "metric": self.metric,
         }

@@ -8,10 +8,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from esper import checks
 from esper.data.bundle import Dataset
 from esper.data.npz import load_npz
 from esper.data.sources import RawSplit, load_digits, load_mnist5k, load_products6, load_spirals
 from esper.data.splits import split_indices, standardization, standardize
+from esper.data.text import TEXT_NAME, TEXT_PREFIX, is_text, load_text
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import blueprint_pb2
 
@@ -24,7 +26,7 @@ BUILT_IN: dict[str, Callable[[], RawSplit]] = {
     "products6": load_products6,
 }
 NPZ_PREFIX = "npz:"
-DATASET_NAMES = (*BUILT_IN, f"{NPZ_PREFIX}PATH")
+DATASET_NAMES = (*BUILT_IN, f"{NPZ_PREFIX}PATH", TEXT_NAME, f"{TEXT_PREFIX}PATH")
 MAX_CLASSES = 10_000
 
 
@@ -46,17 +48,19 @@ def load_dataset(
 ) -> Dataset:
     """Load `spec` with its fixed test split and a validation split carved from training rows.
 
-    `spec` is "digits", "mnist5k", "spirals", "products6" or "npz:PATH". The validation rows are
+    `spec` is "digits", "mnist5k", "spirals", "products6", "npz:PATH", or "text" / "text:PATH"
+    (character-level language modelling, esper.data.text, whose splits the corpus fixes:
+    `validation_fraction` does not apply). The validation rows are
     drawn with `validation_seed` (stratified where every class has two rows or more),
     by default a fixed one: runs that differ only in `seed` then train and validate on
     the same rows, so comparing them measures the method, not the split. The test rows
     never move. FEATURES inputs are standardized with the statistics of the remaining
     training rows; IMAGE inputs stay in their [0, 1] pixel scale.
     """
-    if not 0.0 < validation_fraction < 1.0:
-        raise InvalidArgument.for_field("validation_fraction", f"must be in (0, 1), got {validation_fraction}")
-    if seed < 0:
-        raise InvalidArgument.for_field("seed", f"must be >= 0, got {seed}")
+    checks.in_range("validation_fraction", validation_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    checks.non_negative("seed", seed)
+    if is_text(spec.strip()):
+        return _text_dataset(spec.strip())
     raw = _raw_split(spec.strip())
     num_classes = int(max(raw.y_train.max(), raw.y_test.max())) + 1
     if num_classes > MAX_CLASSES:
@@ -64,8 +68,7 @@ def load_dataset(
             "dataset", f"labels run up to {num_classes - 1}; at most {MAX_CLASSES} classes are supported"
         )
     split_seed = VALIDATION_SPLIT_SEED if validation_seed is None else validation_seed
-    if split_seed < 0:
-        raise InvalidArgument.for_field("validation_seed", f"must be >= 0, got {split_seed}")
+    checks.non_negative("validation_seed", split_seed)
     keep, held = split_indices(raw.y_train, validation_fraction, split_seed)
     x_train, x_val, x_test = raw.x_train[keep], raw.x_train[held], raw.x_test
     mean: torch.Tensor | None = None
@@ -87,6 +90,27 @@ def load_dataset(
         y_test=torch.from_numpy(np.ascontiguousarray(raw.y_test)),
         feature_mean=mean,
         feature_std=std,
+    )
+    logger.info("dataset %s", dataset.describe())
+    return dataset
+
+
+def _text_dataset(spec: str) -> Dataset:
+    """A character-level language-modelling set (esper.data.text); its splits are fixed by the corpus."""
+    text = load_text(spec)
+    dataset = Dataset(
+        name=text.name,
+        input_kind=blueprint_pb2.INPUT_KIND_SEQUENCE,
+        input_shape=(int(text.x_train.shape[1]),),
+        num_classes=len(text.vocabulary),
+        x_train=text.x_train,
+        y_train=text.y_train,
+        x_val=text.x_val,
+        y_val=text.y_val,
+        x_test=text.x_test,
+        y_test=text.y_test,
+        metric="bits_per_character",
+        vocabulary=text.vocabulary,
     )
     logger.info("dataset %s", dataset.describe())
     return dataset

@@ -3,6 +3,8 @@
 from esper.hosts.build import (
     DEFAULT_CNN_WIDTH,
     DEFAULT_MLP_WIDTH,
+    DEFAULT_RESCNN_WIDTH,
+    DEFAULT_TRANSFORMER_WIDTH,
     SEED_SITE_TYPE,
     Host,
     build_host,
@@ -14,6 +16,8 @@ from esper.hosts.spec import HostSpec
 __all__ = [
     "DEFAULT_CNN_WIDTH",
     "DEFAULT_MLP_WIDTH",
+    "DEFAULT_RESCNN_WIDTH",
+    "DEFAULT_TRANSFORMER_WIDTH",
     "SEED_SITE_TYPE",
     "Host",
     "HostSpec",

@@ -5,21 +5,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from esper import checks
 from esper.errors import InvalidArgument
 
-HostKind = Literal["mlp", "cnn"]
-HOST_KINDS: tuple[HostKind, ...] = ("mlp", "cnn")
+HostKind = Literal["mlp", "cnn", "transformer", "rescnn"]
+HOST_KINDS: tuple[HostKind, ...] = ("mlp", "cnn", "transformer", "rescnn")
 MAX_WIDTH = 4096
 MAX_DEPTH = 8
 
 
 @dataclass(frozen=True)
 class HostSpec:
-    """One default host: an MLP over features or a small CNN over images.
+    """One default host: an MLP over features, a small CNN or residual CNN over images, or a
+    causal transformer over token ids.
 
-    `width` is the hidden width (MLP) or the channel count of every conv block (CNN);
-    `depth` the number of hidden layers or conv blocks. `init_seed` fixes the
-    initial weights. Recorded in lineage.json, so a saved model can be rebuilt.
+    `width` is the hidden width (MLP), the channel count of every conv block (CNN,
+    residual CNN) or the model width (transformer); `depth` the number of hidden layers,
+    conv blocks, residual blocks or transformer blocks. A transformer's `input_shape` is
+    `[context]` (tokens per sequence) and `num_classes` its vocabulary. `init_seed` fixes
+    the initial weights. Recorded in lineage.json, so a saved model can be rebuilt.
     """
 
     kind: HostKind
@@ -33,14 +37,10 @@ class HostSpec:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         if self.kind not in HOST_KINDS:
             raise InvalidArgument.for_field("host.kind", f"must be one of {HOST_KINDS}, got {self.kind!r}")
-        if not 1 <= self.width <= MAX_WIDTH:
-            raise InvalidArgument.for_field("host.width", f"must be in [1, {MAX_WIDTH}], got {self.width}")
-        if not 1 <= self.depth <= MAX_DEPTH:
-            raise InvalidArgument.for_field("host.depth", f"must be in [1, {MAX_DEPTH}], got {self.depth}")
-        if self.num_classes < 2:
-            raise InvalidArgument.for_field("host.num_classes", f"must be >= 2, got {self.num_classes}")
-        if self.init_seed < 0:
-            raise InvalidArgument.for_field("host.init_seed", f"must be >= 0, got {self.init_seed}")
+        checks.in_range("host.width", self.width, 1, MAX_WIDTH)
+        checks.in_range("host.depth", self.depth, 1, MAX_DEPTH)
+        checks.at_least("host.num_classes", self.num_classes, 2)
+        checks.non_negative("host.init_seed", self.init_seed)
         if any(d < 1 for d in self.input_shape):
             raise InvalidArgument.for_field(
                 "host.input_shape", f"dimensions must be >= 1, got {list(self.input_shape)}"
@@ -51,6 +51,14 @@ class HostSpec:
         if self.kind == "mlp" and len(self.input_shape) != 1:
             raise InvalidArgument.for_field(
                 "host.input_shape", f"an mlp takes [features], got {list(self.input_shape)}"
+            )
+        if self.kind == "transformer" and len(self.input_shape) != 1:
+            raise InvalidArgument.for_field(
+                "host.input_shape", f"a transformer takes [context] token ids, got {list(self.input_shape)}"
+            )
+        if self.kind == "rescnn" and len(self.input_shape) != 3:
+            raise InvalidArgument.for_field(
+                "host.input_shape", f"a rescnn takes [channels, height, width], got {list(self.input_shape)}"
             )
         if self.kind == "cnn":
             if len(self.input_shape) != 3:

@@ -24,6 +24,7 @@ INVALID_IR = "INVALID_IR"
 _KIND_RANK = {
     blueprint_pb2.INPUT_KIND_FEATURES: 1,
     blueprint_pb2.INPUT_KIND_SEQUENCE: 2,
+    blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE: 2,
     blueprint_pb2.INPUT_KIND_IMAGE: 3,
 }
 
@@ -84,6 +85,8 @@ def analyze(ir: blueprint_pb2.BlueprintIR, *, field_prefix: str = "ir") -> Analy
     _check_arity(nodes, inputs, field_prefix)
     order = _topological_order(nodes, field_prefix)
     _check_feeds_output(nodes, output_id, field_prefix)
+    if ir.input_kind == blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE:
+        _check_causal(nodes, field_prefix)
     shapes = _infer(ir, nodes, order, field_prefix)
     return Analysis(nodes, order, input_id, output_id, shapes)
 
@@ -240,6 +243,21 @@ def _find_cycle(nodes: dict[str, NodeInfo], stuck: set[str]) -> list[str]:
         path.append(current)
         current = min(source for source in nodes[current].inputs if source in stuck)
     return list(reversed(path[position[current] :]))
+
+
+def _check_causal(nodes: dict[str, NodeInfo], prefix: str) -> None:
+    """A CAUSAL_SEQUENCE block never lets token t read a later token: causal attention, no reshape."""
+    for info in sorted(nodes.values(), key=lambda i: i.index):
+        op = info.node.op_type
+        if op == blueprint_pb2.OP_TYPE_SELF_ATTENTION and not info.attributes.get_int("causal"):
+            raise invalid_ir(
+                f"{_node_path(prefix, info)}.attributes.causal",
+                f"{info.describe()} must be causal (causal = 1) in a CAUSAL_SEQUENCE block",
+            )
+        if op == blueprint_pb2.OP_TYPE_RESHAPE:
+            raise invalid_ir(
+                _node_path(prefix, info), f"{info.describe()} could move tokens; a CAUSAL_SEQUENCE block has no RESHAPE"
+            )
 
 
 def _check_feeds_output(nodes: dict[str, NodeInfo], output_id: str, prefix: str) -> None:

@@ -68,9 +68,6 @@ class Attributes:
         assert isinstance(value, tuple)
         return value
 
-    def as_dict(self) -> dict[str, AttrValue]:
-        return dict(self._values)
-
 
 def resolve_attributes(
     specs: tuple[AttributeSpec, ...], given: Mapping[str, blueprint_pb2.AttributeValue]

@@ -145,7 +145,9 @@ class IRBuilder:
     def reshape(self, x: str, shape: Sequence[int]) -> str:
         return self.add(_OPS.OP_TYPE_RESHAPE, x, shape=list(shape))
 
-    def self_attention(self, x: str, num_heads: int, *, init_scale: float = 1.0) -> str:
+    def self_attention(self, x: str, num_heads: int, *, init_scale: float = 1.0, causal: bool = False) -> str:
+        if causal:
+            return self.add(_OPS.OP_TYPE_SELF_ATTENTION, x, num_heads=num_heads, init_scale=init_scale, causal=1)
         return self.add(_OPS.OP_TYPE_SELF_ATTENTION, x, num_heads=num_heads, init_scale=init_scale)
 
     def scale(self, x: str, init_value: float = 1.0) -> str:

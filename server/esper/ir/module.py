@@ -116,6 +116,7 @@ def _node_module(info: NodeInfo, shape: tuple[int, ...], generator: torch.Genera
             shape[-1],
             num_heads=attrs.get_int("num_heads"),
             init_scale=attrs.get_float("init_scale"),
+            causal=bool(attrs.get_int("causal")),
             generator=generator,
         )
     if op == _OPS.OP_TYPE_SCALE:

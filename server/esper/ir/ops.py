@@ -20,9 +20,10 @@ builder (`esper.ir.module`) follows exactly:
   first's or is 1 (so a [C, 1, 1] gate scales a [C, H, W] map); output = first shape.
 - GLOBAL_AVG_POOL: [C, H, W] -> [C, 1, 1].
 - RESHAPE: `shape` (ints, each >= 1, no -1) with the same element count.
-- SELF_ATTENTION: [T, D] -> [T, D], non-causal, `num_heads` divides D; a fused
-  q/k/v projection D -> 3D and an output projection D -> D, both with bias
-  (parameters 4*D*D + 4*D), scaled dot-product attention per head.
+- SELF_ATTENTION: [T, D] -> [T, D], `num_heads` divides D; a fused q/k/v
+  projection D -> 3D and an output projection D -> D, both with bias (parameters
+  4*D*D + 4*D), scaled dot-product attention per head; `causal` (0/1, default 0)
+  masks later tokens, so token t reads tokens 0..t only.
 - SCALE: a learnable per-channel factor on the last dim (rank 1, 2) or on C
   (rank 3), initialized to `init_value` (default 1).
 - MAX_POOL2D: [C, H, W] -> [C, H', W'] with H' = (H - k) // s + 1, no padding;
@@ -285,7 +286,11 @@ OP_SPECS: dict[int, OpSpec] = {
             _OPS.OP_TYPE_SELF_ATTENTION,
             "self_attention",
             1,
-            (_size("num_heads", limits.MAX_HEADS), _INIT_SCALE),
+            (
+                _size("num_heads", limits.MAX_HEADS),
+                _INIT_SCALE,
+                AttributeSpec("causal", AttrKind.INT, default=0, minimum=0, maximum=1),
+            ),
             _infer_self_attention,
             _self_attention_parameters,
         ),

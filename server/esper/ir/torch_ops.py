@@ -99,9 +99,11 @@ class GroupNorm(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Non-causal multi-head self-attention on [batch, T, D]."""
+    """Multi-head self-attention on [batch, T, D]; `causal` masks later tokens."""
 
-    def __init__(self, dim: int, *, num_heads: int, init_scale: float, generator: torch.Generator) -> None:
+    def __init__(
+        self, dim: int, *, num_heads: int, init_scale: float, generator: torch.Generator, causal: bool = False
+    ) -> None:
         super().__init__()
         # Xavier for the q/k/v projections and zero biases, as nn.MultiheadAttention does.
         self.qkv_weight = _uniform((3 * dim, dim), math.sqrt(3.0 / dim), generator)
@@ -109,12 +111,14 @@ class SelfAttention(nn.Module):
         self.out_weight = _uniform((dim, dim), init_scale / math.sqrt(dim), generator)
         self.out_bias = nn.Parameter(torch.zeros(dim))
         self.num_heads = num_heads
+        self.causal = causal
 
     def forward(self, x: Tensor) -> Tensor:
         batch, tokens, dim = x.shape
         qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # [batch, T, 3D]
         qkv = qkv.reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [batch, heads, T, D / heads]
+        # [batch, heads, T, D / heads]
+        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=self.causal)
         merged = attended.transpose(1, 2).reshape(batch, tokens, dim)
         return F.linear(merged, self.out_weight, self.out_bias)
 

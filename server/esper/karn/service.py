@@ -8,11 +8,11 @@ from collections import OrderedDict
 
 from esper.karn.catalog import TemplateCatalog
 from esper.karn.config import KarnConfig
-from esper.karn.validation import (
-    validate_get_template,
-    validate_list_templates,
-    validate_query_templates,
-    validate_submit_field_reports,
+from esper.karn.requests import (
+    check_get_template,
+    check_list_templates,
+    check_query_templates,
+    check_submit_field_reports,
 )
 from esper.leyline.v1 import control_pb2, karn_pb2
 from esper.paging import encode_page_token
@@ -35,7 +35,7 @@ class KarnService:
         return cls(TemplateCatalog.default(), config)
 
     def list_templates(self, request: karn_pb2.ListTemplatesRequest) -> karn_pb2.ListTemplatesResponse:
-        page = validate_list_templates(request, self._config)
+        page = check_list_templates(request, self._config)
         matching = self._catalog.list_templates(
             tier=request.tier, tag=request.tag, input_kind=request.input_kind, growth_kind=request.growth_kind
         )
@@ -45,11 +45,11 @@ class KarnService:
         return karn_pb2.ListTemplatesResponse(templates=templates, next_page_token=next_token, total_size=len(matching))
 
     def get_template(self, request: karn_pb2.GetTemplateRequest) -> karn_pb2.GetTemplateResponse:
-        template_id = validate_get_template(request)
+        template_id = check_get_template(request)
         return karn_pb2.GetTemplateResponse(template=self._catalog.get_template(template_id))
 
     def query_templates(self, request: karn_pb2.QueryTemplatesRequest) -> karn_pb2.QueryTemplatesResponse:
-        query = validate_query_templates(request, self._config)
+        query = check_query_templates(request, self._config)
         templates = self._catalog.query(
             input_kind=query.input_kind,
             input_shape=query.input_shape,
@@ -63,7 +63,7 @@ class KarnService:
         return karn_pb2.QueryTemplatesResponse(templates=templates)
 
     def submit_field_reports(self, request: karn_pb2.SubmitFieldReportsRequest) -> karn_pb2.SubmitFieldReportsResponse:
-        validate_submit_field_reports(request, self._config)
+        check_submit_field_reports(request, self._config)
         accepted = duplicates = 0
         with self._reports_lock:
             for report in request.reports:

@@ -16,11 +16,14 @@ class KernelCacheConfig:
     An entry's size is its artifact's byte size (weights plus the serialized graph),
     a stable proxy for what the loaded module holds. `require_validated` refuses
     kernels Urabrask has not passed: Kasmina grafts only VALIDATED kernels.
+    `require_signature` refuses kernels without a signature by a trusted compile
+    worker; turning it off is for tests of what happens after that check.
     """
 
     max_entries: int = 128
     max_bytes: int = 512 * MIB
     require_validated: bool = True
+    require_signature: bool = True
 
     def __post_init__(self) -> None:
         checks.positive("max_entries", self.max_entries)
@@ -36,7 +39,11 @@ class KasminaConfig:
     """Where seeds go in the host and how they move through their lifecycle.
 
     Targets are module type names (e.g. "ReLU") and/or module paths (e.g. "net.2");
-    a seed follows each matching module. Step counts are optimizer steps. While
+    a seed follows each matching module. With neither, `esper.wrap` picks the model's
+    block outputs or activations (esper.kasmina.wrapping.default_sites).
+    `sequence_mixing` says whether [tokens, features] sites are "causal" (a token never
+    reads a later one, so only causal blocks fit), "bidirectional", or "auto" (found by
+    changing the example input's last token). Step counts are optimizer steps. While
     TRAINING, the seed learns from the task-loss gradient it would get if grafted at
     `training_blend_alpha` (its forward value stays exactly the host's).
     `isolation_check_every` and `gradient_sample_every` sample steps for the run-time
@@ -49,13 +56,17 @@ class KasminaConfig:
     (so the site can grow again) while the model has fewer than `max_seeds` seeds.
     `width_init` is how a width seed's new units start: "live" (fresh weights of
     their own, biases centred on the first batch, esper.kasmina.units) or "ir" (the
-    kernel's compiled initial weights).
+    kernel's compiled initial weights). With `merge_width_fossils`, a fossilized width
+    seed's units are written into the host's layers (esper.kasmina.widening), so from
+    then on they connect to every unit around them.
     """
 
     target_module_types: tuple[str, ...] = ()
     target_module_paths: tuple[str, ...] = ()
     width_seeds: bool = False
+    sequence_mixing: str = "auto"
     width_init: str = "live"
+    merge_width_fossils: bool = True
     max_seeds: int = 32
     grafting_strategy: str = "LINEAR_RAMP"
     ramp_steps: int = 100
@@ -76,6 +87,7 @@ class KasminaConfig:
         object.__setattr__(self, "target_module_paths", tuple(self.target_module_paths))
         checks.one_of("kasmina.grafting_strategy", self.grafting_strategy, GRAFTING_STRATEGIES)
         checks.one_of("kasmina.width_init", self.width_init, WIDTH_INITS)
+        checks.one_of("kasmina.sequence_mixing", self.sequence_mixing, ("auto", "causal", "bidirectional"))
         checks.in_range("kasmina.drift_smoothing", self.drift_smoothing, 0.0, 1.0, high_open=True)
         checks.in_range("kasmina.training_blend_alpha", self.training_blend_alpha, 0.0, 1.0, low_open=True)
         at_least_one = (

@@ -95,6 +95,7 @@ def adaptation_to_dict(adaptation: Adaptation) -> dict[str, Any]:
         "eval_gain": adaptation.eval_gain,
         "parameter_count": adaptation.parameter_count,
         "ir": json_format.MessageToDict(adaptation.ir) if adaptation.ir is not None else None,
+        "merged": adaptation.merged,
     }
 
 
@@ -115,6 +116,7 @@ def adaptation_from_dict(data: dict[str, Any]) -> Adaptation:
         eval_gain=_optional_float(data.get("eval_gain")),
         parameter_count=int(data.get("parameter_count", 0)),
         ir=ir,
+        merged=bool(data.get("merged", False)),
     )
 
 

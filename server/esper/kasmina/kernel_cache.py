@@ -1,8 +1,11 @@
 """Kasmina's kernel cache: verified kernel artifacts, loaded once, kept in an LRU.
 
 A miss fetches the artifact from Urza (in-process or over gRPC, through the
-`UrzaServiceApi` protocol), verifies its SHA-256 before anything reads it, loads it with
-`esper.tezzeret.artifacts.load_kernel_module` (torch.export, never pickle) and keeps
+`UrzaServiceApi` protocol), verifies its SHA-256 and its compile worker's Ed25519
+signature against the trusted keys before anything reads it (an unsigned kernel,
+or one signed by a key not trusted here, is refused: Urza only stores what it is
+sent), loads it with `esper.tezzeret.artifacts.load_kernel_module` (format check,
+then torch.export, never pickle) and keeps
 the loaded module: loading costs tens of milliseconds, which the training path must
 not pay twice. Entries are evicted least recently used first, bounded both by count
 and by bytes.
@@ -16,6 +19,7 @@ recompiles the graph's code).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import types
@@ -29,6 +33,7 @@ from esper.kasmina.config import KernelCacheConfig
 from esper.leyline.v1 import kernel_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.tezzeret.artifacts import load_kernel_module
+from esper.trust.kernel_signing import KernelSignatureError, TrustedSigners
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
@@ -74,6 +79,7 @@ class KernelCacheStats:
     checksum_failures: int
     load_failures: int
     hit_rate: float
+    signature_failures: int = 0
 
 
 class _Flight:
@@ -88,9 +94,12 @@ class _Flight:
 class KernelCache:
     """LRU of loaded kernels, bounded by count and bytes; thread-safe, one fetch per kernel at a time."""
 
-    def __init__(self, urza: UrzaServiceApi, config: KernelCacheConfig | None = None) -> None:
+    def __init__(
+        self, urza: UrzaServiceApi, config: KernelCacheConfig | None = None, *, trust: TrustedSigners | None = None
+    ) -> None:
         self._urza = urza
         self.config = config if config is not None else KernelCacheConfig()
+        self._trust = trust
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, LoadedKernel] = OrderedDict()
         self._flights: dict[str, _Flight] = {}
@@ -99,6 +108,7 @@ class KernelCache:
         self._misses = 0
         self._evictions = 0
         self._checksum_failures = 0
+        self._signature_failures = 0
         self._load_failures = 0
 
     def load(self, kernel_id: str) -> LoadedKernel:
@@ -185,6 +195,7 @@ class KernelCache:
                 checksum_failures=self._checksum_failures,
                 load_failures=self._load_failures,
                 hit_rate=self._hit_rate(),
+                signature_failures=self._signature_failures,
             )
 
     def _hit_rate(self) -> float:
@@ -203,6 +214,7 @@ class KernelCache:
         if self.config.require_validated and artifact.status != kernel_pb2.KERNEL_STATUS_VALIDATED:
             status = kernel_pb2.KernelStatus.Name(artifact.status)
             raise FailedPrecondition(f"kernel {kernel_id} is {status}, not VALIDATED; it cannot be grafted")
+        self._verify_signature(artifact, data)
         try:
             module = load_kernel_module(data, artifact.pipeline)
         except Exception as exc:
@@ -213,6 +225,21 @@ class KernelCache:
             raise FailedPrecondition(f"kernel {kernel_id}: artifact does not load: {exc}") from exc
         logger.debug("kernel %s loaded (%d bytes)", kernel_id, len(data))
         return LoadedKernel(artifact=artifact, module=module, size_bytes=len(data))
+
+    def _verify_signature(self, artifact: kernel_pb2.KernelArtifact, data: bytes) -> None:
+        if not self.config.require_signature:
+            return
+        try:
+            if self._trust is None:
+                raise KernelSignatureError(
+                    f"kernel {artifact.kernel_id}: no trusted signing key is configured; nothing is loaded unverified"
+                )
+            self._trust.verify(artifact, hashlib.sha256(data).hexdigest())
+        except KernelSignatureError:
+            with self._lock:
+                self._signature_failures += 1
+            logger.warning("kernel %s refused: its signature does not verify here", artifact.kernel_id)
+            raise
 
     def _insert(self, entry: LoadedKernel) -> None:
         """Add an entry and evict least recently used ones until both bounds hold. Lock held."""

@@ -1,6 +1,6 @@
-"""The seed lifecycle: stages and the legal transitions between them (HLD seed 004, Appendix B).
+"""The seed lifecycle: stages and the legal transitions between them (docs/lifecycle.md).
 
-The table is Appendix B's, plus the CULLED/CANCELLED returns to DORMANT and the
+The table is docs/lifecycle.md's: the design's, with the CULLED/CANCELLED returns to DORMANT and the
 ROLLED_BACK lock: after an emergency rollback Tolaria restores the last good
 checkpoint, in which the failed seed may sit in any stage but FOSSILIZED, and
 locks it there as ROLLED_BACK for the rest of the run. FOSSILIZED and ROLLED_BACK

@@ -22,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -30,7 +31,8 @@ from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.records import IsolationViolation
 from esper.kasmina.seed import KasminaSeed
-from esper.leyline.v1 import telemetry_pb2
+from esper.kasmina.widening import merge_width, resize_to
+from esper.leyline.v1 import blueprint_pb2, telemetry_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class MorphableModel(nn.Module):
         self.epoch = 0
         self.global_step = 0
         self.isolation_handler: IsolationHandler | None = None
+        # When host layers are replaced (a width seed merged, or a load resized them),
+        # `host_growth` maps each new host parameter to the one it grew from, for the optimizer.
+        self.host_growth: dict[Tensor, Tensor] = {}
         self._by_id: dict[str, KasminaSeed] = {}
         # Cached: step() runs after every optimizer step and must cost ~nothing when all seeds are dormant.
         self._seed_tuple: tuple[KasminaSeed, ...] = tuple(seed for seed in self.seeds if isinstance(seed, KasminaSeed))
@@ -101,6 +106,56 @@ class MorphableModel(nn.Module):
     def seed_layout(self) -> list[telemetry_pb2.SeedDescriptor]:
         return [seed.descriptor for seed in self.seed_list()]
 
+    def merge_width_seed(self, seed_id: str) -> bool:
+        """Write a fossilized width seed's units into the host's layers (esper.kasmina.widening).
+
+        The model computes the same function; the seed then holds no kernel. False, changing
+        nothing, when its kernel has no trainable weights to write (a frozen compiled kernel).
+        """
+        seed = self.seed(seed_id)
+        adaptation = seed.adaptation
+        if seed.kernel is None or adaptation is None or adaptation.ir is None or not seed.kernel_parameters():
+            return False
+        growth = merge_width(self.host, seed.kernel, adaptation.ir, seed.site, seed.descriptor.output_site)
+        seed.release_merged_kernel()
+        self.host_growth.update(growth)
+        self._host_replaced()
+        self.follow_host_shapes()
+        return True
+
+    def follow_host_shapes(self) -> list[str]:
+        """Dormant width seeds take the shapes their layers have now; returns the seeds whose shapes changed.
+
+        A dormant width seed reads all that enters its layer and writes all of the next
+        layer's output, so the units merged since it was placed are part of what it
+        grows from. Seeds under way or fossilized keep the shapes their kernels have.
+        """
+        changed = []
+        for seed in self._seed_tuple:
+            if not seed.is_width or seed.stage not in lc.IDENTITY_STAGES:
+                continue
+            descriptor = telemetry_pb2.SeedDescriptor()
+            descriptor.CopyFrom(seed.descriptor)
+            _set_units(descriptor.input_shape, _units_in(self.host.get_submodule(seed.site)))
+            _set_units(descriptor.output_shape, _units_out(self.host.get_submodule(descriptor.output_site)))
+            if descriptor != seed.descriptor:
+                seed.descriptor.CopyFrom(descriptor)
+                changed.append(seed.seed_id)
+        return changed
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load weights, first resizing host layers to the shapes saved (a host that had grown, or not yet)."""
+        if resize_to(self.host, state_dict, prefix="host."):
+            self._host_replaced()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _host_replaced(self) -> None:
+        """Host layers are new objects: every seed hooks onto them again, in layout order."""
+        for seed in self._seed_tuple:
+            seed.unbind()
+        for seed in self._seed_tuple:
+            self._bind(seed)
+
     def add_seed(self, descriptor: telemetry_pb2.SeedDescriptor) -> KasminaSeed:
         """A new dormant seed at the end of the layout; InvalidArgument if its id is taken or its site missing."""
         if descriptor.seed_id in self._by_id:
@@ -117,6 +172,10 @@ class MorphableModel(nn.Module):
         (their stage and kernel are restored separately), missing ones are added dormant, the
         others leave the model with their hooks. Weights must be loaded afterwards."""
         wanted = [descriptor.seed_id for descriptor in layout]
+        for descriptor in layout:
+            kept = self._by_id.get(descriptor.seed_id)
+            if kept is not None and kept.descriptor != descriptor:
+                kept.descriptor.CopyFrom(descriptor)  # a dormant width seed's shapes follow the host
         if wanted == [seed.seed_id for seed in self._seed_tuple]:
             return
         if len(set(wanted)) != len(wanted):
@@ -221,3 +280,17 @@ class MorphableModel(nn.Module):
             self.isolation_handler(seed, violation)
         if seed.stage == lc.TRAINING:
             seed.enter(lc.CULLED, epoch=self.epoch, reason=f"isolation violation ({kind}): {detail}")
+
+
+def _units_in(module: nn.Module) -> int:
+    return int(module.in_features if isinstance(module, nn.Linear) else module.in_channels)  # type: ignore[arg-type]
+
+
+def _units_out(module: nn.Module) -> int:
+    return int(module.out_features if isinstance(module, nn.Linear) else module.out_channels)  # type: ignore[arg-type]
+
+
+def _set_units(shape: blueprint_pb2.TensorShape, units: int) -> None:
+    """The unit dim of a shape without batch: features [D], or channels of [C, H, W]."""
+    if shape.dims:
+        shape.dims[0] = units

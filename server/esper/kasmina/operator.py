@@ -8,8 +8,8 @@ SeedTransition, which Tolaria drains. FieldReports are Tamiyo's: she reports eve
 finished adaptation, including those Kasmina ends on its own (seen in the packet).
 A kernel that fails to load, for any reason, culls its seed: the run goes on.
 
-Regrowth: when a seed fossilizes, its site gets a new dormant child seed (seed 004,
-Appendix C.3: CONTAINS / CHILD_OF), so the site can grow again as long as growth
+Regrowth: when a seed fossilizes, its site gets a new dormant child seed (a CHILD_OF
+edge in the seed graph, docs/lifecycle.md), so the site can grow again as long as growth
 pays: a depth child stacks its block on its parent's output, a width child adds
 more units to the same layer. The child's birth is recorded as a transition into
 DORMANT. Checkpoints carry the layout, so a restore puts back the seeds that
@@ -34,16 +34,16 @@ from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.records import Adaptation, IsolationViolation
+from esper.kasmina.requests import (
+    check_apply_command,
+    check_list_seed_states,
+    check_stream_telemetry,
+)
 from esper.kasmina.seed import KasminaSeed
 from esper.kasmina.source import KernelSource, load_checked_kernel, on_device_of
 from esper.kasmina.streaming import TelemetryHub, TelemetryStream
 from esper.kasmina.telemetry import ActivationSummary
 from esper.kasmina.tracing import command_span, germination_parent, phase_span
-from esper.kasmina.validation import (
-    validate_apply_command,
-    validate_list_seed_states,
-    validate_stream_telemetry,
-)
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
@@ -77,7 +77,7 @@ class KasminaOperator:
         self._on_violation = on_isolation_violation
         self._lock = threading.RLock()
         self._boundary_epoch = 0
-        self._last_accuracy = 0.0
+        self._last_score = 0.0
         self._commands: OrderedDict[str, tuple[str, kasmina_pb2.ApplyCommandResponse]] = OrderedDict()
         self._transitions: list[run_pb2.SeedTransition] = []
         self._hub = TelemetryHub()
@@ -87,7 +87,7 @@ class KasminaOperator:
     # KasminaService
 
     def apply_command(self, request: kasmina_pb2.ApplyCommandRequest) -> kasmina_pb2.ApplyCommandResponse:
-        validate_apply_command(request)
+        check_apply_command(request)
         command = request.command
         self._check_run(command.run_id, "command.run_id")
         fingerprint = _fingerprint(command)
@@ -110,7 +110,7 @@ class KasminaOperator:
             return response
 
     def list_seed_states(self, request: kasmina_pb2.ListSeedStatesRequest) -> kasmina_pb2.ListSeedStatesResponse:
-        page = validate_list_seed_states(request)
+        page = check_list_seed_states(request)
         self._check_run(request.run_id, "run_id")
         with self._lock:
             seeds = self.model.seed_list()
@@ -123,7 +123,7 @@ class KasminaOperator:
 
     def stream_telemetry(self, request: kasmina_pb2.StreamTelemetryRequest) -> TelemetryStream:
         """Reports from the next epoch boundary on; close() the stream to leave early."""
-        validate_stream_telemetry(request)
+        check_stream_telemetry(request)
         self._check_run(request.run_id, "run_id")
         for seed_id in request.seed_ids:
             self.model.seed(seed_id)
@@ -131,18 +131,19 @@ class KasminaOperator:
 
     # Tolaria
 
-    def on_epoch_end(
-        self, epoch: int, *, validation_accuracy: float | None = None
-    ) -> list[telemetry_pb2.SeedTelemetry]:
+    def on_epoch_end(self, epoch: int, *, validation_score: float | None = None) -> list[telemetry_pb2.SeedTelemetry]:
         """Boundary bookkeeping after `epoch` (and its validation pass): returns every seed's report.
+
+        `validation_score` (the run's metric, higher is better) becomes the `pre_metric`
+        of the next germination.
 
         CULLED and CANCELLED seeds return to DORMANT; reports are built from the last
         `collecting_telemetry()` pass and the sampled gradients, and streamed.
         """
         with self._lock:
             self._boundary_epoch = epoch
-            if validation_accuracy is not None:
-                self._last_accuracy = validation_accuracy
+            if validation_score is not None:
+                self._last_score = validation_score
             for seed in self.model.seed_list():
                 if seed.stage in lc.RETURNING_STAGES:
                     self._transition(seed, lc.DORMANT, reason="returned to DORMANT at the epoch boundary")
@@ -174,7 +175,7 @@ class KasminaOperator:
         return [seed.seed_id for seed in self.model.seed_list() if seed.stage in _MEASURED_STAGES]
 
     def record_eval_gain(self, seed_id: str, gain: float) -> None:
-        """Validation accuracy with the seed blended minus with alpha=0; makes an EVALUATING seed ready."""
+        """Validation score with the seed blended minus with alpha=0; makes an EVALUATING seed ready."""
         with self._lock:
             seed = self.model.seed(seed_id)
             if seed.stage not in _MEASURED_STAGES or seed.adaptation is None:
@@ -227,7 +228,7 @@ class KasminaOperator:
                 "format": STATE_FORMAT,
                 "run_id": self.run_id,
                 "boundary_epoch": self._boundary_epoch,
-                "last_accuracy": self._last_accuracy,
+                "last_score": self._last_score,
                 "epoch": self.model.epoch,
                 "global_step": self.model.global_step,
                 "layout": [json_format.MessageToDict(seed.descriptor) for seed in self.model.seed_list()],
@@ -259,7 +260,8 @@ class KasminaOperator:
                     continue
                 snapshot = convert.snapshot_from_dict(state["seeds"][seed.seed_id])
                 kernel = None
-                if snapshot.stage in lc.KERNEL_STAGES:
+                merged = snapshot.adaptation is not None and snapshot.adaptation.merged
+                if snapshot.stage in lc.KERNEL_STAGES and not merged:
                     assert snapshot.adaptation is not None
                     kernel = on_device_of(self._kernels.instantiate(snapshot.adaptation.kernel_id), self.model.host)
                 seed.restore(snapshot, kernel)
@@ -271,7 +273,7 @@ class KasminaOperator:
             self.model.epoch = int(state["epoch"])
             self.model.global_step = int(state["global_step"])
             self._boundary_epoch = int(state["boundary_epoch"])
-            self._last_accuracy = float(state["last_accuracy"])
+            self._last_score = float(state.get("last_score", state.get("last_accuracy", 0.0)))
             self._commands = OrderedDict(
                 (
                     command_id,
@@ -333,7 +335,7 @@ class KasminaOperator:
             selected_for_tags=tuple(command.selected_for_tags),
             germination_command_id=command.command_id,
             germination_epoch=self._boundary_epoch,
-            pre_metric=self._last_accuracy,
+            pre_metric=self._last_score,
             trace_parent=germination_parent(),
         )
         return f"germinated with kernel {command.kernel_id}"
@@ -363,6 +365,8 @@ class KasminaOperator:
         return f"kernel {adaptation.kernel_id} loaded; {lc.stage_name(target)}"
 
     def _instantiate(self, seed: KasminaSeed, adaptation: Adaptation) -> nn.Module:
+        if seed.is_width:
+            self._fit_width_seed_to_kernel(seed, self._kernels.describe(adaptation.kernel_id).artifact)
         kernel, description = load_checked_kernel(self._kernels, adaptation.kernel_id, self.model.host, seed.descriptor)
         adaptation.blueprint_id = adaptation.blueprint_id or description.artifact.blueprint_id
         adaptation.template_id = description.template_id or description.artifact.template_id
@@ -370,12 +374,34 @@ class KasminaOperator:
         adaptation.parameter_count = sum(p.numel() for p in kernel.parameters())
         return kernel
 
+    @staticmethod
+    def _fit_width_seed_to_kernel(seed: KasminaSeed, artifact: Any) -> None:
+        """A kernel chosen for the shapes the seed had when Tamiyo decided, before a width fossil in the
+        same step grew the host around it, still fits: the seed then reads and writes the units the kernel
+        was built for, the first ones of its grown layers."""
+        built = (list(artifact.input_shape.dims), list(artifact.output_shape.dims))
+        now = (list(seed.descriptor.input_shape.dims), list(seed.descriptor.output_shape.dims))
+        if not all(built) or built == now:
+            return
+        fits = all(len(b) == len(n) and b[1:] == n[1:] and 1 <= b[0] <= n[0] for b, n in zip(built, now, strict=True))
+        if fits:
+            del seed.descriptor.input_shape.dims[:], seed.descriptor.output_shape.dims[:]
+            seed.descriptor.input_shape.dims.extend(built[0])
+            seed.descriptor.output_shape.dims.extend(built[1])
+
     def _finish(
         self, seed: KasminaSeed, outcome: int, *, reason: str, command_id: str = "", epoch: int | None = None
     ) -> str:
         """Move to an outcome stage (FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK) with its reason."""
         self._transition(seed, outcome, reason=reason, command_id=command_id, epoch=epoch)
         if outcome == lc.FOSSILIZED:
+            if seed.is_width and self.config.merge_width_fossils and self.model.merge_width_seed(seed.seed_id):
+                logger.info(
+                    "seed %s: its units are now rows of %s and columns of %s",
+                    seed.seed_id,
+                    seed.site,
+                    seed.descriptor.output_site,
+                )
             self._grow_child(seed, command_id=command_id)
         return f"{lc.stage_name(outcome)}: {reason}"
 
@@ -400,6 +426,7 @@ class KasminaOperator:
         descriptor.parent_seed_id = parent.seed_id
         descriptor.site = parent.site
         self.model.add_seed(descriptor)
+        self.model.follow_host_shapes()
         reason = f"grew at {parent.site} from fossilized {parent.seed_id} (CHILD_OF {parent.seed_id})"
         self._transitions.append(
             convert.seed_transition(

@@ -61,6 +61,8 @@ def save_model(model: MorphableModel, path: str | os.PathLike[str], *, host_spec
     for index, seed in enumerate(model.seed_list()):
         if seed.stage != lc.FOSSILIZED:
             continue
+        if seed.merged:
+            continue  # its units are host weights now
         if seed.adaptation is None or seed.adaptation.ir is None:
             raise FailedPrecondition(
                 f"seed {seed.seed_id} is fossilized but its blueprint IR is unknown; it could not be rebuilt"
@@ -115,7 +117,7 @@ def load_model(
             stage_entry_epoch=adaptation.fossilization_epoch or 0,
             adaptation=adaptation,
         )
-        model.seed(descriptor.seed_id).restore(snapshot, build_module(adaptation.ir))
+        model.seed(descriptor.seed_id).restore(snapshot, None if adaptation.merged else build_module(adaptation.ir))
     weights = torch.load(folder / MODEL_FILE, weights_only=True, map_location="cpu")
     from_ir = {f"seeds.{index}." for index, entry in enumerate(entries) if entry.get("kernel_weights") == "ir_init"}
     _load_weights(model, weights, from_ir)
@@ -151,8 +153,15 @@ def _seed_entry(seed: Any, children: list[str]) -> dict[str, Any]:
         "embargo_until_epoch": seed.embargo_until_epoch,
         "isolation_violations": seed.isolation_violations,
         "adaptation": convert.adaptation_to_dict(adaptation) if adaptation is not None else None,
-        # "ir_init": a fossil whose kernel has no parameters (compiled with its weights frozen inside).
-        "kernel_weights": "saved" if seed.kernel_parameters() else "ir_init" if seed.kernel is not None else "",
+        # "ir_init": a fossil whose kernel has no parameters (compiled with its weights frozen inside);
+        # "merged": a width fossil whose units are rows and columns of the host's layers.
+        "kernel_weights": "merged"
+        if seed.merged
+        else "saved"
+        if seed.kernel_parameters()
+        else "ir_init"
+        if seed.kernel is not None
+        else "",
     }
 
 

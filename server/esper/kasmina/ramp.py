@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from esper import checks
 from esper.leyline.v1 import lifecycle_pb2
 
 LINEAR_RAMP = lifecycle_pb2.GRAFTING_STRATEGY_LINEAR_RAMP
@@ -15,10 +16,6 @@ STRATEGIES: frozenset[int] = frozenset({LINEAR_RAMP, COSINE_RAMP, DRIFT_CONTROLL
 def strategy_from_name(name: str) -> int:
     """GRAFTING_STRATEGY_<name> as its enum value ("LINEAR_RAMP" -> GRAFTING_STRATEGY_LINEAR_RAMP)."""
     return lifecycle_pb2.GraftingStrategy.Value(f"GRAFTING_STRATEGY_{name}")
-
-
-def strategy_name(strategy: int) -> str:
-    return lifecycle_pb2.GraftingStrategy.Name(strategy).removeprefix("GRAFTING_STRATEGY_")
 
 
 class AlphaRamp:
@@ -33,8 +30,7 @@ class AlphaRamp:
     def __init__(self, strategy: int, steps: int, *, smoothing: float = 0.9, step: int = 0) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown grafting strategy {strategy}")
-        if steps < 1:
-            raise ValueError(f"ramp steps must be >= 1, got {steps}")
+        checks.positive("ramp_steps", steps)
         self.strategy = strategy
         self.steps = steps
         self.smoothing = smoothing

@@ -12,8 +12,8 @@ from esper.leyline.v1 import blueprint_pb2
 class Adaptation:
     """What a seed is carrying, from germination to its outcome: the lineage of one adaptation.
 
-    Epochs are training epochs from 0. `pre_metric` is the validation accuracy known
-    at germination; `eval_gain` is set once Tolaria has measured it while EVALUATING.
+    Epochs are training epochs from 0. `pre_metric` is the validation score (the run's
+    metric, higher is better) known at germination; `eval_gain` is set once Tolaria has measured it while EVALUATING.
     `ir` is the blueprint IR, needed to rebuild a fossilized seed from a saved model.
     """
 
@@ -30,6 +30,8 @@ class Adaptation:
     eval_gain: float | None = None
     parameter_count: int = 0
     ir: blueprint_pb2.BlueprintIR | None = None
+    # A fossilized width seed whose units were written into the host's layers (esper.kasmina.widening).
+    merged: bool = False
     # The germinating command's span context (an opentelemetry SpanContext); not checkpointed.
     trace_parent: Any = None
 

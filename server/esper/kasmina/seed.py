@@ -222,6 +222,21 @@ class KasminaSeed(nn.Module):
             self.version += 1
 
     @property
+    def merged(self) -> bool:
+        """A fossilized width seed whose units now are host weights (it holds no kernel any more)."""
+        return self.adaptation is not None and self.adaptation.merged
+
+    def release_merged_kernel(self) -> nn.Module:
+        """The FOSSILIZED width seed's kernel, which the model has just written into the host; the seed drops it."""
+        if self.stage != lc.FOSSILIZED or not self.is_width or self.kernel is None or self.adaptation is None:
+            raise FailedPrecondition(f"seed {self.seed_id}: only a fossilized width seed holding its kernel merges")
+        kernel, self.kernel = self.kernel, None
+        self.adaptation.merged = True
+        self.version += 1
+        self._refresh_hook()
+        return kernel
+
+    @property
     def has_trainable_kernel(self) -> bool:
         return self.kernel is not None and any(True for _ in self.kernel.parameters())
 
@@ -277,7 +292,8 @@ class KasminaSeed(nn.Module):
         `kernel` is a fresh instance of the snapshot's kernel, required exactly when the
         stage holds one; its weights are loaded afterwards with the model's state_dict.
         """
-        if (snapshot.stage in lc.KERNEL_STAGES) != (kernel is not None):
+        merged = snapshot.adaptation is not None and snapshot.adaptation.merged
+        if (snapshot.stage in lc.KERNEL_STAGES and not merged) != (kernel is not None):
             raise FailedPrecondition(
                 f"seed {self.seed_id}: restoring {lc.stage_name(snapshot.stage)} "
                 f"{'needs' if kernel is None else 'takes no'} kernel"
@@ -289,7 +305,7 @@ class KasminaSeed(nn.Module):
         self.ramp = None
         # Before the stage effects: the ramp's strategy comes from the adaptation.
         self.adaptation = dataclasses.replace(snapshot.adaptation) if snapshot.adaptation else None
-        if snapshot.stage in lc.KERNEL_STAGES:
+        if snapshot.stage in lc.KERNEL_STAGES and kernel is not None:
             self._apply_stage_effects(snapshot.stage, snapshot.stage_entry_epoch)
         if self.ramp is not None and snapshot.ramp_step is not None:
             self.ramp.step = min(snapshot.ramp_step, self.ramp.steps)
@@ -385,13 +401,14 @@ class KasminaSeed(nn.Module):
         kernel = self.kernel
         if kernel is None or self.stage in lc.IDENTITY_STAGES:
             return h
+        source = self._fit_input(source)
         if self.stage == lc.TRAINING:
             return self._training_forward(h, source, kernel)
         alpha = self.alpha if self._forced_alpha is None else self._forced_alpha
         if alpha == 0.0:
             return h
         self._begin_sample(kernel)
-        return h + alpha * kernel(_dense(source))
+        return h + self._fit_output(alpha * kernel(_dense(source)), h)
 
     def _training_forward(self, h: Tensor, x: Tensor, kernel: nn.Module) -> Tensor:
         if not torch.is_grad_enabled() and self._stats is None:
@@ -436,8 +453,25 @@ class KasminaSeed(nn.Module):
     def _training_output(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """(output, kernel output) of the straight-through blend; the kernel reads `x` detached."""
         assert self.kernel is not None
-        s = self.kernel(_dense(x.detach()))
+        s = self._fit_output(self.kernel(_dense(x.detach())), h)
         return straight_through(h, s, self.config.training_blend_alpha), s
+
+    def _fit_input(self, x: Tensor) -> Tensor:
+        """What the kernel reads: the first units of its input when the host has grown there since."""
+        wanted = self.descriptor.input_shape.dims
+        if not wanted or tuple(x.shape[1:]) == tuple(wanted):
+            return x
+        dim = _unit_dim(x)
+        return x.narrow(dim, 0, int(wanted[0] if dim == 1 else wanted[-1]))
+
+    def _fit_output(self, s: Tensor, h: Tensor) -> Tensor:
+        """What the kernel adds, zero-padded to the host's units when they have grown since it was placed."""
+        if s.shape == h.shape:
+            return s
+        dim = _unit_dim(h)
+        missing = h.shape[dim] - s.shape[dim]
+        pad = [0, 0] * (h.dim() - 1 - (dim % h.dim())) + [0, missing]
+        return torch.nn.functional.pad(s, pad)
 
     def _begin_sample(self, kernel: nn.Module) -> GradientSample | None:
         if not self._sample_armed or not torch.is_grad_enabled() or not self.training:
@@ -526,3 +560,8 @@ def _dense(x: Tensor) -> Tensor:
     and a host's activations can arrive in another layout (a convolution over a one-channel image
     may answer in channels-last strides)."""
     return x.contiguous()
+
+
+def _unit_dim(x: Tensor) -> int:
+    """The dim holding units: channels of [batch, C, H, W], features of [batch, ..., D]."""
+    return 1 if x.dim() == 4 else x.dim() - 1

@@ -16,7 +16,9 @@ F.relu, a torch.flatten) cannot hide between them and make the widening inexact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,20 +39,45 @@ _KIND_BY_RANK = {
 }
 
 
-def wrap(model: nn.Module, config: KasminaConfig, *, example_input: Tensor) -> MorphableModel:
-    """A MorphableModel with a dormant seed after every module `config` targets.
+def wrap(
+    model: nn.Module,
+    config: KasminaConfig | None = None,
+    *,
+    example_input: Any,
+    targets: Sequence[str] | None = None,
+) -> MorphableModel:
+    """A MorphableModel with a dormant seed after every target module of `model`.
 
-    Targets are modules whose type name is in `config.target_module_types` or whose
-    path is in `config.target_module_paths`. One forward of `example_input` (a batch,
-    run without gradients in eval mode, the model's modes restored after) records
-    each target's output shape, which fixes the seed's input kind and shape, and the
-    order activations flow through them, which is the seed layout. With
-    `config.width_seeds`, a second such forward finds the layers a width seed can
-    widen; each joins the layout just before the first seed after its layer.
+    `targets` lists module type names ("ReLU") and/or dotted module paths
+    ("blocks.2"); it replaces the config's `target_module_types`/`target_module_paths`.
+    With neither, the default sites (`default_sites`) are the outputs of the model's
+    repeated blocks (transformer or residual blocks: composite members of a
+    ModuleList or Sequential that keep their input's shape), else its activation
+    modules (ReLU, GELU, SiLU, ...). `config` None is `KasminaConfig()` with width
+    seeds on.
+
+    One forward of `example_input` (a batch, run without gradients in eval mode, the
+    model's modes restored after) records each target's output shape, which fixes the
+    seed's input kind and shape, and the order activations flow through them, which is
+    the seed layout. A [tokens, features] site is causal (CAUSAL_SEQUENCE: its blocks
+    never let a token read a later one) unless `config.sequence_mixing` says
+    "bidirectional", or says "auto" and changing the example's last token changes the
+    site's earlier tokens. With `config.width_seeds`, a second forward finds the
+    layers a width seed can widen; each joins the layout just before the first seed
+    after its layer.
     """
+    config = config if config is not None else KasminaConfig(width_seeds=True)
+    if targets is not None:
+        config = _with_targets(model, config, targets)
+    if not config.target_module_types and not config.target_module_paths:
+        config = dataclasses.replace(config, target_module_paths=tuple(default_sites(model, example_input)))
     paths = target_paths(model, config)
     shapes = activation_shapes(model, paths, example_input)
-    layout = [descriptor(path, index, shape) for index, (path, shape) in enumerate(shapes.items())]
+    mixing = sequence_mixing(model, [p for p, shape in shapes.items() if len(shape) == 2], example_input, config)
+    layout = [
+        descriptor(path, index, shape, causal=mixing.get(path, True))
+        for index, (path, shape) in enumerate(shapes.items())
+    ]
     if config.width_seeds:
         layout = _with_width_seeds(layout, width_sites(model, example_input, list(shapes)))
         if len(layout) > config.max_seeds:
@@ -59,6 +86,134 @@ def wrap(model: nn.Module, config: KasminaConfig, *, example_input: Tensor) -> M
             )
     logger.info("wrapped %s with %d seeds: %s", type(model).__name__, len(layout), ", ".join(d.seed_id for d in layout))
     return MorphableModel(model, layout, config)
+
+
+def _with_targets(model: nn.Module, config: KasminaConfig, targets: Sequence[str]) -> KasminaConfig:
+    """`targets` split into paths (names of the model's modules) and type names; InvalidArgument naming `targets`."""
+    if isinstance(targets, str) or not all(isinstance(target, str) and target for target in targets):
+        raise InvalidArgument.for_field("targets", "must be a list of module type names or dotted module paths")
+    modules = dict(model.named_modules())
+    present = {type(module).__name__ for module in modules.values()}
+    paths = tuple(target for target in targets if target in modules)
+    types = tuple(target for target in targets if target not in modules)
+    unknown = [target for target in types if target not in present]
+    if unknown:
+        raise InvalidArgument.for_field(
+            "targets",
+            f"{', '.join(map(repr, unknown))} is neither a module path of the model nor a module type in it "
+            f"(types: {', '.join(sorted(present))})",
+        )
+    return dataclasses.replace(config, target_module_types=types, target_module_paths=paths)
+
+
+ACTIVATION_TYPES = ("ReLU", "GELU", "SiLU", "LeakyReLU", "ELU", "Mish", "Tanh", "Hardswish", "ReLU6")
+
+
+def default_sites(model: nn.Module, example_input: Any) -> list[str]:
+    """Where seeds go when no target is named: block outputs, else activations (module paths, forward order).
+
+    A block is a member of a ModuleList or Sequential that has modules of its own and
+    returns a tensor of its input's shape (a transformer layer, a residual block). Without
+    blocks, the activation modules (`ACTIVATION_TYPES`) are the sites. Modules that run
+    more than once per forward are skipped (a seed needs a single site).
+    """
+    calls = _module_calls(model, example_input)
+    containers = [module for module in model.modules() if isinstance(module, nn.ModuleList | nn.Sequential)]
+    members = {id(child) for container in containers for child in container.children()}
+    blocks = [
+        path
+        for path, (module, count, same_shape) in calls.items()
+        if count == 1 and same_shape and id(module) in members and list(module.children())
+    ]
+    # Nested blocks (a Sequential of blocks inside a block list): the outermost ones are the sites.
+    blocks = [path for path in blocks if not any(path.startswith(other + ".") for other in blocks)]
+    if blocks:
+        return blocks
+    activations = [
+        path for path, (module, count, _) in calls.items() if count == 1 and type(module).__name__ in ACTIVATION_TYPES
+    ]
+    if not activations:
+        raise InvalidArgument.for_field(
+            "targets",
+            f"found no repeated blocks and no activation modules in {type(model).__name__}; "
+            "name the modules seeds should follow (targets=[...])",
+        )
+    return activations
+
+
+def _module_calls(model: nn.Module, example_input: Any) -> dict[str, tuple[nn.Module, int, bool]]:
+    """Path -> (module, calls in one forward, output is a tensor shaped like its first input), in call order."""
+    seen: dict[str, tuple[nn.Module, int, bool]] = {}
+
+    def recorder(path: str) -> Any:
+        def record(module: nn.Module, args: Any, output: Any) -> None:
+            first = args[0] if args and isinstance(args[0], Tensor) else None
+            same = isinstance(output, Tensor) and first is not None and output.shape == first.shape
+            count = seen[path][1] + 1 if path in seen else 1
+            seen[path] = (module, count, same and (path not in seen or seen[path][2]))
+
+        return record
+
+    handles = [module.register_forward_hook(recorder(path)) for path, module in model.named_modules() if path]
+    _dry_forward(model, example_input, handles)
+    return seen
+
+
+def _dry_forward(model: nn.Module, example_input: Any, handles: list[Any]) -> Any:
+    """One forward in eval mode without gradients, the model's modes and the hooks restored after."""
+    modes = {name: module.training for name, module in model.named_modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            return model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for name, module in model.named_modules():
+            module.training = modes.get(name, module.training)
+
+
+def sequence_mixing(model: nn.Module, paths: list[str], example_input: Any, config: KasminaConfig) -> dict[str, bool]:
+    """Path -> True when the [tokens, features] site at `path` is causal (see `wrap`)."""
+    if not paths or config.sequence_mixing != "auto":
+        return dict.fromkeys(paths, config.sequence_mixing != "bidirectional")
+    changed = _perturb_last_token(example_input)
+    if changed is None:
+        return dict.fromkeys(paths, True)
+    before = _site_outputs(model, paths, example_input)
+    after = _site_outputs(model, paths, changed)
+    causal = {}
+    for path in paths:
+        earlier_moved = not torch.allclose(before[path][:, :-1], after[path][:, :-1], rtol=0.0, atol=1e-6)
+        causal[path] = not earlier_moved
+    return causal
+
+
+def _perturb_last_token(example_input: Any) -> Tensor | None:
+    """The example with its last token changed (a [batch, tokens, ...] tensor), or None if it is no such thing."""
+    if not isinstance(example_input, Tensor) or example_input.dim() < 2 or example_input.shape[1] < 2:
+        return None
+    changed = example_input.clone()
+    if changed.is_floating_point():
+        changed[:, -1] += 1.0
+    else:
+        top = int(example_input.max().item()) + 1
+        changed[:, -1] = (changed[:, -1] + 1) % max(top, 2)
+    return changed
+
+
+def _site_outputs(model: nn.Module, paths: list[str], example_input: Tensor) -> dict[str, Tensor]:
+    outputs: dict[str, Tensor] = {}
+
+    def recorder(path: str) -> Any:
+        def record(module: nn.Module, args: Any, output: Any) -> None:
+            outputs[path] = output.detach().clone()
+
+        return record
+
+    handles = [model.get_submodule(path).register_forward_hook(recorder(path)) for path in paths]
+    _dry_forward(model, example_input, handles)
+    return outputs
 
 
 def target_paths(model: nn.Module, config: KasminaConfig) -> list[str]:
@@ -132,8 +287,10 @@ def _recorder(path: str, shapes: dict[str, list[int]]) -> Any:
     return record
 
 
-def descriptor(path: str, layer_index: int, shape: list[int]) -> telemetry_pb2.SeedDescriptor:
+def descriptor(path: str, layer_index: int, shape: list[int], *, causal: bool = False) -> telemetry_pb2.SeedDescriptor:
     kind = _KIND_BY_RANK.get(len(shape))
+    if kind == blueprint_pb2.INPUT_KIND_SEQUENCE and causal:
+        kind = blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE
     if kind is None:
         raise InvalidArgument.for_field(
             "kasmina.target_module_paths",

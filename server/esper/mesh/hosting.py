@@ -12,7 +12,10 @@ context (its trace) carried over. `on_loop` names rpcs (or, with True, all of
 them) cheap enough to run on the event loop; `executors` gives an rpc a thread
 pool of its own, e.g. for long-lived streams that should not take the threads
 unary calls need. A stream's iterator is advanced in the same place, one response
-at a time, and closed when the client leaves or the server stops.
+at a time, and closed when the client leaves or the server stops. `stream_deadlines`
+gives a server-streaming rpc a server-side deadline: however slowly its client
+reads, the stream ends with DEADLINE_EXCEEDED once it has run that long (a stalled
+reader cannot hold the server's resources for ever).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 
+from esper.errors import DeadlineExceeded
 from esper.leyline.v1.services import Binding
 from esper.mesh.server import ServiceRegistration
 
@@ -46,6 +50,7 @@ def host(
     *,
     on_loop: bool | Collection[str] = False,
     executors: Mapping[str, Executor] | None = None,
+    stream_deadlines: Mapping[str, float] | None = None,
 ) -> ServiceRegistration:
     """What build_server needs to serve `binding.service` by calling `binding.domain`.
 
@@ -54,7 +59,7 @@ def host(
     descriptor = binding.service.descriptor
     rpcs = {method.name for method in descriptor.methods}
     named = set() if isinstance(on_loop, bool) else set(on_loop)
-    unknown = (named | set(executors or {})) - rpcs
+    unknown = (named | set(executors or {}) | set(stream_deadlines or {})) - rpcs
     if unknown:
         raise ValueError(f"{descriptor.full_name} has no rpc {', '.join(sorted(unknown))}")
     handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -66,7 +71,8 @@ def host(
             runner = functools.partial(_in_executor, executors[method.name])
         else:
             runner = _in_thread
-        handlers[method.name] = _handler(method, behavior, runner)
+        deadline = (stream_deadlines or {}).get(method.name)
+        handlers[method.name] = _handler(method, behavior, runner, deadline)
     name = descriptor.full_name
 
     def add_to_server(server: grpc.aio.Server) -> None:
@@ -87,14 +93,18 @@ def _domain_method(domain: object, service: str, method: MethodDescriptor) -> Ca
     return behavior
 
 
-def _handler(method: MethodDescriptor, behavior: Callable[[Any], Any], run: Runner) -> grpc.RpcMethodHandler:
+def _handler(
+    method: MethodDescriptor, behavior: Callable[[Any], Any], run: Runner, deadline: float | None = None
+) -> grpc.RpcMethodHandler:
     if method.client_streaming:
         raise TypeError(f"{method.full_name}: client-streaming rpcs are not hosted")
     request = message_factory.GetMessageClass(method.input_type)
     response = message_factory.GetMessageClass(method.output_type)
+    if deadline is not None and not method.server_streaming:
+        raise TypeError(f"{method.full_name}: a stream deadline needs a server-streaming rpc")
     if method.server_streaming:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(behavior, run),
+            _streaming(behavior, run) if deadline is None else _streaming_until(behavior, run, deadline, method.name),
             request_deserializer=request.FromString,
             response_serializer=response.SerializeToString,
         )
@@ -125,6 +135,33 @@ def _streaming(
             close = getattr(stream, "close", None)
             if callable(close):
                 close()
+
+    return handle
+
+
+def _streaming_until(
+    behavior: Callable[[Any], Any], run: Runner, seconds: float, rpc: str
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        stream: Iterator[Any] = await run(behavior, request)
+        try:
+            while (response := await run(next, stream, _END)) is not _END:
+                remaining = deadline - loop.time()
+                try:
+                    if remaining <= 0:
+                        raise TimeoutError
+                    await asyncio.wait_for(context.write(response), remaining)
+                except TimeoutError:
+                    raise DeadlineExceeded(
+                        f"{rpc} took longer than its {seconds:g} s server-side deadline; start it again",
+                        reason="RESOURCE_EXHAUSTED",
+                    ) from None
+        finally:
+            close = getattr(stream, "close", None)
+            if callable(close):
+                await run(close)
 
     return handle
 

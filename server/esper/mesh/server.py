@@ -1,6 +1,7 @@
 """Build, run and stop an Esper gRPC server.
 
 Every server gets the tracing, metrics and error interceptors (outermost first),
+and, when it speaks mTLS, the authorization check of esper.mesh.authorization;
 grpc.health.v1 and server reflection, so `grpcurl` works against it with no .proto
 at hand. `build_server` is separate from `serve_forever` so tests start a real
 server on port 0 in-process. With `ServerConfig.metrics_port` set, `start_server`
@@ -25,9 +26,11 @@ from grpc_reflection.v1alpha import reflection
 
 from esper.errors import Unavailable
 from esper.fsutil import atomic_write
+from esper.mesh.authorization import AuthorizationInterceptor
 from esper.mesh.config import ServerConfig
 from esper.mesh.interceptors import ErrorInterceptor
 from esper.mesh.metrics import MetricsInterceptor
+from esper.mesh.tls import server_credentials
 from esper.mesh.tracing import tracing_server_interceptor
 from esper.observability.http import MetricsServer, start_metrics_server
 
@@ -88,16 +91,21 @@ async def build_server(
     start_server does that for you.
     """
     health = health if health is not None else HealthServicer()
+    # Outermost first: the span covers everything, the metrics see the status code an authorization
+    # refusal or ErrorInterceptor made of a domain error, and no refused call reaches a handler.
+    interceptors: list[grpc.aio.ServerInterceptor] = [tracing_server_interceptor(), MetricsInterceptor()]
+    if config.tls is not None:
+        interceptors.append(AuthorizationInterceptor())
+    interceptors.append(ErrorInterceptor())
     server = grpc.aio.server(
-        # Outermost first: the span covers everything, and the metrics see the status code
-        # ErrorInterceptor made of a domain error.
-        interceptors=[tracing_server_interceptor(), MetricsInterceptor(), ErrorInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),
             # Without this two servers could silently share one port.
             ("grpc.so_reuseport", 0),
         ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     names = [registration.service_name for registration in registrations]
     for registration in registrations:
@@ -200,7 +208,10 @@ def write_port_file(path: Path, port: int) -> None:
 
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     try:
-        port = server.add_insecure_port(config.address)
+        if config.tls is not None:
+            port = server.add_secure_port(config.address, server_credentials(config.tls))
+        else:
+            port = server.add_insecure_port(config.address)
     except RuntimeError as exc:
         raise Unavailable(f"cannot listen on {config.address}: {exc}") from exc
     if port == 0:

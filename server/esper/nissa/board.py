@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from esper import checks
 from esper.errors import InvalidArgument, NotFound
 from esper.leyline.v1 import nissa_pb2, run_pb2, telemetry_pb2
 from esper.nissa.board_run import RecordLimits, RunRecord, seconds
@@ -39,8 +40,7 @@ class RunBoardConfig:
     limits: RecordLimits = field(default_factory=RecordLimits)
 
     def __post_init__(self) -> None:
-        if self.max_runs < 1:
-            raise ValueError(f"max_runs must be >= 1, got {self.max_runs}")
+        checks.positive("max_runs", self.max_runs)
 
 
 class RunBoard:

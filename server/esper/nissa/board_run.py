@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 from google.protobuf import timestamp_pb2
 
+from esper import checks
 from esper.leyline.v1 import alert_pb2, control_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
 from esper.state.packet import BASIS_POINTS, layout_hash
 
@@ -326,8 +327,7 @@ class RecordLimits:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "seeds", "decisions", "transitions", "notices", "alerts", "dedup_window"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            checks.positive(name, getattr(self, name))
 
 
 M = TypeVar("M", control_pb2.AdaptationDecision, run_pb2.SeedTransition, alert_pb2.Alert)

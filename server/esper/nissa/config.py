@@ -60,3 +60,34 @@ class ForwarderConfig:
         checks.positive("attempts", self.attempts)
         checks.positive("timeout_seconds", self.timeout_seconds)
         checks.non_negative("backoff_seconds", self.backoff_seconds)
+
+
+@dataclass(frozen=True)
+class SpanLimits:
+    """What one OTLP export and one span may hold.
+
+    An export with more than `max_spans_per_export` spans or over `max_export_bytes` is
+    refused whole (RESOURCE_EXHAUSTED, not worth retrying). Within a span, attributes
+    past `max_attributes` are dropped, and names, keys and values are cut to their
+    limits; every cut is counted (esper_nissa_span_parts_dropped_total).
+    """
+
+    max_spans_per_export: int = 10_000
+    max_export_bytes: int = 16 * 1024 * 1024
+    max_attributes: int = 128
+    max_name_chars: int = 256
+    max_key_chars: int = 128
+    max_value_chars: int = 4096
+    max_status_chars: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_spans_per_export",
+            "max_export_bytes",
+            "max_attributes",
+            "max_name_chars",
+            "max_key_chars",
+            "max_value_chars",
+            "max_status_chars",
+        ):
+            checks.positive(name, getattr(self, name))

@@ -85,6 +85,19 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write the mission-control port here once serving (atomically); removed on exit",
     )
+    web.add_argument(
+        "--web-allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the page answers to besides localhost and --host (repeatable), e.g. its DNS name",
+    )
+    web.add_argument(
+        "--web-max-connections",
+        type=positive_int,
+        default=32,
+        help="connections the page serves at once; more get 503 (default: 32)",
+    )
 
 
 def _build(args: argparse.Namespace) -> Served:
@@ -184,7 +197,14 @@ def _start_web(args: argparse.Namespace, board: RunBoard, engine: AlertEngine, o
     def firing() -> Sequence[alert_pb2.Alert]:
         return engine.alerts(alert_pb2.ALERT_STATE_FIRING)
 
-    web = MissionControl(board, firing, args.host, args.web_port)
+    web = MissionControl(
+        board,
+        firing,
+        args.host,
+        args.web_port,
+        max_connections=args.web_max_connections,
+        allowed_hosts=args.web_allowed_host,
+    )
     try:
         bound = web.start()
     except OSError as error:

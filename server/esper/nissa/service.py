@@ -13,8 +13,8 @@ from google.protobuf import timestamp_pb2
 
 from esper.errors import Unimplemented
 from esper.leyline.v1 import alert_pb2, nissa_pb2
+from esper.nissa.requests import check_find_traces, check_get_run_summary, check_list_alerts
 from esper.nissa.spans import SpanStore, StoredSpan, StoredTrace
-from esper.nissa.validation import validate_find_traces, validate_get_run_summary, validate_list_alerts
 from esper.paging import decode_page_token, encode_page_token, validate_page_size
 
 RUN_ID_LABEL = "run_id"
@@ -50,7 +50,7 @@ class NissaService:
         self._run_window = run_window
 
     def list_alerts(self, request: nissa_pb2.ListAlertsRequest) -> nissa_pb2.ListAlertsResponse:
-        validate_list_alerts(request)
+        check_list_alerts(request)
         if self._alerts is None:
             raise Unimplemented("ListAlerts: this Nissa evaluates no alerts (no alert engine configured)")
         page_size = validate_page_size(request.page_size)
@@ -65,7 +65,7 @@ class NissaService:
         )
 
     def get_run_summary(self, request: nissa_pb2.GetRunSummaryRequest) -> nissa_pb2.GetRunSummaryResponse:
-        validate_get_run_summary(request)
+        check_get_run_summary(request)
         if self._board is None:
             raise Unimplemented("GetRunSummary: this Nissa follows no runs (no run board: start it with --nats)")
         # A copy: the board's answer may be shared, and its alerts are replaced here.
@@ -78,7 +78,7 @@ class NissaService:
         return response
 
     def find_traces(self, request: nissa_pb2.FindTracesRequest) -> nissa_pb2.FindTracesResponse:
-        validate_find_traces(request)
+        check_find_traces(request)
         if self._spans is None:
             raise Unimplemented("FindTraces: this Nissa stores no traces (no span store configured)")
         found = self._spans.find_traces(

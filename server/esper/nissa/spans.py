@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.pool import StaticPool
 
+from esper import checks
 from esper.nissa.config import SpanStoreConfig
 from esper.observability import metrics
 from esper.sqlstore import Schema, SqlDatabase
@@ -157,8 +158,7 @@ class SpanStore:
     """Bounded, thread-safe span storage: `add` spans, `find_traces` by esper ids."""
 
     def __init__(self, database: SpanDatabase, max_spans: int) -> None:
-        if max_spans < 1:
-            raise ValueError(f"max_spans must be >= 1, got {max_spans}")
+        checks.positive("max_spans", max_spans)
         self._db = database
         self._max_spans = max_spans
         self._lock = threading.Lock()

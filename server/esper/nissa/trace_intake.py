@@ -14,6 +14,7 @@ from collections.abc import Callable
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from esper.leyline.v1.services import Service
+from esper.nissa.config import SpanLimits
 from esper.nissa.otlp_convert import spans_from_export
 from esper.nissa.spans import SpanStore
 from esper.observability import metrics
@@ -26,9 +27,10 @@ ExportSink = Callable[[ExportRequest], object]
 class SpanIntake:
     """Accepts OTLP trace exports into a SpanStore, and hands each accepted one to `forward`."""
 
-    def __init__(self, store: SpanStore, forward: ExportSink | None = None) -> None:
+    def __init__(self, store: SpanStore, forward: ExportSink | None = None, limits: SpanLimits | None = None) -> None:
         self._store = store
         self._forward = forward
+        self._limits = limits if limits is not None else SpanLimits()
         self._lock = threading.Lock()
         self._received_spans = 0
 
@@ -38,7 +40,7 @@ class SpanIntake:
         return self._received_spans
 
     def export(self, request: ExportRequest) -> trace_service_pb2.ExportTraceServiceResponse:
-        spans = spans_from_export(request)
+        spans = spans_from_export(request, self._limits)
         if spans:
             self._store.add(spans)
             with self._lock:

@@ -6,6 +6,12 @@ the board's snapshot plus the firing alerts as JSON, `/api/events` the same JSON
 Server-Sent Events (`event: state`) each time it changes, `/healthz`. Anything
 else is a JSON 404. The server runs in a daemon thread; `stop()` ends it and every
 open event stream within `refresh_seconds`.
+
+It is bounded like the gRPC servers: at most `max_connections` at once (more get a
+503 and are closed), every socket read and write times out after
+`socket_timeout_seconds` (a stalled client loses its connection, not a thread for
+ever), and a request whose Host header is not an allowed name gets a 421, so a
+page elsewhere cannot reach it by rebinding a name of its own to this address.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from esper import checks
 from esper.leyline.v1 import alert_pb2
 from esper.nissa.board import RunBoard
 from esper.nissa.board_view import alert_view
@@ -41,6 +48,8 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _SEVERITY_ORDER = {alert_pb2.ALERT_SEVERITY_CRITICAL: 0, alert_pb2.ALERT_SEVERITY_WARNING: 1}
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n"
 
 
 def load_static() -> dict[str, bytes]:
@@ -61,9 +70,19 @@ class MissionControl:
         *,
         refresh_seconds: float = 1.0,
         keepalive_seconds: float = 15.0,
+        max_connections: int = 32,
+        socket_timeout_seconds: float = 30.0,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
-        if not refresh_seconds > 0 or not keepalive_seconds > 0:
-            raise ValueError("refresh_seconds and keepalive_seconds must be > 0")
+        checks.positive("refresh_seconds", refresh_seconds)
+        checks.positive("keepalive_seconds", keepalive_seconds)
+        checks.positive("max_connections", max_connections)
+        checks.positive("socket_timeout_seconds", socket_timeout_seconds)
+        self.max_connections = max_connections
+        self.socket_timeout_seconds = socket_timeout_seconds
+        self.allowed_hosts = frozenset(
+            name.lower() for name in (*LOOPBACK_NAMES, *allowed_hosts, host) if name not in ("", "0.0.0.0", "::")
+        )
         self.board = board
         self._alerts = alerts
         self._address = (host, port)
@@ -80,6 +99,7 @@ class MissionControl:
             raise RuntimeError("mission control is already started")
         server = _Server(self._address, _Handler)
         server.mission = self
+        server.slots = threading.BoundedSemaphore(self.max_connections)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="nissa-mission-control", daemon=True
@@ -117,14 +137,45 @@ class MissionControl:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     mission: MissionControl
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            # Full: answer at once and close, without a thread of its own.
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "EsperNissa"
 
+    def setup(self) -> None:
+        super().setup()
+        # Every later read and write of this connection times out (what `timeout` would set, per server).
+        self.connection.settimeout(self.server.mission.socket_timeout_seconds)
+
     def do_GET(self) -> None:
         mission = self.server.mission
+        if not self._host_allowed(mission):
+            self._send_json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unknown host"})
+            return
         path = self.path.split("?", 1)[0]
         if path in STATIC_FILES:
             name, content_type = STATIC_FILES[path]
@@ -140,6 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "method not allowed", "method": "POST"})
+
+    def _host_allowed(self, mission: MissionControl) -> bool:
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+        return name in mission.allowed_hosts
 
     def _stream_events(self, mission: MissionControl) -> None:
         """Server-Sent Events: the state each time it changes, a comment now and then to keep proxies open."""

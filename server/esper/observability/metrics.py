@@ -167,6 +167,17 @@ NISSA_SPANS_STORED = Gauge("esper_nissa_spans_stored", "Spans Nissa holds in its
 NISSA_SPANS_EVICTED = Counter(
     "esper_nissa_spans_evicted_total", "Spans Nissa's bounded store removed to make room.", registry=REGISTRY
 )
+NISSA_SPAN_PARTS_DROPPED = Counter(
+    "esper_nissa_span_parts_dropped_total",
+    "Parts of received spans Nissa cut to its limits: attributes dropped, names, keys and values truncated.",
+    ["part"],
+    registry=REGISTRY,
+)
+NISSA_EXPORTS_REFUSED = Counter(
+    "esper_nissa_exports_refused_total",
+    "OTLP exports Nissa refused whole for holding more spans or bytes than one export may.",
+    registry=REGISTRY,
+)
 NISSA_FORWARD_DROPPED = Counter(
     "esper_nissa_forward_dropped_total",
     "Spans Nissa could not forward to the next OTLP endpoint (queue full or export failed).",

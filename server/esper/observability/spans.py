@@ -7,9 +7,6 @@ find a run's, a seed's or a command's traces.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -57,16 +54,3 @@ def context_of(trace_context: bus_pb2.TraceContext) -> otel_context.Context:
     if trace_context.tracestate:
         carrier["tracestate"] = trace_context.tracestate
     return _W3C.extract(carrier)
-
-
-@contextmanager
-def continued(trace_context: bus_pb2.TraceContext) -> Iterator[None]:
-    """Run the block as a continuation of the publisher's trace (a no-op for an untraced envelope)."""
-    if not trace_context.traceparent:
-        yield
-        return
-    token = otel_context.attach(context_of(trace_context))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)

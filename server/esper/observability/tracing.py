@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from esper import checks
 from esper.errors import InvalidArgument
 
 logger = logging.getLogger(__name__)
@@ -75,19 +76,17 @@ class TracingConfig:
             )
         if self.sampler not in _SAMPLERS:
             raise InvalidArgument.for_field("OTEL_TRACES_SAMPLER", f"must be one of {_SAMPLERS}, got {self.sampler!r}")
-        if not 0.0 <= self.sampler_ratio <= 1.0:
-            raise InvalidArgument.for_field("OTEL_TRACES_SAMPLER_ARG", f"must be in [0, 1], got {self.sampler_ratio}")
-        if self.max_queue_size < 1:
-            raise InvalidArgument.for_field("OTEL_BSP_MAX_QUEUE_SIZE", f"must be >= 1, got {self.max_queue_size}")
-        if not 1 <= self.max_export_batch_size <= self.max_queue_size:
-            raise InvalidArgument.for_field(
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                f"must be in [1, OTEL_BSP_MAX_QUEUE_SIZE={self.max_queue_size}], got {self.max_export_batch_size}",
-            )
-        if self.schedule_delay_seconds <= 0:
-            raise InvalidArgument.for_field("OTEL_BSP_SCHEDULE_DELAY", "must be > 0")
-        if self.export_timeout_seconds <= 0:
-            raise InvalidArgument.for_field("OTEL_EXPORTER_OTLP_TIMEOUT", "must be > 0")
+        checks.in_range("OTEL_TRACES_SAMPLER_ARG", self.sampler_ratio, 0.0, 1.0)
+        checks.positive("OTEL_BSP_MAX_QUEUE_SIZE", self.max_queue_size)
+        checks.in_range(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            self.max_export_batch_size,
+            1,
+            self.max_queue_size,
+            note="(at most OTEL_BSP_MAX_QUEUE_SIZE)",
+        )
+        checks.positive("OTEL_BSP_SCHEDULE_DELAY", self.schedule_delay_seconds)
+        checks.positive("OTEL_EXPORTER_OTLP_TIMEOUT", self.export_timeout_seconds)
 
     @property
     def enabled(self) -> bool:

@@ -67,8 +67,15 @@ class OonaConfig:
     Past `conservative_queue_depth` messages waiting for this client's consumers the
     bus reports conservative mode. The in-process bus keeps the last
     `memory_retention_messages` of each stream for consumers created later.
-    `hmac_secret` signs what `seal` builds and makes
-    consumers reject envelopes whose HMAC does not verify; None = unsigned.
+    `hmac_secret` signs what `seal` builds (and binds it to its subject when it is
+    published) and makes consumers reject envelopes whose HMAC does not verify, that
+    were signed for another subject, or whose publish time is more than
+    `max_age_seconds` from when the stream stored them; None = unsigned. With a
+    `state_dir`, each consumer keeps the idempotency keys it handled in a file there
+    (for `max_age_seconds` and a margin), so a message replayed under a handled key is
+    dead-lettered after a restart too. With `tls_ca` (and `tls_cert`/`tls_key` for a
+    server that verifies clients, as the deployed NATS does to map each service to its
+    own permissions) the connection to a `tls://` URL is TLS.
     """
 
     url: str = "nats://127.0.0.1:4222"
@@ -98,6 +105,11 @@ class OonaConfig:
     hmac_secret: bytes | None = field(default=None, repr=False)
     hmac_key_id: str = ""
     schema_version: int = SCHEMA_VERSION
+    max_age_seconds: float = 300.0
+    state_dir: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", tuple(self.streams))
@@ -120,6 +132,7 @@ class OonaConfig:
             "fetch_wait_seconds",
             "priority_probe_seconds",
             "dead_letter_max_age_seconds",
+            "max_age_seconds",
         )
         _require_positive(
             self,
@@ -133,6 +146,10 @@ class OonaConfig:
             "memory_retention_messages",
         )
         checks.non_negative("redelivery_delay_seconds", self.redelivery_delay_seconds)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ValueError("tls_cert needs tls_ca (the CA that issued the NATS server's certificate)")
         if self.hmac_secret is not None and len(self.hmac_secret) < 16:
             raise ValueError("hmac_secret must be at least 16 bytes")
 

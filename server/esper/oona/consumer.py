@@ -31,9 +31,10 @@ from nats.js.errors import NotFoundError
 
 from esper.oona.api import ConsumerSpec, Handler
 from esper.oona.config import OonaConfig
-from esper.oona.counters import BusCounters, RecentKeys
+from esper.oona.counters import BusCounters
 from esper.oona.dead_letters import DeadLetterQueue, advisory_subject
 from esper.oona.envelope import DeadLetterReason, OpenedEnvelope, RejectedEnvelope, open_envelope
+from esper.oona.seen import SeenKeys, Verdict, digest, seen_keys_for
 from esper.oona.streams import consumer_config, ensure_consumer
 from esper.oona.subjects import stream_for_filter
 from esper.oona.tracing import handle_traced
@@ -66,7 +67,7 @@ class PullConsumer:
         self._streams = [stream_for_filter(config.streams, s, prefix).name for s in spec.subjects]
         self._levels: list[JetStreamContext.PullSubscription] = []
         self._advisories: list[CoreSubscription] = []
-        self._recent = RecentKeys(config.dedup_cache_size)
+        self._seen: SeenKeys = seen_keys_for(config, spec.durable)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"oona-{spec.durable}")
         self._task: asyncio.Task[None] | None = None
 
@@ -96,6 +97,7 @@ class PullConsumer:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for level in range(len(self.spec.subjects)):
             self._counters.forget_depth((self.spec.durable, level))
+        self._seen.close()
 
     async def _run(self) -> None:
         while True:
@@ -154,11 +156,20 @@ class PullConsumer:
                 secret=config.hmac_secret,
                 accepted_schema_version=config.schema_version,
                 key_id=config.hmac_key_id,
+                subject=msg.subject,
+                stored_time_ns=_stored_ns(msg),
+                max_age_seconds=config.max_age_seconds,
             )
         except RejectedEnvelope as rejected:
             await self._dead_letter(msg, rejected.reason, rejected.detail)
             return
-        if opened.idempotency_key in self._recent:
+        sequence, data_digest = msg.metadata.sequence.stream, digest(msg.data)
+        verdict = self._seen.verdict(opened.idempotency_key, sequence, data_digest)
+        if verdict == Verdict.REPLAY:
+            detail = f"idempotency key {opened.idempotency_key[:200]!r} was handled before in another message"
+            await self._dead_letter(msg, DeadLetterReason.REPLAYED, detail)
+            return
+        if verdict == Verdict.REPEAT:
             self._counters.add("duplicates_dropped")
             await msg.ack()
             return
@@ -178,7 +189,7 @@ class PullConsumer:
             else:
                 await msg.nak(delay=config.redelivery_delay_seconds or None)
             return
-        self._recent.add(opened.idempotency_key)
+        self._seen.add(opened.idempotency_key, sequence, data_digest)
         self._counters.add("handled")
         await msg.ack()
 
@@ -216,3 +227,9 @@ class PullConsumer:
             with contextlib.suppress(NatsError, TimeoutError):
                 await ensure_consumer(self._js, stream, consumer_config(name, subject, self._config))
         await asyncio.sleep(self._config.reconnect_wait_seconds)
+
+
+def _stored_ns(msg: Msg) -> int | None:
+    """When JetStream stored the message, in nanoseconds since the epoch (None if it does not say)."""
+    stamp = msg.metadata.timestamp
+    return int(stamp.timestamp() * 1e9) if stamp is not None else None

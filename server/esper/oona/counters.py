@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Hashable
 
 from esper.oona.api import AlertKind, AlertSink, BusAlert, BusStats
@@ -104,23 +104,3 @@ def _by_consumer(depths: dict[Hashable, int]) -> dict[str, int]:
     for key, depth in depths.items():
         totals[str(key[0] if isinstance(key, tuple) else key)] += depth
     return dict(totals)
-
-
-class RecentKeys:
-    """The last `capacity` idempotency keys a consumer handled (LRU); not thread-safe on its own."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._keys: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._keys
-
-    def add(self, key: str) -> None:
-        self._keys[key] = None
-        self._keys.move_to_end(key)
-        while len(self._keys) > self._capacity:
-            self._keys.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._keys)

@@ -2,9 +2,13 @@
 
 Every message on Oona is a `BusEnvelope` whose payload is the serialized Leyline
 message named by `message_type`. The HMAC-SHA256 is computed over the envelope
-serialized deterministically with `hmac_sha256` empty, keyed by a shared secret.
-A consumer that has a secret rejects unsigned envelopes, envelopes signed with
-another key id, and envelopes whose HMAC does not verify.
+serialized deterministically with `hmac_sha256` empty, keyed by a shared secret:
+it covers the subject the bus published it on, the idempotency key, the publish
+time and the payload. A consumer that has a secret rejects unsigned envelopes,
+envelopes signed with another key id, envelopes whose HMAC does not verify, ones
+delivered on another subject than they were signed for, and ones whose publish time
+is further than `max_age_seconds` from when the stream stored them (a replay made
+later); repeats within that window are the consumer's seen-key record's to catch.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ class DeadLetterReason(StrEnum):
     INVALID_ENVELOPE = "INVALID_ENVELOPE"  # not a BusEnvelope, or a required field is missing
     UNKNOWN_MESSAGE_TYPE = "UNKNOWN_MESSAGE_TYPE"
     SCHEMA_VERSION_UNSUPPORTED = "SCHEMA_VERSION_UNSUPPORTED"  # newer than this consumer
-    BAD_SIGNATURE = "BAD_SIGNATURE"  # missing, other key id, or does not verify
+    BAD_SIGNATURE = "BAD_SIGNATURE"  # missing, other key id, does not verify, or signed for another subject
+    STALE = "STALE"  # published further from when it was stored than the bus's time window allows
+    REPLAYED = "REPLAYED"  # a new message with the idempotency key of one already handled
     UNDECODABLE_PAYLOAD = "UNDECODABLE_PAYLOAD"
     MAX_DELIVERIES = "MAX_DELIVERIES"  # the handler failed (or never acked) max_deliver times
 
@@ -142,19 +148,55 @@ def seal(
     return envelope
 
 
+def sign_for_subject(envelope: bus_pb2.BusEnvelope, subject: str, secret: bytes, key_id: str) -> None:
+    """Bind an envelope this bus signed to the subject it is published on (in place).
+
+    Only an envelope this bus sealed and that is bound to no subject yet is signed again:
+    publishing never lends the bus's key to bytes it did not seal, nor moves an envelope
+    to another subject (those reach consumers as they are, and are refused there).
+    """
+    if envelope.subject or envelope.hmac_key_id != key_id or not envelope.hmac_sha256:
+        return
+    if not hmac.compare_digest(envelope.hmac_sha256, signature(envelope, secret)):
+        return
+    envelope.subject = subject
+    envelope.hmac_sha256 = signature(envelope, secret)
+
+
+def restamped(data: bytes, secret: bytes, key_id: str, now: Timestamp | None = None) -> bytes:
+    """A signed envelope's bytes with its publish time set to now and signed again.
+
+    For a message that waited in the local buffer while NATS was away: its publish
+    time is when it reaches the stream, so the stale check measures the network, not the outage.
+    """
+    envelope = bus_pb2.BusEnvelope.FromString(data)
+    if now is not None:
+        envelope.publish_time.CopyFrom(now)
+    else:
+        envelope.publish_time.GetCurrentTime()
+    envelope.hmac_key_id = key_id
+    envelope.hmac_sha256 = signature(envelope, secret)
+    return envelope.SerializeToString()
+
+
 def open_envelope(
     data: bytes,
     *,
     secret: bytes | None,
     accepted_schema_version: int,
     key_id: str = "",
+    subject: str | None = None,
+    stored_time_ns: int | None = None,
+    max_age_seconds: float | None = None,
 ) -> OpenedEnvelope:
     """Decode and check an envelope from the wire; RejectedEnvelope says why it cannot be handled.
 
     Checks, in order: it decodes and has its required fields; its HMAC verifies
-    (when `secret` is set: authenticity before anything else is trusted); its schema
-    version is not newer than `accepted_schema_version`; its type is one this
-    version knows; its payload decodes.
+    (when `secret` is set: authenticity before anything else is trusted), and then
+    it was signed for the `subject` it was delivered on and its publish time is
+    within `max_age_seconds` of `stored_time_ns` (when the stream stored it); its
+    schema version is not newer than `accepted_schema_version`; its type is one
+    this version knows; its payload decodes.
     """
     envelope = bus_pb2.BusEnvelope()
     try:
@@ -165,6 +207,13 @@ def open_envelope(
         raise RejectedEnvelope(DeadLetterReason.INVALID_ENVELOPE, "idempotency_key and schema_version are required")
     if secret is not None:
         _verify(envelope, secret, key_id)
+        if subject is not None and envelope.subject != subject:
+            raise RejectedEnvelope(
+                DeadLetterReason.BAD_SIGNATURE,
+                f"signed for subject {envelope.subject[:200]!r}, delivered on {subject[:200]!r}",
+            )
+        if stored_time_ns is not None and max_age_seconds is not None:
+            _check_age(envelope, stored_time_ns, max_age_seconds)
     if envelope.schema_version > accepted_schema_version:
         raise RejectedEnvelope(
             DeadLetterReason.SCHEMA_VERSION_UNSUPPORTED,
@@ -183,6 +232,18 @@ def open_envelope(
             DeadLetterReason.UNDECODABLE_PAYLOAD, f"payload is not a {payload_class.DESCRIPTOR.name}: {error}"
         ) from None
     return OpenedEnvelope(envelope, message)
+
+
+def _check_age(envelope: bus_pb2.BusEnvelope, stored_time_ns: int, max_age_seconds: float) -> None:
+    if not envelope.HasField("publish_time"):
+        raise RejectedEnvelope(DeadLetterReason.STALE, "a signed envelope without a publish time")
+    published_ns = envelope.publish_time.ToNanoseconds()
+    skew = abs(stored_time_ns - published_ns) / 1e9
+    if skew > max_age_seconds:
+        raise RejectedEnvelope(
+            DeadLetterReason.STALE,
+            f"published {skew:.0f} s from when it was stored; at most {max_age_seconds:g} s are accepted",
+        )
 
 
 def _verify(envelope: bus_pb2.BusEnvelope, secret: bytes, key_id: str) -> None:

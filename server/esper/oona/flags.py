@@ -41,6 +41,21 @@ def add_bus_arguments(parser: argparse.ArgumentParser, *, role: str) -> None:
         help="shared HMAC secret (at least 16 bytes) that signs and verifies bus envelopes (default: unsigned)",
     )
     parser.add_argument("--bus-key-id", default="", metavar="ID", help="id of that secret (default: empty)")
+    parser.add_argument(
+        "--bus-state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where each consumer records the messages it handled, so a replay is refused after a restart "
+        "(default: in memory only)",
+    )
+    parser.add_argument(
+        "--bus-max-age",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="signed envelopes published further than this from when they were stored are dead-lettered (default: 300)",
+    )
 
 
 def bus_config(args: argparse.Namespace, client_name: str) -> OonaConfig | None:
@@ -57,10 +72,33 @@ def bus_config(args: argparse.Namespace, client_name: str) -> OonaConfig | None:
             secret = args.bus_secret_file.read_bytes().strip()
         except OSError as error:
             raise UsageError(f"--bus-secret-file: cannot read {args.bus_secret_file}: {error}") from None
+    state_dir = args.bus_state_dir.expanduser() / client_name if args.bus_state_dir is not None else None
+    tls = _nats_tls(args)
     try:
-        return OonaConfig(url=args.nats, client_name=client_name, hmac_secret=secret, hmac_key_id=args.bus_key_id)
+        return OonaConfig(
+            url=args.nats,
+            client_name=client_name,
+            hmac_secret=secret,
+            hmac_key_id=args.bus_key_id,
+            state_dir=str(state_dir) if state_dir is not None else None,
+            max_age_seconds=args.bus_max_age if args.bus_max_age is not None else OonaConfig.max_age_seconds,
+            tls_ca=tls.get("tls_ca"),
+            tls_cert=tls.get("tls_cert"),
+            tls_key=tls.get("tls_key"),
+        )
     except ValueError as error:
-        raise UsageError(f"--nats/--bus-secret-file: {error}") from None
+        raise UsageError(f"--nats/--bus-secret-file/--bus-max-age: {error}") from None
+
+
+def _nats_tls(args: argparse.Namespace) -> dict[str, str]:
+    """A `tls://` NATS is reached as the server's own identity (its --tls-* files)."""
+    if not str(args.nats).startswith("tls://"):
+        return {}
+    files = {"tls_ca": getattr(args, "tls_ca", None), "tls_cert": getattr(args, "tls_cert", None)}
+    files["tls_key"] = getattr(args, "tls_key", None)
+    if files["tls_ca"] is None:
+        raise UsageError("--nats tls://...: the server needs --tls-ca (and --tls-cert/--tls-key) to reach it")
+    return {name: str(path) for name, path in files.items() if path is not None}
 
 
 def open_bus(config: OonaConfig) -> JetStreamBus:

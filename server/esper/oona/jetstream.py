@@ -26,7 +26,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterator
+from typing import Any
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -41,7 +43,7 @@ from esper.oona.config import OonaConfig
 from esper.oona.consumer import PullConsumer
 from esper.oona.counters import Alerts, BusCounters
 from esper.oona.dead_letters import MSG_ID_HEADER, DeadLetterQueue
-from esper.oona.envelope import ConfigSealing
+from esper.oona.envelope import ConfigSealing, sign_for_subject
 from esper.oona.loop import LoopThread
 from esper.oona.outbox import Outbox, OutgoingMessage
 from esper.oona.sender import Sender
@@ -137,6 +139,8 @@ class JetStreamBus(ConfigSealing, Bus):
         if subject not in self._known_subjects:
             stream_for_subject(self._config.streams, subject)
             self._known_subjects.add(subject)
+        if self._config.hmac_secret is not None:
+            sign_for_subject(envelope, subject, self._config.hmac_secret, self._config.hmac_key_id)
         message = OutgoingMessage(
             subject,
             envelope.SerializeToString(),
@@ -203,6 +207,7 @@ class JetStreamBus(ConfigSealing, Bus):
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
                 error_cb=self._on_error,
+                **_tls_options(config),
             )
             await asyncio.wait_for(connecting, config.start_timeout_seconds)
             self._js = nc.jetstream(timeout=config.request_timeout_seconds)
@@ -308,6 +313,16 @@ def _domain_errors(doing: str) -> Iterator[None]:
         raise FailedPrecondition(f"{doing}: JetStream refused: {error.description}") from error
     except (NatsError, TimeoutError, concurrent.futures.TimeoutError, OSError) as error:
         raise Unavailable(f"{doing}: NATS did not answer: {error!r}") from error
+
+
+def _tls_options(config: OonaConfig) -> dict[str, Any]:
+    """nats-py's TLS arguments for a config that names a CA (and a client identity)."""
+    if config.tls_ca is None:
+        return {}
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=config.tls_ca)
+    if config.tls_cert is not None and config.tls_key is not None:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    return {"tls": context}
 
 
 def _headers(envelope: bus_pb2.BusEnvelope) -> dict[str, str]:

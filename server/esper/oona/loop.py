@@ -39,9 +39,6 @@ class LoopThread:
     def call_soon(self, callback: Callable[..., object], *args: object) -> None:
         self.loop.call_soon_threadsafe(callback, *args)
 
-    def in_loop_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def stop(self, timeout: float) -> None:
         """Cancel what is still running, stop the loop and join its thread."""
         if not self._thread.is_alive():

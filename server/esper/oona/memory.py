@@ -29,8 +29,9 @@ from esper.leyline.v1 import bus_pb2
 from esper.observability import metrics
 from esper.oona.api import AlertKind, AlertSink, Bus, BusStats, ConsumerSpec, DeadLetter, Handler, Subscription
 from esper.oona.config import OonaConfig, StreamSpec
-from esper.oona.counters import Alerts, BusCounters, RecentKeys
-from esper.oona.envelope import ConfigSealing, DeadLetterReason, RejectedEnvelope, open_envelope
+from esper.oona.counters import Alerts, BusCounters
+from esper.oona.envelope import ConfigSealing, DeadLetterReason, RejectedEnvelope, open_envelope, sign_for_subject
+from esper.oona.seen import SeenKeys, Verdict, digest, seen_keys_for
 from esper.oona.subjects import dead_letter_subject, stream_for_filter, stream_for_subject, subject_matches
 from esper.oona.tracing import handle_traced
 
@@ -43,6 +44,7 @@ class _Delivery:
     subject: str
     data: bytes
     count: int = 0
+    stored_ns: int = 0
 
 
 @dataclass
@@ -67,7 +69,7 @@ class _Stream:
 class _Consumer:
     spec: ConsumerSpec
     levels: list[deque[_Delivery]]
-    recent: RecentKeys
+    seen: SeenKeys
     handler: Handler | None = None
 
     def pending(self) -> int:
@@ -102,7 +104,8 @@ class InProcessBus(ConfigSealing, Bus):
         self._streams = [_Stream(spec, deque(maxlen=retention)) for spec in config.streams]
         self._consumers: dict[str, _Consumer] = {}
         self._dead_letters: deque[DeadLetter] = deque(maxlen=retention)
-        self._seq = 0
+        # Sequences go on across restarts, as a stream's do: a record of handled messages outlives the bus.
+        self._seq = time.time_ns()
         self._cursor = 0  # round-robin position over consumers
         self._busy = 0  # deliveries being handled right now
         self._closed = False
@@ -116,7 +119,10 @@ class InProcessBus(ConfigSealing, Bus):
 
     def publish(self, subject: str, envelope: bus_pb2.BusEnvelope) -> None:
         stream = self._stream_for(subject)
+        if self._config.hmac_secret is not None:
+            sign_for_subject(envelope, subject, self._config.hmac_secret, self._config.hmac_key_id)
         data = envelope.SerializeToString()
+        stored_ns = time.time_ns()
         with self._work:
             if self._closed:
                 raise FailedPrecondition("the bus is closed")
@@ -129,11 +135,11 @@ class InProcessBus(ConfigSealing, Bus):
             for consumer in self._consumers.values():
                 for level, pattern in zip(consumer.levels, consumer.spec.subjects, strict=True):
                     if subject_matches(pattern, subject):
-                        level.append(_Delivery(self._seq, subject, data))
+                        level.append(_Delivery(self._seq, subject, data, stored_ns=stored_ns))
                         taken = True
                         self._counters.set_depth(consumer.spec.durable, consumer.pending())
             if not (stream.spec.work_queue and taken):
-                stream.log.append(_Delivery(self._seq, subject, data))
+                stream.log.append(_Delivery(self._seq, subject, data, stored_ns=stored_ns))
             self._counters.add("published")
             self._work.notify_all()
 
@@ -173,13 +179,6 @@ class InProcessBus(ConfigSealing, Bus):
                 self._work.wait(remaining)
         return True
 
-    def deliver(self) -> int:
-        """Deliver pending messages in the calling thread until none is left; returns how many."""
-        delivered = 0
-        while self._deliver_one():
-            delivered += 1
-        return delivered
-
     def dead_letters(self) -> list[DeadLetter]:
         with self._work:
             return list(self._dead_letters)
@@ -217,13 +216,13 @@ class InProcessBus(ConfigSealing, Bus):
                 kept: deque[_Delivery] = deque(maxlen=stream.log.maxlen)
                 for entry in stream.log:
                     if subject_matches(pattern, entry.subject):
-                        matched.append(_Delivery(entry.seq, entry.subject, entry.data))
+                        matched.append(_Delivery(entry.seq, entry.subject, entry.data, stored_ns=entry.stored_ns))
                         if stream.spec.work_queue:
                             continue
                     kept.append(entry)
                 stream.log = kept
             levels.append(deque(sorted(matched, key=lambda delivery: delivery.seq)))
-        consumer = _Consumer(spec, levels, RecentKeys(self._config.dedup_cache_size))
+        consumer = _Consumer(spec, levels, seen_keys_for(self._config, spec.durable))
         self._consumers[spec.durable] = consumer
         self._counters.set_depth(spec.durable, consumer.pending())
         return consumer
@@ -279,11 +278,20 @@ class InProcessBus(ConfigSealing, Bus):
                 secret=config.hmac_secret,
                 accepted_schema_version=config.schema_version,
                 key_id=config.hmac_key_id,
+                subject=delivery.subject,
+                stored_time_ns=delivery.stored_ns,
+                max_age_seconds=config.max_age_seconds,
             )
         except RejectedEnvelope as rejected:
             self._dead_letter(delivery, rejected.reason, rejected.detail)
             return
-        if opened.idempotency_key in consumer.recent:
+        data_digest = digest(delivery.data)
+        verdict = consumer.seen.verdict(opened.idempotency_key, delivery.seq, data_digest)
+        if verdict == Verdict.REPLAY:
+            detail = f"idempotency key {opened.idempotency_key[:200]!r} was handled before in another message"
+            self._dead_letter(delivery, DeadLetterReason.REPLAYED, detail)
+            return
+        if verdict == Verdict.REPEAT:
             self._counters.add("duplicates_dropped")
             return
         if delivery.count > 1:
@@ -307,7 +315,7 @@ class InProcessBus(ConfigSealing, Bus):
                 with self._work:
                     consumer.levels[index].appendleft(delivery)
             return
-        consumer.recent.add(opened.idempotency_key)
+        consumer.seen.add(opened.idempotency_key, delivery.seq, data_digest)
         self._counters.add("handled")
 
     def _dead_letter(self, delivery: _Delivery, reason: DeadLetterReason, detail: str) -> None:

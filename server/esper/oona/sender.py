@@ -31,6 +31,7 @@ from nats.errors import MaxPayloadError
 from esper.oona.api import AlertKind
 from esper.oona.config import OonaConfig
 from esper.oona.counters import Alerts, BusCounters
+from esper.oona.envelope import restamped
 from esper.oona.outbox import Outbox, OutgoingMessage
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,10 @@ class Sender:
             try:
                 reply = f"{self._prefix}{reply_id}"
                 headers = message.headers or None
+                secret = self._config.hmac_secret
+                if message.buffered and secret is not None:
+                    # It waited for NATS: its publish time is now, or the stale check would refuse it.
+                    message.data = restamped(message.data, secret, self._config.hmac_key_id)
                 await self._nc.publish(message.subject, message.data, reply=reply, headers=headers)
             except MaxPayloadError as error:
                 batch.answer(index, Answer(stored=False, error=repr(error)))

@@ -66,11 +66,6 @@ def run_event_subject(run_id: str) -> str:
     return f"esper.telemetry.{_run_token(run_id)}.events"
 
 
-def run_telemetry_filter(run_id: str) -> str:
-    """Every telemetry subject of one run (a consumer filter)."""
-    return f"esper.telemetry.{_run_token(run_id)}.>"
-
-
 def command_subject(run_id: str, priority: lifecycle_pb2.MessagePriority) -> str:
     """Where an AdaptationCommand of that priority goes; UNSPECIFIED counts as NORMAL."""
     lane = _EMERGENCY if priority == lifecycle_pb2.MESSAGE_PRIORITY_EMERGENCY else _NORMAL

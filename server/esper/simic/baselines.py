@@ -55,7 +55,8 @@ class GerminateAll:
         if not observation.finite:
             out.request_rollback("non-finite metrics: emergency rollback")
         else:
-            state.observe_accuracy(observation.accuracy, self._config.min_delta)
+            state.metric_direction = observation.boundary.metric_direction
+            state.observe_score(observation.score, self._config.min_delta)
             self._gates.run(state, observation, out)
             note_untracked(state, observation, out)
         update_conservative(self._config, state, observation, out)

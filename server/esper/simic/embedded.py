@@ -1,6 +1,6 @@
 """Simic beside an embedded run: transitions over the in-process bus into a local replay store.
 
-`esper run` wraps its run services with `recording_services`: Tamiyo publishes every
+`esper run` wraps its run collaborators with `recording_collaborators`: Tamiyo publishes every
 boundary's transition on an in-process Oona, a local SimicService (SQLite and an
 object folder under `experience_dir`) consumes and stores them exactly as the mesh's
 Simic does from NATS, and the same local Simic is where Tamiyo looks up a policy id
@@ -16,7 +16,7 @@ from typing import Any
 
 from esper.config import EsperConfig
 from esper.simic.config import SimicConfig, TrainingConfig
-from esper.tolaria.services import RunServices, ServicesFactory
+from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,10 @@ def local_simic(experience_dir: str, *, training: TrainingConfig | None = None) 
     return SimicService.open(SimicConfig(data_dir=experience_dir, training=training or TrainingConfig(gate_suite="")))
 
 
-def recording_services(base: ServicesFactory, experience_dir: str) -> ServicesFactory:
-    """`base`'s services, with Tamiyo recording transitions into the replay store in `experience_dir`."""
+def recording_collaborators(base: CollaboratorsFactory, experience_dir: str) -> CollaboratorsFactory:
+    """`base`'s collaborators, with Tamiyo recording transitions into the replay store in `experience_dir`."""
 
-    def factory(config: EsperConfig) -> RunServices:
+    def factory(config: EsperConfig) -> RunCollaborators:
         from esper.oona.config import OonaConfig
         from esper.oona.memory import InProcessBus
         from esper.simic.intake import TransitionIntake

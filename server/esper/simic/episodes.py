@@ -132,7 +132,7 @@ def play(spec: EpisodeSpec) -> EpisodeResult:
         config = episode_config(spec, out)
         controllers: list[Any] = []
         factory = _services(spec, collector if spec.record else None, controllers)
-        result = run_training(config, services=factory)
+        result = run_training(config, collaborators=factory)
         summary = result.summary
         metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     fallbacks = 0
@@ -173,10 +173,10 @@ def _services(spec: EpisodeSpec, sink: _Collector | None, controllers: list[Any]
     from esper.simic.baselines import baseline_policy
     from esper.tamiyo import TamiyoController
     from esper.tamiyo.policies import find_artifact, learned_policy
-    from esper.tolaria.services import embedded_services
+    from esper.tolaria.collaborators import embedded_collaborators
 
     def factory(config: Any) -> Any:
-        services = embedded_services(config)
+        services = embedded_collaborators(config)
         kernels = services.urza
 
         def make_controller(model: Any) -> Any:

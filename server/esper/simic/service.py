@@ -14,18 +14,18 @@ from esper.simic.config import SimicConfig
 from esper.simic.db import SimicDatabase
 from esper.simic.experience import TransitionStore
 from esper.simic.policy_store import PolicyStore
+from esper.simic.requests import (
+    POLICY_LISTING,
+    check_get_policy,
+    check_get_training_job,
+    check_list_field_reports,
+    check_list_policies,
+    check_record_field_reports,
+    check_record_transitions,
+    check_train_policy,
+)
 from esper.simic.store import FieldReportStore
 from esper.simic.training import PolicyTrainer, Publisher
-from esper.simic.validation import (
-    POLICY_LISTING,
-    validate_get_policy,
-    validate_get_training_job,
-    validate_list_field_reports,
-    validate_list_policies,
-    validate_record_field_reports,
-    validate_record_transitions,
-    validate_train_policy,
-)
 from esper.urza.store import ObjectStore, open_object_store
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class SimicService:
     def record_field_reports(
         self, request: simic_pb2.RecordFieldReportsRequest
     ) -> simic_pb2.RecordFieldReportsResponse:
-        validate_record_field_reports(request, self._config)
+        check_record_field_reports(request, self._config)
         recorded = self._store.add(request.reports, int(self._clock() * 1_000_000))
         with self._lock:
             self._accepted += recorded.accepted
@@ -103,7 +103,7 @@ class SimicService:
         )
 
     def list_field_reports(self, request: simic_pb2.ListFieldReportsRequest) -> simic_pb2.ListFieldReportsResponse:
-        page_request = validate_list_field_reports(request, self._config)
+        page_request = check_list_field_reports(request, self._config)
         page = self._store.page(run_id=page_request.run_id, before=page_request.before, limit=page_request.page_size)
         token = encode_page_token(page.cursor, page_request.fingerprint) if page.more else ""
         return simic_pb2.ListFieldReportsResponse(
@@ -113,7 +113,7 @@ class SimicService:
         )
 
     def record_transitions(self, request: simic_pb2.RecordTransitionsRequest) -> simic_pb2.RecordTransitionsResponse:
-        validate_record_transitions(request, self._config)
+        check_record_transitions(request, self._config)
         recorded = self._experience.add(request.transitions, int(self._clock() * 1_000_000))
         with self._lock:
             self._transitions_accepted += recorded.accepted
@@ -123,22 +123,22 @@ class SimicService:
 
     def train_policy(self, request: simic_pb2.TrainPolicyRequest) -> simic_pb2.TrainPolicyResponse:
         """Start a job; it runs in the background (GetTrainingJob follows it)."""
-        validate_train_policy(request)
+        check_train_policy(request)
         job = self._trainer.submit(request)
         return simic_pb2.TrainPolicyResponse(job_id=job.job_id, status=job.status, create_time=job.create_time)
 
     def get_training_job(self, request: simic_pb2.GetTrainingJobRequest) -> simic_pb2.GetTrainingJobResponse:
-        validate_get_training_job(request)
+        check_get_training_job(request)
         return simic_pb2.GetTrainingJobResponse(job=self._trainer.get(request.job_id))
 
     def get_policy(self, request: simic_pb2.GetPolicyRequest) -> simic_pb2.GetPolicyResponse:
-        validate_get_policy(request)
+        check_get_policy(request)
         policy, _ = self._policies.get(request.policy_id)
         weights = self._policies.weights(request.policy_id) if request.include_weights else b""
         return simic_pb2.GetPolicyResponse(policy=policy, weights=weights)
 
     def list_policies(self, request: simic_pb2.ListPoliciesRequest) -> simic_pb2.ListPoliciesResponse:
-        page_size, before = validate_list_policies(request, self._config)
+        page_size, before = check_list_policies(request, self._config)
         page = self._policies.page(before=before, limit=page_size)
         token = encode_page_token(page.cursor, POLICY_LISTING) if page.more else ""
         return simic_pb2.ListPoliciesResponse(policies=page.policies, next_page_token=token)

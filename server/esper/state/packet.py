@@ -2,7 +2,7 @@
 
 The packet is a structure of arrays aligned with the run's seed layout, and its
 fractions travel as basis points, so sixteen seeds fit in under 280 bytes
-(HLD budget). Quantization loses at most half a basis point (5e-5) per value.
+(the budget in docs/benchmarks.md). Quantization loses at most half a basis point (5e-5) per value.
 """
 
 from __future__ import annotations
@@ -53,8 +53,14 @@ def pack_system_state(
     validation_accuracy: float,
     epoch_ms: int,
     seeds: Sequence[telemetry_pb2.SeedTelemetry],
+    validation_metric: float = 0.0,
+    metric_direction: lifecycle_pb2.MetricDirection = lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED,
 ) -> telemetry_pb2.SystemStatePacket:
-    """Build the packet from full telemetry, in the order of `seeds` (the layout order)."""
+    """Build the packet from full telemetry, in the order of `seeds` (the layout order).
+
+    A run judged by accuracy leaves `metric_direction` UNSPECIFIED; any other metric
+    travels as `validation_metric` with its direction.
+    """
     packet = telemetry_pb2.SystemStatePacket(
         schema_version=SCHEMA_VERSION,
         run_id=run_id,
@@ -65,6 +71,8 @@ def pack_system_state(
         validation_accuracy=validation_accuracy,
         layout_hash=layout_hash([seed.seed_id for seed in seeds]),
         epoch_ms=max(0, epoch_ms),
+        validation_metric=validation_metric,
+        metric_direction=metric_direction,
     )
     packet.packet_time.GetCurrentTime()
     ready_mask = 0

@@ -65,6 +65,9 @@ class TamiyoConfig:
     best-paying layer's did waits for better ones (a second concurrent slot does not
     go to a layer where growth hardly pays). With `widen_without_plateau`, a layer
     short of working units is widened without waiting for a plateau (after the warm-up).
+    Bounds on what callers make Tamiyo remember: a run presents at most
+    `max_seeds_per_run` seeds (in one step, and embargoed over its life), and Tamiyo
+    keeps the state of the `max_tracked_runs` most recently stepped runs.
     """
 
     policy_id: str = HEURISTIC_POLICY_ID
@@ -103,6 +106,8 @@ class TamiyoConfig:
     widen_without_plateau: bool = True
     policy_timeout_ms: float = 250.0
     kernel_cache_seconds: float = 10.0
+    max_seeds_per_run: int = 16_384
+    max_tracked_runs: int = 1024
 
     def __post_init__(self) -> None:
         if not self.policy_id.strip() or len(self.policy_id) > 1024:
@@ -120,6 +125,8 @@ class TamiyoConfig:
             "kernel_page_size",
             "max_kernel_candidates",
             "gain_window",
+            "max_seeds_per_run",
+            "max_tracked_runs",
         ):
             checks.positive(f"tamiyo.{name}", getattr(self, name))
         for name in (

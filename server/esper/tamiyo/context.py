@@ -1,6 +1,6 @@
 """One boundary made ready for a decision: bookkeeping first, then what a policy may choose from.
 
-`prepare_boundary` is the part of a step every policy shares: it tracks accuracy,
+`prepare_boundary` is the part of a step every policy shares: it tracks the validation score,
 finishes the adaptations Kasmina ended, notes seeds Tamiyo does not own and
 updates conservative mode. `decision_context` then gathers what a learned policy
 reads and may choose: the kernel candidates (every validated kernel at the sites
@@ -70,20 +70,22 @@ class DecisionRecord:
 def prepare_boundary(
     gates: LifecycleGates, config: TamiyoConfig, state: RunState, observation: Observation, out: StepOutcome
 ) -> float | None:
-    """The bookkeeping every policy does first; returns the previous boundary's accuracy (None at the first).
+    """The bookkeeping every policy does first; returns the previous boundary's score (None at the first).
 
-    Non-finite metrics ask for an emergency rollback and skip the accuracy tracking.
+    Scores are the run's validation metric oriented so that higher is better (Boundary), as
+    heuristic-v1 reads them. Non-finite metrics ask for an emergency rollback and skip the tracking.
     """
-    previous = state.last_val_accuracy if state.stepped else None
+    previous = state.last_val_score if state.stepped else None
     if not observation.finite:
         reason = (
             f"non-finite metrics (training loss {observation.training_loss}, validation loss "
-            f"{observation.validation_loss}, accuracy {observation.accuracy}): emergency rollback"
+            f"{observation.validation_loss}, {observation.shown(observation.score)}): emergency rollback"
         )
         out.request_rollback(reason)
         out.wait("", reason)
     else:
-        state.observe_accuracy(observation.accuracy, config.min_delta)
+        state.metric_direction = observation.boundary.metric_direction
+        state.observe_score(observation.score, config.min_delta)
         gates.track(state, observation, out)
         note_untracked(state, observation, out)
     update_conservative(config, state, observation, out)
@@ -97,7 +99,7 @@ def decision_context(
     kernels: KernelDirectory | None,
     *,
     finished: frozenset[str] = frozenset(),
-    previous_accuracy: float | None = None,
+    previous_score: float | None = None,
 ) -> DecisionContext:
     """Candidates, mask and graph for a prepared boundary."""
     rows = germinable_rows(state, observation, config, finished)
@@ -116,7 +118,7 @@ def decision_context(
     )
     with_kernels = {row for k, c in enumerate(candidates) if kernel_mask[k] for row in c.seed_rows}
     mask = action_mask(state, observation, config, with_kernels, finished)
-    graph = build_graph(observation, state, config, candidates, previous_accuracy=previous_accuracy)
+    graph = build_graph(observation, state, config, candidates, previous_score=previous_score)
     return DecisionContext(
         graph=graph,
         mask=mask,
@@ -142,6 +144,7 @@ def _candidates(
         max_parameter_count=kernel_parameter_budget(config, observation.model_parameters),
         page_size=config.kernel_page_size,
         max_candidates=config.max_kernel_candidates,
+        device_kind=observation.device_kind,
     )
     found: list[KernelCandidate] = []
     for site_rows in sites.values():

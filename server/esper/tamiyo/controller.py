@@ -1,7 +1,7 @@
 """The strategic controller: the TamiyoService API in process.
 
-`TamiyoController(model_or_none, config, *, kernels=None)` is the SDK shape of the
-HLD (Appendix F.2). It keeps one RunState per run id (from the packet), so one
+`TamiyoController(model_or_none, config, *, kernels=None)` is the SDK's controller
+(README.md, "The SDK"). It keeps one RunState per run id (from the packet), so one
 controller serves several runs. A step is a transaction: the policy works on a copy
 of the run's state, which replaces the old one only once the answer is complete.
 
@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from esper.errors import FailedPrecondition, InvalidArgument, NotFound
+from esper.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, simic_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability import metrics
 from esper.observability.spans import esper_attributes, tracer
@@ -44,15 +44,15 @@ from esper.tamiyo.kernels import KernelDirectory, RecentKernels
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedLayout, SeedView, StepOutcome
 from esper.tamiyo.policies import PolicySource, artifact_from_update, learned_policy, make_policy
 from esper.tamiyo.policy import Policy
+from esper.tamiyo.requests import (
+    check_export_controller_state,
+    check_get_status,
+    check_load_policy,
+    check_restore_controller_state,
+    check_step,
+)
 from esper.tamiyo.state import RunState
 from esper.tamiyo.transitions import TransitionSink, make_transition, shadow_record
-from esper.tamiyo.validation import (
-    validate_export_controller_state,
-    validate_get_status,
-    validate_load_policy,
-    validate_restore_controller_state,
-    validate_step,
-)
 
 logger = logging.getLogger(__name__)
 _TRACER = tracer(__name__)
@@ -144,7 +144,7 @@ class TamiyoController:
 
     def _step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
         step_started = time.perf_counter()
-        features = validate_step(request)
+        features = check_step(request, max_seeds=self.config.max_seeds_per_run)
         run_id, epoch = request.packet.run_id, request.packet.epoch
         key = request.SerializeToString(deterministic=True)
         with self._lock:
@@ -170,9 +170,13 @@ class TamiyoController:
             if outcome.fallback_reason:
                 self._fallbacks += 1
             state.commands_issued += len(outcome.commands)
+            if len(state.embargo_until) > self.config.max_seeds_per_run:
+                raise ResourceExhausted(
+                    f"run {run_id!r} has presented more than {self.config.max_seeds_per_run} seeds; "
+                    "Tamiyo remembers at most that many per run"
+                )
             response = response_from_outcome(outcome, conservative_mode=state.conservative_mode)
-            self._runs[run_id] = state
-            self._last_step[run_id] = (key, _copy(response))
+            self._remember(run_id, state, (key, _copy(response)))
             if before is not None:
                 self._record_transition(before, observation, outcome)
         if elapsed_ms > self.config.step_budget_ms:
@@ -255,7 +259,7 @@ class TamiyoController:
             return [_copy_telemetry(seeds[seed_id]) for seed_id in sorted(seeds)]
 
     def get_status(self, request: tamiyo_pb2.GetStatusRequest) -> tamiyo_pb2.GetStatusResponse:
-        validate_get_status(request)
+        check_get_status(request)
         with self._lock:
             tracked = len(self._runs.keys() | self._observed.keys())
             if not request.run_id:
@@ -278,7 +282,9 @@ class TamiyoController:
             state = self._run(request.run_id)
             return tamiyo_pb2.GetStatusResponse(
                 current_epoch=max(state.last_epoch, observed_epoch),
-                validation_accuracy=state.last_val_accuracy,
+                validation_accuracy=state.last_val_score
+                if state.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+                else 0.0,
                 active_adaptations=len(state.adaptations),
                 conservative_mode=state.conservative_mode,
                 tracked_runs=tracked,
@@ -299,7 +305,7 @@ class TamiyoController:
         NotFound (POLICY_NOT_FOUND) for a policy nothing knows; FailedPrecondition when a
         learned policy cannot be loaded (its feature schema or weights do not fit).
         """
-        validate_load_policy(request)
+        check_load_policy(request)
         policy = make_policy(request.policy_id, self.config, self._policies) if request.policy_id else None
         with self._lock:
             if policy is not None:
@@ -351,20 +357,37 @@ class TamiyoController:
     def export_controller_state(
         self, request: tamiyo_pb2.ExportControllerStateRequest
     ) -> tamiyo_pb2.ExportControllerStateResponse:
-        validate_export_controller_state(request)
+        check_export_controller_state(request)
         with self._lock:
             return tamiyo_pb2.ExportControllerStateResponse(state=state_to_proto(self._run(request.run_id)))
 
     def restore_controller_state(
         self, request: tamiyo_pb2.RestoreControllerStateRequest
     ) -> tamiyo_pb2.RestoreControllerStateResponse:
-        validate_restore_controller_state(request)
+        check_restore_controller_state(request)
         state = state_from_proto(request.state)
         with self._lock:
-            self._runs[state.run_id] = state
-            self._last_step.pop(state.run_id, None)
+            self._remember(state.run_id, state, None)
         logger.info("run %s: controller state restored at epoch %d", state.run_id, state.last_epoch)
         return tamiyo_pb2.RestoreControllerStateResponse(run_id=state.run_id)
+
+    def _remember(self, run_id: str, state: RunState, last: tuple[bytes, tamiyo_pb2.StepResponse] | None) -> None:
+        """Keep the run's state as the most recent; forget the least recently stepped past the bound.
+
+        A forgotten run that steps again starts afresh (a restored checkpoint brings its state back).
+        Lock held.
+        """
+        self._runs.pop(run_id, None)
+        self._last_step.pop(run_id, None)
+        self._runs[run_id] = state
+        if last is not None:
+            self._last_step[run_id] = last
+        while len(self._runs) > self.config.max_tracked_runs:
+            oldest = next(iter(self._runs))
+            del self._runs[oldest]
+            self._last_step.pop(oldest, None)
+            self._layouts.pop(oldest, None)
+            logger.info("run %s forgotten: Tamiyo keeps the %d most recent runs", oldest, self.config.max_tracked_runs)
 
     def _run(self, run_id: str) -> RunState:
         state = self._runs.get(run_id)

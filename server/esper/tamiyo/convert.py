@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from google.protobuf import timestamp_pb2
 
-from esper.leyline.v1 import control_pb2, kernel_pb2, tamiyo_pb2
+from esper.leyline.v1 import control_pb2, kernel_pb2, lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.state import SeedFeatures
+from esper.tamiyo.issued import Boundary
 from esper.tamiyo.observation import Observation, PackedFeatures, SeedLayout, SeedView, StepOutcome
-from esper.tamiyo.reports import Boundary
 from esper.tamiyo.state import Adaptation, GrowthStep, RunState
 
 
@@ -37,8 +37,9 @@ def observation_from_request(
         boundary=Boundary(
             run_id=packet.run_id,
             epoch=packet.epoch,
-            validation_accuracy=float(packet.validation_accuracy),
+            score=_score(packet),
             time=boundary_time,
+            metric_direction=packet.metric_direction,
         ),
         training_loss=float(packet.training_loss),
         validation_loss=float(packet.validation_loss),
@@ -48,7 +49,17 @@ def observation_from_request(
         host_layers=tuple(request.host_layers),
         packed=PackedFeatures.of(packet),
         known_layout=layout,
+        device_kind=request.device_kind,
     )
+
+
+def _score(packet: telemetry_pb2.SystemStatePacket) -> float:
+    """The packet's validation metric oriented so that higher is better (its accuracy when no metric is set)."""
+    if packet.metric_direction == lifecycle_pb2.METRIC_DIRECTION_LOWER_IS_BETTER:
+        return -float(packet.validation_metric)
+    if packet.metric_direction == lifecycle_pb2.METRIC_DIRECTION_HIGHER_IS_BETTER:
+        return float(packet.validation_metric)
+    return float(packet.validation_accuracy)
 
 
 def response_from_outcome(outcome: StepOutcome, *, conservative_mode: bool) -> tamiyo_pb2.StepResponse:
@@ -103,7 +114,7 @@ def state_to_proto(state: RunState) -> tamiyo_pb2.TamiyoControllerState:
     """The run's full state; adaptations ordered by seed id so equal states export equal messages."""
     return tamiyo_pb2.TamiyoControllerState(
         run_id=state.run_id,
-        best_val_accuracy=state.best_val_accuracy,
+        best_val_accuracy=state.best_val_score,
         epochs_since_improvement=state.epochs_since_improvement,
         last_epoch=state.last_epoch,
         embargo_until=state.embargo_until,
@@ -120,7 +131,7 @@ def growth_step_to_proto(step: GrowthStep) -> tamiyo_pb2.GrowthStep:
         seed_id=step.seed_id,
         growth_kind=step.growth_kind,  # type: ignore[arg-type]
         parameter_count=step.parameter_count,
-        accuracy_gain=step.accuracy_gain,
+        accuracy_gain=step.score_gain,
         epoch=step.epoch,
     )
 
@@ -130,7 +141,7 @@ def growth_step_from_proto(message: tamiyo_pb2.GrowthStep) -> GrowthStep:
         seed_id=message.seed_id,
         growth_kind=message.growth_kind,
         parameter_count=message.parameter_count,
-        accuracy_gain=message.accuracy_gain,
+        score_gain=message.accuracy_gain,
         epoch=message.epoch,
     )
 
@@ -139,7 +150,7 @@ def state_from_proto(message: tamiyo_pb2.TamiyoControllerState) -> RunState:
     """A validated state. Only a stepped run's state is ever exported, so the run counts as stepped."""
     return RunState(
         run_id=message.run_id,
-        best_val_accuracy=message.best_val_accuracy,
+        best_val_score=message.best_val_accuracy,
         epochs_since_improvement=message.epochs_since_improvement,
         last_epoch=message.last_epoch,
         commands_issued=message.commands_issued,
@@ -147,7 +158,7 @@ def state_from_proto(message: tamiyo_pb2.TamiyoControllerState) -> RunState:
         embargo_until=dict(message.embargo_until),
         adaptations={a.seed_id: adaptation_from_proto(a) for a in message.active_adaptations},
         blueprint_scores=dict(message.blueprint_scores),
-        last_val_accuracy=message.best_val_accuracy,
+        last_val_score=message.best_val_accuracy,
         stepped=True,
         growth_steps=[growth_step_from_proto(step) for step in message.growth_steps],
     )

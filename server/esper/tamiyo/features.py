@@ -149,7 +149,7 @@ def _run_state_columns(rows: np.ndarray, observation: Observation, state: RunSta
             continue
         rows[row, column["tracked"]] = 1.0
         rows[row, column["epochs_in_stage"]] = _clip(a.epochs_in_stage(epoch) / 10.0, 0.0, 3.0)
-        rows[row, column["accuracy_since_germination"]] = _clip(10.0 * (observation.accuracy - a.pre_metric), -3.0, 3.0)
+        rows[row, column["accuracy_since_germination"]] = _clip(10.0 * (observation.score - a.pre_metric), -3.0, 3.0)
         rows[row, column["epochs_active"]] = _clip(a.epochs_active(epoch) / 10.0, 0.0, 3.0)
     for seed_id, until in state.embargo_until.items():
         row = index.get(seed_id)
@@ -238,10 +238,10 @@ def layer_features(layers: _LayerTable, monitors: np.ndarray) -> np.ndarray:
 
 
 def global_features(
-    observation: Observation, state: RunState, config: TamiyoConfig, previous_accuracy: float | None
+    observation: Observation, state: RunState, config: TamiyoConfig, previous_score: float | None
 ) -> np.ndarray:
     epoch, final = observation.epoch, observation.final_epoch
-    accuracy = _finite(observation.accuracy)
+    score = _finite(observation.score)
     active_rows = np.isin(observation.stages, _ACTIVE_ARRAY)
     for seed_id in state.adaptations:
         if seed_id in observation.rows:
@@ -255,9 +255,9 @@ def global_features(
             epoch / final if final else 0.0,
             _clip((final - epoch) / 20.0, 0.0, 2.0) if final else 0.0,
             float(final > 0),
-            accuracy,
-            _finite(state.best_val_accuracy),
-            _clip(10.0 * (accuracy - previous_accuracy), -3.0, 3.0) if previous_accuracy is not None else 0.0,
+            score,
+            _finite(state.best_val_score),
+            _clip(10.0 * (score - previous_score), -3.0, 3.0) if previous_score is not None else 0.0,
             _clip(state.epochs_since_improvement / 10.0, 0.0, 3.0),
             float(state.epochs_since_improvement >= config.patience),
             float(epoch < config.warmup_epochs),

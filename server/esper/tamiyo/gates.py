@@ -14,8 +14,8 @@ plus fossilize_min_improvement, and an eval gain (accuracy with the seed on minu
 it blended out, alpha 0) above min_eval_gain. A seed that holds up a model worse than
 before it germinated is not an improvement.
 Harm (accuracy more than harm_threshold below the germination accuracy) culls from
-EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (seed
-lifecycle, Appendix B), so harm seen there is recorded and acted on at EVALUATING,
+EVALUATING on. CULL is not a legal command while GRAFTING or STABILIZATION (the seed
+lifecycle, docs/lifecycle.md), so harm seen there is recorded and acted on at EVALUATING,
 which then culls without waiting for readiness. A drop is not blamed on a seed whose
 measured eval gain is positive: the model then depends on it, and the host is often
 still settling around the new block (measured: such dips recover during fine-tuning).
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 from esper.leyline.v1 import blueprint_pb2, lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
+from esper.tamiyo.issued import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
 from esper.tamiyo.observation import Observation, SeedView, StepOutcome, stage_name
-from esper.tamiyo.reports import OUTCOME_SCORE, CommandType, Outcome, field_report, make_command
 from esper.tamiyo.state import Adaptation, GrowthStep, RunState, SeedStage
 
 _OBSERVED_OUTCOMES: dict[SeedStage, Outcome] = {
@@ -128,7 +128,7 @@ class LifecycleGates:
         if outcome in _FAILURES:
             state.record_failure(adaptation.seed_id, observation.epoch, self._config.embargo_epochs)
         if outcome == lifecycle_pb2.ADAPTATION_OUTCOME_FOSSILIZED:
-            gain = observation.accuracy - adaptation.pre_metric
+            gain = observation.score - adaptation.pre_metric
             if adaptation.eval_gain:
                 gain = min(gain, adaptation.eval_gain)
             gain = max(-1.0, min(1.0, gain))
@@ -304,12 +304,14 @@ class LifecycleGates:
         if gain <= config.min_eval_gain:
             return _Verdict(
                 _CULL,
-                f"negative evaluation: {numbers} (accuracy {obs.accuracy:.4f}, at germination {a.pre_metric:.4f})",
+                f"negative evaluation: {numbers} ({obs.shown(obs.score)}, at germination {obs.shown(a.pre_metric)})",
             )
         if params == 0:
             target = a.pre_metric + config.fossilize_min_improvement
-            improvement = f"accuracy {obs.accuracy:.4f} vs {target:.4f} (at germination {a.pre_metric:.4f} + margin)"
-            if obs.accuracy >= target:
+            improvement = (
+                f"{obs.shown(obs.score)} vs {obs.shown(target)} (at germination {obs.shown(a.pre_metric)} + margin)"
+            )
+            if obs.score >= target:
                 return _Verdict(
                     lifecycle_pb2.COMMAND_TYPE_FOSSILIZE,
                     f"positive evaluation of a fixed-function kernel: {numbers}, {improvement}; fossilize",
@@ -330,11 +332,11 @@ class LifecycleGates:
             return _Verdict(None, f"FINE_TUNING epoch {n} of {config.fine_tune_epochs}{excused}")
         target = a.pre_metric + config.fossilize_min_improvement
         numbers = (
-            f"accuracy {obs.accuracy:.4f} vs {target:.4f} (at germination {a.pre_metric:.4f} + "
+            f"{obs.shown(obs.score)} vs {obs.shown(target)} (at germination {obs.shown(a.pre_metric)} + "
             f"{config.fossilize_min_improvement}), eval gain {a.eval_gain:+.4f} "
             f"vs min {config.min_eval_gain:+.4f}"
         )
-        if obs.accuracy >= target and a.eval_gain > config.min_eval_gain:
+        if obs.score >= target and a.eval_gain > config.min_eval_gain:
             return _Verdict(lifecycle_pb2.COMMAND_TYPE_FOSSILIZE, f"measured improvement after {n} epochs: {numbers}")
         return _Verdict(_CULL, f"no improvement after {n} epochs of fine-tuning: {numbers}")
 
@@ -342,14 +344,15 @@ class LifecycleGates:
         """(why to cull on harm, or ""; a note when a drop is excused by the seed's positive eval gain)."""
         harm = self._harm_text(obs, a)
         if harm and eval_gain is not None and eval_gain > self._config.min_eval_gain:
-            return "", f"; {harm}, but the seed's eval gain is {eval_gain:+.4f}: it holds accuracy up, keep it for now"
+            held = obs.boundary.metric_word
+            return "", f"; {harm}, but the seed's eval gain is {eval_gain:+.4f}: it holds {held} up, keep it for now"
         return harm, ""
 
     def _harm_text(self, obs: Observation, a: Adaptation) -> str:
-        drop = a.pre_metric - obs.accuracy
+        drop = a.pre_metric - obs.score
         if drop > self._config.harm_threshold:
             return (
-                f"accuracy {obs.accuracy:.4f} fell {drop:.4f} below {a.pre_metric:.4f} at germination "
+                f"{obs.shown(obs.score)} is {drop:.4f} worse than {obs.shown(a.pre_metric)} at germination "
                 f"(threshold {self._config.harm_threshold})"
             )
         return ""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from esper.leyline.v1 import kernel_pb2, lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.growth import GrowthOption, growth_options, growth_paid, growth_stopped, has_width_seeds
+from esper.tamiyo.issued import make_command
 from esper.tamiyo.kernels import (
     KernelChoice,
     KernelDirectory,
@@ -38,7 +39,6 @@ from esper.tamiyo.kernels import (
     tag_ladder,
 )
 from esper.tamiyo.observation import ACTIVE_STAGES, Observation, SeedView, StepOutcome
-from esper.tamiyo.reports import make_command
 from esper.tamiyo.state import Adaptation, RunState
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class Germination:
             )
             return
         progress = (
-            f"best accuracy {state.best_val_accuracy:.4f}, {state.epochs_since_improvement} of "
+            f"best {observation.shown(state.best_val_score)}, {state.epochs_since_improvement} of "
             f"{config.patience} epochs without a gain > {config.min_delta}"
         )
         on_plateau = state.epochs_since_improvement >= config.patience
@@ -269,6 +269,7 @@ class Germination:
             max_parameter_count=self._parameter_budget(observation.model_parameters),
             page_size=config.kernel_page_size,
             max_candidates=config.max_kernel_candidates,
+            device_kind=observation.device_kind,
         )
 
     def _parameter_budget(self, model_parameters: int) -> int:
@@ -320,7 +321,7 @@ class Germination:
             kernel_id=kernel.kernel_id,
             blueprint_id=kernel.blueprint_id,
             germination_epoch=observation.epoch,
-            pre_metric=observation.accuracy,
+            pre_metric=observation.score,
             selected_for_tags=choice.tags,
             kernel_report=_copy_report(kernel),
             last_stage=lifecycle_pb2.SEED_STAGE_GERMINATED,

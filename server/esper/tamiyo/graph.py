@@ -1,4 +1,4 @@
-"""Tamiyo's observation as a typed graph (HLD seed 004, Appendix C.3).
+"""Tamiyo's observation as a typed graph (docs/policy.md).
 
 Node types, one feature row each (the column names are `*_FEATURES`, their
 version `FEATURE_SCHEMA_VERSION`; a policy reads only graphs of the version it
@@ -6,7 +6,7 @@ was trained on):
   seed    every Kasmina seed, in layout order: stage, alpha, health signals,
           epochs in stage, measured gain, parameters, embargo, where it sits;
   layer   every weight layer of the host (kind, widths, parameters, depth);
-  global  one row: epoch fraction, accuracy and loss trends, parameters against
+  global  one row: epoch fraction, validation score and loss trends, parameters against
           the budget, concurrency in use, conservative mode;
   kernel  the validated kernels a germination could use, with Urza's metadata,
           Urabrask's tags and measurements and the blueprint's outcomes in the run.
@@ -124,14 +124,14 @@ def build_graph(
     config: TamiyoConfig,
     candidates: Sequence[KernelCandidate] = (),
     *,
-    previous_accuracy: float | None = None,
+    previous_score: float | None = None,
     parents: Mapping[str, str] | None = None,
 ) -> ObservationGraph:
     """The observation graph of one boundary.
 
-    `state` is the run's state after the boundary's bookkeeping (accuracy tracked,
-    finished adaptations forgotten), before any decision. `previous_accuracy` is the
-    last boundary's validation accuracy (None at the first). `parents` maps a nested
+    `state` is the run's state after the boundary's bookkeeping (score tracked,
+    finished adaptations forgotten), before any decision. `previous_score` is the
+    last boundary's validation score (None at the first). `parents` maps a nested
     seed's id to its parent's (CONTAINS / CHILD_OF).
     """
     parents = {**observation.layout.parents, **(parents or {})}
@@ -139,7 +139,7 @@ def build_graph(
     seed_rows = observation.rows
     seed_x = seed_features(observation, state, parents)
     layer_x = layer_features(host_layers, monitors)
-    global_x = global_features(observation, state, config, previous_accuracy)
+    global_x = global_features(observation, state, config, previous_score)
     kernel_x = kernel_features(candidates, state, observation.model_parameters)
     edges = {
         SEQUENTIAL: _sequential_edges(observation),

@@ -172,7 +172,7 @@ def _paid_per_kparam(state: RunState, observation: Observation) -> dict[tuple[in
     for step in state.growth_steps:
         if step.seed_id in layers:
             key = (layers[step.seed_id], step.growth_kind or DEPTH)
-            paid[key] = step.accuracy_gain * 1000.0 / max(step.parameter_count, 1)
+            paid[key] = step.score_gain * 1000.0 / max(step.parameter_count, 1)
     return paid
 
 
@@ -216,13 +216,13 @@ def growth_stopped(config: TamiyoConfig, state: RunState) -> str:
     if config.min_gain_per_kparam <= 0 or len(window) < config.gain_window:
         return ""
     added = sum(step.parameter_count for step in window)
-    gained = sum(step.accuracy_gain for step in window)
+    gained = sum(step.score_gain for step in window)
     per_kparam = gained * 1000.0 / max(added, 1)
     if per_kparam >= config.min_gain_per_kparam:
         return ""
     return (
         f"growth stopped paying: the last {len(window)} fossilized adaptations "
-        f"({', '.join(step.seed_id for step in window)}) bought {100 * gained:+.2f} accuracy points for "
+        f"({', '.join(step.seed_id for step in window)}) bought {100 * gained:+.2f} points of the metric for "
         f"{added} parameters, {100 * per_kparam:.2f} points per 1,000 < {100 * config.min_gain_per_kparam:.2f}"
     )
 
@@ -233,5 +233,5 @@ def growth_paid(config: TamiyoConfig, state: RunState) -> str:
     if not window:
         return ""
     added = sum(step.parameter_count for step in window)
-    gained = sum(step.accuracy_gain for step in window)
+    gained = sum(step.score_gain for step in window)
     return f"growth pays {100 * gained * 1000.0 / max(added, 1):.2f} points per 1,000 parameters"

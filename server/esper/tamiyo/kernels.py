@@ -57,6 +57,8 @@ class KernelSearch:
     # Rank by size before the blueprint's run score (culled blueprints still last): a width
     # seed's kernel is sized to the step the model should take, whichever blueprint worked before.
     by_size: bool = False
+    # Only kernels built for the run's kind of device ("cpu", "cuda"); "" takes any.
+    device_kind: str = ""
 
 
 class KernelQueryFailed(Exception):
@@ -162,6 +164,7 @@ def _query(
         input_kind=descriptor.input_kind,
         max_parameter_count=search.max_parameter_count,
         growth_kind=blueprint_pb2.GROWTH_KIND_WIDTH if is_width(descriptor) else blueprint_pb2.GROWTH_KIND_DEPTH,
+        device_kind=search.device_kind,
     )
     query.input_shape.CopyFrom(descriptor.input_shape)
     query.output_shape.CopyFrom(kernel_output_shape(descriptor))
@@ -191,6 +194,7 @@ def _fits(kernel: kernel_pb2.KernelArtifact, query: kernel_pb2.KernelQuery) -> b
         and list(kernel_output) == list(query.output_shape.dims)
         and set(query.tags_all) <= set(kernel.tags)
         and (query.max_parameter_count == 0 or kernel.parameter_count <= query.max_parameter_count)
+        and (not query.device_kind or kernel.hardware_target.startswith(f"{query.device_kind}_"))
     )
 
 

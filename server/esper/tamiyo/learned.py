@@ -31,11 +31,11 @@ from esper.tamiyo.context import DecisionContext, DecisionRecord, decision_conte
 from esper.tamiyo.gates import LifecycleGates
 from esper.tamiyo.germination import Germination
 from esper.tamiyo.gnn import TamiyoNet
+from esper.tamiyo.issued import CommandType, Outcome, make_command
 from esper.tamiyo.kernels import KernelChoice, KernelDirectory
 from esper.tamiyo.masks import ACTIONS, ADVANCE, CULL, FOSSILIZE, GERMINATE, WAIT, actions_legal
 from esper.tamiyo.observation import Observation, StepOutcome, stage_name
 from esper.tamiyo.policy import HeuristicPolicy
-from esper.tamiyo.reports import CommandType, Outcome, make_command
 from esper.tamiyo.state import RunState
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class LearnedPolicy:
             observation,
             kernels if observation.finite else None,
             finished=frozenset(out.finished_seeds),
-            previous_accuracy=previous,
+            previous_score=previous,
         )
         if context.query_error:
             out.wait("", f"kernel query failed: {context.query_error}; no germination this boundary")
@@ -224,11 +224,14 @@ class LearnedPolicy:
             why += f": cancel in {stage_name(stage)}"
         elif choice == CULL:
             command_type, outcome = _S.COMMAND_TYPE_CULL, _S.ADAPTATION_OUTCOME_CULLED
-            why += f": accuracy {observation.accuracy:.4f} vs {adaptation.pre_metric:.4f} at germination"
+            why += (
+                f": {observation.shown(observation.score)} vs {observation.shown(adaptation.pre_metric)} at germination"
+            )
         elif choice == FOSSILIZE:
             command_type, outcome = _S.COMMAND_TYPE_FOSSILIZE, _S.ADAPTATION_OUTCOME_FOSSILIZED
             why += (
-                f": accuracy {observation.accuracy:.4f} vs {adaptation.pre_metric:.4f} at germination, "
+                f": {observation.shown(observation.score)} vs {observation.shown(adaptation.pre_metric)} "
+                f"at germination, "
                 f"eval gain {adaptation.eval_gain:+.4f}"
             )
         else:

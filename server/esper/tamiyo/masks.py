@@ -12,15 +12,15 @@ WAIT: WAIT, GERMINATE, ADVANCE, CULL, FOSSILIZE.
                  fossilized at the same boundary frees one (acting.py applies this).
   GERMINATED     ADVANCE (promote to LOADING again) or CULL (cancel).
   TRAINING       ADVANCE once the seed is ready after `min_training_epochs`; CULL (cancel).
-  GRAFTING,      ADVANCE once ready. CULL is not a legal command here (Appendix B).
+  GRAFTING,      ADVANCE once ready. CULL is not a legal command here (docs/lifecycle.md).
   STABILIZATION
   EVALUATING     once measured: ADVANCE to FINE_TUNING (a trainable kernel) or FOSSILIZE
                  (a fixed-function one) only on a positive evaluation; CULL always.
-  FINE_TUNING    CULL; FOSSILIZE only on a measured improvement (accuracy above the
-                 germination accuracy plus `fossilize_min_improvement`, or an eval gain
+  FINE_TUNING    CULL; FOSSILIZE only on a measured improvement (a validation score above
+                 the score at germination plus `fossilize_min_improvement`, or an eval gain
                  above `min_eval_gain`).
 A seed past its stage time-out may not wait (TRAINING and GERMINATED: cancel; EVALUATING:
-cull; FINE_TUNING: fossilize or cull). Harm (accuracy below the germination accuracy by more
+cull; FINE_TUNING: fossilize or cull). Harm (a score below the score at germination by more
 than `harm_threshold`, not excused by a positive eval gain) leaves only CULL from EVALUATING
 on. Seeds Tamiyo did not germinate, terminal seeds and seeds in transit only WAIT.
 """
@@ -173,7 +173,7 @@ def _fine_tuning_mask(
 
 def harmed(a: Adaptation, observation: Observation, config: TamiyoConfig, eval_gain: float | None) -> bool:
     """Accuracy fell past the harm threshold since germination, and the seed's own gain does not excuse it."""
-    drop = a.pre_metric - observation.accuracy
+    drop = a.pre_metric - observation.score
     if drop <= config.harm_threshold:
         return False
     return not (eval_gain is not None and eval_gain > config.min_eval_gain)
@@ -182,7 +182,7 @@ def harmed(a: Adaptation, observation: Observation, config: TamiyoConfig, eval_g
 def improved(a: Adaptation, observation: Observation, config: TamiyoConfig) -> bool:
     """The measured improvement that allows fossilizing."""
     target = a.pre_metric + config.fossilize_min_improvement
-    return observation.accuracy >= target or a.eval_gain > config.min_eval_gain
+    return observation.score >= target or a.eval_gain > config.min_eval_gain
 
 
 def actions_legal(mask: np.ndarray, free_slots: int, seed_actions: np.ndarray) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from esper.leyline.v1 import blueprint_pb2, control_pb2, lifecycle_pb2, telemetry_pb2
 from esper.state import SeedFeatures
 from esper.state.packet import BASIS_POINTS, READY_MASK_SEEDS
-from esper.tamiyo.reports import Boundary, CommandType
+from esper.tamiyo.issued import Boundary, CommandType
 
 if TYPE_CHECKING:
     from esper.tamiyo.context import DecisionRecord
@@ -161,8 +161,8 @@ class PackedFeatures:
 
 @dataclass(frozen=True)
 class Observation:
-    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown; `host_layers`
-    empty when the caller did not describe the host."""
+    """A validated StepRequest. `model_parameters` and `final_epoch` are 0 when unknown, `host_layers`
+    empty when the caller did not describe the host, `device_kind` "" when the caller did not say."""
 
     boundary: Boundary
     training_loss: float
@@ -171,6 +171,7 @@ class Observation:
     model_parameters: int
     final_epoch: int = 0
     host_layers: tuple[telemetry_pb2.HostLayer, ...] = ()
+    device_kind: str = ""
     # The packet's arrays and the run's layout when the caller has them (the controller does):
     # a policy over thousands of seeds then never reads them seed by seed.
     packed: PackedFeatures | None = field(default=None, compare=False, repr=False)
@@ -181,8 +182,12 @@ class Observation:
         return self.boundary.epoch
 
     @property
-    def accuracy(self) -> float:
-        return self.boundary.validation_accuracy
+    def score(self) -> float:
+        """The validation metric, higher is better (see Boundary)."""
+        return self.boundary.score
+
+    def shown(self, score: float) -> str:
+        return self.boundary.shown(score)
 
     @cached_property
     def layout(self) -> SeedLayout:
@@ -203,8 +208,8 @@ class Observation:
 
     @property
     def finite(self) -> bool:
-        """Losses and accuracy are all finite; otherwise the run needs a rollback."""
-        values = (self.training_loss, self.validation_loss, self.boundary.validation_accuracy)
+        """Losses and the metric are all finite; otherwise the run needs a rollback."""
+        values = (self.training_loss, self.validation_loss, self.boundary.score)
         return all(math.isfinite(value) for value in values)
 
 

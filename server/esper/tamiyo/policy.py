@@ -3,7 +3,7 @@
 One step of the heuristic, in order:
   1. Non-finite losses: ask Tolaria for an emergency rollback and decide nothing else
      (the rolled-back seeds are reported when they are next seen ROLLED_BACK).
-  2. Track the best validation accuracy (plateau detection).
+  2. Track the best validation score (plateau detection; any metric, see Boundary).
   3. Apply the lifecycle gates to every seed being adapted (gates.py).
   4. Update conservative mode; every switch is a decision with its reason.
   5. Consider germinating one seed (germination.py).
@@ -36,7 +36,7 @@ class Policy(Protocol):
 
 
 class HeuristicPolicy:
-    """Threshold rules over the packet and telemetry (HLD: the v1.0 heuristic policy)."""
+    """Threshold rules over the packet and telemetry (heuristic-v1, docs/lifecycle.md)."""
 
     def __init__(self, config: TamiyoConfig) -> None:
         self._config = config
@@ -52,12 +52,13 @@ class HeuristicPolicy:
         if not observation.finite:
             reason = (
                 f"non-finite metrics (training loss {observation.training_loss}, validation loss "
-                f"{observation.validation_loss}, accuracy {observation.accuracy}): emergency rollback"
+                f"{observation.validation_loss}, {observation.shown(observation.score)}): emergency rollback"
             )
             out.request_rollback(reason)
             out.wait("", reason)
         else:
-            state.observe_accuracy(observation.accuracy, self._config.min_delta)
+            state.metric_direction = observation.boundary.metric_direction
+            state.observe_score(observation.score, self._config.min_delta)
             self._gates.run(state, observation, out)
             note_untracked(state, observation, out)
         update_conservative(self._config, state, observation, out)

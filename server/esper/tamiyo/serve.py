@@ -76,11 +76,14 @@ def _build(args: argparse.Namespace) -> Served:
     with ExitStack() as opened:
         urza = simic = None
         if args.urza:
-            urza = opened.enter_context(
-                closing(UrzaClient(ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline)))
+            client = UrzaClient(
+                ClientConfig(address=args.urza, deadline_seconds=args.urza_deadline, tls=args.client_tls)
             )
+            urza = opened.enter_context(closing(client))
         if args.simic:
-            simic = opened.enter_context(closing(SimicClient(ClientConfig(address=args.simic, deadline_seconds=30.0))))
+            simic = opened.enter_context(
+                closing(SimicClient(ClientConfig(address=args.simic, deadline_seconds=30.0, tls=args.client_tls)))
+            )
         controller = TamiyoController(None, settings, kernels=urza, policies=simic)
         if oona is None:
             return Served.owning(opened, registrations=[host(TAMIYO_SERVICE.bind(controller))])

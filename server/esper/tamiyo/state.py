@@ -55,7 +55,7 @@ class GrowthStep:
     seed_id: str
     growth_kind: int
     parameter_count: int
-    accuracy_gain: float
+    score_gain: float
     epoch: int
 
 
@@ -63,13 +63,15 @@ class GrowthStep:
 class RunState:
     """Tamiyo's memory of one run.
 
-    `best_val_accuracy` only moves when beaten by more than the configured
-    min_delta, so a slow creep still counts as a plateau until it adds up.
-    `last_val_accuracy` is for status only and never drives a decision.
+    Scores are the run's validation metric oriented so that higher is better
+    (esper.tamiyo.issued.Boundary). `best_val_score` only moves when beaten by more
+    than the configured min_delta, so a slow creep still counts as a plateau until it
+    adds up. `last_val_score` and `metric_direction` are for status only and never
+    drive a decision.
     """
 
     run_id: str
-    best_val_accuracy: float = 0.0
+    best_val_score: float = 0.0
     epochs_since_improvement: int = 0
     last_epoch: int = 0
     commands_issued: int = 0
@@ -77,19 +79,20 @@ class RunState:
     embargo_until: dict[str, int] = field(default_factory=dict)
     adaptations: dict[str, Adaptation] = field(default_factory=dict)
     blueprint_scores: dict[str, int] = field(default_factory=dict)
-    last_val_accuracy: float = 0.0
+    last_val_score: float = 0.0
+    metric_direction: int = lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
     stepped: bool = False
     growth_steps: list[GrowthStep] = field(default_factory=list)
 
-    def observe_accuracy(self, accuracy: float, min_delta: float) -> bool:
-        """Track the best accuracy; True when this epoch improved on it by more than min_delta."""
-        self.last_val_accuracy = accuracy
+    def observe_score(self, score: float, min_delta: float) -> bool:
+        """Track the best score; True when this epoch improved on it by more than min_delta."""
+        self.last_val_score = score
         if not self.stepped:
-            self.best_val_accuracy = accuracy
+            self.best_val_score = score
             self.epochs_since_improvement = 0
             return True
-        if accuracy > self.best_val_accuracy + min_delta:
-            self.best_val_accuracy = accuracy
+        if score > self.best_val_score + min_delta:
+            self.best_val_score = score
             self.epochs_since_improvement = 0
             return True
         self.epochs_since_improvement += 1

@@ -75,7 +75,7 @@ def shadow_record(
         observation,
         kernels if observation.finite else None,
         finished=frozenset(scratch.finished_seeds),
-        previous_accuracy=previous,
+        previous_score=previous,
     )
     actions, kernel_row = label_actions(context, outcome)
     return DecisionRecord(context=context, seed_actions=actions, kernel_row=kernel_row)
@@ -129,7 +129,7 @@ def make_transition(
         value=record.value,
         fallback=bool(fallback_reason),
         fallback_reason=fallback_reason,
-        validation_accuracy=observation.accuracy if np.isfinite(observation.accuracy) else 0.0,
+        validation_accuracy=observation.score if np.isfinite(observation.score) else 0.0,
         parameter_count=observation.model_parameters,
         final_epoch=observation.final_epoch,
         free_slots=context.free_slots,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from esper import checks
@@ -22,8 +22,20 @@ _HARDWARE_TARGET = re.compile(r"[a-z0-9_]{1,32}")
 _WORKER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def default_hardware_target() -> str:
-    """`cpu_<machine>` for this host, e.g. "cpu_x86_64"; '-' separates kernel-id parts, so '_' here."""
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+def default_hardware_target(device: str = "cpu") -> str:
+    """This machine's target for `device`: `cpu_<machine>` ("cpu_x86_64"), or `cuda_sm<major><minor>`
+    of the first CUDA device ("cuda_sm80"; "cuda_unknown" without one). '-' separates kernel-id
+    parts, so '_' here; the part before the first '_' is the device kind."""
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return f"cuda_sm{major}{minor}"
+        return "cuda_unknown"
     machine = re.sub(r"[^a-z0-9_]", "_", platform.machine().lower()) or "unknown"
     return f"cpu_{machine}"
 
@@ -37,6 +49,9 @@ class TezzeretConfig:
     `pipelines` are the ones this worker will take. While Urza's queue is longer
     than `conservative_queue_threshold` jobs, the worker claims FAST jobs only.
     `max_batch` bounds the dynamic batch dimension every kernel is exported with.
+    `device` ("cpu", "cuda") is the kind of device kernels are built for: the module and
+    its example go there before export, and `hardware_target` (default: this machine's
+    for `device`) names it in every kernel id.
 
     The numerics check compares a compiled kernel with the eager module on inputs
     of each of `numerics_batch_sizes`; a max absolute difference above
@@ -52,7 +67,7 @@ class TezzeretConfig:
     worker_id: str
     wal_dir: Path
     work_dir: Path
-    hardware_target: str = field(default_factory=default_hardware_target)
+    hardware_target: str = ""
     pipelines: tuple[kernel_pb2.CompilationPipeline, ...] = ALL_PIPELINES
     conservative_queue_threshold: int = 8
     lease_seconds: int = 300
@@ -65,8 +80,15 @@ class TezzeretConfig:
     inductor_compile_threads: int = 1
     recent_jobs_limit: int = 1000
     fault_exit_after: str | None = None
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICE_KINDS:
+            raise ValueError(f"device must be one of {DEVICE_KINDS}, got {self.device!r}")
+        if not self.hardware_target:
+            object.__setattr__(self, "hardware_target", default_hardware_target(self.device))
+        if not self.hardware_target.startswith(f"{self.device}_"):
+            raise ValueError(f"hardware_target {self.hardware_target!r} is not a {self.device} target")
         object.__setattr__(self, "wal_dir", Path(self.wal_dir))
         object.__setattr__(self, "work_dir", Path(self.work_dir))
         object.__setattr__(self, "pipelines", tuple(self.pipelines))

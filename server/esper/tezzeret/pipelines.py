@@ -102,6 +102,8 @@ def compile_module(module: nn.Module, example: Tensor, pipeline: int, config: Te
         name = pipeline_name(pipeline)
         raise CompileError(f"pipeline {name} is not enabled on this worker", retryable=False)
     stage = "export"
+    if config.device != "cpu":
+        module, example = module.to(config.device), example.to(config.device)
     try:
         program = passes.export_program(module, example, config)
         notes = [f"exported {len(passes.program_ops(program))} ops, batch dynamic in [1, {config.max_batch}]"]
@@ -139,7 +141,7 @@ def check_numerics(kernel: nn.Module, reference: nn.Module, example: Tensor, con
     worst = 0.0
     with torch.no_grad():
         for batch in config.numerics_batch_sizes:
-            x = torch.randn((batch, *example.shape[1:]), generator=generator)
+            x = torch.randn((batch, *example.shape[1:]), generator=generator).to(example.device)
             got, want = kernel(x), reference(x)
             if got.shape != want.shape:
                 raise CompileError(

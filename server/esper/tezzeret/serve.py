@@ -21,6 +21,7 @@ from esper.errors import UsageError
 from esper.home import default_help, state_dir
 from esper.leyline.v1 import kernel_pb2
 from esper.mesh.target import Served, ServeTarget, thread_task
+from esper.trust.flags import add_signing_key_argument, signing_key
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lease-seconds", type=int, default=None, help="compile lease (default: 300)")
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds between empty polls")
+    add_signing_key_argument(parser, server="tezzeret")
     parser.add_argument(
         "--fault-exit-after",
         default=None,
@@ -104,13 +106,16 @@ def _build(args: argparse.Namespace) -> Served:
         raise UsageError(str(exc)) from None
     with ExitStack() as opened:
         # Uploads carry whole artifacts: allow them more than a metadata call.
-        urza = opened.enter_context(closing(UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))))
-        worker = TezzeretWorker(urza, config)
+        signer = signing_key(args)
+        client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0, tls=args.client_tls))
+        urza = opened.enter_context(closing(client))
+        worker = TezzeretWorker(urza, config, signer=signer)
         logger.info(
-            "Tezzeret worker %s (toolchain %s) compiling for Urza at %s",
+            "Tezzeret worker %s (toolchain %s) compiling for Urza at %s, signing with key %s",
             config.worker_id,
             worker.toolchain[:8],
             args.urza,
+            signer.key_id,
         )
         # The worker's log stays locked to the end: its thread may still be inside a compile,
         # and the process exit releases the lock. A compile still running when the grace

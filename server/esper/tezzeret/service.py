@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from esper.leyline.v1 import tezzeret_pb2
 from esper.paging import encode_page_token
-from esper.tezzeret.state import WorkerState
-from esper.tezzeret.validation import (
+from esper.tezzeret.requests import (
     WORKER_JOBS_LISTING,
-    validate_get_worker_status,
-    validate_list_worker_jobs,
+    check_get_worker_status,
+    check_list_worker_jobs,
 )
+from esper.tezzeret.state import WorkerState
 
 
 class TezzeretService:
@@ -19,11 +19,11 @@ class TezzeretService:
         self._state = state
 
     def get_worker_status(self, request: tezzeret_pb2.GetWorkerStatusRequest) -> tezzeret_pb2.GetWorkerStatusResponse:
-        validate_get_worker_status(request)
+        check_get_worker_status(request)
         return self._state.status()
 
     def list_worker_jobs(self, request: tezzeret_pb2.ListWorkerJobsRequest) -> tezzeret_pb2.ListWorkerJobsResponse:
-        page = validate_list_worker_jobs(request)
+        page = check_list_worker_jobs(request)
         jobs = self._state.jobs_newest_first()
         chosen = jobs[page.offset : page.offset + page.size]
         more = page.offset + len(chosen) < len(jobs)

@@ -1,4 +1,4 @@
-"""Toolchain hash and kernel ids (HLD Appendix J.3).
+"""Toolchain hash and kernel ids (docs/assets.md, "Kernel ids").
 
 A kernel id is `<ir sha256 12>-<hardware target>-<pipeline>-<toolchain hash 8>`.
 The toolchain hash covers everything besides the IR that decides the artifact's
@@ -28,8 +28,8 @@ from esper.tezzeret.config import TezzeretConfig
 
 logger = logging.getLogger(__name__)
 
-# Bumped when the pipelines change what they emit for the same settings.
-ARTIFACT_FORMAT_VERSION = 1
+# Bumped when the pipelines change what they emit for the same settings (2: signed kernels).
+ARTIFACT_FORMAT_VERSION = 2
 DECOMPOSITION_TABLE = "core_aten"
 # Options handed to Inductor for AGGRESSIVE; `freezing` bakes the weights into the kernel.
 INDUCTOR_OPTIONS: dict[str, Any] = {"freezing": True, "aot_inductor.package_constants_in_so": True}
@@ -62,7 +62,7 @@ def toolchain_hash(config: TezzeretConfig) -> str:
 
 
 def kernel_id(ir_sha256: str, hardware_target: str, pipeline: int, toolchain: str) -> str:
-    """The artifact id of Appendix J.3, e.g. "3f2a9c01b7de-cpu_x86_64-standard-a1c3b2e4"."""
+    """The kernel id of docs/assets.md, e.g. "3f2a9c01b7de-cpu_x86_64-standard-a1c3b2e4"."""
     return f"{ir_sha256[:12]}-{hardware_target}-{pipeline_name(pipeline)}-{toolchain[:8]}"
 
 

@@ -1,4 +1,4 @@
-"""The compile worker: claim a job from Urza, compile it, upload the artifact, log every step.
+"""The compile worker: claim a job from Urza, compile it, sign and upload the artifact, log every step.
 
 Every step is in the write-ahead log before the worker relies on it, and artifacts
 reach their final name only by an atomic rename after an fsync. A worker killed at
@@ -34,6 +34,7 @@ from esper.tezzeret.pipelines import CompiledKernel, CompileError, compile_bluep
 from esper.tezzeret.state import WorkerState
 from esper.tezzeret.toolchain import kernel_id, toolchain_hash
 from esper.tezzeret.wal import PendingJob, WriteAheadLog
+from esper.trust.kernel_signing import KernelSigner
 from esper.urza.fetch import download_kernel_bytes
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,11 @@ class TezzeretWorker:
         *,
         compiler: Compiler = compile_blueprint,
         exit_process: Callable[[int], None] = os._exit,
+        signer: KernelSigner | None = None,
     ) -> None:
         self.urza = urza
         self.config = config
+        self.signer = signer
         self.toolchain = toolchain_hash(config)
         self.state = WorkerState(
             config.worker_id,
@@ -86,11 +89,6 @@ class TezzeretWorker:
     def close(self) -> None:
         """Release the write-ahead log; call once the worker loop has stopped."""
         self.wal.close()
-
-    @property
-    def pending_jobs(self) -> dict[str, PendingJob]:
-        """Jobs claimed and not yet finished, as the write-ahead log has them."""
-        return dict(self._pending)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Claim and compile until `stop` is set; Urza being unreachable only slows the polling."""
@@ -255,6 +253,9 @@ class TezzeretWorker:
         request = urza_pb2.CompleteCompileJobRequest(
             job_id=job.job_id, lease_token=job.lease_token, kernel=kernel, artifact=data
         )
+        if self.signer is not None:
+            # Ed25519 is deterministic: signing again after a restart gives the same signature.
+            request.kernel.signature.CopyFrom(self.signer.sign(kernel, hashlib.sha256(data).hexdigest()))
         try:
             try:
                 self.urza.complete_compile_job(request)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -70,19 +70,6 @@ class RunEventLog:
     def events(self) -> list[run_pb2.RunEvent]:
         with self._changed:
             return list(self._events)
-
-    def follow(self, from_sequence: int = 1, *, poll_seconds: float = 0.5) -> Iterator[run_pb2.RunEvent]:
-        """Events from `from_sequence` on, waiting for new ones until the log is closed."""
-        index = max(0, from_sequence - 1)
-        while True:
-            with self._changed:
-                while index >= len(self._events) and not self._closed:
-                    self._changed.wait(poll_seconds)
-                if index >= len(self._events):
-                    return
-                batch = self._events[index:]
-            index += len(batch)
-            yield from batch
 
 
 def timestamp_now() -> timestamp_pb2.Timestamp:

@@ -1,6 +1,6 @@
 """The epoch-end hook: state packet -> Tamiyo -> Kasmina, timed against the 18 ms budget.
 
-Budget (HLD): state assembly 3.5 ms + Tamiyo 12 ms + adaptation 1.5 ms + guard 1 ms.
+Budget (docs/benchmarks.md): state assembly 3.5 ms + Tamiyo 12 ms + adaptation 1.5 ms + guard 1 ms.
 The validation pass that produces the telemetry runs before the hook and is not
 part of it. When Tamiyo cannot answer (down, or past its deadline), the hook gives
 up on this boundary: no commands, the run goes on conservatively and says so.
@@ -20,6 +20,7 @@ from esper.errors import DeadlineExceeded, EsperError, Unavailable
 from esper.leyline.v1 import (
     control_pb2,
     kasmina_pb2,
+    lifecycle_pb2,
     tamiyo_pb2,
     telemetry_pb2,
 )
@@ -58,6 +59,9 @@ class BoundaryState:
     seed_layout: Sequence[telemetry_pb2.SeedDescriptor]
     telemetry: Sequence[telemetry_pb2.SeedTelemetry]
     host_layers: Sequence[telemetry_pb2.HostLayer] = ()
+    validation_metric: float = 0.0
+    metric_direction: lifecycle_pb2.MetricDirection = lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
+    device_kind: str = ""
 
 
 @dataclass
@@ -106,12 +110,15 @@ def _run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarg
             validation_accuracy=state.validation_accuracy,
             epoch_ms=state.epoch_ms,
             seeds=state.telemetry,
+            validation_metric=state.validation_metric,
+            metric_direction=state.metric_direction,
         ),
         seed_layout=state.seed_layout,
         telemetry=state.telemetry,
         parameter_count=state.parameter_count,
         final_epoch=state.final_epoch,
         host_layers=state.host_layers,
+        device_kind=state.device_kind,
     )
     assembled = time.perf_counter()
     outcome.assemble_ms = (assembled - start) * 1e3

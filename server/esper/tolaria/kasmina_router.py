@@ -11,10 +11,10 @@ import threading
 from collections.abc import Iterator
 
 from esper.errors import NotFound
-from esper.kasmina.validation import (
-    validate_apply_command,
-    validate_list_seed_states,
-    validate_stream_telemetry,
+from esper.kasmina.requests import (
+    check_apply_command,
+    check_list_seed_states,
+    check_stream_telemetry,
 )
 from esper.leyline.v1 import kasmina_pb2
 from esper.leyline.v1.services import KasminaServiceApi
@@ -35,22 +35,18 @@ class KasminaRouter:
         with self._lock:
             self._operators.pop(run_id, None)
 
-    def live_run_ids(self) -> list[str]:
-        with self._lock:
-            return sorted(self._operators)
-
     def apply_command(self, request: kasmina_pb2.ApplyCommandRequest) -> kasmina_pb2.ApplyCommandResponse:
-        validate_apply_command(request)
+        check_apply_command(request)
         return self._operator(request.command.run_id, "command.run_id").apply_command(request)
 
     def list_seed_states(self, request: kasmina_pb2.ListSeedStatesRequest) -> kasmina_pb2.ListSeedStatesResponse:
-        validate_list_seed_states(request)
+        check_list_seed_states(request)
         return self._operator(request.run_id, "run_id").list_seed_states(request)
 
     def stream_telemetry(
         self, request: kasmina_pb2.StreamTelemetryRequest
     ) -> Iterator[kasmina_pb2.StreamTelemetryResponse]:
-        validate_stream_telemetry(request)
+        check_stream_telemetry(request)
         return self._operator(request.run_id, "run_id").stream_telemetry(request)
 
     def _operator(self, run_id: str, field: str) -> KasminaServiceApi:

@@ -1,90 +1,138 @@
 """The training step and the evaluation pass: small, readable, tensors stay on the device.
 
-Per-step numbers are accumulated as tensors and read once per epoch (one `.item()`
-per statistic per epoch), never per step.
+Per-step numbers are accumulated as tensors on the device and read once per epoch (one
+`.item()` per statistic per epoch), never per step. Batches come from any iterable of
+`(inputs, targets)` pairs (esper.tolaria.batches); the loss and the metric from an
+`Objective` (esper.tolaria.objective), cross-entropy and accuracy by default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from esper.data.batching import batches
+from esper.tolaria.batches import EVAL_BATCH_SIZE, Batch, to_device
+from esper.tolaria.objective import Objective
 from esper.tolaria.optimizers import OptimizerSet
+
+CPU = torch.device("cpu")
+_DEFAULT_OBJECTIVE = Objective()
 
 
 @dataclass(frozen=True)
 class EpochStats:
-    """Mean loss and accuracy over an epoch or an evaluation pass."""
+    """Mean loss and metric over an epoch or an evaluation pass.
+
+    `score` is the metric oriented so that higher is better (the metric itself, or its
+    negation for a lower-is-better metric such as bits per character): what every
+    comparison of two validations reads.
+    """
 
     loss: float
-    accuracy: float
+    metric: float
     steps: int
     finite: bool
+    higher_is_better: bool = True
+
+    @property
+    def score(self) -> float:
+        return self.metric if self.higher_is_better else -self.metric
+
+
+class _Sums:
+    """Loss and metric sums and their weight, kept on the device until the epoch ends."""
+
+    def __init__(self) -> None:
+        self.loss: torch.Tensor | None = None
+        self.metric: torch.Tensor | None = None
+        self.weight = 0
+
+    def add(self, loss: torch.Tensor, metric: torch.Tensor, weight: int) -> None:
+        if self.loss is None or self.metric is None:
+            self.loss = torch.zeros((), dtype=torch.float64, device=loss.device)
+            self.metric = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self.loss += loss
+        self.metric += metric.to(self.metric.device)
+        self.weight += weight
+
+    def stats(self, steps: int, higher_is_better: bool) -> EpochStats:
+        seen = max(1, self.weight)
+        loss = float(self.loss.item()) if self.loss is not None else 0.0
+        metric = float(self.metric.item()) if self.metric is not None else 0.0
+        return EpochStats(
+            loss=loss / seen,
+            metric=metric / seen,
+            steps=steps,
+            finite=bool(torch.isfinite(torch.tensor(loss)).item()),
+            higher_is_better=higher_is_better,
+        )
 
 
 def train_epoch(
     model: nn.Module,
     optimizers: OptimizerSet,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batches_: Iterable[Batch],
     *,
-    batch_size: int,
-    generator: torch.Generator,
+    objective: Objective = _DEFAULT_OBJECTIVE,
+    device: torch.device = CPU,
     after_step: Callable[[torch.Tensor], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EpochStats:
-    """One pass over the training data. `after_step(loss)` lets seeds advance their ramps."""
+    """One pass over `batches_`. `after_step(loss)` lets seeds advance their ramps."""
     model.train()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
+    sums = _Sums()
     steps = 0
-    for xb, yb in batches(x, y, batch_size, generator):
+    for inputs, targets in batches_:
+        inputs, targets = to_device(inputs, device), to_device(targets, device)
         optimizers.zero_grad()
-        logits = model(xb)  # [batch, classes]
-        loss = F.cross_entropy(logits, yb)
+        outputs = model(inputs)  # [batch, classes] for a classifier
+        loss = objective.loss_fn(outputs, targets)
         loss.backward()
         optimizers.step()
         if after_step is not None:
             after_step(loss.detach())
-        loss_sum += loss.detach() * xb.shape[0]
-        correct += (logits.detach().argmax(dim=1) == yb).sum()
+        weight = objective.weight(targets)
+        sums.add(loss.detach() * weight, objective.metric_total(outputs.detach(), targets, weight), weight)
         steps += 1
         if should_stop is not None and should_stop():
             break
-    seen = max(1, min(steps * batch_size, x.shape[0]))
-    mean_loss = float(loss_sum.item()) / seen
-    return EpochStats(
-        loss=mean_loss,
-        accuracy=float(correct.item()) / seen,
-        steps=steps,
-        finite=bool(torch.isfinite(loss_sum).item()),
-    )
+    return sums.stats(steps, objective.higher_is_better)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 512) -> EpochStats:
-    """Loss and accuracy of `model` on (x, y), in eval mode, without gradients."""
+def evaluate_batches(
+    model: nn.Module,
+    batches_: Iterable[Batch],
+    *,
+    objective: Objective = _DEFAULT_OBJECTIVE,
+    device: torch.device = CPU,
+) -> EpochStats:
+    """Loss and metric of `model` over `batches_`, in eval mode, without gradients."""
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
+    sums = _Sums()
     steps = 0
-    for xb, yb in batches(x, y, batch_size, shuffle=False):
-        logits = model(xb)
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
-        correct += (logits.argmax(dim=1) == yb).sum()
+    for inputs, targets in batches_:
+        inputs, targets = to_device(inputs, device), to_device(targets, device)
+        outputs = model(inputs)
+        weight = objective.weight(targets)
+        sums.add(
+            objective.loss_total(outputs, targets, weight), objective.metric_total(outputs, targets, weight), weight
+        )
         steps += 1
-    n = max(1, x.shape[0])
-    return EpochStats(
-        loss=float(loss_sum.item()) / n,
-        accuracy=float(correct.item()) / n,
-        steps=steps,
-        finite=bool(torch.isfinite(loss_sum).item()),
-    )
+    return sums.stats(steps, objective.higher_is_better)
+
+
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = EVAL_BATCH_SIZE, objective: Any = None
+) -> EpochStats:
+    """Loss and metric (accuracy by default) of `model` on in-memory (x, y)."""
+    chosen = objective if objective is not None else _DEFAULT_OBJECTIVE
+    return evaluate_batches(model, batches(x, y, batch_size, shuffle=False), objective=chosen)
 
 
 def count_parameters(model: nn.Module) -> int:

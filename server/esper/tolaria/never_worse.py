@@ -6,8 +6,12 @@
 - A seed culled after its graft began takes the run back to the checkpoint taken just
   before that graft (host, optimizers, seeds, Tamiyo) when that checkpoint validated
   better than the model without the seed; the run goes on from there.
-- After either rollback the seeds adapting in the restored state are locked ROLLED_BACK,
-  and the epochs it discarded are trained again.
+- After a graft rollback the culled seeds are locked ROLLED_BACK (seed 004, Appendix B:
+  the failed seed is disabled); every other seed goes on from its state in the
+  checkpoint, where it was adapting before the harmful graft began. After a divergence
+  the culprit is unknown: every seed blending into the model in the restored state is
+  locked; a seed only TRAINING never touched the host (its forward is the identity) and
+  goes on. Either way the epochs the rollback discarded are trained again.
 - The run ends with its best validated deployable state when the final one is worse.
 
 `NeverWorseThanStatic` is a mixin of `TolariaTrainer`, which owns the attributes declared here.
@@ -18,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from esper.data.bundle import Dataset
 from esper.leyline.v1 import lifecycle_pb2
 from esper.tolaria.checkpoint import snapshot
 from esper.tolaria.config import RunConfig, TolariaConfig
 from esper.tolaria.events import RunEventLog
-from esper.tolaria.loop import EpochStats, evaluate
+from esper.tolaria.loop import EpochStats
+from esper.tolaria.objective import Objective
 from esper.tolaria.optimizers import OptimizerSet
 from esper.tolaria.safety import (
     DIVERGENCE,
@@ -48,10 +52,10 @@ class NeverWorseThanStatic:
     tolaria: TolariaConfig
     model: Any
     kasmina: Any
-    data: Dataset
     events: RunEventLog
     history: Any
     optimizers: OptimizerSet
+    objective: Objective
     _good: dict[str, Any] | None
     _losses: LossHistory
     _grafts: GraftCheckpoints
@@ -62,6 +66,9 @@ class NeverWorseThanStatic:
         raise NotImplementedError
 
     def _restore(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _evaluate_val(self) -> EpochStats:
         raise NotImplementedError
 
     # Failure and rollback
@@ -106,38 +113,60 @@ class NeverWorseThanStatic:
             self._grafts.by_seed.pop(seed, None)
         if not self.tolaria.graft_rollback:
             return
-        now = evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
+        now = self._evaluate_val().score
         names = ", ".join(culled)
-        if now >= kept.val_accuracy:
+        margin = self.tolaria.graft_rollback_margin
+        if now >= kept.val_score - margin:
             self.events.notice(
-                f"epoch {epoch}: {names} culled after grafting; the model without it validates {now:.4f}, "
-                f"not below {kept.val_accuracy:.4f} before its graft (after epoch {kept.epoch}): no rollback"
+                f"epoch {epoch}: {names} culled after grafting; the model without it validates {self._shown(now)}, "
+                f"not more than {margin:g} worse than {self._shown(kept.val_score)} before its graft (after epoch "
+                f"{kept.epoch}): no rollback"
             )
             return
         reason = (
-            f"{names} culled after grafting; the model without it validates {now:.4f}, "
-            f"below {kept.val_accuracy:.4f} before {seed_id}'s graft"
+            f"{names} culled after grafting; the model without it validates {self._shown(now)}, "
+            f"worse than {self._shown(kept.val_score)} before {seed_id}'s graft"
         )
-        locked = self._restore_and_lock(kept.state, epoch, f"graft rollback at epoch {epoch}: {reason}")
+        locked = self._restore_and_lock(
+            kept.state, epoch, f"graft rollback at epoch {epoch}: {reason}", culprits=culled
+        )
         where = f"the checkpoint taken before {seed_id}'s graft (after epoch {kept.epoch})"
         self._record_rollback(RollbackRecord(epoch, GRAFT, kept.epoch, reason, tuple(locked)), where)
 
-    def _track_grafts(self, epoch: int, val_accuracy: float) -> None:
+    def _track_grafts(self, epoch: int, val_score: float) -> None:
         """A seed whose graft began at this boundary gets this boundary's checkpoint; finished seeds drop theirs."""
         blending = set(self.kasmina.blending_seed_ids())
         self._grafts.keep_only(blending)
         assert self._good is not None
         for seed_id in sorted(blending - set(self._grafts.by_seed)):
             if self._stage(seed_id) == lifecycle_pb2.SEED_STAGE_GRAFTING:
-                self._grafts.by_seed[seed_id] = GraftCheckpoint(epoch, val_accuracy, self._good)
+                self._grafts.by_seed[seed_id] = GraftCheckpoint(epoch, val_score, self._good)
 
-    def _restore_and_lock(self, state: Mapping[str, Any], epoch: int, reason: str) -> list[str]:
-        """Restore `state`; the seeds adapting in it are locked ROLLED_BACK. Returns them."""
+    def _restore_and_lock(
+        self, state: Mapping[str, Any], epoch: int, reason: str, *, culprits: list[str] | None = None
+    ) -> list[str]:
+        """Restore `state` and lock ROLLED_BACK the `culprits` under way in it (None: every seed blending in).
+
+        Graft checkpoints older than `state` stay with their seeds if those still blend in:
+        they predate the restored state. Returns the locked seeds.
+        """
         self._restore(snapshot(dict(state)))
+        older = self._grafts.by_seed
         self._grafts = GraftCheckpoints()
         if self.kasmina is None:
             return []
-        locked = self.kasmina.active_seed_ids()
+        blending = self.kasmina.blending_seed_ids()
+        if culprits is None:
+            locked = blending
+        else:
+            active = set(self.kasmina.active_seed_ids())
+            locked = [seed_id for seed_id in culprits if seed_id in active]
+        restored_epoch = int(state["epoch"])
+        self._grafts.by_seed = {
+            seed_id: kept
+            for seed_id, kept in older.items()
+            if kept.epoch < restored_epoch and seed_id in blending and seed_id not in locked
+        }
         if locked:
             self.kasmina.roll_back(locked, reason=reason, epoch=epoch)
             self.optimizers.sync()
@@ -166,20 +195,20 @@ class NeverWorseThanStatic:
 
     # The state the run ends with
 
-    def _deployable_accuracy(self, val_stats: EpochStats) -> float:
-        """Validation accuracy of what `esper.save_model` would write now: adaptations in flight blended out."""
+    def _deployable_score(self, val_stats: EpochStats) -> float:
+        """Validation score of what `esper.save_model` would write now: adaptations in flight blended out."""
         in_flight = self.kasmina.blending_seed_ids() if self.kasmina is not None else []
         if not in_flight:
-            return val_stats.accuracy
+            return val_stats.score
         with self.model.forced_alpha(0.0, in_flight):
-            return evaluate(self.model, self.data.x_val, self.data.y_val).accuracy
+            return self._evaluate_val().score
 
     def _offer_best(self, epoch: int, val_stats: EpochStats) -> None:
         if not self.tolaria.keep_best_state:
             return
-        accuracy = self._deployable_accuracy(val_stats)
-        if self._best.improves(accuracy):
-            self._best = BestState(epoch, accuracy, snapshot(self._model_state()))
+        score = self._deployable_score(val_stats)
+        if self._best.improves(score):
+            self._best = BestState(epoch, score, snapshot(self._model_state()))
 
     def _rebase_best(self, to_epoch: int) -> None:
         """After a rollback: a best state from the discarded epochs cannot be restored as validated.
@@ -190,26 +219,31 @@ class NeverWorseThanStatic:
             return
         if self._best.epoch > to_epoch:
             self._best = BestState()
-        accuracy = self._deployable_accuracy(evaluate(self.model, self.data.x_val, self.data.y_val))
-        if self._best.improves(accuracy):
-            self._best = BestState(to_epoch, accuracy, snapshot(self._model_state()))
+        score = self._deployable_score(self._evaluate_val())
+        if self._best.improves(score):
+            self._best = BestState(to_epoch, score, snapshot(self._model_state()))
 
     def _settle_on_best_state(self) -> SavedState | None:
         """End with the best validated state when the final one validates worse; say which."""
         if not self.history.epochs:
             return None
-        final = self._deployable_accuracy(evaluate(self.model, self.data.x_val, self.data.y_val))
+        final = self._deployable_score(self._evaluate_val())
         last = self.history.epochs[-1].metrics.epoch
-        if self.tolaria.keep_best_state and self._best.state is not None and self._best.accuracy > final:
+        metric = self.objective.metric
+        if self.tolaria.keep_best_state and self._best.state is not None and self._best.score > final:
             self._load_model_state(snapshot(self._best.state))
             reason = (
-                f"the final state validates {final:.4f}, below {self._best.accuracy:.4f} after epoch "
-                f"{self._best.epoch}: the run ends with that best state"
+                f"the final state validates {self._shown(final)}, worse than {self._shown(self._best.score)} "
+                f"after epoch {self._best.epoch}: the run ends with that best state"
             )
             self.events.notice(f"epoch {last}: {reason}")
-            return SavedState(self._best.epoch, self._best.accuracy, final, reason)
+            return SavedState(self._best.epoch, metric.score(self._best.score), metric.score(final), reason)
         reason = "the final state validates best" if self.tolaria.keep_best_state else "keep_best_state is off"
-        return SavedState(last, final, final, reason)
+        return SavedState(last, metric.score(final), metric.score(final), reason)
+
+    def _shown(self, score: float) -> str:
+        """A score as the metric it stands for ("accuracy 0.9120", "bits_per_character 2.3104")."""
+        return f"{self.objective.metric.name} {self.objective.metric.score(score):.4f}"
 
     def _model_state(self) -> dict[str, Any]:
         if self.kasmina is None:

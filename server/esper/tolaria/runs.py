@@ -3,56 +3,53 @@
 A run is PENDING from CreateRun until its trainer is built (waiting for a training
 slot, loading data, settling kernels), RUNNING while it trains, then SUCCEEDED,
 FAILED or CANCELLED with its summary. Every run trains through `run_training`
-with the manager's services factory, so an embedded factory and a mesh one run the
-same code. Runs and their events live in memory for the life of the process; the
-run folder on disk is the durable record.
+with the manager's collaborators factory, so an embedded factory and a mesh one run the
+same code. Runs and their events live in memory while they are kept (finished runs
+are forgotten after a retention period, the oldest first past a count); the run
+folder on disk is the durable record.
+
+Everything a caller can make the server do is bounded: run folders resolve inside
+the runs root, `npz:` data inside the data root and the asset cache inside the
+assets root; at most `max_pending_runs` wait for a training slot; a run has at most
+`max_streams_per_run` event streams open and the server `max_streams` in all.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from esper.errors import AlreadyExists, FailedPrecondition, NotFound
+from esper.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 from esper.leyline.v1 import run_pb2, tolaria_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
-from esper.tolaria.config import EsperConfig
+from esper.tolaria.collaborators import CollaboratorsFactory, embedded_collaborators
+from esper.tolaria.config import EsperConfig, RunManagerConfig
 from esper.tolaria.events import RunEventLog, timestamp_now
 from esper.tolaria.kasmina_router import KasminaRouter
-from esper.tolaria.services import ServicesFactory, embedded_services
+from esper.tolaria.requests import (
+    check_cancel_run,
+    check_create_run,
+    check_get_run,
+    check_list_runs,
+    check_stream_run_events,
+    confine_run,
+    list_filter_fingerprint,
+)
 from esper.tolaria.session import RunResult, new_run_id, run_training
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
-from esper.tolaria.validation import (
-    list_filter_fingerprint,
-    validate_cancel_run,
-    validate_create_run,
-    validate_get_run,
-    validate_list_runs,
-    validate_stream_run_events,
-)
 
 logger = logging.getLogger(__name__)
 
 _LIVE = (run_pb2.RUN_STATUS_PENDING, run_pb2.RUN_STATUS_RUNNING)
 _STATUSES = tuple(status for status in run_pb2.RunStatus.values() if status != run_pb2.RUN_STATUS_UNSPECIFIED)
 _JOIN_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class RunManagerConfig:
-    """Where runs without a folder of their own go, and how many train at once (the others wait)."""
-
-    runs_dir: Path
-    max_concurrent_runs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.max_concurrent_runs < 1:
-            raise ValueError(f"max_concurrent_runs must be >= 1, got {self.max_concurrent_runs}")
 
 
 class RunEventFeed:
@@ -62,6 +59,7 @@ class RunEventFeed:
         self._events: list[run_pb2.RunEvent] = []
         self._ended = False
         self._changed = threading.Condition()
+        self.open_streams = 0
 
     def append(self, event: run_pb2.RunEvent) -> None:
         with self._changed:
@@ -73,8 +71,8 @@ class RunEventFeed:
             self._ended = True
             self._changed.notify_all()
 
-    def stream(self, from_sequence: int) -> RunEventStream:
-        return RunEventStream(self, from_sequence)
+    def stream(self, from_sequence: int, on_close: Callable[[], None] | None = None) -> RunEventStream:
+        return RunEventStream(self, from_sequence, on_close)
 
     def _wait_from(self, index: int, stream: RunEventStream) -> list[run_pb2.RunEvent] | None:
         """Events from `index` on, waiting for some; None once the run ended or the stream closed."""
@@ -93,11 +91,12 @@ class RunEventFeed:
 class RunEventStream:
     """StreamRunEvents responses; `close()` (from any thread) ends a stream that is waiting."""
 
-    def __init__(self, feed: RunEventFeed, from_sequence: int) -> None:
+    def __init__(self, feed: RunEventFeed, from_sequence: int, on_close: Callable[[], None] | None = None) -> None:
         self._feed = feed
         self._index = max(0, from_sequence - 1)
         self._batch: list[run_pb2.RunEvent] = []
         self.closed = False
+        self._on_close = on_close
 
     def __iter__(self) -> RunEventStream:
         return self
@@ -106,14 +105,19 @@ class RunEventStream:
         if not self._batch:
             batch = self._feed._wait_from(self._index, self)
             if batch is None:
+                self.close()
                 raise StopIteration
             self._batch = batch
             self._index += len(batch)
         return tolaria_pb2.StreamRunEventsResponse(event=self._batch.pop(0))
 
     def close(self) -> None:
+        """End the stream and give back its place (once, however often it is called)."""
+        release, self._on_close = self._on_close, None
         self.closed = True
         self._feed._wake()
+        if release is not None:
+            release()
 
 
 @dataclass
@@ -127,6 +131,7 @@ class _Run:
     feed: RunEventFeed
     stop: threading.Event
     thread: threading.Thread | None = None
+    ended_at: float | None = None
 
 
 class RunManager:
@@ -135,34 +140,37 @@ class RunManager:
     def __init__(
         self,
         config: RunManagerConfig,
-        services: ServicesFactory = embedded_services,
+        collaborators: CollaboratorsFactory = embedded_collaborators,
         *,
         kasmina: KasminaRouter | None = None,
     ) -> None:
         self.config = config
         self.kasmina = kasmina if kasmina is not None else KasminaRouter()
-        self._services = services
+        self._collaborators = collaborators
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.max_concurrent_runs)
         self._closed = False
+        self._open_streams = 0
         _import_torch_lazily_loaded_modules()
 
     # TolariaService
 
     def create_run(self, request: tolaria_pb2.CreateRunRequest) -> tolaria_pb2.CreateRunResponse:
-        plan = validate_create_run(request)
+        plan = check_create_run(request)
         key = request.SerializeToString(deterministic=True)
         with self._lock:
             if self._closed:
                 raise FailedPrecondition("this Tolaria is shutting down; no new runs")
+            self._forget_expired()
             existing = self._runs.get(plan.run_id) if plan.run_id else None
             if existing is not None:
                 if existing.request_key != key:
                     raise AlreadyExists(f"run {plan.run_id!r} exists with other options", reason="ALREADY_EXISTS")
                 return tolaria_pb2.CreateRunResponse(run=_copy(existing.run))
+            self._check_room()
             run_id = plan.run_id or self._unused_run_id()
-            config = self._with_folder(plan.config, run_id)
+            config = confine_run(plan, self.config, run_id)
             self._check_folder_free(config)
             entry = _Run(
                 run=_new_run(run_id, config, request.config.config_yaml),
@@ -186,13 +194,15 @@ class RunManager:
             return tolaria_pb2.CreateRunResponse(run=_copy(entry.run))
 
     def get_run(self, request: tolaria_pb2.GetRunRequest) -> tolaria_pb2.GetRunResponse:
-        run_id = validate_get_run(request)
+        run_id = check_get_run(request)
         with self._lock:
+            self._forget_expired()
             return tolaria_pb2.GetRunResponse(run=_copy(self._find(run_id).run))
 
     def list_runs(self, request: tolaria_pb2.ListRunsRequest) -> tolaria_pb2.ListRunsResponse:
-        page = validate_list_runs(request)
+        page = check_list_runs(request)
         with self._lock:
+            self._forget_expired()
             newest_first = sorted(self._runs.values(), key=lambda entry: entry.number, reverse=True)
             chosen = [
                 entry
@@ -207,7 +217,7 @@ class RunManager:
         return response
 
     def cancel_run(self, request: tolaria_pb2.CancelRunRequest) -> tolaria_pb2.CancelRunResponse:
-        run_id = validate_cancel_run(request)
+        run_id = check_cancel_run(request)
         with self._lock:
             entry = self._find(run_id)
             if entry.run.status in _LIVE and not entry.stop.is_set():
@@ -216,10 +226,29 @@ class RunManager:
             return tolaria_pb2.CancelRunResponse(run=_copy(entry.run))
 
     def stream_run_events(self, request: tolaria_pb2.StreamRunEventsRequest) -> RunEventStream:
-        run_id, from_sequence = validate_stream_run_events(request)
+        run_id, from_sequence = check_stream_run_events(request)
         with self._lock:
             feed = self._find(run_id).feed
-        return feed.stream(from_sequence)
+            if feed.open_streams >= self.config.max_streams_per_run:
+                raise ResourceExhausted(
+                    f"run {run_id!r} already has {feed.open_streams} event streams open "
+                    f"(at most {self.config.max_streams_per_run}); close one or retry later",
+                    retry_after_seconds=5.0,
+                )
+            if self._open_streams >= self.config.max_streams:
+                raise ResourceExhausted(
+                    f"this Tolaria has {self._open_streams} event streams open (at most {self.config.max_streams})",
+                    retry_after_seconds=5.0,
+                )
+            feed.open_streams += 1
+            self._open_streams += 1
+
+        def release() -> None:
+            with self._lock:
+                feed.open_streams -= 1
+                self._open_streams -= 1
+
+        return feed.stream(from_sequence, release)
 
     # Process lifecycle
 
@@ -249,7 +278,7 @@ class RunManager:
                 result = run_training(
                     entry.config,
                     run_id=run_id,
-                    services=self._services,
+                    collaborators=self._collaborators,
                     events=log,
                     should_stop=entry.stop.is_set,
                     on_epoch=self._progress(entry),
@@ -294,6 +323,7 @@ class RunManager:
     ) -> None:
         with self._lock:
             entry.run.status = status
+            entry.ended_at = time.monotonic()
             entry.run.end_time.CopyFrom(timestamp_now())
             entry.run.error_message = error
             if result is not None:
@@ -320,16 +350,33 @@ class RunManager:
             raise NotFound(f"run_id: no run {run_id!r}", reason="RUN_NOT_FOUND")
         return entry
 
+    def _check_room(self) -> None:
+        """Live runs are those training (at most `max_concurrent_runs`) and those waiting for a slot."""
+        live = sum(1 for entry in self._runs.values() if entry.run.status in _LIVE)
+        room = self.config.max_concurrent_runs + self.config.max_pending_runs
+        if live >= room:
+            raise ResourceExhausted(
+                f"{live} runs are training or waiting for a slot (at most {self.config.max_concurrent_runs} train "
+                f"and {self.config.max_pending_runs} wait); retry when one has finished",
+                retry_after_seconds=30.0,
+            )
+
+    def _forget_expired(self) -> None:
+        """Drop finished runs past their retention, then the oldest past the count (their folders stay)."""
+        now = time.monotonic()
+        finished = sorted(
+            (entry for entry in self._runs.values() if entry.ended_at is not None), key=lambda entry: entry.number
+        )
+        excess = len(finished) - self.config.max_finished_runs
+        for index, entry in enumerate(finished):
+            assert entry.ended_at is not None
+            if index < excess or now - entry.ended_at > self.config.retention_seconds:
+                del self._runs[entry.run.run_id]
+
     def _unused_run_id(self) -> str:
         while (run_id := new_run_id()) in self._runs:
             pass
         return run_id
-
-    def _with_folder(self, config: EsperConfig, run_id: str) -> EsperConfig:
-        if config.run.out is not None:
-            return config
-        out = str((self.config.runs_dir / run_id).resolve())
-        return replace(config, run=replace(config.run, out=out))
 
     def _check_folder_free(self, config: EsperConfig) -> None:
         folder = Path(str(config.run.out)).expanduser().resolve()

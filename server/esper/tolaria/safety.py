@@ -16,6 +16,7 @@ so a resumed run keeps it; none of it is part of the state a rollback restores.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -91,12 +92,12 @@ class LossHistory:
 class GraftCheckpoint:
     """The checkpoint taken at the boundary after `epoch`, when the seed's graft began.
 
-    `val_accuracy` is what the model validated at that boundary: the graft had not
-    touched it yet (alpha starts at 0).
+    `val_score` is what the model validated at that boundary (its metric, negated when
+    lower is better): the graft had not touched it yet (alpha starts at 0).
     """
 
     epoch: int
-    val_accuracy: float
+    val_score: float
     state: dict[str, Any]
 
 
@@ -116,45 +117,47 @@ class GraftCheckpoints:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            seed: {"epoch": kept.epoch, "val_accuracy": kept.val_accuracy, "state": kept.state}
+            seed: {"epoch": kept.epoch, "val_score": kept.val_score, "state": kept.state}
             for seed, kept in self.by_seed.items()
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.by_seed = {
-            seed: GraftCheckpoint(int(kept["epoch"]), float(kept["val_accuracy"]), kept["state"])
+            seed: GraftCheckpoint(
+                int(kept["epoch"]), float(kept.get("val_score", kept.get("val_accuracy"))), kept["state"]
+            )
             for seed, kept in state.items()
         }
 
 
 @dataclass
 class BestState:
-    """The best deployable validation accuracy of the run, the epoch it came from and that state."""
+    """The best deployable validation score of the run (higher is better), the epoch it came from and that state."""
 
     epoch: int = -1
-    accuracy: float = -1.0
+    score: float = -math.inf
     state: dict[str, Any] | None = None
 
-    def improves(self, accuracy: float) -> bool:
+    def improves(self, score: float) -> bool:
         """Strictly better than the best so far: on a tie the earlier, smaller-trained state stays."""
-        return accuracy > self.accuracy
+        return score > self.score
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "accuracy": self.accuracy, "state": self.state}
+        return {"epoch": self.epoch, "score": self.score, "state": self.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
-        self.accuracy = float(state["accuracy"])
+        self.score = float(state.get("score", state.get("accuracy", -math.inf)))
         self.state = state["state"]
 
 
 @dataclass(frozen=True)
 class SavedState:
-    """Which state a run ended with (and `esper.save_model` writes), and why."""
+    """Which state a run ended with (and `esper.save_model` writes), and why; metrics in their own units."""
 
     epoch: int
-    val_accuracy: float
-    final_val_accuracy: float
+    val_metric: float
+    final_val_metric: float
     reason: str
 
     def to_dict(self) -> dict[str, Any]:

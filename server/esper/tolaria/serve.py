@@ -21,10 +21,11 @@ from esper.home import default_help, state_dir
 from esper.mesh.flags import positive_float, positive_int
 from esper.mesh.target import Served, ServeTarget
 from esper.oona.flags import add_bus_arguments, bus_config, open_bus
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 
 if TYPE_CHECKING:
     from esper.mesh.addresses import MeshAddresses
-    from esper.tolaria.mesh_services import MeshServices
+    from esper.tolaria.mesh_collaborators import MeshCollaborators
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,33 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where runs created without a folder go (default: {default_help('tolaria', 'runs')})",
     )
     parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where npz: datasets may be read from (default: none; npz: datasets are refused)",
+    )
+    parser.add_argument(
+        "--assets-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where embedded runs keep their kernel caches (default: beside --runs-dir; unused with a mesh's Urza)",
+    )
+    parser.add_argument(
+        "--max-pending-runs",
+        type=positive_int,
+        default=16,
+        help="runs that may wait for a training slot; more are refused (default: 16)",
+    )
+    parser.add_argument(
         "--max-concurrent-runs",
         type=positive_int,
         default=1,
         help="runs training at once; later ones wait PENDING (default: 1)",
     )
     add_bus_arguments(parser, role="publish seed telemetry and field reports")
+    add_trusted_signers_argument(parser, role="runs may graft (mesh runs)")
     parser.add_argument(
         "--tamiyo-step-deadline",
         type=positive_float,
@@ -65,23 +87,33 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _build(args: argparse.Namespace) -> Served:
     from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
     from esper.mesh.hosting import host
+    from esper.tolaria.collaborators import CollaboratorsFactory, embedded_collaborators
+    from esper.tolaria.config import RunManagerConfig
     from esper.tolaria.kasmina_router import KasminaRouter
-    from esper.tolaria.runs import RunManager, RunManagerConfig
-    from esper.tolaria.services import ServicesFactory, embedded_services
+    from esper.tolaria.runs import RunManager
 
     addresses = _addresses(args)
     with ExitStack() as opened:
         mesh = None
-        services: ServicesFactory = embedded_services
+        collaborators: CollaboratorsFactory = embedded_collaborators
         if addresses is not None:
-            mesh = _mesh_services(args, addresses)
+            mesh = _mesh_collaborators(args, addresses)
             opened.callback(mesh.close)
-            services = mesh
+            collaborators = mesh
         router = KasminaRouter()
         runs_dir = (args.runs_dir or state_dir("tolaria") / "runs").expanduser().resolve()
+        assets_root = None
+        if mesh is None:
+            assets_root = (args.assets_root or runs_dir.parent / "assets").expanduser().resolve()
         manager = RunManager(
-            RunManagerConfig(runs_dir=runs_dir, max_concurrent_runs=args.max_concurrent_runs),
-            services,
+            RunManagerConfig(
+                runs_dir=runs_dir,
+                max_concurrent_runs=args.max_concurrent_runs,
+                max_pending_runs=args.max_pending_runs,
+                data_root=args.data_root.expanduser().resolve() if args.data_root else None,
+                assets_root=assets_root,
+            ),
+            collaborators,
             kasmina=router,
         )
         opened.callback(manager.close)
@@ -120,18 +152,19 @@ def _addresses(args: argparse.Namespace) -> MeshAddresses | None:
     return MeshAddresses(grpc=grpc, nats_url=nats)
 
 
-def _mesh_services(args: argparse.Namespace, addresses: MeshAddresses) -> MeshServices:
-    from esper.tolaria.mesh_services import MeshServicesConfig, mesh_services
+def _mesh_collaborators(args: argparse.Namespace, addresses: MeshAddresses) -> MeshCollaborators:
+    from esper.tolaria.config import MeshCollaboratorsConfig
+    from esper.tolaria.mesh_collaborators import mesh_collaborators
 
-    settings = MeshServicesConfig()
+    settings = MeshCollaboratorsConfig()
     if args.tamiyo_step_deadline is not None:
-        settings = MeshServicesConfig(tamiyo_step_deadline_seconds=args.tamiyo_step_deadline)
+        settings = MeshCollaboratorsConfig(tamiyo_step_deadline_seconds=args.tamiyo_step_deadline)
     bus = None
     if addresses.nats_url:
         args.nats = addresses.nats_url
         oona = bus_config(args, "tolaria")
         bus = open_bus(oona) if oona is not None else None
-    return mesh_services(addresses, settings, bus=bus)
+    return mesh_collaborators(addresses, settings, bus=bus, trust=trusted_signers(args), tls=args.client_tls)
 
 
 TOLARIA = ServeTarget(

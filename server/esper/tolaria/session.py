@@ -7,7 +7,6 @@ this process; kernels compile in background threads of the embedded asset pipeli
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import statistics
 import time
@@ -17,18 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from esper.data import load_dataset
 from esper.data.bundle import Dataset
 from esper.hosts import build_host, default_host_spec
 from esper.hosts.spec import HostSpec
 from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
+from esper.tolaria.batches import RunData
 from esper.tolaria.checkpoint import load_checkpoint
+from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
 from esper.tolaria.config import EsperConfig, config_to_dict
+from esper.tolaria.devices import resolve_device
 from esper.tolaria.events import RunEventLog
-from esper.tolaria.report import render_report
+from esper.tolaria.loop import EpochStats
+from esper.tolaria.objective import Objective
+from esper.tolaria.optimizers import OptimizerFactory
+from esper.tolaria.run_report import render_report
 from esper.tolaria.runfolder import RunFolder
-from esper.tolaria.services import RunServices, ServicesFactory, embedded_services
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
 
 logger = logging.getLogger(__name__)
@@ -58,7 +64,7 @@ def run_training(
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
     baseline_dir: Path | None = None,
-    services: ServicesFactory = embedded_services,
+    collaborators: CollaboratorsFactory = embedded_collaborators,
     events: RunEventLog | None = None,
     on_trainer: Callable[[TolariaTrainer], None] | None = None,
 ) -> RunResult:
@@ -72,66 +78,76 @@ def run_training(
     folder = RunFolder(out)
     run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
     data = load_dataset(config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction)
-    spec = default_host_spec(
-        data.input_kind, data.input_shape, data.num_classes, config.run.host_width, init_seed=config.run.seed
-    )
-    events = _prepare_folder(folder, config, run_id, resume=resume, events=events)
+    spec = run_host_spec(config, data)
+    device = resolve_device(config.run.device, "run.device")
+    events = prepare_folder(folder, config, run_id, resume=resume, events=events)
     started = time.perf_counter()
     if config.run.static:
-        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder), 0.0
-        running: RunServices | None = None
+        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder, device), 0.0
+        running: RunCollaborators | None = None
     else:
-        trainer, running, asset_wait = _morphogenetic_trainer(config, spec, data, run_id, events, folder, services)
+        trainer, running, asset_wait = _morphogenetic_trainer(
+            config, spec, data, run_id, events, folder, collaborators, device
+        )
     try:
-        trainer.on_epoch = _chain(_metrics_writer(folder), on_epoch)
+        trainer.on_epoch = chain(metrics_writer(folder), on_epoch)
         trainer.should_stop = should_stop or (lambda: False)
         if resume and (out / CHECKPOINT_FILE).exists():
             trainer.resume(out / CHECKPOINT_FILE)
         if on_trainer is not None:
             on_trainer(trainer)
         _, history = trainer.train()
-        test = trainer.test_accuracy()
+        test = trainer.test_stats()
         save_model(trainer.model, out, host_spec=spec)
     finally:
         if running is not None:
             running.close()
         events.close()
-    summary = _summary(
+    summary = run_summary_dict(
         run_id,
         config,
-        data,
-        spec,
+        data.name,
+        spec.to_dict(),
         history,
-        test.accuracy,
+        test,
         trainer,
         events,
         time.perf_counter() - started,
         asset_wait,
     )
-    _write_results(folder, summary, data.name, config.run.static, baseline_dir)
+    write_results(folder, summary, data.name, config.run.static, baseline_dir)
     return RunResult(run_id=run_id, out_dir=out, summary=summary)
 
 
-def _write_results(
+def write_results(
     folder: RunFolder, summary: dict[str, Any], dataset: str, static: bool, baseline_dir: Path | None
 ) -> None:
     """summary.json (compared with the static baseline's when there is one) and report.png."""
     baseline = RunFolder(baseline_dir).read_summary() if baseline_dir is not None else None
-    if baseline is not None:
-        summary["baseline"] = {
-            "final_test_accuracy": baseline.get("final_test_accuracy"),
-            "params_final": baseline.get("params_final"),
-            "out_dir": str(baseline_dir),
-        }
-        summary["growth_beat_static"] = bool(
-            summary["final_test_accuracy"] > float(baseline.get("final_test_accuracy", 1.0))
-        )
+    if baseline is not None and baseline_dir is not None:
+        summary.update(baseline_comparison(summary, baseline, baseline_dir))
     extra = {key: value for key, value in summary.items() if key not in _SUMMARY_FIELDS}
     folder.write_summary(_run_summary(summary), run_id=summary["run_id"], dataset=dataset, static=static, **extra)
     render_report(folder.path, baseline_metrics=baseline_dir)
 
 
-def _prepare_folder(
+def baseline_comparison(summary: dict[str, Any], baseline: dict[str, Any], baseline_dir: Path) -> dict[str, Any]:
+    """The summary's `baseline` entry and whether growth beat it on the test metric (either direction)."""
+    lower = summary.get("metric_direction") == "METRIC_DIRECTION_LOWER_IS_BETTER"
+    ours = float(summary.get("final_test_metric", summary.get("final_test_accuracy", 0.0)))
+    theirs = float(baseline.get("final_test_metric", baseline.get("final_test_accuracy", 0.0)))
+    return {
+        "baseline": {
+            "final_test_accuracy": baseline.get("final_test_accuracy"),
+            "final_test_metric": theirs,
+            "params_final": baseline.get("params_final"),
+            "out_dir": str(baseline_dir),
+        },
+        "growth_beat_static": bool(ours < theirs if lower else ours > theirs),
+    }
+
+
+def prepare_folder(
     folder: RunFolder, config: EsperConfig, run_id: str, *, resume: bool, events: RunEventLog | None
 ) -> RunEventLog:
     """A fresh run folder (kept as is when resuming) with its config, and the event log writing into it."""
@@ -143,13 +159,37 @@ def _prepare_folder(
     return events
 
 
+def run_host_spec(config: EsperConfig, data: Dataset) -> HostSpec:
+    """The host `config.run` asks for (`host`, `host_width`, `host_depth`) over `data`'s inputs."""
+    return default_host_spec(
+        data.input_kind,
+        data.input_shape,
+        data.num_classes,
+        config.run.host_width,
+        depth=config.run.host_depth,
+        init_seed=config.run.seed,
+        kind=config.run.host,
+    )
+
+
+def dataset_objective(data: Dataset) -> Objective:
+    """Cross-entropy, judged by the data set's metric (accuracy, or bits per character for text)."""
+    return Objective(metric=data.metric)
+
+
 def _static_trainer(
-    config: EsperConfig, spec: HostSpec, data: Dataset, run_id: str, events: RunEventLog, folder: RunFolder
+    config: EsperConfig,
+    spec: HostSpec,
+    data: Dataset,
+    run_id: str,
+    events: RunEventLog,
+    folder: RunFolder,
+    device: torch.device,
 ) -> TolariaTrainer:
     from esper.kasmina import MorphableModel
 
     # A morphable model with no seeds: the same host, saved and reloaded like a grown one.
-    model = MorphableModel(build_host(spec), [], config.kasmina)
+    model = MorphableModel(build_host(spec), [], config.kasmina).to(device)
     return TolariaTrainer(
         model,
         None,
@@ -159,6 +199,8 @@ def _static_trainer(
         run_id=run_id,
         events=events,
         checkpoint_path=folder.path / CHECKPOINT_FILE,
+        objective=dataset_objective(data),
+        device=device,
     )
 
 
@@ -169,15 +211,50 @@ def _morphogenetic_trainer(
     run_id: str,
     events: RunEventLog,
     folder: RunFolder,
-    make_services: ServicesFactory,
-) -> tuple[TolariaTrainer, RunServices, float]:
+    make_collaborators: CollaboratorsFactory,
+    device: torch.device,
+) -> tuple[TolariaTrainer, RunCollaborators, float]:
+    from esper.kasmina import wrap
+
+    model = wrap(build_host(spec).to(device), config.kasmina, example_input=data.x_train[:2].to(device))
+    return growing_trainer(
+        model,
+        config,
+        data,
+        run_id=run_id,
+        events=events,
+        checkpoint_path=folder.path / CHECKPOINT_FILE,
+        make_collaborators=make_collaborators,
+        objective=dataset_objective(data),
+        device=device,
+    )
+
+
+def growing_trainer(
+    model: Any,
+    config: EsperConfig,
+    data: Dataset | RunData,
+    *,
+    run_id: str,
+    events: RunEventLog,
+    checkpoint_path: Path | None,
+    make_collaborators: CollaboratorsFactory,
+    objective: Objective,
+    device: torch.device,
+    optimizer: OptimizerFactory | None = None,
+) -> tuple[TolariaTrainer, RunCollaborators, float]:
+    """A trainer that grows `model` (a wrapped MorphableModel on `device`): assets, Kasmina, Tamiyo.
+
+    Submits the catalog's templates at the model's seed sites, waits for them when
+    `config.assets.wait_for_kernels` says so, and returns the trainer, the services to
+    close after training and the seconds waited.
+    """
     from esper.assets import SeedSite, submit_templates, wait_until_settled
     from esper.karn.catalog import TemplateCatalog
-    from esper.kasmina import KasminaOperator, wrap
+    from esper.kasmina import KasminaOperator
     from esper.kasmina.source import CachedKernelSource
 
-    model = wrap(build_host(spec), config.kasmina, example_input=data.x_train[:2])
-    services = make_services(config)
+    services = make_collaborators(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:
@@ -193,9 +270,9 @@ def _morphogenetic_trainer(
             waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
             events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
         services.prefetch(sites)
-        operator = KasminaOperator(
-            model, CachedKernelSource(services.kernel_cache, services.urza), config.kasmina, run_id=run_id
-        )
+        supply = _KernelSupply(services, config, events, sites)
+        source = services.kernel_source or CachedKernelSource(services.kernel_cache, services.urza)
+        operator = KasminaOperator(model, source, config.kasmina, run_id=run_id)
         trainer = TolariaTrainer(
             model,
             services.make_controller(model),
@@ -205,8 +282,12 @@ def _morphogenetic_trainer(
             kasmina=operator,
             run_id=run_id,
             events=events,
-            checkpoint_path=folder.path / CHECKPOINT_FILE,
+            checkpoint_path=checkpoint_path,
             on_boundary=services.publish,
+            on_layout=supply,
+            objective=objective,
+            optimizer=optimizer,
+            device=device,
         )
     except BaseException:
         services.close()
@@ -214,14 +295,56 @@ def _morphogenetic_trainer(
     return trainer, services, waited
 
 
-def _metrics_writer(folder: RunFolder) -> EpochCallback:
+class _KernelSupply:
+    """Kernels for seed sites that appear during the run (dormant width seeds follow a growing host).
+
+    New sites get their templates submitted and, with `assets.wait_for_kernels`, are
+    awaited at the boundary, before Tamiyo next asks: the run then sees the same kernels
+    whatever the machine's load, which keeps a seed's run repeatable. Their kernels are
+    loaded into the cache there too, not by a thread beside training: part of torch's
+    tracing state is process-wide, and a load beside a training step can break the step.
+    """
+
+    def __init__(self, services: RunCollaborators, config: EsperConfig, events: RunEventLog, sites: Any) -> None:
+        self._services = services
+        self._config = config
+        self._events = events
+        self._known = set(sites)
+
+    def __call__(self, layout: Any) -> None:
+        from esper.assets import SeedSite, submit_templates, wait_until_settled
+        from esper.karn.catalog import TemplateCatalog
+
+        sites = [site for site in dict.fromkeys(SeedSite.of(d) for d in layout) if site not in self._known]
+        if not sites:
+            return
+        self._known.update(sites)
+        urza, assets = self._services.urza, self._config.assets
+        blueprint_ids = submit_templates(urza, TemplateCatalog.default(), assets.template_ids, sites)
+        waited = (
+            wait_until_settled(urza, blueprint_ids, timeout=assets.wait_timeout_seconds)
+            if assets.wait_for_kernels
+            else 0.0
+        )
+        self._events.notice(
+            f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown host, "
+            f"characterized after {waited:.1f} s"
+        )
+        import threading
+
+        from esper.assets.pipeline import prefetch_kernels
+
+        prefetch_kernels(urza, self._services.kernel_cache, sites, threading.Event())
+
+
+def metrics_writer(folder: RunFolder) -> EpochCallback:
     def write(record: EpochRecord, history: TrainingHistory) -> None:
         folder.append_metrics(record.metrics, wall_seconds=round(record.wall_seconds, 4))
 
     return write
 
 
-def _chain(*callbacks: EpochCallback | None) -> EpochCallback:
+def chain(*callbacks: EpochCallback | None) -> EpochCallback:
     def call(record: EpochRecord, history: TrainingHistory) -> None:
         for callback in callbacks:
             if callback is not None:
@@ -230,28 +353,28 @@ def _chain(*callbacks: EpochCallback | None) -> EpochCallback:
     return call
 
 
-def _summary(
+def run_summary_dict(
     run_id: str,
     config: EsperConfig,
-    data: Dataset,
-    spec: HostSpec,
+    dataset: str,
+    host: dict[str, Any] | None,
     history: TrainingHistory,
-    test_accuracy: float,
+    test: EpochStats | None,
     trainer: TolariaTrainer,
     events: RunEventLog,
     wall_seconds: float,
     asset_wait: float,
 ) -> dict[str, Any]:
+    """What summary.json holds (its RunSummary fields and the rest), for any run of a TolariaTrainer."""
     params = [record.metrics.parameter_count for record in history.epochs]
     hook_ms = history.hook_ms() or [0.0]
     stages = _stage_counts(events)
     return {
+        **metric_summary(trainer.objective, history, test),
         "run_id": run_id,
-        "dataset": data.name,
+        "dataset": dataset,
         "static": config.run.static,
         "seed": config.run.seed,
-        "final_test_accuracy": test_accuracy,
-        "best_val_accuracy": history.best_val_accuracy,
         "params_initial": params[0] if params else 0,
         # The saved model's (host and fossilized seeds): the model final_test_accuracy measures.
         "params_final": trainer.saved_parameter_count(),
@@ -270,8 +393,31 @@ def _summary(
         "rollback_events": [record.to_dict() for record in history.rollback_log],
         "saved": history.saved.to_dict() if history.saved is not None else None,
         "cancelled": history.cancelled,
-        "host": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
+        "host": host or {},
         "config": config_to_dict(config),
+    }
+
+
+def metric_summary(objective: Objective, history: TrainingHistory, test: EpochStats | None) -> dict[str, Any]:
+    """The summary's metric fields: its name and direction, the best validation and the test figure.
+
+    `final_test_accuracy` and `best_val_accuracy` are filled for an accuracy run only.
+    """
+    metric = objective.metric
+    best = metric.score(history.best_val_score) if history.epochs else 0.0
+    test_metric = test.metric if test is not None else float("nan")
+    direction = (
+        lifecycle_pb2.METRIC_DIRECTION_HIGHER_IS_BETTER
+        if metric.higher_is_better
+        else lifecycle_pb2.METRIC_DIRECTION_LOWER_IS_BETTER
+    )
+    return {
+        "final_test_accuracy": test_metric if objective.is_accuracy else 0.0,
+        "best_val_accuracy": best if objective.is_accuracy else 0.0,
+        "metric_name": metric.name,
+        "metric_direction": lifecycle_pb2.MetricDirection.Name(direction),
+        "final_test_metric": test_metric,
+        "best_val_metric": best,
     }
 
 

@@ -11,9 +11,11 @@ ends with its best validated state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,18 +24,21 @@ import torch
 from torch import nn
 
 from esper.data.bundle import Dataset
-from esper.errors import DeadlineExceeded, NotFound, Unavailable
+from esper.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
 from esper.kasmina.layers import host_layers
 from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability.spans import esper_attributes, tracer
+from esper.tolaria.batches import Batch, RunData, TensorData
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.config import RunConfig, TolariaConfig
+from esper.tolaria.devices import device_kind
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
-from esper.tolaria.loop import EpochStats, count_parameters, evaluate, train_epoch
+from esper.tolaria.loop import EpochStats, count_parameters, evaluate_batches, train_epoch
 from esper.tolaria.metrics import SEED_CENSUS, observe_epoch, observe_hook
 from esper.tolaria.never_worse import NeverWorseThanStatic, TrainingFailed
-from esper.tolaria.optimizers import OptimizerSet, adam_factory
+from esper.tolaria.objective import Objective
+from esper.tolaria.optimizers import OptimizerFactory, OptimizerSet, adam_factory
 from esper.tolaria.safety import BestState, GraftCheckpoints, LossHistory, RollbackRecord, SavedState
 
 __all__ = ["EpochRecord", "TolariaTrainer", "TrainingFailed", "TrainingHistory"]
@@ -57,7 +62,7 @@ class TrainingHistory:
 
     epochs: list[EpochRecord] = field(default_factory=list)
     rollbacks: int = 0
-    best_val_accuracy: float = 0.0
+    best_val_score: float = -math.inf
     cancelled: bool = False
     rollback_log: list[RollbackRecord] = field(default_factory=list)
     saved: SavedState | None = None
@@ -71,7 +76,12 @@ class TolariaTrainer(NeverWorseThanStatic):
 
     `run` and `tolaria` are the config's sections of those names (their defaults when
     None). Without `kasmina` (a static baseline) the model trains as is and the hook is
-    skipped.
+    skipped. `data` is Esper's in-memory `Dataset` (batched by `run.batch_size`) or any
+    `RunData` (esper.tolaria.batches: a user's DataLoaders). `objective` is the loss and
+    metric (cross-entropy and accuracy when None). `optimizer` builds the host's
+    optimizer and each seed's from their parameters (None: Adam at `run.learning_rate`
+    for the host, at `tolaria.seed_learning_rate` for seeds). The model, and the batches
+    as they are used, live on `device`.
     """
 
     def __init__(
@@ -81,8 +91,11 @@ class TolariaTrainer(NeverWorseThanStatic):
         run: RunConfig | None = None,
         tolaria: TolariaConfig | None = None,
         *,
-        data: Dataset,
+        data: Dataset | RunData,
         kasmina: Any = None,
+        objective: Objective | None = None,
+        optimizer: OptimizerFactory | None = None,
+        device: torch.device | str = "cpu",
         run_id: str = "run",
         events: RunEventLog | None = None,
         checkpoint_path: Path | None = None,
@@ -90,22 +103,28 @@ class TolariaTrainer(NeverWorseThanStatic):
         should_stop: Callable[[], bool] | None = None,
         on_boundary: Callable[[Sequence[telemetry_pb2.SeedTelemetry], Sequence[control_pb2.FieldReport]], None]
         | None = None,
+        on_layout: Callable[[Sequence[telemetry_pb2.SeedDescriptor]], None] | None = None,
     ) -> None:
         self.run = run if run is not None else RunConfig()
         self.tolaria = tolaria if tolaria is not None else TolariaConfig()
         self.model: Any = model if kasmina is not None else _as_trainable(model)
         self.controller = controller
         self.kasmina = kasmina
-        self.data = data
+        self.data: RunData = TensorData(data, self.run.batch_size) if isinstance(data, Dataset) else data
+        self.objective = objective if objective is not None else Objective()
+        self.device = torch.device(device)
         self.run_id = run_id
         self.events = events if events is not None else RunEventLog(run_id)
         self.checkpoint_path = checkpoint_path
         self.on_epoch = on_epoch
         self.should_stop = should_stop or (lambda: False)
         self.on_boundary = on_boundary
+        # Sees the seed layout before training and after each boundary: when the host grew, dormant
+        # width seeds have new shapes, and their kernels are made (and awaited) before Tamiyo asks.
+        self.on_layout = on_layout
         self.generator = torch.Generator().manual_seed(self.run.seed)
-        make = adam_factory(self.run.learning_rate, self.run.weight_decay)
-        seed_make = adam_factory(self.tolaria.seed_learning_rate, 0.0)
+        make = optimizer or adam_factory(self.run.learning_rate, self.run.weight_decay)
+        seed_make = optimizer or adam_factory(self.tolaria.seed_learning_rate, 0.0)
         self.optimizers = OptimizerSet(self.model, make, seed_make)  # type: ignore[arg-type]
         self.history = TrainingHistory()
         self.start_epoch = 0
@@ -127,7 +146,7 @@ class TolariaTrainer(NeverWorseThanStatic):
 
     def train(self) -> tuple[nn.Module, TrainingHistory]:
         """Train for the configured epochs; returns the (grown) model and its history."""
-        self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
+        self.begin()
         epoch = self.start_epoch
         try:
             while epoch < self.planned_epochs and not self.should_stop():
@@ -135,11 +154,22 @@ class TolariaTrainer(NeverWorseThanStatic):
                     epoch += 1
         finally:
             SEED_CENSUS.forget(self.run_id)
-        self.history.cancelled = self.should_stop() and epoch < self.planned_epochs
+        self.finish(cancelled=self.should_stop() and epoch < self.planned_epochs)
+        return self.model, self.history
+
+    def begin(self) -> None:
+        """Before the first epoch: kernels for the seed sites, and the state a failure in it goes back to."""
+        if self.on_layout is not None and self.kasmina is not None:
+            self.on_layout(self.model.seed_layout())
+        self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
+
+    def finish(self, *, cancelled: bool = False) -> TrainingHistory:
+        """After the last epoch: settle on the best validated state and release the seeds' resources."""
+        self.history.cancelled = cancelled
         self.history.saved = self._settle_on_best_state()
         if self.kasmina is not None:
             self.kasmina.close()
-        return self.model, self.history
+        return self.history
 
     def _run_epoch(self, epoch: int) -> bool:
         """One epoch as the root span `tolaria.epoch` of its trace (the boundary's decisions are inside)."""
@@ -158,13 +188,21 @@ class TolariaTrainer(NeverWorseThanStatic):
             train_stats = train_epoch(
                 self.model,
                 self.optimizers,
-                self.data.x_train,
-                self.data.y_train,
-                batch_size=self.run.batch_size,
-                generator=self.generator,
+                self.data.train_batches(self.generator),
+                objective=self.objective,
+                device=self.device,
                 after_step=after_step,
                 should_stop=self.should_stop,
             )
+        return self.close_epoch(epoch, train_stats, started)
+
+    def close_epoch(self, epoch: int, train_stats: EpochStats, started: float) -> bool:
+        """Everything after an epoch's training: validate, judge, the boundary hook, checkpoint.
+
+        `started` is the epoch's `time.perf_counter()` start. False when the epoch was
+        rolled back (the model, optimizers and seeds are back at a checkpoint) and must be
+        trained again. A loop of the caller's own (esper.sdk.EsperSession) calls it too.
+        """
         with _TRACER.start_as_current_span("tolaria.validate"):
             val_stats = self._validate()
         failure = self._failure(train_stats, val_stats)
@@ -175,7 +213,7 @@ class TolariaTrainer(NeverWorseThanStatic):
         self._offer_best(epoch, val_stats)
         epoch_ms = int((time.perf_counter() - started) * 1e3)
         hook = self._epoch_boundary(epoch, train_stats, val_stats, epoch_ms) if self.kasmina else None
-        self.history.best_val_accuracy = max(self.history.best_val_accuracy, val_stats.accuracy)
+        self.history.best_val_score = max(self.history.best_val_score, val_stats.score)
         if hook is not None:
             self._judge_culled_grafts(epoch)
         record = EpochRecord(
@@ -189,46 +227,55 @@ class TolariaTrainer(NeverWorseThanStatic):
         self.events.emit(epoch_completed=record.metrics)
         self._good = snapshot(self._checkpoint_state(epoch))
         if self.kasmina is not None:
-            self._track_grafts(epoch, val_stats.accuracy)
+            self._track_grafts(epoch, val_stats.score)
         if self.checkpoint_path is not None and (epoch + 1) % self.tolaria.checkpoint_every == 0:
             save_checkpoint(self.checkpoint_path, {**self._good, **self._side_state()})
         if self.on_epoch is not None:
             self.on_epoch(record, self.history)
         return True
 
+    def _evaluate_val(self) -> EpochStats:
+        """The model as it is now on the validation batches."""
+        return evaluate_batches(self.model, self.data.val_batches(), objective=self.objective, device=self.device)
+
     def _validate(self) -> EpochStats:
         if self.kasmina is None:
-            return evaluate(self.model, self.data.x_val, self.data.y_val)
+            return self._evaluate_val()
         with self.model.collecting_telemetry():
-            stats = evaluate(self.model, self.data.x_val, self.data.y_val)
+            stats = self._evaluate_val()
         for seed_id in self.kasmina.measured_seed_ids():
             # The seed's real contribution: the same validation data with it blended out.
             with self.model.forced_alpha(0.0, [seed_id]):
-                without = evaluate(self.model, self.data.x_val, self.data.y_val)
-            self.kasmina.record_eval_gain(seed_id, stats.accuracy - without.accuracy)
+                without = self._evaluate_val()
+            self.kasmina.record_eval_gain(seed_id, stats.score - without.score)
         return stats
 
     def _epoch_boundary(self, epoch: int, train_stats: EpochStats, val_stats: EpochStats, epoch_ms: int) -> HookOutcome:
-        telemetry = self.kasmina.on_epoch_end(epoch, validation_accuracy=val_stats.accuracy)
+        telemetry = self.kasmina.on_epoch_end(epoch, validation_score=val_stats.score)
         state = BoundaryState(
             run_id=self.run_id,
             epoch=epoch,
             global_step=self.model.global_step,
             training_loss=train_stats.loss,
             validation_loss=val_stats.loss,
-            validation_accuracy=val_stats.accuracy,
+            validation_accuracy=val_stats.metric if self.objective.is_accuracy else 0.0,
+            validation_metric=0.0 if self.objective.is_accuracy else val_stats.metric,
+            metric_direction=self.objective.metric_direction,
             epoch_ms=epoch_ms,
             parameter_count=count_parameters(self.model),
             final_epoch=self.planned_epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
             host_layers=host_layers(self.model.host, self.model.seed_layout()),
+            device_kind=device_kind(self.device),
         )
         outcome = run_hook(state, self.controller, self.kasmina)
         observe_hook(outcome)
         self._record_boundary(epoch, outcome)
         if self.on_boundary is not None:
             self.on_boundary(telemetry, outcome.field_reports)
+        if self.on_layout is not None:
+            self.on_layout(self.model.seed_layout())
         if self.optimizers.sync():
             logger.debug("epoch %d: optimizers follow the seeds' new parameter sets", epoch)
         return outcome
@@ -262,7 +309,7 @@ class TolariaTrainer(NeverWorseThanStatic):
             "optimizers": self.optimizers.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "best_val_accuracy": self.history.best_val_accuracy,
+            "best_val_score": self.history.best_val_score,
             "losses": self._losses.state_dict(),
             "rollbacks": self.history.rollbacks,
             "rollback_log": [record.to_dict() for record in self.history.rollback_log],
@@ -306,7 +353,7 @@ class TolariaTrainer(NeverWorseThanStatic):
         self.optimizers.load_state_dict(state["optimizers"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self.history.best_val_accuracy = float(state["best_val_accuracy"])
+        self.history.best_val_score = float(state.get("best_val_score", state.get("best_val_accuracy", -math.inf)))
         self._losses.load_state_dict(state.get("losses", {}))
 
     def _side_state(self) -> dict[str, Any]:
@@ -339,9 +386,11 @@ class TolariaTrainer(NeverWorseThanStatic):
         metrics = run_pb2.EpochMetrics(
             epoch=epoch,
             train_loss=train_stats.loss,
-            train_accuracy=train_stats.accuracy,
+            train_accuracy=train_stats.metric if self.objective.is_accuracy else 0.0,
             val_loss=val_stats.loss,
-            val_accuracy=val_stats.accuracy,
+            val_accuracy=val_stats.metric if self.objective.is_accuracy else 0.0,
+            train_metric=train_stats.metric,
+            val_metric=val_stats.metric,
             parameter_count=count_parameters(self.model),
             hook_ms=hook.total_ms if hook is not None else 0.0,
         )
@@ -364,17 +413,27 @@ class TolariaTrainer(NeverWorseThanStatic):
         )
         return count_parameters(self.model) - in_flight
 
-    def test_accuracy(self) -> EpochStats:
-        """Accuracy on the held-out test split of the model that is saved; called once, after training.
+    def evaluate_saved(self, batches: Iterable[Batch]) -> EpochStats:
+        """Loss and metric of the model that is saved over `batches`; called after training.
 
         Only the host and FOSSILIZED seeds make up the saved model, so adaptations still
         in flight are blended out here too: the reported number is the saved model's.
         """
         in_flight = self.in_flight_seed_ids()
-        if not in_flight:
-            return evaluate(self.model, self.data.x_test, self.data.y_test)
-        with self.model.forced_alpha(0.0, in_flight):
-            return evaluate(self.model, self.data.x_test, self.data.y_test)
+        with self.model.forced_alpha(0.0, in_flight) if in_flight else contextlib.nullcontext():
+            return evaluate_batches(self.model, batches, objective=self.objective, device=self.device)
+
+    def test_stats(self) -> EpochStats | None:
+        """The saved model on the held-out test batches; None when the run has none."""
+        test = self.data.test_batches()
+        return self.evaluate_saved(test) if test is not None else None
+
+    def test_accuracy(self) -> EpochStats:
+        """`test_stats` of a run that has a test split (Esper's data sets always do)."""
+        stats = self.test_stats()
+        if stats is None:
+            raise FailedPrecondition("this run has no test data")
+        return stats
 
 
 def _as_trainable(model: nn.Module) -> nn.Module:

@@ -11,7 +11,7 @@ from esper.tezzeret.config import default_hardware_target
 
 @dataclass(frozen=True)
 class TaggingPolicy:
-    """How tags are assigned (HLD Appendix E.3).
+    """How tags are assigned (docs/assets.md, "Tags").
 
     With at least `min_population` validated peers on the same hardware target, a kernel
     is tagged by the percentile its metric falls at among them: latency at or below
@@ -69,11 +69,15 @@ class UrabraskConfig:
     "cpu_x86_64"); kernels built for another target are rejected, not benchmarked.
     `drift_tolerance` is the largest absolute difference from the eager build a
     pipeline may show. The sandbox is killed after `sandbox_timeout_seconds`
-    (start-up with the torch import included) and runs with `sandbox_threads` threads.
+    (start-up with the torch import included) and runs with `sandbox_threads` threads,
+    an empty environment, its own temporary folder and the resource limits below
+    (CPU seconds, largest file it may write, open files; no core dumps).
+    `require_signature` rejects kernels without a signature by a trusted compile
+    worker before they reach the sandbox; turning it off is for tests.
     """
 
     worker_id: str = "urabrask-0"
-    hardware_target: str = field(default_factory=default_hardware_target)
+    hardware_target: str = field(default_factory=default_hardware_target)  # see default_hardware_target(device)
     check_batch_sizes: tuple[int, ...] = (1, 7, 32)
     benchmark_batch_size: int = 32
     warmup: int = 10
@@ -87,6 +91,9 @@ class UrabraskConfig:
     recent_reports: int = 100
     input_seed: int = 0
     tagging: TaggingPolicy = field(default_factory=TaggingPolicy)
+    require_signature: bool = True
+    sandbox_max_file_bytes: int = 512 * 1024 * 1024
+    sandbox_max_open_files: int = 256
 
     def __post_init__(self) -> None:
         if not self.worker_id:
@@ -104,6 +111,8 @@ class UrabraskConfig:
         checks.positive("recent_reports", self.recent_reports)
         for pipeline, tolerance in self.drift_tolerance.items():
             checks.non_negative(f"drift_tolerance[{pipeline}]", tolerance)
+        checks.positive("sandbox_max_file_bytes", self.sandbox_max_file_bytes)
+        checks.at_least("sandbox_max_open_files", self.sandbox_max_open_files, 16)
 
     def tolerance_for(self, pipeline: int) -> float:
         """Largest drift allowed for `pipeline`; the tightest configured one if it is unknown."""

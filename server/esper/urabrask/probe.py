@@ -26,14 +26,14 @@ from esper.fsutil import atomic_write
 from esper.ir import build_module, example_input, ir_input_shape
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.tezzeret.artifacts import load_kernel_module
-from esper.urabrask import report as reports
 from esper.urabrask import sandbox
+from esper.urabrask import validation_report as reports
 
 MB = float(2**20)
 
 
 class GateFailure(Exception):
-    """The kernel failed a gate: a failure category (esper.urabrask.report) and what happened."""
+    """The kernel failed a gate: a failure category (esper.urabrask.validation_report) and what happened."""
 
     def __init__(self, category: str, detail: str, *, drift: float = 0.0) -> None:
         super().__init__(reports.failure_reason(category, detail))
@@ -70,6 +70,7 @@ def probe_request(folder: Path) -> int:
     """
     settings_json = json.loads((folder / sandbox.SETTINGS_FILE).read_text(encoding="utf-8"))
     torch.set_num_threads(int(settings_json.pop("threads")))
+    settings_json.pop("limits", None)
     settings_json["check_batch_sizes"] = tuple(settings_json["check_batch_sizes"])
     settings = ProbeSettings(**settings_json)
     kernel = kernel_pb2.KernelArtifact.FromString((folder / sandbox.KERNEL_FILE).read_bytes())

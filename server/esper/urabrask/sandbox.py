@@ -8,6 +8,12 @@ clean, as with multiprocessing's spawn), and reads back the report the child wro
 A child that dies (non-zero exit without a report, a signal) or outlives the timeout
 yields a failed report naming how it ended.
 
+The child starts with an empty environment (only what it needs to find Python and
+Esper, its thread count, and its own temporary and home folder inside the request
+folder, which is also its working folder), and its first act, before torch is
+imported or a byte of the kernel is read, is to lower its resource limits for good:
+CPU seconds, the largest file it may write, open files, and no core dumps.
+
 Request folder: `artifact.pt2`, `kernel.binpb` (KernelArtifact), `ir.binpb`
 (BlueprintIR), `settings.json`. Answer: `report.binpb` (UrabraskValidationReport
 without identity, tags or time, which the parent fills in).
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -26,7 +33,7 @@ from pathlib import Path
 
 import esper
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 
 logger = logging.getLogger(__name__)
@@ -74,15 +81,29 @@ def _settings(kernel: kernel_pb2.KernelArtifact, config: UrabraskConfig) -> dict
         "drift_tolerance": config.tolerance_for(kernel.pipeline),
         "input_seed": config.input_seed,
         "threads": config.sandbox_threads,
+        "limits": _limits(config),
+    }
+
+
+def _limits(config: UrabraskConfig) -> dict[str, int]:
+    """The child's resource limits, soft and hard alike, so it cannot raise them again."""
+    return {
+        "RLIMIT_CPU": math.ceil(config.sandbox_timeout_seconds) + 5,
+        "RLIMIT_FSIZE": config.sandbox_max_file_bytes,
+        "RLIMIT_NOFILE": config.sandbox_max_open_files,
+        "RLIMIT_CORE": 0,
     }
 
 
 def _spawn(request: Path, config: UrabraskConfig) -> Report:
     command = [sys.executable, "-m", "esper.urabrask.sandbox", str(request)]
+    (request / "tmp").mkdir()
     try:
         finished = subprocess.run(
             command,
-            env=_child_env(config.sandbox_threads),
+            env=child_environment(request, config.sandbox_threads),
+            cwd=request,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=config.sandbox_timeout_seconds,
             check=False,
@@ -100,13 +121,30 @@ def _spawn(request: Path, config: UrabraskConfig) -> Report:
     return _failed(f"{_describe_exit(finished.returncode)}{_tail(stderr)}")
 
 
-def _child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
+def child_environment(request: Path, threads: int) -> dict[str, str]:
+    """Everything the sandbox's environment holds: nothing of the validator's own (no credentials,
+    no proxies, no OTEL endpoint), only where Python finds Esper and where to write."""
     roots = [str(Path(path).parent) for path in esper.__path__]
-    env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, [env.get("PYTHONPATH")])])
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    scratch = str(request / "tmp")
+    return {
+        "PATH": os.defpath,
+        "PYTHONPATH": os.pathsep.join(roots),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "HOME": str(request),
+        "TMPDIR": scratch,
+        "TORCHINDUCTOR_CACHE_DIR": os.path.join(scratch, "inductor"),
+    }
+
+
+def apply_limits(limits: dict[str, int]) -> None:
+    """Lower this process's resource limits, soft and hard, for good."""
+    import resource
+
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), (value, value))
 
 
 def _describe_exit(returncode: int) -> str:
@@ -139,5 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     return probe_request(Path(args[0]))
 
 
+def _enter_sandbox(argv: list[str]) -> None:
+    """Limits first: before torch is imported, before the kernel's bytes are read."""
+    if len(argv) == 1:
+        settings = json.loads((Path(argv[0]) / SETTINGS_FILE).read_text(encoding="utf-8"))
+        apply_limits(settings.pop("limits", {}))
+
+
 if __name__ == "__main__":
+    _enter_sandbox(sys.argv[1:])
     sys.exit(main())

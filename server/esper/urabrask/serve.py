@@ -9,6 +9,7 @@ import argparse
 from contextlib import ExitStack, closing
 
 from esper.mesh.target import Served, ServeTarget, thread_task
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
 from esper.urabrask.config import UrabraskConfig
 
 
@@ -28,6 +29,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.sandbox_timeout_seconds,
         help=f"seconds one kernel's sandbox may run (default: {defaults.sandbox_timeout_seconds:g})",
     )
+    add_trusted_signers_argument(parser, role="may run in the sandbox")
     parser.add_argument(
         "--no-validate",
         action="store_true",
@@ -50,10 +52,12 @@ def _build(args: argparse.Namespace) -> Served:
     )
     with ExitStack() as opened:
         # Downloads stream whole artifacts: allow them more than a metadata call.
-        urza = opened.enter_context(closing(UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0))))
+        client = UrzaClient(ClientConfig(address=args.urza, deadline_seconds=60.0, tls=args.client_tls))
+        urza = opened.enter_context(closing(client))
         background = []
         if not args.no_validate:
-            background.append(thread_task(UrabraskValidator(urza, config).run_forever, name="urabrask-validator"))
+            validator = UrabraskValidator(urza, config, trust=trusted_signers(args))
+            background.append(thread_task(validator.run_forever, name="urabrask-validator"))
         return Served.owning(
             opened, registrations=[host(URABRASK_SERVICE.bind(UrabraskService(urza)))], background=background
         )

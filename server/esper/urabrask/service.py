@@ -11,7 +11,7 @@ from esper.leyline.v1 import kernel_pb2, urabrask_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.paging import decode_page_token, encode_page_token
 from esper.urabrask.kernels import Report, reports_with_status
-from esper.urabrask.validation import validate_get_validation_report, validate_list_validation_reports
+from esper.urabrask.requests import check_get_validation_report, check_list_validation_reports
 
 _VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
 _REJECTED = kernel_pb2.KERNEL_STATUS_REJECTED
@@ -26,7 +26,7 @@ class UrabraskService:
     def get_validation_report(
         self, request: urabrask_pb2.GetValidationReportRequest
     ) -> urabrask_pb2.GetValidationReportResponse:
-        validate_get_validation_report(request)
+        check_get_validation_report(request)
         kernel = self._urza.get_kernel(urza_pb2.GetKernelRequest(kernel_id=request.kernel_id)).kernel
         if not kernel.HasField("validation_report"):
             raise NotFound(f"kernel {request.kernel_id} has no validation report yet", reason="KERNEL_NOT_FOUND")
@@ -35,7 +35,7 @@ class UrabraskService:
     def list_validation_reports(
         self, request: urabrask_pb2.ListValidationReportsRequest
     ) -> urabrask_pb2.ListValidationReportsResponse:
-        page_size = validate_list_validation_reports(request)
+        page_size = check_list_validation_reports(request)
         passed = request.passed if request.HasField("passed") else None
         fingerprint = f"list_validation_reports/passed={passed}"
         offset = decode_page_token(request.page_token, fingerprint)

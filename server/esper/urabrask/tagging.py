@@ -1,4 +1,4 @@
-"""Empirical tags: what a kernel does compared with its peers (HLD Appendix E.2.2, E.3).
+"""Empirical tags: what a kernel does compared with its peers (docs/assets.md, "Tags").
 
 Pure functions over reports, so the policy is testable without a sandbox. Peers are
 the passed reports of other kernels on the same hardware target. With enough of them

@@ -1,14 +1,17 @@
 """The validator worker: claim a compiled kernel, characterize it, submit the verdict.
 
 One pass: lease the oldest COMPILED kernel from Urza (it becomes VALIDATING),
-download its bytes (SHA-256 verified), run it in the sandbox, tag it against its
-validated peers, and submit the report; Urza makes the kernel VALIDATED or REJECTED.
+download its bytes (SHA-256 verified), check its compile worker's signature against
+the trusted keys and its format (nothing unsigned or malformed ever reaches the
+sandbox), run it in the sandbox, tag it against its validated peers, and submit the
+report; Urza makes the kernel VALIDATED or REJECTED.
 A validator that dies mid-way loses only its lease: the kernel is claimable again
 when the lease runs out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import deque
@@ -18,7 +21,9 @@ from datetime import UTC, datetime
 from esper.errors import DataLoss, EsperError
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
-from esper.urabrask import report as reports
+from esper.trust.artifact_format import UnsafeArtifact, check_artifact_format
+from esper.trust.kernel_signing import KernelSignatureError, TrustedSigners
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.kernels import Report, reports_with_status
 from esper.urabrask.sandbox import run_sandbox
@@ -41,8 +46,10 @@ class UrabraskValidator:
         *,
         characterize: Characterize = run_sandbox,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        trust: TrustedSigners | None = None,
     ) -> None:
         self._urza = urza
+        self._trust = trust
         self.config = config
         self._characterize = characterize
         self._clock = clock
@@ -110,4 +117,15 @@ class UrabraskValidator:
         except DataLoss as exc:
             # The stored bytes are not the ones compiled: nothing may load them.
             return reports.failed_report(kernel.kernel_id, reports.CHECKSUM_MISMATCH, str(exc))
+        if self.config.require_signature:
+            try:
+                if self._trust is None:
+                    raise KernelSignatureError("no trusted signing key is configured; nothing is run unverified")
+                self._trust.verify(kernel, hashlib.sha256(artifact).hexdigest())
+            except KernelSignatureError as exc:
+                return reports.failed_report(kernel.kernel_id, reports.BAD_SIGNATURE, str(exc))
+        try:
+            check_artifact_format(artifact, kernel.pipeline)
+        except UnsafeArtifact as exc:
+            return reports.failed_report(kernel.kernel_id, reports.UNSAFE_ARTIFACT, str(exc))
         return self._characterize(artifact, kernel, ir, self.config)

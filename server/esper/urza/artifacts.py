@@ -7,14 +7,18 @@ only the row the database accepted names the bytes that are served.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from esper.errors import InvalidArgument
+from esper.errors import EsperError, InvalidArgument
 from esper.ids import MINTED_KERNEL_ID
 from esper.ir import growth_kind
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.pipelines import pipeline_name
+from esper.trust.artifact_format import check_artifact_format
 from esper.urza.convert import Row, ir_from_row, kernel_values, timestamp_from_us
+
+if TYPE_CHECKING:
+    from esper.trust.kernel_signing import TrustedSigners
 
 
 def artifact_key(kernel_id: str, sha256: str) -> str:
@@ -47,12 +51,13 @@ def new_kernel_row(
         template_id=blueprint["template_id"],
         create_time=timestamp_from_us(now_us),
         update_time=timestamp_from_us(now_us),
+        signature=submitted.signature if submitted.HasField("signature") else None,
     )
     return kernel_values(kernel, object_key=artifact_key(kernel.kernel_id, sha256))
 
 
 def check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint: Row) -> None:
-    """The kernel id must name the job's IR and pipeline (HLD Appendix J.3)."""
+    """The kernel id must name the job's IR and pipeline (docs/assets.md, "Kernel ids")."""
     match = MINTED_KERNEL_ID.fullmatch(kernel.kernel_id)
     if match is None:
         raise InvalidArgument.for_field("kernel.kernel_id", "must be <12 hex>-<target>-<pipeline>-<8 hex>")
@@ -72,3 +77,23 @@ def check_kernel_identity(kernel: kernel_pb2.KernelArtifact, job: Row, blueprint
         raise InvalidArgument.for_field("kernel.blueprint_id", f"job {job['job_id']} is for {job['blueprint_id']}")
     if kernel.pipeline and kernel.pipeline != job["pipeline"]:
         raise InvalidArgument.for_field("kernel.pipeline", f"job {job['job_id']} runs another pipeline")
+
+
+def check_uploaded_artifact(
+    request: urza_pb2.CompleteCompileJobRequest, pipeline: int, sha256: str, trust: TrustedSigners | None
+) -> None:
+    """Refuse an upload that fails the artifact format check, or (with `trust`) whose signature does not
+    verify: nothing reaches the store that a verifying consumer would refuse."""
+    try:
+        check_artifact_format(request.artifact, pipeline)
+    except EsperError as exc:
+        raise InvalidArgument.for_field("artifact", exc.message, reason="UNSAFE_ARTIFACT") from None
+    if trust is None:
+        return
+    kernel = kernel_pb2.KernelArtifact()
+    kernel.CopyFrom(request.kernel)
+    kernel.pipeline = pipeline  # type: ignore[assignment]
+    try:
+        trust.verify(kernel, sha256)
+    except EsperError as exc:
+        raise InvalidArgument.for_field("kernel.signature", exc.message, reason="BAD_SIGNATURE") from None

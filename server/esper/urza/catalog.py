@@ -103,6 +103,9 @@ def kernel_query_conditions(query: kernel_pb2.KernelQuery) -> list[ColumnElement
         conditions.append(c.parameter_count <= query.max_parameter_count)
     if query.template_id:
         conditions.append(c.template_id == query.template_id)
+    if query.device_kind:
+        # Targets are "<kind>_<detail>" (cpu_x86_64, cuda_sm80); the kind is validated, no wildcard in it.
+        conditions.append(c.hardware_target.startswith(f"{query.device_kind}_"))
     return conditions
 
 
@@ -116,11 +119,6 @@ def query_kernel_rows(
     ordered = select(kernels).where(*conditions).order_by(*newest_first)
     rows, more = _page(conn, ordered, offset, limit)
     return rows, more, int(total)
-
-
-def blueprint_exists_for_ir(conn: Connection, ir_sha256: str) -> Row | None:
-    query = select(blueprints).where(blueprints.c.ir_sha256 == ir_sha256)
-    return conn.execute(query).mappings().first()
 
 
 def _page(conn: Connection, query: Select[Any], offset: int, limit: int) -> tuple[list[Row], bool]:

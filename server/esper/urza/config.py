@@ -12,6 +12,8 @@ MIB = 1024 * 1024
 MIN_CHUNK_BYTES = 4096
 MAX_CHUNK_BYTES = 4 * MIB
 DEFAULT_DATA_DIR = ".esper/urza"
+# A kernel download that takes longer is ended by the server, however slowly its client reads.
+DOWNLOAD_DEADLINE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class UrzaConfig:
     empty means a SQLite file under `data_dir`. `store` is a folder path or
     `s3://bucket[/prefix]`; empty means a folder under `data_dir`. The S3 settings are
     used only by an `s3://` store; credentials left empty fall back to boto3's own chain.
+    Each mesh identity may create `blueprint_quota` new blueprints per
+    `blueprint_quota_window_seconds` (a token bucket; resubmissions are free).
     """
 
     data_dir: str = DEFAULT_DATA_DIR
@@ -38,6 +42,8 @@ class UrzaConfig:
         kernel_pb2.COMPILATION_PIPELINE_STANDARD,
     )
     chunk_size: int = MIB
+    blueprint_quota: int = 1000
+    blueprint_quota_window_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         data_dir = Path(self.data_dir)
@@ -52,6 +58,8 @@ class UrzaConfig:
         if kernel_pb2.COMPILATION_PIPELINE_UNSPECIFIED in self.default_pipelines:
             raise ValueError("default_pipelines must not contain COMPILATION_PIPELINE_UNSPECIFIED")
         checks.in_range("chunk_size", self.chunk_size, MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
+        checks.positive("blueprint_quota", self.blueprint_quota)
+        checks.positive("blueprint_quota_window_seconds", self.blueprint_quota_window_seconds)
         if self.store.startswith("s3://") and not self.store[len("s3://") :].split("/", 1)[0]:
             raise ValueError(f"store {self.store!r} names no bucket")
 

@@ -152,6 +152,8 @@ def kernel_values(kernel: kernel_pb2.KernelArtifact, *, object_key: str) -> dict
         "lease_expire_us": 0,
         "create_us": us_from_timestamp(kernel.create_time),
         "update_us": us_from_timestamp(kernel.update_time),
+        "signature": kernel.signature.signature,
+        "signing_key_id": kernel.signature.key_id,
     }
 
 
@@ -176,6 +178,9 @@ def kernel_to_proto(row: Row, *, tags: Sequence[str] = (), report: bytes | None 
         update_time=timestamp_from_us(row["update_us"]),
         template_id=row["template_id"],
     )
+    if row["signature"]:
+        kernel.signature.signature = bytes(row["signature"])
+        kernel.signature.key_id = row["signing_key_id"]
     if report is not None:
         kernel.validation_report.ParseFromString(bytes(report))
     return kernel

@@ -19,15 +19,20 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    select,
     text,
+    update,
 )
 
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.sqlstore import Schema, SqlDatabase
 from esper.sqlstore import schema_meta as schema_meta
 
 # 2: kernels record their growth kind and output shape (width kernels change the shape).
-SCHEMA_VERSION = 2
+# 3: kernels carry their compile worker's signature.
+SCHEMA_VERSION = 3
 COMPONENT = "urza"
+_JOB = kernel_pb2.CompileJobStatus
 
 metadata = MetaData()
 
@@ -98,6 +103,9 @@ kernels = Table(
     Column("lease_expire_us", BigInteger, nullable=False),
     Column("create_us", BigInteger, nullable=False),
     Column("update_us", BigInteger, nullable=False),
+    # KernelSignature: Ed25519 signature and signing key id; empty for kernels stored unsigned.
+    Column("signature", LargeBinary, nullable=False),
+    Column("signing_key_id", String(64), nullable=False),
     Index("ix_kernels_blueprint", "blueprint_id"),
     Index("ix_kernels_status_create", "status", "create_us"),
     Index("ix_kernels_worker", "worker_id", "status"),
@@ -131,6 +139,48 @@ def _kernels_record_growth(conn: Connection) -> None:
     conn.execute(text("UPDATE kernels SET output_shape = input_shape"))
 
 
+def _add_kernel_signatures(conn: Connection) -> None:
+    """Schema 2 -> 3: kernels get signature columns, and every kernel stored so far (unsigned,
+    so nothing would load it) is REJECTED and its compile job queued again, so the next
+    compile worker stores a signed kernel in its place (under a new id: the artifact format
+    is part of the toolchain hash)."""
+    binary = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    empty = "''::bytea" if conn.dialect.name == "postgresql" else "x''"
+    conn.execute(text(f"ALTER TABLE kernels ADD COLUMN signature {binary} NOT NULL DEFAULT {empty}"))
+    conn.execute(text("ALTER TABLE kernels ADD COLUMN signing_key_id VARCHAR(64) NOT NULL DEFAULT ''"))
+    unsigned = select(kernels.c.kernel_id).where(kernels.c.signing_key_id == "")
+    job = compile_jobs.c
+    requeued = conn.execute(
+        select(job.blueprint_id).where(job.kernel_id.in_(unsigned), job.status == _JOB.COMPILE_JOB_STATUS_SUCCEEDED)
+    ).scalars()
+    blueprint_ids = sorted(set(requeued))
+    conn.execute(
+        update(compile_jobs)
+        .where(job.kernel_id.in_(unsigned), job.status == _JOB.COMPILE_JOB_STATUS_SUCCEEDED)
+        .values(
+            status=_JOB.COMPILE_JOB_STATUS_QUEUED,
+            attempts=0,
+            kernel_id="",
+            worker_id="",
+            lease_token="",
+            lease_expire_us=0,
+            last_error="queued again: its kernel was stored before kernels were signed",
+        )
+    )
+    conn.execute(
+        update(kernels)
+        .where(kernels.c.signing_key_id == "")
+        .values(status=kernel_pb2.KERNEL_STATUS_REJECTED, worker_id="", lease_token="", lease_expire_us=0)
+    )
+    if blueprint_ids:
+        # VALIDATED is never left on its own; these blueprints have no loadable kernel any more.
+        conn.execute(
+            update(blueprints)
+            .where(blueprints.c.blueprint_id.in_(blueprint_ids))
+            .values(status=blueprint_pb2.BLUEPRINT_STATUS_SUBMITTED, failure_reason="")
+        )
+
+
 class UrzaDatabase(SqlDatabase):
     """Urza's database: blueprints, compile jobs, kernels and validation reports."""
 
@@ -142,5 +192,5 @@ class UrzaDatabase(SqlDatabase):
         marker_tables=URZA_TABLES,
         lock_key=0x75727A61,
         sqlite_foreign_keys=True,
-        migrations={1: _kernels_record_growth},
+        migrations={1: _kernels_record_growth, 2: _add_kernel_signatures},
     )

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -21,9 +22,10 @@ from esper.ir import ir_sha256, parameter_count
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.observability import metrics
 from esper.paging import encode_page_token
+from esper.trust.caller import CALLER
 from esper.urza import catalog, compile_queue, validation_queue
-from esper.urza import validation as checks
-from esper.urza.artifacts import new_kernel_row
+from esper.urza import requests as checks
+from esper.urza.artifacts import check_uploaded_artifact, new_kernel_row
 from esper.urza.config import UrzaConfig
 from esper.urza.convert import (
     Row,
@@ -35,7 +37,11 @@ from esper.urza.convert import (
 )
 from esper.urza.db import UrzaDatabase, blueprints, compile_jobs
 from esper.urza.leases import US_PER_SECOND
+from esper.urza.quota import SubmissionQuota
 from esper.urza.store import ObjectMissing, ObjectStore, open_object_store
+
+if TYPE_CHECKING:
+    from esper.trust.kernel_signing import TrustedSigners
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +65,24 @@ class UrzaHub:
         config: UrzaConfig,
         *,
         clock: Clock = system_clock_us,
+        trust: TrustedSigners | None = None,
     ) -> None:
         self.database = database
         self.store = store
         self.config = config
         self._now = clock
+        self._trust = trust
+        self._quota = SubmissionQuota(config.blueprint_quota, config.blueprint_quota_window_seconds, clock)
         metrics.URZA_COMPILE_JOBS.register(self)
 
     @classmethod
-    def open(cls, config: UrzaConfig, *, clock: Clock = system_clock_us) -> UrzaHub:
-        """Connect to the database (checking or creating its schema) and open the store."""
+    def open(
+        cls, config: UrzaConfig, *, clock: Clock = system_clock_us, trust: TrustedSigners | None = None
+    ) -> UrzaHub:
+        """Connect to the database (checking or creating its schema) and open the store.
+
+        With `trust`, a completed compile job must carry a signature by one of its keys.
+        """
         database = UrzaDatabase.open(config.database_url)
         try:
             store = open_object_store(config)
@@ -76,7 +90,7 @@ class UrzaHub:
             database.close()
             raise
         logger.info("Urza on %s, artifacts in %s", database.safe_url, config.store)
-        return cls(database, store, config, clock=clock)
+        return cls(database, store, config, clock=clock, trust=trust)
 
     def close(self) -> None:
         metrics.URZA_COMPILE_JOBS.unregister(self)
@@ -85,13 +99,14 @@ class UrzaHub:
     # Blueprints
 
     def create_blueprint(self, request: urza_pb2.CreateBlueprintRequest) -> urza_pb2.CreateBlueprintResponse:
-        checks.validate_create_blueprint(request)
+        checks.check_create_blueprint(request)
         digest = ir_sha256(request.ir)
         blueprint_id = "bp-" + digest[:16]
         with self.database.read() as conn:
             existing = _find_blueprint(conn, blueprint_id)
         if existing is not None:
             return self._existing_blueprint(existing, digest)
+        self._quota.charge(CALLER.get())
         now = self._now()
         blueprint = blueprint_pb2.Blueprint(
             blueprint_id=blueprint_id,
@@ -139,7 +154,7 @@ class UrzaHub:
         return urza_pb2.CreateBlueprintResponse(blueprint=blueprint_to_proto(row), created=False)
 
     def get_blueprint(self, request: urza_pb2.GetBlueprintRequest) -> urza_pb2.GetBlueprintResponse:
-        checks.validate_get_blueprint(request)
+        checks.check_get_blueprint(request)
         with self.database.read() as conn:
             row = catalog.get_blueprint_row(conn, request.blueprint_id)
             kernels = catalog.kernel_protos(conn, catalog.kernel_rows_of(conn, request.blueprint_id))
@@ -147,7 +162,7 @@ class UrzaHub:
         return urza_pb2.GetBlueprintResponse(blueprint=blueprint_to_proto(row), kernels=kernels, compile_jobs=jobs)
 
     def list_blueprints(self, request: urza_pb2.ListBlueprintsRequest) -> urza_pb2.ListBlueprintsResponse:
-        page = checks.validate_list_blueprints(request)
+        page = checks.check_list_blueprints(request)
         with self.database.read() as conn:
             rows, more = catalog.list_blueprint_rows(conn, status=request.status, offset=page.offset, limit=page.size)
         return urza_pb2.ListBlueprintsResponse(
@@ -158,7 +173,7 @@ class UrzaHub:
     # Kernels
 
     def query_kernels(self, request: urza_pb2.QueryKernelsRequest) -> urza_pb2.QueryKernelsResponse:
-        page = checks.validate_query_kernels(request)
+        page = checks.check_query_kernels(request)
         with self.database.read() as conn:
             rows, more, total = catalog.query_kernel_rows(conn, request.query, offset=page.offset, limit=page.size)
             kernels = catalog.kernel_protos(conn, rows)
@@ -168,42 +183,59 @@ class UrzaHub:
         return urza_pb2.QueryKernelsResponse(result=result)
 
     def get_kernel(self, request: urza_pb2.GetKernelRequest) -> urza_pb2.GetKernelResponse:
-        checks.validate_get_kernel(request)
+        checks.check_get_kernel(request)
         with self.database.read() as conn:
             (kernel,) = catalog.kernel_protos(conn, [catalog.get_kernel_row(conn, request.kernel_id)])
         return urza_pb2.GetKernelResponse(kernel=kernel)
 
     def download_kernel(self, request: urza_pb2.DownloadKernelRequest) -> Iterator[urza_pb2.DownloadKernelResponse]:
-        """Validates, reads and verifies the artifact at call time; the iterator only slices it."""
-        chunk_size = checks.validate_download_kernel(request, default_chunk=self.config.chunk_size)
+        """Validates the request and checks the stored size at call time; the iterator then reads
+        the artifact from the store one chunk at a time (a download never holds the artifact whole)
+        and hashes it on the way: the last chunk is sent only once the SHA-256 matches, DataLoss
+        instead."""
+        chunk_size = checks.check_download_kernel(request, default_chunk=self.config.chunk_size)
         with self.database.read() as conn:
             row = catalog.get_kernel_row(conn, request.kernel_id)
             (kernel,) = catalog.kernel_protos(conn, [row])
-        data = self._verified_artifact(row)
-        metrics.URZA_KERNEL_DOWNLOADS.inc()
-        return _chunks(data, chunk_size, kernel)
-
-    def _verified_artifact(self, row: Row) -> bytes:
         try:
-            data = self.store.get(row["object_key"])
+            size = self.store.size(row["object_key"])
         except ObjectMissing as exc:
-            raise DataLoss(
-                f"kernel {row['kernel_id']}: its artifact is missing from the store",
-                reason="CHECKSUM_MISMATCH",
-            ) from exc
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != row["sha256"] or len(data) != row["size_bytes"]:
+            raise _corrupted(row, "its artifact is missing from the store") from exc
+        if size != row["size_bytes"]:
+            raise _corrupted(row, f"the store holds {size} bytes, expected {row['size_bytes']}")
+        metrics.URZA_KERNEL_DOWNLOADS.inc()
+        return self._stream(row, kernel, chunk_size)
+
+    def _stream(
+        self, row: Row, kernel: kernel_pb2.KernelArtifact, chunk_size: int
+    ) -> Iterator[urza_pb2.DownloadKernelResponse]:
+        digest = hashlib.sha256()
+        held: urza_pb2.DownloadKernelResponse | None = None
+        offset = 0
+        try:
+            for piece in self.store.read_chunks(row["object_key"], chunk_size):
+                if held is not None:
+                    yield held
+                digest.update(piece)
+                held = urza_pb2.DownloadKernelResponse(
+                    chunk_data=piece, offset=offset, total_size=kernel.size_bytes, sha256=kernel.sha256
+                )
+                if offset == 0:
+                    held.kernel.CopyFrom(kernel)
+                offset += len(piece)
+        except ObjectMissing as exc:
+            raise _corrupted(row, "its artifact is missing from the store") from exc
+        actual = digest.hexdigest()
+        if actual != row["sha256"] or offset != row["size_bytes"]:
             logger.error("kernel %s: stored bytes are corrupted (sha256 %s)", row["kernel_id"], actual)
-            raise DataLoss(
-                f"kernel {row['kernel_id']}: stored bytes have sha256 {actual}, expected {row['sha256']}",
-                reason="CHECKSUM_MISMATCH",
-            )
-        return data
+            raise _corrupted(row, f"stored bytes have sha256 {actual}, expected {row['sha256']}")
+        if held is not None:
+            yield held
 
     # Compile queue (Tezzeret)
 
     def claim_compile_job(self, request: urza_pb2.ClaimCompileJobRequest) -> urza_pb2.ClaimCompileJobResponse:
-        lease_seconds = checks.validate_claim_compile_job(request, default_lease=self.config.default_lease_seconds)
+        lease_seconds = checks.check_claim_compile_job(request, default_lease=self.config.default_lease_seconds)
         now = self._now()
 
         def lease(conn: Connection) -> urza_pb2.ClaimCompileJobResponse:
@@ -227,7 +259,7 @@ class UrzaHub:
         return response
 
     def complete_compile_job(self, request: urza_pb2.CompleteCompileJobRequest) -> urza_pb2.CompleteCompileJobResponse:
-        checks.validate_complete_compile_job(request)
+        checks.check_complete_compile_job(request)
         sha256 = hashlib.sha256(request.artifact).hexdigest()
         now = self._now()
         kernel_id = request.kernel.kernel_id
@@ -235,6 +267,7 @@ class UrzaHub:
             job = compile_queue.get_job(conn, request.job_id)
             blueprint = catalog.get_blueprint_row(conn, job["blueprint_id"])
             kernel_row = new_kernel_row(request, job, blueprint, sha256=sha256, now_us=now)
+            check_uploaded_artifact(request, job["pipeline"], sha256, self._trust)
             outcome = compile_queue.completion_outcome(
                 job,
                 compile_queue.find_kernel_row(conn, kernel_id),
@@ -265,7 +298,7 @@ class UrzaHub:
         return urza_pb2.CompleteCompileJobResponse(kernel=kernel)
 
     def fail_compile_job(self, request: urza_pb2.FailCompileJobRequest) -> urza_pb2.FailCompileJobResponse:
-        checks.validate_fail_compile_job(request)
+        checks.check_fail_compile_job(request)
         now = self._now()
 
         def record(conn: Connection) -> kernel_pb2.CompileJob:
@@ -289,13 +322,13 @@ class UrzaHub:
         return {_JOB_STATE.Name(state).removeprefix("COMPILE_JOB_STATUS_"): counts.get(state, 0) for state in states}
 
     def get_compile_job(self, request: urza_pb2.GetCompileJobRequest) -> urza_pb2.GetCompileJobResponse:
-        checks.validate_get_compile_job(request)
+        checks.check_get_compile_job(request)
         with self.database.read() as conn:
             row = compile_queue.get_job(conn, request.job_id)
         return urza_pb2.GetCompileJobResponse(job=job_to_proto(row))
 
     def list_compile_jobs(self, request: urza_pb2.ListCompileJobsRequest) -> urza_pb2.ListCompileJobsResponse:
-        page = checks.validate_list_compile_jobs(request)
+        page = checks.check_list_compile_jobs(request)
         with self.database.read() as conn:
             rows, more = catalog.list_job_rows(conn, status=request.status, offset=page.offset, limit=page.size)
         return urza_pb2.ListCompileJobsResponse(
@@ -305,7 +338,7 @@ class UrzaHub:
     # Validation queue (Urabrask)
 
     def claim_validation_job(self, request: urza_pb2.ClaimValidationJobRequest) -> urza_pb2.ClaimValidationJobResponse:
-        lease_seconds = checks.validate_claim_validation_job(request, default_lease=self.config.default_lease_seconds)
+        lease_seconds = checks.check_claim_validation_job(request, default_lease=self.config.default_lease_seconds)
         now = self._now()
 
         def lease(conn: Connection) -> urza_pb2.ClaimValidationJobResponse:
@@ -326,7 +359,7 @@ class UrzaHub:
     def submit_validation_report(
         self, request: urza_pb2.SubmitValidationReportRequest
     ) -> urza_pb2.SubmitValidationReportResponse:
-        checks.validate_submit_validation_report(request)
+        checks.check_submit_validation_report(request)
         now = self._now()
 
         def record(conn: Connection) -> kernel_pb2.KernelArtifact:
@@ -353,14 +386,5 @@ def _next_token(page: checks.Page, returned: int, more: bool) -> str:
     return encode_page_token(page.offset + returned, page.fingerprint) if more else ""
 
 
-def _chunks(
-    data: bytes, chunk_size: int, kernel: kernel_pb2.KernelArtifact
-) -> Iterator[urza_pb2.DownloadKernelResponse]:
-    total = len(data)
-    for offset in range(0, total, chunk_size):
-        chunk = urza_pb2.DownloadKernelResponse(
-            chunk_data=data[offset : offset + chunk_size], offset=offset, total_size=total, sha256=kernel.sha256
-        )
-        if offset == 0:
-            chunk.kernel.CopyFrom(kernel)
-        yield chunk
+def _corrupted(row: Row, detail: str) -> DataLoss:
+    return DataLoss(f"kernel {row['kernel_id']}: {detail}", reason="CHECKSUM_MISMATCH")

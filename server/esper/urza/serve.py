@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from esper.home import default_help, state_dir
 from esper.mesh.target import Served, ServeTarget
+from esper.trust.flags import add_trusted_signers_argument, trusted_signers
+from esper.urza.config import DOWNLOAD_DEADLINE_SECONDS
+
+if TYPE_CHECKING:
+    from esper.leyline.v1.services import UrzaServiceApi
+    from esper.mesh.server import ServiceRegistration
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,21 +46,32 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="S3 endpoint (default: $AWS_ENDPOINT_URL_S3 or AWS)",
     )
     parser.add_argument("--s3-region", default=None, help="S3 region (default: $AWS_REGION or us-east-1)")
+    # S3 credentials come from $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY only: a flag would show in `ps`.
+    add_trusted_signers_argument(parser, role="are stored (unsigned or other uploads are refused)")
     parser.add_argument(
-        "--s3-access-key",
-        default=None,
-        help="S3 access key (default: $AWS_ACCESS_KEY_ID; prefer the variable)",
+        "--blueprint-quota",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="new blueprints each mesh identity may submit per quota window (default: 1000)",
     )
     parser.add_argument(
-        "--s3-secret-key",
-        default=None,
-        help="S3 secret key (default: $AWS_SECRET_ACCESS_KEY; prefer the variable, flags show in `ps`)",
+        "--blueprint-quota-window",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="the window over which --blueprint-quota refills (default: 3600)",
+    )
+    parser.add_argument(
+        "--download-deadline",
+        type=float,
+        default=DOWNLOAD_DEADLINE_SECONDS,
+        metavar="SECONDS",
+        help=f"a kernel download taking longer is ended (default: {DOWNLOAD_DEADLINE_SECONDS:g})",
     )
 
 
 def _build(args: argparse.Namespace) -> Served:
-    from esper.leyline.v1.services import URZA_SERVICE
-    from esper.mesh.hosting import host
     from esper.urza.config import UrzaConfig
     from esper.urza.hub import UrzaHub
 
@@ -63,12 +81,26 @@ def _build(args: argparse.Namespace) -> Served:
         database_url=args.db,
         store=args.store,
         s3_endpoint_url=args.s3_endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
-        s3_access_key=args.s3_access_key or env.get("AWS_ACCESS_KEY_ID"),
-        s3_secret_key=args.s3_secret_key or env.get("AWS_SECRET_ACCESS_KEY"),
+        s3_access_key=env.get("AWS_ACCESS_KEY_ID"),
+        s3_secret_key=env.get("AWS_SECRET_ACCESS_KEY"),
         s3_region=args.s3_region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        blueprint_quota=args.blueprint_quota,
+        blueprint_quota_window_seconds=args.blueprint_quota_window,
     )
-    hub = UrzaHub.open(config)
-    return Served(registrations=[host(URZA_SERVICE.bind(hub))], close=hub.close)
+    hub = UrzaHub.open(config, trust=trusted_signers(args))
+    return Served(
+        registrations=[urza_registration(hub, download_deadline_seconds=args.download_deadline)], close=hub.close
+    )
+
+
+def urza_registration(
+    hub: UrzaServiceApi, *, download_deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS
+) -> ServiceRegistration:
+    """UrzaService over `hub`; a kernel download ends with DEADLINE_EXCEEDED after `download_deadline_seconds`."""
+    from esper.leyline.v1.services import URZA_SERVICE
+    from esper.mesh.hosting import host
+
+    return host(URZA_SERVICE.bind(hub), stream_deadlines={"DownloadKernel": download_deadline_seconds})
 
 
 URZA = ServeTarget(

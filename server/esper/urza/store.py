@@ -36,6 +36,13 @@ class ObjectStore(Protocol):
         """The object's bytes; ObjectMissing if there is none."""
         ...
 
+    def read_chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        """The object's bytes in pieces of `chunk_size` (the last may be shorter), never all in memory.
+
+        ObjectMissing (at the first piece) if there is none.
+        """
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None:
@@ -77,6 +84,15 @@ class FolderObjectStore:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:
             raise ObjectMissing(key) from exc
+
+    def read_chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            handle = self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise ObjectMissing(key) from exc
+        with handle:
+            while piece := handle.read(chunk_size):
+                yield piece
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -178,6 +194,27 @@ class S3ObjectStore:
                 raise
             body: bytes = response["Body"].read()
             return body
+
+    def read_chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        with _s3_errors(key):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            except Exception as exc:
+                if _is_missing(exc):
+                    raise ObjectMissing(key) from exc
+                raise
+            body = response["Body"]
+            try:
+                pending = b""
+                for piece in body.iter_chunks(chunk_size):
+                    pending += piece
+                    while len(pending) >= chunk_size:
+                        yield pending[:chunk_size]
+                        pending = pending[chunk_size:]
+                if pending:
+                    yield pending
+            finally:
+                body.close()
 
     def exists(self, key: str) -> bool:
         try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.deploy.manifests import DOCKERFILE, ROOT
+from tests.support.deploy import DOCKERFILE, ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.deploy.manifests import DEPLOY, generated_config_maps, k8s_documents
+from tests.support.deploy import DEPLOY, generated_config_maps, k8s_documents
 
 pytestmark = pytest.mark.integration
 

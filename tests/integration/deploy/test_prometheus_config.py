@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.deploy.manifests import DEPLOY, PROMETHEUS_CONFIG, rules_files
+from tests.support.deploy import DEPLOY, PROMETHEUS_CONFIG, rules_files
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.nats import free_port
-from tests.fixtures.seaweedfs import _free_port_pairs
-from tests.unit.deploy.manifests import compose_launches, compose_services
+from tests.support.deploy import compose_launches, compose_services
+from tests.support.nats import free_port
+from tests.support.seaweedfs import _free_port_pairs
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 TOOLS = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[3]
 _START_TIMEOUT_SECONDS = 60.0
 _STOP_TIMEOUT_SECONDS = 10.0
 
@@ -55,14 +56,17 @@ def _http_status(url: str) -> int:
 
 
 def _wait_for_status(url: str, process: subprocess.Popen[bytes], log: Path) -> int:
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        status = _http_status(url)
-        if status == 200:
-            return status
-        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
-        time.sleep(0.2)
-    return _http_status(url)
+    """200 once the component answers; the last status if it never does; at once if it exits."""
+
+    def status() -> int:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        return _http_status(url)
+
+    try:
+        return eventually(status, until=lambda code: code == 200, timeout=_START_TIMEOUT_SECONDS)
+    except AssertionError:
+        return _http_status(url)
 
 
 @pytest.fixture
@@ -89,19 +93,27 @@ def _popen(argv: list[str], log: Path, env: Mapping[str, str] | None = None) -> 
 def test_the_nats_command_serves_jetstream_and_its_health_check(
     tmp_path: Path, started: list[subprocess.Popen[bytes]]
 ) -> None:
+    from esper.trust.pki import ensure_identities
+
     nats = compose_services()["nats"]
     argv = [*nats["entrypoint"], *nats["command"]]
     monitor = nats["healthcheck"]["test"][-1]
+    assert argv[:2] == ["nats-server", "--config"]
+    # The config file as mounted, with the mounted paths pointing at this test's folders.
+    pki = tmp_path / "pki"
+    ensure_identities(pki, ["nats"])
+    (pki / "nats.pem").rename(pki / "identity.pem")
+    (pki / "nats.key").rename(pki / "identity.key")
+    config = (ROOT / "deploy" / "nats" / "nats.conf").read_text(encoding="utf-8")
+    local = tmp_path / "nats.conf"
+    local.write_text(config.replace("/etc/esper/pki", str(pki)).replace('"/data"', f'"{tmp_path / "store"}"'))
     client_port, http_port = free_port(), free_port()
-    swapped = _swap(
-        argv, {"--port": str(client_port), "--http_port": str(http_port), "--store_dir": str(tmp_path / "store")}
-    )
-    assert swapped[0] == "nats-server"
-    started.append(_popen([str(TOOLS / "nats-server"), "-a", "127.0.0.1", *swapped[1:]], tmp_path / "nats.log"))
+    command = [str(TOOLS / "nats-server"), "--config", str(local), "-a", "127.0.0.1", "-p", str(client_port)]
+    started.append(_popen([*command, "-m", str(http_port)], tmp_path / "nats.log"))
     url = monitor.replace("127.0.0.1:8222", f"127.0.0.1:{http_port}")
     assert url != monitor and "js-enabled-only=true" in url
     assert _wait_for_status(url, started[0], tmp_path / "nats.log") == 200
-    # The store folder the command names is where JetStream keeps its streams.
+    # The store folder the config names is where JetStream keeps its streams.
     assert (tmp_path / "store" / "jetstream").is_dir()
 
 
@@ -132,12 +144,10 @@ def test_the_s3_command_serves_the_bucket_urza_uses_with_the_configured_credenti
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
     )
-    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-    while True:
-        names = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
-        if bucket in names or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert bucket in names
+    eventually(
+        lambda: [b["Name"] for b in client.list_buckets().get("Buckets", [])],
+        until=lambda names: bucket in names,
+        timeout=_START_TIMEOUT_SECONDS,
+    )
     client.put_object(Bucket=bucket, Key="check", Body=b"kernel bytes")
     assert client.get_object(Bucket=bucket, Key="check")["Body"].read() == b"kernel bytes"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.fixtures.servers import TOOLS_DIR, EsperServeProcess
+from tests.support.servers import TOOLS_DIR, EsperServeProcess
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,9 +14,10 @@ from esper.oona.config import OonaConfig
 from esper.oona.jetstream import JetStreamBus
 from esper.oona.subjects import field_report_subject
 from esper.state.samples import sample_adaptation_command
-from tests.fixtures.nats import NatsServer
-from tests.integration.simic.served import RunningServed
-from tests.unit.simic.reports import field_reports
+from tests.support.field_reports import field_reports
+from tests.support.nats import NatsServer
+from tests.support.served import RunningServed
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,6 @@ def test_karn_receives_every_field_report_once(
             publisher.publish(field_report_subject(report.run_id), envelope)
         assert publisher.flush(30.0)
 
-    deadline = time.monotonic() + 30.0
-    while len(karn.field_reports()) < len(reports) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: len(karn.field_reports()) >= len(reports), timeout=30, what="every field report")
     served_karn.stop()  # every delivery handled or abandoned: nothing more can arrive
     assert [r.report_id for r in karn.field_reports()] == [r.report_id for r in reports]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from esper.trust.identity import TlsIdentity
+from tests.support.waiting import eventually
 
 ESPER = [sys.executable, "-m", "esper.cli.main"]
 TIMEOUT = 600
@@ -50,7 +52,16 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def stored_report_ids(simic_address: str, run_id: str, *, page_size: int = 1000) -> list[str]:
+def operator_tls(mesh_file: Path) -> TlsIdentity | None:
+    """The operator identity of the mesh `esper up` started (None on an --insecure mesh)."""
+    from esper.mesh.addresses import load_mesh
+
+    return load_mesh(mesh_file).operator_tls()
+
+
+def stored_report_ids(
+    simic_address: str, run_id: str, *, page_size: int = 1000, tls: TlsIdentity | None = None
+) -> list[str]:
     """Every report id Simic stores for the run, paging through ListFieldReports (repeats kept)."""
     from esper.clients import SimicClient
     from esper.clients.base import ClientConfig
@@ -58,7 +69,7 @@ def stored_report_ids(simic_address: str, run_id: str, *, page_size: int = 1000)
 
     found: list[str] = []
     token = ""
-    with SimicClient(ClientConfig(address=simic_address)) as simic:
+    with SimicClient(ClientConfig(address=simic_address, tls=tls)) as simic:
         while True:
             page = simic.list_field_reports(
                 simic_pb2.ListFieldReportsRequest(run_id=run_id, page_size=page_size, page_token=token)
@@ -70,12 +81,18 @@ def stored_report_ids(simic_address: str, run_id: str, *, page_size: int = 1000)
 
 
 def wait_for_stored_reports(
-    simic_address: str, run_id: str, expected: int, *, page_size: int = 1000, timeout: float = 60.0
+    simic_address: str,
+    run_id: str,
+    expected: int,
+    *,
+    page_size: int = 1000,
+    timeout: float = 60.0,
+    tls: TlsIdentity | None = None,
 ) -> list[str]:
-    """The report ids Simic stores for the run once it holds `expected` of them (or after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = stored_report_ids(simic_address, run_id, page_size=page_size)
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+    """The report ids Simic stores for the run once it holds `expected` of them."""
+    return eventually(
+        lambda: stored_report_ids(simic_address, run_id, page_size=page_size, tls=tls),
+        until=lambda found: len(found) >= expected,
+        timeout=timeout,
+        what=f"{expected} stored field reports of {run_id}",
+    )

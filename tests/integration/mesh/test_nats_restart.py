@@ -33,9 +33,11 @@ from tests.integration.mesh.support import (
     ESPER,
     esper,
     fast_config,
+    operator_tls,
     stored_report_ids,
     wait_for_stored_reports,
 )
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,6 @@ EPOCHS = 18
 # NATS stays down at least this long (and until the second report is in the run folder).
 MIN_OUTAGE_SECONDS = 3.0
 WAIT_SECONDS = 300.0
-_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -61,7 +62,7 @@ class DrillMesh:
     def pids(self) -> dict[str, int]:
         """Every pid the mesh files name."""
         pids = {name: pid for name, pid in self.document("pids.json").items()}
-        return pids | {name: entry["pid"] for name, entry in self.document().items()}
+        return pids | {name: entry["pid"] for name, entry in self.document().items() if "pid" in entry}
 
 
 @pytest.fixture
@@ -87,6 +88,12 @@ def _report_ids(events: list[dict[str, Any]]) -> list[str]:
     return [event["field_report"]["report_id"] for event in events if event["kind"] == "field_report"]
 
 
+def _live_folder(mesh: DrillMesh) -> Path:
+    """The folder the mesh's Tolaria is writing the run into (under its runs root; --out gets a copy at the end)."""
+    folders = sorted((mesh.directory / "tolaria" / "runs").glob("run-*"), key=lambda path: path.stat().st_mtime)
+    return folders[-1] if folders else mesh.directory / "tolaria" / "runs" / "none-yet"
+
+
 def _events(out: Path) -> list[dict[str, Any]]:
     """The run's events so far: complete lines only (the run may be writing the last one)."""
     path = out / "events.jsonl"
@@ -95,14 +102,17 @@ def _events(out: Path) -> list[dict[str, Any]]:
 
 
 def _wait(what: str, done: Callable[[], bool], run: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll `done` until it holds; fail naming `what` if the run ends first or the wait runs out."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not done():
+    """Wait until `done` holds; fail naming `what` at once if the run ends first, or when the wait runs out."""
+
+    def check() -> bool:
         if run.poll() is not None:
-            raise AssertionError(f"the run exited {run.returncode} before {what}:\n{log.read_text()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {WAIT_SECONDS:.0f} s:\n{log.read_text()}")
-        time.sleep(_POLL_SECONDS)
+            raise RuntimeError(f"the run exited {run.returncode} before {what}:\n{log.read_text()}")
+        return done()
+
+    try:
+        eventually(check, timeout=WAIT_SECONDS, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{log.read_text()}") from None
 
 
 def _nats_port(url: str) -> int:
@@ -129,12 +139,8 @@ def _refuses(port: int) -> bool:
         return False
 
 
-def _bounded(what: str, done: Callable[[], bool], seconds: float = 60.0, poll: float = _POLL_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {seconds:.0f} s")
-        time.sleep(poll)
+def _bounded(what: str, done: Callable[[], bool], seconds: float = 60.0) -> None:
+    eventually(done, timeout=seconds, what=what)
 
 
 def _kill_nats(mesh: DrillMesh) -> list[str]:
@@ -218,13 +224,13 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait("a first field report", lambda: bool(_report_ids(_events(out))), run, log)
+        _wait("a first field report", lambda: bool(_report_ids(_events(_live_folder(mesh)))), run, log)
         command = _kill_nats(mesh)
-        written_before_outage = len(_events(out))
+        written_before_outage = len(_events(_live_folder(mesh)))
         outage_began = time.monotonic()
         _wait(
             "a field report while NATS is down",
-            lambda: bool(_report_ids(_events(out)[written_before_outage:])),
+            lambda: bool(_report_ids(_events(_live_folder(mesh))[written_before_outage:])),
             run,
             log,
         )
@@ -245,7 +251,7 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
     assert _report_ids(events[:written_before_outage]), "a report was published before the outage"
     assert _report_ids(events[written_before_outage:]), "a report was produced while NATS was down"
     run_id, simic = summary["run_id"], mesh.document()["simic"]["grpc"]
-    wait_for_stored_reports(simic, run_id, len(reported))
+    wait_for_stored_reports(simic, run_id, len(reported), tls=operator_tls(mesh.directory / "mesh.json"))
     # Count only once Simic's consumer has acked every message JetStream holds, including a delivery
     # whose ack the killed server never wrote down: that one comes again after the consumer's ack wait.
     nats_url = mesh.document()["nats"]["url"]
@@ -253,10 +259,9 @@ def test_nats_killed_mid_run_and_restarted_every_field_report_reaches_simic_once
         "every field report acked by Simic's consumer",
         lambda: _jetstream_view(nats_url)[1] == 0,
         seconds=180.0,
-        poll=0.5,
     )
     # Paging one report at a time walks every page of the run's reports.
-    stored = stored_report_ids(simic, run_id, page_size=1)
+    stored = stored_report_ids(simic, run_id, page_size=1, tls=operator_tls(mesh.directory / "mesh.json"))
     held = _jetstream_view(nats_url, run_id)[0]
     print(f"field reports: {len(reported)} in the run folder, {len(stored)} at Simic, {held} on JetStream")
     assert len(stored) == len(set(stored)), f"Simic stored a report twice: {sorted(stored)}"

@@ -33,7 +33,10 @@ from esper.leyline.v1 import (
     urza_pb2,
 )
 from esper.mesh.addresses import SUBSYSTEMS, MeshAddresses, load_mesh
+from esper.mesh.tls import secure_channel
+from esper.trust.identity import TlsIdentity
 from tests.integration.mesh.support import esper
+from tests.support.waiting import eventually
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -87,8 +90,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshAddresses]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _call(address: str, call: Call) -> grpc.StatusCode:
-    with grpc.insecure_channel(address) as channel:
+def _call(address: str, call: Call, tls: TlsIdentity | None) -> grpc.StatusCode:
+    with secure_channel(address, tls) if tls is not None else grpc.insecure_channel(address) as channel:
         rpc = channel.unary_unary(call.path, request_serializer=None, response_deserializer=None)
         try:
             rpc(call.request.SerializeToString(), timeout=15)
@@ -116,20 +119,24 @@ def test_every_servable_subsystem_is_in_the_mesh_with_a_metrics_address(mesh: Me
 
 @pytest.mark.parametrize("name", SUBSYSTEMS)
 def test_promtool_check_metrics_passes_on_the_servers_output(mesh: MeshAddresses, name: str) -> None:
-    codes = [_call(mesh.address(name), call) for call in TRAFFIC[name]]
+    codes = [_call(mesh.address(name), call, mesh.operator_tls()) for call in TRAFFIC[name]]
     assert codes[0] == grpc.StatusCode.OK
     assert all(code != grpc.StatusCode.OK for code in codes[1:])
-    exposition = _scrape(mesh.metrics[name])
+    recorded = [
+        f'esper_rpc_server_duration_seconds_count{{grpc_code="{code.name}",grpc_method="{call.method}",'
+        f'grpc_service="esper.leyline.v1.{call.service}"}}'
+        for call, code in zip(TRAFFIC[name], codes, strict=True)
+    ]
+    # The client has its answer before the server has recorded the call: scrape until it has.
+    exposition = eventually(
+        lambda: _scrape(mesh.metrics[name]),
+        until=lambda text: all(sample in text for sample in recorded),
+        what=f"{name}'s /metrics recording {', '.join(call.path for call in TRAFFIC[name])}",
+    )
 
     checked = _promtool(exposition)
     assert checked.returncode == 0, f"promtool on {name}'s /metrics:\n{checked.stdout}{checked.stderr}"
     assert (checked.stdout + checked.stderr).strip() == ""
-    for call, code in zip(TRAFFIC[name], codes, strict=True):
-        recorded = (
-            f'esper_rpc_server_duration_seconds_count{{grpc_code="{code.name}",grpc_method="{call.method}",'
-            f'grpc_service="esper.leyline.v1.{call.service}"}}'
-        )
-        assert recorded in exposition, f"{name} did not record {call.path} ({code.name})"
     assert "esper_build_info{" in exposition and "process_start_time_seconds" in exposition
 
 

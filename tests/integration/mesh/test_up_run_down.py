@@ -25,7 +25,8 @@ import pytest
 
 from esper.cli.local_mesh import process_alive
 from esper.mesh.addresses import SUBSYSTEMS
-from tests.integration.mesh.support import esper, fast_config, lines, wait_for_stored_reports
+from tests.integration.mesh.support import esper, fast_config, lines, operator_tls, wait_for_stored_reports
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
     started = time.monotonic()
     esper("up", "--dir", str(local.directory), "--config", str(local.config))
     print(f"esper up took {time.monotonic() - started:.1f} s")
-    pids = [entry["pid"] for entry in local.document().values()]
+    pids = [entry["pid"] for entry in local.document().values() if "pid" in entry]
     try:
         yield local
     finally:
@@ -81,7 +82,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshUnderTest]:
 
 def test_up_writes_every_address_and_every_server_is_serving(mesh: MeshUnderTest) -> None:
     document = mesh.document()
-    assert set(document) == {*SUBSYSTEMS, "nats"}
+    assert set(document) == {*SUBSYSTEMS, "nats", "pki"}
     assert document["nats"]["url"].startswith("nats://127.0.0.1:")
     for name in SUBSYSTEMS:
         assert document[name]["grpc"].startswith("127.0.0.1:") and process_alive(document[name]["pid"])
@@ -92,8 +93,10 @@ def test_up_writes_every_address_and_every_server_is_serving(mesh: MeshUnderTest
 @pytest.mark.parametrize("name", SUBSYSTEMS)
 def test_grpcurl_lists_the_service_health_and_reflection(mesh: MeshUnderTest, name: str) -> None:
     address = mesh.document()[name]["grpc"]
+    pki = mesh.document()["pki"]
+    credentials = ["-cacert", pki["ca"], "-cert", pki["operator_cert"], "-key", pki["operator_key"]]
     listed = subprocess.run(
-        [str(GRPCURL), "-plaintext", address, "list"], capture_output=True, text=True, timeout=30, check=True
+        [str(GRPCURL), *credentials, address, "list"], capture_output=True, text=True, timeout=30, check=True
     ).stdout.split()
     assert f"esper.leyline.v1.{SERVICES[name]}" in listed
     assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(listed)
@@ -121,7 +124,7 @@ def _stored_subjects(url: str, stream: str) -> list[str]:
 
 def _simic_reports(mesh: MeshUnderTest, run_id: str, expected: int) -> set[str]:
     """The report ids Simic stored for the run, once it holds `expected` of them (or after 60 s)."""
-    found = wait_for_stored_reports(mesh.document()["simic"]["grpc"], run_id, expected)
+    found = wait_for_stored_reports(mesh.document()["simic"]["grpc"], run_id, expected, tls=operator_tls(mesh.file))
     assert len(found) == len(set(found)), "a report was stored twice"
     return set(found)
 
@@ -187,7 +190,7 @@ def _germination_trace(mesh: MeshUnderTest, run_id: str) -> dict[str, Any] | Non
 
 def test_a_germination_is_one_trace_from_tamiyo_s_decision_to_kasmina_s_graft(mesh: MeshUnderTest) -> None:
     run_id = _run_id(mesh)
-    trace = _until(lambda: _germination_trace(mesh, run_id), "a germination trace in Nissa")
+    trace = eventually(lambda: _germination_trace(mesh, run_id), timeout=60, what="a germination trace in Nissa")
     spans = {span["span_id"]: span for span in trace["spans"]}
     assert {"tolaria", "tamiyo", "urza"} <= {span["service_name"] for span in spans.values()}
     names = {span["name"] for span in spans.values()}
@@ -224,7 +227,7 @@ def test_nissa_summarizes_the_run_and_mission_control_shows_it(mesh: MeshUnderTe
     from esper.leyline.v1 import nissa_pb2
 
     run_id = _run_id(mesh)
-    with NissaClient(ClientConfig(address=mesh.document()["nissa"]["grpc"])) as nissa:
+    with NissaClient(ClientConfig(address=mesh.document()["nissa"]["grpc"], tls=operator_tls(mesh.file))) as nissa:
         summary = nissa.get_run_summary(nissa_pb2.GetRunSummaryRequest(run_id=run_id))
     assert summary.last_epoch == EPOCHS - 1
     if not CHROMIUM.exists():
@@ -249,16 +252,6 @@ def test_nissa_summarizes_the_run_and_mission_control_shows_it(mesh: MeshUnderTe
     assert run_id in dom and "Waiting for a run" not in dom
 
 
-def _until(probe: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            assert found, f"no {what} within {timeout:.0f} s"
-            return found
-        time.sleep(1.0)
-
-
 def _alert_states(mesh: MeshUnderTest, name: str) -> list[str]:
     alerts = json.loads(esper("alerts", "--mesh", str(mesh.file), "--json").stdout)["alerts"]
     return [alert["state"] for alert in alerts if alert["name"] == name]
@@ -267,9 +260,7 @@ def _alert_states(mesh: MeshUnderTest, name: str) -> list[str]:
 def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: MeshUnderTest) -> None:
     tamiyo = mesh.document()["tamiyo"]["pid"]
     os.kill(tamiyo, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while process_alive(tamiyo) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    eventually(lambda: not process_alive(tamiyo), timeout=60, what="Tamiyo to exit")
     assert esper("status", "--dir", str(mesh.directory), check=False).returncode == 1
     out = mesh.root / "no-tamiyo"
     done = esper("run", "--mesh", str(mesh.file), *RUN_ARGS, "--out", str(out), "--config", str(mesh.config))
@@ -281,15 +272,15 @@ def test_with_tamiyo_down_a_mesh_run_finishes_conservatively_and_says_so(mesh: M
 
 
 def test_tamiyo_down_fires_tamiyo_unavailable_and_a_restart_resolves_it(mesh: MeshUnderTest) -> None:
-    assert _until(lambda: "FIRING" in _alert_states(mesh, "tamiyo_unavailable"), "firing tamiyo_unavailable")
+    eventually(lambda: "FIRING" in _alert_states(mesh, "tamiyo_unavailable"), timeout=60, what="a firing alert")
     esper("restart", "tamiyo", "--dir", str(mesh.directory))
-    assert _until(lambda: _alert_states(mesh, "tamiyo_unavailable") == ["RESOLVED"], "resolved tamiyo_unavailable")
+    eventually(lambda: _alert_states(mesh, "tamiyo_unavailable") == ["RESOLVED"], timeout=60, what="a resolved alert")
     status = json.loads(esper("status", "--dir", str(mesh.directory), "--json").stdout)
     assert status["healthy"]
 
 
 def test_down_stops_every_process_and_leaves_none_behind(mesh: MeshUnderTest) -> None:
-    pids = {name: entry["pid"] for name, entry in mesh.document().items()}
+    pids = {name: entry["pid"] for name, entry in mesh.document().items() if "pid" in entry}
     esper("down", "--dir", str(mesh.directory))
     assert not [name for name, pid in pids.items() if process_alive(pid)]
     assert not mesh.file.exists()

@@ -30,9 +30,9 @@ from esper.nissa.board import RunBoard, board_intake
 from esper.nissa.web import MissionControl
 from esper.oona.config import OonaConfig
 from esper.oona.memory import InProcessBus
+from esper.tolaria.collaborators import RunCollaborators, embedded_collaborators
 from esper.tolaria.events import RunEventLog
-from esper.tolaria.mesh_services import BoundaryPublisher
-from esper.tolaria.services import RunServices, embedded_services
+from esper.tolaria.mesh_collaborators import BoundaryPublisher
 from esper.tolaria.session import run_training
 
 pytestmark = pytest.mark.integration
@@ -98,13 +98,13 @@ def board_of_a_real_run(tmp_path_factory: pytest.TempPathFactory) -> RunBoard:
     subscription = board_intake(board)(bus)
     publisher = BoundaryPublisher(bus)
 
-    def services(config: EsperConfig) -> RunServices:
+    def services(config: EsperConfig) -> RunCollaborators:
         # The embedded run, publishing what a Tolaria server publishes on the mesh.
-        return dataclasses.replace(embedded_services(config), publish=publisher, publish_event=publisher.event)
+        return dataclasses.replace(embedded_collaborators(config), publish=publisher, publish_event=publisher.event)
 
     events = RunEventLog(RUN_ID)
     try:
-        run_training(_fast_config(tmp_path), run_id=RUN_ID, services=services, events=events)
+        run_training(_fast_config(tmp_path), run_id=RUN_ID, collaborators=services, events=events)
         # As the Tolaria server ends a run: a closed log still hands events to its sinks.
         events.emit(status_change=run_pb2.RUN_STATUS_SUCCEEDED)
         assert bus.flush(30)

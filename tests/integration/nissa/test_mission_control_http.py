@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -158,3 +159,62 @@ def test_the_event_stream_pushes_the_state_when_the_board_changes(board: RunBoar
         mission.stop()
     with pytest.raises(OSError):
         get(port, "/healthz")
+
+
+def _get(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SOCKET_TIMEOUT)
+    try:
+        headers = {"Host": host} if host is not None else {}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_request_for_another_host_name_is_refused(board: RunBoard) -> None:
+    mission = MissionControl(board, list, allowed_hosts=["mission.example"])
+    port = mission.start()
+    try:
+        assert _get(port, "/healthz", "attacker.example")[0] == 421
+        assert _get(port, "/healthz", f"attacker.example:{port}")[0] == 421
+        assert _get(port, "/healthz", "")[0] == 421
+        for allowed in (f"127.0.0.1:{port}", f"localhost:{port}", "mission.example", f"[::1]:{port}"):
+            assert _get(port, "/healthz", allowed)[0] == 200, allowed
+    finally:
+        mission.stop()
+
+
+def test_connections_past_the_cap_get_503_and_a_stalled_client_is_dropped(board: RunBoard) -> None:
+    mission = MissionControl(
+        board, list, refresh_seconds=0.2, keepalive_seconds=0.2, max_connections=2, socket_timeout_seconds=1.0
+    )
+    port = mission.start()
+    streams = [http.client.HTTPConnection("127.0.0.1", port, timeout=SOCKET_TIMEOUT) for _ in range(2)]
+    responses = []
+    try:
+        for stream in streams:
+            stream.request("GET", "/api/events")
+            responses.append(stream.getresponse())  # kept: a response dropped closes its stream
+        assert [response.status for response in responses] == [200, 200]
+        assert _get(port, "/healthz")[0] == 503
+        for response, stream in zip(responses, streams, strict=True):
+            response.close()
+            stream.close()
+        assert _eventually(lambda: _get(port, "/healthz")[0] == 200)
+        # A client that connects and never sends a request loses its connection after the timeout.
+        with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT) as silent:
+            assert silent.recv(1) == b""
+    finally:
+        mission.stop()
+
+
+def _eventually(check: Callable[[], bool], attempts: int = 50) -> bool:
+    """Freed connection slots return as their threads end; poll briefly."""
+    import time
+
+    for _ in range(attempts):
+        if check():
+            return True
+        time.sleep(0.1)
+    return False

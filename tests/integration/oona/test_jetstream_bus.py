@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import nats
@@ -18,7 +17,8 @@ from esper.oona.config import OonaConfig
 from esper.oona.envelope import OpenedEnvelope, seal, signature
 from esper.oona.jetstream import JetStreamBus
 from esper.state.samples import sample_adaptation_command, sample_field_report
-from tests.fixtures.nats import NatsServer, free_port
+from tests.support.nats import NatsServer, free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +28,6 @@ REPORTS = subjects.field_report_subject(RUN)
 NORMAL = subjects.command_subject(RUN, lifecycle_pb2.MESSAGE_PRIORITY_NORMAL)
 EMERGENCY = subjects.command_subject(RUN, lifecycle_pb2.MESSAGE_PRIORITY_EMERGENCY)
 WAIT = 15.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 class Recorder:
@@ -125,7 +116,7 @@ def test_a_repeated_idempotency_key_is_stored_once(make_bus: BusFactory, nats_se
     assert stream_subjects(nats_server.url, "ESPER_FIELD_REPORTS") == [REPORTS, REPORTS]
     recorder = Recorder()
     bus.subscribe(ConsumerSpec("karn", (REPORTS,)), recorder)
-    assert wait_until(lambda: recorder.count() == 2)
+    eventually(lambda: recorder.count() == 2, timeout=WAIT)
     stats = bus.stats()
     assert (stats.published, stats.publish_duplicates, stats.duplicates_dropped) == (4, 2, 0)
     assert recorder.keys == ["a", "b"]
@@ -136,7 +127,7 @@ def test_a_failing_handler_gets_the_message_again(make_bus: BusFactory) -> None:
     recorder = Recorder(failures={"flaky": 1})
     bus.subscribe(ConsumerSpec("karn", (REPORTS,)), recorder)
     bus.publish(REPORTS, report(bus, "flaky"))
-    assert wait_until(lambda: recorder.count() == 1)
+    eventually(lambda: recorder.count() == 1, timeout=WAIT)
     assert recorder.deliveries == ["flaky", "flaky"]
     stats = bus.stats()
     assert (stats.handler_failures, stats.redelivered, stats.handled) == (1, 1, 1)
@@ -159,7 +150,7 @@ def test_a_message_never_acked_is_redelivered_after_the_ack_wait(make_bus: BusFa
         survivor = make_bus()
         recorder = Recorder()
         survivor.subscribe(ConsumerSpec("simic", (REPORTS,)), recorder)
-        assert wait_until(lambda: recorder.count() == 1)
+        eventually(lambda: recorder.count() == 1, timeout=WAIT)
         assert recorder.keys == ["lost-ack"]
         assert survivor.stats().redelivered == 1
     finally:
@@ -175,7 +166,7 @@ def test_after_max_deliveries_a_message_is_dead_lettered_and_the_consumer_goes_o
     bus.subscribe(ConsumerSpec("karn", (REPORTS,)), recorder)
     bus.publish(REPORTS, report(bus, "poison"))
     bus.publish(REPORTS, report(bus, "fine"))
-    assert wait_until(lambda: recorder.count() == 1 and bus.stats().dead_lettered_total == 1)
+    eventually(lambda: recorder.count() == 1 and bus.stats().dead_lettered_total == 1, timeout=WAIT)
     assert recorder.keys == ["fine"]
     assert recorder.deliveries.count("poison") == 3
     [letter] = bus.dead_letters()
@@ -200,12 +191,12 @@ def test_a_last_delivery_never_acked_is_rescued_into_the_dead_letters(make_bus: 
             crashed.subscribe(ConsumerSpec("simic", (REPORTS,)), stuck)
             if expected == 1:
                 crashed.publish(REPORTS, report(crashed, "orphan"))
-            assert wait_until(lambda n=expected: len(deliveries) == n)  # type: ignore[misc]
+            eventually(lambda n=expected: len(deliveries) == n, timeout=WAIT)  # type: ignore[misc]
             crashed.close(timeout=0.2)
         observer = make_bus(max_deliver=2)
         recorder = Recorder()
         observer.subscribe(ConsumerSpec("simic", (REPORTS,)), recorder)
-        assert wait_until(lambda: observer.stats().dead_lettered.get("MAX_DELIVERIES") == 1)
+        eventually(lambda: observer.stats().dead_lettered.get("MAX_DELIVERIES") == 1, timeout=WAIT)
         [letter] = observer.dead_letters()
         assert letter.reason == "MAX_DELIVERIES" and "not acknowledged after 2 deliveries" in letter.detail
         assert recorder.keys == []
@@ -225,7 +216,7 @@ def test_forged_unknown_and_newer_envelopes_are_dead_lettered_and_counted(make_b
     unknown.hmac_sha256 = signature(unknown, SECRET)
     for envelope in (forged, newer, unknown, report(bus, "good")):
         bus.publish(REPORTS, envelope)
-    assert wait_until(lambda: recorder.count() == 1 and bus.stats().dead_lettered_total == 3)
+    eventually(lambda: recorder.count() == 1 and bus.stats().dead_lettered_total == 3, timeout=WAIT)
     assert recorder.keys == ["good"]
     assert bus.stats().dead_lettered == {
         "BAD_SIGNATURE": 1,
@@ -249,7 +240,7 @@ def test_an_emergency_published_after_normal_commands_is_handled_first(make_bus:
     assert bus.flush(WAIT)
     recorder = Recorder()
     bus.subscribe(ConsumerSpec("kasmina", subjects.command_subjects(RUN)), recorder)
-    assert wait_until(lambda: recorder.count() == 4)
+    eventually(lambda: recorder.count() == 4, timeout=WAIT)
     assert recorder.keys == ["e1", "n1", "n2", "n3"]
 
 
@@ -261,7 +252,7 @@ def test_publishes_during_an_outage_are_buffered_and_arrive_once_in_order_after_
     bus.publish(REPORTS, report(bus, "before"))
     assert bus.flush(WAIT)
     nats_server.stop()
-    assert wait_until(lambda: not bus.stats().connected)
+    eventually(lambda: not bus.stats().connected, timeout=WAIT)
     other = subjects.field_report_subject("run-2")
     expected = {REPORTS: ["before"], other: []}
     for index in range(40):
@@ -283,7 +274,7 @@ def test_publishes_during_an_outage_are_buffered_and_arrive_once_in_order_after_
     for subject, recorder in recorder_by_subject.items():
         durable = "karn-" + subject.rsplit(".", 1)[-1]
         bus.subscribe(ConsumerSpec(durable, (subject,)), recorder)
-    assert wait_until(lambda: sum(r.count() for r in recorder_by_subject.values()) == 41)
+    eventually(lambda: sum(r.count() for r in recorder_by_subject.values()) == 41, timeout=WAIT)
     for subject, recorder in recorder_by_subject.items():
         assert recorder.keys == expected[subject]
     assert bus.stats().duplicates_dropped == 0
@@ -294,7 +285,7 @@ def test_a_full_buffer_drops_counts_and_alerts_without_blocking(make_bus: BusFac
     alerts: list[BusAlert] = []
     bus = make_bus(alerts=alerts, buffer_max_messages=5)
     nats_server.stop()
-    assert wait_until(lambda: not bus.stats().connected)
+    eventually(lambda: not bus.stats().connected, timeout=WAIT)
     envelopes = [report(bus, f"k{index}") for index in range(8)]
 
     def publish_all() -> None:
@@ -330,9 +321,9 @@ def test_queue_depth_past_the_threshold_turns_conservative_mode_on_then_off(make
         bus.publish(REPORTS, report(bus, f"k{index}"))
     assert bus.flush(WAIT)
     bus.subscribe(ConsumerSpec("karn", (REPORTS,)), slow)
-    assert wait_until(lambda: bus.conservative)
+    eventually(lambda: bus.conservative, timeout=WAIT)
     gate.set()
-    assert wait_until(lambda: recorder.count() == 10 and not bus.conservative)
+    eventually(lambda: recorder.count() == 10 and not bus.conservative, timeout=WAIT)
     kinds = [a.kind for a in alerts]
     assert kinds.index(AlertKind.CONSERVATIVE_ON) < kinds.index(AlertKind.CONSERVATIVE_OFF)
 

@@ -23,6 +23,7 @@ from esper.urabrask.tagging import HIGH_SPEED, LOW_SPEED, MEDIUM_SPEED
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
+from tests.support.signing import TEST_SIGNER, TEST_TRUST
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 STANDARD = kernel_pb2.COMPILATION_PIPELINE_STANDARD
@@ -33,7 +34,7 @@ URABRASK = UrabraskConfig(worker_id="urabrask-e2e", warmup=2, iterations=20)
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[UrzaHub]:
-    hub = UrzaHub.open(UrzaConfig(data_dir=str(tmp_path / "urza")))
+    hub = UrzaHub.open(UrzaConfig(data_dir=str(tmp_path / "urza")), trust=TEST_TRUST)
     try:
         yield hub
     finally:
@@ -54,11 +55,13 @@ def run_pipeline(
         )
     )
     tezzeret = TezzeretWorker(
-        hub, TezzeretConfig(worker_id="tezzeret-e2e", wal_dir=tmp_path / "wal", work_dir=tmp_path / "work")
+        hub,
+        TezzeretConfig(worker_id="tezzeret-e2e", wal_dir=tmp_path / "wal", work_dir=tmp_path / "work"),
+        signer=TEST_SIGNER,
     )
     while tezzeret.run_once():
         pass
-    validator = UrabraskValidator(hub, URABRASK)
+    validator = UrabraskValidator(hub, URABRASK, trust=TEST_TRUST)
     while validator.run_once() is not None:
         pass
     answer = hub.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=created.blueprint.blueprint_id))
@@ -78,7 +81,7 @@ def assert_validated_with_tags(kernel: kernel_pb2.KernelArtifact) -> None:
 def test_template_to_validated_kernel_to_module(hub: UrzaHub, tmp_path: Path) -> None:
     ir, kernels = run_pipeline(hub, tmp_path, "mlp_gelu_e1", [FAST, STANDARD])
     assert sorted(kernel.pipeline for kernel in kernels) == [FAST, STANDARD]
-    cache = KernelCache(hub, KernelCacheConfig())
+    cache = KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST)
     x = example_input(ir, 6, seed=11)
     with torch.no_grad():
         expected = build_module(ir)(x)
@@ -103,7 +106,7 @@ def test_aggressive_image_kernel_to_module(hub: UrzaHub, tmp_path: Path) -> None
     ir, kernels = run_pipeline(hub, tmp_path, "conv3x3_relu", [AGGRESSIVE])
     (kernel,) = kernels
     assert_validated_with_tags(kernel)
-    module = KernelCache(hub, KernelCacheConfig()).load(kernel.kernel_id).module
+    module = KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST).load(kernel.kernel_id).module
     x = example_input(ir, 3, seed=5)
     with torch.no_grad():
         torch.testing.assert_close(module(x), build_module(ir)(x), rtol=0, atol=1e-3)

@@ -3,7 +3,6 @@ dead-lettered and counted while the intake goes on; NATS killed mid-stream and r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,24 +18,16 @@ from esper.oona.subjects import field_report_subject
 from esper.simic.config import SimicConfig
 from esper.simic.intake import FieldReportIntake
 from esper.simic.service import SimicService
-from tests.fixtures.nats import NatsServer
-from tests.fixtures.servers import EsperServeProcess
-from tests.unit.simic.reports import field_report, field_reports
+from tests.support.field_reports import field_report, field_reports
+from tests.support.nats import NatsServer
+from tests.support.servers import EsperServeProcess
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 SECRET = b"0123456789abcdef-simic-test"
 KEY_ID = "k1"
 WAIT_SECONDS = 30.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _config(nats_server: NatsServer, name: str) -> OonaConfig:
@@ -95,7 +86,7 @@ def test_every_report_is_stored_exactly_once(
     assert publisher.flush(WAIT_SECONDS)
     assert publisher.stats().publish_duplicates == 5
 
-    assert wait_until(lambda: intake.counts().stored + intake.counts().duplicates == 34)
+    eventually(lambda: intake.counts().stored + intake.counts().duplicates == 34, timeout=WAIT_SECONDS)
     assert _stored_ids(simic) == sorted(report.report_id for report in reports)
     counts = intake.counts()
     assert (counts.stored, counts.duplicates, counts.refused) == (30, 4, 0)
@@ -121,7 +112,7 @@ def test_bad_envelopes_are_dead_lettered_and_counted_and_the_intake_goes_on(
     _publish(publisher, field_report(2))
     assert publisher.flush(WAIT_SECONDS)
 
-    assert wait_until(lambda: simic_bus.stats().dead_lettered_total == 3 and intake.counts().stored == 2)
+    eventually(lambda: simic_bus.stats().dead_lettered_total == 3 and intake.counts().stored == 2, timeout=WAIT_SECONDS)
     assert _stored_ids(simic) == ["report-run-1-0000", "report-run-1-0002"]
     assert dict(simic_bus.stats().dead_lettered) == dict.fromkeys(_forged(field_report(1)), 1)
     letters = simic_bus.dead_letters()
@@ -171,7 +162,7 @@ def test_nats_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
         def stored() -> int:
             return client.list_field_reports(simic_pb2.ListFieldReportsRequest(run_id="run-outage")).total_size
 
-        assert wait_until(lambda: stored() == 60), server.log()
+        eventually(lambda: stored() == 60, timeout=WAIT_SECONDS, what=f"60 stored reports; server log:\n{server.log()}")
         page = client.list_field_reports(simic_pb2.ListFieldReportsRequest(page_size=1000))
     assert sorted(r.report_id for r in page.reports) == sorted(r.report_id for r in reports)
     assert page.total_size == 60

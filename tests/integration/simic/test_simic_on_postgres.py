@@ -10,7 +10,7 @@ import pytest
 from esper.leyline.v1 import simic_pb2
 from esper.simic.config import SimicConfig
 from esper.simic.service import SimicService
-from tests.unit.simic.reports import field_reports
+from tests.support.field_reports import field_reports
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ without a bus, and seed telemetry from the bus shows in GetStatus."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,17 +15,16 @@ from esper.cli.main import build_parser
 from esper.clients import TamiyoClient
 from esper.clients.base import ClientConfig
 from esper.errors import NotFound
-from esper.leyline.v1 import bus_pb2, control_pb2, tamiyo_pb2, telemetry_pb2, urza_pb2, urza_pb2_grpc
-from esper.mesh.server import ServiceRegistration
+from esper.leyline.v1 import bus_pb2, control_pb2, tamiyo_pb2, telemetry_pb2
 from esper.oona.config import OonaConfig
 from esper.oona.jetstream import JetStreamBus
 from esper.oona.subjects import command_subject, field_report_subject, telemetry_subject
 from esper.tamiyo import TamiyoConfig, TamiyoController
-from tests.fixtures.nats import NatsServer
-from tests.fixtures.servers import ServerFactory
-from tests.integration.simic.served import RunningServed
-from tests.rpc.tamiyo.test_tamiyo_rpc import KernelListUrza
-from tests.unit.tamiyo.scenario import PLATEAU, RUN, FakeKernels, SeedSimulator, kernel, run_epochs
+from tests.support.nats import NatsServer
+from tests.support.served import RunningServed
+from tests.support.servers import ServerFactory
+from tests.support.tamiyo import PLATEAU, RUN, FakeKernels, SeedSimulator, kernel, kernel_list_urza, run_epochs
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -72,12 +70,7 @@ def read_stream(url: str, stream: str) -> list[Stored]:
 
 @pytest.fixture
 def urza_address(grpc_server: ServerFactory) -> str:
-    fake = KernelListUrza(_kernels())
-    registration = ServiceRegistration(
-        service_name=urza_pb2.DESCRIPTOR.services_by_name["UrzaService"].full_name,
-        add_to_server=lambda server: urza_pb2_grpc.add_UrzaServiceServicer_to_server(fake, server),
-    )
-    return grpc_server([registration], service_name="urza").address
+    return grpc_server([kernel_list_urza(_kernels())], service_name="urza").address
 
 
 @pytest.fixture
@@ -95,16 +88,16 @@ def _observe_telemetry(client: TamiyoClient, nats_server: NatsServer) -> tamiyo_
                 telemetry = telemetry_pb2.SeedTelemetry(run_id="run-observed", seed_id=seed_id, epoch=epoch)
                 kasmina.publish(telemetry_subject("run-observed", seed_id), kasmina.seal(telemetry, source="kasmina"))
         assert kasmina.flush(30.0)
-    deadline = time.monotonic() + 30.0
-    while True:
+
+    def status() -> tamiyo_pb2.GetStatusResponse | None:
         try:
-            status = client.get_status(tamiyo_pb2.GetStatusRequest(run_id="run-observed"))
-            if status.current_epoch == 4 or time.monotonic() > deadline:
-                return status
+            return client.get_status(tamiyo_pb2.GetStatusRequest(run_id="run-observed"))
         except NotFound:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)
+            return None  # not observed yet
+
+    observed = eventually(status, until=lambda found: found is not None and found.current_epoch == 4, timeout=30)
+    assert observed is not None
+    return observed
 
 
 def test_steps_publish_commands_and_field_reports_exactly_once(nats_server: NatsServer, tamiyo: RunningServed) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from esper.tezzeret.config import AGGRESSIVE, STANDARD
 from esper.tezzeret.wal import WriteAheadLog
 from esper.tezzeret.worker import FAULT_EXIT_STATUS
 from esper.urza.fetch import download_kernel_bytes
-from tests.fixtures.servers import TOOLS_DIR, EsperServeProcess
-from tests.unit.tezzeret.support import mlp_ir
+from tests.support.servers import TOOLS_DIR, EsperServeProcess
+from tests.support.tezzeret import mlp_ir
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +50,12 @@ def _job(urza: UrzaClient, job_id: str) -> kernel_pb2.CompileJob:
 
 
 def _wait_for_job(urza: UrzaClient, job_id: str, status: int) -> kernel_pb2.CompileJob:
-    deadline = time.monotonic() + _WAIT_SECONDS
-    while time.monotonic() < deadline:
-        job = _job(urza, job_id)
-        if job.status == status:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never reached {JOB.Name(status)}; last: {job}")
+    return eventually(
+        lambda: _job(urza, job_id),
+        until=lambda job: job.status == status,
+        timeout=_WAIT_SECONDS,
+        what=f"job {job_id} in {JOB.Name(status)}",
+    )
 
 
 @pytest.mark.parametrize("stage", ["tmp_written", pytest.param("compiled", marks=pytest.mark.slow)])
@@ -118,10 +117,11 @@ def test_a_worker_sigkilled_during_an_inductor_compile_recovers_with_no_duplicat
     wal = tmp_path / "wal" / "tezzeret.wal"
 
     doomed = esper_serve("tezzeret", *args)
-    deadline = time.monotonic() + _WAIT_SECONDS
-    while '"claimed"' not in (wal.read_text(encoding="utf-8") if wal.exists() else ""):
-        assert time.monotonic() < deadline, doomed.log()
-        time.sleep(0.05)
+    eventually(
+        lambda: '"claimed"' in (wal.read_text(encoding="utf-8") if wal.exists() else ""),
+        timeout=_WAIT_SECONDS,
+        what="a claimed job in the write-ahead log",
+    )
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait(30)
     assert '"compiled"' not in wal.read_text(encoding="utf-8"), "the compile finished before the kill"

@@ -121,7 +121,7 @@ def test_the_summary_says_which_state_was_saved_and_lists_rollbacks(
     _, summary = run_folder
     saved = summary["saved"]
     assert isinstance(saved, dict) and 0 <= saved["epoch"] < summary["epochs"]
-    assert saved["val_accuracy"] >= saved["final_val_accuracy"] and saved["reason"]
+    assert saved["val_metric"] >= saved["final_val_metric"] and saved["reason"]
     assert isinstance(summary["rollback_events"], list)
     assert len(summary["rollback_events"]) == summary["rollbacks"]
 

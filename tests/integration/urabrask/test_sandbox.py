@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from esper.leyline.v1 import kernel_pb2
-from esper.urabrask import report as reports
 from esper.urabrask import sandbox
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.sandbox import run_sandbox
-from tests.fixtures.kernels import compile_kernel, residual_ir
+from tests.support.kernels import compile_kernel, residual_ir
 
 Report = kernel_pb2.UrabraskValidationReport
 CONFIG = UrabraskConfig(check_batch_sizes=(1, 32), benchmark_batch_size=32, warmup=2, iterations=30)

@@ -14,7 +14,7 @@ from esper.errors import FailedPrecondition, Unavailable
 from esper.leyline.v1 import urza_pb2
 from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import FakeClock, claim, complete, make_hub, run_core_flow, sample_ir, submit
+from tests.support.urza import FakeClock, claim, complete, make_hub, run_core_flow, sample_ir, submit
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
 from esper.urza.store import S3ObjectStore, open_object_store
-from tests.fixtures.seaweedfs import S3Server
-from tests.unit.urza.store_contract import check_object_store_contract
-from tests.unit.urza.support import claim, complete, make_hub, run_core_flow, submit
+from tests.support.seaweedfs import S3Server
+from tests.support.store_contract import check_object_store_contract
+from tests.support.urza import claim, complete, make_hub, program_archive, run_core_flow, submit
 
 pytestmark = pytest.mark.integration
 
@@ -72,15 +72,15 @@ def test_kernel_bytes_round_trip_through_s3_and_corruption_is_detected(
     submit(hub, pipelines=[kernel_pb2.COMPILATION_PIPELINE_FAST])
     job = claim(hub)
     assert job is not None
-    artifact = bytes(range(256)) * 4096  # 1 MiB
-    kernel = complete(hub, job, artifact)
+    artifact = program_archive(bytes(range(256)) * 4096)  # 1 MiB and a little
+    kernel = complete(hub, job, bytes(range(256)) * 4096)
     chunks = hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=65536))
     assert b"".join(chunk.chunk_data for chunk in chunks) == artifact
     client = _s3_client(s3_server)
     (key,) = [item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]]
     client.put_object(Bucket=bucket, Key=key, Body=b"tampered" + artifact[8:])
     with pytest.raises(DataLoss) as caught:
-        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id))
+        list(hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id)))
     assert caught.value.reason == "CHECKSUM_MISMATCH"
     hub.close()
 

@@ -16,7 +16,7 @@ from esper.karn.service import KarnService
 from esper.leyline.v1 import blueprint_pb2, control_pb2, karn_pb2
 from esper.leyline.v1.services import KARN_SERVICE
 from esper.mesh.hosting import host
-from tests.fixtures.servers import ServerFactory
+from tests.support.servers import ServerFactory
 
 SAFE = blueprint_pb2.BLUEPRINT_TIER_SAFE
 EXPERIMENTAL = blueprint_pb2.BLUEPRINT_TIER_EXPERIMENTAL

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,8 +18,9 @@ from esper.kasmina.operator import KasminaOperator
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2
 from esper.leyline.v1.services import KASMINA_SERVICE
 from esper.mesh.hosting import host
-from tests.fixtures.servers import ServerFactory
-from tests.unit.kasmina.support import RUN_ID, command, mlp_setup
+from tests.support.kasmina import RUN_ID, command, mlp_setup
+from tests.support.servers import ServerFactory
+from tests.support.waiting import eventually
 
 CMD = lifecycle_pb2.CommandType
 
@@ -36,14 +36,6 @@ def client(grpc_server: ServerFactory, setup: tuple[MorphableModel, KasminaOpera
     server = grpc_server([host(KASMINA_SERVICE.bind(setup[1]))], service_name="kasmina")
     with KasminaClient(ClientConfig(address=server.address, deadline_seconds=10.0)) as client:
         yield client
-
-
-def _wait_for(condition: object, what: str) -> None:
-    deadline = time.monotonic() + 10.0
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def test_commands_round_trip(client: KasminaClient, setup: tuple[MorphableModel, KasminaOperator]) -> None:
@@ -87,7 +79,7 @@ def test_telemetry_streams_as_epochs_end(client: KasminaClient, setup: tuple[Mor
     request = kasmina_pb2.StreamTelemetryRequest(run_id=RUN_ID, seed_ids=["3"])
     reader = threading.Thread(target=lambda: received.extend(client.stream_telemetry(request, timeout=30)))
     reader.start()
-    _wait_for(lambda: operator.telemetry_subscribers == 1, "the subscription")
+    eventually(lambda: operator.telemetry_subscribers == 1, what="the subscription")
     for epoch in range(3):
         with model.collecting_telemetry(), torch.no_grad():
             model(torch.randn(16, 8))
@@ -111,12 +103,12 @@ def test_a_client_leaving_ends_its_subscription(
 
     reader = threading.Thread(target=read_one)
     reader.start()
-    _wait_for(lambda: operator.telemetry_subscribers == 1, "the subscription")
+    eventually(lambda: operator.telemetry_subscribers == 1, what="the subscription")
     operator.on_epoch_end(0)
     reader.join(timeout=15)
     assert first and first[0].telemetry.epoch == 0
     stream.close()  # the client leaves mid-stream
-    _wait_for(lambda: operator.telemetry_subscribers == 0, "the server to drop the subscription")
+    eventually(lambda: operator.telemetry_subscribers == 0, what="the server to drop the subscription")
 
 
 def test_stream_of_an_unknown_run_is_not_found(client: KasminaClient) -> None:

@@ -19,8 +19,8 @@ from esper.errors import (
 )
 from esper.leyline.v1 import karn_pb2, urza_pb2
 from esper.mesh.errors import INTERNAL_MESSAGE
-from tests.fixtures.servers import ServerFactory, ServerThread
 from tests.rpc.mesh.fakes import ScriptedKarn, karn_registration, streaming_registrations
+from tests.support.servers import ServerFactory, ServerThread
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from esper.leyline.v1 import karn_pb2, karn_pb2_grpc, tolaria_pb2, tolaria_pb2_g
 from esper.mesh.config import ServerConfig
 from esper.mesh.errors import INTERNAL_MESSAGE
 from esper.mesh.server import build_server
-from tests.fixtures.servers import ServerFactory, ServerThread
 from tests.rpc.mesh.fakes import SECRET, ScriptedKarn, karn_registration, streaming_registrations
+from tests.support.servers import ServerFactory, ServerThread
 
 KARN = "esper.leyline.v1.KarnService"
 

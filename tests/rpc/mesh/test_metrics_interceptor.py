@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -11,8 +10,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from esper.leyline.v1 import karn_pb2, karn_pb2_grpc, tolaria_pb2, tolaria_pb2_grpc, urza_pb2, urza_pb2_grpc
 from esper.observability.metrics import REGISTRY
-from tests.fixtures.servers import ServerFactory, ServerThread
 from tests.rpc.mesh.fakes import ScriptedKarn, karn_registration, streaming_registrations
+from tests.support.servers import ServerFactory, ServerThread
+from tests.support.waiting import eventually
 
 KARN = "esper.leyline.v1.KarnService"
 URZA = "esper.leyline.v1.UrzaService"
@@ -36,12 +36,9 @@ def _count(service: str, method: str, code: str) -> float:
 
 
 def _eventually_count(service: str, method: str, code: str, expected: float) -> float:
-    """The count once it reaches `expected` (or after a few seconds): an aborting rpc's status reaches
-    the client while the server is still unwinding the handler, where the observation is made."""
-    deadline = time.monotonic() + 5.0
-    while (found := _count(service, method, code)) < expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return found
+    """The count once it reaches `expected`: an rpc's status reaches the client while the server
+    is still unwinding the handler, where the observation is made."""
+    return eventually(lambda: _count(service, method, code), until=lambda found: found >= expected)
 
 
 def _get_template(channel: grpc.Channel, template_id: str) -> grpc.StatusCode:

@@ -14,8 +14,8 @@ from esper.leyline.v1.services import NISSA_SERVICE
 from esper.mesh.hosting import host
 from esper.nissa.alerts import AlertEngine, NissaAlertsConfig, parse_target
 from esper.nissa.service import NissaService
-from tests.fixtures.servers import ServerFactory
-from tests.unit.nissa.alerts.fake_targets import Clock, FakeTargets
+from tests.support.alert_targets import Clock, FakeTargets
+from tests.support.servers import ServerFactory
 
 JOBS = ("tamiyo", "urza", "karn", "simic")
 

@@ -21,7 +21,7 @@ from esper.nissa.config import SpanStoreConfig, database_url
 from esper.nissa.service import NissaService
 from esper.nissa.spans import SpanStore
 from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
-from tests.fixtures.servers import ServerFactory
+from tests.support.servers import ServerFactory
 
 FIRING = alert_pb2.ALERT_STATE_FIRING
 RESOLVED = alert_pb2.ALERT_STATE_RESOLVED

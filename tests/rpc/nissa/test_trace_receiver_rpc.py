@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -34,8 +33,9 @@ from esper.nissa.service import NissaService
 from esper.nissa.spans import RUN_ID, SEED_ID, SpanStore
 from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
 from esper.observability import metrics
-from tests.fixtures.servers import ServerFactory, ServerThread
-from tests.unit.nissa.trace_support import export_request, otlp_span
+from tests.support.otlp import export_request, otlp_span
+from tests.support.servers import ServerFactory, ServerThread
+from tests.support.waiting import eventually
 
 WAIT_SECONDS = 30.0
 
@@ -113,15 +113,6 @@ def _germination(port: int, run_id: str) -> tuple[str, str, str]:
     )
 
 
-def _wait_until(predicate: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -174,7 +165,7 @@ def test_accepted_exports_are_forwarded_to_the_next_otlp_endpoint(
     forwarder = forwarders(f"http://{downstream.server.address}")
     upstream = start_nissa(forwarder)
     trace_id, root_id, _ = _germination(upstream.server.port, "run-f")
-    assert _wait_until(lambda: downstream.store.count() == 2)
+    eventually(lambda: downstream.store.count() == 2, timeout=WAIT_SECONDS)
     [copied] = downstream.find(run_id="run-f").traces
     [original] = upstream.find(run_id="run-f").traces
     assert copied == original
@@ -193,7 +184,7 @@ def test_with_the_forward_target_down_exports_are_dropped_and_counted_and_the_re
         for n in range(1, 4):
             spans = [otlp_span(n, 1, attributes={RUN_ID: "run-d"}), otlp_span(n, 2, parent=1)]
             stub.Export(export_request(("tolaria", spans)), timeout=30)
-    assert _wait_until(lambda: forwarder.dropped_exports == 3)
+    eventually(lambda: forwarder.dropped_exports == 3, timeout=WAIT_SECONDS)
     assert (forwarder.dropped_spans, forwarder.forwarded_exports) == (6, 0)
     assert metrics.REGISTRY.get_sample_value("esper_nissa_forward_dropped_total") == dropped_before + 6
     assert len(nissa.find(run_id="run-d").traces) == 3
@@ -237,7 +228,7 @@ def test_a_full_forward_queue_drops_at_once_instead_of_blocking_the_receiver(
         assert (forwarder.dropped_exports, forwarder.dropped_spans) == (2, 2)
         assert len(nissa.find(run_id="q").traces) == 4
         collector.release.set()
-        assert _wait_until(lambda: forwarder.forwarded_exports == 2)
+        eventually(lambda: forwarder.forwarded_exports == 2, timeout=WAIT_SECONDS)
     finally:
         collector.release.set()
         forwarder.close(timeout=1.0)

@@ -23,8 +23,8 @@ from esper.nissa.config import SpanStoreConfig, database_url
 from esper.nissa.service import NissaService
 from esper.nissa.spans import RUN_ID, SpanStore
 from esper.nissa.trace_intake import TRACE_SERVICE, SpanIntake
-from tests.fixtures.servers import EsperServeProcess, ServerFactory
-from tests.unit.nissa.trace_support import export_request, otlp_span, span_id, trace_id
+from tests.support.otlp import export_request, otlp_span, span_id, trace_id
+from tests.support.servers import EsperServeProcess, ServerFactory
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from esper.leyline.v1.services import SIMIC_SERVICE
 from esper.mesh.hosting import host
 from esper.simic.config import SimicConfig, TrainingConfig
 from esper.simic.service import SimicService
-from tests.fixtures.servers import ServerFactory, ServerThread
-from tests.unit.simic.reports import field_reports
+from tests.support.field_reports import field_reports
+from tests.support.servers import ServerFactory, ServerThread
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_reports_are_recorded_once_and_listed_newest_first(client: SimicClient) 
 
 
 def test_policy_rpcs_answer_over_the_wire(client: SimicClient) -> None:
-    from tests.unit.simic.transitions import heuristic_transitions
+    from tests.support.transitions import heuristic_transitions
 
     transitions = heuristic_transitions(runs=1)
     recorded = client.record_transitions(simic_pb2.RecordTransitionsRequest(transitions=transitions))

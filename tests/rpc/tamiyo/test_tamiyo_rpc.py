@@ -6,45 +6,31 @@ Urza server that answers QueryKernels from a fixed list.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
 from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
 from esper.errors import FailedPrecondition, InvalidArgument, NotFound
-from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, urza_pb2, urza_pb2_grpc
+from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2
 from esper.leyline.v1.services import TAMIYO_SERVICE
 from esper.mesh.hosting import host
-from esper.mesh.server import ServiceRegistration
 from esper.tamiyo import TamiyoConfig, TamiyoController
-from tests.fixtures.servers import ServerFactory
-from tests.unit.tamiyo.scenario import (
+from tests.support.servers import ServerFactory
+from tests.support.tamiyo import (
     PLATEAU,
     RUN,
     FakeKernels,
     SeedSimulator,
     commands_by_epoch,
     kernel,
+    kernel_list_urza,
     run_epochs,
 )
 
 S = lifecycle_pb2
 ACCURACIES = [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.62, 0.65]
-
-
-class KernelListUrza(urza_pb2_grpc.UrzaServiceServicer):
-    """An Urza that only answers QueryKernels, from a FakeKernels list."""
-
-    def __init__(self, kernels: FakeKernels) -> None:
-        self._kernels = kernels
-
-    async def QueryKernels(
-        self, request: urza_pb2.QueryKernelsRequest, context: grpc.aio.ServicerContext
-    ) -> urza_pb2.QueryKernelsResponse:
-        return await asyncio.to_thread(self._kernels.query_kernels, request)
 
 
 def _kernels() -> FakeKernels:
@@ -53,12 +39,7 @@ def _kernels() -> FakeKernels:
 
 @pytest.fixture
 def urza(grpc_server: ServerFactory) -> Iterator[UrzaClient]:
-    fake = KernelListUrza(_kernels())
-    registration = ServiceRegistration(
-        service_name=urza_pb2.DESCRIPTOR.services_by_name["UrzaService"].full_name,
-        add_to_server=lambda server: urza_pb2_grpc.add_UrzaServiceServicer_to_server(fake, server),
-    )
-    server = grpc_server([registration], service_name="urza")
+    server = grpc_server([kernel_list_urza(_kernels())], service_name="urza")
     with UrzaClient(ClientConfig(address=server.address, deadline_seconds=30.0)) as client:
         yield client
 

@@ -21,8 +21,8 @@ from esper.tezzeret.worker import TezzeretWorker
 from esper.urza.config import UrzaConfig
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.fixtures.servers import ServerFactory
-from tests.unit.tezzeret.support import ManualClock, StubCompiler, blueprint, mlp_ir, submit
+from tests.support.servers import ServerFactory
+from tests.support.tezzeret import ManualClock, StubCompiler, blueprint, mlp_ir, submit
 
 JOB = kernel_pb2.CompileJobStatus
 

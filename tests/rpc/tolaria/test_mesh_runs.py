@@ -26,11 +26,12 @@ from esper.mesh.addresses import MeshAddresses
 from esper.mesh.config import ServerConfig
 from esper.mesh.hosting import host
 from esper.tamiyo.controller import TamiyoController
-from esper.tolaria.mesh_services import MeshServices, RemoteTamiyo
-from esper.tolaria.services import RunServices
+from esper.tolaria.collaborators import RunCollaborators
+from esper.tolaria.mesh_collaborators import MeshCollaborators, RemoteTamiyo
 from esper.tolaria.session import RunResult, run_training
 from esper.tolaria.trainer import EpochRecord, TrainingHistory
-from tests.fixtures.servers import ServerThread
+from esper.trust.kernel_signing import TrustedSigners
+from tests.support.servers import ServerThread
 
 TEMPLATE = "conv3x3_relu"
 FAST = {
@@ -80,9 +81,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         assets.stop()
 
 
-def _services(urza: ServerThread, tamiyo: ServerThread | str) -> MeshServices:
+def _services(urza: ServerThread, tamiyo: ServerThread | str, trust: TrustedSigners) -> MeshCollaborators:
     tamiyo_address = tamiyo if isinstance(tamiyo, str) else tamiyo.address
-    return MeshServices(MeshAddresses(grpc={"urza": urza.address, "tamiyo": tamiyo_address}))
+    return MeshCollaborators(MeshAddresses(grpc={"urza": urza.address, "tamiyo": tamiyo_address}), trust=trust)
 
 
 def _transitions(result: RunResult) -> list[dict[str, Any]]:
@@ -100,7 +101,9 @@ def _notices(result: RunResult) -> list[str]:
 def test_a_mesh_run_repeats_the_embedded_run_of_the_same_seed(mesh: Mesh, tmp_path: Path) -> None:
     tamiyo = mesh.tamiyo()
     try:
-        remote = run_training(mesh.config(tmp_path / "mesh", epochs=5), services=_services(mesh.urza, tamiyo))
+        remote = run_training(
+            mesh.config(tmp_path / "mesh", epochs=5), collaborators=_services(mesh.urza, tamiyo, mesh.assets.trust)
+        )
     finally:
         tamiyo.stop()
     embedded = run_training(mesh.config(tmp_path / "embedded", epochs=5))
@@ -121,7 +124,8 @@ def test_a_mesh_run_that_widens_and_regrows_repeats_the_embedded_run(mesh: Mesh,
     tamiyo = mesh.tamiyo()
     try:
         remote = run_training(
-            mesh.config(tmp_path / "mesh", epochs=12, templates=templates), services=_services(mesh.urza, tamiyo)
+            mesh.config(tmp_path / "mesh", epochs=12, templates=templates),
+            collaborators=_services(mesh.urza, tamiyo, mesh.assets.trust),
         )
     finally:
         tamiyo.stop()
@@ -167,9 +171,9 @@ def test_urza_down_during_a_germination_culls_the_seed_with_the_reason_and_the_r
     doomed = ServerThread([host(URZA_SERVICE.bind(mesh.assets.urza))], ServerConfig(service_name="urza-doomed"))
     tamiyo = mesh.tamiyo()
     controllers: list[UrzaDiesOnGermination] = []
-    services = _services(doomed, tamiyo)
+    services = _services(doomed, tamiyo, mesh.assets.trust)
 
-    def factory(config: EsperConfig) -> RunServices:
+    def factory(config: EsperConfig) -> RunCollaborators:
         run = services(config)
 
         def make_controller(model: Any) -> UrzaDiesOnGermination:
@@ -179,7 +183,7 @@ def test_urza_down_during_a_germination_culls_the_seed_with_the_reason_and_the_r
         return dataclasses.replace(run, make_controller=make_controller)
 
     try:
-        result = run_training(mesh.config(tmp_path / "run", epochs=5), services=factory)
+        result = run_training(mesh.config(tmp_path / "run", epochs=5), collaborators=factory)
     finally:
         doomed.stop()
         tamiyo.stop()
@@ -197,10 +201,10 @@ def test_tamiyo_down_runs_conservatively_until_it_is_back(mesh: Mesh, tmp_path: 
     tamiyo = mesh.tamiyo()
     port = tamiyo.port
     tamiyo.stop()
-    services = _services(mesh.urza, f"127.0.0.1:{port}")
+    services = _services(mesh.urza, f"127.0.0.1:{port}", mesh.assets.trust)
     controllers: list[RemoteTamiyo] = []
 
-    def factory(config: EsperConfig) -> RunServices:
+    def factory(config: EsperConfig) -> RunCollaborators:
         run = services(config)
         controllers.append(run.make_controller(None))
         return dataclasses.replace(run, make_controller=lambda model: controllers[0])
@@ -215,7 +219,9 @@ def test_tamiyo_down_runs_conservatively_until_it_is_back(mesh: Mesh, tmp_path: 
             assert controllers[0].wait_for_connection(30.0)
 
     try:
-        result = run_training(mesh.config(tmp_path / "run", epochs=7), services=factory, on_epoch=bring_tamiyo_back)
+        result = run_training(
+            mesh.config(tmp_path / "run", epochs=7), collaborators=factory, on_epoch=bring_tamiyo_back
+        )
     finally:
         for server in restarted:
             server.stop()

@@ -20,8 +20,9 @@ from esper.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Not
 from esper.leyline.v1 import kasmina_pb2, run_pb2, tolaria_pb2
 from esper.leyline.v1.services import KASMINA_SERVICE, TOLARIA_SERVICE
 from esper.mesh.hosting import host
-from esper.tolaria.runs import RunManager, RunManagerConfig
-from tests.fixtures.servers import ServerFactory
+from esper.tolaria.config import RunManagerConfig
+from esper.tolaria.runs import RunManager
+from tests.support.servers import ServerFactory
 
 LONG = 10_000  # epochs: a run that stays RUNNING until it is cancelled
 STREAM_SECONDS = 120.0
@@ -57,7 +58,9 @@ def _yaml(tmp: Path) -> str:
 
 @pytest.fixture
 def tolaria(grpc_server: ServerFactory, tmp_path: Path) -> Iterator[Tolaria]:
-    manager = RunManager(RunManagerConfig(runs_dir=tmp_path / "runs", max_concurrent_runs=2))
+    manager = RunManager(
+        RunManagerConfig(runs_dir=tmp_path / "runs", max_concurrent_runs=2, data_root=tmp_path, assets_root=tmp_path)
+    )
     server = grpc_server(
         [host(TOLARIA_SERVICE.bind(manager)), host(KASMINA_SERVICE.bind(manager.kasmina))], service_name="tolaria"
     )
@@ -154,8 +157,11 @@ def _first_token(tolaria: Tolaria) -> str:
     [
         ({"epochs": 20_000}, "", "config.epochs", "[1, 10000]"),
         ({"dataset": "cifar"}, "", "config.dataset", "unknown dataset"),
-        ({"dataset": "npz:/no/such/file.npz"}, "", "config.dataset", "no such file"),
-        ({"out_dir": "relative/folder"}, "", "config.out_dir", "absolute"),
+        ({"dataset": "npz:no/such/file.npz"}, "", "config.dataset", "no such file"),
+        ({"dataset": "npz:/etc/passwd"}, "", "config.dataset", "outside"),
+        ({"out_dir": "../escape"}, "", "config.out_dir", "outside"),
+        ({"out_dir": "/tmp/anywhere"}, "", "config.out_dir", "outside"),
+        ({"config_yaml": "run:\n  out: /etc/esper\n"}, "", "config.config_yaml", "outside"),
         ({"host_width": 5000}, "", "config.host_width", "4096"),
         ({"config_yaml": "run:\n  epoch: 3\n"}, "", "config.config_yaml", "run.epoch"),
         ({"config_yaml": "tamiyo:\n  patience: -1\n"}, "", "config.config_yaml", "tamiyo.patience"),
@@ -237,7 +243,7 @@ def test_a_run_whose_data_cannot_load_fails_with_the_reason(tolaria: Tolaria) ->
 
 
 def test_two_live_runs_never_share_a_folder(tolaria: Tolaria) -> None:
-    out = str(tolaria.tmp / "shared")
+    out = str(tolaria.runs_dir / "shared")
     tolaria.create("first", epochs=LONG, static=True, out_dir=out)
     with pytest.raises(FailedPrecondition) as busy:
         tolaria.create("second", static=True, out_dir=out)

@@ -18,9 +18,10 @@ from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.service import UrabraskService
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.fixtures.servers import ServerFactory
-from tests.unit.urabrask.support import FakeSandbox, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET
+from tests.support.servers import ServerFactory
+from tests.support.signing import TEST_TRUST
+from tests.support.urabrask import FakeSandbox, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET, program_archive
 
 
 @pytest.fixture
@@ -48,12 +49,14 @@ def test_validator_through_remote_urza_then_reports_over_grpc(
 ) -> None:
     kernels = add_compiled_kernels(hub, 2)
     sandbox = FakeSandbox(failure="")
-    validator = UrabraskValidator(urza, UrabraskConfig(hardware_target=TARGET), characterize=sandbox)
+    validator = UrabraskValidator(urza, UrabraskConfig(hardware_target=TARGET), characterize=sandbox, trust=TEST_TRUST)
     assert validator.run_once() is not None
     assert validator.run_once() is not None
     assert validator.run_once() is None
     # The bytes went over the stream and were verified before the sandbox saw them.
-    assert sorted(artifact for artifact, _ in sandbox.seen) == [b"artifact-0", b"artifact-1"]
+    assert sorted(artifact for artifact, _ in sandbox.seen) == sorted(
+        program_archive(name) for name in (b"artifact-0", b"artifact-1")
+    )
 
     report = urabrask.get_validation_report(
         urabrask_pb2.GetValidationReportRequest(kernel_id=kernels[0].kernel_id)

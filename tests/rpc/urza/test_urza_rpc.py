@@ -17,12 +17,13 @@ from esper.leyline.v1.services import URZA_SERVICE
 from esper.mesh.hosting import host
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.fixtures.servers import ServerFactory
-from tests.unit.urza.support import (
+from tests.support.servers import ServerFactory
+from tests.support.urza import (
     claim,
     complete,
     fail,
     make_hub,
+    program_archive,
     run_core_flow,
     sample_ir,
     submit,
@@ -53,8 +54,9 @@ def test_blueprint_to_downloaded_kernel_round_trip(client: UrzaClient) -> None:
     job = claim(client, "tezzeret-1")
     assert job is not None and job.ir == created.blueprint.ir
     # The largest artifact Urza accepts travels in one message.
-    artifact = bytes(range(256)) * (32 * 1024 * 1024 // 256)
-    kernel = complete(client, job, artifact)
+    payload = bytes(range(256)) * (32 * 1024 * 1024 // 256 - 4)
+    artifact = program_archive(payload)
+    kernel = complete(client, job, payload)
     assert kernel.sha256 == hashlib.sha256(artifact).hexdigest()
     validated = validate(client, tags=("high_speed",))
     assert validated.status == kernel_pb2.KERNEL_STATUS_VALIDATED

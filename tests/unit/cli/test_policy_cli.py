@@ -11,7 +11,7 @@ from esper.cli.main import main
 from esper.leyline.v1 import simic_pb2
 from esper.simic.config import TrainingConfig
 from esper.simic.embedded import local_simic
-from tests.unit.simic.transitions import heuristic_transitions
+from tests.support.transitions import heuristic_transitions
 
 
 def _esper(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,13 @@ def test_karn_target_builds_the_karn_service() -> None:
     args = build_parser().parse_args(["serve", "karn"])
     served = args.serve_target.build(args)
     assert [r.service_name for r in served.registrations] == ["esper.leyline.v1.KarnService"]
+
+
+def test_the_cli_hides_library_deprecation_notices_and_nothing_else() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit):
+            main(["serve", "karn", "--port", "not-a-port"])
+        warnings.warn("torch deprecates something", FutureWarning, stacklevel=1)
+        warnings.warn("something a user should see", UserWarning, stacklevel=1)
+    assert [type(warning.message) for warning in caught] == [UserWarning]

@@ -42,7 +42,7 @@ def test_defaults() -> None:
     assert (config.run.epochs, config.run.seed, config.run.batch_size) == (40, 0, 64)
     assert config.run.learning_rate == 1e-2 and config.run.host_width is None and config.run.static is False
     assert config.tolaria.checkpoint_every == 1 and config.tolaria.hook_budget_ms == 18.0
-    assert config.kasmina.target_module_types == ("ReLU",)
+    assert config.kasmina.target_module_types == () and config.kasmina.target_module_paths == ()  # default sites
     assert config.assets.pipelines == ("standard",) and config.assets.template_ids == ()
     assert config.assets.data_path == Path("~/.cache/esper/assets").expanduser()
 
@@ -64,7 +64,7 @@ def test_nested_sections_of_other_components() -> None:
         "assets:\n  pipelines: [fast, standard]\n  wait_for_kernels: false\n"
     )
     assert config.kasmina.ramp_steps == 20 and config.kasmina.target_module_paths == ("act1",)
-    assert config.kasmina.target_module_types == ("ReLU",)  # the run default, not KasminaConfig's own
+    assert config.kasmina.width_seeds is True  # the run default, not KasminaConfig's own
     assert config.tamiyo.patience == 4 and config.tamiyo.preferred_tags == ()
     assert config.assets.pipelines == ("fast", "standard") and config.assets.wait_for_kernels is False
 
@@ -131,6 +131,7 @@ def test_ints_are_accepted_for_floats() -> None:
         ("tolaria:\n  divergence_window: 0\n", "tolaria.divergence_window"),
         ("tolaria:\n  divergence_min_loss: -1\n", "tolaria.divergence_min_loss"),
         ("tolaria:\n  graft_rollback: 1\n", "tolaria.graft_rollback"),
+        ("tolaria:\n  graft_rollback_margin: 2\n", "tolaria.graft_rollback_margin"),
         ("tolaria:\n  keep_best_state: yes please\n", "tolaria.keep_best_state"),
         ("kasmina:\n  ramp_steps: 0\n", "kasmina.ramp_steps"),
         ("tamiyo:\n  patience: 0\n", "tamiyo.patience"),
@@ -188,3 +189,20 @@ def test_every_section_is_a_frozen_dataclass() -> None:
         with pytest.raises(dataclasses.FrozenInstanceError):
             value.__setattr__(dataclasses.fields(value)[0].name, None)
     assert isinstance(config.kasmina, KasminaConfig)
+
+
+def test_a_text_run_takes_the_language_model_defaults_beneath_its_file_and_flags(tmp_path: Path) -> None:
+    from esper.tolaria.config import LANGUAGE_MODEL_DEFAULTS
+
+    text = load_config(overrides={"run.dataset": "text"})
+    assert text.tamiyo.min_delta == LANGUAGE_MODEL_DEFAULTS["tamiyo.min_delta"] != EsperConfig().tamiyo.min_delta
+    assert text.run.epochs == LANGUAGE_MODEL_DEFAULTS["run.epochs"]
+    path = tmp_path / "lm.yaml"
+    path.write_text("run:\n  dataset: text:/corpus.txt\ntamiyo:\n  min_delta: 0.01\n")
+    mine = load_config(path, {"run.epochs": 7})
+    assert (mine.tamiyo.min_delta, mine.run.epochs, mine.tamiyo.patience) == (0.01, 7, 1)
+    assert load_config(overrides={"run.dataset": "digits"}) == EsperConfig(run=RunConfig(dataset="digits"))
+    assert load_config(overrides={"run.dataset": "text"}, profile="classification").tamiyo == EsperConfig().tamiyo
+    with pytest.raises(InvalidArgument) as info:
+        load_config(profile="vision")
+    assert info.value.violations[0].field == "profile"

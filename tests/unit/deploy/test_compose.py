@@ -18,9 +18,10 @@ from esper.mesh.ports import (
     PROMETHEUS_PORT,
     S3_PORT,
 )
-from tests.unit.deploy.manifests import (
+from tests.support.deploy import (
     COLLECTOR_CONFIG,
     COMPOSE_FILE,
+    DEPLOY,
     HOST_MESH_FILE,
     PROMETHEUS_CONFIG,
     compose,
@@ -70,7 +71,8 @@ def test_the_host_mesh_file_names_every_published_grpc_port() -> None:
     for name, address in mesh.grpc.items():
         assert address == f"127.0.0.1:{GRPC_PORTS[name]}"
         assert ("127.0.0.1", GRPC_PORTS[name], GRPC_PORTS[name]) in published(services[name])
-    assert mesh.nats_url == f"nats://127.0.0.1:{NATS_PORT}"
+    assert mesh.nats_url == f"tls://127.0.0.1:{NATS_PORT}"
+    assert mesh.pki is not None and mesh.pki.ca == HOST_MESH_FILE.parent / "pki" / "ca.pem"
     assert ("127.0.0.1", NATS_PORT, NATS_PORT) in published(services["nats"])
 
 
@@ -90,18 +92,20 @@ def test_every_collaborator_a_server_names_is_a_dependency(name: str) -> None:
 @pytest.mark.parametrize("name", GRPC_PORTS)
 def test_every_esper_server_has_a_health_check_on_its_grpc_port(name: str) -> None:
     test = compose_services()[name]["healthcheck"]["test"]
-    assert test[:3] == ["CMD", "python", "-c"]
+    assert test[:3] == ["CMD", "esper", "health"]
     assert test[-1] == f"127.0.0.1:{GRPC_PORTS[name]}"
+    # Asked over mTLS as the server's own identity: the server refuses anything else.
+    assert test[test.index("--tls-cert") + 1] == f"/run/secrets/{name}-cert"
 
 
 def test_nats_runs_jetstream_on_its_well_known_port_with_a_persistent_store() -> None:
     nats = compose_services()["nats"]
     argv = [*nats["entrypoint"], *nats["command"]]
-    assert argv[0] == "nats-server"
-    assert "--jetstream" in argv
-    assert argv[argv.index("--port") + 1] == str(NATS_PORT)
-    store = argv[argv.index("--store_dir") + 1]
-    assert any(str(volume).endswith(f":{store}") for volume in nats["volumes"])
+    assert argv == ["nats-server", "--config", "/etc/nats/nats.conf"]
+    config = (DEPLOY / "nats" / "nats.conf").read_text(encoding="utf-8")
+    assert f"port: {NATS_PORT}" in config and "jetstream" in config and "verify_and_map: true" in config
+    assert any(str(volume).endswith(":/data") for volume in nats["volumes"])
+    assert 'store_dir: "/data"' in config
 
 
 def test_postgres_holds_the_databases_the_servers_use() -> None:

@@ -3,17 +3,18 @@ ports of esper.mesh.ports, collaborators at their well-known addresses, traces t
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 import pytest
 
 from esper.mesh.ports import GRPC_PORTS, METRICS_PORTS, MISSION_CONTROL_PORT, NATS_PORT, OTLP_GRPC_PORT
 from esper.observability.tracing import TracingConfig
-from tests.unit.deploy.manifests import Launch, compose_launches, host_ports, k8s_launches, parse_serve
+from tests.support.deploy import Launch, compose_launches, host_ports, k8s_launches, parse_serve
 
 SOURCES = {"compose": compose_launches, "k8s": k8s_launches}
 CASES = [(source, name) for source in SOURCES for name in GRPC_PORTS]
-COLLECTOR = f"http://otel-collector:{OTLP_GRPC_PORT}"
+COLLECTOR = f"https://otel-collector:{OTLP_GRPC_PORT}"
 # Flags naming files or folders whose contents must outlive the container.
 PERSISTENT = {"tezzeret": ("wal_dir", "work_dir"), "tolaria": ("runs_dir",), "nissa": ("db",)}
 
@@ -65,7 +66,7 @@ def test_collaborators_are_named_at_their_well_known_ports(source: str, name: st
         if getattr(args, flag, None) is not None:
             assert getattr(args, flag) == f"{flag}:{GRPC_PORTS[flag]}"
     if getattr(args, "nats", None) is not None:
-        assert args.nats == f"nats://nats:{NATS_PORT}"
+        assert args.nats == f"tls://nats:{NATS_PORT}"
     named = dict(host_ports([str(value) for value in vars(args).values() if isinstance(value, str)]))
     for host, port in named.items():
         if host in GRPC_PORTS:
@@ -82,6 +83,35 @@ def test_spans_go_to_the_collector_under_the_subsystem_name(source: str, name: s
     assert config.endpoint == COLLECTOR
     # The collector forwards to Nissa: Nissa's own spans would come back to it without end.
     assert config.enabled is (name != "nissa")
+    # Spans leave over mTLS, as the server's own identity.
+    assert not config.insecure
+    assert env["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] == f"/run/secrets/{name}-cert"
+
+
+@pytest.mark.parametrize(("source", "name"), CASES)
+def test_every_server_speaks_mtls_as_itself_and_signs_the_bus(source: str, name: str) -> None:
+    args = launch(source, name).parsed()
+    assert (str(args.tls_cert), str(args.tls_key), str(args.tls_ca)) == (
+        f"/run/secrets/{name}-cert",
+        f"/run/secrets/{name}-key",
+        "/run/secrets/esper-ca",
+    )
+    assert not args.insecure
+    if getattr(args, "nats", None) is not None:
+        assert args.bus_secret_file is not None and str(args.bus_secret_file) == "/run/secrets/bus-key"
+    if name in ("urza", "urabrask", "tolaria"):
+        assert [str(path) for path in args.trusted_signers] == ["/run/secrets/kernel-signers"]
+    if name == "tezzeret":
+        assert str(args.signing_key) == "/run/secrets/kernel-signing-key"
+
+
+@pytest.mark.parametrize(("source", "name"), CASES)
+def test_no_secret_is_on_a_command_line(source: str, name: str) -> None:
+    argv = " ".join(launch(source, name).argv)
+    assert "-----BEGIN" not in argv and "CHANGE-ME" not in argv
+    assert not re.search(r"://[^/@\s]*:[^/@\s]*@", argv), "a URL with a password"
+    for flag in ("--s3-access-key", "--s3-secret-key", "--password"):
+        assert flag not in argv
 
 
 @pytest.mark.parametrize(("source", "name"), [case for case in CASES if case[1] in PERSISTENT])

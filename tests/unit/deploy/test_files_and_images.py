@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.deploy.manifests import (
+from tests.support.deploy import (
     DOCKERFILE,
     DOCKERIGNORE,
     ROOT,

@@ -18,7 +18,7 @@ from esper.mesh.ports import (
     PROMETHEUS_PORT,
     S3_PORT,
 )
-from tests.unit.deploy.manifests import (
+from tests.support.deploy import (
     DEPLOY,
     K8S_DIR,
     WORKLOAD_KINDS,
@@ -43,7 +43,15 @@ SERVICE_PORTS = {
     **{name: {GRPC_PORTS[name], METRICS_PORTS[name]} for name in GRPC_PORTS},
 }
 SERVICE_PORTS["nissa"] = SERVICE_PORTS["nissa"] | {MISSION_CONTROL_PORT}
-NAMESPACED = ("Service", "Deployment", "StatefulSet", "ConfigMap", "Secret", "PersistentVolumeClaim")
+NAMESPACED = (
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "ConfigMap",
+    "Secret",
+    "PersistentVolumeClaim",
+    "NetworkPolicy",
+)
 
 
 def _containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,9 +94,12 @@ def test_each_service_exposes_its_well_known_ports_on_the_same_container_ports(n
 
 @pytest.mark.parametrize("name", GRPC_PORTS)
 def test_esper_servers_are_probed_over_grpc_health_on_their_grpc_port(name: str) -> None:
+    # The kubelet has no client certificate: the pod asks itself over mTLS, as the compose check does.
     (container,) = _containers(k8s_workloads()[name])
+    compose_check = compose_services()[name]["healthcheck"]["test"][1:]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["grpc"]["port"] == GRPC_PORTS[name], probe
+        assert container[probe]["exec"]["command"] == compose_check, probe
+        assert container[probe]["exec"]["command"][-1] == f"127.0.0.1:{GRPC_PORTS[name]}"
 
 
 @pytest.mark.parametrize("name", sorted(SERVICE_PORTS))

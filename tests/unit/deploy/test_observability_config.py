@@ -8,7 +8,7 @@ from typing import Any
 
 from esper.mesh.addresses import load_mesh
 from esper.mesh.ports import GRPC_PORTS, METRICS_PORTS, NATS_PORT, OTLP_GRPC_PORT
-from tests.unit.deploy.manifests import (
+from tests.support.deploy import (
     COLLECTOR_CONFIG,
     MESH_FILE,
     PROMETHEUS_CONFIG,
@@ -67,7 +67,11 @@ def test_the_collector_exports_every_batch_to_jaeger_and_to_nissa() -> None:
     assert endpoints == {f"nissa:{GRPC_PORTS['nissa']}", f"jaeger:{OTLP_GRPC_PORT}"}
     for name in pipeline["exporters"]:
         assert name.split("/")[0] == "otlp"
-        assert config["exporters"][name]["tls"]["insecure"] is True
+    # Nissa speaks mTLS only: the collector reaches it as the mesh identity `otel-collector`.
+    nissa_tls = config["exporters"]["otlp/nissa"]["tls"]
+    assert nissa_tls["cert_file"] == "/etc/esper/pki/identity.pem" and "insecure" not in nissa_tls
+    receiver_tls = config["receivers"]["otlp"]["protocols"]["grpc"]["tls"]
+    assert receiver_tls["client_ca_file"] == "/etc/esper/pki/ca.pem"
 
 
 def test_the_collector_exports_where_jaeger_and_nissa_listen() -> None:
@@ -86,7 +90,7 @@ def test_the_collector_serves_the_health_endpoint_its_probes_use() -> None:
 def test_the_deploy_mesh_file_names_every_server_at_its_well_known_ports() -> None:
     mesh = load_mesh(MESH_FILE)
     assert mesh.grpc == {name: f"{name}:{port}" for name, port in GRPC_PORTS.items()}
-    assert mesh.nats_url == f"nats://nats:{NATS_PORT}"
+    assert mesh.nats_url == f"tls://nats:{NATS_PORT}"
     document = json.loads(MESH_FILE.read_text(encoding="utf-8"))
     assert {name: document[name]["metrics"] for name in METRICS_PORTS} == {
         name: f"{name}:{port}" for name, port in METRICS_PORTS.items()

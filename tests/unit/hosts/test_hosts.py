@@ -10,6 +10,7 @@ from torch import nn
 
 from esper.errors import InvalidArgument
 from esper.hosts import HostSpec, build_host, default_host_spec, default_seed_sites
+from esper.hosts.blocks import transformer_parameters
 from esper.leyline.v1 import blueprint_pb2
 
 
@@ -105,6 +106,38 @@ def test_bad_specs_refused_naming_the_field(data: dict[str, object], field: str)
     assert info.value.violations[0].field == field
 
 
-def test_no_default_host_for_sequences() -> None:
-    with pytest.raises(InvalidArgument, match="SEQUENCE"):
-        default_host_spec(blueprint_pb2.INPUT_KIND_SEQUENCE, (4, 8), 3)
+def test_the_default_host_for_token_sequences_is_a_small_causal_transformer() -> None:
+    spec = default_host_spec(blueprint_pb2.INPUT_KIND_SEQUENCE, (16,), 40)
+    assert (spec.kind, spec.width, spec.depth) == ("transformer", 16, 1)
+    host = build_host(spec)
+    tokens = torch.randint(0, 40, (3, 16))
+    logits = host(tokens)
+    assert logits.shape == (3, 16, 40)
+    assert _params(host) == transformer_parameters(40, 16, 16, 1)
+    later = tokens.clone()
+    later[:, 9:] = (later[:, 9:] + 1) % 40
+    with torch.no_grad():
+        assert torch.equal(host(later)[:, :9], logits[:, :9].detach())  # token t never reads t + 1
+    assert default_seed_sites(spec) == ("blocks.0",)
+    assert HostSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_a_residual_cnn_host_for_images() -> None:
+    spec = default_host_spec(blueprint_pb2.INPUT_KIND_IMAGE, (1, 8, 8), 10, kind="rescnn")
+    assert (spec.kind, spec.width, spec.depth) == ("rescnn", 8, 2)
+    host = build_host(spec)
+    assert host(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+    assert default_seed_sites(spec) == ("blocks.0", "blocks.1")
+    kinds = {type(m).__name__ for m in host.modules()}
+    assert not {k for k in kinds if "Norm" in k or "Dropout" in k}
+    same = build_host(spec)
+    assert all(torch.equal(a, b) for a, b in zip(host.state_dict().values(), same.state_dict().values(), strict=True))
+
+
+def test_a_host_that_cannot_take_the_inputs_is_refused_naming_the_kind() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        default_host_spec(blueprint_pb2.INPUT_KIND_FEATURES, (4,), 3, kind="transformer")
+    assert info.value.violations[0].field == "host.kind"
+    with pytest.raises(InvalidArgument) as unknown:
+        default_host_spec(blueprint_pb2.INPUT_KIND_FEATURES, (4,), 3, kind="lstm")
+    assert unknown.value.violations[0].field == "host.kind"

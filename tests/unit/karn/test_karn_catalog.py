@@ -20,12 +20,14 @@ ADVERSARIAL = blueprint_pb2.BLUEPRINT_TIER_ADVERSARIAL
 FEATURES = blueprint_pb2.INPUT_KIND_FEATURES
 IMAGE = blueprint_pb2.INPUT_KIND_IMAGE
 SEQUENCE = blueprint_pb2.INPUT_KIND_SEQUENCE
+CAUSAL = blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE
 
 # Sites Esper's default hosts use: features of width 16..256, images of 4..64 channels at 4..28.
 HOST_SHAPES = {
     FEATURES: [(16,), (32,), (64,), (128,), (256,)],
     IMAGE: [(c, s, s) for c in (4, 8, 16, 32, 64) for s in (4, 8, 14, 28)],
     SEQUENCE: [(8, 32), (16, 64), (4, 16)],
+    CAUSAL: [(8, 32), (64, 32), (64, 64)],
 }
 
 
@@ -49,7 +51,7 @@ def test_at_least_fifty_unique_well_named_templates(catalog: TemplateCatalog) ->
 def test_every_tier_and_input_kind_is_present(catalog: TemplateCatalog) -> None:
     templates = catalog.list_templates()
     assert {t.tier for t in templates} == {SAFE, EXPERIMENTAL, ADVERSARIAL}
-    assert {t.input_kind for t in templates} == {FEATURES, IMAGE, SEQUENCE}
+    assert {t.input_kind for t in templates} == {FEATURES, IMAGE, SEQUENCE, CAUSAL}
     for kind in (FEATURES, IMAGE, SEQUENCE):
         assert {t.tier for t in templates if t.input_kind == kind} == {SAFE, EXPERIMENTAL, ADVERSARIAL}
 
@@ -67,7 +69,7 @@ def test_required_families_are_present(catalog: TemplateCatalog) -> None:
 
 
 def test_default_shapes(catalog: TemplateCatalog) -> None:
-    defaults = {FEATURES: [64], IMAGE: [16, 8, 8], SEQUENCE: [8, 32]}
+    defaults = {FEATURES: [64], IMAGE: [16, 8, 8], SEQUENCE: [8, 32], CAUSAL: [8, 32]}
     for template in catalog.list_templates():
         assert list(template.ir.input_shape.dims) == defaults[template.input_kind]
         assert template.ir.input_kind == template.input_kind
@@ -104,7 +106,7 @@ def test_safe_templates_fit_every_default_host_shape(catalog: TemplateCatalog) -
 
 
 def test_every_template_fits_a_mid_sized_host(catalog: TemplateCatalog) -> None:
-    shapes = {FEATURES: (128,), IMAGE: (32, 14, 14), SEQUENCE: (16, 64)}
+    shapes = {FEATURES: (128,), IMAGE: (32, 14, 14), SEQUENCE: (16, 64), CAUSAL: (16, 64)}
     for template in catalog.list_templates(growth_kind=blueprint_pb2.GROWTH_KIND_DEPTH):
         instance = catalog.instantiate(template.template_id, shapes[template.input_kind])
         validate_ir(instance.ir)
@@ -239,3 +241,24 @@ def test_catalog_refuses_duplicate_or_bad_ids() -> None:
     bad = dataclasses.replace(specs[0], template_id="Bad-Id")
     with pytest.raises(ValueError, match="Bad-Id"):
         TemplateCatalog([bad])
+
+
+def test_causal_sequence_blocks_never_let_a_token_read_a_later_one(catalog: TemplateCatalog) -> None:
+    causal = catalog.list_templates(input_kind=CAUSAL)
+    assert any("attention" in t.tags for t in causal)
+    for entry in causal:
+        ir = catalog.instantiate(entry.template_id, [12, 16]).ir
+        module = build_module(ir)
+        x = torch.randn(2, 12, 16)
+        later = x.clone()
+        later[:, 7:] += torch.randn(2, 5, 16)
+        with torch.no_grad():
+            assert torch.equal(module(x)[:, :7], module(later)[:, :7]), entry.template_id
+
+
+def test_a_causal_sequence_ir_with_bidirectional_attention_is_refused(catalog: TemplateCatalog) -> None:
+    ir = catalog.instantiate("attn_h2", [8, 32]).ir
+    ir.input_kind = CAUSAL
+    with pytest.raises(InvalidArgument) as caught:
+        validate_ir(ir)
+    assert caught.value.violations[0].field.endswith("attributes.causal")

@@ -14,8 +14,7 @@ from esper.kasmina.operator import KasminaOperator
 from esper.kasmina.records import Adaptation, SeedSnapshot
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2, telemetry_pb2
-
-from .support import (
+from tests.support.kasmina import (
     RUN_ID,
     bring_to,
     command,
@@ -66,7 +65,7 @@ def test_resume_reaches_the_same_seed_states_and_next_steps() -> None:
     bring_to(operator, "1", lc.GRAFTING)
     bring_to(operator, "3", lc.TRAINING)
     train_steps(model, 3)
-    operator.on_epoch_end(0, validation_accuracy=0.4)
+    operator.on_epoch_end(0, validation_score=0.4)
     operator.apply_command(command(lifecycle_pb2.COMMAND_TYPE_CULL, "3", command_id="cull"))
 
     state = _through_disk(operator.state_dict())

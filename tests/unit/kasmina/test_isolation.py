@@ -15,8 +15,7 @@ from esper.kasmina.operator import KasminaOperator
 from esper.kasmina.seed import KasminaSeed
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import kasmina_pb2
-
-from .support import RUN_ID, FakeKernelSource, bring_to, features_source, mlp_host, mlp_setup, train_steps
+from tests.support.kasmina import RUN_ID, FakeKernelSource, bring_to, features_source, mlp_host, mlp_setup, train_steps
 
 CHECK_EVERY_STEP = KasminaConfig(target_module_types=("ReLU",), isolation_check_every=1, embargo_epochs=3)
 
@@ -103,7 +102,7 @@ def test_kernel_sharing_host_parameters_is_refused_at_load() -> None:
     model, operator, _, _ = mlp_setup(CHECK_EVERY_STEP, source)
     holder["layer"] = model.host[2]
     bring_to(operator, "1", lc.GERMINATED, kernel_id="k-alias")
-    from .support import advance
+    from tests.support.kasmina import advance
 
     response = advance(operator, "1", lc.LOADING, "load")
     assert response.stage == lc.CULLED

@@ -20,7 +20,9 @@ from esper.kasmina.kernel_cache import KernelCache, private_copy
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
 from esper.tezzeret.pipelines import CompiledKernel
-from tests.fixtures.kernels import compile_kernel, residual_ir
+from esper.trust.kernel_signing import KernelSigner
+from tests.support.kernels import compile_kernel, residual_ir
+from tests.support.signing import OTHER_SIGNER, TEST_SIGNER, TEST_TRUST, signed
 
 VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
@@ -37,7 +39,9 @@ class FakeUrza:
         self.truncate: set[str] = set()
         self.gate: threading.Event | None = None
 
-    def add(self, kernel_id: str, data: bytes, *, status: int = VALIDATED) -> kernel_pb2.KernelArtifact:
+    def add(
+        self, kernel_id: str, data: bytes, *, status: int = VALIDATED, signer: KernelSigner = TEST_SIGNER
+    ) -> kernel_pb2.KernelArtifact:
         kernel = kernel_pb2.KernelArtifact(
             kernel_id=kernel_id,
             pipeline=FAST,
@@ -45,6 +49,7 @@ class FakeUrza:
             sha256=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
         )
+        signed(kernel, kernel.sha256, signer)
         self.kernels[kernel_id] = (kernel, data)
         return kernel
 
@@ -90,7 +95,7 @@ def urza(compiled: CompiledKernel) -> FakeUrza:
 
 
 def make_cache(urza: FakeUrza, **config: Any) -> KernelCache:
-    return KernelCache(cast(UrzaServiceApi, urza), KernelCacheConfig(**config))
+    return KernelCache(cast(UrzaServiceApi, urza), KernelCacheConfig(**config), trust=TEST_TRUST)
 
 
 def test_miss_then_hits(urza: FakeUrza) -> None:
@@ -263,7 +268,7 @@ def test_private_copy_keeps_structure_and_hooks_separate() -> None:
 
 
 def test_with_a_real_hub_corrupted_storage_is_data_loss(tmp_path: Path, compiled: CompiledKernel) -> None:
-    from tests.unit.urza.support import claim, make_hub, submit, validate
+    from tests.support.urza import claim, make_hub, submit, validate
 
     hub = make_hub(f"sqlite:///{tmp_path / 'urza.db'}", tmp_path / "artifacts")
     try:
@@ -277,7 +282,7 @@ def test_with_a_real_hub_corrupted_storage_is_data_loss(tmp_path: Path, compiled
             )
         )
         validate(hub)
-        cache = KernelCache(hub, KernelCacheConfig())
+        cache = KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST)
         x = example_input(IR, 4)
         with torch.no_grad():
             loaded = cache.load(kernel.kernel_id).module(x)
@@ -285,7 +290,7 @@ def test_with_a_real_hub_corrupted_storage_is_data_loss(tmp_path: Path, compiled
 
         (stored,) = (tmp_path / "artifacts" / "kernels" / kernel.kernel_id).glob("*.pt2")
         stored.write_bytes(stored.read_bytes()[:-10])
-        fresh = KernelCache(hub, KernelCacheConfig())
+        fresh = KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST)
         with pytest.raises(DataLoss) as caught:
             fresh.load(kernel.kernel_id)
         assert caught.value.reason == "CHECKSUM_MISMATCH"
@@ -293,6 +298,29 @@ def test_with_a_real_hub_corrupted_storage_is_data_loss(tmp_path: Path, compiled
         assert fresh.stats().checksum_failures == 1
     finally:
         hub.close()
+
+
+def test_unsigned_and_untrusted_kernels_are_refused_before_they_load(
+    urza: FakeUrza, compiled: CompiledKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+    monkeypatch.setattr(kernel_cache_module, "load_kernel_module", lambda *args: loads.append("load"))
+    urza.add("stranger", compiled.artifact, signer=OTHER_SIGNER)
+    urza.add("unsigned", compiled.artifact)
+    urza.kernels["unsigned"][0].ClearField("signature")
+    urza.add("relabelled", compiled.artifact)
+    urza.kernels["relabelled"][0].pipeline = kernel_pb2.COMPILATION_PIPELINE_STANDARD
+    cache = make_cache(urza)
+    for kernel_id, message in (("stranger", "not trusted"), ("unsigned", "unsigned"), ("relabelled", "not verify")):
+        with pytest.raises(FailedPrecondition, match=message) as caught:
+            cache.load(kernel_id)
+        assert caught.value.reason == "BAD_SIGNATURE"
+        assert kernel_id not in cache
+    no_trust = KernelCache(cast(UrzaServiceApi, urza), KernelCacheConfig())
+    with pytest.raises(FailedPrecondition, match="no trusted signing key"):
+        no_trust.load("a")
+    assert loads == []
+    assert cache.stats().signature_failures == 3
 
 
 def test_config_bounds_are_checked() -> None:

@@ -1,4 +1,4 @@
-"""The seed lifecycle: Appendix B's table, enforced by the seed and by the operator."""
+"""The seed lifecycle: the table of docs/lifecycle.md, enforced by the seed and by the operator."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from esper.errors import EsperError, FailedPrecondition, InvalidArgument
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.leyline.v1 import lifecycle_pb2
-
-from .support import command, mlp_setup
+from tests.support.kasmina import command, mlp_setup
 
 STAGES = sorted(lc.ALL_STAGES)
 
-# Appendix B, B.2/B.3, written out independently of the module under test.
+# The legal transitions of docs/lifecycle.md, written out independently of the module under test.
 APPENDIX_B = {
     ("DORMANT", "GERMINATED"),
     ("GERMINATED", "LOADING"),
@@ -112,8 +111,7 @@ def _seed_view(seed: object) -> tuple[object, ...]:
 @given(st.lists(_COMMANDS, min_size=1, max_size=14))
 def test_random_command_sequences_stay_inside_the_table(steps: list[tuple[int, int, str]]) -> None:
     from esper.errors import NotFound
-
-    from .support import features_source
+    from tests.support.kasmina import features_source
 
     source = features_source()
     source.errors["k-bad"] = NotFound("no such kernel", reason="KERNEL_NOT_FOUND")

@@ -11,8 +11,7 @@ from esper.errors import AlreadyExists, DataLoss, FailedPrecondition, InvalidArg
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
 from esper.leyline.v1 import kasmina_pb2, lifecycle_pb2
-
-from .support import (
+from tests.support.kasmina import (
     RUN_ID,
     FakeKernelSource,
     advance,
@@ -129,13 +128,13 @@ def test_kernel_of_the_wrong_shape_is_culled_at_load() -> None:
 
 def test_full_adaptation_yields_transitions_and_its_adaptation_record() -> None:
     model, operator, _, _ = mlp_setup(RELU)
-    operator.on_epoch_end(0, validation_accuracy=0.5)
+    operator.on_epoch_end(0, validation_score=0.5)
     operator.apply_command(command(CMD.COMMAND_TYPE_REQUEST_GERMINATION, "1", command_id="germ", kernel_id="k-mlp"))
     bring_to(operator, "1", lc.EVALUATING)
-    operator.on_epoch_end(1, validation_accuracy=0.6)
+    operator.on_epoch_end(1, validation_score=0.6)
     operator.record_eval_gain("1", 0.03)
     bring_to(operator, "1", lc.FINE_TUNING)
-    operator.on_epoch_end(2, validation_accuracy=0.7)
+    operator.on_epoch_end(2, validation_score=0.7)
     operator.apply_command(command(CMD.COMMAND_TYPE_FOSSILIZE, "1", command_id="fossil"))
     transitions = operator.drain_transitions()
     path = [lc.stage_name(t.to_stage) for t in transitions]

@@ -18,9 +18,7 @@ from esper.kasmina.persistence import LINEAGE_FILE, MODEL_FILE, load_model, save
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.tezzeret.artifacts import load_kernel_module
-from tests.fixtures.kernels import export_artifact
-
-from .support import (
+from tests.support.kasmina import (
     RUN_ID,
     FakeKernelSource,
     bring_to,
@@ -30,6 +28,7 @@ from .support import (
     template_ir,
     train_steps,
 )
+from tests.support.kernels import export_artifact
 
 RELU = KasminaConfig(target_module_types=("ReLU",), ramp_steps=2)
 

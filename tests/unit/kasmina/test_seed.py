@@ -15,8 +15,7 @@ from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.operator import KasminaOperator
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import lifecycle_pb2
-
-from .support import (
+from tests.support.kasmina import (
     RUN_ID,
     FakeKernelSource,
     FixedFunction,
@@ -158,7 +157,7 @@ def test_evaluating_forced_alpha_zero_is_the_host_and_fine_tuning_trains_again()
     host = mlp_host()
     reference = copy.deepcopy(host)
     model = wrap(host, RELU, example_input=torch.randn(2, 8))
-    from .support import features_source
+    from tests.support.kasmina import features_source
 
     operator = KasminaOperator(model, features_source(), run_id=RUN_ID)
     bring_to(operator, "1", lc.EVALUATING)

@@ -18,10 +18,10 @@ from esper.kasmina.source import CachedKernelSource
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
-from tests.fixtures.kernels import compile_kernel
-from tests.unit.urza.support import claim, make_hub, submit, validate
-
-from .support import RUN_ID, advance, bring_to, germinate, mlp_host, template_ir, train_steps
+from tests.support.kasmina import RUN_ID, advance, bring_to, germinate, mlp_host, template_ir, train_steps
+from tests.support.kernels import compile_kernel
+from tests.support.signing import TEST_TRUST
+from tests.support.urza import claim, make_hub, submit, validate
 
 IR = template_ir("mlp_relu_e1", [16], init_seed=11)
 
@@ -55,7 +55,7 @@ def test_a_compiled_kernel_trains_in_isolation_grafts_fossilizes_and_reloads(hub
     host = mlp_host()
     reference = copy.deepcopy(host)
     model = wrap(host, config, example_input=torch.randn(2, 8))
-    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig()), hub)
+    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST), hub)
     operator = KasminaOperator(model, source, config, run_id=RUN_ID)
 
     bring_to(operator, "1", lc.TRAINING, kernel_id=kernel_id)
@@ -78,7 +78,7 @@ def test_a_kernel_for_another_shape_is_culled_at_load(hub: UrzaHub, tmp_path: Pa
     kernel_id = _store_validated_kernel(hub, tmp_path / "tezzeret")
     config = KasminaConfig(target_module_types=("Linear",))  # activations of [16], [16] and [3]
     model = wrap(mlp_host(), config, example_input=torch.randn(2, 8))
-    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig()), hub)
+    source = CachedKernelSource(KernelCache(hub, KernelCacheConfig(), trust=TEST_TRUST), hub)
     operator = KasminaOperator(model, source, config, run_id=RUN_ID)
     germinate(operator, "4", kernel_id)
     assert advance(operator, "4", lc.LOADING, "load").stage == lc.CULLED

@@ -12,8 +12,7 @@ from esper.kasmina.config import KasminaConfig
 from esper.kasmina.ramp import COSINE_RAMP, DRIFT_CONTROLLED, LINEAR_RAMP, AlphaRamp
 from esper.kasmina.telemetry import ActivationStats, unit_rows
 from esper.leyline.v1 import blueprint_pb2
-
-from .support import bring_to, mlp_setup, train_steps
+from tests.support.kasmina import bring_to, mlp_setup, train_steps
 
 FEATURES = blueprint_pb2.INPUT_KIND_FEATURES
 IMAGE = blueprint_pb2.INPUT_KIND_IMAGE

@@ -7,8 +7,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
-
-from .support import advance, germinate, mlp_setup
+from tests.support.kasmina import advance, germinate, mlp_setup
 
 RELU = KasminaConfig(target_module_types=("ReLU",))
 

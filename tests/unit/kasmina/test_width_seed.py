@@ -15,10 +15,19 @@ from esper.kasmina.config import KasminaConfig
 from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.operator import KasminaOperator
 from esper.kasmina.seed import KasminaSeed
+from esper.kasmina.widening import resize_to
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import blueprint_pb2
-
-from .support import CATALOG, RUN_ID, FakeKernelSource, RecordingEvents, bring_to, cnn_host, mlp_host, train_steps
+from tests.support.kasmina import (
+    CATALOG,
+    RUN_ID,
+    FakeKernelSource,
+    RecordingEvents,
+    bring_to,
+    cnn_host,
+    mlp_host,
+    train_steps,
+)
 
 WIDTH = KasminaConfig(target_module_types=("ReLU",), width_seeds=True, isolation_check_every=1)
 
@@ -96,16 +105,28 @@ def _widened_mlp(host: nn.Sequential, kernel: nn.Module) -> nn.Sequential:
     return wide
 
 
-def test_a_fossilized_width_seed_equals_the_explicitly_widened_layer() -> None:
-    model, operator, _ = _mlp()
-    bring_to(operator, "w:0", lc.FOSSILIZED, kernel_id="k-w4")
+@pytest.mark.parametrize("merge", [True, False])
+def test_a_fossilized_width_seed_equals_the_explicitly_widened_layer(merge: bool) -> None:
+    config = KasminaConfig(target_module_types=("ReLU",), width_seeds=True, merge_width_fossils=merge)
+    model, operator, _ = _mlp(config)
+    bring_to(operator, "w:0", lc.FINE_TUNING, kernel_id="k-w4")
     seed = model.seed("w:0")
     assert seed.kernel is not None
-    wide = _widened_mlp(model.host, seed.kernel)
+    wide = _widened_mlp(_plain_copy(model), seed.kernel)
     x = torch.randn(32, 8)
     with torch.no_grad():
+        before = model(x)
+    bring_to(operator, "w:0", lc.FOSSILIZED, kernel_id="k-w4")
+    with torch.no_grad():
         torch.testing.assert_close(model(x), wide(x), rtol=0, atol=1e-6)
-    assert sum(p.numel() for p in seed.kernel.parameters()) == 4 * (8 + 1) + 16 * 4
+        torch.testing.assert_close(model(x), before, rtol=0, atol=1e-6)
+    if merge:
+        # The units are the host's own now: layer 0 has 20 outputs, layer 2 reads 20 inputs.
+        assert seed.merged and seed.kernel is None and not seed.hooked
+        assert (model.host[0].out_features, model.host[2].in_features) == (20, 20)
+        assert torch.equal(model.host[0].weight, wide[0].weight) and torch.equal(model.host[2].weight, wide[2].weight)
+    else:
+        assert seed.kernel is not None and model.host[0].out_features == 16
 
 
 def test_a_width_seed_is_the_identity_at_alpha_zero() -> None:
@@ -124,9 +145,11 @@ def test_a_width_seed_is_the_identity_at_alpha_zero() -> None:
 
 
 def _plain_copy(model: MorphableModel) -> nn.Sequential:
-    """The host's modules and weights without any seed hook."""
+    """The host's modules and weights without any seed hook (its own layer sizes)."""
     plain = cnn_host() if isinstance(model.host[0], nn.Conv2d) else mlp_host()
-    plain.load_state_dict(model.host.state_dict())
+    state = model.host.state_dict()
+    resize_to(plain, state)
+    plain.load_state_dict(state)
     return plain
 
 
@@ -202,26 +225,30 @@ def test_grafted_width_seed_trains_with_the_host(stage: int) -> None:
     assert before and any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
-def test_conv_width_seed_equals_a_widened_conv() -> None:
-    config = KasminaConfig(target_module_types=("ReLU",), width_seeds=True)
+@pytest.mark.parametrize("merge", [True, False])
+def test_conv_width_seed_equals_a_widened_conv(merge: bool) -> None:
+    config = KasminaConfig(target_module_types=("ReLU",), width_seeds=True, merge_width_fossils=merge)
     model = wrap(cnn_host(), config, example_input=torch.randn(2, 1, 8, 8))
     source = FakeKernelSource(irs={"k-c": _width_ir("widen_conv3_k2", [1, 8, 8], [4, 4, 4])})
     operator = KasminaOperator(model, source, config, run_id=RUN_ID)
-    bring_to(operator, "w:0", lc.FOSSILIZED, kernel_id="k-c")
+    bring_to(operator, "w:0", lc.FINE_TUNING, kernel_id="k-c")
     kernel = model.seed("w:0").kernel
     assert kernel is not None
-    w_in, b_in, w_out = (p.detach() for p in kernel.parameters())
-    host = model.host
-    wide = _plain_copy(model)
+    w_in, b_in, w_out = (p.detach().clone() for p in kernel.parameters())
+    host = _plain_copy(model)
+    bring_to(operator, "w:0", lc.FOSSILIZED, kernel_id="k-c")
+    wide = _plain_copy(model) if not merge else cnn_host()
     wide[0] = nn.Conv2d(1, 6, 3, padding=1)
     wide[3] = nn.Conv2d(6, 4, 3, padding=1)
     with torch.no_grad():
+        wide[6].load_state_dict(host[6].state_dict())
         wide[0].weight.copy_(torch.cat([host[0].weight, w_in]))
         wide[0].bias.copy_(torch.cat([host[0].bias, b_in]))
         wide[3].weight.copy_(torch.cat([host[3].weight, w_out], dim=1))
         wide[3].bias.copy_(host[3].bias)
         x = torch.randn(4, 1, 8, 8)
         torch.testing.assert_close(model(x), wide(x), rtol=0, atol=1e-5)
+    assert (model.host[0].out_channels == 6) == merge
 
 
 def _first_step_units(config: KasminaConfig) -> tuple[Tensor, Tensor, Tensor]:

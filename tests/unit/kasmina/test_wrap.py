@@ -10,8 +10,7 @@ from esper.errors import InvalidArgument
 from esper.kasmina.config import KasminaConfig
 from esper.kasmina.wrapping import wrap
 from esper.leyline.v1 import blueprint_pb2
-
-from .support import cnn_host, mlp_host
+from tests.support.kasmina import cnn_host, mlp_host
 
 
 def _layout(model: nn.Module, config: KasminaConfig, example: Tensor) -> list[tuple[str, int, int, list[int]]]:
@@ -56,12 +55,37 @@ def test_layout_follows_execution_order_and_sequences_are_recognized() -> None:
     model.train()
     stats = model.norm.running_mean.clone()
     layout = _layout(model, config, torch.randn(5, 3, 4))
+    # No token reads a later one (the norm is per token in eval mode): causal sites.
     assert layout == [
-        ("early", 0, blueprint_pb2.INPUT_KIND_SEQUENCE, [3, 6]),
-        ("late", 1, blueprint_pb2.INPUT_KIND_SEQUENCE, [3, 6]),
+        ("early", 0, blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE, [3, 6]),
+        ("late", 1, blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE, [3, 6]),
     ]
     assert torch.equal(model.norm.running_mean, stats)  # the dry forward ran in eval mode
     assert model.training and model.norm.training  # and the modes were restored
+
+
+class Mixing(nn.Module):
+    """Every token reads the mean of all tokens after `mix`: not causal there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(4, 6)
+        self.mix = nn.Linear(6, 6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.first(x)
+        return self.mix(h + h.mean(dim=1, keepdim=True))
+
+
+def test_a_site_whose_earlier_tokens_read_later_ones_is_a_bidirectional_sequence() -> None:
+    config = KasminaConfig(target_module_types=("Linear",))
+    causal, bidirectional = blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE, blueprint_pb2.INPUT_KIND_SEQUENCE
+    assert [kind for _, _, kind, _ in _layout(Mixing(), config, torch.randn(2, 5, 4))] == [causal, bidirectional]
+    forced = KasminaConfig(target_module_types=("Linear",), sequence_mixing="bidirectional")
+    assert {kind for _, _, kind, _ in _layout(Mixing(), forced, torch.randn(2, 5, 4))} == {bidirectional}
+    token_ids = torch.randint(0, 7, (2, 5))
+    embedded = nn.Sequential(nn.Embedding(7, 4), Mixing())
+    assert [kind for _, _, kind, _ in _layout(embedded, config, token_ids)] == [causal, bidirectional]
 
 
 class Shared(nn.Module):
@@ -101,7 +125,7 @@ class TupleOut(nn.Module):
             "kasmina.target_module_types",
             "Conv2d",
         ),
-        (mlp_host(), KasminaConfig(), torch.randn(2, 8), "kasmina.target_module_types", "no target"),
+        (nn.Sequential(nn.Linear(8, 4)), KasminaConfig(), torch.randn(2, 8), "targets", "no repeated blocks"),
         (
             mlp_host(),
             KasminaConfig(target_module_types=("ReLU",), max_seeds=1),
@@ -148,3 +172,52 @@ def test_config_validates_its_values() -> None:
     with pytest.raises(ValueError, match="ramp_steps"):
         KasminaConfig(ramp_steps=0)
     assert KasminaConfig(target_module_types=["ReLU"]).target_module_types == ("ReLU",)  # type: ignore[arg-type]
+
+
+class Block(nn.Module):
+    """A pre-norm residual block with a functional activation (no activation module)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + torch.nn.functional.gelu(self.fc(self.norm(x)))
+
+
+class TinyTransformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, 8)
+        self.blocks = nn.ModuleList([Block(8), Block(8)])
+        self.head = nn.Linear(8, 11)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def test_by_default_seeds_follow_blocks_in_models_without_activation_modules() -> None:
+    wrapped = wrap(TinyTransformer(), example_input=torch.randint(0, 11, (2, 6)))
+    assert [(d.seed_id, d.input_kind, list(d.input_shape.dims)) for d in wrapped.seed_layout()] == [
+        ("blocks.0", blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE, [6, 8]),
+        ("blocks.1", blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE, [6, 8]),
+    ]
+
+
+def test_by_default_seeds_follow_activations_when_there_are_no_blocks() -> None:
+    wrapped = wrap(mlp_host(), example_input=torch.randn(2, 8))
+    depth = [d.seed_id for d in wrapped.seed_layout() if d.growth_kind != blueprint_pb2.GROWTH_KIND_WIDTH]
+    assert depth == ["1", "3"]
+    assert any(d.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH for d in wrapped.seed_layout())
+
+
+def test_targets_name_module_types_and_paths() -> None:
+    wrapped = wrap(TinyTransformer(), example_input=torch.randint(0, 11, (2, 6)), targets=["blocks.1", "LayerNorm"])
+    assert [d.seed_id for d in wrapped.seed_layout()] == ["blocks.0.norm", "blocks.1.norm", "blocks.1"]
+    with pytest.raises(InvalidArgument) as caught:
+        wrap(TinyTransformer(), example_input=torch.randint(0, 11, (2, 6)), targets=["blocks.7"])
+    assert caught.value.violations[0].field == "targets" and "blocks.7" in caught.value.message

@@ -9,13 +9,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from esper.errors import InvalidArgument
-from esper.nissa.config import SpanStoreConfig, database_url
+from esper.errors import InvalidArgument, ResourceExhausted
+from esper.nissa.config import SpanLimits, SpanStoreConfig, database_url
 from esper.nissa.otlp_convert import attribute_text, spans_from_export
 from esper.nissa.spans import RUN_ID, SpanStore
 from esper.nissa.trace_intake import SpanIntake
 from esper.observability import metrics
-from tests.unit.nissa.trace_support import BASE_NS, export_request, otlp_span, span_id, trace_id
+from tests.support.otlp import BASE_NS, export_request, otlp_span, span_id, trace_id
 
 BAD_SPAN = "resource_spans[1].scope_spans[0].spans[1]"
 
@@ -130,3 +130,34 @@ def test_an_empty_request_is_accepted_and_not_forwarded(store: SpanStore) -> Non
     forwarded: list[trace_service_pb2.ExportTraceServiceRequest] = []
     SpanIntake(store, forward=forwarded.append).export(trace_service_pb2.ExportTraceServiceRequest())
     assert (store.count(), forwarded) == (0, [])
+
+
+def _dropped(part: str) -> float:
+    return metrics.REGISTRY.get_sample_value("esper_nissa_span_parts_dropped_total", {"part": part}) or 0.0
+
+
+def test_an_oversized_span_is_stored_cut_to_its_limits_and_the_cuts_counted(store: SpanStore) -> None:
+    limits = SpanLimits()
+    before = {part: _dropped(part) for part in ("attribute", "name", "attribute_key", "attribute_value")}
+    attributes = {f"key{i}": "v" for i in range(14_000)}
+    attributes["k" * 1000] = "x" * 100_000
+    span = otlp_span(1, 1, name="n" * 5_000_000, attributes=attributes)
+    span.attributes.insert(0, span.attributes.pop())  # the long key and value come first, so they are kept
+    SpanIntake(store, limits=limits).export(export_request(("svc", [span])))
+    (stored,) = spans_from_export(export_request(("svc", [span])), limits)
+    assert len(stored.name) == limits.max_name_chars
+    assert len(stored.attributes) == limits.max_attributes
+    assert max(len(key) for key in stored.attributes) == limits.max_key_chars
+    assert max(len(value) for value in stored.attributes.values()) == limits.max_value_chars
+    assert store.count() == 1
+    assert _dropped("attribute") - before["attribute"] == 2 * (14_001 - limits.max_attributes)
+    assert _dropped("name") - before["name"] == 2
+
+
+def test_an_export_over_its_limits_is_refused_whole_and_stores_nothing(store: SpanStore) -> None:
+    intake = SpanIntake(store, limits=SpanLimits(max_spans_per_export=3, max_export_bytes=10_000))
+    with pytest.raises(ResourceExhausted, match="at most 3 spans"):
+        intake.export(export_request(("a", [otlp_span(1, n) for n in range(1, 5)])))
+    with pytest.raises(ResourceExhausted, match="10000 bytes"):
+        intake.export(export_request(("a", [otlp_span(1, 1, name="n" * 20_000)])))
+    assert store.count() == 0

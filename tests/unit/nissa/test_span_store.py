@@ -12,7 +12,7 @@ import pytest
 from esper.nissa.config import SpanStoreConfig, database_url
 from esper.nissa.spans import COMMAND_ID, RUN_ID, SEED_ID, SpanStore, StoredTrace
 from esper.observability import metrics
-from tests.unit.nissa.trace_support import span_id, stored, trace_id
+from tests.support.otlp import span_id, stored, trace_id
 
 
 def _open(max_spans: int = 1000) -> SpanStore:

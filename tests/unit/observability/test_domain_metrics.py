@@ -19,8 +19,8 @@ from esper.tezzeret.pipelines import CompiledKernel, CompileError
 from esper.tezzeret.worker import TezzeretWorker
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
-from tests.unit.tamiyo.scenario import PLATEAU, FakeKernels, SeedSimulator, kernel, make_controller, run_epochs
-from tests.unit.tezzeret.support import StubCompiler, mlp_ir, submit
+from tests.support.tamiyo import PLATEAU, FakeKernels, SeedSimulator, kernel, make_controller, run_epochs
+from tests.support.tezzeret import StubCompiler, mlp_ir, submit
 
 
 def _sample(name: str, **labels: str) -> float:

@@ -43,6 +43,8 @@ CATALOGUE: dict[str, tuple[str, frozenset[str]]] = {
     "esper_nissa_spans_stored": ("gauge", frozenset()),
     "esper_nissa_spans_evicted_total": ("counter", frozenset()),
     "esper_nissa_forward_dropped_total": ("counter", frozenset()),
+    "esper_nissa_span_parts_dropped_total": ("counter", frozenset({"part"})),
+    "esper_nissa_exports_refused_total": ("counter", frozenset()),
 }
 
 _LABELLED = {
@@ -55,6 +57,7 @@ _LABELLED = {
     metrics.TEZZERET_COMPILE_FAILURES: {"pipeline": "catalogue"},
     metrics.TAMIYO_DECISIONS: {"action": "catalogue"},
     metrics.TAMIYO_POLICY_FALLBACKS: {"cause": "catalogue"},
+    metrics.NISSA_SPAN_PARTS_DROPPED: {"part": "catalogue"},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -243,3 +244,77 @@ def test_bad_subjects_duplicate_subscribers_and_a_closed_bus_are_refused() -> No
     bus.close()
     with pytest.raises(FailedPrecondition):
         bus.publish(REPORTS, report(bus, "late"))
+
+
+OTHER_RUN_REPORTS = subjects.field_report_subject("run-2")
+
+
+def _captured(bus: InProcessBus, key: str) -> bytes:
+    """What an eavesdropper on the wire holds: the bytes of a report the bus published."""
+    envelope = report(bus, key)
+    bus.publish(REPORTS, envelope)
+    return envelope.SerializeToString()
+
+
+def test_a_signed_envelope_is_bound_to_its_subject_and_refused_on_another() -> None:
+    clock = FakeClock()
+    bus, _ = make_bus(clock=clock)
+    recorder = Recorder()
+    bus.subscribe(ConsumerSpec("simic", ("esper.field_reports.>",)), recorder)
+    captured = _captured(bus, "r1")
+    assert bus_pb2.BusEnvelope.FromString(captured).subject == REPORTS
+    clock.now += 3600  # past the publish-side duplicate window, as a replay under a fresh message id would be
+    bus.publish(OTHER_RUN_REPORTS, bus_pb2.BusEnvelope.FromString(captured))
+    bus.flush()
+    assert recorder.keys == ["r1"]
+    [letter] = bus.dead_letters()
+    assert (letter.subject, letter.reason) == (OTHER_RUN_REPORTS, "BAD_SIGNATURE")
+    assert "signed for subject" in letter.detail
+
+
+def test_a_replayed_envelope_is_dead_lettered_even_after_a_restart(tmp_path: Path) -> None:
+    state = str(tmp_path)
+    bus, _ = make_bus(state_dir=state)
+    recorder = Recorder()
+    bus.subscribe(ConsumerSpec("simic", (REPORTS,)), recorder)
+    captured = _captured(bus, "r1")
+    bus.flush()
+    bus.close()
+    restarted, _ = make_bus(state_dir=state)
+    again = Recorder()
+    restarted.subscribe(ConsumerSpec("simic", (REPORTS,)), again)
+    restarted.publish(REPORTS, bus_pb2.BusEnvelope.FromString(captured))
+    restarted.publish(REPORTS, report(restarted, "r2"))
+    restarted.flush()
+    assert again.keys == ["r2"]
+    assert [letter.reason for letter in restarted.dead_letters()] == ["REPLAYED"]
+    assert restarted.stats().dead_lettered == {"REPLAYED": 1}
+
+
+def test_a_second_publication_under_a_handled_key_is_a_repeat_not_a_replay() -> None:
+    clock = FakeClock()
+    bus, _ = make_bus(clock=clock)
+    recorder = Recorder()
+    bus.subscribe(ConsumerSpec("simic", (REPORTS,)), recorder)
+    bus.publish(REPORTS, report(bus, "same-report"))
+    bus.flush()
+    clock.now += 3600
+    later = bus.seal(sample_field_report(), source="tolaria", idempotency_key="same-report")
+    bus.publish(REPORTS, later)
+    bus.flush()
+    assert recorder.keys == ["same-report"]
+    assert bus.dead_letters() == [] and bus.stats().duplicates_dropped == 1
+
+
+def test_a_stale_envelope_is_dead_lettered() -> None:
+    bus, _ = make_bus(max_age_seconds=60.0)
+    recorder = Recorder()
+    bus.subscribe(ConsumerSpec("simic", (REPORTS,)), recorder)
+    old = bus.seal(sample_field_report(), source="tamiyo", idempotency_key="old")
+    old.publish_time.FromSeconds(old.publish_time.seconds - 3600)
+    old.hmac_sha256 = signature(old, SECRET)
+    bus.publish(REPORTS, old)
+    bus.flush()
+    assert recorder.keys == []
+    [letter] = bus.dead_letters()
+    assert letter.reason == "STALE" and "at most 60 s" in letter.detail

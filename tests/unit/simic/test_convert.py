@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from esper.leyline.v1 import lifecycle_pb2
 from esper.simic.convert import report_from_row, report_row
-from tests.unit.simic.reports import field_report
+from tests.support.field_reports import field_report
 
 
 def test_a_report_survives_its_row_unchanged() -> None:

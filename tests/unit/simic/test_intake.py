@@ -15,7 +15,7 @@ from esper.simic.config import SimicConfig
 from esper.simic.intake import FieldReportIntake
 from esper.simic.service import SimicService
 from esper.state.samples import sample_adaptation_command
-from tests.unit.simic.reports import field_report, field_reports
+from tests.support.field_reports import field_report, field_reports
 
 SECRET = b"0123456789abcdef-simic"
 

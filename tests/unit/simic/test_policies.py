@@ -15,8 +15,8 @@ from esper.simic.config import SimicConfig
 from esper.simic.db import SimicDatabase
 from esper.simic.service import SimicService
 from esper.tamiyo import TamiyoConfig, TamiyoController
-from tests.unit.simic.transitions import heuristic_transitions
-from tests.unit.tamiyo.scenario import FakeKernels, SeedSimulator, kernel, run_epochs
+from tests.support.tamiyo import FakeKernels, SeedSimulator, kernel, run_epochs
+from tests.support.transitions import heuristic_transitions
 
 S = simic_pb2
 

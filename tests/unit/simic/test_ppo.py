@@ -17,7 +17,7 @@ from esper.tamiyo.acting import evaluate
 from esper.tamiyo.artifact import write_policy
 from esper.tamiyo.gnn import Architecture, TamiyoNet
 from esper.tamiyo.policies import find_artifact, learned_policy, policy_artifact
-from tests.unit.tamiyo.scenario import FakeKernels, SeedSimulator, descriptor, kernel, run_epochs
+from tests.support.tamiyo import FakeKernels, SeedSimulator, descriptor, kernel, run_epochs
 
 LAYOUT = tuple(descriptor(f"net.{i}", i // 2, (32,) if i % 3 else (16,)) for i in range(6))
 ACCURACIES = [0.30 + 0.02 * e for e in range(12)] + [0.55] * 10

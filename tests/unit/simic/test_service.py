@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import text
 
 from esper.errors import FailedPrecondition, InvalidArgument
-from esper.leyline.v1 import control_pb2, simic_pb2
+from esper.leyline.v1 import control_pb2, lifecycle_pb2, simic_pb2
 from esper.simic.config import SimicConfig
 from esper.simic.db import SimicDatabase
 from esper.simic.service import SimicService
-from tests.unit.simic.reports import field_report, field_reports
+from tests.support.field_reports import field_report, field_reports
 
 Record = simic_pb2.RecordFieldReportsRequest
 List = simic_pb2.ListFieldReportsRequest
@@ -150,6 +150,19 @@ def test_a_bad_report_refuses_the_whole_request(
         simic.record_field_reports(Record(reports=reports))
     assert [v.field for v in raised.value.violations] == [field]
     assert simic.list_field_reports(List()).total_size == 0
+
+
+def test_a_report_of_a_lower_is_better_metric_keeps_its_own_units(simic: SimicService) -> None:
+    reports = field_reports(2)
+    for report in reports:
+        report.metric_direction = lifecycle_pb2.METRIC_DIRECTION_LOWER_IS_BETTER
+        report.pre_metric, report.post_metric = 2.41, 2.27  # bits per character
+    simic.record_field_reports(Record(reports=reports))
+    assert simic.list_field_reports(List()).total_size == 2
+    reports[0].post_metric = float("inf")
+    with pytest.raises(InvalidArgument) as raised:
+        simic.record_field_reports(Record(reports=[reports[0]]))
+    assert [v.field for v in raised.value.violations] == ["reports[0].post_metric"]
 
 
 def test_request_limits_are_enforced(open_simic: Callable[..., SimicService]) -> None:

@@ -15,7 +15,7 @@ from esper.oona.memory import InProcessBus
 from esper.oona.subjects import command_subjects, field_report_subject, telemetry_subject
 from esper.tamiyo.bus import PublishingTamiyo, TelemetryIntake
 from esper.tamiyo.controller import TamiyoController
-from tests.unit.tamiyo.scenario import PLATEAU, RUN, FakeKernels, SeedSimulator, kernel, make_controller, run_epochs
+from tests.support.tamiyo import PLATEAU, RUN, FakeKernels, SeedSimulator, kernel, make_controller, run_epochs
 
 S = lifecycle_pb2
 ACCURACIES = [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.62, 0.65]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from esper.leyline.v1 import tamiyo_pb2
-from tests.unit.tamiyo.scenario import (
+from tests.support.tamiyo import (
     PLATEAU,
     RUN,
     FakeKernels,

@@ -10,7 +10,7 @@ from esper.state import SeedFeatures
 from esper.tamiyo.germination import bottleneck_ranking
 from esper.tamiyo.kernels import KernelSearch, choose_kernel, tag_ladder
 from esper.tamiyo.observation import SeedView
-from tests.unit.tamiyo.scenario import (
+from tests.support.tamiyo import (
     LAYOUT,
     PLATEAU,
     RUN,

@@ -29,10 +29,10 @@ from esper.tamiyo.graph import (
 )
 from esper.tamiyo.graph_proto import graph_from_proto, graph_to_proto, tensor_to_proto
 from esper.tamiyo.observation import Observation
+from esper.tamiyo.requests import check_step
 from esper.tamiyo.schema import KERNEL_FEATURES, SEED_FEATURES
 from esper.tamiyo.state import Adaptation, RunState
-from esper.tamiyo.validation import validate_step
-from tests.unit.tamiyo.scenario import FakeKernels, SeedSimulator, descriptor, kernel
+from tests.support.tamiyo import FakeKernels, SeedSimulator, descriptor, kernel
 
 CHUNKED = (
     descriptor("net.1.a", 0),
@@ -45,7 +45,7 @@ def _observation(sim: SeedSimulator, epoch: int = 3, accuracy: float = 0.6, **re
     message = sim.request(epoch, accuracy)
     for key, values in repeated.items():
         getattr(message, key).extend(values)
-    return observation_from_request(message, validate_step(message))
+    return observation_from_request(message, check_step(message))
 
 
 def _column(name: str) -> int:

@@ -9,7 +9,7 @@ from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.convert import state_from_proto, state_to_proto
 from esper.tamiyo.growth import growth_stopped
 from esper.tamiyo.state import GrowthStep, RunState
-from tests.unit.tamiyo.scenario import (
+from tests.support.tamiyo import (
     PLATEAU,
     FakeKernels,
     SeedSimulator,
@@ -175,7 +175,7 @@ def test_growth_stops_when_it_no_longer_pays() -> None:
     assert growth_stopped(config, state) == ""
     state.growth_steps.append(GrowthStep("w:fc2", 2, 1_000, 0.001, 12))
     reason = growth_stopped(config, state)
-    assert "bought +0.30 accuracy points for 3000 parameters, 0.10 points per 1,000 < 1.00" in reason
+    assert "bought +0.30 points of the metric for 3000 parameters, 0.10 points per 1,000 < 1.00" in reason
     assert growth_stopped(TamiyoConfig(min_gain_per_kparam=0.0), state) == ""
 
 

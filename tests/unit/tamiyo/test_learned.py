@@ -21,10 +21,10 @@ from esper.tamiyo.gnn import Architecture, TamiyoNet
 from esper.tamiyo.learned import ForbiddenDecision, veto
 from esper.tamiyo.masks import CULL, GERMINATE, WAIT, actions_legal
 from esper.tamiyo.policies import policy_artifact
+from esper.tamiyo.requests import check_step
 from esper.tamiyo.state import RunState
 from esper.tamiyo.transitions import seed_actions_from_proto
-from esper.tamiyo.validation import validate_step
-from tests.unit.tamiyo.scenario import (
+from tests.support.tamiyo import (
     PLATEAU,
     FakeKernels,
     SeedSimulator,
@@ -139,7 +139,7 @@ def test_a_policy_slower_than_its_budget_is_overruled(tmp_path: Path) -> None:
 def test_the_veto_refuses_what_the_mask_or_the_budget_forbids() -> None:
     sim = SeedSimulator()
     request = sim.request(3, 0.6)
-    observation = observation_from_request(request, validate_step(request))
+    observation = observation_from_request(request, check_step(request))
     context = decision_context(
         TamiyoConfig(warmup_epochs=0), RunState(run_id="run-1", stepped=True), observation, _kernels()
     )

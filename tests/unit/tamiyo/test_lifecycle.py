@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2
-from tests.unit.tamiyo.scenario import (
+from tests.support.tamiyo import (
     PLATEAU,
     RUN,
     FakeKernels,
@@ -133,7 +133,7 @@ def test_harm_during_fine_tuning_culls_a_seed_no_longer_holding_accuracy_up() ->
         controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55], before_step=stops_contributing
     )
     assert commands_by_epoch(responses)[9] == ["net.3:CULL"]
-    assert "harm: accuracy 0.5500 fell 0.0500 below 0.6000" in responses[9].commands[0].reason
+    assert "harm: accuracy 0.5500 is 0.0500 worse than accuracy 0.6000" in responses[9].commands[0].reason
     reports = [report for response in responses for report in response.field_reports]
     assert [(r.outcome, r.post_metric) for r in reports] == [(S.ADAPTATION_OUTCOME_CULLED, pytest.approx(0.55))]
 
@@ -144,7 +144,10 @@ def test_harm_during_fine_tuning_keeps_a_seed_that_holds_accuracy_up_until_fine_
     responses = run_epochs(controller, sim, [*PLATEAU, 0.60, 0.60, 0.60, 0.60, 0.60, 0.55, 0.55])
     assert "net.3:CULL" not in commands_by_epoch(responses)[9]
     [decision] = [d for d in responses[9].decisions if d.seed_id == "net.3"]
-    assert "fell 0.0500 below 0.6000" in decision.reason and "holds accuracy up, keep it for now" in decision.reason
+    assert (
+        "is 0.0500 worse than accuracy 0.6000" in decision.reason
+        and "holds accuracy up, keep it for now" in decision.reason
+    )
     # Fine-tuning over and still below the accuracy at germination: no improvement, culled.
     assert commands_by_epoch(responses)[10] == ["net.3:CULL"]
     assert "no improvement after 2 epochs" in responses[10].commands[0].reason

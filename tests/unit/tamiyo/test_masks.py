@@ -10,16 +10,16 @@ from esper.tamiyo.context import decision_context
 from esper.tamiyo.convert import observation_from_request
 from esper.tamiyo.masks import ADVANCE, CULL, FOSSILIZE, GERMINATE, WAIT, actions_legal
 from esper.tamiyo.observation import Observation
+from esper.tamiyo.requests import check_step
 from esper.tamiyo.state import Adaptation, RunState
-from esper.tamiyo.validation import validate_step
-from tests.unit.tamiyo.scenario import PLATEAU, FakeKernels, SeedSimulator, kernel, make_controller, run_epochs
+from tests.support.tamiyo import PLATEAU, FakeKernels, SeedSimulator, kernel, make_controller, run_epochs
 
 S = lifecycle_pb2
 
 
 def _observation(sim: SeedSimulator, epoch: int, accuracy: float = 0.6) -> Observation:
     request = sim.request(epoch, accuracy)
-    return observation_from_request(request, validate_step(request))
+    return observation_from_request(request, check_step(request))
 
 
 def _adapting(stage: lifecycle_pb2.SeedStage, *, entered: int = 4, pre: float = 0.6, gain: float = 0.0) -> RunState:

@@ -10,8 +10,8 @@ import pytest
 from esper.errors import FailedPrecondition, NotFound
 from esper.leyline.v1 import kernel_pb2, lifecycle_pb2, tamiyo_pb2
 from esper.tamiyo.convert import state_from_proto, state_to_proto
-from esper.tamiyo.reports import command_id, report_id
-from tests.unit.tamiyo.scenario import (
+from esper.tamiyo.issued import command_id, report_id
+from tests.support.tamiyo import (
     PLATEAU,
     RUN,
     FakeKernels,

@@ -11,7 +11,7 @@ import pytest
 from esper.tezzeret.config import TezzeretConfig
 from esper.urza.config import UrzaConfig
 from esper.urza.hub import UrzaHub
-from tests.unit.tezzeret.support import ManualClock
+from tests.support.tezzeret import ManualClock
 
 ConfigFactory = Callable[..., TezzeretConfig]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,8 +18,8 @@ from esper.tezzeret.artifacts import FrozenKernel, load_kernel_module
 from esper.tezzeret.config import AGGRESSIVE, FAST, STANDARD
 from esper.tezzeret.pipelines import CompileError, compile_blueprint, compile_module
 from esper.tezzeret.toolchain import is_kernel_id, toolchain_hash
+from tests.support.tezzeret import attention_ir, conv_ir, mlp_ir
 from tests.unit.tezzeret.conftest import ConfigFactory
-from tests.unit.tezzeret.support import attention_ir, conv_ir, mlp_ir
 
 IRS = {"mlp": mlp_ir, "conv": conv_ir, "attention": attention_ir}
 
@@ -188,3 +189,16 @@ def test_aggressive_is_a_frozen_inductor_package(make_config: ConfigFactory) -> 
         assert _max_diff(kernel, ir, batch) <= 1e-4
     x = torch.randn(3, *ir.input_shape.dims, requires_grad=True)
     assert not kernel(x).requires_grad
+
+
+def test_a_worker_builds_for_a_kind_of_device_and_names_it_in_the_target(tmp_path: Path) -> None:
+    from esper.tezzeret.config import TezzeretConfig, default_hardware_target
+
+    cpu = TezzeretConfig(worker_id="w", wal_dir=tmp_path / "wal", work_dir=tmp_path / "work")
+    assert cpu.hardware_target == default_hardware_target("cpu") and cpu.hardware_target.startswith("cpu_")
+    cuda = TezzeretConfig(worker_id="w", wal_dir=tmp_path / "wal", work_dir=tmp_path / "work", device="cuda")
+    assert cuda.hardware_target.startswith("cuda_")
+    with pytest.raises(ValueError, match="not a cuda target"):
+        TezzeretConfig(
+            worker_id="w", wal_dir=tmp_path / "wal", work_dir=tmp_path / "work", device="cuda", hardware_target="cpu_x"
+        )

@@ -18,8 +18,8 @@ from esper.tezzeret.service import TezzeretService
 from esper.tezzeret.worker import FAULT_EXIT_STATUS, TezzeretWorker
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.unit.tezzeret.conftest import ConfigFactory
-from tests.unit.tezzeret.support import (
+from tests.support.signing import TEST_SIGNER, TEST_TRUST
+from tests.support.tezzeret import (
     ManualClock,
     RecordingUrza,
     StubCompiler,
@@ -29,6 +29,7 @@ from tests.unit.tezzeret.support import (
     stored_objects,
     submit,
 )
+from tests.unit.tezzeret.conftest import ConfigFactory
 
 JOB = kernel_pb2.CompileJobStatus
 
@@ -269,3 +270,12 @@ def test_a_kernel_urza_refuses_fails_the_job_with_urzas_reason(hub: UrzaHub, mak
     assert (job.status, job.attempts) == (JOB.COMPILE_JOB_STATUS_FAILED, 1)
     assert job.last_error.startswith("Urza refused the kernel: kernel.kernel_id: IR hash part")
     assert files_in(worker.config.artifacts_dir) == []
+
+
+def test_a_signing_worker_stores_kernels_whose_signature_verifies(hub: UrzaHub, make_config: ConfigFactory) -> None:
+    blueprint_id = submit(hub, mlp_ir(width=8), FAST)
+    worker = TezzeretWorker(hub, make_config(), compiler=StubCompiler(), signer=TEST_SIGNER)
+    assert _drain(worker) == 1
+    (kernel,) = blueprint(hub, blueprint_id).kernels
+    assert kernel.signature.key_id == TEST_SIGNER.key_id
+    assert TEST_TRUST.verify(kernel, kernel.sha256) == TEST_SIGNER.key_id

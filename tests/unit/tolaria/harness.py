@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from esper.tamiyo.config import TamiyoConfig
 from esper.tolaria.config import RunConfig, TolariaConfig
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.trainer import TolariaTrainer
-from tests.unit.kasmina.support import FakeKernelSource, template_ir
-from tests.unit.tamiyo.scenario import FakeKernels
+from tests.support.kasmina import CATALOG, FakeKernelSource, template_ir
+from tests.support.tamiyo import FakeKernels
 
 RUN_ID = "run-tolaria-test"
 WIDTH = 16
@@ -58,8 +59,11 @@ def kernel_artifact(kernel_id: str, ir: blueprint_pb2.BlueprintIR, params: int) 
         tags=["numerically_stable"],
         input_kind=ir.input_kind,
         parameter_count=params,
+        hardware_target="cpu_test",
     )
     artifact.input_shape.CopyFrom(ir.input_shape)
+    artifact.growth_kind = ir.growth_kind
+    artifact.output_shape.CopyFrom(ir.output_shape)
     artifact.validation_report.passed = True
     artifact.validation_report.latency_ms_mean = 0.05
     return artifact
@@ -90,16 +94,24 @@ class Setup:
         )
 
 
-def setup(*, controller: Any = None, tamiyo: TamiyoConfig = TAMIYO) -> Setup:
+def setup(*, controller: Any = None, tamiyo: TamiyoConfig = TAMIYO, widen: bool = False) -> Setup:
+    """Spirals on an MLP of width 16; `widen` adds width seeds and "add 4 units" kernels for them."""
     data = spirals()
     spec = default_host_spec(data.input_kind, data.input_shape, data.num_classes, WIDTH, init_seed=0)
-    model = wrap(build_host(spec), KASMINA, example_input=data.x_train[:2])
-    ir = template_ir("mlp_relu_e1", [WIDTH], init_seed=3)
-    source = FakeKernelSource(irs={"k-mlp": ir})
-    operator = KasminaOperator(model, source, KASMINA, run_id=RUN_ID)
+    kasmina = dataclasses.replace(KASMINA, width_seeds=widen)
+    model = wrap(build_host(spec), kasmina, example_input=data.x_train[:2])
+    irs = {"k-mlp": template_ir("mlp_relu_e1", [WIDTH], init_seed=3)}
+    if widen:
+        irs["k-w1"] = CATALOG.instantiate("widen_k4", [2], output_shape=[WIDTH], init_seed=5).ir
+        irs["k-w2"] = CATALOG.instantiate("widen_k4", [WIDTH], output_shape=[3], init_seed=5).ir
+    source = FakeKernelSource(irs=irs)
+    operator = KasminaOperator(model, source, kasmina, run_id=RUN_ID)
     if controller is None:
-        params = sum(p.numel() for p in source.instantiate("k-mlp").parameters())
-        controller = TamiyoController(model, tamiyo, kernels=FakeKernels([kernel_artifact("k-mlp", ir, params)]))
+        artifacts = [
+            kernel_artifact(kernel_id, ir, sum(p.numel() for p in source.instantiate(kernel_id).parameters()))
+            for kernel_id, ir in irs.items()
+        ]
+        controller = TamiyoController(model, tamiyo, kernels=FakeKernels(artifacts))
     return Setup(data, model, operator, controller, source)
 
 

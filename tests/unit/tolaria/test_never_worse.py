@@ -20,9 +20,9 @@ from esper.tamiyo.config import TamiyoConfig
 from esper.tezzeret.artifacts import load_kernel_module
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import EpochRecord, TolariaTrainer, TrainingHistory
-from tests.fixtures.kernels import harmful_artifact
-from tests.unit.kasmina.support import FakeKernelSource, template_ir
-from tests.unit.tamiyo.scenario import FakeKernels
+from tests.support.kasmina import FakeKernelSource, template_ir
+from tests.support.kernels import harmful_artifact
+from tests.support.tamiyo import FakeKernels
 from tests.unit.tolaria.harness import RUN_ID, WIDTH, Setup, kernel_artifact, notices, setup, transitions
 
 EPOCHS = 20
@@ -59,7 +59,7 @@ def static_accuracy() -> float:
     static = setup()
     trainer = TolariaTrainer(static.model, None, _run_config(), data=static.data)
     trainer.train()
-    return trainer.test_accuracy().accuracy
+    return trainer.test_accuracy().metric
 
 
 class _HostRecorder:
@@ -107,7 +107,7 @@ def test_a_harmful_graft_is_rolled_back_exactly_and_the_run_ends_with_its_static
     assert any("culled after grafting" in text and "restored the checkpoint" in text for text in notices(run.events))
     # The discarded epochs were trained again: the host got as many kept epochs as its twin.
     assert len(history.epochs) > EPOCHS
-    assert abs(trainer.test_accuracy().accuracy - static_accuracy) <= NOISE
+    assert abs(trainer.test_accuracy().metric - static_accuracy) <= NOISE
 
 
 def test_a_loss_jump_from_a_harmful_graft_is_caught_at_once_and_the_run_ends_with_its_static_twin(
@@ -127,7 +127,7 @@ def test_a_loss_jump_from_a_harmful_graft_is_caught_at_once_and_the_run_ends_wit
     )
     assert first.epoch == graft_epoch + 1 and first.to_epoch == graft_epoch
     assert "diverged" in first.reason
-    assert abs(trainer.test_accuracy().accuracy - static_accuracy) <= NOISE
+    assert abs(trainer.test_accuracy().metric - static_accuracy) <= NOISE
 
 
 def _spoil_after_last_epoch(run: Setup, trainer: TolariaTrainer) -> None:
@@ -147,11 +147,11 @@ def test_a_run_whose_final_state_is_worse_ends_with_its_best_validated_state() -
     saved = history.saved
     # The spoiled weights came after epoch 5's validation: epoch 5 is the best, and what the run ends with.
     assert saved is not None and saved.epoch == 5
-    assert saved.val_accuracy > saved.final_val_accuracy + 0.3
+    assert saved.val_metric > saved.final_val_metric + 0.3
     assert "ends with that best state" in saved.reason
     from esper.tolaria.loop import evaluate
 
-    assert evaluate(run.model, run.data.x_val, run.data.y_val).accuracy == pytest.approx(saved.val_accuracy)
+    assert evaluate(run.model, run.data.x_val, run.data.y_val).metric == pytest.approx(saved.val_metric)
     assert any("ends with that best state" in text for text in notices(run.events))
 
 
@@ -179,3 +179,48 @@ class _NoGrowth:
 
     def restore_controller_state(self, request: Any) -> None:
         return None
+
+
+_NEXT = {  # stage -> (command, target stage) that moves a seed on along the main path
+    lifecycle_pb2.SEED_STAGE_DORMANT: (lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION, 0),
+    lifecycle_pb2.SEED_STAGE_GERMINATED: (lifecycle_pb2.COMMAND_TYPE_ADVANCE, lifecycle_pb2.SEED_STAGE_LOADING),
+    lifecycle_pb2.SEED_STAGE_TRAINING: (lifecycle_pb2.COMMAND_TYPE_ADVANCE, lifecycle_pb2.SEED_STAGE_GRAFTING),
+    lifecycle_pb2.SEED_STAGE_GRAFTING: (lifecycle_pb2.COMMAND_TYPE_ADVANCE, lifecycle_pb2.SEED_STAGE_STABILIZATION),
+}
+
+
+def bring_to(operator: Any, seed_id: str, stage: int, kernel_id: str) -> None:
+    """Command a seed on (germinate, load to TRAINING, graft, stabilize) until it is at `stage`."""
+    from tests.support.kasmina import command
+
+    seed = operator.model.seed(seed_id)
+    while seed.stage != stage:
+        kind, target = _NEXT[seed.stage]
+        operator.apply_command(
+            command(
+                kind,
+                seed_id,
+                command_id=f"{seed_id}-{seed.stage}-{seed.version}",
+                kernel_id=kernel_id if target == 0 else "",
+                target_stage=target,
+                run_id=RUN_ID,
+            )
+        )
+
+
+def test_a_graft_rollback_locks_the_culled_seed_and_the_others_go_on_from_the_checkpoint() -> None:
+    run = setup()
+    trainer = run.trainer(4)
+    bring_to(run.operator, "act1", lifecycle_pb2.SEED_STAGE_GRAFTING, "k-mlp")
+    bring_to(run.operator, "act2", lifecycle_pb2.SEED_STAGE_TRAINING, "k-mlp")
+    checkpoint = trainer._checkpoint_state(3)
+    # Later both have moved on; act1 is culled and the run goes back to before its graft.
+    bring_to(run.operator, "act2", lifecycle_pb2.SEED_STAGE_STABILIZATION, "k-mlp")
+    locked = trainer._restore_and_lock(checkpoint, 7, "graft rollback at epoch 7: test", culprits=["act1"])
+    assert locked == ["act1"]
+    stages = {seed.seed_id: seed.stage for seed in run.model.seed_list()}
+    assert stages["act1"] == lifecycle_pb2.SEED_STAGE_ROLLED_BACK
+    assert stages["act2"] == lifecycle_pb2.SEED_STAGE_TRAINING  # back where it was, adapting on
+    # A divergence does not know its culprit: every seed blending in is locked; TRAINING ones go on.
+    bring_to(run.operator, "act2", lifecycle_pb2.SEED_STAGE_GRAFTING, "k-mlp")
+    assert trainer._restore_and_lock(trainer._checkpoint_state(8), 9, "emergency rollback: test") == ["act2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from esper.kasmina import load_model, save_model
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, tamiyo_pb2
 from esper.tolaria.config import RunConfig
 from esper.tolaria.trainer import TolariaTrainer, TrainingFailed
+from tests.support.kasmina import command
 from tests.unit.tolaria.harness import (
     RUN_ID,
+    TAMIYO,
+    WIDTH,
     export_state,
     metrics_rows,
     notices,
@@ -116,23 +120,46 @@ def test_a_non_finite_epoch_is_rolled_back_and_the_run_goes_on() -> None:
     assert any("non-finite loss" in text and "restored the" in text for text in texts)
 
 
-def test_seeds_adapting_at_a_rollback_are_locked_rolled_back() -> None:
+def test_seeds_blending_in_at_a_rollback_are_locked_rolled_back() -> None:
     run = setup()
     trainer = run.trainer(epochs=10)
-    state = {"poisoned": False}
+    state: dict[str, object] = {"poisoned": False}
 
-    def poison_when_active(record: object, history: object) -> None:
-        if not state["poisoned"] and run.operator.active_seed_ids():
+    def poison_when_blending(record: object, history: object) -> None:
+        if not state["poisoned"] and run.operator.blending_seed_ids():
             state["poisoned"] = True
+            state["blending"] = set(run.operator.blending_seed_ids())
             with torch.no_grad():
                 next(run.model.host.parameters()).fill_(float("inf"))
 
-    trainer.on_epoch = poison_when_active
+    trainer.on_epoch = poison_when_blending
     trainer.train()
     assert state["poisoned"]
     locked = [seed for _, seed, step in transitions(run.events) if step.endswith("->ROLLED_BACK")]
-    assert locked
+    assert locked and set(locked) <= state["blending"]  # type: ignore[operator]
     assert all(seed_stages(run.model)[seed] == lifecycle_pb2.SEED_STAGE_ROLLED_BACK for seed in locked)
+
+
+def test_a_seed_only_training_at_a_rollback_goes_on_from_the_checkpoint() -> None:
+    # A TRAINING seed's forward is the identity: it cannot have caused the failure.
+    run = setup()
+    trainer = run.trainer(epochs=6)
+    state: dict[str, object] = {"poisoned": False}
+
+    def poison_while_training(record: object, history: object) -> None:
+        training = [seed.seed_id for seed in run.model.seed_list() if seed.stage == lifecycle_pb2.SEED_STAGE_TRAINING]
+        if not state["poisoned"] and training and not run.operator.blending_seed_ids():
+            state["poisoned"], state["training"] = True, training
+            with torch.no_grad():
+                next(run.model.host.parameters()).fill_(float("nan"))
+
+    trainer.on_epoch = poison_while_training
+    _, history = trainer.train()
+    assert state["poisoned"] and history.rollbacks == 1
+    assert history.rollback_log[0].locked_seeds == ()
+    assert not any(step.endswith("->ROLLED_BACK") for _, _, step in transitions(run.events))
+    for seed in state["training"]:  # type: ignore[attr-defined]
+        assert seed_stages(run.model)[seed] != lifecycle_pb2.SEED_STAGE_ROLLED_BACK
 
 
 def test_training_that_keeps_diverging_fails_after_the_rollback_budget() -> None:
@@ -223,7 +250,7 @@ def test_test_accuracy_is_that_of_the_saved_model(tmp_path: Path) -> None:
     reloaded = load_model(tmp_path).eval()
     with torch.no_grad():
         correct = (reloaded(run.data.x_test).argmax(1) == run.data.y_test).sum().item()
-    assert trainer.test_accuracy().accuracy == correct / len(run.data.y_test)
+    assert trainer.test_accuracy().metric == correct / len(run.data.y_test)
 
 
 def test_a_plain_module_trains_as_a_static_baseline() -> None:
@@ -244,9 +271,9 @@ def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
 
     for loss in (0.01, 0.008, 0.012):  # a long run that fit well
         trainer._losses.record(loss, loss)
-    fine = EpochStats(loss=0.1, accuracy=0.9, steps=10, finite=True)
+    fine = EpochStats(loss=0.1, metric=0.9, steps=10, finite=True)
     assert trainer._failure(fine, fine) == ""
-    exploded = EpochStats(loss=5.0, accuracy=0.1, steps=10, finite=True)
+    exploded = EpochStats(loss=5.0, metric=0.1, steps=10, finite=True)
     assert "diverged" in trainer._failure(fine, exploded)
 
 
@@ -258,8 +285,62 @@ def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -
 
     for loss in (2.3, 1.1, 0.7, 0.62, 0.60):
         trainer._losses.record(loss, loss)
-    before = EpochStats(loss=0.6, accuracy=0.8, steps=10, finite=True)
-    jumped = EpochStats(loss=4.31, accuracy=0.1, steps=10, finite=True)
+    before = EpochStats(loss=0.6, metric=0.8, steps=10, finite=True)
+    jumped = EpochStats(loss=4.31, metric=0.1, steps=10, finite=True)
     assert trainer._failure(before, before) == ""
     assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
     assert "training loss 4.310 diverged" in trainer._failure(jumped, before)
+
+
+WIDEN = dataclasses.replace(TAMIYO, width_below_units=64, growth_step_fraction=4.0, min_gain_per_kparam=0.0)
+
+
+def test_width_growth_merges_into_the_host_and_a_resume_across_it_matches(tmp_path: Path) -> None:
+    full = setup(tamiyo=WIDEN, widen=True)
+    checkpoint = tmp_path / "last.pt"
+    kept = tmp_path / "after-epoch-3.pt"
+    trainer = full.trainer(epochs=12, checkpoint=checkpoint)
+    trainer.on_epoch = lambda record, _: shutil.copy(checkpoint, kept) if record.metrics.epoch == 3 else None
+    trainer.train()
+    merged = [seed.seed_id for seed in full.model.seed_list() if seed.merged]
+    assert merged, transitions(full.events)
+    # The host grew: its first or second hidden layer has more than 16 units, and its optimizer follows.
+    assert max(full.model.host.fc1.out_features, full.model.host.fc2.out_features) > WIDTH
+    assert {id(p) for p in trainer.optimizers.host.param_groups[0]["params"]} == {
+        id(p) for p in full.model.host.parameters()
+    }
+
+    resumed = setup(tamiyo=WIDEN, widen=True)
+    second = resumed.trainer(epochs=12, checkpoint=tmp_path / "resumed.pt")
+    assert second.resume(kept) == 4
+    second.train()
+    assert metrics_rows(second) == metrics_rows(trainer)[4:]
+    assert seed_stages(resumed.model) == seed_stages(full.model)
+    for key, value in full.model.host.state_dict().items():
+        assert torch.equal(value, resumed.model.host.state_dict()[key]), key
+
+
+def test_the_host_optimizer_carries_its_state_into_grown_layers() -> None:
+    from esper.tolaria.optimizers import OptimizerSet, adam_factory
+
+    run = setup(widen=True)
+    model = run.model
+    optimizers = OptimizerSet(model, adam_factory(1e-2, 0.0), adam_factory(1e-2, 0.0))
+    x, y = run.data.x_train[:64], run.data.y_train[:64]
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizers.step()
+    old = optimizers.host.state[model.host.fc1.weight]["exp_avg"].clone()
+    S = lifecycle_pb2
+    steps = [(S.COMMAND_TYPE_REQUEST_GERMINATION, 0)] + [
+        (S.COMMAND_TYPE_ADVANCE, stage)
+        for stage in (S.SEED_STAGE_LOADING, S.SEED_STAGE_GRAFTING, S.SEED_STAGE_STABILIZATION, S.SEED_STAGE_EVALUATING)
+    ]
+    for index, (kind, stage) in enumerate([*steps, (S.COMMAND_TYPE_FOSSILIZE, 0)]):
+        run.operator.apply_command(
+            command(kind, "w:fc1", command_id=f"c{index}", kernel_id="k-w1", target_stage=stage, run_id=RUN_ID)
+        )
+    assert model.seed("w:fc1").merged
+    assert optimizers.sync()
+    grown = optimizers.host.state[model.host.fc1.weight]["exp_avg"]
+    assert grown.shape == (WIDTH + 4, 2)
+    assert torch.equal(grown[:WIDTH], old) and not grown[WIDTH:].any()

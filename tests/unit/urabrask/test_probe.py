@@ -9,9 +9,9 @@ import pytest
 
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2
 from esper.tezzeret.pipelines import CompiledKernel
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.probe import ProbeSettings, probe
-from tests.fixtures.kernels import compile_kernel, nan_artifact, residual_ir, static_batch_artifact
+from tests.support.kernels import compile_kernel, nan_artifact, residual_ir, static_batch_artifact
 
 SETTINGS = ProbeSettings(
     check_batch_sizes=(1, 7, 32),

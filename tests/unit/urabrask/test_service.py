@@ -9,13 +9,14 @@ import pytest
 
 from esper.errors import InvalidArgument, NotFound
 from esper.leyline.v1 import kernel_pb2, urabrask_pb2
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
 from esper.urabrask.service import UrabraskService
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.unit.urabrask.support import FakeSandbox, StepClock, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET
+from tests.support.signing import TEST_TRUST
+from tests.support.urabrask import FakeSandbox, StepClock, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET
 
 CONFIG = UrabraskConfig(hardware_target=TARGET)
 
@@ -33,7 +34,9 @@ def validated(hub: UrzaHub) -> list[kernel_pb2.KernelArtifact]:
     clock = StepClock()
     for index in range(4):
         failure = "" if index % 2 == 0 else reports.failure_reason(reports.CRASH, f"kernel {index} raised")
-        UrabraskValidator(hub, CONFIG, characterize=FakeSandbox(failure=failure), clock=clock).run_once()
+        UrabraskValidator(
+            hub, CONFIG, characterize=FakeSandbox(failure=failure), clock=clock, trust=TEST_TRUST
+        ).run_once()
     return kernels
 
 

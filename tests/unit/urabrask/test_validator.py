@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from esper.leyline.v1 import kernel_pb2, urza_pb2
-from esper.urabrask import report as reports
+from esper.urabrask import validation_report as reports
 from esper.urabrask.config import TaggingPolicy, UrabraskConfig
 from esper.urabrask.validator import UrabraskValidator
 from esper.urza.hub import UrzaHub
-from tests.unit.urabrask.support import FakeSandbox, StepClock, add_compiled_kernels, hub_at
-from tests.unit.urza.support import TARGET
+from tests.support.signing import TEST_TRUST
+from tests.support.urabrask import FakeSandbox, StepClock, add_compiled_kernels, hub_at
+from tests.support.urza import TARGET, program_archive
 
 VALIDATED = kernel_pb2.KERNEL_STATUS_VALIDATED
 REJECTED = kernel_pb2.KERNEL_STATUS_REJECTED
@@ -32,16 +33,16 @@ def kernel_after(hub: UrzaHub, kernel_id: str) -> kernel_pb2.KernelArtifact:
 
 
 def test_nothing_to_validate(hub: UrzaHub) -> None:
-    assert UrabraskValidator(hub, CONFIG, characterize=FakeSandbox()).run_once() is None
+    assert UrabraskValidator(hub, CONFIG, characterize=FakeSandbox(), trust=TEST_TRUST).run_once() is None
 
 
 def test_passed_kernel_becomes_validated_with_tags(hub: UrzaHub) -> None:
     (kernel,) = add_compiled_kernels(hub, 1)
     sandbox = FakeSandbox(latencies=[0.05])
-    validator = UrabraskValidator(hub, CONFIG, characterize=sandbox, clock=StepClock())
+    validator = UrabraskValidator(hub, CONFIG, characterize=sandbox, clock=StepClock(), trust=TEST_TRUST)
     report = validator.run_once()
     assert report is not None and report.passed
-    assert sandbox.seen == [(b"artifact-0", kernel.kernel_id)]  # the verified bytes reached the sandbox
+    assert sandbox.seen == [(program_archive(b"artifact-0"), kernel.kernel_id)]  # the verified bytes reached it
     stored = kernel_after(hub, kernel.kernel_id)
     assert stored.status == VALIDATED
     # One kernel: the fixed rules (0.05 ms is fast, 4 MB neither low nor high memory).
@@ -54,7 +55,7 @@ def test_passed_kernel_becomes_validated_with_tags(hub: UrzaHub) -> None:
 def test_failed_kernel_is_rejected_without_tags(hub: UrzaHub) -> None:
     (kernel,) = add_compiled_kernels(hub, 1)
     failure = reports.failure_reason(reports.NON_FINITE, "output holds NaN/Inf at batch 1")
-    UrabraskValidator(hub, CONFIG, characterize=FakeSandbox(failure=failure)).run_once()
+    UrabraskValidator(hub, CONFIG, characterize=FakeSandbox(failure=failure), trust=TEST_TRUST).run_once()
     stored = kernel_after(hub, kernel.kernel_id)
     assert stored.status == REJECTED
     assert list(stored.tags) == []
@@ -64,7 +65,7 @@ def test_failed_kernel_is_rejected_without_tags(hub: UrzaHub) -> None:
 def test_kernel_for_other_hardware_is_rejected_unrun(hub: UrzaHub) -> None:
     (kernel,) = add_compiled_kernels(hub, 1, target="cuda_sm90")
     sandbox = FakeSandbox()
-    UrabraskValidator(hub, CONFIG, characterize=sandbox).run_once()
+    UrabraskValidator(hub, CONFIG, characterize=sandbox, trust=TEST_TRUST).run_once()
     stored = kernel_after(hub, kernel.kernel_id)
     assert stored.status == REJECTED
     assert reports.failure_category(stored.validation_report.failure_reason) == reports.HARDWARE_MISMATCH
@@ -76,7 +77,7 @@ def test_corrupted_artifact_is_rejected_and_never_run(hub: UrzaHub, tmp_path: Pa
     (stored_file,) = (tmp_path / "artifacts" / "kernels" / kernel.kernel_id).glob("*.pt2")
     stored_file.write_bytes(b"tampered")
     sandbox = FakeSandbox()
-    UrabraskValidator(hub, CONFIG, characterize=sandbox).run_once()
+    UrabraskValidator(hub, CONFIG, characterize=sandbox, trust=TEST_TRUST).run_once()
     stored = kernel_after(hub, kernel.kernel_id)
     assert stored.status == REJECTED
     assert reports.failure_category(stored.validation_report.failure_reason) == reports.CHECKSUM_MISMATCH
@@ -88,7 +89,7 @@ def test_tags_switch_to_percentiles_once_the_population_is_large_enough(hub: Urz
     kernels = add_compiled_kernels(hub, 5)
     # Three peers at 1, 2 and 3 ms (fixed rules: all medium or low), then two newcomers.
     sandbox = FakeSandbox(latencies=[1.0, 2.0, 3.0, 0.5, 9.0])
-    validator = UrabraskValidator(hub, config, characterize=sandbox)
+    validator = UrabraskValidator(hub, config, characterize=sandbox, trust=TEST_TRUST)
     for _ in kernels:
         validator.run_once()
     tags = {kernel.kernel_id: set(kernel_after(hub, kernel.kernel_id).tags) for kernel in kernels}
@@ -100,7 +101,7 @@ def test_tags_switch_to_percentiles_once_the_population_is_large_enough(hub: Urz
 
 def test_run_forever_validates_until_stopped(hub: UrzaHub) -> None:
     kernels = add_compiled_kernels(hub, 2)
-    validator = UrabraskValidator(hub, CONFIG, characterize=FakeSandbox())
+    validator = UrabraskValidator(hub, CONFIG, characterize=FakeSandbox(), trust=TEST_TRUST)
     stop = threading.Event()
     worker = threading.Thread(target=validator.run_forever, args=(stop,))
     worker.start()
@@ -124,7 +125,7 @@ def test_run_forever_survives_a_failing_pass(hub: UrzaHub) -> None:
         calls.append(1)
         raise RuntimeError("sandbox infrastructure broke")
 
-    validator = UrabraskValidator(hub, CONFIG, characterize=broken)
+    validator = UrabraskValidator(hub, CONFIG, characterize=broken, trust=TEST_TRUST)
     stop = threading.Event()
     worker = threading.Thread(target=validator.run_forever, args=(stop,))
     worker.start()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import FakeClock, make_hub
+from tests.support.urza import FakeClock, make_hub
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from esper.errors import InvalidArgument, NotFound
 from esper.ir import ir_sha256, parameter_count
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import sample_ir, submit
+from tests.support.urza import sample_ir, submit
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 STANDARD = kernel_pb2.COMPILATION_PIPELINE_STANDARD

@@ -13,13 +13,15 @@ from esper.errors import AlreadyExists, EsperError, FailedPrecondition, InvalidA
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
 from esper.urza.store import FolderObjectStore
-from tests.unit.urza.support import (
+from tests.support.signing import OTHER_SIGNER, TEST_TRUST, signed
+from tests.support.urza import (
     FakeClock,
     claim,
     complete,
     fail,
     kernel_id_for,
     make_hub,
+    program_archive,
     sample_ir,
     submit,
 )
@@ -75,8 +77,8 @@ def test_complete_stores_the_kernel_and_the_blueprint_becomes_compiled(hub: Urza
     artifact = b"\x00pt2" * 1000
     kernel = complete(hub, fast, artifact, parameter_count=544, toolchain_hash="0123abcd99")
     assert kernel.kernel_id == kernel_id_for(fast)
-    assert kernel.sha256 == hashlib.sha256(artifact).hexdigest()
-    assert kernel.size_bytes == len(artifact)
+    assert kernel.sha256 == hashlib.sha256(program_archive(artifact)).hexdigest()
+    assert kernel.size_bytes == len(program_archive(artifact))
     assert kernel.status == kernel_pb2.KERNEL_STATUS_COMPILED
     assert (kernel.blueprint_id, kernel.pipeline) == (blueprint.blueprint_id, FAST)
     assert (kernel.input_kind, list(kernel.input_shape.dims)) == (blueprint_pb2.INPUT_KIND_FEATURES, [16])
@@ -228,7 +230,7 @@ def test_an_artifact_id_is_written_once(hub: UrzaHub) -> None:
         complete(hub, job, b"different bytes, same id")
     assert caught.value.reason == "ALREADY_EXISTS"
     chunks = hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=original.kernel_id))
-    assert b"".join(chunk.chunk_data for chunk in chunks) == b"the artifact"
+    assert b"".join(chunk.chunk_data for chunk in chunks) == program_archive(b"the artifact")
 
 
 @pytest.mark.parametrize(
@@ -328,4 +330,47 @@ def test_a_lease_that_runs_out_during_the_upload_is_lost(database_url: str, tmp_
         complete(hub, job)
     assert caught.value.reason == "LEASE_LOST"
     assert hub.query_kernels(urza_pb2.QueryKernelsRequest()).result.total_size == 0
+    hub.close()
+
+
+def test_an_upload_that_fails_the_artifact_check_is_refused_and_nothing_is_stored(hub: UrzaHub) -> None:
+    submit(hub, pipelines=[FAST])
+    job = claim(hub)
+    assert job is not None
+    request = urza_pb2.CompleteCompileJobRequest(
+        job_id=job.job_id,
+        lease_token=job.lease_token,
+        kernel=kernel_pb2.KernelArtifact(kernel_id=kernel_id_for(job), hardware_target="cpu"),
+        artifact=b"not an archive at all",
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        hub.complete_compile_job(request)
+    assert (caught.value.reason, caught.value.violations[0].field) == ("UNSAFE_ARTIFACT", "artifact")
+    assert hub.query_kernels(urza_pb2.QueryKernelsRequest()).result.total_size == 0
+    assert _job(hub, job.job_id).status == JOB.COMPILE_JOB_STATUS_RUNNING
+
+
+def test_with_trusted_signers_only_a_verifying_signature_is_stored(tmp_path: Path) -> None:
+    hub = make_hub(f"sqlite:///{tmp_path / 'urza.db'}", tmp_path / "store", trust=TEST_TRUST)
+    submit(hub, pipelines=[FAST])
+    job = claim(hub)
+    assert job is not None
+    artifact = program_archive(b"signed")
+    kernel = kernel_pb2.KernelArtifact(kernel_id=kernel_id_for(job), hardware_target="cpu", pipeline=FAST)
+    request = urza_pb2.CompleteCompileJobRequest(
+        job_id=job.job_id, lease_token=job.lease_token, kernel=kernel, artifact=artifact
+    )
+    with pytest.raises(InvalidArgument, match="unsigned") as caught:
+        hub.complete_compile_job(request)
+    assert (caught.value.reason, caught.value.violations[0].field) == ("BAD_SIGNATURE", "kernel.signature")
+    signed(request.kernel, hashlib.sha256(artifact).hexdigest(), OTHER_SIGNER)
+    with pytest.raises(InvalidArgument, match="not trusted"):
+        hub.complete_compile_job(request)
+    signed(request.kernel, hashlib.sha256(b"other bytes").hexdigest())
+    with pytest.raises(InvalidArgument, match="does not verify"):
+        hub.complete_compile_job(request)
+    signed(request.kernel, hashlib.sha256(artifact).hexdigest())
+    stored = hub.complete_compile_job(request).kernel
+    assert stored.signature == request.kernel.signature
+    assert hub.get_kernel(urza_pb2.GetKernelRequest(kernel_id=stored.kernel_id)).kernel.signature.key_id
     hub.close()

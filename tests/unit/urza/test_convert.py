@@ -15,7 +15,7 @@ from esper.urza.convert import (
     timestamp_from_us,
     us_from_timestamp,
 )
-from tests.unit.urza.support import sample_ir
+from tests.support.urza import sample_ir
 
 
 def test_blueprint_round_trip() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import run_core_flow
+from tests.support.urza import run_core_flow
 
 
 def test_core_flow_on_sqlite(hub: UrzaHub) -> None:

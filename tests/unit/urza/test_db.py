@@ -9,9 +9,9 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from esper.errors import FailedPrecondition
-from esper.leyline.v1 import blueprint_pb2
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.db import SCHEMA_VERSION, UrzaDatabase, schema_meta
-from tests.unit.urza.support import make_hub, submit
+from tests.support.urza import claim, compile_all, complete, kernel_id_for, make_hub, submit, validate
 
 
 def test_an_empty_database_gets_the_current_schema(database_url: str) -> None:
@@ -95,9 +95,11 @@ def test_a_transaction_the_database_aborted_is_run_again(database_url: str) -> N
 def test_a_schema_1_database_is_migrated_and_its_kernels_read_as_depth_kernels(database_url: str) -> None:
     database = UrzaDatabase.open(database_url)
     with database.write() as conn:
-        # Schema 1 had no growth kind or output shape on kernels.
+        # Schema 1 had no growth kind or output shape on kernels, nor signatures.
         conn.execute(text("ALTER TABLE kernels DROP COLUMN growth_kind"))
         conn.execute(text("ALTER TABLE kernels DROP COLUMN output_shape"))
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN signature"))
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN signing_key_id"))
         conn.execute(update(schema_meta).values(version=1))
         conn.execute(text("INSERT INTO blueprints VALUES ('bp-1', 'aa', x'00', '', 'n', 1, 4, '', 10, '', 1, 0, 0)"))
         conn.execute(
@@ -115,3 +117,32 @@ def test_a_schema_1_database_is_migrated_and_its_kernels_read_as_depth_kernels(d
         row = conn.execute(text("SELECT growth_kind, output_shape FROM kernels")).one()
     assert tuple(row) == (blueprint_pb2.GROWTH_KIND_DEPTH, "16")
     migrated.close()
+
+
+def test_a_schema_2_database_is_migrated_and_its_unsigned_kernels_are_compiled_again(
+    database_url: str, tmp_path: Path
+) -> None:
+    hub = make_hub(database_url, tmp_path / "store")
+    blueprint = submit(hub, pipelines=[kernel_pb2.COMPILATION_PIPELINE_FAST])
+    (kernel,) = compile_all(hub)
+    validate(hub)
+    hub.close()
+    database = UrzaDatabase.open(database_url)
+    with database.write() as conn:  # back to what schema 2 stored
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN signature"))
+        conn.execute(text("ALTER TABLE kernels DROP COLUMN signing_key_id"))
+        conn.execute(update(schema_meta).values(version=2))
+    database.close()
+    upgraded = make_hub(database_url, tmp_path / "store")
+    got = upgraded.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=blueprint.blueprint_id))
+    assert got.blueprint.status == blueprint_pb2.BLUEPRINT_STATUS_SUBMITTED
+    assert [k.status for k in got.kernels] == [kernel_pb2.KERNEL_STATUS_REJECTED]
+    (job,) = got.compile_jobs
+    assert (job.status, job.attempts, job.kernel_id) == (kernel_pb2.COMPILE_JOB_STATUS_QUEUED, 0, "")
+    # A signed kernel can take its place (a new toolchain hash gives it a new id).
+    again = claim(upgraded)
+    assert again is not None
+    complete(upgraded, again, kernel_id=kernel_id_for(again, toolchain="89abcdef"))
+    assert len(upgraded.get_blueprint(urza_pb2.GetBlueprintRequest(blueprint_id=blueprint.blueprint_id)).kernels) == 2
+    assert kernel.kernel_id
+    upgraded.close()

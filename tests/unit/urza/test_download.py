@@ -12,9 +12,10 @@ from esper.errors import DataLoss, InvalidArgument, NotFound
 from esper.leyline.v1 import kernel_pb2, urza_pb2
 from esper.urza.fetch import download_kernel_bytes
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import claim, complete, submit
+from tests.support.urza import claim, complete, program_archive, submit
 
-ARTIFACT = bytes(range(256)) * 40  # 10240 bytes
+PAYLOAD = bytes(range(256)) * 40
+ARTIFACT = program_archive(PAYLOAD)  # a little over 10240 bytes
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def kernel(hub: UrzaHub) -> kernel_pb2.KernelArtifact:
     submit(hub, pipelines=[kernel_pb2.COMPILATION_PIPELINE_FAST])
     job = claim(hub)
     assert job is not None
-    return complete(hub, job, ARTIFACT)
+    return complete(hub, job, PAYLOAD)
 
 
 def _stored_file(tmp_path: Path, kernel: kernel_pb2.KernelArtifact) -> Path:
@@ -33,7 +34,7 @@ def _stored_file(tmp_path: Path, kernel: kernel_pb2.KernelArtifact) -> Path:
 def test_chunks_cover_the_artifact_and_carry_its_checksum(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact) -> None:
     chunks = list(hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=4096)))
     assert [chunk.offset for chunk in chunks] == [0, 4096, 8192]
-    assert [len(chunk.chunk_data) for chunk in chunks] == [4096, 4096, 2048]
+    assert [len(chunk.chunk_data) for chunk in chunks] == [4096, 4096, len(ARTIFACT) - 8192]
     assert {chunk.sha256 for chunk in chunks} == {hashlib.sha256(ARTIFACT).hexdigest()}
     assert {chunk.total_size for chunk in chunks} == {len(ARTIFACT)}
     assert b"".join(chunk.chunk_data for chunk in chunks) == ARTIFACT
@@ -57,8 +58,32 @@ def test_corrupted_stored_bytes_are_data_loss(hub: UrzaHub, kernel: kernel_pb2.K
     corrupted[100] ^= 0xFF
     path.write_bytes(bytes(corrupted))
     with pytest.raises(DataLoss) as caught:
-        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id))
+        list(hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id)))
     assert caught.value.reason == "CHECKSUM_MISMATCH"
+
+
+def test_a_corruption_is_found_before_the_last_chunk_is_sent(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path
+) -> None:
+    path = _stored_file(tmp_path, kernel)
+    corrupted = bytearray(path.read_bytes())
+    corrupted[-30] ^= 0xFF
+    path.write_bytes(bytes(corrupted))
+    chunks = hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id, chunk_size=4096))
+    received = []
+    with pytest.raises(DataLoss):
+        for chunk in chunks:
+            received.append(chunk)
+    assert [chunk.offset for chunk in received] == [0, 4096]
+
+
+def test_a_stored_file_of_another_size_is_data_loss_at_once(
+    hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path
+) -> None:
+    path = _stored_file(tmp_path, kernel)
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(DataLoss):
+        hub.download_kernel(urza_pb2.DownloadKernelRequest(kernel_id=kernel.kernel_id))
 
 
 def test_missing_stored_bytes_are_data_loss(hub: UrzaHub, kernel: kernel_pb2.KernelArtifact, tmp_path: Path) -> None:

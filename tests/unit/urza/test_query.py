@@ -10,7 +10,7 @@ from esper.errors import InvalidArgument, NotFound
 from esper.ir import IRBuilder
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import compile_all, sample_ir, submit, validate
+from tests.support.urza import claim, compile_all, complete, sample_ir, submit, validate
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
 STANDARD = kernel_pb2.COMPILATION_PIPELINE_STANDARD
@@ -180,3 +180,16 @@ def test_unknown_kernel_is_not_found(hub: UrzaHub) -> None:
     with pytest.raises(NotFound) as caught:
         hub.get_kernel(urza_pb2.GetKernelRequest(kernel_id="0123456789ab-cpu-fast-01234567"))
     assert caught.value.reason == "KERNEL_NOT_FOUND"
+
+
+def test_filter_by_the_kind_of_device_kernels_are_built_for(hub: UrzaHub) -> None:
+    submit(hub, sample_ir(seed=21), pipelines=[FAST])
+    submit(hub, sample_ir(seed=22), pipelines=[FAST])
+    cpu = complete(hub, claim(hub), hardware_target="cpu_x86_64")  # type: ignore[arg-type]
+    cuda = complete(hub, claim(hub), hardware_target="cuda_sm80")  # type: ignore[arg-type]
+    assert _ids(hub, device_kind="cpu") == [cpu.kernel_id]
+    assert _ids(hub, device_kind="cuda") == [cuda.kernel_id]
+    assert set(_ids(hub)) == {cpu.kernel_id, cuda.kernel_id}
+    with pytest.raises(InvalidArgument) as raised:
+        _ids(hub, device_kind="tpu")
+    assert raised.value.violations[0].field == "query.device_kind"

@@ -15,8 +15,8 @@ def test_flags_choose_database_and_store(tmp_path: Path, monkeypatch: pytest.Mon
     opened: list[UrzaHub] = []
     real_open = UrzaHub.open
 
-    def spy(config: object) -> UrzaHub:
-        hub = real_open(config)  # type: ignore[arg-type]
+    def spy(config: object, **options: object) -> UrzaHub:
+        hub = real_open(config, **options)  # type: ignore[arg-type]
         opened.append(hub)
         return hub
 
@@ -38,7 +38,7 @@ def test_flags_choose_database_and_store(tmp_path: Path, monkeypatch: pytest.Mon
 def test_s3_credentials_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     captured: list[object] = []
 
-    def fake_open(config: object) -> object:
+    def fake_open(config: object, **options: object) -> object:
         captured.append(config)
         raise RuntimeError("stop here")
 
@@ -54,13 +54,17 @@ def test_s3_credentials_come_from_the_standard_variables(monkeypatch: pytest.Mon
             str(tmp_path),
             "--store",
             "s3://bucket/prefix",
-            "--s3-access-key",
-            "flag",
         ]
     )
     with pytest.raises(RuntimeError, match="stop here"):
         args.serve_target.build(args)
     (config,) = captured
-    assert (config.s3_access_key, config.s3_secret_key) == ("flag", "secret-from-env")  # type: ignore[attr-defined]
+    assert (config.s3_access_key, config.s3_secret_key) == ("from-env", "secret-from-env")  # type: ignore[attr-defined]
     assert config.s3_endpoint_url == "http://127.0.0.1:9"  # type: ignore[attr-defined]
     assert config.database_url == f"sqlite:///{tmp_path / 'urza.db'}"  # type: ignore[attr-defined]
+
+
+def test_no_secret_can_be_given_on_the_command_line() -> None:
+    for flag in ("--s3-access-key", "--s3-secret-key"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "urza", flag, "x"])

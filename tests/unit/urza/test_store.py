@@ -8,7 +8,7 @@ import pytest
 
 from esper.urza.config import UrzaConfig
 from esper.urza.store import FolderObjectStore, open_object_store
-from tests.unit.urza.store_contract import check_object_store_contract
+from tests.support.store_contract import check_object_store_contract
 
 
 def test_folder_store_meets_the_contract(tmp_path: Path) -> None:

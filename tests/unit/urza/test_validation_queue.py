@@ -7,7 +7,7 @@ import pytest
 from esper.errors import FailedPrecondition, InvalidArgument, NotFound
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, urza_pb2
 from esper.urza.hub import UrzaHub
-from tests.unit.urza.support import FakeClock, compile_all, submit, validate
+from tests.support.urza import FakeClock, compile_all, submit, validate
 
 BP = blueprint_pb2.BlueprintStatus
 KERNEL = kernel_pb2.KernelStatus

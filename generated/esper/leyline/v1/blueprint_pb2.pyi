@@ -50,6 +50,7 @@ class InputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INPUT_KIND_FEATURES: _ClassVar[InputKind]
     INPUT_KIND_IMAGE: _ClassVar[InputKind]
     INPUT_KIND_SEQUENCE: _ClassVar[InputKind]
+    INPUT_KIND_CAUSAL_SEQUENCE: _ClassVar[InputKind]
 
 class BlueprintStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -89,6 +90,7 @@ INPUT_KIND_UNSPECIFIED: InputKind
 INPUT_KIND_FEATURES: InputKind
 INPUT_KIND_IMAGE: InputKind
 INPUT_KIND_SEQUENCE: InputKind
+INPUT_KIND_CAUSAL_SEQUENCE: InputKind
 BLUEPRINT_STATUS_UNSPECIFIED: BlueprintStatus
 BLUEPRINT_STATUS_SUBMITTED: BlueprintStatus
 BLUEPRINT_STATUS_COMPILING: BlueprintStatus

@@ -26,17 +26,17 @@ from esper.leyline.v1 import lifecycle_pb2 as esper_dot_leyline_dot_v1_dot_lifec
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65sper/leyline/v1/bus.proto\x12\x10\x65sper.leyline.v1\x1a esper/leyline/v1/lifecycle.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n\x0cTraceContext\x12 \n\x0btraceparent\x18\x01 \x01(\tR\x0btraceparent\x12\x1e\n\ntracestate\x18\x02 \x01(\tR\ntracestate\"\xd8\x03\n\x0b\x42usEnvelope\x12\x43\n\x0cmessage_type\x18\x01 \x01(\x0e\x32 .esper.leyline.v1.BusMessageTypeR\x0bmessageType\x12%\n\x0eschema_version\x18\x02 \x01(\rR\rschemaVersion\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12\x43\n\rtrace_context\x18\x04 \x01(\x0b\x32\x1e.esper.leyline.v1.TraceContextR\x0ctraceContext\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x12=\n\x08priority\x18\x06 \x01(\x0e\x32!.esper.leyline.v1.MessagePriorityR\x08priority\x12=\n\x0cpublish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bpublishTime\x12\x18\n\x07payload\x18\x08 \x01(\x0cR\x07payload\x12\x1f\n\x0bhmac_sha256\x18\t \x01(\x0cR\nhmacSha256\x12\x1e\n\x0bhmac_key_id\x18\n \x01(\tR\thmacKeyId*\xd4\x02\n\x0e\x42usMessageType\x12 \n\x1c\x42US_MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12#\n\x1f\x42US_MESSAGE_TYPE_SEED_TELEMETRY\x10\x01\x12\'\n#BUS_MESSAGE_TYPE_ADAPTATION_COMMAND\x10\x02\x12!\n\x1d\x42US_MESSAGE_TYPE_FIELD_REPORT\x10\x03\x12\"\n\x1e\x42US_MESSAGE_TYPE_POLICY_UPDATE\x10\x04\x12 \n\x1c\x42US_MESSAGE_TYPE_COMPILE_JOB\x10\x05\x12!\n\x1d\x42US_MESSAGE_TYPE_SYSTEM_STATE\x10\x06\x12\x1e\n\x1a\x42US_MESSAGE_TYPE_RUN_EVENT\x10\x07\x12&\n\"BUS_MESSAGE_TYPE_POLICY_TRANSITION\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65sper/leyline/v1/bus.proto\x12\x10\x65sper.leyline.v1\x1a esper/leyline/v1/lifecycle.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n\x0cTraceContext\x12 \n\x0btraceparent\x18\x01 \x01(\tR\x0btraceparent\x12\x1e\n\ntracestate\x18\x02 \x01(\tR\ntracestate\"\xf2\x03\n\x0b\x42usEnvelope\x12\x43\n\x0cmessage_type\x18\x01 \x01(\x0e\x32 .esper.leyline.v1.BusMessageTypeR\x0bmessageType\x12%\n\x0eschema_version\x18\x02 \x01(\rR\rschemaVersion\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x12\x43\n\rtrace_context\x18\x04 \x01(\x0b\x32\x1e.esper.leyline.v1.TraceContextR\x0ctraceContext\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x12=\n\x08priority\x18\x06 \x01(\x0e\x32!.esper.leyline.v1.MessagePriorityR\x08priority\x12=\n\x0cpublish_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bpublishTime\x12\x18\n\x07payload\x18\x08 \x01(\x0cR\x07payload\x12\x1f\n\x0bhmac_sha256\x18\t \x01(\x0cR\nhmacSha256\x12\x1e\n\x0bhmac_key_id\x18\n \x01(\tR\thmacKeyId\x12\x18\n\x07subject\x18\x0b \x01(\tR\x07subject*\xd4\x02\n\x0e\x42usMessageType\x12 \n\x1c\x42US_MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12#\n\x1f\x42US_MESSAGE_TYPE_SEED_TELEMETRY\x10\x01\x12\'\n#BUS_MESSAGE_TYPE_ADAPTATION_COMMAND\x10\x02\x12!\n\x1d\x42US_MESSAGE_TYPE_FIELD_REPORT\x10\x03\x12\"\n\x1e\x42US_MESSAGE_TYPE_POLICY_UPDATE\x10\x04\x12 \n\x1c\x42US_MESSAGE_TYPE_COMPILE_JOB\x10\x05\x12!\n\x1d\x42US_MESSAGE_TYPE_SYSTEM_STATE\x10\x06\x12\x1e\n\x1a\x42US_MESSAGE_TYPE_RUN_EVENT\x10\x07\x12&\n\"BUS_MESSAGE_TYPE_POLICY_TRANSITION\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'esper.leyline.v1.bus_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BUSMESSAGETYPE']._serialized_start=673
-  _globals['_BUSMESSAGETYPE']._serialized_end=1013
+  _globals['_BUSMESSAGETYPE']._serialized_start=699
+  _globals['_BUSMESSAGETYPE']._serialized_end=1039
   _globals['_TRACECONTEXT']._serialized_start=115
   _globals['_TRACECONTEXT']._serialized_end=195
   _globals['_BUSENVELOPE']._serialized_start=198
-  _globals['_BUSENVELOPE']._serialized_end=670
+  _globals['_BUSENVELOPE']._serialized_end=696
 # @@protoc_insertion_point(module_scope)

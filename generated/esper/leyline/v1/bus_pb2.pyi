@@ -40,7 +40,7 @@ class TraceContext(_message.Message):
     def __init__(self, traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class BusEnvelope(_message.Message):
-    __slots__ = ("message_type", "schema_version", "idempotency_key", "trace_context", "source", "priority", "publish_time", "payload", "hmac_sha256", "hmac_key_id")
+    __slots__ = ("message_type", "schema_version", "idempotency_key", "trace_context", "source", "priority", "publish_time", "payload", "hmac_sha256", "hmac_key_id", "subject")
     MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class BusEnvelope(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     HMAC_SHA256_FIELD_NUMBER: _ClassVar[int]
     HMAC_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
     message_type: BusMessageType
     schema_version: int
     idempotency_key: str
@@ -61,4 +62,5 @@ class BusEnvelope(_message.Message):
     payload: bytes
     hmac_sha256: bytes
     hmac_key_id: str
-    def __init__(self, message_type: _Optional[_Union[BusMessageType, str]] = ..., schema_version: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., trace_context: _Optional[_Union[TraceContext, _Mapping]] = ..., source: _Optional[str] = ..., priority: _Optional[_Union[_lifecycle_pb2.MessagePriority, str]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[bytes] = ..., hmac_sha256: _Optional[bytes] = ..., hmac_key_id: _Optional[str] = ...) -> None: ...
+    subject: str
+    def __init__(self, message_type: _Optional[_Union[BusMessageType, str]] = ..., schema_version: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., trace_context: _Optional[_Union[TraceContext, _Mapping]] = ..., source: _Optional[str] = ..., priority: _Optional[_Union[_lifecycle_pb2.MessagePriority, str]] = ..., publish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[bytes] = ..., hmac_sha256: _Optional[bytes] = ..., hmac_key_id: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...

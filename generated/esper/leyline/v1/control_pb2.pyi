@@ -68,7 +68,7 @@ class AdaptationDecision(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., seed_id: _Optional[str] = ..., command_id: _Optional[str] = ..., command_type: _Optional[_Union[_lifecycle_pb2.CommandType, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FieldReport(_message.Message):
-    __slots__ = ("report_id", "run_id", "seed_id", "blueprint_id", "kernel_id", "outcome", "pre_metric", "post_metric", "eval_metrics", "epochs_active", "germination_command_id", "selected_for_tags", "kernel_report", "reason", "report_time")
+    __slots__ = ("report_id", "run_id", "seed_id", "blueprint_id", "kernel_id", "outcome", "pre_metric", "post_metric", "eval_metrics", "epochs_active", "germination_command_id", "selected_for_tags", "kernel_report", "reason", "report_time", "metric_direction")
     class EvalMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,7 @@ class FieldReport(_message.Message):
     KERNEL_REPORT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REPORT_TIME_FIELD_NUMBER: _ClassVar[int]
+    METRIC_DIRECTION_FIELD_NUMBER: _ClassVar[int]
     report_id: str
     run_id: str
     seed_id: str
@@ -106,7 +107,8 @@ class FieldReport(_message.Message):
     kernel_report: _kernel_pb2.UrabraskValidationReport
     reason: str
     report_time: _timestamp_pb2.Timestamp
-    def __init__(self, report_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seed_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., kernel_id: _Optional[str] = ..., outcome: _Optional[_Union[_lifecycle_pb2.AdaptationOutcome, str]] = ..., pre_metric: _Optional[float] = ..., post_metric: _Optional[float] = ..., eval_metrics: _Optional[_Mapping[str, float]] = ..., epochs_active: _Optional[int] = ..., germination_command_id: _Optional[str] = ..., selected_for_tags: _Optional[_Iterable[str]] = ..., kernel_report: _Optional[_Union[_kernel_pb2.UrabraskValidationReport, _Mapping]] = ..., reason: _Optional[str] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    metric_direction: _lifecycle_pb2.MetricDirection
+    def __init__(self, report_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seed_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., kernel_id: _Optional[str] = ..., outcome: _Optional[_Union[_lifecycle_pb2.AdaptationOutcome, str]] = ..., pre_metric: _Optional[float] = ..., post_metric: _Optional[float] = ..., eval_metrics: _Optional[_Mapping[str, float]] = ..., epochs_active: _Optional[int] = ..., germination_command_id: _Optional[str] = ..., selected_for_tags: _Optional[_Iterable[str]] = ..., kernel_report: _Optional[_Union[_kernel_pb2.UrabraskValidationReport, _Mapping]] = ..., reason: _Optional[str] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metric_direction: _Optional[_Union[_lifecycle_pb2.MetricDirection, str]] = ...) -> None: ...
 
 class PolicyUpdate(_message.Message):
     __slots__ = ("policy_id", "version", "parent_policy_id", "field_report_count", "sha256", "artifact_uri", "metrics", "create_time", "card_json", "transition_count", "feature_schema_version")

@@ -22,33 +22,42 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import access_pb2 as esper_dot_leyline_dot_v1_dot_access__pb2
 from esper.leyline.v1 import blueprint_pb2 as esper_dot_leyline_dot_v1_dot_blueprint__pb2
 from esper.leyline.v1 import control_pb2 as esper_dot_leyline_dot_v1_dot_control__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65sper/leyline/v1/karn.proto\x12\x10\x65sper.leyline.v1\x1a esper/leyline/v1/blueprint.proto\x1a\x1e\x65sper/leyline/v1/control.proto\"\x94\x02\n\x14ListTemplatesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x04tier\x18\x03 \x01(\x0e\x32\x1f.esper.leyline.v1.BlueprintTierR\x04tier\x12\x10\n\x03tag\x18\x04 \x01(\tR\x03tag\x12:\n\ninput_kind\x18\x05 \x01(\x0e\x32\x1b.esper.leyline.v1.InputKindR\tinputKind\x12=\n\x0bgrowth_kind\x18\x06 \x01(\x0e\x32\x1c.esper.leyline.v1.GrowthKindR\ngrowthKind\"\xa1\x01\n\x15ListTemplatesResponse\x12\x41\n\ttemplates\x18\x01 \x03(\x0b\x32#.esper.leyline.v1.BlueprintTemplateR\ttemplates\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"5\n\x12GetTemplateRequest\x12\x1f\n\x0btemplate_id\x18\x01 \x01(\tR\ntemplateId\"V\n\x13GetTemplateResponse\x12?\n\x08template\x18\x01 \x01(\x0b\x32#.esper.leyline.v1.BlueprintTemplateR\x08template\"\xb2\x03\n\x15QueryTemplatesRequest\x12:\n\ninput_kind\x18\x01 \x01(\x0e\x32\x1b.esper.leyline.v1.InputKindR\tinputKind\x12>\n\x0binput_shape\x18\x02 \x01(\x0b\x32\x1d.esper.leyline.v1.TensorShapeR\ninputShape\x12\x35\n\x05tiers\x18\x03 \x03(\x0e\x32\x1f.esper.leyline.v1.BlueprintTierR\x05tiers\x12\x19\n\x08tags_all\x18\x04 \x03(\tR\x07tagsAll\x12\x34\n\x16max_parameter_estimate\x18\x05 \x01(\x04R\x14maxParameterEstimate\x12\x14\n\x05limit\x18\x06 \x01(\x05R\x05limit\x12=\n\x0bgrowth_kind\x18\x07 \x01(\x0e\x32\x1c.esper.leyline.v1.GrowthKindR\ngrowthKind\x12@\n\x0coutput_shape\x18\x08 \x01(\x0b\x32\x1d.esper.leyline.v1.TensorShapeR\x0boutputShape\"[\n\x16QueryTemplatesResponse\x12\x41\n\ttemplates\x18\x01 \x03(\x0b\x32#.esper.leyline.v1.BlueprintTemplateR\ttemplates\"T\n\x19SubmitFieldReportsRequest\x12\x37\n\x07reports\x18\x01 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x07reports\"l\n\x1aSubmitFieldReportsResponse\x12%\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05R\racceptedCount\x12\'\n\x0f\x64uplicate_count\x18\x02 \x01(\x05R\x0e\x64uplicateCount2\xa1\x03\n\x0bKarnService\x12`\n\rListTemplates\x12&.esper.leyline.v1.ListTemplatesRequest\x1a\'.esper.leyline.v1.ListTemplatesResponse\x12Z\n\x0bGetTemplate\x12$.esper.leyline.v1.GetTemplateRequest\x1a%.esper.leyline.v1.GetTemplateResponse\x12\x63\n\x0eQueryTemplates\x12\'.esper.leyline.v1.QueryTemplatesRequest\x1a(.esper.leyline.v1.QueryTemplatesResponse\x12o\n\x12SubmitFieldReports\x12+.esper.leyline.v1.SubmitFieldReportsRequest\x1a,.esper.leyline.v1.SubmitFieldReportsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65sper/leyline/v1/karn.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a esper/leyline/v1/blueprint.proto\x1a\x1e\x65sper/leyline/v1/control.proto\"\x94\x02\n\x14ListTemplatesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x04tier\x18\x03 \x01(\x0e\x32\x1f.esper.leyline.v1.BlueprintTierR\x04tier\x12\x10\n\x03tag\x18\x04 \x01(\tR\x03tag\x12:\n\ninput_kind\x18\x05 \x01(\x0e\x32\x1b.esper.leyline.v1.InputKindR\tinputKind\x12=\n\x0bgrowth_kind\x18\x06 \x01(\x0e\x32\x1c.esper.leyline.v1.GrowthKindR\ngrowthKind\"\xa1\x01\n\x15ListTemplatesResponse\x12\x41\n\ttemplates\x18\x01 \x03(\x0b\x32#.esper.leyline.v1.BlueprintTemplateR\ttemplates\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"5\n\x12GetTemplateRequest\x12\x1f\n\x0btemplate_id\x18\x01 \x01(\tR\ntemplateId\"V\n\x13GetTemplateResponse\x12?\n\x08template\x18\x01 \x01(\x0b\x32#.esper.leyline.v1.BlueprintTemplateR\x08template\"\xb2\x03\n\x15QueryTemplatesRequest\x12:\n\ninput_kind\x18\x01 \x01(\x0e\x32\x1b.esper.leyline.v1.InputKindR\tinputKind\x12>\n\x0binput_shape\x18\x02 \x01(\x0b\x32\x1d.esper.leyline.v1.TensorShapeR\ninputShape\x12\x35\n\x05tiers\x18\x03 \x03(\x0e\x32\x1f.esper.leyline.v1.BlueprintTierR\x05tiers\x12\x19\n\x08tags_all\x18\x04 \x03(\tR\x07tagsAll\x12\x34\n\x16max_parameter_estimate\x18\x05 \x01(\x04R\x14maxParameterEstimate\x12\x14\n\x05limit\x18\x06 \x01(\x05R\x05limit\x12=\n\x0bgrowth_kind\x18\x07 \x01(\x0e\x32\x1c.esper.leyline.v1.GrowthKindR\ngrowthKind\x12@\n\x0coutput_shape\x18\x08 \x01(\x0b\x32\x1d.esper.leyline.v1.TensorShapeR\x0boutputShape\"[\n\x16QueryTemplatesResponse\x12\x41\n\ttemplates\x18\x01 \x03(\x0b\x32#.esper.leyline.v1.BlueprintTemplateR\ttemplates\"T\n\x19SubmitFieldReportsRequest\x12\x37\n\x07reports\x18\x01 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x07reports\"l\n\x1aSubmitFieldReportsResponse\x12%\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05R\racceptedCount\x12\'\n\x0f\x64uplicate_count\x18\x02 \x01(\x05R\x0e\x64uplicateCount2\xe9\x03\n\x0bKarnService\x12p\n\rListTemplates\x12&.esper.leyline.v1.ListTemplatesRequest\x1a\'.esper.leyline.v1.ListTemplatesResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12j\n\x0bGetTemplate\x12$.esper.leyline.v1.GetTemplateRequest\x1a%.esper.leyline.v1.GetTemplateResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12s\n\x0eQueryTemplates\x12\'.esper.leyline.v1.QueryTemplatesRequest\x1a(.esper.leyline.v1.QueryTemplatesResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12\x86\x01\n\x12SubmitFieldReports\x12+.esper.leyline.v1.SubmitFieldReportsRequest\x1a,.esper.leyline.v1.SubmitFieldReportsResponse\"\x15\x82\x80\x19\x11\n\x07tolaria\n\x06tamiyob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'esper.leyline.v1.karn_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=116
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=392
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=395
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=556
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=558
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=611
-  _globals['_GETTEMPLATERESPONSE']._serialized_start=613
-  _globals['_GETTEMPLATERESPONSE']._serialized_end=699
-  _globals['_QUERYTEMPLATESREQUEST']._serialized_start=702
-  _globals['_QUERYTEMPLATESREQUEST']._serialized_end=1136
-  _globals['_QUERYTEMPLATESRESPONSE']._serialized_start=1138
-  _globals['_QUERYTEMPLATESRESPONSE']._serialized_end=1229
-  _globals['_SUBMITFIELDREPORTSREQUEST']._serialized_start=1231
-  _globals['_SUBMITFIELDREPORTSREQUEST']._serialized_end=1315
-  _globals['_SUBMITFIELDREPORTSRESPONSE']._serialized_start=1317
-  _globals['_SUBMITFIELDREPORTSRESPONSE']._serialized_end=1425
-  _globals['_KARNSERVICE']._serialized_start=1428
-  _globals['_KARNSERVICE']._serialized_end=1845
+  _globals['_KARNSERVICE'].methods_by_name['ListTemplates']._loaded_options = None
+  _globals['_KARNSERVICE'].methods_by_name['ListTemplates']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_KARNSERVICE'].methods_by_name['GetTemplate']._loaded_options = None
+  _globals['_KARNSERVICE'].methods_by_name['GetTemplate']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_KARNSERVICE'].methods_by_name['QueryTemplates']._loaded_options = None
+  _globals['_KARNSERVICE'].methods_by_name['QueryTemplates']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_KARNSERVICE'].methods_by_name['SubmitFieldReports']._loaded_options = None
+  _globals['_KARNSERVICE'].methods_by_name['SubmitFieldReports']._serialized_options = b'\202\200\031\021\n\007tolaria\n\006tamiyo'
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=147
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=423
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=426
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=587
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=589
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=642
+  _globals['_GETTEMPLATERESPONSE']._serialized_start=644
+  _globals['_GETTEMPLATERESPONSE']._serialized_end=730
+  _globals['_QUERYTEMPLATESREQUEST']._serialized_start=733
+  _globals['_QUERYTEMPLATESREQUEST']._serialized_end=1167
+  _globals['_QUERYTEMPLATESRESPONSE']._serialized_start=1169
+  _globals['_QUERYTEMPLATESRESPONSE']._serialized_end=1260
+  _globals['_SUBMITFIELDREPORTSREQUEST']._serialized_start=1262
+  _globals['_SUBMITFIELDREPORTSREQUEST']._serialized_end=1346
+  _globals['_SUBMITFIELDREPORTSRESPONSE']._serialized_start=1348
+  _globals['_SUBMITFIELDREPORTSRESPONSE']._serialized_end=1456
+  _globals['_KARNSERVICE']._serialized_start=1459
+  _globals['_KARNSERVICE']._serialized_end=1948
 # @@protoc_insertion_point(module_scope)

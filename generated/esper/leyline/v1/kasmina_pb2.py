@@ -22,30 +22,37 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import access_pb2 as esper_dot_leyline_dot_v1_dot_access__pb2
 from esper.leyline.v1 import control_pb2 as esper_dot_leyline_dot_v1_dot_control__pb2
 from esper.leyline.v1 import lifecycle_pb2 as esper_dot_leyline_dot_v1_dot_lifecycle__pb2
 from esper.leyline.v1 import telemetry_pb2 as esper_dot_leyline_dot_v1_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65sper/leyline/v1/kasmina.proto\x12\x10\x65sper.leyline.v1\x1a\x1e\x65sper/leyline/v1/control.proto\x1a esper/leyline/v1/lifecycle.proto\x1a esper/leyline/v1/telemetry.proto\"J\n\x16StreamTelemetryRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n\x08seed_ids\x18\x02 \x03(\tR\x07seedIds\"X\n\x17StreamTelemetryResponse\x12=\n\ttelemetry\x18\x01 \x01(\x0b\x32\x1f.esper.leyline.v1.SeedTelemetryR\ttelemetry\"T\n\x13\x41pplyCommandRequest\x12=\n\x07\x63ommand\x18\x01 \x01(\x0b\x32#.esper.leyline.v1.AdaptationCommandR\x07\x63ommand\"}\n\x14\x41pplyCommandResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08R\x08\x61\x63\x63\x65pted\x12\x31\n\x05stage\x18\x02 \x01(\x0e\x32\x1b.esper.leyline.v1.SeedStageR\x05stage\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"j\n\x15ListSeedStatesRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"s\n\x16ListSeedStatesResponse\x12\x31\n\x05seeds\x18\x01 \x03(\x0b\x32\x1b.esper.leyline.v1.SeedStateR\x05seeds\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xbe\x02\n\x0eKasminaService\x12h\n\x0fStreamTelemetry\x12(.esper.leyline.v1.StreamTelemetryRequest\x1a).esper.leyline.v1.StreamTelemetryResponse0\x01\x12]\n\x0c\x41pplyCommand\x12%.esper.leyline.v1.ApplyCommandRequest\x1a&.esper.leyline.v1.ApplyCommandResponse\x12\x63\n\x0eListSeedStates\x12\'.esper.leyline.v1.ListSeedStatesRequest\x1a(.esper.leyline.v1.ListSeedStatesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65sper/leyline/v1/kasmina.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a\x1e\x65sper/leyline/v1/control.proto\x1a esper/leyline/v1/lifecycle.proto\x1a esper/leyline/v1/telemetry.proto\"J\n\x16StreamTelemetryRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n\x08seed_ids\x18\x02 \x03(\tR\x07seedIds\"X\n\x17StreamTelemetryResponse\x12=\n\ttelemetry\x18\x01 \x01(\x0b\x32\x1f.esper.leyline.v1.SeedTelemetryR\ttelemetry\"T\n\x13\x41pplyCommandRequest\x12=\n\x07\x63ommand\x18\x01 \x01(\x0b\x32#.esper.leyline.v1.AdaptationCommandR\x07\x63ommand\"}\n\x14\x41pplyCommandResponse\x12\x1a\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08R\x08\x61\x63\x63\x65pted\x12\x31\n\x05stage\x18\x02 \x01(\x0e\x32\x1b.esper.leyline.v1.SeedStageR\x05stage\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"j\n\x15ListSeedStatesRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"s\n\x16ListSeedStatesResponse\x12\x31\n\x05seeds\x18\x01 \x03(\x0b\x32\x1b.esper.leyline.v1.SeedStateR\x05seeds\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x86\x03\n\x0eKasminaService\x12\x80\x01\n\x0fStreamTelemetry\x12(.esper.leyline.v1.StreamTelemetryRequest\x1a).esper.leyline.v1.StreamTelemetryResponse\"\x16\x82\x80\x19\x12\n\x08operator\n\x06tamiyo0\x01\x12t\n\x0c\x41pplyCommand\x12%.esper.leyline.v1.ApplyCommandRequest\x1a&.esper.leyline.v1.ApplyCommandResponse\"\x15\x82\x80\x19\x11\n\x06tamiyo\n\x07tolaria\x12{\n\x0eListSeedStates\x12\'.esper.leyline.v1.ListSeedStatesRequest\x1a(.esper.leyline.v1.ListSeedStatesResponse\"\x16\x82\x80\x19\x12\n\x08operator\n\x06tamiyob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'esper.leyline.v1.kasmina_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STREAMTELEMETRYREQUEST']._serialized_start=152
-  _globals['_STREAMTELEMETRYREQUEST']._serialized_end=226
-  _globals['_STREAMTELEMETRYRESPONSE']._serialized_start=228
-  _globals['_STREAMTELEMETRYRESPONSE']._serialized_end=316
-  _globals['_APPLYCOMMANDREQUEST']._serialized_start=318
-  _globals['_APPLYCOMMANDREQUEST']._serialized_end=402
-  _globals['_APPLYCOMMANDRESPONSE']._serialized_start=404
-  _globals['_APPLYCOMMANDRESPONSE']._serialized_end=529
-  _globals['_LISTSEEDSTATESREQUEST']._serialized_start=531
-  _globals['_LISTSEEDSTATESREQUEST']._serialized_end=637
-  _globals['_LISTSEEDSTATESRESPONSE']._serialized_start=639
-  _globals['_LISTSEEDSTATESRESPONSE']._serialized_end=754
-  _globals['_KASMINASERVICE']._serialized_start=757
-  _globals['_KASMINASERVICE']._serialized_end=1075
+  _globals['_KASMINASERVICE'].methods_by_name['StreamTelemetry']._loaded_options = None
+  _globals['_KASMINASERVICE'].methods_by_name['StreamTelemetry']._serialized_options = b'\202\200\031\022\n\010operator\n\006tamiyo'
+  _globals['_KASMINASERVICE'].methods_by_name['ApplyCommand']._loaded_options = None
+  _globals['_KASMINASERVICE'].methods_by_name['ApplyCommand']._serialized_options = b'\202\200\031\021\n\006tamiyo\n\007tolaria'
+  _globals['_KASMINASERVICE'].methods_by_name['ListSeedStates']._loaded_options = None
+  _globals['_KASMINASERVICE'].methods_by_name['ListSeedStates']._serialized_options = b'\202\200\031\022\n\010operator\n\006tamiyo'
+  _globals['_STREAMTELEMETRYREQUEST']._serialized_start=183
+  _globals['_STREAMTELEMETRYREQUEST']._serialized_end=257
+  _globals['_STREAMTELEMETRYRESPONSE']._serialized_start=259
+  _globals['_STREAMTELEMETRYRESPONSE']._serialized_end=347
+  _globals['_APPLYCOMMANDREQUEST']._serialized_start=349
+  _globals['_APPLYCOMMANDREQUEST']._serialized_end=433
+  _globals['_APPLYCOMMANDRESPONSE']._serialized_start=435
+  _globals['_APPLYCOMMANDRESPONSE']._serialized_end=560
+  _globals['_LISTSEEDSTATESREQUEST']._serialized_start=562
+  _globals['_LISTSEEDSTATESREQUEST']._serialized_end=668
+  _globals['_LISTSEEDSTATESRESPONSE']._serialized_start=670
+  _globals['_LISTSEEDSTATESRESPONSE']._serialized_end=785
+  _globals['_KASMINASERVICE']._serialized_start=788
+  _globals['_KASMINASERVICE']._serialized_end=1178
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from esper.leyline.v1 import access_pb2 as _access_pb2
 from esper.leyline.v1 import control_pb2 as _control_pb2
 from esper.leyline.v1 import lifecycle_pb2 as _lifecycle_pb2
 from esper.leyline.v1 import telemetry_pb2 as _telemetry_pb2

@@ -82,7 +82,7 @@ class UrabraskValidationReport(_message.Message):
     def __init__(self, kernel_id: _Optional[str] = ..., passed: _Optional[bool] = ..., failure_reason: _Optional[str] = ..., latency_ms_mean: _Optional[float] = ..., latency_ms_p99: _Optional[float] = ..., throughput_ops_per_sec: _Optional[float] = ..., memory_mb_peak: _Optional[float] = ..., precision_drift_vs_fp32: _Optional[float] = ..., power_watts_avg: _Optional[float] = ..., benchmark_batch_size: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., hardware_target: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class KernelArtifact(_message.Message):
-    __slots__ = ("kernel_id", "blueprint_id", "pipeline", "hardware_target", "sha256", "size_bytes", "status", "tags", "input_kind", "input_shape", "parameter_count", "toolchain_hash", "compile_duration", "validation_report", "create_time", "update_time", "template_id", "growth_kind", "output_shape")
+    __slots__ = ("kernel_id", "blueprint_id", "pipeline", "hardware_target", "sha256", "size_bytes", "status", "tags", "input_kind", "input_shape", "parameter_count", "toolchain_hash", "compile_duration", "validation_report", "create_time", "update_time", "template_id", "growth_kind", "output_shape", "signature")
     KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,7 @@ class KernelArtifact(_message.Message):
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     kernel_id: str
     blueprint_id: str
     pipeline: CompilationPipeline
@@ -121,10 +122,19 @@ class KernelArtifact(_message.Message):
     template_id: str
     growth_kind: _blueprint_pb2.GrowthKind
     output_shape: _blueprint_pb2.TensorShape
-    def __init__(self, kernel_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., hardware_target: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., tags: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., parameter_count: _Optional[int] = ..., toolchain_hash: _Optional[str] = ..., compile_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., validation_report: _Optional[_Union[UrabraskValidationReport, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ...) -> None: ...
+    signature: KernelSignature
+    def __init__(self, kernel_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., hardware_target: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., tags: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., parameter_count: _Optional[int] = ..., toolchain_hash: _Optional[str] = ..., compile_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., validation_report: _Optional[_Union[UrabraskValidationReport, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., signature: _Optional[_Union[KernelSignature, _Mapping]] = ...) -> None: ...
+
+class KernelSignature(_message.Message):
+    __slots__ = ("signature", "key_id")
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    signature: bytes
+    key_id: str
+    def __init__(self, signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class KernelQuery(_message.Message):
-    __slots__ = ("blueprint_id", "status", "pipeline", "tags_all", "input_kind", "input_shape", "max_parameter_count", "template_id", "growth_kind", "output_shape")
+    __slots__ = ("blueprint_id", "status", "pipeline", "tags_all", "input_kind", "input_shape", "max_parameter_count", "template_id", "growth_kind", "output_shape", "device_kind")
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +145,7 @@ class KernelQuery(_message.Message):
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     GROWTH_KIND_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KIND_FIELD_NUMBER: _ClassVar[int]
     blueprint_id: str
     status: KernelStatus
     pipeline: CompilationPipeline
@@ -145,7 +156,8 @@ class KernelQuery(_message.Message):
     template_id: str
     growth_kind: _blueprint_pb2.GrowthKind
     output_shape: _blueprint_pb2.TensorShape
-    def __init__(self, blueprint_id: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., max_parameter_count: _Optional[int] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ...) -> None: ...
+    device_kind: str
+    def __init__(self, blueprint_id: _Optional[str] = ..., status: _Optional[_Union[KernelStatus, str]] = ..., pipeline: _Optional[_Union[CompilationPipeline, str]] = ..., tags_all: _Optional[_Iterable[str]] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., max_parameter_count: _Optional[int] = ..., template_id: _Optional[str] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., device_kind: _Optional[str] = ...) -> None: ...
 
 class KernelQueryResult(_message.Message):
     __slots__ = ("kernels", "next_page_token", "total_size")

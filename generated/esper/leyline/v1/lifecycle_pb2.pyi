@@ -50,6 +50,12 @@ class MessagePriority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_PRIORITY_UNSPECIFIED: _ClassVar[MessagePriority]
     MESSAGE_PRIORITY_NORMAL: _ClassVar[MessagePriority]
     MESSAGE_PRIORITY_EMERGENCY: _ClassVar[MessagePriority]
+
+class MetricDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METRIC_DIRECTION_UNSPECIFIED: _ClassVar[MetricDirection]
+    METRIC_DIRECTION_HIGHER_IS_BETTER: _ClassVar[MetricDirection]
+    METRIC_DIRECTION_LOWER_IS_BETTER: _ClassVar[MetricDirection]
 SEED_STAGE_UNSPECIFIED: SeedStage
 SEED_STAGE_DORMANT: SeedStage
 SEED_STAGE_GERMINATED: SeedStage
@@ -82,3 +88,6 @@ GRAFTING_STRATEGY_DRIFT_CONTROLLED: GraftingStrategy
 MESSAGE_PRIORITY_UNSPECIFIED: MessagePriority
 MESSAGE_PRIORITY_NORMAL: MessagePriority
 MESSAGE_PRIORITY_EMERGENCY: MessagePriority
+METRIC_DIRECTION_UNSPECIFIED: MetricDirection
+METRIC_DIRECTION_HIGHER_IS_BETTER: MetricDirection
+METRIC_DIRECTION_LOWER_IS_BETTER: MetricDirection

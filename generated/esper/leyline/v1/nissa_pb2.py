@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import access_pb2 as esper_dot_leyline_dot_v1_dot_access__pb2
 from esper.leyline.v1 import alert_pb2 as esper_dot_leyline_dot_v1_dot_alert__pb2
 from esper.leyline.v1 import run_pb2 as esper_dot_leyline_dot_v1_dot_run__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65sper/leyline/v1/nissa.proto\x12\x10\x65sper.leyline.v1\x1a\x1c\x65sper/leyline/v1/alert.proto\x1a\x1a\x65sper/leyline/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x11ListAlertsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32\x1c.esper.leyline.v1.AlertStateR\x05state\"m\n\x12ListAlertsResponse\x12/\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x17.esper.leyline.v1.AlertR\x06\x61lerts\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n\x14GetRunSummaryRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"\xb6\x01\n\x15GetRunSummaryResponse\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x36\n\x07summary\x18\x02 \x01(\x0b\x32\x1c.esper.leyline.v1.RunSummaryR\x07summary\x12\x1d\n\nlast_epoch\x18\x03 \x01(\rR\tlastEpoch\x12/\n\x06\x61lerts\x18\x04 \x03(\x0b\x32\x17.esper.leyline.v1.AlertR\x06\x61lerts\"x\n\x11\x46indTracesRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n\x07seed_id\x18\x02 \x01(\tR\x06seedId\x12\x1d\n\ncommand_id\x18\x03 \x01(\tR\tcommandId\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit\"\x9e\x03\n\x0bSpanSummary\x12\x19\n\x08trace_id\x18\x01 \x01(\tR\x07traceId\x12\x17\n\x07span_id\x18\x02 \x01(\tR\x06spanId\x12$\n\x0eparent_span_id\x18\x03 \x01(\tR\x0cparentSpanId\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12!\n\x0cservice_name\x18\x05 \x01(\tR\x0bserviceName\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12M\n\nattributes\x18\x08 \x03(\x0b\x32-.esper.leyline.v1.SpanSummary.AttributesEntryR\nattributes\x1a=\n\x0f\x41ttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"^\n\x0cTraceSummary\x12\x19\n\x08trace_id\x18\x01 \x01(\tR\x07traceId\x12\x33\n\x05spans\x18\x02 \x03(\x0b\x32\x1d.esper.leyline.v1.SpanSummaryR\x05spans\"L\n\x12\x46indTracesResponse\x12\x36\n\x06traces\x18\x01 \x03(\x0b\x32\x1e.esper.leyline.v1.TraceSummaryR\x06traces2\xa2\x02\n\x0cNissaService\x12W\n\nListAlerts\x12#.esper.leyline.v1.ListAlertsRequest\x1a$.esper.leyline.v1.ListAlertsResponse\x12`\n\rGetRunSummary\x12&.esper.leyline.v1.GetRunSummaryRequest\x1a\'.esper.leyline.v1.GetRunSummaryResponse\x12W\n\nFindTraces\x12#.esper.leyline.v1.FindTracesRequest\x1a$.esper.leyline.v1.FindTracesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65sper/leyline/v1/nissa.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a\x1c\x65sper/leyline/v1/alert.proto\x1a\x1a\x65sper/leyline/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x11ListAlertsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x32\n\x05state\x18\x03 \x01(\x0e\x32\x1c.esper.leyline.v1.AlertStateR\x05state\"m\n\x12ListAlertsResponse\x12/\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x17.esper.leyline.v1.AlertR\x06\x61lerts\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n\x14GetRunSummaryRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"\xb6\x01\n\x15GetRunSummaryResponse\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x36\n\x07summary\x18\x02 \x01(\x0b\x32\x1c.esper.leyline.v1.RunSummaryR\x07summary\x12\x1d\n\nlast_epoch\x18\x03 \x01(\rR\tlastEpoch\x12/\n\x06\x61lerts\x18\x04 \x03(\x0b\x32\x17.esper.leyline.v1.AlertR\x06\x61lerts\"x\n\x11\x46indTracesRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n\x07seed_id\x18\x02 \x01(\tR\x06seedId\x12\x1d\n\ncommand_id\x18\x03 \x01(\tR\tcommandId\x12\x14\n\x05limit\x18\x04 \x01(\x05R\x05limit\"\x9e\x03\n\x0bSpanSummary\x12\x19\n\x08trace_id\x18\x01 \x01(\tR\x07traceId\x12\x17\n\x07span_id\x18\x02 \x01(\tR\x06spanId\x12$\n\x0eparent_span_id\x18\x03 \x01(\tR\x0cparentSpanId\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12!\n\x0cservice_name\x18\x05 \x01(\tR\x0bserviceName\x12\x39\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12M\n\nattributes\x18\x08 \x03(\x0b\x32-.esper.leyline.v1.SpanSummary.AttributesEntryR\nattributes\x1a=\n\x0f\x41ttributesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"^\n\x0cTraceSummary\x12\x19\n\x08trace_id\x18\x01 \x01(\tR\x07traceId\x12\x33\n\x05spans\x18\x02 \x03(\x0b\x32\x1d.esper.leyline.v1.SpanSummaryR\x05spans\"L\n\x12\x46indTracesResponse\x12\x36\n\x06traces\x18\x01 \x03(\x0b\x32\x1e.esper.leyline.v1.TraceSummaryR\x06traces2\xd2\x02\n\x0cNissaService\x12g\n\nListAlerts\x12#.esper.leyline.v1.ListAlertsRequest\x1a$.esper.leyline.v1.ListAlertsResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12p\n\rGetRunSummary\x12&.esper.leyline.v1.GetRunSummaryRequest\x1a\'.esper.leyline.v1.GetRunSummaryResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12g\n\nFindTraces\x12#.esper.leyline.v1.FindTracesRequest\x1a$.esper.leyline.v1.FindTracesResponse\"\x0e\x82\x80\x19\n\n\x08operatorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +37,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SPANSUMMARY_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_SPANSUMMARY_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_LISTALERTSREQUEST']._serialized_start=142
-  _globals['_LISTALERTSREQUEST']._serialized_end=273
-  _globals['_LISTALERTSRESPONSE']._serialized_start=275
-  _globals['_LISTALERTSRESPONSE']._serialized_end=384
-  _globals['_GETRUNSUMMARYREQUEST']._serialized_start=386
-  _globals['_GETRUNSUMMARYREQUEST']._serialized_end=431
-  _globals['_GETRUNSUMMARYRESPONSE']._serialized_start=434
-  _globals['_GETRUNSUMMARYRESPONSE']._serialized_end=616
-  _globals['_FINDTRACESREQUEST']._serialized_start=618
-  _globals['_FINDTRACESREQUEST']._serialized_end=738
-  _globals['_SPANSUMMARY']._serialized_start=741
-  _globals['_SPANSUMMARY']._serialized_end=1155
-  _globals['_SPANSUMMARY_ATTRIBUTESENTRY']._serialized_start=1094
-  _globals['_SPANSUMMARY_ATTRIBUTESENTRY']._serialized_end=1155
-  _globals['_TRACESUMMARY']._serialized_start=1157
-  _globals['_TRACESUMMARY']._serialized_end=1251
-  _globals['_FINDTRACESRESPONSE']._serialized_start=1253
-  _globals['_FINDTRACESRESPONSE']._serialized_end=1329
-  _globals['_NISSASERVICE']._serialized_start=1332
-  _globals['_NISSASERVICE']._serialized_end=1622
+  _globals['_NISSASERVICE'].methods_by_name['ListAlerts']._loaded_options = None
+  _globals['_NISSASERVICE'].methods_by_name['ListAlerts']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_NISSASERVICE'].methods_by_name['GetRunSummary']._loaded_options = None
+  _globals['_NISSASERVICE'].methods_by_name['GetRunSummary']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_NISSASERVICE'].methods_by_name['FindTraces']._loaded_options = None
+  _globals['_NISSASERVICE'].methods_by_name['FindTraces']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_LISTALERTSREQUEST']._serialized_start=173
+  _globals['_LISTALERTSREQUEST']._serialized_end=304
+  _globals['_LISTALERTSRESPONSE']._serialized_start=306
+  _globals['_LISTALERTSRESPONSE']._serialized_end=415
+  _globals['_GETRUNSUMMARYREQUEST']._serialized_start=417
+  _globals['_GETRUNSUMMARYREQUEST']._serialized_end=462
+  _globals['_GETRUNSUMMARYRESPONSE']._serialized_start=465
+  _globals['_GETRUNSUMMARYRESPONSE']._serialized_end=647
+  _globals['_FINDTRACESREQUEST']._serialized_start=649
+  _globals['_FINDTRACESREQUEST']._serialized_end=769
+  _globals['_SPANSUMMARY']._serialized_start=772
+  _globals['_SPANSUMMARY']._serialized_end=1186
+  _globals['_SPANSUMMARY_ATTRIBUTESENTRY']._serialized_start=1125
+  _globals['_SPANSUMMARY_ATTRIBUTESENTRY']._serialized_end=1186
+  _globals['_TRACESUMMARY']._serialized_start=1188
+  _globals['_TRACESUMMARY']._serialized_end=1282
+  _globals['_FINDTRACESRESPONSE']._serialized_start=1284
+  _globals['_FINDTRACESRESPONSE']._serialized_end=1360
+  _globals['_NISSASERVICE']._serialized_start=1363
+  _globals['_NISSASERVICE']._serialized_end=1701
 # @@protoc_insertion_point(module_scope)

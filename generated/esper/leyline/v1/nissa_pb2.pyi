@@ -1,5 +1,6 @@
 import datetime
 
+from esper.leyline.v1 import access_pb2 as _access_pb2
 from esper.leyline.v1 import alert_pb2 as _alert_pb2
 from esper.leyline.v1 import run_pb2 as _run_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2

@@ -47,7 +47,7 @@ class RunConfig(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., epochs: _Optional[int] = ..., seed: _Optional[int] = ..., host_width: _Optional[int] = ..., static: _Optional[bool] = ..., out_dir: _Optional[str] = ..., config_yaml: _Optional[str] = ...) -> None: ...
 
 class RunSummary(_message.Message):
-    __slots__ = ("final_test_accuracy", "best_val_accuracy", "params_initial", "params_final", "seeds_germinated", "seeds_fossilized", "seeds_culled", "epochs", "wall_seconds", "hook_ms_p50", "hook_ms_p95", "isolation_violations")
+    __slots__ = ("final_test_accuracy", "best_val_accuracy", "params_initial", "params_final", "seeds_germinated", "seeds_fossilized", "seeds_culled", "epochs", "wall_seconds", "hook_ms_p50", "hook_ms_p95", "isolation_violations", "metric_name", "metric_direction", "final_test_metric", "best_val_metric")
     FINAL_TEST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     BEST_VAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     PARAMS_INITIAL_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,10 @@ class RunSummary(_message.Message):
     HOOK_MS_P50_FIELD_NUMBER: _ClassVar[int]
     HOOK_MS_P95_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_NAME_FIELD_NUMBER: _ClassVar[int]
+    METRIC_DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    FINAL_TEST_METRIC_FIELD_NUMBER: _ClassVar[int]
+    BEST_VAL_METRIC_FIELD_NUMBER: _ClassVar[int]
     final_test_accuracy: float
     best_val_accuracy: float
     params_initial: int
@@ -72,7 +76,11 @@ class RunSummary(_message.Message):
     hook_ms_p50: float
     hook_ms_p95: float
     isolation_violations: int
-    def __init__(self, final_test_accuracy: _Optional[float] = ..., best_val_accuracy: _Optional[float] = ..., params_initial: _Optional[int] = ..., params_final: _Optional[int] = ..., seeds_germinated: _Optional[int] = ..., seeds_fossilized: _Optional[int] = ..., seeds_culled: _Optional[int] = ..., epochs: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., hook_ms_p50: _Optional[float] = ..., hook_ms_p95: _Optional[float] = ..., isolation_violations: _Optional[int] = ...) -> None: ...
+    metric_name: str
+    metric_direction: _lifecycle_pb2.MetricDirection
+    final_test_metric: float
+    best_val_metric: float
+    def __init__(self, final_test_accuracy: _Optional[float] = ..., best_val_accuracy: _Optional[float] = ..., params_initial: _Optional[int] = ..., params_final: _Optional[int] = ..., seeds_germinated: _Optional[int] = ..., seeds_fossilized: _Optional[int] = ..., seeds_culled: _Optional[int] = ..., epochs: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., hook_ms_p50: _Optional[float] = ..., hook_ms_p95: _Optional[float] = ..., isolation_violations: _Optional[int] = ..., metric_name: _Optional[str] = ..., metric_direction: _Optional[_Union[_lifecycle_pb2.MetricDirection, str]] = ..., final_test_metric: _Optional[float] = ..., best_val_metric: _Optional[float] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "config", "status", "current_epoch", "summary", "error_message", "create_time", "start_time", "end_time", "out_dir")
@@ -99,7 +107,7 @@ class Run(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., config: _Optional[_Union[RunConfig, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., current_epoch: _Optional[int] = ..., summary: _Optional[_Union[RunSummary, _Mapping]] = ..., error_message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., out_dir: _Optional[str] = ...) -> None: ...
 
 class EpochMetrics(_message.Message):
-    __slots__ = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "parameter_count", "hook_ms", "seed_stages")
+    __slots__ = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "parameter_count", "hook_ms", "seed_stages", "train_metric", "val_metric")
     class SeedStagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +123,8 @@ class EpochMetrics(_message.Message):
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     HOOK_MS_FIELD_NUMBER: _ClassVar[int]
     SEED_STAGES_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_METRIC_FIELD_NUMBER: _ClassVar[int]
+    VAL_METRIC_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     train_loss: float
     train_accuracy: float
@@ -123,7 +133,9 @@ class EpochMetrics(_message.Message):
     parameter_count: int
     hook_ms: float
     seed_stages: _containers.ScalarMap[str, str]
-    def __init__(self, epoch: _Optional[int] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., parameter_count: _Optional[int] = ..., hook_ms: _Optional[float] = ..., seed_stages: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    train_metric: float
+    val_metric: float
+    def __init__(self, epoch: _Optional[int] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_loss: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., parameter_count: _Optional[int] = ..., hook_ms: _Optional[float] = ..., seed_stages: _Optional[_Mapping[str, str]] = ..., train_metric: _Optional[float] = ..., val_metric: _Optional[float] = ...) -> None: ...
 
 class SeedTransition(_message.Message):
     __slots__ = ("seed_id", "from_stage", "to_stage", "reason", "command_id", "epoch")

@@ -1,5 +1,6 @@
 import datetime
 
+from esper.leyline.v1 import access_pb2 as _access_pb2
 from esper.leyline.v1 import control_pb2 as _control_pb2
 from esper.leyline.v1 import policy_pb2 as _policy_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2

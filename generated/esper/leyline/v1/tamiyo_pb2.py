@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import access_pb2 as esper_dot_leyline_dot_v1_dot_access__pb2
 from esper.leyline.v1 import blueprint_pb2 as esper_dot_leyline_dot_v1_dot_blueprint__pb2
 from esper.leyline.v1 import control_pb2 as esper_dot_leyline_dot_v1_dot_control__pb2
 from esper.leyline.v1 import kernel_pb2 as esper_dot_leyline_dot_v1_dot_kernel__pb2
@@ -29,7 +30,7 @@ from esper.leyline.v1 import lifecycle_pb2 as esper_dot_leyline_dot_v1_dot_lifec
 from esper.leyline.v1 import telemetry_pb2 as esper_dot_leyline_dot_v1_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65sper/leyline/v1/tamiyo.proto\x12\x10\x65sper.leyline.v1\x1a esper/leyline/v1/blueprint.proto\x1a\x1e\x65sper/leyline/v1/control.proto\x1a\x1d\x65sper/leyline/v1/kernel.proto\x1a esper/leyline/v1/lifecycle.proto\x1a esper/leyline/v1/telemetry.proto\"\xd4\x02\n\x0bStepRequest\x12;\n\x06packet\x18\x01 \x01(\x0b\x32#.esper.leyline.v1.SystemStatePacketR\x06packet\x12\x41\n\x0bseed_layout\x18\x02 \x03(\x0b\x32 .esper.leyline.v1.SeedDescriptorR\nseedLayout\x12=\n\ttelemetry\x18\x03 \x03(\x0b\x32\x1f.esper.leyline.v1.SeedTelemetryR\ttelemetry\x12\'\n\x0fparameter_count\x18\x04 \x01(\x04R\x0eparameterCount\x12\x1f\n\x0b\x66inal_epoch\x18\x05 \x01(\rR\nfinalEpoch\x12<\n\x0bhost_layers\x18\x06 \x03(\x0b\x32\x1b.esper.leyline.v1.HostLayerR\nhostLayers\"\x93\x02\n\x0cStepResponse\x12?\n\x08\x63ommands\x18\x01 \x03(\x0b\x32#.esper.leyline.v1.AdaptationCommandR\x08\x63ommands\x12:\n\x06signal\x18\x02 \x01(\x0b\x32\".esper.leyline.v1.AdaptationSignalR\x06signal\x12\x42\n\tdecisions\x18\x03 \x03(\x0b\x32$.esper.leyline.v1.AdaptationDecisionR\tdecisions\x12\x42\n\rfield_reports\x18\x04 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x0c\x66ieldReports\")\n\x10GetStatusRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"\xfc\x02\n\x11GetStatusResponse\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12#\n\rcurrent_epoch\x18\x02 \x01(\rR\x0c\x63urrentEpoch\x12/\n\x13validation_accuracy\x18\x03 \x01(\x01R\x12validationAccuracy\x12-\n\x12\x61\x63tive_adaptations\x18\x04 \x01(\rR\x11\x61\x63tiveAdaptations\x12+\n\x11\x63onservative_mode\x18\x05 \x01(\x08R\x10\x63onservativeMode\x12!\n\x0ctracked_runs\x18\x06 \x01(\rR\x0btrackedRuns\x12%\n\x0epolicy_version\x18\x07 \x01(\rR\rpolicyVersion\x12)\n\x10policy_fallbacks\x18\x08 \x01(\x04R\x0fpolicyFallbacks\x12#\n\rpolicy_pinned\x18\t \x01(\x08R\x0cpolicyPinned\"W\n\x11LoadPolicyRequest\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12%\n\x0e\x66ollow_updates\x18\x02 \x01(\x08R\rfollowUpdates\"p\n\x12LoadPolicyResponse\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12%\n\x0epolicy_version\x18\x02 \x01(\rR\rpolicyVersion\x12\x16\n\x06pinned\x18\x03 \x01(\x08R\x06pinned\"\x8b\x0b\n\x15TamiyoControllerState\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12*\n\x11\x62\x65st_val_accuracy\x18\x02 \x01(\x01R\x0f\x62\x65stValAccuracy\x12\x38\n\x18\x65pochs_since_improvement\x18\x03 \x01(\rR\x16\x65pochsSinceImprovement\x12\x1d\n\nlast_epoch\x18\x04 \x01(\rR\tlastEpoch\x12^\n\rembargo_until\x18\x05 \x03(\x0b\x32\x39.esper.leyline.v1.TamiyoControllerState.EmbargoUntilEntryR\x0c\x65mbargoUntil\x12Y\n\npre_metric\x18\x06 \x03(\x0b\x32\x36.esper.leyline.v1.TamiyoControllerState.PreMetricEntryB\x02\x18\x01R\tpreMetric\x12n\n\x11germination_epoch\x18\x07 \x03(\x0b\x32=.esper.leyline.v1.TamiyoControllerState.GerminationEpochEntryB\x02\x18\x01R\x10germinationEpoch\x12t\n\x13germination_command\x18\x08 \x03(\x0b\x32?.esper.leyline.v1.TamiyoControllerState.GerminationCommandEntryB\x02\x18\x01R\x12germinationCommand\x12\'\n\x0f\x63ommands_issued\x18\t \x01(\x04R\x0e\x63ommandsIssued\x12+\n\x11\x63onservative_mode\x18\n \x01(\x08R\x10\x63onservativeMode\x12V\n\teval_gain\x18\x0b \x03(\x0b\x32\x35.esper.leyline.v1.TamiyoControllerState.EvalGainEntryB\x02\x18\x01R\x08\x65valGain\x12Q\n\x12\x61\x63tive_adaptations\x18\x0c \x03(\x0b\x32\".esper.leyline.v1.ActiveAdaptationR\x11\x61\x63tiveAdaptations\x12g\n\x10\x62lueprint_scores\x18\r \x03(\x0b\x32<.esper.leyline.v1.TamiyoControllerState.BlueprintScoresEntryR\x0f\x62lueprintScores\x12?\n\x0cgrowth_steps\x18\x0e \x03(\x0b\x32\x1c.esper.leyline.v1.GrowthStepR\x0bgrowthSteps\x1a?\n\x11\x45mbargoUntilEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\rR\x05value:\x02\x38\x01\x1a<\n\x0ePreMetricEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\x1a\x43\n\x15GerminationEpochEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\rR\x05value:\x02\x38\x01\x1a\x45\n\x17GerminationCommandEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a;\n\rEvalGainEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\x1a\x42\n\x14\x42lueprintScoresEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x05R\x05value:\x02\x38\x01\"\xc8\x01\n\nGrowthStep\x12\x17\n\x07seed_id\x18\x01 \x01(\tR\x06seedId\x12=\n\x0bgrowth_kind\x18\x02 \x01(\x0e\x32\x1c.esper.leyline.v1.GrowthKindR\ngrowthKind\x12\'\n\x0fparameter_count\x18\x03 \x01(\x04R\x0eparameterCount\x12#\n\raccuracy_gain\x18\x04 \x01(\x01R\x0c\x61\x63\x63uracyGain\x12\x14\n\x05\x65poch\x18\x05 \x01(\rR\x05\x65poch\"\xef\x03\n\x10\x41\x63tiveAdaptation\x12\x17\n\x07seed_id\x18\x01 \x01(\tR\x06seedId\x12\x34\n\x16germination_command_id\x18\x02 \x01(\tR\x14germinationCommandId\x12\x1b\n\tkernel_id\x18\x03 \x01(\tR\x08kernelId\x12!\n\x0c\x62lueprint_id\x18\x04 \x01(\tR\x0b\x62lueprintId\x12+\n\x11germination_epoch\x18\x05 \x01(\rR\x10germinationEpoch\x12\x1d\n\npre_metric\x18\x06 \x01(\x01R\tpreMetric\x12*\n\x11selected_for_tags\x18\x07 \x03(\tR\x0fselectedForTags\x12\x1b\n\teval_gain\x18\x08 \x01(\x01R\x08\x65valGain\x12O\n\rkernel_report\x18\t \x01(\x0b\x32*.esper.leyline.v1.UrabraskValidationReportR\x0ckernelReport\x12:\n\nlast_stage\x18\n \x01(\x0e\x32\x1b.esper.leyline.v1.SeedStageR\tlastStage\x12*\n\x11stage_entry_epoch\x18\x0b \x01(\rR\x0fstageEntryEpoch\"5\n\x1c\x45xportControllerStateRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"^\n\x1d\x45xportControllerStateResponse\x12=\n\x05state\x18\x01 \x01(\x0b\x32\'.esper.leyline.v1.TamiyoControllerStateR\x05state\"^\n\x1dRestoreControllerStateRequest\x12=\n\x05state\x18\x01 \x01(\x0b\x32\'.esper.leyline.v1.TamiyoControllerStateR\x05state\"7\n\x1eRestoreControllerStateResponse\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId2\xfc\x03\n\rTamiyoService\x12\x45\n\x04Step\x12\x1d.esper.leyline.v1.StepRequest\x1a\x1e.esper.leyline.v1.StepResponse\x12T\n\tGetStatus\x12\".esper.leyline.v1.GetStatusRequest\x1a#.esper.leyline.v1.GetStatusResponse\x12W\n\nLoadPolicy\x12#.esper.leyline.v1.LoadPolicyRequest\x1a$.esper.leyline.v1.LoadPolicyResponse\x12x\n\x15\x45xportControllerState\x12..esper.leyline.v1.ExportControllerStateRequest\x1a/.esper.leyline.v1.ExportControllerStateResponse\x12{\n\x16RestoreControllerState\x12/.esper.leyline.v1.RestoreControllerStateRequest\x1a\x30.esper.leyline.v1.RestoreControllerStateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65sper/leyline/v1/tamiyo.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a esper/leyline/v1/blueprint.proto\x1a\x1e\x65sper/leyline/v1/control.proto\x1a\x1d\x65sper/leyline/v1/kernel.proto\x1a esper/leyline/v1/lifecycle.proto\x1a esper/leyline/v1/telemetry.proto\"\xf5\x02\n\x0bStepRequest\x12;\n\x06packet\x18\x01 \x01(\x0b\x32#.esper.leyline.v1.SystemStatePacketR\x06packet\x12\x41\n\x0bseed_layout\x18\x02 \x03(\x0b\x32 .esper.leyline.v1.SeedDescriptorR\nseedLayout\x12=\n\ttelemetry\x18\x03 \x03(\x0b\x32\x1f.esper.leyline.v1.SeedTelemetryR\ttelemetry\x12\'\n\x0fparameter_count\x18\x04 \x01(\x04R\x0eparameterCount\x12\x1f\n\x0b\x66inal_epoch\x18\x05 \x01(\rR\nfinalEpoch\x12\x1f\n\x0b\x64\x65vice_kind\x18\x06 \x01(\tR\ndeviceKind\x12<\n\x0bhost_layers\x18\x07 \x03(\x0b\x32\x1b.esper.leyline.v1.HostLayerR\nhostLayers\"\x93\x02\n\x0cStepResponse\x12?\n\x08\x63ommands\x18\x01 \x03(\x0b\x32#.esper.leyline.v1.AdaptationCommandR\x08\x63ommands\x12:\n\x06signal\x18\x02 \x01(\x0b\x32\".esper.leyline.v1.AdaptationSignalR\x06signal\x12\x42\n\tdecisions\x18\x03 \x03(\x0b\x32$.esper.leyline.v1.AdaptationDecisionR\tdecisions\x12\x42\n\rfield_reports\x18\x04 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x0c\x66ieldReports\")\n\x10GetStatusRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"\xfc\x02\n\x11GetStatusResponse\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12#\n\rcurrent_epoch\x18\x02 \x01(\rR\x0c\x63urrentEpoch\x12/\n\x13validation_accuracy\x18\x03 \x01(\x01R\x12validationAccuracy\x12-\n\x12\x61\x63tive_adaptations\x18\x04 \x01(\rR\x11\x61\x63tiveAdaptations\x12+\n\x11\x63onservative_mode\x18\x05 \x01(\x08R\x10\x63onservativeMode\x12!\n\x0ctracked_runs\x18\x06 \x01(\rR\x0btrackedRuns\x12%\n\x0epolicy_version\x18\x07 \x01(\rR\rpolicyVersion\x12)\n\x10policy_fallbacks\x18\x08 \x01(\x04R\x0fpolicyFallbacks\x12#\n\rpolicy_pinned\x18\t \x01(\x08R\x0cpolicyPinned\"W\n\x11LoadPolicyRequest\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12%\n\x0e\x66ollow_updates\x18\x02 \x01(\x08R\rfollowUpdates\"p\n\x12LoadPolicyResponse\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12%\n\x0epolicy_version\x18\x02 \x01(\rR\rpolicyVersion\x12\x16\n\x06pinned\x18\x03 \x01(\x08R\x06pinned\"\x8b\x0b\n\x15TamiyoControllerState\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12*\n\x11\x62\x65st_val_accuracy\x18\x02 \x01(\x01R\x0f\x62\x65stValAccuracy\x12\x38\n\x18\x65pochs_since_improvement\x18\x03 \x01(\rR\x16\x65pochsSinceImprovement\x12\x1d\n\nlast_epoch\x18\x04 \x01(\rR\tlastEpoch\x12^\n\rembargo_until\x18\x05 \x03(\x0b\x32\x39.esper.leyline.v1.TamiyoControllerState.EmbargoUntilEntryR\x0c\x65mbargoUntil\x12Y\n\npre_metric\x18\x06 \x03(\x0b\x32\x36.esper.leyline.v1.TamiyoControllerState.PreMetricEntryB\x02\x18\x01R\tpreMetric\x12n\n\x11germination_epoch\x18\x07 \x03(\x0b\x32=.esper.leyline.v1.TamiyoControllerState.GerminationEpochEntryB\x02\x18\x01R\x10germinationEpoch\x12t\n\x13germination_command\x18\x08 \x03(\x0b\x32?.esper.leyline.v1.TamiyoControllerState.GerminationCommandEntryB\x02\x18\x01R\x12germinationCommand\x12\'\n\x0f\x63ommands_issued\x18\t \x01(\x04R\x0e\x63ommandsIssued\x12+\n\x11\x63onservative_mode\x18\n \x01(\x08R\x10\x63onservativeMode\x12V\n\teval_gain\x18\x0b \x03(\x0b\x32\x35.esper.leyline.v1.TamiyoControllerState.EvalGainEntryB\x02\x18\x01R\x08\x65valGain\x12Q\n\x12\x61\x63tive_adaptations\x18\x0c \x03(\x0b\x32\".esper.leyline.v1.ActiveAdaptationR\x11\x61\x63tiveAdaptations\x12g\n\x10\x62lueprint_scores\x18\r \x03(\x0b\x32<.esper.leyline.v1.TamiyoControllerState.BlueprintScoresEntryR\x0f\x62lueprintScores\x12?\n\x0cgrowth_steps\x18\x0e \x03(\x0b\x32\x1c.esper.leyline.v1.GrowthStepR\x0bgrowthSteps\x1a?\n\x11\x45mbargoUntilEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\rR\x05value:\x02\x38\x01\x1a<\n\x0ePreMetricEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\x1a\x43\n\x15GerminationEpochEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\rR\x05value:\x02\x38\x01\x1a\x45\n\x17GerminationCommandEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x1a;\n\rEvalGainEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\x1a\x42\n\x14\x42lueprintScoresEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x05R\x05value:\x02\x38\x01\"\xc8\x01\n\nGrowthStep\x12\x17\n\x07seed_id\x18\x01 \x01(\tR\x06seedId\x12=\n\x0bgrowth_kind\x18\x02 \x01(\x0e\x32\x1c.esper.leyline.v1.GrowthKindR\ngrowthKind\x12\'\n\x0fparameter_count\x18\x03 \x01(\x04R\x0eparameterCount\x12#\n\raccuracy_gain\x18\x04 \x01(\x01R\x0c\x61\x63\x63uracyGain\x12\x14\n\x05\x65poch\x18\x05 \x01(\rR\x05\x65poch\"\xef\x03\n\x10\x41\x63tiveAdaptation\x12\x17\n\x07seed_id\x18\x01 \x01(\tR\x06seedId\x12\x34\n\x16germination_command_id\x18\x02 \x01(\tR\x14germinationCommandId\x12\x1b\n\tkernel_id\x18\x03 \x01(\tR\x08kernelId\x12!\n\x0c\x62lueprint_id\x18\x04 \x01(\tR\x0b\x62lueprintId\x12+\n\x11germination_epoch\x18\x05 \x01(\rR\x10germinationEpoch\x12\x1d\n\npre_metric\x18\x06 \x01(\x01R\tpreMetric\x12*\n\x11selected_for_tags\x18\x07 \x03(\tR\x0fselectedForTags\x12\x1b\n\teval_gain\x18\x08 \x01(\x01R\x08\x65valGain\x12O\n\rkernel_report\x18\t \x01(\x0b\x32*.esper.leyline.v1.UrabraskValidationReportR\x0ckernelReport\x12:\n\nlast_stage\x18\n \x01(\x0e\x32\x1b.esper.leyline.v1.SeedStageR\tlastStage\x12*\n\x11stage_entry_epoch\x18\x0b \x01(\rR\x0fstageEntryEpoch\"5\n\x1c\x45xportControllerStateRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"^\n\x1d\x45xportControllerStateResponse\x12=\n\x05state\x18\x01 \x01(\x0b\x32\'.esper.leyline.v1.TamiyoControllerStateR\x05state\"^\n\x1dRestoreControllerStateRequest\x12=\n\x05state\x18\x01 \x01(\x0b\x32\'.esper.leyline.v1.TamiyoControllerStateR\x05state\"7\n\x1eRestoreControllerStateResponse\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId2\xdb\x04\n\rTamiyoService\x12T\n\x04Step\x12\x1d.esper.leyline.v1.StepRequest\x1a\x1e.esper.leyline.v1.StepResponse\"\r\x82\x80\x19\t\n\x07tolaria\x12m\n\tGetStatus\x12\".esper.leyline.v1.GetStatusRequest\x1a#.esper.leyline.v1.GetStatusResponse\"\x17\x82\x80\x19\x13\n\x08operator\n\x07tolaria\x12n\n\nLoadPolicy\x12#.esper.leyline.v1.LoadPolicyRequest\x1a$.esper.leyline.v1.LoadPolicyResponse\"\x15\x82\x80\x19\x11\n\x08operator\n\x05simic\x12\x87\x01\n\x15\x45xportControllerState\x12..esper.leyline.v1.ExportControllerStateRequest\x1a/.esper.leyline.v1.ExportControllerStateResponse\"\r\x82\x80\x19\t\n\x07tolaria\x12\x8a\x01\n\x16RestoreControllerState\x12/.esper.leyline.v1.RestoreControllerStateRequest\x1a\x30.esper.leyline.v1.RestoreControllerStateResponse\"\r\x82\x80\x19\t\n\x07tolariab\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,44 +57,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TAMIYOCONTROLLERSTATE'].fields_by_name['germination_command']._serialized_options = b'\030\001'
   _globals['_TAMIYOCONTROLLERSTATE'].fields_by_name['eval_gain']._loaded_options = None
   _globals['_TAMIYOCONTROLLERSTATE'].fields_by_name['eval_gain']._serialized_options = b'\030\001'
-  _globals['_STEPREQUEST']._serialized_start=217
-  _globals['_STEPREQUEST']._serialized_end=557
-  _globals['_STEPRESPONSE']._serialized_start=560
-  _globals['_STEPRESPONSE']._serialized_end=835
-  _globals['_GETSTATUSREQUEST']._serialized_start=837
-  _globals['_GETSTATUSREQUEST']._serialized_end=878
-  _globals['_GETSTATUSRESPONSE']._serialized_start=881
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1261
-  _globals['_LOADPOLICYREQUEST']._serialized_start=1263
-  _globals['_LOADPOLICYREQUEST']._serialized_end=1350
-  _globals['_LOADPOLICYRESPONSE']._serialized_start=1352
-  _globals['_LOADPOLICYRESPONSE']._serialized_end=1464
-  _globals['_TAMIYOCONTROLLERSTATE']._serialized_start=1467
-  _globals['_TAMIYOCONTROLLERSTATE']._serialized_end=2886
-  _globals['_TAMIYOCONTROLLERSTATE_EMBARGOUNTILENTRY']._serialized_start=2492
-  _globals['_TAMIYOCONTROLLERSTATE_EMBARGOUNTILENTRY']._serialized_end=2555
-  _globals['_TAMIYOCONTROLLERSTATE_PREMETRICENTRY']._serialized_start=2557
-  _globals['_TAMIYOCONTROLLERSTATE_PREMETRICENTRY']._serialized_end=2617
-  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONEPOCHENTRY']._serialized_start=2619
-  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONEPOCHENTRY']._serialized_end=2686
-  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONCOMMANDENTRY']._serialized_start=2688
-  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONCOMMANDENTRY']._serialized_end=2757
-  _globals['_TAMIYOCONTROLLERSTATE_EVALGAINENTRY']._serialized_start=2759
-  _globals['_TAMIYOCONTROLLERSTATE_EVALGAINENTRY']._serialized_end=2818
-  _globals['_TAMIYOCONTROLLERSTATE_BLUEPRINTSCORESENTRY']._serialized_start=2820
-  _globals['_TAMIYOCONTROLLERSTATE_BLUEPRINTSCORESENTRY']._serialized_end=2886
-  _globals['_GROWTHSTEP']._serialized_start=2889
-  _globals['_GROWTHSTEP']._serialized_end=3089
-  _globals['_ACTIVEADAPTATION']._serialized_start=3092
-  _globals['_ACTIVEADAPTATION']._serialized_end=3587
-  _globals['_EXPORTCONTROLLERSTATEREQUEST']._serialized_start=3589
-  _globals['_EXPORTCONTROLLERSTATEREQUEST']._serialized_end=3642
-  _globals['_EXPORTCONTROLLERSTATERESPONSE']._serialized_start=3644
-  _globals['_EXPORTCONTROLLERSTATERESPONSE']._serialized_end=3738
-  _globals['_RESTORECONTROLLERSTATEREQUEST']._serialized_start=3740
-  _globals['_RESTORECONTROLLERSTATEREQUEST']._serialized_end=3834
-  _globals['_RESTORECONTROLLERSTATERESPONSE']._serialized_start=3836
-  _globals['_RESTORECONTROLLERSTATERESPONSE']._serialized_end=3891
-  _globals['_TAMIYOSERVICE']._serialized_start=3894
-  _globals['_TAMIYOSERVICE']._serialized_end=4402
+  _globals['_TAMIYOSERVICE'].methods_by_name['Step']._loaded_options = None
+  _globals['_TAMIYOSERVICE'].methods_by_name['Step']._serialized_options = b'\202\200\031\t\n\007tolaria'
+  _globals['_TAMIYOSERVICE'].methods_by_name['GetStatus']._loaded_options = None
+  _globals['_TAMIYOSERVICE'].methods_by_name['GetStatus']._serialized_options = b'\202\200\031\023\n\010operator\n\007tolaria'
+  _globals['_TAMIYOSERVICE'].methods_by_name['LoadPolicy']._loaded_options = None
+  _globals['_TAMIYOSERVICE'].methods_by_name['LoadPolicy']._serialized_options = b'\202\200\031\021\n\010operator\n\005simic'
+  _globals['_TAMIYOSERVICE'].methods_by_name['ExportControllerState']._loaded_options = None
+  _globals['_TAMIYOSERVICE'].methods_by_name['ExportControllerState']._serialized_options = b'\202\200\031\t\n\007tolaria'
+  _globals['_TAMIYOSERVICE'].methods_by_name['RestoreControllerState']._loaded_options = None
+  _globals['_TAMIYOSERVICE'].methods_by_name['RestoreControllerState']._serialized_options = b'\202\200\031\t\n\007tolaria'
+  _globals['_STEPREQUEST']._serialized_start=248
+  _globals['_STEPREQUEST']._serialized_end=621
+  _globals['_STEPRESPONSE']._serialized_start=624
+  _globals['_STEPRESPONSE']._serialized_end=899
+  _globals['_GETSTATUSREQUEST']._serialized_start=901
+  _globals['_GETSTATUSREQUEST']._serialized_end=942
+  _globals['_GETSTATUSRESPONSE']._serialized_start=945
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1325
+  _globals['_LOADPOLICYREQUEST']._serialized_start=1327
+  _globals['_LOADPOLICYREQUEST']._serialized_end=1414
+  _globals['_LOADPOLICYRESPONSE']._serialized_start=1416
+  _globals['_LOADPOLICYRESPONSE']._serialized_end=1528
+  _globals['_TAMIYOCONTROLLERSTATE']._serialized_start=1531
+  _globals['_TAMIYOCONTROLLERSTATE']._serialized_end=2950
+  _globals['_TAMIYOCONTROLLERSTATE_EMBARGOUNTILENTRY']._serialized_start=2556
+  _globals['_TAMIYOCONTROLLERSTATE_EMBARGOUNTILENTRY']._serialized_end=2619
+  _globals['_TAMIYOCONTROLLERSTATE_PREMETRICENTRY']._serialized_start=2621
+  _globals['_TAMIYOCONTROLLERSTATE_PREMETRICENTRY']._serialized_end=2681
+  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONEPOCHENTRY']._serialized_start=2683
+  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONEPOCHENTRY']._serialized_end=2750
+  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONCOMMANDENTRY']._serialized_start=2752
+  _globals['_TAMIYOCONTROLLERSTATE_GERMINATIONCOMMANDENTRY']._serialized_end=2821
+  _globals['_TAMIYOCONTROLLERSTATE_EVALGAINENTRY']._serialized_start=2823
+  _globals['_TAMIYOCONTROLLERSTATE_EVALGAINENTRY']._serialized_end=2882
+  _globals['_TAMIYOCONTROLLERSTATE_BLUEPRINTSCORESENTRY']._serialized_start=2884
+  _globals['_TAMIYOCONTROLLERSTATE_BLUEPRINTSCORESENTRY']._serialized_end=2950
+  _globals['_GROWTHSTEP']._serialized_start=2953
+  _globals['_GROWTHSTEP']._serialized_end=3153
+  _globals['_ACTIVEADAPTATION']._serialized_start=3156
+  _globals['_ACTIVEADAPTATION']._serialized_end=3651
+  _globals['_EXPORTCONTROLLERSTATEREQUEST']._serialized_start=3653
+  _globals['_EXPORTCONTROLLERSTATEREQUEST']._serialized_end=3706
+  _globals['_EXPORTCONTROLLERSTATERESPONSE']._serialized_start=3708
+  _globals['_EXPORTCONTROLLERSTATERESPONSE']._serialized_end=3802
+  _globals['_RESTORECONTROLLERSTATEREQUEST']._serialized_start=3804
+  _globals['_RESTORECONTROLLERSTATEREQUEST']._serialized_end=3898
+  _globals['_RESTORECONTROLLERSTATERESPONSE']._serialized_start=3900
+  _globals['_RESTORECONTROLLERSTATERESPONSE']._serialized_end=3955
+  _globals['_TAMIYOSERVICE']._serialized_start=3958
+  _globals['_TAMIYOSERVICE']._serialized_end=4561
 # @@protoc_insertion_point(module_scope)

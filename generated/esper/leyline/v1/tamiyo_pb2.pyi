@@ -1,3 +1,4 @@
+from esper.leyline.v1 import access_pb2 as _access_pb2
 from esper.leyline.v1 import blueprint_pb2 as _blueprint_pb2
 from esper.leyline.v1 import control_pb2 as _control_pb2
 from esper.leyline.v1 import kernel_pb2 as _kernel_pb2
@@ -12,20 +13,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StepRequest(_message.Message):
-    __slots__ = ("packet", "seed_layout", "telemetry", "parameter_count", "final_epoch", "host_layers")
+    __slots__ = ("packet", "seed_layout", "telemetry", "parameter_count", "final_epoch", "device_kind", "host_layers")
     PACKET_FIELD_NUMBER: _ClassVar[int]
     SEED_LAYOUT_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     FINAL_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KIND_FIELD_NUMBER: _ClassVar[int]
     HOST_LAYERS_FIELD_NUMBER: _ClassVar[int]
     packet: _telemetry_pb2.SystemStatePacket
     seed_layout: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedDescriptor]
     telemetry: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedTelemetry]
     parameter_count: int
     final_epoch: int
+    device_kind: str
     host_layers: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.HostLayer]
-    def __init__(self, packet: _Optional[_Union[_telemetry_pb2.SystemStatePacket, _Mapping]] = ..., seed_layout: _Optional[_Iterable[_Union[_telemetry_pb2.SeedDescriptor, _Mapping]]] = ..., telemetry: _Optional[_Iterable[_Union[_telemetry_pb2.SeedTelemetry, _Mapping]]] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., host_layers: _Optional[_Iterable[_Union[_telemetry_pb2.HostLayer, _Mapping]]] = ...) -> None: ...
+    def __init__(self, packet: _Optional[_Union[_telemetry_pb2.SystemStatePacket, _Mapping]] = ..., seed_layout: _Optional[_Iterable[_Union[_telemetry_pb2.SeedDescriptor, _Mapping]]] = ..., telemetry: _Optional[_Iterable[_Union[_telemetry_pb2.SeedTelemetry, _Mapping]]] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., device_kind: _Optional[str] = ..., host_layers: _Optional[_Iterable[_Union[_telemetry_pb2.HostLayer, _Mapping]]] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("commands", "signal", "decisions", "field_reports")

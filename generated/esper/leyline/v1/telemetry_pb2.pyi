@@ -130,7 +130,7 @@ class SeedTelemetry(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., seed_id: _Optional[str] = ..., epoch: _Optional[int] = ..., global_step: _Optional[int] = ..., stage: _Optional[_Union[_lifecycle_pb2.SeedStage, str]] = ..., chunk_variance: _Optional[float] = ..., dead_node_ratio: _Optional[float] = ..., avg_correlation: _Optional[float] = ..., activation_mean: _Optional[float] = ..., activation_std: _Optional[float] = ..., gradient_norm: _Optional[float] = ..., alpha: _Optional[float] = ..., epochs_since_graft: _Optional[int] = ..., is_ready_for_transition: _Optional[bool] = ..., isolation_violations: _Optional[int] = ..., execution_latency_us: _Optional[float] = ..., seed_loss: _Optional[float] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., eval_gain: _Optional[float] = ..., parameter_count: _Optional[int] = ..., kernel_id: _Optional[str] = ..., added_units: _Optional[int] = ...) -> None: ...
 
 class SystemStatePacket(_message.Message):
-    __slots__ = ("schema_version", "run_id", "epoch", "global_step", "training_loss", "validation_loss", "validation_accuracy", "packet_time", "layout_hash", "seed_stages", "seed_alpha_bp", "seed_variance_bp", "seed_dead_bp", "seed_correlation_bp", "seed_epochs_since_graft", "ready_mask", "epoch_ms")
+    __slots__ = ("schema_version", "run_id", "epoch", "global_step", "training_loss", "validation_loss", "validation_accuracy", "packet_time", "layout_hash", "seed_stages", "seed_alpha_bp", "seed_variance_bp", "seed_dead_bp", "seed_correlation_bp", "seed_epochs_since_graft", "ready_mask", "epoch_ms", "validation_metric", "metric_direction")
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +148,8 @@ class SystemStatePacket(_message.Message):
     SEED_EPOCHS_SINCE_GRAFT_FIELD_NUMBER: _ClassVar[int]
     READY_MASK_FIELD_NUMBER: _ClassVar[int]
     EPOCH_MS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_METRIC_FIELD_NUMBER: _ClassVar[int]
+    METRIC_DIRECTION_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     run_id: str
     epoch: int
@@ -165,4 +167,6 @@ class SystemStatePacket(_message.Message):
     seed_epochs_since_graft: _containers.RepeatedScalarFieldContainer[int]
     ready_mask: int
     epoch_ms: int
-    def __init__(self, schema_version: _Optional[int] = ..., run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., global_step: _Optional[int] = ..., training_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., validation_accuracy: _Optional[float] = ..., packet_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., layout_hash: _Optional[int] = ..., seed_stages: _Optional[_Iterable[_Union[_lifecycle_pb2.SeedStage, str]]] = ..., seed_alpha_bp: _Optional[_Iterable[int]] = ..., seed_variance_bp: _Optional[_Iterable[int]] = ..., seed_dead_bp: _Optional[_Iterable[int]] = ..., seed_correlation_bp: _Optional[_Iterable[int]] = ..., seed_epochs_since_graft: _Optional[_Iterable[int]] = ..., ready_mask: _Optional[int] = ..., epoch_ms: _Optional[int] = ...) -> None: ...
+    validation_metric: float
+    metric_direction: _lifecycle_pb2.MetricDirection
+    def __init__(self, schema_version: _Optional[int] = ..., run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., global_step: _Optional[int] = ..., training_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., validation_accuracy: _Optional[float] = ..., packet_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., layout_hash: _Optional[int] = ..., seed_stages: _Optional[_Iterable[_Union[_lifecycle_pb2.SeedStage, str]]] = ..., seed_alpha_bp: _Optional[_Iterable[int]] = ..., seed_variance_bp: _Optional[_Iterable[int]] = ..., seed_dead_bp: _Optional[_Iterable[int]] = ..., seed_correlation_bp: _Optional[_Iterable[int]] = ..., seed_epochs_since_graft: _Optional[_Iterable[int]] = ..., ready_mask: _Optional[int] = ..., epoch_ms: _Optional[int] = ..., validation_metric: _Optional[float] = ..., metric_direction: _Optional[_Union[_lifecycle_pb2.MetricDirection, str]] = ...) -> None: ...

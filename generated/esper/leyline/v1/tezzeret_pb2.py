@@ -22,25 +22,30 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import access_pb2 as esper_dot_leyline_dot_v1_dot_access__pb2
 from esper.leyline.v1 import kernel_pb2 as esper_dot_leyline_dot_v1_dot_kernel__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65sper/leyline/v1/tezzeret.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/kernel.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetWorkerStatusRequest\"\x9c\x03\n\x17GetWorkerStatusResponse\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x1f\n\x0bqueue_depth\x18\x02 \x01(\rR\nqueueDepth\x12+\n\x11\x63onservative_mode\x18\x03 \x01(\x08R\x10\x63onservativeMode\x12=\n\x0b\x63urrent_job\x18\x04 \x01(\x0b\x32\x1c.esper.leyline.v1.CompileJobR\ncurrentJob\x12%\n\x0ejobs_succeeded\x18\x05 \x01(\x04R\rjobsSucceeded\x12\'\n\x0f\x61ttempts_failed\x18\x06 \x01(\x04R\x0e\x61ttemptsFailed\x12%\n\x0ejobs_recovered\x18\x07 \x01(\x04R\rjobsRecovered\x12%\n\x0etoolchain_hash\x18\x08 \x01(\tR\rtoolchainHash\x12\x39\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\"S\n\x15ListWorkerJobsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"r\n\x16ListWorkerJobsResponse\x12\x30\n\x04jobs\x18\x01 \x03(\x0b\x32\x1c.esper.leyline.v1.CompileJobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xde\x01\n\x0fTezzeretService\x12\x66\n\x0fGetWorkerStatus\x12(.esper.leyline.v1.GetWorkerStatusRequest\x1a).esper.leyline.v1.GetWorkerStatusResponse\x12\x63\n\x0eListWorkerJobs\x12\'.esper.leyline.v1.ListWorkerJobsRequest\x1a(.esper.leyline.v1.ListWorkerJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65sper/leyline/v1/tezzeret.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a\x1d\x65sper/leyline/v1/kernel.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetWorkerStatusRequest\"\x9c\x03\n\x17GetWorkerStatusResponse\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x1f\n\x0bqueue_depth\x18\x02 \x01(\rR\nqueueDepth\x12+\n\x11\x63onservative_mode\x18\x03 \x01(\x08R\x10\x63onservativeMode\x12=\n\x0b\x63urrent_job\x18\x04 \x01(\x0b\x32\x1c.esper.leyline.v1.CompileJobR\ncurrentJob\x12%\n\x0ejobs_succeeded\x18\x05 \x01(\x04R\rjobsSucceeded\x12\'\n\x0f\x61ttempts_failed\x18\x06 \x01(\x04R\x0e\x61ttemptsFailed\x12%\n\x0ejobs_recovered\x18\x07 \x01(\x04R\rjobsRecovered\x12%\n\x0etoolchain_hash\x18\x08 \x01(\tR\rtoolchainHash\x12\x39\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\"S\n\x15ListWorkerJobsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"r\n\x16ListWorkerJobsResponse\x12\x30\n\x04jobs\x18\x01 \x03(\x0b\x32\x1c.esper.leyline.v1.CompileJobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xfe\x01\n\x0fTezzeretService\x12v\n\x0fGetWorkerStatus\x12(.esper.leyline.v1.GetWorkerStatusRequest\x1a).esper.leyline.v1.GetWorkerStatusResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12s\n\x0eListWorkerJobs\x12\'.esper.leyline.v1.ListWorkerJobsRequest\x1a(.esper.leyline.v1.ListWorkerJobsResponse\"\x0e\x82\x80\x19\n\n\x08operatorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'esper.leyline.v1.tezzeret_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETWORKERSTATUSREQUEST']._serialized_start=117
-  _globals['_GETWORKERSTATUSREQUEST']._serialized_end=141
-  _globals['_GETWORKERSTATUSRESPONSE']._serialized_start=144
-  _globals['_GETWORKERSTATUSRESPONSE']._serialized_end=556
-  _globals['_LISTWORKERJOBSREQUEST']._serialized_start=558
-  _globals['_LISTWORKERJOBSREQUEST']._serialized_end=641
-  _globals['_LISTWORKERJOBSRESPONSE']._serialized_start=643
-  _globals['_LISTWORKERJOBSRESPONSE']._serialized_end=757
-  _globals['_TEZZERETSERVICE']._serialized_start=760
-  _globals['_TEZZERETSERVICE']._serialized_end=982
+  _globals['_TEZZERETSERVICE'].methods_by_name['GetWorkerStatus']._loaded_options = None
+  _globals['_TEZZERETSERVICE'].methods_by_name['GetWorkerStatus']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_TEZZERETSERVICE'].methods_by_name['ListWorkerJobs']._loaded_options = None
+  _globals['_TEZZERETSERVICE'].methods_by_name['ListWorkerJobs']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_GETWORKERSTATUSREQUEST']._serialized_start=148
+  _globals['_GETWORKERSTATUSREQUEST']._serialized_end=172
+  _globals['_GETWORKERSTATUSRESPONSE']._serialized_start=175
+  _globals['_GETWORKERSTATUSRESPONSE']._serialized_end=587
+  _globals['_LISTWORKERJOBSREQUEST']._serialized_start=589
+  _globals['_LISTWORKERJOBSREQUEST']._serialized_end=672
+  _globals['_LISTWORKERJOBSRESPONSE']._serialized_start=674
+  _globals['_LISTWORKERJOBSRESPONSE']._serialized_end=788
+  _globals['_TEZZERETSERVICE']._serialized_start=791
+  _globals['_TEZZERETSERVICE']._serialized_end=1045
 # @@protoc_insertion_point(module_scope)

@@ -22,36 +22,47 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import access_pb2 as esper_dot_leyline_dot_v1_dot_access__pb2
 from esper.leyline.v1 import run_pb2 as esper_dot_leyline_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65sper/leyline/v1/tolaria.proto\x12\x10\x65sper.leyline.v1\x1a\x1a\x65sper/leyline/v1/run.proto\"^\n\x10\x43reateRunRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.esper.leyline.v1.RunConfigR\x06\x63onfig\x12\x15\n\x06run_id\x18\x02 \x01(\tR\x05runId\"<\n\x11\x43reateRunResponse\x12\'\n\x03run\x18\x01 \x01(\x0b\x32\x15.esper.leyline.v1.RunR\x03run\"&\n\rGetRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"9\n\x0eGetRunResponse\x12\'\n\x03run\x18\x01 \x01(\x0b\x32\x15.esper.leyline.v1.RunR\x03run\"\x82\x01\n\x0fListRunsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32\x1b.esper.leyline.v1.RunStatusR\x06status\"e\n\x10ListRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x15.esper.leyline.v1.RunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n\x10\x43\x61ncelRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"<\n\x11\x43\x61ncelRunResponse\x12\'\n\x03run\x18\x01 \x01(\x0b\x32\x15.esper.leyline.v1.RunR\x03run\"T\n\x16StreamRunEventsRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n\rfrom_sequence\x18\x02 \x01(\x04R\x0c\x66romSequence\"K\n\x17StreamRunEventsResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.esper.leyline.v1.RunEventR\x05\x65vent2\xc6\x03\n\x0eTolariaService\x12T\n\tCreateRun\x12\".esper.leyline.v1.CreateRunRequest\x1a#.esper.leyline.v1.CreateRunResponse\x12K\n\x06GetRun\x12\x1f.esper.leyline.v1.GetRunRequest\x1a .esper.leyline.v1.GetRunResponse\x12Q\n\x08ListRuns\x12!.esper.leyline.v1.ListRunsRequest\x1a\".esper.leyline.v1.ListRunsResponse\x12T\n\tCancelRun\x12\".esper.leyline.v1.CancelRunRequest\x1a#.esper.leyline.v1.CancelRunResponse\x12h\n\x0fStreamRunEvents\x12(.esper.leyline.v1.StreamRunEventsRequest\x1a).esper.leyline.v1.StreamRunEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x65sper/leyline/v1/tolaria.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a\x1a\x65sper/leyline/v1/run.proto\"^\n\x10\x43reateRunRequest\x12\x33\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.esper.leyline.v1.RunConfigR\x06\x63onfig\x12\x15\n\x06run_id\x18\x02 \x01(\tR\x05runId\"<\n\x11\x43reateRunResponse\x12\'\n\x03run\x18\x01 \x01(\x0b\x32\x15.esper.leyline.v1.RunR\x03run\"&\n\rGetRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"9\n\x0eGetRunResponse\x12\'\n\x03run\x18\x01 \x01(\x0b\x32\x15.esper.leyline.v1.RunR\x03run\"\x82\x01\n\x0fListRunsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x33\n\x06status\x18\x03 \x01(\x0e\x32\x1b.esper.leyline.v1.RunStatusR\x06status\"e\n\x10ListRunsResponse\x12)\n\x04runs\x18\x01 \x03(\x0b\x32\x15.esper.leyline.v1.RunR\x04runs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n\x10\x43\x61ncelRunRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\"<\n\x11\x43\x61ncelRunResponse\x12\'\n\x03run\x18\x01 \x01(\x0b\x32\x15.esper.leyline.v1.RunR\x03run\"T\n\x16StreamRunEventsRequest\x12\x15\n\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n\rfrom_sequence\x18\x02 \x01(\x04R\x0c\x66romSequence\"K\n\x17StreamRunEventsResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.esper.leyline.v1.RunEventR\x05\x65vent2\xab\x04\n\x0eTolariaService\x12\x64\n\tCreateRun\x12\".esper.leyline.v1.CreateRunRequest\x1a#.esper.leyline.v1.CreateRunResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12\x62\n\x06GetRun\x12\x1f.esper.leyline.v1.GetRunRequest\x1a .esper.leyline.v1.GetRunResponse\"\x15\x82\x80\x19\x11\n\x08operator\n\x05nissa\x12h\n\x08ListRuns\x12!.esper.leyline.v1.ListRunsRequest\x1a\".esper.leyline.v1.ListRunsResponse\"\x15\x82\x80\x19\x11\n\x08operator\n\x05nissa\x12\x64\n\tCancelRun\x12\".esper.leyline.v1.CancelRunRequest\x1a#.esper.leyline.v1.CancelRunResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12\x7f\n\x0fStreamRunEvents\x12(.esper.leyline.v1.StreamRunEventsRequest\x1a).esper.leyline.v1.StreamRunEventsResponse\"\x15\x82\x80\x19\x11\n\x08operator\n\x05nissa0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'esper.leyline.v1.tolaria_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATERUNREQUEST']._serialized_start=80
-  _globals['_CREATERUNREQUEST']._serialized_end=174
-  _globals['_CREATERUNRESPONSE']._serialized_start=176
-  _globals['_CREATERUNRESPONSE']._serialized_end=236
-  _globals['_GETRUNREQUEST']._serialized_start=238
-  _globals['_GETRUNREQUEST']._serialized_end=276
-  _globals['_GETRUNRESPONSE']._serialized_start=278
-  _globals['_GETRUNRESPONSE']._serialized_end=335
-  _globals['_LISTRUNSREQUEST']._serialized_start=338
-  _globals['_LISTRUNSREQUEST']._serialized_end=468
-  _globals['_LISTRUNSRESPONSE']._serialized_start=470
-  _globals['_LISTRUNSRESPONSE']._serialized_end=571
-  _globals['_CANCELRUNREQUEST']._serialized_start=573
-  _globals['_CANCELRUNREQUEST']._serialized_end=614
-  _globals['_CANCELRUNRESPONSE']._serialized_start=616
-  _globals['_CANCELRUNRESPONSE']._serialized_end=676
-  _globals['_STREAMRUNEVENTSREQUEST']._serialized_start=678
-  _globals['_STREAMRUNEVENTSREQUEST']._serialized_end=762
-  _globals['_STREAMRUNEVENTSRESPONSE']._serialized_start=764
-  _globals['_STREAMRUNEVENTSRESPONSE']._serialized_end=839
-  _globals['_TOLARIASERVICE']._serialized_start=842
-  _globals['_TOLARIASERVICE']._serialized_end=1296
+  _globals['_TOLARIASERVICE'].methods_by_name['CreateRun']._loaded_options = None
+  _globals['_TOLARIASERVICE'].methods_by_name['CreateRun']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_TOLARIASERVICE'].methods_by_name['GetRun']._loaded_options = None
+  _globals['_TOLARIASERVICE'].methods_by_name['GetRun']._serialized_options = b'\202\200\031\021\n\010operator\n\005nissa'
+  _globals['_TOLARIASERVICE'].methods_by_name['ListRuns']._loaded_options = None
+  _globals['_TOLARIASERVICE'].methods_by_name['ListRuns']._serialized_options = b'\202\200\031\021\n\010operator\n\005nissa'
+  _globals['_TOLARIASERVICE'].methods_by_name['CancelRun']._loaded_options = None
+  _globals['_TOLARIASERVICE'].methods_by_name['CancelRun']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_TOLARIASERVICE'].methods_by_name['StreamRunEvents']._loaded_options = None
+  _globals['_TOLARIASERVICE'].methods_by_name['StreamRunEvents']._serialized_options = b'\202\200\031\021\n\010operator\n\005nissa'
+  _globals['_CREATERUNREQUEST']._serialized_start=111
+  _globals['_CREATERUNREQUEST']._serialized_end=205
+  _globals['_CREATERUNRESPONSE']._serialized_start=207
+  _globals['_CREATERUNRESPONSE']._serialized_end=267
+  _globals['_GETRUNREQUEST']._serialized_start=269
+  _globals['_GETRUNREQUEST']._serialized_end=307
+  _globals['_GETRUNRESPONSE']._serialized_start=309
+  _globals['_GETRUNRESPONSE']._serialized_end=366
+  _globals['_LISTRUNSREQUEST']._serialized_start=369
+  _globals['_LISTRUNSREQUEST']._serialized_end=499
+  _globals['_LISTRUNSRESPONSE']._serialized_start=501
+  _globals['_LISTRUNSRESPONSE']._serialized_end=602
+  _globals['_CANCELRUNREQUEST']._serialized_start=604
+  _globals['_CANCELRUNREQUEST']._serialized_end=645
+  _globals['_CANCELRUNRESPONSE']._serialized_start=647
+  _globals['_CANCELRUNRESPONSE']._serialized_end=707
+  _globals['_STREAMRUNEVENTSREQUEST']._serialized_start=709
+  _globals['_STREAMRUNEVENTSREQUEST']._serialized_end=793
+  _globals['_STREAMRUNEVENTSRESPONSE']._serialized_start=795
+  _globals['_STREAMRUNEVENTSRESPONSE']._serialized_end=870
+  _globals['_TOLARIASERVICE']._serialized_start=873
+  _globals['_TOLARIASERVICE']._serialized_end=1428
 # @@protoc_insertion_point(module_scope)

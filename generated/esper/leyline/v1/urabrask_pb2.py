@@ -22,24 +22,29 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import access_pb2 as esper_dot_leyline_dot_v1_dot_access__pb2
 from esper.leyline.v1 import kernel_pb2 as esper_dot_leyline_dot_v1_dot_kernel__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65sper/leyline/v1/urabrask.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/kernel.proto\"9\n\x1aGetValidationReportRequest\x12\x1b\n\tkernel_id\x18\x01 \x01(\tR\x08kernelId\"a\n\x1bGetValidationReportResponse\x12\x42\n\x06report\x18\x01 \x01(\x0b\x32*.esper.leyline.v1.UrabraskValidationReportR\x06report\"\x82\x01\n\x1cListValidationReportsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n\x06passed\x18\x03 \x01(\x08H\x00R\x06passed\x88\x01\x01\x42\t\n\x07_passed\"\x8d\x01\n\x1dListValidationReportsResponse\x12\x44\n\x07reports\x18\x01 \x03(\x0b\x32*.esper.leyline.v1.UrabraskValidationReportR\x07reports\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xff\x01\n\x0fUrabraskService\x12r\n\x13GetValidationReport\x12,.esper.leyline.v1.GetValidationReportRequest\x1a-.esper.leyline.v1.GetValidationReportResponse\x12x\n\x15ListValidationReports\x12..esper.leyline.v1.ListValidationReportsRequest\x1a/.esper.leyline.v1.ListValidationReportsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65sper/leyline/v1/urabrask.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a\x1d\x65sper/leyline/v1/kernel.proto\"9\n\x1aGetValidationReportRequest\x12\x1b\n\tkernel_id\x18\x01 \x01(\tR\x08kernelId\"a\n\x1bGetValidationReportResponse\x12\x42\n\x06report\x18\x01 \x01(\x0b\x32*.esper.leyline.v1.UrabraskValidationReportR\x06report\"\x82\x01\n\x1cListValidationReportsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n\x06passed\x18\x03 \x01(\x08H\x00R\x06passed\x88\x01\x01\x42\t\n\x07_passed\"\x8d\x01\n\x1dListValidationReportsResponse\x12\x44\n\x07reports\x18\x01 \x03(\x0b\x32*.esper.leyline.v1.UrabraskValidationReportR\x07reports\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa1\x02\n\x0fUrabraskService\x12\x82\x01\n\x13GetValidationReport\x12,.esper.leyline.v1.GetValidationReportRequest\x1a-.esper.leyline.v1.GetValidationReportResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12\x88\x01\n\x15ListValidationReports\x12..esper.leyline.v1.ListValidationReportsRequest\x1a/.esper.leyline.v1.ListValidationReportsResponse\"\x0e\x82\x80\x19\n\n\x08operatorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'esper.leyline.v1.urabrask_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETVALIDATIONREPORTREQUEST']._serialized_start=84
-  _globals['_GETVALIDATIONREPORTREQUEST']._serialized_end=141
-  _globals['_GETVALIDATIONREPORTRESPONSE']._serialized_start=143
-  _globals['_GETVALIDATIONREPORTRESPONSE']._serialized_end=240
-  _globals['_LISTVALIDATIONREPORTSREQUEST']._serialized_start=243
-  _globals['_LISTVALIDATIONREPORTSREQUEST']._serialized_end=373
-  _globals['_LISTVALIDATIONREPORTSRESPONSE']._serialized_start=376
-  _globals['_LISTVALIDATIONREPORTSRESPONSE']._serialized_end=517
-  _globals['_URABRASKSERVICE']._serialized_start=520
-  _globals['_URABRASKSERVICE']._serialized_end=775
+  _globals['_URABRASKSERVICE'].methods_by_name['GetValidationReport']._loaded_options = None
+  _globals['_URABRASKSERVICE'].methods_by_name['GetValidationReport']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_URABRASKSERVICE'].methods_by_name['ListValidationReports']._loaded_options = None
+  _globals['_URABRASKSERVICE'].methods_by_name['ListValidationReports']._serialized_options = b'\202\200\031\n\n\010operator'
+  _globals['_GETVALIDATIONREPORTREQUEST']._serialized_start=115
+  _globals['_GETVALIDATIONREPORTREQUEST']._serialized_end=172
+  _globals['_GETVALIDATIONREPORTRESPONSE']._serialized_start=174
+  _globals['_GETVALIDATIONREPORTRESPONSE']._serialized_end=271
+  _globals['_LISTVALIDATIONREPORTSREQUEST']._serialized_start=274
+  _globals['_LISTVALIDATIONREPORTSREQUEST']._serialized_end=404
+  _globals['_LISTVALIDATIONREPORTSRESPONSE']._serialized_start=407
+  _globals['_LISTVALIDATIONREPORTSRESPONSE']._serialized_end=548
+  _globals['_URABRASKSERVICE']._serialized_start=551
+  _globals['_URABRASKSERVICE']._serialized_end=840
 # @@protoc_insertion_point(module_scope)

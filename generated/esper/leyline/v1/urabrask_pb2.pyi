@@ -1,3 +1,4 @@
+from esper.leyline.v1 import access_pb2 as _access_pb2
 from esper.leyline.v1 import kernel_pb2 as _kernel_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor

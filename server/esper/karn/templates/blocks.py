@@ -149,12 +149,12 @@ def product_chain(depth: int) -> Body:
     return body
 
 
-def attention(num_heads: int, *, prenorm: bool = False) -> Body:
-    """[LayerNorm] -> self-attention whose output projection starts small."""
+def attention(num_heads: int, *, prenorm: bool = False, causal: bool = False) -> Body:
+    """[LayerNorm] -> self-attention (causal: token t reads tokens 0..t) whose output projection starts small."""
 
     def body(b: IRBuilder) -> str:
         x = b.layer_norm(b.input) if prenorm else b.input
-        return b.self_attention(x, num_heads, init_scale=LAST_LAYER_INIT_SCALE)
+        return b.self_attention(x, num_heads, init_scale=LAST_LAYER_INIT_SCALE, causal=causal)
 
     return body
 

@@ -31,14 +31,20 @@ ADVERSARIAL = blueprint_pb2.BLUEPRINT_TIER_ADVERSARIAL
 FEATURES = blueprint_pb2.INPUT_KIND_FEATURES
 IMAGE = blueprint_pb2.INPUT_KIND_IMAGE
 SEQUENCE = blueprint_pb2.INPUT_KIND_SEQUENCE
+CAUSAL_SEQUENCE = blueprint_pb2.INPUT_KIND_CAUSAL_SEQUENCE
 
-DEFAULT_SHAPES: dict[int, tuple[int, ...]] = {FEATURES: (64,), IMAGE: (16, 8, 8), SEQUENCE: (8, 32)}
+DEFAULT_SHAPES: dict[int, tuple[int, ...]] = {
+    FEATURES: (64,),
+    IMAGE: (16, 8, 8),
+    SEQUENCE: (8, 32),
+    CAUSAL_SEQUENCE: (8, 32),
+}
 # Width blocks at their default shapes: into the next layer's [64] features, or the
 # next conv's [16, 4, 4] map after a 2x2 max pool.
 DEFAULT_WIDTH_OUTPUT_SHAPES: dict[int, tuple[int, ...]] = {FEATURES: (64,), IMAGE: (16, 4, 4)}
 DEPTH = blueprint_pb2.GROWTH_KIND_DEPTH
 WIDTH = blueprint_pb2.GROWTH_KIND_WIDTH
-_RANKS: dict[int, int] = {FEATURES: 1, IMAGE: 3, SEQUENCE: 2}
+_RANKS: dict[int, int] = {FEATURES: 1, IMAGE: 3, SEQUENCE: 2, CAUSAL_SEQUENCE: 2}
 
 
 def no_requirement(shape: tuple[int, ...]) -> str | None:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from esper import checks
 from esper.leyline.v1 import alert_pb2
 from esper.nissa.alerts.promql import (
     Matcher,
@@ -59,8 +60,7 @@ class AlertRule:
     def __post_init__(self) -> None:
         if self.comparison not in comparisons():
             raise ValueError(f"rule {self.name}: unknown comparison {self.comparison!r}")
-        if self.for_seconds < 0:
-            raise ValueError(f"rule {self.name}: for_seconds must be >= 0, got {self.for_seconds}")
+        checks.non_negative(f"rules.{self.name}.for_seconds", self.for_seconds)
 
     @property
     def expr(self) -> str:

@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from esper import checks
+
 # Sorted (name, value) pairs: hashable, and the same labels always compare equal.
 Labels = tuple[tuple[str, str], ...]
 # A sample: timestamp in seconds and value; None is a stale marker.
@@ -41,8 +43,7 @@ class SampleHistory:
     """Samples by series, kept for `retention_seconds`; safe to use from several threads."""
 
     def __init__(self, retention_seconds: float) -> None:
-        if retention_seconds <= 0:
-            raise ValueError(f"retention_seconds must be > 0, got {retention_seconds}")
+        checks.positive("retention_seconds", retention_seconds)
         self.retention_seconds = retention_seconds
         self._points: dict[str, dict[Labels, deque[Point]]] = {}
         self._lock = threading.Lock()
@@ -83,10 +84,6 @@ class SampleHistory:
         with self._lock:
             found = [(SeriesKey(name, labels), list(points)) for labels, points in self._points.get(name, {}).items()]
         yield from sorted(found, key=lambda item: item[0].labels)
-
-    def series_count(self) -> int:
-        with self._lock:
-            return sum(len(named) for named in self._points.values())
 
 
 def latest(points: list[Point], now: float, lookback: float = LOOKBACK_SECONDS) -> float | None:

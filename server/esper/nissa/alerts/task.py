@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from esper import checks
 from esper.nissa.alerts.engine import AlertEngine
 
 if TYPE_CHECKING:
@@ -23,8 +24,7 @@ def alert_task(engine: AlertEngine, interval_seconds: float | None = None) -> Ba
     server's event loop; a cycle that fails is logged and the next one runs as usual.
     """
     interval = engine.config.evaluation_interval_seconds if interval_seconds is None else interval_seconds
-    if interval <= 0:
-        raise ValueError(f"interval_seconds must be > 0, got {interval}")
+    checks.positive("interval_seconds", interval)
 
     async def evaluate_alerts(stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -11,7 +11,7 @@ from esper.leyline.v1 import alert_pb2
 from esper.nissa.alerts import AlertEngine, NissaAlertsConfig, parse_target
 from esper.nissa.alerts.engine import FIRING, RESOLVED
 from esper.nissa.alerts.series import SeriesKey, labels_of
-from tests.unit.nissa.alerts.fake_targets import Clock, FakeTargets
+from tests.support.alert_targets import Clock, FakeTargets
 
 TAMIYO_URL = "http://127.0.0.1:9455/metrics"
 TOLARIA_URL = "http://127.0.0.1:9464/metrics"

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from esper.nissa.alerts import AlertEngine, NissaAlertsConfig, alert_task, parse_target
-from tests.unit.nissa.alerts.fake_targets import FakeTargets
+from tests.support.alert_targets import FakeTargets
 
 URL = "http://127.0.0.1:9455/metrics"
 

@@ -168,7 +168,7 @@ def synthetic_observation(seeds: int, *, seed: int = 0) -> Any:
     )
     # The controller's steady state: the packet's arrays, and the run's layout kept from its first boundary.
     return Observation(
-        boundary=Boundary(run_id="bench", epoch=10, validation_accuracy=0.7, time=timestamp_pb2.Timestamp()),
+        boundary=Boundary(run_id="bench", epoch=10, score=0.7, time=timestamp_pb2.Timestamp()),
         training_loss=0.8,
         validation_loss=0.9,
         seeds=seeds_in_order,

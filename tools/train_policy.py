@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/train_policy.py [--workers 2] [--iterations N] [--out DIR] [--work DIR]
 
-Writes `<out>/gnn-v1.pt` and `gnn-v1.json` (default: the package's shipped policies),
+Writes `<out>/gnn-v1.safetensors` and `gnn-v1.json` (default: the package's shipped policies),
 the curve as `<work>/training-curve.jsonl` and `docs/policy-training.png`.
 """
 

@@ -53,13 +53,18 @@ class EpisodeSpec:
 
 @dataclass(frozen=True)
 class EpisodeResult:
-    """What an episode measured. `transitions` are serialized PolicyTransitions in boundary order."""
+    """What an episode measured. `transitions` are serialized PolicyTransitions in boundary order.
+
+    Scores are the run's validation metric oriented so that higher is better (the accuracy
+    of a classification run, a loss or bits per character negated), as Tamiyo reads them.
+    `test_accuracy` is 0 for a run judged by another metric.
+    """
 
     task: str
     seed: int
     policy: str
-    best_val_accuracy: float
-    final_val_accuracy: float
+    best_val_score: float
+    final_val_score: float
     test_accuracy: float
     params_initial: int
     params_final: int
@@ -69,16 +74,15 @@ class EpisodeResult:
     rollbacks: int
     fallbacks: int
     wall_seconds: float
-    val_accuracies: tuple[float, ...]
     transitions: tuple[bytes, ...] = field(default=(), repr=False)
     error: str = ""
-    # Validation accuracy of the model the run delivers (its best validated state when the
-    # final one was worse); -1 when the run did not say.
-    delivered_val_accuracy: float = -1.0
+    # Validation score of the model the run delivers (its best validated state when the
+    # final one was worse); None when the run did not say.
+    delivered_val_score: float | None = None
 
     @property
     def delivered(self) -> float:
-        return self.delivered_val_accuracy if self.delivered_val_accuracy >= 0 else self.final_val_accuracy
+        return self.delivered_val_score if self.delivered_val_score is not None else self.final_val_score
 
     def parsed_transitions(self) -> list[policy_pb2.PolicyTransition]:
         return [policy_pb2.PolicyTransition.FromString(data) for data in self.transitions]
@@ -140,12 +144,13 @@ def play(spec: EpisodeSpec) -> EpisodeResult:
         from esper.leyline.v1 import tamiyo_pb2
 
         fallbacks = int(controllers[0].get_status(tamiyo_pb2.GetStatusRequest()).policy_fallbacks)
+    scores = run_scores(summary, metrics)
     return EpisodeResult(
         task=spec.task.name,
         seed=spec.seed,
         policy=spec.policy,
-        best_val_accuracy=float(summary["best_val_accuracy"]),
-        final_val_accuracy=float(metrics[-1]["val_accuracy"]) if metrics else 0.0,
+        best_val_score=scores.best,
+        final_val_score=scores.final,
         test_accuracy=float(summary["final_test_accuracy"]),
         params_initial=int(summary["params_initial"]),
         params_final=int(summary["params_final"]),
@@ -155,9 +160,28 @@ def play(spec: EpisodeSpec) -> EpisodeResult:
         rollbacks=_count(summary.get("rollbacks")),
         fallbacks=fallbacks,
         wall_seconds=time.perf_counter() - started,
-        val_accuracies=tuple(float(row["val_accuracy"]) for row in metrics),
         transitions=tuple(collector.items),
-        delivered_val_accuracy=float((summary.get("saved") or {}).get("val_accuracy", -1.0)),
+        delivered_val_score=scores.delivered,
+    )
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """A run's validation scores: its best, its last epoch's and its delivered model's (None: not said)."""
+
+    best: float
+    final: float
+    delivered: float | None
+
+
+def run_scores(summary: dict[str, Any], metrics: list[dict[str, Any]]) -> RunScores:
+    """The scores of a run folder's summary.json and metrics.jsonl rows: metrics negated when lower is better."""
+    sign = -1.0 if summary.get("metric_direction") == "METRIC_DIRECTION_LOWER_IS_BETTER" else 1.0
+    saved = summary.get("saved") or {}
+    return RunScores(
+        best=sign * float(summary["best_val_metric"]),
+        final=sign * float(metrics[-1]["val_metric"]) if metrics else 0.0,
+        delivered=sign * float(saved["val_metric"]) if "val_metric" in saved else None,
     )
 
 
@@ -219,8 +243,8 @@ def _play_safely(spec: EpisodeSpec) -> EpisodeResult:
             task=spec.task.name,
             seed=spec.seed,
             policy=spec.policy,
-            best_val_accuracy=0.0,
-            final_val_accuracy=0.0,
+            best_val_score=0.0,
+            final_val_score=0.0,
             test_accuracy=0.0,
             params_initial=0,
             params_final=0,
@@ -230,7 +254,6 @@ def _play_safely(spec: EpisodeSpec) -> EpisodeResult:
             rollbacks=0,
             fallbacks=0,
             wall_seconds=0.0,
-            val_accuracies=(),
             error=f"{type(exc).__name__}: {exc}"[:500],
         )
 

@@ -49,10 +49,10 @@ class GateResult:
 
 
 def outcome(result: EpisodeResult, twin: EpisodeResult) -> EpisodeOutcome:
-    """What the reward reads of an episode: the validation accuracy of the model each run delivers."""
+    """What the reward reads of an episode: the validation score of the model each run delivers."""
     return EpisodeOutcome(
-        best_val_accuracy=result.delivered,
-        static_best_val_accuracy=twin.delivered,
+        val_score=result.delivered,
+        static_val_score=twin.delivered,
         params_initial=result.params_initial,
         params_final=result.params_final,
         culled=result.culled,

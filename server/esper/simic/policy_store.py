@@ -1,7 +1,7 @@
 """Trained policies at rest: the PolicyUpdate (card included) in SQL, the weights in the object store.
 
 Versions are monotonic from 1 and unique, as are policy ids. Weights live under
-`policies/<policy_id>/<sha256>.pt`; reading them back checks the SHA-256 the update
+`policies/<policy_id>/<sha256>.safetensors`; reading them back checks the SHA-256 the update
 announces. A policy is stored whether or not it passed the validation gate;
 `published` says whether it did (and was announced on Oona).
 """
@@ -29,7 +29,7 @@ class PolicyPage:
 
 
 def weights_key(policy_id: str, sha256: str) -> str:
-    return f"policies/{policy_id}/{sha256}.pt"
+    return f"policies/{policy_id}/{sha256}.safetensors"
 
 
 class PolicyStore:

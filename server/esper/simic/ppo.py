@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from esper.simic.config import SimicConfig
-from esper.simic.curriculum import Task, suite
+from esper.simic.curriculum import suite
 from esper.simic.episodes import EpisodeResult, EpisodeSpec, EpisodeWorkers
 from esper.simic.gate import outcome, score_suite
 from esper.simic.reward import RewardConfig, advantages, episode_score, step_rewards
@@ -236,9 +236,9 @@ def rollout(
             continue
         terminal = episode_score(outcome(result, static[(result.task, result.seed)]), ppo.reward)
         scores.append(terminal)
-        accuracies = [t.validation_accuracy for t in transitions]
+        scores = [t.validation_score for t in transitions]
         baseline = (baselines or {}).get((result.task, result.seed), 0.0)
-        rewards = step_rewards(accuracies, terminal - baseline, ppo.reward)
+        rewards = step_rewards(scores, terminal - baseline, ppo.reward)
         values = np.array([t.value for t in transitions], dtype=np.float64)
         advantage, returns = advantages(rewards, values, gamma=ppo.gamma, lam=ppo.lam)
         for t, a, g in zip(transitions, advantage, returns, strict=True):
@@ -341,7 +341,3 @@ def _artifact(net: TamiyoNet, iteration: int) -> Any:
 
 def _short(row: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "validation_per_task"}
-
-
-def task_names(tasks: list[Task]) -> list[str]:
-    return [task.name for task in tasks]

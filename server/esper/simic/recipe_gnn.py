@@ -55,7 +55,7 @@ class GnnRecipe:
 
 
 def make_gnn(recipe: GnnRecipe, *, out_dir: Path, work_dir: Path, assets_dir: str = "") -> dict[str, Any]:
-    """Train the policy into `out_dir` (`<id>.pt`, `<id>.json`); returns the card."""
+    """Train the policy into `out_dir` (`<id>.safetensors`, `<id>.json`); returns the card."""
     started = time.perf_counter()
     training = TrainingConfig(workers=recipe.workers, assets_dir=assets_dir, seed=recipe.seed)
     config = SimicConfig(data_dir=str(work_dir), training=training)

@@ -22,10 +22,6 @@ from esper.tamiyo.gnn import Architecture, TamiyoNet
 HEURISTIC = "heuristic-v1"
 
 
-class RecipeFailed(Exception):
-    """Nothing to train on, or a recipe cannot run; the message says what to do."""
-
-
 @dataclass
 class RecipeOutcome:
     artifact: PolicyArtifact

@@ -24,6 +24,7 @@ MAX_PPO_ITERATIONS = 10_000
 MAX_GATE_SEEDS = 20
 _ALGORITHMS = frozenset(simic_pb2.TrainingAlgorithm.values())
 _OUTCOMES = frozenset(lifecycle_pb2.AdaptationOutcome.values())
+_DIRECTIONS = frozenset(lifecycle_pb2.MetricDirection.values())
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,13 @@ def check_transition(transition: policy_pb2.PolicyTransition, path: str = "trans
         raise InvalidArgument.for_field(
             f"{path}.seed_actions", f"holds {len(transition.seed_actions)} actions for {seeds} seeds"
         )
-    checks.in_range(f"{path}.validation_accuracy", transition.validation_accuracy, 0.0, 1.0)
+    if transition.metric_direction not in _DIRECTIONS:
+        direction = transition.metric_direction
+        raise InvalidArgument.for_field(f"{path}.metric_direction", f"{direction} is not a MetricDirection")
+    if transition.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED:
+        checks.in_range(f"{path}.validation_score", transition.validation_score, 0.0, 1.0)
+    else:
+        checks.finite(f"{path}.validation_score", transition.validation_score)
 
 
 def _check_report_metrics(report: control_pb2.FieldReport, path: str) -> None:

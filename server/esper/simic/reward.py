@@ -1,10 +1,13 @@
 """The reward a Tamiyo policy is trained and gated on, term by term.
 
 An episode is one short Esper run; its static twin is the same host, data, seed and
-epochs trained without seeds. Accuracies are validation accuracies (the test rows are
-never looked at while training policies); points are accuracy x 100.
+epochs trained without seeds. Scores are validation scores (the test rows are never
+looked at while training policies): the run's metric oriented so that higher is better,
+as Tamiyo reads it, which for a classification run is its accuracy; points are score x 100
+(accuracy points; for a metric where lower is better, such as bits per character, a
+hundredth of a bit is a point).
 
-  gain       validation accuracy of the model the run delivers (its best validated state
+  gain       validation score of the model the run delivers (its best validated state
              when the final one was worse, as Tolaria saves it) minus its static twin's, in
              points. Growth exists to beat the static host; this is the only term that pays.
   parameters minus `parameter_cost` points per doubling of the trainable parameters over
@@ -22,9 +25,9 @@ never looked at while training policies); points are accuracy x 100.
              epochs it trained and, repeated, is the "germinate everything, cull what breaks"
              loop the seeds' authors saw.
   shaping    at each boundary, gamma * Phi(next) - Phi(now) with Phi = `shaping` x validation
-             accuracy in points (Phi of the end state is 0). Potential-based (Ng, Harada and
+             score in points (Phi of the end state is 0). Potential-based (Ng, Harada and
              Russell, 1999): it changes no policy's ranking, only when the credit arrives, so a
-             rise in accuracy after a good germination is felt at once rather than epochs later.
+             rise in the score after a good germination is felt at once rather than epochs later.
 
 The episode's terminal reward (gain - parameters - harm - thrash) comes at its last boundary.
 A policy that never germinates scores about 0 (it is its static twin); one that germinates
@@ -61,8 +64,8 @@ class RewardConfig:
 class EpisodeOutcome:
     """What the reward reads of an episode and its static twin."""
 
-    best_val_accuracy: float
-    static_best_val_accuracy: float
+    val_score: float
+    static_val_score: float
     params_initial: int
     params_final: int
     culled: int = 0
@@ -82,7 +85,7 @@ class RewardTerms:
 
 
 def reward_terms(outcome: EpisodeOutcome, config: RewardConfig) -> RewardTerms:
-    gain = 100.0 * (outcome.best_val_accuracy - outcome.static_best_val_accuracy)
+    gain = 100.0 * (outcome.val_score - outcome.static_val_score)
     growth = max(1.0, outcome.params_final / max(1, outcome.params_initial))
     return RewardTerms(
         gain=gain,
@@ -97,9 +100,9 @@ def episode_score(outcome: EpisodeOutcome, config: RewardConfig) -> float:
     return reward_terms(outcome, config).total
 
 
-def step_rewards(accuracies: Sequence[float], terminal: float, config: RewardConfig) -> np.ndarray:
+def step_rewards(scores: Sequence[float], terminal: float, config: RewardConfig) -> np.ndarray:
     """Reward of each boundary's transition: shaping toward the next boundary, the terminal at the last."""
-    potentials = config.shaping * 100.0 * np.asarray(accuracies, dtype=np.float64)
+    potentials = config.shaping * 100.0 * np.asarray(scores, dtype=np.float64)
     following = np.append(potentials[1:], 0.0)
     rewards = config.gamma * following - potentials
     if rewards.size:

@@ -36,7 +36,7 @@ class Sample:
     kernel_edge: int
     log_prob: float
     value: float
-    validation_accuracy: float
+    validation_score: float
     parameter_count: int
     epoch: int
     final_epoch: int
@@ -90,7 +90,7 @@ def sample_from_transition(transition: policy_pb2.PolicyTransition) -> Sample:
         kernel_edge=edge,
         log_prob=float(transition.log_prob),
         value=float(transition.value),
-        validation_accuracy=float(transition.validation_accuracy),
+        validation_score=float(transition.validation_score),
         parameter_count=int(transition.parameter_count),
         epoch=int(transition.epoch),
         final_epoch=int(transition.final_epoch),

@@ -65,7 +65,6 @@ class SimicService:
         self._lock = threading.Lock()
         self._accepted = 0
         self._duplicates = 0
-        self._transitions_accepted = 0
 
     @classmethod
     def open(cls, config: SimicConfig, *, publish: Publisher | None = None) -> SimicService:
@@ -115,8 +114,6 @@ class SimicService:
     def record_transitions(self, request: simic_pb2.RecordTransitionsRequest) -> simic_pb2.RecordTransitionsResponse:
         check_record_transitions(request, self._config)
         recorded = self._experience.add(request.transitions, int(self._clock() * 1_000_000))
-        with self._lock:
-            self._transitions_accepted += recorded.accepted
         return simic_pb2.RecordTransitionsResponse(
             accepted_count=recorded.accepted, duplicate_count=recorded.duplicates
         )

@@ -54,10 +54,6 @@ class TaskSpec:
         if not 100 <= self.samples <= 50_000:
             raise ValueError(f"samples must be in [100, 50000], got {self.samples}")
 
-    @property
-    def is_image(self) -> bool:
-        return self.family in IMAGE_FAMILIES
-
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
@@ -211,7 +207,3 @@ _FAMILIES = {
     "shapes": _shapes,
     "blocks": _blocks,
 }
-
-
-def image_shape(spec: TaskSpec) -> tuple[int, ...]:
-    return (1, spec.dims, spec.dims) if spec.is_image else (spec.dims,)

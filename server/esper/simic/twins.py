@@ -17,9 +17,12 @@ from esper.fsutil import atomic_write
 from esper.simic.curriculum import Task
 from esper.simic.episodes import STATIC, EpisodeResult, EpisodeSpec, EpisodeWorkers
 
+# Part of every twin's key: a twin remembered in another layout of EpisodeResult is played again.
+_TWIN_FORMAT = "twin/2"
+
 
 def twin_key(task: Task, seed: int) -> str:
-    text = json.dumps([repr(task), seed], sort_keys=True)
+    text = json.dumps([_TWIN_FORMAT, repr(task), seed], sort_keys=True)
     return f"{task.name}-s{seed}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 

@@ -1,27 +1,31 @@
 """A learned policy as a versioned artifact: weights-only state dict plus a JSON card.
 
-The weights are `torch.save` of the network's state dict and nothing else; they are
-read back with `torch.load(weights_only=True)`, which refuses anything but tensors
-and plain containers, and only after their SHA-256 matches the card's. The card
-says what the weights are: the architecture, the feature schema version of the
-graphs they read, how they were trained (recipe, data) and how they validated.
-On disk a policy is `<id>.pt` with `<id>.json` beside it.
+A policy that Tamiyo loads is a trust boundary, like a kernel: it comes from Simic over
+the network or from a file. So the weights are the network's state dict in the
+safetensors format (a JSON header naming each tensor's dtype, shape and byte range,
+then the raw bytes), never a pickle: reading them parses that header and copies bytes,
+and no code a file names can run. They are read only after their SHA-256 matches the
+card's, which every card must carry. The card (bounded JSON) says what the weights are:
+the architecture, the feature schema version of the graphs they read, how they were
+trained (recipe, data) and how they validated. On disk a policy is `<id>.safetensors` with
+`<id>.json` beside it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from esper.errors import FailedPrecondition, InvalidArgument
 
-POLICY_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CARD_FORMAT = "esper.tamiyo.policy-card/1"
+WEIGHTS_FORMAT = "safetensors"
+WEIGHTS_SUFFIX = ".safetensors"
+# A zip archive: what torch.save writes (a pickle inside), refused with a clear word.
+_ZIP_MAGIC = b"PK\x03\x04"
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
 MAX_CARD_BYTES = 1024 * 1024
 
@@ -51,12 +55,6 @@ class PolicyArtifact:
         return json.dumps(self.card, indent=2, sort_keys=True)
 
 
-def check_policy_id(policy_id: str, what: str = "policy_id") -> str:
-    if not POLICY_ID_PATTERN.fullmatch(policy_id):
-        raise InvalidArgument.for_field(what, f"must match {POLICY_ID_PATTERN.pattern}, got {policy_id!r}")
-    return policy_id
-
-
 def make_card(
     *,
     policy_id: str,
@@ -77,6 +75,7 @@ def make_card(
         "version": version,
         "parent_policy_id": parent_policy_id,
         "sha256": hashlib.sha256(weights).hexdigest(),
+        "weights_format": WEIGHTS_FORMAT,
         "architecture": architecture,
         "feature_schema_version": feature_schema_version,
         "recipe": recipe,
@@ -86,57 +85,62 @@ def make_card(
 
 
 def state_dict_bytes(state_dict: dict[str, Any]) -> bytes:
-    """The weights of a state dict as `torch.save` writes them."""
-    import torch
+    """The weights of a state dict in the safetensors format."""
+    from safetensors.torch import save
 
-    buffer = io.BytesIO()
-    torch.save({key: value.detach().cpu().clone() for key, value in state_dict.items()}, buffer)
-    return buffer.getvalue()
+    return save({key: value.detach().cpu().contiguous() for key, value in state_dict.items()})
 
 
 def load_state_dict(artifact: PolicyArtifact) -> dict[str, Any]:
-    """The state dict, after checking the card's SHA-256; tensors only (weights_only)."""
-    import torch
+    """The state dict, after checking the card's SHA-256: safetensors bytes only, never a pickle."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
 
     expected = str(artifact.card.get("sha256", ""))
-    if expected and expected != artifact.sha256:
+    if expected != artifact.sha256:
+        found = f"the card's {expected[:12]}" if expected else "the card, which names none"
         raise FailedPrecondition(
-            f"policy {artifact.policy_id}: weights SHA-256 {artifact.sha256[:12]} does not match the card's "
-            f"{expected[:12]}",
+            f"policy {artifact.policy_id}: weights SHA-256 {artifact.sha256[:12]} does not match {found}",
             reason="POLICY_CHECKSUM_MISMATCH",
         )
-    try:
-        loaded = torch.load(io.BytesIO(artifact.weights), map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the same error to the caller
+    if len(artifact.weights) > MAX_WEIGHTS_BYTES:
         raise FailedPrecondition(
-            f"policy {artifact.policy_id}: weights are not a weights-only state dict ({exc})",
+            f"policy {artifact.policy_id}: weights of {len(artifact.weights)} bytes, more than a policy may be",
+            reason="POLICY_UNREADABLE",
+        )
+    if artifact.weights.startswith(_ZIP_MAGIC):
+        raise FailedPrecondition(
+            f"policy {artifact.policy_id}: weights are a torch.save archive (a pickle), which Tamiyo never "
+            f"loads; a policy's weights are {WEIGHTS_FORMAT}",
+            reason="POLICY_UNREADABLE",
+        )
+    try:
+        return load(artifact.weights)
+    except (SafetensorError, ValueError) as exc:
+        raise FailedPrecondition(
+            f"policy {artifact.policy_id}: weights are not a {WEIGHTS_FORMAT} state dict ({str(exc)[:200]})",
             reason="POLICY_UNREADABLE",
         ) from exc
-    if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
-        raise FailedPrecondition(
-            f"policy {artifact.policy_id}: weights are not a state dict", reason="POLICY_UNREADABLE"
-        )
-    return loaded
 
 
 def write_policy(directory: Path, artifact: PolicyArtifact) -> Path:
-    """Write `<id>.pt` and `<id>.json` into `directory`; returns the weights' path."""
+    """Write `<id>.safetensors` and `<id>.json` into `directory`; returns the weights' path."""
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / f"{artifact.policy_id}.pt"
+    weights = directory / f"{artifact.policy_id}{WEIGHTS_SUFFIX}"
     weights.write_bytes(artifact.weights)
     (directory / f"{artifact.policy_id}.json").write_text(artifact.card_json() + "\n", encoding="utf-8")
     return weights
 
 
 def read_policy(path: Path) -> PolicyArtifact:
-    """The policy at `path`: its `.pt` weights (or the `.json` card) with the other file beside it."""
+    """The policy at `path`: its `.safetensors` weights (or the `.json` card) with the other file beside it."""
     path = path.expanduser()
-    weights_path = path.with_suffix(".pt")
+    weights_path = path.with_suffix(WEIGHTS_SUFFIX)
     card_path = path.with_suffix(".json")
     for needed in (weights_path, card_path):
         if not needed.is_file():
             raise InvalidArgument.for_field(
-                "policy", f"{str(needed)!r} is not a file (a policy is <id>.pt + <id>.json)"
+                "policy", f"{str(needed)!r} is not a file (a policy is <id>.safetensors + <id>.json)"
             )
     if weights_path.stat().st_size > MAX_WEIGHTS_BYTES or card_path.stat().st_size > MAX_CARD_BYTES:
         raise InvalidArgument.for_field("policy", f"{str(path)!r} is larger than a policy may be")

@@ -44,7 +44,7 @@ class TamiyoConfig:
     `grafting_strategy` is a GraftingStrategy name ("LINEAR_RAMP", "COSINE_RAMP",
     "DRIFT_CONTROLLED"). `step_budget_ms` only makes a slow step log a warning.
     `policy_id` names the policy that decides: "heuristic-v1", a shipped learned policy
-    ("gnn-v1"), a Simic policy id, or the path of a policy file (`<id>.pt` with its card
+    ("gnn-v1"), a Simic policy id, or the path of a policy file (`<id>.safetensors` with its card
     `<id>.json` beside it). A learned policy slower than `policy_timeout_ms` at a
     boundary is overruled by heuristic-v1 for that boundary. Urza's answers to kernel
     queries are reused for `kernel_cache_seconds` (0: ask every time).

@@ -149,7 +149,7 @@ def _run_state_columns(rows: np.ndarray, observation: Observation, state: RunSta
             continue
         rows[row, column["tracked"]] = 1.0
         rows[row, column["epochs_in_stage"]] = _clip(a.epochs_in_stage(epoch) / 10.0, 0.0, 3.0)
-        rows[row, column["accuracy_since_germination"]] = _clip(10.0 * (observation.score - a.pre_metric), -3.0, 3.0)
+        rows[row, column["score_since_germination"]] = _clip(10.0 * (observation.score - a.pre_metric), -3.0, 3.0)
         rows[row, column["epochs_active"]] = _clip(a.epochs_active(epoch) / 10.0, 0.0, 3.0)
     for seed_id, until in state.embargo_until.items():
         row = index.get(seed_id)

@@ -1,8 +1,8 @@
 """Which policy a policy id names, and how it is loaded.
 
   "heuristic-v1"     the built-in heuristic;
-  a shipped id       a learned policy in the package (`esper/tamiyo/policies/<id>.pt`, e.g. "gnn-v1");
-  a path             a policy file on this machine (`<id>.pt` with `<id>.json` beside it);
+  a shipped id       a learned policy in the package (`esper/tamiyo/policies/<id>.safetensors`, e.g. "gnn-v1");
+  a path             a policy file on this machine (`<id>.safetensors` with `<id>.json` beside it);
   any other id       a policy Simic trained, fetched through Simic's GetPolicy.
 Learned policies load lazily: torch_geometric is imported only when one is used.
 """
@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from esper.errors import FailedPrecondition, NotFound
 from esper.leyline.v1 import control_pb2, simic_pb2
-from esper.tamiyo.artifact import PolicyArtifact, load_state_dict, make_card, read_policy, state_dict_bytes
+from esper.tamiyo.artifact import (
+    WEIGHTS_SUFFIX,
+    PolicyArtifact,
+    load_state_dict,
+    make_card,
+    read_policy,
+    state_dict_bytes,
+)
 from esper.tamiyo.config import HEURISTIC_POLICY_ID, TamiyoConfig
 from esper.tamiyo.policy import HeuristicPolicy, Policy
 
@@ -23,7 +30,6 @@ if TYPE_CHECKING:
     from esper.tamiyo.learned import LearnedPolicy
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "policies"
-DEFAULT_LEARNED_POLICY_ID = "gnn-v1"
 
 
 class PolicySource(Protocol):
@@ -34,11 +40,11 @@ class PolicySource(Protocol):
 
 def bundled_policy_ids() -> list[str]:
     """Learned policies shipped in the package."""
-    return sorted(path.stem for path in BUNDLED_DIR.glob("*.json") if path.with_suffix(".pt").is_file())
+    return sorted(path.stem for path in BUNDLED_DIR.glob("*.json") if path.with_suffix(WEIGHTS_SUFFIX).is_file())
 
 
 def is_path(policy: str) -> bool:
-    return "/" in policy or policy.endswith((".pt", ".json")) or policy.startswith((".", "~"))
+    return "/" in policy or policy.endswith((WEIGHTS_SUFFIX, ".json")) or policy.startswith((".", "~"))
 
 
 def find_artifact(policy: str, source: PolicySource | None = None) -> PolicyArtifact | None:

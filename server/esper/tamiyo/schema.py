@@ -1,7 +1,10 @@
 """The feature schema of Tamiyo's observation graph: node and edge types, feature columns, version.
 
 A policy reads only graphs of the schema version it was trained on; any change to the
-columns below is a new `FEATURE_SCHEMA_VERSION`.
+columns below is a new `FEATURE_SCHEMA_VERSION`. Columns named for a score hold the run's
+validation metric oriented so that higher is better, as heuristic-v1 compares it
+(esper.tamiyo.issued.Boundary): a classification run's accuracy, a loss or bits per
+character negated.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ SEED_FEATURES: tuple[str, ...] = (
     "embargoed",
     "embargo_left",
     "tracked",
-    "accuracy_since_germination",
+    "score_since_germination",
     "epochs_active",
     "relative_depth",
     "log_width",
@@ -107,9 +110,9 @@ GLOBAL_FEATURES: tuple[str, ...] = (
     "epoch_fraction",
     "epochs_left",
     "final_epoch_known",
-    "validation_accuracy",
-    "best_validation_accuracy",
-    "accuracy_change",
+    "validation_score",
+    "best_validation_score",
+    "score_change",
     "epochs_since_improvement",
     "plateau",
     "warmup",

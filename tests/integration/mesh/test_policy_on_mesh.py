@@ -153,7 +153,7 @@ def test_run_with_a_policy_pins_it_on_the_mesh(mesh: Path, tmp_path: Path) -> No
         "--out",
         str(tmp_path / "p"),
         "--policy",
-        "./x.pt",
+        "./x.safetensors",
         *RUN_ARGS,
         check=False,
     )

@@ -101,7 +101,7 @@ def test_run_refuses_a_policy_it_cannot_find(tmp_path: Path, capsys: pytest.Capt
         "run",
         "--quiet",
         "--policy",
-        str(tmp_path / "missing.pt"),
+        str(tmp_path / "missing.safetensors"),
         "--out",
         str(tmp_path / "o2"),
         "--no-baseline",

@@ -14,8 +14,8 @@ def test_each_term_counts_what_it_says() -> None:
     config = RewardConfig(parameter_cost=1.0)
     terms = reward_terms(
         EpisodeOutcome(
-            best_val_accuracy=0.86,
-            static_best_val_accuracy=0.80,
+            val_score=0.86,
+            static_val_score=0.80,
             params_initial=100,
             params_final=400,
             culled=2,

@@ -134,7 +134,7 @@ def test_run_state_shows_in_the_tracked_seed_s_row() -> None:
     seeds = build_graph(observation, state, TamiyoConfig()).features[SEED]
     assert seeds[:, _column("tracked")].tolist() == [0.0, 1.0]
     assert seeds[1, _column("epochs_in_stage")] == pytest.approx(0.2)
-    assert seeds[1, _column("accuracy_since_germination")] == pytest.approx(1.0)
+    assert seeds[1, _column("score_since_germination")] == pytest.approx(1.0)
     assert seeds[:, _column("embargoed")].tolist() == [1.0, 0.0]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from pathlib import Path
@@ -169,7 +170,7 @@ def test_load_policy_takes_ids_only_and_unknown_ones_are_not_found(tmp_path: Pat
     followed = controller.load_policy(tamiyo_pb2.LoadPolicyRequest(follow_updates=True))
     assert (followed.policy_id, followed.pinned) == ("heuristic-v1", False)
     with pytest.raises(InvalidArgument):
-        _controller(str(tmp_path / "missing.pt"))
+        _controller(str(tmp_path / "missing.safetensors"))
 
 
 def test_an_artifact_round_trips_and_its_card_says_what_it_is(tmp_path: Path) -> None:
@@ -180,7 +181,7 @@ def test_an_artifact_round_trips_and_its_card_says_what_it_is(tmp_path: Path) ->
     assert card["architecture"]["conv"] == "gatv2"
     assert card["feature_schema_version"] == 1
     assert card["sha256"] == artifact.sha256
-    controller = _controller(str(tmp_path / "gnn-card.pt"))
+    controller = _controller(str(tmp_path / "gnn-card.safetensors"))
     assert controller.policy_id == "gnn-card"
 
 
@@ -191,19 +192,35 @@ def _tampered(tmp_path: Path, weights: bytes, **card: object) -> str:
 
 
 class _Payload:
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (print, ("unpickled!",))
+    """Unpickling it would create `marker`: proof that loading a policy ran code a file named."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
 
 
-def test_weights_are_loaded_only_when_they_are_a_checked_weights_only_state_dict(tmp_path: Path) -> None:
+def test_weights_are_loaded_only_when_they_are_checked_safetensors(tmp_path: Path) -> None:
     good = policy_artifact(TamiyoNet(Architecture(hidden=8)), "gnn-bad").weights
     with pytest.raises(FailedPrecondition) as raised:
         _controller(_tampered(tmp_path, good + b"\x00"))
     assert raised.value.reason == "POLICY_CHECKSUM_MISMATCH"
-    buffer = io.BytesIO()
-    torch.save({"x": _Payload()}, buffer, pickle_protocol=pickle.DEFAULT_PROTOCOL)
     with pytest.raises(FailedPrecondition) as raised:
-        _controller(_tampered(tmp_path, buffer.getvalue(), sha256=""))
+        _controller(_tampered(tmp_path, good, sha256=""))
+    assert raised.value.reason == "POLICY_CHECKSUM_MISMATCH"
+    marker = tmp_path / "unpickled"
+    buffer = io.BytesIO()
+    torch.save({"x": _Payload(marker)}, buffer, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    pickled = buffer.getvalue()
+    with pytest.raises(FailedPrecondition) as raised:
+        _controller(_tampered(tmp_path, pickled, sha256=hashlib.sha256(pickled).hexdigest()))
+    assert raised.value.reason == "POLICY_UNREADABLE"
+    assert "pickle" in raised.value.message
+    assert not marker.exists()
+    garbage = b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"{" * 24
+    with pytest.raises(FailedPrecondition) as raised:
+        _controller(_tampered(tmp_path, garbage, sha256=hashlib.sha256(garbage).hexdigest()))
     assert raised.value.reason == "POLICY_UNREADABLE"
     with pytest.raises(FailedPrecondition) as raised:
         _controller(_tampered(tmp_path, good, feature_schema_version=99))

@@ -22,28 +22,29 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from esper.leyline.v1 import lifecycle_pb2 as esper_dot_leyline_dot_v1_dot_lifecycle__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65sper/leyline/v1/policy.proto\x12\x10\x65sper.leyline.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x06Tensor\x12\x14\n\x05shape\x18\x01 \x03(\rR\x05shape\x12\x46\n\x0c\x65lement_type\x18\x02 \x01(\x0e\x32#.esper.leyline.v1.TensorElementTypeR\x0b\x65lementType\x12\x12\n\x04\x64\x61ta\x18\x03 \x01(\x0cR\x04\x64\x61ta\"s\n\x0cGraphNodeSet\x12\x1b\n\tnode_type\x18\x01 \x01(\tR\x08nodeType\x12\x34\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\x08\x66\x65\x61tures\x12\x10\n\x03ids\x18\x03 \x03(\tR\x03ids\"\xa5\x01\n\x0cGraphEdgeSet\x12\x1f\n\x0bsource_type\x18\x01 \x01(\tR\nsourceType\x12\x1a\n\x08relation\x18\x02 \x01(\tR\x08relation\x12\x1f\n\x0btarget_type\x18\x03 \x01(\tR\ntargetType\x12\x37\n\nedge_index\x18\x04 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\tedgeIndex\"\xc2\x01\n\x10ObservationGraph\x12\x34\n\x16\x66\x65\x61ture_schema_version\x18\x01 \x01(\rR\x14\x66\x65\x61tureSchemaVersion\x12;\n\tnode_sets\x18\x02 \x03(\x0b\x32\x1e.esper.leyline.v1.GraphNodeSetR\x08nodeSets\x12;\n\tedge_sets\x18\x03 \x03(\x0b\x32\x1e.esper.leyline.v1.GraphEdgeSetR\x08\x65\x64geSets\"\x97\x06\n\x10PolicyTransition\x12#\n\rtransition_id\x18\x01 \x01(\tR\x0ctransitionId\x12\x15\n\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n\x05\x65poch\x18\x03 \x01(\rR\x05\x65poch\x12\x1b\n\tpolicy_id\x18\x04 \x01(\tR\x08policyId\x12%\n\x0epolicy_version\x18\x05 \x01(\rR\rpolicyVersion\x12\x44\n\x0bobservation\x18\x06 \x01(\x0b\x32\".esper.leyline.v1.ObservationGraphR\x0bobservation\x12\x39\n\x0b\x61\x63tion_mask\x18\x07 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\nactionMask\x12\x39\n\x0bkernel_mask\x18\x08 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\nkernelMask\x12?\n\x0cseed_actions\x18\t \x03(\x0e\x32\x1c.esper.leyline.v1.SeedActionR\x0bseedActions\x12\x1b\n\tkernel_id\x18\n \x01(\tR\x08kernelId\x12\x19\n\x08log_prob\x18\x0b \x01(\x01R\x07logProb\x12\x14\n\x05value\x18\x0c \x01(\x01R\x05value\x12\x1a\n\x08\x66\x61llback\x18\r \x01(\x08R\x08\x66\x61llback\x12\'\n\x0f\x66\x61llback_reason\x18\x0e \x01(\tR\x0e\x66\x61llbackReason\x12/\n\x13validation_accuracy\x18\x0f \x01(\x01R\x12validationAccuracy\x12\'\n\x0fparameter_count\x18\x10 \x01(\x04R\x0eparameterCount\x12\x1f\n\x0b\x66inal_epoch\x18\x11 \x01(\rR\nfinalEpoch\x12\x43\n\x0ftransition_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0etransitionTime\x12\x1d\n\nfree_slots\x18\x13 \x01(\x05R\tfreeSlots*\x96\x01\n\x11TensorElementType\x12#\n\x1fTENSOR_ELEMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTENSOR_ELEMENT_TYPE_FLOAT32\x10\x01\x12\x1d\n\x19TENSOR_ELEMENT_TYPE_INT64\x10\x02\x12\x1c\n\x18TENSOR_ELEMENT_TYPE_BOOL\x10\x03*\xa4\x01\n\nSeedAction\x12\x1b\n\x17SEED_ACTION_UNSPECIFIED\x10\x00\x12\x14\n\x10SEED_ACTION_WAIT\x10\x01\x12\x19\n\x15SEED_ACTION_GERMINATE\x10\x02\x12\x17\n\x13SEED_ACTION_ADVANCE\x10\x03\x12\x14\n\x10SEED_ACTION_CULL\x10\x04\x12\x19\n\x15SEED_ACTION_FOSSILIZE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65sper/leyline/v1/policy.proto\x12\x10\x65sper.leyline.v1\x1a esper/leyline/v1/lifecycle.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"z\n\x06Tensor\x12\x14\n\x05shape\x18\x01 \x03(\rR\x05shape\x12\x46\n\x0c\x65lement_type\x18\x02 \x01(\x0e\x32#.esper.leyline.v1.TensorElementTypeR\x0b\x65lementType\x12\x12\n\x04\x64\x61ta\x18\x03 \x01(\x0cR\x04\x64\x61ta\"s\n\x0cGraphNodeSet\x12\x1b\n\tnode_type\x18\x01 \x01(\tR\x08nodeType\x12\x34\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\x08\x66\x65\x61tures\x12\x10\n\x03ids\x18\x03 \x03(\tR\x03ids\"\xa5\x01\n\x0cGraphEdgeSet\x12\x1f\n\x0bsource_type\x18\x01 \x01(\tR\nsourceType\x12\x1a\n\x08relation\x18\x02 \x01(\tR\x08relation\x12\x1f\n\x0btarget_type\x18\x03 \x01(\tR\ntargetType\x12\x37\n\nedge_index\x18\x04 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\tedgeIndex\"\xc2\x01\n\x10ObservationGraph\x12\x34\n\x16\x66\x65\x61ture_schema_version\x18\x01 \x01(\rR\x14\x66\x65\x61tureSchemaVersion\x12;\n\tnode_sets\x18\x02 \x03(\x0b\x32\x1e.esper.leyline.v1.GraphNodeSetR\x08nodeSets\x12;\n\tedge_sets\x18\x03 \x03(\x0b\x32\x1e.esper.leyline.v1.GraphEdgeSetR\x08\x65\x64geSets\"\xdf\x06\n\x10PolicyTransition\x12#\n\rtransition_id\x18\x01 \x01(\tR\x0ctransitionId\x12\x15\n\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n\x05\x65poch\x18\x03 \x01(\rR\x05\x65poch\x12\x1b\n\tpolicy_id\x18\x04 \x01(\tR\x08policyId\x12%\n\x0epolicy_version\x18\x05 \x01(\rR\rpolicyVersion\x12\x44\n\x0bobservation\x18\x06 \x01(\x0b\x32\".esper.leyline.v1.ObservationGraphR\x0bobservation\x12\x39\n\x0b\x61\x63tion_mask\x18\x07 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\nactionMask\x12\x39\n\x0bkernel_mask\x18\x08 \x01(\x0b\x32\x18.esper.leyline.v1.TensorR\nkernelMask\x12?\n\x0cseed_actions\x18\t \x03(\x0e\x32\x1c.esper.leyline.v1.SeedActionR\x0bseedActions\x12\x1b\n\tkernel_id\x18\n \x01(\tR\x08kernelId\x12\x19\n\x08log_prob\x18\x0b \x01(\x01R\x07logProb\x12\x14\n\x05value\x18\x0c \x01(\x01R\x05value\x12\x1a\n\x08\x66\x61llback\x18\r \x01(\x08R\x08\x66\x61llback\x12\'\n\x0f\x66\x61llback_reason\x18\x0e \x01(\tR\x0e\x66\x61llbackReason\x12)\n\x10validation_score\x18\x0f \x01(\x01R\x0fvalidationScore\x12\'\n\x0fparameter_count\x18\x10 \x01(\x04R\x0eparameterCount\x12\x1f\n\x0b\x66inal_epoch\x18\x11 \x01(\rR\nfinalEpoch\x12\x43\n\x0ftransition_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0etransitionTime\x12\x1d\n\nfree_slots\x18\x13 \x01(\x05R\tfreeSlots\x12L\n\x10metric_direction\x18\x14 \x01(\x0e\x32!.esper.leyline.v1.MetricDirectionR\x0fmetricDirection*\x96\x01\n\x11TensorElementType\x12#\n\x1fTENSOR_ELEMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTENSOR_ELEMENT_TYPE_FLOAT32\x10\x01\x12\x1d\n\x19TENSOR_ELEMENT_TYPE_INT64\x10\x02\x12\x1c\n\x18TENSOR_ELEMENT_TYPE_BOOL\x10\x03*\xa4\x01\n\nSeedAction\x12\x1b\n\x17SEED_ACTION_UNSPECIFIED\x10\x00\x12\x14\n\x10SEED_ACTION_WAIT\x10\x01\x12\x19\n\x15SEED_ACTION_GERMINATE\x10\x02\x12\x17\n\x13SEED_ACTION_ADVANCE\x10\x03\x12\x14\n\x10SEED_ACTION_CULL\x10\x04\x12\x19\n\x15SEED_ACTION_FOSSILIZE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'esper.leyline.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENSORELEMENTTYPE']._serialized_start=1485
-  _globals['_TENSORELEMENTTYPE']._serialized_end=1635
-  _globals['_SEEDACTION']._serialized_start=1638
-  _globals['_SEEDACTION']._serialized_end=1802
-  _globals['_TENSOR']._serialized_start=84
-  _globals['_TENSOR']._serialized_end=206
-  _globals['_GRAPHNODESET']._serialized_start=208
-  _globals['_GRAPHNODESET']._serialized_end=323
-  _globals['_GRAPHEDGESET']._serialized_start=326
-  _globals['_GRAPHEDGESET']._serialized_end=491
-  _globals['_OBSERVATIONGRAPH']._serialized_start=494
-  _globals['_OBSERVATIONGRAPH']._serialized_end=688
-  _globals['_POLICYTRANSITION']._serialized_start=691
-  _globals['_POLICYTRANSITION']._serialized_end=1482
+  _globals['_TENSORELEMENTTYPE']._serialized_start=1591
+  _globals['_TENSORELEMENTTYPE']._serialized_end=1741
+  _globals['_SEEDACTION']._serialized_start=1744
+  _globals['_SEEDACTION']._serialized_end=1908
+  _globals['_TENSOR']._serialized_start=118
+  _globals['_TENSOR']._serialized_end=240
+  _globals['_GRAPHNODESET']._serialized_start=242
+  _globals['_GRAPHNODESET']._serialized_end=357
+  _globals['_GRAPHEDGESET']._serialized_start=360
+  _globals['_GRAPHEDGESET']._serialized_end=525
+  _globals['_OBSERVATIONGRAPH']._serialized_start=528
+  _globals['_OBSERVATIONGRAPH']._serialized_end=722
+  _globals['_POLICYTRANSITION']._serialized_start=725
+  _globals['_POLICYTRANSITION']._serialized_end=1588
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from esper.leyline.v1 import lifecycle_pb2 as _lifecycle_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -79,7 +80,7 @@ class ObservationGraph(_message.Message):
     def __init__(self, feature_schema_version: _Optional[int] = ..., node_sets: _Optional[_Iterable[_Union[GraphNodeSet, _Mapping]]] = ..., edge_sets: _Optional[_Iterable[_Union[GraphEdgeSet, _Mapping]]] = ...) -> None: ...
 
 class PolicyTransition(_message.Message):
-    __slots__ = ("transition_id", "run_id", "epoch", "policy_id", "policy_version", "observation", "action_mask", "kernel_mask", "seed_actions", "kernel_id", "log_prob", "value", "fallback", "fallback_reason", "validation_accuracy", "parameter_count", "final_epoch", "transition_time", "free_slots")
+    __slots__ = ("transition_id", "run_id", "epoch", "policy_id", "policy_version", "observation", "action_mask", "kernel_mask", "seed_actions", "kernel_id", "log_prob", "value", "fallback", "fallback_reason", "validation_score", "parameter_count", "final_epoch", "transition_time", "free_slots", "metric_direction")
     TRANSITION_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -94,11 +95,12 @@ class PolicyTransition(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
-    VALIDATION_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_SCORE_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     FINAL_EPOCH_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_DIRECTION_FIELD_NUMBER: _ClassVar[int]
     transition_id: str
     run_id: str
     epoch: int
@@ -113,9 +115,10 @@ class PolicyTransition(_message.Message):
     value: float
     fallback: bool
     fallback_reason: str
-    validation_accuracy: float
+    validation_score: float
     parameter_count: int
     final_epoch: int
     transition_time: _timestamp_pb2.Timestamp
     free_slots: int
-    def __init__(self, transition_id: _Optional[str] = ..., run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., policy_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., observation: _Optional[_Union[ObservationGraph, _Mapping]] = ..., action_mask: _Optional[_Union[Tensor, _Mapping]] = ..., kernel_mask: _Optional[_Union[Tensor, _Mapping]] = ..., seed_actions: _Optional[_Iterable[_Union[SeedAction, str]]] = ..., kernel_id: _Optional[str] = ..., log_prob: _Optional[float] = ..., value: _Optional[float] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., validation_accuracy: _Optional[float] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., free_slots: _Optional[int] = ...) -> None: ...
+    metric_direction: _lifecycle_pb2.MetricDirection
+    def __init__(self, transition_id: _Optional[str] = ..., run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., policy_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., observation: _Optional[_Union[ObservationGraph, _Mapping]] = ..., action_mask: _Optional[_Union[Tensor, _Mapping]] = ..., kernel_mask: _Optional[_Union[Tensor, _Mapping]] = ..., seed_actions: _Optional[_Iterable[_Union[SeedAction, str]]] = ..., kernel_id: _Optional[str] = ..., log_prob: _Optional[float] = ..., value: _Optional[float] = ..., fallback: _Optional[bool] = ..., fallback_reason: _Optional[str] = ..., validation_score: _Optional[float] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., free_slots: _Optional[int] = ..., metric_direction: _Optional[_Union[_lifecycle_pb2.MetricDirection, str]] = ...) -> None: ...

@@ -68,7 +68,10 @@ class MeshRuns:
                 "Simic knows (heuristic-v1, gnn-v1, or one `esper policy list --mesh` shows)",
                 reason="POLICY_NOT_ON_MESH",
             )
-        with TamiyoClient(ClientConfig(address=self.addresses.address("tamiyo"), deadline_seconds=60.0)) as client:
+        tamiyo = ClientConfig(
+            address=self.addresses.address("tamiyo"), deadline_seconds=60.0, tls=self.addresses.operator_tls()
+        )
+        with TamiyoClient(tamiyo) as client:
             loaded = client.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id=policy))
         logger.info("the mesh's Tamiyo now decides with %s v%d", loaded.policy_id, loaded.policy_version)
 

@@ -57,16 +57,18 @@ def simic_for(args: argparse.Namespace, *, gate_suite: str = "validation") -> It
     """The Simic the arguments name: a client, or the local replay store's SimicService."""
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)
-    address = args.simic
+    address, tls = args.simic, None
     if args.mesh:
         from esper.mesh.addresses import load_mesh
 
-        address = load_mesh(args.mesh).address("simic")
+        # The mesh's operator identity: every Simic rpc the CLI calls allows the operator.
+        mesh = load_mesh(args.mesh)
+        address, tls = mesh.address("simic"), mesh.operator_tls()
     if address:
         from esper.clients import SimicClient
         from esper.clients.base import ClientConfig
 
-        client = SimicClient(ClientConfig(address=address, deadline_seconds=30.0))
+        client = SimicClient(ClientConfig(address=address, deadline_seconds=30.0, tls=tls))
         try:
             yield client
         finally:

@@ -49,7 +49,9 @@ class PolicyArtifact:
 
     @property
     def feature_schema_version(self) -> int:
-        return int(self.card.get("feature_schema_version", 0))
+        """The card's feature schema version; 0 (no schema any Tamiyo builds) when it names none."""
+        value = self.card.get("feature_schema_version", 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     def card_json(self) -> str:
         return json.dumps(self.card, indent=2, sort_keys=True)

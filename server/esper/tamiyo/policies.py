@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from esper.errors import FailedPrecondition, NotFound
 from esper.leyline.v1 import control_pb2, simic_pb2
 from esper.tamiyo.artifact import (
+    MAX_CARD_BYTES,
     WEIGHTS_SUFFIX,
     PolicyArtifact,
     load_state_dict,
@@ -63,9 +64,18 @@ def find_artifact(policy: str, source: PolicySource | None = None) -> PolicyArti
 
 
 def artifact_from_update(update: control_pb2.PolicyUpdate, weights: bytes) -> PolicyArtifact:
+    """The artifact Simic serves; its card must be bounded JSON (FailedPrecondition POLICY_UNREADABLE)."""
     import json
 
-    card = json.loads(update.card_json) if update.card_json else {}
+    unreadable = f"policy {update.policy_id}: its card is not a JSON object of at most {MAX_CARD_BYTES} bytes"
+    if len(update.card_json) > MAX_CARD_BYTES:
+        raise FailedPrecondition(unreadable, reason="POLICY_UNREADABLE")
+    try:
+        card = json.loads(update.card_json) if update.card_json else {}
+    except ValueError:
+        raise FailedPrecondition(unreadable, reason="POLICY_UNREADABLE") from None
+    if not isinstance(card, dict):
+        raise FailedPrecondition(unreadable, reason="POLICY_UNREADABLE")
     if update.sha256:
         card.setdefault("sha256", update.sha256)
     return PolicyArtifact(policy_id=update.policy_id, version=update.version, weights=weights, card=card)

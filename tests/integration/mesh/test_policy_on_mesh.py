@@ -46,8 +46,8 @@ def _status(directory: Path) -> object:
     from esper.leyline.v1 import tamiyo_pb2
     from esper.mesh.addresses import load_mesh
 
-    address = load_mesh(str(directory / "mesh.json")).address("tamiyo")
-    with TamiyoClient(ClientConfig(address=address)) as client:
+    mesh = load_mesh(str(directory / "mesh.json"))
+    with TamiyoClient(ClientConfig(address=mesh.address("tamiyo"), tls=mesh.operator_tls())) as client:
         return client.get_status(tamiyo_pb2.GetStatusRequest())
 
 
@@ -173,11 +173,15 @@ SERVICES = {
 
 
 def test_no_rpc_of_the_mesh_answers_unimplemented(mesh: Path) -> None:
-    """Every rpc of every server, called with an empty request: any answer but UNIMPLEMENTED."""
+    """Every rpc of every server, called with an empty request by a role it allows: any answer but UNIMPLEMENTED."""
     import importlib
 
     import grpc
     from google.protobuf import message_factory
+
+    from esper.leyline.v1 import access_pb2
+    from esper.mesh.tls import secure_channel
+    from esper.trust.identity import identity_files
 
     document = json.loads((mesh / "mesh.json").read_text())
     targets = [(name, *SERVICES[name]) for name in SERVICES]
@@ -186,8 +190,10 @@ def test_no_rpc_of_the_mesh_answers_unimplemented(mesh: Path) -> None:
     called = 0
     for server, module, service_name in targets:
         descriptor = importlib.import_module(f"esper.leyline.v1.{module}_pb2").DESCRIPTOR.services_by_name[service_name]
-        with grpc.insecure_channel(document[server]["grpc"]) as channel:
-            for method in descriptor.methods:
+        for method in descriptor.methods:
+            role = method.GetOptions().Extensions[access_pb2.allowed].roles[0]
+            identity = identity_files(mesh / "pki", role).read()
+            with secure_channel(document[server]["grpc"], identity) as channel:
                 request = message_factory.GetMessageClass(method.input_type)()
                 path = f"/{descriptor.full_name}/{method.name}"
                 kind = channel.unary_stream if method.server_streaming else channel.unary_unary

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from esper.errors import FailedPrecondition, InvalidArgument, NotFound
-from esper.leyline.v1 import policy_pb2, tamiyo_pb2
+from esper.leyline.v1 import control_pb2, policy_pb2, tamiyo_pb2
 from esper.tamiyo import TamiyoConfig, TamiyoController
 from esper.tamiyo.acting import Action
 from esper.tamiyo.artifact import PolicyArtifact, read_policy, write_policy
@@ -21,7 +21,7 @@ from esper.tamiyo.convert import observation_from_request
 from esper.tamiyo.gnn import Architecture, TamiyoNet
 from esper.tamiyo.learned import ForbiddenDecision, veto
 from esper.tamiyo.masks import CULL, GERMINATE, WAIT, actions_legal
-from esper.tamiyo.policies import policy_artifact
+from esper.tamiyo.policies import artifact_from_update, policy_artifact
 from esper.tamiyo.requests import check_step
 from esper.tamiyo.state import RunState
 from esper.tamiyo.transitions import seed_actions_from_proto
@@ -225,3 +225,12 @@ def test_weights_are_loaded_only_when_they_are_checked_safetensors(tmp_path: Pat
     with pytest.raises(FailedPrecondition) as raised:
         _controller(_tampered(tmp_path, good, feature_schema_version=99))
     assert raised.value.reason == "POLICY_SCHEMA_MISMATCH"
+
+
+@pytest.mark.parametrize("card_json", ["[1, 2]", "{not json", "{" + " " * (1024 * 1024) + "}"])
+def test_a_policy_simic_serves_with_a_malformed_card_is_refused(card_json: str) -> None:
+    artifact = policy_artifact(TamiyoNet(Architecture(hidden=8)), "gnn-card")
+    update = control_pb2.PolicyUpdate(policy_id="gnn-card", version=1, sha256=artifact.sha256, card_json=card_json)
+    with pytest.raises(FailedPrecondition) as raised:
+        artifact_from_update(update, artifact.weights)
+    assert raised.value.reason == "POLICY_UNREADABLE"

@@ -98,7 +98,7 @@ def _train_static(model: nn.Module, data: Dataset, config: EsperConfig) -> dict[
     wall = time.perf_counter() - started
     # Older Tolarias (before keep_best_state) end with their final state: measure it as such.
     saved = getattr(history, "saved", None)
-    val = saved.val_accuracy if saved is not None else history.epochs[-1].metrics.val_accuracy
+    val = saved.val_metric if saved is not None else history.epochs[-1].metrics.val_accuracy
     return {
         "test_accuracy": trainer.test_accuracy().metric,
         "val_accuracy": val,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from esper import checks
 from esper.errors import InvalidArgument
 
 TEXT_NAME = "text"
@@ -90,10 +91,8 @@ def _read_files(files: list[Path], max_chars: int, where: str) -> str:
 
 def load_text(spec: str, *, context: int = DEFAULT_CONTEXT, max_chars: int = DEFAULT_CHARS) -> TextSplits:
     """The corpus `spec` names, split and windowed (see the module docstring)."""
-    if not 2 <= context <= 4096:
-        raise InvalidArgument.for_field("context", f"must be in [2, 4096], got {context}")
-    if not 1 <= max_chars <= MAX_CHARS:
-        raise InvalidArgument.for_field("max_chars", f"must be in [1, {MAX_CHARS}], got {max_chars}")
+    checks.in_range("context", context, 2, 4096)
+    checks.in_range("max_chars", max_chars, 1, MAX_CHARS)
     name, text = read_corpus(spec, max_chars)
     blocks = [text[start : start + BLOCK_CHARS] for start in range(0, len(text), BLOCK_CHARS)]
     parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}

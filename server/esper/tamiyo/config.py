@@ -82,7 +82,7 @@ class TamiyoConfig:
     min_eval_gain: float = 0.0
     fossilize_min_improvement: float = 0.002
     harm_threshold: float = 0.02
-    embargo_epochs: int = 3
+    embargo_epochs: int = 5  # Kasmina embargoes a culled slot as long (kasmina.embargo_epochs)
     max_seed_parameter_fraction: float = 4.0
     max_seed_parameters: int = 0
     preferred_tags: tuple[str, ...] = ("numerically_stable",)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esper import checks
+from esper.errors import InvalidArgument
 from esper.leyline.v1 import kernel_pb2
 
 FAST = kernel_pb2.COMPILATION_PIPELINE_FAST
@@ -114,11 +115,11 @@ class TezzeretConfig:
 
     def _check_batches(self) -> None:
         # Export specializes a dimension whose example size is 0 or 1, so the example needs >= 2.
-        if not 2 <= self.example_batch_size <= self.max_batch:
-            raise ValueError(f"example_batch_size must be in [2, max_batch], got {self.example_batch_size}")
-        sizes = self.numerics_batch_sizes
-        if not sizes or any(not 1 <= b <= self.max_batch for b in sizes):
-            raise ValueError(f"numerics_batch_sizes must be in [1, max_batch], got {sizes}")
+        checks.in_range("tezzeret.example_batch_size", self.example_batch_size, 2, self.max_batch)
+        if not self.numerics_batch_sizes:
+            raise InvalidArgument.for_field("tezzeret.numerics_batch_sizes", "must name at least one batch size")
+        for size in self.numerics_batch_sizes:
+            checks.in_range("tezzeret.numerics_batch_sizes", size, 1, self.max_batch)
 
     @property
     def artifacts_dir(self) -> Path:

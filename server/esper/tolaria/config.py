@@ -224,6 +224,16 @@ class EsperConfig:
     tamiyo: TamiyoConfig = field(default_factory=_default_tamiyo)
     assets: AssetsConfig = field(default_factory=AssetsConfig)
 
+    def __post_init__(self) -> None:
+        # Kasmina refuses to germinate an embargoed slot; a shorter embargo in Tamiyo only
+        # wastes boundaries on germinations that are refused.
+        if self.tamiyo.embargo_epochs < self.kasmina.embargo_epochs:
+            raise InvalidArgument.for_field(
+                "tamiyo.embargo_epochs",
+                f"must be at least kasmina.embargo_epochs ({self.kasmina.embargo_epochs}), "
+                f"got {self.tamiyo.embargo_epochs}: Tamiyo would germinate slots Kasmina still embargoes",
+            )
+
 
 # A character-level language model judged in bits per character: Tamiyo's thresholds are
 # in bits, and the run long enough for a layer or two to grow. The metric keeps improving

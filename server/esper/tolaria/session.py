@@ -310,6 +310,7 @@ class _KernelSupply:
         self._config = config
         self._events = events
         self._known = set(sites)
+        self.waited = 0.0  # seconds the boundaries spent waiting for these kernels
 
     def __call__(self, layout: Any) -> None:
         from esper.assets import SeedSite, submit_templates, wait_until_settled
@@ -326,6 +327,7 @@ class _KernelSupply:
             if assets.wait_for_kernels
             else 0.0
         )
+        self.waited += waited
         self._events.notice(
             f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown host, "
             f"characterized after {waited:.1f} s"
@@ -383,7 +385,8 @@ def run_summary_dict(
         "seeds_culled": stages["culled"],
         "epochs": len(history.epochs),
         "wall_seconds": wall_seconds,
-        "asset_wait_seconds": asset_wait,
+        # Before the first epoch, and at the boundaries that made kernels for a grown host's new sites.
+        "asset_wait_seconds": asset_wait + getattr(trainer.on_layout, "waited", 0.0),
         "hook_ms_p50": statistics.median(hook_ms),
         "hook_ms_p95": _percentile(hook_ms, 95),
         "hook_budget_ms": config.tolaria.hook_budget_ms,

@@ -206,3 +206,10 @@ def test_a_text_run_takes_the_language_model_defaults_beneath_its_file_and_flags
     with pytest.raises(InvalidArgument) as info:
         load_config(profile="vision")
     assert info.value.violations[0].field == "profile"
+
+
+def test_tamiyo_may_not_germinate_a_slot_kasmina_still_embargoes() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        load_config(overrides={"kasmina.embargo_epochs": 8})
+    assert "tamiyo.embargo_epochs" in str(caught.value) and "kasmina.embargo_epochs (8)" in str(caught.value)
+    assert load_config(overrides={"kasmina.embargo_epochs": 8, "tamiyo.embargo_epochs": 8}).tamiyo.embargo_epochs == 8

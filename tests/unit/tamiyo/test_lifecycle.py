@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2
+from esper.tamiyo.config import TamiyoConfig
 from tests.support.tamiyo import (
     PLATEAU,
     RUN,
@@ -256,7 +257,7 @@ def test_kasmina_load_failure_finishes_the_adaptation_as_culled() -> None:
     assert report.outcome == S.ADAPTATION_OUTCOME_CULLED
     assert "Kasmina reports the seed CULLED" in report.reason
     assert not responses[5].field_reports
-    assert _state(controller).embargo_until["net.3"] == 4 + 3
+    assert _state(controller).embargo_until["net.3"] == 4 + TamiyoConfig().embargo_epochs
 
 
 def test_rolled_back_seed_yields_a_rolled_back_report() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +92,7 @@ def parse_for_override(text: str) -> tuple[str, float]:
         raise InvalidArgument.for_field(
             f"for_overrides.{name}", f"expected a number of seconds, got {seconds_text!r}"
         ) from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgument.for_field(f"for_overrides.{name}", f"must be seconds >= 0, got {seconds_text!r}")
+    checks.non_negative(f"for_overrides.{name}", seconds)
     return name, seconds
 
 

@@ -56,7 +56,7 @@ def test_for_override_parses_name_and_seconds() -> None:
         ("tamiyo_unavalable=5", "no alert rule named 'tamiyo_unavalable' (rules: kasmina_isolation_violation, "),
         ("tamiyo_unavailable", "expected RULE=SECONDS"),
         ("tamiyo_unavailable=soon", "expected a number of seconds, got 'soon'"),
-        ("tamiyo_unavailable=-3", "must be seconds >= 0"),
+        ("tamiyo_unavailable=-3", "must be >= 0"),
     ],
 )
 def test_a_bad_for_override_says_what_is_wrong(text: str, message: str) -> None:

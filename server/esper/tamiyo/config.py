@@ -101,7 +101,7 @@ class TamiyoConfig:
     width_below_units: int = 16
     width_dead_ratio: float = 0.25
     width_correlation: float = 0.6
-    growth_step_fraction: float = 1.0
+    growth_step_fraction: float = 3.0
     growth_focus: float = 0.25
     widen_without_plateau: bool = True
     policy_timeout_ms: float = 250.0

@@ -119,7 +119,7 @@ def test_a_narrow_layer_grows_before_a_plateau_and_nothing_else_does() -> None:
 def test_every_kernel_is_at_most_a_step_of_the_model_and_the_largest_that_fits_is_taken() -> None:
     sim = SeedSimulator(layout=_layout(32), parameter_count=250)
     kernels = FakeKernels([kernel(f"deep-{p}", params=p, dims=(32,)) for p in (50, 200, 240, 600)])
-    responses = run_epochs(make_controller(kernels), sim, PLATEAU)
+    responses = run_epochs(make_controller(kernels, growth_step_fraction=1.0), sim, PLATEAU)
     assert responses[3].commands[0].kernel_id == "deep-240"
     assert kernels.queries[-1].query.max_parameter_count == 250
 

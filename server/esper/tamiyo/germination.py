@@ -201,7 +201,7 @@ class Germination:
                     f"{plateau}; waiting: no validated kernel for {site} ({budget}), seed {ranked.describe()}",
                 )
                 continue
-            self._germinate(state, observation, view, choice, f"{plateau}; seed {ranked.describe()}", out)
+            self.germinate(state, observation, view, choice, f"{plateau}; seed {ranked.describe()}", out)
             return
 
     def _grow_best(
@@ -250,7 +250,7 @@ class Germination:
             if self._config.max_parameters:
                 size += f" (budget {self._config.max_parameters})"
             why = f"{plateau}; {option.reason}; {size}" + (f"; {paid}" if paid else "")
-            self._germinate(state, observation, view, choice, why, out)
+            self.germinate(state, observation, view, choice, why, out)
             return
 
     def _search(self, state: RunState, observation: Observation, kernels: KernelDirectory) -> KernelSearch:
@@ -273,15 +273,7 @@ class Germination:
         )
 
     def _parameter_budget(self, model_parameters: int) -> int:
-        """Largest kernel allowed, 0 for no limit; never more than what `max_parameters` leaves."""
-        limits = []
-        if self._config.max_seed_parameters > 0:
-            limits.append(self._config.max_seed_parameters)
-        if self._config.max_seed_parameter_fraction > 0 and model_parameters > 0:
-            limits.append(max(1, int(self._config.max_seed_parameter_fraction * model_parameters)))
-        if self._config.max_parameters > 0:
-            limits.append(max(1, self._config.max_parameters - model_parameters))
-        return min(limits, default=0)
+        return kernel_parameter_budget(self._config, model_parameters)
 
     def _busy_seeds(self, state: RunState, observation: Observation, out: StepOutcome) -> list[str]:
         """Seeds holding a concurrency slot: tracked ones and any other the packet shows active."""
@@ -293,7 +285,7 @@ class Germination:
         ]
         return busy
 
-    def _germinate(
+    def germinate(
         self,
         state: RunState,
         observation: Observation,
@@ -302,6 +294,7 @@ class Germination:
         why: str,
         out: StepOutcome,
     ) -> None:
+        """Germinate `view` with the chosen kernel: the germination, its promotion to LOADING, the adaptation."""
         kernel, boundary = choice.kernel, observation.boundary
         germinate = make_command(
             boundary,
@@ -336,6 +329,18 @@ class Germination:
         )
         # Give the new seed `patience` epochs before the next plateau can germinate another.
         state.epochs_since_improvement = 0
+
+
+def kernel_parameter_budget(config: TamiyoConfig, model_parameters: int) -> int:
+    """Largest kernel allowed, 0 for no limit; never more than what `max_parameters` leaves."""
+    limits = []
+    if config.max_seed_parameters > 0:
+        limits.append(config.max_seed_parameters)
+    if config.max_seed_parameter_fraction > 0 and model_parameters > 0:
+        limits.append(max(1, int(config.max_seed_parameter_fraction * model_parameters)))
+    if config.max_parameters > 0:
+        limits.append(max(1, config.max_parameters - model_parameters))
+    return min(limits, default=0)
 
 
 def _copy_report(kernel: kernel_pb2.KernelArtifact) -> kernel_pb2.UrabraskValidationReport:

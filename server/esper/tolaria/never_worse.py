@@ -76,7 +76,8 @@ class NeverWorseThanStatic:
     def _failure(self, train_stats: EpochStats, val_stats: EpochStats) -> str:
         if not (train_stats.finite and val_stats.finite):
             return "non-finite loss"
-        return self._losses.judge(train_stats.loss, val_stats.loss)
+        held = val_stats.score >= self.history.best_val_score - self.tolaria.graft_rollback_margin
+        return self._losses.judge(train_stats.loss, val_stats.loss, metric_held=held)
 
     def _roll_back(self, epoch: int, reason: str) -> None:
         """A failed epoch: back to before the earliest graft still blending in (or the last good state); retried."""

@@ -99,6 +99,11 @@ class Germination:
         if epoch < config.warmup_epochs:
             out.wait("", f"no germination during warm-up (epoch {epoch} < {config.warmup_epochs})")
             return
+        if state.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED and state.last_val_score >= 1.0:
+            # An accuracy run that validates perfectly: a seed can only add parameters, and on
+            # spirals such growth cost test accuracy the validation set could not see.
+            out.wait("", "no germination: validation accuracy is 100 %, growth has nothing left to gain")
+            return
         remaining = observation.final_epoch - epoch
         if observation.final_epoch and remaining < config.min_epochs_to_finish:
             out.wait(

@@ -201,3 +201,11 @@ def test_a_layer_whose_input_is_dead_is_not_widened() -> None:
     assert _germinated(responses) == ["w:fc1"]
     held = [d.reason for r in responses for d in r.decisions if d.seed_id == "w:fc2"]
     assert held and "held: what enters it is dead: every unit of layer 0 never fires" in held[-1]
+
+
+def test_a_run_that_validates_perfectly_does_not_grow() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    responses = run_epochs(make_controller(_kernels(4)), sim, [0.5, 1.0, 1.0, 1.0, 1.0])
+    assert _germinated(responses) == []
+    reasons = [d.reason for d in responses[-1].decisions if not d.seed_id]
+    assert any("validation accuracy is 100 %" in reason for reason in reasons)

@@ -32,3 +32,9 @@ _._resuming
 _.bus_key
 # torch_geometric reads a HeteroData node store's num_nodes.
 _.num_nodes
+# The fork server's children run a job named by its "module:function" string.
+compile_request
+toolchain_request
+probe_in_child
+# tempfile reads tempdir, reset in a forked child whose TMPDIR may differ.
+_.tempdir

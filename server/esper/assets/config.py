@@ -20,15 +20,23 @@ class AssetsConfig:
     kernels are immutable and keyed by IR and toolchain hash, so one is compiled once.
     `template_ids` picks Karn templates to submit, each instantiated at every seed
     site's shape; empty means the SAFE tier. `pipelines` are the compilation pipelines
-    to request. `wait_for_kernels` makes the run wait, before its first epoch, until
-    the submitted blueprints are characterized (at most `wait_timeout_seconds`), so the
-    run does not depend on compiler speed and a seed's run is repeatable.
+    to request; FAST kernels compile and validate first, and a blueprint's better
+    kernel replaces its FAST one for later germinations once it is validated.
+
+    By default a run never waits for a compiler: it trains from the first moment and
+    Tamiyo germinates with whatever is validated when she decides, so which kernel a
+    seed gets can depend on how fast this machine compiles. `wait_for_kernels` is the
+    deterministic mode: the run waits, before its first epoch, until every submitted
+    blueprint is characterized (at most `wait_timeout_seconds`), so the same seed gives
+    the same run whatever the machine's load (a warm cache makes that wait short).
+    `compile_workers` compiles and `validation_workers` characterizations run at once,
+    each in a child process of its own.
     """
 
     data_dir: str = DEFAULT_ASSETS_DIR
     template_ids: tuple[str, ...] = ()
-    pipelines: tuple[str, ...] = ("standard",)
-    wait_for_kernels: bool = True
+    pipelines: tuple[str, ...] = ("fast", "standard")
+    wait_for_kernels: bool = False
     wait_timeout_seconds: float = 900.0
     compile_workers: int = 1
     validation_workers: int = 1

@@ -1,8 +1,10 @@
 """The asset pipeline as seen by a run, over any UrzaServiceApi (in-process hub or remote client).
 
 Submit the catalog's templates at every seed site's shape (depth templates at depth
-sites, width templates at width sites' input and output shapes), wait until
-Tezzeret and Urabrask have settled them, and warm the kernel cache off the training path.
+sites, width templates at width sites' input and output shapes), optionally wait
+until Tezzeret and Urabrask have settled them, and keep the kernel cache warm off the
+training path: `follow_kernels` loads every kernel that fits a site as soon as it is
+validated, until the run stops.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from esper.karn.catalog import TemplateCatalog
 from esper.kasmina.kernel_cache import KernelCache
 from esper.leyline.v1 import blueprint_pb2, kernel_pb2, telemetry_pb2, urza_pb2
 from esper.leyline.v1.services import UrzaServiceApi
+from esper.tamiyo.kernels import best_per_blueprint
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +84,26 @@ def templates_for(
     return templates
 
 
-def submit_templates(
+@dataclass(frozen=True)
+class SubmittedBlueprint:
+    """A blueprint submitted for a site: the site's index among the distinct sites, its kind and size."""
+
+    blueprint_id: str
+    site_index: int
+    growth_kind: blueprint_pb2.GrowthKind
+    parameter_estimate: int
+
+
+def distinct_sites(sites: Iterable[SeedSite]) -> list[SeedSite]:
+    return sorted(set(sites), key=lambda s: (s.growth_kind, s.input_kind, s.input_shape, s.output_shape))
+
+
+def submit_blueprints(
     urza: UrzaServiceApi, catalog: TemplateCatalog, template_ids: Sequence[str], sites: Iterable[SeedSite]
-) -> list[str]:
-    """Submit the templates at every distinct site shape; returns the blueprint ids (idempotent)."""
-    blueprint_ids: list[str] = []
-    for site in sorted(set(sites), key=lambda s: (s.growth_kind, s.input_kind, s.input_shape, s.output_shape)):
+) -> list[SubmittedBlueprint]:
+    """Submit the templates at every distinct site shape (idempotent); one entry per (site, blueprint)."""
+    submitted: list[SubmittedBlueprint] = []
+    for index, site in enumerate(distinct_sites(sites)):
         for template in templates_for(catalog, site, template_ids):
             response = urza.create_blueprint(
                 urza_pb2.CreateBlueprintRequest(
@@ -97,9 +114,19 @@ def submit_templates(
                     tags=list(template.tags),
                 )
             )
-            if response.blueprint.blueprint_id not in blueprint_ids:
-                blueprint_ids.append(response.blueprint.blueprint_id)
-    return blueprint_ids
+            blueprint = response.blueprint
+            submitted.append(
+                SubmittedBlueprint(blueprint.blueprint_id, index, site.growth_kind, int(blueprint.parameter_estimate))
+            )
+    return submitted
+
+
+def submit_templates(
+    urza: UrzaServiceApi, catalog: TemplateCatalog, template_ids: Sequence[str], sites: Iterable[SeedSite]
+) -> list[str]:
+    """Submit the templates at every distinct site shape; returns the blueprint ids (idempotent)."""
+    submitted = submit_blueprints(urza, catalog, template_ids, sites)
+    return list(dict.fromkeys(entry.blueprint_id for entry in submitted))
 
 
 def pending_blueprints(urza: UrzaServiceApi, blueprint_ids: Sequence[str]) -> list[str]:
@@ -131,23 +158,61 @@ def wait_until_settled(
 def prefetch_kernels(
     urza: UrzaServiceApi, cache: KernelCache, sites: Iterable[SeedSite], stop: threading.Event
 ) -> None:
-    """Load the validated kernels that fit `sites` into the cache, so grafts hit a hot cache."""
-    for site in sorted(set(sites), key=lambda s: (s.growth_kind, s.input_kind, s.input_shape, s.output_shape)):
+    """Load the validated kernels that fit `sites` into the cache, once, so grafts hit a hot cache."""
+    _load_validated(urza, cache, distinct_sites(sites), stop, loaded=set())
+
+
+def follow_kernels(
+    urza: UrzaServiceApi,
+    cache: KernelCache,
+    sites: Iterable[SeedSite],
+    stop: threading.Event,
+    *,
+    poll_seconds: float = 1.0,
+    device_kind: str = "",
+) -> None:
+    """Load each kernel that fits `sites` into the cache as soon as it is validated, until `stop` is set.
+
+    A run that does not wait for its kernels germinates with what is validated so far;
+    this keeps those kernels loaded before a germination asks for them.
+    """
+    chosen = distinct_sites(sites)
+    loaded: set[str] = set()
+    while not stop.is_set():
+        _load_validated(urza, cache, chosen, stop, loaded=loaded, device_kind=device_kind)
+        stop.wait(poll_seconds)
+
+
+def _load_validated(
+    urza: UrzaServiceApi,
+    cache: KernelCache,
+    sites: Sequence[SeedSite],
+    stop: threading.Event,
+    *,
+    loaded: set[str],
+    device_kind: str = "",
+) -> None:
+    """Load what fits `sites` and is not in `loaded` (ids are added, failures too: they are not retried)."""
+    for site in sites:
         query = kernel_pb2.KernelQuery(
             status=kernel_pb2.KERNEL_STATUS_VALIDATED,
             input_kind=site.input_kind,
             input_shape=blueprint_pb2.TensorShape(dims=site.input_shape),
             growth_kind=site.growth_kind,
             output_shape=blueprint_pb2.TensorShape(dims=site.kernel_output_shape),
+            device_kind=device_kind,
         )
         try:
             response = urza.query_kernels(urza_pb2.QueryKernelsRequest(query=query, page_size=1000))
         except EsperError as exc:
             logger.info("prefetch query failed: %s", exc)
             return
-        for kernel in response.result.kernels:
+        for kernel in best_per_blueprint(list(response.result.kernels)):
             if stop.is_set():
                 return
+            if kernel.kernel_id in loaded:
+                continue
+            loaded.add(kernel.kernel_id)
             try:
                 cache.load(kernel.kernel_id)
             except EsperError as exc:

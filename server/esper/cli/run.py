@@ -2,6 +2,8 @@
 
 By default a morphogenetic run first trains the same host statically (the
 baseline) into OUT/baseline, so the summary can say whether growth beat it.
+`--nproc N` (or `torchrun --standalone --nproc-per-node N -m esper run ...`) trains
+data-parallel in N processes on this machine; rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -55,8 +59,11 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
     return bar, update
 
 
-def _embedded(experience_dir: str | None) -> Any:
-    """`esper run` in this process; with `experience_dir`, transitions are recorded into its replay store."""
+def _trainer(ranks: Any, experience_dir: str | None) -> Any:
+    """Trains one run in this process: alone, or as one rank of a data-parallel run.
+
+    With `experience_dir`, Tamiyo's transitions are recorded into its replay store.
+    """
 
     def train(config: Any, label: str, *, quiet: bool, resume: bool, baseline_dir: Path | None) -> Any:
         from esper.tolaria.collaborators import embedded_collaborators
@@ -70,12 +77,60 @@ def _embedded(experience_dir: str | None) -> Any:
         bar, update = _progress(config.run.epochs, label, enabled=not quiet)
         try:
             return run_training(
-                config, on_epoch=update, resume=resume, baseline_dir=baseline_dir, collaborators=collaborators
+                config,
+                on_epoch=update,
+                resume=resume,
+                baseline_dir=baseline_dir,
+                collaborators=collaborators,
+                ranks=ranks,
             )
         finally:
             bar.close()
 
     return train
+
+
+def _launch_ranks(args: argparse.Namespace) -> int:
+    """`--nproc N`: this same command in N processes under torchrun (one machine), its exit status."""
+    if args.mesh:
+        raise UsageError("--nproc: a data-parallel run trains embedded; leave out --mesh")
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(args.nproc),
+        "-m",
+        "esper",
+        *_without_nproc(args.command_line),
+    ]
+    return subprocess.run(command, check=False).returncode
+
+
+def _without_nproc(command_line: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in command_line:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
+def _join_ranks(args: argparse.Namespace, config: Any) -> Any:
+    """This process's rank when torchrun started several, else None."""
+    from esper.tolaria.data_parallel import join, launched_by_torchrun
+    from esper.tolaria.devices import resolve_device
+
+    if not launched_by_torchrun():
+        return None
+    if args.mesh:
+        raise UsageError("--mesh: a data-parallel run (torchrun) trains embedded; leave out --mesh")
+    return join(resolve_device(config.run.device, "run.device"))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,11 +143,19 @@ def _run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # Every transition and decision is in events.jsonl; the terminal shows the progress bar.
         logging.getLogger().setLevel(logging.WARNING)
+    if args.nproc is not None and args.nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {args.nproc}")
     config = load_config(args.config, _overrides(args))
     out = config.run.require_out()
-    quiet = args.json or args.quiet
-    experience = experience_dir(args) if args.experience else None
-    train, mesh = _embedded(experience), None
+    if args.nproc is not None and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_ranks(args)
+    ranks = _join_ranks(args, config)
+    # One rank reports; the others train alongside in silence.
+    reports = ranks is None or ranks.is_main
+    quiet = args.json or args.quiet or not reports
+    # Rank 0 decides for every rank, so only it records Tamiyo's transitions.
+    experience = experience_dir(args) if args.experience and reports else None
+    train, mesh = _trainer(ranks, experience), None
     if args.mesh:
         from esper.cli.mesh_run import MeshRuns
 
@@ -107,13 +170,17 @@ def _run(args: argparse.Namespace) -> int:
     # Embedded, this process is Tolaria; on a mesh it only follows the run Tolaria trains.
     try:
         with process_tracing("esper-cli" if mesh is not None else "tolaria"):
-            return _train_and_report(args, config, out, quiet, train)
+            return _train_and_report(args, config, out, quiet, train, reports=reports)
     finally:
         if mesh is not None:
             mesh.close()
+        if ranks is not None:
+            ranks.close()
 
 
-def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: bool, train: Any) -> int:
+def _train_and_report(
+    args: argparse.Namespace, config: Any, out: Path, quiet: bool, train: Any, *, reports: bool = True
+) -> int:
     from esper.tolaria.run_report import format_summary
     from esper.tolaria.runfolder import RunFolder
 
@@ -123,9 +190,11 @@ def _train_and_report(args: argparse.Namespace, config: Any, out: Path, quiet: b
         baseline_dir = out / "baseline"
         static = dataclasses.replace(config, run=dataclasses.replace(config.run, static=True, out=str(baseline_dir)))
         train(static, "static baseline", quiet=quiet, resume=False, baseline_dir=None)
-        baseline = RunFolder(baseline_dir).read_summary()
+        baseline = RunFolder(baseline_dir).read_summary() if reports else None
     label = "static" if config.run.static else "esper"
     result = train(config, label, quiet=quiet, resume=args.resume, baseline_dir=baseline_dir)
+    if not reports:
+        return 0
     if args.json:
         print_json(result.summary)
     else:
@@ -185,6 +254,13 @@ def register(subparsers: Any) -> None:
         dest="experience",
         action="store_false",
         help="do not record Tamiyo's transitions into the local replay store",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel training in N processes on this machine (torchrun --standalone; gloo on the CPU, "
+        "NCCL on CUDA); rank 0 decides for every rank and writes the run folder",
     )
     parser.add_argument(
         "--mesh",

@@ -22,8 +22,14 @@ from esper.errors import InvalidArgument
 from esper.kasmina.morphable import MorphableModel
 from esper.tamiyo.config import HEURISTIC_POLICY_ID
 from esper.tolaria.batches import Batch, IterableData, first_input, to_device
-from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
+from esper.tolaria.collaborators import (
+    CollaboratorsFactory,
+    RunCollaborators,
+    collaborators_for_rank,
+    embedded_collaborators,
+)
 from esper.tolaria.config import EsperConfig
+from esper.tolaria.data_parallel import DataParallel, join, ranks_summary
 from esper.tolaria.devices import device_kind, resolve_device
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.objective import Objective
@@ -71,8 +77,14 @@ class SdkRun:
         example_input: Any,
         seed: int,
         services: CollaboratorsFactory = embedded_collaborators,
+        distributed: bool | None = False,
     ) -> None:
         self.device = resolve_device(device)
+        self.ranks = join_ranks(distributed, self.device)
+        if self.ranks is not None:
+            self.device = self.ranks.device
+        # Rank 0 writes the run folder and runs the asset pipeline; other ranks read its store.
+        writes = self.ranks is None or self.ranks.is_main
         self.config = check_arguments(policy=policy, epochs=epochs, seed=seed, config=config, out=out)
         # The asset pipeline builds kernels for the kind of device the model trains on.
         self.config = dataclasses.replace(
@@ -80,8 +92,8 @@ class SdkRun:
         )
         self.objective = Objective(loss_fn, metric)
         self.data = IterableData(train_data if train_data is not None else [], val_data, test_data)
-        self.folder = RunFolder(Path(out).expanduser()) if out is not None else None
-        self.run_id = new_run_id()
+        self.folder = RunFolder(Path(out).expanduser()) if out is not None and writes else None
+        self.run_id = new_run_id() if self.ranks is None else self.ranks.broadcast(new_run_id())
         self.events = RunEventLog(self.run_id)
         if self.folder is not None:
             prepare_folder(self.folder, self.config, self.run_id, resume=False, events=self.events)
@@ -90,7 +102,11 @@ class SdkRun:
         self._started = time.perf_counter()
         self.services: RunCollaborators | None = None
         self.asset_wait = 0.0
+        if self.ranks is not None:
+            services = collaborators_for_rank(self.ranks, self.config, services)
         self.trainer = self._trainer(model, example, optimizer, services)
+        if self.ranks is not None:
+            self.trainer.join_data_parallel(self.ranks)
         if self.folder is not None:
             self.trainer.on_epoch = _append_metrics(self.folder)
 
@@ -159,6 +175,7 @@ class SdkRun:
                 time.perf_counter() - self._started,
                 self.asset_wait,
             )
+            summary.update(ranks_summary(self.ranks, self.events.events(), self.trainer.model))
             self._retire_in_flight()
             if self.folder is not None:
                 save_model(self.trainer.model, self.folder.path)
@@ -166,6 +183,8 @@ class SdkRun:
             if self.services is not None:
                 self.services.close()
             self.events.close()
+            if self.ranks is not None:
+                self.ranks.close()
         if self.folder is not None:
             write_results(self.folder, summary, "sdk", self.config.run.static, None)
         return FitResult(
@@ -184,6 +203,27 @@ class SdkRun:
         self.trainer.optimizers.sync()
         for transition in kasmina.drain_transitions():
             self.events.transition(transition)
+
+
+def check_distributed(distributed: Any) -> None:
+    if distributed is not None and not isinstance(distributed, bool):
+        raise InvalidArgument.for_field("distributed", f"must be None, True or False, got {distributed!r}")
+
+
+def join_ranks(distributed: bool | None, device: torch.device) -> DataParallel | None:
+    """This process's rank for `distributed` (None: when torchrun started several processes, or a
+    process group is set up; True: that must be so; False: train alone)."""
+    check_distributed(distributed)
+    if distributed is False:
+        return None
+    ranks = join(device)
+    if ranks is None and distributed:
+        raise InvalidArgument.for_field(
+            "distributed",
+            "is True but this process is not one of several: start the script with torchrun "
+            "(torchrun --standalone --nproc-per-node N script.py) or set up a torch.distributed process group",
+        )
+    return ranks
 
 
 def check_arguments(

@@ -40,6 +40,7 @@ from esper.sdk.run import FitResult, SdkRun, check_arguments, epoch_dict
 from esper.tamiyo.config import HEURISTIC_POLICY_ID
 from esper.tolaria.batches import Batch
 from esper.tolaria.config import EsperConfig
+from esper.tolaria.data_parallel import launched_by_torchrun
 from esper.tolaria.loop import EpochStats
 from esper.tolaria.optimizers import OptimizerSet
 
@@ -69,6 +70,11 @@ class Session:
         seed: int = 0,
     ) -> None:
         check_arguments(policy=policy, epochs=epochs, seed=seed, config=config, out=out)
+        if launched_by_torchrun():
+            # Every rank would grow its own model and write the same run folder.
+            raise FailedPrecondition(
+                "esper.Session trains in one process; under torchrun, esper.Trainer trains data-parallel"
+            )
         self._run = SdkRun(
             model,
             None,

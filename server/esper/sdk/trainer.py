@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from esper.sdk.run import FitResult, SdkRun, check_arguments
+from esper.sdk.run import FitResult, SdkRun, check_arguments, check_distributed
 from esper.tamiyo.config import HEURISTIC_POLICY_ID
 from esper.tolaria.batches import Batch, IterableData
 from esper.tolaria.config import EsperConfig
@@ -39,6 +39,12 @@ class Trainer:
       kernels to compile.
     - `seed` seeds torch's RNG when `fit` starts; `example_input` (default: the first
       validation batch's first two inputs) is what `esper.wrap` traces the model with.
+    - `distributed`: data-parallel training when the script runs under `torchrun` (None,
+      the default: whenever torchrun started several processes or a `torch.distributed`
+      process group is set up; True: insist on it; False: train alone). Every rank reads
+      every batch of `train_data` and trains on its share of its rows, so give a shuffling
+      `DataLoader` a seeded `generator`; rank 0 decides for every rank and writes `out`.
+      See docs/sdk.md, "Several processes".
 
     `fit()` returns a `FitResult`: `.model` (the grown model, at its best validated
     state), `.history` (one dict per epoch, as metrics.jsonl) and `.summary` (what
@@ -62,6 +68,7 @@ class Trainer:
         test_data: Iterable[Batch] | None = None,
         example_input: Any = None,
         seed: int = 0,
+        distributed: bool | None = None,
     ) -> None:
         self._arguments = {
             "model": model,
@@ -78,9 +85,11 @@ class Trainer:
             "test_data": test_data,
             "example_input": example_input,
             "seed": seed,
+            "distributed": distributed,
         }
         # Refuse what fit() would refuse, now, naming the argument.
         check_arguments(policy=policy, epochs=epochs, seed=seed, config=config, out=out)
+        check_distributed(distributed)
         IterableData(train_data, val_data, test_data)
 
     def fit(self) -> FitResult:
@@ -92,5 +101,7 @@ class Trainer:
             if run.services is not None:
                 run.services.close()
             run.events.close()
+            if run.ranks is not None:
+                run.ranks.close()
             raise
         return run.finish(history)

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from esper.leyline.v1 import kernel_pb2, lifecycle_pb2
+from esper.leyline.v1 import blueprint_pb2, kernel_pb2, lifecycle_pb2
 from esper.tamiyo.config import TamiyoConfig
 from esper.tamiyo.growth import GrowthOption, growth_options, growth_paid, growth_stopped, has_width_seeds
 from esper.tamiyo.issued import make_command
@@ -346,6 +347,56 @@ def kernel_parameter_budget(config: TamiyoConfig, model_parameters: int) -> int:
     if config.max_parameters > 0:
         limits.append(max(1, config.max_parameters - model_parameters))
     return min(limits, default=0)
+
+
+@dataclass(frozen=True)
+class WantedBlueprint:
+    """A blueprint submitted for a seed site: how it grows, its size, and the site's place in the layout."""
+
+    blueprint_id: str
+    growth_kind: int
+    parameter_estimate: int
+    site_index: int
+
+
+def compile_priority(config: TamiyoConfig, blueprints: Sequence[WantedBlueprint], model_parameters: int) -> list[str]:
+    """Blueprint ids in the order this policy would first take their kernels, so they compile in that order.
+
+    What fits the budget at the model's starting size comes first, ranked as
+    choose_kernel ranks it (a width kernel by size, the largest under the growth step
+    first; a depth kernel by capacity), widening before depth when the layout has width
+    sites (as in esper.tamiyo.growth); what only a larger model may take comes last,
+    the nearest to fitting first. Sites take turns, so every site's first choice comes
+    before any site's second.
+    """
+    budget = kernel_parameter_budget(config, model_parameters)
+    step = max(1, int(config.growth_step_fraction * model_parameters)) if model_parameters > 0 else 0
+    width_budget = min(budget, step) if budget and step else budget or step
+    has_width = any(b.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH for b in blueprints)
+
+    def fits(wanted: WantedBlueprint) -> bool:
+        limit = width_budget if wanted.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH else budget
+        return limit == 0 or wanted.parameter_estimate <= limit
+
+    def within_site(wanted: WantedBlueprint) -> tuple[int, int, str]:
+        width = wanted.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH
+        size = wanted.parameter_estimate if width else int(math.log2(1 + wanted.parameter_estimate))
+        # What fits now, best first; then what fits a larger model, the nearest first.
+        return (0, -size, wanted.blueprint_id) if fits(wanted) else (1, size, wanted.blueprint_id)
+
+    turn: dict[int, int] = {}
+    by_site: dict[int, list[WantedBlueprint]] = {}
+    for wanted in blueprints:
+        by_site.setdefault(wanted.site_index, []).append(wanted)
+    for index, wanted in ((i, w) for site in by_site.values() for i, w in enumerate(sorted(site, key=within_site))):
+        turn[id(wanted)] = index
+
+    def key(wanted: WantedBlueprint) -> tuple[int, int, int, int]:
+        width_later = int(has_width and wanted.growth_kind != blueprint_pb2.GROWTH_KIND_WIDTH)
+        return (int(not fits(wanted)), width_later, turn[id(wanted)], wanted.site_index)
+
+    ordered = sorted(blueprints, key=key)
+    return list(dict.fromkeys(wanted.blueprint_id for wanted in ordered))
 
 
 def _copy_report(kernel: kernel_pb2.KernelArtifact) -> kernel_pb2.UrabraskValidationReport:

@@ -1,6 +1,11 @@
 """Choosing a validated kernel for a seed: a tag-based query to Urza, then a deterministic ranking.
 
-Candidates are ranked by, in order: the blueprint's outcome score in this run
+A blueprint compiled by several pipelines counts once, by its best validated kernel:
+STANDARD (lowered and checked against eager) over FAST, and AGGRESSIVE (frozen: a
+seed cannot train it) last. FAST kernels are validated first, so an early
+germination takes a blueprint's FAST kernel and a later one its STANDARD kernel.
+
+Candidates are then ranked by, in order: the blueprint's outcome score in this run
 (fossilized +1, culled or rolled back -1, so proven blueprints come first and ones
 culled here last); the capacity the kernel adds, as the binary order of magnitude
 of its parameter count (more first: growth is there to add capacity, and the query
@@ -127,7 +132,7 @@ def choose_kernel(
     the directory fails.
     """
     for tags in search.tag_ladder:
-        candidates = _query(search, descriptor, tags)
+        candidates = best_per_blueprint(_query(search, descriptor, tags))
         if candidates:
             ranked = sorted(candidates, key=lambda kernel: _rank(kernel, blueprint_scores, by_size=search.by_size))
             best = ranked[0]
@@ -181,6 +186,29 @@ def _query(
         if not page_token:
             break
     return found[: search.max_candidates]
+
+
+# Lower is better: which of a blueprint's kernels a seed gets.
+_PIPELINE_PREFERENCE = {
+    kernel_pb2.COMPILATION_PIPELINE_STANDARD: 0,
+    kernel_pb2.COMPILATION_PIPELINE_FAST: 1,
+    kernel_pb2.COMPILATION_PIPELINE_AGGRESSIVE: 2,
+}
+
+
+def best_per_blueprint(kernels: Sequence[kernel_pb2.KernelArtifact]) -> list[kernel_pb2.KernelArtifact]:
+    """Each blueprint's best kernel by pipeline (see the module's docstring), in first-seen order."""
+    best: dict[str, kernel_pb2.KernelArtifact] = {}
+    for kernel in kernels:
+        key = kernel.blueprint_id or kernel.kernel_id
+        held = best.get(key)
+        if held is None or _pipeline_rank(kernel) < _pipeline_rank(held):
+            best[key] = kernel
+    return list(best.values())
+
+
+def _pipeline_rank(kernel: kernel_pb2.KernelArtifact) -> tuple[int, str]:
+    return (_PIPELINE_PREFERENCE.get(kernel.pipeline, len(_PIPELINE_PREFERENCE)), kernel.kernel_id)
 
 
 def _fits(kernel: kernel_pb2.KernelArtifact, query: kernel_pb2.KernelQuery) -> bool:

@@ -41,6 +41,10 @@ class CompileError(Exception):
         self.retryable = retryable
 
 
+class CompileInterrupted(CompileError):
+    """The compile was cut short because its worker is stopping: not the job's fault, and not an attempt."""
+
+
 @dataclass(frozen=True)
 class CompiledArtifact:
     """What a pipeline made of a module: the bytes, trainable parameters left, and what it did."""

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from esper.observability import metrics
 from esper.observability.spans import tracer
 from esper.pipelines import pipeline_name
 from esper.tezzeret.config import FAST, TezzeretConfig
-from esper.tezzeret.pipelines import CompiledKernel, CompileError, compile_blueprint
+from esper.tezzeret.pipelines import CompiledKernel, CompileError, CompileInterrupted, compile_blueprint
 from esper.tezzeret.state import WorkerState
 from esper.tezzeret.toolchain import kernel_id, toolchain_hash
 from esper.tezzeret.wal import PendingJob, WriteAheadLog
@@ -58,11 +58,17 @@ class TezzeretWorker:
         compiler: Compiler = compile_blueprint,
         exit_process: Callable[[int], None] = os._exit,
         signer: KernelSigner | None = None,
+        preferred: Callable[[], Sequence[str]] | None = None,
+        toolchain: str | None = None,
     ) -> None:
         self.urza = urza
         self.config = config
         self.signer = signer
-        self.toolchain = toolchain_hash(config)
+        # The blueprints to compile before any other (a run's own, best first), asked at every claim.
+        self._preferred = preferred
+        # The hash reads the C++ compiler through Inductor, whose import takes seconds: a caller
+        # that must not pay for it here computes it elsewhere (ForkedCompiler.toolchain_hash).
+        self.toolchain = toolchain if toolchain is not None else toolchain_hash(config)
         self.state = WorkerState(
             config.worker_id,
             self.toolchain,
@@ -89,6 +95,11 @@ class TezzeretWorker:
     def close(self) -> None:
         """Release the write-ahead log; call once the worker loop has stopped."""
         self.wal.close()
+
+    @property
+    def pending_jobs(self) -> dict[str, PendingJob]:
+        """Jobs claimed and not yet finished, as the write-ahead log has them."""
+        return dict(self._pending)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Claim and compile until `stop` is set; Urza being unreachable only slows the polling."""
@@ -148,6 +159,7 @@ class TezzeretWorker:
             worker_id=self.config.worker_id,
             pipelines=pipelines,  # type: ignore[arg-type]
             lease_seconds=self.config.lease_seconds,
+            preferred_blueprint_ids=list(self._preferred()) if self._preferred is not None else [],
         )
         response = self.urza.claim_compile_job(request)
         was_conservative = self.state.conservative_mode
@@ -285,11 +297,19 @@ class TezzeretWorker:
 
     def _report_failure(self, job: kernel_pb2.CompileJob, error: CompileError) -> None:
         message = str(error).strip() or type(error).__name__
-        logger.warning(
-            "job %s attempt %d failed (retryable=%s): %s", job.job_id, job.attempts, error.retryable, message
-        )
+        interrupted = isinstance(error, CompileInterrupted)
+        if interrupted:
+            logger.info("job %s: compile interrupted, queued again: %s", job.job_id, message)
+        else:
+            logger.warning(
+                "job %s attempt %d failed (retryable=%s): %s", job.job_id, job.attempts, error.retryable, message
+            )
         request = urza_pb2.FailCompileJobRequest(
-            job_id=job.job_id, lease_token=job.lease_token, error_message=message, retryable=error.retryable
+            job_id=job.job_id,
+            lease_token=job.lease_token,
+            error_message=message,
+            retryable=error.retryable,
+            interrupted=interrupted,
         )
         try:
             response = self.urza.fail_compile_job(request)
@@ -300,6 +320,9 @@ class TezzeretWorker:
             return
         self.wal.failed(job.job_id, error=message, retryable=error.retryable)
         self._drop_pending(job.job_id)
+        if interrupted:
+            self.state.job_abandoned(response.job, message)
+            return
         self.state.attempt_failed(response.job)
         metrics.TEZZERET_COMPILE_FAILURES.labels(pipeline=pipeline_name(job.pipeline)).inc()
 

@@ -119,10 +119,25 @@ def first_input(data: RunData, rows: int = 2) -> Any:
 
 
 def _head(value: Any, rows: int) -> Any:
+    return slice_rows(value, 0, rows)
+
+
+def slice_rows(value: Any, low: int, high: int) -> Any:
+    """Rows [low, high) of every tensor in `value` (a tensor, or tuples, lists and dicts of them)."""
     if isinstance(value, torch.Tensor):
-        return value[:rows]
+        return value[low:high]
     if isinstance(value, tuple | list):
-        return type(value)(_head(item, rows) for item in value)
+        return type(value)(slice_rows(item, low, high) for item in value)
     if isinstance(value, dict):
-        return {key: _head(item, rows) for key, item in value.items()}
+        return {key: slice_rows(item, low, high) for key, item in value.items()}
     return value
+
+
+def batch_rows(value: Any) -> int:
+    """Rows of a batch: of its tensor, or of the first tensor inside a tuple, list or dict."""
+    if isinstance(value, torch.Tensor):
+        return int(value.shape[0]) if value.dim() else 1
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    for item in items:
+        return batch_rows(item)
+    raise InvalidArgument.for_field("targets", f"a batch's targets must hold a tensor, got {type(value).__name__}")

@@ -3,14 +3,16 @@
 Per-step numbers are accumulated as tensors on the device and read once per epoch (one
 `.item()` per statistic per epoch), never per step. Batches come from any iterable of
 `(inputs, targets)` pairs (esper.tolaria.batches); the loss and the metric from an
-`Objective` (esper.tolaria.objective), cross-entropy and accuracy by default.
+`Objective` (esper.tolaria.objective), cross-entropy and accuracy by default. In a
+data-parallel run (esper.tolaria.data_parallel) each rank trains on its rows of every
+batch and the gradients and the epoch's sums are summed over the ranks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +21,9 @@ from esper.data.batching import batches
 from esper.tolaria.batches import EVAL_BATCH_SIZE, Batch, to_device
 from esper.tolaria.objective import Objective
 from esper.tolaria.optimizers import OptimizerSet
+
+if TYPE_CHECKING:
+    from esper.tolaria.data_parallel import DataParallel
 
 CPU = torch.device("cpu")
 _DEFAULT_OBJECTIVE = Objective()
@@ -60,6 +65,16 @@ class _Sums:
         self.metric += metric.to(self.metric.device)
         self.weight += weight
 
+    def reduce(self, ranks: DataParallel) -> None:
+        """Sum over the ranks of a data-parallel run, so that every rank reports the whole epoch."""
+        device = self.loss.device if self.loss is not None else CPU
+        totals = torch.zeros(3, dtype=torch.float64, device=device)
+        if self.loss is not None and self.metric is not None:
+            totals[0], totals[1] = self.loss, self.metric
+        totals[2] = self.weight
+        loss, metric, weight = ranks.reduce_totals(totals).unbind()
+        self.loss, self.metric, self.weight = loss, metric, int(weight.item())
+
     def stats(self, steps: int, higher_is_better: bool) -> EpochStats:
         seen = max(1, self.weight)
         loss = float(self.loss.item()) if self.loss is not None else 0.0
@@ -82,25 +97,49 @@ def train_epoch(
     device: torch.device = CPU,
     after_step: Callable[[torch.Tensor], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    ranks: DataParallel | None = None,
 ) -> EpochStats:
-    """One pass over `batches_`. `after_step(loss)` lets seeds advance their ramps."""
+    """One pass over `batches_`. `after_step(loss)` lets seeds advance their ramps.
+
+    With `ranks` this process trains on its share of each batch, its loss scaled by that
+    share, and the gradients are summed over the ranks before the step; `should_stop` is
+    then left to the epoch's end, since every rank must take every step.
+    """
     model.train()
     sums = _Sums()
     steps = 0
     for inputs, targets in batches_:
+        scale = 1.0
+        if ranks is not None:
+            whole = objective.weight(targets)
+            share = ranks.share(inputs, targets)
+            if share is None:
+                continue  # fewer rows than ranks: skipped on every rank alike
+            inputs, targets = share
+            scale = objective.weight(targets) / whole
         inputs, targets = to_device(inputs, device), to_device(targets, device)
         optimizers.zero_grad()
         outputs = model(inputs)  # [batch, classes] for a classifier
         loss = objective.loss_fn(outputs, targets)
-        loss.backward()
+        step_loss = loss.detach()
+        if ranks is None:
+            loss.backward()
+        else:
+            (loss * scale).backward()
+            step_loss = ranks.reduce_gradients(model, step_loss * scale)  # the global batch's loss
         optimizers.step()
+        if ranks is not None:
+            ranks.settle(model)
         if after_step is not None:
-            after_step(loss.detach())
+            after_step(step_loss)
         weight = objective.weight(targets)
         sums.add(loss.detach() * weight, objective.metric_total(outputs.detach(), targets, weight), weight)
         steps += 1
-        if should_stop is not None and should_stop():
+        if ranks is None and should_stop is not None and should_stop():
             break
+    if ranks is not None:
+        sums.reduce(ranks)
+        ranks.sync_buffers(model)
     return sums.stats(steps, objective.higher_is_better)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from esper.assets.pipeline import SeedSite, prefetch_kernels
+from esper.assets.pipeline import SeedSite, follow_kernels
 from esper.clients import TamiyoClient, UrzaClient
 from esper.clients.base import ClientConfig
 from esper.errors import EsperError
@@ -156,7 +156,7 @@ class MeshCollaborators:
         def prefetch(sites: Sequence[SeedSite]) -> threading.Thread:
             chosen = list(sites)
             thread = threading.Thread(
-                target=prefetch_kernels, args=(urza, cache, chosen, stop), name="kernel-prefetch", daemon=True
+                target=follow_kernels, args=(urza, cache, chosen, stop), name="kernel-prefetch", daemon=True
             )
             thread.start()
             prefetchers.append(thread)

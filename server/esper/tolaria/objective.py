@@ -24,6 +24,7 @@ from torch import Tensor
 
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import lifecycle_pb2
+from esper.tolaria.batches import batch_rows
 
 LossFn = Callable[[Any, Any], Tensor]
 MetricFn = Callable[[Any, Any], Any]
@@ -131,7 +132,7 @@ class Objective:
         """What the batch's means are over: every class index for the built-in loss, else the batch's rows."""
         if self._builtin_loss and _class_indices(targets):
             return int(targets.numel())
-        return _rows(targets)
+        return batch_rows(targets)
 
     def loss_total(self, outputs: Any, targets: Any, weight: int) -> Tensor:
         """The batch's summed loss, without gradients."""
@@ -168,13 +169,3 @@ def as_metric(metric: Any) -> Metric:
 
 def _class_indices(targets: Any) -> bool:
     return isinstance(targets, Tensor) and not targets.is_floating_point() and not targets.is_complex()
-
-
-def _rows(value: Any) -> int:
-    """Rows of a batch's tensor, or of the first tensor inside a tuple, list or dict."""
-    if isinstance(value, Tensor):
-        return int(value.shape[0]) if value.dim() else 1
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
-    for item in items:
-        return _rows(item)
-    raise InvalidArgument.for_field("targets", f"a batch's targets must hold a tensor, got {type(value).__name__}")

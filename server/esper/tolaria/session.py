@@ -2,7 +2,8 @@
 
 data -> host -> (seeds, asset pipeline, Tamiyo) -> Tolaria -> run folder with
 metrics, events, lineage, the model, a summary and report.png. Everything runs in
-this process; kernels compile in background threads of the embedded asset pipeline.
+this process except compiles and characterizations, which the embedded asset pipeline
+runs in child processes while training goes on.
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ from esper.kasmina.persistence import save_model
 from esper.leyline.v1 import lifecycle_pb2, run_pb2
 from esper.tolaria.batches import RunData
 from esper.tolaria.checkpoint import load_checkpoint
-from esper.tolaria.collaborators import CollaboratorsFactory, RunCollaborators, embedded_collaborators
+from esper.tolaria.collaborators import (
+    CollaboratorsFactory,
+    RunCollaborators,
+    collaborators_for_rank,
+    embedded_collaborators,
+)
 from esper.tolaria.config import EsperConfig, config_to_dict
+from esper.tolaria.data_parallel import DataParallel, ranks_summary
 from esper.tolaria.devices import resolve_device
 from esper.tolaria.events import RunEventLog
-from esper.tolaria.loop import EpochStats
+from esper.tolaria.loop import EpochStats, count_parameters
 from esper.tolaria.objective import Objective
 from esper.tolaria.optimizers import OptimizerFactory
 from esper.tolaria.run_report import render_report
@@ -67,30 +74,45 @@ def run_training(
     collaborators: CollaboratorsFactory = embedded_collaborators,
     events: RunEventLog | None = None,
     on_trainer: Callable[[TolariaTrainer], None] | None = None,
+    ranks: DataParallel | None = None,
 ) -> RunResult:
     """Train one run into `config.run.out`; `resume` continues from its last checkpoint.
 
     `events` lets a host process (the Tolaria server) hold the run's event log to
     stream it; `on_trainer` hands it the trainer before training starts (for example
-    to serve the run's Kasmina operator over gRPC).
+    to serve the run's Kasmina operator over gRPC). With `ranks` this process is one
+    rank of a data-parallel run (esper.tolaria.data_parallel): rank 0 writes the run
+    folder and its checkpoints and runs the asset pipeline; the other ranks keep their
+    events in memory, read kernels from the same asset store, and resume from rank 0's
+    checkpoint.
     """
     out = config.run.require_out()
     folder = RunFolder(out)
+    writes = ranks is None or ranks.is_main
     run_id = run_id or (_previous_run_id(folder) if resume else None) or new_run_id()
+    if ranks is not None:
+        run_id = ranks.broadcast(run_id)
+        collaborators = collaborators_for_rank(ranks, config, collaborators)
     data = load_dataset(config.run.dataset, seed=config.run.seed, validation_fraction=config.run.validation_fraction)
     spec = run_host_spec(config, data)
-    device = resolve_device(config.run.device, "run.device")
-    events = prepare_folder(folder, config, run_id, resume=resume, events=events)
+    device = ranks.device if ranks is not None else resolve_device(config.run.device, "run.device")
+    if writes:
+        events = prepare_folder(folder, config, run_id, resume=resume, events=events)
+    else:
+        events = events if events is not None else RunEventLog(run_id)
+    checkpoint = folder.path / CHECKPOINT_FILE if writes else None
     started = time.perf_counter()
     if config.run.static:
-        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, folder, device), 0.0
+        trainer, asset_wait = _static_trainer(config, spec, data, run_id, events, checkpoint, device), 0.0
         running: RunCollaborators | None = None
     else:
         trainer, running, asset_wait = _morphogenetic_trainer(
-            config, spec, data, run_id, events, folder, collaborators, device
+            config, spec, data, run_id, events, checkpoint, collaborators, device
         )
     try:
-        trainer.on_epoch = chain(metrics_writer(folder), on_epoch)
+        if ranks is not None:
+            trainer.join_data_parallel(ranks)
+        trainer.on_epoch = chain(metrics_writer(folder), on_epoch) if writes else on_epoch
         trainer.should_stop = should_stop or (lambda: False)
         if resume and (out / CHECKPOINT_FILE).exists():
             trainer.resume(out / CHECKPOINT_FILE)
@@ -98,7 +120,8 @@ def run_training(
             on_trainer(trainer)
         _, history = trainer.train()
         test = trainer.test_stats()
-        save_model(trainer.model, out, host_spec=spec)
+        if writes:
+            save_model(trainer.model, out, host_spec=spec)
     finally:
         if running is not None:
             running.close()
@@ -115,7 +138,9 @@ def run_training(
         time.perf_counter() - started,
         asset_wait,
     )
-    write_results(folder, summary, data.name, config.run.static, baseline_dir)
+    summary.update(ranks_summary(ranks, events.events(), trainer.model))
+    if writes:
+        write_results(folder, summary, data.name, config.run.static, baseline_dir)
     return RunResult(run_id=run_id, out_dir=out, summary=summary)
 
 
@@ -183,7 +208,7 @@ def _static_trainer(
     data: Dataset,
     run_id: str,
     events: RunEventLog,
-    folder: RunFolder,
+    checkpoint: Path | None,
     device: torch.device,
 ) -> TolariaTrainer:
     from esper.kasmina import MorphableModel
@@ -198,7 +223,7 @@ def _static_trainer(
         data=data,
         run_id=run_id,
         events=events,
-        checkpoint_path=folder.path / CHECKPOINT_FILE,
+        checkpoint_path=checkpoint,
         objective=dataset_objective(data),
         device=device,
     )
@@ -210,7 +235,7 @@ def _morphogenetic_trainer(
     data: Dataset,
     run_id: str,
     events: RunEventLog,
-    folder: RunFolder,
+    checkpoint: Path | None,
     make_collaborators: CollaboratorsFactory,
     device: torch.device,
 ) -> tuple[TolariaTrainer, RunCollaborators, float]:
@@ -223,7 +248,7 @@ def _morphogenetic_trainer(
         data,
         run_id=run_id,
         events=events,
-        checkpoint_path=folder.path / CHECKPOINT_FILE,
+        checkpoint_path=checkpoint,
         make_collaborators=make_collaborators,
         objective=dataset_objective(data),
         device=device,
@@ -245,31 +270,26 @@ def growing_trainer(
 ) -> tuple[TolariaTrainer, RunCollaborators, float]:
     """A trainer that grows `model` (a wrapped MorphableModel on `device`): assets, Kasmina, Tamiyo.
 
-    Submits the catalog's templates at the model's seed sites, waits for them when
-    `config.assets.wait_for_kernels` says so, and returns the trainer, the services to
-    close after training and the seconds waited.
+    Submits the catalog's templates at the model's seed sites, names them to the compile
+    workers in the order Tamiyo would take them, waits for them only in the deterministic
+    mode (`config.assets.wait_for_kernels`), and returns the trainer, the services to close
+    after training and the seconds the asset pipeline took before training.
     """
-    from esper.assets import SeedSite, submit_templates, wait_until_settled
-    from esper.karn.catalog import TemplateCatalog
+    from esper.assets import SeedSite
     from esper.kasmina import KasminaOperator
     from esper.kasmina.source import CachedKernelSource
 
+    started = time.perf_counter()
     services = make_collaborators(config)
     if services.publish_event is not None:
         events.add_sink(services.publish_event, replay=True)
     try:
         sites = [SeedSite.of(d) for d in model.seed_layout()]
-        blueprint_ids = submit_templates(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
-        events.notice(
-            f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"
-        )
-        waited = 0.0
-        if config.assets.wait_for_kernels:
-            # Before the first epoch, not on the training path: the run then sees the same
-            # kernels whatever the machine's load, which keeps a seed's run repeatable.
-            waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
-            events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
-        services.prefetch(sites)
+        if not services.reads_only:
+            _request_kernels(services, config, events, sites, count_parameters(model))
+        # What the run spent on its kernels before training: the pipeline's start, the
+        # submissions and, in the deterministic mode, the wait. Building the trainer is not.
+        asset_wait = time.perf_counter() - started
         supply = _KernelSupply(services, config, events, sites)
         source = services.kernel_source or CachedKernelSource(services.kernel_cache, services.urza)
         operator = KasminaOperator(model, source, config.kasmina, run_id=run_id)
@@ -289,10 +309,38 @@ def growing_trainer(
             optimizer=optimizer,
             device=device,
         )
+        # Only now: the trainer's first optimizer imports torch._dynamo, and so does a kernel
+        # load; two threads importing it at once can fail with a circular import.
+        services.prefetch(sites)
     except BaseException:
         services.close()
         raise
-    return trainer, services, waited
+    return trainer, services, asset_wait
+
+
+def _request_kernels(
+    services: RunCollaborators, config: EsperConfig, events: RunEventLog, sites: list[Any], parameters: int
+) -> None:
+    """Submit the catalog's templates at `sites`, name them to the compile workers in the order
+    Tamiyo would take them, and in the deterministic mode wait until they are characterized."""
+    from esper.assets import wait_until_settled
+    from esper.assets.pipeline import submit_blueprints
+    from esper.karn.catalog import TemplateCatalog
+    from esper.tamiyo.germination import WantedBlueprint, compile_priority
+
+    submitted = submit_blueprints(services.urza, TemplateCatalog.default(), config.assets.template_ids, sites)
+    blueprint_ids = list(dict.fromkeys(entry.blueprint_id for entry in submitted))
+    if services.prioritize is not None:
+        wanted = [WantedBlueprint(e.blueprint_id, e.growth_kind, e.parameter_estimate, e.site_index) for e in submitted]
+        services.prioritize(compile_priority(config.tamiyo, wanted, parameters))
+    events.notice(
+        f"asset pipeline ({services.description}): {len(blueprint_ids)} blueprint(s) for {len(sites)} seed site(s)"
+    )
+    if config.assets.wait_for_kernels:
+        # The deterministic mode: the run then sees the same kernels whatever the
+        # machine's load, so a seed's run repeats exactly.
+        waited = wait_until_settled(services.urza, blueprint_ids, timeout=config.assets.wait_timeout_seconds)
+        events.notice(f"asset pipeline: kernels characterized after {waited:.1f} s")
 
 
 class _KernelSupply:
@@ -321,17 +369,18 @@ class _KernelSupply:
             return
         self._known.update(sites)
         urza, assets = self._services.urza, self._config.assets
-        blueprint_ids = submit_templates(urza, TemplateCatalog.default(), assets.template_ids, sites)
-        waited = (
-            wait_until_settled(urza, blueprint_ids, timeout=assets.wait_timeout_seconds)
-            if assets.wait_for_kernels
-            else 0.0
-        )
-        self.waited += waited
-        self._events.notice(
-            f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown host, "
-            f"characterized after {waited:.1f} s"
-        )
+        if not self._services.reads_only:
+            blueprint_ids = submit_templates(urza, TemplateCatalog.default(), assets.template_ids, sites)
+            waited = (
+                wait_until_settled(urza, blueprint_ids, timeout=assets.wait_timeout_seconds)
+                if assets.wait_for_kernels
+                else 0.0
+            )
+            self.waited += waited
+            self._events.notice(
+                f"asset pipeline: {len(blueprint_ids)} blueprint(s) for {len(sites)} new seed site(s) of the grown "
+                f"host, characterized after {waited:.1f} s"
+            )
         import threading
 
         from esper.assets.pipeline import prefetch_kernels
@@ -387,6 +436,7 @@ def run_summary_dict(
         "wall_seconds": wall_seconds,
         # Before the first epoch, and at the boundaries that made kernels for a grown host's new sites.
         "asset_wait_seconds": asset_wait + getattr(trainer.on_layout, "waited", 0.0),
+        "first_germination_epoch": _first_germination_epoch(events),
         "hook_ms_p50": statistics.median(hook_ms),
         "hook_ms_p95": _percentile(hook_ms, 95),
         "hook_budget_ms": config.tolaria.hook_budget_ms,
@@ -444,6 +494,17 @@ def _stage_counts(events: RunEventLog) -> dict[str, int]:
         if event.WhichOneof("payload") == "seed_transition" and event.seed_transition.to_stage in entered:
             counts[entered[event.seed_transition.to_stage]] += 1
     return counts
+
+
+def _first_germination_epoch(events: RunEventLog) -> int | None:
+    """The epoch whose boundary germinated the run's first seed; None if none germinated."""
+    for event in events.events():
+        if (
+            event.WhichOneof("payload") == "seed_transition"
+            and event.seed_transition.to_stage == lifecycle_pb2.SEED_STAGE_GERMINATED
+        ):
+            return int(event.seed_transition.epoch)
+    return None
 
 
 def _isolation_violations(trainer: TolariaTrainer) -> int:

@@ -31,6 +31,7 @@ from esper.observability.spans import esper_attributes, tracer
 from esper.tolaria.batches import Batch, RunData, TensorData
 from esper.tolaria.checkpoint import load_checkpoint, save_checkpoint, snapshot
 from esper.tolaria.config import RunConfig, TolariaConfig
+from esper.tolaria.data_parallel import DataParallel, controller_for_rank
 from esper.tolaria.devices import device_kind
 from esper.tolaria.events import RunEventLog
 from esper.tolaria.hook import BoundaryState, HookOutcome, run_hook
@@ -136,6 +137,17 @@ class TolariaTrainer(NeverWorseThanStatic):
         self._grafts = GraftCheckpoints()
         self._best = BestState()
         self._extra_epochs = 0
+        self.ranks: DataParallel | None = None
+
+    def join_data_parallel(self, ranks: DataParallel) -> None:
+        """Train as one rank of a data-parallel run (esper.tolaria.data_parallel).
+
+        Each epoch trains this rank's share of every batch; rank 0's Tamiyo decides at each
+        boundary and every rank applies its commands. Call before `train()`.
+        """
+        self.ranks = ranks
+        if self.kasmina is not None:
+            self.controller = controller_for_rank(self.controller, ranks)
 
     @property
     def planned_epochs(self) -> int:
@@ -159,6 +171,8 @@ class TolariaTrainer(NeverWorseThanStatic):
 
     def begin(self) -> None:
         """Before the first epoch: kernels for the seed sites, and the state a failure in it goes back to."""
+        if self.ranks is not None:
+            self.ranks.sync_model(self.model)
         if self.on_layout is not None and self.kasmina is not None:
             self.on_layout(self.model.seed_layout())
         self._good = snapshot(self._checkpoint_state(self.start_epoch - 1))
@@ -193,6 +207,7 @@ class TolariaTrainer(NeverWorseThanStatic):
                 device=self.device,
                 after_step=after_step,
                 should_stop=self.should_stop,
+                ranks=self.ranks,
             )
         return self.close_epoch(epoch, train_stats, started)
 
@@ -278,6 +293,10 @@ class TolariaTrainer(NeverWorseThanStatic):
             self.on_layout(self.model.seed_layout())
         if self.optimizers.sync():
             logger.debug("epoch %d: optimizers follow the seeds' new parameter sets", epoch)
+        if self.ranks is not None:
+            applied = [command.command_id for command in outcome.applied]
+            refused = [command.command_id for command, _ in outcome.refused]
+            self.ranks.check_agreement(epoch, self.model, applied, refused)
         return outcome
 
     def _record_boundary(self, epoch: int, outcome: HookOutcome) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from esper import checks
 from esper.leyline.v1 import kernel_pb2
-from esper.tezzeret.config import default_hardware_target
+from esper.tezzeret.config import DEVICE_KINDS, default_hardware_target
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ class UrabraskConfig:
     (CPU seconds, largest file it may write, open files; no core dumps).
     `require_signature` rejects kernels without a signature by a trusted compile
     worker before they reach the sandbox; turning it off is for tests.
+    `device` ("cpu", "cuda") is where kernels run and are measured; `hardware_target`
+    must be its (esper.tezzeret.config.default_hardware_target(device)), and the
+    validator only claims kernels built for it.
     """
 
     worker_id: str = "urabrask-0"
@@ -94,10 +97,13 @@ class UrabraskConfig:
     require_signature: bool = True
     sandbox_max_file_bytes: int = 512 * 1024 * 1024
     sandbox_max_open_files: int = 256
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not self.worker_id:
             raise ValueError("worker_id must be set")
+        if self.device not in DEVICE_KINDS:
+            raise ValueError(f"device must be one of {DEVICE_KINDS}, got {self.device!r}")
         if not self.check_batch_sizes or min(self.check_batch_sizes) < 1:
             raise ValueError(f"check_batch_sizes must be non-empty and >= 1, got {self.check_batch_sizes}")
         checks.positive("benchmark_batch_size", self.benchmark_batch_size)

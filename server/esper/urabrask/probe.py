@@ -50,6 +50,7 @@ class ProbeSettings:
     iterations: int
     drift_tolerance: float
     input_seed: int
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def probe(
         report.failure_reason = str(exc)
         report.precision_drift_vs_fp32 = exc.drift
         return report
-    x = example_input(ir, settings.benchmark_batch_size, seed=settings.input_seed)
+    module = module.to(settings.device)
+    x = example_input(ir, settings.benchmark_batch_size, seed=settings.input_seed).to(settings.device)
     measured = benchmark_kernel(module, x, settings.warmup, settings.iterations)
     report.latency_ms_mean = measured.latency_ms_mean
     report.latency_ms_p99 = measured.latency_ms_p99
@@ -131,10 +133,12 @@ def check_kernel(
             reports.SHAPE_MISMATCH,
             f"kernel declares output {list(declared_out)} but its IR gives {list(output_shape)}",
         )
-    eager = build_module(ir)
+    device = torch.device(settings.device)
+    eager = build_module(ir).to(device)
+    module = module.to(device)
     drift = 0.0
     for batch_size in settings.check_batch_sizes:
-        x = example_input(ir, batch_size, seed=settings.input_seed + batch_size)
+        x = example_input(ir, batch_size, seed=settings.input_seed + batch_size).to(device)
         with torch.no_grad():
             actual = _run(module, x, batch_size)
             reference = eager(x)
@@ -146,7 +150,7 @@ def check_kernel(
         if not bool(torch.isfinite(actual).all()):
             raise GateFailure(reports.NON_FINITE, f"output holds NaN/Inf at batch {batch_size}")
         drift = max(drift, float((actual.double() - reference.double()).abs().max()))
-    _check_gradients(module, example_input(ir, settings.benchmark_batch_size, seed=settings.input_seed))
+    _check_gradients(module, example_input(ir, settings.benchmark_batch_size, seed=settings.input_seed).to(device))
     if drift > settings.drift_tolerance:
         raise GateFailure(
             reports.PRECISION_DRIFT,
@@ -159,13 +163,16 @@ def check_kernel(
 
 def benchmark_kernel(module: nn.Module, x: Tensor, warmup: int, iterations: int) -> Benchmark:
     """Time `iterations` forward calls (autograd recording, as in training) after `warmup` calls."""
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     for _ in range(warmup):
         module(x)
+    sync()
     timings_ns = []
     started = time.perf_counter_ns()
     for _ in range(iterations):
         call_started = time.perf_counter_ns()
         module(x)
+        sync()  # a CUDA call returns before the kernel ran
         timings_ns.append(time.perf_counter_ns() - call_started)
     total_seconds = (time.perf_counter_ns() - started) / 1e9
     timings_ms = sorted(ns / 1e6 for ns in timings_ns)
@@ -183,7 +190,16 @@ def peak_memory_mb(module: nn.Module, x: Tensor) -> float:
     Traced from the CPU allocator's events (Kineto with profile_memory), so it
     counts every allocation of the call, compiled kernels' included, and nothing
     the process held before; tensors the autograd graph keeps count until the end.
+    On CUDA, the device allocator's own peak over the call.
     """
+    if x.is_cuda:
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated(x.device)
+        torch.cuda.reset_peak_memory_stats(x.device)
+        output = module(x)
+        torch.cuda.synchronize()
+        del output
+        return (torch.cuda.max_memory_allocated(x.device) - before) / MB
     # The autograd profiler is the same Kineto tracer as torch.profiler without the latter's
     # start-up import of torch._dynamo (about a second per sandbox).
     with torch.autograd.profiler.profile(use_kineto=True, profile_memory=True) as prof:

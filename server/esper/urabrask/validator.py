@@ -60,7 +60,9 @@ class UrabraskValidator:
         """Validate one kernel; the submitted report, or None when nothing waits for validation."""
         config = self.config
         claim = self._urza.claim_validation_job(
-            urza_pb2.ClaimValidationJobRequest(worker_id=config.worker_id, lease_seconds=config.lease_seconds)
+            urza_pb2.ClaimValidationJobRequest(
+                worker_id=config.worker_id, lease_seconds=config.lease_seconds, hardware_target=config.hardware_target
+            )
         )
         if not claim.HasField("kernel"):
             return None

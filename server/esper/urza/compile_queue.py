@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, case, func, select, update
 
 from esper.errors import AlreadyExists, NotFound
 from esper.leyline.v1 import kernel_pb2
@@ -76,20 +76,49 @@ def job_counts(conn: Connection) -> dict[int, int]:
     return {int(value): int(count) for value, count in rows}
 
 
-def claim_job(conn: Connection, *, worker_id: str, pipelines: Sequence[int], lease_us: int, now_us: int) -> Row | None:
+def claim_job(
+    conn: Connection,
+    *,
+    worker_id: str,
+    pipelines: Sequence[int],
+    lease_us: int,
+    now_us: int,
+    preferred: Sequence[str] = (),
+) -> Row | None:
     """Lease a job to `worker_id`: its own RUNNING job first (a restarted worker resumes it),
-    else the oldest QUEUED job or RUNNING job whose lease ran out. None when there is none."""
+    else a QUEUED job or RUNNING job whose lease ran out: first of the `preferred` blueprints
+    (FAST before STANDARD before AGGRESSIVE, each in the order given), then the oldest.
+    None when there is none."""
     c = compile_jobs.c
+    filters = [c.pipeline.in_([int(p) for p in pipelines])] if pipelines else []
+
+    def lease(row: Row) -> Row | None:
+        return _lease_or_give_up(conn, row, worker_id=worker_id, lease_us=lease_us, now_us=now_us)
+
+    common = {
+        "held": _JOB.COMPILE_JOB_STATUS_RUNNING,
+        "waiting": _JOB.COMPILE_JOB_STATUS_QUEUED,
+        "worker_id": worker_id,
+        "now_us": now_us,
+        "lease": lease,
+    }
+    if preferred:
+        rank = case({blueprint_id: index for index, blueprint_id in enumerate(preferred)}, value=c.blueprint_id)
+        row = claim_next(
+            conn,
+            compile_jobs,
+            order=(c.pipeline, rank, c.job_id),
+            filters=(*filters, c.blueprint_id.in_(list(preferred))),
+            **common,  # type: ignore[arg-type]
+        )
+        if row is not None:
+            return row
     return claim_next(
         conn,
         compile_jobs,
-        held=_JOB.COMPILE_JOB_STATUS_RUNNING,
-        waiting=_JOB.COMPILE_JOB_STATUS_QUEUED,
-        worker_id=worker_id,
-        now_us=now_us,
         order=(c.create_us, c.pipeline, c.job_id),
-        lease=lambda row: _lease_or_give_up(conn, row, worker_id=worker_id, lease_us=lease_us, now_us=now_us),
-        filters=(c.pipeline.in_([int(p) for p in pipelines]),) if pipelines else (),
+        filters=filters,
+        **common,  # type: ignore[arg-type]
     )
 
 
@@ -219,8 +248,19 @@ def finish_job(
     refresh_blueprint_status(conn, job["blueprint_id"], now_us)
 
 
-def fail_job(conn: Connection, *, job_id: str, lease_token: str, message: str, retryable: bool, now_us: int) -> Row:
-    """Record a failed attempt: QUEUED again while attempts remain and retrying can help, else FAILED."""
+def fail_job(
+    conn: Connection,
+    *,
+    job_id: str,
+    lease_token: str,
+    message: str,
+    retryable: bool,
+    now_us: int,
+    interrupted: bool = False,
+) -> Row:
+    """Record a failed attempt: QUEUED again while attempts remain and retrying can help, else FAILED.
+
+    An `interrupted` attempt (the worker stopped mid-compile) is QUEUED again and not counted."""
     job = get_job(conn, job_id, lock=True)
     message = message[:MAX_ERROR_LENGTH]
     already_recorded = (
@@ -238,12 +278,13 @@ def fail_job(conn: Connection, *, job_id: str, lease_token: str, message: str, r
         expire_us=job["lease_expire_us"],
         now_us=now_us,
     )
-    requeue = retryable and job["attempts"] < job["max_attempts"]
+    requeue = interrupted or (retryable and job["attempts"] < job["max_attempts"])
     status = _JOB.COMPILE_JOB_STATUS_QUEUED if requeue else _JOB.COMPILE_JOB_STATUS_FAILED
+    attempts = max(0, job["attempts"] - 1) if interrupted else job["attempts"]
     conn.execute(
         update(compile_jobs)
         .where(compile_jobs.c.job_id == job_id)
-        .values(status=status, last_error=message, update_us=now_us)
+        .values(status=status, attempts=attempts, last_error=message, update_us=now_us)
     )
     log = logger.info if requeue else logger.warning
     log("compile job %s attempt %d failed (%s): %s", job_id, job["attempts"], _JOB.Name(status), message)

@@ -245,6 +245,7 @@ class UrzaHub:
                 pipelines=list(request.pipelines),
                 lease_us=lease_seconds * US_PER_SECOND,
                 now_us=now,
+                preferred=list(request.preferred_blueprint_ids),
             )
             response = urza_pb2.ClaimCompileJobResponse(queue_depth=compile_queue.queue_depth(conn))
             if row is not None:
@@ -309,6 +310,7 @@ class UrzaHub:
                 message=request.error_message,
                 retryable=request.retryable,
                 now_us=now,
+                interrupted=request.interrupted,
             )
             return job_to_proto(row)
 
@@ -343,7 +345,11 @@ class UrzaHub:
 
         def lease(conn: Connection) -> urza_pb2.ClaimValidationJobResponse:
             row = validation_queue.claim_kernel(
-                conn, worker_id=request.worker_id, lease_us=lease_seconds * US_PER_SECOND, now_us=now
+                conn,
+                worker_id=request.worker_id,
+                lease_us=lease_seconds * US_PER_SECOND,
+                now_us=now,
+                hardware_target=request.hardware_target,
             )
             if row is None:
                 return urza_pb2.ClaimValidationJobResponse()

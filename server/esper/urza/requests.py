@@ -21,7 +21,9 @@ MAX_ARTIFACT_BYTES = 32 * MIB
 MAX_TAGS = 64
 MAX_NAME_LENGTH = 256
 MAX_LEASE_SECONDS = 3600
+MAX_PREFERRED_BLUEPRINTS = 1000
 MAX_DIM = 65536
+HARDWARE_TARGET_PATTERN = re.compile(r"[a-z0-9_]{1,128}")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
@@ -99,6 +101,13 @@ def check_claim_compile_job(request: urza_pb2.ClaimCompileJobRequest, *, default
     ids.WORKER.check("worker_id", request.worker_id)
     for index, pipeline in enumerate(request.pipelines):
         _check_pipeline(f"pipelines[{index}]", pipeline)
+    if len(request.preferred_blueprint_ids) > MAX_PREFERRED_BLUEPRINTS:
+        raise InvalidArgument.for_field(
+            "preferred_blueprint_ids",
+            f"holds {len(request.preferred_blueprint_ids)} ids, at most {MAX_PREFERRED_BLUEPRINTS}",
+        )
+    for index, blueprint_id in enumerate(request.preferred_blueprint_ids):
+        ids.BLUEPRINT.check(f"preferred_blueprint_ids[{index}]", blueprint_id)
     return _lease_seconds(request.lease_seconds, default_lease)
 
 
@@ -143,7 +152,14 @@ def check_list_compile_jobs(request: urza_pb2.ListCompileJobsRequest) -> Page:
 def check_claim_validation_job(request: urza_pb2.ClaimValidationJobRequest, *, default_lease: int) -> int:
     """The effective lease length in seconds."""
     ids.WORKER.check("worker_id", request.worker_id)
+    _check_hardware_target("hardware_target", request.hardware_target)
     return _lease_seconds(request.lease_seconds, default_lease)
+
+
+def _check_hardware_target(name: str, value: str) -> None:
+    """Empty (any target) or a target as Tezzeret names one: [a-z0-9_], at most 128 characters."""
+    if value and not HARDWARE_TARGET_PATTERN.fullmatch(value):
+        raise InvalidArgument.for_field(name, f"must match {HARDWARE_TARGET_PATTERN.pattern}, got {value[:64]!r}")
 
 
 def check_submit_validation_report(request: urza_pb2.SubmitValidationReportRequest) -> None:

@@ -31,8 +31,10 @@ def get_kernel_for_update(conn: Connection, kernel_id: str) -> Row:
     return row
 
 
-def claim_kernel(conn: Connection, *, worker_id: str, lease_us: int, now_us: int) -> Row | None:
-    """Lease a kernel to validator `worker_id`; None when nothing waits."""
+def claim_kernel(
+    conn: Connection, *, worker_id: str, lease_us: int, now_us: int, hardware_target: str = ""
+) -> Row | None:
+    """Lease a kernel (built for `hardware_target`, when given) to validator `worker_id`; None when nothing waits."""
     c = kernels.c
     return claim_next(
         conn,
@@ -43,6 +45,7 @@ def claim_kernel(conn: Connection, *, worker_id: str, lease_us: int, now_us: int
         now_us=now_us,
         order=(c.create_us, c.kernel_id),
         lease=lambda row: _lease(conn, row, worker_id=worker_id, lease_us=lease_us, now_us=now_us),
+        filters=(c.hardware_target == hardware_target,) if hardware_target else (),
     )
 
 

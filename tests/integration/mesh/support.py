@@ -30,7 +30,13 @@ def fast_config(root: Path, assets: str, **tamiyo: Any) -> Path:
     `tamiyo` overrides keys of the tamiyo section (the mesh's Tamiyo must be started with the same file).
     """
     config = {
-        "assets": {"data_dir": str(root / assets), "template_ids": ["conv3x3_relu"]},
+        # The deterministic mode: the mesh run and its embedded twin see the same kernels.
+        "assets": {
+            "data_dir": str(root / assets),
+            "template_ids": ["conv3x3_relu"],
+            "pipelines": ["standard"],
+            "wait_for_kernels": True,
+        },
         "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5, "fine_tuning_min_steps": 5},
         "tamiyo": {
             "warmup_epochs": 1,

@@ -54,6 +54,8 @@ def _fast_config(tmp_path: Path) -> EsperConfig:
                 "template_ids": ["conv3x3_relu"],
                 "pipelines": ["fast"],
                 "compile_workers": 2,
+                # Seeds must fossilize within 10 epochs: wait for the kernel (the deterministic mode).
+                "wait_for_kernels": True,
             },
             "kasmina": {
                 "ramp_steps": 10,

@@ -34,7 +34,13 @@ SUMMARY_KEYS = {
 def _fast_config(tmp_path: Path) -> Path:
     """One template, a short lifecycle and an eager Tamiyo, so 10 epochs see a seed through."""
     config = {
-        "assets": {"data_dir": str(tmp_path / "assets"), "template_ids": ["conv3x3_relu"]},
+        # A seed must grow within 10 epochs: wait for its kernel (the deterministic mode).
+        "assets": {
+            "data_dir": str(tmp_path / "assets"),
+            "template_ids": ["conv3x3_relu"],
+            "pipelines": ["standard"],
+            "wait_for_kernels": True,
+        },
         "kasmina": {"ramp_steps": 10, "training_min_steps": 5, "stabilization_steps": 5, "fine_tuning_min_steps": 5},
         "tamiyo": {
             "warmup_epochs": 1,

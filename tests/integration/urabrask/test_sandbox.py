@@ -1,5 +1,6 @@
 """The sandbox as a separate process: a good kernel's report comes back from the child;
-a kernel that fails there is reported, a child that dies or hangs is a crash.
+a kernel that fails there is reported, a child that dies or hangs is a crash. Each case
+runs twice: in a new interpreter and in a child forked from the warm fork server.
 
 The gates themselves are tested in-process (tests/unit/urabrask/test_probe.py). Each
 case here is a child process (~2-4 s with the torch import), so they run concurrently
@@ -18,7 +19,7 @@ from esper.leyline.v1 import kernel_pb2
 from esper.urabrask import sandbox
 from esper.urabrask import validation_report as reports
 from esper.urabrask.config import UrabraskConfig
-from esper.urabrask.sandbox import run_sandbox
+from esper.urabrask.sandbox import ForkedSandbox, run_sandbox
 from tests.support.kernels import compile_kernel, residual_ir
 
 Report = kernel_pb2.UrabraskValidationReport
@@ -36,13 +37,25 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Report]:
         "corrupt": lambda: run_sandbox(b"PK\x03\x04 not really a zip archive", kernel, ir, CONFIG),
         "timeout": lambda: run_sandbox(good.artifact, kernel, ir, hasty),
     }
-    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
-        futures = {name: pool.submit(case) for name, case in cases.items()}
-        return {name: future.result() for name, future in futures.items()}
+    forked = ForkedSandbox(name="test-urabrask-forks")
+    cases.update(
+        {
+            "forked good": lambda: forked(good.artifact, kernel, ir, CONFIG),
+            "forked corrupt": lambda: forked(b"PK\x03\x04 not really a zip archive", kernel, ir, CONFIG),
+            "forked timeout": lambda: forked(good.artifact, kernel, ir, UrabraskConfig(sandbox_timeout_seconds=0.05)),
+        }
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+            futures = {name: pool.submit(case) for name, case in cases.items()}
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        forked.close()
 
 
-def test_good_kernel_passes_with_measurements(outcomes: dict[str, Report]) -> None:
-    report = outcomes["good"]
+@pytest.mark.parametrize("case", ["good", "forked good"])
+def test_good_kernel_passes_with_measurements(outcomes: dict[str, Report], case: str) -> None:
+    report = outcomes[case]
     assert report.passed, report.failure_reason
     assert report.failure_reason == ""
     assert report.kernel_id
@@ -54,15 +67,17 @@ def test_good_kernel_passes_with_measurements(outcomes: dict[str, Report]) -> No
     assert report.power_watts_avg == 0
 
 
-def test_failure_in_the_child_is_reported(outcomes: dict[str, Report]) -> None:
-    report = outcomes["corrupt"]
+@pytest.mark.parametrize("case", ["corrupt", "forked corrupt"])
+def test_failure_in_the_child_is_reported(outcomes: dict[str, Report], case: str) -> None:
+    report = outcomes[case]
     assert not report.passed
     assert reports.failure_category(report.failure_reason) == reports.CRASH
     assert "does not load" in report.failure_reason
 
 
-def test_sandbox_that_outlives_its_timeout_is_killed(outcomes: dict[str, Report]) -> None:
-    report = outcomes["timeout"]
+@pytest.mark.parametrize("case", ["timeout", "forked timeout"])
+def test_sandbox_that_outlives_its_timeout_is_killed(outcomes: dict[str, Report], case: str) -> None:
+    report = outcomes[case]
     assert not report.passed
     assert reports.failure_category(report.failure_reason) == reports.CRASH
     assert "timed out" in report.failure_reason

@@ -55,7 +55,14 @@ class Mesh:
     urza: ServerThread
 
     def config(self, out: Path, epochs: int, seed: int = 3, templates: tuple[str, ...] = (TEMPLATE,)) -> EsperConfig:
-        data = {**FAST, "assets": {"data_dir": str(self.assets_dir), "template_ids": list(templates)}}
+        # The deterministic mode: the mesh run and its embedded twin see the same kernels.
+        assets = {
+            "data_dir": str(self.assets_dir),
+            "template_ids": list(templates),
+            "pipelines": ["standard"],
+            "wait_for_kernels": True,
+        }
+        data = {**FAST, "assets": assets}
         return parse_config(
             yaml.safe_dump(data), {"run.dataset": "digits", "run.epochs": epochs, "run.seed": seed, "run.out": str(out)}
         )
@@ -71,7 +78,9 @@ class Mesh:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     root = tmp_path_factory.mktemp("mesh-runs")
-    assets = EmbeddedAssets(AssetsConfig(data_dir=str(root / "assets"), template_ids=(TEMPLATE,)))
+    assets = EmbeddedAssets(
+        AssetsConfig(data_dir=str(root / "assets"), template_ids=(TEMPLATE,), pipelines=("standard",))
+    )
     assets.start()
     urza = ServerThread([host(URZA_SERVICE.bind(assets.urza))], ServerConfig(service_name="urza", grace_seconds=0.0))
     try:

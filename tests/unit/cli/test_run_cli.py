@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,25 @@ def test_a_static_run_writes_its_folder(tmp_path: Path, capsys: pytest.CaptureFi
     code, _ = _run(capsys, "--dataset", "spirals", "--epochs", "2", "--static", "--out", str(out), "--json")
     assert code == 0
     assert (out / "summary.json").is_file() and (out / "report.png").is_file()
+
+
+def test_nproc_must_be_at_least_one_and_refuses_the_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(capsys, "--nproc", "0", "--out", str(tmp_path / "o"), "--static")
+    assert code != 0 and "--nproc must be at least 1" in err
+    code, err = _run(capsys, "--nproc", "2", "--mesh", str(tmp_path / "mesh.json"), "--out", str(tmp_path / "o"))
+    assert code != 0 and "--nproc" in err and "--mesh" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_one_process_is_an_ordinary_run_with_world_size_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "one"
+    code, _ = _run(capsys, "--nproc", "1", "--dataset", "spirals", "--epochs", "1", "--static", "--out", str(out))
+    assert code == 0
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 1
+
+
+def test_the_ranks_run_the_same_command_without_nproc() -> None:
+    from esper.cli.run import _without_nproc
+
+    line = ["-v", "run", "--nproc", "2", "--dataset", "digits", "--nproc=3", "--out", "o"]
+    assert _without_nproc(line) == ["-v", "run", "--dataset", "digits", "--out", "o"]

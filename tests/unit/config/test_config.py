@@ -43,7 +43,8 @@ def test_defaults() -> None:
     assert config.run.learning_rate == 1e-2 and config.run.host_width is None and config.run.static is False
     assert config.tolaria.checkpoint_every == 1 and config.tolaria.hook_budget_ms == 18.0
     assert config.kasmina.target_module_types == () and config.kasmina.target_module_paths == ()  # default sites
-    assert config.assets.pipelines == ("standard",) and config.assets.template_ids == ()
+    assert config.assets.pipelines == ("fast", "standard") and config.assets.template_ids == ()
+    assert config.assets.wait_for_kernels is False, "a run never waits for compiles unless asked to"
     assert config.assets.data_path == Path("~/.cache/esper/assets").expanduser()
 
 
@@ -61,12 +62,12 @@ def test_nested_sections_of_other_components() -> None:
     config = parse_config(
         "kasmina:\n  ramp_steps: 20\n  target_module_paths: [act1]\n"
         "tamiyo:\n  patience: 4\n  preferred_tags: []\n"
-        "assets:\n  pipelines: [fast, standard]\n  wait_for_kernels: false\n"
+        "assets:\n  pipelines: [standard]\n  wait_for_kernels: true\n"
     )
     assert config.kasmina.ramp_steps == 20 and config.kasmina.target_module_paths == ("act1",)
     assert config.kasmina.width_seeds is True  # the run default, not KasminaConfig's own
     assert config.tamiyo.patience == 4 and config.tamiyo.preferred_tags == ()
-    assert config.assets.pipelines == ("fast", "standard") and config.assets.wait_for_kernels is False
+    assert config.assets.pipelines == ("standard",) and config.assets.wait_for_kernels is True
 
 
 def test_overrides_win_over_the_file_and_none_is_skipped(tmp_path: Path) -> None:

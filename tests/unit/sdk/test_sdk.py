@@ -183,6 +183,24 @@ def test_bad_arguments_are_refused_naming_the_argument() -> None:
     with pytest.raises(InvalidArgument) as metric:
         esper.Trainer(TwoLayer(), train, val, epochs=1, metric="perplexity").fit()
     assert metric.value.violations[0].field == "metric"
+    with pytest.raises(InvalidArgument) as distributed:
+        esper.Trainer(TwoLayer(), train, val, epochs=1, distributed="yes")  # type: ignore[arg-type]
+    assert distributed.value.violations[0].field == "distributed"
+
+
+def test_a_session_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, val = _loaders()
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(FailedPrecondition, match="one process"):
+        esper.Session(TwoLayer(), val, epochs=1)
+
+
+def test_distributed_true_outside_torchrun_is_refused_naming_torchrun() -> None:
+    train, val = _loaders()
+    with pytest.raises(InvalidArgument) as alone:
+        esper.Trainer(TwoLayer(), train, val, epochs=1, policy="static", distributed=True).fit()
+    assert alone.value.violations[0].field == "distributed" and "torchrun" in alone.value.message
 
 
 def test_cuda_on_a_machine_without_it_is_refused() -> None:

@@ -233,7 +233,7 @@ def test_kernel_ranking_prefers_proven_blueprints_then_lower_latency_then_id() -
             kernel("z-fast", blueprint_id="bp-new", latency_ms=0.1),
             kernel("b-slow", blueprint_id="bp-good", latency_ms=5.0),
             kernel("culled-fastest", blueprint_id="bp-bad", latency_ms=0.01),
-            kernel("a-fast", blueprint_id="bp-new", latency_ms=0.1),
+            kernel("a-fast", blueprint_id="bp-newer", latency_ms=0.1),
         ]
     )
     site = LAYOUT[0]
@@ -242,6 +242,18 @@ def test_kernel_ranking_prefers_proven_blueprints_then_lower_latency_then_id() -
     choice = choose_kernel(_search(kernels), site, {"bp-bad": -1})
     assert choice is not None and choice.kernel.kernel_id == "a-fast"  # same latency: lower id
     assert "best of 4 validated" in choice.reason  # all pages were read (page size 2)
+
+
+def test_a_blueprint_counts_once_by_its_best_pipeline() -> None:
+    fast = kernel("bp1-fast", blueprint_id="bp-1", latency_ms=0.01)
+    fast.pipeline = kernel_pb2.COMPILATION_PIPELINE_FAST
+    standard = kernel("bp1-standard", blueprint_id="bp-1", latency_ms=5.0)
+    standard.pipeline = kernel_pb2.COMPILATION_PIPELINE_STANDARD
+    choice = choose_kernel(_search(FakeKernels([fast])), LAYOUT[0], {})
+    assert choice is not None and choice.kernel.kernel_id == "bp1-fast"  # FAST serves until STANDARD is validated
+    choice = choose_kernel(_search(FakeKernels([fast, standard])), LAYOUT[0], {})
+    assert choice is not None and choice.kernel.kernel_id == "bp1-standard", "STANDARD wins, whatever the latency"
+    assert "best of 1 validated" in choice.reason
 
 
 def test_kernel_without_a_latency_report_ranks_after_measured_ones() -> None:

@@ -56,6 +56,7 @@ def _duplicate_seed(request: tamiyo_pb2.StepRequest) -> None:
         (lambda r: setattr(r.telemetry[0], "eval_gain", 2.0), "telemetry[0].eval_gain"),
         (lambda r: r.host_layers.add(module_path="net.0", seed_ids=["nowhere"]), "host_layers[0].seed_ids"),
         (lambda r: r.host_layers.add(module_path="x" * 300), "host_layers[0].module_path"),
+        (lambda r: setattr(r, "device_kind", "gpu"), "device_kind"),
     ],
 )
 def test_invalid_step_names_the_field(mutate: Mutation, field: str) -> None:

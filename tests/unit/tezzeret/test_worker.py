@@ -279,3 +279,29 @@ def test_a_signing_worker_stores_kernels_whose_signature_verifies(hub: UrzaHub, 
     (kernel,) = blueprint(hub, blueprint_id).kernels
     assert kernel.signature.key_id == TEST_SIGNER.key_id
     assert TEST_TRUST.verify(kernel, kernel.sha256) == TEST_SIGNER.key_id
+
+
+def test_the_worker_compiles_its_run_s_blueprints_first(hub: UrzaHub, make_config: ConfigFactory) -> None:
+    other = submit(hub, mlp_ir(init_seed=1), FAST, STANDARD)
+    mine = submit(hub, mlp_ir(init_seed=2), FAST, STANDARD)
+    compiler = StubCompiler()
+    worker = TezzeretWorker(hub, make_config(), compiler=compiler, preferred=lambda: [mine])
+    _drain(worker)
+    assert compiler.calls == [(mine, FAST), (mine, STANDARD), (other, FAST), (other, STANDARD)]
+
+
+def test_an_interrupted_compile_is_queued_again_without_using_an_attempt(
+    hub: UrzaHub, make_config: ConfigFactory
+) -> None:
+    from esper.tezzeret.pipelines import CompileInterrupted
+
+    def stopping(*args: object, **kwargs: object) -> CompiledKernel:
+        raise CompileInterrupted("compile child stopped: stopped with its fork server")
+
+    blueprint_id = submit(hub, mlp_ir(), FAST)
+    worker = TezzeretWorker(hub, make_config(), compiler=stopping)
+    for _ in range(4):  # more than the hub's three attempts
+        assert worker.run_once()
+    job = blueprint(hub, blueprint_id).compile_jobs[0]
+    assert job.status == JOB.COMPILE_JOB_STATUS_QUEUED and job.attempts == 0
+    assert worker.pending_jobs == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -369,3 +370,24 @@ def test_the_host_optimizer_carries_its_state_into_grown_layers() -> None:
     grown = optimizers.host.state[model.host.fc1.weight]["exp_avg"]
     assert grown.shape == (WIDTH + 4, 2)
     assert torch.equal(grown[:WIDTH], old) and not grown[WIDTH:].any()
+
+
+def test_the_boundary_tells_tamiyo_the_run_s_kind_of_device() -> None:
+    seen: list[str] = []
+    run = setup()
+
+    class Recording:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def step(self, request: tamiyo_pb2.StepRequest) -> tamiyo_pb2.StepResponse:
+            seen.append(request.device_kind)
+            response: tamiyo_pb2.StepResponse = self.inner.step(request)
+            return response
+
+    run.controller = Recording(run.controller)
+    run.trainer(epochs=2).train()
+    assert seen == ["cpu"] * 2

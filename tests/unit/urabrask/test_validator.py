@@ -62,10 +62,29 @@ def test_failed_kernel_is_rejected_without_tags(hub: UrzaHub) -> None:
     assert stored.validation_report.failure_reason == failure
 
 
-def test_kernel_for_other_hardware_is_rejected_unrun(hub: UrzaHub) -> None:
+def test_kernel_for_other_hardware_is_left_to_a_validator_that_measures_on_it(hub: UrzaHub) -> None:
     (kernel,) = add_compiled_kernels(hub, 1, target="cuda_sm90")
     sandbox = FakeSandbox()
-    UrabraskValidator(hub, CONFIG, characterize=sandbox, trust=TEST_TRUST).run_once()
+    assert UrabraskValidator(hub, CONFIG, characterize=sandbox, trust=TEST_TRUST).run_once() is None
+    assert kernel_after(hub, kernel.kernel_id).status == kernel_pb2.KERNEL_STATUS_COMPILED
+    assert sandbox.seen == []
+
+
+def test_kernel_for_other_hardware_handed_over_anyway_is_rejected_unrun(hub: UrzaHub) -> None:
+    class IgnoresTheTarget:
+        """An Urza that does not filter claims by target (one from before targets were claimed by)."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(hub, name)
+
+        def claim_validation_job(self, request: urza_pb2.ClaimValidationJobRequest) -> object:
+            request.hardware_target = ""
+            return hub.claim_validation_job(request)
+
+    (kernel,) = add_compiled_kernels(hub, 1, target="cuda_sm90")
+    sandbox = FakeSandbox()
+    validator = UrabraskValidator(IgnoresTheTarget(), CONFIG, characterize=sandbox, trust=TEST_TRUST)  # type: ignore[arg-type]
+    validator.run_once()
     stored = kernel_after(hub, kernel.kernel_id)
     assert stored.status == REJECTED
     assert reports.failure_category(stored.validation_report.failure_reason) == reports.HARDWARE_MISMATCH

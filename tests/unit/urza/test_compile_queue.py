@@ -64,6 +64,46 @@ def test_claim_respects_the_pipelines_a_worker_runs(hub: UrzaHub) -> None:
     assert claim(hub, "w2", STANDARD) is None
 
 
+def test_preferred_blueprints_come_first_fast_before_standard_in_the_order_given(hub: UrzaHub) -> None:
+    old = submit(hub, sample_ir(seed=1))
+    second = submit(hub, sample_ir(seed=2))
+    first = submit(hub, sample_ir(seed=3))
+    preferred = [first.blueprint_id, second.blueprint_id]
+    claimed = []
+    for _ in range(5):
+        response = hub.claim_compile_job(
+            urza_pb2.ClaimCompileJobRequest(worker_id="w1", preferred_blueprint_ids=preferred)
+        )
+        claimed.append((response.job.blueprint_id, response.job.pipeline))
+        complete(hub, response.job)
+    assert claimed == [
+        (first.blueprint_id, FAST),
+        (second.blueprint_id, FAST),
+        (first.blueprint_id, STANDARD),
+        (second.blueprint_id, STANDARD),
+        (old.blueprint_id, FAST),  # then the oldest job of anyone else's
+    ]
+
+
+def test_too_many_or_malformed_preferred_blueprints_are_refused_naming_the_field(hub: UrzaHub) -> None:
+    for ids, field in ((["bp-x"] * 1001, "preferred_blueprint_ids"), (["bad\nid"], "preferred_blueprint_ids[0]")):
+        with pytest.raises(InvalidArgument) as caught:
+            hub.claim_compile_job(urza_pb2.ClaimCompileJobRequest(worker_id="w1", preferred_blueprint_ids=ids))
+        assert field in str(caught.value)
+
+
+def test_an_interrupted_attempt_is_queued_again_without_counting(hub: UrzaHub) -> None:
+    submit(hub, pipelines=[FAST])
+    for _ in range(5):  # more than max_attempts (3): none of them counts
+        job = claim(hub)
+        assert job is not None and job.attempts == 1
+        request = urza_pb2.FailCompileJobRequest(
+            job_id=job.job_id, lease_token=job.lease_token, error_message="worker stopping", interrupted=True
+        )
+        after = hub.fail_compile_job(request).job
+        assert after.status == JOB.COMPILE_JOB_STATUS_QUEUED and after.attempts == 0
+
+
 def test_claim_on_an_empty_queue_returns_no_job(hub: UrzaHub) -> None:
     response = hub.claim_compile_job(urza_pb2.ClaimCompileJobRequest(worker_id="w1"))
     assert not response.HasField("job")

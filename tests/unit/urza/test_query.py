@@ -193,3 +193,28 @@ def test_filter_by_the_kind_of_device_kernels_are_built_for(hub: UrzaHub) -> Non
     with pytest.raises(InvalidArgument) as raised:
         _ids(hub, device_kind="tpu")
     assert raised.value.violations[0].field == "query.device_kind"
+
+
+def test_a_validator_claims_only_kernels_built_for_its_hardware_target(hub: UrzaHub) -> None:
+    from tests.support.urza import claim, complete, kernel_id_for
+
+    submit(hub, sample_ir(16), pipelines=[FAST])
+    submit(hub, sample_ir(24), pipelines=[FAST])
+    first, second = claim(hub, "w1"), claim(hub, "w2")
+    assert first is not None and second is not None
+    complete(hub, first, hardware_target="cpu_x86_64", kernel_id=kernel_id_for(first, target="cpu_x86_64"))
+    gpu = complete(hub, second, hardware_target="cuda_sm80", kernel_id=kernel_id_for(second, target="cuda_sm80"))
+    # A validator measuring on a GPU takes the GPU kernel only, and leaves the CPU one to a CPU validator.
+    claimed = hub.claim_validation_job(urza_pb2.ClaimValidationJobRequest(worker_id="gpu", hardware_target="cuda_sm80"))
+    assert claimed.kernel.kernel_id == gpu.kernel_id
+    none_left = hub.claim_validation_job(
+        urza_pb2.ClaimValidationJobRequest(worker_id="gpu-2", hardware_target="cuda_sm80")
+    )
+    assert not none_left.HasField("kernel")
+
+
+@pytest.mark.parametrize("target", ["CUDA", "cpu-x86", "x" * 129])
+def test_a_malformed_hardware_target_is_refused_naming_the_field(hub: UrzaHub, target: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        hub.claim_validation_job(urza_pb2.ClaimValidationJobRequest(worker_id="v", hardware_target=target))
+    assert "hardware_target" in str(caught.value)

@@ -118,14 +118,16 @@ class DownloadKernelResponse(_message.Message):
     def __init__(self, chunk_data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., sha256: _Optional[str] = ..., kernel: _Optional[_Union[_kernel_pb2.KernelArtifact, _Mapping]] = ...) -> None: ...
 
 class ClaimCompileJobRequest(_message.Message):
-    __slots__ = ("worker_id", "pipelines", "lease_seconds")
+    __slots__ = ("worker_id", "pipelines", "lease_seconds", "preferred_blueprint_ids")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     PIPELINES_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_BLUEPRINT_IDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     pipelines: _containers.RepeatedScalarFieldContainer[_kernel_pb2.CompilationPipeline]
     lease_seconds: int
-    def __init__(self, worker_id: _Optional[str] = ..., pipelines: _Optional[_Iterable[_Union[_kernel_pb2.CompilationPipeline, str]]] = ..., lease_seconds: _Optional[int] = ...) -> None: ...
+    preferred_blueprint_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., pipelines: _Optional[_Iterable[_Union[_kernel_pb2.CompilationPipeline, str]]] = ..., lease_seconds: _Optional[int] = ..., preferred_blueprint_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClaimCompileJobResponse(_message.Message):
     __slots__ = ("job", "queue_depth")
@@ -154,16 +156,18 @@ class CompleteCompileJobResponse(_message.Message):
     def __init__(self, kernel: _Optional[_Union[_kernel_pb2.KernelArtifact, _Mapping]] = ...) -> None: ...
 
 class FailCompileJobRequest(_message.Message):
-    __slots__ = ("job_id", "lease_token", "error_message", "retryable")
+    __slots__ = ("job_id", "lease_token", "error_message", "retryable", "interrupted")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     lease_token: str
     error_message: str
     retryable: bool
-    def __init__(self, job_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., error_message: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
+    interrupted: bool
+    def __init__(self, job_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., error_message: _Optional[str] = ..., retryable: _Optional[bool] = ..., interrupted: _Optional[bool] = ...) -> None: ...
 
 class FailCompileJobResponse(_message.Message):
     __slots__ = ("job",)
@@ -202,12 +206,14 @@ class ListCompileJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[_kernel_pb2.CompileJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ClaimValidationJobRequest(_message.Message):
-    __slots__ = ("worker_id", "lease_seconds")
+    __slots__ = ("worker_id", "lease_seconds", "hardware_target")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_TARGET_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     lease_seconds: int
-    def __init__(self, worker_id: _Optional[str] = ..., lease_seconds: _Optional[int] = ...) -> None: ...
+    hardware_target: str
+    def __init__(self, worker_id: _Optional[str] = ..., lease_seconds: _Optional[int] = ..., hardware_target: _Optional[str] = ...) -> None: ...
 
 class ClaimValidationJobResponse(_message.Message):
     __slots__ = ("kernel", "ir", "lease_token")

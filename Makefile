@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-all demo demo-services proto proto-check lint bench wheel clean
+.PHONY: setup test test-all demo demo-services proto proto-check lint bench policy wheel clean
 
 setup:
 	@bash tools/setup.sh
@@ -65,6 +65,11 @@ bench: setup
 	$(PY) bench/efficacy.py
 	@# The transformer on the text corpus, 3 seeds; resumable like efficacy (runs/lm/results.json).
 	$(PY) bench/lm.py
+	$(PY) bench/policy.py
+
+# Reproduce the shipped learned policy gnn-v1 (weights, card, docs/policy-training.png) on 2 cores.
+policy: setup
+	OMP_NUM_THREADS=1 $(PY) tools/train_policy.py --workers 2
 
 wheel: setup
 	$(PY) -m pip wheel --no-deps --no-build-isolation -w dist .

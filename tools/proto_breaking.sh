@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # buf breaking against main. When the working tree's proto/ equals main's (as in
 # CI on a clean clone of main), compare main against the state before its latest
-# proto change, so a breaking change that just landed still fails the build.
+# proto change on main's own line (--first-parent: a merged branch's inner history is not
+# main's), so a breaking change that just landed still fails the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUF=.venv/bin/buf
@@ -14,7 +15,7 @@ if ! git diff --quiet main -- proto || [ -n "$(git ls-files --others --exclude-s
   echo "proto-check: buf breaking against main"
   exec "$BUF" breaking --against '.git#branch=main'
 fi
-last=$(git rev-list -1 main -- proto)
+last=$(git rev-list -1 --first-parent main -- proto)
 if [ -z "$last" ] || ! git rev-parse --verify -q "$last^" >/dev/null || [ -z "$(git ls-tree "$last^" proto)" ]; then
   echo "proto-check: main has no earlier commit holding proto/; buf breaking skipped"
   exit 0

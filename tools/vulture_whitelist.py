@@ -30,6 +30,8 @@ exc_info
 _._resuming
 # MeshPki's fields are read and written by name, from _PKI_FILES.
 _.bus_key
+# torch_geometric reads a HeteroData node store's num_nodes.
+_.num_nodes
 # The fork server's children run a job named by its "module:function" string.
 compile_request
 toolchain_request

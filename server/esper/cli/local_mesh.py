@@ -123,8 +123,18 @@ class ServerSpec:
     flags: Callable[[LaunchContext], list[str]]
 
 
+def _simic_flags(ctx: LaunchContext) -> list[str]:
+    flags = [*ctx.bus("simic"), "--data-dir", ctx.work("simic", "data")]
+    if ctx.config is None:
+        return flags
+    from esper.config import load_config
+
+    # Simic's episodes are embedded runs: they take their kernels from the asset cache the config names.
+    return [*flags, "--assets-dir", load_config(ctx.config).assets.data_dir]
+
+
 def _tamiyo_flags(ctx: LaunchContext) -> list[str]:
-    flags = ["--urza", ctx.grpc["urza"], *ctx.bus("tamiyo")]
+    flags = ["--urza", ctx.grpc["urza"], "--simic", ctx.grpc["simic"], *ctx.bus("tamiyo")]
     return [*flags, "--config", str(ctx.config)] if ctx.config is not None else flags
 
 
@@ -188,7 +198,8 @@ SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("urabrask", 3, lambda ctx: ["--urza", ctx.grpc["urza"], *ctx.trusted_signers()]),
     ServerSpec("karn", 3, lambda ctx: ctx.bus("karn")),
     ServerSpec("tamiyo", 3, _tamiyo_flags),
-    ServerSpec("simic", 3, lambda ctx: [*ctx.bus("simic"), "--data-dir", ctx.work("simic", "data")]),
+    # Before Tamiyo, which fetches Simic's published policies from it.
+    ServerSpec("simic", 2, _simic_flags),
     ServerSpec(
         "tolaria",
         4,

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "esper.cli.traces",
     "esper.cli.alerts",
     "esper.cli.pki",
+    "esper.cli.policy",
 )
 
 

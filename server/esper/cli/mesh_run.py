@@ -55,10 +55,32 @@ class MeshRuns:
     def close(self) -> None:
         self._client.close()
 
+    def load_policy(self, policy: str) -> None:
+        """Have the mesh's Tamiyo decide with `policy` (pinned): an id it or its Simic knows."""
+        from esper.clients import TamiyoClient
+        from esper.clients.base import ClientConfig
+        from esper.leyline.v1 import tamiyo_pb2
+        from esper.tamiyo.policies import is_path
+
+        if is_path(policy):
+            raise FailedPrecondition(
+                f"--policy {policy}: a policy file works embedded; on a mesh name a policy its Tamiyo or "
+                "Simic knows (heuristic-v1, gnn-v1, or one `esper policy list --mesh` shows)",
+                reason="POLICY_NOT_ON_MESH",
+            )
+        tamiyo = ClientConfig(
+            address=self.addresses.address("tamiyo"), deadline_seconds=60.0, tls=self.addresses.operator_tls()
+        )
+        with TamiyoClient(tamiyo) as client:
+            loaded = client.load_policy(tamiyo_pb2.LoadPolicyRequest(policy_id=policy))
+        logger.info("the mesh's Tamiyo now decides with %s v%d", loaded.policy_id, loaded.policy_version)
+
     def check_tamiyo(self, config: EsperConfig, mesh_file: str) -> None:
         """Warn when the mesh's Tamiyo decides with other thresholds than the run's config names."""
         mesh_config = _tamiyo_config_file(mesh_file)
         mesh_tamiyo = load_config(mesh_config).tamiyo if mesh_config else EsperConfig().tamiyo
+        # The policy is set with LoadPolicy, not by the mesh's config.
+        mesh_tamiyo = dataclasses.replace(mesh_tamiyo, policy_id=config.tamiyo.policy_id)
         if mesh_tamiyo != config.tamiyo:
             print(
                 "esper run: warning: the mesh's Tamiyo runs with "

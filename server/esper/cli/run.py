@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from esper.cli.common import add_json_flag, print_json, process_tracing
+from esper.cli.policy import add_experience_argument, experience_dir
 from esper.errors import UsageError
 from esper.tolaria.config import DEVICES
 
@@ -34,6 +35,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "run.device": args.device,
         "run.out": args.out,
         "run.static": True if args.static else None,
+        "tamiyo.policy_id": args.policy,
         "tamiyo.max_parameters": args.max_params,
     }
 
@@ -57,15 +59,31 @@ def _progress(total: int, label: str, enabled: bool) -> Any:
     return bar, update
 
 
-def _trainer(ranks: Any) -> Any:
-    """Trains one run in this process: alone, or as one rank of a data-parallel run."""
+def _trainer(ranks: Any, experience_dir: str | None) -> Any:
+    """Trains one run in this process: alone, or as one rank of a data-parallel run.
+
+    With `experience_dir`, Tamiyo's transitions are recorded into its replay store.
+    """
 
     def train(config: Any, label: str, *, quiet: bool, resume: bool, baseline_dir: Path | None) -> Any:
+        from esper.tolaria.collaborators import embedded_collaborators
         from esper.tolaria.session import run_training
 
+        collaborators: Any = embedded_collaborators
+        if experience_dir is not None and not config.run.static:
+            from esper.simic.embedded import recording_collaborators
+
+            collaborators = recording_collaborators(embedded_collaborators, experience_dir)
         bar, update = _progress(config.run.epochs, label, enabled=not quiet)
         try:
-            return run_training(config, on_epoch=update, resume=resume, baseline_dir=baseline_dir, ranks=ranks)
+            return run_training(
+                config,
+                on_epoch=update,
+                resume=resume,
+                baseline_dir=baseline_dir,
+                collaborators=collaborators,
+                ranks=ranks,
+            )
         finally:
             bar.close()
 
@@ -135,7 +153,9 @@ def _run(args: argparse.Namespace) -> int:
     # One rank reports; the others train alongside in silence.
     reports = ranks is None or ranks.is_main
     quiet = args.json or args.quiet or not reports
-    train, mesh = _trainer(ranks), None
+    # Rank 0 decides for every rank, so only it records Tamiyo's transitions.
+    experience = experience_dir(args) if args.experience and reports else None
+    train, mesh = _trainer(ranks, experience), None
     if args.mesh:
         from esper.cli.mesh_run import MeshRuns
 
@@ -143,6 +163,8 @@ def _run(args: argparse.Namespace) -> int:
         out = out.expanduser().resolve()
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=str(out)))
         mesh = MeshRuns(args.mesh, _progress)
+        if args.policy:
+            mesh.load_policy(args.policy)
         mesh.check_tamiyo(config, args.mesh)
         train = mesh.train
     # Embedded, this process is Tolaria; on a mesh it only follows the run Tolaria trains.
@@ -220,6 +242,19 @@ def register(subparsers: Any) -> None:
         help="skip the static baseline trained alongside a morphogenetic run",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument(
+        "--policy",
+        metavar="ID|PATH",
+        help="Tamiyo's policy: heuristic-v1 (default), gnn-v1, a policy trained by Simic, or a policy file "
+        "(embedded only); on a mesh its Tamiyo is told to load it (pinned)",
+    )
+    add_experience_argument(parser)
+    parser.add_argument(
+        "--no-experience",
+        dest="experience",
+        action="store_false",
+        help="do not record Tamiyo's transitions into the local replay store",
+    )
     parser.add_argument(
         "--nproc",
         type=int,

@@ -535,7 +535,9 @@ class KasminaSeed(nn.Module):
         if self._stats is not None:
             self._stats.observe(output)
         active = self.kernel is not None and self.stage not in lc.IDENTITY_STAGES
-        object.__setattr__(self, "_captured", args[0] if active else None)
+        # Exported kernels were traced on contiguous inputs and may `view` what they compute from
+        # it; a strided input made a width kernel at a conv -> linear site fail in a run.
+        object.__setattr__(self, "_captured", args[0].contiguous() if active else None)
 
     def _next_layer_hook(self, module: nn.Module, args: Any, output: Tensor) -> Tensor:
         """On the layer N after L: add the new units' contribution to N's output."""

@@ -144,6 +144,13 @@ TAMIYO_DECISIONS = Counter(
     ["action"],
     registry=REGISTRY,
 )
+TAMIYO_POLICY_FALLBACKS = Counter(
+    "esper_tamiyo_policy_fallbacks_total",
+    "Boundaries at which the learned policy failed and heuristic-v1 decided, by cause "
+    "(error, non_finite, forbidden, timeout).",
+    ["cause"],
+    registry=REGISTRY,
+)
 TAMIYO_STEP_DURATION = Histogram(
     "esper_tamiyo_step_duration_seconds",
     "Time Tamiyo took to decide one epoch boundary of one run.",

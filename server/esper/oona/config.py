@@ -44,6 +44,7 @@ DEFAULT_STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("ESPER_FIELD_REPORTS", ("esper.field_reports.>",), max_age_seconds=30 * 24 * 3600.0),
     StreamSpec("ESPER_COMPILE_JOBS", ("esper.compile_jobs.>",), work_queue=True),
     StreamSpec("ESPER_POLICY", ("esper.policy.>",), max_age_seconds=30 * 24 * 3600.0),
+    StreamSpec("ESPER_TRANSITIONS", ("esper.transitions.>",), max_age_seconds=30 * 24 * 3600.0),
 )
 
 

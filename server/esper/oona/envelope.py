@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from esper.errors import InvalidArgument
-from esper.leyline.v1 import bus_pb2, control_pb2, kernel_pb2, lifecycle_pb2, run_pb2, telemetry_pb2
+from esper.leyline.v1 import bus_pb2, control_pb2, kernel_pb2, lifecycle_pb2, policy_pb2, run_pb2, telemetry_pb2
 from esper.observability.spans import current_trace_context
 from esper.oona.config import OonaConfig
 from esper.state.packet import SCHEMA_VERSION
@@ -37,6 +37,7 @@ PAYLOAD_TYPES: Mapping[bus_pb2.BusMessageType, type[Message]] = {
     bus_pb2.BUS_MESSAGE_TYPE_COMPILE_JOB: kernel_pb2.CompileJob,
     bus_pb2.BUS_MESSAGE_TYPE_SYSTEM_STATE: telemetry_pb2.SystemStatePacket,
     bus_pb2.BUS_MESSAGE_TYPE_RUN_EVENT: run_pb2.RunEvent,
+    bus_pb2.BUS_MESSAGE_TYPE_POLICY_TRANSITION: policy_pb2.PolicyTransition,
 }
 _TYPE_OF_PAYLOAD: Mapping[str, bus_pb2.BusMessageType] = {
     cls.DESCRIPTOR.full_name: kind for kind, cls in PAYLOAD_TYPES.items()

@@ -9,6 +9,7 @@ Layout (each prefix is captured by one stream, see `config.DEFAULT_STREAMS`):
     esper.field_reports.<run>               FieldReport
     esper.compile_jobs.<pipeline>           CompileJob
     esper.policy.updates                    PolicyUpdate
+    esper.transitions.<run>                 PolicyTransition
 
 Run ids follow `esper.ids.RUN`, the rule every rpc checks them by, which makes each
 one subject token; pipeline names are checked the same way (letters, digits, '_'
@@ -90,6 +91,10 @@ def compile_job_subject(pipeline: str) -> str:
 
 def policy_subject() -> str:
     return "esper.policy.updates"
+
+
+def transition_subject(run_id: str) -> str:
+    return f"esper.transitions.{validate_token(run_id, 'run_id')}"
 
 
 def dead_letter_subject(prefix: str, subject: str) -> str:

@@ -1,4 +1,6 @@
-"""Field reports from Oona into Simic's store: the durable "simic" consumer.
+"""Field reports and transitions from Oona into Simic's store; policies that passed the gate onto it.
+
+Field reports are taken by the durable "simic" consumer, transitions by "simic_transitions".
 
 Each FieldReport envelope is stored (one transaction, committed) before the
 handler returns, and only then does Oona ack it: a crash in between redelivers
@@ -16,10 +18,11 @@ import threading
 from dataclasses import dataclass
 
 from esper.errors import InvalidArgument
-from esper.leyline.v1 import control_pb2, simic_pb2
+from esper.leyline.v1 import control_pb2, policy_pb2, simic_pb2
 from esper.leyline.v1.services import SimicServiceApi
 from esper.oona.api import Bus, ConsumerSpec, Subscription
 from esper.oona.envelope import OpenedEnvelope
+from esper.oona.subjects import policy_subject
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +80,64 @@ class FieldReportIntake:
                 stored=self._counts.stored, duplicates=self._counts.duplicates, refused=self._counts.refused + 1
             )
         logger.warning("simic: dropped message %s from %r: %s", opened.idempotency_key, opened.envelope.source, why)
+
+
+TRANSITIONS_DURABLE = "simic_transitions"
+# Every run's transitions (esper.oona.subjects.transition_subject is one run's).
+TRANSITIONS_FILTER = "esper.transitions.>"
+
+
+class TransitionIntake:
+    """Consumes Tamiyo's transitions from a bus into a SimicApi; the same contract as FieldReportIntake."""
+
+    def __init__(self, simic: SimicServiceApi, *, durable: str = TRANSITIONS_DURABLE) -> None:
+        self._simic = simic
+        self.spec = ConsumerSpec(durable, (TRANSITIONS_FILTER,))
+        self._lock = threading.Lock()
+        self._counts = IntakeCounts()
+
+    def subscribe(self, bus: Bus) -> Subscription:
+        return bus.subscribe(self.spec, self.handle)
+
+    def handle(self, opened: OpenedEnvelope) -> None:
+        transition = opened.message
+        if not isinstance(transition, policy_pb2.PolicyTransition):
+            self._refuse(opened, f"carries {transition.DESCRIPTOR.full_name}, not a PolicyTransition")
+            return
+        try:
+            recorded = self._simic.record_transitions(simic_pb2.RecordTransitionsRequest(transitions=[transition]))
+        except InvalidArgument as error:
+            self._refuse(opened, str(error))
+            return
+        with self._lock:
+            self._counts = IntakeCounts(
+                stored=self._counts.stored + recorded.accepted_count,
+                duplicates=self._counts.duplicates + recorded.duplicate_count,
+                refused=self._counts.refused,
+            )
+
+    def counts(self) -> IntakeCounts:
+        with self._lock:
+            return self._counts
+
+    def _refuse(self, opened: OpenedEnvelope, why: str) -> None:
+        with self._lock:
+            self._counts = IntakeCounts(
+                stored=self._counts.stored, duplicates=self._counts.duplicates, refused=self._counts.refused + 1
+            )
+        logger.warning("simic: dropped message %s from %r: %s", opened.idempotency_key, opened.envelope.source, why)
+
+
+class PolicyPublisher:
+    """Announces policies that passed the validation gate on Oona (`esper.policy.updates`)."""
+
+    def __init__(self, bus: Bus, *, source: str = "simic") -> None:
+        self._bus = bus
+        self._source = source
+
+    def __call__(self, update: control_pb2.PolicyUpdate) -> None:
+        envelope = self._bus.seal(
+            update, source=self._source, idempotency_key=f"policy/{update.policy_id}/{update.version}"
+        )
+        self._bus.publish(policy_subject(), envelope)
+        logger.info("simic: published policy %s v%d", update.policy_id, update.version)

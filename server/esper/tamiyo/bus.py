@@ -12,6 +12,10 @@ publish the bus refuses is logged and counted, never an error of the step.
 each seed's newest report in the controller (`observe_telemetry`), which
 GetStatus reads. Steps decide on the telemetry in their request, so the
 decisions are the same with or without the bus.
+
+`TransitionPublisher` puts every step's transition on the bus for Simic;
+`PolicyUpdateIntake` hands Simic's published policies to the controller, which
+swaps between two steps when it follows updates.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
-from esper.errors import EsperError
-from esper.leyline.v1 import lifecycle_pb2, tamiyo_pb2, telemetry_pb2
+from esper.errors import EsperError, FailedPrecondition, InvalidArgument, NotFound
+from esper.leyline.v1 import control_pb2, lifecycle_pb2, policy_pb2, tamiyo_pb2, telemetry_pb2
 from esper.leyline.v1.services import TamiyoServiceApi
 from esper.oona.api import Bus, ConsumerSpec, Subscription
 from esper.oona.envelope import OpenedEnvelope
-from esper.oona.subjects import command_subject, field_report_subject
+from esper.oona.subjects import command_subject, field_report_subject, policy_subject, transition_subject
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +131,65 @@ class TelemetryIntake:
             )
             return
         self._observer.observe_telemetry(telemetry)
+
+
+class TransitionPublisher:
+    """A TransitionSink that puts each transition on Oona (`esper.transitions.<run>`), keyed by its id.
+
+    Like the commands, a publish never waits on NATS and a refusal is logged and counted.
+    """
+
+    def __init__(self, bus: Bus, *, source: str = SOURCE) -> None:
+        self._bus = bus
+        self._source = source
+        self._lock = threading.Lock()
+        self._published = 0
+        self._refused = 0
+
+    def record(self, transition: policy_pb2.PolicyTransition) -> None:
+        try:
+            envelope = self._bus.seal(transition, source=self._source, idempotency_key=transition.transition_id)
+            self._bus.publish(transition_subject(transition.run_id), envelope)
+        except EsperError as error:
+            with self._lock:
+                self._refused += 1
+            logger.warning("tamiyo: could not publish transition %s: %s", transition.transition_id, error)
+            return
+        with self._lock:
+            self._published += 1
+
+    def counts(self) -> tuple[int, int]:
+        with self._lock:
+            return self._published, self._refused
+
+
+class PolicyFollower(Protocol):
+    def on_policy_update(self, update: control_pb2.PolicyUpdate) -> bool: ...
+
+
+POLICY_DURABLE = "tamiyo_policy"
+
+
+class PolicyUpdateIntake:
+    """The durable "tamiyo_policy" consumer: Simic's published policies, handed to the controller.
+
+    The controller takes one only when it follows updates (nothing is pinned); fetching it
+    from Simic can fail for a passing reason, and then the update is retried.
+    """
+
+    def __init__(self, follower: PolicyFollower, *, durable: str = POLICY_DURABLE) -> None:
+        self._follower = follower
+        self.spec = ConsumerSpec(durable, (policy_subject(),))
+
+    def subscribe(self, bus: Bus) -> Subscription:
+        return bus.subscribe(self.spec, self.handle)
+
+    def handle(self, opened: OpenedEnvelope) -> None:
+        update = opened.message
+        if not isinstance(update, control_pb2.PolicyUpdate):
+            logger.warning("tamiyo: dropped message %s: not a PolicyUpdate", opened.idempotency_key)
+            return
+        try:
+            self._follower.on_policy_update(update)
+        except (InvalidArgument, FailedPrecondition, NotFound) as error:
+            logger.warning("tamiyo: policy update %s v%d not taken: %s", update.policy_id, update.version, error)

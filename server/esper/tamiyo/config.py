@@ -43,6 +43,11 @@ class TamiyoConfig:
     failure the `conservative_tags` are asked for first.
     `grafting_strategy` is a GraftingStrategy name ("LINEAR_RAMP", "COSINE_RAMP",
     "DRIFT_CONTROLLED"). `step_budget_ms` only makes a slow step log a warning.
+    `policy_id` names the policy that decides: "heuristic-v1", a shipped learned policy
+    ("gnn-v1"), a Simic policy id, or the path of a policy file (`<id>.safetensors` with its card
+    `<id>.json` beside it). A learned policy slower than `policy_timeout_ms` at a
+    boundary is overruled by heuristic-v1 for that boundary. Urza's answers to kernel
+    queries are reused for `kernel_cache_seconds` (0: ask every time).
 
     Growth (width or depth, esper.tamiyo.growth): the model never grows past
     `max_parameters` (0: no budget): a germination whose kernel would take it there is
@@ -96,17 +101,19 @@ class TamiyoConfig:
     width_below_units: int = 16
     width_dead_ratio: float = 0.25
     width_correlation: float = 0.6
-    growth_step_fraction: float = 1.0
+    growth_step_fraction: float = 3.0
     growth_focus: float = 0.25
     widen_without_plateau: bool = True
+    policy_timeout_ms: float = 250.0
+    kernel_cache_seconds: float = 10.0
     max_seeds_per_run: int = 16_384
     max_tracked_runs: int = 1024
 
     def __post_init__(self) -> None:
-        if self.policy_id != HEURISTIC_POLICY_ID:
-            raise InvalidArgument.for_field(
-                "tamiyo.policy_id", f"must be {HEURISTIC_POLICY_ID!r} (the only built-in policy)"
-            )
+        if not self.policy_id.strip() or len(self.policy_id) > 1024:
+            raise InvalidArgument.for_field("tamiyo.policy_id", "must name a policy (at most 1024 characters)")
+        checks.positive("tamiyo.policy_timeout_ms", self.policy_timeout_ms)
+        checks.non_negative("tamiyo.kernel_cache_seconds", self.kernel_cache_seconds)
         for name in (
             "patience",
             "max_concurrent_seeds",

@@ -9,16 +9,21 @@ from google.protobuf import timestamp_pb2
 from esper.leyline.v1 import control_pb2, kernel_pb2, lifecycle_pb2, tamiyo_pb2, telemetry_pb2
 from esper.state import SeedFeatures
 from esper.tamiyo.issued import Boundary
-from esper.tamiyo.observation import Observation, SeedView, StepOutcome
+from esper.tamiyo.observation import Observation, PackedFeatures, SeedLayout, SeedView, StepOutcome
 from esper.tamiyo.state import Adaptation, GrowthStep, RunState
 
 
 def observation_from_request(
-    request: tamiyo_pb2.StepRequest, features: Sequence[SeedFeatures], *, model_parameters: int = 0
+    request: tamiyo_pb2.StepRequest,
+    features: Sequence[SeedFeatures],
+    *,
+    model_parameters: int = 0,
+    layout: SeedLayout | None = None,
 ) -> Observation:
     """A validated StepRequest as the policy sees it.
 
-    `model_parameters` stands in for the request's parameter_count when that is 0.
+    `model_parameters` stands in for the request's parameter_count when that is 0;
+    `layout` is the run's seed layout as arrays when the caller already has it.
     """
     packet = request.packet
     boundary_time = timestamp_pb2.Timestamp()
@@ -41,6 +46,9 @@ def observation_from_request(
         seeds=seeds,
         model_parameters=int(request.parameter_count) or model_parameters,
         final_epoch=int(request.final_epoch),
+        host_layers=tuple(request.host_layers),
+        packed=PackedFeatures.of(packet),
+        known_layout=layout,
         device_kind=request.device_kind,
     )
 

@@ -66,12 +66,33 @@ class LifecycleGates:
         self._config = config
 
     def run(self, state: RunState, observation: Observation, out: StepOutcome) -> None:
-        in_layout = {view.seed_id for view in observation.seeds}
         for view in observation.seeds:
             adaptation = state.adaptations.get(view.seed_id)
             if adaptation is not None:
                 self._gate(state, observation, view, adaptation, out)
-        for seed_id in sorted(set(state.adaptations) - in_layout):
+        self._forget_removed(state, observation, out)
+
+    def track(self, state: RunState, observation: Observation, out: StepOutcome) -> list[tuple[SeedView, Adaptation]]:
+        """`run`'s bookkeeping without its decisions: adaptations Kasmina ended are finished and
+        reported, the others see their stage and measured gain; returns those still under way.
+
+        Only the tracked seeds are visited (in layout order): a run may have thousands of seeds.
+        """
+        rows = observation.rows
+        active = []
+        for seed_id in sorted((s for s in state.adaptations if s in rows), key=rows.__getitem__):
+            view = observation.seeds[rows[seed_id]]
+            adaptation = state.adaptations[seed_id]
+            if view.stage in _OBSERVED_OUTCOMES or view.stage == lifecycle_pb2.SEED_STAGE_DORMANT:
+                self._observed_end(state, observation, view, adaptation, out)
+                continue
+            self._observe(view, adaptation, observation.epoch)
+            active.append((view, adaptation))
+        self._forget_removed(state, observation, out)
+        return active
+
+    def _forget_removed(self, state: RunState, observation: Observation, out: StepOutcome) -> None:
+        for seed_id in sorted(set(state.adaptations) - observation.rows.keys()):
             reason = f"seed {seed_id} is no longer in the run's seed layout"
             self.finish(
                 state,
@@ -131,13 +152,7 @@ class LifecycleGates:
         if stage in _OBSERVED_OUTCOMES or stage == lifecycle_pb2.SEED_STAGE_DORMANT:
             self._observed_end(state, observation, view, adaptation, out)
             return
-        adaptation.observe_stage(stage, observation.epoch)
-        # The gain is measured during EVALUATING (valid once the seed is ready) and may be re-measured later.
-        measured = stage == lifecycle_pb2.SEED_STAGE_FINE_TUNING or (
-            stage == lifecycle_pb2.SEED_STAGE_EVALUATING and view.ready
-        )
-        if view.telemetry is not None and measured:
-            adaptation.eval_gain = view.telemetry.eval_gain
+        self._observe(view, adaptation, observation.epoch)
         decide = _STAGE_GATES.get(stage)
         if decide is None:
             out.wait(view.seed_id, f"kernel {adaptation.kernel_id} is {stage_name(stage)}; waiting")
@@ -167,6 +182,16 @@ class LifecycleGates:
                 parameter_count=_parameter_count(view),
                 growth_kind=_growth_kind(view),
             )
+
+    def _observe(self, view: SeedView, adaptation: Adaptation, epoch: int) -> None:
+        stage = view.stage
+        adaptation.observe_stage(stage, epoch)
+        # The gain is measured during EVALUATING (valid once the seed is ready) and may be re-measured later.
+        measured = stage == lifecycle_pb2.SEED_STAGE_FINE_TUNING or (
+            stage == lifecycle_pb2.SEED_STAGE_EVALUATING and view.ready
+        )
+        if view.telemetry is not None and measured:
+            adaptation.eval_gain = view.telemetry.eval_gain
 
     def _observed_end(
         self,

@@ -100,6 +100,11 @@ class Germination:
         if epoch < config.warmup_epochs:
             out.wait("", f"no germination during warm-up (epoch {epoch} < {config.warmup_epochs})")
             return
+        if state.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED and state.last_val_score >= 1.0:
+            # An accuracy run that validates perfectly: a seed can only add parameters, and on
+            # spirals such growth cost test accuracy the validation set could not see.
+            out.wait("", "no germination: validation accuracy is 100 %, growth has nothing left to gain")
+            return
         remaining = observation.final_epoch - epoch
         if observation.final_epoch and remaining < config.min_epochs_to_finish:
             out.wait(
@@ -202,7 +207,7 @@ class Germination:
                     f"{plateau}; waiting: no validated kernel for {site} ({budget}), seed {ranked.describe()}",
                 )
                 continue
-            self._germinate(state, observation, view, choice, f"{plateau}; seed {ranked.describe()}", out)
+            self.germinate(state, observation, view, choice, f"{plateau}; seed {ranked.describe()}", out)
             return
 
     def _grow_best(
@@ -251,7 +256,7 @@ class Germination:
             if self._config.max_parameters:
                 size += f" (budget {self._config.max_parameters})"
             why = f"{plateau}; {option.reason}; {size}" + (f"; {paid}" if paid else "")
-            self._germinate(state, observation, view, choice, why, out)
+            self.germinate(state, observation, view, choice, why, out)
             return
 
     def _search(self, state: RunState, observation: Observation, kernels: KernelDirectory) -> KernelSearch:
@@ -274,7 +279,7 @@ class Germination:
         )
 
     def _parameter_budget(self, model_parameters: int) -> int:
-        return kernel_budget(self._config, model_parameters)
+        return kernel_parameter_budget(self._config, model_parameters)
 
     def _busy_seeds(self, state: RunState, observation: Observation, out: StepOutcome) -> list[str]:
         """Seeds holding a concurrency slot: tracked ones and any other the packet shows active."""
@@ -286,7 +291,7 @@ class Germination:
         ]
         return busy
 
-    def _germinate(
+    def germinate(
         self,
         state: RunState,
         observation: Observation,
@@ -295,6 +300,7 @@ class Germination:
         why: str,
         out: StepOutcome,
     ) -> None:
+        """Germinate `view` with the chosen kernel: the germination, its promotion to LOADING, the adaptation."""
         kernel, boundary = choice.kernel, observation.boundary
         germinate = make_command(
             boundary,
@@ -331,7 +337,7 @@ class Germination:
         state.epochs_since_improvement = 0
 
 
-def kernel_budget(config: TamiyoConfig, model_parameters: int) -> int:
+def kernel_parameter_budget(config: TamiyoConfig, model_parameters: int) -> int:
     """Largest kernel allowed, 0 for no limit; never more than what `max_parameters` leaves."""
     limits = []
     if config.max_seed_parameters > 0:
@@ -363,7 +369,7 @@ def compile_priority(config: TamiyoConfig, blueprints: Sequence[WantedBlueprint]
     the nearest to fitting first. Sites take turns, so every site's first choice comes
     before any site's second.
     """
-    budget = kernel_budget(config, model_parameters)
+    budget = kernel_parameter_budget(config, model_parameters)
     step = max(1, int(config.growth_step_fraction * model_parameters)) if model_parameters > 0 else 0
     width_budget = min(budget, step) if budget and step else budget or step
     has_width = any(b.growth_kind == blueprint_pb2.GROWTH_KIND_WIDTH for b in blueprints)

@@ -18,8 +18,7 @@ not yet grown that way comes first (narrowest first, then by bottleneck score fo
 depth; layout order breaks ties), then layers by what their last growth of that
 kind bought per parameter, best first: once every layer has been tried, the run
 keeps growing where growth pays most. When no validated kernel fits any of those,
-each layer's other kind of growth is tried, in layout order. When no validated kernel fits
-any of those, each layer's other kind of growth is tried, in layout order. A layer with an adaptation
+each layer's other kind of growth is tried, in layout order. A layer with an adaptation
 under way waits, so each measured gain belongs to one change. The layer's health
 is read from a width seed's telemetry (it watches the layer's own output) or, at a
 layer without one, from its depth seed's.

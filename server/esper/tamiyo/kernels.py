@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,6 +70,39 @@ class KernelQueryFailed(Exception):
     """Urza could not be asked; the message says why."""
 
 
+class RecentKernels:
+    """A KernelDirectory that remembers each query's answer for `ttl_seconds`.
+
+    Tamiyo asks Urza the same questions at every boundary (one query per seed site, and
+    a learned policy or a recorded transition asks at every open boundary); the answer
+    changes only when kernels are validated, so a few seconds of staleness cost nothing
+    and save a query per site per boundary.
+    """
+
+    def __init__(
+        self, directory: KernelDirectory, ttl_seconds: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._directory = directory
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._answers: dict[bytes, tuple[float, urza_pb2.QueryKernelsResponse]] = {}
+        self._lock = threading.Lock()
+
+    def query_kernels(self, request: urza_pb2.QueryKernelsRequest) -> urza_pb2.QueryKernelsResponse:
+        key = request.SerializeToString(deterministic=True)
+        now = self._clock()
+        with self._lock:
+            found = self._answers.get(key)
+            if found is not None and now - found[0] < self._ttl:
+                return found[1]
+        answer = self._directory.query_kernels(request)
+        with self._lock:
+            if len(self._answers) > 1024:
+                self._answers.clear()
+            self._answers[key] = (now, answer)
+        return answer
+
+
 def site_label(descriptor: telemetry_pb2.SeedDescriptor) -> str:
     """E.g. "FEATURES [64]", or "width FEATURES [6] -> [4]", for reasons."""
     kind = blueprint_pb2.InputKind.Name(descriptor.input_kind).removeprefix("INPUT_KIND_")
@@ -103,6 +138,16 @@ def choose_kernel(
             best = ranked[0]
             return KernelChoice(kernel=best, tags=tags, reason=_reason(best, len(ranked), tags, blueprint_scores))
     return None
+
+
+def validated_kernels(
+    search: KernelSearch, descriptor: telemetry_pb2.SeedDescriptor
+) -> list[kernel_pb2.KernelArtifact]:
+    """Every validated kernel for the seed's site within the search's parameter budget, by kernel id.
+
+    Raises KernelQueryFailed when the directory fails.
+    """
+    return sorted(_query(search, descriptor, ()), key=lambda kernel: kernel.kernel_id)
 
 
 def tag_ladder(*tag_sets: Sequence[str]) -> tuple[tuple[str, ...], ...]:

@@ -21,6 +21,9 @@ from esper.trust.inputs import quote
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
 MAX_SEEDS = 16_384
+# A host's weight layers (the observation graph's layer nodes) and the length of their names.
+MAX_HOST_LAYERS = 16_384
+MAX_MODULE_PATH = 256
 
 _STAGES = frozenset(lifecycle_pb2.SeedStage.values()) - {lifecycle_pb2.SEED_STAGE_UNSPECIFIED}
 _DIRECTIONS = frozenset(lifecycle_pb2.MetricDirection.values())
@@ -65,6 +68,7 @@ def check_step(request: tamiyo_pb2.StepRequest, *, max_seeds: int = MAX_SEEDS) -
         features = unpack_seed_features(packet, seed_ids)
     except ValueError as exc:
         raise InvalidArgument.for_field("packet.layout_hash", f"{exc} (seed_layout in request)") from exc
+    _check_host_layers(request.host_layers, set(seed_ids))
     if request.device_kind and request.device_kind not in ("cpu", "cuda"):
         raise InvalidArgument.for_field("device_kind", f"must be cpu or cuda, got {request.device_kind!r}")
     accuracy_run = packet.metric_direction == lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
@@ -77,7 +81,8 @@ def check_get_status(request: tamiyo_pb2.GetStatusRequest) -> None:
 
 
 def check_load_policy(request: tamiyo_pb2.LoadPolicyRequest) -> None:
-    ids.POLICY.check("policy_id", request.policy_id)
+    # Only ids: a Tamiyo server never opens a file named by a caller.
+    ids.POLICY.check("policy_id", request.policy_id, required=not request.follow_updates)
 
 
 def check_export_controller_state(request: tamiyo_pb2.ExportControllerStateRequest) -> None:
@@ -133,6 +138,24 @@ def _check_layout(layout: Sequence[telemetry_pb2.SeedDescriptor], max_seeds: int
         seen.add(descriptor.seed_id)
         seed_ids.append(descriptor.seed_id)
     return seed_ids
+
+
+def _check_host_layers(host_layers: Sequence[telemetry_pb2.HostLayer], seed_ids: set[str]) -> None:
+    """Bounded, named within limits, and watched only by seeds of the layout."""
+    if len(host_layers) > MAX_HOST_LAYERS:
+        raise InvalidArgument.for_field("host_layers", f"holds {len(host_layers)} layers; at most {MAX_HOST_LAYERS}")
+    for index, layer in enumerate(host_layers):
+        for name in ("module_path", "module_type"):
+            value = getattr(layer, name)
+            if len(value) > MAX_MODULE_PATH:
+                raise InvalidArgument.for_field(
+                    f"host_layers[{index}].{name}", f"{quote(value)} is longer than {MAX_MODULE_PATH} characters"
+                )
+        for seed_id in layer.seed_ids:
+            if seed_id not in seed_ids:
+                raise InvalidArgument.for_field(
+                    f"host_layers[{index}].seed_ids", f"{quote(seed_id)} is not in seed_layout"
+                )
 
 
 def _check_telemetry(

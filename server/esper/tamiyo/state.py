@@ -64,7 +64,7 @@ class RunState:
     """Tamiyo's memory of one run.
 
     Scores are the run's validation metric oriented so that higher is better
-    (esper.tamiyo.reports.Boundary). `best_val_score` only moves when beaten by more
+    (esper.tamiyo.issued.Boundary). `best_val_score` only moves when beaten by more
     than the configured min_delta, so a slow creep still counts as a plateau until it
     adds up. `last_val_score` and `metric_direction` are for status only and never
     drive a decision.

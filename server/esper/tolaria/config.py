@@ -95,8 +95,11 @@ class TolariaConfig:
     Never worse than static (esper.tolaria.never_worse): a non-finite loss, or a
     training or validation loss above `divergence_factor` times the median of the last
     `divergence_window` epochs' (and above `divergence_factor` x `divergence_min_loss`),
-    diverged: the run goes back to the checkpoint taken before the earliest graft still
-    blending in (or the last good one) and retries the epoch, at most `max_rollbacks`
+    diverged while a seed is blending in (with none, only a non-finite loss fails: a retry
+    would replay the static twin's own epoch), unless only the validation loss jumped while the validation metric stayed
+    within `graft_rollback_margin` of the run's best (overfitting, not a broken model):
+    the run goes back to the checkpoint taken before the earliest graft still blending in
+    (or the last good one) and retries the epoch, at most `max_rollbacks`
     times per run. With `graft_rollback`, a seed culled after its graft began takes the
     run back to the checkpoint taken just before that graft whenever that checkpoint
     validated more than `graft_rollback_margin` (a fraction of accuracy) better than the

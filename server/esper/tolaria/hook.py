@@ -58,6 +58,7 @@ class BoundaryState:
     final_epoch: int
     seed_layout: Sequence[telemetry_pb2.SeedDescriptor]
     telemetry: Sequence[telemetry_pb2.SeedTelemetry]
+    host_layers: Sequence[telemetry_pb2.HostLayer] = ()
     validation_metric: float = 0.0
     metric_direction: lifecycle_pb2.MetricDirection = lifecycle_pb2.METRIC_DIRECTION_UNSPECIFIED
     device_kind: str = ""
@@ -116,6 +117,7 @@ def _run_hook(state: BoundaryState, controller: Controller, kasmina: CommandTarg
         telemetry=state.telemetry,
         parameter_count=state.parameter_count,
         final_epoch=state.final_epoch,
+        host_layers=state.host_layers,
         device_kind=state.device_kind,
     )
     assembled = time.perf_counter()

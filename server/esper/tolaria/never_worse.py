@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,7 +77,13 @@ class NeverWorseThanStatic:
     def _failure(self, train_stats: EpochStats, val_stats: EpochStats) -> str:
         if not (train_stats.finite and val_stats.finite):
             return "non-finite loss"
-        return self._losses.judge(train_stats.loss, val_stats.loss)
+        if self._grafts.earliest() is None:
+            # Nothing is blending in to blame: the static twin trains the same way, and going
+            # back would replay the same epoch into the same jump until the run gave up.
+            return ""
+        best = self.history.best_val_score
+        held = math.isfinite(best) and val_stats.score >= best - self.tolaria.graft_rollback_margin
+        return self._losses.judge(train_stats.loss, val_stats.loss, metric_held=held)
 
     def _roll_back(self, epoch: int, reason: str) -> None:
         """A failed epoch: back to before the earliest graft still blending in (or the last good state); retried."""

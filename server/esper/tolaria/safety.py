@@ -61,10 +61,16 @@ class LossHistory:
         self.train: list[float] = []
         self.val: list[float] = []
 
-    def judge(self, train_loss: float, val_loss: float) -> str:
-        """Why this epoch diverged, or "" when it did not (no history yet: nothing to judge against)."""
+    def judge(self, train_loss: float, val_loss: float, *, metric_held: bool = False) -> str:
+        """Why this epoch diverged, or "" when it did not (no history yet: nothing to judge against).
+
+        With `metric_held` (the validation metric is still about as good as the run's best),
+        a jump in validation loss alone is overfitting, not a broken model: confident
+        mistakes on a few examples grow the loss while the metric holds, and going back
+        would only discard epochs.
+        """
         for name, loss, recent in (("validation", val_loss, self.val), ("training", train_loss, self.train)):
-            if not recent:
+            if not recent or (name == "validation" and metric_held):
                 continue
             median = statistics.median(recent)
             # A floor on the reference: once losses are tiny, ordinary noise is many times them.

@@ -25,6 +25,7 @@ from torch import nn
 
 from esper.data.bundle import Dataset
 from esper.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
+from esper.kasmina.layers import host_layers
 from esper.leyline.v1 import control_pb2, kasmina_pb2, lifecycle_pb2, run_pb2, tamiyo_pb2, telemetry_pb2
 from esper.observability.spans import esper_attributes, tracer
 from esper.tolaria.batches import Batch, RunData, TensorData
@@ -280,6 +281,7 @@ class TolariaTrainer(NeverWorseThanStatic):
             final_epoch=self.planned_epochs - 1,
             seed_layout=self.model.seed_layout(),
             telemetry=telemetry,
+            host_layers=host_layers(self.model.host, self.model.seed_layout()),
             device_kind=device_kind(self.device),
         )
         outcome = run_hook(state, self.controller, self.kasmina)

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from esper.errors import Unavailable
 from esper.fsutil import atomic_write, fsync_directory
-from esper.urza.config import UrzaConfig
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +107,25 @@ class FolderObjectStore:
             raise ObjectMissing(key) from exc
 
 
+class S3Settings(Protocol):
+    """Where an S3 store is: `store` is `s3://bucket[/prefix]`; empty credentials use boto3's chain."""
+
+    @property
+    def store(self) -> str: ...
+
+    @property
+    def s3_endpoint_url(self) -> str | None: ...
+
+    @property
+    def s3_access_key(self) -> str | None: ...
+
+    @property
+    def s3_secret_key(self) -> str | None: ...
+
+    @property
+    def s3_region(self) -> str: ...
+
+
 class S3ObjectStore:
     """Objects in one S3 bucket under a key prefix, through boto3 with path-style addressing."""
 
@@ -118,7 +136,7 @@ class S3ObjectStore:
         self._ensure_bucket()
 
     @classmethod
-    def from_config(cls, config: UrzaConfig) -> S3ObjectStore:
+    def from_config(cls, config: S3Settings) -> S3ObjectStore:
         import boto3
         from botocore.config import Config
 
@@ -240,8 +258,8 @@ def _s3_errors(what: str) -> Iterator[None]:
         raise Unavailable(f"object store failed on {what}: {exc}") from exc
 
 
-def open_object_store(config: UrzaConfig) -> ObjectStore:
+def open_object_store(config: S3Settings) -> ObjectStore:
     """The store `config.store` names: `s3://bucket[/prefix]` or a folder path."""
-    if config.uses_s3:
+    if config.store.startswith("s3://"):
         return S3ObjectStore.from_config(config)
     return FolderObjectStore(Path(config.store))

@@ -11,11 +11,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from esper.clients import SimicClient
 from esper.clients.base import ClientConfig
-from esper.errors import InvalidArgument, Unimplemented
+from esper.errors import InvalidArgument, NotFound
 from esper.leyline.v1 import simic_pb2
 from esper.leyline.v1.services import SIMIC_SERVICE
 from esper.mesh.hosting import host
-from esper.simic.config import SimicConfig
+from esper.simic.config import SimicConfig, TrainingConfig
 from esper.simic.service import SimicService
 from tests.support.field_reports import field_reports
 from tests.support.servers import ServerFactory, ServerThread
@@ -23,7 +23,7 @@ from tests.support.servers import ServerFactory, ServerThread
 
 @pytest.fixture
 def server(grpc_server: ServerFactory, tmp_path: Path) -> Iterator[ServerThread]:
-    simic = SimicService.open(SimicConfig(data_dir=str(tmp_path)))
+    simic = SimicService.open(SimicConfig(data_dir=str(tmp_path), training=TrainingConfig(gate_suite="")))
     yield grpc_server([host(SIMIC_SERVICE.bind(simic))], service_name="simic")
     simic.close()
 
@@ -48,22 +48,20 @@ def test_reports_are_recorded_once_and_listed_newest_first(client: SimicClient) 
     assert rest.next_page_token == ""
 
 
-@pytest.mark.parametrize(
-    ("method", "request_message"),
-    [
-        ("train_policy", simic_pb2.TrainPolicyRequest(max_steps=10)),
-        ("get_policy", simic_pb2.GetPolicyRequest(policy_id="policy-1")),
-        ("list_policies", simic_pb2.ListPoliciesRequest()),
-    ],
-)
-def test_policy_rpcs_answer_unimplemented_with_its_reason(
-    client: SimicClient, method: str, request_message: object
-) -> None:
-    with pytest.raises(Unimplemented) as raised:
-        getattr(client, method)(request_message)
-    assert raised.value.code == grpc.StatusCode.UNIMPLEMENTED.name
-    assert raised.value.reason == "UNIMPLEMENTED"
-    assert "Simic's own issue" in raised.value.message
+def test_policy_rpcs_answer_over_the_wire(client: SimicClient) -> None:
+    from tests.support.transitions import heuristic_transitions
+
+    transitions = heuristic_transitions(runs=1)
+    recorded = client.record_transitions(simic_pb2.RecordTransitionsRequest(transitions=transitions))
+    assert recorded.accepted_count == len(transitions)
+    job = client.train_policy(simic_pb2.TrainPolicyRequest(max_steps=5))
+    assert job.job_id and job.status == simic_pb2.TRAINING_JOB_STATUS_QUEUED
+    assert client.get_training_job(simic_pb2.GetTrainingJobRequest(job_id=job.job_id)).job.job_id == job.job_id
+    assert list(client.list_policies(simic_pb2.ListPoliciesRequest()).policies) == []
+    with pytest.raises(NotFound) as raised:
+        client.get_policy(simic_pb2.GetPolicyRequest(policy_id="policy-1"))
+    assert raised.value.code == grpc.StatusCode.NOT_FOUND.name
+    assert raised.value.reason == "POLICY_NOT_FOUND"
 
 
 def test_a_bad_request_names_its_field(client: SimicClient) -> None:

@@ -38,6 +38,7 @@ CATALOGUE: dict[str, tuple[str, frozenset[str]]] = {
     "esper_urza_compile_jobs": ("gauge", frozenset({"state"})),
     "esper_tamiyo_decisions_total": ("counter", frozenset({"action"})),
     "esper_tamiyo_step_duration_seconds": ("histogram", frozenset()),
+    "esper_tamiyo_policy_fallbacks_total": ("counter", frozenset({"cause"})),
     "esper_nissa_spans_received_total": ("counter", frozenset()),
     "esper_nissa_spans_stored": ("gauge", frozenset()),
     "esper_nissa_spans_evicted_total": ("counter", frozenset()),
@@ -55,6 +56,7 @@ _LABELLED = {
     metrics.TEZZERET_COMPILE_RETRIES: {"pipeline": "catalogue"},
     metrics.TEZZERET_COMPILE_FAILURES: {"pipeline": "catalogue"},
     metrics.TAMIYO_DECISIONS: {"action": "catalogue"},
+    metrics.TAMIYO_POLICY_FALLBACKS: {"cause": "catalogue"},
     metrics.NISSA_SPAN_PARTS_DROPPED: {"part": "catalogue"},
 }
 

@@ -23,6 +23,7 @@ def test_subject_helpers_land_in_the_streams_of_the_design() -> None:
         subjects.field_report_subject("run-1"): "ESPER_FIELD_REPORTS",
         subjects.compile_job_subject("FAST"): "ESPER_COMPILE_JOBS",
         subjects.policy_subject(): "ESPER_POLICY",
+        subjects.transition_subject("run-1"): "ESPER_TRANSITIONS",
     }
     for subject, stream in expected.items():
         assert subjects.stream_for_subject(DEFAULT_STREAMS, subject).name == stream, subject

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from esper.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from esper.errors import FailedPrecondition, InvalidArgument
 from esper.leyline.v1 import control_pb2, lifecycle_pb2, simic_pb2
 from esper.simic.config import SimicConfig
 from esper.simic.db import SimicDatabase
@@ -175,24 +175,6 @@ def test_request_limits_are_enforced(open_simic: Callable[..., SimicService]) ->
     assert [v.field for v in page_size.value.violations] == ["page_size"]
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda s: s.train_policy(simic_pb2.TrainPolicyRequest()),
-        lambda s: s.get_policy(simic_pb2.GetPolicyRequest(policy_id="policy-1")),
-        lambda s: s.list_policies(simic_pb2.ListPoliciesRequest()),
-    ],
-)
-def test_policy_rpcs_are_unimplemented_until_simic_trains_policies(
-    simic: SimicService, call: Callable[[SimicService], object]
-) -> None:
-    with pytest.raises(Unimplemented) as raised:
-        call(simic)
-    assert raised.value.code == "UNIMPLEMENTED"
-    assert raised.value.reason == "UNIMPLEMENTED"
-    assert "Simic's own issue" in raised.value.message
-
-
 def test_policy_requests_are_still_validated_first(simic: SimicService) -> None:
     with pytest.raises(InvalidArgument) as raised:
         simic.get_policy(simic_pb2.GetPolicyRequest())
@@ -204,7 +186,7 @@ def test_a_database_with_another_schema_version_is_refused(tmp_path: Path) -> No
     SimicDatabase.open(url).close()
     database = SimicDatabase(url)
     with database.write() as conn:
-        conn.execute(text("UPDATE schema_meta SET version = 2 WHERE component = 'simic'"))
+        conn.execute(text("UPDATE schema_meta SET version = 99 WHERE component = 'simic'"))
     database.close()
     with pytest.raises(FailedPrecondition) as raised:
         SimicDatabase.open(url)

@@ -309,3 +309,20 @@ def test_after_a_recent_failure_conservative_tags_are_asked_for_first() -> None:
 def test_the_configured_grafting_strategy_goes_with_the_germination(strategy: str, value: int) -> None:
     responses = run_epochs(make_controller(FakeKernels([kernel("k1")]), grafting_strategy=strategy), _sim(), PLATEAU)
     assert responses[3].commands[0].grafting_strategy == value
+
+
+def test_recent_kernel_answers_are_reused_for_a_few_seconds() -> None:
+    from esper.leyline.v1 import urza_pb2
+    from esper.tamiyo.kernels import RecentKernels
+
+    now = [100.0]
+    directory = FakeKernels([kernel("k1")])
+    recent = RecentKernels(directory, 10.0, clock=lambda: now[0])
+    request = urza_pb2.QueryKernelsRequest(page_size=5)
+    assert [k.kernel_id for k in recent.query_kernels(request).result.kernels] == ["k1"]
+    directory.kernels.append(kernel("k2"))
+    now[0] += 9.0
+    assert len(recent.query_kernels(request).result.kernels) == 1
+    now[0] += 2.0
+    assert len(recent.query_kernels(request).result.kernels) == 2
+    assert len(directory.queries) == 2

@@ -119,7 +119,7 @@ def test_a_narrow_layer_grows_before_a_plateau_and_nothing_else_does() -> None:
 def test_every_kernel_is_at_most_a_step_of_the_model_and_the_largest_that_fits_is_taken() -> None:
     sim = SeedSimulator(layout=_layout(32), parameter_count=250)
     kernels = FakeKernels([kernel(f"deep-{p}", params=p, dims=(32,)) for p in (50, 200, 240, 600)])
-    responses = run_epochs(make_controller(kernels), sim, PLATEAU)
+    responses = run_epochs(make_controller(kernels, growth_step_fraction=1.0), sim, PLATEAU)
     assert responses[3].commands[0].kernel_id == "deep-240"
     assert kernels.queries[-1].query.max_parameter_count == 250
 
@@ -201,3 +201,11 @@ def test_a_layer_whose_input_is_dead_is_not_widened() -> None:
     assert _germinated(responses) == ["w:fc1"]
     held = [d.reason for r in responses for d in r.decisions if d.seed_id == "w:fc2"]
     assert held and "held: what enters it is dead: every unit of layer 0 never fires" in held[-1]
+
+
+def test_a_run_that_validates_perfectly_does_not_grow() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    responses = run_epochs(make_controller(_kernels(4)), sim, [0.5, 1.0, 1.0, 1.0, 1.0])
+    assert _germinated(responses) == []
+    reasons = [d.reason for d in responses[-1].decisions if not d.seed_id]
+    assert any("validation accuracy is 100 %" in reason for reason in reasons)

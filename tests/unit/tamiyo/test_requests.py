@@ -54,6 +54,8 @@ def _duplicate_seed(request: tamiyo_pb2.StepRequest) -> None:
         (lambda r: setattr(r.telemetry[1], "seed_id", "net.1"), "telemetry[1].seed_id"),
         (lambda r: setattr(r.telemetry[0], "run_id", "other-run"), "telemetry[0].run_id"),
         (lambda r: setattr(r.telemetry[0], "eval_gain", 2.0), "telemetry[0].eval_gain"),
+        (lambda r: r.host_layers.add(module_path="net.0", seed_ids=["nowhere"]), "host_layers[0].seed_ids"),
+        (lambda r: r.host_layers.add(module_path="x" * 300), "host_layers[0].module_path"),
         (lambda r: setattr(r, "device_kind", "gpu"), "device_kind"),
     ],
 )
@@ -158,7 +160,8 @@ def test_other_requests_name_the_field(call: Callable[[object], object], field: 
 @pytest.mark.parametrize(
     "overrides",
     [
-        {"policy_id": "gnn-v2"},
+        {"policy_id": " "},
+        {"policy_timeout_ms": 0.0},
         {"patience": 0},
         {"max_concurrent_seeds": 0},
         {"warmup_epochs": -1},

@@ -18,6 +18,15 @@ def test_divergence_is_judged_against_the_median_of_the_last_epochs() -> None:
     assert losses.judge(4.31, 0.61).startswith("training loss 4.310 diverged")
 
 
+def test_a_validation_loss_jump_with_the_metric_held_is_overfitting_not_divergence() -> None:
+    losses = LossHistory(window=3, factor=3.0, min_loss=0.1)
+    for value in (0.07, 0.068, 0.066):
+        losses.record(value, value)
+    assert losses.judge(0.06, 0.373, metric_held=True) == ""
+    assert "validation loss 0.373 diverged" in losses.judge(0.06, 0.373, metric_held=False)
+    assert "training loss 0.373 diverged" in losses.judge(0.373, 0.06, metric_held=True)
+
+
 def test_tiny_losses_are_judged_against_the_floor() -> None:
     losses = LossHistory(window=3, factor=3.0, min_loss=0.1)
     for value in (0.01, 0.012, 0.009):

@@ -272,6 +272,7 @@ def test_a_validation_loss_far_above_its_tiny_best_is_not_divergence() -> None:
 
     for loss in (0.01, 0.008, 0.012):  # a long run that fit well
         trainer._losses.record(loss, loss)
+    _blending_in(trainer)
     fine = EpochStats(loss=0.1, metric=0.9, steps=10, finite=True)
     assert trainer._failure(fine, fine) == ""
     exploded = EpochStats(loss=5.0, metric=0.1, steps=10, finite=True)
@@ -286,11 +287,35 @@ def test_a_jump_from_the_recent_losses_is_divergence_whatever_the_first_loss() -
 
     for loss in (2.3, 1.1, 0.7, 0.62, 0.60):
         trainer._losses.record(loss, loss)
+    _blending_in(trainer)
     before = EpochStats(loss=0.6, metric=0.8, steps=10, finite=True)
     jumped = EpochStats(loss=4.31, metric=0.1, steps=10, finite=True)
     assert trainer._failure(before, before) == ""
     assert "validation loss 4.310 diverged" in trainer._failure(before, jumped)
     assert "training loss 4.310 diverged" in trainer._failure(jumped, before)
+
+
+def test_without_a_graft_in_flight_only_a_non_finite_loss_is_a_failure() -> None:
+    # Nothing to blame and nothing a rollback would change: the static twin trains the same
+    # way, and going back would replay the same epoch into the same jump until the run gave up.
+    run = setup()
+    trainer = run.trainer(epochs=3)
+    from esper.tolaria.loop import EpochStats
+
+    for loss in (0.6, 0.62, 0.60):
+        trainer._losses.record(loss, loss)
+    before = EpochStats(loss=0.6, metric=0.8, steps=10, finite=True)
+    jumped = EpochStats(loss=4.31, metric=0.1, steps=10, finite=True)
+    assert trainer._failure(jumped, jumped) == ""
+    broken = EpochStats(loss=float("nan"), metric=0.1, steps=10, finite=False)
+    assert trainer._failure(before, broken) == "non-finite loss"
+
+
+def _blending_in(trainer: TolariaTrainer) -> None:
+    """A seed blending in, with the checkpoint taken before its graft (what a divergence is blamed on)."""
+    from esper.tolaria.safety import GraftCheckpoint
+
+    trainer._grafts.by_seed["net.3"] = GraftCheckpoint(0, 0.5, {})
 
 
 WIDEN = dataclasses.replace(TAMIYO, width_below_units=64, growth_step_fraction=4.0, min_gain_per_kparam=0.0)

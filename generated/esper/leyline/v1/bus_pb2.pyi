@@ -20,6 +20,7 @@ class BusMessageType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BUS_MESSAGE_TYPE_COMPILE_JOB: _ClassVar[BusMessageType]
     BUS_MESSAGE_TYPE_SYSTEM_STATE: _ClassVar[BusMessageType]
     BUS_MESSAGE_TYPE_RUN_EVENT: _ClassVar[BusMessageType]
+    BUS_MESSAGE_TYPE_POLICY_TRANSITION: _ClassVar[BusMessageType]
 BUS_MESSAGE_TYPE_UNSPECIFIED: BusMessageType
 BUS_MESSAGE_TYPE_SEED_TELEMETRY: BusMessageType
 BUS_MESSAGE_TYPE_ADAPTATION_COMMAND: BusMessageType
@@ -28,6 +29,7 @@ BUS_MESSAGE_TYPE_POLICY_UPDATE: BusMessageType
 BUS_MESSAGE_TYPE_COMPILE_JOB: BusMessageType
 BUS_MESSAGE_TYPE_SYSTEM_STATE: BusMessageType
 BUS_MESSAGE_TYPE_RUN_EVENT: BusMessageType
+BUS_MESSAGE_TYPE_POLICY_TRANSITION: BusMessageType
 
 class TraceContext(_message.Message):
     __slots__ = ("traceparent", "tracestate")

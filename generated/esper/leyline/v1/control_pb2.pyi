@@ -111,7 +111,7 @@ class FieldReport(_message.Message):
     def __init__(self, report_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seed_id: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., kernel_id: _Optional[str] = ..., outcome: _Optional[_Union[_lifecycle_pb2.AdaptationOutcome, str]] = ..., pre_metric: _Optional[float] = ..., post_metric: _Optional[float] = ..., eval_metrics: _Optional[_Mapping[str, float]] = ..., epochs_active: _Optional[int] = ..., germination_command_id: _Optional[str] = ..., selected_for_tags: _Optional[_Iterable[str]] = ..., kernel_report: _Optional[_Union[_kernel_pb2.UrabraskValidationReport, _Mapping]] = ..., reason: _Optional[str] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metric_direction: _Optional[_Union[_lifecycle_pb2.MetricDirection, str]] = ...) -> None: ...
 
 class PolicyUpdate(_message.Message):
-    __slots__ = ("policy_id", "version", "parent_policy_id", "field_report_count", "sha256", "artifact_uri", "metrics", "create_time")
+    __slots__ = ("policy_id", "version", "parent_policy_id", "field_report_count", "sha256", "artifact_uri", "metrics", "create_time", "card_json", "transition_count", "feature_schema_version")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +127,9 @@ class PolicyUpdate(_message.Message):
     ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CARD_JSON_FIELD_NUMBER: _ClassVar[int]
+    TRANSITION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     policy_id: str
     version: int
     parent_policy_id: str
@@ -135,4 +138,7 @@ class PolicyUpdate(_message.Message):
     artifact_uri: str
     metrics: _containers.ScalarMap[str, float]
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., parent_policy_id: _Optional[str] = ..., field_report_count: _Optional[int] = ..., sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    card_json: str
+    transition_count: int
+    feature_schema_version: int
+    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., parent_policy_id: _Optional[str] = ..., field_report_count: _Optional[int] = ..., sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., card_json: _Optional[str] = ..., transition_count: _Optional[int] = ..., feature_schema_version: _Optional[int] = ...) -> None: ...

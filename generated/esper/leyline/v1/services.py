@@ -235,6 +235,14 @@ class SimicServiceApi(Protocol):
         """Lists policies, newest first, paged."""
         ...
 
+    def record_transitions(self, request: simic_pb2.RecordTransitionsRequest, /) -> simic_pb2.RecordTransitionsResponse:
+        """Records Tamiyo's decision transitions into the replay store (also consumed from the bus)."""
+        ...
+
+    def get_training_job(self, request: simic_pb2.GetTrainingJobRequest, /) -> simic_pb2.GetTrainingJobResponse:
+        """Gets a policy-training job."""
+        ...
+
 
 class SimicServiceCalls(Calls):
     """esper.leyline.v1.SimicService as typed client calls; a transport supplies _unary and _stream."""
@@ -260,6 +268,14 @@ class SimicServiceCalls(Calls):
     def list_policies(self, request: simic_pb2.ListPoliciesRequest, *, timeout: float | None = None) -> simic_pb2.ListPoliciesResponse:
         """Lists policies, newest first, paged."""
         return self._unary("ListPolicies", request, simic_pb2.ListPoliciesResponse, timeout)
+
+    def record_transitions(self, request: simic_pb2.RecordTransitionsRequest, *, timeout: float | None = None) -> simic_pb2.RecordTransitionsResponse:
+        """Records Tamiyo's decision transitions into the replay store (also consumed from the bus)."""
+        return self._unary("RecordTransitions", request, simic_pb2.RecordTransitionsResponse, timeout)
+
+    def get_training_job(self, request: simic_pb2.GetTrainingJobRequest, *, timeout: float | None = None) -> simic_pb2.GetTrainingJobResponse:
+        """Gets a policy-training job."""
+        return self._unary("GetTrainingJob", request, simic_pb2.GetTrainingJobResponse, timeout)
 
 
 SIMIC_SERVICE: Service[SimicServiceApi] = Service(SimicServiceCalls.SERVICE)

@@ -60,6 +60,16 @@ class SimicServiceStub:
                 request_serializer=esper_dot_leyline_dot_v1_dot_simic__pb2.ListPoliciesRequest.SerializeToString,
                 response_deserializer=esper_dot_leyline_dot_v1_dot_simic__pb2.ListPoliciesResponse.FromString,
                 _registered_method=True)
+        self.RecordTransitions = channel.unary_unary(
+                '/esper.leyline.v1.SimicService/RecordTransitions',
+                request_serializer=esper_dot_leyline_dot_v1_dot_simic__pb2.RecordTransitionsRequest.SerializeToString,
+                response_deserializer=esper_dot_leyline_dot_v1_dot_simic__pb2.RecordTransitionsResponse.FromString,
+                _registered_method=True)
+        self.GetTrainingJob = channel.unary_unary(
+                '/esper.leyline.v1.SimicService/GetTrainingJob',
+                request_serializer=esper_dot_leyline_dot_v1_dot_simic__pb2.GetTrainingJobRequest.SerializeToString,
+                response_deserializer=esper_dot_leyline_dot_v1_dot_simic__pb2.GetTrainingJobResponse.FromString,
+                _registered_method=True)
 
 
 class SimicServiceServicer:
@@ -101,6 +111,20 @@ class SimicServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordTransitions(self, request, context):
+        """Records Tamiyo's decision transitions into the replay store (also consumed from the bus).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrainingJob(self, request, context):
+        """Gets a policy-training job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SimicServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +152,16 @@ def add_SimicServiceServicer_to_server(servicer, server):
                     servicer.ListPolicies,
                     request_deserializer=esper_dot_leyline_dot_v1_dot_simic__pb2.ListPoliciesRequest.FromString,
                     response_serializer=esper_dot_leyline_dot_v1_dot_simic__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'RecordTransitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordTransitions,
+                    request_deserializer=esper_dot_leyline_dot_v1_dot_simic__pb2.RecordTransitionsRequest.FromString,
+                    response_serializer=esper_dot_leyline_dot_v1_dot_simic__pb2.RecordTransitionsResponse.SerializeToString,
+            ),
+            'GetTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrainingJob,
+                    request_deserializer=esper_dot_leyline_dot_v1_dot_simic__pb2.GetTrainingJobRequest.FromString,
+                    response_serializer=esper_dot_leyline_dot_v1_dot_simic__pb2.GetTrainingJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +300,60 @@ class SimicService:
             '/esper.leyline.v1.SimicService/ListPolicies',
             esper_dot_leyline_dot_v1_dot_simic__pb2.ListPoliciesRequest.SerializeToString,
             esper_dot_leyline_dot_v1_dot_simic__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordTransitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/esper.leyline.v1.SimicService/RecordTransitions',
+            esper_dot_leyline_dot_v1_dot_simic__pb2.RecordTransitionsRequest.SerializeToString,
+            esper_dot_leyline_dot_v1_dot_simic__pb2.RecordTransitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/esper.leyline.v1.SimicService/GetTrainingJob',
+            esper_dot_leyline_dot_v1_dot_simic__pb2.GetTrainingJobRequest.SerializeToString,
+            esper_dot_leyline_dot_v1_dot_simic__pb2.GetTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

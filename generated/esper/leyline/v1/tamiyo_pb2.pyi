@@ -13,20 +13,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StepRequest(_message.Message):
-    __slots__ = ("packet", "seed_layout", "telemetry", "parameter_count", "final_epoch", "device_kind")
+    __slots__ = ("packet", "seed_layout", "telemetry", "parameter_count", "final_epoch", "device_kind", "host_layers")
     PACKET_FIELD_NUMBER: _ClassVar[int]
     SEED_LAYOUT_FIELD_NUMBER: _ClassVar[int]
     TELEMETRY_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
     FINAL_EPOCH_FIELD_NUMBER: _ClassVar[int]
     DEVICE_KIND_FIELD_NUMBER: _ClassVar[int]
+    HOST_LAYERS_FIELD_NUMBER: _ClassVar[int]
     packet: _telemetry_pb2.SystemStatePacket
     seed_layout: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedDescriptor]
     telemetry: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.SeedTelemetry]
     parameter_count: int
     final_epoch: int
     device_kind: str
-    def __init__(self, packet: _Optional[_Union[_telemetry_pb2.SystemStatePacket, _Mapping]] = ..., seed_layout: _Optional[_Iterable[_Union[_telemetry_pb2.SeedDescriptor, _Mapping]]] = ..., telemetry: _Optional[_Iterable[_Union[_telemetry_pb2.SeedTelemetry, _Mapping]]] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., device_kind: _Optional[str] = ...) -> None: ...
+    host_layers: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.HostLayer]
+    def __init__(self, packet: _Optional[_Union[_telemetry_pb2.SystemStatePacket, _Mapping]] = ..., seed_layout: _Optional[_Iterable[_Union[_telemetry_pb2.SeedDescriptor, _Mapping]]] = ..., telemetry: _Optional[_Iterable[_Union[_telemetry_pb2.SeedTelemetry, _Mapping]]] = ..., parameter_count: _Optional[int] = ..., final_epoch: _Optional[int] = ..., device_kind: _Optional[str] = ..., host_layers: _Optional[_Iterable[_Union[_telemetry_pb2.HostLayer, _Mapping]]] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("commands", "signal", "decisions", "field_reports")
@@ -47,32 +49,44 @@ class GetStatusRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("policy_id", "current_epoch", "validation_accuracy", "active_adaptations", "conservative_mode", "tracked_runs")
+    __slots__ = ("policy_id", "current_epoch", "validation_accuracy", "active_adaptations", "conservative_mode", "tracked_runs", "policy_version", "policy_fallbacks", "policy_pinned")
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_ADAPTATIONS_FIELD_NUMBER: _ClassVar[int]
     CONSERVATIVE_MODE_FIELD_NUMBER: _ClassVar[int]
     TRACKED_RUNS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_PINNED_FIELD_NUMBER: _ClassVar[int]
     policy_id: str
     current_epoch: int
     validation_accuracy: float
     active_adaptations: int
     conservative_mode: bool
     tracked_runs: int
-    def __init__(self, policy_id: _Optional[str] = ..., current_epoch: _Optional[int] = ..., validation_accuracy: _Optional[float] = ..., active_adaptations: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., tracked_runs: _Optional[int] = ...) -> None: ...
+    policy_version: int
+    policy_fallbacks: int
+    policy_pinned: bool
+    def __init__(self, policy_id: _Optional[str] = ..., current_epoch: _Optional[int] = ..., validation_accuracy: _Optional[float] = ..., active_adaptations: _Optional[int] = ..., conservative_mode: _Optional[bool] = ..., tracked_runs: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_fallbacks: _Optional[int] = ..., policy_pinned: _Optional[bool] = ...) -> None: ...
 
 class LoadPolicyRequest(_message.Message):
-    __slots__ = ("policy_id",)
+    __slots__ = ("policy_id", "follow_updates")
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UPDATES_FIELD_NUMBER: _ClassVar[int]
     policy_id: str
-    def __init__(self, policy_id: _Optional[str] = ...) -> None: ...
+    follow_updates: bool
+    def __init__(self, policy_id: _Optional[str] = ..., follow_updates: _Optional[bool] = ...) -> None: ...
 
 class LoadPolicyResponse(_message.Message):
-    __slots__ = ("policy_id",)
+    __slots__ = ("policy_id", "policy_version", "pinned")
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
     policy_id: str
-    def __init__(self, policy_id: _Optional[str] = ...) -> None: ...
+    policy_version: int
+    pinned: bool
+    def __init__(self, policy_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., pinned: _Optional[bool] = ...) -> None: ...
 
 class TamiyoControllerState(_message.Message):
     __slots__ = ("run_id", "best_val_accuracy", "epochs_since_improvement", "last_epoch", "embargo_until", "pre_metric", "germination_epoch", "germination_command", "commands_issued", "conservative_mode", "eval_gain", "active_adaptations", "blueprint_scores", "growth_steps")

@@ -35,6 +35,24 @@ class SeedDescriptor(_message.Message):
     layer_units: int
     def __init__(self, seed_id: _Optional[str] = ..., layer_index: _Optional[int] = ..., input_kind: _Optional[_Union[_blueprint_pb2.InputKind, str]] = ..., input_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., growth_kind: _Optional[_Union[_blueprint_pb2.GrowthKind, str]] = ..., output_shape: _Optional[_Union[_blueprint_pb2.TensorShape, _Mapping]] = ..., site: _Optional[str] = ..., output_site: _Optional[str] = ..., parent_seed_id: _Optional[str] = ..., layer_units: _Optional[int] = ...) -> None: ...
 
+class HostLayer(_message.Message):
+    __slots__ = ("module_path", "layer_index", "module_type", "in_width", "out_width", "parameter_count", "seed_ids")
+    MODULE_PATH_FIELD_NUMBER: _ClassVar[int]
+    LAYER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MODULE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    IN_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    OUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEED_IDS_FIELD_NUMBER: _ClassVar[int]
+    module_path: str
+    layer_index: int
+    module_type: str
+    in_width: int
+    out_width: int
+    parameter_count: int
+    seed_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, module_path: _Optional[str] = ..., layer_index: _Optional[int] = ..., module_type: _Optional[str] = ..., in_width: _Optional[int] = ..., out_width: _Optional[int] = ..., parameter_count: _Optional[int] = ..., seed_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class SeedState(_message.Message):
     __slots__ = ("descriptor", "stage", "kernel_id", "blueprint_id", "alpha", "stage_entry_epoch", "is_ready_for_transition", "embargo_until_epoch", "isolation_violations", "last_transition_reason", "parameter_count", "last_command_id")
     DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]

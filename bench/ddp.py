@@ -142,11 +142,11 @@ def main() -> None:
         kinds[f"growing, {args.run_epochs} epochs"] = (args.run_epochs, False)
         rows = []
         for index, (label, (epochs, static)) in enumerate(kinds.items()):
-            one, two = (_run(args, root, f"{index}-{n}", n, epochs=epochs, static=static) for n in (1, 2))
+            alone, paired = (_run(args, root, f"{index}-{n}", n, epochs=epochs, static=static) for n in (1, 2))
             moves = _decisions(root / f"{index}-1"), _decisions(root / f"{index}-2")
             same = "-" if static else f"{'yes' if moves[0] == moves[1] else 'no'} ({len(moves[0])} / {len(moves[1])})"
             diff = _weight_difference(root / f"{index}-1", root / f"{index}-2") if static else float("nan")
-            rows.append((label, one, two, same, diff))
+            rows.append((label, alone, paired, same, diff))
     print(f"\n### Data parallel on this machine ({args.dataset}, host width {args.host_width}, gloo)\n")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end\n")
     print("| processes | training time per sample (µs) | speed-up |")

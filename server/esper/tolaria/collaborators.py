@@ -104,15 +104,17 @@ def collaborators_for_rank(
 ) -> CollaboratorsFactory:
     """What this rank of a data-parallel run builds its run against.
 
-    With the embedded pipeline, rank 0 creates the asset store (its database and signing
-    key) before any other rank opens it, then runs it; the others read it.
+    A data-parallel run is embedded: rank 0 creates the asset store (its database and
+    signing key) before any other rank opens it, then runs it (through `collaborators`,
+    which may wrap the embedded ones); the others read it. Every rank passes the same
+    barrier here, whatever factory it was handed.
     """
-    if collaborators is not embedded_collaborators:
-        return collaborators
     if ranks.is_main and not config.run.static:
         from esper.assets.embedded import EmbeddedAssets
 
         device = device_kind(resolve_device(config.run.device, "run.device"))
         EmbeddedAssets(config.assets, device_kind=device).stop()
     ranks.barrier()
-    return collaborators if ranks.is_main else reader_collaborators
+    if ranks.is_main or collaborators is not embedded_collaborators:
+        return collaborators
+    return reader_collaborators

@@ -21,7 +21,7 @@ def test_fitting_widening_first_largest_first_sites_in_turn_then_depth_then_late
         *_wanted(DEPTH, 1, 3, 24, 663),
     ]
     # A 244-parameter model: the growth step (1.0 x model) caps a width kernel at 244.
-    order = compile_priority(TamiyoConfig(), blueprints, model_parameters=244)
+    order = compile_priority(TamiyoConfig(growth_step_fraction=1.0), blueprints, model_parameters=244)
     assert order == [
         "s2-148", "s3-136", "s2-74", "s3-68", "s2-37",
         "s0-663", "s1-663", "s0-24", "s1-24", "s0-3", "s1-3",

@@ -75,6 +75,9 @@ def _config(task: Task, seed: int, args: argparse.Namespace, **extra: Any) -> Es
         "run.seed": seed,
         "run.host_width": task.host_width,
         "run.epochs": args.epochs,
+        # The deterministic mode: every run of a comparison sees the same kernels, however
+        # fast this machine compiles (by default a run starts at once and grows with what is ready).
+        "assets.wait_for_kernels": True,
         **extra,
     }
     if args.assets_dir:

@@ -58,6 +58,9 @@ def _config(args: argparse.Namespace, seed: int, **extra: Any) -> EsperConfig:
         "run.host_width": args.width,
         "run.host_depth": args.depth,
         "run.device": "cpu",
+        # The deterministic mode: every run of a comparison sees the same kernels, however
+        # fast this machine compiles (by default a run starts at once and grows with what is ready).
+        "assets.wait_for_kernels": True,
         **extra,
     }
     if args.assets_dir:

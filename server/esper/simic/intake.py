@@ -16,6 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
 
 from esper.errors import InvalidArgument
 from esper.leyline.v1 import control_pb2, policy_pb2, simic_pb2
@@ -40,12 +43,14 @@ class IntakeCounts:
     refused: int = 0
 
 
-class FieldReportIntake:
-    """Consumes field reports from a bus into a SimicServiceApi (in process: the SimicService)."""
+class _Intake:
+    """One durable consumer into a SimicServiceApi: stores each message, counts, drops what cannot be stored."""
 
-    def __init__(self, simic: SimicServiceApi, *, durable: str = DURABLE) -> None:
+    message_type: type[Message]
+
+    def __init__(self, simic: SimicServiceApi, durable: str, subject_filter: str) -> None:
         self._simic = simic
-        self.spec = ConsumerSpec(durable, (FIELD_REPORTS_FILTER,))
+        self.spec = ConsumerSpec(durable, (subject_filter,))
         self._lock = threading.Lock()
         self._counts = IntakeCounts()
 
@@ -53,20 +58,21 @@ class FieldReportIntake:
         return bus.subscribe(self.spec, self.handle)
 
     def handle(self, opened: OpenedEnvelope) -> None:
-        """Store one report; raises (so Oona retries) only when storing failed for a passing reason."""
-        report = opened.message
-        if not isinstance(report, control_pb2.FieldReport):
-            self._refuse(opened, f"carries {report.DESCRIPTOR.full_name}, not a FieldReport")
+        """Store one message; raises (so Oona retries) only when storing failed for a passing reason."""
+        message = opened.message
+        if not isinstance(message, self.message_type):
+            expected = self.message_type.DESCRIPTOR.name
+            self._refuse(opened, f"carries {message.DESCRIPTOR.full_name}, not a {expected}")
             return
         try:
-            recorded = self._simic.record_field_reports(simic_pb2.RecordFieldReportsRequest(reports=[report]))
+            accepted, duplicates = self._record(message)
         except InvalidArgument as error:
             self._refuse(opened, str(error))
             return
         with self._lock:
             self._counts = IntakeCounts(
-                stored=self._counts.stored + recorded.accepted_count,
-                duplicates=self._counts.duplicates + recorded.duplicate_count,
+                stored=self._counts.stored + accepted,
+                duplicates=self._counts.duplicates + duplicates,
                 refused=self._counts.refused,
             )
 
@@ -74,12 +80,29 @@ class FieldReportIntake:
         with self._lock:
             return self._counts
 
+    def _record(self, message: Any) -> tuple[int, int]:
+        """Store `message`: (newly stored, repeats dropped)."""
+        raise NotImplementedError
+
     def _refuse(self, opened: OpenedEnvelope, why: str) -> None:
         with self._lock:
             self._counts = IntakeCounts(
                 stored=self._counts.stored, duplicates=self._counts.duplicates, refused=self._counts.refused + 1
             )
         logger.warning("simic: dropped message %s from %r: %s", opened.idempotency_key, opened.envelope.source, why)
+
+
+class FieldReportIntake(_Intake):
+    """Consumes field reports from a bus into a SimicServiceApi (in process: the SimicService)."""
+
+    message_type = control_pb2.FieldReport
+
+    def __init__(self, simic: SimicServiceApi, *, durable: str = DURABLE) -> None:
+        super().__init__(simic, durable, FIELD_REPORTS_FILTER)
+
+    def _record(self, message: Any) -> tuple[int, int]:
+        recorded = self._simic.record_field_reports(simic_pb2.RecordFieldReportsRequest(reports=[message]))
+        return recorded.accepted_count, recorded.duplicate_count
 
 
 TRANSITIONS_DURABLE = "simic_transitions"
@@ -87,45 +110,17 @@ TRANSITIONS_DURABLE = "simic_transitions"
 TRANSITIONS_FILTER = "esper.transitions.>"
 
 
-class TransitionIntake:
+class TransitionIntake(_Intake):
     """Consumes Tamiyo's transitions from a bus into a SimicApi; the same contract as FieldReportIntake."""
 
+    message_type = policy_pb2.PolicyTransition
+
     def __init__(self, simic: SimicServiceApi, *, durable: str = TRANSITIONS_DURABLE) -> None:
-        self._simic = simic
-        self.spec = ConsumerSpec(durable, (TRANSITIONS_FILTER,))
-        self._lock = threading.Lock()
-        self._counts = IntakeCounts()
+        super().__init__(simic, durable, TRANSITIONS_FILTER)
 
-    def subscribe(self, bus: Bus) -> Subscription:
-        return bus.subscribe(self.spec, self.handle)
-
-    def handle(self, opened: OpenedEnvelope) -> None:
-        transition = opened.message
-        if not isinstance(transition, policy_pb2.PolicyTransition):
-            self._refuse(opened, f"carries {transition.DESCRIPTOR.full_name}, not a PolicyTransition")
-            return
-        try:
-            recorded = self._simic.record_transitions(simic_pb2.RecordTransitionsRequest(transitions=[transition]))
-        except InvalidArgument as error:
-            self._refuse(opened, str(error))
-            return
-        with self._lock:
-            self._counts = IntakeCounts(
-                stored=self._counts.stored + recorded.accepted_count,
-                duplicates=self._counts.duplicates + recorded.duplicate_count,
-                refused=self._counts.refused,
-            )
-
-    def counts(self) -> IntakeCounts:
-        with self._lock:
-            return self._counts
-
-    def _refuse(self, opened: OpenedEnvelope, why: str) -> None:
-        with self._lock:
-            self._counts = IntakeCounts(
-                stored=self._counts.stored, duplicates=self._counts.duplicates, refused=self._counts.refused + 1
-            )
-        logger.warning("simic: dropped message %s from %r: %s", opened.idempotency_key, opened.envelope.source, why)
+    def _record(self, message: Any) -> tuple[int, int]:
+        recorded = self._simic.record_transitions(simic_pb2.RecordTransitionsRequest(transitions=[message]))
+        return recorded.accepted_count, recorded.duplicate_count
 
 
 class PolicyPublisher:

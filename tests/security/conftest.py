@@ -13,6 +13,8 @@ from esper.mesh.server import ServiceRegistration
 from esper.mesh.threaded import ServerThread
 from esper.trust.identity import TlsIdentity, identity_files
 from esper.trust.pki import ensure_identities
+from tests.security.signed_bus import BusFactory, signed_buses
+from tests.support.nats import NatsServer
 
 IDENTITIES = ("urza", "tezzeret", "urabrask", "karn", "tamiyo", "simic", "nissa", "tolaria", "operator")
 
@@ -62,3 +64,9 @@ def tls_server(pki: Pki) -> Iterator[TlsServerFactory]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def bus_for(nats_server: NatsServer, tmp_path: Path) -> Iterator[BusFactory]:
+    """Signed buses on the test's NATS server (tests.security.signed_bus)."""
+    yield from signed_buses(nats_server, tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from esper.errors import FailedPrecondition
 from esper.kasmina import lifecycle as lc
 from esper.kasmina.config import KasminaConfig
+from esper.kasmina.isolation import straight_through
 from esper.kasmina.morphable import MorphableModel
 from esper.kasmina.operator import KasminaOperator
 from esper.kasmina.wrapping import wrap
@@ -91,7 +93,7 @@ def test_training_seed_leaves_host_output_and_gradients_bit_identical(kind: str)
 
 
 def test_training_seed_gets_the_grafted_gradient_first_order() -> None:
-    model, operator, _, _ = mlp_setup(RELU)
+    model, operator, _, _ = mlp_setup(dataclasses.replace(RELU, training_reach=0.0))
     bring_to(operator, "3", lc.TRAINING)
     seed = model.seed("3")
     assert seed.kernel is not None
@@ -113,6 +115,24 @@ def test_training_seed_gets_the_grafted_gradient_first_order() -> None:
     grafted = [p.grad for p in kernel.parameters()]
     assert len(straight) == 4
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(straight, grafted, strict=True))
+
+
+def test_training_objective_has_a_bounded_minimum_at_reach_times_the_activation() -> None:
+    """The proximal term: a kernel free to output anything settles at -reach * |h| * g / |g|."""
+    h = torch.randn(16, 8)
+    g = torch.randn(16, 8)
+    s = torch.zeros(16, 8, requires_grad=True)
+    optimizer = torch.optim.SGD([s], lr=0.5 * 0.25 * float(h.norm() / g.norm()))  # half the inverse curvature
+    for _ in range(200):
+        optimizer.zero_grad()
+        straight_through(h, s, 1.0, 0.25).backward(g)
+        optimizer.step()
+    expected = -0.25 * h.norm() * g / g.norm()
+    assert torch.allclose(s.detach(), expected, atol=1e-4)
+    # The first-order objective alone keeps growing along -g.
+    s0 = torch.zeros(16, 8, requires_grad=True)
+    straight_through(h, s0, 1.0).backward(g)
+    assert torch.equal(s0.grad, g)
 
 
 def test_grafting_blends_with_the_ramped_alpha() -> None:

@@ -228,6 +228,8 @@ def _train(args: argparse.Namespace) -> int:
         gate_suite=args.gate_suite or "",
         gate_seeds=args.gate_seeds or 0,
     )
+    if args.gate_tolerance is not None:
+        request.gate_tolerance = args.gate_tolerance
     if not args.wait and not (args.mesh or args.simic):
         raise UsageError("--no-wait needs --mesh or --simic: a local training job runs in this process")
     with simic_for(args) as simic:
@@ -296,6 +298,13 @@ def register(subparsers: Any) -> None:
         "stores the policy without publishing it",
     )
     train.add_argument("--gate-seeds", type=_positive, help="seeds per gate task (default: Simic's)")
+    train.add_argument(
+        "--gate-tolerance",
+        type=float,
+        metavar="POINTS",
+        help="publish a candidate whose mean gate score is at most POINTS below the current policy's "
+        "(0 to 100; default: Simic's, 0)",
+    )
     train.add_argument("--workers", type=_positive, default=1, help="local training only: episodes at once")
     train.add_argument("--no-wait", dest="wait", action="store_false", help="return once the job is accepted")
     train.add_argument("--timeout", type=float, default=7200.0, help="seconds to wait for the job (default: 7200)")

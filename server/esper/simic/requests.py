@@ -82,6 +82,8 @@ def check_train_policy(request: simic_pb2.TrainPolicyRequest) -> None:
         checks.one_of("gate_suite", request.gate_suite, [*sorted(SUITES), "none"])
     if request.gate_seeds:
         checks.in_range("gate_seeds", request.gate_seeds, 1, MAX_GATE_SEEDS, note="(0 means the configured number)")
+    if request.HasField("gate_tolerance"):
+        checks.in_range("gate_tolerance", request.gate_tolerance, 0.0, 100.0, note="(unset means the configured one)")
 
 
 def check_get_policy(request: simic_pb2.GetPolicyRequest) -> None:

@@ -148,7 +148,8 @@ class PolicyTrainer:
             config=self._config,
         )
         artifact = outcome.artifact
-        gate_note, passed = self._gate(artifact, request.gate_suite, request.gate_seeds)
+        tolerance = request.gate_tolerance if request.HasField("gate_tolerance") else None
+        gate_note, passed = self._gate(artifact, request.gate_suite, request.gate_seeds, tolerance)
         artifact.card["validation"] = {**artifact.card.get("validation", {}), **outcome.gate_card, "gate": gate_note}
         update_message = policy_update(artifact, outcome.metrics, transition_count=outcome.transitions, now=self._now())
         self._policies.add(update_message, artifact.weights, published=False, create_us=_us(self._now()))
@@ -174,8 +175,10 @@ class PolicyTrainer:
 
         return artifact_from_update(found, self._policies.weights(base_policy_id))
 
-    def _gate(self, artifact: PolicyArtifact, gate_suite: str, gate_seeds: int) -> tuple[str, bool]:
-        """(what the gate found, whether the policy may be published)."""
+    def _gate(
+        self, artifact: PolicyArtifact, gate_suite: str, gate_seeds: int, tolerance: float | None
+    ) -> tuple[str, bool]:
+        """(what the gate found, whether the policy may be published); `tolerance` None: the configured one."""
         training = self._config.training
         suite_name = gate_suite or training.gate_suite
         if not suite_name or suite_name == NO_GATE:
@@ -207,7 +210,7 @@ class PolicyTrainer:
                 workers=workers,
                 twins=StaticTwins(data / "static-twins", assets_dir=training.assets_dir, tasks_dir=str(data)),
                 reward=RewardConfig(),
-                tolerance=training.gate_tolerance,
+                tolerance=training.gate_tolerance if tolerance is None else tolerance,
                 assets_dir=training.assets_dir,
                 tasks_dir=str(data),
                 labels=(artifact.policy_id, current.policy_id if current is not None else HEURISTIC),

@@ -114,6 +114,10 @@ def test_a_policy_trained_with_esper_policy_train_is_picked_up_by_the_running_ta
             "smoke",
             "--gate-seeds",
             "1",
+            # A 40-step clone of two digits runs is not expected to match heuristic-v1 on the gate's
+            # task; this test is about publishing and hot reload, so the gate lets it through.
+            "--gate-tolerance",
+            "100",
             "--json",
         ).stdout
     )

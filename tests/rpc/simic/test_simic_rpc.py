@@ -71,6 +71,9 @@ def test_a_bad_request_names_its_field(client: SimicClient) -> None:
         client.record_field_reports(simic_pb2.RecordFieldReportsRequest(reports=reports))
     assert raised.value.reason == "INVALID_FIELD"
     assert [v.field for v in raised.value.violations] == ["reports[1].report_id"]
+    with pytest.raises(InvalidArgument) as raised:
+        client.train_policy(simic_pb2.TrainPolicyRequest(gate_tolerance=-1.0))
+    assert [v.field for v in raised.value.violations] == ["gate_tolerance"]
 
 
 def test_health_reports_simic_serving(server: ServerThread) -> None:

@@ -28,7 +28,7 @@ from esper.leyline.v1 import policy_pb2 as esper_dot_leyline_dot_v1_dot_policy__
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65sper/leyline/v1/simic.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a\x1e\x65sper/leyline/v1/control.proto\x1a\x1d\x65sper/leyline/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n\x19RecordFieldReportsRequest\x12\x37\n\x07reports\x18\x01 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x07reports\"l\n\x1aRecordFieldReportsResponse\x12%\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05R\racceptedCount\x12\'\n\x0f\x64uplicate_count\x18\x02 \x01(\x05R\x0e\x64uplicateCount\"l\n\x17ListFieldReportsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x15\n\x06run_id\x18\x03 \x01(\tR\x05runId\"\x9a\x01\n\x18ListFieldReportsResponse\x12\x37\n\x07reports\x18\x01 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x07reports\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"\x95\x02\n\x12TrainPolicyRequest\x12$\n\x0e\x62\x61se_policy_id\x18\x01 \x01(\tR\x0c\x62\x61sePolicyId\x12\x1b\n\tmax_steps\x18\x02 \x01(\rR\x08maxSteps\x12\x41\n\talgorithm\x18\x03 \x01(\x0e\x32#.esper.leyline.v1.TrainingAlgorithmR\talgorithm\x12\x1e\n\niterations\x18\x04 \x01(\rR\niterations\x12\x1b\n\tpolicy_id\x18\x05 \x01(\tR\x08policyId\x12\x1d\n\ngate_suite\x18\x06 \x01(\tR\tgateSuite\x12\x1d\n\ngate_seeds\x18\x07 \x01(\rR\tgateSeeds\"\x83\x02\n\x13TrainPolicyResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12;\n\x06status\x18\x02 \x01(\x0e\x32#.esper.leyline.v1.TrainingJobStatusR\x06status\x12\x36\n\x06policy\x18\x03 \x01(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x06policy\x12#\n\rerror_message\x18\x04 \x01(\tR\x0c\x65rrorMessage\x12;\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"X\n\x10GetPolicyRequest\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12\'\n\x0finclude_weights\x18\x02 \x01(\x08R\x0eincludeWeights\"e\n\x11GetPolicyResponse\x12\x36\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x06policy\x12\x18\n\x07weights\x18\x02 \x01(\x0cR\x07weights\"Q\n\x13ListPoliciesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"z\n\x14ListPoliciesResponse\x12:\n\x08policies\x18\x01 \x03(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x08policies\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"`\n\x18RecordTransitionsRequest\x12\x44\n\x0btransitions\x18\x01 \x03(\x0b\x32\".esper.leyline.v1.PolicyTransitionR\x0btransitions\"k\n\x19RecordTransitionsResponse\x12%\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05R\racceptedCount\x12\'\n\x0f\x64uplicate_count\x18\x02 \x01(\x05R\x0e\x64uplicateCount\"\x99\x03\n\x0bTrainingJob\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12;\n\x06status\x18\x02 \x01(\x0e\x32#.esper.leyline.v1.TrainingJobStatusR\x06status\x12\x41\n\talgorithm\x18\x03 \x01(\x0e\x32#.esper.leyline.v1.TrainingAlgorithmR\talgorithm\x12\x36\n\x06policy\x18\x04 \x01(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x06policy\x12#\n\rerror_message\x18\x05 \x01(\tR\x0c\x65rrorMessage\x12\x1c\n\tpublished\x18\x06 \x01(\x08R\tpublished\x12;\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\".\n\x15GetTrainingJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"I\n\x16GetTrainingJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\x1d.esper.leyline.v1.TrainingJobR\x03job*\xbc\x01\n\x11TrainingJobStatus\x12#\n\x1fTRAINING_JOB_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRAINING_JOB_STATUS_QUEUED\x10\x01\x12\x1f\n\x1bTRAINING_JOB_STATUS_RUNNING\x10\x02\x12!\n\x1dTRAINING_JOB_STATUS_SUCCEEDED\x10\x03\x12\x1e\n\x1aTRAINING_JOB_STATUS_FAILED\x10\x04*}\n\x11TrainingAlgorithm\x12\"\n\x1eTRAINING_ALGORITHM_UNSPECIFIED\x10\x00\x12(\n$TRAINING_ALGORITHM_BEHAVIOUR_CLONING\x10\x01\x12\x1a\n\x16TRAINING_ALGORITHM_PPO\x10\x02\x32\xde\x06\n\x0cSimicService\x12\x86\x01\n\x12RecordFieldReports\x12+.esper.leyline.v1.RecordFieldReportsRequest\x1a,.esper.leyline.v1.RecordFieldReportsResponse\"\x15\x82\x80\x19\x11\n\x07tolaria\n\x06tamiyo\x12y\n\x10ListFieldReports\x12).esper.leyline.v1.ListFieldReportsRequest\x1a*.esper.leyline.v1.ListFieldReportsResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12j\n\x0bTrainPolicy\x12$.esper.leyline.v1.TrainPolicyRequest\x1a%.esper.leyline.v1.TrainPolicyResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12l\n\tGetPolicy\x12\".esper.leyline.v1.GetPolicyRequest\x1a#.esper.leyline.v1.GetPolicyResponse\"\x16\x82\x80\x19\x12\n\x08operator\n\x06tamiyo\x12u\n\x0cListPolicies\x12%.esper.leyline.v1.ListPoliciesRequest\x1a&.esper.leyline.v1.ListPoliciesResponse\"\x16\x82\x80\x19\x12\n\x08operator\n\x06tamiyo\x12\x83\x01\n\x11RecordTransitions\x12*.esper.leyline.v1.RecordTransitionsRequest\x1a+.esper.leyline.v1.RecordTransitionsResponse\"\x15\x82\x80\x19\x11\n\x07tolaria\n\x06tamiyo\x12s\n\x0eGetTrainingJob\x12\'.esper.leyline.v1.GetTrainingJobRequest\x1a(.esper.leyline.v1.GetTrainingJobResponse\"\x0e\x82\x80\x19\n\n\x08operatorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65sper/leyline/v1/simic.proto\x12\x10\x65sper.leyline.v1\x1a\x1d\x65sper/leyline/v1/access.proto\x1a\x1e\x65sper/leyline/v1/control.proto\x1a\x1d\x65sper/leyline/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n\x19RecordFieldReportsRequest\x12\x37\n\x07reports\x18\x01 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x07reports\"l\n\x1aRecordFieldReportsResponse\x12%\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05R\racceptedCount\x12\'\n\x0f\x64uplicate_count\x18\x02 \x01(\x05R\x0e\x64uplicateCount\"l\n\x17ListFieldReportsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x15\n\x06run_id\x18\x03 \x01(\tR\x05runId\"\x9a\x01\n\x18ListFieldReportsResponse\x12\x37\n\x07reports\x18\x01 \x03(\x0b\x32\x1d.esper.leyline.v1.FieldReportR\x07reports\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n\ntotal_size\x18\x03 \x01(\x05R\ttotalSize\"\xd4\x02\n\x12TrainPolicyRequest\x12$\n\x0e\x62\x61se_policy_id\x18\x01 \x01(\tR\x0c\x62\x61sePolicyId\x12\x1b\n\tmax_steps\x18\x02 \x01(\rR\x08maxSteps\x12\x41\n\talgorithm\x18\x03 \x01(\x0e\x32#.esper.leyline.v1.TrainingAlgorithmR\talgorithm\x12\x1e\n\niterations\x18\x04 \x01(\rR\niterations\x12\x1b\n\tpolicy_id\x18\x05 \x01(\tR\x08policyId\x12\x1d\n\ngate_suite\x18\x06 \x01(\tR\tgateSuite\x12\x1d\n\ngate_seeds\x18\x07 \x01(\rR\tgateSeeds\x12*\n\x0egate_tolerance\x18\x08 \x01(\x02H\x00R\rgateTolerance\x88\x01\x01\x42\x11\n\x0f_gate_tolerance\"\x83\x02\n\x13TrainPolicyResponse\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12;\n\x06status\x18\x02 \x01(\x0e\x32#.esper.leyline.v1.TrainingJobStatusR\x06status\x12\x36\n\x06policy\x18\x03 \x01(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x06policy\x12#\n\rerror_message\x18\x04 \x01(\tR\x0c\x65rrorMessage\x12;\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\"X\n\x10GetPolicyRequest\x12\x1b\n\tpolicy_id\x18\x01 \x01(\tR\x08policyId\x12\'\n\x0finclude_weights\x18\x02 \x01(\x08R\x0eincludeWeights\"e\n\x11GetPolicyResponse\x12\x36\n\x06policy\x18\x01 \x01(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x06policy\x12\x18\n\x07weights\x18\x02 \x01(\x0cR\x07weights\"Q\n\x13ListPoliciesRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\"z\n\x14ListPoliciesResponse\x12:\n\x08policies\x18\x01 \x03(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x08policies\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"`\n\x18RecordTransitionsRequest\x12\x44\n\x0btransitions\x18\x01 \x03(\x0b\x32\".esper.leyline.v1.PolicyTransitionR\x0btransitions\"k\n\x19RecordTransitionsResponse\x12%\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05R\racceptedCount\x12\'\n\x0f\x64uplicate_count\x18\x02 \x01(\x05R\x0e\x64uplicateCount\"\x99\x03\n\x0bTrainingJob\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12;\n\x06status\x18\x02 \x01(\x0e\x32#.esper.leyline.v1.TrainingJobStatusR\x06status\x12\x41\n\talgorithm\x18\x03 \x01(\x0e\x32#.esper.leyline.v1.TrainingAlgorithmR\talgorithm\x12\x36\n\x06policy\x18\x04 \x01(\x0b\x32\x1e.esper.leyline.v1.PolicyUpdateR\x06policy\x12#\n\rerror_message\x18\x05 \x01(\tR\x0c\x65rrorMessage\x12\x1c\n\tpublished\x18\x06 \x01(\x08R\tpublished\x12;\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\".\n\x15GetTrainingJobRequest\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\"I\n\x16GetTrainingJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\x1d.esper.leyline.v1.TrainingJobR\x03job*\xbc\x01\n\x11TrainingJobStatus\x12#\n\x1fTRAINING_JOB_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRAINING_JOB_STATUS_QUEUED\x10\x01\x12\x1f\n\x1bTRAINING_JOB_STATUS_RUNNING\x10\x02\x12!\n\x1dTRAINING_JOB_STATUS_SUCCEEDED\x10\x03\x12\x1e\n\x1aTRAINING_JOB_STATUS_FAILED\x10\x04*}\n\x11TrainingAlgorithm\x12\"\n\x1eTRAINING_ALGORITHM_UNSPECIFIED\x10\x00\x12(\n$TRAINING_ALGORITHM_BEHAVIOUR_CLONING\x10\x01\x12\x1a\n\x16TRAINING_ALGORITHM_PPO\x10\x02\x32\xde\x06\n\x0cSimicService\x12\x86\x01\n\x12RecordFieldReports\x12+.esper.leyline.v1.RecordFieldReportsRequest\x1a,.esper.leyline.v1.RecordFieldReportsResponse\"\x15\x82\x80\x19\x11\n\x07tolaria\n\x06tamiyo\x12y\n\x10ListFieldReports\x12).esper.leyline.v1.ListFieldReportsRequest\x1a*.esper.leyline.v1.ListFieldReportsResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12j\n\x0bTrainPolicy\x12$.esper.leyline.v1.TrainPolicyRequest\x1a%.esper.leyline.v1.TrainPolicyResponse\"\x0e\x82\x80\x19\n\n\x08operator\x12l\n\tGetPolicy\x12\".esper.leyline.v1.GetPolicyRequest\x1a#.esper.leyline.v1.GetPolicyResponse\"\x16\x82\x80\x19\x12\n\x08operator\n\x06tamiyo\x12u\n\x0cListPolicies\x12%.esper.leyline.v1.ListPoliciesRequest\x1a&.esper.leyline.v1.ListPoliciesResponse\"\x16\x82\x80\x19\x12\n\x08operator\n\x06tamiyo\x12\x83\x01\n\x11RecordTransitions\x12*.esper.leyline.v1.RecordTransitionsRequest\x1a+.esper.leyline.v1.RecordTransitionsResponse\"\x15\x82\x80\x19\x11\n\x07tolaria\n\x06tamiyo\x12s\n\x0eGetTrainingJob\x12\'.esper.leyline.v1.GetTrainingJobRequest\x1a(.esper.leyline.v1.GetTrainingJobResponse\"\x0e\x82\x80\x19\n\n\x08operatorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,10 +49,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIMICSERVICE'].methods_by_name['RecordTransitions']._serialized_options = b'\202\200\031\021\n\007tolaria\n\006tamiyo'
   _globals['_SIMICSERVICE'].methods_by_name['GetTrainingJob']._loaded_options = None
   _globals['_SIMICSERVICE'].methods_by_name['GetTrainingJob']._serialized_options = b'\202\200\031\n\n\010operator'
-  _globals['_TRAININGJOBSTATUS']._serialized_start=2325
-  _globals['_TRAININGJOBSTATUS']._serialized_end=2513
-  _globals['_TRAININGALGORITHM']._serialized_start=2515
-  _globals['_TRAININGALGORITHM']._serialized_end=2640
+  _globals['_TRAININGJOBSTATUS']._serialized_start=2388
+  _globals['_TRAININGJOBSTATUS']._serialized_end=2576
+  _globals['_TRAININGALGORITHM']._serialized_start=2578
+  _globals['_TRAININGALGORITHM']._serialized_end=2703
   _globals['_RECORDFIELDREPORTSREQUEST']._serialized_start=177
   _globals['_RECORDFIELDREPORTSREQUEST']._serialized_end=261
   _globals['_RECORDFIELDREPORTSRESPONSE']._serialized_start=263
@@ -62,27 +62,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTFIELDREPORTSRESPONSE']._serialized_start=484
   _globals['_LISTFIELDREPORTSRESPONSE']._serialized_end=638
   _globals['_TRAINPOLICYREQUEST']._serialized_start=641
-  _globals['_TRAINPOLICYREQUEST']._serialized_end=918
-  _globals['_TRAINPOLICYRESPONSE']._serialized_start=921
-  _globals['_TRAINPOLICYRESPONSE']._serialized_end=1180
-  _globals['_GETPOLICYREQUEST']._serialized_start=1182
-  _globals['_GETPOLICYREQUEST']._serialized_end=1270
-  _globals['_GETPOLICYRESPONSE']._serialized_start=1272
-  _globals['_GETPOLICYRESPONSE']._serialized_end=1373
-  _globals['_LISTPOLICIESREQUEST']._serialized_start=1375
-  _globals['_LISTPOLICIESREQUEST']._serialized_end=1456
-  _globals['_LISTPOLICIESRESPONSE']._serialized_start=1458
-  _globals['_LISTPOLICIESRESPONSE']._serialized_end=1580
-  _globals['_RECORDTRANSITIONSREQUEST']._serialized_start=1582
-  _globals['_RECORDTRANSITIONSREQUEST']._serialized_end=1678
-  _globals['_RECORDTRANSITIONSRESPONSE']._serialized_start=1680
-  _globals['_RECORDTRANSITIONSRESPONSE']._serialized_end=1787
-  _globals['_TRAININGJOB']._serialized_start=1790
-  _globals['_TRAININGJOB']._serialized_end=2199
-  _globals['_GETTRAININGJOBREQUEST']._serialized_start=2201
-  _globals['_GETTRAININGJOBREQUEST']._serialized_end=2247
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=2249
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=2322
-  _globals['_SIMICSERVICE']._serialized_start=2643
-  _globals['_SIMICSERVICE']._serialized_end=3505
+  _globals['_TRAINPOLICYREQUEST']._serialized_end=981
+  _globals['_TRAINPOLICYRESPONSE']._serialized_start=984
+  _globals['_TRAINPOLICYRESPONSE']._serialized_end=1243
+  _globals['_GETPOLICYREQUEST']._serialized_start=1245
+  _globals['_GETPOLICYREQUEST']._serialized_end=1333
+  _globals['_GETPOLICYRESPONSE']._serialized_start=1335
+  _globals['_GETPOLICYRESPONSE']._serialized_end=1436
+  _globals['_LISTPOLICIESREQUEST']._serialized_start=1438
+  _globals['_LISTPOLICIESREQUEST']._serialized_end=1519
+  _globals['_LISTPOLICIESRESPONSE']._serialized_start=1521
+  _globals['_LISTPOLICIESRESPONSE']._serialized_end=1643
+  _globals['_RECORDTRANSITIONSREQUEST']._serialized_start=1645
+  _globals['_RECORDTRANSITIONSREQUEST']._serialized_end=1741
+  _globals['_RECORDTRANSITIONSRESPONSE']._serialized_start=1743
+  _globals['_RECORDTRANSITIONSRESPONSE']._serialized_end=1850
+  _globals['_TRAININGJOB']._serialized_start=1853
+  _globals['_TRAININGJOB']._serialized_end=2262
+  _globals['_GETTRAININGJOBREQUEST']._serialized_start=2264
+  _globals['_GETTRAININGJOBREQUEST']._serialized_end=2310
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=2312
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=2385
+  _globals['_SIMICSERVICE']._serialized_start=2706
+  _globals['_SIMICSERVICE']._serialized_end=3568
 # @@protoc_insertion_point(module_scope)

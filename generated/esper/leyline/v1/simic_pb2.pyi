@@ -70,7 +70,7 @@ class ListFieldReportsResponse(_message.Message):
     def __init__(self, reports: _Optional[_Iterable[_Union[_control_pb2.FieldReport, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
 
 class TrainPolicyRequest(_message.Message):
-    __slots__ = ("base_policy_id", "max_steps", "algorithm", "iterations", "policy_id", "gate_suite", "gate_seeds")
+    __slots__ = ("base_policy_id", "max_steps", "algorithm", "iterations", "policy_id", "gate_suite", "gate_seeds", "gate_tolerance")
     BASE_POLICY_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class TrainPolicyRequest(_message.Message):
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
     GATE_SUITE_FIELD_NUMBER: _ClassVar[int]
     GATE_SEEDS_FIELD_NUMBER: _ClassVar[int]
+    GATE_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     base_policy_id: str
     max_steps: int
     algorithm: TrainingAlgorithm
@@ -85,7 +86,8 @@ class TrainPolicyRequest(_message.Message):
     policy_id: str
     gate_suite: str
     gate_seeds: int
-    def __init__(self, base_policy_id: _Optional[str] = ..., max_steps: _Optional[int] = ..., algorithm: _Optional[_Union[TrainingAlgorithm, str]] = ..., iterations: _Optional[int] = ..., policy_id: _Optional[str] = ..., gate_suite: _Optional[str] = ..., gate_seeds: _Optional[int] = ...) -> None: ...
+    gate_tolerance: float
+    def __init__(self, base_policy_id: _Optional[str] = ..., max_steps: _Optional[int] = ..., algorithm: _Optional[_Union[TrainingAlgorithm, str]] = ..., iterations: _Optional[int] = ..., policy_id: _Optional[str] = ..., gate_suite: _Optional[str] = ..., gate_seeds: _Optional[int] = ..., gate_tolerance: _Optional[float] = ...) -> None: ...
 
 class TrainPolicyResponse(_message.Message):
     __slots__ = ("job_id", "status", "policy", "error_message", "create_time")

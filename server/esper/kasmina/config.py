@@ -45,10 +45,11 @@ class KasminaConfig:
     reads a later one, so only causal blocks fit), "bidirectional", or "auto" (found by
     changing the example input's last token). Step counts are optimizer steps. While
     TRAINING, the seed learns from the task-loss gradient it would get if grafted at
-    `training_blend_alpha` (its forward value stays exactly the host's), plus a
-    proximal term that holds its output near `training_reach` times the host
-    activation's norm (esper.kasmina.isolation; 0 leaves the first-order objective
-    unbounded).
+    `training_blend_alpha` (its forward value stays exactly the host's); a depth
+    seed's objective also has a proximal term that holds its output near
+    `training_reach` times the host activation's norm, a width seed's near
+    `width_training_reach` times the next layer's pre-activation (esper.kasmina.isolation;
+    0 leaves the first-order objective unbounded).
     `isolation_check_every` and `gradient_sample_every` sample steps for the run-time
     isolation check and the seed's gradient statistics (the first step of each epoch
     is always checked). Correlation telemetry uses at most `correlation_max_units`
@@ -76,6 +77,7 @@ class KasminaConfig:
     drift_smoothing: float = 0.9
     training_blend_alpha: float = 1.0
     training_reach: float = 0.25
+    width_training_reach: float = 0.0
     training_min_steps: int = 50
     stabilization_steps: int = 50
     fine_tuning_min_steps: int = 50
@@ -95,6 +97,7 @@ class KasminaConfig:
         checks.in_range("kasmina.drift_smoothing", self.drift_smoothing, 0.0, 1.0, high_open=True)
         checks.in_range("kasmina.training_blend_alpha", self.training_blend_alpha, 0.0, 1.0, low_open=True)
         checks.in_range("kasmina.training_reach", self.training_reach, 0.0, 10.0)
+        checks.in_range("kasmina.width_training_reach", self.width_training_reach, 0.0, 10.0)
         at_least_one = (
             "max_seeds",
             "ramp_steps",

@@ -454,7 +454,8 @@ class KasminaSeed(nn.Module):
         """(output, kernel output) of the straight-through blend; the kernel reads `x` detached."""
         assert self.kernel is not None
         s = self._fit_output(self.kernel(_dense(x.detach())), h)
-        return straight_through(h, s, self.config.training_blend_alpha, self.config.training_reach), s
+        reach = self.config.width_training_reach if self.is_width else self.config.training_reach
+        return straight_through(h, s, self.config.training_blend_alpha, reach), s
 
     def _fit_input(self, x: Tensor) -> Tensor:
         """What the kernel reads: the first units of its input when the host has grown there since."""

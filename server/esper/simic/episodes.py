@@ -21,6 +21,7 @@ import json
 import logging
 import multiprocessing
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -110,6 +111,9 @@ def episode_config(spec: EpisodeSpec, out: Path) -> Any:
         "run.host_width": spec.task.host_width,
         "run.static": spec.policy == STATIC,
         "run.out": str(out),
+        # The deterministic mode: an episode, its static twin and its baseline see the same
+        # kernels however fast the machine compiles (the shared cache makes it free after the first).
+        "assets.wait_for_kernels": True,
     }
     if spec.assets_dir:
         overrides["assets.data_dir"] = spec.assets_dir
@@ -221,13 +225,15 @@ def _services(spec: EpisodeSpec, sink: _Collector | None, controllers: list[Any]
             return controller
 
         def prefetch(sites: Any) -> object:
-            # Wait for it: a kernel load in the prefetch thread beside the training thread can break
-            # torch's process-wide fx annotation state (KeyError 'custom' in zero_grad, seen here).
-            thread = services.prefetch(sites)
-            join = getattr(thread, "join", None)
-            if join is not None:
-                join()
-            return thread
+            # Load once, here, not in the background: a kernel load in a thread beside the training
+            # thread can break torch's process-wide fx annotation state (KeyError 'custom' in
+            # zero_grad, seen here). The kernels are all validated already (the deterministic mode);
+            # Esper's own prefetch follows the asset pipeline until the run ends, and joining it hung
+            # every episode.
+            from esper.assets.pipeline import prefetch_kernels
+
+            prefetch_kernels(services.urza, services.kernel_cache, sites, threading.Event())
+            return None
 
         return dataclasses.replace(services, make_controller=make_controller, prefetch=prefetch)
 

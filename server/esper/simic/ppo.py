@@ -236,9 +236,9 @@ def rollout(
             continue
         terminal = episode_score(outcome(result, static[(result.task, result.seed)]), ppo.reward)
         scores.append(terminal)
-        scores = [t.validation_score for t in transitions]
+        validation = [t.validation_score for t in transitions]
         baseline = (baselines or {}).get((result.task, result.seed), 0.0)
-        rewards = step_rewards(scores, terminal - baseline, ppo.reward)
+        rewards = step_rewards(validation, terminal - baseline, ppo.reward)
         values = np.array([t.value for t in transitions], dtype=np.float64)
         advantage, returns = advantages(rewards, values, gamma=ppo.gamma, lam=ppo.lam)
         for t, a, g in zip(transitions, advantage, returns, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from esper.leyline.v1 import policy_pb2
-from esper.simic.ppo import PpoConfig, Step, ppo_update
+from esper.simic.episodes import EpisodeResult
+from esper.simic.ppo import PpoConfig, Step, ppo_update, rollout
 from esper.simic.samples import batch, samples_from_transitions
 from esper.tamiyo import TamiyoConfig, TamiyoController
 from esper.tamiyo.acting import evaluate
@@ -77,6 +79,41 @@ def test_an_update_raises_the_probability_of_what_paid(tmp_path: Path) -> None:
     after = evaluate(net, data.tensors, data.seed_actions, data.kernel_pairs).log_prob.detach()
     assert all(np.isfinite(v) for v in figures.values())
     assert float(after.mean()) > float(before.mean())
+
+
+def _episode(seed: int, transitions: list[policy_pb2.PolicyTransition], *, score: float, params: int) -> EpisodeResult:
+    return EpisodeResult(
+        task="t",
+        seed=seed,
+        policy="p",
+        best_val_score=score,
+        final_val_score=score,
+        test_accuracy=score,
+        params_initial=100,
+        params_final=params,
+        germinated=1,
+        fossilized=1,
+        culled=0,
+        rollbacks=0,
+        fallbacks=0,
+        wall_seconds=1.0,
+        transitions=tuple(t.SerializeToString() for t in transitions),
+    )
+
+
+def test_a_rollout_scores_each_episode_once_and_steps_every_boundary(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    transitions = _explored(tmp_path, TamiyoNet(Architecture(hidden=16)), seed=7)
+    static = {("t", s): _episode(s, [], score=0.5, params=100) for s in (0, 1, 2)}
+    played = [
+        _episode(0, transitions, score=0.6, params=200),
+        dataclasses.replace(_episode(1, transitions, score=0.7, params=200), error="crashed"),
+        _episode(2, transitions, score=0.8, params=200),
+    ]
+    steps, scores, _ = rollout(played, static, PpoConfig())
+    assert len(scores) == 2  # one terminal score per episode that played, not per boundary
+    assert scores[1] > scores[0]
+    assert len(steps) == 2 * len(transitions)
 
 
 def test_ppo_settings_are_checked() -> None:

@@ -9,7 +9,8 @@ enters the layer L it widens, h the output of the layer N after L). Forward by s
     without the seed (the kernel reads x detached), while the kernel learns from the
     task-loss gradient it would get if grafted at `training_blend_alpha` (1.0 by
     default: the blend it reaches at the end of the ramp, so what it learns is what
-    it will be asked to do).
+    it will be asked to do), a depth seed with a proximal term that bounds its output
+    (`training_reach`, esper.kasmina.isolation).
   GRAFTING: h + alpha * kernel(x), alpha advanced each training step by the ramp.
   STABILIZATION, EVALUATING: h + kernel(x) with the kernel frozen.
   FINE_TUNING: h + kernel(x), the kernel trained on the task loss with the host.

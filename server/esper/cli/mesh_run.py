@@ -65,7 +65,7 @@ class MeshRuns:
         if is_path(policy):
             raise FailedPrecondition(
                 f"--policy {policy}: a policy file works embedded; on a mesh name a policy its Tamiyo or "
-                "Simic knows (heuristic-v1, or one `esper policy list --mesh` shows)",
+                "Simic knows (heuristic-v1, gnn-v1, or one `esper policy list --mesh` shows)",
                 reason="POLICY_NOT_ON_MESH",
             )
         tamiyo = ClientConfig(

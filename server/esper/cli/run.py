@@ -245,7 +245,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy",
         metavar="ID|PATH",
-        help="Tamiyo's policy: heuristic-v1 (default), a policy trained by Simic (esper policy list), or a policy file "
+        help="Tamiyo's policy: heuristic-v1 (default), gnn-v1 (learned, shipped), a policy trained by Simic "
+        "(esper policy list), or a policy file "
         "(embedded only); on a mesh its Tamiyo is told to load it (pinned)",
     )
     add_experience_argument(parser)

@@ -18,6 +18,8 @@ One iteration:
      early once the approximate KL from the acting policy passes 1.5 x `target_kl`.
   4. Every `validate_every` iterations the greedy policy plays the validation suite; the
      best-scoring iterate is the result (model selection never looks at the held-out suite).
+     The starting network (the behaviour clone) is scored before the first iteration, so
+     PPO replaces it only with an iterate that validates better.
 Boundaries where the policy fell back to heuristic-v1 train the value head only.
 """
 
@@ -138,8 +140,34 @@ def train_ppo(
     episodes_played = 0
     try:
         with tempfile.TemporaryDirectory(prefix="simic-ppo-") as scratch:
+
+            def validate(iteration: int) -> Any:
+                path = str(write_policy(Path(scratch) / f"val{iteration}", _artifact(net, iteration)))
+                return score_suite(
+                    path,
+                    validation,
+                    list(range(ppo.validation_seeds)),
+                    workers=pool,
+                    twins=twins,
+                    reward=ppo.reward,
+                    assets_dir=training.assets_dir,
+                    tasks_dir=str(data_dir),
+                )
+
             pairs = [(task, seed) for task in tasks for seed in range(ppo.run_seeds)]
             static = twins.results(pairs, pool)
+            # The starting network is scored too: an iterate replaces it only by validating better.
+            start_score = validate(0)
+            best_score = start_score.mean
+            start_row = {
+                "iteration": 0,
+                "validation_score": start_score.mean,
+                "validation_per_task": start_score.per_task,
+            }
+            history.append(start_row)
+            logger.info("ppo start: %s", json.dumps(_short(start_row)))
+            if observe is not None:
+                observe(start_row)
             for iteration in range(1, ppo.iterations + 1):
                 started = time.perf_counter()
                 policy_path = str(write_policy(Path(scratch) / f"it{iteration}", _artifact(net, iteration)))
@@ -173,17 +201,7 @@ def train_ppo(
                     **figures,
                 }
                 if iteration % ppo.validate_every == 0 or iteration == ppo.iterations:
-                    path = str(write_policy(Path(scratch) / f"val{iteration}", _artifact(net, iteration)))
-                    score = score_suite(
-                        path,
-                        validation,
-                        list(range(ppo.validation_seeds)),
-                        workers=pool,
-                        twins=twins,
-                        reward=ppo.reward,
-                        assets_dir=training.assets_dir,
-                        tasks_dir=str(data_dir),
-                    )
+                    score = validate(iteration)
                     row["validation_score"] = score.mean
                     row["validation_per_task"] = score.per_task
                     if score.mean > best_score:

@@ -171,15 +171,16 @@ def plot_curve(curve_path: Path, png: Path) -> None:
     rows = [json.loads(line) for line in curve_path.read_text().splitlines() if line.strip()]
     figure = Figure(figsize=(13, 3.8), dpi=100, layout="constrained")
     panels = figure.subplots(1, 3)
-    iterations = [row["iteration"] for row in rows]
-    panels[0].plot(iterations, [row.get("reward") for row in rows], marker="o", label="score vs static twin")
+    played = [row for row in rows if "reward" in row]  # iteration 0 is the starting network, validated only
+    iterations = [row["iteration"] for row in played]
+    panels[0].plot(iterations, [row["reward"] for row in played], marker="o", label="score vs static twin")
     panels[0].plot(
-        iterations, [row.get("reward_vs_baseline") for row in rows], marker="s", label="minus heuristic-v1's score"
+        iterations, [row.get("reward_vs_baseline") for row in played], marker="s", label="minus heuristic-v1's score"
     )
     panels[0].axhline(0.0, color="grey", linewidth=0.8)
     panels[0].legend(fontsize=8)
     panels[0].set_title("exploring episodes' reward (points)")
-    panels[1].plot(iterations, [row.get("entropy") for row in rows], marker="o", color="tab:orange")
+    panels[1].plot(iterations, [row.get("entropy") for row in played], marker="o", color="tab:orange")
     panels[1].set_title("policy entropy (decisions with a choice)")
     validated = [row for row in rows if "validation_score" in row]
     panels[2].plot(

@@ -76,7 +76,7 @@ class KasminaConfig:
     ramp_steps: int = 100
     drift_smoothing: float = 0.9
     training_blend_alpha: float = 1.0
-    training_reach: float = 0.25
+    training_reach: float = 4.0
     width_training_reach: float = 0.0
     training_min_steps: int = 50
     stabilization_steps: int = 50

@@ -112,3 +112,15 @@ def test_run_refuses_a_policy_it_cannot_find(tmp_path: Path, capsys: pytest.Capt
     )
     assert code == 1
     assert "missing" in err
+
+
+def test_the_shipped_gnn_v1_is_listed_learned_and_not_the_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _esper(capsys, "policy", "list", "--json", "--experience-dir", str(tmp_path))
+    entry = {e["policy_id"]: e for e in json.loads(out)}["gnn-v1"]
+    assert (code, entry["kind"], entry["default"]) == (0, "learned", False)
+    code, out, _ = _esper(capsys, "policy", "show", "gnn-v1", "--experience-dir", str(tmp_path), "--json")
+    card = json.loads(out)["card"]
+    assert code == 0 and card["validation"]["gate_passed"] is True
+    assert card["recipe"]["ppo"]["reward"]["parameter_cost"] == 0.5  # the reward the recipe trains with today

@@ -42,6 +42,8 @@ ranks is skipped on every rank.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
 import importlib
 import json
@@ -209,6 +211,15 @@ class DataParallel:
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
+            # Every rank reaches this point before any tears its connections down: a rank that
+            # destroys its group while a peer is still talking makes gloo abort that peer
+            # (SIGABRT, seen on a loaded machine). On gloo a rank that never comes (it crashed)
+            # is waited for a minute, not forever.
+            with contextlib.suppress(RuntimeError):
+                if self.backend == "gloo":
+                    dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+                else:
+                    dist.barrier()
             dist.destroy_process_group()
 
     @property

@@ -82,6 +82,7 @@ def _rank(rank: int, store: str, results: Any) -> None:
         state = {name: t.tolist() for name, t in model.state_dict().items()}
         disagreement = _disagreement(ranks, model)
         results.put((rank, len(share_y), float(total), grads, model.extra.weight.tolist(), stats, state, disagreement))
+        dist.barrier()  # no rank tears its connections down while the other still talks (gloo aborts it)
     finally:
         dist.destroy_process_group()
 

@@ -150,6 +150,10 @@ def test_run_with_a_policy_pins_it_on_the_mesh(mesh: Path, tmp_path: Path) -> No
     )
     status = _status(mesh)
     assert (status.policy_id, status.policy_pinned) == ("heuristic-v1", True)  # type: ignore[attr-defined]
+    # The shipped learned policy, by name: the mesh's Tamiyo loads it from its own package.
+    esper("run", "--mesh", str(mesh / "mesh.json"), "--out", str(tmp_path / "gnn"), "--policy", "gnn-v1", *RUN_ARGS)
+    status = _status(mesh)
+    assert (status.policy_id, status.policy_pinned) == ("gnn-v1", True)  # type: ignore[attr-defined]
     refused = esper(
         "run",
         "--mesh",

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from esper.leyline.v1 import policy_pb2
-from esper.simic.episodes import EpisodeResult
 from esper.simic.ppo import PpoConfig, Step, ppo_update, rollout
 from esper.simic.samples import batch, samples_from_transitions
 from esper.tamiyo import TamiyoConfig, TamiyoController
@@ -19,6 +18,7 @@ from esper.tamiyo.acting import evaluate
 from esper.tamiyo.artifact import write_policy
 from esper.tamiyo.gnn import Architecture, TamiyoNet
 from esper.tamiyo.policies import find_artifact, learned_policy, policy_artifact
+from tests.support.episodes import episode_result
 from tests.support.tamiyo import FakeKernels, SeedSimulator, descriptor, kernel, run_epochs
 
 LAYOUT = tuple(descriptor(f"net.{i}", i // 2, (32,) if i % 3 else (16,)) for i in range(6))
@@ -81,35 +81,15 @@ def test_an_update_raises_the_probability_of_what_paid(tmp_path: Path) -> None:
     assert float(after.mean()) > float(before.mean())
 
 
-def _episode(seed: int, transitions: list[policy_pb2.PolicyTransition], *, score: float, params: int) -> EpisodeResult:
-    return EpisodeResult(
-        task="t",
-        seed=seed,
-        policy="p",
-        best_val_score=score,
-        final_val_score=score,
-        test_accuracy=score,
-        params_initial=100,
-        params_final=params,
-        germinated=1,
-        fossilized=1,
-        culled=0,
-        rollbacks=0,
-        fallbacks=0,
-        wall_seconds=1.0,
-        transitions=tuple(t.SerializeToString() for t in transitions),
-    )
-
-
 def test_a_rollout_scores_each_episode_once_and_steps_every_boundary(tmp_path: Path) -> None:
     torch.manual_seed(2)
     transitions = _explored(tmp_path, TamiyoNet(Architecture(hidden=16)), seed=7)
-    static = {("t", s): _episode(s, [], score=0.5, params=100) for s in (0, 1, 2)}
+    static = {("t", s): episode_result(seed=s, score=0.5) for s in (0, 1, 2)}
     played = [
-        _episode(0, transitions, score=0.6, params=200),
-        dataclasses.replace(_episode(1, transitions, score=0.7, params=200), error="crashed"),
-        _episode(2, transitions, score=0.8, params=200),
+        episode_result(seed=s, transitions=transitions, score=a, params_final=200)
+        for s, a in enumerate((0.6, 0.7, 0.8))
     ]
+    played[1] = dataclasses.replace(played[1], error="crashed")
     steps, scores, _ = rollout(played, static, PpoConfig())
     assert len(scores) == 2  # one terminal score per episode that played, not per boundary
     assert scores[1] > scores[0]

@@ -11,6 +11,7 @@ from esper.simic.episodes import EpisodeResult, run_scores
 from esper.simic.gate import outcome
 from esper.simic.requests import check_record_transitions
 from esper.simic.reward import RewardConfig, reward_terms
+from tests.support.episodes import episode_result
 from tests.support.transitions import heuristic_transitions
 
 S = lifecycle_pb2
@@ -37,23 +38,7 @@ def test_a_run_s_scores_are_its_metric_negated_when_lower_is_better() -> None:
 
 
 def _episode(policy: str, delivered: float) -> EpisodeResult:
-    return EpisodeResult(
-        task="text",
-        seed=0,
-        policy=policy,
-        best_val_score=delivered,
-        final_val_score=delivered,
-        test_accuracy=0.0,
-        params_initial=1000,
-        params_final=1000,
-        germinated=0,
-        fossilized=0,
-        culled=0,
-        rollbacks=0,
-        fallbacks=0,
-        wall_seconds=1.0,
-        delivered_val_score=delivered,
-    )
+    return episode_result(task="text", policy=policy, score=delivered, params_initial=1000)
 
 
 def test_fewer_bits_than_the_static_twin_is_a_gain_and_more_is_harm() -> None:

@@ -7,17 +7,20 @@ One mesh for the module; the tests run in order.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from esper.cli.local_mesh import process_alive
 from tests.integration.mesh.support import esper, fast_config
+from tests.support.transitions import stored_transitions
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,31 +54,10 @@ def _status(directory: Path) -> object:
         return client.get_status(tamiyo_pb2.GetStatusRequest())
 
 
-def _transitions(directory: Path) -> list[object]:
-    from esper.simic.config import SimicConfig
-    from esper.simic.db import SimicDatabase
-
-    data = directory / "simic" / "data"
-    config = SimicConfig(data_dir=str(data))
-    database = SimicDatabase.open(config.resolved_database_url)
-    try:
-        from sqlalchemy import select
-
-        from esper.simic.db import transitions
-
-        with database.read() as conn:
-            return list(conn.execute(select(transitions.c.run_id, transitions.c.policy_id)).all())
-    finally:
-        database.close()
-
-
-def _wait_for(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise AssertionError("condition not met in time")
+def _transitions(directory: Path, run_id: str = "") -> list[Any]:
+    """The transitions the mesh's Simic stored (of one run when `run_id` is given)."""
+    rows = stored_transitions(directory / "simic" / "data")
+    return [row for row in rows if row.run_id == run_id] if run_id else rows
 
 
 def test_heuristic_runs_send_their_transitions_to_simic_through_oona(mesh: Path, tmp_path: Path) -> None:
@@ -92,7 +74,9 @@ def test_heuristic_runs_send_their_transitions_to_simic_through_oona(mesh: Path,
                 *RUN_ARGS,
             ).stdout
         )
-        _wait_for(lambda run=summary["run_id"]: sum(1 for row in _transitions(mesh) if row.run_id == run) == 8)
+        eventually(
+            functools.partial(_transitions, mesh, summary["run_id"]), until=lambda rows: len(rows) == 8, timeout=60
+        )
     assert {row.policy_id for row in _transitions(mesh)} == {"heuristic-v1"}
 
 
@@ -123,7 +107,7 @@ def test_a_policy_trained_with_esper_policy_train_is_picked_up_by_the_running_ta
     )
     assert trained["status"] == "SUCCEEDED", trained
     assert trained["published"], trained
-    _wait_for(lambda: _status(mesh).policy_id == "mesh-bc")  # type: ignore[attr-defined]
+    eventually(lambda: _status(mesh).policy_id == "mesh-bc", timeout=60)  # type: ignore[attr-defined]
     status = _status(mesh)
     assert (status.policy_version, status.policy_pinned) == (1, False)  # type: ignore[attr-defined]
     listed = json.loads(esper("policy", "list", "--mesh", str(mesh / "mesh.json"), "--json").stdout)
@@ -133,7 +117,7 @@ def test_a_policy_trained_with_esper_policy_train_is_picked_up_by_the_running_ta
             "run", "--mesh", str(mesh / "mesh.json"), "--out", str(tmp_path / "after"), "--seed", "3", *RUN_ARGS
         ).stdout
     )
-    _wait_for(lambda: any(row.run_id == summary["run_id"] for row in _transitions(mesh)))
+    eventually(lambda: any(row.run_id == summary["run_id"] for row in _transitions(mesh)), timeout=60)
     assert {row.policy_id for row in _transitions(mesh) if row.run_id == summary["run_id"]} == {"mesh-bc"}
 
 

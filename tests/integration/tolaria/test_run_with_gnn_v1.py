@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from esper.cli.main import main
+from tests.support.transitions import stored_transitions
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +37,6 @@ def test_a_run_with_the_shipped_policy(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0, capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["config"]["tamiyo"]["policy_id"] == "gnn-v1"
     # Every boundary's transition was recorded into the replay store, decided by gnn-v1 itself.
-    rows = _transitions(tmp_path / "experience")
+    rows = stored_transitions(tmp_path / "experience")
     assert len(rows) == 8
     assert {(row.policy_id, bool(row.fallback)) for row in rows} == {("gnn-v1", False)}
-
-
-def _transitions(experience: Path) -> list[object]:
-    from sqlalchemy import select
-
-    from esper.simic.config import SimicConfig
-    from esper.simic.db import SimicDatabase, transitions
-
-    database = SimicDatabase.open(SimicConfig(data_dir=str(experience)).resolved_database_url)
-    try:
-        with database.read() as conn:
-            return list(conn.execute(select(transitions.c.policy_id, transitions.c.fallback)).all())
-    finally:
-        database.close()

@@ -20,17 +20,10 @@ from esper.tamiyo.gnn import Architecture, TamiyoNet
 from esper.tamiyo.policies import find_artifact, learned_policy, policy_artifact
 from tests.support.episodes import episode_result
 from tests.support.tamiyo import FakeKernels, SeedSimulator, descriptor, kernel, run_epochs
+from tests.support.transitions import Recorder
 
 LAYOUT = tuple(descriptor(f"net.{i}", i // 2, (32,) if i % 3 else (16,)) for i in range(6))
 ACCURACIES = [0.30 + 0.02 * e for e in range(12)] + [0.55] * 10
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.transitions: list[policy_pb2.PolicyTransition] = []
-
-    def record(self, transition: policy_pb2.PolicyTransition) -> None:
-        self.transitions.append(transition)
 
 
 def _explored(

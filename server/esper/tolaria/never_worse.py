@@ -202,20 +202,20 @@ class NeverWorseThanStatic:
 
     # The state the run ends with
 
-    def _deployable_score(self, val_stats: EpochStats) -> float:
-        """Validation score of what `esper.save_model` would write now: adaptations in flight blended out."""
+    def _deployable(self, val_stats: EpochStats) -> EpochStats:
+        """Validation of what `esper.save_model` would write now: adaptations in flight blended out."""
         in_flight = self.kasmina.blending_seed_ids() if self.kasmina is not None else []
         if not in_flight:
-            return val_stats.score
+            return val_stats
         with self.model.forced_alpha(0.0, in_flight):
-            return self._evaluate_val().score
+            return self._evaluate_val()
 
     def _offer_best(self, epoch: int, val_stats: EpochStats) -> None:
         if not self.tolaria.keep_best_state:
             return
-        score = self._deployable_score(val_stats)
-        if self._best.improves(score):
-            self._best = BestState(epoch, score, snapshot(self._model_state()))
+        deployable = self._deployable(val_stats)
+        if self._best.improves(deployable.score, deployable.loss):
+            self._best = BestState(epoch, deployable.score, snapshot(self._model_state()), deployable.loss)
 
     def _rebase_best(self, to_epoch: int) -> None:
         """After a rollback: a best state from the discarded epochs cannot be restored as validated.
@@ -226,22 +226,35 @@ class NeverWorseThanStatic:
             return
         if self._best.epoch > to_epoch:
             self._best = BestState()
-        score = self._deployable_score(self._evaluate_val())
-        if self._best.improves(score):
-            self._best = BestState(to_epoch, score, snapshot(self._model_state()))
+        deployable = self._deployable(self._evaluate_val())
+        if self._best.improves(deployable.score, deployable.loss):
+            self._best = BestState(to_epoch, deployable.score, snapshot(self._model_state()), deployable.loss)
 
     def _settle_on_best_state(self) -> SavedState | None:
-        """End with the best validated state when the final one validates worse; say which."""
+        """End with the best validated state when the final one validates worse; say which.
+
+        "Worse" is a lower score, or the same score at a higher validation loss.
+        """
         if not self.history.epochs:
             return None
-        final = self._deployable_score(self._evaluate_val())
+        final_stats = self._deployable(self._evaluate_val())
+        final = final_stats.score
         last = self.history.epochs[-1].metrics.epoch
         metric = self.objective.metric
-        if self.tolaria.keep_best_state and self._best.state is not None and self._best.score > final:
+        if (
+            self.tolaria.keep_best_state
+            and self._best.state is not None
+            and (self._best.score, -self._best.loss) > (final, -final_stats.loss)
+        ):
             self._load_model_state(snapshot(self._best.state))
+            tie = (
+                f" (the same score, at validation loss {self._best.loss:.4f} against {final_stats.loss:.4f})"
+                if self._best.score == final
+                else ""
+            )
             reason = (
                 f"the final state validates {self._shown(final)}, worse than {self._shown(self._best.score)} "
-                f"after epoch {self._best.epoch}: the run ends with that best state"
+                f"after epoch {self._best.epoch}{tie}: the run ends with that best state"
             )
             self.events.notice(f"epoch {last}: {reason}")
             return SavedState(self._best.epoch, metric.score(self._best.score), metric.score(final), reason)

@@ -138,22 +138,31 @@ class GraftCheckpoints:
 
 @dataclass
 class BestState:
-    """The best deployable validation score of the run (higher is better), the epoch it came from and that state."""
+    """The best deployable validation score of the run (higher is better), the epoch it came from and that state.
+
+    `loss` is that state's validation loss: it breaks a tie in the score (a saturated
+    validation accuracy, 100 % at several epochs), the lower loss winning.
+    """
 
     epoch: int = -1
     score: float = -math.inf
     state: dict[str, Any] | None = None
+    loss: float = math.inf
 
-    def improves(self, score: float) -> bool:
-        """Strictly better than the best so far: on a tie the earlier, smaller-trained state stays."""
-        return score > self.score
+    def improves(self, score: float, loss: float) -> bool:
+        """Better than the best so far: a higher score, or the same score at a lower validation loss.
+
+        On a full tie the earlier, smaller-trained state stays.
+        """
+        return score > self.score or (score == self.score and loss < self.loss)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "score": self.score, "state": self.state}
+        return {"epoch": self.epoch, "score": self.score, "loss": self.loss, "state": self.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.score = float(state.get("score", state.get("accuracy", -math.inf)))
+        self.loss = float(state.get("loss", math.inf))
         self.state = state["state"]
 
 

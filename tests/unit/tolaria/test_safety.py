@@ -63,9 +63,19 @@ def test_the_earliest_graft_checkpoint_predates_the_others() -> None:
 
 def test_the_best_state_moves_only_on_a_strict_improvement() -> None:
     best = BestState()
-    assert best.improves(0.0)
-    best = BestState(3, 0.9, {"k": 1})
-    assert not best.improves(0.9) and best.improves(0.9001)
+    assert best.improves(0.0, 5.0)
+    best = BestState(3, 0.9, {"k": 1}, loss=0.30)
+    assert not best.improves(0.9, 0.30) and best.improves(0.9001, 0.50)
+    assert not best.improves(0.8999, 0.01)
+
+
+def test_a_tie_in_the_score_goes_to_the_lower_validation_loss() -> None:
+    """A saturated validation accuracy (100 % at several epochs) is told apart by the loss."""
+    best = BestState(3, 1.0, {"k": 1}, loss=0.30)
+    assert best.improves(1.0, 0.12) and not best.improves(1.0, 0.31)
+    copied = BestState()
+    copied.load_state_dict(snapshot(best.state_dict()))
+    assert (copied.epoch, copied.score, copied.loss) == (3, 1.0, 0.30)
 
 
 def test_a_rollback_record_round_trips_through_plain_data() -> None:

@@ -24,7 +24,9 @@ is read from a width seed's telemetry (it watches the layer's own output) or, at
 layer without one, from its depth seed's.
 
 A layer is not widened while every unit of the layer before it is dead: its new
-units would read nothing. A layer short of working units is widened as soon as the
+units would read nothing. Nor while every unit of the layer after it is dead: its
+new units add to that layer's pre-activations, which pass no gradient back, so they
+would train on nothing; the dead layer is widened first. A layer short of working units is widened as soon as the
 warm-up is over, without
 waiting for a plateau (`widen_without_plateau`); any other growth waits for one.
 
@@ -126,12 +128,18 @@ def growth_options(
             # New units read what enters the layer: the previous layer's own units. All dead, they
             # would read nothing (measured: such width seeds culled with an eval gain of exactly 0).
             dead_input = before is not None and before.dead >= DEAD_INPUT
+            # New units add to the next layer's pre-activations. Its units all dead, those pass no
+            # gradient: the seed trains on nothing (measured: seed loss exactly 0 through TRAINING,
+            # culled with an eval gain of 0 on a dead 2 x 3 spirals host). That layer widens first.
+            after = healths.get(layer + 1)
+            dead_output = after is not None and after.dead >= DEAD_INPUT
+            held = ""
+            if dead_input:
+                held = f"what enters it is dead: every unit of layer {layer - 1} never fires"
+            elif dead_output:
+                held = f"what it feeds is dead: every unit of layer {layer + 1} never fires, so no gradient reaches it"
             widening = GrowthOption(
-                width_seed,
-                health,
-                f"widen layer {layer} ({health.describe()}): {because}",
-                held=f"what enters it is dead: every unit of layer {layer - 1} never fires" if dead_input else "",
-                bound=bool(why),
+                width_seed, health, f"widen layer {layer} ({health.describe()}): {because}", held=held, bound=bool(why)
             )
         if depth_seed is not None:
             because = "no width seed free" if why else f"healthy units, not narrow (>= {config.width_below_units})"

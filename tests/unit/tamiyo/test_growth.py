@@ -203,6 +203,17 @@ def test_a_layer_whose_input_is_dead_is_not_widened() -> None:
     assert held and "held: what enters it is dead: every unit of layer 0 never fires" in held[-1]
 
 
+def test_a_layer_that_feeds_a_dead_layer_is_not_widened() -> None:
+    sim = SeedSimulator(layout=_layout(4), parameter_count=58)
+    for seed_id in ("w:fc2", "act2"):
+        sim.seeds[seed_id].dead = 1.0  # every unit of layer 1 dead: layer 0's new units would get no gradient
+    controller = make_controller(_kernels(4), max_concurrent_seeds=2)
+    responses = run_epochs(controller, sim, [0.5, 0.5, 0.5, 0.5])
+    assert _germinated(responses) == ["w:fc2"]
+    held = [d.reason for r in responses for d in r.decisions if d.seed_id == "w:fc1"]
+    assert held and "held: what it feeds is dead: every unit of layer 1 never fires" in held[-1]
+
+
 def test_a_run_that_validates_perfectly_does_not_grow() -> None:
     sim = SeedSimulator(layout=_layout(4), parameter_count=58)
     responses = run_epochs(make_controller(_kernels(4)), sim, [0.5, 1.0, 1.0, 1.0, 1.0])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from esper.errors import FailedPrecondition, InvalidArgument, NotFound
-from esper.leyline.v1 import control_pb2, policy_pb2, tamiyo_pb2
+from esper.leyline.v1 import control_pb2, lifecycle_pb2, policy_pb2, tamiyo_pb2
 from esper.tamiyo import TamiyoConfig, TamiyoController
 from esper.tamiyo.acting import Action
 from esper.tamiyo.artifact import PolicyArtifact, read_policy, write_policy
@@ -94,6 +94,11 @@ def test_a_learned_policy_only_ever_issues_legal_commands(tmp_path: Path) -> Non
         assert transition.policy_id == "gnn-test" and not transition.fallback
         assert transition.log_prob <= 0.0
     assert any(t.log_prob < 0.0 for t in recorder.transitions)
+    # Every boundary says what the policy chose, a wait included (as heuristic-v1 does).
+    for response in responses:
+        germinated = any(c.command_type == lifecycle_pb2.COMMAND_TYPE_REQUEST_GERMINATION for c in response.commands)
+        waited = [d.reason for d in response.decisions if not d.seed_id and "no germination this boundary" in d.reason]
+        assert germinated or waited, response.decisions
 
 
 def _mask(transition: policy_pb2.PolicyTransition) -> np.ndarray:

@@ -204,7 +204,8 @@ class LearnedPolicy:
         if not (action.seed_actions == GERMINATE).any():
             # Like heuristic-v1, the run-level decision is in the record even when it is to wait.
             idle = sum(1 for view in observation.seeds if view.seed_id not in state.adaptations)
-            out.wait("", f"policy {self._policy_id}: no germination this boundary ({idle} seeds without an adaptation wait)")
+            why = f"policy {self._policy_id}: no germination this boundary ({idle} seeds without an adaptation wait)"
+            out.wait("", why)
 
     def _command(
         self,

@@ -26,9 +26,9 @@ layer without one, from its depth seed's.
 A layer is not widened while every unit of the layer before it is dead: its new
 units would read nothing. Nor while every unit of the layer after it is dead: its
 new units add to that layer's pre-activations, which pass no gradient back, so they
-would train on nothing; the dead layer is widened first. A layer short of working units is widened as soon as the
-warm-up is over, without
-waiting for a plateau (`widen_without_plateau`); any other growth waits for one.
+would train on nothing; the dead layer is widened first. A layer short of working
+units is widened as soon as the warm-up is over, without waiting for a plateau
+(`widen_without_plateau`); any other growth waits for one.
 
 A layer whose last growth of a kind bought less than `growth_focus` times what
 the best-paying one did is held back, so a free concurrency slot waits for the

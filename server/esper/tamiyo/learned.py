@@ -203,8 +203,8 @@ class LearnedPolicy:
             self._command(state, observation, view.seed_id, view.stage, choice, why, out)
         if not (action.seed_actions == GERMINATE).any():
             # Like heuristic-v1, the run-level decision is in the record even when it is to wait.
-            idle = sum(1 for view in observation.seeds if view.seed_id not in state.adaptations)
-            why = f"policy {self._policy_id}: no germination this boundary ({idle} seeds without an adaptation wait)"
+            dormant = sum(1 for view in observation.seeds if view.stage == lifecycle_pb2.SEED_STAGE_DORMANT)
+            why = f"policy {self._policy_id}: no germination this boundary ({dormant} dormant seeds wait)"
             out.wait("", why)
 
     def _command(

@@ -241,11 +241,7 @@ class NeverWorseThanStatic:
         final = final_stats.score
         last = self.history.epochs[-1].metrics.epoch
         metric = self.objective.metric
-        if (
-            self.tolaria.keep_best_state
-            and self._best.state is not None
-            and (self._best.score, -self._best.loss) > (final, -final_stats.loss)
-        ):
+        if self.tolaria.keep_best_state and self._best.state is not None and self._best.beats(final, final_stats.loss):
             self._load_model_state(snapshot(self._best.state))
             tie = (
                 f" (the same score, at validation loss {self._best.loss:.4f} against {final_stats.loss:.4f})"

@@ -156,6 +156,10 @@ class BestState:
         """
         return score > self.score or (score == self.score and loss < self.loss)
 
+    def beats(self, score: float, loss: float) -> bool:
+        """This state validates better than (`score`, `loss`): a higher score, or the same at a lower loss."""
+        return self.score > score or (self.score == score and self.loss < loss)
+
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "score": self.score, "loss": self.loss, "state": self.state}
 

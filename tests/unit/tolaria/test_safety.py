@@ -73,6 +73,7 @@ def test_a_tie_in_the_score_goes_to_the_lower_validation_loss() -> None:
     """A saturated validation accuracy (100 % at several epochs) is told apart by the loss."""
     best = BestState(3, 1.0, {"k": 1}, loss=0.30)
     assert best.improves(1.0, 0.12) and not best.improves(1.0, 0.31)
+    assert best.beats(1.0, 0.31) and not best.beats(1.0, 0.12) and not best.beats(1.0, 0.30)
     copied = BestState()
     copied.load_state_dict(snapshot(best.state_dict()))
     assert (copied.epoch, copied.score, copied.loss) == (3, 1.0, 0.30)

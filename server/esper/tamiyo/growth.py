@@ -53,7 +53,7 @@ from esper.tamiyo.state import RunState
 
 WIDTH = blueprint_pb2.GROWTH_KIND_WIDTH
 # A layer whose units fire on no validation input at all.
-DEAD_INPUT = 0.999
+ALL_DEAD = 0.999
 DEPTH = blueprint_pb2.GROWTH_KIND_DEPTH
 
 
@@ -124,15 +124,13 @@ def growth_options(
         widening = deepening = None
         if width_seed is not None:
             because = "; ".join(why) if why else "no depth seed free"
-            before = healths.get(layer - 1)
             # New units read what enters the layer: the previous layer's own units. All dead, they
             # would read nothing (measured: such width seeds culled with an eval gain of exactly 0).
-            dead_input = before is not None and before.dead >= DEAD_INPUT
+            dead_input = _all_dead(healths.get(layer - 1))
             # New units add to the next layer's pre-activations. Its units all dead, those pass no
             # gradient: the seed trains on nothing (measured: seed loss exactly 0 through TRAINING,
             # culled with an eval gain of 0 on a dead 2 x 3 spirals host). That layer widens first.
-            after = healths.get(layer + 1)
-            dead_output = after is not None and after.dead >= DEAD_INPUT
+            dead_output = _all_dead(healths.get(layer + 1))
             held = ""
             if dead_input:
                 held = f"what enters it is dead: every unit of layer {layer - 1} never fires"
@@ -155,6 +153,11 @@ def growth_options(
     deepen.sort(key=lambda o: (*_explored(paid, o), -(o.health.dead + o.health.correlation), order[o.view.seed_id]))
     fallbacks.sort(key=lambda option: order[option.view.seed_id])
     return [_focused(config, paid, option) for option in (*widen, *deepen, *fallbacks)]
+
+
+def _all_dead(health: LayerHealth | None) -> bool:
+    """Every unit of the layer (if there is one) never fires."""
+    return health is not None and health.dead >= ALL_DEAD
 
 
 def _focused(config: TamiyoConfig, paid: dict[tuple[int, int], float], option: GrowthOption) -> GrowthOption:

@@ -211,8 +211,10 @@ class NeverWorseThanStatic:
             return self._evaluate_val()
 
     def _offer_best(self, epoch: int, val_stats: EpochStats) -> None:
-        if not self.tolaria.keep_best_state:
-            return
+        if self.tolaria.keep_best_state:
+            self._keep_if_best(epoch, val_stats)
+
+    def _keep_if_best(self, epoch: int, val_stats: EpochStats) -> None:
         deployable = self._deployable(val_stats)
         if self._best.improves(deployable.score, deployable.loss):
             self._best = BestState(epoch, deployable.score, snapshot(self._model_state()), deployable.loss)
@@ -226,9 +228,7 @@ class NeverWorseThanStatic:
             return
         if self._best.epoch > to_epoch:
             self._best = BestState()
-        deployable = self._deployable(self._evaluate_val())
-        if self._best.improves(deployable.score, deployable.loss):
-            self._best = BestState(to_epoch, deployable.score, snapshot(self._model_state()), deployable.loss)
+        self._keep_if_best(to_epoch, self._evaluate_val())
 
     def _settle_on_best_state(self) -> SavedState | None:
         """End with the best validated state when the final one validates worse; say which.

@@ -150,15 +150,12 @@ class BestState:
     loss: float = math.inf
 
     def improves(self, score: float, loss: float) -> bool:
-        """Better than the best so far: a higher score, or the same score at a lower validation loss.
-
-        On a full tie the earlier, smaller-trained state stays.
-        """
-        return score > self.score or (score == self.score and loss < self.loss)
+        """(`score`, `loss`) validates better than the best so far; on a full tie the earlier state stays."""
+        return _validates_better(score, loss, self.score, self.loss)
 
     def beats(self, score: float, loss: float) -> bool:
-        """This state validates better than (`score`, `loss`): a higher score, or the same at a lower loss."""
-        return self.score > score or (self.score == score and self.loss < loss)
+        """This state validates better than (`score`, `loss`)."""
+        return _validates_better(self.score, self.loss, score, loss)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "score": self.score, "loss": self.loss, "state": self.state}
@@ -168,6 +165,11 @@ class BestState:
         self.score = float(state.get("score", state.get("accuracy", -math.inf)))
         self.loss = float(state.get("loss", math.inf))
         self.state = state["state"]
+
+
+def _validates_better(score: float, loss: float, other_score: float, other_loss: float) -> bool:
+    """A higher score, or the same score at a lower validation loss."""
+    return score > other_score or (score == other_score and loss < other_loss)
 
 
 @dataclass(frozen=True)
